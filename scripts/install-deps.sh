@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tessera builds and tests with. Idempotent: installs only what is
+# missing, so `make run` and `make test` can call it every time at almost no cost.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  clang-14 libclang-rt-14-dev clang-format clang-tidy
+  librocksdb-dev libsimdjson-dev libabsl-dev libfmt-dev libspdlog-dev libcli11-dev
+  nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  zstd gzip python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/column.h"
+#include "common/types.h"
+#include "common/value.h"
+
+namespace tessera::agg {
+
+// The aggregate functions of the SQL dialect.
+enum class AggKind : uint8_t {
+  kCountStar,            // COUNT(*)
+  kCount,                // COUNT(x): non-NULL inputs
+  kSum,                  // BIGINT -> BIGINT (wraps on overflow), DOUBLE -> DOUBLE
+  kMin,                  // any orderable type -> same type
+  kMax,
+  kAvg,                  // numeric -> DOUBLE
+  kVarSamp,              // VARIANCE / VAR_SAMP: sample variance, NULL for < 2 rows
+  kVarPop,               // VAR_POP
+  kStddevSamp,           // STDDEV / STDDEV_SAMP
+  kStddevPop,            // STDDEV_POP
+  kFirstValue,           // value with the smallest event time (ties: first to arrive)
+  kLastValue,            // value with the largest event time (ties: last to arrive)
+  kLastK,                // LAST_K(x, k): k newest non-NULL values, newest first -> LIST
+  kApproxCountDistinct,  // HyperLogLog -> BIGINT
+  kApproxPercentile,     // APPROX_PERCENTILE(x, q) -> DOUBLE (a value seen in the input)
+  kTopK,                 // TOP_K(x, k): most frequent values, most frequent first -> LIST
+};
+
+// Constant parameters of an aggregate call.
+struct AggParams {
+  int64_t k = 0;    // LAST_K, TOP_K: 1..1000
+  double q = 0.5;   // APPROX_PERCENTILE: 0..1
+};
+
+// The contract every aggregate holds (ClickHouse's IAggregateFunction, DuckDB's state structs):
+//
+// A *state* is a fixed-size, suitably aligned block of StateSize() bytes that the caller owns
+// (usually inside a tile's arena). Init() must run before any other use and Destroy() exactly
+// once after the last use (it frees whatever heap memory the state grew, e.g. sketches).
+//
+// Add/Merge/Serialize/Deserialize/Finalize obey:
+//   * Merge(a, b) == adding b's rows to a, for every split of the rows (associative and
+//     commutative up to the documented approximation of the sketches; exact for the rest).
+//   * Merge(dst, src) treats src's rows as arriving after dst's (ties in event time for
+//     FIRST_VALUE/LAST_VALUE/LAST_K resolve like sequential arrival).
+//   * Deserialize(Serialize(s)) is equal to s; the encoding starts with a version byte and
+//     Deserialize rejects unknown versions and malformed bytes with an error (never crashes:
+//     it is fuzzed).
+//   * Finalize on a freshly Init()'ed state gives the empty-window value: 0 for COUNT and
+//     APPROX_COUNT_DISTINCT, [] for LAST_K/TOP_K, NULL for everything else.
+//
+// Instances are immutable after creation and safe to share between threads; states are not.
+class AggregateFunction {
+ public:
+  virtual ~AggregateFunction() = default;
+
+  virtual AggKind kind() const = 0;
+  virtual DataType arg_type() const = 0;   // kNull for COUNT(*)
+  virtual DataType result_type() const = 0;
+  virtual size_t state_size() const = 0;
+  virtual size_t state_align() const = 0;
+
+  virtual void Init(std::byte* state) const = 0;
+  virtual void Destroy(std::byte* state) const = 0;
+
+  // For i in [0, n): adds row rows[i] of `arg` with event time event_time_ms[rows[i]] to
+  // states[i]. `arg` is null for COUNT(*). NULL inputs are skipped (except COUNT(*)).
+  // Rows are given in arrival order; several i may share one state.
+  virtual void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+                        const uint32_t* rows, size_t n) const = 0;
+
+  // dst ⊕= src. src is left unchanged.
+  virtual void Merge(std::byte* dst, const std::byte* src) const = 0;
+
+  // Appends the versioned encoding of `state` to `out`.
+  virtual void Serialize(const std::byte* state, std::string* out) const = 0;
+
+  // Reads one encoded state from the front of `*in` (advancing it) into an Init()'ed `state`,
+  // replacing its contents.
+  virtual absl::Status Deserialize(std::string_view* in, std::byte* state) const = 0;
+
+  virtual Value Finalize(const std::byte* state) const = 0;
+
+  // Approximate heap bytes owned by the state (for memory budgets); 0 for fixed-size states.
+  virtual size_t HeapBytes(const std::byte* state) const { return 0; }
+};
+
+// Creates the function for `kind` over arguments of `arg_type` (ignored for COUNT(*)).
+// Errors (InvalidArgument) name the function and the unsupported type or parameter,
+// e.g. "SUM does not accept STRING; expected BIGINT or DOUBLE".
+absl::StatusOr<std::unique_ptr<AggregateFunction>> MakeAggregate(AggKind kind, DataType arg_type,
+                                                                 const AggParams& params);
+
+// The SQL name of the function ("COUNT", "APPROX_COUNT_DISTINCT", …).
+std::string_view AggKindName(AggKind kind);
+
+}  // namespace tessera::agg

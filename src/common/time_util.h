@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace tessera {
+
+inline constexpr int64_t kMillisPerSecond = 1000;
+inline constexpr int64_t kMillisPerMinute = 60 * kMillisPerSecond;
+inline constexpr int64_t kMillisPerHour = 60 * kMillisPerMinute;
+inline constexpr int64_t kMillisPerDay = 24 * kMillisPerHour;
+
+// Parses an RFC 3339 timestamp ("2026-11-24T05:41:00Z", "…T05:41:00.123+01:00", a space instead
+// of 'T' is accepted, fraction up to nanoseconds and truncated to milliseconds) into epoch
+// milliseconds. Returns nullopt for anything else. Hot path: no allocation.
+std::optional<int64_t> ParseRfc3339Millis(std::string_view s);
+
+// "2026-11-24T05:41:00.123Z" (always UTC, always milliseconds).
+std::string FormatRfc3339Millis(int64_t epoch_ms);
+
+// A point in time given by a user: RFC 3339 or an integer of epoch milliseconds.
+absl::StatusOr<int64_t> ParseTimePoint(std::string_view s);
+
+// Durations like "5m", "1h", "90s", "7d", "2w", "500ms" (a positive integer and a unit in
+// ms, s, m, h, d, w). Error names the input and what is accepted.
+absl::StatusOr<int64_t> ParseDurationMillis(std::string_view s);
+
+// Shortest exact rendering with the largest unit that divides: 300000 -> "5m".
+std::string FormatDurationMillis(int64_t ms);
+
+// Floor division alignment that is correct for negative times.
+inline int64_t AlignDown(int64_t t, int64_t unit) {
+  int64_t q = t / unit;
+  if ((t % unit) != 0 && t < 0) --q;
+  return q * unit;
+}
+
+}  // namespace tessera

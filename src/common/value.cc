@@ -1,0 +1,118 @@
+#include "common/value.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "common/time_util.h"
+
+namespace tessera {
+
+double Value::AsDouble() const {
+  switch (type_) {
+    case DataType::kBool:
+      return bool_value() ? 1.0 : 0.0;
+    case DataType::kInt64:
+    case DataType::kTimestamp:
+      return static_cast<double>(int64());
+    case DataType::kDouble:
+      return double_value();
+    default:
+      return std::nan("");
+  }
+}
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void Value::AppendJson(std::string* out) const {
+  if (is_null()) {
+    out->append("null");
+    return;
+  }
+  switch (type_) {
+    case DataType::kBool:
+      out->append(bool_value() ? "true" : "false");
+      return;
+    case DataType::kInt64:
+      fmt::format_to(std::back_inserter(*out), "{}", int64());
+      return;
+    case DataType::kDouble: {
+      double d = double_value();
+      if (!std::isfinite(d)) {
+        out->append("null");
+      } else {
+        fmt::format_to(std::back_inserter(*out), "{}", d);
+      }
+      return;
+    }
+    case DataType::kString:
+      AppendJsonString(string(), out);
+      return;
+    case DataType::kTimestamp:
+      AppendJsonString(FormatRfc3339Millis(int64()), out);
+      return;
+    case DataType::kList: {
+      out->push_back('[');
+      bool first = true;
+      for (const Value& v : list()) {
+        if (!first) out->push_back(',');
+        first = false;
+        v.AppendJson(out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case DataType::kNull:
+      out->append("null");
+      return;
+  }
+}
+
+std::string Value::ToString() const {
+  if (is_null()) return "NULL";
+  switch (type_) {
+    case DataType::kString: {
+      std::string s = "'";
+      for (char c : string()) {
+        if (c == '\'') s.push_back('\'');
+        s.push_back(c);
+      }
+      s.push_back('\'');
+      return s;
+    }
+    case DataType::kTimestamp:
+      return "TIMESTAMP '" + FormatRfc3339Millis(int64()) + "'";
+    default:
+      return ToJson();
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,97 @@
+#include "common/varint.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera {
+
+void PutVarint64(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+absl::Status ByteReader::Truncated(std::string_view what) const {
+  return absl::DataLossError(absl::StrCat("truncated or corrupt encoding while reading ", what));
+}
+
+absl::Status ByteReader::Varint64(uint64_t* v, std::string_view what) {
+  uint64_t result = 0;
+  for (int shift = 0; shift <= 63; shift += 7) {
+    if (data_.empty()) return Truncated(what);
+    uint8_t b = static_cast<uint8_t>(data_[0]);
+    data_.remove_prefix(1);
+    if (shift == 63 && b > 1) return Truncated(what);
+    result |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      *v = result;
+      return absl::OkStatus();
+    }
+  }
+  return Truncated(what);
+}
+
+absl::Status ByteReader::ZigZag64(int64_t* v, std::string_view what) {
+  uint64_t u;
+  absl::Status s = Varint64(&u, what);
+  if (!s.ok()) return s;
+  *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::Fixed64(uint64_t* v, std::string_view what) {
+  if (data_.size() < 8) return Truncated(what);
+  std::memcpy(v, data_.data(), 8);
+  data_.remove_prefix(8);
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::Double(double* d, std::string_view what) {
+  uint64_t v;
+  absl::Status s = Fixed64(&v, what);
+  if (!s.ok()) return s;
+  std::memcpy(d, &v, 8);
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::Byte(uint8_t* b, std::string_view what) {
+  if (data_.empty()) return Truncated(what);
+  *b = static_cast<uint8_t>(data_[0]);
+  data_.remove_prefix(1);
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::Bytes(std::string_view* s, std::string_view what) {
+  uint64_t n;
+  absl::Status st = Varint64(&n, what);
+  if (!st.ok()) return st;
+  return Raw(n, s, what);
+}
+
+absl::Status ByteReader::Raw(size_t n, std::string_view* s, std::string_view what) {
+  if (data_.size() < n) return Truncated(what);
+  *s = data_.substr(0, n);
+  data_.remove_prefix(n);
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::BigEndian64(uint64_t* v, std::string_view what) {
+  if (data_.size() < 8) return Truncated(what);
+  uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r = (r << 8) | static_cast<uint8_t>(data_[i]);
+  data_.remove_prefix(8);
+  *v = r;
+  return absl::OkStatus();
+}
+
+absl::Status ByteReader::BigEndian32(uint32_t* v, std::string_view what) {
+  if (data_.size() < 4) return Truncated(what);
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r = (r << 8) | static_cast<uint8_t>(data_[i]);
+  data_.remove_prefix(4);
+  *v = r;
+  return absl::OkStatus();
+}
+
+}  // namespace tessera

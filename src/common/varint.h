@@ -1,0 +1,66 @@
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace tessera {
+
+// Little helpers for the persisted byte encodings (tile states, store keys). Writers append to a
+// std::string; ByteReader consumes a string_view and reports truncation or corruption as
+// absl::DataLossError naming `what` was being read. Decoding untrusted bytes never crashes.
+
+void PutVarint64(std::string* out, uint64_t v);
+inline void PutZigZag64(std::string* out, int64_t v) {
+  PutVarint64(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+}
+inline void PutFixed64(std::string* out, uint64_t v) {
+  char buf[8];
+  std::memcpy(buf, &v, 8);  // little-endian hosts only (x86-64, arm64)
+  out->append(buf, 8);
+}
+inline void PutDouble(std::string* out, double d) {
+  uint64_t v;
+  std::memcpy(&v, &d, 8);
+  PutFixed64(out, v);
+}
+inline void PutBytes(std::string* out, std::string_view s) {
+  PutVarint64(out, s.size());
+  out->append(s);
+}
+// Big-endian, so byte order equals numeric order (store keys).
+inline void PutBigEndian64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+inline void PutBigEndian32(std::string* out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
+class ByteReader {
+ public:
+  explicit ByteReader(std::string_view data) : data_(data) {}
+
+  absl::Status Varint64(uint64_t* v, std::string_view what);
+  absl::Status ZigZag64(int64_t* v, std::string_view what);
+  absl::Status Fixed64(uint64_t* v, std::string_view what);
+  absl::Status Double(double* d, std::string_view what);
+  absl::Status Byte(uint8_t* b, std::string_view what);
+  // A varint length followed by that many bytes; the view points into the input.
+  absl::Status Bytes(std::string_view* s, std::string_view what);
+  absl::Status Raw(size_t n, std::string_view* s, std::string_view what);
+  absl::Status BigEndian64(uint64_t* v, std::string_view what);
+  absl::Status BigEndian32(uint32_t* v, std::string_view what);
+
+  size_t remaining() const { return data_.size(); }
+  bool empty() const { return data_.empty(); }
+  std::string_view rest() const { return data_; }
+
+ private:
+  absl::Status Truncated(std::string_view what) const;
+  std::string_view data_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tessera::store {
+
+// Resolution of a tile: the view's base tile size, or one of the rollups built from it.
+enum class Resolution : uint8_t {
+  kBase = 0,  // the view's tile size (default 5m)
+  kHour = 1,  // exactly the merge of the base tiles in [start, start + 1h)
+  kDay = 2,   // exactly the merge of the hour tiles in [start, start + 1d), UTC days
+};
+
+// Identifies one tile. `entity_key` is the view's key value (composite keys joined by '|').
+struct TileKey {
+  uint32_t view_id = 0;
+  std::string entity_key;
+  Resolution resolution = Resolution::kBase;
+  int64_t start_ms = 0;
+
+  friend bool operator==(const TileKey&, const TileKey&) = default;
+};
+
+// One atomic unit of change: tile values to overwrite and metadata entries to set.
+// Metadata is a small key-value namespace beside the tiles (catalog, ingest positions, file
+// fingerprints); it never collides with tile keys.
+struct WriteBatch {
+  std::vector<std::pair<TileKey, std::string>> tiles;
+  std::vector<std::pair<std::string, std::string>> meta;
+  std::vector<std::string> meta_deletes;
+
+  bool empty() const { return tiles.empty() && meta.empty() && meta_deletes.empty(); }
+};
+
+// Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full
+// state for its (view, key, resolution, start); the store never interprets tile bytes.
+//
+// Thread-safety: all methods may be called concurrently; a Write() is atomic (all or nothing)
+// and readers see either none or all of it.
+class TileStore {
+ public:
+  virtual ~TileStore() = default;
+
+  // Calls fn(start_ms, bytes) for every stored tile of (view_id, entity_key, resolution) with
+  // from_ms <= start_ms < to_ms, in increasing start_ms. The bytes are valid only during fn.
+  virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key,
+                            Resolution resolution, int64_t from_ms, int64_t to_ms,
+                            const std::function<void(int64_t, std::string_view)>& fn) = 0;
+
+  // values->at(i) = stored bytes of keys[i], or nullopt when absent. values is resized.
+  virtual absl::Status MultiGet(const std::vector<TileKey>& keys,
+                                std::vector<std::optional<std::string>>* values) = 0;
+
+  // Applies everything in `batch` atomically and durably (as durable as the store's options).
+  virtual absl::Status Write(const WriteBatch& batch) = 0;
+
+  virtual absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view key) = 0;
+
+  // Calls fn(key, value) for every metadata entry whose key starts with `prefix`, in key order.
+  virtual absl::Status ScanMeta(std::string_view prefix,
+                                const std::function<void(std::string_view, std::string_view)>& fn) = 0;
+
+  // Makes everything written so far durable (e.g. after writes without a WAL).
+  virtual absl::Status Sync() = 0;
+};
+
+}  // namespace tessera::store
