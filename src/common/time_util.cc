@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "absl/strings/str_cat.h"
+#include "common/errors.h"
 
 namespace tessera {
 namespace {
@@ -108,7 +108,7 @@ std::string FormatRfc3339Millis(int64_t epoch_ms) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
-  char buf[40];
+  char buf[64];
   int64_t h = rem / kMillisPerHour;
   int64_t mi = (rem / kMillisPerMinute) % 60;
   int64_t s = (rem / 1000) % 60;
@@ -125,9 +125,8 @@ absl::StatusOr<int64_t> ParseTimePoint(std::string_view s) {
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec == std::errc() && ptr == s.data() + s.size() && !s.empty()) return v;
   if (auto t = ParseRfc3339Millis(s)) return *t;
-  return absl::InvalidArgumentError(
-      absl::StrCat("invalid time '", s,
-                   "': expected RFC 3339 (e.g. 2026-11-24T10:00:00Z) or epoch milliseconds"));
+  return InvalidArgument(
+      "invalid time '{}': expected RFC 3339 (e.g. 2026-11-24T10:00:00Z) or epoch milliseconds", s);
 }
 
 absl::StatusOr<int64_t> ParseDurationMillis(std::string_view s) {
@@ -144,9 +143,10 @@ absl::StatusOr<int64_t> ParseDurationMillis(std::string_view s) {
   if (unit == "d") scale = kMillisPerDay;
   if (unit == "w") scale = 7 * kMillisPerDay;
   if (i == 0 || ec != std::errc() || scale == 0 || n <= 0 || n > (int64_t{1} << 40)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid duration '", s,
-        "': expected a positive integer followed by ms, s, m, h, d or w (e.g. 5m, 1h, 7d)"));
+    return InvalidArgument(
+        "invalid duration '{}': expected a positive integer followed by ms, s, m, h, d or w "
+        "(e.g. 5m, 1h, 7d)",
+        s);
   }
   return n * scale;
 }
@@ -161,10 +161,10 @@ std::string FormatDurationMillis(int64_t ms) {
                                     {kMillisPerSecond, "s"},  {1, "ms"}};
   for (const Unit& u : kUnits) {
     if (ms != 0 && ms % u.ms == 0 && u.ms != 7 * kMillisPerDay) {
-      return absl::StrCat(ms / u.ms, u.name);
+      return fmt::format("{}{}", ms / u.ms, u.name);
     }
   }
-  return absl::StrCat(ms, "ms");
+  return fmt::format("{}ms", ms);
 }
 
 }  // namespace tessera

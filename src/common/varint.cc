@@ -1,6 +1,6 @@
 #include "common/varint.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/errors.h"
 
 namespace tessera {
 
@@ -13,7 +13,7 @@ void PutVarint64(std::string* out, uint64_t v) {
 }
 
 absl::Status ByteReader::Truncated(std::string_view what) const {
-  return absl::DataLossError(absl::StrCat("truncated or corrupt encoding while reading ", what));
+  return DataLoss("truncated or corrupt encoding while reading {}", what);
 }
 
 absl::Status ByteReader::Varint64(uint64_t* v, std::string_view what) {
@@ -33,7 +33,7 @@ absl::Status ByteReader::Varint64(uint64_t* v, std::string_view what) {
 }
 
 absl::Status ByteReader::ZigZag64(int64_t* v, std::string_view what) {
-  uint64_t u;
+  uint64_t u = 0;
   absl::Status s = Varint64(&u, what);
   if (!s.ok()) return s;
   *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
@@ -48,7 +48,7 @@ absl::Status ByteReader::Fixed64(uint64_t* v, std::string_view what) {
 }
 
 absl::Status ByteReader::Double(double* d, std::string_view what) {
-  uint64_t v;
+  uint64_t v = 0;
   absl::Status s = Fixed64(&v, what);
   if (!s.ok()) return s;
   std::memcpy(d, &v, 8);
@@ -63,7 +63,7 @@ absl::Status ByteReader::Byte(uint8_t* b, std::string_view what) {
 }
 
 absl::Status ByteReader::Bytes(std::string_view* s, std::string_view what) {
-  uint64_t n;
+  uint64_t n = 0;
   absl::Status st = Varint64(&n, what);
   if (!st.ok()) return st;
   return Raw(n, s, what);

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "agg/aggregate.h"
+#include "common/schema.h"
 #include "common/types.h"
 #include "sql/expr.h"
 
@@ -16,10 +17,7 @@ namespace tessera::sql {
 inline constexpr int64_t kDefaultLatenessMs = 5 * 60 * 1000;
 inline constexpr int64_t kDefaultTileMs = 5 * 60 * 1000;
 
-struct ColumnDef {
-  std::string name;  // as written (matching is case-insensitive)
-  DataType type = DataType::kNull;
-};
+using ::tessera::ColumnDef;
 
 // CREATE SOURCE name (columns…, WATERMARK FOR ts AS ts - INTERVAL 'n' unit) WITH (k = 'v', …)
 struct SourceDef {
