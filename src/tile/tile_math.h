@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/time_util.h"
+#include "store/tile_store.h"
+
+namespace tessera::tile {
+
+using store::Resolution;
+
+// Length in ms of a tile of `res` for a view whose base tile is `base_ms`.
+// REQUIRES: base_ms divides one hour.
+inline int64_t ResolutionMillis(Resolution res, int64_t base_ms) {
+  switch (res) {
+    case Resolution::kBase:
+      return base_ms;
+    case Resolution::kHour:
+      return kMillisPerHour;
+    case Resolution::kDay:
+      return kMillisPerDay;
+  }
+  return base_ms;
+}
+
+inline int64_t AlignUp(int64_t t, int64_t unit) { return -AlignDown(-t, unit); }
+
+// The rows a window read covers: [from_ms, to_ms), both multiples of the base tile.
+struct WindowBounds {
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  int64_t effective_at_ms = 0;  // == to_ms
+  bool rounded = false;         // true when the requested `at` was not on a tile boundary
+};
+
+// Window (at, W) over tiles of `base_ms`: rows with align_down(at' - W) <= ts < at', where
+// at' = `at` rounded *up* to a tile boundary. Rounding up (not down) keeps the tile that holds
+// `at` — for a live read at "now" that is the open tile with the freshest events. A caller that
+// needs strict point-in-time results passes a tile-aligned `at` (then at' == at).
+// REQUIRES: window_ms > 0 and a multiple of base_ms (callers validate user input).
+WindowBounds ComputeWindow(int64_t at_ms, int64_t window_ms, int64_t base_ms);
+
+// One range of tiles to read: every stored tile of `resolution` with start in [from, to).
+struct TileRange {
+  Resolution resolution = Resolution::kBase;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  friend bool operator==(const TileRange&, const TileRange&) = default;
+};
+
+// The fewest tile ranges that exactly cover [from_ms, to_ms): whole UTC days from day tiles,
+// whole hours from hour tiles, the ragged ends from base tiles. Ranges are disjoint, ascending
+// within each resolution, and together cover the interval exactly.
+// REQUIRES: from_ms <= to_ms, both multiples of base_ms, base_ms divides one hour.
+std::vector<TileRange> CoverWindow(int64_t from_ms, int64_t to_ms, int64_t base_ms);
+
+// Validates a window length for a view: positive and a multiple of the tile size. The error
+// says which window and the tile size.
+absl::Status ValidateWindow(int64_t window_ms, int64_t base_ms);
+
+}  // namespace tessera::tile
