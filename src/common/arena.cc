@@ -33,4 +33,11 @@ size_t Arena::bytes_reserved() const {
   return total;
 }
 
+size_t Arena::bytes_used() const {
+  if (blocks_.empty()) return 0;
+  size_t total = used_;
+  for (size_t i = 0; i < current_ && i < blocks_.size(); ++i) total += blocks_[i].size;
+  return total;
+}
+
 }  // namespace tessera

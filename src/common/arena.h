@@ -28,6 +28,8 @@ class Arena {
   }
   void Reset();
   size_t bytes_reserved() const;
+  // Bytes handed out since the last Reset() (including skipped block tails).
+  size_t bytes_used() const;
 
  private:
   struct Block {

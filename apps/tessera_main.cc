@@ -1,0 +1,221 @@
+// The `tessera` command line: backfill, get, explain.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/errors.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "engine/backfill.h"
+#include "engine/catalog_store.h"
+#include "engine/feature_reader.h"
+#include "sql/plan.h"
+#include "store/rocksdb/rocksdb_tile_store.h"
+
+namespace tessera {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int Fail(const absl::Status& s) {
+  std::string msg = StatusMessage(s);
+  fmt::print(stderr, "tessera: error: {}\n", msg);
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+// Renders backfill progress on one terminal line.
+class ProgressLine {
+ public:
+  explicit ProgressLine(const Clock* clock) : clock_(clock), start_ns_(clock->MonotonicNanos()) {}
+  void Update(int64_t rows, uint64_t bytes, uint64_t total_bytes) {
+    int64_t now = clock_->MonotonicNanos();
+    if (now - last_ns_ < 250'000'000) return;
+    last_ns_ = now;
+    double secs = static_cast<double>(now - start_ns_) / 1e9;
+    double rate = secs > 0 ? rows / secs : 0;
+    std::string eta = "?";
+    if (total_bytes > 0 && bytes > 0 && bytes <= total_bytes && secs > 0) {
+      double remaining = secs * static_cast<double>(total_bytes - bytes) / bytes;
+      eta = fmt::format("{:.0f}s", remaining);
+    }
+    fmt::print(stderr, "\r{} rows  {:.0f} rows/s  {:.1f} MB  ETA {}   ", rows, rate,
+               bytes / 1e6, eta);
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  void Done() {
+    if (shown_) fmt::print(stderr, "\n");
+  }
+
+ private:
+  const Clock* clock_;
+  int64_t start_ns_;
+  int64_t last_ns_ = 0;
+  bool shown_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<store::RocksDbTileStore>> OpenStore(const std::string& dir,
+                                                                    bool read_only, bool bulk) {
+  store::RocksDbOptions opts;
+  opts.read_only = read_only;
+  opts.create_if_missing = !read_only;
+  opts.disable_wal = bulk;
+  return store::RocksDbTileStore::Open(dir, opts);
+}
+
+int RunBackfillCommand(const std::string& sql_path, const std::vector<std::string>& inputs,
+                       const std::string& db, engine::BackfillOptions options) {
+  auto sql = ReadFile(sql_path);
+  if (!sql.ok()) return Fail(sql.status());
+  auto store = OpenStore(db, /*read_only=*/false, /*bulk=*/true);
+  if (!store.ok()) return Fail(store.status());
+  auto catalog = engine::CatalogStore::Load(store->get());
+  if (!catalog.ok()) return Fail(catalog.status());
+  auto registered = (*catalog)->Register(*sql);
+  if (!registered.ok()) {
+    return Fail(absl::Status(registered.status().code(),
+                             fmt::format("{}: {}", sql_path, StatusMessage(registered.status()))));
+  }
+  options.inputs = inputs;
+  ProgressLine progress(SystemClock::Default());
+  if (isatty(STDERR_FILENO)) {
+    options.progress = [&](int64_t rows, uint64_t bytes, uint64_t total) {
+      progress.Update(rows, bytes, total);
+    };
+  }
+  auto summary = engine::RunBackfill(store->get(), catalog->get(), options);
+  progress.Done();
+  if (!summary.ok()) return Fail(summary.status());
+  fmt::print("{}\n", summary->ToJson());
+  return 0;
+}
+
+int RunGetCommand(const std::string& db, const std::string& view_name,
+                  const std::vector<std::string>& keys, const std::string& at,
+                  const std::string& windows) {
+  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto catalog = engine::CatalogStore::Load(store->get());
+  if (!catalog.ok()) return Fail(catalog.status());
+  const engine::ViewRuntime* view = (*catalog)->FindView(view_name);
+  if (view == nullptr) {
+    std::string known;
+    for (const auto& v : (*catalog)->views()) known += (known.empty() ? "" : ", ") + v->def->name;
+    return Fail(NotFound("no view named '{}' in {} (views: {})", view_name, db,
+                         known.empty() ? "none" : known));
+  }
+  int64_t at_ms = SystemClock::Default()->NowMillis();
+  if (!at.empty()) {
+    auto parsed = ParseTimePoint(at);
+    if (!parsed.ok()) return Fail(parsed.status());
+    at_ms = *parsed;
+  }
+  auto specs = engine::ParseWindows(windows, view->def->tile_ms);
+  if (!specs.ok()) return Fail(specs.status());
+  engine::FeatureReader reader(view, store->get());
+  std::string out;
+  for (const std::string& key : keys) {
+    auto result = reader.Read(key, at_ms, *specs);
+    if (!result.ok()) return Fail(result.status());
+    out += result->ToJson(*view->def);
+    out += '\n';
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+int RunExplainCommand(const std::string& sql_path, const std::string& db) {
+  if (!sql_path.empty()) {
+    auto sql = ReadFile(sql_path);
+    if (!sql.ok()) return Fail(sql.status());
+    auto catalog = sql::ParseCatalog(*sql);
+    if (!catalog.ok()) {
+      return Fail(absl::Status(catalog.status().code(),
+                               fmt::format("{}: {}", sql_path, StatusMessage(catalog.status()))));
+    }
+    for (const auto& s : catalog->sources) fmt::print("{}\n", sql::Explain(s));
+    for (const auto& v : catalog->views) fmt::print("{}\n", sql::Explain(v));
+    return 0;
+  }
+  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto catalog = engine::CatalogStore::Load(store->get());
+  if (!catalog.ok()) return Fail(catalog.status());
+  for (const auto& s : (*catalog)->catalog().sources) fmt::print("{}\n", sql::Explain(s));
+  for (const auto& v : (*catalog)->catalog().views) fmt::print("{}\n", sql::Explain(v));
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  CLI::App app{"Tessera: near-real-time ML features from SQL feature views"};
+  app.require_subcommand(1);
+
+  std::string sql_path, db, view, at, windows = "5m,1h,6h,1d", source, dead_letter;
+  std::vector<std::string> inputs, keys;
+  int threads = 0;
+  size_t memory_mb = 2048;
+
+  auto* backfill = app.add_subcommand("backfill", "Replay NDJSON files into a DB's tiles");
+  backfill->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")
+      ->required();
+  backfill->add_option("--input", inputs, "NDJSON input files (plain, .gz, .zst), in order")
+      ->required();
+  backfill->add_option("--db", db, "DB directory (created if missing)")->required();
+  backfill->add_option("--source", source, "Source the inputs belong to (if several)");
+  backfill->add_option("--dead-letter", dead_letter, "Append rejected lines here as JSON");
+  backfill->add_option("--threads", threads, "Worker threads (default: one per core)");
+  backfill->add_option("--memory-mb", memory_mb, "Open-tile memory before a flush")
+      ->capture_default_str();
+
+  auto* get = app.add_subcommand("get", "Read features for keys");
+  get->add_option("--db", db, "DB directory")->required();
+  get->add_option("--view", view, "Feature view")->required();
+  get->add_option("--key", keys, "Entity key (composite keys joined by '|'); repeatable")
+      ->required();
+  get->add_option("--at", at, "Time of the read: RFC 3339 or epoch ms (default: now)");
+  get->add_option("--windows", windows, "Comma-separated windows")->capture_default_str();
+
+  auto* explain = app.add_subcommand("explain", "Print the bound plan of sources and views");
+  auto* explain_sql = explain->add_option("--sql", sql_path, "SQL file");
+  auto* explain_db = explain->add_option("--db", db, "DB directory (its stored catalog)");
+  explain_sql->excludes(explain_db);
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (backfill->parsed()) {
+    tessera::engine::BackfillOptions options;
+    options.source = source;
+    options.dead_letter_path = dead_letter;
+    options.pipeline.threads = threads;
+    options.pipeline.memory_budget_bytes = memory_mb << 20;
+    return tessera::RunBackfillCommand(sql_path, inputs, db, options);
+  }
+  if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows);
+  if (explain->parsed()) {
+    if (sql_path.empty() && db.empty()) {
+      fmt::print(stderr, "tessera: error: explain needs --sql FILE or --db DIR\n");
+      return 2;
+    }
+    return tessera::RunExplainCommand(sql_path, db);
+  }
+  return 0;
+}

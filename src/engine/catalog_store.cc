@@ -1,0 +1,155 @@
+#include "engine/catalog_store.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "agg/aggregate.h"
+#include "common/errors.h"
+#include "common/status_macros.h"
+
+namespace tessera::engine {
+namespace {
+
+constexpr std::string_view kStmtPrefix = "catalog/stmt/";
+constexpr std::string_view kViewPrefix = "catalog/view/";
+constexpr std::string_view kNextViewId = "catalog/next_view_id";
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool ParseU32(std::string_view s, uint32_t* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<tile::TileLayout>> MakeTileLayout(const sql::ViewDef& view) {
+  std::vector<std::unique_ptr<agg::AggregateFunction>> aggs;
+  for (const sql::AggregateCall& call : view.aggregates) {
+    DataType arg_type = call.arg ? call.arg->type : DataType::kNull;
+    TESSERA_ASSIGN_OR_RETURN(auto fn, agg::MakeAggregate(call.kind, arg_type, call.params));
+    aggs.push_back(std::move(fn));
+  }
+  return std::make_unique<tile::TileLayout>(std::move(aggs));
+}
+
+absl::StatusOr<std::unique_ptr<CatalogStore>> CatalogStore::Load(store::TileStore* store) {
+  std::unique_ptr<CatalogStore> cs(new CatalogStore(store));
+  std::vector<std::string> statements;
+  TESSERA_RETURN_IF_ERROR(store->ScanMeta(
+      kStmtPrefix, [&](std::string_view, std::string_view v) { statements.emplace_back(v); }));
+  std::vector<std::pair<std::string, uint32_t>> ids;
+  absl::Status bad;
+  TESSERA_RETURN_IF_ERROR(
+      store->ScanMeta(kViewPrefix, [&](std::string_view k, std::string_view v) {
+        uint32_t id = 0;
+        if (!ParseU32(v, &id)) bad = DataLoss("catalog entry '{}' has a bad view id", k);
+        ids.emplace_back(std::string(k.substr(kViewPrefix.size())), id);
+      }));
+  TESSERA_RETURN_IF_ERROR(bad);
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> next, store->GetMeta(kNextViewId));
+  if (next.has_value() && !ParseU32(*next, &cs->next_view_id_)) {
+    return DataLoss("catalog entry '{}' is corrupt", kNextViewId);
+  }
+  TESSERA_RETURN_IF_ERROR(cs->Rebuild(statements, ids));
+  return cs;
+}
+
+absl::Status CatalogStore::Rebuild(const std::vector<std::string>& statements,
+                                   const std::vector<std::pair<std::string, uint32_t>>& ids) {
+  sql::Catalog catalog;
+  for (const std::string& stmt : statements) {
+    absl::Status s = sql::AddStatements(stmt, &catalog);
+    if (!s.ok()) {
+      return DataLoss("the DB's stored catalog no longer parses ({}): {}", StatusMessage(s), stmt);
+    }
+  }
+  std::vector<std::unique_ptr<ViewRuntime>> views;
+  for (const sql::ViewDef& v : catalog.views) {
+    auto it = std::find_if(ids.begin(), ids.end(),
+                           [&](const auto& p) { return p.first == Lower(v.name); });
+    if (it == ids.end()) return DataLoss("view '{}' has no id in the DB's catalog", v.name);
+    auto rt = std::make_unique<ViewRuntime>();
+    rt->def = &v;
+    rt->source = catalog.FindSource(v.source);
+    rt->id = it->second;
+    TESSERA_ASSIGN_OR_RETURN(rt->layout, MakeTileLayout(v));
+    views.push_back(std::move(rt));
+  }
+  statements_ = statements;
+  view_ids_ = ids;
+  catalog_ = std::move(catalog);
+  // Re-point the runtimes at the moved catalog (vector moves keep element addresses).
+  views_ = std::move(views);
+  return absl::OkStatus();
+}
+
+const ViewRuntime* CatalogStore::FindView(std::string_view name) const {
+  std::string lower = Lower(name);
+  for (const auto& v : views_) {
+    if (Lower(v->def->name) == lower) return v.get();
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view script) {
+  TESSERA_ASSIGN_OR_RETURN(sql::Catalog incoming, sql::ParseCatalog(script));
+  std::vector<std::string> new_statements;
+  std::vector<std::string> view_names;
+  for (const sql::SourceDef& s : incoming.sources) {
+    const sql::SourceDef* existing = catalog_.FindSource(s.name);
+    if (existing == nullptr) {
+      new_statements.push_back(s.sql);
+    } else if (sql::Explain(*existing) != sql::Explain(s)) {
+      return FailedPrecondition(
+          "source '{}' already exists in this DB with a different definition; tiles built from "
+          "it would not match. Use a new name or a new --db.\nin DB:\n{}\ngiven:\n{}",
+          s.name, sql::Explain(*existing), sql::Explain(s));
+    }
+  }
+  for (const sql::ViewDef& v : incoming.views) {
+    view_names.push_back(v.name);
+    const sql::ViewDef* existing = catalog_.FindView(v.name);
+    if (existing == nullptr) {
+      new_statements.push_back(v.sql);
+    } else if (sql::Explain(*existing) != sql::Explain(v)) {
+      return FailedPrecondition(
+          "view '{}' already exists in this DB with a different definition; its stored tiles "
+          "would not match. Use a new view name or a new --db.\nin DB:\n{}\ngiven:\n{}",
+          v.name, sql::Explain(*existing), sql::Explain(v));
+    }
+  }
+  if (new_statements.empty()) return view_names;
+
+  std::vector<std::string> statements = statements_;
+  std::vector<std::pair<std::string, uint32_t>> ids = view_ids_;
+  uint32_t next_id = next_view_id_;
+  store::WriteBatch batch;
+  for (const std::string& stmt : new_statements) {
+    batch.meta.emplace_back(fmt::format("{}{:08d}", kStmtPrefix, statements.size()), stmt);
+    statements.push_back(stmt);
+  }
+  for (const sql::ViewDef& v : incoming.views) {
+    if (catalog_.FindView(v.name) != nullptr) continue;
+    ids.emplace_back(Lower(v.name), next_id);
+    batch.meta.emplace_back(fmt::format("{}{}", kViewPrefix, Lower(v.name)),
+                            std::to_string(next_id));
+    ++next_id;
+  }
+  batch.meta.emplace_back(std::string(kNextViewId), std::to_string(next_id));
+  // Validate before persisting: the combined catalog must bind.
+  TESSERA_RETURN_IF_ERROR(Rebuild(statements, ids));
+  TESSERA_RETURN_IF_ERROR(store_->Write(batch));
+  next_view_id_ = next_id;
+  return view_names;
+}
+
+}  // namespace tessera::engine

@@ -1,0 +1,126 @@
+#include "engine/feature_reader.h"
+
+#include <span>
+
+#include "common/column.h"
+#include "common/errors.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "sql/expr.h"
+#include "tile/tile_layout.h"
+#include "tile/tile_math.h"
+
+namespace tessera::engine {
+
+absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int64_t tile_ms) {
+  std::vector<WindowSpec> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string_view item = list.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) {
+      return InvalidArgument("empty window in '{}': expected a list like 5m,1h,6h,1d", list);
+    }
+    TESSERA_ASSIGN_OR_RETURN(int64_t ms, ParseDurationMillis(item));
+    TESSERA_RETURN_IF_ERROR(tile::ValidateWindow(ms, tile_ms));
+    out.push_back(WindowSpec{std::string(item), ms});
+    start = comma + 1;
+  }
+  return out;
+}
+
+absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t at_ms,
+                                                  const std::vector<WindowSpec>& windows) const {
+  const sql::ViewDef& def = *view_->def;
+  const tile::TileLayout& layout = *view_->layout;
+  FeatureResult result;
+  result.key = std::string(key);
+  result.requested_at_ms = at_ms;
+  result.at_ms = tile::ComputeWindow(at_ms, def.tile_ms, def.tile_ms).effective_at_ms;
+
+  tile::OwnedBlock acc(layout);
+  tile::OwnedBlock scratch(layout);
+  std::vector<Column> agg_columns(layout.num_slots());
+  std::vector<Value> agg_values(layout.num_slots());
+  Arena arena;
+  absl::Status decode_error;
+  for (const WindowSpec& w : windows) {
+    acc.Reset();
+    tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
+    for (const tile::TileRange& r : tile::CoverWindow(b.from_ms, b.to_ms, def.tile_ms)) {
+      TESSERA_RETURN_IF_ERROR(store_->Scan(
+          view_->id, key, r.resolution, r.from_ms, r.to_ms,
+          [&](int64_t start, std::string_view bytes) {
+            if (!decode_error.ok()) return;
+            scratch.Reset();
+            absl::Status s = layout.Deserialize(bytes, scratch.data());
+            if (!s.ok()) {
+              decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
+                                      def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
+              return;
+            }
+            layout.Merge(acc.data(), scratch.data());
+            ++result.tiles_read;
+          }));
+      TESSERA_RETURN_IF_ERROR(decode_error);
+    }
+    // Finalize every slot, then evaluate the features over a one-row batch of slot values.
+    for (size_t a = 0; a < layout.num_slots(); ++a) {
+      agg_values[a] = layout.agg(a).Finalize(acc.data() + layout.offset(a));
+      DataType t = layout.agg(a).result_type();
+      if (t == DataType::kList) {
+        agg_columns[a].Reset(DataType::kNull, 1);
+      } else {
+        agg_columns[a].Reset(t, 1);
+        agg_columns[a].SetValue(0, agg_values[a], &arena);
+      }
+    }
+    WindowResult wr;
+    wr.name = w.name;
+    for (const sql::FeatureColumn& f : def.features) {
+      if (f.expr->kind == sql::Expr::Kind::kAggRef) {
+        wr.features.push_back(agg_values[f.expr->index]);
+        continue;
+      }
+      sql::ExprEvaluator eval(*f.expr);
+      const Column& c = eval.Evaluate(std::span<const Column>(agg_columns), 1, &arena);
+      wr.features.push_back(c.GetValue(0));
+    }
+    result.windows.push_back(std::move(wr));
+    arena.Reset();
+  }
+  return result;
+}
+
+std::string FeatureResult::ToJson(const sql::ViewDef& view) const {
+  std::string out = "{\"view\":";
+  AppendJsonString(view.name, &out);
+  out += ",\"key\":";
+  AppendJsonString(key, &out);
+  out += ",\"at\":";
+  AppendJsonString(FormatRfc3339Millis(at_ms), &out);
+  if (requested_at_ms != at_ms) {
+    out += ",\"requested_at\":";
+    AppendJsonString(FormatRfc3339Millis(requested_at_ms), &out);
+  }
+  out += ",\"windows\":{";
+  for (size_t i = 0; i < windows.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(windows[i].name, &out);
+    out += ":{";
+    for (size_t f = 0; f < view.features.size(); ++f) {
+      if (f > 0) out += ',';
+      AppendJsonString(view.features[f].name, &out);
+      out += ':';
+      windows[i].features[f].AppendJson(&out);
+    }
+    out += '}';
+  }
+  out += "}}";
+  return out;
+}
+
+}  // namespace tessera::engine

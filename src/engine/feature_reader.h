@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/value.h"
+#include "engine/catalog_store.h"
+#include "store/tile_store.h"
+
+namespace tessera::engine {
+
+// A window as the user named it ("1h") and its length.
+struct WindowSpec {
+  std::string name;
+  int64_t length_ms = 0;
+};
+
+// Parses "5m,1h,6h,1d" and checks each is a multiple of the view's tile size.
+absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int64_t tile_ms);
+
+struct WindowResult {
+  std::string name;
+  std::vector<Value> features;  // in ViewDef::features order
+};
+
+struct FeatureResult {
+  std::string key;
+  int64_t at_ms = 0;            // effective `at` (see tile::ComputeWindow)
+  int64_t requested_at_ms = 0;  // as asked
+  std::vector<WindowResult> windows;
+  int64_t tiles_read = 0;
+
+  // {"view":V,"key":K,"at":"RFC3339","windows":{"1h":{"plays":3,…},…}} plus, when `at` was
+  // rounded to a tile boundary, "requested_at".
+  std::string ToJson(const sql::ViewDef& view) const;
+};
+
+// Answers window reads for one view by merging the fewest stored tiles that cover each window,
+// then finalizing and evaluating the post-aggregate expressions.
+// Thread-safe (state is per call); the view runtime and store must outlive it.
+class FeatureReader {
+ public:
+  FeatureReader(const ViewRuntime* view, store::TileStore* store) : view_(view), store_(store) {}
+
+  absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
+                                     const std::vector<WindowSpec>& windows) const;
+
+ private:
+  const ViewRuntime* view_;
+  store::TileStore* store_;
+};
+
+}  // namespace tessera::engine

@@ -1,0 +1,381 @@
+#include "engine/ingest_pipeline.h"
+
+#include <algorithm>
+#include <barrier>
+#include <charconv>
+#include <limits>
+#include <thread>
+
+#include "common/errors.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "engine/entity_key.h"
+#include "sql/expr.h"
+
+namespace tessera::engine {
+
+// Per-view results of evaluating one batch (phase 1), read by every worker in phase 3.
+struct IngestPipeline::ViewPrep {
+  std::unique_ptr<sql::ExprEvaluator> where;
+  std::vector<std::unique_ptr<sql::ExprEvaluator>> keys;
+  std::vector<std::unique_ptr<sql::ExprEvaluator>> args;  // null for COUNT(*)
+  std::vector<const Column*> arg_columns;
+  // Per row: 1 = aggregate, 0 = filtered by WHERE, 2 = NULL key.
+  std::vector<uint8_t> status;
+  std::vector<std::string_view> key;
+  std::vector<uint64_t> key_hash;
+  std::vector<uint32_t> shard;
+  std::string key_buffer;
+};
+
+struct IngestPipeline::Worker {
+  source::Chunk chunk;
+  RowBatch batch;
+  Arena arena;  // strings made by expressions and composite keys, reset per round
+  bool has_batch = false;
+  uint64_t seq = 0;
+  source::DecodeStats decode;
+  std::vector<uint8_t> late;
+  std::vector<ViewPrep> views;
+  // Scratch for phase 3.
+  std::vector<uint32_t> rows;
+  std::vector<std::byte*> blocks;
+  std::vector<std::byte*> states;
+  std::unique_ptr<source::NdjsonDecoder> decoder;
+  std::string input_name;
+  int64_t first_line = 0;
+};
+
+IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
+                               store::TileStore* store, PipelineOptions options)
+    : source_(source),
+      views_(std::move(views)),
+      store_(store),
+      options_(options),
+      max_event_time_ms_(std::numeric_limits<int64_t>::min()),
+      view_counters_(views_.size()) {
+  threads_ = options_.threads > 0 ? options_.threads
+                                  : std::max(1u, std::thread::hardware_concurrency());
+  num_shards_ = threads_ * std::max(1, options_.shards_per_thread);
+  for (const ViewRuntime* v : views_) {
+    std::vector<std::unique_ptr<TileShard>> shards;
+    for (int i = 0; i < num_shards_; ++i) {
+      shards.push_back(std::make_unique<TileShard>(v->layout.get()));
+    }
+    shards_.push_back(std::move(shards));
+  }
+  for (int t = 0; t < threads_; ++t) {
+    auto w = std::make_unique<Worker>();
+    w->decoder = std::make_unique<source::NdjsonDecoder>(source_.columns, source_.time_column);
+    for (const ViewRuntime* v : views_) {
+      ViewPrep prep;
+      if (v->def->where) prep.where = std::make_unique<sql::ExprEvaluator>(*v->def->where);
+      for (const auto& k : v->def->keys) {
+        prep.keys.push_back(std::make_unique<sql::ExprEvaluator>(*k));
+      }
+      for (const auto& a : v->def->aggregates) {
+        prep.args.push_back(a.arg ? std::make_unique<sql::ExprEvaluator>(*a.arg) : nullptr);
+      }
+      prep.arg_columns.resize(v->def->aggregates.size(), nullptr);
+      w->views.push_back(std::move(prep));
+    }
+    workers_.push_back(std::move(w));
+  }
+  flush_out_.resize(threads_);
+  flush_stats_per_worker_.resize(threads_);
+}
+
+IngestPipeline::~IngestPipeline() = default;
+
+std::string IngestPipeline::WatermarkKey() const {
+  std::string name = source_.name;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return "source/" + name + "/max_event_time";
+}
+
+absl::Status IngestPipeline::Init() {
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> wm, store_->GetMeta(WatermarkKey()));
+  if (wm.has_value()) {
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(wm->data(), wm->data() + wm->size(), v);
+    if (ec != std::errc() || p != wm->data() + wm->size()) {
+      return DataLoss("corrupt watermark entry for source '{}'", source_.name);
+    }
+    max_event_time_ms_ = v;
+  }
+  // A view with no stored tile at all needs no read-merge-write on its first flush.
+  for (const ViewRuntime* v : views_) {
+    std::string prefix;
+    bool any = false;
+    // Cheap probe: any tile of this view under any key would be found by a meta marker written
+    // with the first flush.
+    TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> marker,
+                             store_->GetMeta(fmt::format("view/{}/has_tiles", v->id)));
+    any = marker.has_value();
+    store_may_hold_view_.push_back(any);
+  }
+  return absl::OkStatus();
+}
+
+void IngestPipeline::Prepare(Worker* w) {
+  const size_t n = w->batch.num_rows;
+  std::span<const Column> cols(w->batch.columns);
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    ViewPrep& p = w->views[vi];
+    p.status.assign(n, 1);
+    if (p.where) {
+      const Column& c = p.where->Evaluate(cols, n, &w->arena);
+      for (size_t r = 0; r < n; ++r) {
+        if (c.valid[r] == 0 || c.i64[r] == 0) p.status[r] = 0;
+      }
+    }
+    p.key.resize(n);
+    p.key_hash.resize(n);
+    p.shard.resize(n);
+    std::vector<const Column*> key_cols;
+    key_cols.reserve(p.keys.size());
+    for (auto& k : p.keys) key_cols.push_back(&k->Evaluate(cols, n, &w->arena));
+    const bool single_string = key_cols.size() == 1 && key_cols[0]->type == DataType::kString;
+    for (size_t r = 0; r < n; ++r) {
+      if (p.status[r] != 1) continue;
+      bool null_key = false;
+      for (const Column* kc : key_cols) null_key |= kc->IsNull(r);
+      if (null_key) {
+        p.status[r] = 2;
+        continue;
+      }
+      std::string_view key;
+      if (single_string) {
+        key = key_cols[0]->str[r];
+      } else {
+        p.key_buffer.clear();
+        for (size_t i = 0; i < key_cols.size(); ++i) {
+          if (i > 0) p.key_buffer.push_back(kKeySeparator);
+          AppendKeyPart(*key_cols[i], r, &p.key_buffer);
+        }
+        key = w->arena.Copy(p.key_buffer);
+      }
+      p.key[r] = key;
+      p.key_hash[r] = Hash64(key);
+      p.shard[r] = static_cast<uint32_t>(p.key_hash[r] % static_cast<uint64_t>(num_shards_));
+    }
+    for (size_t a = 0; a < p.args.size(); ++a) {
+      p.arg_columns[a] = p.args[a] ? &p.args[a]->Evaluate(cols, n, &w->arena) : nullptr;
+    }
+  }
+}
+
+void IngestPipeline::MarkLate(const std::vector<Worker*>& order) {
+  const int64_t lateness = source_.lateness_ms;
+  for (Worker* w : order) {
+    const size_t n = w->batch.num_rows;
+    w->late.assign(n, 0);
+    const int64_t* ts = w->batch.event_time_ms.data();
+    int64_t max_ts = max_event_time_ms_;
+    int64_t late = 0;
+    for (size_t r = 0; r < n; ++r) {
+      // watermark = max - lateness, computed without overflow for the initial minimum.
+      if (max_ts != std::numeric_limits<int64_t>::min() && ts[r] < max_ts - lateness) {
+        w->late[r] = 1;
+        ++late;
+      } else if (ts[r] > max_ts) {
+        max_ts = ts[r];
+      }
+    }
+    max_event_time_ms_ = max_ts;
+    source_counters_.late += late;
+    source_counters_.lines += w->decode.lines;
+    source_counters_.rows += w->decode.rows;
+    source_counters_.rejected += w->decode.rejected;
+    source_counters_.field_errors += w->decode.field_errors;
+    for (size_t vi = 0; vi < views_.size(); ++vi) {
+      const ViewPrep& p = w->views[vi];
+      ViewCounters& c = view_counters_[vi];
+      for (size_t r = 0; r < n; ++r) {
+        if (w->late[r]) continue;
+        ++c.rows_in;
+        c.filtered += p.status[r] == 0;
+        c.null_key += p.status[r] == 2;
+        c.aggregated += p.status[r] == 1;
+      }
+    }
+  }
+}
+
+void IngestPipeline::Aggregate(int worker_index, const std::vector<Worker*>& order) {
+  Worker* me = workers_[worker_index].get();
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    const ViewRuntime& view = *views_[vi];
+    const tile::TileLayout& layout = *view.layout;
+    const int64_t tile_ms = view.def->tile_ms;
+    std::vector<std::unique_ptr<TileShard>>& shards = shards_[vi];
+    for (Worker* w : order) {
+      const ViewPrep& p = w->views[vi];
+      const size_t n = w->batch.num_rows;
+      const int64_t* ts = w->batch.event_time_ms.data();
+      me->rows.clear();
+      me->blocks.clear();
+      for (size_t r = 0; r < n; ++r) {
+        if (p.status[r] != 1 || w->late[r]) continue;
+        uint32_t shard = p.shard[r];
+        if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
+        me->rows.push_back(static_cast<uint32_t>(r));
+        me->blocks.push_back(
+            shards[shard]->FindOrCreate(p.key[r], p.key_hash[r], AlignDown(ts[r], tile_ms)));
+      }
+      if (me->rows.empty()) continue;
+      me->states.resize(me->rows.size());
+      for (size_t a = 0; a < layout.num_slots(); ++a) {
+        const size_t off = layout.offset(a);
+        for (size_t i = 0; i < me->rows.size(); ++i) me->states[i] = me->blocks[i] + off;
+        layout.agg(a).AddBatch(me->states.data(), p.arg_columns[a], ts, me->rows.data(),
+                               me->rows.size());
+      }
+    }
+  }
+}
+
+size_t IngestPipeline::OpenTileBytes() const {
+  size_t total = 0;
+  for (const auto& view_shards : shards_) {
+    for (const auto& s : view_shards) total += s->MemoryBytes();
+  }
+  return total;
+}
+
+absl::Status IngestPipeline::FlushShards(int worker_index) {
+  auto& out = flush_out_[worker_index];
+  out.clear();
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    for (int s = worker_index; s < num_shards_; s += threads_) {
+      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], *shards_[vi][s], store_,
+                                         store_may_hold_view_[vi], &out,
+                                         &flush_stats_per_worker_[worker_index]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
+  store::WriteBatch batch;
+  size_t total = 0;
+  for (const auto& out : flush_out_) total += out.size();
+  batch.tiles.reserve(total);
+  for (auto& out : flush_out_) {
+    for (auto& t : out) batch.tiles.push_back(std::move(t));
+    out.clear();
+  }
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    if (!store_may_hold_view_[vi] && total > 0) {
+      batch.meta.emplace_back(fmt::format("view/{}/has_tiles", views_[vi]->id), "1");
+    }
+  }
+  if (max_event_time_ms_ != std::numeric_limits<int64_t>::min()) {
+    batch.meta.emplace_back(WatermarkKey(), std::to_string(max_event_time_ms_));
+  }
+  input->AddCheckpoint(&batch);
+  TESSERA_RETURN_IF_ERROR(store_->Write(batch));
+  TESSERA_RETURN_IF_ERROR(store_->Sync());
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    if (total > 0) store_may_hold_view_[vi] = true;
+    for (auto& s : shards_[vi]) s->Clear();
+  }
+  for (auto& fs : flush_stats_per_worker_) {
+    flush_stats_ += fs;
+    fs = FlushStats();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status IngestPipeline::Run(ChunkSource* input) {
+  std::mutex input_mu;
+  uint64_t next_seq = 0;
+  bool input_done = false;
+  absl::Status input_error;
+  absl::Status flush_error;
+  bool flush_now = false;
+  bool finished = false;
+  std::vector<Worker*> order;
+  std::barrier sync(threads_);
+
+  auto reject = [&](Worker* w) {
+    return [this, w](const source::Rejection& r) {
+      if (!reject_sink_) return;
+      std::lock_guard<std::mutex> lock(reject_mu_);
+      reject_sink_(w->input_name, r.line_number, r.reason, r.line);
+    };
+  };
+
+  auto worker_loop = [&](int index) {
+    Worker* w = workers_[index].get();
+    while (true) {
+      // Phase 1: take the next chunk and decode/evaluate it.
+      w->has_batch = false;
+      w->arena.Reset();
+      w->batch.Clear();
+      w->decode = source::DecodeStats();
+      {
+        std::lock_guard<std::mutex> lock(input_mu);
+        if (!input_done) {
+          absl::StatusOr<bool> more = input->Next(&w->chunk, &w->first_line, &w->input_name);
+          if (!more.ok()) {
+            input_error = more.status();
+            input_done = true;
+          } else if (!*more) {
+            input_done = true;
+          } else {
+            w->has_batch = true;
+            w->seq = next_seq++;
+          }
+        }
+      }
+      if (w->has_batch) {
+        w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode, reject(w));
+        Prepare(w);
+      }
+      sync.arrive_and_wait();
+      // Phase 2 (one thread): late rows in stream order; decide whether to flush.
+      if (index == 0) {
+        order.clear();
+        for (auto& other : workers_) {
+          if (other->has_batch) order.push_back(other.get());
+        }
+        std::sort(order.begin(), order.end(),
+                  [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
+        MarkLate(order);
+        finished = order.empty() && input_done;
+      }
+      sync.arrive_and_wait();
+      // Phase 3: every worker adds the rows of its own shards.
+      Aggregate(index, order);
+      sync.arrive_and_wait();
+      if (index == 0) {
+        flush_now = finished || !input_error.ok() || OpenTileBytes() > options_.memory_budget_bytes;
+        if (progress_) progress_(source_counters_);
+      }
+      sync.arrive_and_wait();
+      if (flush_now) {
+        absl::Status s = FlushShards(index);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(input_mu);
+          if (flush_error.ok()) flush_error = s;
+        }
+        sync.arrive_and_wait();
+        if (index == 0 && flush_error.ok()) flush_error = CommitFlush(input);
+        sync.arrive_and_wait();
+        if (!flush_error.ok() || finished || !input_error.ok()) return;
+      }
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < threads_; ++i) threads.emplace_back(worker_loop, i);
+  worker_loop(0);
+  for (auto& t : threads) t.join();
+  TESSERA_RETURN_IF_ERROR(flush_error);
+  return input_error;
+}
+
+}  // namespace tessera::engine

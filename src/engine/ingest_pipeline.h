@@ -1,0 +1,135 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "engine/catalog_store.h"
+#include "engine/flusher.h"
+#include "engine/tile_shard.h"
+#include "source/file/line_reader.h"
+#include "source/file/ndjson_decoder.h"
+#include "store/tile_store.h"
+
+namespace tessera::engine {
+
+// Where the pipeline's input comes from: chunks of complete NDJSON lines, in stream order.
+// Next() is called by one thread at a time.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  // Fills `chunk` with the next lines; false at the end. `first_line` receives the 1-based line
+  // number of the chunk's first line in its input (for error messages).
+  virtual absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line,
+                                    std::string* input_name) = 0;
+  // Adds to `batch` the metadata that records "everything handed out so far is in the tiles"
+  // (e.g. file offsets). Called at each flush, after every chunk handed out was aggregated.
+  virtual void AddCheckpoint(store::WriteBatch* batch) = 0;
+};
+
+struct PipelineOptions {
+  // Worker threads; 0 means one per hardware thread.
+  int threads = 0;
+  // Shards per view = shards_per_thread * threads; a shard is owned by one thread at a time.
+  int shards_per_thread = 4;
+  // Flush (read-merge-write, then drop) the open tiles when they hold more than this.
+  size_t memory_budget_bytes = size_t{2} << 30;
+};
+
+struct SourceCounters {
+  int64_t lines = 0;         // non-blank input lines
+  int64_t rows = 0;          // decoded rows (lines - rejected)
+  int64_t rejected = 0;      // not a JSON object, or no valid event time
+  int64_t field_errors = 0;  // fields whose JSON type did not fit (became NULL)
+  int64_t late = 0;          // older than the watermark: dropped
+};
+
+struct ViewCounters {
+  int64_t rows_in = 0;     // on-time rows offered to the view
+  int64_t filtered = 0;    // WHERE false or NULL
+  int64_t null_key = 0;    // a GROUP BY value was NULL
+  int64_t aggregated = 0;  // rows added to tiles
+};
+
+// A rejected line, for dead-letter sinks. Called from worker threads, serialized by the pipeline.
+using RejectSink = std::function<void(std::string_view input, int64_t line,
+                                      std::string_view reason, std::string_view raw)>;
+
+// Aggregates one source's rows into the tiles of its views and flushes them to the store —
+// the one code path shared by backfill and live ingestion.
+//
+// Per round, each worker thread decodes one chunk and evaluates every view's WHERE, keys and
+// aggregate arguments (parallel); then the watermark rule marks late rows in stream order
+// (serial, cheap); then each worker adds the rows of the shards it owns, batch by batch in
+// stream order (parallel, no locks, deterministic). Flushes happen between rounds, so a flush
+// and its checkpoint cover exactly the chunks handed out so far.
+//
+// Watermark: max event time seen on the source minus its lateness; a row older than the
+// watermark is late (dropped and counted). The max is persisted with every flush, so a later
+// run continues the same stream.
+class IngestPipeline {
+ public:
+  IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
+                 store::TileStore* store, PipelineOptions options);
+  ~IngestPipeline();
+
+  // Reads the persisted watermark state. Call once before Run().
+  absl::Status Init();
+
+  // Processes every chunk of `input`, then flushes. On error, what was fully processed before
+  // the error is flushed with its checkpoint, and the error is returned.
+  absl::Status Run(ChunkSource* input);
+
+  void set_reject_sink(RejectSink sink) { reject_sink_ = std::move(sink); }
+  // Called after every round from the coordinating thread with the counters so far.
+  void set_progress(std::function<void(const SourceCounters&)> fn) { progress_ = std::move(fn); }
+
+  const SourceCounters& source_counters() const { return source_counters_; }
+  const std::vector<ViewCounters>& view_counters() const { return view_counters_; }
+  const FlushStats& flush_stats() const { return flush_stats_; }
+  int64_t max_event_time_ms() const { return max_event_time_ms_; }
+  int threads() const { return threads_; }
+
+ private:
+  struct Worker;
+  struct ViewPrep;
+
+  void Prepare(Worker* w);
+  void MarkLate(const std::vector<Worker*>& order);
+  void Aggregate(int worker_index, const std::vector<Worker*>& order);
+  absl::Status FlushShards(int worker_index);
+  absl::Status CommitFlush(ChunkSource* input);
+  size_t OpenTileBytes() const;
+  std::string WatermarkKey() const;
+
+  const sql::SourceDef& source_;
+  std::vector<const ViewRuntime*> views_;
+  store::TileStore* store_;
+  PipelineOptions options_;
+  int threads_;
+  int num_shards_;
+
+  // shards_[view][shard]
+  std::vector<std::vector<std::unique_ptr<TileShard>>> shards_;
+  std::vector<bool> store_may_hold_view_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::vector<std::pair<store::TileKey, std::string>>> flush_out_;  // per worker
+  std::vector<FlushStats> flush_stats_per_worker_;
+
+  int64_t max_event_time_ms_;
+  SourceCounters source_counters_;
+  std::vector<ViewCounters> view_counters_;
+  FlushStats flush_stats_;
+  RejectSink reject_sink_;
+  std::mutex reject_mu_;
+  std::function<void(const SourceCounters&)> progress_;
+};
+
+}  // namespace tessera::engine

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/arena.h"
+#include "tile/tile_layout.h"
+
+namespace tessera::engine {
+
+// The open (not yet flushed) base tiles of one view for the keys that hash to this shard.
+// Each tile holds the *delta* since the last flush: the flusher merges it into the stored tile.
+//
+// Memory: keys and blocks live in arenas, so creating a tile allocates nothing per event and a
+// Clear() frees everything at once. Not thread-safe: one writer at a time (the ingest pipeline
+// gives each shard one owner thread per phase).
+class TileShard {
+ public:
+  explicit TileShard(const tile::TileLayout* layout) : layout_(layout) {}
+  ~TileShard() { Clear(); }
+  TileShard(const TileShard&) = delete;
+  TileShard& operator=(const TileShard&) = delete;
+
+  // The block of tile (key, start), created empty (Init()'ed) if absent. `key_hash` must be
+  // Hash64(key). The key bytes are copied on insert.
+  std::byte* FindOrCreate(std::string_view key, uint64_t key_hash, int64_t start_ms);
+
+  // The block of (key, start) or nullptr.
+  const std::byte* Find(std::string_view key, uint64_t key_hash, int64_t start_ms) const;
+
+  // Calls fn(key, start_ms, block) for every open tile, in unspecified order.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (const auto& [id, block] : map_) fn(id.key, id.start_ms, static_cast<const std::byte*>(block));
+  }
+
+  size_t size() const { return map_.size(); }
+  // Approximate bytes held (arenas + hash table), excluding sketch heap memory.
+  size_t MemoryBytes() const;
+
+  // Destroys every tile and releases their memory for reuse.
+  void Clear();
+
+ private:
+  struct TileId {
+    std::string_view key;
+    int64_t start_ms;
+    uint64_t hash;
+    friend bool operator==(const TileId& a, const TileId& b) {
+      return a.start_ms == b.start_ms && a.key == b.key;
+    }
+  };
+  struct TileIdHash {
+    size_t operator()(const TileId& id) const { return id.hash; }
+  };
+  static uint64_t Mix(uint64_t key_hash, int64_t start_ms);
+
+  const tile::TileLayout* layout_;
+  absl::flat_hash_map<TileId, std::byte*, TileIdHash> map_;
+  Arena keys_{256 * 1024};
+  Arena blocks_{1024 * 1024};
+};
+
+}  // namespace tessera::engine
