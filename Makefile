@@ -1,0 +1,39 @@
+# Tessera: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+JOBS ?= 2
+RELEASE := build/release
+TESSERA := $(RELEASE)/apps/tessera
+
+.PHONY: run test deps build bench asan fuzz format clean
+
+run: deps build
+	scripts/demo.sh $(RELEASE)
+
+test: deps build
+	ctest --test-dir $(RELEASE) -j$(JOBS) --output-on-failure
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	@cmake --preset release >/dev/null
+	cmake --build $(RELEASE) -j$(JOBS)
+
+bench: deps build
+	scripts/bench_backfill.sh $(RELEASE)
+
+asan: deps
+	@cmake --preset asan >/dev/null
+	cmake --build build/asan -j$(JOBS)
+	ctest --test-dir build/asan -j$(JOBS) --output-on-failure -E e2e
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	cmake --build build/fuzz -j$(JOBS)
+	scripts/fuzz_all.sh build/fuzz 30
+
+format:
+	find src apps bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+clean:
+	rm -rf build out
