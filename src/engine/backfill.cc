@@ -1,6 +1,5 @@
 #include "engine/backfill.h"
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -79,7 +78,7 @@ class FileChunkSource final : public ChunkSource {
       *input_name = f.path;
       f.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
       if (!data.empty() && data.back() != '\n') ++f.lines;
-      f.offset = chunk->offset + data.size();
+      f.offset = chunk->end_offset();
       f.dirty = true;
       bytes_ += data.size();
       return true;
@@ -159,7 +158,7 @@ std::string BackfillSummary::ToJson() const {
 
 absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStore* catalog,
                                             const BackfillOptions& options) {
-  auto t0 = std::chrono::steady_clock::now();
+  const int64_t t0 = options.clock->MonotonicNanos();
   TESSERA_ASSIGN_OR_RETURN(const sql::SourceDef* source, PickSource(*catalog, options.source));
   std::vector<const ViewRuntime*> views;
   for (const auto& v : catalog->views()) {
@@ -241,8 +240,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   }
   summary.flush = pipeline.flush_stats();
   summary.threads = pipeline.threads();
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.seconds = static_cast<double>(options.clock->MonotonicNanos() - t0) / 1e9;
   return summary;
 }
 

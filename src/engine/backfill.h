@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
 #include "store/tile_store.h"
@@ -17,6 +18,7 @@ struct BackfillOptions {
   std::string source;               // source the files belong to; empty = the only one used
   std::string dead_letter_path;     // rejected lines as JSON, one per line; empty = none
   PipelineOptions pipeline;
+  const Clock* clock = SystemClock::Default();  // for the elapsed time in the summary
   // Progress callback (every round): rows so far, uncompressed bytes so far, total bytes of the
   // plain inputs (0 if unknown).
   std::function<void(int64_t rows, uint64_t bytes, uint64_t total_bytes)> progress;
