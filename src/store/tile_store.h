@@ -32,6 +32,8 @@ struct TileKey {
 // One atomic unit of change: tile values to overwrite and metadata entries to set.
 // Metadata is a small key-value namespace beside the tiles (catalog, ingest positions, file
 // fingerprints); it never collides with tile keys.
+// Applied in this order: tiles, then meta, then meta_deletes; within one list a later entry for
+// the same key wins (so a key both set and deleted in one batch ends up deleted).
 struct WriteBatch {
   std::vector<std::pair<TileKey, std::string>> tiles;
   std::vector<std::pair<std::string, std::string>> meta;
@@ -51,8 +53,8 @@ class TileStore {
 
   // Calls fn(start_ms, bytes) for every stored tile of (view_id, entity_key, resolution) with
   // from_ms <= start_ms < to_ms, in increasing start_ms. The bytes are valid only during fn.
-  virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key,
-                            Resolution resolution, int64_t from_ms, int64_t to_ms,
+  virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                            int64_t from_ms, int64_t to_ms,
                             const std::function<void(int64_t, std::string_view)>& fn) = 0;
 
   // values->at(i) = stored bytes of keys[i], or nullopt when absent. values is resized.
@@ -65,8 +67,9 @@ class TileStore {
   virtual absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view key) = 0;
 
   // Calls fn(key, value) for every metadata entry whose key starts with `prefix`, in key order.
-  virtual absl::Status ScanMeta(std::string_view prefix,
-                                const std::function<void(std::string_view, std::string_view)>& fn) = 0;
+  virtual absl::Status ScanMeta(
+      std::string_view prefix,
+      const std::function<void(std::string_view, std::string_view)>& fn) = 0;
 
   // Makes everything written so far durable (e.g. after writes without a WAL).
   virtual absl::Status Sync() = 0;

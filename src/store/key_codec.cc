@@ -1,0 +1,136 @@
+#include "store/key_codec.h"
+
+#include "common/errors.h"
+#include "common/varint.h"
+
+namespace tessera::store {
+namespace {
+
+constexpr uint8_t kMaxResolution = static_cast<uint8_t>(Resolution::kDay);
+
+// Parses the tile prefix at the start of `bytes`; returns its length or nullopt. Hand-written
+// rather than ByteReader-based so it never allocates (ByteReader builds an error message): it
+// runs inside RocksDB's prefix extractor, where nothing may throw.
+std::optional<size_t> ParseTilePrefix(std::string_view bytes, uint32_t* view_id,
+                                      std::string_view* entity_key, Resolution* resolution) {
+  constexpr size_t kViewBytes = 4;
+  if (bytes.size() < 1 + kViewBytes || bytes[0] != kTileNamespace) return std::nullopt;
+  size_t pos = 1;
+  uint32_t view = 0;
+  for (size_t i = 0; i < kViewBytes; ++i) view = (view << 8) | static_cast<uint8_t>(bytes[pos++]);
+  uint64_t key_len = 0;
+  for (int shift = 0;; shift += 7) {
+    if (pos >= bytes.size() || shift > 63) return std::nullopt;
+    auto b = static_cast<uint8_t>(bytes[pos++]);
+    if (shift == 63 && b > 1) return std::nullopt;
+    key_len |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      // Exactly one encoding per length (no overlong varints), so equal keys have equal bytes.
+      if (b == 0 && shift > 0) return std::nullopt;
+      break;
+    }
+  }
+  if (key_len > bytes.size() - pos) return std::nullopt;
+  std::string_view key = bytes.substr(pos, key_len);
+  pos += key_len;
+  if (pos >= bytes.size()) return std::nullopt;
+  auto res = static_cast<uint8_t>(bytes[pos++]);
+  if (res > kMaxResolution) return std::nullopt;
+  if (view_id != nullptr) *view_id = view;
+  if (entity_key != nullptr) *entity_key = key;
+  if (resolution != nullptr) *resolution = static_cast<Resolution>(res);
+  return pos;
+}
+
+}  // namespace
+
+void AppendTilePrefix(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                      std::string* out) {
+  out->push_back(kTileNamespace);
+  PutBigEndian32(out, view_id);
+  PutBytes(out, entity_key);
+  out->push_back(static_cast<char>(resolution));
+}
+
+void AppendTileStart(int64_t start_ms, std::string* out) {
+  PutBigEndian64(out, OrderedFromInt64(start_ms));
+}
+
+std::string EncodeTilePrefix(uint32_t view_id, std::string_view entity_key, Resolution resolution) {
+  std::string out;
+  out.reserve(1 + 4 + 2 + entity_key.size() + 1 + kStartMsBytes);
+  AppendTilePrefix(view_id, entity_key, resolution, &out);
+  return out;
+}
+
+std::string EncodeTileKey(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                          int64_t start_ms) {
+  std::string out = EncodeTilePrefix(view_id, entity_key, resolution);
+  AppendTileStart(start_ms, &out);
+  return out;
+}
+
+absl::StatusOr<TileKey> DecodeTileKey(std::string_view bytes) {
+  TileKey key;
+  std::string_view entity_key;
+  std::optional<size_t> prefix_len =
+      ParseTilePrefix(bytes, &key.view_id, &entity_key, &key.resolution);
+  if (!prefix_len.has_value()) {
+    return DataLoss("malformed tile key ({} bytes): bad namespace, view, entity key or resolution",
+                    bytes.size());
+  }
+  if (bytes.size() - *prefix_len != kStartMsBytes) {
+    return DataLoss("malformed tile key: expected {} start bytes after the prefix, found {}",
+                    kStartMsBytes, bytes.size() - *prefix_len);
+  }
+  key.entity_key.assign(entity_key.data(), entity_key.size());
+  key.start_ms = DecodeTileStart(bytes);
+  return key;
+}
+
+int64_t DecodeTileStart(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = bytes.size() - kStartMsBytes; i < bytes.size(); ++i) {
+    v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  }
+  return Int64FromOrdered(v);
+}
+
+std::optional<size_t> TilePrefixLength(std::string_view bytes) {
+  std::optional<size_t> len = ParseTilePrefix(bytes, nullptr, nullptr, nullptr);
+  if (!len.has_value()) return std::nullopt;
+  size_t rest = bytes.size() - *len;
+  if (rest != 0 && rest != kStartMsBytes) return std::nullopt;
+  return len;
+}
+
+std::string EncodeMetaKey(std::string_view key) {
+  std::string out;
+  out.reserve(1 + key.size());
+  out.push_back(kMetaNamespace);
+  out.append(key);
+  return out;
+}
+
+absl::StatusOr<std::string_view> DecodeMetaKey(std::string_view bytes) {
+  if (bytes.empty() || bytes[0] != kMetaNamespace) {
+    return DataLoss("malformed metadata key ({} bytes): missing the metadata namespace byte",
+                    bytes.size());
+  }
+  return bytes.substr(1);
+}
+
+std::string PrefixSuccessor(std::string_view prefix) {
+  std::string out(prefix);
+  while (!out.empty()) {
+    auto last = static_cast<unsigned char>(out.back());
+    if (last != 0xff) {
+      out.back() = static_cast<char>(last + 1);
+      return out;
+    }
+    out.pop_back();
+  }
+  return out;
+}
+
+}  // namespace tessera::store

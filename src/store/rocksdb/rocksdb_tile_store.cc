@@ -1,0 +1,322 @@
+#include "store/rocksdb/rocksdb_tile_store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "common/errors.h"
+#include "store/key_codec.h"
+
+namespace tessera::store {
+namespace {
+
+std::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+
+// Prefix extractor: the tile prefix (view, entity key, resolution) of a tile key. Prefix Bloom
+// filters then let a Scan of one entity skip every SST file that holds none of its tiles.
+// Metadata keys are outside the domain (no prefix filtering; ScanMeta uses total-order seeks).
+// Satisfies RocksDB's requirements: the prefix of a key is a prefix of it, prefixes are
+// order-preserving (tile prefixes are prefix-free), and Transform(Transform(k)) == Transform(k).
+class TilePrefixTransform final : public rocksdb::SliceTransform {
+ public:
+  // Persisted in SST properties; RocksDB ignores prefix filters written under another name.
+  const char* Name() const override { return "tessera.TilePrefix.v1"; }
+
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    std::optional<size_t> len = TilePrefixLength(View(key));
+    return {key.data(), len.value_or(key.size())};
+  }
+
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return TilePrefixLength(View(key)).has_value();
+  }
+};
+
+rocksdb::CompressionType PickCompression(
+    const std::vector<rocksdb::CompressionType>& supported,
+    std::initializer_list<rocksdb::CompressionType> preferred) {
+  for (rocksdb::CompressionType c : preferred) {
+    if (std::find(supported.begin(), supported.end(), c) != supported.end()) return c;
+  }
+  return rocksdb::kNoCompression;
+}
+
+rocksdb::Options MakeOptions(const RocksDbOptions& opts) {
+  rocksdb::Options o;
+  o.create_if_missing = opts.create_if_missing && !opts.read_only;
+  o.max_background_jobs = std::max(1, opts.max_background_jobs);
+  o.bytes_per_sync = 1 << 20;
+  o.write_buffer_size = opts.write_buffer_bytes;
+  o.max_write_buffer_number = 3;
+  o.level_compaction_dynamic_level_bytes = true;
+  o.keep_log_file_num = 4;
+  o.max_log_file_size = 16 << 20;
+
+  // Values are small and repetitive: cheap LZ4 for the upper levels, ZSTD for the bottommost
+  // level where most of the data settles and is rarely rewritten.
+  std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
+  o.compression =
+      PickCompression(supported, {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression});
+  o.bottommost_compression = PickCompression(
+      supported, {rocksdb::kZSTD, rocksdb::kLZ4Compression, rocksdb::kSnappyCompression});
+
+  o.prefix_extractor = std::make_shared<TilePrefixTransform>();
+  // Memtable filter for both point reads (MultiGet/GetMeta) and prefix seeks (Scan).
+  o.memtable_prefix_bloom_size_ratio = 0.02;
+  o.memtable_whole_key_filtering = true;
+
+  rocksdb::LRUCacheOptions cache_opts;
+  cache_opts.capacity = opts.block_cache_bytes;
+  cache_opts.high_pri_pool_ratio = 0.25;  // index and filter blocks
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = rocksdb::NewLRUCache(cache_opts);
+  t.cache_index_and_filter_blocks = true;
+  t.cache_index_and_filter_blocks_with_high_priority = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  // Whole-key entries serve MultiGet; prefix entries (from prefix_extractor) serve Scan.
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(opts.bloom_bits_per_key));
+  t.whole_key_filtering = true;
+  t.optimize_filters_for_memory = true;
+  // Point lookups land in a data block via a hash index instead of a binary search.
+  t.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
+  t.data_block_hash_table_util_ratio = 0.75;
+  t.format_version = 5;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view op, const std::string& dir) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = s.ToString();
+  if (s.IsIOError() && (Contains(msg, "/LOCK") || Contains(msg, "lock hold"))) {
+    return Unavailable(
+        "RocksDB {} of {}: the DB directory is locked; another tessera process probably holds "
+        "it open (stop it, or wait for it to finish). RocksDB says: {}",
+        op, dir, msg);
+  }
+  if (s.IsNotFound()) return NotFound("RocksDB {} of {}: {}", op, dir, msg);
+  if (s.IsCorruption()) return DataLoss("RocksDB {} of {}: {}", op, dir, msg);
+  if (s.IsInvalidArgument()) return InvalidArgument("RocksDB {} of {}: {}", op, dir, msg);
+  if (s.IsNoSpace()) return ResourceExhausted("RocksDB {} of {}: {}", op, dir, msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsShutdownInProgress()) {
+    return Unavailable("RocksDB {} of {}: {}", op, dir, msg);
+  }
+  if (s.IsNotSupported()) return FailedPrecondition("RocksDB {} of {}: {}", op, dir, msg);
+  return Internal("RocksDB {} of {}: {}", op, dir, msg);
+}
+
+// Runs `body`, turning any exception (RocksDB allocation failures, or one thrown by a caller's
+// callback) into an Internal status so none crosses the TileStore boundary.
+template <typename Fn>
+auto Guard(std::string_view op, const std::string& dir, Fn&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return Internal("{} of {} threw: {}", op, dir, e.what());
+  } catch (...) {
+    return Internal("{} of {} threw a non-standard exception", op, dir);
+  }
+}
+
+}  // namespace
+
+RocksDbTileStore::RocksDbTileStore(std::string dir, const RocksDbOptions& options,
+                                   std::unique_ptr<rocksdb::DB> db)
+    : dir_(std::move(dir)), options_(options), db_(std::move(db)) {}
+
+RocksDbTileStore::~RocksDbTileStore() {
+  if (db_ != nullptr) {
+    try {
+      db_->Close().PermitUncheckedError();
+    } catch (...) {  // nothing sensible to do in a destructor; the WAL/SSTs are what they are
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
+    const std::string& dir, const RocksDbOptions& options) {
+  return Guard("Open", dir, [&]() -> absl::StatusOr<std::unique_ptr<RocksDbTileStore>> {
+    if (dir.empty()) return InvalidArgument("RocksDB Open: the DB directory must not be empty");
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec);
+    if (!exists && (options.read_only || !options.create_if_missing)) {
+      return NotFound("RocksDB Open of {}: no tessera DB there (nothing has been written yet?)",
+                      dir);
+    }
+    if (!exists) {
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Internal("RocksDB Open of {}: cannot create directory: {}", dir, ec.message());
+    }
+
+    rocksdb::Options rocks_options = MakeOptions(options);
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = options.read_only
+                            ? rocksdb::DB::OpenForReadOnly(rocks_options, dir, &raw,
+                                                           /*error_if_wal_file_exists=*/false)
+                            : rocksdb::DB::Open(rocks_options, dir, &raw);
+    std::unique_ptr<rocksdb::DB> db(raw);
+    if (!s.ok()) return FromRocks(s, options.read_only ? "read-only Open" : "Open", dir);
+    return std::unique_ptr<RocksDbTileStore>(new RocksDbTileStore(dir, options, std::move(db)));
+  });
+}
+
+absl::Status RocksDbTileStore::Scan(uint32_t view_id, std::string_view entity_key,
+                                    Resolution resolution, int64_t from_ms, int64_t to_ms,
+                                    const std::function<void(int64_t, std::string_view)>& fn) {
+  if (from_ms >= to_ms) return absl::OkStatus();
+  return Guard("Scan", dir_, [&]() -> absl::Status {
+    std::string lower = EncodeTilePrefix(view_id, entity_key, resolution);
+    const size_t prefix_len = lower.size();
+    std::string upper = lower;
+    AppendTileStart(from_ms, &lower);
+    AppendTileStart(to_ms, &upper);
+    rocksdb::Slice upper_slice(upper);
+
+    // Every key in [lower, upper) starts with the tile prefix (both bounds do and the prefix is
+    // fixed), so prefix-mode iteration is exact here and can use the prefix Bloom filters.
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_slice;
+    ro.prefix_same_as_start = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) {
+      std::string_view key = View(it->key());
+      if (key.size() != prefix_len + kStartMsBytes ||
+          key.compare(0, prefix_len, lower, 0, prefix_len) != 0) {
+        return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range", dir_,
+                        key.size());
+      }
+      fn(DecodeTileStart(key), View(it->value()));
+    }
+    return FromRocks(it->status(), "Scan", dir_);
+  });
+}
+
+absl::Status RocksDbTileStore::MultiGet(const std::vector<TileKey>& keys,
+                                        std::vector<std::optional<std::string>>* values) {
+  return Guard("MultiGet", dir_, [&]() -> absl::Status {
+    values->assign(keys.size(), std::nullopt);
+    if (keys.empty()) return absl::OkStatus();
+    std::vector<std::string> encoded;
+    encoded.reserve(keys.size());
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(keys.size());
+    for (const TileKey& k : keys) {
+      encoded.push_back(EncodeTileKey(k));
+      slices.emplace_back(encoded.back());
+    }
+    std::vector<rocksdb::PinnableSlice> found(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(),
+                  found.data(), statuses.data(), /*sorted_input=*/false);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].ok()) {
+        (*values)[i].emplace(found[i].data(), found[i].size());
+      } else if (!statuses[i].IsNotFound()) {
+        return FromRocks(statuses[i], "MultiGet", dir_);
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
+  if (options_.read_only) {
+    return FailedPrecondition("RocksDB Write to {}: the store was opened read-only", dir_);
+  }
+  if (batch.empty()) return absl::OkStatus();
+  return Guard("Write", dir_, [&]() -> absl::Status {
+    rocksdb::WriteBatch wb;
+    std::string key;
+    for (const auto& [k, bytes] : batch.tiles) {
+      key.clear();
+      AppendTilePrefix(k.view_id, k.entity_key, k.resolution, &key);
+      AppendTileStart(k.start_ms, &key);
+      rocksdb::Status s = wb.Put(key, ToSlice(bytes));
+      if (!s.ok()) return FromRocks(s, "Write (batching a tile)", dir_);
+    }
+    for (const auto& [meta_key, value] : batch.meta) {
+      rocksdb::Status s = wb.Put(EncodeMetaKey(meta_key), value);
+      if (!s.ok()) return FromRocks(s, "Write (batching metadata)", dir_);
+    }
+    for (const auto& meta_key : batch.meta_deletes) {
+      rocksdb::Status s = wb.Delete(EncodeMetaKey(meta_key));
+      if (!s.ok()) return FromRocks(s, "Write (batching a metadata delete)", dir_);
+    }
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = options_.disable_wal;
+    wo.sync = options_.sync && !options_.disable_wal;  // RocksDB rejects sync without a WAL
+    return FromRocks(db_->Write(wo, &wb), "Write", dir_);
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> RocksDbTileStore::GetMeta(std::string_view key) {
+  return Guard("GetMeta", dir_, [&]() -> absl::StatusOr<std::optional<std::string>> {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), EncodeMetaKey(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return FromRocks(s, "GetMeta", dir_);
+    return std::optional<std::string>(std::in_place, value.data(), value.size());
+  });
+}
+
+absl::Status RocksDbTileStore::ScanMeta(
+    std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& fn) {
+  return Guard("ScanMeta", dir_, [&]() -> absl::Status {
+    const std::string lower = EncodeMetaKey(prefix);
+    const std::string upper = PrefixSuccessor(lower);  // never empty: kMetaNamespace != 0xff
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_slice;
+    ro.total_order_seek = true;  // metadata keys are outside the prefix extractor's domain
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      std::string_view key = View(it->key());
+      fn(key.substr(1), View(it->value()));
+    }
+    return FromRocks(it->status(), "ScanMeta", dir_);
+  });
+}
+
+absl::Status RocksDbTileStore::Sync() {
+  if (options_.read_only) return absl::OkStatus();
+  return Guard("Sync", dir_, [&]() -> absl::Status {
+    if (options_.disable_wal) {
+      rocksdb::FlushOptions fo;
+      fo.wait = true;
+      fo.allow_write_stall = true;
+      return FromRocks(db_->Flush(fo), "Sync (memtable flush)", dir_);
+    }
+    return FromRocks(db_->SyncWAL(), "Sync (WAL fsync)", dir_);
+  });
+}
+
+std::optional<std::string> RocksDbTileStore::GetProperty(std::string_view property) const {
+  try {
+    std::string value;
+    if (!db_->GetProperty(ToSlice(property), &value)) return std::nullopt;
+    return value;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace tessera::store

@@ -1,0 +1,486 @@
+#pragma once
+
+// The behaviour every TileStore must show, as a value-parameterized GoogleTest suite. A backend's
+// test file includes this header once and instantiates the suite with factories:
+//
+//   INSTANTIATE_TEST_SUITE_P(Memory, TileStoreConformanceTest,
+//                            ::testing::Values(TileStoreFactory{"Default", MakeMemoryStore}),
+//                            TileStoreFactoryName);
+//
+// Each test gets a fresh, empty store made in its own scratch directory (removed afterwards).
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "store/tile_store.h"
+
+namespace tessera::store {
+
+// A unique directory under the system temp dir, removed (recursively) on destruction.
+class ScopedTempDir {
+ public:
+  ScopedTempDir() {
+    static std::atomic<int> counter{0};
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("tessera_store_test_{}_{}_{}", ::getpid(), counter.fetch_add(1), rd());
+    std::filesystem::create_directories(path_);
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // A not-yet-existing path inside the directory.
+  std::string Sub(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct TileStoreFactory {
+  std::string name;  // test-name suffix: letters, digits, underscores
+  // Makes an empty store that may keep files under `scratch_dir` (an existing, empty directory
+  // that outlives the store).
+  std::function<std::unique_ptr<TileStore>(const std::string& scratch_dir)> make;
+};
+
+inline std::string TileStoreFactoryName(const ::testing::TestParamInfo<TileStoreFactory>& info) {
+  return info.param.name;
+}
+
+// Prints the factory by name in failure messages (instead of raw bytes).
+inline void PrintTo(const TileStoreFactory& f, std::ostream* os) { *os << f.name; }
+
+namespace conformance_internal {
+
+using Tiles = std::vector<std::pair<int64_t, std::string>>;
+using Metas = std::vector<std::pair<std::string, std::string>>;
+
+inline TileKey Key(uint32_t view, std::string_view entity, Resolution res, int64_t start) {
+  return TileKey{view, std::string(entity), res, start};
+}
+
+inline std::string Describe(const TileKey& k) {
+  std::string s = std::to_string(k.view_id) + "/";
+  for (char c : k.entity_key) s += std::to_string(static_cast<uint8_t>(c)) + ".";
+  return s + "/" + std::to_string(static_cast<int>(k.resolution)) + "/" +
+         std::to_string(k.start_ms);
+}
+
+}  // namespace conformance_internal
+
+class TileStoreConformanceTest : public ::testing::TestWithParam<TileStoreFactory> {
+ protected:
+  using Tiles = conformance_internal::Tiles;
+  using Metas = conformance_internal::Metas;
+
+  void SetUp() override {
+    store_ = GetParam().make(dir_.path().string());
+    ASSERT_NE(store_, nullptr);
+  }
+  void TearDown() override { store_.reset(); }
+
+  void Put(const TileKey& key, std::string value) {
+    WriteBatch b;
+    b.tiles.emplace_back(key, std::move(value));
+    ASSERT_TRUE(store_->Write(b).ok());
+  }
+
+  Tiles ScanAll(uint32_t view, std::string_view entity, Resolution res,
+                int64_t from = std::numeric_limits<int64_t>::min(),
+                int64_t to = std::numeric_limits<int64_t>::max()) {
+    Tiles out;
+    absl::Status s =
+        store_->Scan(view, entity, res, from, to, [&](int64_t start, std::string_view bytes) {
+          out.emplace_back(start, std::string(bytes));
+        });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  Metas MetaWithPrefix(std::string_view prefix) {
+    Metas out;
+    absl::Status s = store_->ScanMeta(prefix, [&](std::string_view k, std::string_view v) {
+      out.emplace_back(std::string(k), std::string(v));
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  std::optional<std::string> Meta(std::string_view key) {
+    absl::StatusOr<std::optional<std::string>> v = store_->GetMeta(key);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : std::nullopt;
+  }
+
+  ScopedTempDir dir_;
+  std::unique_ptr<TileStore> store_;
+};
+
+TEST_P(TileStoreConformanceTest, EmptyStoreHasNothing) {
+  EXPECT_TRUE(ScanAll(1, "k", Resolution::kBase).empty());
+  EXPECT_TRUE(MetaWithPrefix("").empty());
+  EXPECT_EQ(Meta("x"), std::nullopt);
+  std::vector<std::optional<std::string>> values = {std::string("stale")};
+  ASSERT_TRUE(store_->MultiGet({}, &values).ok());
+  EXPECT_TRUE(values.empty());
+  EXPECT_TRUE(store_->Write(WriteBatch{}).ok());
+  EXPECT_TRUE(store_->Sync().ok());
+}
+
+TEST_P(TileStoreConformanceTest, ScanIsHalfOpenAndOrderedIncludingNegativeTimes) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  std::vector<int64_t> starts = {600000, -1,           kMin,         0, 300000, -300000, 1,
+                                 kMax,   -86400000000, 1700000000000};
+  WriteBatch b;  // written out of order, in one batch
+  for (int64_t s : starts)
+    b.tiles.emplace_back(TileKey{7, "user", Resolution::kBase, s}, fmt::format("v{}", s));
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  std::sort(starts.begin(), starts.end());
+  Tiles all = ScanAll(7, "user", Resolution::kBase);
+  // to_ms is exclusive, so a tile at INT64_MAX is never returned by a Scan.
+  ASSERT_EQ(all.size(), starts.size() - 1);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].first, starts[i]);
+    EXPECT_EQ(all[i].second, fmt::format("v{}", starts[i]));
+  }
+
+  Tiles mid = ScanAll(7, "user", Resolution::kBase, -300000, 300000);
+  ASSERT_EQ(mid.size(), 4u);
+  EXPECT_EQ(mid[0].first, -300000);
+  EXPECT_EQ(mid[1].first, -1);
+  EXPECT_EQ(mid[2].first, 0);
+  EXPECT_EQ(mid[3].first, 1);
+
+  Tiles one = ScanAll(7, "user", Resolution::kBase, 300000, 300001);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].first, 300000);
+  EXPECT_TRUE(ScanAll(7, "user", Resolution::kBase, 2, 300000).empty());
+  EXPECT_TRUE(ScanAll(7, "user", Resolution::kBase, 300000, 300000).empty());
+  EXPECT_TRUE(ScanAll(7, "user", Resolution::kBase, 600000, 0).empty());  // from > to
+  EXPECT_EQ(ScanAll(7, "user", Resolution::kBase, kMin, kMin + 1).size(), 1u);
+}
+
+TEST_P(TileStoreConformanceTest, ScanSeesOnlyItsViewKeyAndResolution) {
+  using conformance_internal::Describe;
+  const std::vector<std::string> entities = {"",
+                                             "a",
+                                             "ab",
+                                             "abc",
+                                             "b",
+                                             "ab|c",
+                                             std::string("a\0b", 3),
+                                             std::string("\0", 1),
+                                             std::string("\xff", 1),
+                                             std::string("\xff\xff", 2),
+                                             std::string(200, 'x'),
+                                             std::string(201, 'x'),
+                                             "\x80",
+                                             "\x7f"};
+  const std::vector<uint32_t> views = {0, 1, 2, 256, 0xffffffffu};
+  const std::vector<Resolution> resolutions = {Resolution::kBase, Resolution::kHour,
+                                               Resolution::kDay};
+  const std::vector<int64_t> starts = {-600000, 0, 300000};
+  WriteBatch b;
+  for (uint32_t v : views)
+    for (const std::string& e : entities)
+      for (Resolution r : resolutions)
+        for (int64_t s : starts) {
+          TileKey k{v, e, r, s};
+          b.tiles.emplace_back(k, Describe(k));
+        }
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  for (uint32_t v : views)
+    for (const std::string& e : entities)
+      for (Resolution r : resolutions) {
+        Tiles got = ScanAll(v, e, r);
+        ASSERT_EQ(got.size(), starts.size()) << Describe(TileKey{v, e, r, 0});
+        for (size_t i = 0; i < starts.size(); ++i) {
+          EXPECT_EQ(got[i].first, starts[i]);
+          EXPECT_EQ(got[i].second, Describe(TileKey{v, e, r, starts[i]}));
+        }
+      }
+  // Keys never written, including prefixes and extensions of written ones.
+  EXPECT_TRUE(ScanAll(1, "abcd", Resolution::kBase).empty());
+  EXPECT_TRUE(ScanAll(1, "x", Resolution::kBase).empty());
+  EXPECT_TRUE(ScanAll(3, "a", Resolution::kBase).empty());
+  EXPECT_TRUE(ScanAll(1, std::string("a\0", 2), Resolution::kBase).empty());
+}
+
+TEST_P(TileStoreConformanceTest, ManyViewsStaySeparate) {
+  constexpr uint32_t kViews = 300;
+  WriteBatch b;
+  for (uint32_t v = 0; v < kViews; ++v) {
+    for (int64_t i = 0; i < 3; ++i) {
+      b.tiles.emplace_back(TileKey{v * 7919, "k", Resolution::kBase, i * 300000},
+                           fmt::format("{}:{}", v, i));
+    }
+  }
+  ASSERT_TRUE(store_->Write(b).ok());
+  for (uint32_t v = 0; v < kViews; ++v) {
+    Tiles got = ScanAll(v * 7919, "k", Resolution::kBase);
+    ASSERT_EQ(got.size(), 3u) << v;
+    for (int64_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(got[i].second, fmt::format("{}:{}", v, i));
+    }
+  }
+}
+
+TEST_P(TileStoreConformanceTest, MultiGetPresentAbsentAndDuplicates) {
+  using conformance_internal::Key;
+  Put(Key(1, "a", Resolution::kBase, 0), "a0");
+  Put(Key(1, "a", Resolution::kHour, 0), "a0h");
+  Put(Key(1, "ab", Resolution::kBase, -300000), "ab-");
+  Put(Key(2, "", Resolution::kDay, 86400000), "");  // empty value is present, not absent
+
+  std::vector<TileKey> keys = {
+      Key(1, "a", Resolution::kBase, 0),        Key(1, "a", Resolution::kBase, 1),
+      Key(1, "ab", Resolution::kBase, -300000), Key(1, "a", Resolution::kHour, 0),
+      Key(2, "", Resolution::kDay, 86400000),   Key(9, "a", Resolution::kBase, 0),
+      Key(1, "a", Resolution::kBase, 0),        Key(1, "ab", Resolution::kBase, 300000),
+  };
+  std::vector<std::optional<std::string>> values(3, std::string("garbage"));
+  ASSERT_TRUE(store_->MultiGet(keys, &values).ok());
+  ASSERT_EQ(values.size(), keys.size());
+  EXPECT_EQ(values[0], "a0");
+  EXPECT_EQ(values[1], std::nullopt);
+  EXPECT_EQ(values[2], "ab-");
+  EXPECT_EQ(values[3], "a0h");
+  EXPECT_EQ(values[4], "");
+  EXPECT_EQ(values[5], std::nullopt);
+  EXPECT_EQ(values[6], "a0");
+  EXPECT_EQ(values[7], std::nullopt);
+}
+
+TEST_P(TileStoreConformanceTest, OverwriteReplacesTheValue) {
+  using conformance_internal::Key;
+  Put(Key(1, "k", Resolution::kBase, 0), "old");
+  Put(Key(1, "k", Resolution::kBase, 0), "new");
+  WriteBatch b;  // within one batch the later entry wins
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 300000), "first");
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 300000), "second");
+  ASSERT_TRUE(store_->Write(b).ok());
+  Tiles got = ScanAll(1, "k", Resolution::kBase);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], (std::pair<int64_t, std::string>(0, "new")));
+  EXPECT_EQ(got[1], (std::pair<int64_t, std::string>(300000, "second")));
+}
+
+TEST_P(TileStoreConformanceTest, LargeAndBinaryValuesRoundTrip) {
+  using conformance_internal::Key;
+  std::string big(1 << 20, '\0');
+  std::mt19937 rng(42);
+  for (char& c : big) c = static_cast<char>(rng());
+  Put(Key(1, "k", Resolution::kBase, 0), big);
+  Tiles got = ScanAll(1, "k", Resolution::kBase);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].second, big);
+}
+
+TEST_P(TileStoreConformanceTest, WriteAppliesTilesMetaAndDeletesTogether) {
+  using conformance_internal::Key;
+  WriteBatch setup;
+  setup.meta = {{"pos/a", "1"}, {"pos/b", "2"}, {"gone", "x"}};
+  ASSERT_TRUE(store_->Write(setup).ok());
+
+  WriteBatch b;
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 0), "t0");
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 300000), "t1");
+  b.meta = {{"pos/a", "10"}, {"pos/c", "3"}, {"both", "set"}, {"twice", "1"}, {"twice", "2"}};
+  b.meta_deletes = {"gone", "both", "never-existed"};
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  EXPECT_EQ(ScanAll(1, "k", Resolution::kBase).size(), 2u);
+  EXPECT_EQ(Meta("pos/a"), "10");
+  EXPECT_EQ(Meta("pos/b"), "2");
+  EXPECT_EQ(Meta("pos/c"), "3");
+  EXPECT_EQ(Meta("twice"), "2");
+  EXPECT_EQ(Meta("gone"), std::nullopt);
+  EXPECT_EQ(Meta("both"), std::nullopt);  // deletes apply after sets
+  EXPECT_EQ(Meta("never-existed"), std::nullopt);
+}
+
+TEST_P(TileStoreConformanceTest, MetaEmptyValueIsPresent) {
+  WriteBatch b;
+  b.meta = {{"empty", ""}, {"", "empty key"}};
+  ASSERT_TRUE(store_->Write(b).ok());
+  EXPECT_EQ(Meta("empty"), "");
+  EXPECT_EQ(Meta(""), "empty key");
+  EXPECT_EQ(Meta("empt"), std::nullopt);
+}
+
+TEST_P(TileStoreConformanceTest, ScanMetaByPrefixInKeyOrder) {
+  WriteBatch b;
+  const std::vector<std::string> keys = {"a",
+                                         "ab",
+                                         "abc",
+                                         "b",
+                                         "a\xff",
+                                         "a\xff\xff",
+                                         "\xff",
+                                         "\xff\xff",
+                                         std::string("a\0", 2),
+                                         "catalog/views/2",
+                                         "catalog/views/10",
+                                         "catalog/sources/plays",
+                                         "catalogue"};
+  for (const std::string& k : keys) b.meta.emplace_back(k, fmt::format("v:{}", k));
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  auto keys_of = [](const Metas& m) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : m) {
+      EXPECT_EQ(v, fmt::format("v:{}", k));
+      out.push_back(k);
+    }
+    return out;
+  };
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());  // std::string compares as unsigned bytes
+  EXPECT_EQ(keys_of(MetaWithPrefix("")), sorted);
+  EXPECT_EQ(
+      keys_of(MetaWithPrefix("a")),
+      (std::vector<std::string>{"a", std::string("a\0", 2), "ab", "abc", "a\xff", "a\xff\xff"}));
+  EXPECT_EQ(keys_of(MetaWithPrefix("ab")), (std::vector<std::string>{"ab", "abc"}));
+  EXPECT_EQ(keys_of(MetaWithPrefix("a\xff")), (std::vector<std::string>{"a\xff", "a\xff\xff"}));
+  EXPECT_EQ(keys_of(MetaWithPrefix("\xff")), (std::vector<std::string>{"\xff", "\xff\xff"}));
+  EXPECT_EQ(
+      keys_of(MetaWithPrefix("catalog/")),
+      (std::vector<std::string>{"catalog/sources/plays", "catalog/views/10", "catalog/views/2"}));
+  EXPECT_TRUE(MetaWithPrefix("abcd").empty());
+  EXPECT_TRUE(MetaWithPrefix("c\xff").empty());
+}
+
+TEST_P(TileStoreConformanceTest, MetaAndTilesNeverMix) {
+  using conformance_internal::Key;
+  WriteBatch b;
+  b.tiles.emplace_back(Key(0, "", Resolution::kBase, 0), "tile");
+  b.tiles.emplace_back(Key(0x6d6d6d6d, "m", Resolution::kBase, 0), "tile2");  // 'mmmm'
+  // Metadata keys that look like tile keys in any plausible byte layout.
+  b.meta = {{"t", "m1"}, {std::string("\0\0\0\0\0", 5), "m2"}, {"m", "m3"}};
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  Metas meta = MetaWithPrefix("");
+  ASSERT_EQ(meta.size(), 3u);
+  for (const auto& [k, v] : meta) EXPECT_EQ(v[0], 'm') << "tile leaked into ScanMeta";
+  Tiles tiles = ScanAll(0, "", Resolution::kBase);
+  ASSERT_EQ(tiles.size(), 1u);
+  EXPECT_EQ(tiles[0].second, "tile");
+  EXPECT_EQ(ScanAll(0x6d6d6d6d, "m", Resolution::kBase).size(), 1u);
+  std::vector<std::optional<std::string>> values;
+  ASSERT_TRUE(store_->MultiGet({Key(0, "", Resolution::kBase, 0)}, &values).ok());
+  EXPECT_EQ(values[0], "tile");
+}
+
+TEST_P(TileStoreConformanceTest, CallbacksMayCallBackIntoTheStore) {
+  using conformance_internal::Key;
+  WriteBatch b;
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 0), "t");
+  b.meta = {{"m/1", "x"}};
+  ASSERT_TRUE(store_->Write(b).ok());
+  int nested = 0;
+  ASSERT_TRUE(store_
+                  ->Scan(1, "k", Resolution::kBase, 0, 1,
+                         [&](int64_t, std::string_view) {
+                           EXPECT_EQ(Meta("m/1"), "x");
+                           ++nested;
+                         })
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->ScanMeta("m/",
+                             [&](std::string_view, std::string_view) {
+                               EXPECT_EQ(ScanAll(1, "k", Resolution::kBase).size(), 1u);
+                               ++nested;
+                             })
+                  .ok());
+  EXPECT_EQ(nested, 2);
+}
+
+TEST_P(TileStoreConformanceTest, SyncKeepsEverythingReadable) {
+  using conformance_internal::Key;
+  for (int i = 0; i < 20; ++i) {
+    Put(Key(1, "k", Resolution::kBase, i * 300000), std::to_string(i));
+    if (i % 7 == 0) {
+      ASSERT_TRUE(store_->Sync().ok());
+    }
+  }
+  ASSERT_TRUE(store_->Sync().ok());
+  EXPECT_EQ(ScanAll(1, "k", Resolution::kBase).size(), 20u);
+}
+
+// A reader never sees half of a Write: every batch sets two tiles and a meta entry to the same
+// generation number, and readers check that what they see agrees.
+TEST_P(TileStoreConformanceTest, ReadersSeeWholeWritesOnly) {
+  using conformance_internal::Key;
+  constexpr int kGenerations = 300;
+  constexpr int kMinReads = 200;
+  const TileKey a = Key(1, "a", Resolution::kBase, 0);
+  const TileKey b = Key(1, "a", Resolution::kBase, 300000);
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0};
+  std::atomic<int> reads{0};
+
+  auto reader = [&] {
+    while (!done.load()) {
+      std::vector<std::optional<std::string>> values;
+      if (!store_->MultiGet({a, b}, &values).ok() || values[0] != values[1]) torn.fetch_add(1);
+      std::vector<std::string> scanned;
+      if (!store_
+               ->Scan(1, "a", Resolution::kBase, 0, 600000,
+                      [&](int64_t, std::string_view v) { scanned.emplace_back(v); })
+               .ok() ||
+          !(scanned.empty() || (scanned.size() == 2 && scanned[0] == scanned[1]))) {
+        torn.fetch_add(1);
+      }
+      reads.fetch_add(1);
+    }
+  };
+  std::thread r1(reader);
+  std::thread r2(reader);
+  // Keep writing until the readers have overlapped with plenty of writes (bounded in time).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int generations = 0;
+  absl::Status write_status;
+  while (write_status.ok() && (generations < kGenerations || reads.load() < kMinReads) &&
+         std::chrono::steady_clock::now() < deadline) {
+    WriteBatch batch;
+    batch.tiles = {{a, std::to_string(generations)}, {b, std::to_string(generations)}};
+    batch.meta = {{"gen", std::to_string(generations)}};
+    write_status = store_->Write(batch);
+    ++generations;
+  }
+  done.store(true);
+  r1.join();
+  r2.join();
+  EXPECT_EQ(torn.load(), 0);
+  ASSERT_TRUE(write_status.ok()) << write_status;
+  EXPECT_GE(reads.load(), kMinReads);
+  EXPECT_EQ(Meta("gen"), std::to_string(generations - 1));
+}
+
+}  // namespace tessera::store
