@@ -1,0 +1,161 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "absl/status/statusor.h"
+#include "common/column.h"
+#include "common/schema.h"
+#include "source/file/line_reader.h"
+
+namespace tessera::source {
+
+// Counters of one or more Decode() calls.
+struct DecodeStats {
+  int64_t lines = 0;         // non-blank lines seen
+  int64_t rows = 0;          // lines accepted into the batch
+  int64_t rejected = 0;      // lines that are not a JSON object or have no valid event time
+  int64_t field_errors = 0;  // fields of accepted rows whose JSON type did not fit (set to NULL)
+
+  DecodeStats& operator+=(const DecodeStats& o) {
+    lines += o.lines;
+    rows += o.rows;
+    rejected += o.rejected;
+    field_errors += o.field_errors;
+    return *this;
+  }
+};
+
+// A line that was not turned into a row.
+struct Rejection {
+  int64_t line_number = 0;
+  // What and where, e.g. "line 17: field 'ts': expected epoch milliseconds or an RFC 3339
+  // string, got true".
+  std::string reason;
+  // The line without its "\n" / "\r\n"; points into the decoded data and is valid only during
+  // the callback.
+  std::string_view line;
+};
+
+using RejectFn = std::function<void(const Rejection&)>;
+
+// Earliest and latest TIMESTAMP values accepted (0000-01-01T00:00:00Z ..
+// 9999-12-31T23:59:59.999Z, the range RFC 3339 can write); anything outside is out of range.
+inline constexpr int64_t kMinTimestampMs = -62167219200000;
+inline constexpr int64_t kMaxTimestampMs = 253402300799999;
+
+// Decodes newline-delimited JSON objects into the typed columns of a RowBatch.
+//
+// Rules (the contract in DESIGN.md, "Features: semantics"):
+//  * Lines are split on '\n'; one trailing '\r' is dropped; empty / whitespace-only lines are
+//    skipped and not counted.
+//  * A line that is not exactly one JSON object (parse error, array, scalar, trailing content),
+//    or whose event-time field is missing, null, of the wrong type, unparseable or out of
+//    range, is rejected: counted, reported to on_reject, and not added to the batch.
+//  * Fields are matched to columns by exact (case-sensitive) name; unknown fields are ignored
+//    (but must be valid JSON); when a field repeats, the last occurrence wins.
+//  * null and missing fields are NULL. A value whose JSON type does not fit its column is NULL
+//    and counts one field error: BIGINT takes integers in int64 range and integral floats that
+//    fit; DOUBLE any number; BOOLEAN true/false; STRING strings; TIMESTAMP epoch milliseconds
+//    (floats truncated toward zero) or RFC 3339 strings.
+//
+// Not thread-safe: one decoder per thread (it owns a simdjson parser). In steady state Decode()
+// allocates nothing on the heap except for rejected lines' reasons (when on_reject is set).
+class NdjsonDecoder {
+ public:
+  // Checks the schema (unique column names, time_column names a TIMESTAMP column) and builds a
+  // decoder. InvalidArgument otherwise.
+  static absl::StatusOr<std::unique_ptr<NdjsonDecoder>> Create(std::vector<ColumnDef> columns,
+                                                               int time_column);
+
+  // REQUIRES: the schema is valid as checked by Create(). If time_column is out of range every
+  // line is rejected; with duplicate names the first column of a name receives the field.
+  NdjsonDecoder(std::vector<ColumnDef> columns, int time_column);
+
+  NdjsonDecoder(const NdjsonDecoder&) = delete;
+  NdjsonDecoder& operator=(const NdjsonDecoder&) = delete;
+
+  // Appends every accepted line of `data` to `batch` and returns the number of physical lines
+  // in `data` (blank ones included; a final line without '\n' counts), so the caller can pass
+  // first_line_number + result for the next chunk. `first_line_number` is the number of the
+  // first line of `data` (used in reasons). If batch->num_rows == 0 its columns are (re)typed
+  // to the schema and emptied, keeping their capacity; otherwise rows are appended. Strings are
+  // copied into batch->arena. `stats` is incremented; `on_reject` may be empty.
+  // `padding_available` is how many readable bytes follow data (if fewer than
+  // simdjson::SIMDJSON_PADDING the data is first copied into an internal padded buffer).
+  int64_t Decode(std::string_view data, size_t padding_available, int64_t first_line_number,
+                 RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject = {});
+  int64_t Decode(const Chunk& chunk, int64_t first_line_number, RowBatch* batch,
+                 DecodeStats* stats, const RejectFn& on_reject = {}) {
+    return Decode(chunk.view(), chunk.padding(), first_line_number, batch, stats, on_reject);
+  }
+
+  // Empties `batch` (RowBatch::Clear) and types its columns to the schema, keeping every
+  // buffer's capacity, so a Clear-then-Decode loop does not reallocate.
+  void ResetBatch(RowBatch* batch) const;
+
+  const std::vector<ColumnDef>& columns() const { return columns_; }
+  int time_column() const { return time_column_; }
+
+ private:
+  enum class SlotState : uint8_t { kMissing, kNull, kValue, kMisfit };
+  // The value of one column in the row being decoded (committed only if the row is accepted).
+  struct Slot {
+    int64_t i64 = 0;
+    double f64 = 0;
+    std::string_view str;  // into the line or the parser's string buffer
+  };
+  // Why the current line was rejected (formatted only when someone listens).
+  enum class RowError : uint8_t {
+    kNone,
+    kJson,          // simdjson error `json_error_` near `error_at_`
+    kNotObject,     // root is `root_type_`
+    kTrailing,      // content after the object at `error_at_`
+    kTimeMissing,   // no event-time field
+    kTimeInvalid,   // event-time value `time_token_` does not fit
+    kNoTimeColumn,  // the schema has no valid time column
+  };
+  struct NameEntry {
+    uint32_t offset = 0;  // into names_
+    uint32_t len = 0;
+    int32_t column = -1;  // -1: empty slot
+  };
+
+  int LookUp(const char* key, size_t len) const;
+  void PrepareBatch(RowBatch* batch) const;
+  void DecodeLine(const char* line, size_t len, size_t capacity, int64_t line_number,
+                  RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject);
+  RowError ParseRow(const char* line, size_t len, size_t capacity);
+  simdjson::error_code ReadField(int column, simdjson::ondemand::value& value);
+  void CommitRow(RowBatch* batch, DecodeStats* stats);
+  std::string RejectReason(const char* line, size_t len, int64_t line_number) const;
+
+  std::vector<ColumnDef> columns_;
+  int time_column_;
+  std::string names_;  // column names back to back, referenced by table_
+  std::vector<NameEntry> table_;
+  uint32_t table_mask_ = 0;
+
+  simdjson::ondemand::parser parser_;
+  std::vector<SlotState> state_;
+  std::vector<Slot> slots_;
+  std::unique_ptr<char[]> scratch_;  // padded copy of unpadded input
+  size_t scratch_capacity_ = 0;
+
+  // Details of the last rejection; pointers and views point into the current line.
+  RowError last_error_ = RowError::kNone;
+  simdjson::error_code json_error_ = simdjson::SUCCESS;
+  const char* error_at_ = nullptr;
+  simdjson::ondemand::json_type root_type_ = simdjson::ondemand::json_type::object;
+  simdjson::ondemand::json_type time_type_ = simdjson::ondemand::json_type::null;
+  std::string_view time_token_;  // raw JSON of the last event-time value
+};
+
+}  // namespace tessera::source
