@@ -1,0 +1,109 @@
+#pragma once
+
+// AggFunction<Op>: turns a small "op" (a State struct plus non-virtual AddBatch / Merge /
+// Serialize / Deserialize / Finalize) into an AggregateFunction, in the spirit of DuckDB's
+// aggregate templates. Internal to src/agg.
+//
+// Op requirements:
+//   using State = …;                 default-constructible, move-assignable; its constructor is
+//                                    Init, its destructor Destroy. States hold no pointers into
+//                                    themselves, so they may be relocated with memcpy.
+//   static constexpr uint8_t kVersion;
+//   void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+//                 const uint32_t* rows, size_t n) const;
+//   void Merge(State* dst, const State& src) const;             REQUIRES: dst != &src
+//   void Serialize(const State& s, std::string* out) const;     after the version byte
+//   absl::Status Deserialize(ByteReader* in, State* s) const;   into a fresh State
+//   Value Finalize(const State& s) const;
+//   size_t HeapBytes(const State& s) const;
+
+#include <cstddef>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "agg/aggregate.h"
+#include "common/errors.h"
+#include "common/varint.h"
+
+namespace tessera::agg::internal {
+
+template <typename Op>
+class AggFunction final : public AggregateFunction {
+ public:
+  using State = typename Op::State;
+
+  AggFunction(AggKind kind, DataType arg_type, DataType result_type, Op op)
+      : kind_(kind), arg_type_(arg_type), result_type_(result_type), op_(std::move(op)) {}
+
+  AggKind kind() const override { return kind_; }
+  DataType arg_type() const override { return arg_type_; }
+  DataType result_type() const override { return result_type_; }
+  size_t state_size() const override { return sizeof(State); }
+  size_t state_align() const override { return alignof(State); }
+
+  void Init(std::byte* state) const override { new (state) State(); }
+  void Destroy(std::byte* state) const override { Get(state)->~State(); }
+
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+                const uint32_t* rows, size_t n) const override {
+    op_.AddBatch(states, arg, event_time_ms, rows, n);
+  }
+
+  void Merge(std::byte* dst, const std::byte* src) const override {
+    if (dst == src) {  // self-merge: merge a copy, so src stays unchanged while dst grows
+      State copy;
+      std::string bytes;
+      op_.Serialize(*Get(src), &bytes);
+      ByteReader reader(bytes);
+      if (!op_.Deserialize(&reader, &copy).ok()) return;  // cannot happen: our own encoding
+      op_.Merge(Get(dst), copy);
+      return;
+    }
+    op_.Merge(Get(dst), *Get(src));
+  }
+
+  void Serialize(const std::byte* state, std::string* out) const override {
+    out->push_back(static_cast<char>(Op::kVersion));
+    op_.Serialize(*Get(state), out);
+  }
+
+  absl::Status Deserialize(std::string_view* in, std::byte* state) const override {
+    ByteReader reader(*in);
+    uint8_t version = 0;
+    if (!reader.Byte(&version, "version").ok()) {
+      return DataLoss("{} state: empty encoding", AggKindName(kind_));
+    }
+    if (version != Op::kVersion) {
+      return DataLoss("{} state: unsupported encoding version {} (expected {})",
+                      AggKindName(kind_), version, Op::kVersion);
+    }
+    State parsed;
+    absl::Status s = op_.Deserialize(&reader, &parsed);
+    if (!s.ok()) {
+      return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
+    }
+    *Get(state) = std::move(parsed);
+    *in = reader.rest();
+    return absl::OkStatus();
+  }
+
+  Value Finalize(const std::byte* state) const override { return op_.Finalize(*Get(state)); }
+
+  size_t HeapBytes(const std::byte* state) const override { return op_.HeapBytes(*Get(state)); }
+
+ private:
+  static State* Get(std::byte* p) { return std::launder(reinterpret_cast<State*>(p)); }
+  static const State* Get(const std::byte* p) {
+    return std::launder(reinterpret_cast<const State*>(p));
+  }
+
+  AggKind kind_;
+  DataType arg_type_;
+  DataType result_type_;
+  Op op_;
+};
+
+}  // namespace tessera::agg::internal

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/varint.h"
+
+namespace tessera::agg {
+
+// HyperLogLog distinct-count sketch over 64-bit hashes, precision 14 (16384 registers,
+// ~0.8% standard error), with an HLL++-style sparse mode.
+//
+// Sparse mode keeps one 32-bit entry per distinct 25-bit hash prefix (index' << 6 | rho' of
+// the remaining 39 bits) and estimates by linear counting over 2^25 buckets, which is exact up
+// to prefix collisions (≈ n²/2^26: 0.25 expected at n = 4096). When the sparse entries would
+// take more bytes than the dense registers (4096 entries) the sketch converts to dense: one
+// byte per register in memory, 6 bits per register when serialized. Dense registers derived
+// from sparse entries are identical to registers built directly from the hashes, so every
+// combination of sparse and dense merges consistently. Dense estimates use Ertl's improved
+// raw estimator ("New cardinality estimation algorithms for HyperLogLog sketches", 2017),
+// which needs no empirical bias tables.
+//
+// A default-constructed sketch is empty and owns no heap memory. Not thread-safe; const
+// methods never modify the sketch (they may use scratch copies).
+class HyperLogLog {
+ public:
+  static constexpr int kPrecision = 14;
+  static constexpr uint32_t kNumRegisters = 1u << kPrecision;
+  static constexpr int kSparsePrecision = 25;
+  static constexpr int kMaxRegister = 64 - kPrecision + 1;  // 51
+  static constexpr size_t kMaxSparseEntries = kNumRegisters / sizeof(uint32_t);
+  static constexpr size_t kDenseEncodedBytes = kNumRegisters * 6 / 8;
+
+  HyperLogLog() = default;
+  HyperLogLog(HyperLogLog&&) = default;
+  HyperLogLog& operator=(HyperLogLog&&) = default;
+
+  // A deep copy.
+  HyperLogLog Clone() const;
+
+  void AddHash(uint64_t hash);
+  void Merge(const HyperLogLog& other);
+
+  // Estimated number of distinct hashes added (0 for an empty sketch).
+  double Estimate() const;
+  uint64_t EstimateRounded() const;
+
+  bool is_dense() const { return dense_ != nullptr; }
+  bool empty() const { return dense_ == nullptr && entries_.empty(); }
+  size_t HeapBytes() const;
+
+  // Encoding: byte mode (1 = sparse, 2 = dense; an empty sketch is sparse with 0 entries);
+  //   sparse: varint count, then count varints of strictly increasing entries, delta-coded;
+  //   dense:  kDenseEncodedBytes bytes of 6-bit registers, little-endian bit packing.
+  void Serialize(std::string* out) const;
+  // Reads one sketch into *this (replacing it). Rejects malformed input with DataLoss.
+  absl::Status Deserialize(ByteReader* in);
+
+ private:
+  static uint32_t SparseEntry(uint64_t hash);
+  static void DenseUpdate(uint8_t* registers, uint32_t entry);
+  // Sorted, deduplicated entries: entries_ itself if compact, else a copy in *scratch.
+  std::span<const uint32_t> SortedEntries(std::vector<uint32_t>* scratch) const;
+  void Compact();
+  void ToDense();
+  static double SparseEstimate(size_t distinct_entries);
+  static double DenseEstimate(const uint8_t* registers);
+
+  // Sparse mode: entries_[0, sorted_) sorted and deduplicated (one entry per index', the
+  // largest rho'), followed by an unsorted tail of recent additions.
+  std::vector<uint32_t> entries_;
+  size_t sorted_ = 0;
+  // Dense mode: kNumRegisters registers; entries_ is then empty.
+  std::unique_ptr<uint8_t[]> dense_;
+};
+
+}  // namespace tessera::agg

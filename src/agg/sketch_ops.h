@@ -1,0 +1,419 @@
+#pragma once
+
+// Aggregates whose state grows on the heap: LAST_K, TOP_K, APPROX_COUNT_DISTINCT and
+// APPROX_PERCENTILE. Ops for AggFunction<Op> (see agg_function.h). Internal to src/agg.
+//
+// Each inline state is a single pointer, null until the first non-NULL row, so the millions of
+// tiny or empty tiles pay 8 bytes and no allocation.
+//
+// Encodings (after the version byte 1):
+//   LAST_K               varint m (<= k), then m × (zigzag event time, value), oldest first
+//   TOP_K                varint m, then m × (value, varint count >= 1), values strictly ascending
+//   APPROX_COUNT_DISTINCT  HyperLogLog::Serialize (empty: sparse with 0 entries)
+//   APPROX_PERCENTILE    KllSketch::Serialize (empty: varint 0)
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "agg/hyperloglog.h"
+#include "agg/kll_sketch.h"
+#include "agg/phys_types.h"
+#include "common/column.h"
+#include "common/errors.h"
+#include "common/value.h"
+#include "common/varint.h"
+
+namespace tessera::agg::internal {
+
+// ---- LAST_K ------------------------------------------------------------------------------------
+
+// The k newest non-NULL values by event time, newest first; among equal event times the later
+// arrival counts as newer (in Merge, src's rows arrive after dst's).
+template <typename Phys>
+struct LastKOp {
+  using In = typename Phys::In;
+  using Owned = typename Phys::Owned;
+  struct Item {
+    int64_t event_time;
+    Owned value;
+  };
+  struct Data {
+    // Ascending by (event time, arrival): the newest is at the back. Only the last k items
+    // count; up to 2k are kept so trimming the front is amortized.
+    std::vector<Item> items;
+  };
+  struct State {
+    std::unique_ptr<Data> data;
+  };
+  static constexpr uint8_t kVersion = 1;
+
+  size_t k;
+
+  void Add(State* s, In v, int64_t ts) const {
+    if (s->data == nullptr) s->data = std::make_unique<Data>();
+    std::vector<Item>& items = s->data->items;
+    const size_t n = items.size();
+    if (n >= k && ts < items[n - k].event_time) return;  // older than the k newest
+    if (n == 0 || ts >= items.back().event_time) {
+      items.push_back(Item{ts, Phys::Own(v)});
+    } else {
+      auto pos = std::upper_bound(items.begin(), items.end(), ts,
+                                  [](int64_t t, const Item& it) { return t < it.event_time; });
+      items.insert(pos, Item{ts, Phys::Own(v)});
+    }
+    if (items.size() >= 2 * k) {
+      items.erase(items.begin(), items.begin() + static_cast<ptrdiff_t>(items.size() - k));
+    }
+  }
+
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+                const uint32_t* rows, size_t n) const {
+    ForEachValue<Phys, State>(states, arg, rows, n, [this, event_time_ms](State* s, In v,
+                                                                         uint32_t row) {
+      Add(s, v, event_time_ms[row]);
+    });
+  }
+
+  // The retained items [first, size) of a state.
+  size_t First(const std::vector<Item>& items) const {
+    return items.size() > k ? items.size() - k : 0;
+  }
+
+  void Merge(State* dst, const State& src) const {
+    if (src.data == nullptr || src.data->items.empty()) return;
+    if (dst->data == nullptr) dst->data = std::make_unique<Data>();
+    std::vector<Item>& a = dst->data->items;
+    const std::vector<Item>& b = src.data->items;
+    // Walk both from the newest, taking src on equal event times (src arrived later).
+    std::vector<Item> merged;
+    merged.reserve(std::min(k, a.size() + b.size()));
+    size_t i = a.size(), j = b.size();
+    const size_t a_first = First(a), b_first = First(b);
+    while (merged.size() < k && (i > a_first || j > b_first)) {
+      bool take_b = i == a_first || (j > b_first && b[j - 1].event_time >= a[i - 1].event_time);
+      if (take_b) {
+        --j;
+        merged.push_back(Item{b[j].event_time, b[j].value});
+      } else {
+        --i;
+        merged.push_back(std::move(a[i]));
+      }
+    }
+    std::reverse(merged.begin(), merged.end());
+    a = std::move(merged);
+  }
+
+  void Serialize(const State& s, std::string* out) const {
+    if (s.data == nullptr) {
+      PutVarint64(out, 0);
+      return;
+    }
+    const std::vector<Item>& items = s.data->items;
+    size_t first = First(items);
+    PutVarint64(out, items.size() - first);
+    for (size_t i = first; i < items.size(); ++i) {
+      PutZigZag64(out, items[i].event_time);
+      Phys::Put(out, Phys::View(items[i].value));
+    }
+  }
+
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    uint64_t count = 0;
+    absl::Status st = r->Varint64(&count, "LAST_K item count");
+    if (!st.ok()) return st;
+    if (count > k) return DataLoss("LAST_K holds {} items, more than k = {}", count, k);
+    if (count == 0) return absl::OkStatus();
+    auto data = std::make_unique<Data>();
+    data->items.reserve(std::min<uint64_t>(count, r->remaining()));
+    for (uint64_t i = 0; i < count; ++i) {
+      int64_t ts = 0;
+      st = r->ZigZag64(&ts, "LAST_K event time");
+      if (!st.ok()) return st;
+      if (i > 0 && ts < data->items.back().event_time) {
+        return DataLoss("LAST_K items not in event-time order");
+      }
+      In v{};
+      st = Phys::Read(r, &v);
+      if (!st.ok()) return st;
+      data->items.push_back(Item{ts, Phys::Own(v)});
+    }
+    s->data = std::move(data);
+    return absl::OkStatus();
+  }
+
+  Value Finalize(const State& s) const {
+    std::vector<Value> out;
+    if (s.data != nullptr) {
+      const std::vector<Item>& items = s.data->items;
+      size_t first = First(items);
+      out.reserve(items.size() - first);
+      for (size_t i = items.size(); i > first; --i) {
+        out.push_back(Phys::ToValue(Phys::View(items[i - 1].value)));
+      }
+    }
+    return Value::List(std::move(out));
+  }
+
+  size_t HeapBytes(const State& s) const {
+    if (s.data == nullptr) return 0;
+    size_t bytes = sizeof(Data) + s.data->items.capacity() * sizeof(Item);
+    for (const Item& it : s.data->items) bytes += Phys::OwnedHeapBytes(it.value);
+    return bytes;
+  }
+};
+
+// ---- TOP_K -------------------------------------------------------------------------------------
+
+// The k most frequent values, most frequent first, ties by value ascending.
+//
+// Counts are exact while the number of distinct values is at most 2·capacity (capacity =
+// max(64, 8k)). Beyond that the summary is reduced Misra-Gries style, as in the mergeable
+// summaries of Agarwal et al.: the (capacity+1)-th largest count is subtracted from every count
+// and the non-positive ones are dropped, leaving at most `capacity` values. Every count is then
+// an underestimate by at most n / (capacity + 1), for adds and merges alike.
+template <typename Phys>
+struct TopKOp {
+  using In = typename Phys::In;
+  using Owned = typename Phys::Owned;
+  struct Hasher {
+    using is_transparent = void;
+    size_t operator()(In v) const { return static_cast<size_t>(Phys::Hash(v)); }
+  };
+  struct Eq {
+    using is_transparent = void;
+    bool operator()(In a, In b) const { return Phys::Same(a, b); }
+  };
+  using Map = absl::flat_hash_map<Owned, uint64_t, Hasher, Eq>;
+  struct Data {
+    Map counts;
+  };
+  struct State {
+    std::unique_ptr<Data> data;
+  };
+  static constexpr uint8_t kVersion = 1;
+
+  size_t k;
+  size_t capacity;  // values kept after a reduction
+  size_t MaxEntries() const { return 2 * capacity; }
+
+  void Add(State* s, In v) const {
+    if (s->data == nullptr) s->data = std::make_unique<Data>();
+    Map& counts = s->data->counts;
+    v = Phys::Canonical(v);
+    auto it = counts.find(v);
+    if (it != counts.end()) {
+      ++it->second;
+      return;
+    }
+    counts.emplace(Phys::Own(v), 1);
+    if (counts.size() > MaxEntries()) Reduce(&counts);
+  }
+
+  void Reduce(Map* counts) const {
+    std::vector<uint64_t> values;
+    values.reserve(counts->size());
+    for (const auto& [key, count] : *counts) values.push_back(count);
+    auto nth = values.begin() + static_cast<ptrdiff_t>(capacity);
+    std::nth_element(values.begin(), nth, values.end(), std::greater<>());
+    const uint64_t cut = *nth;
+    absl::erase_if(*counts, [cut](const auto& entry) { return entry.second <= cut; });
+    for (auto& [key, count] : *counts) count -= cut;
+  }
+
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
+                const uint32_t* rows, size_t n) const {
+    ForEachValue<Phys, State>(states, arg, rows, n,
+                              [this](State* s, In v, uint32_t) { Add(s, v); });
+  }
+
+  void Merge(State* dst, const State& src) const {
+    if (src.data == nullptr || src.data->counts.empty()) return;
+    if (dst->data == nullptr) dst->data = std::make_unique<Data>();
+    Map& counts = dst->data->counts;
+    for (const auto& [key, count] : src.data->counts) counts[key] += count;
+    if (counts.size() > MaxEntries()) Reduce(&counts);
+  }
+
+  using Entry = std::pair<In, uint64_t>;
+  static std::vector<Entry> Entries(const State& s) {
+    std::vector<Entry> entries;
+    if (s.data == nullptr) return entries;
+    entries.reserve(s.data->counts.size());
+    for (const auto& [key, count] : s.data->counts) entries.emplace_back(Phys::View(key), count);
+    return entries;
+  }
+
+  void Serialize(const State& s, std::string* out) const {
+    std::vector<Entry> entries = Entries(s);
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return Phys::Less(a.first, b.first); });
+    PutVarint64(out, entries.size());
+    for (const auto& [value, count] : entries) {
+      Phys::Put(out, value);
+      PutVarint64(out, count);
+    }
+  }
+
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    uint64_t m = 0;
+    absl::Status st = r->Varint64(&m, "TOP_K entry count");
+    if (!st.ok()) return st;
+    if (m > MaxEntries()) {
+      return DataLoss("TOP_K holds {} values, more than the limit {}", m, MaxEntries());
+    }
+    if (m == 0) return absl::OkStatus();
+    auto data = std::make_unique<Data>();
+    data->counts.reserve(std::min<uint64_t>(m, r->remaining()));
+    Owned prev{};
+    for (uint64_t i = 0; i < m; ++i) {
+      In v{};
+      st = Phys::Read(r, &v);
+      if (!st.ok()) return st;
+      if (!Phys::IsCanonical(v)) return DataLoss("TOP_K value not in canonical form");
+      if (i > 0 && !Phys::Less(Phys::View(prev), v)) {
+        return DataLoss("TOP_K values not strictly ascending");
+      }
+      uint64_t count = 0;
+      st = r->Varint64(&count, "TOP_K count");
+      if (!st.ok()) return st;
+      if (count == 0) return DataLoss("TOP_K count of zero");
+      prev = Phys::Own(v);
+      data->counts.emplace(prev, count);
+    }
+    s->data = std::move(data);
+    return absl::OkStatus();
+  }
+
+  Value Finalize(const State& s) const {
+    std::vector<Entry> entries = Entries(s);
+    auto by_rank = [](const Entry& a, const Entry& b) {
+      if (a.second != b.second) return a.second > b.second;
+      return Phys::Less(a.first, b.first);
+    };
+    size_t m = std::min(k, entries.size());
+    std::partial_sort(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(m), entries.end(),
+                      by_rank);
+    std::vector<Value> out;
+    out.reserve(m);
+    for (size_t i = 0; i < m; ++i) out.push_back(Phys::ToValue(entries[i].first));
+    return Value::List(std::move(out));
+  }
+
+  size_t HeapBytes(const State& s) const {
+    if (s.data == nullptr) return 0;
+    size_t bytes = sizeof(Data) + s.data->counts.capacity() * (sizeof(typename Map::value_type) + 1);
+    for (const auto& [key, count] : s.data->counts) bytes += Phys::OwnedHeapBytes(key);
+    return bytes;
+  }
+};
+
+// ---- APPROX_COUNT_DISTINCT ---------------------------------------------------------------------
+
+template <typename Phys>
+struct ApproxCountDistinctOp {
+  using In = typename Phys::In;
+  struct State {
+    std::unique_ptr<HyperLogLog> hll;
+  };
+  static constexpr uint8_t kVersion = 1;
+
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
+                const uint32_t* rows, size_t n) const {
+    ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
+      if (s->hll == nullptr) s->hll = std::make_unique<HyperLogLog>();
+      s->hll->AddHash(Phys::Hash(v));
+    });
+  }
+  void Merge(State* dst, const State& src) const {
+    if (src.hll == nullptr || src.hll->empty()) return;
+    if (dst->hll == nullptr) {
+      dst->hll = std::make_unique<HyperLogLog>(src.hll->Clone());
+    } else {
+      dst->hll->Merge(*src.hll);
+    }
+  }
+  void Serialize(const State& s, std::string* out) const {
+    if (s.hll == nullptr) {
+      HyperLogLog().Serialize(out);
+    } else {
+      s.hll->Serialize(out);
+    }
+  }
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    HyperLogLog hll;
+    absl::Status st = hll.Deserialize(r);
+    if (!st.ok()) return st;
+    if (!hll.empty()) s->hll = std::make_unique<HyperLogLog>(std::move(hll));
+    return absl::OkStatus();
+  }
+  Value Finalize(const State& s) const {
+    uint64_t estimate = s.hll == nullptr ? 0 : s.hll->EstimateRounded();
+    return Value::Int64(static_cast<int64_t>(estimate));
+  }
+  size_t HeapBytes(const State& s) const {
+    return s.hll == nullptr ? 0 : sizeof(HyperLogLog) + s.hll->HeapBytes();
+  }
+};
+
+// ---- APPROX_PERCENTILE -------------------------------------------------------------------------
+
+// NaN inputs are skipped (they have no rank).
+template <typename Phys>
+struct ApproxPercentileOp {
+  using In = typename Phys::In;
+  struct State {
+    std::unique_ptr<KllSketch> kll;
+  };
+  static constexpr uint8_t kVersion = 1;
+
+  double q;
+
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
+                const uint32_t* rows, size_t n) const {
+    ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
+      double x = Phys::ToDouble(v);
+      if (std::isnan(x)) return;
+      if (s->kll == nullptr) s->kll = std::make_unique<KllSketch>();
+      s->kll->Add(x);
+    });
+  }
+  void Merge(State* dst, const State& src) const {
+    if (src.kll == nullptr || src.kll->empty()) return;
+    if (dst->kll == nullptr) {
+      dst->kll = std::make_unique<KllSketch>(*src.kll);
+    } else {
+      dst->kll->Merge(*src.kll);
+    }
+  }
+  void Serialize(const State& s, std::string* out) const {
+    if (s.kll == nullptr) {
+      PutVarint64(out, 0);
+    } else {
+      s.kll->Serialize(out);
+    }
+  }
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    KllSketch kll;
+    absl::Status st = kll.Deserialize(r);
+    if (!st.ok()) return st;
+    if (!kll.empty()) s->kll = std::make_unique<KllSketch>(std::move(kll));
+    return absl::OkStatus();
+  }
+  Value Finalize(const State& s) const {
+    if (s.kll == nullptr || s.kll->empty()) return Value::Null(DataType::kDouble);
+    return Value::Double(s.kll->Quantile(q));
+  }
+  size_t HeapBytes(const State& s) const {
+    return s.kll == nullptr ? 0 : sizeof(KllSketch) + s.kll->HeapBytes();
+  }
+};
+
+}  // namespace tessera::agg::internal
