@@ -1,6 +1,7 @@
 // The `tessera` command line: backfill, get, explain.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -108,7 +109,7 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
 
 int RunGetCommand(const std::string& db, const std::string& view_name,
                   const std::vector<std::string>& keys, const std::string& at,
-                  const std::string& windows) {
+                  const std::string& windows, bool timing) {
   auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
   if (!store.ok()) return Fail(store.status());
   auto catalog = engine::CatalogStore::Load(store->get());
@@ -130,9 +131,27 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   if (!specs.ok()) return Fail(specs.status());
   engine::FeatureReader reader(view, store->get());
   std::string out;
+  const Clock* clock = SystemClock::Default();
   for (const std::string& key : keys) {
+    int64_t t0 = clock->MonotonicNanos();
     auto result = reader.Read(key, at_ms, *specs);
+    int64_t first_ns = clock->MonotonicNanos() - t0;
     if (!result.ok()) return Fail(result.status());
+    if (timing) {
+      // Repeat to show the steady state (block cache warm) next to the first, cold read.
+      std::vector<int64_t> ns;
+      for (int i = 0; i < 200; ++i) {
+        int64_t t = clock->MonotonicNanos();
+        auto again = reader.Read(key, at_ms, *specs);
+        ns.push_back(clock->MonotonicNanos() - t);
+      }
+      std::sort(ns.begin(), ns.end());
+      fmt::print(stderr,
+                 "timing key={} windows={} tiles_read={} first={:.1f}us p50={:.1f}us "
+                 "p99={:.1f}us\n",
+                 key, specs->size(), result->tiles_read, first_ns / 1e3, ns[ns.size() / 2] / 1e3,
+                 ns[ns.size() * 99 / 100] / 1e3);
+    }
     out += result->ToJson(*view->def);
     out += '\n';
   }
@@ -193,6 +212,8 @@ int main(int argc, char** argv) {
       ->required();
   get->add_option("--at", at, "Time of the read: RFC 3339 or epoch ms (default: now)");
   get->add_option("--windows", windows, "Comma-separated windows")->capture_default_str();
+  bool timing = false;
+  get->add_flag("--timing", timing, "Print engine read latency per key to stderr");
 
   auto* explain = app.add_subcommand("explain", "Print the bound plan of sources and views");
   auto* explain_sql = explain->add_option("--sql", sql_path, "SQL file");
@@ -209,7 +230,7 @@ int main(int argc, char** argv) {
     options.pipeline.memory_budget_bytes = memory_mb << 20;
     return tessera::RunBackfillCommand(sql_path, inputs, db, options);
   }
-  if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows);
+  if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows, timing);
   if (explain->parsed()) {
     if (sql_path.empty() && db.empty()) {
       fmt::print(stderr, "tessera: error: explain needs --sql FILE or --db DIR\n");
