@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numbers>
 
 #include "common/errors.h"
 
@@ -17,8 +18,7 @@ constexpr int kMaxSparseRho = kSparseRestBits + 1;                       // 40
 constexpr int kIndexGapBits = HyperLogLog::kSparsePrecision - HyperLogLog::kPrecision;  // 11
 constexpr uint8_t kModeSparse = 1;
 constexpr uint8_t kModeDense = 2;
-// Below this many unsorted entries the tail is not worth compacting.
-constexpr size_t kMinTail = 32;
+constexpr uint32_t kInitialSlots = 16;
 
 inline uint32_t EntryIndex(uint32_t entry) { return entry >> 6; }
 
@@ -70,8 +70,12 @@ void HyperLogLog::DenseUpdate(uint8_t* registers, uint32_t entry) {
 
 HyperLogLog HyperLogLog::Clone() const {
   HyperLogLog copy;
-  copy.entries_ = entries_;
-  copy.sorted_ = sorted_;
+  if (table_ != nullptr) {
+    copy.table_ = std::make_unique_for_overwrite<uint32_t[]>(capacity_);
+    std::memcpy(copy.table_.get(), table_.get(), capacity_ * sizeof(uint32_t));
+    copy.capacity_ = capacity_;
+    copy.count_ = count_;
+  }
   if (dense_ != nullptr) {
     copy.dense_ = std::make_unique_for_overwrite<uint8_t[]>(kNumRegisters);
     std::memcpy(copy.dense_.get(), dense_.get(), kNumRegisters);
@@ -87,48 +91,84 @@ void HyperLogLog::AddHash(uint64_t hash) {
     if (dense_[reg] < rho) dense_[reg] = rho;
     return;
   }
-  uint32_t entry = SparseEntry(hash);
-  if (!entries_.empty() && entries_.back() == entry) return;  // runs of one value are common
-  entries_.push_back(entry);
-  size_t tail = entries_.size() - sorted_;
-  if (tail >= std::max(kMinTail, sorted_ / 2)) {
-    Compact();
-    if (sorted_ > kMaxSparseEntries) ToDense();
-  }
+  SparseInsert(SparseEntry(hash));
 }
 
-void HyperLogLog::Compact() {
-  if (sorted_ == entries_.size()) return;
-  auto mid = entries_.begin() + static_cast<ptrdiff_t>(sorted_);
-  std::sort(mid, entries_.end());
-  std::inplace_merge(entries_.begin(), mid, entries_.end());
-  // Keep one entry per index': the last of each run, which has the largest rho'.
-  size_t out = 0;
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    if (i + 1 < entries_.size() && EntryIndex(entries_[i + 1]) == EntryIndex(entries_[i])) {
-      continue;
+void HyperLogLog::InsertIntoTable(uint32_t entry) {
+  // index' is 25 bits of a good hash, so its low bits spread evenly over the slots.
+  const uint32_t key = EntryIndex(entry);
+  const uint32_t mask = capacity_ - 1;
+  for (uint32_t pos = key & mask;; pos = (pos + 1) & mask) {
+    uint32_t v = table_[pos];
+    if (v == 0) {
+      table_[pos] = entry;
+      ++count_;
+      return;
     }
-    entries_[out++] = entries_[i];
+    if (EntryIndex(v) == key) {
+      if (entry > v) table_[pos] = entry;
+      return;
+    }
   }
-  entries_.resize(out);
-  sorted_ = out;
 }
 
-std::span<const uint32_t> HyperLogLog::SortedEntries(std::vector<uint32_t>* scratch) const {
-  if (sorted_ == entries_.size()) return entries_;
-  HyperLogLog tmp;
-  tmp.entries_ = entries_;
-  tmp.sorted_ = sorted_;
-  tmp.Compact();
-  *scratch = std::move(tmp.entries_);
-  return *scratch;
+void HyperLogLog::GrowTable() {
+  std::unique_ptr<uint32_t[]> old = std::move(table_);
+  uint32_t old_capacity = capacity_;
+  capacity_ = old_capacity == 0 ? kInitialSlots : old_capacity * 2;
+  table_ = std::make_unique<uint32_t[]>(capacity_);  // zeroed: all slots empty
+  count_ = 0;
+  for (uint32_t i = 0; i < old_capacity; ++i) {
+    if (old[i] != 0) InsertIntoTable(old[i]);
+  }
+}
+
+void HyperLogLog::SparseInsert(uint32_t entry) {
+  if (dense_ != nullptr) {
+    DenseUpdate(dense_.get(), entry);
+    return;
+  }
+  if (capacity_ != 0) {
+    const uint32_t key = EntryIndex(entry);
+    const uint32_t mask = capacity_ - 1;
+    for (uint32_t pos = key & mask;; pos = (pos + 1) & mask) {
+      uint32_t v = table_[pos];
+      if (v == 0) break;  // new index'
+      if (EntryIndex(v) == key) {
+        if (entry > v) table_[pos] = entry;
+        return;
+      }
+    }
+  }
+  if ((count_ + 1) * 4 > capacity_ * 3) {
+    if (capacity_ >= kMaxSparseSlots) {
+      ToDense();
+      DenseUpdate(dense_.get(), entry);
+      return;
+    }
+    GrowTable();
+  }
+  InsertIntoTable(entry);
+}
+
+std::vector<uint32_t> HyperLogLog::SortedEntries() const {
+  std::vector<uint32_t> entries;
+  entries.reserve(count_);
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (table_[i] != 0) entries.push_back(table_[i]);
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
 }
 
 void HyperLogLog::ToDense() {
   dense_ = std::make_unique<uint8_t[]>(kNumRegisters);  // zeroed
-  for (uint32_t e : entries_) DenseUpdate(dense_.get(), e);
-  std::vector<uint32_t>().swap(entries_);
-  sorted_ = 0;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (table_[i] != 0) DenseUpdate(dense_.get(), table_[i]);
+  }
+  table_.reset();
+  capacity_ = 0;
+  count_ = 0;
 }
 
 void HyperLogLog::Merge(const HyperLogLog& other) {
@@ -140,15 +180,9 @@ void HyperLogLog::Merge(const HyperLogLog& other) {
     }
     return;
   }
-  std::vector<uint32_t> scratch;
-  std::span<const uint32_t> src = other.SortedEntries(&scratch);
-  if (dense_ != nullptr) {
-    for (uint32_t e : src) DenseUpdate(dense_.get(), e);
-    return;
+  for (uint32_t i = 0; i < other.capacity_; ++i) {
+    if (other.table_[i] != 0) SparseInsert(other.table_[i]);
   }
-  entries_.insert(entries_.end(), src.begin(), src.end());
-  Compact();
-  if (sorted_ > kMaxSparseEntries) ToDense();
 }
 
 double HyperLogLog::SparseEstimate(size_t distinct_entries) {
@@ -171,13 +205,7 @@ double HyperLogLog::DenseEstimate(const uint8_t* registers) {
 
 double HyperLogLog::Estimate() const {
   if (dense_ != nullptr) return DenseEstimate(dense_.get());
-  std::vector<uint32_t> scratch;
-  std::span<const uint32_t> sorted = SortedEntries(&scratch);
-  if (sorted.size() <= kMaxSparseEntries) return SparseEstimate(sorted.size());
-  // Not yet compacted past the sparse limit: estimate as the dense sketch it is about to be.
-  auto registers = std::make_unique<uint8_t[]>(kNumRegisters);
-  for (uint32_t e : sorted) DenseUpdate(registers.get(), e);
-  return DenseEstimate(registers.get());
+  return SparseEstimate(count_);
 }
 
 uint64_t HyperLogLog::EstimateRounded() const {
@@ -187,7 +215,7 @@ uint64_t HyperLogLog::EstimateRounded() const {
 }
 
 size_t HyperLogLog::HeapBytes() const {
-  return entries_.capacity() * sizeof(uint32_t) + (dense_ != nullptr ? kNumRegisters : 0);
+  return capacity_ * sizeof(uint32_t) + (dense_ != nullptr ? kNumRegisters : 0);
 }
 
 namespace {
@@ -213,14 +241,7 @@ void HyperLogLog::Serialize(std::string* out) const {
     PutDenseRegisters(dense_.get(), out);
     return;
   }
-  std::vector<uint32_t> scratch;
-  std::span<const uint32_t> sorted = SortedEntries(&scratch);
-  if (sorted.size() > kMaxSparseEntries) {
-    auto registers = std::make_unique<uint8_t[]>(kNumRegisters);
-    for (uint32_t e : sorted) DenseUpdate(registers.get(), e);
-    PutDenseRegisters(registers.get(), out);
-    return;
-  }
+  std::vector<uint32_t> sorted = SortedEntries();
   out->push_back(static_cast<char>(kModeSparse));
   PutVarint64(out, sorted.size());
   uint32_t prev = 0;
@@ -261,9 +282,8 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
       entries.push_back(static_cast<uint32_t>(e));
       prev = e;
     }
-    entries_ = std::move(entries);
-    sorted_ = entries_.size();
-    dense_.reset();
+    *this = HyperLogLog();
+    for (uint32_t e : entries) SparseInsert(e);
     return absl::OkStatus();
   }
   if (mode == kModeDense) {
@@ -280,9 +300,8 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
         registers[i + j] = r;
       }
     }
+    *this = HyperLogLog();
     dense_ = std::move(registers);
-    std::vector<uint32_t>().swap(entries_);
-    sorted_ = 0;
     return absl::OkStatus();
   }
   return DataLoss("unknown HyperLogLog mode {}", mode);

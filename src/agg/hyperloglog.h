@@ -3,7 +3,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -16,10 +15,12 @@ namespace tessera::agg {
 // ~0.8% standard error), with an HLL++-style sparse mode.
 //
 // Sparse mode keeps one 32-bit entry per distinct 25-bit hash prefix (index' << 6 | rho' of
-// the remaining 39 bits) and estimates by linear counting over 2^25 buckets, which is exact up
-// to prefix collisions (≈ n²/2^26: 0.25 expected at n = 4096). When the sparse entries would
-// take more bytes than the dense registers (4096 entries) the sketch converts to dense: one
-// byte per register in memory, 6 bits per register when serialized. Dense registers derived
+// the remaining 39 bits, the largest rho' seen) in an open-addressing hash set, and estimates
+// by linear counting over 2^25 buckets, which is exact up to prefix collisions (≈ n²/2^26:
+// 0.14 expected at n = 3072). When the set would outgrow the dense registers (4096 slots of 4
+// bytes at most 3/4 full: 3072 entries) the sketch converts to dense: one byte per register in
+// memory, 6 bits per register when serialized. Whether a sketch is sparse or dense depends only
+// on the set of hashes added, never on the order of adds and merges. Dense registers derived
 // from sparse entries are identical to registers built directly from the hashes, so every
 // combination of sparse and dense merges consistently. Dense estimates use Ertl's improved
 // raw estimator ("New cardinality estimation algorithms for HyperLogLog sketches", 2017),
@@ -33,7 +34,8 @@ class HyperLogLog {
   static constexpr uint32_t kNumRegisters = 1u << kPrecision;
   static constexpr int kSparsePrecision = 25;
   static constexpr int kMaxRegister = 64 - kPrecision + 1;  // 51
-  static constexpr size_t kMaxSparseEntries = kNumRegisters / sizeof(uint32_t);
+  static constexpr size_t kMaxSparseSlots = kNumRegisters / sizeof(uint32_t);  // 4096
+  static constexpr size_t kMaxSparseEntries = kMaxSparseSlots / 4 * 3;         // 3072
   static constexpr size_t kDenseEncodedBytes = kNumRegisters * 6 / 8;
 
   HyperLogLog() = default;
@@ -51,7 +53,7 @@ class HyperLogLog {
   uint64_t EstimateRounded() const;
 
   bool is_dense() const { return dense_ != nullptr; }
-  bool empty() const { return dense_ == nullptr && entries_.empty(); }
+  bool empty() const { return dense_ == nullptr && count_ == 0; }
   size_t HeapBytes() const;
 
   // Encoding: byte mode (1 = sparse, 2 = dense; an empty sketch is sparse with 0 entries);
@@ -64,18 +66,23 @@ class HyperLogLog {
  private:
   static uint32_t SparseEntry(uint64_t hash);
   static void DenseUpdate(uint8_t* registers, uint32_t entry);
-  // Sorted, deduplicated entries: entries_ itself if compact, else a copy in *scratch.
-  std::span<const uint32_t> SortedEntries(std::vector<uint32_t>* scratch) const;
-  void Compact();
+  // Inserts a sparse entry (keeping the larger rho' for an index' already present); converts
+  // to dense when the set would exceed kMaxSparseEntries.
+  void SparseInsert(uint32_t entry);
+  void InsertIntoTable(uint32_t entry);
+  void GrowTable();
+  // The sparse entries, sorted ascending.
+  std::vector<uint32_t> SortedEntries() const;
   void ToDense();
   static double SparseEstimate(size_t distinct_entries);
   static double DenseEstimate(const uint8_t* registers);
 
-  // Sparse mode: entries_[0, sorted_) sorted and deduplicated (one entry per index', the
-  // largest rho'), followed by an unsorted tail of recent additions.
-  std::vector<uint32_t> entries_;
-  size_t sorted_ = 0;
-  // Dense mode: kNumRegisters registers; entries_ is then empty.
+  // Sparse mode: open-addressing set of entries keyed by index' (0 marks an empty slot; every
+  // entry has rho' >= 1 so is never 0), capacity_ a power of two, at most 3/4 full.
+  std::unique_ptr<uint32_t[]> table_;
+  uint32_t capacity_ = 0;
+  uint32_t count_ = 0;
+  // Dense mode: kNumRegisters registers; the table is then released.
   std::unique_ptr<uint8_t[]> dense_;
 };
 
