@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, COUNT(*) FROM plays WHERE SUM(ms) > 10 GROUP BY user_id;

@@ -1,0 +1,2 @@
+CREATE SOURCE plays (user_id STRING, ts TIMESTAMP,
+  WATERMARK FOR ts AS ts - INTERVAL 'one' HOUR);

@@ -1,0 +1,2 @@
+CREATE SOURCE plays (user_id STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW v WITH (tile = '7m') AS SELECT user_id, COUNT(*) FROM plays GROUP BY user_id;

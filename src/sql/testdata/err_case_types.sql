@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, MAX(CASE WHEN ms > 0 THEN 'long' ELSE 0 END) AS c FROM plays GROUP BY user_id;

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, track_id STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, COUNT(DISTINCT track_id) AS tracks FROM plays GROUP BY user_id;

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, COUNT(*) AS n, SUM(ms) AS N FROM plays GROUP BY user_id;

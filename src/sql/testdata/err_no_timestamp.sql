@@ -1,0 +1,1 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT);

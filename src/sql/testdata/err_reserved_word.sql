@@ -1,0 +1,1 @@
+CREATE SOURCE plays (user_id STRING, from STRING, ts TIMESTAMP);

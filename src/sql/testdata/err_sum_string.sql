@@ -1,0 +1,2 @@
+CREATE SOURCE plays (user_id STRING, track_id STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS SELECT user_id, SUM(track_id) FROM plays GROUP BY user_id;

@@ -1,0 +1,2 @@
+CREATE SOURCE plays (user_id STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS SELECT user_id, COUNT(*) FROM play GROUP BY user_id;

@@ -1,0 +1,1 @@
+CREATE SOURCE ev (k STRING, ts TIMESTAMP) WITH (connector = 'kafka);

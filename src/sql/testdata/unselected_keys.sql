@@ -1,0 +1,3 @@
+CREATE SOURCE ev (user_id STRING, device STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW hidden_keys AS
+SELECT COUNT(*) AS n FROM ev GROUP BY user_id, LOWER(device);
