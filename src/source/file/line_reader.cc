@@ -142,8 +142,8 @@ class LineReader::Input {
       TESSERA_ASSIGN_OR_RETURN(size_t got,
                                Read(scratch.data(), std::min<uint64_t>(left, scratch.size())));
       if (got == 0) {
-        return OutOfRange("{}: cannot skip {} bytes: the stream has only {} bytes",
-                          file_->path(), n, n - left);
+        return OutOfRange("{}: cannot skip {} bytes: the stream has only {} bytes", file_->path(),
+                          n, n - left);
       }
       left -= got;
     }

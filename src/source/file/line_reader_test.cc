@@ -1,6 +1,9 @@
 #include "source/file/line_reader.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -11,10 +14,6 @@
 #include <string>
 #include <vector>
 
-#include <fmt/format.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "common/errors.h"
 
 namespace tessera::source {
@@ -24,9 +23,9 @@ using ::testing::HasSubstr;
 
 std::string Gzip(std::string_view data) {
   z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                         Z_DEFAULT_STRATEGY),
-            Z_OK);
+  EXPECT_EQ(
+      deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
+      Z_OK);
   std::string out(deflateBound(&zs, data.size()) + 64, '\0');
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
   zs.avail_in = static_cast<uInt>(data.size());
@@ -50,7 +49,8 @@ std::string Zstd(std::string_view data) {
 std::string SampleText(int lines) {
   std::string s;
   for (int i = 0; i < lines; ++i) {
-    s += fmt::format("{{\"i\":{},\"pad\":\"{}\"}}\n", i, std::string(static_cast<size_t>(i * 7 % 97), 'x'));
+    s += fmt::format("{{\"i\":{},\"pad\":\"{}\"}}\n", i,
+                     std::string(static_cast<size_t>(i * 7 % 97), 'x'));
   }
   return s;
 }

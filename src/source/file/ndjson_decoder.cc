@@ -1,12 +1,13 @@
 #include "source/file/ndjson_decoder.h"
 
+#include <fmt/format.h>
+#include <simdjson.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "common/errors.h"
 #include "common/time_util.h"
@@ -21,8 +22,9 @@ namespace {
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
 
-// Deepest nesting accepted inside ignored or misfit values (simdjson's default limit).
-constexpr int kMaxDepth = 1024;
+// Deepest nesting accepted inside ignored or misfit values. Kept well below the parser's
+// max_depth (1024): simdjson 3.0 on-demand does not bounds-check depth in release builds.
+constexpr int kMaxDepth = 512;
 
 inline bool IsBlankChar(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -36,8 +38,8 @@ inline bool IsBlank(const char* p, size_t n) {
 }
 
 inline std::string_view TrimRight(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' ||
-                        s.back() == '\r')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
     s.remove_suffix(1);
   }
   return s;
@@ -101,32 +103,22 @@ struct Number {
 };
 
 // Reads any valid JSON number; numbers that no C++ type holds (1e400) come back as kHuge.
-// Fails only on a malformed number.
+// Fails only on a malformed number. (Not via value::get_number(): in simdjson 3.0.1 it returns
+// 0 for floats with more than 19 significant digits.)
 error_code ReadNumber(od::value& v, Number* out) {
-  od::number num;
-  if (v.get_number().get(num) == simdjson::SUCCESS) {
-    switch (num.get_number_type()) {
-      case od::number_type::signed_integer:
-        out->kind = Number::Kind::kInt64;
-        out->i = num.get_int64();
-        return simdjson::SUCCESS;
-      case od::number_type::unsigned_integer:
-        out->kind = Number::Kind::kUint64;
-        out->u = num.get_uint64();
-        return simdjson::SUCCESS;
-      case od::number_type::floating_point_number:
-        out->kind = Number::Kind::kDouble;
-        out->d = num.get_double();
-        return simdjson::SUCCESS;
-    }
+  if (v.get_int64().get(out->i) == simdjson::SUCCESS) {
+    out->kind = Number::Kind::kInt64;
+    return simdjson::SUCCESS;
   }
-  // Integers beyond 64 bits: simdjson's double parser still reads them.
+  if (v.get_uint64().get(out->u) == simdjson::SUCCESS) {
+    out->kind = Number::Kind::kUint64;
+    return simdjson::SUCCESS;
+  }
+  // Floats, and integers beyond 64 bits (simdjson's double parser still reads them).
   const std::string_view token = TrimRight(v.raw_json_token());
-  double d;
-  if (v.get_double().get(d) == simdjson::SUCCESS && std::isfinite(d)) {
+  if (v.get_double().get(out->d) == simdjson::SUCCESS && std::isfinite(out->d)) {
     const bool integer_literal = token.find_first_of(".eE") == std::string_view::npos;
     out->kind = integer_literal ? Number::Kind::kBigInt : Number::Kind::kDouble;
-    out->d = d;
     return simdjson::SUCCESS;
   }
   if (IsJsonNumber(token)) {
@@ -156,7 +148,8 @@ bool NumberToTimestamp(const Number& n, int64_t* out) {
       return true;
     case Number::Kind::kDouble: {
       const double t = std::trunc(n.d);
-      if (!(t >= static_cast<double>(kMinTimestampMs) && t <= static_cast<double>(kMaxTimestampMs))) {
+      if (!(t >= static_cast<double>(kMinTimestampMs) &&
+            t <= static_cast<double>(kMaxTimestampMs))) {
         return false;
       }
       *out = static_cast<int64_t>(t);
@@ -244,8 +237,72 @@ std::string Excerpt(std::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NdjsonDecoder>> NdjsonDecoder::Create(
-    std::vector<ColumnDef> columns, int time_column) {
+class NdjsonDecoder::Impl {
+ public:
+  Impl(std::vector<ColumnDef> columns, int time_column);
+
+  int64_t Decode(std::string_view data, size_t padding_available, int64_t first_line_number,
+                 RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject);
+  void ResetBatch(RowBatch* batch) const;
+  const std::vector<ColumnDef>& columns() const { return columns_; }
+  int time_column() const { return time_column_; }
+
+ private:
+  enum class SlotState : uint8_t { kMissing, kNull, kValue, kMisfit };
+  // The value of one column in the row being decoded (committed only if the row is accepted).
+  struct Slot {
+    int64_t i64 = 0;
+    double f64 = 0;
+    std::string_view str;  // into the line or the parser's string buffer
+  };
+  // Why the current line was rejected (formatted only when someone listens).
+  enum class RowError : uint8_t {
+    kNone,
+    kJson,          // simdjson error `json_error_` near `error_at_`
+    kNotObject,     // root is `root_type_`
+    kTrailing,      // content after the object at `error_at_`
+    kTimeMissing,   // no event-time field
+    kTimeInvalid,   // event-time value `time_token_` does not fit
+    kNoTimeColumn,  // the schema has no valid time column
+  };
+  struct NameEntry {
+    uint32_t offset = 0;  // into names_
+    uint32_t len = 0;
+    int32_t column = -1;  // -1: empty slot
+  };
+
+  int LookUp(const char* key, size_t len) const;
+  void PrepareBatch(RowBatch* batch) const;
+  void DecodeLine(const char* line, size_t len, size_t capacity, int64_t line_number,
+                  RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject);
+  RowError ParseRow(const char* line, size_t len, size_t capacity);
+  error_code ReadField(int column, od::value& value);
+  void CommitRow(RowBatch* batch, DecodeStats* stats);
+  std::string RejectReason(const char* line, size_t len, int64_t line_number) const;
+
+  std::vector<ColumnDef> columns_;
+  int time_column_;
+  std::string names_;  // column names back to back, referenced by table_
+  std::vector<NameEntry> table_;
+  uint32_t table_mask_ = 0;
+
+  od::parser parser_;
+  std::vector<SlotState> state_;
+  std::vector<Slot> slots_;
+  std::unique_ptr<char[]> scratch_;  // padded copy of unpadded input
+  size_t scratch_capacity_ = 0;
+
+  // Details of the last rejection; pointers and views point into the current line.
+  RowError last_error_ = RowError::kNone;
+  error_code json_error_ = simdjson::SUCCESS;
+  const char* error_at_ = nullptr;
+  od::json_type root_type_ = od::json_type::object;
+  od::json_type time_type_ = od::json_type::null;
+  std::string_view time_token_;  // raw JSON of the last event-time value
+};
+
+absl::StatusOr<std::unique_ptr<NdjsonDecoder>> NdjsonDecoder::Create(std::vector<ColumnDef> columns,
+                                                                     int time_column) {
   if (time_column < 0 || static_cast<size_t>(time_column) >= columns.size()) {
     return InvalidArgument("event-time column index {} is out of range (the schema has {} columns)",
                            time_column, columns.size());
@@ -275,7 +332,7 @@ absl::StatusOr<std::unique_ptr<NdjsonDecoder>> NdjsonDecoder::Create(
   return std::make_unique<NdjsonDecoder>(std::move(columns), time_column);
 }
 
-NdjsonDecoder::NdjsonDecoder(std::vector<ColumnDef> columns, int time_column)
+NdjsonDecoder::Impl::Impl(std::vector<ColumnDef> columns, int time_column)
     : columns_(std::move(columns)), time_column_(time_column) {
   if (time_column_ < 0 || static_cast<size_t>(time_column_) >= columns_.size() ||
       columns_[time_column_].type != DataType::kTimestamp) {
@@ -298,7 +355,7 @@ NdjsonDecoder::NdjsonDecoder(std::vector<ColumnDef> columns, int time_column)
   slots_.assign(columns_.size(), Slot{});
 }
 
-int NdjsonDecoder::LookUp(const char* key, size_t len) const {
+int NdjsonDecoder::Impl::LookUp(const char* key, size_t len) const {
   for (uint32_t i = HashKey(key, len) & table_mask_;; i = (i + 1) & table_mask_) {
     const NameEntry& e = table_[i];
     if (e.column < 0) return -1;
@@ -306,12 +363,12 @@ int NdjsonDecoder::LookUp(const char* key, size_t len) const {
   }
 }
 
-void NdjsonDecoder::PrepareBatch(RowBatch* batch) const {
+void NdjsonDecoder::Impl::PrepareBatch(RowBatch* batch) const {
   const size_t n = columns_.size();
   bool consistent = batch->columns.size() == n && batch->event_time_ms.size() == batch->num_rows;
   for (size_t c = 0; consistent && c < n; ++c) {
-    consistent = batch->columns[c].type == columns_[c].type &&
-                 batch->columns[c].size() == batch->num_rows;
+    consistent =
+        batch->columns[c].type == columns_[c].type && batch->columns[c].size() == batch->num_rows;
   }
   if (batch->num_rows > 0 && consistent) return;
   // Empty, or not produced by this decoder: start over (keeping every buffer's capacity).
@@ -322,14 +379,14 @@ void NdjsonDecoder::PrepareBatch(RowBatch* batch) const {
   for (size_t c = 0; c < n; ++c) batch->columns[c].Reset(columns_[c].type, 0);
 }
 
-void NdjsonDecoder::ResetBatch(RowBatch* batch) const {
+void NdjsonDecoder::Impl::ResetBatch(RowBatch* batch) const {
   batch->Clear();
   PrepareBatch(batch);
 }
 
-int64_t NdjsonDecoder::Decode(std::string_view data, size_t padding_available,
-                              int64_t first_line_number, RowBatch* batch, DecodeStats* stats,
-                              const RejectFn& on_reject) {
+int64_t NdjsonDecoder::Impl::Decode(std::string_view data, size_t padding_available,
+                                    int64_t first_line_number, RowBatch* batch, DecodeStats* stats,
+                                    const RejectFn& on_reject) {
   if (padding_available < simdjson::SIMDJSON_PADDING) {
     const size_t needed = data.size() + simdjson::SIMDJSON_PADDING;
     if (scratch_capacity_ < needed) {
@@ -360,9 +417,9 @@ int64_t NdjsonDecoder::Decode(std::string_view data, size_t padding_available,
   return line_number - first_line_number;
 }
 
-void NdjsonDecoder::DecodeLine(const char* line, size_t len, size_t capacity,
-                               int64_t line_number, RowBatch* batch, DecodeStats* stats,
-                               const RejectFn& on_reject) {
+void NdjsonDecoder::Impl::DecodeLine(const char* line, size_t len, size_t capacity,
+                                     int64_t line_number, RowBatch* batch, DecodeStats* stats,
+                                     const RejectFn& on_reject) {
   // Fast path: a line that starts with '{' is not blank.
   if (len == 0 || (line[0] != '{' && IsBlank(line, len))) return;
   ++stats->lines;
@@ -381,7 +438,8 @@ void NdjsonDecoder::DecodeLine(const char* line, size_t len, size_t capacity,
   CommitRow(batch, stats);
 }
 
-NdjsonDecoder::RowError NdjsonDecoder::ParseRow(const char* line, size_t len, size_t capacity) {
+NdjsonDecoder::Impl::RowError NdjsonDecoder::Impl::ParseRow(const char* line, size_t len,
+                                                            size_t capacity) {
   std::fill(state_.begin(), state_.end(), SlotState::kMissing);
   json_error_ = simdjson::SUCCESS;
   error_at_ = nullptr;
@@ -436,7 +494,7 @@ NdjsonDecoder::RowError NdjsonDecoder::ParseRow(const char* line, size_t len, si
   return RowError::kTimeInvalid;
 }
 
-error_code NdjsonDecoder::ReadField(int column, od::value& value) {
+error_code NdjsonDecoder::Impl::ReadField(int column, od::value& value) {
   od::json_type type;
   SIMDJSON_TRY(value.type().get(type));
   if (column == time_column_) {
@@ -544,7 +602,7 @@ error_code NdjsonDecoder::ReadField(int column, od::value& value) {
   return simdjson::SUCCESS;
 }
 
-void NdjsonDecoder::CommitRow(RowBatch* batch, DecodeStats* stats) {
+void NdjsonDecoder::Impl::CommitRow(RowBatch* batch, DecodeStats* stats) {
   const size_t n = columns_.size();
   for (size_t c = 0; c < n; ++c) {
     Column& col = batch->columns[c];
@@ -574,7 +632,8 @@ void NdjsonDecoder::CommitRow(RowBatch* batch, DecodeStats* stats) {
   ++stats->rows;
 }
 
-std::string NdjsonDecoder::RejectReason(const char* line, size_t len, int64_t line_number) const {
+std::string NdjsonDecoder::Impl::RejectReason(const char* line, size_t len,
+                                              int64_t line_number) const {
   auto position = [&](const char* at) -> std::string {
     if (at == nullptr || at < line || at > line + len) return "";
     return fmt::format(" at byte {}", at - line + 1);
@@ -617,5 +676,20 @@ std::string NdjsonDecoder::RejectReason(const char* line, size_t len, int64_t li
   }
   return fmt::format("line {}: rejected", line_number);
 }
+
+NdjsonDecoder::NdjsonDecoder(std::vector<ColumnDef> columns, int time_column)
+    : impl_(std::make_unique<Impl>(std::move(columns), time_column)) {}
+NdjsonDecoder::~NdjsonDecoder() = default;
+NdjsonDecoder::NdjsonDecoder(NdjsonDecoder&&) noexcept = default;
+NdjsonDecoder& NdjsonDecoder::operator=(NdjsonDecoder&&) noexcept = default;
+
+int64_t NdjsonDecoder::Decode(std::string_view data, size_t padding_available,
+                              int64_t first_line_number, RowBatch* batch, DecodeStats* stats,
+                              const RejectFn& on_reject) {
+  return impl_->Decode(data, padding_available, first_line_number, batch, stats, on_reject);
+}
+void NdjsonDecoder::ResetBatch(RowBatch* batch) const { impl_->ResetBatch(batch); }
+const std::vector<ColumnDef>& NdjsonDecoder::columns() const { return impl_->columns(); }
+int NdjsonDecoder::time_column() const { return impl_->time_column(); }
 
 }  // namespace tessera::source

@@ -8,8 +8,6 @@
 #include <string_view>
 #include <vector>
 
-#include <simdjson.h>
-
 #include "absl/status/statusor.h"
 #include "common/column.h"
 #include "common/schema.h"
@@ -79,6 +77,9 @@ class NdjsonDecoder {
   // line is rejected; with duplicate names the first column of a name receives the field.
   NdjsonDecoder(std::vector<ColumnDef> columns, int time_column);
 
+  ~NdjsonDecoder();
+  NdjsonDecoder(NdjsonDecoder&&) noexcept;
+  NdjsonDecoder& operator=(NdjsonDecoder&&) noexcept;
   NdjsonDecoder(const NdjsonDecoder&) = delete;
   NdjsonDecoder& operator=(const NdjsonDecoder&) = delete;
 
@@ -86,14 +87,16 @@ class NdjsonDecoder {
   // in `data` (blank ones included; a final line without '\n' counts), so the caller can pass
   // first_line_number + result for the next chunk. `first_line_number` is the number of the
   // first line of `data` (used in reasons). If batch->num_rows == 0 its columns are (re)typed
-  // to the schema and emptied, keeping their capacity; otherwise rows are appended. Strings are
+  // to the schema and emptied, keeping their capacity; otherwise rows are appended.
+  // REQUIRES: a non-empty `batch` was filled by this decoder (one that does not match the schema
+  // is emptied first). Strings are
   // copied into batch->arena. `stats` is incremented; `on_reject` may be empty.
-  // `padding_available` is how many readable bytes follow data (if fewer than
-  // simdjson::SIMDJSON_PADDING the data is first copied into an internal padded buffer).
+  // `padding_available` is how many readable bytes follow data (if fewer than kChunkPadding
+  // the data is first copied into an internal padded buffer).
   int64_t Decode(std::string_view data, size_t padding_available, int64_t first_line_number,
                  RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject = {});
-  int64_t Decode(const Chunk& chunk, int64_t first_line_number, RowBatch* batch,
-                 DecodeStats* stats, const RejectFn& on_reject = {}) {
+  int64_t Decode(const Chunk& chunk, int64_t first_line_number, RowBatch* batch, DecodeStats* stats,
+                 const RejectFn& on_reject = {}) {
     return Decode(chunk.view(), chunk.padding(), first_line_number, batch, stats, on_reject);
   }
 
@@ -101,61 +104,13 @@ class NdjsonDecoder {
   // buffer's capacity, so a Clear-then-Decode loop does not reallocate.
   void ResetBatch(RowBatch* batch) const;
 
-  const std::vector<ColumnDef>& columns() const { return columns_; }
-  int time_column() const { return time_column_; }
+  const std::vector<ColumnDef>& columns() const;
+  // The event-time column, or -1 if the one given to the constructor was not valid.
+  int time_column() const;
 
  private:
-  enum class SlotState : uint8_t { kMissing, kNull, kValue, kMisfit };
-  // The value of one column in the row being decoded (committed only if the row is accepted).
-  struct Slot {
-    int64_t i64 = 0;
-    double f64 = 0;
-    std::string_view str;  // into the line or the parser's string buffer
-  };
-  // Why the current line was rejected (formatted only when someone listens).
-  enum class RowError : uint8_t {
-    kNone,
-    kJson,          // simdjson error `json_error_` near `error_at_`
-    kNotObject,     // root is `root_type_`
-    kTrailing,      // content after the object at `error_at_`
-    kTimeMissing,   // no event-time field
-    kTimeInvalid,   // event-time value `time_token_` does not fit
-    kNoTimeColumn,  // the schema has no valid time column
-  };
-  struct NameEntry {
-    uint32_t offset = 0;  // into names_
-    uint32_t len = 0;
-    int32_t column = -1;  // -1: empty slot
-  };
-
-  int LookUp(const char* key, size_t len) const;
-  void PrepareBatch(RowBatch* batch) const;
-  void DecodeLine(const char* line, size_t len, size_t capacity, int64_t line_number,
-                  RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject);
-  RowError ParseRow(const char* line, size_t len, size_t capacity);
-  simdjson::error_code ReadField(int column, simdjson::ondemand::value& value);
-  void CommitRow(RowBatch* batch, DecodeStats* stats);
-  std::string RejectReason(const char* line, size_t len, int64_t line_number) const;
-
-  std::vector<ColumnDef> columns_;
-  int time_column_;
-  std::string names_;  // column names back to back, referenced by table_
-  std::vector<NameEntry> table_;
-  uint32_t table_mask_ = 0;
-
-  simdjson::ondemand::parser parser_;
-  std::vector<SlotState> state_;
-  std::vector<Slot> slots_;
-  std::unique_ptr<char[]> scratch_;  // padded copy of unpadded input
-  size_t scratch_capacity_ = 0;
-
-  // Details of the last rejection; pointers and views point into the current line.
-  RowError last_error_ = RowError::kNone;
-  simdjson::error_code json_error_ = simdjson::SUCCESS;
-  const char* error_at_ = nullptr;
-  simdjson::ondemand::json_type root_type_ = simdjson::ondemand::json_type::object;
-  simdjson::ondemand::json_type time_type_ = simdjson::ondemand::json_type::null;
-  std::string_view time_token_;  // raw JSON of the last event-time value
+  class Impl;  // owns the simdjson parser; keeps simdjson out of this header
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace tessera::source

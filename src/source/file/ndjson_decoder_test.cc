@@ -1,11 +1,11 @@
 #include "source/file/ndjson_decoder.h"
 
-#include <string>
-#include <vector>
-
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 #include "common/time_util.h"
 
@@ -23,9 +23,8 @@ constexpr int kTs = 4;
 constexpr int kT2 = 5;
 
 std::vector<ColumnDef> Schema() {
-  return {{"user", DataType::kString},  {"n", DataType::kInt64},
-          {"d", DataType::kDouble},     {"b", DataType::kBool},
-          {"ts", DataType::kTimestamp}, {"t2", DataType::kTimestamp}};
+  return {{"user", DataType::kString}, {"n", DataType::kInt64},      {"d", DataType::kDouble},
+          {"b", DataType::kBool},      {"ts", DataType::kTimestamp}, {"t2", DataType::kTimestamp}};
 }
 
 struct Reject {
@@ -105,13 +104,14 @@ TEST(NdjsonDecoderTest, EventTimeForms) {
       "{\"ts\":1234.9}\n"
       "{\"ts\":-1234.9}\n"
       "{\"ts\":1.7e12}\n"
+      "{\"ts\":1700000000000.123456789012345}\n"
       "{\"ts\":\"2026-11-24T05:41:00Z\"}\n"
       "{\"ts\":\"2026-11-24T05:41:00.123456789Z\"}\n"
       "{\"ts\":\"2026-11-24T06:41:00+01:00\"}\n"
       "{\"ts\":\"2026-11-24T00:11:00.250-05:30\"}\n");
-  ExpectCounts(r, 9, 9, 0, 0);
-  const std::vector<int64_t> want = {0,    -1500, 1234,       -1234,     1700000000000,
-                                     base, base + 123, base, base + 250};
+  ExpectCounts(r, 10, 10, 0, 0);
+  const std::vector<int64_t> want = {
+      0, -1500, 1234, -1234, 1700000000000, 1700000000000, base, base + 123, base, base + 250};
   EXPECT_EQ(r.batch.event_time_ms, want);
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(r.batch.columns[kTs].GetValue(i), Value::Timestamp(want[i]));
@@ -120,20 +120,20 @@ TEST(NdjsonDecoderTest, EventTimeForms) {
 
 TEST(NdjsonDecoderTest, RejectsRowsWithoutValidEventTime) {
   Result r = DecodeAll(
-      "{\"user\":\"a\"}\n"                        // 1 missing
-      "{\"ts\":null}\n"                           // 2 null
-      "{\"ts\":true}\n"                           // 3 wrong type
-      "{\"ts\":\"yesterday\"}\n"                  // 4 unparseable
-      "{\"ts\":[1]}\n"                            // 5 array
-      "{\"ts\":{\"ms\":1}}\n"                     // 6 object
-      "{\"ts\":1e300}\n"                          // 7 out of range
-      "{\"ts\":99999999999999999999}\n"           // 8 beyond int64
-      "{\"ts\":18446744073709551615}\n"           // 9 uint64
-      "{\"ts\":\"2026-13-01T00:00:00Z\"}\n"       // 10 bad month
-      "{\"ts\":\"2026-11-24T05:41:00\"}\n"        // 11 no zone
-      "{\"ts\":1e400}\n"                          // 12 beyond double
-      "{\"ts\":9999999999999999}\n"               // 13 past year 9999
-      "{\"ts\":\"2026-11-24T05:41:00Z\"}\n");     // 14 ok
+      "{\"user\":\"a\"}\n"                     // 1 missing
+      "{\"ts\":null}\n"                        // 2 null
+      "{\"ts\":true}\n"                        // 3 wrong type
+      "{\"ts\":\"yesterday\"}\n"               // 4 unparseable
+      "{\"ts\":[1]}\n"                         // 5 array
+      "{\"ts\":{\"ms\":1}}\n"                  // 6 object
+      "{\"ts\":1e300}\n"                       // 7 out of range
+      "{\"ts\":99999999999999999999}\n"        // 8 beyond int64
+      "{\"ts\":18446744073709551615}\n"        // 9 uint64
+      "{\"ts\":\"2026-13-01T00:00:00Z\"}\n"    // 10 bad month
+      "{\"ts\":\"2026-11-24T05:41:00\"}\n"     // 11 no zone
+      "{\"ts\":1e400}\n"                       // 12 beyond double
+      "{\"ts\":9999999999999999}\n"            // 13 past year 9999
+      "{\"ts\":\"2026-11-24T05:41:00Z\"}\n");  // 14 ok
   ExpectCounts(r, 14, 1, 13, 0);
   ASSERT_EQ(r.rejects.size(), 13u);
   EXPECT_EQ(r.rejects[0].reason, "line 1: missing event-time field 'ts'");
@@ -167,6 +167,7 @@ TEST(NdjsonDecoderTest, BigintFitsAndMisfits) {
       {"1e3", true, 1000},
       {"2.5e1", true, 25},
       {"1.5", false, 0},
+      {"-9223372036.854775808", false, 0},  // > 19 significant digits
       {"9223372036854775808", false, 0},
       {"-9223372036854775809", false, 0},
       {"1e19", false, 0},
@@ -199,6 +200,7 @@ TEST(NdjsonDecoderTest, DoubleFitsAndMisfits) {
       {"1", true, 1.0},
       {"-2.5", true, -2.5},
       {"1e-3", true, 0.001},
+      {"12.34567890123456789", true, 12.34567890123456789},
       {"1.7976931348623157e308", true, 1.7976931348623157e308},
       {"18446744073709551615", true, 18446744073709551615.0},
       {"100000000000000000000", true, 1e20},
@@ -226,14 +228,22 @@ TEST(NdjsonDecoderTest, BooleanStringTimestampMisfits) {
     bool valid;
   };
   const Case cases[] = {
-      {"\"b\":true", kB, true},         {"\"b\":false", kB, true},
-      {"\"b\":1", kB, false},           {"\"b\":\"true\"", kB, false},
-      {"\"b\":{}", kB, false},          {"\"user\":\"\"", kUser, true},
-      {"\"user\":1", kUser, false},     {"\"user\":true", kUser, false},
-      {"\"user\":[\"a\"]", kUser, false}, {"\"user\":{\"a\":\"b\"}", kUser, false},
-      {"\"t2\":5", kT2, true},          {"\"t2\":\"2026-01-01T00:00:00+02:00\"", kT2, true},
-      {"\"t2\":\"soon\"", kT2, false},  {"\"t2\":false", kT2, false},
-      {"\"t2\":1e300", kT2, false},     {"\"t2\":[]", kT2, false},
+      {"\"b\":true", kB, true},
+      {"\"b\":false", kB, true},
+      {"\"b\":1", kB, false},
+      {"\"b\":\"true\"", kB, false},
+      {"\"b\":{}", kB, false},
+      {"\"user\":\"\"", kUser, true},
+      {"\"user\":1", kUser, false},
+      {"\"user\":true", kUser, false},
+      {"\"user\":[\"a\"]", kUser, false},
+      {"\"user\":{\"a\":\"b\"}", kUser, false},
+      {"\"t2\":5", kT2, true},
+      {"\"t2\":\"2026-01-01T00:00:00+02:00\"", kT2, true},
+      {"\"t2\":\"soon\"", kT2, false},
+      {"\"t2\":false", kT2, false},
+      {"\"t2\":1e300", kT2, false},
+      {"\"t2\":[]", kT2, false},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.fields);
@@ -259,13 +269,13 @@ TEST(NdjsonDecoderTest, NullAndMissingAreNullWithoutErrors) {
 
 TEST(NdjsonDecoderTest, BlankLinesCrlfAndLineNumbers) {
   Result r = DecodeAll(
-      "\n"                            // 10 empty
-      "{\"ts\":1}\r\n"                // 11
-      "   \t \r\n"                    // 12 whitespace only
-      "\r\n"                          // 13
+      "\n"                                 // 10 empty
+      "{\"ts\":1}\r\n"                     // 11
+      "   \t \r\n"                         // 12 whitespace only
+      "\r\n"                               // 13
       "  {\"ts\":2,\"user\":\"x\"}  \r\n"  // 14 surrounding blanks are fine
-      "{\"ts\":\n"                    // 15 broken
-      "{\"ts\":3}",                   // 16 no final newline
+      "{\"ts\":\n"                         // 15 broken
+      "{\"ts\":3}",                        // 16 no final newline
       /*first_line=*/10);
   ExpectCounts(r, 4, 3, 1, 0);
   EXPECT_EQ(r.physical_lines, 7);
@@ -313,10 +323,10 @@ TEST(NdjsonDecoderTest, RejectsMalformedAndNonObjectLines) {
       "{\"ts\":1,\"n\":1.2.3}",
       "{\"ts\":1,\"user\":\"\\u12\"}",
       "{\"ts\":1,\"user\":[1,]}",
-      "{\"ts\":1,\"x\":\"a\tb\"}",        // raw control character in a string
-      "{\"ts\":1,\"x\":\"\xff\xfe\"}",    // invalid UTF-8
-      "{\"ts\":1,\"\\x\":1}",             // invalid escape in a key
-      "{\"ts\":1,\"x\":{\"\\x\":1}}",     // ... in a nested key
+      "{\"ts\":1,\"x\":\"a\tb\"}",      // raw control character in a string
+      "{\"ts\":1,\"x\":\"\xff\xfe\"}",  // invalid UTF-8
+      "{\"ts\":1,\"\\x\":1}",           // invalid escape in a key
+      "{\"ts\":1,\"x\":{\"\\x\":1}}",   // ... in a nested key
       "{\"ts\":tru}",
       "{\"ts\":12abc}",
       "{\"ts\":\"2026-11-24T05:41:00Z}",
@@ -351,12 +361,11 @@ TEST(NdjsonDecoderTest, AcceptsValidJsonInIgnoredFields) {
 }
 
 TEST(NdjsonDecoderTest, EscapedStringsAndUnicode) {
-  Result r = DecodeAll(
-      R"({"ts":1,"user":"a\"b\\c\/d\n\t\u00e9\ud83d\ude00"})"
-      "\n"
-      "{\"ts\":2,\"user\":\"h\xc3\xa9llo \xe2\x82\xac\"}\n"
-      R"({"ts":3,"u\u0073er":"escaped key"})"
-      "\n");
+  Result r = DecodeAll(R"({"ts":1,"user":"a\"b\\c\/d\n\t\u00e9\ud83d\ude00"})"
+                       "\n"
+                       "{\"ts\":2,\"user\":\"h\xc3\xa9llo \xe2\x82\xac\"}\n"
+                       R"({"ts":3,"u\u0073er":"escaped key"})"
+                       "\n");
   ExpectCounts(r, 3, 3, 0, 0);
   EXPECT_EQ(r.batch.columns[kUser].GetValue(0),
             Value::String("a\"b\\c/d\n\t\xc3\xa9\xf0\x9f\x98\x80"));
@@ -417,7 +426,8 @@ TEST(NdjsonDecoderTest, ExactCountsOnMixedInput) {
         ++rejected;
         break;
       case 5:
-        data += fmt::format("{{\"ts\":\"2026-11-24T05:41:{:02}Z\",\"b\":1,\"d\":null}}\r\n", i % 60);
+        data +=
+            fmt::format("{{\"ts\":\"2026-11-24T05:41:{:02}Z\",\"b\":1,\"d\":null}}\r\n", i % 60);
         ++rows;
         ++field_errors;
         break;
