@@ -87,12 +87,12 @@ class NdjsonDecoder {
   // in `data` (blank ones included; a final line without '\n' counts), so the caller can pass
   // first_line_number + result for the next chunk. `first_line_number` is the number of the
   // first line of `data` (used in reasons). If batch->num_rows == 0 its columns are (re)typed
-  // to the schema and emptied, keeping their capacity; otherwise rows are appended.
-  // REQUIRES: a non-empty `batch` was filled by this decoder (one that does not match the schema
-  // is emptied first). Strings are
+  // to the schema and emptied, keeping their capacity; otherwise rows are appended. Strings are
   // copied into batch->arena. `stats` is incremented; `on_reject` may be empty.
   // `padding_available` is how many readable bytes follow data (if fewer than kChunkPadding
   // the data is first copied into an internal padded buffer).
+  // REQUIRES: a non-empty `batch` was filled by this decoder (one that does not match the
+  // schema is emptied first).
   int64_t Decode(std::string_view data, size_t padding_available, int64_t first_line_number,
                  RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject = {});
   int64_t Decode(const Chunk& chunk, int64_t first_line_number, RowBatch* batch, DecodeStats* stats,
