@@ -9,7 +9,9 @@ namespace tessera {
 
 // One column of a source's schema.
 struct ColumnDef {
-  std::string name;  // as written (matching is case-insensitive)
+  // As written. SQL references match it case-insensitively; JSON field names must match it
+  // exactly (case-sensitive).
+  std::string name;
   DataType type = DataType::kNull;
 };
 
