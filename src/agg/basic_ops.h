@@ -194,10 +194,11 @@ struct DoubleSumOp {
   size_t HeapBytes(const State&) const { return 0; }
 };
 
-// AVG(BIGINT): exact 128-bit sum, so merge order never changes the result.
+// AVG(BIGINT): exact 128-bit sum, so merge order never changes the result. Kept unsigned so
+// that even a corrupt (deserialized) sum wraps instead of overflowing.
 struct AvgInt64Op {
   struct State {
-    __int128 sum = 0;
+    unsigned __int128 sum = 0;
     uint64_t count = 0;
   };
   static constexpr uint8_t kVersion = 1;
@@ -205,7 +206,7 @@ struct AvgInt64Op {
   void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
                 const uint32_t* rows, size_t n) const {
     ForEachValue<Int64Phys, State>(states, arg, rows, n, [](State* s, int64_t v, uint32_t) {
-      s->sum += v;
+      s->sum += static_cast<unsigned __int128>(static_cast<__int128>(v));
       ++s->count;
     });
   }
@@ -216,7 +217,7 @@ struct AvgInt64Op {
   void Serialize(const State& s, std::string* out) const {
     PutVarint64(out, s.count);
     if (s.count == 0) return;
-    auto u = static_cast<unsigned __int128>(s.sum);
+    unsigned __int128 u = s.sum;
     PutFixed64(out, static_cast<uint64_t>(u));
     PutFixed64(out, static_cast<uint64_t>(u >> 64));
   }
@@ -228,12 +229,13 @@ struct AvgInt64Op {
     if (!st.ok()) return st;
     st = r->Fixed64(&hi, "sum");
     if (!st.ok()) return st;
-    s->sum = static_cast<__int128>((static_cast<unsigned __int128>(hi) << 64) | lo);
+    s->sum = (static_cast<unsigned __int128>(hi) << 64) | lo;
     return absl::OkStatus();
   }
   Value Finalize(const State& s) const {
     if (s.count == 0) return Value::Null(DataType::kDouble);
-    long double avg = static_cast<long double>(s.sum) / static_cast<long double>(s.count);
+    long double avg = static_cast<long double>(static_cast<__int128>(s.sum)) /
+                      static_cast<long double>(s.count);
     return Value::Double(static_cast<double>(avg));
   }
   size_t HeapBytes(const State&) const { return 0; }
