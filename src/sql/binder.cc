@@ -151,7 +151,12 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
       return ErrorAt(opt.pos, "unknown view option '{}', expected tile", opt.key);
     }
     absl::StatusOr<int64_t> tile = ParseDurationMillis(opt.value);
-    if (!tile.ok()) return ErrorAt(opt.pos, "{}", StatusMessage(tile.status()));
+    if (!tile.ok()) {
+      return ErrorAt(opt.pos,
+                     "invalid tile '{}', expected a duration such as 1m, 5m, 15m or 1h (a positive "
+                     "integer followed by s, m or h)",
+                     opt.value);
+    }
     if (*tile % kMillisPerSecond != 0 || kMillisPerHour % *tile != 0) {
       return ErrorAt(opt.pos,
                      "tile '{}' does not divide 1 hour evenly, expected a whole number of seconds "

@@ -842,7 +842,7 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
     case Op::kConcat: {
       const Column& b = Kid(node, 1);
       for (size_t i = 0; i < n; ++i) {
-        bool valid = (a.valid[i] != 0) & (b.valid[i] != 0);
+        bool valid = a.valid[i] != 0 && b.valid[i] != 0;
         r.valid[i] = valid;
         r.str[i] = std::string_view();
         if (!valid) continue;
@@ -899,7 +899,7 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
       const Column& start = Kid(node, 1);
       const Column* len = node.kids.size() > 2 ? &Kid(node, 2) : nullptr;
       for (size_t i = 0; i < n; ++i) {
-        bool valid = (a.valid[i] != 0) & (start.valid[i] != 0) &&
+        bool valid = a.valid[i] != 0 && start.valid[i] != 0 &&
                      (len == nullptr || len->valid[i] != 0);
         r.str[i] = std::string_view();
         if (valid && len != nullptr && len->i64[i] < 0) valid = false;
