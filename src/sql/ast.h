@@ -61,7 +61,7 @@ struct AstColumnDef {
 struct AstWatermark {
   bool present = false;
   std::string column;
-  Pos pos;              // of the FOR column
+  Pos pos;                // of the FOR column
   std::string of_column;  // the column after AS (must equal `column`)
   Pos of_pos;
   int64_t lateness_ms = 0;

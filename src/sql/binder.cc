@@ -1,8 +1,8 @@
 #include "sql/binder.h"
 
-#include <utility>
-
 #include <fmt/format.h>
+
+#include <utility>
 
 #include "common/errors.h"
 #include "common/time_util.h"
@@ -14,7 +14,9 @@ namespace {
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& n : names) {
-    if (!out.empty()) out += ", ";
+    if (!out.empty()) {
+      out += ", ";
+    }
     out += n;
   }
   return out;
@@ -36,7 +38,9 @@ std::vector<std::pair<std::string, std::string>> OptionPairs(
     const std::vector<AstOption>& options) {
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(options.size());
-  for (const AstOption& o : options) out.emplace_back(o.key, o.value);
+  for (const AstOption& o : options) {
+    out.emplace_back(o.key, o.value);
+  }
   return out;
 }
 
@@ -61,16 +65,26 @@ std::string Binder::DerivedName(std::string_view text) {
       pending_sep = true;
       continue;
     }
-    if (pending_sep && !out.empty() && out.back() != '_') out.push_back('_');
+    if (pending_sep && !out.empty() && out.back() != '_') {
+      out.push_back('_');
+    }
     pending_sep = false;
     out.push_back(c);
   }
-  while (!out.empty() && out.back() == '_') out.pop_back();
+  while (!out.empty() && out.back() == '_') {
+    out.pop_back();
+  }
   size_t lead = 0;
-  while (lead < out.size() && out[lead] == '_') ++lead;
+  while (lead < out.size() && out[lead] == '_') {
+    ++lead;
+  }
   out.erase(0, lead);
-  if (out.empty() || (out[0] >= '0' && out[0] <= '9')) out = "expr_" + out;
-  if (out == "expr_") out = "expr";
+  if (out.empty() || (out[0] >= '0' && out[0] <= '9')) {
+    out = "expr_" + out;
+  }
+  if (out == "expr_") {
+    out = "expr";
+  }
   return out;
 }
 
@@ -95,9 +109,11 @@ absl::StatusOr<SourceDef> Binder::BindSource(const AstStatement& stmt) const {
     int index = def.FindColumn(wm.column);
     if (index < 0) {
       std::vector<std::string> names;
-      for (const ColumnDef& c : def.columns) names.push_back(c.name);
-      return ErrorAt(wm.pos, "unknown column '{}' in WATERMARK FOR, expected one of: {}",
-                     wm.column, JoinNames(names));
+      for (const ColumnDef& c : def.columns) {
+        names.push_back(c.name);
+      }
+      return ErrorAt(wm.pos, "unknown column '{}' in WATERMARK FOR, expected one of: {}", wm.column,
+                     JoinNames(names));
     }
     const ColumnDef& col = def.columns[static_cast<size_t>(index)];
     if (col.type != DataType::kTimestamp) {
@@ -134,7 +150,9 @@ absl::StatusOr<SourceDef> Binder::BindSource(const AstStatement& stmt) const {
     }
     def.lateness_ms = kDefaultLatenessMs;
   }
-  if (absl::Status s = CheckDuplicateOptions(ast.options); !s.ok()) return s;
+  if (absl::Status s = CheckDuplicateOptions(ast.options); !s.ok()) {
+    return s;
+  }
   def.options = OptionPairs(ast.options);
   return def;
 }
@@ -145,7 +163,9 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
   def.name = ast.name;
   def.sql = stmt.sql;
 
-  if (absl::Status s = CheckDuplicateOptions(ast.options); !s.ok()) return s;
+  if (absl::Status s = CheckDuplicateOptions(ast.options); !s.ok()) {
+    return s;
+  }
   for (const AstOption& opt : ast.options) {
     if (opt.key != "tile") {
       return ErrorAt(opt.pos, "unknown view option '{}', expected tile", opt.key);
@@ -182,7 +202,9 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
   ExprBinder binder(*source, &def.aggregates);
   if (ast.where) {
     absl::StatusOr<std::unique_ptr<Expr>> where = binder.BindRow(*ast.where, "WHERE");
-    if (!where.ok()) return where.status();
+    if (!where.ok()) {
+      return where.status();
+    }
     if ((*where)->type == DataType::kNull && (*where)->kind == Expr::Kind::kLiteral) {
       (*where)->type = DataType::kBool;
       (*where)->literal = Value::Null(DataType::kBool);
@@ -202,15 +224,16 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
                      key_ast->literal.ToString());
     }
     absl::StatusOr<std::unique_ptr<Expr>> key = binder.BindRow(*key_ast, "GROUP BY");
-    if (!key.ok()) return key.status();
+    if (!key.ok()) {
+      return key.status();
+    }
     if ((*key)->type == DataType::kNull) {
       return ErrorAt(key_ast->start, "GROUP BY key has no type, expected a typed expression");
     }
     std::string text = (*key)->ToString();
     for (const std::string& t : key_texts) {
       if (t == text) {
-        return ErrorAt(key_ast->start, "duplicate GROUP BY key '{}', expected each key once",
-                       text);
+        return ErrorAt(key_ast->start, "duplicate GROUP BY key '{}', expected each key once", text);
       }
     }
     key_texts.push_back(text);
@@ -230,7 +253,9 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
     Pos pos = item.alias.empty() ? item.expr->start : item.alias_pos;
     if (ExprBinder::ContainsAggregate(*item.expr)) {
       absl::StatusOr<std::unique_ptr<Expr>> expr = binder.BindPostAggregate(*item.expr);
-      if (!expr.ok()) return expr.status();
+      if (!expr.ok()) {
+        return expr.status();
+      }
       FeatureColumn feature;
       feature.name = item.alias.empty() ? DerivedName((*expr)->ToString()) : item.alias;
       feature.type = (*expr)->type;
@@ -240,10 +265,14 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
       continue;
     }
     absl::StatusOr<std::unique_ptr<Expr>> expr = binder.BindRow(*item.expr, "SELECT");
-    if (!expr.ok()) return expr.status();
+    if (!expr.ok()) {
+      return expr.status();
+    }
     std::string text = (*expr)->ToString();
     size_t k = 0;
-    while (k < key_texts.size() && key_texts[k] != text) ++k;
+    while (k < key_texts.size() && key_texts[k] != text) {
+      ++k;
+    }
     if (k == key_texts.size()) {
       if ((*expr)->kind == Expr::Kind::kColumn) {
         return ErrorAt(item.expr->start,
@@ -271,7 +300,9 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
     outputs.push_back(Output{def.key_names[k], pos});
   }
   for (size_t k = 0; k < def.keys.size(); ++k) {
-    if (key_selected[k]) continue;
+    if (key_selected[k]) {
+      continue;
+    }
     const Expr& key = *def.keys[k];
     def.key_names[k] = key.kind == Expr::Kind::kColumn ? key.name : DerivedName(key_texts[k]);
     outputs.push_back(Output{def.key_names[k], ast.group_by[k]->start});
@@ -286,7 +317,8 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
     }
   }
   if (def.aggregates.empty()) {
-    return ErrorAt(ast.pos, "view '{}' has no aggregates, expected at least one aggregate such as "
+    return ErrorAt(ast.pos,
+                   "view '{}' has no aggregates, expected at least one aggregate such as "
                    "COUNT(*) in SELECT",
                    ast.name);
   }

@@ -1,6 +1,6 @@
-#include <string>
-
 #include <fmt/format.h>
+
+#include <string>
 
 #include "common/time_util.h"
 #include "sql/plan.h"
@@ -10,7 +10,9 @@ namespace {
 
 void AppendOptions(const std::vector<std::pair<std::string, std::string>>& options,
                    std::string* out) {
-  if (options.empty()) return;
+  if (options.empty()) {
+    return;
+  }
   out->append("  options:\n");
   for (const auto& [key, value] : options) {
     fmt::format_to(std::back_inserter(*out), "    {} = {}\n", key, Value::String(value).ToString());
@@ -33,10 +35,10 @@ std::string Explain(const SourceDef& source) {
     fmt::format_to(std::back_inserter(out), "    {} {}{}\n", c.name, DataTypeName(c.type),
                    static_cast<int>(i) == source.time_column ? " [event time]" : "");
   }
-  std::string time_name = source.time_column >= 0 &&
-                                  static_cast<size_t>(source.time_column) < source.columns.size()
-                              ? source.columns[static_cast<size_t>(source.time_column)].name
-                              : "?";
+  std::string time_name =
+      source.time_column >= 0 && static_cast<size_t>(source.time_column) < source.columns.size()
+          ? source.columns[static_cast<size_t>(source.time_column)].name
+          : "?";
   fmt::format_to(std::back_inserter(out), "  event time: {}, lateness: {}\n", time_name,
                  source.lateness_ms == 0 ? "0s" : FormatDurationMillis(source.lateness_ms));
   AppendOptions(source.options, &out);
@@ -53,9 +55,11 @@ std::string Explain(const SourceDef& source) {
 //     features:
 //       name TYPE = <post-aggregate expression>
 std::string Explain(const ViewDef& view) {
-  std::string out = fmt::format("FEATURE VIEW {}\n  source: {}, tile: {}\n", view.name,
-                                view.source, FormatDurationMillis(view.tile_ms));
-  if (view.where) fmt::format_to(std::back_inserter(out), "  where: {}\n", view.where->ToString());
+  std::string out = fmt::format("FEATURE VIEW {}\n  source: {}, tile: {}\n", view.name, view.source,
+                                FormatDurationMillis(view.tile_ms));
+  if (view.where) {
+    fmt::format_to(std::back_inserter(out), "  where: {}\n", view.where->ToString());
+  }
   out.append("  keys:\n");
   for (size_t i = 0; i < view.keys.size(); ++i) {
     std::string name = i < view.key_names.size() ? view.key_names[i] : "?";

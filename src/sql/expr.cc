@@ -1,8 +1,8 @@
 #include "sql/expr.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "sql/lexer.h"
 
@@ -20,11 +20,21 @@ constexpr int kPrecUnary = 8;
 constexpr int kPrecPrimary = 9;
 
 int BinaryPrecedence(const std::string& op) {
-  if (op == "OR") return kPrecOr;
-  if (op == "AND") return kPrecAnd;
-  if (op == "||") return kPrecConcat;
-  if (op == "+" || op == "-") return kPrecAdditive;
-  if (op == "*" || op == "/" || op == "%") return kPrecMultiplicative;
+  if (op == "OR") {
+    return kPrecOr;
+  }
+  if (op == "AND") {
+    return kPrecAnd;
+  }
+  if (op == "||") {
+    return kPrecConcat;
+  }
+  if (op == "+" || op == "-") {
+    return kPrecAdditive;
+  }
+  if (op == "*" || op == "/" || op == "%") {
+    return kPrecMultiplicative;
+  }
   return kPrecCompare;
 }
 
@@ -50,23 +60,33 @@ int Precedence(const Expr& e) {
 }
 
 bool IsPlainIdentifier(const std::string& name) {
-  if (name.empty() || IsReservedWord(name)) return false;
+  if (name.empty() || IsReservedWord(name)) {
+    return false;
+  }
   auto start = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
            static_cast<unsigned char>(c) >= 0x80;
   };
-  if (!start(name[0])) return false;
+  if (!start(name[0])) {
+    return false;
+  }
   for (char c : name) {
-    if (!start(c) && !(c >= '0' && c <= '9') && c != '$') return false;
+    if (!start(c) && !(c >= '0' && c <= '9') && c != '$') {
+      return false;
+    }
   }
   return true;
 }
 
 std::string QuoteName(const std::string& name) {
-  if (IsPlainIdentifier(name)) return name;
+  if (IsPlainIdentifier(name)) {
+    return name;
+  }
   std::string out = "\"";
   for (char c : name) {
-    if (c == '"') out.push_back('"');
+    if (c == '"') {
+      out.push_back('"');
+    }
     out.push_back(c);
   }
   out.push_back('"');
@@ -82,7 +102,9 @@ std::string Paren(const Expr& e, bool wrap) {
 
 std::string RenderDouble(double d) {
   std::string s = fmt::format("{}", d);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  if (s.find_first_of(".eEn") == std::string::npos) {
+    s += ".0";
+  }
   return s;
 }
 
@@ -98,8 +120,12 @@ std::string Expr::ToString() const {
     case Kind::kAggRef:
       return name;
     case Kind::kUnary: {
-      if (children.empty()) return name;
-      if (name == "NOT") return "NOT " + Paren(*children[0], Precedence(*children[0]) < kPrecNot);
+      if (children.empty()) {
+        return name;
+      }
+      if (name == "NOT") {
+        return "NOT " + Paren(*children[0], Precedence(*children[0]) < kPrecNot);
+      }
       std::string operand = children[0]->ToString();
       if (Precedence(*children[0]) < kPrecUnary || operand.starts_with("-")) {
         operand = "(" + operand + ")";
@@ -107,7 +133,9 @@ std::string Expr::ToString() const {
       return "-" + operand;
     }
     case Kind::kBinary: {
-      if (children.size() != 2) return name;
+      if (children.size() != 2) {
+        return name;
+      }
       int p = BinaryPrecedence(name);
       int lp = Precedence(*children[0]);
       int rp = Precedence(*children[1]);
@@ -115,15 +143,21 @@ std::string Expr::ToString() const {
       return Paren(*children[0], wrap_left) + " " + name + " " + Paren(*children[1], rp <= p);
     }
     case Kind::kIsNull:
-      if (children.empty()) return "NULL";
+      if (children.empty()) {
+        return "NULL";
+      }
       return Paren(*children[0], Precedence(*children[0]) <= kPrecCompare) +
              (negated ? " IS NOT NULL" : " IS NULL");
     case Kind::kIn: {
-      if (children.empty()) return "NULL";
+      if (children.empty()) {
+        return "NULL";
+      }
       std::string s = Paren(*children[0], Precedence(*children[0]) <= kPrecCompare);
       s += negated ? " NOT IN (" : " IN (";
       for (size_t i = 1; i < children.size(); ++i) {
-        if (i > 1) s += ", ";
+        if (i > 1) {
+          s += ", ";
+        }
         s += children[i]->ToString();
       }
       return s + ")";
@@ -134,16 +168,22 @@ std::string Expr::ToString() const {
       for (size_t i = 0; i + 1 < pairs_end; i += 2) {
         s += " WHEN " + children[i]->ToString() + " THEN " + children[i + 1]->ToString();
       }
-      if (has_else && !children.empty()) s += " ELSE " + children.back()->ToString();
+      if (has_else && !children.empty()) {
+        s += " ELSE " + children.back()->ToString();
+      }
       return s + " END";
     }
     case Kind::kCast:
-      if (children.empty()) return "NULL";
+      if (children.empty()) {
+        return "NULL";
+      }
       return fmt::format("CAST({} AS {})", children[0]->ToString(), DataTypeName(type));
     case Kind::kFunction: {
       std::string s = name + "(";
       for (size_t i = 0; i < children.size(); ++i) {
-        if (i > 0) s += ", ";
+        if (i > 0) {
+          s += ", ";
+        }
         s += children[i]->ToString();
       }
       return s + ")";
@@ -162,14 +202,22 @@ std::unique_ptr<Expr> Expr::Clone() const {
   e->negated = negated;
   e->has_else = has_else;
   e->children.reserve(children.size());
-  for (const auto& c : children) e->children.push_back(c->Clone());
+  for (const auto& c : children) {
+    e->children.push_back(c->Clone());
+  }
   return e;
 }
 
 bool CanCast(DataType from, DataType to) {
-  if (from == to || from == DataType::kNull) return true;
-  if (from == DataType::kList || to == DataType::kList || to == DataType::kNull) return false;
-  if (to == DataType::kString || from == DataType::kString) return true;
+  if (from == to || from == DataType::kNull) {
+    return true;
+  }
+  if (from == DataType::kList || to == DataType::kList || to == DataType::kNull) {
+    return false;
+  }
+  if (to == DataType::kString || from == DataType::kString) {
+    return true;
+  }
   switch (to) {
     case DataType::kBool:
       return from == DataType::kInt64 || from == DataType::kDouble;

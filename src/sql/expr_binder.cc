@@ -1,8 +1,8 @@
 #include "sql/expr_binder.h"
 
-#include <utility>
-
 #include <fmt/format.h>
+
+#include <utility>
 
 #include "agg/agg_types.h"
 #include "common/errors.h"
@@ -35,10 +35,18 @@ std::string_view TypeName(DataType t) { return DataTypeName(t); }
 
 // The unified type of CASE branches / COALESCE arguments, or nullopt.
 std::optional<DataType> UnifyTypes(DataType a, DataType b) {
-  if (a == b) return a;
-  if (a == DataType::kNull) return b;
-  if (b == DataType::kNull) return a;
-  if (IsNumeric(a) && IsNumeric(b)) return DataType::kDouble;
+  if (a == b) {
+    return a;
+  }
+  if (a == DataType::kNull) {
+    return b;
+  }
+  if (b == DataType::kNull) {
+    return a;
+  }
+  if (IsNumeric(a) && IsNumeric(b)) {
+    return DataType::kDouble;
+  }
   return std::nullopt;
 }
 
@@ -68,22 +76,51 @@ bool IsScalarFunction(const std::string& upper) {
 }  // namespace
 
 std::optional<DataType> ComparisonType(DataType a, DataType b) {
-  if (a == DataType::kList || b == DataType::kList) return std::nullopt;
+  if (a == DataType::kList || b == DataType::kList) {
+    return std::nullopt;
+  }
   return UnifyTypes(a, b);
 }
 
 bool ExprBinder::ContainsAggregate(const AstExpr& ast) {
   if (ast.kind == AstExpr::Kind::kCall) {
     agg::AggKind kind;
-    if (agg::LookupAggKind(ast.name, ast.star, &kind)) return true;
+    if (agg::LookupAggKind(ast.name, ast.star, &kind)) {
+      return true;
+    }
   }
   for (const auto& c : ast.children) {
-    if (ContainsAggregate(*c)) return true;
+    if (ContainsAggregate(*c)) {
+      return true;
+    }
   }
   return false;
 }
 
+namespace {
+
+size_t CountNodes(const Expr& e) {
+  size_t n = 1;
+  for (const auto& c : e.children) {
+    n += CountNodes(*c);
+  }
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<ExprPtr> ExprBinder::CloneBounded(const Expr& e, Pos pos) {
+  cloned_nodes_ += CountNodes(e);
+  if (cloned_nodes_ > kMaxClonedNodes) {
+    return ErrorAt(pos,
+                   "expression is too large once BETWEEN and CASE are expanded, expected a "
+                   "smaller expression");
+  }
+  return e.Clone();
+}
+
 absl::StatusOr<ExprPtr> ExprBinder::BindRow(const AstExpr& ast, std::string_view clause) {
+  cloned_nodes_ = 0;
   mode_ = Mode::kRow;
   clause_ = clause;
   enclosing_aggregate_.clear();
@@ -91,6 +128,7 @@ absl::StatusOr<ExprPtr> ExprBinder::BindRow(const AstExpr& ast, std::string_view
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindPostAggregate(const AstExpr& ast) {
+  cloned_nodes_ = 0;
   mode_ = Mode::kPostAggregate;
   clause_ = "SELECT";
   enclosing_aggregate_.clear();
@@ -111,9 +149,13 @@ absl::StatusOr<ExprPtr> ExprBinder::Bind(const AstExpr& ast, bool top_level) {
     case AstExpr::Kind::kBinary:
       return BindBinary(ast);
     case AstExpr::Kind::kIsNull: {
-      if (ast.children.size() != 1) return ErrorAt(ast.pos, "malformed IS NULL, expected x IS NULL");
+      if (ast.children.size() != 1) {
+        return ErrorAt(ast.pos, "malformed IS NULL, expected x IS NULL");
+      }
       absl::StatusOr<ExprPtr> operand = Bind(*ast.children[0], false);
-      if (!operand.ok()) return operand;
+      if (!operand.ok()) {
+        return operand;
+      }
       auto e = NewExpr(Expr::Kind::kIsNull, DataType::kBool);
       e->negated = ast.negated;
       e->children.push_back(std::move(*operand));
@@ -142,7 +184,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindColumn(const AstExpr& ast) {
   if (index < 0) {
     std::string names;
     for (const ColumnDef& c : source_.columns) {
-      if (!names.empty()) names += ", ";
+      if (!names.empty()) {
+        names += ", ";
+      }
       names += c.name;
     }
     return ErrorAt(ast.pos, "unknown column '{}' in source '{}', expected one of: {}", ast.name,
@@ -170,9 +214,13 @@ absl::StatusOr<ExprPtr> ExprBinder::BindColumn(const AstExpr& ast) {
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindUnary(const AstExpr& ast) {
-  if (ast.children.size() != 1) return ErrorAt(ast.pos, "malformed unary operator, expected one operand");
+  if (ast.children.size() != 1) {
+    return ErrorAt(ast.pos, "malformed unary operator, expected one operand");
+  }
   absl::StatusOr<ExprPtr> operand = Bind(*ast.children[0], false);
-  if (!operand.ok()) return operand;
+  if (!operand.ok()) {
+    return operand;
+  }
   DataType t = (*operand)->type;
   auto e = NewExpr(Expr::Kind::kUnary, DataType::kBool);
   e->name = ast.name;
@@ -198,8 +246,8 @@ absl::StatusOr<ExprPtr> ExprBinder::BindUnary(const AstExpr& ast) {
 absl::StatusOr<ExprPtr> ExprBinder::MakeLogical(const std::string& op, Pos pos, ExprPtr lhs,
                                                 ExprPtr rhs) {
   if (!IsBoolOrNull(lhs->type) || !IsBoolOrNull(rhs->type)) {
-    return ErrorAt(pos, "operator {} cannot be applied to {} and {}, expected BOOLEAN operands",
-                   op, TypeName(lhs->type), TypeName(rhs->type));
+    return ErrorAt(pos, "operator {} cannot be applied to {} and {}, expected BOOLEAN operands", op,
+                   TypeName(lhs->type), TypeName(rhs->type));
   }
   AdoptNull(lhs.get(), DataType::kBool);
   AdoptNull(rhs.get(), DataType::kBool);
@@ -212,8 +260,12 @@ absl::StatusOr<ExprPtr> ExprBinder::MakeLogical(const std::string& op, Pos pos, 
 
 absl::StatusOr<ExprPtr> ExprBinder::MakeComparison(const std::string& op, Pos pos, ExprPtr lhs,
                                                    ExprPtr rhs) {
-  if (absl::Status s = CoerceTimestampLiteral(rhs.get(), lhs->type, pos); !s.ok()) return s;
-  if (absl::Status s = CoerceTimestampLiteral(lhs.get(), rhs->type, pos); !s.ok()) return s;
+  if (absl::Status s = CoerceTimestampLiteral(rhs.get(), lhs->type, pos); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CoerceTimestampLiteral(lhs.get(), rhs->type, pos); !s.ok()) {
+    return s;
+  }
   std::optional<DataType> ct = ComparisonType(lhs->type, rhs->type);
   if (!ct) {
     return ErrorAt(pos,
@@ -231,13 +283,21 @@ absl::StatusOr<ExprPtr> ExprBinder::MakeComparison(const std::string& op, Pos po
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindBinary(const AstExpr& ast) {
-  if (ast.children.size() != 2) return ErrorAt(ast.pos, "malformed operator, expected two operands");
+  if (ast.children.size() != 2) {
+    return ErrorAt(ast.pos, "malformed operator, expected two operands");
+  }
   absl::StatusOr<ExprPtr> lhs = Bind(*ast.children[0], false);
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   absl::StatusOr<ExprPtr> rhs = Bind(*ast.children[1], false);
-  if (!rhs.ok()) return rhs;
+  if (!rhs.ok()) {
+    return rhs;
+  }
   const std::string& op = ast.name;
-  if (op == "AND" || op == "OR") return MakeLogical(op, ast.pos, std::move(*lhs), std::move(*rhs));
+  if (op == "AND" || op == "OR") {
+    return MakeLogical(op, ast.pos, std::move(*lhs), std::move(*rhs));
+  }
   if (op == "=" || op == "<>" || op == "<" || op == "<=" || op == ">" || op == ">=") {
     return MakeComparison(op, ast.pos, std::move(*lhs), std::move(*rhs));
   }
@@ -269,8 +329,8 @@ absl::StatusOr<ExprPtr> ExprBinder::BindBinary(const AstExpr& ast) {
                                                                      : DataType::kInt64;
     }
   }
-  AdoptNull(lhs->get(), rt == DataType::kNull ? (op == "||" ? DataType::kString : DataType::kInt64)
-                                              : rt);
+  AdoptNull(lhs->get(),
+            rt == DataType::kNull ? (op == "||" ? DataType::kString : DataType::kInt64) : rt);
   AdoptNull(rhs->get(), (*lhs)->type);
   e->children.push_back(std::move(*lhs));
   e->children.push_back(std::move(*rhs));
@@ -278,18 +338,23 @@ absl::StatusOr<ExprPtr> ExprBinder::BindBinary(const AstExpr& ast) {
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindIn(const AstExpr& ast) {
-  if (ast.children.size() < 2) return ErrorAt(ast.pos, "malformed IN, expected x IN (values)");
+  if (ast.children.size() < 2) {
+    return ErrorAt(ast.pos, "malformed IN, expected x IN (values)");
+  }
   absl::StatusOr<ExprPtr> lhs = Bind(*ast.children[0], false);
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   auto e = NewExpr(Expr::Kind::kIn, DataType::kBool);
   e->negated = ast.negated;
   DataType ct = (*lhs)->type;
   e->children.push_back(std::move(*lhs));
   for (size_t i = 1; i < ast.children.size(); ++i) {
     absl::StatusOr<ExprPtr> item = Bind(*ast.children[i], false);
-    if (!item.ok()) return item;
-    if (absl::Status s = CoerceTimestampLiteral(item->get(), ct, ast.children[i]->start);
-        !s.ok()) {
+    if (!item.ok()) {
+      return item;
+    }
+    if (absl::Status s = CoerceTimestampLiteral(item->get(), ct, ast.children[i]->start); !s.ok()) {
       return s;
     }
     std::optional<DataType> next = ComparisonType(ct, (*item)->type);
@@ -302,26 +367,43 @@ absl::StatusOr<ExprPtr> ExprBinder::BindIn(const AstExpr& ast) {
     ct = *next;
     e->children.push_back(std::move(*item));
   }
-  for (auto& c : e->children) AdoptNull(c.get(), ct);
+  for (auto& c : e->children) {
+    AdoptNull(c.get(), ct);
+  }
   return e;
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindBetween(const AstExpr& ast) {
-  if (ast.children.size() != 3) return ErrorAt(ast.pos, "malformed BETWEEN, expected x BETWEEN a AND b");
+  if (ast.children.size() != 3) {
+    return ErrorAt(ast.pos, "malformed BETWEEN, expected x BETWEEN a AND b");
+  }
   absl::StatusOr<ExprPtr> x = Bind(*ast.children[0], false);
-  if (!x.ok()) return x;
+  if (!x.ok()) {
+    return x;
+  }
   absl::StatusOr<ExprPtr> lo = Bind(*ast.children[1], false);
-  if (!lo.ok()) return lo;
+  if (!lo.ok()) {
+    return lo;
+  }
   absl::StatusOr<ExprPtr> hi = Bind(*ast.children[2], false);
-  if (!hi.ok()) return hi;
+  if (!hi.ok()) {
+    return hi;
+  }
   // x BETWEEN lo AND hi == x >= lo AND x <= hi; NOT BETWEEN == x < lo OR x > hi.
-  ExprPtr x2 = (*x)->Clone();
-  absl::StatusOr<ExprPtr> low = MakeComparison(ast.negated ? "<" : ">=", ast.pos, std::move(*x),
-                                               std::move(*lo));
-  if (!low.ok()) return low;
-  absl::StatusOr<ExprPtr> high = MakeComparison(ast.negated ? ">" : "<=", ast.pos, std::move(x2),
-                                                std::move(*hi));
-  if (!high.ok()) return high;
+  absl::StatusOr<ExprPtr> x2 = CloneBounded(**x, ast.pos);
+  if (!x2.ok()) {
+    return x2;
+  }
+  absl::StatusOr<ExprPtr> low =
+      MakeComparison(ast.negated ? "<" : ">=", ast.pos, std::move(*x), std::move(*lo));
+  if (!low.ok()) {
+    return low;
+  }
+  absl::StatusOr<ExprPtr> high =
+      MakeComparison(ast.negated ? ">" : "<=", ast.pos, std::move(*x2), std::move(*hi));
+  if (!high.ok()) {
+    return high;
+  }
   return MakeLogical(ast.negated ? "OR" : "AND", ast.pos, std::move(*low), std::move(*high));
 }
 
@@ -335,7 +417,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCase(const AstExpr& ast) {
   ExprPtr operand;
   if (ast.has_operand) {
     absl::StatusOr<ExprPtr> op = Bind(*ast.children[0], false);
-    if (!op.ok()) return op;
+    if (!op.ok()) {
+      return op;
+    }
     operand = std::move(*op);
   }
   auto e = NewExpr(Expr::Kind::kCase, DataType::kNull);
@@ -356,37 +440,61 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCase(const AstExpr& ast) {
     const AstExpr& when_ast = *ast.children[i];
     const AstExpr& then_ast = *ast.children[i + 1];
     absl::StatusOr<ExprPtr> when = Bind(when_ast, false);
-    if (!when.ok()) return when;
+    if (!when.ok()) {
+      return when;
+    }
     if (operand) {
-      when = MakeComparison("=", when_ast.start, operand->Clone(), std::move(*when));
-      if (!when.ok()) return when;
+      absl::StatusOr<ExprPtr> copy = CloneBounded(*operand, when_ast.start);
+      if (!copy.ok()) {
+        return copy;
+      }
+      when = MakeComparison("=", when_ast.start, std::move(*copy), std::move(*when));
+      if (!when.ok()) {
+        return when;
+      }
     } else if (!IsBoolOrNull((*when)->type)) {
       return ErrorAt(when_ast.start, "CASE WHEN condition is {}, expected a BOOLEAN condition",
                      TypeName((*when)->type));
     }
     AdoptNull(when->get(), DataType::kBool);
     absl::StatusOr<ExprPtr> then = Bind(then_ast, false);
-    if (!then.ok()) return then;
-    if (absl::Status s = unify(**then, then_ast.start); !s.ok()) return s;
+    if (!then.ok()) {
+      return then;
+    }
+    if (absl::Status s = unify(**then, then_ast.start); !s.ok()) {
+      return s;
+    }
     e->children.push_back(std::move(*when));
     e->children.push_back(std::move(*then));
   }
   if (ast.has_else) {
     absl::StatusOr<ExprPtr> else_expr = Bind(*ast.children.back(), false);
-    if (!else_expr.ok()) return else_expr;
-    if (absl::Status s = unify(**else_expr, ast.children.back()->start); !s.ok()) return s;
+    if (!else_expr.ok()) {
+      return else_expr;
+    }
+    if (absl::Status s = unify(**else_expr, ast.children.back()->start); !s.ok()) {
+      return s;
+    }
     e->children.push_back(std::move(*else_expr));
   }
   e->type = result;
-  for (size_t i = 1; i < e->children.size(); i += 2) AdoptNull(e->children[i].get(), result);
-  if (e->has_else) AdoptNull(e->children.back().get(), result);
+  for (size_t i = 1; i < e->children.size(); i += 2) {
+    AdoptNull(e->children[i].get(), result);
+  }
+  if (e->has_else) {
+    AdoptNull(e->children.back().get(), result);
+  }
   return e;
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindCast(const AstExpr& ast) {
-  if (ast.children.size() != 1) return ErrorAt(ast.pos, "malformed CAST, expected CAST(x AS type)");
+  if (ast.children.size() != 1) {
+    return ErrorAt(ast.pos, "malformed CAST, expected CAST(x AS type)");
+  }
   absl::StatusOr<ExprPtr> operand = Bind(*ast.children[0], false);
-  if (!operand.ok()) return operand;
+  if (!operand.ok()) {
+    return operand;
+  }
   if (!CanCast((*operand)->type, ast.cast_type)) {
     return ErrorAt(ast.pos,
                    "CAST from {} to {} is not supported, expected a cast to or from STRING, "
@@ -400,7 +508,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCast(const AstExpr& ast) {
 
 absl::StatusOr<ExprPtr> ExprBinder::BindCall(const AstExpr& ast, bool top_level) {
   agg::AggKind kind;
-  if (agg::LookupAggKind(ast.name, ast.star, &kind)) return BindAggregate(ast, kind, top_level);
+  if (agg::LookupAggKind(ast.name, ast.star, &kind)) {
+    return BindAggregate(ast, kind, top_level);
+  }
   std::string upper = ToUpperAscii(ast.name);
   if (!IsScalarFunction(upper)) {
     return ErrorAt(ast.pos,
@@ -421,18 +531,24 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCall(const AstExpr& ast, bool top_level)
 
 absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
   std::string name = ToUpperAscii(ast.name);
-  if (name == "SUBSTRING") name = "SUBSTR";
-  if (name == "CHAR_LENGTH") name = "LENGTH";
+  if (name == "SUBSTRING") {
+    name = "SUBSTR";
+  }
+  if (name == "CHAR_LENGTH") {
+    name = "LENGTH";
+  }
   size_t min_args = 1;
   size_t max_args = 1;
-  if (name == "COALESCE") max_args = 1000000;
+  if (name == "COALESCE") {
+    max_args = 1000000;
+  }
   if (name == "SUBSTR") {
     min_args = 2;
     max_args = 3;
   }
   size_t n = ast.children.size();
   if (n < min_args || n > max_args) {
-    std::string expected = min_args == max_args   ? fmt::format("{}", min_args)
+    std::string expected = min_args == max_args  ? fmt::format("{}", min_args)
                            : max_args == 1000000 ? fmt::format("at least {}", min_args)
                                                  : fmt::format("{} or {}", min_args, max_args);
     return ErrorAt(ast.pos, "{} takes {} argument{}, got {}, expected {} argument{}", name,
@@ -441,13 +557,17 @@ absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
   std::vector<ExprPtr> args;
   for (const auto& c : ast.children) {
     absl::StatusOr<ExprPtr> arg = Bind(*c, false);
-    if (!arg.ok()) return arg;
+    if (!arg.ok()) {
+      return arg;
+    }
     args.push_back(std::move(*arg));
   }
   auto e = NewExpr(Expr::Kind::kFunction, DataType::kNull);
   e->name = name;
   auto check = [&](size_t i, bool ok, std::string_view expected) -> absl::Status {
-    if (ok) return absl::OkStatus();
+    if (ok) {
+      return absl::OkStatus();
+    }
     return ErrorAt(ast.children[i]->start, "{} cannot be applied to {}, expected {}", name,
                    TypeName(args[i]->type), expected);
   };
@@ -464,7 +584,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
       result = *u;
     }
     e->type = result;
-    for (auto& a : args) AdoptNull(a.get(), result);
+    for (auto& a : args) {
+      AdoptNull(a.get(), result);
+    }
   } else if (name == "LOWER" || name == "UPPER" || name == "LENGTH") {
     DataType t = args[0]->type;
     if (absl::Status s = check(0, t == DataType::kString || t == DataType::kNull, "a STRING");
@@ -493,7 +615,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
     e->type = DataType::kString;
   } else {  // ABS
     DataType t = args[0]->type;
-    if (absl::Status s = check(0, IsNumericOrNull(t), "a BIGINT or DOUBLE"); !s.ok()) return s;
+    if (absl::Status s = check(0, IsNumericOrNull(t), "a BIGINT or DOUBLE"); !s.ok()) {
+      return s;
+    }
     e->type = t == DataType::kNull ? DataType::kInt64 : t;
     AdoptNull(args[0].get(), e->type);
   }
@@ -512,8 +636,8 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
                      "expression as the argument of {}",
                      written, enclosing_aggregate_, enclosing_aggregate_);
     }
-    return ErrorAt(ast.pos, "aggregate {} is not allowed in {}, expected a row expression",
-                   written, clause_);
+    return ErrorAt(ast.pos, "aggregate {} is not allowed in {}, expected a row expression", written,
+                   clause_);
   }
   if (ast.distinct) {
     if (kind == agg::AggKind::kCount) {
@@ -538,11 +662,10 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   if (kind != agg::AggKind::kCountStar) {
     size_t want = 1 + static_cast<size_t>(agg::AggParamCount(kind));
     if (ast.children.size() != want) {
-      std::string expected = kind == agg::AggKind::kCount ? "COUNT(x) or COUNT(*)"
-                             : want == 1                  ? written + "(x)"
-                             : kind == agg::AggKind::kApproxPercentile
-                                 ? written + "(x, q)"
-                                 : written + "(x, k)";
+      std::string expected = kind == agg::AggKind::kCount              ? "COUNT(x) or COUNT(*)"
+                             : want == 1                               ? written + "(x)"
+                             : kind == agg::AggKind::kApproxPercentile ? written + "(x, q)"
+                                                                       : written + "(x, k)";
       return ErrorAt(ast.pos, "{} takes {} argument{}, got {}, expected {}", written, want,
                      want == 1 ? "" : "s", ast.children.size(), expected);
     }
@@ -551,7 +674,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
     absl::StatusOr<ExprPtr> bound = Bind(*ast.children[0], false);
     mode_ = Mode::kPostAggregate;
     enclosing_aggregate_.clear();
-    if (!bound.ok()) return bound;
+    if (!bound.ok()) {
+      return bound;
+    }
     arg = std::move(*bound);
     if (want == 2) {
       const AstExpr& p = *ast.children[1];
@@ -566,8 +691,7 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
         params.q = v.AsDouble();
       } else {
         if (!is_literal || v.type() != DataType::kInt64) {
-          return ErrorAt(p.start,
-                         "the k of {} must be an integer literal, expected e.g. {}(x, 10)",
+          return ErrorAt(p.start, "the k of {} must be an integer literal, expected e.g. {}(x, 10)",
                          written, written);
         }
         params.k = v.int64();
@@ -578,7 +702,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   }
   absl::StatusOr<DataType> result =
       agg::AggResultType(kind, arg ? arg->type : DataType::kNull, params);
-  if (!result.ok()) return ErrorAt(ast.pos, "{}", StatusMessage(result.status()));
+  if (!result.ok()) {
+    return ErrorAt(ast.pos, "{}", StatusMessage(result.status()));
+  }
 
   std::string text = name + "(";
   if (kind == agg::AggKind::kCountStar) {
@@ -586,7 +712,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   } else {
     text += arg->ToString();
   }
-  if (kind == agg::AggKind::kApproxPercentile) text += ", " + RenderDouble(params.q);
+  if (kind == agg::AggKind::kApproxPercentile) {
+    text += ", " + RenderDouble(params.q);
+  }
   if (kind == agg::AggKind::kLastK || kind == agg::AggKind::kTopK) {
     text += fmt::format(", {}", params.k);
   }
@@ -594,7 +722,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
 
   int slot = -1;
   for (size_t i = 0; i < aggregates_->size(); ++i) {
-    if ((*aggregates_)[i].text == text) slot = static_cast<int>(i);
+    if ((*aggregates_)[i].text == text) {
+      slot = static_cast<int>(i);
+    }
   }
   if (slot < 0) {
     AggregateCall call;

@@ -65,12 +65,19 @@ class ExprBinder {
                                                     std::unique_ptr<Expr> lhs,
                                                     std::unique_ptr<Expr> rhs);
 
+  // A copy of `e` for desugaring (BETWEEN, simple CASE), within a budget of copied nodes so
+  // nested desugaring cannot blow up exponentially on hostile input.
+  absl::StatusOr<std::unique_ptr<Expr>> CloneBounded(const Expr& e, Pos pos);
+
+  static constexpr size_t kMaxClonedNodes = 20000;
+
   const SourceDef& source_;
   std::vector<AggregateCall>* aggregates_;
   std::vector<std::string> key_texts_;
   Mode mode_ = Mode::kRow;
   std::string_view clause_;
   std::string enclosing_aggregate_;  // set while binding an aggregate's argument
+  size_t cloned_nodes_ = 0;          // nodes copied by CloneBounded in this Bind* call
 };
 
 }  // namespace tessera::sql

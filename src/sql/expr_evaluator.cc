@@ -5,6 +5,8 @@
 // scratch columns keep their capacity, so a steady-state loop allocates nothing (strings a kernel
 // creates go to the caller's Arena).
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -12,8 +14,6 @@
 #include <limits>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "common/time_util.h"
 #include "sql/expr.h"
@@ -23,9 +23,9 @@ namespace tessera::sql {
 namespace {
 
 enum class Op : uint8_t {
-  kInput,     // a column of the input (kColumn / kAggRef)
-  kConst,     // a literal (or an all-NULL column)
-  kCast,      // from children[0]'s type to the node's type
+  kInput,  // a column of the input (kColumn / kAggRef)
+  kConst,  // a literal (or an all-NULL column)
+  kCast,   // from children[0]'s type to the node's type
   kNeg,
   kAbs,
   kAdd,
@@ -71,10 +71,18 @@ void Prepare(Column* c, DataType t, size_t n) {
 }
 
 bool HasRows(const Column& c, size_t n) {
-  if (c.valid.size() < n) return false;
-  if (IsIntLike(c.type)) return c.i64.size() >= n;
-  if (c.type == DataType::kDouble) return c.f64.size() >= n;
-  if (c.type == DataType::kString) return c.str.size() >= n;
+  if (c.valid.size() < n) {
+    return false;
+  }
+  if (IsIntLike(c.type)) {
+    return c.i64.size() >= n;
+  }
+  if (c.type == DataType::kDouble) {
+    return c.f64.size() >= n;
+  }
+  if (c.type == DataType::kString) {
+    return c.str.size() >= n;
+  }
   return true;
 }
 
@@ -100,23 +108,35 @@ inline void CopyRow(const Column& src, size_t i, Column* dst, size_t j) {
 }
 
 std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
   return s;
 }
 
 bool ParseInt64(std::string_view s, int64_t* out) {
   s = TrimSpaces(s);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
+  if (!s.empty() && s.front() == '+') {
+    s.remove_prefix(1);
+  }
+  if (s.empty()) {
+    return false;
+  }
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
 bool ParseDouble(std::string_view s, double* out) {
   s = TrimSpaces(s);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
+  if (!s.empty() && s.front() == '+') {
+    s.remove_prefix(1);
+  }
+  if (s.empty()) {
+    return false;
+  }
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && ptr == s.data() + s.size();
 }
@@ -128,11 +148,17 @@ bool ParseBool(std::string_view s, int64_t* out) {
     return true;
   }
   auto eq = [](std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
+    if (a.size() != b.size()) {
+      return false;
+    }
     for (size_t i = 0; i < a.size(); ++i) {
       char c = a[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-      if (c != b[i]) return false;
+      if (c >= 'A' && c <= 'Z') {
+        c = static_cast<char>(c + 32);
+      }
+      if (c != b[i]) {
+        return false;
+      }
     }
     return true;
   };
@@ -149,18 +175,24 @@ bool ParseBool(std::string_view s, int64_t* out) {
 
 // Double -> BIGINT truncating toward zero; false if not representable.
 inline bool DoubleToInt64(double d, int64_t* out) {
-  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return false;
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) {
+    return false;
+  }
   *out = static_cast<int64_t>(d);
   return true;
 }
 
 // Byte offset of the code point with 0-based index `cp` in `s` (s.size() if past the end).
 size_t CodePointOffset(std::string_view s, int64_t cp) {
-  if (cp <= 0) return 0;
+  if (cp <= 0) {
+    return 0;
+  }
   int64_t seen = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
-      if (seen == cp) return i;
+      if (seen == cp) {
+        return i;
+      }
       ++seen;
     }
   }
@@ -209,7 +241,9 @@ struct ExprEvaluator::Impl {
   // `child` converted to `to`.
   int Convert(int child, DataType to) {
     DataType from = nodes[static_cast<size_t>(child)].type;
-    if (from == to) return child;
+    if (from == to) {
+      return child;
+    }
     if (from == DataType::kNull || !CanCast(from, to) || to == DataType::kNull) {
       return NullConst(to);
     }
@@ -247,9 +281,11 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
       n.op = Op::kConst;
       n.type = e.type;
       // A literal whose value does not match its declared type is treated as NULL.
-      n.constant = (e.literal.is_null() || e.literal.type() == e.type) ? e.literal
-                                                                        : Value::Null(e.type);
-      if (e.type == DataType::kList) n.constant = Value::Null(DataType::kList);
+      n.constant =
+          (e.literal.is_null() || e.literal.type() == e.type) ? e.literal : Value::Null(e.type);
+      if (e.type == DataType::kList) {
+        n.constant = Value::Null(DataType::kList);
+      }
       return Add(std::move(n));
     }
     case Expr::Kind::kColumn:
@@ -260,13 +296,17 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
       n.input = e.index;
       if (e.index >= 0) {
         auto idx = static_cast<size_t>(e.index);
-        if (input_types.size() <= idx) input_types.resize(idx + 1, DataType::kNull);
+        if (input_types.size() <= idx) {
+          input_types.resize(idx + 1, DataType::kNull);
+        }
         input_types[idx] = e.type;
       }
       return Add(std::move(n));
     }
     case Expr::Kind::kUnary: {
-      if (e.children.size() != 1) return NullConst(e.type);
+      if (e.children.size() != 1) {
+        return NullConst(e.type);
+      }
       int c = Compile(*e.children[0]);
       if (e.name == "NOT") {
         Node n;
@@ -287,7 +327,9 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
     case Expr::Kind::kBinary:
       return CompileBinary(e);
     case Expr::Kind::kIsNull: {
-      if (e.children.size() != 1) return NullConst(DataType::kBool);
+      if (e.children.size() != 1) {
+        return NullConst(DataType::kBool);
+      }
       Node n;
       n.op = Op::kIsNull;
       n.type = DataType::kBool;
@@ -296,23 +338,31 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
       return Add(std::move(n));
     }
     case Expr::Kind::kIn: {
-      if (e.children.size() < 2) return NullConst(DataType::kBool);
+      if (e.children.size() < 2) {
+        return NullConst(DataType::kBool);
+      }
       std::vector<int> kids;
       DataType ct = DataType::kNull;
       bool ok = true;
       for (const auto& c : e.children) {
         kids.push_back(Compile(*c));
         std::optional<DataType> next = ComparisonType(ct, nodes[kids.back()].type);
-        if (!next) ok = false;
+        if (!next) {
+          ok = false;
+        }
         ct = next.value_or(ct);
       }
-      if (!ok || ct == DataType::kNull) return NullConst(DataType::kBool);
+      if (!ok || ct == DataType::kNull) {
+        return NullConst(DataType::kBool);
+      }
       Node n;
       n.op = Op::kIn;
       n.type = DataType::kBool;
       n.in_type = ct;
       n.negated = e.negated;
-      for (int k : kids) n.kids.push_back(Convert(k, ct));
+      for (int k : kids) {
+        n.kids.push_back(Convert(k, ct));
+      }
       return Add(std::move(n));
     }
     case Expr::Kind::kCase: {
@@ -332,7 +382,9 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
       return Add(std::move(n));
     }
     case Expr::Kind::kCast: {
-      if (e.children.size() != 1) return NullConst(e.type);
+      if (e.children.size() != 1) {
+        return NullConst(e.type);
+      }
       return Convert(Compile(*e.children[0]), e.type);
     }
     case Expr::Kind::kFunction:
@@ -342,7 +394,9 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
 }
 
 int ExprEvaluator::Impl::CompileBinary(const Expr& e) {
-  if (e.children.size() != 2) return NullConst(e.type);
+  if (e.children.size() != 2) {
+    return NullConst(e.type);
+  }
   int a = Compile(*e.children[0]);
   int b = Compile(*e.children[1]);
   DataType ta = nodes[static_cast<size_t>(a)].type;
@@ -357,10 +411,14 @@ int ExprEvaluator::Impl::CompileBinary(const Expr& e) {
     return Add(std::move(n));
   }
   // Everything below propagates NULL: a NULL-typed operand makes the result NULL.
-  if (ta == DataType::kNull || tb == DataType::kNull) return NullConst(e.type);
+  if (ta == DataType::kNull || tb == DataType::kNull) {
+    return NullConst(e.type);
+  }
   if (op == "=" || op == "<>" || op == "<" || op == "<=" || op == ">" || op == ">=") {
     std::optional<DataType> ct = ComparisonType(ta, tb);
-    if (!ct) return NullConst(DataType::kBool);
+    if (!ct) {
+      return NullConst(DataType::kBool);
+    }
     n.op = op == "="    ? Op::kEq
            : op == "<>" ? Op::kNe
            : op == "<"  ? Op::kLt
@@ -373,25 +431,33 @@ int ExprEvaluator::Impl::CompileBinary(const Expr& e) {
     return Add(std::move(n));
   }
   if (op == "||") {
-    if (e.type != DataType::kString) return NullConst(e.type);
+    if (e.type != DataType::kString) {
+      return NullConst(e.type);
+    }
     n.op = Op::kConcat;
     n.kids = {Convert(a, DataType::kString), Convert(b, DataType::kString)};
     return Add(std::move(n));
   }
-  if (!IsNumeric(e.type)) return NullConst(e.type);
+  if (!IsNumeric(e.type)) {
+    return NullConst(e.type);
+  }
   n.op = op == "+"   ? Op::kAdd
          : op == "-" ? Op::kSub
          : op == "*" ? Op::kMul
          : op == "%" ? Op::kMod
                      : Op::kDiv;
-  if (op != "+" && op != "-" && op != "*" && op != "%" && op != "/") return NullConst(e.type);
+  if (op != "+" && op != "-" && op != "*" && op != "%" && op != "/") {
+    return NullConst(e.type);
+  }
   n.kids = {Convert(a, e.type), Convert(b, e.type)};
   return Add(std::move(n));
 }
 
 int ExprEvaluator::Impl::CompileFunction(const Expr& e) {
   std::vector<int> kids;
-  for (const auto& c : e.children) kids.push_back(Compile(*c));
+  for (const auto& c : e.children) {
+    kids.push_back(Compile(*c));
+  }
   Node n;
   n.type = e.type;
   if (e.name == "COALESCE") {
@@ -399,11 +465,15 @@ int ExprEvaluator::Impl::CompileFunction(const Expr& e) {
       return NullConst(e.type);
     }
     n.op = Op::kCoalesce;
-    for (int k : kids) n.kids.push_back(Convert(k, e.type));
+    for (int k : kids) {
+      n.kids.push_back(Convert(k, e.type));
+    }
     return Add(std::move(n));
   }
   for (int k : kids) {
-    if (nodes[static_cast<size_t>(k)].type == DataType::kNull) return NullConst(e.type);
+    if (nodes[static_cast<size_t>(k)].type == DataType::kNull) {
+      return NullConst(e.type);
+    }
   }
   if ((e.name == "LOWER" || e.name == "UPPER" || e.name == "LENGTH") && kids.size() == 1 &&
       nodes[kids[0]].type == DataType::kString) {
@@ -417,7 +487,9 @@ int ExprEvaluator::Impl::CompileFunction(const Expr& e) {
     n.op = Op::kSubstr;
     n.type = DataType::kString;
     n.kids = {kids[0]};
-    for (size_t i = 1; i < kids.size(); ++i) n.kids.push_back(Convert(kids[i], DataType::kInt64));
+    for (size_t i = 1; i < kids.size(); ++i) {
+      n.kids.push_back(Convert(kids[i], DataType::kInt64));
+    }
     return Add(std::move(n));
   }
   if (e.name == "ABS" && kids.size() == 1 && IsNumeric(e.type)) {
@@ -441,7 +513,9 @@ void ExprEvaluator::Impl::RunCast(Node& node, size_t n, Arena* arena) {
     for (size_t i = 0; i < n; ++i) {
       rv[i] = va[i] != 0;
       r.str[i] = std::string_view();
-      if (!rv[i]) continue;
+      if (!rv[i]) {
+        continue;
+      }
       switch (from) {
         case DataType::kBool:
           r.str[i] = a.i64[i] != 0 ? std::string_view("true") : std::string_view("false");
@@ -485,7 +559,9 @@ void ExprEvaluator::Impl::RunCast(Node& node, size_t n, Arena* arena) {
           ok = ok && ParseBool(s, &r.i64[i]);
           break;
         case DataType::kTimestamp: {
-          if (!ok) break;
+          if (!ok) {
+            break;
+          }
           std::optional<int64_t> ms = ParseRfc3339Millis(TrimSpaces(s));
           if (ms) {
             r.i64[i] = *ms;
@@ -505,11 +581,15 @@ void ExprEvaluator::Impl::RunCast(Node& node, size_t n, Arena* arena) {
     const int64_t* x = a.i64.data();
     int64_t* out = r.i64.data();
     if (to == DataType::kBool) {
-      for (size_t i = 0; i < n; ++i) out[i] = x[i] != 0;
+      for (size_t i = 0; i < n; ++i) {
+        out[i] = x[i] != 0;
+      }
     } else {
       std::memcpy(out, x, n * sizeof(int64_t));
     }
-    for (size_t i = 0; i < n; ++i) rv[i] = va[i] != 0;
+    for (size_t i = 0; i < n; ++i) {
+      rv[i] = va[i] != 0;
+    }
     return;
   }
   if (IsIntLike(from) && to == DataType::kDouble) {
@@ -530,7 +610,9 @@ void ExprEvaluator::Impl::RunCast(Node& node, size_t n, Arena* arena) {
         rv[i] = va[i] != 0;
       } else {
         bool ok = DoubleToInt64(x[i], &out[i]);
-        if (!ok) out[i] = 0;
+        if (!ok) {
+          out[i] = 0;
+        }
         rv[i] = (va[i] != 0) & ok;
       }
     }
@@ -784,7 +866,9 @@ void ExprEvaluator::Impl::RunIn(Node& node, size_t n) {
   node.aux.assign(n, 0);
   uint8_t* flags = node.aux.data();
   for (size_t i = 0; i < n; ++i) {
-    if (x.valid[i] == 0) flags[i] = 2;
+    if (x.valid[i] == 0) {
+      flags[i] = 2;
+    }
   }
   DataType ct = node.in_type;
   for (size_t k = 1; k < node.kids.size(); ++k) {
@@ -794,11 +878,13 @@ void ExprEvaluator::Impl::RunIn(Node& node, size_t n) {
         flags[i] |= 2;
         continue;
       }
-      if (x.valid[i] == 0) continue;
-      bool eq = IsIntLike(ct)                 ? x.i64[i] == y.i64[i]
-                : ct == DataType::kDouble     ? x.f64[i] == y.f64[i]
-                : ct == DataType::kString     ? x.str[i] == y.str[i]
-                                              : false;
+      if (x.valid[i] == 0) {
+        continue;
+      }
+      bool eq = IsIntLike(ct)             ? x.i64[i] == y.i64[i]
+                : ct == DataType::kDouble ? x.f64[i] == y.f64[i]
+                : ct == DataType::kString ? x.str[i] == y.str[i]
+                                          : false;
       flags[i] |= eq ? 1 : 0;
     }
   }
@@ -821,7 +907,9 @@ void ExprEvaluator::Impl::RunCase(Node& node, size_t n) {
     const Column& when = Kid(node, k);
     const Column& then = Kid(node, k + 1);
     for (size_t i = 0; i < n; ++i) {
-      if (decided[i] || when.valid[i] == 0 || when.i64[i] == 0) continue;
+      if (decided[i] || when.valid[i] == 0 || when.i64[i] == 0) {
+        continue;
+      }
       decided[i] = 1;
       CopyRow(then, i, &r, i);
     }
@@ -829,7 +917,9 @@ void ExprEvaluator::Impl::RunCase(Node& node, size_t n) {
   if (node.has_else) {
     const Column& other = Kid(node, node.kids.size() - 1);
     for (size_t i = 0; i < n; ++i) {
-      if (!decided[i]) CopyRow(other, i, &r, i);
+      if (!decided[i]) {
+        CopyRow(other, i, &r, i);
+      }
     }
   }
 }
@@ -845,7 +935,9 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
         bool valid = a.valid[i] != 0 && b.valid[i] != 0;
         r.valid[i] = valid;
         r.str[i] = std::string_view();
-        if (!valid) continue;
+        if (!valid) {
+          continue;
+        }
         std::string_view x = a.str[i], y = b.str[i];
         if (y.empty()) {
           r.str[i] = x;
@@ -868,10 +960,14 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
       for (size_t i = 0; i < n; ++i) {
         r.valid[i] = a.valid[i] != 0;
         r.str[i] = std::string_view();
-        if (!r.valid[i]) continue;
+        if (!r.valid[i]) {
+          continue;
+        }
         std::string_view s = a.str[i];
         size_t first = 0;
-        while (first < s.size() && !(s[first] >= lo && s[first] <= hi)) ++first;
+        while (first < s.size() && !(s[first] >= lo && s[first] <= hi)) {
+          ++first;
+        }
         if (first == s.size()) {
           r.str[i] = s;  // unchanged: no copy
           continue;
@@ -890,7 +986,9 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
         r.valid[i] = a.valid[i] != 0;
         int64_t count = 0;
         if (r.valid[i]) {
-          for (char c : a.str[i]) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+          for (char c : a.str[i]) {
+            count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+          }
         }
         r.i64[i] = count;
       }
@@ -899,12 +997,16 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
       const Column& start = Kid(node, 1);
       const Column* len = node.kids.size() > 2 ? &Kid(node, 2) : nullptr;
       for (size_t i = 0; i < n; ++i) {
-        bool valid = a.valid[i] != 0 && start.valid[i] != 0 &&
-                     (len == nullptr || len->valid[i] != 0);
+        bool valid =
+            a.valid[i] != 0 && start.valid[i] != 0 && (len == nullptr || len->valid[i] != 0);
         r.str[i] = std::string_view();
-        if (valid && len != nullptr && len->i64[i] < 0) valid = false;
+        if (valid && len != nullptr && len->i64[i] < 0) {
+          valid = false;
+        }
         r.valid[i] = valid;
-        if (!valid) continue;
+        if (!valid) {
+          continue;
+        }
         // Code points [from, to) of the 1-based range [start, start + len), clipped to the
         // string (PostgreSQL semantics for start < 1).
         int64_t s0 = start.i64[i];
@@ -914,12 +1016,16 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
           int64_t l = len->i64[i];
           to = s0 > std::numeric_limits<int64_t>::max() - l ? to : s0 + l;
         }
-        if (to <= from) continue;
+        if (to <= from) {
+          continue;
+        }
         std::string_view s = a.str[i];
         size_t b0 = CodePointOffset(s, from - 1);
-        size_t b1 = to == std::numeric_limits<int64_t>::max() ? s.size()
-                                                               : CodePointOffset(s, to - 1);
-        if (b1 > b0) r.str[i] = s.substr(b0, b1 - b0);
+        size_t b1 =
+            to == std::numeric_limits<int64_t>::max() ? s.size() : CodePointOffset(s, to - 1);
+        if (b1 > b0) {
+          r.str[i] = s.substr(b0, b1 - b0);
+        }
       }
       return;
     }
@@ -934,7 +1040,9 @@ void ExprEvaluator::Impl::FillConstant(Node* node, size_t n) {
   c.Reset(node->type == DataType::kList ? DataType::kNull : node->type, n);
   c.type = node->type;
   node->const_rows = n;
-  if (v.is_null() || v.type() != node->type) return;
+  if (v.is_null() || v.type() != node->type) {
+    return;
+  }
   std::fill(c.valid.begin(), c.valid.end(), 1);
   switch (v.type()) {
     case DataType::kBool:
@@ -956,8 +1064,7 @@ void ExprEvaluator::Impl::FillConstant(Node* node, size_t n) {
   }
 }
 
-void ExprEvaluator::Impl::Run(Node& node, std::span<const Column> input, size_t n,
-                              Arena* arena) {
+void ExprEvaluator::Impl::Run(Node& node, std::span<const Column> input, size_t n, Arena* arena) {
   switch (node.op) {
     case Op::kInput: {
       if (node.input >= 0 && static_cast<size_t>(node.input) < input.size()) {
@@ -973,7 +1080,9 @@ void ExprEvaluator::Impl::Run(Node& node, std::span<const Column> input, size_t 
       return;
     }
     case Op::kConst:
-      if (node.const_rows != n) FillConstant(&node, n);
+      if (node.const_rows != n) {
+        FillConstant(&node, n);
+      }
       break;
     case Op::kCast:
       RunCast(node, n, arena);
@@ -1011,11 +1120,15 @@ void ExprEvaluator::Impl::Run(Node& node, std::span<const Column> input, size_t 
       Column& r = node.scratch;
       Prepare(&r, node.type, n);
       const Column& first = Kid(node, 0);
-      for (size_t i = 0; i < n; ++i) CopyRow(first, i, &r, i);
+      for (size_t i = 0; i < n; ++i) {
+        CopyRow(first, i, &r, i);
+      }
       for (size_t k = 1; k < node.kids.size(); ++k) {
         const Column& c = Kid(node, k);
         for (size_t i = 0; i < n; ++i) {
-          if (r.valid[i] == 0 && c.valid[i] != 0) CopyRow(c, i, &r, i);
+          if (r.valid[i] == 0 && c.valid[i] != 0) {
+            CopyRow(c, i, &r, i);
+          }
         }
       }
       break;
@@ -1042,15 +1155,17 @@ ExprEvaluator& ExprEvaluator::operator=(ExprEvaluator&&) noexcept = default;
 
 const Column& ExprEvaluator::Evaluate(std::span<const Column> input, size_t num_rows,
                                       Arena* arena) {
-  for (Impl::Node& node : impl_->nodes) impl_->Run(node, input, num_rows, arena);
+  for (Impl::Node& node : impl_->nodes) {
+    impl_->Run(node, input, num_rows, arena);
+  }
   return *impl_->nodes.back().out;
 }
 
 Value ExprEvaluator::EvaluateRow(std::span<const Value> inputs) {
   const Expr& root = *impl_->root_expr;
   if (root.type == DataType::kList) {
-    if ((root.kind == Expr::Kind::kAggRef || root.kind == Expr::Kind::kColumn) &&
-        root.index >= 0 && static_cast<size_t>(root.index) < inputs.size() &&
+    if ((root.kind == Expr::Kind::kAggRef || root.kind == Expr::Kind::kColumn) && root.index >= 0 &&
+        static_cast<size_t>(root.index) < inputs.size() &&
         inputs[static_cast<size_t>(root.index)].type() == DataType::kList) {
       return inputs[static_cast<size_t>(root.index)];
     }
@@ -1062,7 +1177,9 @@ Value ExprEvaluator::EvaluateRow(std::span<const Value> inputs) {
   for (size_t i = 0; i < cols.size(); ++i) {
     DataType t = impl_->input_types[i];
     cols[i].Reset(t, 1);
-    if (i >= inputs.size() || inputs[i].is_null()) continue;
+    if (i >= inputs.size() || inputs[i].is_null()) {
+      continue;
+    }
     const Value& v = inputs[i];
     if (v.type() == t) {
       cols[i].SetValue(0, v, &impl_->row_arena);

@@ -2,11 +2,11 @@
 // six aggregate arguments evaluated over 4096-row batches (the DESIGN.md reference view plus a
 // few string and arithmetic arguments). Reports rows/s.
 
+#include <benchmark/benchmark.h>
+
 #include <random>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "sql/expr.h"
 #include "sql/plan.h"
@@ -34,7 +34,9 @@ void BM_ViewExpressions(benchmark::State& state) {
   std::vector<ExprEvaluator> evaluators;
   evaluators.emplace_back(*view.where);
   for (const AggregateCall& a : view.aggregates) {
-    if (a.arg) evaluators.emplace_back(*a.arg);
+    if (a.arg) {
+      evaluators.emplace_back(*a.arg);
+    }
   }
   Arena data_arena;
   std::vector<Column> columns(5);

@@ -1,12 +1,12 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "common/errors.h"
 #include "sql/expr.h"
@@ -47,7 +47,9 @@ class EvaluatorTest : public ::testing::Test {
     for (size_t c = 0; c < source_.columns.size(); ++c) {
       columns_[c].Reset(source_.columns[c].type, n);
       auto it = values.find(source_.columns[c].name);
-      if (it == values.end()) continue;
+      if (it == values.end()) {
+        continue;
+      }
       for (size_t r = 0; r < n && r < it->second.size(); ++r) {
         columns_[c].SetValue(r, it->second[r], &data_arena_);
       }
@@ -57,7 +59,9 @@ class EvaluatorTest : public ::testing::Test {
   std::unique_ptr<Expr> Bind(std::string_view text) {
     absl::StatusOr<std::unique_ptr<AstExpr>> ast = Parser::ParseExpression(text);
     EXPECT_TRUE(ast.ok()) << ast.status();
-    if (!ast.ok()) return nullptr;
+    if (!ast.ok()) {
+      return nullptr;
+    }
     ExprBinder binder(source_, &aggregates_);
     absl::StatusOr<std::unique_ptr<Expr>> e = binder.BindRow(**ast, "WHERE");
     EXPECT_TRUE(e.ok()) << e.status();
@@ -66,7 +70,9 @@ class EvaluatorTest : public ::testing::Test {
 
   std::string BindError(std::string_view text) {
     absl::StatusOr<std::unique_ptr<AstExpr>> ast = Parser::ParseExpression(text);
-    if (!ast.ok()) return StatusMessage(ast.status());
+    if (!ast.ok()) {
+      return StatusMessage(ast.status());
+    }
     ExprBinder binder(source_, &aggregates_);
     absl::StatusOr<std::unique_ptr<Expr>> e = binder.BindRow(**ast, "WHERE");
     return e.ok() ? "OK" : StatusMessage(e.status());
@@ -79,12 +85,16 @@ class EvaluatorTest : public ::testing::Test {
 
   std::vector<Value> Eval(std::string_view text) {
     std::unique_ptr<Expr> e = Bind(text);
-    if (!e) return {};
+    if (!e) {
+      return {};
+    }
     ExprEvaluator evaluator(*e);
     const Column& out = evaluator.Evaluate(columns_, rows_, &arena_);
     EXPECT_EQ(out.type, e->type);
     std::vector<Value> values;
-    for (size_t r = 0; r < rows_; ++r) values.push_back(out.GetValue(r));
+    for (size_t r = 0; r < rows_; ++r) {
+      values.push_back(out.GetValue(r));
+    }
     return values;
   }
 
@@ -112,13 +122,12 @@ TEST_F(EvaluatorTest, ArithmeticTypesAndNulls) {
   EXPECT_EQ(TypeOf("i % j"), DataType::kInt64);
   EXPECT_THAT(Eval("i + j"), ElementsAre(I(9), I(-7), NullOf(DataType::kInt64)));
   EXPECT_THAT(Eval("i - j * 2"), ElementsAre(I(3), I(-7), NullOf(DataType::kInt64)));
-  EXPECT_THAT(Eval("i / j"), ElementsAre(D(3.5), NullOf(DataType::kDouble),
-                                         NullOf(DataType::kDouble)));
-  EXPECT_THAT(Eval("i % j"), ElementsAre(I(1), NullOf(DataType::kInt64),
-                                         NullOf(DataType::kInt64)));
+  EXPECT_THAT(Eval("i / j"),
+              ElementsAre(D(3.5), NullOf(DataType::kDouble), NullOf(DataType::kDouble)));
+  EXPECT_THAT(Eval("i % j"), ElementsAre(I(1), NullOf(DataType::kInt64), NullOf(DataType::kInt64)));
   EXPECT_THAT(Eval("i + d"), ElementsAre(D(7.5), D(-7), NullOf(DataType::kDouble)));
-  EXPECT_THAT(Eval("i / d"), ElementsAre(D(14), NullOf(DataType::kDouble),
-                                         NullOf(DataType::kDouble)));
+  EXPECT_THAT(Eval("i / d"),
+              ElementsAre(D(14), NullOf(DataType::kDouble), NullOf(DataType::kDouble)));
   EXPECT_THAT(Eval("d % 0.25"), ElementsAre(D(0), D(0), NullOf(DataType::kDouble)));
   EXPECT_THAT(Eval("-i"), ElementsAre(I(-7), I(7), NullOf(DataType::kInt64)));
   EXPECT_THAT(Eval("i + NULL"), ElementsAre(NullOf(DataType::kInt64), NullOf(DataType::kInt64),
@@ -150,14 +159,14 @@ TEST_F(EvaluatorTest, ThreeValuedLogic) {
               ElementsAre(B(true), B(false), nb, B(false), B(false), B(false), nb, B(false), nb));
   EXPECT_THAT(Eval("b OR c"),
               ElementsAre(B(true), B(true), B(true), B(true), B(false), nb, B(true), nb, nb));
-  EXPECT_THAT(Eval("NOT b"), ElementsAre(B(false), B(false), B(false), B(true), B(true), B(true),
-                                         nb, nb, nb));
+  EXPECT_THAT(Eval("NOT b"),
+              ElementsAre(B(false), B(false), B(false), B(true), B(true), B(true), nb, nb, nb));
   EXPECT_THAT(Eval("b IS NULL"), ElementsAre(B(false), B(false), B(false), B(false), B(false),
                                              B(false), B(true), B(true), B(true)));
   EXPECT_THAT(Eval("c IS NOT NULL"), ElementsAre(B(true), B(true), B(false), B(true), B(true),
                                                  B(false), B(true), B(true), B(false)));
-  EXPECT_THAT(Eval("b AND NULL"), ElementsAre(nb, nb, nb, B(false), B(false), B(false), nb, nb,
-                                              nb));
+  EXPECT_THAT(Eval("b AND NULL"),
+              ElementsAre(nb, nb, nb, B(false), B(false), B(false), nb, nb, nb));
   EXPECT_THAT(Eval("b OR NULL"), ElementsAre(B(true), B(true), B(true), nb, nb, nb, nb, nb, nb));
 }
 
@@ -305,7 +314,9 @@ TEST_F(EvaluatorTest, ScratchIsReusedWithoutAllocation) {
   EXPECT_EQ(arena_.bytes_reserved(), reserved);
   const Column& out = evaluator.Evaluate(columns_, rows_, &arena_);
   int64_t count = 0;
-  for (size_t r = 0; r < rows_; ++r) count += out.valid[r] && out.i64[r];
+  for (size_t r = 0; r < rows_; ++r) {
+    count += out.valid[r] && out.i64[r];
+  }
   // r % 3 == 0, r > 6 (r * 1.5 > 10): 9, 12, …, 999 -> 331 rows.
   EXPECT_EQ(count, 331);
 }
@@ -382,13 +393,30 @@ TEST_F(EvaluatorTest, BindErrorsNameOperatorTypesAndExpectation) {
   EXPECT_EQ(BindError("nope + 1"),
             "line 1, column 1: unknown column 'nope' in source 'tbl', expected one of: i, j, d, "
             "s, t, b, c, ts");
-  EXPECT_EQ(BindError("other.i"), "line 1, column 1: unknown source 'other' in 'other.i', "
-                                  "expected 'tbl'");
+  EXPECT_EQ(BindError("other.i"),
+            "line 1, column 1: unknown source 'other' in 'other.i', "
+            "expected 'tbl'");
   EXPECT_EQ(BindError("COUNT(*) > 1"),
             "line 1, column 1: aggregate COUNT is not allowed in WHERE, expected a row expression");
-  EXPECT_EQ(BindError("LOWER(*)"), "line 1, column 1: '*' is not an argument of LOWER, "
-                                   "expected COUNT(*)");
+  EXPECT_EQ(BindError("LOWER(*)"),
+            "line 1, column 1: '*' is not an argument of LOWER, "
+            "expected COUNT(*)");
   EXPECT_EQ(BindError("TBL.I + 1"), "OK");
+}
+
+TEST_F(EvaluatorTest, DesugaringCannotBlowUp) {
+  // Each BETWEEN copies its operand; nesting would double the tree at every level.
+  std::string nested = "b";
+  for (int i = 0; i < 60; ++i) {
+    nested = "(" + nested + " BETWEEN FALSE AND TRUE)";
+  }
+  EXPECT_THAT(BindError(nested), ::testing::HasSubstr("too large"));
+  std::string cases = "i";
+  for (int i = 0; i < 40; ++i) {
+    cases = "CASE " + cases + " WHEN 1 THEN 1 WHEN 2 THEN 2 WHEN 3 THEN 3 END";
+  }
+  EXPECT_THAT(BindError(cases), ::testing::HasSubstr("too large"));
+  EXPECT_EQ(BindError("(i BETWEEN 1 AND 2) BETWEEN FALSE AND TRUE"), "OK");
 }
 
 // Post-aggregate expressions evaluated one row at a time, as serving does.

@@ -5,6 +5,8 @@
 // Each successful case is also round-tripped: re-parsing the stored statement texts
 // (SourceDef::sql / ViewDef::sql), as the persisted catalog does, must give the same plan.
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -12,8 +14,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/errors.h"
 #include "sql/plan.h"
@@ -32,13 +32,19 @@ std::string ReadFile(const fs::path& path) {
 
 std::string ExplainCatalog(const Catalog& catalog) {
   std::string out;
-  for (const SourceDef& s : catalog.sources) out += Explain(s) + "\n";
-  for (const ViewDef& v : catalog.views) out += Explain(v) + "\n";
+  for (const SourceDef& s : catalog.sources) {
+    out += Explain(s) + "\n";
+  }
+  for (const ViewDef& v : catalog.views) {
+    out += Explain(v) + "\n";
+  }
   return out;
 }
 
 std::string Render(const absl::StatusOr<Catalog>& catalog) {
-  if (!catalog.ok()) return "ERROR: " + StatusMessage(catalog.status()) + "\n";
+  if (!catalog.ok()) {
+    return "ERROR: " + StatusMessage(catalog.status()) + "\n";
+  }
   return ExplainCatalog(*catalog);
 }
 
@@ -46,7 +52,9 @@ std::vector<std::string> SplitLines(const std::string& s) {
   std::vector<std::string> lines;
   std::stringstream ss(s);
   std::string line;
-  while (std::getline(ss, line)) lines.push_back(line);
+  while (std::getline(ss, line)) {
+    lines.push_back(line);
+  }
   return lines;
 }
 
@@ -78,7 +86,9 @@ std::string Diff(const std::string& expected, const std::string& actual) {
 std::vector<fs::path> Cases() {
   std::vector<fs::path> cases;
   for (const auto& entry : fs::directory_iterator(TESSERA_SQL_TESTDATA_DIR)) {
-    if (entry.path().extension() == ".sql") cases.push_back(entry.path());
+    if (entry.path().extension() == ".sql") {
+      cases.push_back(entry.path());
+    }
   }
   std::sort(cases.begin(), cases.end());
   return cases;
@@ -120,7 +130,9 @@ TEST(SqlGoldenTest, StoredStatementsReparseToTheSamePlan) {
   for (const fs::path& sql_path : Cases()) {
     SCOPED_TRACE(sql_path.filename().string());
     absl::StatusOr<Catalog> catalog = ParseCatalog(ReadFile(sql_path));
-    if (!catalog.ok()) continue;
+    if (!catalog.ok()) {
+      continue;
+    }
     Catalog reparsed;
     for (const SourceDef& s : catalog->sources) {
       ASSERT_TRUE(AddStatements(s.sql, &reparsed).ok()) << s.sql;

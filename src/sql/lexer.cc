@@ -1,8 +1,8 @@
 #include "sql/lexer.h"
 
-#include <array>
-
 #include <fmt/format.h>
+
+#include <array>
 
 namespace tessera::sql {
 namespace {
@@ -16,7 +16,9 @@ bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 std::string DescribeChar(char c) {
   auto u = static_cast<unsigned char>(c);
-  if (u >= 0x20 && u < 0x7f) return fmt::format("'{}'", c);
+  if (u >= 0x20 && u < 0x7f) {
+    return fmt::format("'{}'", c);
+  }
   return fmt::format("byte 0x{:02x}", u);
 }
 
@@ -24,12 +26,14 @@ std::string DescribeChar(char c) {
 
 bool IsReservedWord(std::string_view word) {
   static constexpr std::array<std::string_view, 27> kReserved = {
-      "AND",   "AS",    "BETWEEN", "BY",    "CASE",     "CAST",   "CREATE", "DISTINCT", "ELSE",
-      "END",   "FALSE", "FROM",    "GROUP", "HAVING",   "IN",     "IS",     "NOT",      "NULL",
-      "OR",    "ORDER", "SELECT",  "THEN",  "TRUE",     "WHEN",   "WHERE",  "WITH",     "LIMIT",
+      "AND", "AS",    "BETWEEN", "BY",    "CASE",   "CAST", "CREATE", "DISTINCT", "ELSE",
+      "END", "FALSE", "FROM",    "GROUP", "HAVING", "IN",   "IS",     "NOT",      "NULL",
+      "OR",  "ORDER", "SELECT",  "THEN",  "TRUE",   "WHEN", "WHERE",  "WITH",     "LIMIT",
   };
   for (std::string_view r : kReserved) {
-    if (EqualsIgnoreCase(word, r)) return true;
+    if (EqualsIgnoreCase(word, r)) {
+      return true;
+    }
   }
   return false;
 }
@@ -70,7 +74,9 @@ absl::Status Lexer::SkipSpaceAndComments() {
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
       ++pos_;
     } else if (c == '-' && pos_ + 1 < input_.size() && input_[pos_ + 1] == '-') {
-      while (pos_ < input_.size() && input_[pos_] != '\n') ++pos_;
+      while (pos_ < input_.size() && input_[pos_] != '\n') {
+        ++pos_;
+      }
     } else if (c == '/' && pos_ + 1 < input_.size() && input_[pos_ + 1] == '*') {
       size_t start = pos_;
       size_t close = input_.find("*/", pos_ + 2);
@@ -88,19 +94,27 @@ absl::Status Lexer::SkipSpaceAndComments() {
 absl::StatusOr<Token> Lexer::LexNumber(size_t start) {
   size_t p = start;
   bool decimal = false;
-  while (p < input_.size() && IsDigit(input_[p])) ++p;
+  while (p < input_.size() && IsDigit(input_[p])) {
+    ++p;
+  }
   if (p < input_.size() && input_[p] == '.') {
     decimal = true;
     ++p;
-    while (p < input_.size() && IsDigit(input_[p])) ++p;
+    while (p < input_.size() && IsDigit(input_[p])) {
+      ++p;
+    }
   }
   if (p < input_.size() && (input_[p] == 'e' || input_[p] == 'E')) {
     size_t q = p + 1;
-    if (q < input_.size() && (input_[q] == '+' || input_[q] == '-')) ++q;
+    if (q < input_.size() && (input_[q] == '+' || input_[q] == '-')) {
+      ++q;
+    }
     if (q < input_.size() && IsDigit(input_[q])) {
       decimal = true;
       p = q;
-      while (p < input_.size() && IsDigit(input_[p])) ++p;
+      while (p < input_.size() && IsDigit(input_[p])) {
+        ++p;
+      }
     }
   }
   if (p < input_.size() && IsIdentChar(input_[p])) {
@@ -152,7 +166,9 @@ absl::StatusOr<Token> Lexer::LexQuoted(size_t start, char quote, TokenKind kind)
 }
 
 absl::StatusOr<Token> Lexer::Next() {
-  if (absl::Status s = SkipSpaceAndComments(); !s.ok()) return s;
+  if (absl::Status s = SkipSpaceAndComments(); !s.ok()) {
+    return s;
+  }
   size_t start = pos_;
   if (pos_ >= input_.size()) {
     Token t;
@@ -164,7 +180,9 @@ absl::StatusOr<Token> Lexer::Next() {
   char c = input_[pos_];
   if (IsIdentStart(c)) {
     size_t p = pos_ + 1;
-    while (p < input_.size() && IsIdentChar(input_[p])) ++p;
+    while (p < input_.size() && IsIdentChar(input_[p])) {
+      ++p;
+    }
     Token t;
     t.kind = TokenKind::kIdent;
     t.text = std::string(input_.substr(start, p - start));
@@ -177,19 +195,30 @@ absl::StatusOr<Token> Lexer::Next() {
   if (IsDigit(c) || (c == '.' && pos_ + 1 < input_.size() && IsDigit(input_[pos_ + 1]))) {
     return LexNumber(start);
   }
-  if (c == '\'') return LexQuoted(start, '\'', TokenKind::kString);
-  if (c == '"') return LexQuoted(start, '"', TokenKind::kQuotedIdent);
-  if (c == '`') return LexQuoted(start, '`', TokenKind::kQuotedIdent);
+  if (c == '\'') {
+    return LexQuoted(start, '\'', TokenKind::kString);
+  }
+  if (c == '"') {
+    return LexQuoted(start, '"', TokenKind::kQuotedIdent);
+  }
+  if (c == '`') {
+    return LexQuoted(start, '`', TokenKind::kQuotedIdent);
+  }
 
   static constexpr std::array<std::string_view, 5> kTwoChar = {"<>", "!=", "<=", ">=", "||"};
   std::string_view rest = input_.substr(pos_);
   size_t len = 0;
   for (std::string_view op : kTwoChar) {
-    if (rest.substr(0, 2) == op) len = 2;
+    if (rest.substr(0, 2) == op) {
+      len = 2;
+    }
   }
-  if (len == 0 && std::string_view("(),;.*+-/%=<>").find(c) != std::string_view::npos) len = 1;
+  if (len == 0 && std::string_view("(),;.*+-/%=<>").find(c) != std::string_view::npos) {
+    len = 1;
+  }
   if (len == 0) {
-    return ErrorAt(PosAt(start), "unexpected character {}, expected an identifier, number, "
+    return ErrorAt(PosAt(start),
+                   "unexpected character {}, expected an identifier, number, "
                    "string or operator",
                    DescribeChar(c));
   }
@@ -207,10 +236,14 @@ absl::StatusOr<std::vector<Token>> Lexer::Tokenize() {
   std::vector<Token> tokens;
   while (true) {
     absl::StatusOr<Token> t = Next();
-    if (!t.ok()) return t.status();
+    if (!t.ok()) {
+      return t.status();
+    }
     bool end = t->kind == TokenKind::kEnd;
     tokens.push_back(std::move(*t));
-    if (end) break;
+    if (end) {
+      break;
+    }
   }
   return tokens;
 }

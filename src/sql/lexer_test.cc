@@ -46,7 +46,9 @@ TEST(LexerTest, EndTokenAndOperators) {
   std::vector<Token> t = Lex("a<>b!=c<=d>=e||f<g>h=i;");
   std::vector<std::string> symbols;
   for (const Token& tok : t) {
-    if (tok.kind == TokenKind::kSymbol) symbols.push_back(tok.text);
+    if (tok.kind == TokenKind::kSymbol) {
+      symbols.push_back(tok.text);
+    }
   }
   EXPECT_EQ(symbols, (std::vector<std::string>{"<>", "!=", "<=", ">=", "||", "<", ">", "=", ";"}));
   EXPECT_EQ(t.back().kind, TokenKind::kEnd);

@@ -1,11 +1,11 @@
 #include "sql/parser.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <cmath>
 #include <system_error>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "common/time_util.h"
 
@@ -34,7 +34,9 @@ std::unique_ptr<AstExpr> NewNode(AstExpr::Kind kind, Pos pos) {
 }
 
 bool IsComparison(const Token& t) {
-  if (t.kind != TokenKind::kSymbol) return false;
+  if (t.kind != TokenKind::kSymbol) {
+    return false;
+  }
   return t.text == "=" || t.text == "<>" || t.text == "!=" || t.text == "<" || t.text == "<=" ||
          t.text == ">" || t.text == ">=";
 }
@@ -48,18 +50,24 @@ const Token& Parser::Peek(size_t ahead) const {
 
 const Token& Parser::Advance() {
   const Token& t = Peek();
-  if (next_ + 1 < tokens_.size()) ++next_;
+  if (next_ + 1 < tokens_.size()) {
+    ++next_;
+  }
   return t;
 }
 
 bool Parser::AcceptKeyword(std::string_view keyword) {
-  if (!Peek().IsKeyword(keyword)) return false;
+  if (!Peek().IsKeyword(keyword)) {
+    return false;
+  }
   Advance();
   return true;
 }
 
 bool Parser::AcceptSymbol(std::string_view symbol) {
-  if (!Peek().IsSymbol(symbol)) return false;
+  if (!Peek().IsSymbol(symbol)) {
+    return false;
+  }
   Advance();
   return true;
 }
@@ -69,18 +77,24 @@ absl::Status Parser::Unexpected(std::string_view expected) const {
 }
 
 absl::Status Parser::ExpectKeyword(std::string_view keyword) {
-  if (AcceptKeyword(keyword)) return absl::OkStatus();
+  if (AcceptKeyword(keyword)) {
+    return absl::OkStatus();
+  }
   return Unexpected(keyword);
 }
 
 absl::Status Parser::ExpectSymbol(std::string_view symbol) {
-  if (AcceptSymbol(symbol)) return absl::OkStatus();
+  if (AcceptSymbol(symbol)) {
+    return absl::OkStatus();
+  }
   return Unexpected(fmt::format("'{}'", symbol));
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::Finish(std::unique_ptr<AstExpr> node) {
   int height = 1;
-  for (const auto& c : node->children) height = std::max(height, c->height + 1);
+  for (const auto& c : node->children) {
+    height = std::max(height, c->height + 1);
+  }
   node->height = height;
   node->start = node->pos;
   if (!node->children.empty()) {
@@ -100,22 +114,32 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::Finish(std::unique_ptr<AstExpr>
 absl::StatusOr<std::vector<AstStatement>> Parser::ParseScript(std::string_view script) {
   Lexer lexer(script);
   absl::StatusOr<std::vector<Token>> tokens = lexer.Tokenize();
-  if (!tokens.ok()) return tokens.status();
+  if (!tokens.ok()) {
+    return tokens.status();
+  }
   Parser parser(script, std::move(*tokens));
   std::vector<AstStatement> statements;
   while (true) {
     while (parser.AcceptSymbol(";")) {
     }
-    if (parser.Peek().kind == TokenKind::kEnd) break;
+    if (parser.Peek().kind == TokenKind::kEnd) {
+      break;
+    }
     AstStatement stmt;
     size_t first = parser.next_;
-    if (absl::Status s = parser.ParseStatement(&stmt); !s.ok()) return s;
+    if (absl::Status s = parser.ParseStatement(&stmt); !s.ok()) {
+      return s;
+    }
     const Token& last = parser.tokens_[parser.next_ - 1];
     size_t begin = parser.tokens_[first].begin;
     stmt.sql = std::string(script.substr(begin, last.end - begin));
     statements.push_back(std::move(stmt));
-    if (parser.Peek().kind == TokenKind::kEnd) break;
-    if (!parser.AcceptSymbol(";")) return parser.Unexpected("';' or end of input");
+    if (parser.Peek().kind == TokenKind::kEnd) {
+      break;
+    }
+    if (!parser.AcceptSymbol(";")) {
+      return parser.Unexpected("';' or end of input");
+    }
   }
   return statements;
 }
@@ -123,23 +147,33 @@ absl::StatusOr<std::vector<AstStatement>> Parser::ParseScript(std::string_view s
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseExpression(std::string_view text) {
   Lexer lexer(text);
   absl::StatusOr<std::vector<Token>> tokens = lexer.Tokenize();
-  if (!tokens.ok()) return tokens.status();
+  if (!tokens.ok()) {
+    return tokens.status();
+  }
   Parser parser(text, std::move(*tokens));
   absl::StatusOr<std::unique_ptr<AstExpr>> e = parser.ParseExpr();
-  if (!e.ok()) return e.status();
-  if (parser.Peek().kind != TokenKind::kEnd) return parser.Unexpected("end of expression");
+  if (!e.ok()) {
+    return e.status();
+  }
+  if (parser.Peek().kind != TokenKind::kEnd) {
+    return parser.Unexpected("end of expression");
+  }
   return e;
 }
 
 absl::Status Parser::ParseStatement(AstStatement* stmt) {
   stmt->pos = Peek().pos;
-  if (!AcceptKeyword("CREATE")) return Unexpected("CREATE SOURCE or CREATE FEATURE VIEW");
+  if (!AcceptKeyword("CREATE")) {
+    return Unexpected("CREATE SOURCE or CREATE FEATURE VIEW");
+  }
   if (AcceptKeyword("SOURCE")) {
     stmt->kind = AstStatement::Kind::kSource;
     return ParseSource(&stmt->source);
   }
   if (AcceptKeyword("FEATURE")) {
-    if (absl::Status s = ExpectKeyword("VIEW"); !s.ok()) return s;
+    if (absl::Status s = ExpectKeyword("VIEW"); !s.ok()) {
+      return s;
+    }
     stmt->kind = AstStatement::Kind::kView;
     return ParseView(&stmt->view);
   }
@@ -148,11 +182,16 @@ absl::Status Parser::ParseStatement(AstStatement* stmt) {
 
 absl::StatusOr<std::string> Parser::ParseName(std::string_view what, Pos* pos) {
   const Token& t = Peek();
-  if (pos != nullptr) *pos = t.pos;
-  if (t.kind == TokenKind::kQuotedIdent) return Advance().text;
+  if (pos != nullptr) {
+    *pos = t.pos;
+  }
+  if (t.kind == TokenKind::kQuotedIdent) {
+    return Advance().text;
+  }
   if (t.kind == TokenKind::kIdent) {
     if (IsReservedWord(t.text)) {
-      return ErrorAt(t.pos, "'{}' is a reserved word, expected {} (double-quote it to use it "
+      return ErrorAt(t.pos,
+                     "'{}' is a reserved word, expected {} (double-quote it to use it "
                      "as a name)",
                      t.text, what);
     }
@@ -163,7 +202,9 @@ absl::StatusOr<std::string> Parser::ParseName(std::string_view what, Pos* pos) {
 
 absl::StatusOr<DataType> Parser::ParseType() {
   const Token& t = Peek();
-  if (t.kind != TokenKind::kIdent) return Unexpected("a type");
+  if (t.kind != TokenKind::kIdent) {
+    return Unexpected("a type");
+  }
   std::string name = ToUpperAscii(t.text);
   Pos pos = t.pos;
   DataType type = DataType::kNull;
@@ -182,23 +223,35 @@ absl::StatusOr<DataType> Parser::ParseType() {
                    t.text);
   }
   Advance();
-  if (type == DataType::kDouble && name == "DOUBLE") AcceptKeyword("PRECISION");
+  if (type == DataType::kDouble && name == "DOUBLE") {
+    AcceptKeyword("PRECISION");
+  }
   // Length / precision arguments such as VARCHAR(255) or TIMESTAMP(3) are accepted and ignored.
   if (AcceptSymbol("(")) {
-    if (Peek().kind != TokenKind::kInteger) return Unexpected("an integer length or precision");
+    if (Peek().kind != TokenKind::kInteger) {
+      return Unexpected("an integer length or precision");
+    }
     Advance();
     if (AcceptSymbol(",")) {
-      if (Peek().kind != TokenKind::kInteger) return Unexpected("an integer");
+      if (Peek().kind != TokenKind::kInteger) {
+        return Unexpected("an integer");
+      }
       Advance();
     }
-    if (absl::Status s = ExpectSymbol(")"); !s.ok()) return s;
+    if (absl::Status s = ExpectSymbol(")"); !s.ok()) {
+      return s;
+    }
   }
   return type;
 }
 
 absl::Status Parser::ParseOptions(std::vector<AstOption>* options) {
-  if (absl::Status s = ExpectSymbol("("); !s.ok()) return s;
-  if (AcceptSymbol(")")) return absl::OkStatus();
+  if (absl::Status s = ExpectSymbol("("); !s.ok()) {
+    return s;
+  }
+  if (AcceptSymbol(")")) {
+    return absl::OkStatus();
+  }
   while (true) {
     AstOption opt;
     opt.pos = Peek().pos;
@@ -216,15 +269,21 @@ absl::Status Parser::ParseOptions(std::vector<AstOption>* options) {
       return Unexpected("an option name");
     }
     opt.key = ToLowerAscii(opt.key);
-    if (absl::Status s = ExpectSymbol("="); !s.ok()) return s;
+    if (absl::Status s = ExpectSymbol("="); !s.ok()) {
+      return s;
+    }
     if (Peek().kind != TokenKind::kString) {
-      return Unexpected(fmt::format("a quoted string value for option '{}', e.g. {} = '…'",
-                                    opt.key, opt.key));
+      return Unexpected(
+          fmt::format("a quoted string value for option '{}', e.g. {} = '…'", opt.key, opt.key));
     }
     opt.value = Advance().text;
     options->push_back(std::move(opt));
-    if (AcceptSymbol(")")) return absl::OkStatus();
-    if (!AcceptSymbol(",")) return Unexpected("',' or ')'");
+    if (AcceptSymbol(")")) {
+      return absl::OkStatus();
+    }
+    if (!AcceptSymbol(",")) {
+      return Unexpected("',' or ')'");
+    }
   }
 }
 
@@ -233,15 +292,25 @@ absl::Status Parser::ParseWatermark(AstWatermark* wm) {
   Advance();  // FOR
   wm->present = true;
   absl::StatusOr<std::string> column = ParseName("the event-time column name", &wm->pos);
-  if (!column.ok()) return column.status();
+  if (!column.ok()) {
+    return column.status();
+  }
   wm->column = std::move(*column);
-  if (absl::Status s = ExpectKeyword("AS"); !s.ok()) return s;
+  if (absl::Status s = ExpectKeyword("AS"); !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::string> of = ParseName("the event-time column name", &wm->of_pos);
-  if (!of.ok()) return of.status();
+  if (!of.ok()) {
+    return of.status();
+  }
   wm->of_column = std::move(*of);
   wm->lateness_ms = 0;
-  if (!AcceptSymbol("-")) return absl::OkStatus();
-  if (absl::Status s = ExpectKeyword("INTERVAL"); !s.ok()) return s;
+  if (!AcceptSymbol("-")) {
+    return absl::OkStatus();
+  }
+  if (absl::Status s = ExpectKeyword("INTERVAL"); !s.ok()) {
+    return s;
+  }
   const Token& amount = Peek();
   if (amount.kind != TokenKind::kString && amount.kind != TokenKind::kInteger) {
     return Unexpected("a quoted amount, e.g. INTERVAL '5' MINUTE");
@@ -249,10 +318,14 @@ absl::Status Parser::ParseWatermark(AstWatermark* wm) {
   std::string_view text = amount.text;
   int64_t n = -1;
   bool ok = !text.empty() && text.size() <= 9;
-  for (char c : text) ok = ok && c >= '0' && c <= '9';
+  for (char c : text) {
+    ok = ok && c >= '0' && c <= '9';
+  }
   if (ok) {
     n = 0;
-    for (char c : text) n = n * 10 + (c - '0');
+    for (char c : text) {
+      n = n * 10 + (c - '0');
+    }
   }
   if (!ok) {
     return ErrorAt(amount.pos,
@@ -263,12 +336,22 @@ absl::Status Parser::ParseWatermark(AstWatermark* wm) {
   Advance();
   const Token& unit = Peek();
   std::string u = unit.kind == TokenKind::kIdent ? ToUpperAscii(unit.text) : "";
-  if (!u.empty() && u.back() == 'S') u.pop_back();
+  if (!u.empty() && u.back() == 'S') {
+    u.pop_back();
+  }
   int64_t scale = 0;
-  if (u == "SECOND") scale = kMillisPerSecond;
-  if (u == "MINUTE") scale = kMillisPerMinute;
-  if (u == "HOUR") scale = kMillisPerHour;
-  if (u == "DAY") scale = kMillisPerDay;
+  if (u == "SECOND") {
+    scale = kMillisPerSecond;
+  }
+  if (u == "MINUTE") {
+    scale = kMillisPerMinute;
+  }
+  if (u == "HOUR") {
+    scale = kMillisPerHour;
+  }
+  if (u == "DAY") {
+    scale = kMillisPerDay;
+  }
   if (scale == 0) {
     if (unit.kind == TokenKind::kIdent) {
       return ErrorAt(unit.pos, "unknown interval unit '{}', expected SECOND, MINUTE, HOUR or DAY",
@@ -283,41 +366,65 @@ absl::Status Parser::ParseWatermark(AstWatermark* wm) {
 
 absl::Status Parser::ParseSource(AstSource* source) {
   absl::StatusOr<std::string> name = ParseName("a source name", &source->pos);
-  if (!name.ok()) return name.status();
+  if (!name.ok()) {
+    return name.status();
+  }
   source->name = std::move(*name);
-  if (absl::Status s = ExpectSymbol("("); !s.ok()) return s;
+  if (absl::Status s = ExpectSymbol("("); !s.ok()) {
+    return s;
+  }
   while (true) {
     if (Peek().IsKeyword("WATERMARK") && Peek(1).IsKeyword("FOR")) {
       if (source->watermark.present) {
         return ErrorAt(Peek().pos, "duplicate WATERMARK clause, expected at most one");
       }
-      if (absl::Status s = ParseWatermark(&source->watermark); !s.ok()) return s;
+      if (absl::Status s = ParseWatermark(&source->watermark); !s.ok()) {
+        return s;
+      }
     } else {
       AstColumnDef col;
       absl::StatusOr<std::string> col_name = ParseName("a column name or WATERMARK", &col.pos);
-      if (!col_name.ok()) return col_name.status();
+      if (!col_name.ok()) {
+        return col_name.status();
+      }
       col.name = std::move(*col_name);
       absl::StatusOr<DataType> type = ParseType();
-      if (!type.ok()) return type.status();
+      if (!type.ok()) {
+        return type.status();
+      }
       col.type = *type;
       source->columns.push_back(std::move(col));
     }
-    if (AcceptSymbol(")")) break;
-    if (!AcceptSymbol(",")) return Unexpected("',' or ')'");
+    if (AcceptSymbol(")")) {
+      break;
+    }
+    if (!AcceptSymbol(",")) {
+      return Unexpected("',' or ')'");
+    }
   }
-  if (AcceptKeyword("WITH")) return ParseOptions(&source->options);
+  if (AcceptKeyword("WITH")) {
+    return ParseOptions(&source->options);
+  }
   return absl::OkStatus();
 }
 
 absl::Status Parser::ParseView(AstView* view) {
   absl::StatusOr<std::string> name = ParseName("a view name", &view->pos);
-  if (!name.ok()) return name.status();
+  if (!name.ok()) {
+    return name.status();
+  }
   view->name = std::move(*name);
   if (AcceptKeyword("WITH")) {
-    if (absl::Status s = ParseOptions(&view->options); !s.ok()) return s;
+    if (absl::Status s = ParseOptions(&view->options); !s.ok()) {
+      return s;
+    }
   }
-  if (absl::Status s = ExpectKeyword("AS"); !s.ok()) return s;
-  if (absl::Status s = ExpectKeyword("SELECT"); !s.ok()) return s;
+  if (absl::Status s = ExpectKeyword("AS"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ExpectKeyword("SELECT"); !s.ok()) {
+    return s;
+  }
   if (Peek().IsKeyword("DISTINCT")) {
     return ErrorAt(Peek().pos, "SELECT DISTINCT is not supported, expected a SELECT list");
   }
@@ -328,11 +435,15 @@ absl::Status Parser::ParseView(AstView* view) {
                      "SELECT * is not supported, expected GROUP BY keys and aggregates");
     }
     absl::StatusOr<std::unique_ptr<AstExpr>> e = ParseExpr();
-    if (!e.ok()) return e.status();
+    if (!e.ok()) {
+      return e.status();
+    }
     item.expr = std::move(*e);
     if (AcceptKeyword("AS")) {
       absl::StatusOr<std::string> alias = ParseName("an output name", &item.alias_pos);
-      if (!alias.ok()) return alias.status();
+      if (!alias.ok()) {
+        return alias.status();
+      }
       item.alias = std::move(*alias);
     } else if (Peek().kind == TokenKind::kQuotedIdent ||
                (Peek().kind == TokenKind::kIdent && !IsReservedWord(Peek().text))) {
@@ -340,16 +451,24 @@ absl::Status Parser::ParseView(AstView* view) {
       item.alias = Advance().text;
     }
     view->items.push_back(std::move(item));
-    if (!AcceptSymbol(",")) break;
+    if (!AcceptSymbol(",")) {
+      break;
+    }
   }
-  if (!Peek().IsKeyword("FROM")) return Unexpected("',' or FROM");
+  if (!Peek().IsKeyword("FROM")) {
+    return Unexpected("',' or FROM");
+  }
   Advance();
   absl::StatusOr<std::string> from = ParseName("a source name", &view->from_pos);
-  if (!from.ok()) return from.status();
+  if (!from.ok()) {
+    return from.status();
+  }
   view->from = std::move(*from);
   if (AcceptKeyword("WHERE")) {
     absl::StatusOr<std::unique_ptr<AstExpr>> where = ParseExpr();
-    if (!where.ok()) return where.status();
+    if (!where.ok()) {
+      return where.status();
+    }
     view->where = std::move(*where);
   }
   view->group_by_pos = Peek().pos;
@@ -357,12 +476,18 @@ absl::Status Parser::ParseView(AstView* view) {
     return Unexpected(view->where ? "GROUP BY" : "WHERE or GROUP BY");
   }
   Advance();
-  if (absl::Status s = ExpectKeyword("BY"); !s.ok()) return s;
+  if (absl::Status s = ExpectKeyword("BY"); !s.ok()) {
+    return s;
+  }
   while (true) {
     absl::StatusOr<std::unique_ptr<AstExpr>> key = ParseExpr();
-    if (!key.ok()) return key.status();
+    if (!key.ok()) {
+      return key.status();
+    }
     view->group_by.push_back(std::move(*key));
-    if (!AcceptSymbol(",")) break;
+    if (!AcceptSymbol(",")) {
+      break;
+    }
   }
   return absl::OkStatus();
 }
@@ -378,40 +503,54 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseExpr() {
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseOr() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseAnd();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   while (Peek().IsKeyword("OR")) {
     Pos pos = Advance().pos;
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseAnd();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     auto node = NewNode(AstExpr::Kind::kBinary, pos);
     node->name = "OR";
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) return lhs;
+    if (!lhs.ok()) {
+      return lhs;
+    }
   }
   return lhs;
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseAnd() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseNot();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   while (Peek().IsKeyword("AND")) {
     Pos pos = Advance().pos;
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseNot();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     auto node = NewNode(AstExpr::Kind::kBinary, pos);
     node->name = "AND";
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) return lhs;
+    if (!lhs.ok()) {
+      return lhs;
+    }
   }
   return lhs;
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNot() {
-  if (!Peek().IsKeyword("NOT")) return ParsePredicate();
+  if (!Peek().IsKeyword("NOT")) {
+    return ParsePredicate();
+  }
   DepthGuard guard(&depth_);
   if (guard.exceeded()) {
     return ErrorAt(Peek().pos, "expression is nested too deeply, expected at most {} levels",
@@ -419,7 +558,9 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNot() {
   }
   Pos pos = Advance().pos;
   absl::StatusOr<std::unique_ptr<AstExpr>> operand = ParseNot();
-  if (!operand.ok()) return operand;
+  if (!operand.ok()) {
+    return operand;
+  }
   auto node = NewNode(AstExpr::Kind::kUnary, pos);
   node->name = "NOT";
   node->children.push_back(std::move(*operand));
@@ -428,14 +569,18 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNot() {
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseConcat();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   const Token& t = Peek();
   if (IsComparison(t)) {
     Pos pos = t.pos;
     std::string op = t.text == "!=" ? "<>" : t.text;
     Advance();
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseConcat();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     auto node = NewNode(AstExpr::Kind::kBinary, pos);
     node->name = std::move(op);
     node->children.push_back(std::move(*lhs));
@@ -446,7 +591,9 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
     Pos pos = Advance().pos;
     auto node = NewNode(AstExpr::Kind::kIsNull, pos);
     node->negated = AcceptKeyword("NOT");
-    if (absl::Status s = ExpectKeyword("NULL"); !s.ok()) return s;
+    if (absl::Status s = ExpectKeyword("NULL"); !s.ok()) {
+      return s;
+    }
     node->children.push_back(std::move(*lhs));
     return Finish(std::move(node));
   }
@@ -460,13 +607,21 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
     auto node = NewNode(AstExpr::Kind::kIn, pos);
     node->negated = negated;
     node->children.push_back(std::move(*lhs));
-    if (absl::Status s = ExpectSymbol("("); !s.ok()) return s;
+    if (absl::Status s = ExpectSymbol("("); !s.ok()) {
+      return s;
+    }
     while (true) {
       absl::StatusOr<std::unique_ptr<AstExpr>> item = ParseExpr();
-      if (!item.ok()) return item;
+      if (!item.ok()) {
+        return item;
+      }
       node->children.push_back(std::move(*item));
-      if (AcceptSymbol(")")) break;
-      if (!AcceptSymbol(",")) return Unexpected("',' or ')'");
+      if (AcceptSymbol(")")) {
+        break;
+      }
+      if (!AcceptSymbol(",")) {
+        return Unexpected("',' or ')'");
+      }
     }
     return Finish(std::move(node));
   }
@@ -475,11 +630,17 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
     node->negated = negated;
     node->children.push_back(std::move(*lhs));
     absl::StatusOr<std::unique_ptr<AstExpr>> lo = ParseConcat();
-    if (!lo.ok()) return lo;
+    if (!lo.ok()) {
+      return lo;
+    }
     node->children.push_back(std::move(*lo));
-    if (absl::Status s = ExpectKeyword("AND"); !s.ok()) return s;
+    if (absl::Status s = ExpectKeyword("AND"); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<std::unique_ptr<AstExpr>> hi = ParseConcat();
-    if (!hi.ok()) return hi;
+    if (!hi.ok()) {
+      return hi;
+    }
     node->children.push_back(std::move(*hi));
     return Finish(std::move(node));
   }
@@ -488,57 +649,77 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseConcat() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseAdditive();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   while (Peek().IsSymbol("||")) {
     Pos pos = Advance().pos;
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseAdditive();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     auto node = NewNode(AstExpr::Kind::kBinary, pos);
     node->name = "||";
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) return lhs;
+    if (!lhs.ok()) {
+      return lhs;
+    }
   }
   return lhs;
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseAdditive() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseMultiplicative();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   while (Peek().IsSymbol("+") || Peek().IsSymbol("-")) {
     const Token& op = Advance();
     auto node = NewNode(AstExpr::Kind::kBinary, op.pos);
     node->name = op.text;
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseMultiplicative();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) return lhs;
+    if (!lhs.ok()) {
+      return lhs;
+    }
   }
   return lhs;
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseMultiplicative() {
   absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseUnary();
-  if (!lhs.ok()) return lhs;
+  if (!lhs.ok()) {
+    return lhs;
+  }
   while (Peek().IsSymbol("*") || Peek().IsSymbol("/") || Peek().IsSymbol("%")) {
     const Token& op = Advance();
     auto node = NewNode(AstExpr::Kind::kBinary, op.pos);
     node->name = op.text;
     absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseUnary();
-    if (!rhs.ok()) return rhs;
+    if (!rhs.ok()) {
+      return rhs;
+    }
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) return lhs;
+    if (!lhs.ok()) {
+      return lhs;
+    }
   }
   return lhs;
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseUnary() {
-  if (!Peek().IsSymbol("-") && !Peek().IsSymbol("+")) return ParsePrimary();
+  if (!Peek().IsSymbol("-") && !Peek().IsSymbol("+")) {
+    return ParsePrimary();
+  }
   DepthGuard guard(&depth_);
   if (guard.exceeded()) {
     return ErrorAt(Peek().pos, "expression is nested too deeply, expected at most {} levels",
@@ -551,11 +732,15 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseUnary() {
   if (minus && (Peek().kind == TokenKind::kInteger || Peek().kind == TokenKind::kDecimal)) {
     const Token& number = Advance();
     absl::StatusOr<std::unique_ptr<AstExpr>> lit = ParseNumber(number, /*negative=*/true);
-    if (lit.ok()) (*lit)->pos = (*lit)->start = pos;
+    if (lit.ok()) {
+      (*lit)->pos = (*lit)->start = pos;
+    }
     return lit;
   }
   absl::StatusOr<std::unique_ptr<AstExpr>> operand = ParseUnary();
-  if (!operand.ok() || !minus) return operand;
+  if (!operand.ok() || !minus) {
+    return operand;
+  }
   auto node = NewNode(AstExpr::Kind::kUnary, pos);
   node->name.push_back('-');  // (not `= "-"`: GCC 12 -Wrestrict false positive)
   node->children.push_back(std::move(*operand));
@@ -566,7 +751,9 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNumber(const Token& token,
   auto node = NewNode(AstExpr::Kind::kLiteral, token.pos);
   std::string text;
   text.reserve(token.text.size() + 1);
-  if (negative) text.push_back('-');
+  if (negative) {
+    text.push_back('-');
+  }
   text.append(token.text);
   const char* begin = text.data();
   const char* end = text.data() + text.size();
@@ -594,30 +781,46 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNumber(const Token& token,
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseCase(Pos pos) {
   auto node = NewNode(AstExpr::Kind::kCase, pos);
-  if (Peek().IsKeyword("END") || Peek().IsKeyword("ELSE")) return Unexpected("WHEN");
+  if (Peek().IsKeyword("END") || Peek().IsKeyword("ELSE")) {
+    return Unexpected("WHEN");
+  }
   if (!Peek().IsKeyword("WHEN")) {
     absl::StatusOr<std::unique_ptr<AstExpr>> operand = ParseExpr();
-    if (!operand.ok()) return operand;
+    if (!operand.ok()) {
+      return operand;
+    }
     node->has_operand = true;
     node->children.push_back(std::move(*operand));
   }
-  if (!Peek().IsKeyword("WHEN")) return Unexpected("WHEN");
+  if (!Peek().IsKeyword("WHEN")) {
+    return Unexpected("WHEN");
+  }
   while (AcceptKeyword("WHEN")) {
     absl::StatusOr<std::unique_ptr<AstExpr>> when = ParseExpr();
-    if (!when.ok()) return when;
-    if (absl::Status s = ExpectKeyword("THEN"); !s.ok()) return s;
+    if (!when.ok()) {
+      return when;
+    }
+    if (absl::Status s = ExpectKeyword("THEN"); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<std::unique_ptr<AstExpr>> then = ParseExpr();
-    if (!then.ok()) return then;
+    if (!then.ok()) {
+      return then;
+    }
     node->children.push_back(std::move(*when));
     node->children.push_back(std::move(*then));
   }
   if (AcceptKeyword("ELSE")) {
     absl::StatusOr<std::unique_ptr<AstExpr>> else_expr = ParseExpr();
-    if (!else_expr.ok()) return else_expr;
+    if (!else_expr.ok()) {
+      return else_expr;
+    }
     node->has_else = true;
     node->children.push_back(std::move(*else_expr));
   }
-  if (!AcceptKeyword("END")) return Unexpected(node->has_else ? "END" : "WHEN, ELSE or END");
+  if (!AcceptKeyword("END")) {
+    return Unexpected(node->has_else ? "END" : "WHEN, ELSE or END");
+  }
   return Finish(std::move(node));
 }
 
@@ -627,17 +830,27 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseCall(std::string name, Pos
   node->name = std::move(name);
   if (AcceptSymbol("*")) {
     node->star = true;
-    if (absl::Status s = ExpectSymbol(")"); !s.ok()) return s;
+    if (absl::Status s = ExpectSymbol(")"); !s.ok()) {
+      return s;
+    }
     return Finish(std::move(node));
   }
-  if (AcceptSymbol(")")) return Finish(std::move(node));
+  if (AcceptSymbol(")")) {
+    return Finish(std::move(node));
+  }
   node->distinct = AcceptKeyword("DISTINCT");
   while (true) {
     absl::StatusOr<std::unique_ptr<AstExpr>> arg = ParseExpr();
-    if (!arg.ok()) return arg;
+    if (!arg.ok()) {
+      return arg;
+    }
     node->children.push_back(std::move(*arg));
-    if (AcceptSymbol(")")) break;
-    if (!AcceptSymbol(",")) return Unexpected("',' or ')'");
+    if (AcceptSymbol(")")) {
+      break;
+    }
+    if (!AcceptSymbol(",")) {
+      return Unexpected("',' or ')'");
+    }
   }
   return Finish(std::move(node));
 }
@@ -657,8 +870,12 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePrimary() {
       if (t.IsSymbol("(")) {
         Advance();
         absl::StatusOr<std::unique_ptr<AstExpr>> inner = ParseExpr();
-        if (!inner.ok()) return inner;
-        if (absl::Status s = ExpectSymbol(")"); !s.ok()) return s;
+        if (!inner.ok()) {
+          return inner;
+        }
+        if (absl::Status s = ExpectSymbol(")"); !s.ok()) {
+          return s;
+        }
         return inner;
       }
       return Unexpected("an expression");
@@ -686,13 +903,23 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePrimary() {
     }
     if (t.IsKeyword("CAST")) {
       Advance();
-      if (absl::Status s = ExpectSymbol("("); !s.ok()) return s;
+      if (absl::Status s = ExpectSymbol("("); !s.ok()) {
+        return s;
+      }
       absl::StatusOr<std::unique_ptr<AstExpr>> operand = ParseExpr();
-      if (!operand.ok()) return operand;
-      if (absl::Status s = ExpectKeyword("AS"); !s.ok()) return s;
+      if (!operand.ok()) {
+        return operand;
+      }
+      if (absl::Status s = ExpectKeyword("AS"); !s.ok()) {
+        return s;
+      }
       absl::StatusOr<DataType> type = ParseType();
-      if (!type.ok()) return type.status();
-      if (absl::Status s = ExpectSymbol(")"); !s.ok()) return s;
+      if (!type.ok()) {
+        return type.status();
+      }
+      if (absl::Status s = ExpectSymbol(")"); !s.ok()) {
+        return s;
+      }
       auto node = NewNode(AstExpr::Kind::kCast, pos);
       node->cast_type = *type;
       node->children.push_back(std::move(*operand));
@@ -713,18 +940,25 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePrimary() {
       return node;
     }
     if (t.IsKeyword("INTERVAL")) {
-      return ErrorAt(pos, "INTERVAL is only supported in a WATERMARK clause, expected an "
+      return ErrorAt(pos,
+                     "INTERVAL is only supported in a WATERMARK clause, expected an "
                      "expression");
     }
-    if (IsReservedWord(t.text)) return Unexpected("an expression");
+    if (IsReservedWord(t.text)) {
+      return Unexpected("an expression");
+    }
   }
   std::string name = Advance().text;
-  if (!quoted && Peek().IsSymbol("(")) return ParseCall(std::move(name), pos);
+  if (!quoted && Peek().IsSymbol("(")) {
+    return ParseCall(std::move(name), pos);
+  }
   auto node = NewNode(AstExpr::Kind::kColumn, pos);
   if (Peek().IsSymbol(".")) {
     Advance();
     absl::StatusOr<std::string> column = ParseName("a column name", nullptr);
-    if (!column.ok()) return column.status();
+    if (!column.ok()) {
+      return column.status();
+    }
     node->qualifier = std::move(name);
     node->name = std::move(*column);
   } else {

@@ -1,9 +1,8 @@
 #include "sql/parser.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <fmt/format.h>
 
 #include "common/errors.h"
 
@@ -53,13 +52,17 @@ std::string Sexp(const AstExpr& e) {
 
 std::string P(std::string_view text) {
   absl::StatusOr<std::unique_ptr<AstExpr>> e = Parser::ParseExpression(text);
-  if (!e.ok()) return fmt::format("ERROR: {}", StatusMessage(e.status()));
+  if (!e.ok()) {
+    return fmt::format("ERROR: {}", StatusMessage(e.status()));
+  }
   return Sexp(**e);
 }
 
 std::string ScriptError(std::string_view text) {
   absl::StatusOr<std::vector<AstStatement>> s = Parser::ParseScript(text);
-  if (s.ok()) return "OK";
+  if (s.ok()) {
+    return "OK";
+  }
   return StatusMessage(s.status());
 }
 
@@ -130,13 +133,19 @@ TEST(ParserTest, DeepNestingIsAnErrorNotACrash) {
   std::string deep(100000, '(');
   EXPECT_THAT(P(deep + "1"), HasSubstr("nested too deeply"));
   std::string minus;
-  for (int i = 0; i < 50000; ++i) minus += "- ";
+  for (int i = 0; i < 50000; ++i) {
+    minus += "- ";
+  }
   EXPECT_THAT(P(minus + "a"), HasSubstr("nested too deeply"));
   std::string nots;
-  for (int i = 0; i < 50000; ++i) nots += "NOT ";
+  for (int i = 0; i < 50000; ++i) {
+    nots += "NOT ";
+  }
   EXPECT_THAT(P(nots + "a"), HasSubstr("nested too deeply"));
   std::string chain = "a";
-  for (int i = 0; i < 50000; ++i) chain += " + a";
+  for (int i = 0; i < 50000; ++i) {
+    chain += " + a";
+  }
   EXPECT_THAT(P(chain), HasSubstr("nested too deeply"));
 }
 

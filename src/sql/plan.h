@@ -14,8 +14,8 @@
 
 namespace tessera::sql {
 
-inline constexpr int64_t kDefaultLatenessMs = 5 * 60 * 1000;
-inline constexpr int64_t kDefaultTileMs = 5 * 60 * 1000;
+inline constexpr int64_t kDefaultLatenessMs = int64_t{5} * 60 * 1000;
+inline constexpr int64_t kDefaultTileMs = int64_t{5} * 60 * 1000;
 
 using ::tessera::ColumnDef;
 
@@ -26,7 +26,10 @@ struct SourceDef {
   int time_column = -1;                      // index of the event-time TIMESTAMP column
   int64_t lateness_ms = kDefaultLatenessMs;  // from the WATERMARK clause
   std::vector<std::pair<std::string, std::string>> options;  // WITH (…), keys lower-cased
-  std::string sql;  // the statement's text, exactly as given (the catalog persists this)
+  // The statement's text exactly as given, from its first token to its last (comments inside
+  // kept, the terminating ';' not included). The catalog persists this; re-parsing it (after
+  // the sources a view uses) reproduces the same plan.
+  std::string sql;
 
   int FindColumn(std::string_view name) const;  // case-insensitive; -1 if absent
 };
@@ -42,7 +45,15 @@ struct AggregateCall {
 };
 
 // One output column of a view: an expression over the view's aggregate slots (Expr::kAggRef),
-// computed after the window merge.
+// computed after the window merge (ExprEvaluator::EvaluateRow evaluates it over the finalized
+// slot values). A LIST feature (LAST_K / TOP_K) is always a bare kAggRef.
+//
+// Output names (keys and features): `AS name` as written; else a bare column's declared name;
+// else a name derived from the item's canonical text (Expr::ToString): COUNT(*) is spelled
+// count_star, the text is lower-cased, each run of characters other than [a-z0-9_] becomes one
+// '_', leading/trailing '_' are trimmed, and a result that is empty or starts with a digit gets
+// the prefix "expr_". E.g. COUNT(*) -> count_star, SUM(ms_played) -> sum_ms_played,
+// SUM(a) / COUNT(*) -> sum_a_count_star. Output names are unique ignoring case.
 struct FeatureColumn {
   std::string name;
   std::unique_ptr<Expr> expr;
@@ -51,17 +62,22 @@ struct FeatureColumn {
 
 // CREATE FEATURE VIEW name [WITH (tile = '5m')] AS SELECT keys…, features… FROM source
 // [WHERE …] GROUP BY keys…
+//
+// The tile is a whole number of seconds that divides 1 hour (1m, 5m, 10m, 15m, 30m, 1h, …);
+// `tile` is the only view option. SELECT items are GROUP BY keys (matched by canonical text)
+// or expressions containing aggregates; GROUP BY keys need not be selected (they keep the name
+// rule above). Identical aggregate calls share one slot in `aggregates` (by canonical text).
 struct ViewDef {
   std::string name;
   std::string source;  // name of the SourceDef
   int64_t tile_ms = kDefaultTileMs;
-  std::vector<std::string> key_names;        // output names of the GROUP BY items
-  std::vector<std::unique_ptr<Expr>> keys;   // row expressions, one per GROUP BY item
-  std::unique_ptr<Expr> where;               // row predicate (BOOLEAN) or null
-  std::vector<AggregateCall> aggregates;     // the view's aggregate slots
-  std::vector<FeatureColumn> features;       // SELECT items that are not GROUP BY keys
+  std::vector<std::string> key_names;       // output names of the GROUP BY items, in order
+  std::vector<std::unique_ptr<Expr>> keys;  // row expressions, one per GROUP BY item
+  std::unique_ptr<Expr> where;              // row predicate (BOOLEAN) or null
+  std::vector<AggregateCall> aggregates;    // the view's aggregate slots
+  std::vector<FeatureColumn> features;      // SELECT items that are not GROUP BY keys
   std::vector<std::pair<std::string, std::string>> options;  // WITH (…), keys lower-cased
-  std::string sql;
+  std::string sql;  // the statement text, as SourceDef::sql
 };
 
 // All sources and views of a set of statements, bound and type-checked.
@@ -84,7 +100,10 @@ absl::Status AddStatements(std::string_view script, Catalog* catalog);
 absl::StatusOr<Catalog> ParseCatalog(std::string_view script);
 
 // A stable, human-readable plan of a source or view (what `tessera explain` prints and the
-// golden tests compare).
+// golden tests compare): for a source its columns with types, the event-time column, the
+// lateness and the options; for a view its source, tile, WHERE, keys (name, type,
+// expression), aggregate slots ($i, canonical text, result type) and features (name, type,
+// expression). See src/sql/testdata/*.out for examples.
 std::string Explain(const SourceDef& source);
 std::string Explain(const ViewDef& view);
 

@@ -1,10 +1,10 @@
 #pragma once
 
+#include <fmt/format.h>
+
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "absl/status/status.h"
 
@@ -30,20 +30,28 @@ inline char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<cha
 
 inline std::string ToUpperAscii(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = AsciiUpper(c);
+  for (char& c : out) {
+    c = AsciiUpper(c);
+  }
   return out;
 }
 
 inline std::string ToLowerAscii(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = AsciiLower(c);
+  for (char& c : out) {
+    c = AsciiLower(c);
+  }
   return out;
 }
 
 inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
+  if (a.size() != b.size()) {
+    return false;
+  }
   for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) {
+      return false;
+    }
   }
   return true;
 }
