@@ -150,6 +150,9 @@ std::string BackfillSummary::ToJson() const {
   j["files_skipped"] = files_skipped;
   j["files_resumed"] = files_resumed;
   j["tiles_written"] = flush.base_tiles + flush.rollup_tiles;
+  j["flushes"] = flush.flushes;
+  j["flush_build_seconds"] = std::round(flush.build_seconds * 1000) / 1000;
+  j["flush_commit_seconds"] = std::round(flush.commit_seconds * 1000) / 1000;
   j["seconds"] = std::round(seconds * 1000) / 1000;
   j["rows_per_second"] = seconds > 0 ? std::llround(counters.lines / seconds) : 0;
   j["threads"] = threads;

@@ -16,11 +16,17 @@ struct FlushStats {
   int64_t base_tiles = 0;    // base tiles written
   int64_t rollup_tiles = 0;  // hour and day tiles written
   int64_t merged_with_stored = 0;  // tiles that already existed and were read-merged
+  int64_t flushes = 0;
+  double build_seconds = 0;   // wall time of rollup + read-merge + encode (parallel)
+  double commit_seconds = 0;  // wall time of the atomic store write and sync
 
   FlushStats& operator+=(const FlushStats& o) {
     base_tiles += o.base_tiles;
     rollup_tiles += o.rollup_tiles;
     merged_with_stored += o.merged_with_stored;
+    flushes += o.flushes;
+    build_seconds += o.build_seconds;
+    commit_seconds += o.commit_seconds;
     return *this;
   }
 };

@@ -280,7 +280,6 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
   TESSERA_RETURN_IF_ERROR(store_->Sync());
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     if (total > 0) store_may_hold_view_[vi] = true;
-    for (auto& s : shards_[vi]) s->Clear();
   }
   for (auto& fs : flush_stats_per_worker_) {
     flush_stats_ += fs;
@@ -357,14 +356,27 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       }
       sync.arrive_and_wait();
       if (flush_now) {
+        int64_t build_start = options_.clock->MonotonicNanos();
         absl::Status s = FlushShards(index);
         if (!s.ok()) {
           std::lock_guard<std::mutex> lock(input_mu);
           if (flush_error.ok()) flush_error = s;
         }
         sync.arrive_and_wait();
-        if (index == 0 && flush_error.ok()) flush_error = CommitFlush(input);
+        if (index == 0 && flush_error.ok()) {
+          int64_t commit_start = options_.clock->MonotonicNanos();
+          flush_stats_.build_seconds += static_cast<double>(commit_start - build_start) / 1e9;
+          flush_error = CommitFlush(input);
+          flush_stats_.commit_seconds +=
+              static_cast<double>(options_.clock->MonotonicNanos() - commit_start) / 1e9;
+          ++flush_stats_.flushes;
+        }
         sync.arrive_and_wait();
+        // The tiles are in the store (or the run failed): drop this worker's shards, in
+        // parallel, since freeing the sketch memory of many tiles is not free.
+        for (auto& view_shards : shards_) {
+          for (int s = index; s < num_shards_; s += threads_) view_shards[s]->Clear();
+        }
         if (!flush_error.ok() || finished || !input_error.ok()) return;
       }
     }

@@ -41,6 +41,8 @@ struct PipelineOptions {
   int shards_per_thread = 4;
   // Flush (read-merge-write, then drop) the open tiles when they hold more than this.
   size_t memory_budget_bytes = size_t{2} << 30;
+  // Times flushes (FlushStats); never used for logic.
+  const Clock* clock = SystemClock::Default();
 };
 
 struct SourceCounters {

@@ -8,13 +8,17 @@
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "common/errors.h"
@@ -242,6 +246,9 @@ absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
     return FailedPrecondition("RocksDB Write to {}: the store was opened read-only", dir_);
   }
   if (batch.empty()) return absl::OkStatus();
+  if (options_.bulk_ingest_min_tiles > 0 && batch.tiles.size() >= options_.bulk_ingest_min_tiles) {
+    return WriteViaIngest(batch);
+  }
   return Guard("Write", dir_, [&]() -> absl::Status {
     rocksdb::WriteBatch wb;
     std::string key;
@@ -264,6 +271,129 @@ absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
     wo.disableWAL = options_.disable_wal;
     wo.sync = options_.sync && !options_.disable_wal;  // RocksDB rejects sync without a WAL
     return FromRocks(db_->Write(wo, &wb), "Write", dir_);
+  });
+}
+
+namespace {
+
+// Runs fn(0..n-1) on n threads (the caller's thread runs fn(0)) and waits for all.
+template <typename Fn>
+void RunParallel(size_t n, Fn&& fn) {
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < n; ++t) threads.emplace_back([&fn, t] { fn(t); });
+  fn(0);
+  for (auto& th : threads) th.join();
+}
+
+}  // namespace
+
+absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
+  return Guard("Write (bulk ingest)", dir_, [&]() -> absl::Status {
+    // Encode every key into one buffer, sort, keep the last entry of equal keys (a later entry
+    // of the batch wins, as in a write batch), and stream them into one SST file.
+    struct Entry {
+      uint32_t key_offset;
+      uint32_t key_size;
+      uint32_t index;  // position in the batch: tiles, then meta, then meta_deletes
+    };
+    const size_t n = batch.tiles.size() + batch.meta.size() + batch.meta_deletes.size();
+    std::string keys;
+    keys.reserve(batch.tiles.size() * 40);
+    std::vector<Entry> entries;
+    entries.reserve(n);
+    auto add = [&](const std::string& key, size_t index) {
+      entries.push_back(Entry{static_cast<uint32_t>(keys.size()),
+                              static_cast<uint32_t>(key.size()), static_cast<uint32_t>(index)});
+      keys += key;
+    };
+    std::string key;
+    for (size_t i = 0; i < batch.tiles.size(); ++i) {
+      const TileKey& k = batch.tiles[i].first;
+      key.clear();
+      AppendTilePrefix(k.view_id, k.entity_key, k.resolution, &key);
+      AppendTileStart(k.start_ms, &key);
+      add(key, i);
+    }
+    for (size_t i = 0; i < batch.meta.size(); ++i) {
+      add(EncodeMetaKey(batch.meta[i].first), batch.tiles.size() + i);
+    }
+    for (size_t i = 0; i < batch.meta_deletes.size(); ++i) {
+      add(EncodeMetaKey(batch.meta_deletes[i]), batch.tiles.size() + batch.meta.size() + i);
+    }
+    if (keys.size() > UINT32_MAX) {
+      return ResourceExhausted("bulk write of {} key bytes is too large", keys.size());
+    }
+    auto view = [&](const Entry& e) {
+      return std::string_view(keys.data() + e.key_offset, e.key_size);
+    };
+    auto less = [&](const Entry& a, const Entry& b) {
+      int c = view(a).compare(view(b));
+      return c != 0 ? c < 0 : a.index < b.index;
+    };
+    const size_t threads = std::min<size_t>(
+        std::max<size_t>(1, options_.bulk_threads > 0 ? options_.bulk_threads
+                                                       : std::thread::hardware_concurrency()),
+        std::max<size_t>(1, entries.size() / 10000));
+    // Sort: each thread one slice, then merge the sorted slices.
+    std::vector<size_t> bounds;
+    for (size_t t = 0; t <= threads; ++t) bounds.push_back(entries.size() * t / threads);
+    RunParallel(threads, [&](size_t t) {
+      std::sort(entries.begin() + bounds[t], entries.begin() + bounds[t + 1], less);
+    });
+    for (size_t t = 1; t < threads; ++t) {
+      std::inplace_merge(entries.begin(), entries.begin() + bounds[t],
+                         entries.begin() + bounds[t + 1], less);
+    }
+    // Write: each thread one contiguous key range (equal keys never straddle two files).
+    for (size_t t = 1; t < threads; ++t) {
+      size_t b = std::max(bounds[t], bounds[t - 1]);
+      while (b > 0 && b < entries.size() && view(entries[b - 1]) == view(entries[b])) ++b;
+      bounds[t] = b;
+    }
+    const size_t tiles = batch.tiles.size();
+    const size_t metas = batch.meta.size();
+    const uint64_t seq = ingest_seq_.fetch_add(1);
+    rocksdb::Options options = db_->GetOptions();
+    std::vector<std::string> paths(threads);
+    std::vector<rocksdb::Status> statuses(threads);
+    RunParallel(threads, [&](size_t t) {
+      if (bounds[t] >= bounds[t + 1]) return;
+      paths[t] = fmt::format("{}/bulk-{}-{}-{}.sst.tmp", dir_, ::getpid(), seq, t);
+      rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
+      rocksdb::Status s = writer.Open(paths[t]);
+      for (size_t i = bounds[t]; s.ok() && i < bounds[t + 1]; ++i) {
+        // Of equal keys, the last in batch order wins (as in a write batch).
+        if (i + 1 < entries.size() && view(entries[i]) == view(entries[i + 1])) continue;
+        const Entry& e = entries[i];
+        rocksdb::Slice k(keys.data() + e.key_offset, e.key_size);
+        if (e.index < tiles) {
+          s = writer.Put(k, ToSlice(batch.tiles[e.index].second));
+        } else if (e.index < tiles + metas) {
+          s = writer.Put(k, ToSlice(batch.meta[e.index - tiles].second));
+        } else {
+          s = writer.Delete(k);
+        }
+      }
+      if (s.ok()) s = writer.Finish();
+      statuses[t] = s;
+    });
+    std::vector<std::string> files;
+    rocksdb::Status s;
+    for (size_t t = 0; t < threads; ++t) {
+      if (!statuses[t].ok() && s.ok()) s = statuses[t];
+      if (!paths[t].empty()) files.push_back(paths[t]);
+    }
+    if (s.ok()) {
+      rocksdb::IngestExternalFileOptions io;
+      io.move_files = true;
+      io.allow_blocking_flush = true;
+      s = db_->IngestExternalFile(files, io);  // atomic: all files or none
+    }
+    for (const std::string& f : files) {
+      std::error_code ec;
+      std::filesystem::remove(f, ec);  // moved on success; left over on failure
+    }
+    return FromRocks(s, "Write (bulk ingest of sorted SST files)", dir_);
   });
 }
 
