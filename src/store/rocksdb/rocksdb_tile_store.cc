@@ -330,10 +330,12 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
       int c = view(a).compare(view(b));
       return c != 0 ? c < 0 : a.index < b.index;
     };
-    const size_t threads = std::min<size_t>(
-        std::max<size_t>(1, options_.bulk_threads > 0 ? options_.bulk_threads
-                                                       : std::thread::hardware_concurrency()),
-        std::max<size_t>(1, entries.size() / 10000));
+    // Automatic: one thread per core, but no thread for fewer than 10k entries.
+    const size_t threads =
+        options_.bulk_threads > 0
+            ? std::clamp<size_t>(entries.size(), 1, static_cast<size_t>(options_.bulk_threads))
+            : std::clamp<size_t>(entries.size() / 10000, 1,
+                                 std::max(1u, std::thread::hardware_concurrency()));
     // Sort: each thread one slice, then merge the sorted slices.
     std::vector<size_t> bounds;
     for (size_t t = 0; t <= threads; ++t) bounds.push_back(entries.size() * t / threads);

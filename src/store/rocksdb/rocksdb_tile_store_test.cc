@@ -90,11 +90,21 @@ RocksDbOptions SyncWrites() {
   return o;
 }
 
+// Every write (with at least one tile) goes through the sorted-SST ingestion path, split over
+// three writer threads.
+RocksDbOptions BulkIngest() {
+  RocksDbOptions o;
+  o.bulk_ingest_min_tiles = 1;
+  o.bulk_threads = 3;
+  return o;
+}
+
 INSTANTIATE_TEST_SUITE_P(RocksDb, TileStoreConformanceTest,
                          ::testing::Values(RocksFactory("Default", RocksDbOptions{}, false),
                                            RocksFactory("SmallBuffers", SmallOptions(), false),
                                            RocksFactory("SyncWrites", SyncWrites(), false),
-                                           RocksFactory("NoWalFlushEveryWrite", NoWal(), true)),
+                                           RocksFactory("NoWalFlushEveryWrite", NoWal(), true),
+                                           RocksFactory("BulkIngestEveryWrite", BulkIngest(), false)),
                          TileStoreFactoryName);
 
 std::vector<std::string> ListDir(const std::string& dir) {
