@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   clang-14 libclang-rt-14-dev clang-format clang-tidy
-  librocksdb-dev libsimdjson-dev libabsl-dev libfmt-dev libspdlog-dev libcli11-dev
+  libjemalloc-dev librocksdb-dev libsimdjson-dev libabsl-dev libfmt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd gzip python3

@@ -1,6 +1,7 @@
 #include "agg/kll_sketch.h"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <cmath>
 #include <utility>
@@ -158,14 +159,20 @@ void KllSketch::Serialize(std::string* out) const {
   PutDouble(out, max_);
   PutVarint64(out, levels_.size());
   for (size_t h = 0; h < levels_.size(); ++h) {
-    PutVarint64(out, levels_[h].size());
-    if (h == 0 && !std::is_sorted(levels_[0].begin(), levels_[0].end())) {
-      std::vector<double> sorted = levels_[0];
+    const std::vector<double>& level = levels_[h];
+    PutVarint64(out, level.size());
+    // Doubles go out as 8 little-endian bytes each, written in one block; level 0 is encoded
+    // sorted, so equal sketches encode equally.
+    const double* src = level.data();
+    std::vector<double> sorted;
+    if (h == 0 && !std::is_sorted(level.begin(), level.end())) {
+      sorted = level;
       std::sort(sorted.begin(), sorted.end());
-      for (double x : sorted) PutDouble(out, x);
-    } else {
-      for (double x : levels_[h]) PutDouble(out, x);
+      src = sorted.data();
     }
+    const size_t at = out->size();
+    out->resize(at + level.size() * sizeof(double));
+    std::memcpy(out->data() + at, src, level.size() * sizeof(double));
   }
 }
 

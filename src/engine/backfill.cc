@@ -150,6 +150,8 @@ std::string BackfillSummary::ToJson() const {
   j["files_skipped"] = files_skipped;
   j["files_resumed"] = files_resumed;
   j["tiles_written"] = flush.base_tiles + flush.rollup_tiles;
+  j["base_tiles_written"] = flush.base_tiles;
+  j["rollup_tiles_written"] = flush.rollup_tiles;
   j["flushes"] = flush.flushes;
   j["flush_build_seconds"] = std::round(flush.build_seconds * 1000) / 1000;
   j["flush_commit_seconds"] = std::round(flush.commit_seconds * 1000) / 1000;

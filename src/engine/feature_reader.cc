@@ -47,25 +47,44 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   std::vector<Value> agg_values(layout.num_slots());
   Arena arena;
   absl::Status decode_error;
+  auto merge_range = [&](store::Resolution res, int64_t from, int64_t to,
+                         std::vector<std::pair<int64_t, int64_t>>* gaps) -> absl::Status {
+    const int64_t unit = tile::ResolutionMillis(res, def.tile_ms);
+    int64_t cursor = from;
+    TESSERA_RETURN_IF_ERROR(store_->Scan(
+        view_->id, key, res, from, to, [&](int64_t start, std::string_view bytes) {
+          if (!decode_error.ok()) return;
+          scratch.Reset();
+          absl::Status s = layout.Deserialize(bytes, scratch.data());
+          if (!s.ok()) {
+            decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
+                                    def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
+            return;
+          }
+          layout.Merge(acc.data(), scratch.data());
+          ++result.tiles_read;
+          if (gaps != nullptr && start > cursor) gaps->emplace_back(cursor, start);
+          cursor = start + unit;
+        }));
+    if (gaps != nullptr && cursor < to) gaps->emplace_back(cursor, to);
+    return decode_error;
+  };
+  std::vector<std::pair<int64_t, int64_t>> gaps;
   for (const WindowSpec& w : windows) {
     acc.Reset();
     tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
     for (const tile::TileRange& r : tile::CoverWindow(b.from_ms, b.to_ms, def.tile_ms)) {
-      TESSERA_RETURN_IF_ERROR(store_->Scan(
-          view_->id, key, r.resolution, r.from_ms, r.to_ms,
-          [&](int64_t start, std::string_view bytes) {
-            if (!decode_error.ok()) return;
-            scratch.Reset();
-            absl::Status s = layout.Deserialize(bytes, scratch.data());
-            if (!s.ok()) {
-              decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
-                                      def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
-              return;
-            }
-            layout.Merge(acc.data(), scratch.data());
-            ++result.tiles_read;
-          }));
-      TESSERA_RETURN_IF_ERROR(decode_error);
+      if (r.resolution == store::Resolution::kBase) {
+        TESSERA_RETURN_IF_ERROR(merge_range(r.resolution, r.from_ms, r.to_ms, nullptr));
+        continue;
+      }
+      // A rollup is stored only where it covers two or more base tiles; where it is absent,
+      // the (at most one) base tile inside is read instead.
+      gaps.clear();
+      TESSERA_RETURN_IF_ERROR(merge_range(r.resolution, r.from_ms, r.to_ms, &gaps));
+      for (const auto& [from, to] : gaps) {
+        TESSERA_RETURN_IF_ERROR(merge_range(store::Resolution::kBase, from, to, nullptr));
+      }
     }
     // Finalize every slot, then evaluate the features over a one-row batch of slot values.
     for (size_t a = 0; a < layout.num_slots(); ++a) {

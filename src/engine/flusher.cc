@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "common/errors.h"
+#include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "tile/tile_math.h"
@@ -18,6 +19,7 @@ using store::TileKey;
 struct Pending {
   TileKey key;
   const std::byte* delta;
+  int delta_children = 0;  // rollups: base deltas inside
 };
 
 struct RollupId {
@@ -30,35 +32,95 @@ struct RollupId {
   }
 };
 
-// Rollup deltas of one resolution, each the merge of the base deltas inside it.
+// The rollup tiles of one resolution touched by a flush: per slot, how many base deltas fall
+// in it and (once built) the merge of those deltas.
 class RollupSet {
  public:
-  explicit RollupSet(const tile::TileLayout& layout) : layout_(layout) {}
+  struct Slot {
+    int delta_children = 0;
+    std::unique_ptr<std::byte[]> storage;
+    std::byte* block = nullptr;  // aligned inside storage; null until built
+  };
+
+  RollupSet(const tile::TileLayout& layout, Resolution resolution, int64_t unit_ms)
+      : layout_(layout), resolution_(resolution), unit_ms_(unit_ms) {}
   ~RollupSet() {
-    for (auto& [id, block] : blocks_) layout_.Destroy(block.get());
-  }
-  void Add(std::string_view key, int64_t start_ms, const std::byte* delta) {
-    auto [it, inserted] = blocks_.try_emplace(RollupId{key, start_ms});
-    if (inserted) {
-      it->second = std::make_unique<std::byte[]>(layout_.block_size() + 64);
-      layout_.Init(Aligned(it->second.get()));
+    for (auto& [id, slot] : slots_) {
+      if (slot.block != nullptr) layout_.Destroy(slot.block);
     }
-    layout_.Merge(Aligned(it->second.get()), delta);
+  }
+
+  Resolution resolution() const { return resolution_; }
+  int64_t unit_ms() const { return unit_ms_; }
+
+  void Count(std::string_view key, int64_t base_start) {
+    ++slots_[RollupId{key, AlignDown(base_start, unit_ms_)}].delta_children;
+  }
+  // Merges a base delta into its slot, building the slot's block on first use. With
+  // `min_children`, slots with fewer counted deltas are left unbuilt.
+  void Add(std::string_view key, int64_t base_start, const std::byte* delta, int min_children) {
+    Slot& slot = slots_[RollupId{key, AlignDown(base_start, unit_ms_)}];
+    if (slot.delta_children < min_children) return;
+    if (slot.block == nullptr) {
+      const size_t align = layout_.block_align();
+      slot.storage = std::make_unique<std::byte[]>(layout_.block_size() + align);
+      auto a = reinterpret_cast<uintptr_t>(slot.storage.get());
+      slot.block = reinterpret_cast<std::byte*>((a + align - 1) / align * align);
+      layout_.Init(slot.block);
+    }
+    layout_.Merge(slot.block, delta);
   }
   template <typename Fn>
-  void ForEach(Fn&& fn) const {
-    for (const auto& [id, block] : blocks_) fn(id.key, id.start_ms, Aligned(block.get()));
+  void ForEach(Fn&& fn) {
+    for (auto& [id, slot] : slots_) fn(id.key, id.start_ms, slot);
   }
 
  private:
-  std::byte* Aligned(std::byte* p) const {
-    auto a = reinterpret_cast<uintptr_t>(p);
-    const size_t al = layout_.block_align();
-    return reinterpret_cast<std::byte*>((a + al - 1) / al * al);
-  }
   const tile::TileLayout& layout_;
-  absl::flat_hash_map<RollupId, std::unique_ptr<std::byte[]>> blocks_;
+  const Resolution resolution_;
+  const int64_t unit_ms_;
+  absl::flat_hash_map<RollupId, Slot> slots_;
 };
+
+absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl::Status& s) {
+  return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}", view.def->name,
+                  key.entity_key, FormatRfc3339Millis(key.start_ms), StatusMessage(s));
+}
+
+// Fresh view (nothing stored): base deltas are the tiles; a rollup is written only where at
+// least two base tiles fall in it.
+void FlushFresh(const ViewRuntime& view, const TileShard& shard,
+                std::vector<RollupSet*>& rollups,
+                std::vector<std::pair<TileKey, std::string>>* out, FlushStats* stats) {
+  const tile::TileLayout& layout = *view.layout;
+  shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
+    for (RollupSet* r : rollups) r->Count(key, start);
+  });
+  // Encode into a reused buffer, then copy once into an exactly sized value.
+  std::string scratch;
+  scratch.reserve(1 << 16);
+  auto encode = [&](const std::byte* block) {
+    scratch.clear();
+    layout.Serialize(block, &scratch);
+    return std::string(scratch);
+  };
+  shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
+    std::string bytes = encode(block);
+    out->emplace_back(TileKey{view.id, std::string(key), Resolution::kBase, start},
+                      std::move(bytes));
+    ++stats->base_tiles;
+    for (RollupSet* r : rollups) r->Add(key, start, block, /*min_children=*/2);
+  });
+  for (RollupSet* r : rollups) {
+    r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
+      if (slot.block == nullptr) return;
+      std::string bytes = encode(slot.block);
+      out->emplace_back(TileKey{view.id, std::string(key), r->resolution(), start},
+                        std::move(bytes));
+      ++stats->rollup_tiles;
+    });
+  }
+}
 
 }  // namespace
 
@@ -68,38 +130,39 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
                         FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
   const int64_t base_ms = view.def->tile_ms;
-  const bool hour_rollup = base_ms < kMillisPerHour;
-  RollupSet hours(layout);
-  RollupSet days(layout);
+  RollupSet hours(layout, Resolution::kHour, kMillisPerHour);
+  RollupSet days(layout, Resolution::kDay, kMillisPerDay);
+  std::vector<RollupSet*> rollups;
+  if (base_ms < kMillisPerHour) rollups.push_back(&hours);
+  rollups.push_back(&days);
+  out->reserve(out->size() + shard.size() * 3 / 2);
+  if (!store_may_hold_view) {
+    FlushFresh(view, shard, rollups, out, stats);
+    return absl::OkStatus();
+  }
+
+  // Base tiles: stored ⊕ delta. Rollups: every touched slot is rebuilt as
+  // (stored rollup, or else the stored base tiles inside it) ⊕ the deltas inside it, and
+  // written when it covers at least two base tiles.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
     pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kBase, start}, block});
-    if (hour_rollup) hours.Add(key, AlignDown(start, kMillisPerHour), block);
-    days.Add(key, AlignDown(start, kMillisPerDay), block);
-  });
-  stats->base_tiles += static_cast<int64_t>(pending.size());
-  size_t base_count = pending.size();
-  hours.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
-    pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kHour, start}, block});
-  });
-  days.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
-    pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kDay, start}, block});
-  });
-  stats->rollup_tiles += static_cast<int64_t>(pending.size() - base_count);
-
-  out->reserve(out->size() + pending.size());
-  if (!store_may_hold_view) {
-    for (Pending& p : pending) {
-      std::string bytes;
-      layout.Serialize(p.delta, &bytes);
-      out->emplace_back(std::move(p.key), std::move(bytes));
+    for (RollupSet* r : rollups) {
+      r->Count(key, start);
+      r->Add(key, start, block, /*min_children=*/0);
     }
-    return absl::OkStatus();
+  });
+  for (RollupSet* r : rollups) {
+    r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
+      pending.push_back(Pending{TileKey{view.id, std::string(key), r->resolution(), start},
+                                slot.block, slot.delta_children});
+    });
   }
 
   constexpr size_t kBatch = 4096;
   tile::OwnedBlock stored(layout);
+  tile::OwnedBlock child(layout);
   std::vector<TileKey> keys;
   std::vector<std::optional<std::string>> values;
   for (size_t begin = 0; begin < pending.size(); begin += kBatch) {
@@ -108,23 +171,43 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
     for (size_t i = begin; i < end; ++i) keys.push_back(pending[i].key);
     TESSERA_RETURN_IF_ERROR(store->MultiGet(keys, &values));
     for (size_t i = begin; i < end; ++i) {
+      Pending& p = pending[i];
       const std::optional<std::string>& existing = values[i - begin];
-      std::string bytes;
+      stored.Reset();
+      bool write = true;
       if (existing.has_value()) {
-        stored.Reset();
         absl::Status s = layout.Deserialize(*existing, stored.data());
-        if (!s.ok()) {
-          return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
-                          view.def->name, pending[i].key.entity_key,
-                          FormatRfc3339Millis(pending[i].key.start_ms), StatusMessage(s));
-        }
-        layout.Merge(stored.data(), pending[i].delta);
-        layout.Serialize(stored.data(), &bytes);
+        if (!s.ok()) return Unreadable(view, p.key, s);
         ++stats->merged_with_stored;
-      } else {
-        layout.Serialize(pending[i].delta, &bytes);
+      } else if (p.key.resolution != Resolution::kBase) {
+        // No stored rollup: at most one stored base tile lies inside; fold in what is there.
+        const int64_t unit = tile::ResolutionMillis(p.key.resolution, base_ms);
+        const uint64_t key_hash = Hash64(p.key.entity_key);
+        int count = 0;
+        absl::Status decode;
+        TESSERA_RETURN_IF_ERROR(store->Scan(
+            view.id, p.key.entity_key, Resolution::kBase, p.key.start_ms, p.key.start_ms + unit,
+            [&](int64_t start, std::string_view bytes) {
+              if (!decode.ok()) return;
+              child.Reset();
+              decode = layout.Deserialize(bytes, child.data());
+              if (!decode.ok()) return;
+              layout.Merge(stored.data(), child.data());
+              if (shard.Find(p.key.entity_key, key_hash, start) == nullptr) ++count;
+            }));
+        if (!decode.ok()) return Unreadable(view, p.key, decode);
+        write = count + p.delta_children >= 2;
       }
-      out->emplace_back(std::move(pending[i].key), std::move(bytes));
+      if (!write) continue;
+      layout.Merge(stored.data(), p.delta);
+      std::string bytes;
+      layout.Serialize(stored.data(), &bytes);
+      if (p.key.resolution == Resolution::kBase) {
+        ++stats->base_tiles;
+      } else {
+        ++stats->rollup_tiles;
+      }
+      out->emplace_back(std::move(p.key), std::move(bytes));
     }
   }
   return absl::OkStatus();

@@ -356,6 +356,9 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     const size_t metas = batch.meta.size();
     const uint64_t seq = ingest_seq_.fetch_add(1);
     rocksdb::Options options = db_->GetOptions();
+    // Ingested files are written with the fast upper-level codec (LZ4); compaction later
+    // rewrites them with the bottommost codec.
+    options.bottommost_compression = rocksdb::kDisableCompressionOption;
     std::vector<std::string> paths(threads);
     std::vector<rocksdb::Status> statuses(threads);
     RunParallel(threads, [&](size_t t) {
