@@ -135,7 +135,6 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
   std::vector<RollupSet*> rollups;
   if (base_ms < kMillisPerHour) rollups.push_back(&hours);
   rollups.push_back(&days);
-  out->reserve(out->size() + shard.size() * 3 / 2);
   if (!store_may_hold_view) {
     FlushFresh(view, shard, rollups, out, stats);
     return absl::OkStatus();

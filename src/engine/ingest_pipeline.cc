@@ -248,6 +248,11 @@ size_t IngestPipeline::OpenTileBytes() const {
 absl::Status IngestPipeline::FlushShards(int worker_index) {
   auto& out = flush_out_[worker_index];
   out.clear();
+  size_t tiles = 0;
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    for (int s = worker_index; s < num_shards_; s += threads_) tiles += shards_[vi][s]->size();
+  }
+  out.reserve(tiles * 3 / 2);  // base tiles plus the rollups of the busier keys
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards_; s += threads_) {
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], *shards_[vi][s], store_,

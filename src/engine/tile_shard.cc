@@ -22,6 +22,7 @@ std::byte* TileShard::FindOrCreate(std::string_view key, uint64_t key_hash, int6
   auto* block = reinterpret_cast<std::byte*>((addr + align - 1) / align * align);
   layout_->Init(block);
   map_.emplace(probe, block);
+  entries_.push_back(Entry{probe.key, start_ms, block});
   return block;
 }
 
@@ -33,12 +34,13 @@ const std::byte* TileShard::Find(std::string_view key, uint64_t key_hash,
 
 size_t TileShard::MemoryBytes() const {
   return keys_.bytes_used() + blocks_.bytes_used() +
-         map_.size() * (sizeof(TileId) + sizeof(std::byte*) + 8);
+         map_.size() * (sizeof(TileId) + sizeof(std::byte*) + sizeof(Entry) + 8);
 }
 
 void TileShard::Clear() {
-  for (auto& [id, block] : map_) layout_->Destroy(block);
+  for (const Entry& e : entries_) layout_->Destroy(e.block);
   map_.clear();
+  entries_.clear();
   keys_.Reset();
   blocks_.Reset();
 }
