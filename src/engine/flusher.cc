@@ -25,11 +25,13 @@ struct Pending {
 struct RollupId {
   std::string_view key;
   int64_t start_ms;
-  friend bool operator==(const RollupId&, const RollupId&) = default;
-  template <typename H>
-  friend H AbslHashValue(H h, const RollupId& id) {
-    return H::combine(std::move(h), id.key, id.start_ms);
+  uint64_t hash;  // of (key, start), from the key's precomputed hash
+  friend bool operator==(const RollupId& a, const RollupId& b) {
+    return a.start_ms == b.start_ms && a.key == b.key;
   }
+};
+struct RollupIdHash {
+  size_t operator()(const RollupId& id) const { return id.hash; }
 };
 
 // The rollup tiles of one resolution touched by a flush: per slot, how many base deltas fall
@@ -53,13 +55,12 @@ class RollupSet {
   Resolution resolution() const { return resolution_; }
   int64_t unit_ms() const { return unit_ms_; }
 
-  void Count(std::string_view key, int64_t base_start) {
-    ++slots_[RollupId{key, AlignDown(base_start, unit_ms_)}].delta_children;
-  }
+  void Count(const TileShard::Entry& e) { ++slots_[Id(e)].delta_children; }
   // Merges a base delta into its slot, building the slot's block on first use. With
   // `min_children`, slots with fewer counted deltas are left unbuilt.
-  void Add(std::string_view key, int64_t base_start, const std::byte* delta, int min_children) {
-    Slot& slot = slots_[RollupId{key, AlignDown(base_start, unit_ms_)}];
+  void Add(const TileShard::Entry& e, int min_children) {
+    const std::byte* delta = e.block;
+    Slot& slot = slots_[Id(e)];
     if (slot.delta_children < min_children) return;
     if (slot.block == nullptr) {
       const size_t align = layout_.block_align();
@@ -79,7 +80,12 @@ class RollupSet {
   const tile::TileLayout& layout_;
   const Resolution resolution_;
   const int64_t unit_ms_;
-  absl::flat_hash_map<RollupId, Slot> slots_;
+  RollupId Id(const TileShard::Entry& e) const {
+    const int64_t start = AlignDown(e.start_ms, unit_ms_);
+    return RollupId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start) * 31 + 7)};
+  }
+
+  absl::flat_hash_map<RollupId, Slot, RollupIdHash> slots_;
 };
 
 absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl::Status& s) {
@@ -93,9 +99,9 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
                 std::vector<RollupSet*>& rollups,
                 std::vector<std::pair<TileKey, std::string>>* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
-    for (RollupSet* r : rollups) r->Count(key, start);
-  });
+  for (const TileShard::Entry& e : shard.entries()) {
+    for (RollupSet* r : rollups) r->Count(e);
+  }
   // Encode into a reused buffer, then copy once into an exactly sized value.
   std::string scratch;
   scratch.reserve(1 << 16);
@@ -104,13 +110,12 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
     layout.Serialize(block, &scratch);
     return std::string(scratch);
   };
-  shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
-    std::string bytes = encode(block);
-    out->emplace_back(TileKey{view.id, std::string(key), Resolution::kBase, start},
-                      std::move(bytes));
+  for (const TileShard::Entry& e : shard.entries()) {
+    out->emplace_back(TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms},
+                      encode(e.block));
     ++stats->base_tiles;
-    for (RollupSet* r : rollups) r->Add(key, start, block, /*min_children=*/2);
-  });
+    for (RollupSet* r : rollups) r->Add(e, /*min_children=*/2);
+  }
   for (RollupSet* r : rollups) {
     r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
       if (slot.block == nullptr) return;
@@ -145,13 +150,14 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
   // written when it covers at least two base tiles.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
-  shard.ForEach([&](std::string_view key, int64_t start, const std::byte* block) {
-    pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kBase, start}, block});
+  for (const TileShard::Entry& e : shard.entries()) {
+    pending.push_back(
+        Pending{TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms}, e.block});
     for (RollupSet* r : rollups) {
-      r->Count(key, start);
-      r->Add(key, start, block, /*min_children=*/0);
+      r->Count(e);
+      r->Add(e, /*min_children=*/0);
     }
-  });
+  }
   for (RollupSet* r : rollups) {
     r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
       pending.push_back(Pending{TileKey{view.id, std::string(key), r->resolution(), start},

@@ -22,7 +22,7 @@ std::byte* TileShard::FindOrCreate(std::string_view key, uint64_t key_hash, int6
   auto* block = reinterpret_cast<std::byte*>((addr + align - 1) / align * align);
   layout_->Init(block);
   map_.emplace(probe, block);
-  entries_.push_back(Entry{probe.key, start_ms, block});
+  entries_.push_back(Entry{probe.key, key_hash, start_ms, block});
   return block;
 }
 

@@ -19,6 +19,14 @@ namespace tessera::engine {
 // gives each shard one owner thread per phase).
 class TileShard {
  public:
+  // One open tile.
+  struct Entry {
+    std::string_view key;
+    uint64_t key_hash;  // Hash64(key)
+    int64_t start_ms;
+    std::byte* block;
+  };
+
   explicit TileShard(const tile::TileLayout* layout) : layout_(layout) {}
   ~TileShard() { Clear(); }
   TileShard(const TileShard&) = delete;
@@ -31,12 +39,8 @@ class TileShard {
   // The block of (key, start) or nullptr.
   const std::byte* Find(std::string_view key, uint64_t key_hash, int64_t start_ms) const;
 
-  // Calls fn(key, start_ms, block) for every open tile, in creation order (which is also
-  // memory order: the walk is cache-friendly).
-  template <typename Fn>
-  void ForEach(Fn&& fn) const {
-    for (const Entry& e : entries_) fn(e.key, e.start_ms, static_cast<const std::byte*>(e.block));
-  }
+  // The open tiles in creation order, which is also memory order (a cache-friendly walk).
+  const std::vector<Entry>& entries() const { return entries_; }
 
   size_t size() const { return entries_.size(); }
   // Approximate bytes held (arenas + hash table), excluding sketch heap memory.
@@ -59,11 +63,6 @@ class TileShard {
   };
   static uint64_t Mix(uint64_t key_hash, int64_t start_ms);
 
-  struct Entry {
-    std::string_view key;
-    int64_t start_ms;
-    std::byte* block;
-  };
 
   const tile::TileLayout* layout_;
   absl::flat_hash_map<TileId, std::byte*, TileIdHash> map_;
