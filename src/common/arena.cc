@@ -16,7 +16,7 @@ char* Arena::Allocate(size_t n) {
     used_ = 0;
   }
   size_t size = std::max(block_size_, n);
-  blocks_.push_back(Block{std::make_unique<char[]>(size), size});
+  blocks_.push_back(Block{std::make_unique_for_overwrite<char[]>(size), size});
   current_ = blocks_.size() - 1;
   used_ = n;
   return blocks_.back().data.get();
