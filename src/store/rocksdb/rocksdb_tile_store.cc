@@ -95,6 +95,11 @@ rocksdb::Options MakeOptions(const RocksDbOptions& opts) {
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(opts.bloom_bits_per_key));
   t.whole_key_filtering = true;
   t.optimize_filters_for_memory = true;
+  // Partitioned index and filters: a read loads only the small partitions it needs, so the
+  // first `get` after opening a DB with big (bulk-ingested) files stays fast.
+  t.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+  t.partition_filters = true;
+  t.metadata_block_size = 4096;
   // Point lookups land in a data block via a hash index instead of a binary search.
   t.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
   t.data_block_hash_table_util_ratio = 0.75;
