@@ -44,9 +44,9 @@ int Fail(const absl::Status& s) {
 class ProgressLine {
  public:
   explicit ProgressLine(const Clock* clock) : clock_(clock), start_ns_(clock->MonotonicNanos()) {}
-  void Update(int64_t rows, uint64_t bytes, uint64_t total_bytes) {
+  void Update(int64_t rows, uint64_t bytes, uint64_t total_bytes, bool flushing) {
     int64_t now = clock_->MonotonicNanos();
-    if (now - last_ns_ < 250'000'000) return;
+    if (!flushing && now - last_ns_ < 250'000'000) return;
     last_ns_ = now;
     double secs = static_cast<double>(now - start_ns_) / 1e9;
     double rate = secs > 0 ? rows / secs : 0;
@@ -55,8 +55,8 @@ class ProgressLine {
       double remaining = secs * static_cast<double>(total_bytes - bytes) / bytes;
       eta = fmt::format("{:.0f}s", remaining);
     }
-    fmt::print(stderr, "\r{} rows  {:.0f} rows/s  {:.1f} MB  ETA {}   ", rows, rate,
-               bytes / 1e6, eta);
+    fmt::print(stderr, "\r{} rows  {:.0f} rows/s  {:.1f} MB  {}   ", rows, rate, bytes / 1e6,
+               flushing ? "writing tiles…" : "ETA " + eta);
     std::fflush(stderr);
     shown_ = true;
   }
@@ -96,8 +96,8 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
   options.inputs = inputs;
   ProgressLine progress(SystemClock::Default());
   if (isatty(STDERR_FILENO)) {
-    options.progress = [&](int64_t rows, uint64_t bytes, uint64_t total) {
-      progress.Update(rows, bytes, total);
+    options.progress = [&](int64_t rows, uint64_t bytes, uint64_t total, bool flushing) {
+      progress.Update(rows, bytes, total, flushing);
     };
   }
   auto summary = engine::RunBackfill(store->get(), catalog->get(), options);
@@ -204,6 +204,9 @@ int main(int argc, char** argv) {
   backfill->add_option("--threads", threads, "Worker threads (default: one per core)");
   backfill->add_option("--memory-mb", memory_mb, "Open-tile memory before a flush")
       ->capture_default_str();
+  size_t chunk_kb = 1024;
+  backfill->add_option("--chunk-kb", chunk_kb, "Input bytes each worker decodes per round")
+      ->capture_default_str();
 
   auto* get = app.add_subcommand("get", "Read features for keys");
   get->add_option("--db", db, "DB directory")->required();
@@ -228,6 +231,7 @@ int main(int argc, char** argv) {
     options.dead_letter_path = dead_letter;
     options.pipeline.threads = threads;
     options.pipeline.memory_budget_bytes = memory_mb << 20;
+    options.chunk_bytes = std::max<size_t>(chunk_kb, 4) << 10;
     return tessera::RunBackfillCommand(sql_path, inputs, db, options);
   }
   if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows, timing);

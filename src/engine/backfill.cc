@@ -52,7 +52,8 @@ std::string FileMetaValue(const FileState& f) {
 // Hands out the chunks of the input files in order, tracking how far each file got.
 class FileChunkSource final : public ChunkSource {
  public:
-  explicit FileChunkSource(std::vector<FileState> files) : files_(std::move(files)) {}
+  FileChunkSource(std::vector<FileState> files, size_t chunk_bytes)
+      : files_(std::move(files)), chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line,
                             std::string* input_name) override {
@@ -63,7 +64,9 @@ class FileChunkSource final : public ChunkSource {
         continue;
       }
       if (reader_ == nullptr) {
-        TESSERA_ASSIGN_OR_RETURN(reader_, source::LineReader::Open(f.path, f.offset));
+        source::LineReaderOptions ro;
+        ro.chunk_bytes = chunk_bytes_;
+        TESSERA_ASSIGN_OR_RETURN(reader_, source::LineReader::Open(f.path, f.offset, ro));
       }
       TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
       if (!more) {
@@ -98,6 +101,7 @@ class FileChunkSource final : public ChunkSource {
 
  private:
   std::vector<FileState> files_;
+  size_t chunk_bytes_;
   size_t current_ = 0;
   std::unique_ptr<source::LineReader> reader_;
   uint64_t bytes_ = 0;
@@ -207,7 +211,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
     files.push_back(std::move(f));
   }
 
-  FileChunkSource input(std::move(files));
+  FileChunkSource input(std::move(files), options.chunk_bytes);
   IngestPipeline pipeline(*source, views, store, options.pipeline);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 
@@ -231,8 +235,8 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
     });
   }
   if (options.progress) {
-    pipeline.set_progress([&](const SourceCounters& c) {
-      options.progress(c.lines, input.bytes(), total_bytes);
+    pipeline.set_progress([&](const SourceCounters& c, bool flushing) {
+      options.progress(c.lines, input.bytes(), total_bytes, flushing);
     });
   }
   absl::Status run = pipeline.Run(&input);

@@ -18,10 +18,12 @@ struct BackfillOptions {
   std::string source;               // source the files belong to; empty = the only one used
   std::string dead_letter_path;     // rejected lines as JSON, one per line; empty = none
   PipelineOptions pipeline;
+  // Bytes of input per chunk: each worker decodes one chunk per round.
+  size_t chunk_bytes = size_t{1} << 20;
   const Clock* clock = SystemClock::Default();  // for the elapsed time in the summary
   // Progress callback (every round): rows so far, uncompressed bytes so far, total bytes of the
-  // plain inputs (0 if unknown).
-  std::function<void(int64_t rows, uint64_t bytes, uint64_t total_bytes)> progress;
+  // inputs on disk (compressed ones count as stored), and whether a flush is starting.
+  std::function<void(int64_t rows, uint64_t bytes, uint64_t total_bytes, bool flushing)> progress;
 };
 
 struct BackfillSummary {

@@ -357,7 +357,7 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       sync.arrive_and_wait();
       if (index == 0) {
         flush_now = finished || !input_error.ok() || OpenTileBytes() > options_.memory_budget_bytes;
-        if (progress_) progress_(source_counters_);
+        if (progress_) progress_(source_counters_, flush_now);
       }
       sync.arrive_and_wait();
       if (flush_now) {

@@ -90,8 +90,11 @@ class IngestPipeline {
   absl::Status Run(ChunkSource* input);
 
   void set_reject_sink(RejectSink sink) { reject_sink_ = std::move(sink); }
-  // Called after every round from the coordinating thread with the counters so far.
-  void set_progress(std::function<void(const SourceCounters&)> fn) { progress_ = std::move(fn); }
+  // Called from the coordinating thread after every round with the counters so far, and once
+  // with flushing = true before each flush.
+  void set_progress(std::function<void(const SourceCounters&, bool flushing)> fn) {
+    progress_ = std::move(fn);
+  }
 
   const SourceCounters& source_counters() const { return source_counters_; }
   const std::vector<ViewCounters>& view_counters() const { return view_counters_; }
@@ -131,7 +134,7 @@ class IngestPipeline {
   FlushStats flush_stats_;
   RejectSink reject_sink_;
   std::mutex reject_mu_;
-  std::function<void(const SourceCounters&)> progress_;
+  std::function<void(const SourceCounters&, bool flushing)> progress_;
 };
 
 }  // namespace tessera::engine
