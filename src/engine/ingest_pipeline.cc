@@ -47,6 +47,10 @@ struct IngestPipeline::Worker {
   int64_t first_line = 0;
 };
 
+namespace {
+std::string HasTilesKey(uint32_t view_id) { return fmt::format("view/{}/has_tiles", view_id); }
+}  // namespace
+
 IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
                                store::TileStore* store, PipelineOptions options)
     : source_(source),
@@ -105,16 +109,12 @@ absl::Status IngestPipeline::Init() {
     }
     max_event_time_ms_ = v;
   }
-  // A view with no stored tile at all needs no read-merge-write on its first flush.
+  // A view with no stored tile at all needs no read-merge-write on its first flush. The first
+  // flush that writes tiles of a view also writes this marker, in the same atomic batch.
   for (const ViewRuntime* v : views_) {
-    std::string prefix;
-    bool any = false;
-    // Cheap probe: any tile of this view under any key would be found by a meta marker written
-    // with the first flush.
     TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> marker,
-                             store_->GetMeta(fmt::format("view/{}/has_tiles", v->id)));
-    any = marker.has_value();
-    store_may_hold_view_.push_back(any);
+                             store_->GetMeta(HasTilesKey(v->id)));
+    store_may_hold_view_.push_back(marker.has_value());
   }
   return absl::OkStatus();
 }
@@ -274,7 +274,7 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
   }
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     if (!store_may_hold_view_[vi] && total > 0) {
-      batch.meta.emplace_back(fmt::format("view/{}/has_tiles", views_[vi]->id), "1");
+      batch.meta.emplace_back(HasTilesKey(views_[vi]->id), "1");
     }
   }
   if (max_event_time_ms_ != std::numeric_limits<int64_t>::min()) {
