@@ -501,50 +501,39 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseExpr() {
   return ParseOr();
 }
 
-absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseOr() {
-  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseAnd();
-  if (!lhs.ok()) {
-    return lhs;
-  }
-  while (Peek().IsKeyword("OR")) {
-    Pos pos = Advance().pos;
-    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseAnd();
-    if (!rhs.ok()) {
-      return rhs;
+absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseLeftAssociative(
+    absl::StatusOr<std::unique_ptr<AstExpr>> (Parser::*operand)(),
+    std::initializer_list<std::string_view> keywords,
+    std::initializer_list<std::string_view> symbols) {
+  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = (this->*operand)();
+  while (lhs.ok()) {
+    const Token& next = Peek();
+    std::string_view op;
+    for (std::string_view k : keywords) {
+      if (next.IsKeyword(k)) op = k;
     }
+    for (std::string_view sym : symbols) {
+      if (next.IsSymbol(sym)) op = sym;
+    }
+    if (op.empty()) break;
+    Pos pos = Advance().pos;
+    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = (this->*operand)();
+    if (!rhs.ok()) return rhs;
     auto node = NewNode(AstExpr::Kind::kBinary, pos);
-    node->name = "OR";
+    node->name = std::string(op);
     node->children.push_back(std::move(*lhs));
     node->children.push_back(std::move(*rhs));
     lhs = Finish(std::move(node));
-    if (!lhs.ok()) {
-      return lhs;
-    }
   }
   return lhs;
 }
 
+absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseOr() {
+  return ParseLeftAssociative(&Parser::ParseAnd, {"OR"}, {});
+}
+
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseAnd() {
-  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseNot();
-  if (!lhs.ok()) {
-    return lhs;
-  }
-  while (Peek().IsKeyword("AND")) {
-    Pos pos = Advance().pos;
-    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseNot();
-    if (!rhs.ok()) {
-      return rhs;
-    }
-    auto node = NewNode(AstExpr::Kind::kBinary, pos);
-    node->name = "AND";
-    node->children.push_back(std::move(*lhs));
-    node->children.push_back(std::move(*rhs));
-    lhs = Finish(std::move(node));
-    if (!lhs.ok()) {
-      return lhs;
-    }
-  }
-  return lhs;
+  return ParseLeftAssociative(&Parser::ParseNot, {"AND"}, {});
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseNot() {
@@ -648,72 +637,15 @@ absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParsePredicate() {
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseConcat() {
-  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseAdditive();
-  if (!lhs.ok()) {
-    return lhs;
-  }
-  while (Peek().IsSymbol("||")) {
-    Pos pos = Advance().pos;
-    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseAdditive();
-    if (!rhs.ok()) {
-      return rhs;
-    }
-    auto node = NewNode(AstExpr::Kind::kBinary, pos);
-    node->name = "||";
-    node->children.push_back(std::move(*lhs));
-    node->children.push_back(std::move(*rhs));
-    lhs = Finish(std::move(node));
-    if (!lhs.ok()) {
-      return lhs;
-    }
-  }
-  return lhs;
+  return ParseLeftAssociative(&Parser::ParseAdditive, {}, {"||"});
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseAdditive() {
-  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseMultiplicative();
-  if (!lhs.ok()) {
-    return lhs;
-  }
-  while (Peek().IsSymbol("+") || Peek().IsSymbol("-")) {
-    const Token& op = Advance();
-    auto node = NewNode(AstExpr::Kind::kBinary, op.pos);
-    node->name = op.text;
-    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseMultiplicative();
-    if (!rhs.ok()) {
-      return rhs;
-    }
-    node->children.push_back(std::move(*lhs));
-    node->children.push_back(std::move(*rhs));
-    lhs = Finish(std::move(node));
-    if (!lhs.ok()) {
-      return lhs;
-    }
-  }
-  return lhs;
+  return ParseLeftAssociative(&Parser::ParseMultiplicative, {}, {"+", "-"});
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseMultiplicative() {
-  absl::StatusOr<std::unique_ptr<AstExpr>> lhs = ParseUnary();
-  if (!lhs.ok()) {
-    return lhs;
-  }
-  while (Peek().IsSymbol("*") || Peek().IsSymbol("/") || Peek().IsSymbol("%")) {
-    const Token& op = Advance();
-    auto node = NewNode(AstExpr::Kind::kBinary, op.pos);
-    node->name = op.text;
-    absl::StatusOr<std::unique_ptr<AstExpr>> rhs = ParseUnary();
-    if (!rhs.ok()) {
-      return rhs;
-    }
-    node->children.push_back(std::move(*lhs));
-    node->children.push_back(std::move(*rhs));
-    lhs = Finish(std::move(node));
-    if (!lhs.ok()) {
-      return lhs;
-    }
-  }
-  return lhs;
+  return ParseLeftAssociative(&Parser::ParseUnary, {}, {"*", "/", "%"});
 }
 
 absl::StatusOr<std::unique_ptr<AstExpr>> Parser::ParseUnary() {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +57,12 @@ class Parser {
   absl::StatusOr<DataType> ParseType();
 
   absl::StatusOr<std::unique_ptr<AstExpr>> ParseExpr();
+  // Parses `operand (op operand)*` into left-associative binary nodes, where op is one of
+  // `keywords` or `symbols` (the node's name is the operator as listed).
+  absl::StatusOr<std::unique_ptr<AstExpr>> ParseLeftAssociative(
+      absl::StatusOr<std::unique_ptr<AstExpr>> (Parser::*operand)(),
+      std::initializer_list<std::string_view> keywords,
+      std::initializer_list<std::string_view> symbols);
   absl::StatusOr<std::unique_ptr<AstExpr>> ParseOr();
   absl::StatusOr<std::unique_ptr<AstExpr>> ParseAnd();
   absl::StatusOr<std::unique_ptr<AstExpr>> ParseNot();
