@@ -183,6 +183,18 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
                             : rocksdb::DB::Open(rocks_options, dir, &raw);
     std::unique_ptr<rocksdb::DB> db(raw);
     if (!s.ok()) return FromRocks(s, options.read_only ? "read-only Open" : "Open", dir);
+    if (!options.read_only) {
+      // A process killed during a bulk write may have left its unfinished SST files behind;
+      // they were never ingested (we hold the DB lock now, so no writer is using them).
+      std::error_code ec;
+      for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind("bulk-", 0) == 0 && name.size() > 8 &&
+            name.compare(name.size() - 8, 8, ".sst.tmp") == 0) {
+          std::filesystem::remove(entry.path(), ec);
+        }
+      }
+    }
     return std::unique_ptr<RocksDbTileStore>(new RocksDbTileStore(dir, options, std::move(db)));
   });
 }
