@@ -1,0 +1,85 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tessera {
+
+// Label set of one series, e.g. {{"source","plays"},{"view","user_stats"}}.
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// A monotonically increasing count. Inc() is lock-free and cheap enough for per-batch use.
+class Counter {
+ public:
+  void Inc(int64_t n = 1);
+  int64_t Value() const;
+
+ private:
+  friend class MetricsRegistry;
+  std::atomic<int64_t> value_{0};
+};
+
+// A value that goes up and down (queue depth, watermark lag).
+class Gauge {
+ public:
+  void Set(double v);
+  void Add(double delta);
+  double Value() const;
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+// A latency/size distribution with fixed upper bounds (Prometheus histogram semantics:
+// cumulative buckets, _sum, _count). Observe() is lock-free.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void Observe(double v);
+  // Snapshot: cumulative counts per bound (+Inf last), sum, count.
+  std::vector<uint64_t> CumulativeCounts() const;
+  double Sum() const;
+  uint64_t Count() const;
+  const std::vector<double>& bounds() const { return bounds_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // per bucket (non-cumulative), +Inf last
+  std::atomic<double> sum_{0};
+  std::atomic<uint64_t> count_{0};
+};
+
+// Default buckets for latencies in seconds: 50us .. 10s.
+std::vector<double> LatencyBuckets();
+
+// Named metric families with labelled series, rendered in the Prometheus text format (0.0.4).
+// Get* returns the same series for the same (name, labels); pointers stay valid for the
+// registry's lifetime. Thread-safe; callers cache the returned pointers on hot paths.
+class MetricsRegistry {
+ public:
+  MetricsRegistry();
+  ~MetricsRegistry();
+
+  Counter* GetCounter(std::string_view name, std::string_view help, const Labels& labels = {});
+  Gauge* GetGauge(std::string_view name, std::string_view help, const Labels& labels = {});
+  Histogram* GetHistogram(std::string_view name, std::string_view help, const Labels& labels = {},
+                          std::vector<double> upper_bounds = LatencyBuckets());
+  // A gauge computed when rendering (e.g. freshness = now - newest event).
+  void AddCallbackGauge(std::string_view name, std::string_view help, const Labels& labels,
+                        std::function<double()> fn);
+
+  // "# HELP …\n# TYPE …\nname{labels} value\n…", families sorted by name.
+  std::string RenderPrometheus() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tessera::serve {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", …
+  std::string path;    // URL-decoded path, without the query string
+  std::string raw_path;  // path as sent (still %-encoded), for routes with encoded segments
+  std::vector<std::pair<std::string, std::string>> query;  // URL-decoded, in order
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // Path parameters filled by the router, e.g. {"view","user_stats"} for /v1/features/{view}/…
+  std::vector<std::pair<std::string, std::string>> params;
+
+  // First value of a query parameter / path parameter / header (case-insensitive), or nullptr.
+  const std::string* Query(std::string_view name) const;
+  const std::string* Param(std::string_view name) const;
+  const std::string* Header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // {"error":"<message>"} with `status`.
+  static HttpResponse Error(int status, std::string_view message);
+  static HttpResponse Json(int status, std::string body);
+};
+
+// Completes a request; may be called from any thread, exactly once.
+using Responder = std::function<void(HttpResponse)>;
+// Handles one request. Must not block for long: a handler that waits (e.g. for an fsync) keeps
+// the Responder and returns, then responds later from another thread.
+using Handler = std::function<void(HttpRequest&&, Responder)>;
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0 = pick a free port (see HttpServer::port())
+  int threads = 2;    // I/O threads
+  size_t max_body_bytes = size_t{64} << 20;  // larger bodies get 413
+  std::chrono::milliseconds read_timeout{30'000};   // a request must arrive within this
+  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive connections idle longer close
+};
+
+// A small HTTP/1.1 server (Boost.Beast over Asio): keep-alive, pipelining-safe, bounded bodies
+// (413), timeouts, and a router with path templates like "/v1/features/{view}/{key}" and exact
+// paths. Unknown paths get 404, a known path with another method 405, always as JSON errors.
+// Exceptions never escape into Asio: a throwing handler yields 500.
+class HttpServer {
+ public:
+  explicit HttpServer(HttpServerOptions options);
+  ~HttpServer();  // stops and joins
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Registers `handler` for `method` and `path_template`. `route_name` labels metrics (defaults
+  // to the template). REQUIRES: before Start().
+  void Route(std::string method, std::string path_template, Handler handler,
+             std::string route_name = "");
+
+  // Binds and starts the I/O threads. Errors (address in use, bad address) name the address.
+  absl::Status Start();
+  // Stops accepting, closes connections, joins threads. Idempotent.
+  void Stop();
+
+  uint16_t port() const;
+
+  // Called after every response with (route_name or "unmatched", method, status, seconds).
+  void set_observer(std::function<void(std::string_view route, std::string_view method,
+                                       int status, double seconds)> fn);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::serve
