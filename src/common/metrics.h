@@ -25,7 +25,7 @@ class Counter {
   std::atomic<int64_t> value_{0};
 };
 
-// A value that goes up and down (queue depth, watermark lag).
+// A value that goes up and down (queue depth, watermark lag). Lock-free.
 class Gauge {
  public:
   void Set(double v);
@@ -37,7 +37,12 @@ class Gauge {
 };
 
 // A latency/size distribution with fixed upper bounds (Prometheus histogram semantics:
-// cumulative buckets, _sum, _count). Observe() is lock-free.
+// cumulative buckets, _sum, _count). Observe() is lock-free. Bounds are sorted and
+// deduplicated; a +Inf or NaN bound is dropped (+Inf is implicit). A NaN observation counts
+// in +Inf only.
+// Note: a concurrent snapshot may see an observation in Count() but not yet in Sum() (or the
+// reverse); each value is exact once writers are quiescent. RenderPrometheus() derives _count
+// from the bucket counts, so _count always equals the +Inf bucket.
 class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);
@@ -61,6 +66,16 @@ std::vector<double> LatencyBuckets();
 // Named metric families with labelled series, rendered in the Prometheus text format (0.0.4).
 // Get* returns the same series for the same (name, labels); pointers stay valid for the
 // registry's lifetime. Thread-safe; callers cache the returned pointers on hot paths.
+//
+// Labels are matched and rendered sorted by label name, so {a,b} and {b,a} are one series.
+// The first registration of a name fixes its type and help text; series render sorted by their
+// label set. A series' histogram bounds are fixed by its first registration.
+//
+// Programming errors never crash and never corrupt the output: registering a name with a second
+// type (e.g. GetGauge on a counter family, or AddCallbackGauge on a plain Gauge series), an
+// invalid metric or label name, or a duplicate label name returns a valid, private dummy series
+// that is never rendered (AddCallbackGauge is then ignored), and bumps the counter
+// `tessera_metrics_registration_errors_total`, which the registry renders itself.
 class MetricsRegistry {
  public:
   MetricsRegistry();
@@ -70,12 +85,18 @@ class MetricsRegistry {
   Gauge* GetGauge(std::string_view name, std::string_view help, const Labels& labels = {});
   Histogram* GetHistogram(std::string_view name, std::string_view help, const Labels& labels = {},
                           std::vector<double> upper_bounds = LatencyBuckets());
-  // A gauge computed when rendering (e.g. freshness = now - newest event).
+  // A gauge computed when rendering (e.g. freshness = now - newest event). `fn` runs on the
+  // rendering thread without registry locks held (it may use the registry); it must be cheap and
+  // thread-safe, and must stay callable for the registry's lifetime. Registering the same
+  // (name, labels) again replaces the function.
   void AddCallbackGauge(std::string_view name, std::string_view help, const Labels& labels,
                         std::function<double()> fn);
 
   // "# HELP …\n# TYPE …\nname{labels} value\n…", families sorted by name.
   std::string RenderPrometheus() const;
+
+  // Content-Type of RenderPrometheus() output.
+  static constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
  private:
   struct Impl;
