@@ -6,6 +6,9 @@
 #include <cstring>
 #include <limits>
 #include <numbers>
+#include <utility>
+
+#include "absl/container/inlined_vector.h"
 
 #include "common/errors.h"
 
@@ -68,30 +71,79 @@ void HyperLogLog::DenseUpdate(uint8_t* registers, uint32_t entry) {
   if (registers[reg] < rho) registers[reg] = static_cast<uint8_t>(rho);
 }
 
+HyperLogLog::HyperLogLog(HyperLogLog&& other) noexcept
+    : heap_(std::move(other.heap_)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      count_(std::exchange(other.count_, 0)) {
+  std::memcpy(small_, other.small_, sizeof(small_));
+  std::memset(other.small_, 0, sizeof(other.small_));
+}
+
+HyperLogLog& HyperLogLog::operator=(HyperLogLog&& other) noexcept {
+  if (this != &other) {
+    heap_ = std::move(other.heap_);
+    capacity_ = std::exchange(other.capacity_, 0);
+    count_ = std::exchange(other.count_, 0);
+    std::memcpy(small_, other.small_, sizeof(small_));
+    std::memset(other.small_, 0, sizeof(other.small_));
+  }
+  return *this;
+}
+
 HyperLogLog HyperLogLog::Clone() const {
   HyperLogLog copy;
-  if (table_ != nullptr) {
-    copy.table_ = std::make_unique_for_overwrite<uint32_t[]>(capacity_);
-    std::memcpy(copy.table_.get(), table_.get(), capacity_ * sizeof(uint32_t));
-    copy.capacity_ = capacity_;
-    copy.count_ = count_;
-  }
-  if (dense_ != nullptr) {
-    copy.dense_ = std::make_unique_for_overwrite<uint8_t[]>(kNumRegisters);
-    std::memcpy(copy.dense_.get(), dense_.get(), kNumRegisters);
+  copy.capacity_ = capacity_;
+  copy.count_ = count_;
+  std::memcpy(copy.small_, small_, sizeof(small_));
+  if (heap_ != nullptr) {
+    const size_t words = is_dense() ? kNumRegisters / sizeof(uint32_t) : capacity_;
+    copy.heap_ = std::make_unique_for_overwrite<uint32_t[]>(words);
+    std::memcpy(copy.heap_.get(), heap_.get(), words * sizeof(uint32_t));
   }
   return copy;
 }
 
 void HyperLogLog::AddHash(uint64_t hash) {
-  if (dense_ != nullptr) {
+  if (is_dense()) {
     uint32_t reg = static_cast<uint32_t>(hash >> (64 - kPrecision));
     uint64_t w = (hash << kPrecision) | (uint64_t{1} << (kPrecision - 1));
     auto rho = static_cast<uint8_t>(std::countl_zero(w) + 1);
-    if (dense_[reg] < rho) dense_[reg] = rho;
+    uint8_t* r = registers();
+    if (r[reg] < rho) r[reg] = rho;
     return;
   }
   SparseInsert(SparseEntry(hash));
+}
+
+template <typename F>
+void HyperLogLog::ForEachEntry(F&& f) const {
+  if (capacity_ == 0) {
+    for (uint32_t i = 0; i < count_; ++i) f(small_[i]);
+    return;
+  }
+  if (is_dense()) return;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    if (heap_[i] != 0) f(heap_[i]);
+  }
+}
+
+bool HyperLogLog::SmallInsert(uint32_t entry) {
+  // Entries are ordered by index' (their high bits), so the scan stops at the first larger one.
+  const uint32_t key = EntryIndex(entry);
+  uint32_t i = 0;
+  for (; i < count_; ++i) {
+    const uint32_t k = EntryIndex(small_[i]);
+    if (k == key) {
+      if (entry > small_[i]) small_[i] = entry;
+      return true;
+    }
+    if (k > key) break;
+  }
+  if (count_ == kSmallEntries) return false;
+  for (uint32_t j = count_; j > i; --j) small_[j] = small_[j - 1];
+  small_[i] = entry;
+  ++count_;
+  return true;
 }
 
 void HyperLogLog::InsertIntoTable(uint32_t entry) {
@@ -99,43 +151,53 @@ void HyperLogLog::InsertIntoTable(uint32_t entry) {
   const uint32_t key = EntryIndex(entry);
   const uint32_t mask = capacity_ - 1;
   for (uint32_t pos = key & mask;; pos = (pos + 1) & mask) {
-    uint32_t v = table_[pos];
+    uint32_t v = heap_[pos];
     if (v == 0) {
-      table_[pos] = entry;
+      heap_[pos] = entry;
       ++count_;
       return;
     }
     if (EntryIndex(v) == key) {
-      if (entry > v) table_[pos] = entry;
+      if (entry > v) heap_[pos] = entry;
       return;
     }
   }
 }
 
 void HyperLogLog::GrowTable() {
-  std::unique_ptr<uint32_t[]> old = std::move(table_);
-  uint32_t old_capacity = capacity_;
-  capacity_ = old_capacity == 0 ? kInitialSlots : old_capacity * 2;
-  table_ = std::make_unique<uint32_t[]>(capacity_);  // zeroed: all slots empty
+  // From small mode the old entries are small_'s; afterwards small_ is unused (all zero).
+  std::unique_ptr<uint32_t[]> old = std::move(heap_);
+  const uint32_t old_capacity = capacity_;
+  static_assert(kMaxSparseSlots < kDenseMode);
+  uint32_t small[kSmallEntries];
+  const uint32_t small_count = old_capacity == 0 ? count_ : 0;
+  std::memcpy(small, small_, sizeof(small));
+  std::memset(small_, 0, sizeof(small_));
+  capacity_ = static_cast<uint16_t>(old_capacity == 0 ? kInitialSlots : old_capacity * 2);
+  heap_ = std::make_unique<uint32_t[]>(capacity_);  // zeroed: all slots empty
   count_ = 0;
+  for (uint32_t i = 0; i < small_count; ++i) InsertIntoTable(small[i]);
   for (uint32_t i = 0; i < old_capacity; ++i) {
     if (old[i] != 0) InsertIntoTable(old[i]);
   }
 }
 
 void HyperLogLog::SparseInsert(uint32_t entry) {
-  if (dense_ != nullptr) {
-    DenseUpdate(dense_.get(), entry);
+  if (is_dense()) {
+    DenseUpdate(registers(), entry);
     return;
   }
-  if (capacity_ != 0) {
+  if (capacity_ == 0) {
+    if (SmallInsert(entry)) return;
+    GrowTable();
+  } else {
     const uint32_t key = EntryIndex(entry);
     const uint32_t mask = capacity_ - 1;
     for (uint32_t pos = key & mask;; pos = (pos + 1) & mask) {
-      uint32_t v = table_[pos];
+      uint32_t v = heap_[pos];
       if (v == 0) break;  // new index'
       if (EntryIndex(v) == key) {
-        if (entry > v) table_[pos] = entry;
+        if (entry > v) heap_[pos] = entry;
         return;
       }
     }
@@ -143,7 +205,7 @@ void HyperLogLog::SparseInsert(uint32_t entry) {
   if ((count_ + 1) * 4 > capacity_ * 3) {
     if (capacity_ >= kMaxSparseSlots) {
       ToDense();
-      DenseUpdate(dense_.get(), entry);
+      DenseUpdate(registers(), entry);
       return;
     }
     GrowTable();
@@ -151,38 +213,31 @@ void HyperLogLog::SparseInsert(uint32_t entry) {
   InsertIntoTable(entry);
 }
 
-std::vector<uint32_t> HyperLogLog::SortedEntries() const {
-  std::vector<uint32_t> entries;
-  entries.reserve(count_);
-  for (uint32_t i = 0; i < capacity_; ++i) {
-    if (table_[i] != 0) entries.push_back(table_[i]);
-  }
-  std::sort(entries.begin(), entries.end());
-  return entries;
-}
-
 void HyperLogLog::ToDense() {
-  dense_ = std::make_unique<uint8_t[]>(kNumRegisters);  // zeroed
-  for (uint32_t i = 0; i < capacity_; ++i) {
-    if (table_[i] != 0) DenseUpdate(dense_.get(), table_[i]);
-  }
-  table_.reset();
-  capacity_ = 0;
+  auto dense = std::make_unique<uint32_t[]>(kNumRegisters / sizeof(uint32_t));  // zeroed
+  auto* regs = reinterpret_cast<uint8_t*>(dense.get());
+  ForEachEntry([regs](uint32_t e) { DenseUpdate(regs, e); });
+  heap_ = std::move(dense);
+  capacity_ = kDenseMode;
   count_ = 0;
+  std::memset(small_, 0, sizeof(small_));
 }
 
 void HyperLogLog::Merge(const HyperLogLog& other) {
   if (other.empty()) return;
-  if (other.dense_ != nullptr) {
-    if (dense_ == nullptr) ToDense();
-    for (uint32_t i = 0; i < kNumRegisters; ++i) {
-      dense_[i] = std::max(dense_[i], other.dense_[i]);
-    }
+  if (empty()) {  // the first merge into a rollup: copy, with no rehashing
+    *this = other.Clone();
     return;
   }
-  for (uint32_t i = 0; i < other.capacity_; ++i) {
-    if (other.table_[i] != 0) SparseInsert(other.table_[i]);
+  if (other.is_dense()) {
+    if (!is_dense()) ToDense();
+    uint8_t* dst = registers();
+    const uint8_t* src = other.registers();
+    for (uint32_t i = 0; i < kNumRegisters; ++i) dst[i] = std::max(dst[i], src[i]);
+    return;
   }
+  if (&other == this) return;  // a set merged with itself is unchanged
+  other.ForEachEntry([this](uint32_t e) { SparseInsert(e); });
 }
 
 double HyperLogLog::SparseEstimate(size_t distinct_entries) {
@@ -204,7 +259,7 @@ double HyperLogLog::DenseEstimate(const uint8_t* registers) {
 }
 
 double HyperLogLog::Estimate() const {
-  if (dense_ != nullptr) return DenseEstimate(dense_.get());
+  if (is_dense()) return DenseEstimate(registers());
   return SparseEstimate(count_);
 }
 
@@ -215,7 +270,8 @@ uint64_t HyperLogLog::EstimateRounded() const {
 }
 
 size_t HyperLogLog::HeapBytes() const {
-  return capacity_ * sizeof(uint32_t) + (dense_ != nullptr ? kNumRegisters : 0);
+  if (is_dense()) return kNumRegisters;
+  return capacity_ * sizeof(uint32_t);
 }
 
 namespace {
@@ -237,17 +293,26 @@ void PutDenseRegisters(const uint8_t* registers, std::string* out) {
 }  // namespace
 
 void HyperLogLog::Serialize(std::string* out) const {
-  if (dense_ != nullptr) {
-    PutDenseRegisters(dense_.get(), out);
+  if (is_dense()) {
+    PutDenseRegisters(registers(), out);
     return;
   }
-  std::vector<uint32_t> sorted = SortedEntries();
+  // Small entries are already sorted; table entries are gathered (on the stack when few) and
+  // sorted.
+  absl::InlinedVector<uint32_t, 64> table_entries;
+  const uint32_t* sorted = small_;
+  if (capacity_ != 0) {
+    table_entries.reserve(count_);
+    ForEachEntry([&table_entries](uint32_t e) { table_entries.push_back(e); });
+    std::sort(table_entries.begin(), table_entries.end());
+    sorted = table_entries.data();
+  }
   out->push_back(static_cast<char>(kModeSparse));
-  PutVarint64(out, sorted.size());
+  PutVarint64(out, count_);
   uint32_t prev = 0;
-  for (uint32_t e : sorted) {
-    PutVarint64(out, e - prev);
-    prev = e;
+  for (uint32_t i = 0; i < count_; ++i) {
+    PutVarint64(out, sorted[i] - prev);
+    prev = sorted[i];
   }
 }
 
@@ -262,8 +327,7 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
     if (count > kMaxSparseEntries) {
       return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count, kMaxSparseEntries);
     }
-    std::vector<uint32_t> entries;
-    entries.reserve(count);
+    HyperLogLog parsed;  // entries arrive ascending, so small mode fills by appending
     uint64_t prev = 0;
     for (uint64_t i = 0; i < count; ++i) {
       uint64_t delta = 0;
@@ -279,29 +343,30 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
       if (i > 0 && EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
         return DataLoss("HyperLogLog sparse entries repeat an index");
       }
-      entries.push_back(static_cast<uint32_t>(e));
+      parsed.SparseInsert(static_cast<uint32_t>(e));
       prev = e;
     }
-    *this = HyperLogLog();
-    for (uint32_t e : entries) SparseInsert(e);
+    *this = std::move(parsed);
     return absl::OkStatus();
   }
   if (mode == kModeDense) {
     std::string_view bytes;
     s = in->Raw(kDenseEncodedBytes, &bytes, "HyperLogLog registers");
     if (!s.ok()) return s;
-    auto registers = std::make_unique_for_overwrite<uint8_t[]>(kNumRegisters);
+    HyperLogLog parsed;
+    parsed.heap_ = std::make_unique_for_overwrite<uint32_t[]>(kNumRegisters / sizeof(uint32_t));
+    parsed.capacity_ = kDenseMode;
+    uint8_t* regs = parsed.registers();
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
     for (uint32_t i = 0; i < kNumRegisters; i += 4, p += 3) {
       uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
       for (uint32_t j = 0; j < 4; ++j) {
         auto r = static_cast<uint8_t>((v >> (6 * j)) & 63);
         if (r > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", r);
-        registers[i + j] = r;
+        regs[i + j] = r;
       }
     }
-    *this = HyperLogLog();
-    dense_ = std::move(registers);
+    *this = std::move(parsed);
     return absl::OkStatus();
   }
   return DataLoss("unknown HyperLogLog mode {}", mode);

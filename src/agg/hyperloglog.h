@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "common/varint.h"
@@ -26,8 +25,12 @@ namespace tessera::agg {
 // raw estimator ("New cardinality estimation algorithms for HyperLogLog sketches", 2017),
 // which needs no empirical bias tables.
 //
-// A default-constructed sketch is empty and owns no heap memory. Not thread-safe; const
-// methods never modify the sketch (they may use scratch copies).
+// Sparse entries live inline while there are at most kSmallEntries of them (the sketch of a
+// tile with a few rows never touches the heap), then in a heap table.
+//
+// A default-constructed sketch is empty and owns no heap memory. The sketch holds no pointer
+// into itself, so it may be relocated with memcpy. Not thread-safe; const methods never modify
+// the sketch (they may use scratch copies).
 class HyperLogLog {
  public:
   static constexpr int kPrecision = 14;
@@ -37,10 +40,12 @@ class HyperLogLog {
   static constexpr size_t kMaxSparseSlots = kNumRegisters / sizeof(uint32_t);  // 4096
   static constexpr size_t kMaxSparseEntries = kMaxSparseSlots / 4 * 3;         // 3072
   static constexpr size_t kDenseEncodedBytes = kNumRegisters * 6 / 8;
+  static constexpr size_t kSmallEntries = 3;  // sparse entries held without heap memory
 
   HyperLogLog() = default;
-  HyperLogLog(HyperLogLog&&) = default;
-  HyperLogLog& operator=(HyperLogLog&&) = default;
+  // Moving leaves `other` empty.
+  HyperLogLog(HyperLogLog&& other) noexcept;
+  HyperLogLog& operator=(HyperLogLog&& other) noexcept;
 
   // A deep copy.
   HyperLogLog Clone() const;
@@ -52,8 +57,8 @@ class HyperLogLog {
   double Estimate() const;
   uint64_t EstimateRounded() const;
 
-  bool is_dense() const { return dense_ != nullptr; }
-  bool empty() const { return dense_ == nullptr && count_ == 0; }
+  bool is_dense() const { return capacity_ == kDenseMode; }
+  bool empty() const { return !is_dense() && count_ == 0; }
   size_t HeapBytes() const;
 
   // Encoding: byte mode (1 = sparse, 2 = dense; an empty sketch is sparse with 0 entries);
@@ -64,26 +69,40 @@ class HyperLogLog {
   absl::Status Deserialize(ByteReader* in);
 
  private:
+  // capacity_ of a dense sketch.
+  static constexpr uint16_t kDenseMode = 0xffff;
+
   static uint32_t SparseEntry(uint64_t hash);
   static void DenseUpdate(uint8_t* registers, uint32_t entry);
-  // Inserts a sparse entry (keeping the larger rho' for an index' already present); converts
-  // to dense when the set would exceed kMaxSparseEntries.
+  // Inserts a sparse entry (keeping the larger rho' for an index' already present); moves the
+  // entries to the heap table when they outgrow small_, and converts to dense when the set would
+  // exceed kMaxSparseEntries.
   void SparseInsert(uint32_t entry);
+  // Inserts into small_; false (and no change) when a new index' finds small_ full.
+  bool SmallInsert(uint32_t entry);
   void InsertIntoTable(uint32_t entry);
   void GrowTable();
-  // The sparse entries, sorted ascending.
-  std::vector<uint32_t> SortedEntries() const;
+  // Calls f(entry) for every sparse entry (small or table), in no particular order.
+  template <typename F>
+  void ForEachEntry(F&& f) const;
   void ToDense();
+  uint8_t* registers() { return reinterpret_cast<uint8_t*>(heap_.get()); }
+  const uint8_t* registers() const { return reinterpret_cast<const uint8_t*>(heap_.get()); }
   static double SparseEstimate(size_t distinct_entries);
   static double DenseEstimate(const uint8_t* registers);
 
-  // Sparse mode: open-addressing set of entries keyed by index' (0 marks an empty slot; every
-  // entry has rho' >= 1 so is never 0), capacity_ a power of two, at most 3/4 full.
-  std::unique_ptr<uint32_t[]> table_;
-  uint32_t capacity_ = 0;
-  uint32_t count_ = 0;
-  // Dense mode: kNumRegisters registers; the table is then released.
-  std::unique_ptr<uint8_t[]> dense_;
+  // Three modes, told apart by capacity_:
+  //   small  (0):           count_ entries in small_, ascending; heap_ is null.
+  //   sparse (power of 2):  open-addressing set of capacity_ slots in heap_ keyed by index'
+  //                         (0 marks an empty slot; every entry has rho' >= 1 so is never 0),
+  //                         count_ entries, at most 3/4 full.
+  //   dense  (kDenseMode):  kNumRegisters one-byte registers in heap_ (read as bytes); count_ 0.
+  // 16-bit sizes (capacity_ <= kMaxSparseSlots, count_ <= kMaxSparseEntries) keep the sketch
+  // at 24 bytes: it sits in every tile's state.
+  std::unique_ptr<uint32_t[]> heap_;
+  uint32_t small_[kSmallEntries] = {};
+  uint16_t capacity_ = 0;
+  uint16_t count_ = 0;
 };
 
 }  // namespace tessera::agg

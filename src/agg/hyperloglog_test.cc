@@ -120,6 +120,40 @@ TEST(HyperLogLogTest, MergeEveryRepresentationCombination) {
   }
 }
 
+TEST(HyperLogLogTest, SmallSketchesStayInlineAndMatchEveryPath) {
+  // Around the inline limit, every way of building the same set (adds, merges of small and
+  // table sketches, clones, moves, decoding) gives the same bytes and estimate.
+  const uint64_t limit = HyperLogLog::kSmallEntries;
+  for (uint64_t n = 0; n <= limit + 3; ++n) {
+    HyperLogLog added = Build(13, 0, n);
+    EXPECT_EQ(added.HeapBytes() == 0, n <= limit) << n;
+    for (uint64_t split = 0; split <= n; ++split) {
+      HyperLogLog merged = Build(13, 0, split);
+      merged.Merge(Build(13, split, n));
+      HyperLogLog other = Build(13, split, n);
+      other.Merge(Build(13, 0, split));
+      HyperLogLog big = Build(13, 0, split);
+      big.Merge(Build(13, 0, limit + 2));  // a small sketch into a table one, then the rest
+      big.Merge(Build(13, split, n));
+      HyperLogLog all = Build(13, 0, std::max(n, limit + 2));
+      EXPECT_EQ(Bytes(merged), Bytes(added)) << n << "/" << split;
+      EXPECT_EQ(Bytes(other), Bytes(added)) << n << "/" << split;
+      EXPECT_EQ(Bytes(big), Bytes(all)) << n << "/" << split;
+    }
+    HyperLogLog moved = added.Clone();
+    HyperLogLog target = std::move(moved);
+    EXPECT_TRUE(moved.empty());  // NOLINT(bugprone-use-after-move): documented to be empty
+    EXPECT_EQ(Bytes(target), Bytes(added));
+    std::string bytes = Bytes(added);
+    ByteReader reader(bytes);
+    HyperLogLog decoded;
+    ASSERT_TRUE(decoded.Deserialize(&reader).ok());
+    EXPECT_EQ(Bytes(decoded), bytes);
+    EXPECT_EQ(decoded.HeapBytes(), added.HeapBytes());
+    EXPECT_EQ(decoded.EstimateRounded(), n);
+  }
+}
+
 TEST(HyperLogLogTest, MergeIsOrderIndependent) {
   HyperLogLog parts[5] = {Build(9, 0, 10), Build(9, 5, 2000), Build(9, 100, 4000),
                           Build(9, 3000, 9000), Build(9, 0, 1)};

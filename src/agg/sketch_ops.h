@@ -3,8 +3,10 @@
 // Aggregates whose state grows on the heap: LAST_K, TOP_K, APPROX_COUNT_DISTINCT and
 // APPROX_PERCENTILE. Ops for AggFunction<Op> (see agg_function.h). Internal to src/agg.
 //
-// Each inline state is a single pointer, null until the first non-NULL row, so the millions of
-// tiny or empty tiles pay 8 bytes and no allocation.
+// LAST_K, TOP_K and APPROX_PERCENTILE states are a single pointer, null until the first
+// non-NULL row, so the millions of tiny or empty tiles pay 8 bytes and no allocation. The
+// APPROX_COUNT_DISTINCT state is the HyperLogLog itself, which holds its first few entries
+// inline, so tiny tiles allocate nothing and serialize without scratch memory.
 //
 // Encodings (after the version byte 1):
 //   LAST_K               varint m (<= k), then m × (zigzag event time, value), oldest first
@@ -317,50 +319,27 @@ struct TopKOp {
 
 // ---- APPROX_COUNT_DISTINCT ---------------------------------------------------------------------
 
+// The sketch lives in the state: up to HyperLogLog::kSmallEntries distinct values need no heap.
 template <typename Phys>
 struct ApproxCountDistinctOp {
   using In = typename Phys::In;
   struct State {
-    std::unique_ptr<HyperLogLog> hll;
+    HyperLogLog hll;
   };
   static constexpr uint8_t kVersion = 1;
 
   void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
                 const uint32_t* rows, size_t n) const {
-    ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
-      if (s->hll == nullptr) s->hll = std::make_unique<HyperLogLog>();
-      s->hll->AddHash(Phys::Hash(v));
-    });
+    ForEachValue<Phys, State>(states, arg, rows, n,
+                              [](State* s, In v, uint32_t) { s->hll.AddHash(Phys::Hash(v)); });
   }
-  void Merge(State* dst, const State& src) const {
-    if (src.hll == nullptr || src.hll->empty()) return;
-    if (dst->hll == nullptr) {
-      dst->hll = std::make_unique<HyperLogLog>(src.hll->Clone());
-    } else {
-      dst->hll->Merge(*src.hll);
-    }
-  }
-  void Serialize(const State& s, std::string* out) const {
-    if (s.hll == nullptr) {
-      HyperLogLog().Serialize(out);
-    } else {
-      s.hll->Serialize(out);
-    }
-  }
-  absl::Status Deserialize(ByteReader* r, State* s) const {
-    HyperLogLog hll;
-    absl::Status st = hll.Deserialize(r);
-    if (!st.ok()) return st;
-    if (!hll.empty()) s->hll = std::make_unique<HyperLogLog>(std::move(hll));
-    return absl::OkStatus();
-  }
+  void Merge(State* dst, const State& src) const { dst->hll.Merge(src.hll); }
+  void Serialize(const State& s, std::string* out) const { s.hll.Serialize(out); }
+  absl::Status Deserialize(ByteReader* r, State* s) const { return s->hll.Deserialize(r); }
   Value Finalize(const State& s) const {
-    uint64_t estimate = s.hll == nullptr ? 0 : s.hll->EstimateRounded();
-    return Value::Int64(static_cast<int64_t>(estimate));
+    return Value::Int64(static_cast<int64_t>(s.hll.EstimateRounded()));
   }
-  size_t HeapBytes(const State& s) const {
-    return s.hll == nullptr ? 0 : sizeof(HyperLogLog) + s.hll->HeapBytes();
-  }
+  size_t HeapBytes(const State& s) const { return s.hll.HeapBytes(); }
 };
 
 // ---- APPROX_PERCENTILE -------------------------------------------------------------------------
