@@ -1,11 +1,12 @@
 #include "agg/kll_sketch.h"
 
 #include <algorithm>
-#include <cstring>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "common/errors.h"
 #include "common/hash.h"
 
@@ -44,6 +45,7 @@ size_t KllSketch::TotalCapacity(size_t num_levels) {
 void KllSketch::Add(double x) {
   if (levels_.empty()) {
     levels_.emplace_back();
+    levels_[0].reserve(kMinLevelCapacity);  // skip the 1, 2, 4 growth steps
     total_capacity_ = TotalCapacity(1);
     min_ = x;
     max_ = x;
@@ -55,6 +57,24 @@ void KllSketch::Add(double x) {
   ++size_;
   ++n_;
   if (size_ > total_capacity_) Compress();
+}
+
+void KllSketch::MergeItems(std::span<const double> items) {
+  if (items.empty()) return;
+  if (levels_.empty()) {
+    levels_.emplace_back();
+    total_capacity_ = TotalCapacity(1);
+    min_ = items[0];
+    max_ = items[0];
+  }
+  for (double x : items) {
+    min_ = std::min(min_, x);
+    max_ = std::max(max_, x);
+  }
+  levels_[0].insert(levels_[0].end(), items.begin(), items.end());
+  n_ += items.size();
+  size_ += items.size();
+  Compress();
 }
 
 void KllSketch::Compress() {
@@ -152,6 +172,25 @@ size_t KllSketch::HeapBytes() const {
   return bytes;
 }
 
+namespace {
+
+// Appends `count` doubles as 8 little-endian bytes each, in one block; level 0 is encoded
+// sorted (sorting a scratch copy when it is not), so equal sketches encode equally.
+void PutLevel(const double* items, size_t count, bool sort, std::string* out) {
+  PutVarint64(out, count);
+  absl::InlinedVector<double, 32> sorted;
+  if (sort && !std::is_sorted(items, items + count)) {
+    sorted.assign(items, items + count);
+    std::sort(sorted.begin(), sorted.end());
+    items = sorted.data();
+  }
+  const size_t at = out->size();
+  out->resize(at + count * sizeof(double));
+  std::memcpy(out->data() + at, items, count * sizeof(double));
+}
+
+}  // namespace
+
 void KllSketch::Serialize(std::string* out) const {
   PutVarint64(out, n_);
   if (n_ == 0) return;
@@ -159,21 +198,41 @@ void KllSketch::Serialize(std::string* out) const {
   PutDouble(out, max_);
   PutVarint64(out, levels_.size());
   for (size_t h = 0; h < levels_.size(); ++h) {
-    const std::vector<double>& level = levels_[h];
-    PutVarint64(out, level.size());
-    // Doubles go out as 8 little-endian bytes each, written in one block; level 0 is encoded
-    // sorted, so equal sketches encode equally.
-    const double* src = level.data();
-    std::vector<double> sorted;
-    if (h == 0 && !std::is_sorted(level.begin(), level.end())) {
-      sorted = level;
-      std::sort(sorted.begin(), sorted.end());
-      src = sorted.data();
-    }
-    const size_t at = out->size();
-    out->resize(at + level.size() * sizeof(double));
-    std::memcpy(out->data() + at, src, level.size() * sizeof(double));
+    PutLevel(levels_[h].data(), levels_[h].size(), /*sort=*/h == 0, out);
   }
+}
+
+void KllSketch::SerializeItems(std::span<const double> items, std::string* out) {
+  PutVarint64(out, items.size());
+  if (items.empty()) return;
+  // min and max fold in arrival order, exactly as Add() does (this fixes the sign of a zero).
+  double lo = items[0];
+  double hi = items[0];
+  for (double x : items) {
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  PutDouble(out, lo);
+  PutDouble(out, hi);
+  PutVarint64(out, 1);
+  PutLevel(items.data(), items.size(), /*sort=*/true, out);
+}
+
+double KllSketch::QuantileOfItems(std::span<const double> items, double q) {
+  // Quantile() with every weight 1: the item of nearest rank ceil(q·n).
+  absl::InlinedVector<double, 32> sorted(items.begin(), items.end());
+  std::sort(sorted.begin(), sorted.end());
+  double lo = items[0];
+  double hi = items[0];
+  for (double x : items) {
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  if (!(q > 0.0)) return lo;
+  if (q >= 1.0) return hi;
+  double target_d = std::ceil(q * static_cast<double>(items.size()));
+  size_t target = target_d < 1.0 ? 1 : static_cast<size_t>(target_d);
+  return sorted[std::min(target, sorted.size()) - 1];
 }
 
 absl::Status KllSketch::Deserialize(ByteReader* in) {

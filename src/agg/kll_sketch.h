@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,23 @@ class KllSketch {
   // REQUIRES: !isnan(x).
   void Add(double x);
   void Merge(const KllSketch& other);
+
+  // Below kDefaultK items a sketch never compacts: it is just its items in arrival order
+  // (level 0). Callers may keep such a few items themselves (APPROX_PERCENTILE keeps the first
+  // ones inline in its state) and use these helpers, which give exactly what the same calls on
+  // the sketch built by Add()ing `items` in order would. REQUIRES for all: items.size() <=
+  // kDefaultK, no NaN.
+  //
+  // Merge(s) for that sketch s of `items`.
+  void MergeItems(std::span<const double> items);
+  // Serialize() of the sketch of `items`.
+  static void SerializeItems(std::span<const double> items, std::string* out);
+  // Quantile(q) of the sketch of `items`. REQUIRES: !items.empty().
+  static double QuantileOfItems(std::span<const double> items, double q);
+  // Level h's items (level 0 in arrival order, higher levels ascending). REQUIRES: h <
+  // num_levels().
+  size_t num_levels() const { return levels_.size(); }
+  std::span<const double> level(size_t h) const { return levels_[h]; }
 
   uint64_t n() const { return n_; }
   bool empty() const { return n_ == 0; }

@@ -3,10 +3,10 @@
 // Aggregates whose state grows on the heap: LAST_K, TOP_K, APPROX_COUNT_DISTINCT and
 // APPROX_PERCENTILE. Ops for AggFunction<Op> (see agg_function.h). Internal to src/agg.
 //
-// LAST_K, TOP_K and APPROX_PERCENTILE states are a single pointer, null until the first
-// non-NULL row, so the millions of tiny or empty tiles pay 8 bytes and no allocation. The
-// APPROX_COUNT_DISTINCT state is the HyperLogLog itself, which holds its first few entries
-// inline, so tiny tiles allocate nothing and serialize without scratch memory.
+// LAST_K and TOP_K states are a single pointer, null until the first non-NULL row, so the
+// millions of tiny or empty tiles pay 8 bytes and no allocation. The sketch states (24 bytes
+// for APPROX_COUNT_DISTINCT, 32 for APPROX_PERCENTILE) hold their first 3 values inline (most
+// tiles hold 1-3 rows), so tiny tiles allocate nothing and serialize without scratch memory.
 //
 // Encodings (after the version byte 1):
 //   LAST_K               varint m (<= k), then m × (zigzag event time, value), oldest first
@@ -18,7 +18,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -345,50 +348,119 @@ struct ApproxCountDistinctOp {
 // ---- APPROX_PERCENTILE -------------------------------------------------------------------------
 
 // NaN inputs are skipped (they have no rank).
+//
+// The first kInlineItems values stay in the state, in arrival order, with NaN (never added)
+// marking the unused tail, and kll null; the next value moves them all into a heap KllSketch
+// and leaves `items` all NaN. The inline form means exactly the KllSketch that Add()ing its
+// items would build (see KllSketch::MergeItems), so results do not depend on the form.
 template <typename Phys>
 struct ApproxPercentileOp {
   using In = typename Phys::In;
+  static constexpr size_t kInlineItems = 3;
+  static constexpr double kNoItem = std::numeric_limits<double>::quiet_NaN();
   struct State {
     std::unique_ptr<KllSketch> kll;
+    double items[kInlineItems] = {kNoItem, kNoItem, kNoItem};
   };
   static constexpr uint8_t kVersion = 1;
 
   double q;
 
+  static std::span<const double> Inline(const State& s) {
+    size_t m = 0;
+    while (m < kInlineItems && !std::isnan(s.items[m])) ++m;
+    return {s.items, m};
+  }
+  // Moves the inline items into a heap sketch. REQUIRES: s->kll == nullptr.
+  static void Spill(State* s) {
+    s->kll = std::make_unique<KllSketch>();
+    for (double& x : s->items) {
+      if (std::isnan(x)) break;
+      s->kll->Add(x);
+      x = kNoItem;
+    }
+  }
+  static void Add(State* s, double x) {
+    if (s->kll == nullptr) {
+      const size_t m = Inline(*s).size();
+      if (m < kInlineItems) {
+        s->items[m] = x;
+        return;
+      }
+      Spill(s);
+    }
+    s->kll->Add(x);
+  }
+
   void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
                 const uint32_t* rows, size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
       double x = Phys::ToDouble(v);
-      if (std::isnan(x)) return;
-      if (s->kll == nullptr) s->kll = std::make_unique<KllSketch>();
-      s->kll->Add(x);
+      if (!std::isnan(x)) Add(s, x);
     });
   }
   void Merge(State* dst, const State& src) const {
-    if (src.kll == nullptr || src.kll->empty()) return;
-    if (dst->kll == nullptr) {
-      dst->kll = std::make_unique<KllSketch>(*src.kll);
-    } else {
+    if (src.kll != nullptr) {
+      if (dst->kll == nullptr) {
+        if (Inline(*dst).empty()) {
+          dst->kll = std::make_unique<KllSketch>(*src.kll);
+          return;
+        }
+        Spill(dst);
+      }
       dst->kll->Merge(*src.kll);
+      return;
     }
+    const std::span<const double> in = Inline(src);
+    if (in.empty()) return;
+    if (dst->kll == nullptr) {
+      const size_t m = Inline(*dst).size();
+      if (m + in.size() <= kInlineItems) {
+        std::copy(in.begin(), in.end(), dst->items + m);
+        return;
+      }
+      Spill(dst);
+    }
+    dst->kll->MergeItems(in);
   }
   void Serialize(const State& s, std::string* out) const {
-    if (s.kll == nullptr) {
-      PutVarint64(out, 0);
-    } else {
+    if (s.kll != nullptr) {
       s.kll->Serialize(out);
+    } else {
+      KllSketch::SerializeItems(Inline(s), out);
     }
   }
   absl::Status Deserialize(ByteReader* r, State* s) const {
     KllSketch kll;
     absl::Status st = kll.Deserialize(r);
     if (!st.ok()) return st;
-    if (!kll.empty()) s->kll = std::make_unique<KllSketch>(std::move(kll));
+    if (kll.empty()) return absl::OkStatus();
+    if (kll.num_levels() == 1 && kll.n() <= kInlineItems) {
+      // Inline only when that re-encodes to the same bytes: min and max (bitwise, for the sign
+      // of zero) are what SerializeItems derives from the items in their decoded order.
+      std::span<const double> items = kll.level(0);
+      double lo = items[0];
+      double hi = items[0];
+      for (double x : items) {
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      const double min = kll.min();
+      const double max = kll.max();
+      if (std::memcmp(&lo, &min, sizeof(double)) == 0 &&
+          std::memcmp(&hi, &max, sizeof(double)) == 0) {
+        std::copy(items.begin(), items.end(), s->items);
+        return absl::OkStatus();
+      }
+    }
+    s->kll = std::make_unique<KllSketch>(std::move(kll));
     return absl::OkStatus();
   }
   Value Finalize(const State& s) const {
-    if (s.kll == nullptr || s.kll->empty()) return Value::Null(DataType::kDouble);
-    return Value::Double(s.kll->Quantile(q));
+    if (s.kll != nullptr) return Value::Double(s.kll->Quantile(q));
+    const std::span<const double> in = Inline(s);
+    if (in.empty()) return Value::Null(DataType::kDouble);
+    return Value::Double(KllSketch::QuantileOfItems(in, q));
   }
   size_t HeapBytes(const State& s) const {
     return s.kll == nullptr ? 0 : sizeof(KllSketch) + s.kll->HeapBytes();
