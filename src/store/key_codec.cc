@@ -120,6 +120,34 @@ absl::StatusOr<std::string_view> DecodeMetaKey(std::string_view bytes) {
   return bytes.substr(1);
 }
 
+std::string EncodeLogPrefix(char ns, std::string_view source) {
+  std::string out;
+  out.reserve(1 + 2 + source.size() + kLogSeqBytes);
+  out.push_back(ns);
+  PutBytes(&out, source);
+  return out;
+}
+
+std::string EncodeLogSeqKey(char ns, std::string_view source, uint64_t seq) {
+  std::string out = EncodeLogPrefix(ns, source);
+  PutBigEndian64(&out, seq);
+  return out;
+}
+
+std::string EncodeLogBatchKey(std::string_view source, std::string_view batch_id) {
+  std::string out = EncodeLogPrefix(kLogBatchNamespace, source);
+  out.append(batch_id);
+  return out;
+}
+
+uint64_t DecodeLogSeq(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = bytes.size() - kLogSeqBytes; i < bytes.size(); ++i) {
+    v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  }
+  return v;
+}
+
 std::string PrefixSuccessor(std::string_view prefix) {
   std::string out(prefix);
   while (!out.empty()) {

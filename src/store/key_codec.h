@@ -28,6 +28,18 @@
 // entity keys of one view are grouped by length first, which is fine because nothing scans
 // across entity keys. Metadata keys sort by their raw bytes, and never mix with tile keys.
 //
+// The event log (store/event_log.h) lives in four more namespaces. Every log key starts with
+// namespace | varint(source.size()) | source bytes (the "log prefix", prefix-free like the tile
+// prefix, so sources "a" and "ab" never interleave):
+//   entry:       kLogEntryNamespace    | source | seq (8 bytes big-endian)  -> payload
+//   batch id:    kLogBatchNamespace    | source | batch_id bytes (to the end) -> AppendResult
+//   batch index: kLogBatchSeqNamespace | source | seq (8 bytes big-endian)  -> batch_id
+//   trim mark:   kLogTrimNamespace     | source                            -> seq (8 bytes BE)
+// One source's entries are a single contiguous range ordered by seq (a Read is one Seek). The
+// batch index orders a source's batch ids by seq, so retention can drop the oldest ones with a
+// range scan. The trim mark remembers how far a source was trimmed, so the next seq stays above
+// every seq ever handed out even when all entries are gone.
+//
 // Changing this layout changes the on-disk format: bump kKeyFormatVersion and migrate.
 namespace tessera::store {
 
@@ -35,6 +47,11 @@ inline constexpr int kKeyFormatVersion = 1;
 inline constexpr char kMetaNamespace = 'm';
 inline constexpr char kTileNamespace = 't';
 inline constexpr size_t kStartMsBytes = 8;
+inline constexpr char kLogEntryNamespace = 'l';
+inline constexpr char kLogBatchNamespace = 'b';
+inline constexpr char kLogBatchSeqNamespace = 'c';
+inline constexpr char kLogTrimNamespace = 'r';
+inline constexpr size_t kLogSeqBytes = 8;
 
 // Order-preserving int64 <-> uint64 mapping: flips the sign bit so that, big-endian encoded,
 // INT64_MIN < -1 < 0 < INT64_MAX in byte order.
@@ -74,6 +91,15 @@ std::optional<size_t> TilePrefixLength(std::string_view bytes);
 std::string EncodeMetaKey(std::string_view key);
 // The user meta key inside an encoded metadata key (a view into `bytes`), or DataLoss.
 absl::StatusOr<std::string_view> DecodeMetaKey(std::string_view bytes);
+
+// namespace | varint(source.size()) | source. REQUIRES: `ns` is one of the kLog*Namespace bytes.
+std::string EncodeLogPrefix(char ns, std::string_view source);
+// EncodeLogPrefix(ns, source) + seq (8 bytes big-endian); ns is kLogEntryNamespace or
+// kLogBatchSeqNamespace.
+std::string EncodeLogSeqKey(char ns, std::string_view source, uint64_t seq);
+std::string EncodeLogBatchKey(std::string_view source, std::string_view batch_id);
+// Reads the seq from the last 8 bytes of an entry or batch-index key. REQUIRES: size >= 8.
+uint64_t DecodeLogSeq(std::string_view bytes);
 
 // The smallest string greater than every string that starts with `prefix` (the exclusive upper
 // bound of a prefix scan), or "" when there is none (prefix empty or all 0xff).

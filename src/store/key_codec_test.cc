@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -29,6 +30,45 @@ TEST(KeyCodecTest, LayoutIsAsDocumented) {
   EXPECT_EQ(EncodeMetaKey("catalog"), "mcatalog");
   EXPECT_EQ(EncodeTilePrefix(1, "ab", Resolution::kDay),
             EncodeTileKey(1, "ab", Resolution::kDay, 5).substr(0, 9));
+}
+
+TEST(KeyCodecTest, LogLayoutIsAsDocumented) {
+  EXPECT_EQ(EncodeLogSeqKey(kLogEntryNamespace, "ab", 0x0102), std::string("l\x02"
+                                                                           "ab\0\0\0\0\0\0\x01\x02",
+                                                                           12));
+  EXPECT_EQ(EncodeLogSeqKey(kLogBatchSeqNamespace, "", 1),
+            std::string("c\0\0\0\0\0\0\0\0\x01", 10));
+  EXPECT_EQ(EncodeLogBatchKey("s", "req-1"), "b\x01sreq-1");
+  EXPECT_EQ(EncodeLogPrefix(kLogTrimNamespace, "s"), "r\x01s");
+  EXPECT_EQ(DecodeLogSeq(EncodeLogSeqKey(kLogEntryNamespace, "xyz", 0xfedcba9876543210)),
+            0xfedcba9876543210u);
+  // Log namespaces never collide with tiles, metadata or each other.
+  const std::set<char> namespaces = {kTileNamespace,     kMetaNamespace,        kLogEntryNamespace,
+                                     kLogBatchNamespace, kLogBatchSeqNamespace, kLogTrimNamespace};
+  EXPECT_EQ(namespaces.size(), 6u);
+}
+
+TEST(KeyCodecTest, LogEntriesOfASourceAreContiguousAndOrderedBySeq) {
+  // Sources are length-prefixed, so "a" and "ab" (or "a\0") never interleave.
+  const std::vector<std::string> sources = {"", "a", "ab", std::string("a\0", 2), "b", "\xff"};
+  const std::vector<uint64_t> seqs = {0, 1, 255, 256, uint64_t{1} << 40, ~uint64_t{0}};
+  std::vector<std::tuple<std::string, size_t, uint64_t>> keys;  // (bytes, source index, seq)
+  for (size_t s = 0; s < sources.size(); ++s) {
+    for (uint64_t q : seqs)
+      keys.emplace_back(EncodeLogSeqKey(kLogEntryNamespace, sources[s], q), s, q);
+  }
+  std::sort(keys.begin(), keys.end());
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    const auto& [a, sa, qa] = keys[i];
+    const auto& [b, sb, qb] = keys[i + 1];
+    if (sa == sb) {
+      EXPECT_LT(qa, qb);
+    }
+    // Once a source's run ends it never resumes.
+    for (size_t j = i + 2; j < keys.size() && sa != sb; ++j) EXPECT_NE(std::get<1>(keys[j]), sa);
+    const std::string prefix = EncodeLogPrefix(kLogEntryNamespace, sources[sa]);
+    EXPECT_EQ(b.starts_with(prefix), sa == sb);
+  }
 }
 
 TEST(KeyCodecTest, RoundTrips) {

@@ -1,5 +1,6 @@
 #include "store/memory/memory_tile_store.h"
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
@@ -65,6 +66,69 @@ absl::Status MemoryTileStore::ScanMeta(
     }
   }
   for (const auto& [key, value] : found) fn(key, value);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendResult> MemoryTileStore::Append(std::string_view source,
+                                                     std::string_view batch_id,
+                                                     std::string_view payload, int64_t accepted,
+                                                     int64_t rejected) {
+  std::lock_guard lock(log_mu_);
+  auto it = log_.find(source);
+  if (it == log_.end()) it = log_.emplace(std::string(source), LogSource()).first;
+  LogSource& log = it->second;
+  if (!batch_id.empty()) {
+    if (auto found = log.batch_ids.find(batch_id); found != log.batch_ids.end()) {
+      AppendResult first = found->second;
+      first.duplicate = true;
+      return first;
+    }
+  }
+  AppendResult result{.seq = ++log.last_seq, .accepted = accepted, .rejected = rejected};
+  log.entries.emplace(result.seq, std::string(payload));
+  if (!batch_id.empty()) {
+    log.batch_ids.emplace(std::string(batch_id), result);
+    log.batch_id_by_seq.emplace(result.seq, std::string(batch_id));
+  }
+  return result;
+}
+
+absl::Status MemoryTileStore::Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
+                                   const std::function<void(uint64_t, std::string_view)>& fn) {
+  std::vector<std::pair<uint64_t, std::string>> found;
+  {
+    std::lock_guard lock(log_mu_);
+    auto it = log_.find(source);
+    if (it == log_.end()) return absl::OkStatus();
+    size_t bytes = 0;
+    for (auto e = it->second.entries.upper_bound(after_seq); e != it->second.entries.end(); ++e) {
+      found.emplace_back(e->first, e->second);
+      bytes += e->second.size();
+      if (bytes >= max_bytes) break;
+    }
+  }
+  for (const auto& [seq, payload] : found) fn(seq, payload);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> MemoryTileStore::LastSeq(std::string_view source) {
+  std::lock_guard lock(log_mu_);
+  auto it = log_.find(source);
+  return it == log_.end() ? 0 : it->second.last_seq;
+}
+
+absl::Status MemoryTileStore::Trim(std::string_view source, uint64_t up_to_seq) {
+  std::lock_guard lock(log_mu_);
+  auto it = log_.find(source);
+  if (it == log_.end()) return absl::OkStatus();
+  LogSource& log = it->second;
+  log.entries.erase(log.entries.begin(), log.entries.upper_bound(up_to_seq));
+  const uint64_t up_to = std::min(up_to_seq, log.last_seq);
+  if (up_to > batch_id_retention_entries_) {
+    auto end = log.batch_id_by_seq.upper_bound(up_to - batch_id_retention_entries_);
+    for (auto b = log.batch_id_by_seq.begin(); b != end; ++b) log.batch_ids.erase(b->second);
+    log.batch_id_by_seq.erase(log.batch_id_by_seq.begin(), end);
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -12,22 +13,29 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "store/event_log.h"
 #include "store/tile_store.h"
 
 namespace tessera::store {
 
-// In-memory TileStore for unit tests: ordered maps under a reader-writer lock. Nothing is
-// persisted; Sync() is a no-op.
+// In-memory TileStore and EventLog for unit tests: ordered maps under locks. Nothing is
+// persisted; Sync() is a no-op. One object gives both interfaces (`EventLog& log = store;`).
 //
 // Thread-safety: all methods may be called concurrently. Write() holds the lock exclusively for
 // the whole batch, so readers see none or all of it. Scan/ScanMeta copy the matching entries out
 // and call `fn` without holding the lock, so `fn` may call back into the store.
 //
+// The event log has its own mutex, held for a whole Append (there is no fsync to share), so seqs
+// become readable in order and are dense. Batch ids follow the RocksDB store's retention rule:
+// Trim(source, n) forgets those of entries with seq <= n - batch_id_retention_entries.
+//
 // The maps are keyed by the logical tuple rather than store/key_codec.h bytes on purpose: the
 // shared conformance suite then checks the RocksDB byte layout against an independent model.
-class MemoryTileStore final : public TileStore {
+class MemoryTileStore final : public TileStore, public EventLog {
  public:
   MemoryTileStore() = default;
+  explicit MemoryTileStore(uint64_t batch_id_retention_entries)
+      : batch_id_retention_entries_(batch_id_retention_entries) {}
   MemoryTileStore(const MemoryTileStore&) = delete;
   MemoryTileStore& operator=(const MemoryTileStore&) = delete;
 
@@ -42,6 +50,15 @@ class MemoryTileStore final : public TileStore {
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   absl::Status Sync() override { return absl::OkStatus(); }
 
+  absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
+                                      std::string_view payload, int64_t accepted,
+                                      int64_t rejected) override;
+  // Copies the entries out and calls `fn` without holding the lock.
+  absl::Status Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
+                    const std::function<void(uint64_t, std::string_view)>& fn) override;
+  absl::StatusOr<uint64_t> LastSeq(std::string_view source) override;
+  absl::Status Trim(std::string_view source, uint64_t up_to_seq) override;
+
   // Number of stored tiles (for tests).
   size_t tile_count() const;
 
@@ -53,6 +70,16 @@ class MemoryTileStore final : public TileStore {
   mutable std::shared_mutex mu_;
   std::map<TileId, std::string> tiles_;                   // guarded by mu_
   std::map<std::string, std::string, std::less<>> meta_;  // guarded by mu_
+
+  struct LogSource {
+    uint64_t last_seq = 0;
+    std::map<uint64_t, std::string> entries;
+    std::map<std::string, AppendResult, std::less<>> batch_ids;
+    std::map<uint64_t, std::string> batch_id_by_seq;  // for retention
+  };
+  const uint64_t batch_id_retention_entries_ = 1'000'000;
+  std::mutex log_mu_;
+  std::map<std::string, LogSource, std::less<>> log_;  // guarded by log_mu_
 };
 
 }  // namespace tessera::store

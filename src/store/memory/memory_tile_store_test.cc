@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "store/event_log_conformance.h"
 #include "store/tile_store_conformance.h"
 
 namespace tessera::store {
@@ -17,6 +18,16 @@ INSTANTIATE_TEST_SUITE_P(Memory, TileStoreConformanceTest,
                                return std::make_unique<MemoryTileStore>();
                              }}),
                          TileStoreFactoryName);
+
+INSTANTIATE_TEST_SUITE_P(Memory, EventLogConformanceTest,
+                         ::testing::Values(EventLogFactory{
+                             "Default",
+                             [](const std::string&, uint64_t retention) {
+                               auto store = std::make_unique<MemoryTileStore>(retention);
+                               EventLog* log = store.get();
+                               return EventLogStores{std::move(store), log};
+                             }}),
+                         EventLogFactoryName);
 
 TEST(MemoryTileStoreTest, CountsTiles) {
   MemoryTileStore store;

@@ -1,17 +1,22 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "store/event_log.h"
 #include "store/tile_store.h"
 
 namespace rocksdb {
@@ -51,17 +56,44 @@ struct RocksDbOptions {
   // Threads that sort and write the SST files of a bulk write (each writes a disjoint key
   // range; all files are ingested in one atomic step). 0 = one per hardware thread.
   int bulk_threads = 0;
+  // Event log: a batch id is remembered (for idempotent retries) until Trim has passed the
+  // entry that is this many entries newer than it, i.e. Trim(source, n) forgets the batch ids of
+  // entries with seq <= n - log_batch_id_retention_entries. A record costs ~100 bytes.
+  uint64_t log_batch_id_retention_entries = 1'000'000;
+  // Collect RocksDB statistics (a few % slower); read them with
+  // GetProperty("rocksdb.options-statistics"), e.g. "rocksdb.wal.synced" counts WAL fsyncs.
+  bool statistics = false;
 };
 
 // The embedded default TileStore: one RocksDB database in one directory, tiles and metadata in
 // the default column family under the key layout of store/key_codec.h.
 //
+// It is also the embedded EventLog: log entries live in the same DB (own key namespaces), so one
+// opened store gives both interfaces (`TileStore& tiles = *store; EventLog& log = *store;`) and a
+// tile flush can commit "log consumed up to seq N" as ordinary metadata in the same atomic
+// Write(). Append REQUIRES a store opened with the WAL enabled (durability comes from the synced
+// WAL); on a disable_wal or read_only store it returns FailedPrecondition. Read and LastSeq work
+// on any store.
+//
+// Event log seq/durability invariant: per source, seqs are handed out under log_mu_ (so they are
+// unique and increasing) and the write (one rocksdb::WriteBatch with sync = true: entry, batch-id
+// record, batch index) runs without any lock of ours, so concurrent appends join one RocksDB
+// write group and share its WAL fsync (group commit). Writes may therefore finish out of seq
+// order. Readers only ever see the "readable" prefix: every seq below the lowest seq still in
+// flight (or everything handed out when none is in flight). So when Read hands out seq n, every
+// seq < n has either been durably written (and is visible to the reader's iterator, which is
+// created after the watermark is taken) or failed (a failed Append leaves a permanent gap: seqs
+// are dense unless an Append returned an error). LastSeq returns that same watermark. After a
+// restart everything in the DB is durable and the next seq is max(highest entry, trim mark) + 1,
+// so a seq is never handed out twice. Concurrent Appends with the same batch id: the later ones
+// wait for the first to finish, then return its result as a duplicate (or append themselves if
+// it failed); across restarts the persisted batch-id record answers.
 // Thread-safety: all methods may be called concurrently (RocksDB is internally synchronized).
 // Write() is one rocksdb::WriteBatch, so it is atomic; Scan() iterates an implicit snapshot and
 // MultiGet() reads all keys from one snapshot, so readers see none or all of a Write.
 // Errors: every RocksDB failure becomes an absl::Status naming the operation and the directory;
 // no exception escapes.
-class RocksDbTileStore final : public TileStore {
+class RocksDbTileStore final : public TileStore, public EventLog {
  public:
   // Opens (or creates, see options) the DB in `dir`. A directory locked by another process gives
   // Unavailable; a missing DB with read_only or !create_if_missing gives NotFound.
@@ -86,6 +118,21 @@ class RocksDbTileStore final : public TileStore {
   // Without a WAL: flushes all memtables to SST files and waits. With a WAL: fsyncs it.
   absl::Status Sync() override;
 
+  // EventLog (rocksdb_event_log.cc). See the class comment for the invariants.
+  absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
+                                      std::string_view payload, int64_t accepted,
+                                      int64_t rejected) override;
+  absl::Status Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
+                    const std::function<void(uint64_t, std::string_view)>& fn) override;
+  absl::StatusOr<uint64_t> LastSeq(std::string_view source) override;
+  // Deletes entries <= min(up_to_seq, LastSeq(source)) with one range delete, records the trim
+  // mark, and forgets batch ids older than log_batch_id_retention_entries, all in one atomic
+  // write (synced as the store's options say: losing a trim in a crash only brings back entries
+  // that a consumer has already passed; the WAL replays a prefix, so a surviving trim implies
+  // the surviving position write that preceded it). Trims are serialized among themselves but do
+  // not block Appends.
+  absl::Status Trim(std::string_view source, uint64_t up_to_seq) override;
+
   const std::string& dir() const { return dir_; }
   bool read_only() const { return options_.read_only; }
 
@@ -97,10 +144,28 @@ class RocksDbTileStore final : public TileStore {
   RocksDbTileStore(std::string dir, const RocksDbOptions& options, std::unique_ptr<rocksdb::DB> db);
   absl::Status WriteViaIngest(const WriteBatch& batch);
 
+  // The event log's in-memory view of one source.
+  struct LogSource {
+    uint64_t last_assigned = 0;    // highest seq handed out (durable, in flight or failed)
+    uint64_t trimmed = 0;          // entries with seq <= trimmed are deleted
+    std::set<uint64_t> in_flight;  // seqs handed out whose write has not finished
+    std::set<std::string, std::less<>> in_flight_batch_ids;
+    // Every seq <= this is durable or failed, so readers may pass it.
+    uint64_t Readable() const { return in_flight.empty() ? last_assigned : *in_flight.begin() - 1; }
+  };
+  // The state of `source`, loaded from the DB on first use. REQUIRES: log_mu_ held. The pointer
+  // stays valid for the store's lifetime (sources are never erased from the map).
+  absl::StatusOr<LogSource*> LoadLogSource(std::string_view source);
+
   const std::string dir_;
   const RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::atomic<uint64_t> ingest_seq_{0};
+
+  std::mutex trim_mu_;  // serializes Trim (acquired before log_mu_)
+  std::mutex log_mu_;
+  std::condition_variable log_cv_;  // signalled when an Append finishes (log_mu_)
+  std::map<std::string, LogSource, std::less<>> log_sources_;  // guarded by log_mu_
 };
 
 }  // namespace tessera::store

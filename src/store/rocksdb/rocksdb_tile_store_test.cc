@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,11 +15,14 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "common/errors.h"
+#include "store/event_log_conformance.h"
 #include "store/memory/memory_tile_store.h"
 #include "store/tile_store_conformance.h"
 
@@ -104,7 +110,8 @@ INSTANTIATE_TEST_SUITE_P(RocksDb, TileStoreConformanceTest,
                                            RocksFactory("SmallBuffers", SmallOptions(), false),
                                            RocksFactory("SyncWrites", SyncWrites(), false),
                                            RocksFactory("NoWalFlushEveryWrite", NoWal(), true),
-                                           RocksFactory("BulkIngestEveryWrite", BulkIngest(), false)),
+                                           RocksFactory("BulkIngestEveryWrite", BulkIngest(),
+                                                        false)),
                          TileStoreFactoryName);
 
 std::vector<std::string> ListDir(const std::string& dir) {
@@ -358,6 +365,248 @@ TEST(RocksDbTileStoreTest, MatchesMemoryStoreUnderRandomOperations) {
                                        std::string_view v) { got_meta.emplace_back(k, v); })
                   .ok());
   EXPECT_EQ(got_meta, want_meta);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event log
+
+EventLogFactory RocksLogFactory(std::string name, RocksDbOptions options) {
+  return EventLogFactory{
+      std::move(name), [options](const std::string& scratch, uint64_t retention) -> EventLogStores {
+        RocksDbOptions o = options;
+        o.log_batch_id_retention_entries = retention;
+        std::unique_ptr<RocksDbTileStore> store = OpenOrDie(scratch, o);
+        EventLog* log = store.get();
+        return EventLogStores{std::move(store), log};
+      }};
+}
+
+INSTANTIATE_TEST_SUITE_P(RocksDb, EventLogConformanceTest,
+                         ::testing::Values(RocksLogFactory("Default", RocksDbOptions{}),
+                                           RocksLogFactory("SmallBuffers", SmallOptions()),
+                                           RocksLogFactory("SyncWrites", SyncWrites())),
+                         EventLogFactoryName);
+
+// The value of a ticker in GetProperty("rocksdb.options-statistics"), e.g. "rocksdb.wal.synced".
+uint64_t Ticker(const RocksDbTileStore& store, std::string_view name) {
+  std::optional<std::string> stats = store.GetProperty("rocksdb.options-statistics");
+  if (!stats.has_value()) return 0;
+  std::istringstream lines(*stats);
+  std::string line;
+  const std::string want = std::string(name) + " COUNT : ";
+  while (std::getline(lines, line)) {
+    if (line.rfind(want, 0) == 0) return std::stoull(line.substr(want.size()));
+  }
+  return 0;
+}
+
+std::vector<std::pair<uint64_t, std::string>> ReadLog(EventLog& log, std::string_view source) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  EXPECT_TRUE(log.Read(source, 0, std::numeric_limits<size_t>::max(),
+                       [&](uint64_t seq, std::string_view p) { out.emplace_back(seq, p); })
+                  .ok());
+  return out;
+}
+
+TEST(RocksDbEventLogTest, AppendNeedsTheWal) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  {
+    auto store = OpenOrDie(dir);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append("s", "b1", "p1", 1, 0).ok());
+  }
+  {
+    auto store = OpenOrDie(dir, NoWal());
+    ASSERT_NE(store, nullptr);
+    absl::StatusOr<AppendResult> r = store->Append("s", "b2", "p2", 1, 0);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    EXPECT_NE(StatusMessage(r.status()).find("disable_wal"), std::string::npos) << r.status();
+    // Even a retry of a known batch id is refused: the caller must not rely on such a store.
+    EXPECT_EQ(store->Append("s", "b1", "p1", 1, 0).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ReadLog(*store, "s").size(), 1u);  // reading works
+    EXPECT_EQ(store->LastSeq("s").value_or(0), 1u);
+  }
+  RocksDbOptions ro;
+  ro.read_only = true;
+  auto reader = OpenOrDie(dir, ro);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->Append("s", "", "p", 1, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Trim("s", 1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadLog(*reader, "s"), (std::vector<std::pair<uint64_t, std::string>>{{1, "p1"}}));
+}
+
+TEST(RocksDbEventLogTest, SeqsAndBatchIdsSurviveReopen) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  {
+    auto store = OpenOrDie(dir, SmallOptions());
+    ASSERT_NE(store, nullptr);
+    for (int i = 1; i <= 20; ++i) {
+      ASSERT_TRUE(store->Append("s", fmt::format("b{}", i), fmt::format("p{}", i), i, 0).ok());
+    }
+    ASSERT_TRUE(store->Append("other", "", "o1", 1, 0).ok());
+    ASSERT_TRUE(store->Trim("s", 5).ok());
+  }
+  {
+    auto store = OpenOrDie(dir, SmallOptions());
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->LastSeq("s").value_or(0), 20u);
+    EXPECT_EQ(store->LastSeq("other").value_or(0), 1u);
+    auto entries = ReadLog(*store, "s");
+    ASSERT_EQ(entries.size(), 15u);
+    EXPECT_EQ(entries.front(), (std::pair<uint64_t, std::string>(6, "p6")));
+    for (int i : {3, 7, 20}) {  // trimmed entries keep their batch ids too
+      absl::StatusOr<AppendResult> r = store->Append("s", fmt::format("b{}", i), "retry", 0, 0);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_TRUE(r->duplicate);
+      EXPECT_EQ(r->seq, static_cast<uint64_t>(i));
+      EXPECT_EQ(r->accepted, i);
+    }
+    EXPECT_EQ(store->Append("s", "b21", "p21", 1, 0).value_or(AppendResult{}).seq, 21u);
+    ASSERT_TRUE(store->Trim("s", 21).ok());  // everything: only the trim mark remembers the seq
+  }
+  auto store = OpenOrDie(dir, SmallOptions());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastSeq("s").value_or(0), 21u);
+  EXPECT_TRUE(ReadLog(*store, "s").empty());
+  EXPECT_EQ(store->Append("s", "", "p22", 1, 0).value_or(AppendResult{}).seq, 22u);
+  EXPECT_EQ(store->Append("s", "b21", "again", 1, 0).value_or(AppendResult{}).seq, 21u);
+}
+
+TEST(RocksDbEventLogTest, ConcurrentAppendsShareFsyncs) {
+  ScopedTempDir tmp;
+  RocksDbOptions o;
+  o.statistics = true;
+  auto store = OpenOrDie(tmp.Sub("db"), o);
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  const std::string payload(256 << 10, 'x');
+  const uint64_t synced_before = Ticker(*store, "rocksdb.wal.synced");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_TRUE(store->Append("s", fmt::format("{}-{}", t, i), payload, 1, 0).ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const uint64_t syncs = Ticker(*store, "rocksdb.wal.synced") - synced_before;
+  EXPECT_GT(syncs, 0u);
+  EXPECT_LT(syncs, uint64_t{kThreads} * kPerThread);  // some writers rode another's fsync
+  EXPECT_EQ(store->LastSeq("s").value_or(0), uint64_t{kThreads} * kPerThread);
+}
+
+// Crash test: a child process (this binary, re-executed so it starts with clean RocksDB thread
+// pools) appends with batch ids from several threads and reports each acknowledged
+// (batch id, seq) on a pipe; the parent SIGKILLs it mid-stream, reopens the DB and checks that
+// every acknowledged entry is there exactly once, under its seq, and that retries are duplicates.
+constexpr char kLogCrashChildEnv[] = "TESSERA_EVENT_LOG_CRASH_CHILD";  // "<fd>:<dir>"
+
+[[noreturn]] void RunAppendChild(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const int fd = std::stoi(spec.substr(0, colon));
+  absl::StatusOr<std::unique_ptr<RocksDbTileStore>> store =
+      RocksDbTileStore::Open(spec.substr(colon + 1), RocksDbOptions{});
+  if (!store.ok()) std::_Exit(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0;; ++i) {
+        const std::string id = fmt::format("c{}-{}", t, i);
+        const std::string payload = id + "\n" + std::string(8 << 10, static_cast<char>('a' + t));
+        absl::StatusOr<AppendResult> r = (*store)->Append("s", id, payload, 1, 0);
+        if (!r.ok() || r->duplicate) std::_Exit(3);
+        const std::string ack = fmt::format("{} {}\n", id, r->seq);
+        if (::write(fd, ack.data(), ack.size()) != static_cast<ssize_t>(ack.size())) {
+          std::_Exit(4);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::_Exit(5);
+}
+
+TEST(RocksDbEventLogCrashTest, AcknowledgedAppendsSurviveSigkill) {
+  if (const char* spec = std::getenv(kLogCrashChildEnv); spec != nullptr) RunAppendChild(spec);
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  // Everything the child needs is built before fork (only async-signal-safe calls after it).
+  std::string env_entry = fmt::format("{}={}:{}", kLogCrashChildEnv, fds[1], dir);
+  std::string filter = "--gtest_filter=RocksDbEventLogCrashTest.AcknowledgedAppendsSurviveSigkill";
+  std::string exe = "/proc/self/exe";
+  std::vector<char*> argv = {exe.data(), filter.data(), nullptr};
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(env_entry.data());
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::execve(exe.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+
+  std::mt19937 rng(std::random_device{}());
+  const size_t kill_after = 100 + rng() % 300;
+  std::string acks;
+  size_t lines = 0;
+  bool killed = false;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n <= 0) break;  // EOF: the child is gone
+    acks.append(buf, static_cast<size_t>(n));
+    lines += static_cast<size_t>(std::count(buf, buf + n, '\n'));
+    if (!killed && (lines >= kill_after || std::chrono::steady_clock::now() > deadline)) {
+      ::kill(pid, SIGKILL);  // acks already in the pipe are still read below
+      killed = true;
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "child exited on its own, status " << status;
+
+  std::map<std::string, uint64_t> acked;
+  std::istringstream in(acks);
+  std::string id;
+  uint64_t seq = 0;
+  while (in >> id >> seq) ASSERT_TRUE(acked.emplace(id, seq).second) << id;
+  ASSERT_GE(acked.size(), kill_after);
+
+  auto store = OpenOrDie(dir);
+  ASSERT_NE(store, nullptr);
+  std::map<uint64_t, std::string> by_seq;
+  std::map<std::string, int> copies;
+  for (const auto& [s, payload] : ReadLog(*store, "s")) {
+    const std::string entry_id = payload.substr(0, payload.find('\n'));
+    by_seq[s] = entry_id;
+    ++copies[entry_id];
+  }
+  const uint64_t last = store->LastSeq("s").value_or(0);
+  EXPECT_EQ(by_seq.size(), last);  // dense: 1..last, nothing lost in between
+  for (const auto& [entry_id, n] : copies) EXPECT_EQ(n, 1) << entry_id;
+  for (const auto& [ack_id, ack_seq] : acked) {
+    ASSERT_TRUE(by_seq.contains(ack_seq)) << ack_id << " seq " << ack_seq;
+    EXPECT_EQ(by_seq[ack_seq], ack_id);
+    absl::StatusOr<AppendResult> retry = store->Append("s", ack_id, "retry", 1, 0);
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->seq, ack_seq);
+  }
+  EXPECT_EQ(store->LastSeq("s").value_or(0), last);
 }
 
 }  // namespace
