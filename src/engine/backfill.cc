@@ -55,8 +55,8 @@ class FileChunkSource final : public ChunkSource {
   FileChunkSource(std::vector<FileState> files, size_t chunk_bytes)
       : files_(std::move(files)), chunk_bytes_(chunk_bytes) {}
 
-  absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line,
-                            std::string* input_name) override {
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
+                                 std::string* input_name) override {
     while (current_ < files_.size()) {
       FileState& f = files_[current_];
       if (f.done) {
@@ -84,9 +84,9 @@ class FileChunkSource final : public ChunkSource {
       f.offset = chunk->end_offset();
       f.dirty = true;
       bytes_ += data.size();
-      return true;
+      return Next::kChunk;
     }
-    return false;
+    return Next::kEnd;
   }
 
   void AddCheckpoint(store::WriteBatch* batch) override {

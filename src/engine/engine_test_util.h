@@ -16,9 +16,9 @@ class StringChunkSource final : public ChunkSource {
   StringChunkSource(std::vector<std::string> lines, size_t chunk_lines)
       : lines_(std::move(lines)), chunk_lines_(chunk_lines) {}
 
-  absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line,
-                            std::string* input_name) override {
-    if (next_ >= lines_.size()) return false;
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
+                                 std::string* input_name) override {
+    if (next_ >= lines_.size()) return Next::kEnd;
     std::string data;
     size_t end = std::min(lines_.size(), next_ + chunk_lines_);
     for (size_t i = next_; i < end; ++i) data += lines_[i] + "\n";
@@ -26,7 +26,7 @@ class StringChunkSource final : public ChunkSource {
     *first_line = static_cast<int64_t>(next_) + 1;
     *input_name = "memory";
     next_ = end;
-    return true;
+    return Next::kChunk;
   }
   void AddCheckpoint(store::WriteBatch* batch) override {
     batch->meta.emplace_back("test/position", std::to_string(next_));

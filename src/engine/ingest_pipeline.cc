@@ -40,6 +40,8 @@ struct IngestPipeline::Worker {
   std::vector<ViewPrep> views;
   // Scratch for phase 3.
   std::vector<uint32_t> rows;
+  std::vector<uint32_t> shard_offsets;
+  std::vector<uint32_t> cursor;
   std::vector<std::byte*> blocks;
   std::vector<std::byte*> states;
   std::unique_ptr<source::NdjsonDecoder> decoder;
@@ -64,10 +66,13 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
   num_shards_ = threads_ * std::max(1, options_.shards_per_thread);
   for (const ViewRuntime* v : views_) {
     std::vector<std::unique_ptr<TileShard>> shards;
+    std::vector<std::unique_ptr<std::shared_mutex>> mus;
     for (int i = 0; i < num_shards_; ++i) {
       shards.push_back(std::make_unique<TileShard>(v->layout.get()));
+      mus.push_back(std::make_unique<std::shared_mutex>());
     }
     shards_.push_back(std::move(shards));
+    shard_mu_.push_back(std::move(mus));
   }
   for (int t = 0; t < threads_; ++t) {
     auto w = std::make_unique<Worker>();
@@ -206,35 +211,64 @@ void IngestPipeline::MarkLate(const std::vector<Worker*>& order) {
 
 void IngestPipeline::Aggregate(int worker_index, const std::vector<Worker*>& order) {
   Worker* me = workers_[worker_index].get();
+  const int my_shards = (num_shards_ - worker_index + threads_ - 1) / threads_;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     const ViewRuntime& view = *views_[vi];
     const tile::TileLayout& layout = *view.layout;
     const int64_t tile_ms = view.def->tile_ms;
-    std::vector<std::unique_ptr<TileShard>>& shards = shards_[vi];
     for (Worker* w : order) {
       const ViewPrep& p = w->views[vi];
       const size_t n = w->batch.num_rows;
       const int64_t* ts = w->batch.event_time_ms.data();
-      me->rows.clear();
-      me->blocks.clear();
+      // My rows of this batch grouped by shard (stable: arrival order within a shard), so each
+      // shard is locked once per batch.
+      me->shard_offsets.assign(my_shards + 1, 0);
       for (size_t r = 0; r < n; ++r) {
         if (p.status[r] != 1 || w->late[r]) continue;
-        uint32_t shard = p.shard[r];
+        const uint32_t shard = p.shard[r];
         if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
-        me->rows.push_back(static_cast<uint32_t>(r));
-        me->blocks.push_back(
-            shards[shard]->FindOrCreate(p.key[r], p.key_hash[r], AlignDown(ts[r], tile_ms)));
+        ++me->shard_offsets[shard / threads_ + 1];
       }
-      if (me->rows.empty()) continue;
-      me->states.resize(me->rows.size());
-      for (size_t a = 0; a < layout.num_slots(); ++a) {
-        const size_t off = layout.offset(a);
-        for (size_t i = 0; i < me->rows.size(); ++i) me->states[i] = me->blocks[i] + off;
-        layout.agg(a).AddBatch(me->states.data(), p.arg_columns[a], ts, me->rows.data(),
-                               me->rows.size());
+      for (int k = 0; k < my_shards; ++k) me->shard_offsets[k + 1] += me->shard_offsets[k];
+      me->rows.resize(me->shard_offsets[my_shards]);
+      me->cursor.assign(me->shard_offsets.begin(), me->shard_offsets.end() - 1);
+      for (size_t r = 0; r < n; ++r) {
+        if (p.status[r] != 1 || w->late[r]) continue;
+        const uint32_t shard = p.shard[r];
+        if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
+        me->rows[me->cursor[shard / threads_]++] = static_cast<uint32_t>(r);
+      }
+      for (int k = 0; k < my_shards; ++k) {
+        const uint32_t begin = me->shard_offsets[k];
+        const uint32_t count = me->shard_offsets[k + 1] - begin;
+        if (count == 0) continue;
+        const int shard = worker_index + k * threads_;
+        const uint32_t* rows = me->rows.data() + begin;
+        std::unique_lock lock(*shard_mu_[vi][shard]);
+        TileShard& tiles = *shards_[vi][shard];
+        me->blocks.resize(count);
+        for (uint32_t i = 0; i < count; ++i) {
+          const uint32_t r = rows[i];
+          me->blocks[i] = tiles.FindOrCreate(p.key[r], p.key_hash[r], AlignDown(ts[r], tile_ms));
+        }
+        me->states.resize(count);
+        for (size_t a = 0; a < layout.num_slots(); ++a) {
+          const size_t off = layout.offset(a);
+          for (uint32_t i = 0; i < count; ++i) me->states[i] = me->blocks[i] + off;
+          layout.agg(a).AddBatch(me->states.data(), p.arg_columns[a], ts, rows, count);
+        }
       }
     }
   }
+}
+
+bool IngestPipeline::HasOpenTiles() const {
+  for (const auto& view_shards : shards_) {
+    for (const auto& s : view_shards) {
+      if (s->size() > 0) return true;
+    }
+  }
+  return false;
 }
 
 size_t IngestPipeline::OpenTileBytes() const {
@@ -301,6 +335,9 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
   absl::Status flush_error;
   bool flush_now = false;
   bool finished = false;
+  bool stopping = false;  // Stop() seen: take no more input, flush, return
+  int64_t last_flush_ns = options_.clock->MonotonicNanos();
+  uint64_t flushed_seq = 0;  // next_seq at the last flush: input since then needs a checkpoint
   std::vector<Worker*> order;
   std::barrier sync(threads_);
 
@@ -322,14 +359,15 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       w->decode = source::DecodeStats();
       {
         std::lock_guard<std::mutex> lock(input_mu);
-        if (!input_done) {
-          absl::StatusOr<bool> more = input->Next(&w->chunk, &w->first_line, &w->input_name);
-          if (!more.ok()) {
-            input_error = more.status();
+        if (!input_done && !stopping) {
+          absl::StatusOr<ChunkSource::Next> next =
+              input->NextChunk(&w->chunk, &w->first_line, &w->input_name);
+          if (!next.ok()) {
+            input_error = next.status();
             input_done = true;
-          } else if (!*more) {
+          } else if (*next == ChunkSource::Next::kEnd) {
             input_done = true;
-          } else {
+          } else if (*next == ChunkSource::Next::kChunk) {
             w->has_batch = true;
             w->seq = next_seq++;
           }
@@ -349,15 +387,30 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         std::sort(order.begin(), order.end(),
                   [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
         MarkLate(order);
-        finished = order.empty() && input_done;
+        finished = order.empty() && (input_done || stopping);
       }
       sync.arrive_and_wait();
       // Phase 3: every worker adds the rows of its own shards.
       Aggregate(index, order);
       sync.arrive_and_wait();
       if (index == 0) {
-        flush_now = finished || !input_error.ok() || OpenTileBytes() > options_.memory_budget_bytes;
+        const int64_t now = options_.clock->MonotonicNanos();
+        const bool interval_due = options_.flush_interval_ms > 0 &&
+                                  now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
+                                  (HasOpenTiles() || next_seq != flushed_seq);
+        flush_now = finished || !input_error.ok() || interval_due ||
+                    OpenTileBytes() > options_.memory_budget_bytes;
         if (progress_) progress_(source_counters_, flush_now);
+        if (!flush_now && order.empty() && !input_done) {
+          // Caught up with a live source: wait for data, but not past the next flush.
+          int64_t wait_ms = 50;
+          if (options_.flush_interval_ms > 0) {
+            wait_ms = std::clamp<int64_t>(
+                options_.flush_interval_ms - (now - last_flush_ns) / 1'000'000, 1, 50);
+          }
+          input->WaitForData(std::chrono::milliseconds(wait_ms));
+        }
+        stopping = stopping || stop_.load();
       }
       sync.arrive_and_wait();
       if (flush_now) {
@@ -372,6 +425,8 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
           int64_t commit_start = options_.clock->MonotonicNanos();
           flush_stats_.build_seconds += static_cast<double>(commit_start - build_start) / 1e9;
           flush_error = CommitFlush(input);
+          last_flush_ns = options_.clock->MonotonicNanos();
+          flushed_seq = next_seq;
           flush_stats_.commit_seconds +=
               static_cast<double>(options_.clock->MonotonicNanos() - commit_start) / 1e9;
           ++flush_stats_.flushes;

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -24,11 +26,16 @@ namespace tessera::engine {
 // Next() is called by one thread at a time.
 class ChunkSource {
  public:
+  enum class Next { kChunk, kIdle, kEnd };
+
   virtual ~ChunkSource() = default;
-  // Fills `chunk` with the next lines; false at the end. `first_line` receives the 1-based line
-  // number of the chunk's first line in its input (for error messages).
-  virtual absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line,
-                                    std::string* input_name) = 0;
+  // Fills `chunk` with the next lines (kChunk), or says there is nothing now but may be later
+  // (kIdle: live sources) or never again (kEnd). `first_line` receives the 1-based line number
+  // of the chunk's first line in its input (for error messages).
+  virtual absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
+                                         std::string* input_name) = 0;
+  // After kIdle: blocks until data may be available or `max_wait` passed.
+  virtual void WaitForData(std::chrono::milliseconds max_wait) {}
   // Adds to `batch` the metadata that records "everything handed out so far is in the tiles"
   // (e.g. file offsets). Called at each flush, after every chunk handed out was aggregated.
   virtual void AddCheckpoint(store::WriteBatch* batch) = 0;
@@ -41,6 +48,9 @@ struct PipelineOptions {
   int shards_per_thread = 4;
   // Flush (read-merge-write, then drop) the open tiles when they hold more than this.
   size_t memory_budget_bytes = size_t{2} << 30;
+  // Live sources: also flush when this long has passed since the last flush and there is
+  // something to flush. 0 = only on memory pressure and at the end.
+  int64_t flush_interval_ms = 0;
   // Times flushes (FlushStats); never used for logic.
   const Clock* clock = SystemClock::Default();
 };
@@ -85,9 +95,13 @@ class IngestPipeline {
   // Reads the persisted watermark state. Call once before Run().
   absl::Status Init();
 
-  // Processes every chunk of `input`, then flushes. On error, what was fully processed before
-  // the error is flushed with its checkpoint, and the error is returned.
+  // Processes every chunk of `input` until it ends or Stop() is called, then flushes. On error,
+  // what was fully processed before the error is flushed with its checkpoint, and the error is
+  // returned.
   absl::Status Run(ChunkSource* input);
+
+  // Asks Run() to flush and return soon (e.g. on SIGTERM). Thread-safe.
+  void Stop() { stop_.store(true); }
 
   void set_reject_sink(RejectSink sink) { reject_sink_ = std::move(sink); }
   // Called from the coordinating thread after every round with the counters so far, and once
@@ -109,6 +123,7 @@ class IngestPipeline {
   void Prepare(Worker* w);
   void MarkLate(const std::vector<Worker*>& order);
   void Aggregate(int worker_index, const std::vector<Worker*>& order);
+  bool HasOpenTiles() const;
   absl::Status FlushShards(int worker_index);
   absl::Status CommitFlush(ChunkSource* input);
   size_t OpenTileBytes() const;
@@ -121,8 +136,11 @@ class IngestPipeline {
   int threads_;
   int num_shards_;
 
-  // shards_[view][shard]
+  // shards_[view][shard]. During aggregation the owning worker holds the shard's mutex
+  // exclusively; readers of open tiles hold it shared.
   std::vector<std::vector<std::unique_ptr<TileShard>>> shards_;
+  std::vector<std::vector<std::unique_ptr<std::shared_mutex>>> shard_mu_;
+  std::atomic<bool> stop_{false};
   std::vector<bool> store_may_hold_view_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::vector<std::pair<store::TileKey, std::string>>> flush_out_;  // per worker
