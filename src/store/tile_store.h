@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,12 @@ struct WriteBatch {
   bool empty() const { return tiles.empty() && meta.empty() && meta_deletes.empty(); }
 };
 
+// A consistent, read-only view of a store at one moment (see TileStore::GetSnapshot).
+class StoreSnapshot {
+ public:
+  virtual ~StoreSnapshot() = default;
+};
+
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full
 // state for its (view, key, resolution, start); the store never interprets tile bytes.
 //
@@ -53,9 +60,21 @@ class TileStore {
 
   // Calls fn(start_ms, bytes) for every stored tile of (view_id, entity_key, resolution) with
   // from_ms <= start_ms < to_ms, in increasing start_ms. The bytes are valid only during fn.
-  virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
-                            int64_t from_ms, int64_t to_ms,
-                            const std::function<void(int64_t, std::string_view)>& fn) = 0;
+  absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                    int64_t from_ms, int64_t to_ms,
+                    const std::function<void(int64_t, std::string_view)>& fn) {
+    return ScanAt(nullptr, view_id, entity_key, resolution, from_ms, to_ms, fn);
+  }
+
+  // Scan as of `snapshot` (from this store's GetSnapshot), or of now when null.
+  virtual absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
+                              std::string_view entity_key, Resolution resolution, int64_t from_ms,
+                              int64_t to_ms,
+                              const std::function<void(int64_t, std::string_view)>& fn) = 0;
+
+  // The store as of now, for reads that must not see later writes (the live engine pairs a
+  // snapshot with its unflushed tiles). Cheap for RocksDB; a copy for the in-memory double.
+  virtual std::shared_ptr<const StoreSnapshot> GetSnapshot() = 0;
 
   // values->at(i) = stored bytes of keys[i], or nullopt when absent. values is resized.
   virtual absl::Status MultiGet(const std::vector<TileKey>& keys,

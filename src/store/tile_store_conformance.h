@@ -291,6 +291,26 @@ TEST_P(TileStoreConformanceTest, OverwriteReplacesTheValue) {
   EXPECT_EQ(got[1], (std::pair<int64_t, std::string>(300000, "second")));
 }
 
+TEST_P(TileStoreConformanceTest, SnapshotScansIgnoreLaterWrites) {
+  using conformance_internal::Key;
+  Put(Key(1, "k", Resolution::kBase, 0), "v1");
+  std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
+  Put(Key(1, "k", Resolution::kBase, 0), "v2");
+  Put(Key(1, "k", Resolution::kBase, 300000), "new");
+  Tiles at_snap;
+  ASSERT_TRUE(store_
+                  ->ScanAt(snap.get(), 1, "k", Resolution::kBase, 0, 600000,
+                           [&](int64_t start, std::string_view v) {
+                             at_snap.emplace_back(start, std::string(v));
+                           })
+                  .ok());
+  ASSERT_EQ(at_snap.size(), 1u);
+  EXPECT_EQ(at_snap[0].second, "v1");
+  Tiles now = ScanAll(1, "k", Resolution::kBase);
+  ASSERT_EQ(now.size(), 2u);
+  EXPECT_EQ(now[0].second, "v2");
+}
+
 TEST_P(TileStoreConformanceTest, LargeAndBinaryValuesRoundTrip) {
   using conformance_internal::Key;
   std::string big(1 << 20, '\0');

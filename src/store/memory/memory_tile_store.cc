@@ -6,16 +6,37 @@
 
 namespace tessera::store {
 
-absl::Status MemoryTileStore::Scan(uint32_t view_id, std::string_view entity_key,
-                                   Resolution resolution, int64_t from_ms, int64_t to_ms,
-                                   const std::function<void(int64_t, std::string_view)>& fn) {
+namespace {
+
+template <typename Map>
+class MemorySnapshot final : public StoreSnapshot {
+ public:
+  explicit MemorySnapshot(Map tiles) : tiles(std::move(tiles)) {}
+  const Map tiles;
+};
+
+}  // namespace
+
+std::shared_ptr<const StoreSnapshot> MemoryTileStore::GetSnapshot() {
+  std::shared_lock lock(mu_);
+  return std::make_shared<MemorySnapshot<decltype(tiles_)>>(tiles_);
+}
+
+absl::Status MemoryTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
+                                     std::string_view entity_key, Resolution resolution,
+                                     int64_t from_ms, int64_t to_ms,
+                                     const std::function<void(int64_t, std::string_view)>& fn) {
   if (from_ms >= to_ms) return absl::OkStatus();
   std::vector<std::pair<int64_t, std::string>> found;
   {
     std::shared_lock lock(mu_);
+    const auto& tiles =
+        snapshot != nullptr
+            ? static_cast<const MemorySnapshot<decltype(tiles_)>*>(snapshot)->tiles
+            : tiles_;
     const auto res = static_cast<uint8_t>(resolution);
     TileId lower(view_id, std::string(entity_key), res, from_ms);
-    for (auto it = tiles_.lower_bound(lower); it != tiles_.end(); ++it) {
+    for (auto it = tiles.lower_bound(lower); it != tiles.end(); ++it) {
       const auto& [view, key, r, start] = it->first;
       if (view != view_id || key != entity_key || r != res || start >= to_ms) break;
       found.emplace_back(start, it->second);

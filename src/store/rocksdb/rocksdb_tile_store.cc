@@ -171,9 +171,30 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
   });
 }
 
-absl::Status RocksDbTileStore::Scan(uint32_t view_id, std::string_view entity_key,
-                                    Resolution resolution, int64_t from_ms, int64_t to_ms,
-                                    const std::function<void(int64_t, std::string_view)>& fn) {
+namespace {
+
+// Owns a rocksdb snapshot for as long as any reader holds it.
+class RocksSnapshot final : public StoreSnapshot {
+ public:
+  RocksSnapshot(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+  ~RocksSnapshot() override { db_->ReleaseSnapshot(snapshot_); }
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+}  // namespace
+
+std::shared_ptr<const StoreSnapshot> RocksDbTileStore::GetSnapshot() {
+  return std::make_shared<RocksSnapshot>(db_.get());
+}
+
+absl::Status RocksDbTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
+                                      std::string_view entity_key, Resolution resolution,
+                                      int64_t from_ms, int64_t to_ms,
+                                      const std::function<void(int64_t, std::string_view)>& fn) {
   if (from_ms >= to_ms) return absl::OkStatus();
   return Guard("Scan", dir_, [&]() -> absl::Status {
     std::string lower = EncodeTilePrefix(view_id, entity_key, resolution);
@@ -188,6 +209,7 @@ absl::Status RocksDbTileStore::Scan(uint32_t view_id, std::string_view entity_ke
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = &upper_slice;
     ro.prefix_same_as_start = true;
+    if (snapshot != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(snapshot)->get();
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) {
       std::string_view key = View(it->key());

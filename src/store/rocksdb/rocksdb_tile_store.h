@@ -106,9 +106,11 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   RocksDbTileStore(const RocksDbTileStore&) = delete;
   RocksDbTileStore& operator=(const RocksDbTileStore&) = delete;
 
-  absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
-                    int64_t from_ms, int64_t to_ms,
-                    const std::function<void(int64_t, std::string_view)>& fn) override;
+  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
+                      std::string_view entity_key, Resolution resolution, int64_t from_ms,
+                      int64_t to_ms,
+                      const std::function<void(int64_t, std::string_view)>& fn) override;
+  std::shared_ptr<const StoreSnapshot> GetSnapshot() override;
   absl::Status MultiGet(const std::vector<TileKey>& keys,
                         std::vector<std::optional<std::string>>* values) override;
   absl::Status Write(const WriteBatch& batch) override;

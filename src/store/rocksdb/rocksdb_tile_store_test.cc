@@ -48,11 +48,13 @@ RocksDbOptions SmallOptions() {
 class FlushEveryWriteStore final : public TileStore {
  public:
   explicit FlushEveryWriteStore(std::unique_ptr<TileStore> inner) : inner_(std::move(inner)) {}
-  absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
-                    int64_t from_ms, int64_t to_ms,
-                    const std::function<void(int64_t, std::string_view)>& fn) override {
-    return inner_->Scan(view_id, entity_key, resolution, from_ms, to_ms, fn);
+  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
+                      std::string_view entity_key, Resolution resolution, int64_t from_ms,
+                      int64_t to_ms,
+                      const std::function<void(int64_t, std::string_view)>& fn) override {
+    return inner_->ScanAt(snapshot, view_id, entity_key, resolution, from_ms, to_ms, fn);
   }
+  std::shared_ptr<const StoreSnapshot> GetSnapshot() override { return inner_->GetSnapshot(); }
   absl::Status MultiGet(const std::vector<TileKey>& keys,
                         std::vector<std::optional<std::string>>* values) override {
     return inner_->MultiGet(keys, values);
