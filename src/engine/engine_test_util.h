@@ -1,6 +1,10 @@
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,6 +43,47 @@ class StringChunkSource final : public ChunkSource {
   size_t chunk_lines_;
   size_t next_ = 0;
   int checkpoints_ = 0;
+};
+
+// A live ChunkSource: lines pushed by a test thread; kIdle while nothing is queued, kEnd after
+// Close() once drained. Thread-safe.
+class LiveChunkSource final : public ChunkSource {
+ public:
+  void Push(std::vector<std::string> lines) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& l : lines) queue_.push_back(std::move(l));
+    cv_.notify_all();
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
+                                 std::string* input_name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty()) return closed_ ? Next::kEnd : Next::kIdle;
+    std::string data;
+    for (int i = 0; i < 50 && !queue_.empty(); ++i) {
+      data += queue_.front() + "\n";
+      queue_.pop_front();
+    }
+    chunk->Assign(data, 0);
+    *first_line = 1;
+    *input_name = "live";
+    return Next::kChunk;
+  }
+  void WaitForData(std::chrono::milliseconds max_wait) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, max_wait, [&] { return !queue_.empty() || closed_; });
+  }
+  void AddCheckpoint(store::WriteBatch* batch) override {}
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  bool closed_ = false;
 };
 
 }  // namespace tessera::engine

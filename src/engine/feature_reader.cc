@@ -47,12 +47,13 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   std::vector<Value> agg_values(layout.num_slots());
   Arena arena;
   absl::Status decode_error;
+  std::shared_ptr<const store::StoreSnapshot> snapshot;
   auto merge_range = [&](store::Resolution res, int64_t from, int64_t to,
                          std::vector<std::pair<int64_t, int64_t>>* gaps) -> absl::Status {
     const int64_t unit = tile::ResolutionMillis(res, def.tile_ms);
     int64_t cursor = from;
-    TESSERA_RETURN_IF_ERROR(store_->Scan(
-        view_->id, key, res, from, to, [&](int64_t start, std::string_view bytes) {
+    TESSERA_RETURN_IF_ERROR(store_->ScanAt(
+        snapshot.get(), view_->id, key, res, from, to, [&](int64_t start, std::string_view bytes) {
           if (!decode_error.ok()) return;
           scratch.Reset();
           absl::Status s = layout.Deserialize(bytes, scratch.data());
@@ -69,8 +70,23 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     if (gaps != nullptr && cursor < to) gaps->emplace_back(cursor, to);
     return decode_error;
   };
+  // Unflushed tiles first (one consistent view with the store snapshot they come with); they
+  // are merged into each window last, as the newest arrivals.
+  std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
+  if (open_tiles_ != nullptr) {
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    std::vector<std::byte*> blocks;
+    for (const WindowSpec& w : windows) {
+      tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
+      ranges.emplace_back(b.from_ms, b.to_ms);
+      open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
+      blocks.push_back(open_blocks.back()->data());
+    }
+    snapshot = open_tiles_->MergeOpenTiles(*view_, key, ranges, blocks, &result.tiles_read);
+  }
   std::vector<std::pair<int64_t, int64_t>> gaps;
-  for (const WindowSpec& w : windows) {
+  for (size_t wi = 0; wi < windows.size(); ++wi) {
+    const WindowSpec& w = windows[wi];
     acc.Reset();
     tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
     for (const tile::TileRange& r : tile::CoverWindow(b.from_ms, b.to_ms, def.tile_ms)) {
@@ -86,6 +102,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
         TESSERA_RETURN_IF_ERROR(merge_range(store::Resolution::kBase, from, to, nullptr));
       }
     }
+    if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[wi]->data());
     // Finalize every slot, then evaluate the features over a one-row batch of slot values.
     for (size_t a = 0; a < layout.num_slots(); ++a) {
       agg_values[a] = layout.agg(a).Finalize(acc.data() + layout.offset(a));

@@ -1,6 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,12 +41,29 @@ struct FeatureResult {
   std::string ToJson(const sql::ViewDef& view) const;
 };
 
+// Unflushed (in-memory) tiles a reader must add to what the store holds: the live engine.
+class OpenTileSource {
+ public:
+  virtual ~OpenTileSource() = default;
+  // Merges into *blocks[i] the open base tiles of (view, key) with start in ranges[i]
+  // ([from, to)), adds their number to *tiles_merged, and returns the store snapshot that,
+  // together with them, is one consistent view (every row counted once, whatever flushes run
+  // concurrently). Returns null when the view is not served from memory (read the latest).
+  virtual std::shared_ptr<const store::StoreSnapshot> MergeOpenTiles(
+      const ViewRuntime& view, std::string_view key,
+      std::span<const std::pair<int64_t, int64_t>> ranges, std::span<std::byte* const> blocks,
+      int64_t* tiles_merged) = 0;
+};
+
 // Answers window reads for one view by merging the fewest stored tiles that cover each window,
 // then finalizing and evaluating the post-aggregate expressions.
 // Thread-safe (state is per call); the view runtime and store must outlive it.
 class FeatureReader {
  public:
-  FeatureReader(const ViewRuntime* view, store::TileStore* store) : view_(view), store_(store) {}
+  // `open_tiles` (optional) adds the live engine's unflushed tiles.
+  FeatureReader(const ViewRuntime* view, store::TileStore* store,
+                OpenTileSource* open_tiles = nullptr)
+      : view_(view), store_(store), open_tiles_(open_tiles) {}
 
   absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
                                      const std::vector<WindowSpec>& windows) const;
@@ -51,6 +71,7 @@ class FeatureReader {
  private:
   const ViewRuntime* view_;
   store::TileStore* store_;
+  OpenTileSource* open_tiles_;
 };
 
 }  // namespace tessera::engine

@@ -73,6 +73,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
     }
     shards_.push_back(std::move(shards));
     shard_mu_.push_back(std::move(mus));
+    retired_.emplace_back(num_shards_);
   }
   for (int t = 0; t < threads_; ++t) {
     auto w = std::make_unique<Worker>();
@@ -114,6 +115,7 @@ absl::Status IngestPipeline::Init() {
     }
     max_event_time_ms_ = v;
   }
+  published_ = store_->GetSnapshot();
   // A view with no stored tile at all needs no read-merge-write on its first flush. The first
   // flush that writes tiles of a view also writes this marker, in the same atomic batch.
   for (const ViewRuntime* v : views_) {
@@ -262,6 +264,38 @@ void IngestPipeline::Aggregate(int worker_index, const std::vector<Worker*>& ord
   }
 }
 
+std::shared_ptr<const store::StoreSnapshot> IngestPipeline::MergeOpenTiles(
+    const ViewRuntime& view, std::string_view key,
+    std::span<const std::pair<int64_t, int64_t>> ranges, std::span<std::byte* const> blocks,
+    int64_t* tiles_merged) {
+  size_t vi = 0;
+  while (vi < views_.size() && views_[vi] != &view) ++vi;
+  if (vi == views_.size()) return nullptr;
+  const int64_t tile_ms = view.def->tile_ms;
+  const tile::TileLayout& layout = *view.layout;
+  const uint64_t key_hash = Hash64(key);
+  const int shard = static_cast<int>(key_hash % static_cast<uint64_t>(num_shards_));
+  std::shared_lock publish(publish_mu_);
+  std::shared_lock lock(*shard_mu_[vi][shard]);
+  const TileShard& tiles = *shards_[vi][shard];
+  if (tiles.size() > 0) {
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      // Open tiles span little time (since the last flush, plus late rows), so probing each
+      // tile start they cover is cheap.
+      const int64_t from = std::max(ranges[i].first, tiles.min_start_ms());
+      const int64_t to = std::min(ranges[i].second, tiles.max_start_ms() + tile_ms);
+      for (int64_t start = AlignDown(from, tile_ms); start < to; start += tile_ms) {
+        if (start < ranges[i].first) continue;
+        const std::byte* block = tiles.Find(key, key_hash, start);
+        if (block == nullptr) continue;
+        layout.Merge(blocks[i], block);
+        ++*tiles_merged;
+      }
+    }
+  }
+  return published_;
+}
+
 bool IngestPipeline::HasOpenTiles() const {
   for (const auto& view_shards : shards_) {
     for (const auto& s : view_shards) {
@@ -317,6 +351,18 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
   input->AddCheckpoint(&batch);
   TESSERA_RETURN_IF_ERROR(store_->Write(batch));
   TESSERA_RETURN_IF_ERROR(store_->Sync());
+  {
+    // The store now holds the open tiles: publish it and swap in empty shards together.
+    std::shared_ptr<const store::StoreSnapshot> snapshot = store_->GetSnapshot();
+    std::unique_lock lock(publish_mu_);
+    published_ = std::move(snapshot);
+    for (size_t vi = 0; vi < views_.size(); ++vi) {
+      for (int s = 0; s < num_shards_; ++s) {
+        retired_[vi][s] = std::move(shards_[vi][s]);
+        shards_[vi][s] = std::make_unique<TileShard>(views_[vi]->layout.get());
+      }
+    }
+  }
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     if (total > 0) store_may_hold_view_[vi] = true;
   }
@@ -432,10 +478,10 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
           ++flush_stats_.flushes;
         }
         sync.arrive_and_wait();
-        // The tiles are in the store (or the run failed): drop this worker's shards, in
+        // The tiles are in the store (or the run failed): drop this worker's retired shards, in
         // parallel, since freeing the sketch memory of many tiles is not free.
-        for (auto& view_shards : shards_) {
-          for (int s = index; s < num_shards_; s += threads_) view_shards[s]->Clear();
+        for (auto& view_retired : retired_) {
+          for (int s = index; s < num_shards_; s += threads_) view_retired[s].reset();
         }
         if (!flush_error.ok() || finished || !input_error.ok()) return;
       }

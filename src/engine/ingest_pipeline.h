@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "engine/catalog_store.h"
+#include "engine/feature_reader.h"
 #include "engine/flusher.h"
 #include "engine/tile_shard.h"
 #include "source/file/line_reader.h"
@@ -86,11 +88,16 @@ using RejectSink = std::function<void(std::string_view input, int64_t line,
 // Watermark: max event time seen on the source minus its lateness; a row older than the
 // watermark is late (dropped and counted). The max is persisted with every flush, so a later
 // run continues the same stream.
-class IngestPipeline {
+//
+// Serving while ingesting (OpenTileSource): readers merge the open tiles with a store snapshot
+// published by the last flush. A flush writes the store first (readers still use the old
+// snapshot plus the open tiles), then, in one short exclusive section, publishes the new
+// snapshot and swaps in empty shards; so every row is seen exactly once by every read.
+class IngestPipeline final : public OpenTileSource {
  public:
   IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
                  store::TileStore* store, PipelineOptions options);
-  ~IngestPipeline();
+  ~IngestPipeline() override;
 
   // Reads the persisted watermark state. Call once before Run().
   absl::Status Init();
@@ -102,6 +109,12 @@ class IngestPipeline {
 
   // Asks Run() to flush and return soon (e.g. on SIGTERM). Thread-safe.
   void Stop() { stop_.store(true); }
+
+  // OpenTileSource. Thread-safe; callable while Run() runs (and after Init()).
+  std::shared_ptr<const store::StoreSnapshot> MergeOpenTiles(
+      const ViewRuntime& view, std::string_view key,
+      std::span<const std::pair<int64_t, int64_t>> ranges, std::span<std::byte* const> blocks,
+      int64_t* tiles_merged) override;
 
   void set_reject_sink(RejectSink sink) { reject_sink_ = std::move(sink); }
   // Called from the coordinating thread after every round with the counters so far, and once
@@ -141,6 +154,11 @@ class IngestPipeline {
   std::vector<std::vector<std::unique_ptr<TileShard>>> shards_;
   std::vector<std::vector<std::unique_ptr<std::shared_mutex>>> shard_mu_;
   std::atomic<bool> stop_{false};
+  // Shards swapped out by the last flush, cleared by their owning workers.
+  std::vector<std::vector<std::unique_ptr<TileShard>>> retired_;
+  // Guards shards_ pointers (not contents) and published_.
+  std::shared_mutex publish_mu_;
+  std::shared_ptr<const store::StoreSnapshot> published_;
   std::vector<bool> store_may_hold_view_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::vector<std::pair<store::TileKey, std::string>>> flush_out_;  // per worker

@@ -22,6 +22,8 @@ std::byte* TileShard::FindOrCreate(std::string_view key, uint64_t key_hash, int6
   auto* block = reinterpret_cast<std::byte*>((addr + align - 1) / align * align);
   layout_->Init(block);
   map_.emplace(probe, block);
+  if (entries_.empty() || start_ms < min_start_ms_) min_start_ms_ = start_ms;
+  if (entries_.empty() || start_ms > max_start_ms_) max_start_ms_ = start_ms;
   entries_.push_back(Entry{probe.key, key_hash, start_ms, block});
   return block;
 }

@@ -43,6 +43,9 @@ class TileShard {
   const std::vector<Entry>& entries() const { return entries_; }
 
   size_t size() const { return entries_.size(); }
+  // Smallest and largest start of an open tile (meaningless when empty).
+  int64_t min_start_ms() const { return min_start_ms_; }
+  int64_t max_start_ms() const { return max_start_ms_; }
   // Approximate bytes held (arenas + hash table), excluding sketch heap memory.
   size_t MemoryBytes() const;
 
@@ -67,6 +70,8 @@ class TileShard {
   const tile::TileLayout* layout_;
   absl::flat_hash_map<TileId, std::byte*, TileIdHash> map_;
   std::vector<Entry> entries_;
+  int64_t min_start_ms_ = 0;
+  int64_t max_start_ms_ = 0;
   Arena keys_{256 * 1024};
   Arena blocks_{1024 * 1024};
 };
