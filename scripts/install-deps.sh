@@ -8,7 +8,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev clang-format clang-tidy
   libjemalloc-dev librocksdb-dev libsimdjson-dev libabsl-dev libfmt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   zstd gzip python3
 )
 

@@ -1,0 +1,651 @@
+#include "serve/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace tessera::serve {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct ClientResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string Header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+// A blocking HTTP/1.1 client over a raw socket, so tests control exactly which bytes go out
+// (partial requests, pipelining) and when. Every read times out after 5 s so nothing hangs.
+class Client {
+ public:
+  explicit Client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return connected_; }
+
+  bool Send(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one response (the server always sends Content-Length); nullopt on EOF/timeout/error.
+  std::optional<ClientResponse> Read() {
+    size_t header_end;
+    while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return std::nullopt;
+    }
+    ClientResponse r;
+    std::string head = buf_.substr(0, header_end);
+    size_t line_end = head.find("\r\n");
+    std::string status_line = head.substr(0, line_end);
+    if (status_line.size() < 12) return std::nullopt;
+    r.status = std::stoi(status_line.substr(9, 3));
+    size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+    while (pos < head.size()) {
+      size_t end = head.find("\r\n", pos);
+      if (end == std::string::npos) end = head.size();
+      std::string line = head.substr(pos, end - pos);
+      size_t colon = line.find(':');
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      r.headers[name] = value;
+      pos = end + 2;
+    }
+    buf_.erase(0, header_end + 4);
+    size_t len = std::stoul(r.Header("content-length").empty() ? "0" : r.Header("content-length"));
+    while (buf_.size() < len) {
+      if (!Fill()) return std::nullopt;
+    }
+    r.body = buf_.substr(0, len);
+    buf_.erase(0, len);
+    return r;
+  }
+
+  std::optional<ClientResponse> Get(const std::string& target) {
+    if (!Send("GET " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::nullopt;
+    return Read();
+  }
+
+  std::optional<ClientResponse> Post(const std::string& target, const std::string& body) {
+    if (!Send("POST " + target + " HTTP/1.1\r\nHost: test\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body)) {
+      return std::nullopt;
+    }
+    return Read();
+  }
+
+  // True when the server closed the connection (EOF or reset) with no further bytes.
+  bool WaitClosed() {
+    char c;
+    ssize_t n = ::recv(fd_, &c, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+  // Reads until EOF; what arrived.
+  std::string ReadAll() {
+    while (Fill()) {
+    }
+    return std::exchange(buf_, "");
+  }
+
+ private:
+  bool Fill() {
+    char tmp[16384];
+    ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
+    if (n <= 0) return false;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buf_;
+};
+
+std::string Describe(const HttpRequest& req) {
+  std::string s = req.method + " path=" + req.path + " raw=" + req.raw_path;
+  for (const auto& [k, v] : req.params) s += " param:" + k + "=" + v;
+  for (const auto& [k, v] : req.query) s += " query:" + k + "=" + v;
+  return s;
+}
+
+// Hands responders to the test thread, which completes them later.
+class Parked {
+ public:
+  void Park(std::string tag, Responder r) {
+    std::lock_guard lock(mu_);
+    parked_.emplace_back(std::move(tag), std::move(r));
+    cv_.notify_all();
+  }
+  // Waits for `n` parked requests and returns them (in arrival order).
+  std::vector<std::pair<std::string, Responder>> Take(size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 5s, [&] { return parked_.size() >= n; });
+    return std::exchange(parked_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, Responder>> parked_;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void StartServer(HttpServerOptions options = {}) {
+    server_ = std::make_unique<HttpServer>(std::move(options));
+    auto echo = [](HttpRequest&& req, Responder respond) {
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.body = Describe(req);
+      respond(std::move(r));
+    };
+    server_->Route("GET", "/v1/features/{view}/{key}", echo, "get_features");
+    server_->Route("GET", "/healthz", echo);
+    server_->Route("GET", "/q", echo);
+    server_->Route("POST", "/v1/features:batchGet", [](HttpRequest&& req, Responder respond) {
+      respond(HttpResponse::Json(200, "{\"echo\":" + std::to_string(req.body.size()) + "}"));
+    });
+    server_->Route("POST", "/echo", [](HttpRequest&& req, Responder respond) {
+      HttpResponse r;
+      r.content_type = "application/octet-stream";
+      r.body = std::move(req.body);
+      r.headers.emplace_back("X-Method", req.method);
+      respond(std::move(r));
+    });
+    server_->Route("DELETE", "/healthz", echo);
+    server_->Route("GET", "/later", [this](HttpRequest&& req, Responder respond) {
+      const std::string* tag = req.Query("tag");
+      parked_.Park(tag ? *tag : "", std::move(respond));
+    });
+    server_->Route("GET", "/async", [](HttpRequest&& req, Responder respond) {
+      int ms = std::stoi(*req.Query("ms"));
+      std::string id = *req.Query("id");
+      std::thread([ms, id, respond = std::move(respond)] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        respond(HttpResponse::Json(200, "{\"id\":" + id + "}"));
+      }).detach();
+    });
+    server_->Route("GET", "/throw",
+                   [](HttpRequest&&, Responder) -> void { throw std::runtime_error("boom"); });
+    server_->Route("GET", "/drop", [](HttpRequest&&, Responder) {});
+    server_->Route("GET", "/twice", [](HttpRequest&&, Responder respond) {
+      respond(HttpResponse::Json(201, "{}"));
+      respond(HttpResponse::Json(202, "{}"));
+    });
+    server_->Route("GET", "/headers", [](HttpRequest&& req, Responder respond) {
+      const std::string* ua = req.Header("x-custom-header");
+      respond(HttpResponse::Json(200, ua ? *ua : "none"));
+    });
+    server_->set_observer(
+        [this](std::string_view route, std::string_view method, int status, double seconds) {
+          std::lock_guard lock(observed_mu_);
+          observed_.push_back(std::string(route) + " " + std::string(method) + " " +
+                              std::to_string(status));
+          EXPECT_GE(seconds, 0);
+        });
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_NE(server_->port(), 0);
+  }
+
+  std::vector<std::string> Observed() {
+    std::lock_guard lock(observed_mu_);
+    return observed_;
+  }
+
+  uint16_t port() const { return server_->port(); }
+
+  Parked parked_;
+  std::mutex observed_mu_;
+  std::vector<std::string> observed_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, RoutesWithParamsAndEncodedSegments) {
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(c.connected());
+  auto r = c.Get("/v1/features/user_stats/alice");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("content-type"), "text/plain");
+  EXPECT_EQ(r->body,
+            "GET path=/v1/features/user_stats/alice raw=/v1/features/user_stats/alice "
+            "param:view=user_stats param:key=alice");
+
+  r = c.Get("/v1/features/v/a%2Fb%20c+d");  // encoded '/' stays in the key; '+' literal in paths
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body,
+            "GET path=/v1/features/v/a/b c+d raw=/v1/features/v/a%2Fb%20c+d param:view=v "
+            "param:key=a/b c+d");
+
+  r = c.Get("/v1/features/v/u1%7Cde");  // composite key "u1|de", encoded
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("param:key=u1|de"), std::string::npos) << r->body;
+  r = c.Get("/v1/features/v/u1|de");  // and sent raw
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("param:key=u1|de"), std::string::npos) << r->body;
+
+  r = c.Get("/%68ealthz");  // literal segments compare decoded
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+
+  r = c.Post("/v1/features:batchGet", "{\"keys\":[1,2]}");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("content-type"), "application/json");
+  EXPECT_EQ(r->body, "{\"echo\":14}");
+
+  // Too few / too many segments, and an empty parameter, do not match.
+  for (const char* target :
+       {"/v1/features/v", "/v1/features/v/k/extra", "/v1/features/v/", "/healthz/", "/nope"}) {
+    r = c.Get(target);
+    ASSERT_TRUE(r) << target;
+    EXPECT_EQ(r->status, 404) << target;
+  }
+}
+
+TEST_F(HttpServerTest, QueryStringDecoding) {
+  StartServer();
+  Client c(port());
+  auto r = c.Get("/q?a=1&b=x+y%20z&c&&a=2&d=%2B%26&e%3D=v&f=%zz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body,
+            "GET path=/q raw=/q query:a=1 query:b=x y z query:c= query:a=2 query:d=+& "
+            "query:e==v query:f=%zz");
+}
+
+TEST_F(HttpServerTest, RequestAccessorsAndHeaders) {
+  HttpRequest req;
+  req.query = {{"a", "1"}, {"a", "2"}};
+  req.params = {{"view", "v"}};
+  req.headers = {{"Content-Type", "text/plain"}};
+  ASSERT_NE(req.Query("a"), nullptr);
+  EXPECT_EQ(*req.Query("a"), "1");
+  EXPECT_EQ(req.Query("b"), nullptr);
+  EXPECT_EQ(*req.Param("view"), "v");
+  EXPECT_EQ(*req.Header("content-type"), "text/plain");
+  EXPECT_EQ(req.Header("content-length"), nullptr);
+  EXPECT_EQ(HttpResponse::Error(400, "bad \"key\"\n\x01").body,
+            "{\"error\":\"bad \\\"key\\\"\\n\\u0001\"}");
+
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(c.Send("GET /headers HTTP/1.1\r\nHost: t\r\nX-Custom-Header: hello\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "hello");
+}
+
+TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
+  StartServer();
+  Client c(port());
+  for (int i = 0; i < 50; ++i) {
+    auto r = c.Get("/q?i=" + std::to_string(i));
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "GET path=/q raw=/q query:i=" + std::to_string(i));
+    EXPECT_NE(r->Header("connection"), "close");
+  }
+}
+
+TEST_F(HttpServerTest, ConnectionCloseAndHttp10) {
+  StartServer();
+  {
+    Client c(port());
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->Header("connection"), "close");
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {
+    Client c(port());
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+}
+
+TEST_F(HttpServerTest, ErrorsAreJson) {
+  HttpServerOptions opt;
+  opt.max_body_bytes = 1024;
+  opt.max_header_bytes = 2048;
+  StartServer(opt);
+  {
+    Client c(port());
+    auto r = c.Get("/missing%2Fthing");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404);
+    EXPECT_EQ(r->Header("content-type"), "application/json");
+    EXPECT_EQ(r->body, "{\"error\":\"no route for /missing/thing\"}");
+    // 404 and 405 keep the connection usable.
+    r = c.Post("/healthz", "x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 405);
+    EXPECT_EQ(r->Header("allow"), "GET, DELETE");
+    EXPECT_EQ(r->body,
+              "{\"error\":\"method POST not allowed for /healthz (allowed: GET, DELETE)\"}");
+    r = c.Get("/throw");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 500);
+    EXPECT_EQ(r->body, "{\"error\":\"internal error: boom\"}");
+    r = c.Get("/drop");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 500);
+    EXPECT_EQ(r->body, "{\"error\":\"handler dropped the request without responding\"}");
+    r = c.Get("/twice");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 201);
+    r = c.Get("/healthz");  // the ignored second response did not desynchronize the stream
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  {
+    Client c(port());  // declared body too large: 413 before the body is read, then close
+    ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" +
+                       std::string(5000, 'x')));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413);
+    EXPECT_EQ(r->body, "{\"error\":\"request body exceeds 1024 bytes\"}");
+    EXPECT_EQ(r->Header("connection"), "close");
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {
+    Client c(port());  // chunked body growing past the limit
+    std::string chunk(600, 'y');
+    ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                       std::string("258\r\n") + chunk + "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413);
+  }
+  {
+    Client c(port());
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(4000, 'h') +
+                       "\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 431);
+    EXPECT_EQ(r->body, "{\"error\":\"request header exceeds 2048 bytes\"}");
+  }
+  {
+    Client c(port());
+    ASSERT_TRUE(c.Send("THIS IS NOT HTTP\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("malformed HTTP request"), std::string::npos) << r->body;
+    EXPECT_TRUE(c.WaitClosed());
+  }
+}
+
+TEST_F(HttpServerTest, ChunkedBodiesAndExpectContinue) {
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(
+      c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello world");
+  EXPECT_EQ(r->Header("x-method"), "POST");
+
+  ASSERT_TRUE(c.Send(
+      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  auto cont = c.Read();
+  ASSERT_TRUE(cont);
+  EXPECT_EQ(cont->status, 100);
+  ASSERT_TRUE(c.Send("data"));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "data");
+}
+
+TEST_F(HttpServerTest, HandlerRespondsLaterFromAnotherThread) {
+  StartServer();
+  Client a(port());
+  Client b(port());
+  ASSERT_TRUE(a.Send("GET /later?tag=a HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(b.Send("GET /later?tag=b HTTP/1.1\r\nHost: t\r\n\r\n"));
+  std::vector<std::pair<std::string, Responder>> parked = parked_.Take(2);
+  ASSERT_EQ(parked.size(), 2u);
+  // Answer both from a fresh thread, b first.
+  std::thread([&parked] {
+    for (int i = 1; i >= 0; --i) {
+      parked[i].second(HttpResponse::Json(200, "{\"tag\":\"" + parked[i].first + "\"}"));
+    }
+  }).join();
+  for (Client* c : {&a, &b}) {
+    auto r = c->Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  // The connections stay usable.
+  auto r = a.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  StartServer();
+  Client c(port());
+  // The first request answers slowest; responses must still come back in request order.
+  std::string batch;
+  for (int i = 0; i < 5; ++i) {
+    batch += "GET /async?id=" + std::to_string(i) + "&ms=" + std::to_string((5 - i) * 10) +
+             " HTTP/1.1\r\nHost: t\r\n\r\n";
+  }
+  batch += "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc";
+  batch += "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  ASSERT_TRUE(c.Send(batch));
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body, "{\"id\":" + std::to_string(i) + "}");
+  }
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "abc");
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServerTest, ManyConcurrentConnections) {
+  HttpServerOptions opt;
+  opt.threads = 2;
+  StartServer(opt);
+  constexpr int kThreads = 8;
+  constexpr int kConnsPerThread = 25;
+  constexpr int kRequests = 10;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::unique_ptr<Client>> clients;
+      for (int i = 0; i < kConnsPerThread; ++i) {
+        clients.push_back(std::make_unique<Client>(port()));
+      }
+      for (int n = 0; n < kRequests; ++n) {
+        for (int i = 0; i < kConnsPerThread; ++i) {
+          std::string key = std::to_string(t) + "_" + std::to_string(i) + "_" + std::to_string(n);
+          clients[i]->Send("GET /v1/features/v/" + key + " HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        for (int i = 0; i < kConnsPerThread; ++i) {
+          std::string key = std::to_string(t) + "_" + std::to_string(i) + "_" + std::to_string(n);
+          auto r = clients[i]->Read();
+          if (r && r->status == 200 && r->body.ends_with("param:key=" + key)) ok.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads * kConnsPerThread * kRequests);
+}
+
+TEST_F(HttpServerTest, SlowClientHitsReadTimeoutAndIdleConnectionsClose) {
+  HttpServerOptions opt;
+  opt.read_timeout = 200ms;
+  opt.idle_timeout = 400ms;
+  StartServer(opt);
+  {
+    Client c(port());  // starts a request and never finishes it
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\n"));
+    EXPECT_TRUE(c.WaitClosed());
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(elapsed, 150ms);
+    EXPECT_LT(elapsed, 2s);
+  }
+  {
+    Client c(port());  // a slow body is cut off too
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab"));
+    EXPECT_TRUE(c.WaitClosed());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  }
+  {
+    Client c(port());  // a keep-alive connection survives short pauses, not the idle timeout
+    ASSERT_TRUE(c.Get("/healthz"));
+    std::this_thread::sleep_for(250ms);  // longer than read_timeout, shorter than idle_timeout
+    auto r = c.Get("/healthz");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(c.WaitClosed());
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(elapsed, 300ms);
+    EXPECT_LT(elapsed, 2s);
+  }
+  {
+    Client c(port());  // a connection that never sends anything
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(c.WaitClosed());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  }
+}
+
+TEST_F(HttpServerTest, ObserverSeesEveryResponse) {
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(c.Get("/v1/features/v/k"));
+  ASSERT_TRUE(c.Get("/nope"));
+  ASSERT_TRUE(c.Post("/healthz", ""));
+  ASSERT_TRUE(c.Get("/healthz"));
+  // The observer runs after the write completes; give the last one a moment.
+  for (int i = 0; i < 100 && Observed().size() < 4; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(Observed(), (std::vector<std::string>{"get_features GET 200", "unmatched GET 404",
+                                                  "unmatched POST 405", "/healthz GET 200"}));
+}
+
+TEST_F(HttpServerTest, StopClosesOpenConnectionsAndIsIdempotent) {
+  StartServer();
+  Client idle(port());
+  ASSERT_TRUE(idle.Get("/healthz"));
+  Client partial(port());
+  ASSERT_TRUE(partial.Send("GET /healthz HTTP/1.1\r\n"));
+  Client waiting(port());
+  ASSERT_TRUE(waiting.Send("GET /later?tag=w HTTP/1.1\r\nHost: t\r\n\r\n"));
+  std::vector<std::pair<std::string, Responder>> parked = parked_.Take(1);
+  ASSERT_EQ(parked.size(), 1u);
+
+  auto t0 = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_TRUE(idle.WaitClosed());
+  EXPECT_TRUE(partial.WaitClosed());
+  EXPECT_TRUE(waiting.WaitClosed());
+  // A Responder used after Stop() is a no-op, from any thread, even after the server is gone.
+  parked[0].second(HttpResponse::Json(200, "{}"));
+  server_->Stop();
+  uint16_t old_port = port();
+  server_.reset();
+  Client refused(old_port);
+  EXPECT_FALSE(refused.connected() && refused.Get("/healthz").has_value());
+}
+
+TEST_F(HttpServerTest, ResponderOutlivesServer) {
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(c.Send("GET /later?tag=x HTTP/1.1\r\nHost: t\r\n\r\n"));
+  std::vector<std::pair<std::string, Responder>> parked = parked_.Take(1);
+  ASSERT_EQ(parked.size(), 1u);
+  server_.reset();  // destructor stops
+  parked[0].second(HttpResponse::Json(200, "{}"));
+  parked.clear();  // dropping it after the server is gone is safe too
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST_F(HttpServerTest, StartErrorsNameTheAddress) {
+  {
+    HttpServerOptions opt;
+    opt.address = "not-an-ip";
+    HttpServer s(opt);
+    absl::Status st = s.Start();
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(std::string(st.message()).find("not-an-ip"), std::string::npos) << st;
+  }
+  StartServer();
+  HttpServerOptions opt;
+  opt.port = port();
+  HttpServer s(opt);
+  absl::Status st = s.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("127.0.0.1:" + std::to_string(port())),
+            std::string::npos)
+      << st;
+  EXPECT_FALSE(server_->Start().ok());  // twice
+  HttpServer never_started(HttpServerOptions{});
+  never_started.Stop();  // harmless
+}
+
+}  // namespace
+}  // namespace tessera::serve
