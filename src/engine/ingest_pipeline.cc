@@ -351,6 +351,7 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
   input->AddCheckpoint(&batch);
   TESSERA_RETURN_IF_ERROR(store_->Write(batch));
   TESSERA_RETURN_IF_ERROR(store_->Sync());
+  input->Committed();
   {
     // The store now holds the open tiles: publish it and swap in empty shards together.
     std::shared_ptr<const store::StoreSnapshot> snapshot = store_->GetSnapshot();

@@ -18,30 +18,14 @@
 #include "engine/feature_reader.h"
 #include "engine/flusher.h"
 #include "engine/tile_shard.h"
+#include "source/chunk_source.h"
 #include "source/file/line_reader.h"
 #include "source/file/ndjson_decoder.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
 
-// Where the pipeline's input comes from: chunks of complete NDJSON lines, in stream order.
-// Next() is called by one thread at a time.
-class ChunkSource {
- public:
-  enum class Next { kChunk, kIdle, kEnd };
-
-  virtual ~ChunkSource() = default;
-  // Fills `chunk` with the next lines (kChunk), or says there is nothing now but may be later
-  // (kIdle: live sources) or never again (kEnd). `first_line` receives the 1-based line number
-  // of the chunk's first line in its input (for error messages).
-  virtual absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
-                                         std::string* input_name) = 0;
-  // After kIdle: blocks until data may be available or `max_wait` passed.
-  virtual void WaitForData(std::chrono::milliseconds max_wait) {}
-  // Adds to `batch` the metadata that records "everything handed out so far is in the tiles"
-  // (e.g. file offsets). Called at each flush, after every chunk handed out was aggregated.
-  virtual void AddCheckpoint(store::WriteBatch* batch) = 0;
-};
+using source::ChunkSource;
 
 struct PipelineOptions {
   // Worker threads; 0 means one per hardware thread.
