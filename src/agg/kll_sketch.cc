@@ -178,6 +178,9 @@ namespace {
 // sorted (sorting a scratch copy when it is not), so equal sketches encode equally.
 void PutLevel(const double* items, size_t count, bool sort, std::string* out) {
   PutVarint64(out, count);
+  // An empty level (e.g. decoded from a tile) has items == nullptr, and memcpy from a null
+  // pointer is undefined even for 0 bytes (found by agg_state_fuzz under UBSan).
+  if (count == 0) return;
   absl::InlinedVector<double, 32> sorted;
   if (sort && !std::is_sorted(items, items + count)) {
     sorted.assign(items, items + count);
