@@ -116,6 +116,7 @@ absl::Status IngestPipeline::Init() {
     max_event_time_ms_ = v;
   }
   published_ = store_->GetSnapshot();
+  if (options_.metrics != nullptr) RegisterMetrics();
   // A view with no stored tile at all needs no read-merge-write on its first flush. The first
   // flush that writes tiles of a view also writes this marker, in the same atomic batch.
   for (const ViewRuntime* v : views_) {
@@ -296,6 +297,91 @@ std::shared_ptr<const store::StoreSnapshot> IngestPipeline::MergeOpenTiles(
   return published_;
 }
 
+void IngestPipeline::RegisterMetrics() {
+  MetricsRegistry* r = options_.metrics;
+  auto m = std::make_unique<Metrics>();
+  const Labels src = {{"source", source_.name}};
+  m->lines = r->GetCounter("tessera_source_lines_total", "Non-blank input lines read", src);
+  m->rows = r->GetCounter("tessera_source_rows_total", "Rows decoded", src);
+  m->rejected = r->GetCounter("tessera_source_rejected_total",
+                              "Lines rejected: not a JSON object or no valid event time", src);
+  m->field_errors = r->GetCounter("tessera_source_field_errors_total",
+                                  "Fields whose JSON type did not fit (became NULL)", src);
+  m->late = r->GetCounter("tessera_source_late_total", "Rows older than the watermark", src);
+  for (const ViewRuntime* v : views_) {
+    const Labels l = {{"source", source_.name}, {"view", v->def->name}};
+    m->view_rows_in.push_back(
+        r->GetCounter("tessera_view_rows_in_total", "On-time rows offered to the view", l));
+    m->view_filtered.push_back(
+        r->GetCounter("tessera_view_filtered_total", "Rows dropped by WHERE", l));
+    m->view_null_key.push_back(
+        r->GetCounter("tessera_view_null_key_total", "Rows skipped for a NULL key", l));
+    m->view_aggregated.push_back(
+        r->GetCounter("tessera_view_rows_aggregated_total", "Rows added to tiles", l));
+  }
+  m->tiles_written = r->GetCounter("tessera_flush_tiles_written_total",
+                                   "Tiles written by flushes (base and rollups)", src);
+  m->flush_seconds =
+      r->GetHistogram("tessera_flush_seconds", "Flush latency (build + atomic write)", src);
+  m->open_tiles = r->GetGauge("tessera_open_tiles", "Unflushed tiles in memory", src);
+  m->open_tile_bytes =
+      r->GetGauge("tessera_open_tile_bytes", "Approximate bytes of unflushed tiles", src);
+  for (int t = 0; t < threads_; ++t) {
+    m->busy_seconds.push_back(r->GetGauge(
+        "tessera_pipeline_busy_seconds",
+        "Seconds pipeline threads spent decoding, aggregating and flushing",
+        {{"source", source_.name}, {"thread", std::to_string(t)}}));
+  }
+  const Clock* clock = options_.clock;
+  r->AddCallbackGauge("tessera_watermark_lag_seconds",
+                      "Now minus the source watermark (max event time - lateness)", src,
+                      [this, clock] {
+                        const int64_t max = max_event_time_seen_.load();
+                        if (max == std::numeric_limits<int64_t>::min()) return 0.0;
+                        return static_cast<double>(clock->NowMillis() - max + source_.lateness_ms) /
+                               1e3;
+                      });
+  r->AddCallbackGauge("tessera_freshness_seconds",
+                      "Now minus the newest event time servable (in tiles, flushed or open)", src,
+                      [this, clock] {
+                        const int64_t max = max_event_time_seen_.load();
+                        if (max == std::numeric_limits<int64_t>::min()) return 0.0;
+                        return static_cast<double>(clock->NowMillis() - max) / 1e3;
+                      });
+  metrics_ = std::move(m);
+  published_views_.resize(views_.size());
+}
+
+void IngestPipeline::PublishMetrics() {
+  Metrics& m = *metrics_;
+  const SourceCounters& c = source_counters_;
+  m.lines->Inc(c.lines - published_source_.lines);
+  m.rows->Inc(c.rows - published_source_.rows);
+  m.rejected->Inc(c.rejected - published_source_.rejected);
+  m.field_errors->Inc(c.field_errors - published_source_.field_errors);
+  m.late->Inc(c.late - published_source_.late);
+  published_source_ = c;
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    const ViewCounters& v = view_counters_[vi];
+    ViewCounters& p = published_views_[vi];
+    m.view_rows_in[vi]->Inc(v.rows_in - p.rows_in);
+    m.view_filtered[vi]->Inc(v.filtered - p.filtered);
+    m.view_null_key[vi]->Inc(v.null_key - p.null_key);
+    m.view_aggregated[vi]->Inc(v.aggregated - p.aggregated);
+    p = v;
+  }
+  const int64_t tiles = flush_stats_.base_tiles + flush_stats_.rollup_tiles;
+  m.tiles_written->Inc(tiles - published_tiles_);
+  published_tiles_ = tiles;
+  size_t open = 0;
+  for (const auto& view_shards : shards_) {
+    for (const auto& s : view_shards) open += s->size();
+  }
+  m.open_tiles->Set(static_cast<double>(open));
+  m.open_tile_bytes->Set(static_cast<double>(OpenTileBytes()));
+  max_event_time_seen_.store(max_event_time_ms_);
+}
+
 bool IngestPipeline::HasOpenTiles() const {
   for (const auto& view_shards : shards_) {
     for (const auto& s : view_shards) {
@@ -420,10 +506,12 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
           }
         }
       }
+      const int64_t busy_start = options_.clock->MonotonicNanos();
       if (w->has_batch) {
         w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode, reject(w));
         Prepare(w);
       }
+      int64_t busy_ns = options_.clock->MonotonicNanos() - busy_start;
       sync.arrive_and_wait();
       // Phase 2 (one thread): late rows in stream order; decide whether to flush.
       if (index == 0) {
@@ -438,7 +526,12 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       }
       sync.arrive_and_wait();
       // Phase 3: every worker adds the rows of its own shards.
+      const int64_t aggregate_start = options_.clock->MonotonicNanos();
       Aggregate(index, order);
+      busy_ns += options_.clock->MonotonicNanos() - aggregate_start;
+      if (metrics_ && busy_ns > 0) {
+        metrics_->busy_seconds[index]->Add(static_cast<double>(busy_ns) / 1e9);
+      }
       sync.arrive_and_wait();
       if (index == 0) {
         const int64_t now = options_.clock->MonotonicNanos();
@@ -448,6 +541,7 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         flush_now = finished || !input_error.ok() || interval_due ||
                     OpenTileBytes() > options_.memory_budget_bytes;
         if (progress_) progress_(source_counters_, flush_now);
+        if (metrics_) PublishMetrics();
         if (!flush_now && order.empty() && !input_done) {
           // Caught up with a live source: wait for data, but not past the next flush.
           int64_t wait_ms = 50;
@@ -477,6 +571,11 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
           flush_stats_.commit_seconds +=
               static_cast<double>(options_.clock->MonotonicNanos() - commit_start) / 1e9;
           ++flush_stats_.flushes;
+          if (metrics_) {
+            metrics_->flush_seconds->Observe(
+                static_cast<double>(options_.clock->MonotonicNanos() - build_start) / 1e9);
+            PublishMetrics();
+          }
         }
         sync.arrive_and_wait();
         // The tiles are in the store (or the run failed): drop this worker's retired shards, in

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "engine/flusher.h"
@@ -37,8 +39,10 @@ struct PipelineOptions {
   // Live sources: also flush when this long has passed since the last flush and there is
   // something to flush. 0 = only on memory pressure and at the end.
   int64_t flush_interval_ms = 0;
-  // Times flushes (FlushStats); never used for logic.
+  // Times flushes (FlushStats) and gives "now" for the freshness gauges; used for pacing only.
   const Clock* clock = SystemClock::Default();
+  // Where the pipeline's counters, gauges and histograms go (optional).
+  MetricsRegistry* metrics = nullptr;
 };
 
 struct SourceCounters {
@@ -124,6 +128,8 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status FlushShards(int worker_index);
   absl::Status CommitFlush(ChunkSource* input);
   size_t OpenTileBytes() const;
+  void RegisterMetrics();
+  void PublishMetrics();
   std::string WatermarkKey() const;
 
   const sql::SourceDef& source_;
@@ -143,6 +149,27 @@ class IngestPipeline final : public OpenTileSource {
   // Guards shards_ pointers (not contents) and published_.
   std::shared_mutex publish_mu_;
   std::shared_ptr<const store::StoreSnapshot> published_;
+
+  // Metrics (null when options_.metrics is null). Counters are published from the
+  // coordinating thread after every round as deltas of the plain counters above.
+  struct Metrics {
+    Counter* lines;
+    Counter* rows;
+    Counter* rejected;
+    Counter* field_errors;
+    Counter* late;
+    std::vector<Counter*> view_rows_in, view_filtered, view_null_key, view_aggregated;
+    Counter* tiles_written;
+    Histogram* flush_seconds;
+    Gauge* open_tiles;
+    Gauge* open_tile_bytes;
+    std::vector<Gauge*> busy_seconds;  // per worker thread, only grows
+  };
+  std::unique_ptr<Metrics> metrics_;
+  SourceCounters published_source_;
+  std::vector<ViewCounters> published_views_;
+  int64_t published_tiles_ = 0;
+  std::atomic<int64_t> max_event_time_seen_{std::numeric_limits<int64_t>::min()};
   std::vector<bool> store_may_hold_view_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::vector<std::pair<store::TileKey, std::string>>> flush_out_;  // per worker
