@@ -1,7 +1,9 @@
 // The `tessera` command line: backfill, get, explain.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,6 +22,9 @@
 #include "engine/backfill.h"
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
+#include "engine/live_runtime.h"
+#include "serve/feature_service.h"
+#include "serve/http_server.h"
 #include "sql/plan.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
 
@@ -181,6 +186,114 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
   return 0;
 }
 
+absl::StatusOr<serve::HttpServerOptions> ParseListenAddress(const std::string& addr) {
+  serve::HttpServerOptions o;
+  std::string host = "127.0.0.1";
+  std::string port = addr;
+  size_t colon = addr.rfind(':');
+  if (colon != std::string::npos) {
+    host = addr.substr(0, colon);
+    port = addr.substr(colon + 1);
+    if (host.empty()) host = "0.0.0.0";
+  }
+  int p = -1;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535) {
+    return InvalidArgument("--http '{}': expected HOST:PORT, :PORT or PORT (0 = any free port)",
+                           addr);
+  }
+  o.address = host;
+  o.port = static_cast<uint16_t>(p);
+  return o;
+}
+
+// Blocks SIGINT/SIGTERM in every thread started after this call, so sigwait() sees them.
+sigset_t BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+// Serves HTTP until SIGINT/SIGTERM. `runtime` (optional) ingests while serving.
+int ServeUntilSignal(const sigset_t& signals, serve::HttpServer* server,
+                     serve::FeatureService* service, engine::LiveRuntime* runtime) {
+  absl::Status started = server->Start();
+  if (!started.ok()) return Fail(started);
+  service->set_ready(true);
+  fmt::print("{{\"listening\":\"http://{}:{}\"}}\n", "127.0.0.1", server->port());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  fmt::print(stderr, "tessera: {} received, flushing and stopping\n",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
+  service->set_ready(false);
+  server->Stop();
+  service->Shutdown();
+  if (runtime != nullptr) {
+    absl::Status s = runtime->Stop();
+    if (!s.ok()) return Fail(s);
+  }
+  return 0;
+}
+
+int RunLiveCommand(const std::string& sql_path, const std::string& db, const std::string& http,
+                   int64_t flush_interval_ms, int threads) {
+  sigset_t signals = BlockStopSignals();
+  auto listen = ParseListenAddress(http);
+  if (!listen.ok()) return Fail(listen.status());
+  auto sql = ReadFile(sql_path);
+  if (!sql.ok()) return Fail(sql.status());
+  auto store = OpenStore(db, /*read_only=*/false, /*bulk=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto catalog = engine::CatalogStore::Load(store->get());
+  if (!catalog.ok()) return Fail(catalog.status());
+  auto registered = (*catalog)->Register(*sql);
+  if (!registered.ok()) {
+    return Fail(absl::Status(registered.status().code(),
+                             fmt::format("{}: {}", sql_path, StatusMessage(registered.status()))));
+  }
+  MetricsRegistry metrics;
+  engine::LiveOptions lo;
+  lo.flush_interval_ms = flush_interval_ms;
+  lo.threads = threads;
+  lo.metrics = &metrics;
+  auto runtime = engine::LiveRuntime::Create(catalog->get(), store->get(), store->get(), lo);
+  if (!runtime.ok()) return Fail(runtime.status());
+  serve::FeatureService service(catalog->get(), store->get(), &metrics, SystemClock::Default(),
+                                serve::FeatureService::Options{});
+  for (const auto& v : (*catalog)->views()) {
+    service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
+  }
+  for (auto& src : (*runtime)->TakeHttpSources()) {
+    source::LogChunkSource* consumer = src.consumer;
+    service.AddIngest(std::move(src.ingest), [consumer] { consumer->Notify(); });
+  }
+  serve::HttpServer server(*listen);
+  service.RegisterRoutes(&server);
+  absl::Status started = (*runtime)->Start();
+  if (!started.ok()) return Fail(started);
+  return ServeUntilSignal(signals, &server, &service, runtime->get());
+}
+
+int RunServeCommand(const std::string& db, const std::string& http) {
+  sigset_t signals = BlockStopSignals();
+  auto listen = ParseListenAddress(http);
+  if (!listen.ok()) return Fail(listen.status());
+  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto catalog = engine::CatalogStore::Load(store->get());
+  if (!catalog.ok()) return Fail(catalog.status());
+  MetricsRegistry metrics;
+  serve::FeatureService service(catalog->get(), store->get(), &metrics, SystemClock::Default(),
+                                serve::FeatureService::Options{});
+  serve::HttpServer server(*listen);
+  service.RegisterRoutes(&server);
+  return ServeUntilSignal(signals, &server, &service, nullptr);
+}
+
 }  // namespace
 }  // namespace tessera
 
@@ -223,7 +336,32 @@ int main(int argc, char** argv) {
   auto* explain_db = explain->add_option("--db", db, "DB directory (its stored catalog)");
   explain_sql->excludes(explain_db);
 
+  std::string http = "127.0.0.1:8080";
+  std::string flush_interval = "1s";
+  auto* run = app.add_subcommand("run", "Ingest live sources and serve features over HTTP");
+  run->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
+  run->add_option("--db", db, "DB directory (created if missing)")->required();
+  run->add_option("--http", http, "Listen address HOST:PORT (port 0 = any free port)")
+      ->capture_default_str();
+  run->add_option("--flush-interval", flush_interval, "How often open tiles are flushed")
+      ->capture_default_str();
+  run->add_option("--threads", threads, "Worker threads per source (default: one per core)");
+  auto* serve_cmd = app.add_subcommand("serve", "Serve features of a DB over HTTP (read-only)");
+  serve_cmd->add_option("--db", db, "DB directory")->required();
+  serve_cmd->add_option("--http", http, "Listen address HOST:PORT")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (run->parsed()) {
+    auto interval = tessera::ParseDurationMillis(flush_interval);
+    if (!interval.ok()) {
+      fmt::print(stderr, "tessera: error: --flush-interval: {}\n",
+                 tessera::StatusMessage(interval.status()));
+      return 2;
+    }
+    return tessera::RunLiveCommand(sql_path, db, http, *interval, threads);
+  }
+  if (serve_cmd->parsed()) return tessera::RunServeCommand(db, http);
 
   if (backfill->parsed()) {
     tessera::engine::BackfillOptions options;

@@ -1,0 +1,101 @@
+#include "engine/live_runtime.h"
+
+#include <algorithm>
+
+#include "common/errors.h"
+#include "common/status_macros.h"
+
+namespace tessera::engine {
+namespace {
+
+std::string Option(const sql::SourceDef& s, std::string_view key) {
+  for (const auto& [k, v] : s.options) {
+    if (k == key) return v;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogStore* catalog,
+                                                                 store::TileStore* store,
+                                                                 store::EventLog* log,
+                                                                 LiveOptions options) {
+  std::unique_ptr<LiveRuntime> rt(new LiveRuntime());
+  for (const sql::SourceDef& source : catalog->catalog().sources) {
+    std::vector<const ViewRuntime*> views;
+    for (const auto& v : catalog->views()) {
+      if (v->source == &source) views.push_back(v.get());
+    }
+    if (views.empty()) continue;
+    auto r = std::make_unique<Running>();
+    r->source = &source;
+    r->views = views;
+    std::string connector = Option(source, "connector");
+    std::transform(connector.begin(), connector.end(), connector.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (connector == "http") {
+      TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LogChunkSource> input,
+                               source::LogChunkSource::Create(log, store, source.name));
+      r->log_input = input.get();
+      rt->http_sources_.push_back(HttpSource{
+          std::make_unique<source::HttpIngest>(log, source.name, source.columns,
+                                               source.time_column),
+          input.get()});
+      r->input = std::move(input);
+    } else {
+      return InvalidArgument(
+          "source '{}': connector '{}' is not supported by `tessera run` yet; supported: 'http' "
+          "(events POSTed to /v1/ingest/{}). Use `tessera backfill` for files.",
+          source.name, connector.empty() ? "(none)" : connector, source.name);
+    }
+    PipelineOptions po;
+    po.threads = options.threads;
+    po.memory_budget_bytes = options.memory_budget_bytes;
+    po.flush_interval_ms = options.flush_interval_ms;
+    po.metrics = options.metrics;
+    po.clock = options.clock;
+    r->pipeline = std::make_unique<IngestPipeline>(source, views, store, po);
+    TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
+    rt->running_.push_back(std::move(r));
+  }
+  return rt;
+}
+
+LiveRuntime::~LiveRuntime() { (void)Stop(); }
+
+absl::Status LiveRuntime::Start() {
+  for (auto& r : running_) {
+    Running* run = r.get();
+    run->thread = std::thread([run] { run->status = run->pipeline->Run(run->input.get()); });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LiveRuntime::Stop() {
+  absl::Status first;
+  for (auto& r : running_) {
+    if (r->log_input != nullptr) r->log_input->Close();
+    r->pipeline->Stop();
+  }
+  for (auto& r : running_) {
+    if (r->thread.joinable()) r->thread.join();
+    if (first.ok() && !r->status.ok()) first = r->status;
+  }
+  return first;
+}
+
+OpenTileSource* LiveRuntime::OpenTilesFor(const ViewRuntime* view) const {
+  for (const auto& r : running_) {
+    if (std::find(r->views.begin(), r->views.end(), view) != r->views.end()) {
+      return r->pipeline.get();
+    }
+  }
+  return nullptr;
+}
+
+std::vector<LiveRuntime::HttpSource> LiveRuntime::TakeHttpSources() {
+  return std::move(http_sources_);
+}
+
+}  // namespace tessera::engine

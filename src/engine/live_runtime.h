@@ -1,0 +1,71 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/catalog_store.h"
+#include "engine/ingest_pipeline.h"
+#include "source/http/http_ingest.h"
+#include "source/http/log_chunk_source.h"
+#include "store/event_log.h"
+#include "store/tile_store.h"
+
+namespace tessera::engine {
+
+struct LiveOptions {
+  int64_t flush_interval_ms = 1000;
+  int threads = 0;  // per source pipeline; 0 = one per core
+  size_t memory_budget_bytes = size_t{1} << 30;
+  MetricsRegistry* metrics = nullptr;
+  const Clock* clock = SystemClock::Default();
+};
+
+// `tessera run`: one ingest pipeline per source that feeds at least one view, fed by the source's
+// connector (WITH (connector = …)):
+//   http  — events POSTed to /v1/ingest/{source}, made durable in the store's event log, then
+//           consumed from the log (exactly once across restarts)
+// Other connectors are refused with an error naming them.
+class LiveRuntime {
+ public:
+  static absl::StatusOr<std::unique_ptr<LiveRuntime>> Create(const CatalogStore* catalog,
+                                                             store::TileStore* store,
+                                                             store::EventLog* log,
+                                                             LiveOptions options);
+  ~LiveRuntime();
+
+  // Starts every pipeline on its own threads.
+  absl::Status Start();
+  // Flushes and stops every pipeline; returns the first error any of them hit.
+  absl::Status Stop();
+
+  // The pipeline serving `view`'s open tiles, or null.
+  OpenTileSource* OpenTilesFor(const ViewRuntime* view) const;
+
+  struct HttpSource {
+    std::unique_ptr<source::HttpIngest> ingest;
+    source::LogChunkSource* consumer;  // owned by the runtime; Notify() after appends
+  };
+  // The ingest endpoints of the http sources (moved out once, to the HTTP service).
+  std::vector<HttpSource> TakeHttpSources();
+
+ private:
+  struct Running {
+    const sql::SourceDef* source;
+    std::vector<const ViewRuntime*> views;
+    std::unique_ptr<source::ChunkSource> input;
+    source::LogChunkSource* log_input = nullptr;
+    std::unique_ptr<IngestPipeline> pipeline;
+    std::thread thread;
+    absl::Status status;
+  };
+  LiveRuntime() = default;
+
+  std::vector<std::unique_ptr<Running>> running_;
+  std::vector<HttpSource> http_sources_;
+};
+
+}  // namespace tessera::engine

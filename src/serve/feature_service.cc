@@ -1,0 +1,305 @@
+#include "serve/feature_service.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.h"
+#include "common/time_util.h"
+#include "common/value.h"
+
+namespace tessera::serve {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+int HttpStatusFor(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+HttpResponse FromStatus(const absl::Status& s) {
+  return HttpResponse::Error(HttpStatusFor(s), StatusMessage(s));
+}
+
+}  // namespace
+
+FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileStore* store,
+                               MetricsRegistry* metrics, const Clock* clock, Options options)
+    : catalog_(catalog), store_(store), metrics_(metrics), clock_(clock), options_(options) {
+  tiles_per_request_ = metrics_->GetHistogram(
+      "tessera_serve_tiles_read", "Tiles merged per feature read (stored and open)", {},
+      {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
+  for (int i = 0; i < std::max(1, options_.ingest_threads); ++i) {
+    pool_.emplace_back([this] {
+      while (true) {
+        std::function<void()> task;
+        {
+          std::unique_lock<std::mutex> lock(pool_mu_);
+          pool_cv_.wait(lock, [&] { return pool_stop_ || !pool_tasks_.empty(); });
+          if (pool_tasks_.empty()) return;
+          task = std::move(pool_tasks_.front());
+          pool_tasks_.pop_front();
+        }
+        task();
+      }
+    });
+  }
+}
+
+FeatureService::~FeatureService() { Shutdown(); }
+
+void FeatureService::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    pool_stop_ = true;
+  }
+  pool_cv_.notify_all();
+  for (auto& t : pool_) {
+    if (t.joinable()) t.join();
+  }
+  pool_.clear();
+}
+
+void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open) {
+  open_tiles_[view] = open;
+}
+
+void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
+                               std::function<void()> on_appended) {
+  const std::string name = ingest->source();
+  Labels labels = {{"source", name}};
+  IngestTarget t{std::move(ingest), std::move(on_appended),
+                 metrics_->GetCounter("tessera_ingest_accepted_rows_total",
+                                      "Rows acknowledged durable by POST /v1/ingest", labels),
+                 metrics_->GetCounter("tessera_ingest_rejected_rows_total",
+                                      "Rows rejected by POST /v1/ingest", labels),
+                 metrics_->GetHistogram("tessera_log_append_seconds",
+                                        "Durable log append latency (incl. group-commit fsync)",
+                                        labels)};
+  ingest_.emplace(Lower(name), std::move(t));
+}
+
+void FeatureService::RegisterRoutes(HttpServer* server) {
+  server->Route("GET", "/v1/features/{view}/{key}",
+                [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); },
+                "features");
+  server->Route("POST", "/v1/features:batchGet",
+                [this](HttpRequest&& req, Responder done) { done(BatchGet(req)); }, "batchGet");
+  server->Route("GET", "/v1/views",
+                [this](HttpRequest&&, Responder done) { done(ListViews()); }, "views");
+  server->Route("POST", "/v1/ingest/{source}",
+                [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); },
+                "ingest");
+  server->Route("GET", "/healthz", [](HttpRequest&&, Responder done) {
+    done(HttpResponse::Json(200, R"({"status":"ok"})"));
+  });
+  server->Route("GET", "/readyz", [this](HttpRequest&&, Responder done) {
+    done(ready_.load() ? HttpResponse::Json(200, R"({"status":"ready"})")
+                       : HttpResponse::Error(503, "not ready: still starting"));
+  });
+  server->Route("GET", "/metrics", [this](HttpRequest&&, Responder done) {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_->RenderPrometheus();
+    done(std::move(r));
+  });
+  server->set_observer([this](std::string_view route, std::string_view method, int status,
+                              double seconds) {
+    metrics_
+        ->GetHistogram("tessera_http_request_seconds", "HTTP request latency by route and status",
+                       {{"route", std::string(route)},
+                        {"method", std::string(method)},
+                        {"status", std::to_string(status)}})
+        ->Observe(seconds);
+  });
+}
+
+absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
+                                      const std::vector<std::string>& keys,
+                                      std::string_view windows, const std::string* at,
+                                      std::string* out) {
+  int64_t at_ms = clock_->NowMillis();
+  if (at != nullptr) {
+    absl::StatusOr<int64_t> parsed = ParseTimePoint(*at);
+    if (!parsed.ok()) return InvalidArgument("parameter 'at': {}", StatusMessage(parsed.status()));
+    at_ms = *parsed;
+  }
+  absl::StatusOr<std::vector<engine::WindowSpec>> specs =
+      engine::ParseWindows(windows, view.def->tile_ms);
+  if (!specs.ok()) {
+    return InvalidArgument("parameter 'windows': {}", StatusMessage(specs.status()));
+  }
+  auto open = open_tiles_.find(&view);
+  engine::FeatureReader reader(&view, store_, open == open_tiles_.end() ? nullptr : open->second);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs);
+    if (!r.ok()) return r.status();
+    tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
+    if (i > 0) out->push_back(',');
+    out->append(r->ToJson(*view.def));
+  }
+  return absl::OkStatus();
+}
+
+HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
+  const std::string* view_name = req.Param("view");
+  const std::string* key = req.Param("key");
+  const engine::ViewRuntime* view = catalog_->FindView(*view_name);
+  if (view == nullptr) return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
+  const std::string* windows = req.Query("windows");
+  std::string out;
+  absl::Status s = ReadKeys(*view, {*key}, windows ? *windows : options_.default_windows,
+                            req.Query("at"), &out);
+  if (!s.ok()) return FromStatus(s);
+  return HttpResponse::Json(200, std::move(out));
+}
+
+HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
+  nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return HttpResponse::Error(400, "body: expected a JSON object like "
+                                    "{\"view\":\"v\",\"keys\":[\"k\"],\"windows\":[\"1h\"]}");
+  }
+  if (!body.contains("view") || !body["view"].is_string()) {
+    return HttpResponse::Error(400, "field 'view': expected a string");
+  }
+  const std::string view_name = body["view"].get<std::string>();
+  const engine::ViewRuntime* view = catalog_->FindView(view_name);
+  if (view == nullptr) return HttpResponse::Error(404, fmt::format("no view named '{}'", view_name));
+  if (!body.contains("keys") || !body["keys"].is_array()) {
+    return HttpResponse::Error(400, "field 'keys': expected an array of strings");
+  }
+  std::vector<std::string> keys;
+  for (const auto& k : body["keys"]) {
+    if (!k.is_string()) return HttpResponse::Error(400, "field 'keys': every key must be a string");
+    keys.push_back(k.get<std::string>());
+  }
+  if (keys.size() > options_.max_batch_keys) {
+    return HttpResponse::Error(
+        400, fmt::format("field 'keys': {} keys, at most {} per request", keys.size(),
+                         options_.max_batch_keys));
+  }
+  std::string windows = options_.default_windows;
+  if (body.contains("windows")) {
+    const auto& w = body["windows"];
+    if (w.is_string()) {
+      windows = w.get<std::string>();
+    } else if (w.is_array()) {
+      windows.clear();
+      for (const auto& item : w) {
+        if (!item.is_string()) {
+          return HttpResponse::Error(400, "field 'windows': expected strings like \"1h\"");
+        }
+        if (!windows.empty()) windows.push_back(',');
+        windows += item.get<std::string>();
+      }
+    } else {
+      return HttpResponse::Error(400, "field 'windows': expected an array like [\"1h\",\"1d\"]");
+    }
+  }
+  std::string at;
+  const std::string* at_ptr = nullptr;
+  if (body.contains("at")) {
+    const auto& a = body["at"];
+    if (a.is_string()) {
+      at = a.get<std::string>();
+    } else if (a.is_number_integer()) {
+      at = std::to_string(a.get<int64_t>());
+    } else {
+      return HttpResponse::Error(400, "field 'at': expected RFC 3339 or epoch milliseconds");
+    }
+    at_ptr = &at;
+  }
+  std::string out = "{\"results\":[";
+  absl::Status s = ReadKeys(*view, keys, windows, at_ptr, &out);
+  if (!s.ok()) return FromStatus(s);
+  out += "]}";
+  return HttpResponse::Json(200, std::move(out));
+}
+
+HttpResponse FeatureService::ListViews() const {
+  nlohmann::json views = nlohmann::json::array();
+  for (const auto& v : catalog_->views()) {
+    nlohmann::json features = nlohmann::json::array();
+    for (const auto& f : v->def->features) {
+      features.push_back({{"name", f.name}, {"type", std::string(DataTypeName(f.type))}});
+    }
+    views.push_back({{"name", v->def->name},
+                     {"source", v->def->source},
+                     {"tile", FormatDurationMillis(v->def->tile_ms)},
+                     {"keys", v->def->key_names},
+                     {"features", features},
+                     {"sql", v->def->sql}});
+  }
+  nlohmann::json sources = nlohmann::json::array();
+  for (const auto& s : catalog_->catalog().sources) {
+    nlohmann::json cols = nlohmann::json::array();
+    for (const auto& c : s.columns) {
+      cols.push_back({{"name", c.name}, {"type", std::string(DataTypeName(c.type))}});
+    }
+    sources.push_back({{"name", s.name},
+                       {"columns", cols},
+                       {"lateness", FormatDurationMillis(s.lateness_ms)},
+                       {"ingest", ingest_.count(Lower(s.name)) > 0}});
+  }
+  return HttpResponse::Json(200, nlohmann::json({{"views", views}, {"sources", sources}}).dump());
+}
+
+void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
+  const std::string source = *req.Param("source");
+  auto it = ingest_.find(Lower(source));
+  if (it == ingest_.end()) {
+    respond(HttpResponse::Error(
+        404, fmt::format("no source '{}' accepts HTTP ingest (needs connector = 'http')", source)));
+    return;
+  }
+  IngestTarget* target = &it->second;
+  std::string batch_id;
+  if (const std::string* b = req.Query("batch_id")) batch_id = *b;
+  std::unique_lock<std::mutex> lock(pool_mu_);
+  if (pool_stop_) {
+    lock.unlock();
+    respond(HttpResponse::Error(503, "shutting down: not accepting events"));
+    return;
+  }
+  pool_tasks_.push_back([this, target, batch_id = std::move(batch_id), body = std::move(req.body),
+                         respond = std::move(respond)]() {
+    const int64_t t0 = clock_->MonotonicNanos();
+    absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
+    target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
+    if (!r.ok()) {
+      respond(FromStatus(r.status()));
+      return;
+    }
+    if (!r->duplicate) {
+      target->accepted->Inc(r->accepted);
+      target->rejected->Inc(r->rejected);
+    }
+    if (r->seq != 0 && target->on_appended) target->on_appended();
+    respond(HttpResponse::Json(200, r->ToJson()));
+  });
+  lock.unlock();
+  pool_cv_.notify_one();
+}
+
+}  // namespace tessera::serve

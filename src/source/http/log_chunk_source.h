@@ -1,0 +1,59 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "source/chunk_source.h"
+#include "store/event_log.h"
+#include "store/tile_store.h"
+
+namespace tessera::source {
+
+// Feeds an ingest pipeline from one source's stream of the durable event log. Its checkpoint is
+// the last log sequence number handed out, written atomically with the tiles under
+// "log/<source>/position"; after the flush is durable the consumed entries are trimmed. On
+// restart, reading resumes right after the stored position, so every acknowledged row is
+// aggregated exactly once.
+class LogChunkSource final : public ChunkSource {
+ public:
+  // Reads the stored position of `source` from `meta` (the same store as the tiles).
+  static absl::StatusOr<std::unique_ptr<LogChunkSource>> Create(store::EventLog* log,
+                                                                store::TileStore* meta,
+                                                                std::string source);
+
+  absl::StatusOr<Next> NextChunk(Chunk* chunk, int64_t* first_line,
+                                 std::string* input_name) override;
+  void WaitForData(std::chrono::milliseconds max_wait) override;
+  void AddCheckpoint(store::WriteBatch* batch) override;
+  void Committed() override;
+
+  // Wakes a WaitForData(): new entries were appended. Thread-safe.
+  void Notify();
+  // Makes NextChunk() return kEnd once the log is drained (shutdown). Thread-safe.
+  void Close();
+
+  uint64_t position() const { return position_; }
+
+  static std::string PositionKey(std::string_view source);
+
+ private:
+  LogChunkSource(store::EventLog* log, std::string source, uint64_t position)
+      : log_(log), source_(std::move(source)), position_(position), committed_(position) {}
+
+  store::EventLog* log_;
+  const std::string source_;
+  uint64_t position_;    // last seq handed out
+  uint64_t checkpoint_;  // position_ at the last AddCheckpoint
+  uint64_t committed_;   // durable position (trimmed up to here)
+  std::string buffer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t notifications_ = 0;  // guarded by mu_
+  bool closed_ = false;         // guarded by mu_
+};
+
+}  // namespace tessera::source
