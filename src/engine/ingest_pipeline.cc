@@ -323,6 +323,8 @@ void IngestPipeline::RegisterMetrics() {
                                    "Tiles written by flushes (base and rollups)", src);
   m->flush_seconds =
       r->GetHistogram("tessera_flush_seconds", "Flush latency (build + atomic write)", src);
+  m->store_write_seconds = r->GetHistogram(
+      "tessera_store_write_seconds", "Atomic store write + sync of one flush", src);
   m->open_tiles = r->GetGauge("tessera_open_tiles", "Unflushed tiles in memory", src);
   m->open_tile_bytes =
       r->GetGauge("tessera_open_tile_bytes", "Approximate bytes of unflushed tiles", src);
@@ -435,8 +437,13 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
     batch.meta.emplace_back(WatermarkKey(), std::to_string(max_event_time_ms_));
   }
   input->AddCheckpoint(&batch);
+  const int64_t write_start = options_.clock->MonotonicNanos();
   TESSERA_RETURN_IF_ERROR(store_->Write(batch));
   TESSERA_RETURN_IF_ERROR(store_->Sync());
+  if (metrics_) {
+    metrics_->store_write_seconds->Observe(
+        static_cast<double>(options_.clock->MonotonicNanos() - write_start) / 1e9);
+  }
   input->Committed();
   {
     // The store now holds the open tiles: publish it and swap in empty shards together.

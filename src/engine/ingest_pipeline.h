@@ -161,6 +161,7 @@ class IngestPipeline final : public OpenTileSource {
     std::vector<Counter*> view_rows_in, view_filtered, view_null_key, view_aggregated;
     Counter* tiles_written;
     Histogram* flush_seconds;
+    Histogram* store_write_seconds;
     Gauge* open_tiles;
     Gauge* open_tile_bytes;
     std::vector<Gauge*> busy_seconds;  // per worker thread, only grows

@@ -49,6 +49,9 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
   tiles_per_request_ = metrics_->GetHistogram(
       "tessera_serve_tiles_read", "Tiles merged per feature read (stored and open)", {},
       {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
+  read_seconds_ = metrics_->GetHistogram(
+      "tessera_feature_read_seconds",
+      "Engine time of one key's read (store scans + open tiles + finalize), all windows");
   for (int i = 0; i < std::max(1, options_.ingest_threads); ++i) {
     pool_.emplace_back([this] {
       while (true) {
@@ -152,7 +155,9 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
   auto open = open_tiles_.find(&view);
   engine::FeatureReader reader(&view, store_, open == open_tiles_.end() ? nullptr : open->second);
   for (size_t i = 0; i < keys.size(); ++i) {
+    const int64_t t0 = clock_->MonotonicNanos();
     absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs);
+    read_seconds_->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
     if (i > 0) out->push_back(',');

@@ -81,6 +81,7 @@ class FeatureService {
   };
   std::map<std::string, IngestTarget, std::less<>> ingest_;  // by lower-case source name
   Histogram* tiles_per_request_;
+  Histogram* read_seconds_;
 
   // Ingest pool.
   std::mutex pool_mu_;
