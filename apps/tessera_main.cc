@@ -76,28 +76,43 @@ class ProgressLine {
   bool shown_ = false;
 };
 
-absl::StatusOr<std::unique_ptr<store::RocksDbTileStore>> OpenStore(const std::string& dir,
-                                                                    bool read_only, bool bulk) {
+// An opened DB and its catalog.
+struct OpenDb {
+  std::unique_ptr<store::RocksDbTileStore> store;
+  std::unique_ptr<engine::CatalogStore> catalog;
+};
+
+// Opens the DB in `dir` and loads its catalog; with a `sql_path`, registers that SQL first.
+// `bulk` skips the WAL (backfills sync at every flush instead).
+absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& dir, const std::string& sql_path,
+                                         bool read_only, bool bulk) {
+  std::string sql;
+  if (!sql_path.empty()) {
+    TESSERA_ASSIGN_OR_RETURN(sql, ReadFile(sql_path));
+  }
   store::RocksDbOptions opts;
   opts.read_only = read_only;
   opts.create_if_missing = !read_only;
   opts.disable_wal = bulk;
-  return store::RocksDbTileStore::Open(dir, opts);
+  OpenDb db;
+  TESSERA_ASSIGN_OR_RETURN(db.store, store::RocksDbTileStore::Open(dir, opts));
+  TESSERA_ASSIGN_OR_RETURN(db.catalog, engine::CatalogStore::Load(db.store.get()));
+  if (!sql_path.empty()) {
+    absl::StatusOr<std::vector<std::string>> registered = db.catalog->Register(sql);
+    if (!registered.ok()) {
+      return absl::Status(registered.status().code(),
+                          fmt::format("{}: {}", sql_path, StatusMessage(registered.status())));
+    }
+  }
+  return db;
 }
 
 int RunBackfillCommand(const std::string& sql_path, const std::vector<std::string>& inputs,
                        const std::string& db, engine::BackfillOptions options) {
-  auto sql = ReadFile(sql_path);
-  if (!sql.ok()) return Fail(sql.status());
-  auto store = OpenStore(db, /*read_only=*/false, /*bulk=*/true);
-  if (!store.ok()) return Fail(store.status());
-  auto catalog = engine::CatalogStore::Load(store->get());
-  if (!catalog.ok()) return Fail(catalog.status());
-  auto registered = (*catalog)->Register(*sql);
-  if (!registered.ok()) {
-    return Fail(absl::Status(registered.status().code(),
-                             fmt::format("{}: {}", sql_path, StatusMessage(registered.status()))));
-  }
+  auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/true);
+  if (!opened.ok()) return Fail(opened.status());
+  store::RocksDbTileStore* store = opened->store.get();
+  engine::CatalogStore* catalog = opened->catalog.get();
   options.inputs = inputs;
   ProgressLine progress(SystemClock::Default());
   if (isatty(STDERR_FILENO)) {
@@ -105,7 +120,7 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
       progress.Update(rows, bytes, total, flushing);
     };
   }
-  auto summary = engine::RunBackfill(store->get(), catalog->get(), options);
+  auto summary = engine::RunBackfill(store, catalog, options);
   progress.Done();
   if (!summary.ok()) return Fail(summary.status());
   fmt::print("{}\n", summary->ToJson());
@@ -115,14 +130,14 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
 int RunGetCommand(const std::string& db, const std::string& view_name,
                   const std::vector<std::string>& keys, const std::string& at,
                   const std::string& windows, bool timing) {
-  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
-  if (!store.ok()) return Fail(store.status());
-  auto catalog = engine::CatalogStore::Load(store->get());
-  if (!catalog.ok()) return Fail(catalog.status());
-  const engine::ViewRuntime* view = (*catalog)->FindView(view_name);
+  auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
+  if (!opened.ok()) return Fail(opened.status());
+  store::RocksDbTileStore* store = opened->store.get();
+  engine::CatalogStore* catalog = opened->catalog.get();
+  const engine::ViewRuntime* view = catalog->FindView(view_name);
   if (view == nullptr) {
     std::string known;
-    for (const auto& v : (*catalog)->views()) known += (known.empty() ? "" : ", ") + v->def->name;
+    for (const auto& v : catalog->views()) known += (known.empty() ? "" : ", ") + v->def->name;
     return Fail(NotFound("no view named '{}' in {} (views: {})", view_name, db,
                          known.empty() ? "none" : known));
   }
@@ -134,7 +149,7 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   }
   auto specs = engine::ParseWindows(windows, view->def->tile_ms);
   if (!specs.ok()) return Fail(specs.status());
-  engine::FeatureReader reader(view, store->get());
+  engine::FeatureReader reader(view, store);
   std::string out;
   const Clock* clock = SystemClock::Default();
   for (const std::string& key : keys) {
@@ -177,12 +192,11 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
     for (const auto& v : catalog->views) fmt::print("{}\n", sql::Explain(v));
     return 0;
   }
-  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
-  if (!store.ok()) return Fail(store.status());
-  auto catalog = engine::CatalogStore::Load(store->get());
-  if (!catalog.ok()) return Fail(catalog.status());
-  for (const auto& s : (*catalog)->catalog().sources) fmt::print("{}\n", sql::Explain(s));
-  for (const auto& v : (*catalog)->catalog().views) fmt::print("{}\n", sql::Explain(v));
+  auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
+  if (!opened.ok()) return Fail(opened.status());
+  engine::CatalogStore* catalog = opened->catalog.get();
+  for (const auto& s : catalog->catalog().sources) fmt::print("{}\n", sql::Explain(s));
+  for (const auto& v : catalog->catalog().views) fmt::print("{}\n", sql::Explain(v));
   return 0;
 }
 
@@ -244,27 +258,20 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
-  auto sql = ReadFile(sql_path);
-  if (!sql.ok()) return Fail(sql.status());
-  auto store = OpenStore(db, /*read_only=*/false, /*bulk=*/false);
-  if (!store.ok()) return Fail(store.status());
-  auto catalog = engine::CatalogStore::Load(store->get());
-  if (!catalog.ok()) return Fail(catalog.status());
-  auto registered = (*catalog)->Register(*sql);
-  if (!registered.ok()) {
-    return Fail(absl::Status(registered.status().code(),
-                             fmt::format("{}: {}", sql_path, StatusMessage(registered.status()))));
-  }
+  auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/false);
+  if (!opened.ok()) return Fail(opened.status());
+  store::RocksDbTileStore* store = opened->store.get();
+  engine::CatalogStore* catalog = opened->catalog.get();
   MetricsRegistry metrics;
   engine::LiveOptions lo;
   lo.flush_interval_ms = flush_interval_ms;
   lo.threads = threads;
   lo.metrics = &metrics;
-  auto runtime = engine::LiveRuntime::Create(catalog->get(), store->get(), store->get(), lo);
+  auto runtime = engine::LiveRuntime::Create(catalog, store, store, lo);
   if (!runtime.ok()) return Fail(runtime.status());
-  serve::FeatureService service(catalog->get(), store->get(), &metrics, SystemClock::Default(),
+  serve::FeatureService service(catalog, store, &metrics, SystemClock::Default(),
                                 serve::FeatureService::Options{});
-  for (const auto& v : (*catalog)->views()) {
+  for (const auto& v : catalog->views()) {
     service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
   }
   for (auto& src : (*runtime)->TakeHttpSources()) {
@@ -282,12 +289,12 @@ int RunServeCommand(const std::string& db, const std::string& http) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
-  auto store = OpenStore(db, /*read_only=*/true, /*bulk=*/false);
-  if (!store.ok()) return Fail(store.status());
-  auto catalog = engine::CatalogStore::Load(store->get());
-  if (!catalog.ok()) return Fail(catalog.status());
+  auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
+  if (!opened.ok()) return Fail(opened.status());
+  store::RocksDbTileStore* store = opened->store.get();
+  engine::CatalogStore* catalog = opened->catalog.get();
   MetricsRegistry metrics;
-  serve::FeatureService service(catalog->get(), store->get(), &metrics, SystemClock::Default(),
+  serve::FeatureService service(catalog, store, &metrics, SystemClock::Default(),
                                 serve::FeatureService::Options{});
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
