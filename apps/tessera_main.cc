@@ -276,6 +276,14 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   }
   for (auto& src : (*runtime)->TakeHttpSources()) {
     source::LogChunkSource* consumer = src.consumer;
+    metrics.AddCallbackGauge(
+        "tessera_log_backlog_entries",
+        "Durable log entries appended but not yet taken by the pipeline (queue depth)",
+        {{"source", src.ingest->source()}}, [store, consumer, name = src.ingest->source()] {
+          absl::StatusOr<uint64_t> last = store->LastSeq(name);
+          const uint64_t pos = consumer->position();
+          return last.ok() && *last > pos ? static_cast<double>(*last - pos) : 0.0;
+        });
     service.AddIngest(std::move(src.ingest), [consumer] { consumer->Notify(); });
   }
   serve::HttpServer server(*listen);

@@ -33,20 +33,21 @@ absl::StatusOr<std::unique_ptr<LogChunkSource>> LogChunkSource::Create(store::Ev
 absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_t* first_line,
                                                             std::string* input_name) {
   buffer_.clear();
-  uint64_t last = position_;
+  const uint64_t from = position_.load();
+  uint64_t last = from;
   TESSERA_RETURN_IF_ERROR(
-      log_->Read(source_, position_, kChunkBytes, [&](uint64_t seq, std::string_view payload) {
+      log_->Read(source_, from, kChunkBytes, [&](uint64_t seq, std::string_view payload) {
         buffer_.append(payload);
         if (!payload.empty() && payload.back() != '\n') buffer_.push_back('\n');
         last = seq;
       }));
-  if (last == position_) {
+  if (last == from) {
     std::lock_guard<std::mutex> lock(mu_);
     return closed_ ? Next::kEnd : Next::kIdle;
   }
   *first_line = 1;
-  *input_name = fmt::format("log {} entries {}..{}", source_, position_ + 1, last);
-  position_ = last;
+  *input_name = fmt::format("log {} entries {}..{}", source_, from + 1, last);
+  position_.store(last);
   chunk->Assign(buffer_, 0);
   return Next::kChunk;
 }
@@ -70,7 +71,7 @@ void LogChunkSource::Close() {
 }
 
 void LogChunkSource::AddCheckpoint(store::WriteBatch* batch) {
-  checkpoint_ = position_;
+  checkpoint_ = position_.load();
   batch->meta.emplace_back(PositionKey(source_), std::to_string(checkpoint_));
 }
 

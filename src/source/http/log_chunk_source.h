@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -36,7 +37,8 @@ class LogChunkSource final : public ChunkSource {
   // Makes NextChunk() return kEnd once the log is drained (shutdown). Thread-safe.
   void Close();
 
-  uint64_t position() const { return position_; }
+  // Last sequence number handed to the pipeline. Thread-safe.
+  uint64_t position() const { return position_.load(); }
 
   static std::string PositionKey(std::string_view source);
 
@@ -46,7 +48,7 @@ class LogChunkSource final : public ChunkSource {
 
   store::EventLog* log_;
   const std::string source_;
-  uint64_t position_;    // last seq handed out
+  std::atomic<uint64_t> position_;  // last seq handed out
   uint64_t checkpoint_;  // position_ at the last AddCheckpoint
   uint64_t committed_;   // durable position (trimmed up to here)
   std::string buffer_;
