@@ -4,6 +4,8 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "source/file/follow_source.h"
+#include "source/file/stdin_source.h"
 
 namespace tessera::engine {
 namespace {
@@ -22,6 +24,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
                                                                  store::EventLog* log,
                                                                  LiveOptions options) {
   std::unique_ptr<LiveRuntime> rt(new LiveRuntime());
+  const sql::SourceDef* stdin_source = nullptr;
   for (const sql::SourceDef& source : catalog->catalog().sources) {
     std::vector<const ViewRuntime*> views;
     for (const auto& v : catalog->views()) {
@@ -43,10 +46,30 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
                                                source.time_column),
           input.get()});
       r->input = std::move(input);
+    } else if (connector == "file") {
+      const std::string path = Option(source, "path");
+      if (path.empty()) {
+        return InvalidArgument(
+            "source '{}': connector 'file' needs a path: WITH (connector = 'file', path = "
+            "'events.ndjson' or a directory of *.ndjson files)",
+            source.name);
+      }
+      TESSERA_ASSIGN_OR_RETURN(
+          r->input, source::FollowChunkSource::Create(store, source.name, path, options.follow));
+    } else if (connector == "stdin") {
+      if (stdin_source != nullptr) {
+        return InvalidArgument(
+            "sources '{}' and '{}' both read connector 'stdin'; at most one source can read "
+            "standard input",
+            stdin_source->name, source.name);
+      }
+      stdin_source = &source;
+      r->input = std::make_unique<source::StdinChunkSource>(options.stdin_fd);
     } else {
       return InvalidArgument(
           "source '{}': connector '{}' is not supported by `tessera run` yet; supported: 'http' "
-          "(events POSTed to /v1/ingest/{}). Use `tessera backfill` for files.",
+          "(events POSTed to /v1/ingest/{}), 'file' (path = a file or directory to follow), "
+          "'stdin'",
           source.name, connector.empty() ? "(none)" : connector, source.name);
     }
     PipelineOptions po;

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
+#include "source/file/follow_source.h"
 #include "source/http/http_ingest.h"
 #include "source/http/log_chunk_source.h"
 #include "store/event_log.h"
@@ -22,12 +23,22 @@ struct LiveOptions {
   size_t memory_budget_bytes = size_t{1} << 30;
   MetricsRegistry* metrics = nullptr;
   const Clock* clock = SystemClock::Default();
+  // Descriptor read by the connector = 'stdin' source (tests inject a pipe). Not owned.
+  int stdin_fd = 0;
+  // Polling of connector = 'file' sources (chunk size, poll interval).
+  source::FollowOptions follow;
 };
 
 // `tessera run`: one ingest pipeline per source that feeds at least one view, fed by the source's
 // connector (WITH (connector = …)):
 //   http  — events POSTed to /v1/ingest/{source}, made durable in the store's event log, then
 //           consumed from the log (exactly once across restarts)
+//   file  — WITH (path = '…'): follows a file, or a directory of *.ndjson/*.json/*.jsonl files,
+//           for growth; per-file offsets are checkpointed with the tiles, so a restart resumes
+//           exactly where the tiles end (source::FollowChunkSource)
+//   stdin — NDJSON from standard input (at most one such source); when it ends, its pipeline
+//           flushes and ends while the others keep running; a restart does not replay it
+//           (source::StdinChunkSource)
 // Other connectors are refused with an error naming them.
 class LiveRuntime {
  public:
