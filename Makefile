@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test deps build bench asan fuzz format clean
+.PHONY: run test deps build bench bench-serve asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -21,6 +21,9 @@ build:
 
 bench: deps build
 	scripts/bench_backfill.sh $(RELEASE)
+
+bench-serve: deps build
+	scripts/bench_serve.sh $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null

@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   zstd gzip python3
+  wrk curl  # scripts/bench_serve.sh (HTTP load)
 )
 
 missing=()
