@@ -1,9 +1,11 @@
 -- wrk script: GET /v1/features/{view}/{key}?windows=… for random user keys.
--- env: VIEW (user_listening), USERS (200000), WINDOWS (5m,1h,6h,1d), DIST (uniform | zipf).
+-- env: VIEW (user_listening), USERS (200000), WINDOWS (5m,1h,6h,1d), DIST (uniform | zipf),
+-- AT (optional).
 local view = os.getenv("VIEW") or "user_listening"
 local users = tonumber(os.getenv("USERS") or "200000")
 local windows = os.getenv("WINDOWS") or "5m,1h,6h,1d"
 local zipf = (os.getenv("DIST") or "uniform") == "zipf"
+local at = os.getenv("AT")  -- optional: RFC 3339 or epoch ms; default: the server's now
 local counter = 0
 
 function setup(thread)
@@ -24,8 +26,9 @@ local function pick()
 end
 
 function request()
-  return wrk.format("GET", string.format("/v1/features/%s/user%07d?windows=%s", view, pick(),
-                                         windows))
+  local target = string.format("/v1/features/%s/user%07d?windows=%s", view, pick(), windows)
+  if at then target = target .. "&at=" .. at end
+  return wrk.format("GET", target)
 end
 
 function done(summary, latency, requests)

@@ -1,5 +1,6 @@
 #include "engine/feature_reader.h"
 
+#include <algorithm>
 #include <span>
 
 #include "common/column.h"
@@ -32,6 +33,32 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
   return out;
 }
 
+absl::Status FeatureReader::Fetch(store::Resolution resolution,
+                                  const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
+                                  const store::StoreSnapshot* snapshot, std::string_view key,
+                                  FetchedTiles* out, int64_t* tiles_read) const {
+  std::vector<std::pair<int64_t, int64_t>> all;
+  for (const auto& per_window : ranges) all.insert(all.end(), per_window.begin(), per_window.end());
+  std::sort(all.begin(), all.end());
+  std::vector<std::pair<int64_t, int64_t>> merged;
+  for (const auto& r : all) {
+    if (!merged.empty() && r.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  for (const auto& [from, to] : merged) {
+    TESSERA_RETURN_IF_ERROR(store_->ScanAt(snapshot, view_->id, key, resolution, from, to,
+                                           [&](int64_t start, std::string_view bytes) {
+                                             out->starts.push_back(start);
+                                             out->bytes.emplace_back(bytes);
+                                           }));
+  }
+  *tiles_read += static_cast<int64_t>(out->starts.size());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t at_ms,
                                                   const std::vector<WindowSpec>& windows) const {
   const sql::ViewDef& def = *view_->def;
@@ -46,30 +73,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   std::vector<Column> agg_columns(layout.num_slots());
   std::vector<Value> agg_values(layout.num_slots());
   Arena arena;
-  absl::Status decode_error;
   std::shared_ptr<const store::StoreSnapshot> snapshot;
-  auto merge_range = [&](store::Resolution res, int64_t from, int64_t to,
-                         std::vector<std::pair<int64_t, int64_t>>* gaps) -> absl::Status {
-    const int64_t unit = tile::ResolutionMillis(res, def.tile_ms);
-    int64_t cursor = from;
-    TESSERA_RETURN_IF_ERROR(store_->ScanAt(
-        snapshot.get(), view_->id, key, res, from, to, [&](int64_t start, std::string_view bytes) {
-          if (!decode_error.ok()) return;
-          scratch.Reset();
-          absl::Status s = layout.Deserialize(bytes, scratch.data());
-          if (!s.ok()) {
-            decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
-                                    def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
-            return;
-          }
-          layout.Merge(acc.data(), scratch.data());
-          ++result.tiles_read;
-          if (gaps != nullptr && start > cursor) gaps->emplace_back(cursor, start);
-          cursor = start + unit;
-        }));
-    if (gaps != nullptr && cursor < to) gaps->emplace_back(cursor, to);
-    return decode_error;
-  };
   // Unflushed tiles first (one consistent view with the store snapshot they come with); they
   // are merged into each window last, as the newest arrivals.
   std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
@@ -84,24 +88,75 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
     snapshot = open_tiles_->MergeOpenTiles(*view_, key, ranges, blocks, &result.tiles_read);
   }
-  std::vector<std::pair<int64_t, int64_t>> gaps;
-  for (size_t wi = 0; wi < windows.size(); ++wi) {
-    const WindowSpec& w = windows[wi];
-    acc.Reset();
-    tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
+
+  // Plan: every window's cover. Windows share most of their ranges (they all end at the same
+  // `at`), so each resolution is fetched once, over the union of what the windows need: a
+  // handful of store seeks per read instead of several per window.
+  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+  const size_t n = windows.size();
+  std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour; per window
+  std::vector<Ranges> base_ranges(n);
+  rollup_ranges[0].resize(n);
+  rollup_ranges[1].resize(n);
+  for (size_t wi = 0; wi < n; ++wi) {
+    tile::WindowBounds b = tile::ComputeWindow(at_ms, windows[wi].length_ms, def.tile_ms);
     for (const tile::TileRange& r : tile::CoverWindow(b.from_ms, b.to_ms, def.tile_ms)) {
-      if (r.resolution == store::Resolution::kBase) {
-        TESSERA_RETURN_IF_ERROR(merge_range(r.resolution, r.from_ms, r.to_ms, nullptr));
-        continue;
-      }
-      // A rollup is stored only where it covers two or more base tiles; where it is absent,
-      // the (at most one) base tile inside is read instead.
-      gaps.clear();
-      TESSERA_RETURN_IF_ERROR(merge_range(r.resolution, r.from_ms, r.to_ms, &gaps));
-      for (const auto& [from, to] : gaps) {
-        TESSERA_RETURN_IF_ERROR(merge_range(store::Resolution::kBase, from, to, nullptr));
+      const std::pair<int64_t, int64_t> range(r.from_ms, r.to_ms);
+      switch (r.resolution) {
+        case store::Resolution::kDay:
+          rollup_ranges[0][wi].push_back(range);
+          break;
+        case store::Resolution::kHour:
+          rollup_ranges[1][wi].push_back(range);
+          break;
+        case store::Resolution::kBase:
+          base_ranges[wi].push_back(range);
+          break;
       }
     }
+  }
+  FetchedTiles fetched[3];  // day, hour, base
+  const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
+  for (int k = 0; k < 2; ++k) {
+    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[k], rollup_ranges[k], snapshot.get(), key,
+                                  &fetched[k], &result.tiles_read));
+    // A rollup is stored only where it covers two or more base tiles; where it is absent, the
+    // (at most one) base tile inside is read instead.
+    const int64_t unit = tile::ResolutionMillis(kRollups[k], def.tile_ms);
+    for (size_t wi = 0; wi < n; ++wi) {
+      for (const auto& [from, to] : rollup_ranges[k][wi]) {
+        int64_t cursor = from;
+        fetched[k].ForEach(from, to, [&](int64_t start, std::string_view) {
+          if (start > cursor) base_ranges[wi].emplace_back(cursor, start);
+          cursor = start + unit;
+        });
+        if (cursor < to) base_ranges[wi].emplace_back(cursor, to);
+      }
+    }
+  }
+  TESSERA_RETURN_IF_ERROR(Fetch(store::Resolution::kBase, base_ranges, snapshot.get(), key,
+                                &fetched[2], &result.tiles_read));
+
+  absl::Status decode_error;
+  auto merge = [&](int64_t start, std::string_view bytes) {
+    if (!decode_error.ok()) return;
+    scratch.Reset();
+    absl::Status s = layout.Deserialize(bytes, scratch.data());
+    if (!s.ok()) {
+      decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
+                              def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
+      return;
+    }
+    layout.Merge(acc.data(), scratch.data());
+  };
+  for (size_t wi = 0; wi < n; ++wi) {
+    const WindowSpec& w = windows[wi];
+    acc.Reset();
+    for (int k = 0; k < 2; ++k) {
+      for (const auto& [from, to] : rollup_ranges[k][wi]) fetched[k].ForEach(from, to, merge);
+    }
+    for (const auto& [from, to] : base_ranges[wi]) fetched[2].ForEach(from, to, merge);
+    TESSERA_RETURN_IF_ERROR(decode_error);
     if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[wi]->data());
     // Finalize every slot, then evaluate the features over a one-row batch of slot values.
     for (size_t a = 0; a < layout.num_slots(); ++a) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -69,6 +70,27 @@ class FeatureReader {
                                      const std::vector<WindowSpec>& windows) const;
 
  private:
+  // Tiles of one resolution fetched for a read, in increasing start.
+  struct FetchedTiles {
+    std::vector<int64_t> starts;
+    std::vector<std::string> bytes;
+    // fn(start, bytes) for the fetched tiles with from <= start < to.
+    template <typename Fn>
+    void ForEach(int64_t from, int64_t to, Fn&& fn) const {
+      auto it = std::lower_bound(starts.begin(), starts.end(), from);
+      for (size_t i = static_cast<size_t>(it - starts.begin()); i < starts.size() && starts[i] < to;
+           ++i) {
+        fn(starts[i], bytes[i]);
+      }
+    }
+  };
+  // Fetches every stored tile of `resolution` in the union of `ranges` (one scan per disjoint
+  // interval) into *out.
+  absl::Status Fetch(store::Resolution resolution,
+                     const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
+                     const store::StoreSnapshot* snapshot, std::string_view key,
+                     FetchedTiles* out, int64_t* tiles_read) const;
+
   const ViewRuntime* view_;
   store::TileStore* store_;
   OpenTileSource* open_tiles_;
