@@ -117,7 +117,9 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
-bool ParseInt64(std::string_view s, int64_t* out) {
+// Parses a whole number (an optional '+', surrounding spaces allowed) with std::from_chars.
+template <typename T>
+bool ParseNumber(std::string_view s, T* out) {
   s = TrimSpaces(s);
   if (!s.empty() && s.front() == '+') {
     s.remove_prefix(1);
@@ -129,17 +131,9 @@ bool ParseInt64(std::string_view s, int64_t* out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
-bool ParseDouble(std::string_view s, double* out) {
-  s = TrimSpaces(s);
-  if (!s.empty() && s.front() == '+') {
-    s.remove_prefix(1);
-  }
-  if (s.empty()) {
-    return false;
-  }
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
+bool ParseInt64(std::string_view s, int64_t* out) { return ParseNumber(s, out); }
+
+bool ParseDouble(std::string_view s, double* out) { return ParseNumber(s, out); }
 
 bool ParseBool(std::string_view s, int64_t* out) {
   s = TrimSpaces(s);
