@@ -19,7 +19,6 @@ using store::TileKey;
 struct Pending {
   TileKey key;
   const std::byte* delta;
-  int delta_children = 0;  // rollups: base deltas inside
 };
 
 struct RollupId {
@@ -146,22 +145,21 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
   }
 
   // Base tiles: stored ⊕ delta. Rollups: every touched slot is rebuilt as
-  // (stored rollup, or else the stored base tiles inside it) ⊕ the deltas inside it, and
-  // written when it covers at least two base tiles.
+  // (stored rollup, or else the at most one stored base tile inside it) ⊕ the deltas inside it,
+  // and always written: a later flush of the same slot (live mode flushes every second) then
+  // finds it with a point read instead of a range scan. (Writing a rollup over a single base
+  // tile keeps the invariant readers rely on: an absent rollup covers at most one base tile.)
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   for (const TileShard::Entry& e : shard.entries()) {
     pending.push_back(
         Pending{TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms}, e.block});
-    for (RollupSet* r : rollups) {
-      r->Count(e);
-      r->Add(e, /*min_children=*/0);
-    }
+    for (RollupSet* r : rollups) r->Add(e, /*min_children=*/0);
   }
   for (RollupSet* r : rollups) {
     r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
-      pending.push_back(Pending{TileKey{view.id, std::string(key), r->resolution(), start},
-                                slot.block, slot.delta_children});
+      pending.push_back(
+          Pending{TileKey{view.id, std::string(key), r->resolution(), start}, slot.block});
     });
   }
 
@@ -179,7 +177,6 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
       Pending& p = pending[i];
       const std::optional<std::string>& existing = values[i - begin];
       stored.Reset();
-      bool write = true;
       if (existing.has_value()) {
         absl::Status s = layout.Deserialize(*existing, stored.data());
         if (!s.ok()) return Unreadable(view, p.key, s);
@@ -187,8 +184,6 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
       } else if (p.key.resolution != Resolution::kBase) {
         // No stored rollup: at most one stored base tile lies inside; fold in what is there.
         const int64_t unit = tile::ResolutionMillis(p.key.resolution, base_ms);
-        const uint64_t key_hash = Hash64(p.key.entity_key);
-        int count = 0;
         absl::Status decode;
         TESSERA_RETURN_IF_ERROR(store->Scan(
             view.id, p.key.entity_key, Resolution::kBase, p.key.start_ms, p.key.start_ms + unit,
@@ -198,12 +193,9 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
               decode = layout.Deserialize(bytes, child.data());
               if (!decode.ok()) return;
               layout.Merge(stored.data(), child.data());
-              if (shard.Find(p.key.entity_key, key_hash, start) == nullptr) ++count;
             }));
         if (!decode.ok()) return Unreadable(view, p.key, decode);
-        write = count + p.delta_children >= 2;
       }
-      if (!write) continue;
       layout.Merge(stored.data(), p.delta);
       std::string bytes;
       layout.Serialize(stored.data(), &bytes);

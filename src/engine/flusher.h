@@ -39,7 +39,10 @@ struct FlushStats {
 // delta is exactly the tile over all rows seen, and a rollup stays exactly the merge of its
 // children even when late rows update a child after the rollup was first written.
 //
-// `store_may_hold_view` = false skips the reads (a view with no stored tiles at all).
+// Rollup invariant (readers rely on it): a stored rollup is exactly the merge of the base tiles
+// inside it; where no rollup is stored, at most one base tile lies inside. A fresh view's flush
+// (`store_may_hold_view` = false: no reads) writes rollups only where two or more base tiles
+// fall; later flushes rewrite every rollup they touch.
 // Thread-safe for distinct shards (the store is thread-safe).
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
                         store::TileStore* store, bool store_may_hold_view,
