@@ -76,17 +76,19 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   std::shared_ptr<const store::StoreSnapshot> snapshot;
   // Unflushed tiles first (one consistent view with the store snapshot they come with); they
   // are merged into each window last, as the newest arrivals.
+  std::vector<std::pair<int64_t, int64_t>> bounds;  // each window's rows: [from, to)
+  for (const WindowSpec& w : windows) {
+    tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
+    bounds.emplace_back(b.from_ms, b.to_ms);
+  }
   std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
   if (open_tiles_ != nullptr) {
-    std::vector<std::pair<int64_t, int64_t>> ranges;
     std::vector<std::byte*> blocks;
-    for (const WindowSpec& w : windows) {
-      tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
-      ranges.emplace_back(b.from_ms, b.to_ms);
+    for (size_t wi = 0; wi < windows.size(); ++wi) {
       open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
       blocks.push_back(open_blocks.back()->data());
     }
-    snapshot = open_tiles_->MergeOpenTiles(*view_, key, ranges, blocks, &result.tiles_read);
+    snapshot = open_tiles_->MergeOpenTiles(*view_, key, bounds, blocks, &result.tiles_read);
   }
 
   // Plan: every window's cover. Windows share most of their ranges (they all end at the same
@@ -99,8 +101,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   rollup_ranges[0].resize(n);
   rollup_ranges[1].resize(n);
   for (size_t wi = 0; wi < n; ++wi) {
-    tile::WindowBounds b = tile::ComputeWindow(at_ms, windows[wi].length_ms, def.tile_ms);
-    for (const tile::TileRange& r : tile::CoverWindow(b.from_ms, b.to_ms, def.tile_ms)) {
+    for (const tile::TileRange& r :
+         tile::CoverWindow(bounds[wi].first, bounds[wi].second, def.tile_ms)) {
       const std::pair<int64_t, int64_t> range(r.from_ms, r.to_ms);
       switch (r.resolution) {
         case store::Resolution::kDay:
