@@ -122,17 +122,19 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   for (int k = 0; k < 2; ++k) {
     TESSERA_RETURN_IF_ERROR(Fetch(kRollups[k], rollup_ranges[k], snapshot.get(), key,
                                   &fetched[k], &result.tiles_read));
-    // A rollup is stored only where it covers two or more base tiles; where it is absent, the
-    // (at most one) base tile inside is read instead.
+    // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
+    // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
     const int64_t unit = tile::ResolutionMillis(kRollups[k], def.tile_ms);
+    const bool to_hours = k == 0 && def.tile_ms < kMillisPerHour;
     for (size_t wi = 0; wi < n; ++wi) {
+      Ranges& finer = to_hours ? rollup_ranges[1][wi] : base_ranges[wi];
       for (const auto& [from, to] : rollup_ranges[k][wi]) {
         int64_t cursor = from;
         fetched[k].ForEach(from, to, [&](int64_t start, std::string_view) {
-          if (start > cursor) base_ranges[wi].emplace_back(cursor, start);
+          if (start > cursor) finer.emplace_back(cursor, start);
           cursor = start + unit;
         });
-        if (cursor < to) base_ranges[wi].emplace_back(cursor, to);
+        if (cursor < to) finer.emplace_back(cursor, to);
       }
     }
   }

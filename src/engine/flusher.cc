@@ -15,76 +15,70 @@ namespace {
 using store::Resolution;
 using store::TileKey;
 
-// A tile to write: its key and the delta block to fold into the stored value.
+// A base tile to write: its key and the delta block to fold into the stored value.
 struct Pending {
   TileKey key;
   const std::byte* delta;
 };
 
-struct RollupId {
+struct SlotId {
   std::string_view key;
   int64_t start_ms;
   uint64_t hash;  // of (key, start), from the key's precomputed hash
-  friend bool operator==(const RollupId& a, const RollupId& b) {
+  friend bool operator==(const SlotId& a, const SlotId& b) {
     return a.start_ms == b.start_ms && a.key == b.key;
   }
 };
-struct RollupIdHash {
-  size_t operator()(const RollupId& id) const { return id.hash; }
+struct SlotIdHash {
+  size_t operator()(const SlotId& id) const { return id.hash; }
 };
 
-// The rollup tiles of one resolution touched by a flush: per slot, how many base deltas fall
-// in it and (once built) the merge of those deltas.
-class RollupSet {
+// The rollup slots of one resolution that a flush's base deltas fall in, and for the closed
+// ones the merge of those deltas.
+class RollupSlots {
  public:
   struct Slot {
+    uint64_t key_hash = 0;
     int delta_children = 0;
-    std::unique_ptr<std::byte[]> storage;
-    std::byte* block = nullptr;  // aligned inside storage; null until built
+    std::unique_ptr<tile::OwnedBlock> deltas;  // closed slots only
   };
 
-  RollupSet(const tile::TileLayout& layout, Resolution resolution, int64_t unit_ms)
-      : layout_(layout), resolution_(resolution), unit_ms_(unit_ms) {}
-  ~RollupSet() {
-    for (auto& [id, slot] : slots_) {
-      if (slot.block != nullptr) layout_.Destroy(slot.block);
-    }
-  }
+  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_before_ms)
+      : view_(view),
+        resolution_(resolution),
+        unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
+        closed_before_ms_(closed_before_ms) {}
 
   Resolution resolution() const { return resolution_; }
-  int64_t unit_ms() const { return unit_ms_; }
-
-  void Count(const TileShard::Entry& e) { ++slots_[Id(e)].delta_children; }
-  // Merges a base delta into its slot, building the slot's block on first use. With
-  // `min_children`, slots with fewer counted deltas are left unbuilt.
-  void Add(const TileShard::Entry& e, int min_children) {
-    const std::byte* delta = e.block;
-    Slot& slot = slots_[Id(e)];
-    if (slot.delta_children < min_children) return;
-    if (slot.block == nullptr) {
-      const size_t align = layout_.block_align();
-      slot.storage = std::make_unique<std::byte[]>(layout_.block_size() + align);
-      auto a = reinterpret_cast<uintptr_t>(slot.storage.get());
-      slot.block = reinterpret_cast<std::byte*>((a + align - 1) / align * align);
-      layout_.Init(slot.block);
-    }
-    layout_.Merge(slot.block, delta);
+  bool closed(int64_t start_ms) const {
+    return SlotClosed(start_ms, unit_ms_, closed_before_ms_);
   }
+
+  // Counts a base delta in its slot and, when the slot is closed, merges it in.
+  void Add(const TileShard::Entry& e) {
+    const int64_t start = AlignDown(e.start_ms, unit_ms_);
+    Slot& slot = slots_[SlotId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start))}];
+    slot.key_hash = e.key_hash;
+    ++slot.delta_children;
+    if (!closed(start)) return;
+    if (slot.deltas == nullptr) slot.deltas = std::make_unique<tile::OwnedBlock>(*view_.layout);
+    view_.layout->Merge(slot.deltas->data(), e.block);
+  }
+
+  // fn(ref, slot) for every slot.
   template <typename Fn>
   void ForEach(Fn&& fn) {
-    for (auto& [id, slot] : slots_) fn(id.key, id.start_ms, slot);
+    for (auto& [id, slot] : slots_) {
+      fn(RollupRef{view_.id, resolution_, id.start_ms, id.key, slot.key_hash}, slot);
+    }
   }
 
  private:
-  const tile::TileLayout& layout_;
+  const ViewRuntime& view_;
   const Resolution resolution_;
   const int64_t unit_ms_;
-  RollupId Id(const TileShard::Entry& e) const {
-    const int64_t start = AlignDown(e.start_ms, unit_ms_);
-    return RollupId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start) * 31 + 7)};
-  }
-
-  absl::flat_hash_map<RollupId, Slot, RollupIdHash> slots_;
+  const int64_t closed_before_ms_;
+  absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
 absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl::Status& s) {
@@ -92,15 +86,11 @@ absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl:
                   key.entity_key, FormatRfc3339Millis(key.start_ms), StatusMessage(s));
 }
 
-// Fresh view (nothing stored): base deltas are the tiles; a rollup is written only where at
-// least two base tiles fall in it.
+// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
+// only where at least two base tiles fall in it.
 void FlushFresh(const ViewRuntime& view, const TileShard& shard,
-                std::vector<RollupSet*>& rollups,
-                std::vector<std::pair<TileKey, std::string>>* out, FlushStats* stats) {
+                std::vector<RollupSlots*>& rollups, FlushOutput* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  for (const TileShard::Entry& e : shard.entries()) {
-    for (RollupSet* r : rollups) r->Count(e);
-  }
   // Encode into a reused buffer, then copy once into an exactly sized value.
   std::string scratch;
   scratch.reserve(1 << 16);
@@ -110,17 +100,20 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
     return std::string(scratch);
   };
   for (const TileShard::Entry& e : shard.entries()) {
-    out->emplace_back(TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms},
-                      encode(e.block));
+    out->tiles.emplace_back(TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms},
+                            encode(e.block));
     ++stats->base_tiles;
-    for (RollupSet* r : rollups) r->Add(e, /*min_children=*/2);
+    for (RollupSlots* r : rollups) r->Add(e);
   }
-  for (RollupSet* r : rollups) {
-    r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
-      if (slot.block == nullptr) return;
-      std::string bytes = encode(slot.block);
-      out->emplace_back(TileKey{view.id, std::string(key), r->resolution(), start},
-                        std::move(bytes));
+  for (RollupSlots* r : rollups) {
+    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
+      if (!r->closed(ref.start_ms)) {
+        out->owed.push_back(ref);
+        return;
+      }
+      if (slot.delta_children < 2) return;
+      out->tiles.emplace_back(TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
+                              encode(slot.deltas->data()));
       ++stats->rollup_tiles;
     });
   }
@@ -128,44 +121,30 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
 
 }  // namespace
 
-absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
-                        store::TileStore* store, bool store_may_hold_view,
-                        std::vector<std::pair<store::TileKey, std::string>>* out,
+absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
+                        bool store_may_hold_view, int64_t closed_before_ms, FlushOutput* out,
                         FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  const int64_t base_ms = view.def->tile_ms;
-  RollupSet hours(layout, Resolution::kHour, kMillisPerHour);
-  RollupSet days(layout, Resolution::kDay, kMillisPerDay);
-  std::vector<RollupSet*> rollups;
-  if (base_ms < kMillisPerHour) rollups.push_back(&hours);
+  RollupSlots hours(view, Resolution::kHour, closed_before_ms);
+  RollupSlots days(view, Resolution::kDay, closed_before_ms);
+  std::vector<RollupSlots*> rollups;
+  if (view.def->tile_ms < kMillisPerHour) rollups.push_back(&hours);
   rollups.push_back(&days);
   if (!store_may_hold_view) {
     FlushFresh(view, shard, rollups, out, stats);
     return absl::OkStatus();
   }
 
-  // Base tiles: stored ⊕ delta. Rollups: every touched slot is rebuilt as
-  // (stored rollup, or else the at most one stored base tile inside it) ⊕ the deltas inside it,
-  // and always written: a later flush of the same slot (live mode flushes every second) then
-  // finds it with a point read instead of a range scan. (Writing a rollup over a single base
-  // tile keeps the invariant readers rely on: an absent rollup covers at most one base tile.)
+  // Base tiles: stored ⊕ delta, read in batches.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   for (const TileShard::Entry& e : shard.entries()) {
     pending.push_back(
         Pending{TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms}, e.block});
-    for (RollupSet* r : rollups) r->Add(e, /*min_children=*/0);
+    for (RollupSlots* r : rollups) r->Add(e);
   }
-  for (RollupSet* r : rollups) {
-    r->ForEach([&](std::string_view key, int64_t start, RollupSet::Slot& slot) {
-      pending.push_back(
-          Pending{TileKey{view.id, std::string(key), r->resolution(), start}, slot.block});
-    });
-  }
-
   constexpr size_t kBatch = 4096;
   tile::OwnedBlock stored(layout);
-  tile::OwnedBlock child(layout);
   std::vector<TileKey> keys;
   std::vector<std::optional<std::string>> values;
   for (size_t begin = 0; begin < pending.size(); begin += kBatch) {
@@ -181,33 +160,42 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
         absl::Status s = layout.Deserialize(*existing, stored.data());
         if (!s.ok()) return Unreadable(view, p.key, s);
         ++stats->merged_with_stored;
-      } else if (p.key.resolution != Resolution::kBase) {
-        // No stored rollup: at most one stored base tile lies inside; fold in what is there.
-        const int64_t unit = tile::ResolutionMillis(p.key.resolution, base_ms);
-        absl::Status decode;
-        TESSERA_RETURN_IF_ERROR(store->Scan(
-            view.id, p.key.entity_key, Resolution::kBase, p.key.start_ms, p.key.start_ms + unit,
-            [&](int64_t start, std::string_view bytes) {
-              if (!decode.ok()) return;
-              child.Reset();
-              decode = layout.Deserialize(bytes, child.data());
-              if (!decode.ok()) return;
-              layout.Merge(stored.data(), child.data());
-            }));
-        if (!decode.ok()) return Unreadable(view, p.key, decode);
       }
       layout.Merge(stored.data(), p.delta);
       std::string bytes;
       layout.Serialize(stored.data(), &bytes);
-      if (p.key.resolution == Resolution::kBase) {
-        ++stats->base_tiles;
-      } else {
-        ++stats->rollup_tiles;
-      }
-      out->emplace_back(std::move(p.key), std::move(bytes));
+      ++stats->base_tiles;
+      out->tiles.emplace_back(std::move(p.key), std::move(bytes));
     }
   }
-  return absl::OkStatus();
+
+  // Rollups: a closed slot's is built now from its stored children plus the deltas (the
+  // stored children do not include this flush's base tiles yet); an open slot's is owed.
+  absl::Status status;
+  for (RollupSlots* r : rollups) {
+    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
+      if (!status.ok()) return;
+      if (!r->closed(ref.start_ms)) {
+        out->owed.push_back(ref);
+        return;
+      }
+      stored.Reset();
+      absl::StatusOr<int> children =
+          MergeStoredChildren(view, store, ref.key, ref.resolution, ref.start_ms, stored.data());
+      if (!children.ok()) {
+        status = children.status();
+        return;
+      }
+      layout.Merge(stored.data(), slot.deltas->data());
+      std::string bytes;
+      layout.Serialize(stored.data(), &bytes);
+      out->tiles.emplace_back(TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
+                              std::move(bytes));
+      out->settled.push_back(ref);
+      ++stats->rollup_tiles;
+    });
+  }
+  return status;
 }
 
 }  // namespace tessera::engine

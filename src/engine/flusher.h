@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "engine/catalog_store.h"
+#include "engine/rollups.h"
 #include "engine/tile_shard.h"
 #include "store/tile_store.h"
 
@@ -31,22 +32,36 @@ struct FlushStats {
   }
 };
 
-// Turns the open (delta) tiles of one shard into full tiles to write: every base tile, plus the
-// hour and day rollups they belong to, each merged with what the store already holds
-// (read-merge-write), serialized and appended to `out`.
+// What a flush of one shard produces.
+struct FlushOutput {
+  std::vector<std::pair<store::TileKey, std::string>> tiles;
+  // Rollups of slots still open that this flush's base tiles fall in (owed: built once the
+  // slot closes). Keys point into the flushed shard.
+  std::vector<RollupRef> owed;
+  // Rollups of closed slots written by this flush (any marker of theirs is obsolete).
+  std::vector<RollupRef> settled;
+
+  void clear() {
+    tiles.clear();
+    owed.clear();
+    settled.clear();
+  }
+};
+
+// Turns the open (delta) tiles of one shard into full tiles to write, appended to `out`: every
+// base tile merged with what the store already holds (read-merge-write), and the hour and day
+// rollups of the slots that are closed (end at or before `closed_before_ms`, the watermark at
+// this flush), built from the stored children plus the deltas. Rollups of open slots are only
+// listed in out->owed (see engine/rollups.h for the rollup invariant).
 //
 // Because a shard's tiles are deltas since the last flush and merge is associative, stored ⊕
-// delta is exactly the tile over all rows seen, and a rollup stays exactly the merge of its
-// children even when late rows update a child after the rollup was first written.
+// delta is exactly the tile over all rows seen.
 //
-// Rollup invariant (readers rely on it): a stored rollup is exactly the merge of the base tiles
-// inside it; where no rollup is stored, at most one base tile lies inside. A fresh view's flush
-// (`store_may_hold_view` = false: no reads) writes rollups only where two or more base tiles
-// fall; later flushes rewrite every rollup they touch.
+// A fresh view's flush (`store_may_hold_view` = false) reads nothing and writes a closed slot's
+// rollup only where two or more base tiles fall in it.
 // Thread-safe for distinct shards (the store is thread-safe).
-absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard,
-                        store::TileStore* store, bool store_may_hold_view,
-                        std::vector<std::pair<store::TileKey, std::string>>* out,
+absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
+                        bool store_may_hold_view, int64_t closed_before_ms, FlushOutput* out,
                         FlushStats* stats);
 
 }  // namespace tessera::engine

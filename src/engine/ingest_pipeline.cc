@@ -59,6 +59,8 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
       views_(std::move(views)),
       store_(store),
       options_(options),
+      pending_rollups_(store),
+      committed_max_event_time_ms_(std::numeric_limits<int64_t>::min()),
       max_event_time_ms_(std::numeric_limits<int64_t>::min()),
       view_counters_(views_.size()) {
   threads_ = options_.threads > 0 ? options_.threads
@@ -93,6 +95,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
     workers_.push_back(std::move(w));
   }
   flush_out_.resize(threads_);
+  owed_work_.resize(threads_);
   flush_stats_per_worker_.resize(threads_);
 }
 
@@ -114,6 +117,7 @@ absl::Status IngestPipeline::Init() {
       return DataLoss("corrupt watermark entry for source '{}'", source_.name);
     }
     max_event_time_ms_ = v;
+    committed_max_event_time_ms_ = v;
   }
   published_ = store_->GetSnapshot();
   if (options_.metrics != nullptr) RegisterMetrics();
@@ -124,7 +128,9 @@ absl::Status IngestPipeline::Init() {
                              store_->GetMeta(HasTilesKey(v->id)));
     store_may_hold_view_.push_back(marker.has_value());
   }
-  return absl::OkStatus();
+  std::vector<uint32_t> view_ids;
+  for (const ViewRuntime* v : views_) view_ids.push_back(v->id);
+  return pending_rollups_.Load(view_ids);
 }
 
 void IngestPipeline::Prepare(Worker* w) {
@@ -401,32 +407,68 @@ size_t IngestPipeline::OpenTileBytes() const {
   return total;
 }
 
+int64_t IngestPipeline::CommittedClosedBefore() const {
+  if (committed_max_event_time_ms_ == std::numeric_limits<int64_t>::min()) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  return committed_max_event_time_ms_ - source_.lateness_ms;
+}
+
+absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
+  // Slots closed as of the last commit hold no open tiles (their rows would be late), so their
+  // stored children are final.
+  std::vector<OwedRollup> owed;
+  TESSERA_RETURN_IF_ERROR(
+      pending_rollups_.TakeClosed(CommittedClosedBefore(), limit, &owed, &flush_meta_));
+  for (auto& w : owed_work_) w.clear();
+  for (size_t i = 0; i < owed.size(); ++i) {
+    owed_work_[i % owed_work_.size()].push_back(std::move(owed[i]));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status IngestPipeline::FlushShards(int worker_index) {
-  auto& out = flush_out_[worker_index];
+  FlushOutput& out = flush_out_[worker_index];
   out.clear();
   size_t tiles = 0;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards_; s += threads_) tiles += shards_[vi][s]->size();
   }
-  out.reserve(tiles * 3 / 2);  // base tiles plus the rollups of the busier keys
+  out.tiles.reserve(tiles + owed_work_[worker_index].size());
+  const int64_t closed_before = max_event_time_ms_ == std::numeric_limits<int64_t>::min()
+                                    ? std::numeric_limits<int64_t>::min()
+                                    : max_event_time_ms_ - source_.lateness_ms;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards_; s += threads_) {
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], *shards_[vi][s], store_,
-                                         store_may_hold_view_[vi], &out,
+                                         store_may_hold_view_[vi], closed_before, &out,
                                          &flush_stats_per_worker_[worker_index]));
     }
   }
+  for (const OwedRollup& owed : owed_work_[worker_index]) {
+    const ViewRuntime* view = nullptr;
+    for (const ViewRuntime* v : views_) {
+      if (v->id == owed.view_id) view = v;
+    }
+    if (view == nullptr) continue;  // markers are loaded for this pipeline's views only
+    TESSERA_ASSIGN_OR_RETURN(bool written, BuildRollupFromStore(*view, store_, owed, &out.tiles));
+    if (written) ++flush_stats_per_worker_[worker_index].rollup_tiles;
+  }
+  owed_work_[worker_index].clear();
   return absl::OkStatus();
 }
 
 absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
-  store::WriteBatch batch;
+  store::WriteBatch batch = std::move(flush_meta_);
+  flush_meta_ = store::WriteBatch();
   size_t total = 0;
-  for (const auto& out : flush_out_) total += out.size();
+  for (const auto& out : flush_out_) total += out.tiles.size();
   batch.tiles.reserve(total);
-  for (auto& out : flush_out_) {
-    for (auto& t : out) batch.tiles.push_back(std::move(t));
-    out.clear();
+  for (FlushOutput& out : flush_out_) {
+    for (auto& t : out.tiles) batch.tiles.push_back(std::move(t));
+    for (const RollupRef& r : out.owed) pending_rollups_.Owe(r, &batch);
+    for (const RollupRef& r : out.settled) pending_rollups_.Settle(r, &batch);
+    out.clear();  // before the shards their keys point into are retired
   }
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     if (!store_may_hold_view_[vi] && total > 0) {
@@ -445,6 +487,7 @@ absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
         static_cast<double>(options_.clock->MonotonicNanos() - write_start) / 1e9);
   }
   input->Committed();
+  committed_max_event_time_ms_ = max_event_time_ms_;
   {
     // The store now holds the open tiles: publish it and swap in empty shards together.
     std::shared_ptr<const store::StoreSnapshot> snapshot = store_->GetSnapshot();
@@ -544,9 +587,11 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         const int64_t now = options_.clock->MonotonicNanos();
         const bool interval_due = options_.flush_interval_ms > 0 &&
                                   now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
-                                  (HasOpenTiles() || next_seq != flushed_seq);
+                                  (HasOpenTiles() || next_seq != flushed_seq ||
+                                   pending_rollups_.HasClosed(CommittedClosedBefore()));
         flush_now = finished || !input_error.ok() || interval_due ||
                     OpenTileBytes() > options_.memory_budget_bytes;
+        if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);
         if (progress_) progress_(source_counters_, flush_now);
         if (metrics_) PublishMetrics();
         if (!flush_now && order.empty() && !input_done) {
@@ -561,7 +606,7 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         stopping = stopping || stop_.load();
       }
       sync.arrive_and_wait();
-      if (flush_now) {
+      while (flush_now) {
         int64_t build_start = options_.clock->MonotonicNanos();
         absl::Status s = FlushShards(index);
         if (!s.ok()) {
@@ -590,7 +635,15 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         for (auto& view_retired : retired_) {
           for (int s = index; s < num_shards_; s += threads_) view_retired[s].reset();
         }
-        if (!flush_error.ok() || finished || !input_error.ok()) return;
+        if (!flush_error.ok() || !input_error.ok()) return;
+        if (!finished) break;
+        // The run is over: build the owed rollups the final watermark closed, flush by flush.
+        if (index == 0) {
+          flush_now = pending_rollups_.HasClosed(CommittedClosedBefore());
+          if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);
+        }
+        sync.arrive_and_wait();
+        if (!flush_now) return;
       }
     }
   };

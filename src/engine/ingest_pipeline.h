@@ -19,6 +19,7 @@
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "engine/flusher.h"
+#include "engine/rollups.h"
 #include "engine/tile_shard.h"
 #include "source/chunk_source.h"
 #include "source/file/line_reader.h"
@@ -39,6 +40,9 @@ struct PipelineOptions {
   // Live sources: also flush when this long has passed since the last flush and there is
   // something to flush. 0 = only on memory pressure and at the end.
   int64_t flush_interval_ms = 0;
+  // Owed rollups (of slots the watermark has closed) built per flush, at most; the rest wait
+  // for the next flush. Spreads the hourly/daily burst; the final flush builds them all.
+  size_t rollups_per_flush = 50000;
   // Times flushes (FlushStats) and gives "now" for the freshness gauges; used for pacing only.
   const Clock* clock = SystemClock::Default();
   // Where the pipeline's counters, gauges and histograms go (optional).
@@ -75,7 +79,9 @@ using RejectSink = std::function<void(std::string_view input, int64_t line,
 //
 // Watermark: max event time seen on the source minus its lateness; a row older than the
 // watermark is late (dropped and counted). The max is persisted with every flush, so a later
-// run continues the same stream.
+// run continues the same stream. Hour and day rollups are written once the watermark closes
+// their slot (engine/rollups.h): directly by the flush whose rows close it, otherwise owed and
+// built from the store by later flushes (a bounded number each) and by the final flush.
 //
 // Serving while ingesting (OpenTileSource): readers merge the open tiles with a store snapshot
 // published by the last flush. A flush writes the store first (readers still use the old
@@ -126,6 +132,10 @@ class IngestPipeline final : public OpenTileSource {
   void Aggregate(int worker_index, const std::vector<Worker*>& order);
   bool HasOpenTiles() const;
   absl::Status FlushShards(int worker_index);
+  // Picks the owed rollups the next flush builds (coordinating thread).
+  absl::Status TakeOwedRollups(size_t limit);
+  // The watermark as of the last commit: slots ending at or before it are closed in the store.
+  int64_t CommittedClosedBefore() const;
   absl::Status CommitFlush(ChunkSource* input);
   size_t OpenTileBytes() const;
   void RegisterMetrics();
@@ -173,7 +183,11 @@ class IngestPipeline final : public OpenTileSource {
   std::atomic<int64_t> max_event_time_seen_{std::numeric_limits<int64_t>::min()};
   std::vector<bool> store_may_hold_view_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::vector<std::pair<store::TileKey, std::string>>> flush_out_;  // per worker
+  std::vector<FlushOutput> flush_out_;  // per worker
+  PendingRollups pending_rollups_;
+  std::vector<std::vector<OwedRollup>> owed_work_;  // per worker: owed rollups to build
+  store::WriteBatch flush_meta_;  // metadata changes of the next commit (owed-rollup markers)
+  int64_t committed_max_event_time_ms_;
   std::vector<FlushStats> flush_stats_per_worker_;
 
   int64_t max_event_time_ms_;

@@ -1,0 +1,174 @@
+#include "engine/rollups.h"
+
+#include <charconv>
+
+#include "absl/container/flat_hash_set.h"
+#include "common/errors.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "tile/tile_layout.h"
+#include "tile/tile_math.h"
+
+namespace tessera::engine {
+
+using store::Resolution;
+
+absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStore* store,
+                                        std::string_view key, Resolution resolution,
+                                        int64_t start_ms, std::byte* block) {
+  const tile::TileLayout& layout = *view.layout;
+  const int64_t unit = tile::ResolutionMillis(resolution, view.def->tile_ms);
+  tile::OwnedBlock child(layout);
+  int merged = 0;
+  absl::Status decode;
+  auto merge = [&](int64_t start, std::string_view bytes) {
+    if (!decode.ok()) return;
+    child.Reset();
+    decode = layout.Deserialize(bytes, child.data());
+    if (!decode.ok()) {
+      decode = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
+                        view.def->name, key, FormatRfc3339Millis(start), StatusMessage(decode));
+      return;
+    }
+    layout.Merge(block, child.data());
+    ++merged;
+  };
+  // Hours of a day that have a stored rollup; their base tiles are inside it.
+  absl::flat_hash_set<int64_t> rolled_hours;
+  if (resolution == Resolution::kDay && view.def->tile_ms < kMillisPerHour) {
+    TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kHour, start_ms,
+                                        start_ms + unit, [&](int64_t start, std::string_view b) {
+                                          rolled_hours.insert(start);
+                                          merge(start, b);
+                                        }));
+  }
+  TESSERA_RETURN_IF_ERROR(store->Scan(
+      view.id, key, Resolution::kBase, start_ms, start_ms + unit,
+      [&](int64_t start, std::string_view b) {
+        if (rolled_hours.contains(AlignDown(start, kMillisPerHour))) return;
+        merge(start, b);
+      }));
+  TESSERA_RETURN_IF_ERROR(decode);
+  return merged;
+}
+
+absl::StatusOr<bool> BuildRollupFromStore(
+    const ViewRuntime& view, store::TileStore* store, const OwedRollup& rollup,
+    std::vector<std::pair<store::TileKey, std::string>>* out) {
+  tile::OwnedBlock block(*view.layout);
+  TESSERA_ASSIGN_OR_RETURN(int merged, MergeStoredChildren(view, store, rollup.key,
+                                                           rollup.resolution, rollup.start_ms,
+                                                           block.data()));
+  if (merged < 2) return false;
+  std::string bytes;
+  view.layout->Serialize(block.data(), &bytes);
+  out->emplace_back(store::TileKey{view.id, rollup.key, rollup.resolution, rollup.start_ms},
+                    std::move(bytes));
+  return true;
+}
+
+std::string PendingRollups::MarkerPrefix(uint32_t view_id) {
+  return fmt::format("rollup/owed/{}/", view_id);
+}
+
+std::string PendingRollups::MarkerKey(uint32_t view_id, Resolution resolution, int64_t start_ms,
+                                      std::string_view key) {
+  return fmt::format("rollup/owed/{}/{}/{}/{}", view_id, static_cast<int>(resolution), start_ms,
+                     key);
+}
+
+PendingRollups::SlotId PendingRollups::Id(uint32_t view_id, Resolution resolution,
+                                          int64_t start_ms) {
+  // Rollup units do not depend on the base tile size.
+  const int64_t unit = resolution == Resolution::kDay ? kMillisPerDay : kMillisPerHour;
+  return SlotId{start_ms + unit, view_id, static_cast<uint8_t>(resolution), start_ms};
+}
+
+absl::Status PendingRollups::Load(const std::vector<uint32_t>& view_ids) {
+  for (uint32_t view_id : view_ids) {
+    const std::string prefix = MarkerPrefix(view_id);
+    absl::Status parse;
+    TESSERA_RETURN_IF_ERROR(
+        store_->ScanMeta(prefix, [&](std::string_view marker, std::string_view) {
+          if (!parse.ok()) return;
+          // {res}/{start}/{key}
+          std::string_view rest = marker.substr(prefix.size());
+          int res = -1;
+          int64_t start = 0;
+          auto [p1, e1] = std::from_chars(rest.data(), rest.data() + rest.size(), res);
+          const char* end = rest.data() + rest.size();
+          bool ok = e1 == std::errc() && p1 < end && *p1 == '/' &&
+                    (res == static_cast<int>(Resolution::kHour) ||
+                     res == static_cast<int>(Resolution::kDay));
+          const char* p2 = p1;
+          if (ok) {
+            auto [q, e2] = std::from_chars(p1 + 1, end, start);
+            ok = e2 == std::errc() && q < end && *q == '/';
+            p2 = q;
+          }
+          if (!ok) {
+            parse = DataLoss("corrupt owed-rollup marker '{}': expected {}RES/START/KEY", marker,
+                             prefix);
+            return;
+          }
+          std::string_view key(p2 + 1, static_cast<size_t>(end - p2 - 1));
+          Slot& slot = slots_[Id(view_id, static_cast<Resolution>(res), start)];
+          if (slot.key_hashes.insert(Hash64(key)).second) ++size_;
+        }));
+    TESSERA_RETURN_IF_ERROR(parse);
+  }
+  return absl::OkStatus();
+}
+
+void PendingRollups::Owe(const RollupRef& r, store::WriteBatch* batch) {
+  Slot& slot = slots_[Id(r.view_id, r.resolution, r.start_ms)];
+  if (!slot.key_hashes.insert(r.key_hash).second) return;
+  ++size_;
+  if (slot.listed) slot.keys.emplace_back(r.key);  // not expected: listed slots are closed
+  batch->meta.emplace_back(MarkerKey(r.view_id, r.resolution, r.start_ms, r.key), "");
+}
+
+void PendingRollups::Settle(const RollupRef& r, store::WriteBatch* batch) {
+  auto it = slots_.find(Id(r.view_id, r.resolution, r.start_ms));
+  if (it == slots_.end() || it->second.key_hashes.erase(r.key_hash) == 0) return;
+  --size_;
+  batch->meta_deletes.push_back(MarkerKey(r.view_id, r.resolution, r.start_ms, r.key));
+  if (it->second.key_hashes.empty() && !it->second.listed) slots_.erase(it);
+}
+
+bool PendingRollups::HasClosed(int64_t closed_before_ms) const {
+  return !slots_.empty() && std::get<0>(slots_.begin()->first) <= closed_before_ms;
+}
+
+absl::Status PendingRollups::TakeClosed(int64_t closed_before_ms, size_t limit,
+                                        std::vector<OwedRollup>* out, store::WriteBatch* batch) {
+  while (out->size() < limit && HasClosed(closed_before_ms)) {
+    auto it = slots_.begin();
+    const auto [end_ms, view_id, res, start_ms] = it->first;
+    Slot& slot = it->second;
+    const Resolution resolution = static_cast<Resolution>(res);
+    if (!slot.listed) {
+      // The slot is closed, so every marker of it is committed: list the keys from the store.
+      const std::string prefix =
+          fmt::format("{}{}/{}/", MarkerPrefix(view_id), static_cast<int>(res), start_ms);
+      TESSERA_RETURN_IF_ERROR(store_->ScanMeta(prefix, [&](std::string_view m, std::string_view) {
+        slot.keys.emplace_back(m.substr(prefix.size()));
+      }));
+      slot.listed = true;
+    }
+    for (; slot.next < slot.keys.size() && out->size() < limit; ++slot.next) {
+      std::string& key = slot.keys[slot.next];
+      batch->meta_deletes.push_back(MarkerKey(view_id, resolution, start_ms, key));
+      if (slot.key_hashes.erase(Hash64(key)) > 0) --size_;
+      out->push_back(OwedRollup{view_id, resolution, start_ms, std::move(key)});
+    }
+    if (slot.next == slot.keys.size()) {
+      size_ -= slot.key_hashes.size();  // recorded in memory but without a marker: none owed
+      slots_.erase(it);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::engine

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/catalog_store.h"
+#include "store/tile_store.h"
+
+namespace tessera::engine {
+
+// Hour and day rollups.
+//
+// Invariant readers rely on: a stored rollup is exactly the merge of the tiles inside its slot
+// and final. It is written only once its slot is *closed* — the slot ends at or before the
+// source's watermark, so no row can land in it any more. Where no rollup is stored, readers
+// merge the next finer level instead (day -> hours -> base tiles), so a missing rollup only
+// costs read time, never correctness.
+//
+// Live flushes therefore write base tiles only while a slot is open, and record the rollup as
+// *owed* (a metadata marker, see PendingRollups); once the watermark passes the slot's end the
+// pipeline builds it from the stored children, a bounded number per flush.
+
+// A rollup slot of one entity key.
+struct RollupRef {
+  uint32_t view_id = 0;
+  store::Resolution resolution = store::Resolution::kHour;
+  int64_t start_ms = 0;
+  std::string_view key;
+  uint64_t key_hash = 0;  // Hash64(key)
+};
+
+// An owed rollup taken for building (owns its key).
+struct OwedRollup {
+  uint32_t view_id = 0;
+  store::Resolution resolution = store::Resolution::kHour;
+  int64_t start_ms = 0;
+  std::string key;
+};
+
+// True when a slot [start, start + unit) can receive no more rows: it ends at or before
+// `closed_before_ms` (the watermark).
+inline bool SlotClosed(int64_t start_ms, int64_t unit_ms, int64_t closed_before_ms) {
+  return start_ms <= closed_before_ms - unit_ms;
+}
+
+// Merges into `block` the stored tiles one level below rollup (resolution, start) of `key`:
+// for an hour, its base tiles; for a day, its stored hour rollups plus the base tiles of the
+// hours that have none. Returns how many tiles were merged. `block` must be Init()'ed.
+absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStore* store,
+                                        std::string_view key, store::Resolution resolution,
+                                        int64_t start_ms, std::byte* block);
+
+// Builds the rollup of a closed slot from the store and appends it to `out` when it merges two
+// or more tiles (with one, readers read that tile directly). Returns whether it was written.
+absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
+                                          const OwedRollup& rollup,
+                                          std::vector<std::pair<store::TileKey, std::string>>* out);
+
+// The rollups owed by one source's views: in the store as metadata markers
+// ("rollup/owed/{view}/{resolution}/{start}/{key}", written in the same atomic batch as the base
+// tiles that made them owed), and mirrored in memory so a slot's marker is written once, not on
+// every flush. Not thread-safe: the pipeline's coordinating thread owns it.
+//
+// Memory: 8 bytes per owed (key, slot) while the slot is open; keys are read back from the
+// markers only when the slot closes.
+class PendingRollups {
+ public:
+  explicit PendingRollups(store::TileStore* store) : store_(store) {}
+
+  // Loads the markers of these views (call once, before use).
+  absl::Status Load(const std::vector<uint32_t>& view_ids);
+
+  // Records that `r` is owed; appends its marker to `batch` unless already recorded.
+  void Owe(const RollupRef& r, store::WriteBatch* batch);
+  // `r` was written directly: forgets it, deleting its marker when one was recorded.
+  void Settle(const RollupRef& r, store::WriteBatch* batch);
+
+  // True when some owed rollup's slot ends at or before `closed_before_ms`.
+  bool HasClosed(int64_t closed_before_ms) const;
+  // Moves up to `limit` owed rollups whose slots end at or before `closed_before_ms` into `out`
+  // (oldest slots first) and appends the deletion of their markers to `batch`.
+  absl::Status TakeClosed(int64_t closed_before_ms, size_t limit, std::vector<OwedRollup>* out,
+                          store::WriteBatch* batch);
+
+  // Owed rollups known in memory (for metrics and tests).
+  size_t size() const { return size_; }
+
+  static std::string MarkerPrefix(uint32_t view_id);
+  static std::string MarkerKey(uint32_t view_id, store::Resolution resolution, int64_t start_ms,
+                               std::string_view key);
+
+ private:
+  // Ordered by slot end, so the closed slots come first.
+  using SlotId = std::tuple<int64_t /*end_ms*/, uint32_t /*view*/, uint8_t /*res*/,
+                            int64_t /*start_ms*/>;
+  struct Slot {
+    absl::flat_hash_set<uint64_t> key_hashes;  // owed keys (hashes) not yet taken
+    std::vector<std::string> keys;             // read from the markers when the slot closes
+    size_t next = 0;                           // keys[next..] not yet taken
+    bool listed = false;
+  };
+  static SlotId Id(uint32_t view_id, store::Resolution resolution, int64_t start_ms);
+
+  store::TileStore* store_;
+  std::map<SlotId, Slot> slots_;
+  size_t size_ = 0;
+};
+
+}  // namespace tessera::engine
