@@ -33,34 +33,34 @@ struct SlotIdHash {
   size_t operator()(const SlotId& id) const { return id.hash; }
 };
 
-// The rollup slots of one resolution that a flush's base deltas fall in, and for the closed
+// The rollup slots of one resolution that a flush's base deltas fall in, and for the ended
 // ones the merge of those deltas.
 class RollupSlots {
  public:
   struct Slot {
     uint64_t key_hash = 0;
     int delta_children = 0;
-    std::unique_ptr<tile::OwnedBlock> deltas;  // closed slots only
+    std::unique_ptr<tile::OwnedBlock> deltas;  // ended slots only
   };
 
-  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_before_ms)
+  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t ended_by_ms)
       : view_(view),
         resolution_(resolution),
         unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
-        closed_before_ms_(closed_before_ms) {}
+        ended_by_ms_(ended_by_ms) {}
 
   Resolution resolution() const { return resolution_; }
-  bool closed(int64_t start_ms) const {
-    return SlotClosed(start_ms, unit_ms_, closed_before_ms_);
+  bool ended(int64_t start_ms) const {
+    return SlotEnded(start_ms, unit_ms_, ended_by_ms_);
   }
 
-  // Counts a base delta in its slot and, when the slot is closed, merges it in.
+  // Counts a base delta in its slot and, when the slot has ended, merges it in.
   void Add(const TileShard::Entry& e) {
     const int64_t start = AlignDown(e.start_ms, unit_ms_);
     Slot& slot = slots_[SlotId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start))}];
     slot.key_hash = e.key_hash;
     ++slot.delta_children;
-    if (!closed(start)) return;
+    if (!ended(start)) return;
     if (slot.deltas == nullptr) slot.deltas = std::make_unique<tile::OwnedBlock>(*view_.layout);
     view_.layout->Merge(slot.deltas->data(), e.block);
   }
@@ -77,7 +77,7 @@ class RollupSlots {
   const ViewRuntime& view_;
   const Resolution resolution_;
   const int64_t unit_ms_;
-  const int64_t closed_before_ms_;
+  const int64_t ended_by_ms_;
   absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
@@ -86,7 +86,7 @@ absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl:
                   key.entity_key, FormatRfc3339Millis(key.start_ms), StatusMessage(s));
 }
 
-// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
+// Fresh view (nothing stored): base deltas are the tiles; an ended slot's rollup is written
 // only where at least two base tiles fall in it.
 void FlushFresh(const ViewRuntime& view, const TileShard& shard,
                 std::vector<RollupSlots*>& rollups, FlushOutput* out, FlushStats* stats) {
@@ -107,7 +107,7 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
   }
   for (RollupSlots* r : rollups) {
     r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!r->closed(ref.start_ms)) {
+      if (!r->ended(ref.start_ms)) {
         out->owed.push_back(ref);
         return;
       }
@@ -122,11 +122,11 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
 }  // namespace
 
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
-                        bool store_may_hold_view, int64_t closed_before_ms, FlushOutput* out,
+                        bool store_may_hold_view, int64_t ended_by_ms, FlushOutput* out,
                         FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  RollupSlots hours(view, Resolution::kHour, closed_before_ms);
-  RollupSlots days(view, Resolution::kDay, closed_before_ms);
+  RollupSlots hours(view, Resolution::kHour, ended_by_ms);
+  RollupSlots days(view, Resolution::kDay, ended_by_ms);
   std::vector<RollupSlots*> rollups;
   if (view.def->tile_ms < kMillisPerHour) rollups.push_back(&hours);
   rollups.push_back(&days);
@@ -135,7 +135,9 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     return absl::OkStatus();
   }
 
-  // Base tiles: stored ⊕ delta, read in batches.
+  // Base tiles: stored ⊕ delta. Rollups of ended slots: stored rollup ⊕ deltas, or, where none
+  // is stored yet, the stored children ⊕ deltas (the stored children do not include this
+  // flush's base tiles yet). Rollups of running slots are owed.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   for (const TileShard::Entry& e : shard.entries()) {
@@ -143,6 +145,19 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
         Pending{TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms}, e.block});
     for (RollupSlots* r : rollups) r->Add(e);
   }
+  for (RollupSlots* r : rollups) {
+    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
+      if (!r->ended(ref.start_ms)) {
+        out->owed.push_back(ref);
+        return;
+      }
+      pending.push_back(Pending{TileKey{view.id, std::string(ref.key), ref.resolution,
+                                        ref.start_ms},
+                                slot.deltas->data()});
+      out->settled.push_back(ref);
+    });
+  }
+
   constexpr size_t kBatch = 4096;
   tile::OwnedBlock stored(layout);
   std::vector<TileKey> keys;
@@ -160,42 +175,24 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
         absl::Status s = layout.Deserialize(*existing, stored.data());
         if (!s.ok()) return Unreadable(view, p.key, s);
         ++stats->merged_with_stored;
+      } else if (p.key.resolution != Resolution::kBase) {
+        TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, store, p.key.entity_key,
+                                                    p.key.resolution, p.key.start_ms,
+                                                    stored.data())
+                                    .status());
       }
       layout.Merge(stored.data(), p.delta);
       std::string bytes;
       layout.Serialize(stored.data(), &bytes);
-      ++stats->base_tiles;
+      if (p.key.resolution == Resolution::kBase) {
+        ++stats->base_tiles;
+      } else {
+        ++stats->rollup_tiles;
+      }
       out->tiles.emplace_back(std::move(p.key), std::move(bytes));
     }
   }
-
-  // Rollups: a closed slot's is built now from its stored children plus the deltas (the
-  // stored children do not include this flush's base tiles yet); an open slot's is owed.
-  absl::Status status;
-  for (RollupSlots* r : rollups) {
-    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!status.ok()) return;
-      if (!r->closed(ref.start_ms)) {
-        out->owed.push_back(ref);
-        return;
-      }
-      stored.Reset();
-      absl::StatusOr<int> children =
-          MergeStoredChildren(view, store, ref.key, ref.resolution, ref.start_ms, stored.data());
-      if (!children.ok()) {
-        status = children.status();
-        return;
-      }
-      layout.Merge(stored.data(), slot.deltas->data());
-      std::string bytes;
-      layout.Serialize(stored.data(), &bytes);
-      out->tiles.emplace_back(TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
-                              std::move(bytes));
-      out->settled.push_back(ref);
-      ++stats->rollup_tiles;
-    });
-  }
-  return status;
+  return absl::OkStatus();
 }
 
 }  // namespace tessera::engine
