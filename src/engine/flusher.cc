@@ -33,34 +33,34 @@ struct SlotIdHash {
   size_t operator()(const SlotId& id) const { return id.hash; }
 };
 
-// The rollup slots of one resolution that a flush's base deltas fall in, and for the ended
+// The rollup slots of one resolution that a flush's base deltas fall in, and for the closed
 // ones the merge of those deltas.
 class RollupSlots {
  public:
   struct Slot {
     uint64_t key_hash = 0;
     int delta_children = 0;
-    std::unique_ptr<tile::OwnedBlock> deltas;  // ended slots only
+    std::unique_ptr<tile::OwnedBlock> deltas;  // closed slots only
   };
 
-  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t ended_by_ms)
+  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms)
       : view_(view),
         resolution_(resolution),
         unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
-        ended_by_ms_(ended_by_ms) {}
+        closed_by_ms_(closed_by_ms) {}
 
   Resolution resolution() const { return resolution_; }
-  bool ended(int64_t start_ms) const {
-    return SlotEnded(start_ms, unit_ms_, ended_by_ms_);
+  bool closed(int64_t start_ms) const {
+    return SlotClosed(start_ms, unit_ms_, closed_by_ms_);
   }
 
-  // Counts a base delta in its slot and, when the slot has ended, merges it in.
+  // Counts a base delta in its slot and, when the slot is closed, merges it in.
   void Add(const TileShard::Entry& e) {
     const int64_t start = AlignDown(e.start_ms, unit_ms_);
     Slot& slot = slots_[SlotId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start))}];
     slot.key_hash = e.key_hash;
     ++slot.delta_children;
-    if (!ended(start)) return;
+    if (!closed(start)) return;
     if (slot.deltas == nullptr) slot.deltas = std::make_unique<tile::OwnedBlock>(*view_.layout);
     view_.layout->Merge(slot.deltas->data(), e.block);
   }
@@ -77,7 +77,7 @@ class RollupSlots {
   const ViewRuntime& view_;
   const Resolution resolution_;
   const int64_t unit_ms_;
-  const int64_t ended_by_ms_;
+  const int64_t closed_by_ms_;
   absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
@@ -86,7 +86,7 @@ absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl:
                   key.entity_key, FormatRfc3339Millis(key.start_ms), StatusMessage(s));
 }
 
-// Fresh view (nothing stored): base deltas are the tiles; an ended slot's rollup is written
+// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
 // only where at least two base tiles fall in it.
 void FlushFresh(const ViewRuntime& view, const TileShard& shard,
                 std::vector<RollupSlots*>& rollups, FlushOutput* out, FlushStats* stats) {
@@ -107,7 +107,7 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
   }
   for (RollupSlots* r : rollups) {
     r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!r->ended(ref.start_ms)) {
+      if (!r->closed(ref.start_ms)) {
         out->owed.push_back(ref);
         return;
       }
@@ -122,11 +122,11 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard,
 }  // namespace
 
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
-                        bool store_may_hold_view, int64_t ended_by_ms, FlushOutput* out,
+                        bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  RollupSlots hours(view, Resolution::kHour, ended_by_ms);
-  RollupSlots days(view, Resolution::kDay, ended_by_ms);
+  RollupSlots hours(view, Resolution::kHour, closed_by_ms);
+  RollupSlots days(view, Resolution::kDay, closed_by_ms);
   std::vector<RollupSlots*> rollups;
   if (view.def->tile_ms < kMillisPerHour) rollups.push_back(&hours);
   rollups.push_back(&days);
@@ -135,9 +135,8 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     return absl::OkStatus();
   }
 
-  // Base tiles: stored ⊕ delta. Rollups of ended slots: stored rollup ⊕ deltas, or, where none
-  // is stored yet, the stored children ⊕ deltas (the stored children do not include this
-  // flush's base tiles yet). Rollups of running slots are owed.
+  // Base tiles: stored ⊕ delta. Rollups of closed slots: the stored children ⊕ deltas (the
+  // stored children do not include this flush's base tiles yet). Rollups of open slots are owed.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   for (const TileShard::Entry& e : shard.entries()) {
@@ -147,7 +146,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
   }
   for (RollupSlots* r : rollups) {
     r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!r->ended(ref.start_ms)) {
+      if (!r->closed(ref.start_ms)) {
         out->owed.push_back(ref);
         return;
       }

@@ -35,10 +35,10 @@ struct FlushStats {
 // What a flush of one shard produces.
 struct FlushOutput {
   std::vector<std::pair<store::TileKey, std::string>> tiles;
-  // Rollups of running slots that this flush's base tiles fall in (owed: built once the slot
-  // has ended). Keys point into the flushed shard.
+  // Rollups of open slots that this flush's base tiles fall in (owed: built once the slot
+  // closes). Keys point into the flushed shard.
   std::vector<RollupRef> owed;
-  // Rollups of ended slots written by this flush (any marker of theirs is obsolete).
+  // Rollups of closed slots written by this flush (any marker of theirs is obsolete).
   std::vector<RollupRef> settled;
 
   void clear() {
@@ -50,18 +50,19 @@ struct FlushOutput {
 
 // Turns the open (delta) tiles of one shard into full tiles to write, appended to `out`: every
 // base tile merged with what the store already holds (read-merge-write), and the hour and day
-// rollups of the slots that have ended (end at or before `ended_by_ms`, the newest event time
-// at this flush): the stored rollup, or else the stored children, merged with the deltas.
-// Rollups of running slots are only listed in out->owed (engine/rollups.h has the invariant).
+// rollups of the slots that are closed (end at or before `closed_by_ms`, the watermark at this
+// flush): the stored children (or a stored rollup, which a DB written by an older version may
+// hold) merged with the deltas. Rollups of open slots are only listed in out->owed
+// (engine/rollups.h has the invariant).
 //
 // Because a shard's tiles are deltas since the last flush and merge is associative, stored ⊕
 // delta is exactly the tile over all rows seen.
 //
-// A fresh view's flush (`store_may_hold_view` = false) reads nothing and writes an ended slot's
+// A fresh view's flush (`store_may_hold_view` = false) reads nothing and writes a closed slot's
 // rollup only where two or more base tiles fall in it.
 // Thread-safe for distinct shards (the store is thread-safe).
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
-                        bool store_may_hold_view, int64_t ended_by_ms, FlushOutput* out,
+                        bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats);
 
 }  // namespace tessera::engine

@@ -5,9 +5,7 @@
 #include <charconv>
 #include <limits>
 #include <thread>
-#include <tuple>
 
-#include "absl/container/flat_hash_set.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -409,18 +407,20 @@ size_t IngestPipeline::OpenTileBytes() const {
   return total;
 }
 
+int64_t IngestPipeline::ClosedBy(int64_t max_event_time_ms) const {
+  if (max_event_time_ms == std::numeric_limits<int64_t>::min()) return max_event_time_ms;
+  return max_event_time_ms - source_.lateness_ms;
+}
+
 absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
-  // Rollups owed for slots that had ended by the last commit's newest event. A late row may
-  // still be open for such a slot; then this flush's FlushShard writes the rollup itself (read-
-  // merge-write) and the owed build is skipped. So each goes to the worker owning its key's
-  // shard, which knows what its shards settled.
+  // Slots closed by the last commit's watermark hold no open tiles (their rows would be late),
+  // so their stored children are final.
   std::vector<OwedRollup> owed;
-  TESSERA_RETURN_IF_ERROR(
-      pending_rollups_.TakeEnded(committed_max_event_time_ms_, limit, &owed, &flush_meta_));
+  TESSERA_RETURN_IF_ERROR(pending_rollups_.TakeClosed(ClosedBy(committed_max_event_time_ms_),
+                                                      limit, &owed, &flush_meta_));
   for (auto& w : owed_work_) w.clear();
-  for (OwedRollup& r : owed) {
-    const int shard = static_cast<int>(Hash64(r.key) % static_cast<uint64_t>(num_shards_));
-    owed_work_[shard % threads_].push_back(std::move(r));
+  for (size_t i = 0; i < owed.size(); ++i) {
+    owed_work_[i % owed_work_.size()].push_back(std::move(owed[i]));
   }
   return absl::OkStatus();
 }
@@ -436,33 +436,20 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards_; s += threads_) {
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], *shards_[vi][s], store_,
-                                         store_may_hold_view_[vi], max_event_time_ms_, &out,
+                                         store_may_hold_view_[vi], ClosedBy(max_event_time_ms_), &out,
                                          &flush_stats_per_worker_[worker_index]));
     }
   }
-  std::vector<OwedRollup>& work = owed_work_[worker_index];
-  if (!work.empty()) {
-    absl::flat_hash_set<std::tuple<uint32_t, store::Resolution, int64_t, std::string_view>>
-        settled;
-    for (const RollupRef& r : out.settled) {
-      settled.emplace(r.view_id, r.resolution, r.start_ms, r.key);
+  for (const OwedRollup& owed : owed_work_[worker_index]) {
+    const ViewRuntime* view = nullptr;
+    for (const ViewRuntime* v : views_) {
+      if (v->id == owed.view_id) view = v;
     }
-    for (const OwedRollup& owed : work) {
-      if (settled.contains(std::make_tuple(owed.view_id, owed.resolution, owed.start_ms,
-                                           std::string_view(owed.key)))) {
-        continue;  // written by this flush with its new rows
-      }
-      const ViewRuntime* view = nullptr;
-      for (const ViewRuntime* v : views_) {
-        if (v->id == owed.view_id) view = v;
-      }
-      if (view == nullptr) continue;  // markers are loaded for this pipeline's views only
-      TESSERA_ASSIGN_OR_RETURN(bool written,
-                               BuildRollupFromStore(*view, store_, owed, &out.tiles));
-      if (written) ++flush_stats_per_worker_[worker_index].rollup_tiles;
-    }
-    work.clear();
+    if (view == nullptr) continue;  // markers are loaded for this pipeline's views only
+    TESSERA_ASSIGN_OR_RETURN(bool written, BuildRollupFromStore(*view, store_, owed, &out.tiles));
+    if (written) ++flush_stats_per_worker_[worker_index].rollup_tiles;
   }
+  owed_work_[worker_index].clear();
   return absl::OkStatus();
 }
 
@@ -596,7 +583,7 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         const bool interval_due = options_.flush_interval_ms > 0 &&
                                   now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
                                   (HasOpenTiles() || next_seq != flushed_seq ||
-                                   pending_rollups_.HasEnded(committed_max_event_time_ms_));
+                                   pending_rollups_.HasClosed(ClosedBy(committed_max_event_time_ms_)));
         flush_now = finished || !input_error.ok() || interval_due ||
                     OpenTileBytes() > options_.memory_budget_bytes;
         if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);
@@ -645,9 +632,9 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         }
         if (!flush_error.ok() || !input_error.ok()) return;
         if (!finished) break;
-        // The run is over: build the owed rollups of the slots that have ended, flush by flush.
+        // The run is over: build the owed rollups the final watermark closed, flush by flush.
         if (index == 0) {
-          flush_now = pending_rollups_.HasEnded(committed_max_event_time_ms_);
+          flush_now = pending_rollups_.HasClosed(ClosedBy(committed_max_event_time_ms_));
           if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);
         }
         sync.arrive_and_wait();

@@ -40,8 +40,8 @@ struct PipelineOptions {
   // Live sources: also flush when this long has passed since the last flush and there is
   // something to flush. 0 = only on memory pressure and at the end.
   int64_t flush_interval_ms = 0;
-  // Owed rollups (of slots that have ended) built per flush, at most; the rest wait for the
-  // next flush. Spreads the hourly/daily burst; the final flush builds them all.
+  // Owed rollups (of slots the watermark has closed) built per flush, at most; the rest wait
+  // for the next flush. Spreads the hourly/daily burst; the final flush builds them all.
   size_t rollups_per_flush = 50000;
   // Times flushes (FlushStats) and gives "now" for the freshness gauges; used for pacing only.
   const Clock* clock = SystemClock::Default();
@@ -79,9 +79,9 @@ using RejectSink = std::function<void(std::string_view input, int64_t line,
 //
 // Watermark: max event time seen on the source minus its lateness; a row older than the
 // watermark is late (dropped and counted). The max is persisted with every flush, so a later
-// run continues the same stream. Hour and day rollups are written once their slot has ended
-// (engine/rollups.h): by a flush with rows in the ended slot (read-merge-write), otherwise owed
-// and built from the store by later flushes (a bounded number each) and by the final flush.
+// run continues the same stream. Hour and day rollups are written once the watermark closes their
+// slot (engine/rollups.h): by the flush whose watermark closes a slot it has rows in, otherwise
+// owed and built from the store by later flushes (a bounded number each) and the final flush.
 //
 // Serving while ingesting (OpenTileSource): readers merge the open tiles with a store snapshot
 // published by the last flush. A flush writes the store first (readers still use the old
@@ -134,6 +134,8 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status FlushShards(int worker_index);
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
+  // The watermark for a max event time: slots ending at or before it are closed.
+  int64_t ClosedBy(int64_t max_event_time_ms) const;
   absl::Status CommitFlush(ChunkSource* input);
   size_t OpenTileBytes() const;
   void RegisterMetrics();

@@ -125,7 +125,7 @@ void PendingRollups::Owe(const RollupRef& r, store::WriteBatch* batch) {
   Slot& slot = slots_[Id(r.view_id, r.resolution, r.start_ms)];
   if (!slot.key_hashes.insert(r.key_hash).second) return;
   ++size_;
-  if (slot.listed) slot.keys.emplace_back(r.key);  // not expected: listed slots have ended
+  if (slot.listed) slot.keys.emplace_back(r.key);  // not expected: listed slots are closed
   batch->meta.emplace_back(MarkerKey(r.view_id, r.resolution, r.start_ms, r.key), "");
 }
 
@@ -137,19 +137,19 @@ void PendingRollups::Settle(const RollupRef& r, store::WriteBatch* batch) {
   if (it->second.key_hashes.empty() && !it->second.listed) slots_.erase(it);
 }
 
-bool PendingRollups::HasEnded(int64_t ended_by_ms) const {
-  return !slots_.empty() && std::get<0>(slots_.begin()->first) <= ended_by_ms;
+bool PendingRollups::HasClosed(int64_t closed_by_ms) const {
+  return !slots_.empty() && std::get<0>(slots_.begin()->first) <= closed_by_ms;
 }
 
-absl::Status PendingRollups::TakeEnded(int64_t ended_by_ms, size_t limit,
+absl::Status PendingRollups::TakeClosed(int64_t closed_by_ms, size_t limit,
                                         std::vector<OwedRollup>* out, store::WriteBatch* batch) {
-  while (out->size() < limit && HasEnded(ended_by_ms)) {
+  while (out->size() < limit && HasClosed(closed_by_ms)) {
     auto it = slots_.begin();
     const auto [end_ms, view_id, res, start_ms] = it->first;
     Slot& slot = it->second;
     const Resolution resolution = static_cast<Resolution>(res);
     if (!slot.listed) {
-      // The slot ended by the last commit, so no marker of it can be added and all are committed:
+      // The slot closed by the last commit, so no marker of it can be added and all are committed:
       // list the keys from the store.
       const std::string prefix =
           fmt::format("{}{}/{}/", MarkerPrefix(view_id), static_cast<int>(res), start_ms);

@@ -24,13 +24,15 @@ namespace tessera::engine {
 // rollup is stored, readers merge the next finer level instead (day -> hours -> base tiles),
 // so a missing rollup only costs read time, never correctness.
 //
-// Rollups are written only for slots that have *ended* (the newest event time seen is at or
-// past the slot's end). While a slot is running, flushes write its base tiles only and record
-// its rollup as *owed* (a metadata marker, see PendingRollups); a flush with rows in an ended
-// slot (late rows, within the lateness) read-merge-writes its rollup; owed rollups of ended
-// slots are built from the stored children by later flushes, a bounded number per flush. This
-// keeps the every-second live flush to the base tiles of the running hour and day, while reads
-// at "now" (which never cover a running slot whole) still find every rollup they use.
+// Rollups are written only for *closed* slots: the slot ends at or before the source's
+// watermark (newest event time - lateness), so no row can land in it any more and the rollup is
+// final. While a slot is open, flushes write its base tiles only and record its rollup as *owed*
+// (a metadata marker, see PendingRollups); the flush whose watermark closes a slot it has rows
+// in writes the rollup directly, and owed rollups of closed slots are built from the stored
+// children by later flushes, a bounded number per flush. So the every-second live flush costs
+// one read-merge-write per touched base tile however late (within the lateness) its rows are;
+// the price is paid by reads whose window covers a whole open slot (within the lateness after
+// an hour or day boundary), which merge its finer tiles instead.
 
 // A rollup slot of one entity key.
 struct RollupRef {
@@ -49,10 +51,10 @@ struct OwedRollup {
   std::string key;
 };
 
-// True when slot [start, start + unit) ends at or before `ended_by_ms` (the newest event time).
-inline bool SlotEnded(int64_t start_ms, int64_t unit_ms, int64_t ended_by_ms) {
-  return ended_by_ms >= std::numeric_limits<int64_t>::min() + unit_ms &&
-         start_ms <= ended_by_ms - unit_ms;
+// True when slot [start, start + unit) ends at or before `closed_by_ms` (the watermark).
+inline bool SlotClosed(int64_t start_ms, int64_t unit_ms, int64_t closed_by_ms) {
+  return closed_by_ms >= std::numeric_limits<int64_t>::min() + unit_ms &&
+         start_ms <= closed_by_ms - unit_ms;
 }
 
 // Merges into `block` the stored tiles one level below rollup (resolution, start) of `key`:
@@ -62,14 +64,14 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
                                         std::string_view key, store::Resolution resolution,
                                         int64_t start_ms, std::byte* block);
 
-// Builds the rollup of an ended slot from the store and appends it to `out` when it merges two
+// Builds the rollup of a closed slot from the store and appends it to `out` when it merges two
 // or more tiles (with one, readers read that tile directly). Returns whether it was written.
 absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
                                           const OwedRollup& rollup,
                                           std::vector<std::pair<store::TileKey, std::string>>* out);
 
 // The rollups owed by one source's views (base tiles were written while their slot was
-// running): in the store as metadata markers
+// open): in the store as metadata markers
 // ("rollup/owed/{view}/{resolution}/{start}/{key}", written in the same atomic batch as the base
 // tiles that made them owed), and mirrored in memory so a slot's marker is written once, not on
 // every flush. Not thread-safe: the pipeline's coordinating thread owns it.
@@ -88,11 +90,11 @@ class PendingRollups {
   // `r` was written directly: forgets it, deleting its marker when one was recorded.
   void Settle(const RollupRef& r, store::WriteBatch* batch);
 
-  // True when some owed rollup's slot ends at or before `ended_by_ms`.
-  bool HasEnded(int64_t ended_by_ms) const;
-  // Moves up to `limit` owed rollups whose slots end at or before `ended_by_ms` into `out`
+  // True when some owed rollup's slot ends at or before `closed_by_ms`.
+  bool HasClosed(int64_t closed_by_ms) const;
+  // Moves up to `limit` owed rollups whose slots end at or before `closed_by_ms` into `out`
   // (oldest slots first) and appends the deletion of their markers to `batch`.
-  absl::Status TakeEnded(int64_t ended_by_ms, size_t limit, std::vector<OwedRollup>* out,
+  absl::Status TakeClosed(int64_t closed_by_ms, size_t limit, std::vector<OwedRollup>* out,
                           store::WriteBatch* batch);
 
   // Owed rollups known in memory (for metrics and tests).
@@ -103,7 +105,7 @@ class PendingRollups {
                                std::string_view key);
 
  private:
-  // Ordered by slot end, so the ended slots come first.
+  // Ordered by slot end, so the closed slots come first.
   using SlotId = std::tuple<int64_t /*end_ms*/, uint32_t /*view*/, uint8_t /*res*/,
                             int64_t /*start_ms*/>;
   struct Slot {

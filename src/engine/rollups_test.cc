@@ -69,7 +69,7 @@ TEST(PendingRollups, OweWritesOneMarkerPerSlotAndKey) {
   EXPECT_EQ(reloaded.size(), 2u);
 }
 
-TEST(PendingRollups, TakeEndedHandsOutEndedSlotsOldestFirstWithinTheLimit) {
+TEST(PendingRollups, TakeClosedHandsOutClosedSlotsOldestFirstWithinTheLimit) {
   store::MemoryTileStore store;
   PendingRollups pending(&store);
   ASSERT_TRUE(pending.Load({1, 2}).ok());
@@ -81,26 +81,26 @@ TEST(PendingRollups, TakeEndedHandsOutEndedSlotsOldestFirstWithinTheLimit) {
   pending.Owe(Ref(1, Resolution::kDay, kT0, "a"), &batch);
   ASSERT_TRUE(store.Write(batch).ok());
 
-  EXPECT_FALSE(pending.HasEnded(kT0 + kMillisPerHour - 1));
-  EXPECT_TRUE(pending.HasEnded(kT0 + kMillisPerHour));
+  EXPECT_FALSE(pending.HasClosed(kT0 + kMillisPerHour - 1));
+  EXPECT_TRUE(pending.HasClosed(kT0 + kMillisPerHour));
   std::vector<OwedRollup> taken;
   store::WriteBatch deletes;
   // Only the first hour has ended by kT0 + 1h + 59m.
-  ASSERT_TRUE(pending.TakeEnded(kT0 + 2 * kMillisPerHour - 1, 10, &taken, &deletes).ok());
+  ASSERT_TRUE(pending.TakeClosed(kT0 + 2 * kMillisPerHour - 1, 10, &taken, &deletes).ok());
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].view_id, 2u);
   EXPECT_EQ(taken[0].key, "x");
   // The next hour, two at a time.
   taken.clear();
-  ASSERT_TRUE(pending.TakeEnded(kT0 + 2 * kMillisPerHour, 2, &taken, &deletes).ok());
+  ASSERT_TRUE(pending.TakeClosed(kT0 + 2 * kMillisPerHour, 2, &taken, &deletes).ok());
   ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(taken[0].key, "a");
   EXPECT_EQ(taken[1].key, "b");
   taken.clear();
-  ASSERT_TRUE(pending.TakeEnded(kT0 + 2 * kMillisPerHour, 2, &taken, &deletes).ok());
+  ASSERT_TRUE(pending.TakeClosed(kT0 + 2 * kMillisPerHour, 2, &taken, &deletes).ok());
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].key, "c");
-  EXPECT_FALSE(pending.HasEnded(kT0 + 2 * kMillisPerHour));
+  EXPECT_FALSE(pending.HasClosed(kT0 + 2 * kMillisPerHour));
   EXPECT_EQ(pending.size(), 1u);  // the day
   EXPECT_EQ(deletes.meta_deletes.size(), 4u);
   ASSERT_TRUE(store.Write(deletes).ok());
@@ -119,7 +119,7 @@ TEST(PendingRollups, CorruptMarkerIsDataLoss) {
 }
 
 // A stream over three days, flushed after every few rows, in two runs (a restart between):
-// rollups appear only for ended slots, owed ones are built within the per-flush limit, and
+// rollups appear only for closed slots, owed ones are built within the per-flush limit, and
 // every read equals brute force whatever state the rollups are in.
 class RollupPipelineTest : public ::testing::Test {
  protected:
@@ -155,9 +155,9 @@ class RollupPipelineTest : public ::testing::Test {
     max_ts_ = std::max(max_ts_, p.max_event_time_ms());
   }
 
-  // Every stored rollup is of an ended slot and equals the merge of the base tiles inside it.
+  // Every stored rollup is of a closed slot and equals the merge of the base tiles inside it.
   void CheckRollups() {
-    const int64_t ended_by = max_ts_;
+    const int64_t closed_by = max_ts_ - 10 * kMillisPerMinute;
     for (const char* key : {"a", "b", "c"}) {
       for (Resolution res : {Resolution::kHour, Resolution::kDay}) {
         const int64_t unit = tile::ResolutionMillis(res, k5m);
@@ -167,7 +167,7 @@ class RollupPipelineTest : public ::testing::Test {
                               [&](int64_t start, std::string_view) { starts.push_back(start); })
                         .ok());
         for (int64_t start : starts) {
-          EXPECT_TRUE(SlotEnded(start, unit, ended_by))
+          EXPECT_TRUE(SlotClosed(start, unit, closed_by))
               << key << " " << static_cast<int>(res) << " " << FormatRfc3339Millis(start);
           int64_t n = 0;
           for (const Row& r : all_) n += r.key == key && r.ts >= start && r.ts < start + unit;
@@ -208,7 +208,7 @@ class RollupPipelineTest : public ::testing::Test {
   int64_t max_ts_ = 0;
 };
 
-TEST_F(RollupPipelineTest, RollupsOnlyForEndedSlotsAndReadsStayExact) {
+TEST_F(RollupPipelineTest, RollupsOnlyForClosedSlotsAndReadsStayExact) {
   std::mt19937_64 rng(5);
   std::vector<Row> first, second;
   int64_t t = kT0;
@@ -222,15 +222,15 @@ TEST_F(RollupPipelineTest, RollupsOnlyForEndedSlotsAndReadsStayExact) {
   Ingest(first, /*rollups_per_flush=*/2);
   CheckRollups();
   CheckReadsAgainstBruteForce();
-  // Rollups of the running hour and day are owed.
+  // Rollups of the open hours and day are owed.
   EXPECT_GE(Owed(), 2u);
 
-  // A restart: the owed markers are reloaded and built once the new rows end their slots.
+  // A restart: the owed markers are reloaded and built once the new rows close their slots.
   Ingest(second, /*rollups_per_flush=*/1);
   CheckRollups();
   CheckReadsAgainstBruteForce();
-  // Only the running hour and day are still owed, for the keys that have rows there.
-  const int64_t ended_by = max_ts_;
+  // Only slots the final watermark leaves open are still owed.
+  const int64_t closed_by = max_ts_ - 10 * kMillisPerMinute;
   ASSERT_TRUE(store_
                   .ScanMeta("rollup/owed/",
                             [&](std::string_view m, std::string_view) {
@@ -242,10 +242,10 @@ TEST_F(RollupPipelineTest, RollupsOnlyForEndedSlotsAndReadsStayExact) {
                               const int res = std::stoi(parts.substr(a + 1, b - a - 1));
                               const int64_t start = std::stoll(parts.substr(b + 1, c - b - 1));
                               const int64_t unit = res == 2 ? kMillisPerDay : kMillisPerHour;
-                              EXPECT_FALSE(SlotEnded(start, unit, ended_by)) << m;
+                              EXPECT_FALSE(SlotClosed(start, unit, closed_by)) << m;
                             })
                   .ok());
-  // Ended hours with two or more base tiles all have their rollup.
+  // Closed hours with two or more base tiles all have their rollup.
   for (const char* key : keys) {
     std::map<int64_t, int> base_per_hour;
     ASSERT_TRUE(store_
@@ -262,24 +262,24 @@ TEST_F(RollupPipelineTest, RollupsOnlyForEndedSlotsAndReadsStayExact) {
                           [&](int64_t start, std::string_view) { hours[start] = 1; })
                     .ok());
     for (const auto& [hour, n] : base_per_hour) {
-      if (n >= 2 && SlotEnded(hour, kMillisPerHour, ended_by)) {
+      if (n >= 2 && SlotClosed(hour, kMillisPerHour, closed_by)) {
         EXPECT_TRUE(hours.contains(hour)) << key << " " << FormatRfc3339Millis(hour);
       }
     }
   }
 }
 
-// A late row lands in an hour whose owed rollup is built by the same flush: the flush's
-// read-merge-write (stored children + the late row) is what is stored, not a build from the
-// store that misses the late row.
-TEST_F(RollupPipelineTest, LateRowInAnOwedHourBeingBuilt) {
+// Rows within the lateness after their hour has ended still reach its rollup, which is built
+// once the watermark closes the hour, from the stored tiles.
+TEST_F(RollupPipelineTest, LateRowsWithinTheLatenessReachTheHourRollup) {
   const int64_t h10 = kT0 + 10 * kMillisPerHour;
   // One row per round, one flush per round.
   std::vector<Row> rows = {
       {"k", 1, h10 + 40 * kMillisPerMinute},  // two base tiles in hour 10: its rollup is owed
       {"k", 1, h10 + 50 * kMillisPerMinute},
-      {"x", 1, h10 + 65 * kMillisPerMinute},  // hour 10 ends; committed with this flush
-      {"k", 1, h10 + 58 * kMillisPerMinute},  // late, within the lateness, into hour 10
+      {"x", 1, h10 + 65 * kMillisPerMinute},  // hour 10 has ended, but is open
+      {"k", 1, h10 + 58 * kMillisPerMinute},  // within the lateness, into hour 10
+      {"x", 1, h10 + 72 * kMillisPerMinute},  // the watermark closes hour 10
   };
   std::vector<std::string> lines;
   for (const Row& r : rows) {
