@@ -151,6 +151,26 @@ TEST_F(EngineTest, FlushesAreReadMergeWriteAndRollupsStayExact) {
   EXPECT_EQ(n, 3000);
 }
 
+// Windows are answered together (nested, sharing one accumulator): in any order, repeated or
+// not, each is what it is when read alone.
+TEST_F(EngineTest, WindowsReadTogetherEqualWindowsReadAlone) {
+  std::mt19937_64 rng(8);
+  std::vector<std::string> lines;
+  int64_t t = kT0;
+  for (int i = 0; i < 2000; ++i) {
+    t += static_cast<int64_t>(rng() % 200'000);
+    lines.push_back(Line(fmt::format("u{}", rng() % 3), static_cast<int64_t>(rng() % 100),
+                         fmt::format("t{}", i), t));
+  }
+  Ingest(lines, PipelineOptions{.threads = 2, .memory_budget_bytes = 1}, 50);
+  for (int64_t at : {t, t - 7 * kMillisPerHour - 3000, kT0 + 30 * kMillisPerHour}) {
+    auto together = Read("u1", at, "1d,5m,6h,1h,1h,2d");
+    for (const char* w : {"1d", "5m", "6h", "1h", "2d"}) {
+      EXPECT_EQ(together["windows"][w], Read("u1", at, w)["windows"][w]) << w << " at " << at;
+    }
+  }
+}
+
 // One thread or several, big chunks or small: the same tiles.
 TEST(EngineDeterminism, ThreadsAndChunkingDoNotChangeResults) {
   std::mt19937_64 rng(11);

@@ -74,63 +74,73 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   std::vector<Value> agg_values(layout.num_slots());
   Arena arena;
   std::shared_ptr<const store::StoreSnapshot> snapshot;
-  // Unflushed tiles first (one consistent view with the store snapshot they come with); they
-  // are merged into each window last, as the newest arrivals.
-  std::vector<std::pair<int64_t, int64_t>> bounds;  // each window's rows: [from, to)
-  for (const WindowSpec& w : windows) {
-    tile::WindowBounds b = tile::ComputeWindow(at_ms, w.length_ms, def.tile_ms);
-    bounds.emplace_back(b.from_ms, b.to_ms);
+
+  // All windows end at the same (effective) `at`, so they are nested: shortest first, each
+  // window is the previous one plus the rows of [its from, the previous from). One accumulator
+  // grows through them, and every tile is merged once however many windows cover it.
+  const size_t n = windows.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return windows[a].length_ms < windows[b].length_ms;
+  });
+  std::vector<std::pair<int64_t, int64_t>> parts(n);  // parts[k]: rows window order[k] adds
+  int64_t prev_from = result.at_ms;
+  for (size_t k = 0; k < n; ++k) {
+    const tile::WindowBounds b =
+        tile::ComputeWindow(at_ms, windows[order[k]].length_ms, def.tile_ms);
+    parts[k] = {std::min(b.from_ms, prev_from), prev_from};
+    prev_from = parts[k].first;
   }
+  // Unflushed tiles first (one consistent view with the store snapshot they come with).
   std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
   if (open_tiles_ != nullptr) {
     std::vector<std::byte*> blocks;
-    for (size_t wi = 0; wi < windows.size(); ++wi) {
+    for (size_t k = 0; k < n; ++k) {
       open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
       blocks.push_back(open_blocks.back()->data());
     }
-    snapshot = open_tiles_->MergeOpenTiles(*view_, key, bounds, blocks, &result.tiles_read);
+    snapshot = open_tiles_->MergeOpenTiles(*view_, key, parts, blocks, &result.tiles_read);
   }
 
-  // Plan: every window's cover. Windows share most of their ranges (they all end at the same
-  // `at`), so each resolution is fetched once, over the union of what the windows need: a
-  // handful of store seeks per read instead of several per window.
+  // Plan: each part's cover. Each resolution is fetched once, over the union of what the parts
+  // need (they are adjacent): a handful of store seeks per read.
   using Ranges = std::vector<std::pair<int64_t, int64_t>>;
-  const size_t n = windows.size();
-  std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour; per window
+  std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour; per part
   std::vector<Ranges> base_ranges(n);
   rollup_ranges[0].resize(n);
   rollup_ranges[1].resize(n);
-  for (size_t wi = 0; wi < n; ++wi) {
+  for (size_t k = 0; k < n; ++k) {
     for (const tile::TileRange& r :
-         tile::CoverWindow(bounds[wi].first, bounds[wi].second, def.tile_ms)) {
+         tile::CoverWindow(parts[k].first, parts[k].second, def.tile_ms)) {
       const std::pair<int64_t, int64_t> range(r.from_ms, r.to_ms);
       switch (r.resolution) {
         case store::Resolution::kDay:
-          rollup_ranges[0][wi].push_back(range);
+          rollup_ranges[0][k].push_back(range);
           break;
         case store::Resolution::kHour:
-          rollup_ranges[1][wi].push_back(range);
+          rollup_ranges[1][k].push_back(range);
           break;
         case store::Resolution::kBase:
-          base_ranges[wi].push_back(range);
+          base_ranges[k].push_back(range);
           break;
       }
     }
   }
   FetchedTiles fetched[3];  // day, hour, base
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
-  for (int k = 0; k < 2; ++k) {
-    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[k], rollup_ranges[k], snapshot.get(), key,
-                                  &fetched[k], &result.tiles_read));
+  for (int r = 0; r < 2; ++r) {
+    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key,
+                                  &fetched[r], &result.tiles_read));
     // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
     // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
-    const int64_t unit = tile::ResolutionMillis(kRollups[k], def.tile_ms);
-    const bool to_hours = k == 0 && def.tile_ms < kMillisPerHour;
-    for (size_t wi = 0; wi < n; ++wi) {
-      Ranges& finer = to_hours ? rollup_ranges[1][wi] : base_ranges[wi];
-      for (const auto& [from, to] : rollup_ranges[k][wi]) {
+    const int64_t unit = tile::ResolutionMillis(kRollups[r], def.tile_ms);
+    const bool to_hours = r == 0 && def.tile_ms < kMillisPerHour;
+    for (size_t k = 0; k < n; ++k) {
+      Ranges& finer = to_hours ? rollup_ranges[1][k] : base_ranges[k];
+      for (const auto& [from, to] : rollup_ranges[r][k]) {
         int64_t cursor = from;
-        fetched[k].ForEach(from, to, [&](int64_t start, std::string_view) {
+        fetched[r].ForEach(from, to, [&](int64_t start, std::string_view) {
           if (start > cursor) finer.emplace_back(cursor, start);
           cursor = start + unit;
         });
@@ -153,15 +163,15 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
     layout.Merge(acc.data(), scratch.data());
   };
-  for (size_t wi = 0; wi < n; ++wi) {
-    const WindowSpec& w = windows[wi];
-    acc.Reset();
-    for (int k = 0; k < 2; ++k) {
-      for (const auto& [from, to] : rollup_ranges[k][wi]) fetched[k].ForEach(from, to, merge);
+  result.windows.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    const WindowSpec& w = windows[order[k]];
+    for (int r = 0; r < 2; ++r) {
+      for (const auto& [from, to] : rollup_ranges[r][k]) fetched[r].ForEach(from, to, merge);
     }
-    for (const auto& [from, to] : base_ranges[wi]) fetched[2].ForEach(from, to, merge);
+    for (const auto& [from, to] : base_ranges[k]) fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
-    if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[wi]->data());
+    if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[k]->data());
     // Finalize every slot, then evaluate the features over a one-row batch of slot values.
     for (size_t a = 0; a < layout.num_slots(); ++a) {
       agg_values[a] = layout.agg(a).Finalize(acc.data() + layout.offset(a));
@@ -173,7 +183,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
         agg_columns[a].SetValue(0, agg_values[a], &arena);
       }
     }
-    WindowResult wr;
+    WindowResult& wr = result.windows[order[k]];
     wr.name = w.name;
     for (const sql::FeatureColumn& f : def.features) {
       if (f.expr->kind == sql::Expr::Kind::kAggRef) {
@@ -184,7 +194,6 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
       const Column& c = eval.Evaluate(std::span<const Column>(agg_columns), 1, &arena);
       wr.features.push_back(c.GetValue(0));
     }
-    result.windows.push_back(std::move(wr));
     arena.Reset();
   }
   return result;
