@@ -105,6 +105,20 @@ wait_drained() {  # wait_drained [MAX_SECONDS]
   DRAIN_S=$(echo "$(date +%s.%N) - $t0" | bc)
   echo "$want rows acknowledged in total; pipeline caught up ${DRAIN_S} s after the last ack"
 }
+# Waits until the owed rollups of closed slots are built (flushes build 50k each), so the
+# serving phases measure reads, not reads beside the post-preload rollup builds.
+wait_rollups() {  # wait_rollups [MAX_SECONDS]
+  local t0 limit=${1:-120}
+  t0=$(date +%s)
+  while [ "$(metric tessera_rollups_owed_closed)" -gt 0 ]; do
+    if [ $(( $(date +%s) - t0 )) -ge "$limit" ]; then
+      echo "still $(metric tessera_rollups_owed_closed) owed rollups after ${limit}s"
+      return
+    fi
+    sleep 0.2
+  done
+  echo "owed rollups of closed slots built $(( $(date +%s) - t0 )) s later ($(metric tessera_rollups_owed) owed for open slots)"
+}
 phase() {  # phase NAME CMD… — runs CMD, prints its JSON line and the server's CPU use
   local name=$1 c0 t0 c1 t1
   shift
@@ -120,6 +134,7 @@ phase() {  # phase NAME CMD… — runs CMD, prints its JSON line and the server
 echo "== preload: $EVENTS events through POST /v1/ingest/plays (10k-line bodies, 2 connections)"
 phase preload "$LOAD" ingest --port "$PORT" --file "$OUT/preload.ndjson" --lines 10000 --connections 2
 wait_drained 60
+wait_rollups
 
 echo "== (b) serving: GET /v1/features/user_listening/{key}?windows=5m,1h,6h,1d, ${SERVE_SECONDS}s each"
 export VIEW=user_listening USERS WINDOWS=5m,1h,6h,1d

@@ -334,6 +334,11 @@ void IngestPipeline::RegisterMetrics() {
   m->open_tiles = r->GetGauge("tessera_open_tiles", "Unflushed tiles in memory", src);
   m->open_tile_bytes =
       r->GetGauge("tessera_open_tile_bytes", "Approximate bytes of unflushed tiles", src);
+  m->rollups_owed = r->GetGauge("tessera_rollups_owed",
+                                "Hour/day rollups owed: their slot had rows while open", src);
+  m->rollups_owed_closed = r->GetGauge(
+      "tessera_rollups_owed_closed",
+      "Owed rollups whose slot the watermark has closed: built by the next flushes", src);
   for (int t = 0; t < threads_; ++t) {
     m->busy_seconds.push_back(r->GetGauge(
         "tessera_pipeline_busy_seconds",
@@ -387,6 +392,9 @@ void IngestPipeline::PublishMetrics() {
   }
   m.open_tiles->Set(static_cast<double>(open));
   m.open_tile_bytes->Set(static_cast<double>(OpenTileBytes()));
+  m.rollups_owed->Set(static_cast<double>(pending_rollups_.size()));
+  m.rollups_owed_closed->Set(static_cast<double>(
+      pending_rollups_.CountClosed(ClosedBy(committed_max_event_time_ms_))));
   max_event_time_seen_.store(max_event_time_ms_);
 }
 

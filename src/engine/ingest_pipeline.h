@@ -174,6 +174,8 @@ class IngestPipeline final : public OpenTileSource {
     Histogram* store_write_seconds;
     Gauge* open_tiles;
     Gauge* open_tile_bytes;
+    Gauge* rollups_owed;
+    Gauge* rollups_owed_closed;
     std::vector<Gauge*> busy_seconds;  // per worker thread, only grows
   };
   std::unique_ptr<Metrics> metrics_;

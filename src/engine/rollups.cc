@@ -137,6 +137,16 @@ void PendingRollups::Settle(const RollupRef& r, store::WriteBatch* batch) {
   if (it->second.key_hashes.empty() && !it->second.listed) slots_.erase(it);
 }
 
+size_t PendingRollups::CountClosed(int64_t closed_by_ms) const {
+  size_t n = 0;
+  for (auto it = slots_.begin(); it != slots_.end() && std::get<0>(it->first) <= closed_by_ms;
+       ++it) {
+    n += it->second.listed ? it->second.keys.size() - it->second.next
+                           : it->second.key_hashes.size();
+  }
+  return n;
+}
+
 bool PendingRollups::HasClosed(int64_t closed_by_ms) const {
   return !slots_.empty() && std::get<0>(slots_.begin()->first) <= closed_by_ms;
 }

@@ -99,6 +99,8 @@ class PendingRollups {
 
   // Owed rollups known in memory (for metrics and tests).
   size_t size() const { return size_; }
+  // Of those, the ones whose slots end at or before `closed_by_ms`.
+  size_t CountClosed(int64_t closed_by_ms) const;
 
   static std::string MarkerPrefix(uint32_t view_id);
   static std::string MarkerKey(uint32_t view_id, store::Resolution resolution, int64_t start_ms,
