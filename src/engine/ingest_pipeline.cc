@@ -441,10 +441,11 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
     for (int s = worker_index; s < num_shards_; s += threads_) tiles += shards_[vi][s]->size();
   }
   out.tiles.reserve(tiles + owed_work_[worker_index].size());
+  const int64_t closed_by = ClosedBy(max_event_time_ms_);
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards_; s += threads_) {
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], *shards_[vi][s], store_,
-                                         store_may_hold_view_[vi], ClosedBy(max_event_time_ms_), &out,
+                                         store_may_hold_view_[vi], closed_by, &out,
                                          &flush_stats_per_worker_[worker_index]));
     }
   }
@@ -591,7 +592,8 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
         const bool interval_due = options_.flush_interval_ms > 0 &&
                                   now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
                                   (HasOpenTiles() || next_seq != flushed_seq ||
-                                   pending_rollups_.HasClosed(ClosedBy(committed_max_event_time_ms_)));
+                                   pending_rollups_.HasClosed(
+                                       ClosedBy(committed_max_event_time_ms_)));
         flush_now = finished || !input_error.ok() || interval_due ||
                     OpenTileBytes() > options_.memory_budget_bytes;
         if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);
