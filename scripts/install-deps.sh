@@ -9,7 +9,7 @@ PACKAGES=(
   libjemalloc-dev librocksdb-dev libsimdjson-dev libabsl-dev libfmt-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
-  zstd gzip python3
+  zstd gzip python3 python3-yaml
   wrk curl  # scripts/bench_serve.sh (HTTP load)
 )
 
