@@ -9,8 +9,16 @@
 #include "agg/aggregate.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 
 namespace tessera::engine {
+
+absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64_t start_ms,
+                            const absl::Status& cause) {
+  return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}", view.def->name,
+                  key, FormatRfc3339Millis(start_ms), StatusMessage(cause));
+}
+
 namespace {
 
 constexpr std::string_view kStmtPrefix = "catalog/stmt/";

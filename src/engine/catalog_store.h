@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,10 @@ struct ViewRuntime {
   uint32_t id = 0;
   std::unique_ptr<tile::TileLayout> layout;
 };
+
+// The DataLoss error for a stored tile of `view` that failed to decode with `cause`.
+absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64_t start_ms,
+                            const absl::Status& cause);
 
 // The catalog a DB directory keeps: every CREATE statement ever registered, as SQL text, plus
 // the id of each view. Stored in the TileStore's metadata, so `tessera get` needs no SQL.

@@ -157,8 +157,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     scratch.Reset();
     absl::Status s = layout.Deserialize(bytes, scratch.data());
     if (!s.ok()) {
-      decode_error = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
-                              def.name, key, FormatRfc3339Millis(start), StatusMessage(s));
+      decode_error = UnreadableTile(*view_, key, start, s);
       return;
     }
     layout.Merge(acc.data(), scratch.data());

@@ -81,11 +81,6 @@ class RollupSlots {
   absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
-absl::Status Unreadable(const ViewRuntime& view, const TileKey& key, const absl::Status& s) {
-  return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}", view.def->name,
-                  key.entity_key, FormatRfc3339Millis(key.start_ms), StatusMessage(s));
-}
-
 // Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
 // only where at least two base tiles fall in it.
 void FlushFresh(const ViewRuntime& view, const TileShard& shard,
@@ -172,7 +167,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
       stored.Reset();
       if (existing.has_value()) {
         absl::Status s = layout.Deserialize(*existing, stored.data());
-        if (!s.ok()) return Unreadable(view, p.key, s);
+        if (!s.ok()) return UnreadableTile(view, p.key.entity_key, p.key.start_ms, s);
         ++stats->merged_with_stored;
       } else if (p.key.resolution != Resolution::kBase) {
         TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, store, p.key.entity_key,

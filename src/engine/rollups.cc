@@ -27,8 +27,7 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
     child.Reset();
     decode = layout.Deserialize(bytes, child.data());
     if (!decode.ok()) {
-      decode = DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}",
-                        view.def->name, key, FormatRfc3339Millis(start), StatusMessage(decode));
+      decode = UnreadableTile(view, key, start, decode);
       return;
     }
     layout.Merge(block, child.data());
