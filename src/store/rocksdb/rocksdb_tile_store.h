@@ -83,7 +83,8 @@ struct RocksDbOptions {
 // flight (or everything handed out when none is in flight). So when Read hands out seq n, every
 // seq < n has either been durably written (and is visible to the reader's iterator, which is
 // created after the watermark is taken) or failed (a failed Append leaves a permanent gap: seqs
-// are dense unless an Append returned an error). LastSeq returns that same watermark. After a
+// are dense unless an Append returned an error, or the process died with Appends in flight; a
+// gap is never an acknowledged seq). LastSeq returns that same watermark. After a
 // restart everything in the DB is durable and the next seq is max(highest entry, trim mark) + 1,
 // so a seq is never handed out twice. Concurrent Appends with the same batch id: the later ones
 // wait for the first to finish, then return its result as a duplicate (or append themselves if

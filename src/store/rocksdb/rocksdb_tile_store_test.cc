@@ -506,7 +506,8 @@ TEST(RocksDbEventLogTest, ConcurrentAppendsShareFsyncs) {
 // Crash test: a child process (this binary, re-executed so it starts with clean RocksDB thread
 // pools) appends with batch ids from several threads and reports each acknowledged
 // (batch id, seq) on a pipe; the parent SIGKILLs it mid-stream, reopens the DB and checks that
-// every acknowledged entry is there exactly once, under its seq, and that retries are duplicates.
+// every acknowledged entry is there exactly once, under its seq, that retries are duplicates, and
+// that the only gaps are seqs of appends the kill interrupted.
 constexpr char kLogCrashChildEnv[] = "TESSERA_EVENT_LOG_CRASH_CHILD";  // "<fd>:<dir>"
 
 [[noreturn]] void RunAppendChild(const std::string& spec) {
@@ -598,7 +599,11 @@ TEST(RocksDbEventLogCrashTest, AcknowledgedAppendsSurviveSigkill) {
     ++copies[entry_id];
   }
   const uint64_t last = store->LastSeq("s").value_or(0);
-  EXPECT_EQ(by_seq.size(), last);  // dense: 1..last, nothing lost in between
+  // Gaps are allowed only where an Append was in flight at the kill (one per writer thread at
+  // most; they may finish out of seq order) and never at an acknowledged seq (checked below).
+  ASSERT_FALSE(by_seq.empty());
+  EXPECT_EQ(by_seq.rbegin()->first, last);
+  EXPECT_LE(last - by_seq.size(), 4u) << "more gaps than appends that can be in flight";
   for (const auto& [entry_id, n] : copies) EXPECT_EQ(n, 1) << entry_id;
   for (const auto& [ack_id, ack_seq] : acked) {
     ASSERT_TRUE(by_seq.contains(ack_seq)) << ack_id << " seq " << ack_seq;
