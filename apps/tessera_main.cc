@@ -27,6 +27,7 @@
 #include "serve/http_server.h"
 #include "sql/plan.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
+#include "workspaces/cli/ws_cli.h"
 
 namespace tessera {
 namespace {
@@ -313,7 +314,8 @@ int RunServeCommand(const std::string& db, const std::string& http) {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  CLI::App app{"Tessera: near-real-time ML features from SQL feature views"};
+  CLI::App app{
+      "Tessera: near-real-time ML features from SQL feature views, and dev workspaces (ws)"};
   app.require_subcommand(1);
 
   std::string sql_path, db, view, at, windows = "5m,1h,6h,1d", source, dead_letter;
@@ -365,7 +367,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--db", db, "DB directory")->required();
   serve_cmd->add_option("--http", http, "Listen address HOST:PORT")->capture_default_str();
 
+  tessera::workspaces::cli::Action ws_action;
+  tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (ws_action) return ws_action();
 
   if (run->parsed()) {
     auto interval = tessera::ParseDurationMillis(flush_interval);
