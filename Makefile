@@ -4,12 +4,12 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test deps build bench bench-serve asan fuzz format clean
+.PHONY: run test deps build code-server bench bench-serve asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
 
-test: deps build
+test: deps build code-server
 	ctest --test-dir $(RELEASE) -j$(JOBS) --output-on-failure
 
 deps:
@@ -18,6 +18,11 @@ deps:
 build:
 	@cmake --preset release >/dev/null
 	cmake --build $(RELEASE) -j$(JOBS)
+
+# code-server + Node 24 + playwright-core under out/tools, for `tessera ws up --local` and its
+# browser test (idempotent: a no-op once installed).
+code-server: deps
+	@scripts/install-code-server.sh
 
 bench: deps build
 	scripts/bench_backfill.sh $(RELEASE)
