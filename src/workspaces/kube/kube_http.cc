@@ -1,0 +1,180 @@
+#include "workspaces/kube/kube_http.h"
+
+#include <fmt/format.h>
+
+#include <string>
+
+#include "common/errors.h"
+#include "workspaces/kube/status_util.h"
+
+namespace tessera::workspaces::kube {
+namespace {
+
+using nlohmann::json;
+
+std::string JsonString(const json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return "";
+  return it->get<std::string>();
+}
+
+absl::Status MapCode(long code, std::string_view reason, const std::string& message) {
+  if (code == 410 || reason == "Expired" || reason == "Gone") {
+    return absl::OutOfRangeError(message);
+  }
+  switch (code) {
+    case 404:
+      return absl::NotFoundError(message);
+    case 409:
+      return reason == "AlreadyExists" ? absl::AlreadyExistsError(message)
+                                       : absl::AbortedError(message);
+    case 401:
+      return absl::UnauthenticatedError(message);
+    case 403:
+      return absl::PermissionDeniedError(message);
+    case 429:
+      return absl::UnavailableError(message);
+    default:
+      break;
+  }
+  if (code >= 500 || code <= 0) return absl::UnavailableError(message);
+  if (code >= 400) return absl::InvalidArgumentError(message);
+  return absl::UnknownError(message);
+}
+
+}  // namespace
+
+std::string UrlEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+std::string ResourcePath(const ResourceType& type, std::string_view ns, std::string_view name,
+                         std::string_view subresource) {
+  std::string path = type.group.empty() ? fmt::format("/api/{}", UrlEscape(type.version))
+                                        : fmt::format("/apis/{}/{}", UrlEscape(type.group),
+                                                      UrlEscape(type.version));
+  if (type.namespaced && !ns.empty()) path += fmt::format("/namespaces/{}", UrlEscape(ns));
+  path += fmt::format("/{}", UrlEscape(type.plural));
+  if (!name.empty()) {
+    path += fmt::format("/{}", UrlEscape(name));
+    if (!subresource.empty()) path += fmt::format("/{}", UrlEscape(subresource));
+  }
+  return path;
+}
+
+QueryBuilder& QueryBuilder::Add(std::string_view key, std::string_view value) {
+  query_ += query_.empty() ? '?' : '&';
+  query_ += UrlEscape(key);
+  query_ += '=';
+  query_ += UrlEscape(value);
+  return *this;
+}
+
+QueryBuilder& QueryBuilder::AddIfSet(std::string_view key, std::string_view value) {
+  if (!value.empty()) Add(key, value);
+  return *this;
+}
+
+std::string QueryBuilder::Build() const { return query_; }
+
+absl::Status StatusFromStatusObject(std::string_view verb, std::string_view path,
+                                    const json& status) {
+  long code = 0;
+  if (status.is_object() && status.contains("code") && status["code"].is_number_integer()) {
+    code = status["code"].get<long>();
+  }
+  std::string reason = JsonString(status, "reason");
+  std::string message = JsonString(status, "message");
+  if (message.empty()) message = reason.empty() ? fmt::format("HTTP {}", code) : reason;
+  return MapCode(code, reason, fmt::format("{} {}: {}", verb, path, message));
+}
+
+absl::Status StatusFromResponse(std::string_view verb, std::string_view path, long http_code,
+                                std::string_view body) {
+  json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_object() && JsonString(parsed, "kind") == "Status") {
+    // The HTTP code is authoritative; a Status body only adds reason and message.
+    parsed["code"] = http_code;
+    return StatusFromStatusObject(verb, path, parsed);
+  }
+  std::string text(body.substr(0, 300));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  std::string message = text.empty()
+                            ? fmt::format("{} {}: HTTP {}", verb, path, http_code)
+                            : fmt::format("{} {}: HTTP {}: {}", verb, path, http_code, text);
+  return MapCode(http_code, "", message);
+}
+
+absl::StatusOr<WatchEvent> ParseWatchEvent(std::string_view verb, std::string_view path,
+                                           std::string_view line) {
+  json event = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (!event.is_object() || !event.contains("type") || !event["type"].is_string()) {
+    return Unavailable("{} {}: the server sent a malformed watch event: {}", verb, path,
+                       std::string(line.substr(0, 200)));
+  }
+  std::string type = event["type"].get<std::string>();
+  json object = event.contains("object") ? std::move(event["object"]) : json::object();
+  if (type == "ERROR") return StatusFromStatusObject(verb, path, object);
+  WatchEvent out;
+  if (type == "ADDED") {
+    out.type = WatchEvent::Type::kAdded;
+  } else if (type == "MODIFIED") {
+    out.type = WatchEvent::Type::kModified;
+  } else if (type == "DELETED") {
+    out.type = WatchEvent::Type::kDeleted;
+  } else if (type == "BOOKMARK") {
+    out.type = WatchEvent::Type::kBookmark;
+  } else {
+    return Unavailable("{} {}: unknown watch event type \"{}\"", verb, path, type);
+  }
+  out.object = std::move(object);
+  return out;
+}
+
+bool WatchStreamDecoder::Feed(std::string_view chunk,
+                              const std::function<bool(std::string_view line)>& on_line) {
+  pending_.append(chunk.data(), chunk.size());
+  size_t start = 0;
+  bool keep_going = true;
+  while (keep_going) {
+    size_t nl = pending_.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(pending_.data() + start, nl - start);
+    start = nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    keep_going = on_line(line);
+  }
+  if (!keep_going) {
+    pending_.clear();
+    return false;
+  }
+  pending_.erase(0, start);
+  return true;
+}
+
+void FillTypeMeta(const ResourceType& type, json& object) {
+  if (!object.is_object()) return;
+  if (!object.contains("apiVersion") || !object["apiVersion"].is_string() ||
+      object["apiVersion"].get<std::string>().empty()) {
+    object["apiVersion"] = type.ApiVersion();
+  }
+  if (!object.contains("kind") || !object["kind"].is_string() ||
+      object["kind"].get<std::string>().empty()) {
+    object["kind"] = type.kind;
+  }
+}
+
+}  // namespace tessera::workspaces::kube
