@@ -53,8 +53,18 @@ class FakeKubeClient final : public KubeClient {
     const Clock* clock = SystemClock::Default();  // for timestamps; not owned
     int64_t bookmark_interval_ms = 1000;          // idle watch → BOOKMARK this often; 0: never
     size_t max_history = 10000;                   // watch events kept
-    std::set<std::string> status_subresource_plurals = {"workspaces", "statefulsets", "rayclusters",
-                                                        "pods"};
+    // Kinds with a status subresource, as in Kubernetes (and tests/kube/fake_apiserver.py).
+    std::set<std::string> status_subresource_plurals = {"workspaces",
+                                                        "statefulsets",
+                                                        "rayclusters",
+                                                        "pods",
+                                                        "services",
+                                                        "persistentvolumeclaims",
+                                                        "virtualservices",
+                                                        "authorizationpolicies",
+                                                        "deployments",
+                                                        "namespaces",
+                                                        "nodes"};
   };
 
   FakeKubeClient();
