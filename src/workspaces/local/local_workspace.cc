@@ -332,6 +332,22 @@ absl::Status Run(const LocalOptions& o, const sigset_t& signals, Server* code_se
   TESSERA_ASSIGN_OR_RETURN(std::string dir, PrepareFolder(o.dir));
   const std::string state = dir + "/" + kStateDirName;
   TESSERA_RETURN_IF_ERROR(PrepareStateDir(state));
+  // Hide the state folder in the IDE's Explorer, as VS Code hides .git. Only when there are no
+  // user settings yet: after that they are the user's.
+  const std::string settings = state + "/data/User/settings.json";
+  if (!IsFile(settings)) {
+    std::error_code ec;
+    fs::create_directories(fs::path(settings).parent_path(), ec);
+    std::ofstream(settings) << "{\n  \"files.exclude\": {\"**/" << kStateDirName
+                            << "\": true}\n}\n";
+  }
+  // Our own code-server config file, so code-server writes neither ~/.config/code-server nor a
+  // config with a password of its own that is not the one in use.
+  TESSERA_RETURN_IF_ERROR(WriteSecretFile(
+      state + "/config.yaml",
+      "# Written by `tessera ws up --local`; the real settings are on code-server's command line\n"
+      "# and the password is in $PASSWORD (see the password file beside this one).\n"
+      "auth: password\ncert: false\n"));
 
   LocalTemplate tmpl;
   if (!o.template_file.empty()) {
