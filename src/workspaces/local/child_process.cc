@@ -1,6 +1,7 @@
 #include "workspaces/local/child_process.h"
 
 #include <errno.h>
+#include <fmt/format.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -48,9 +49,10 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program,
   while (start <= path.size()) {
     size_t end = path.find(':', start);
     if (end == std::string::npos) end = path.size();
-    std::string dir = path.substr(start, end - start);
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + program;
+    // An empty PATH entry means the current directory.
+    const std::string_view dir =
+        end > start ? std::string_view(path).substr(start, end - start) : std::string_view(".");
+    std::string candidate = fmt::format("{}/{}", dir, program);  // GCC 12: no false -Wrestrict
     struct stat st;
     if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         access(candidate.c_str(), X_OK) == 0) {

@@ -1,0 +1,241 @@
+// tessera-operator: reconciles Workspace resources (see src/workspaces/operator/reconciler.h).
+// Runs with 2+ replicas; with --leader-elect only the holder of the Lease acts. Serves
+// /metrics, /healthz and /readyz on --metrics-addr. Exits 0 on SIGTERM/SIGINT (releasing the
+// lease), 1 when leadership is lost (so Kubernetes restarts it clean, like client-go operators).
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/errors.h"
+#include "common/metrics.h"
+#include "common/time_util.h"
+#include "serve/http_server.h"
+#include "workspaces/kube/curl_kube_client.h"
+#include "workspaces/kube/kube_config.h"
+#include "workspaces/kube/leader_election.h"
+#include "workspaces/operator/controller.h"
+#include "workspaces/operator/http_heartbeat_probe.h"
+#include "workspaces/operator/kube_event_recorder.h"
+#include "workspaces/operator/operator_metrics.h"
+#include "workspaces/operator/reconciler.h"
+
+namespace tessera::workspaces {
+namespace {
+
+struct Flags {
+  std::string kubeconfig;
+  std::string context;
+  std::string ns;  // "" = all namespaces
+  bool leader_elect = false;
+  std::string lease_namespace;
+  std::string lease_name = "tessera-operator";
+  std::string identity;
+  std::string lease_duration = "15s";
+  std::string renew_deadline = "10s";
+  std::string retry_period = "2s";
+  std::string metrics_addr = "0.0.0.0:9090";
+  std::string base_url = "https://workspaces.example.com";
+  std::string gateway = "istio-system/tessera-gateway";
+  std::string host = "*";
+  std::string owner_header = "x-auth-request-email";
+  std::string features_url = "http://tessera-features.tessera.svc:8080";
+  std::string heartbeat_url = HttpHeartbeatProbe::kDefaultUrlTemplate;
+  std::string activity_check_interval = "1m";
+  std::string resync_period = "5m";
+  int workers = 2;
+};
+
+int Fail(const std::string& what, const absl::Status& s) {
+  fmt::print(stderr, "tessera-operator: {}: {}\n", what, StatusMessage(s));
+  return 1;
+}
+
+std::string Env(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+int Run(const Flags& f) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  int64_t lease_ms = 0, renew_ms = 0, retry_ms = 0, activity_ms = 0, resync_ms = 0;
+  for (auto [text, out, name] :
+       {std::tuple{&f.lease_duration, &lease_ms, "--lease-duration"},
+        std::tuple{&f.renew_deadline, &renew_ms, "--renew-deadline"},
+        std::tuple{&f.retry_period, &retry_ms, "--retry-period"},
+        std::tuple{&f.activity_check_interval, &activity_ms, "--activity-check-interval"},
+        std::tuple{&f.resync_period, &resync_ms, "--resync-period"}}) {
+    absl::StatusOr<int64_t> ms = ParseDurationMillis(*text);
+    if (!ms.ok()) return Fail(name, ms.status());
+    *out = *ms;
+  }
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof(hostname) - 1);
+  const std::string identity = f.identity.empty() ? Env("POD_NAME", hostname) : f.identity;
+
+  absl::StatusOr<kube::KubeConfig> config = f.kubeconfig.empty()
+                                                ? kube::LoadDefault(f.context)
+                                                : kube::LoadKubeconfig(f.kubeconfig, f.context);
+  if (!config.ok()) return Fail("Kubernetes configuration", config.status());
+  kube::CurlKubeClient::Options client_options;
+  // The identity in the User-Agent attributes every request to its replica in API audit logs.
+  client_options.user_agent = fmt::format("tessera-operator/{}", identity);
+  absl::StatusOr<std::unique_ptr<kube::CurlKubeClient>> client =
+      kube::CurlKubeClient::Create(*config, client_options);
+  if (!client.ok()) return Fail("Kubernetes client", client.status());
+
+  const Clock* clock = SystemClock::Default();
+  MetricsRegistry registry;
+  OperatorMetrics metrics(&registry, clock);
+  const size_t colon = f.metrics_addr.rfind(':');
+  if (colon == std::string::npos) {
+    return Fail("--metrics-addr", InvalidArgument("\"{}\" is not HOST:PORT", f.metrics_addr));
+  }
+  serve::HttpServerOptions http_options;
+  http_options.address = f.metrics_addr.substr(0, colon);
+  http_options.port = static_cast<uint16_t>(std::atoi(f.metrics_addr.c_str() + colon + 1));
+  http_options.threads = 1;
+  serve::HttpServer http(http_options);
+  http.Route("GET", "/metrics", [&](serve::HttpRequest&&, serve::Responder respond) {
+    serve::HttpResponse r;
+    r.content_type = MetricsRegistry::kContentType;
+    r.body = registry.RenderPrometheus();
+    respond(std::move(r));
+  });
+  for (const char* path : {"/healthz", "/readyz"}) {
+    http.Route("GET", path, [](serve::HttpRequest&&, serve::Responder respond) {
+      respond(serve::HttpResponse::Json(200, R"({"status":"ok"})"));
+    });
+  }
+  if (absl::Status s = http.Start(); !s.ok()) return Fail("metrics server", s);
+  fmt::print("tessera-operator {}: metrics on http://{}:{}/metrics\n", identity,
+             http_options.address, http.port());
+  std::fflush(stdout);
+
+  ReconcilerOptions options;
+  options.render.base_url = f.base_url;
+  options.render.gateway = f.gateway;
+  options.render.host = f.host;
+  options.render.owner_header = f.owner_header;
+  options.render.tessera_features_url = f.features_url;
+  options.activity_check_interval_ms = activity_ms;
+  KubeEventRecorder events(client->get(), clock, identity);
+  HttpHeartbeatProbe probe(f.heartbeat_url);
+  Reconciler reconciler(client->get(), clock, &events, &probe, &metrics, options);
+  Controller controller(client->get(), &reconciler,
+                        ControllerOptions{.ns = f.ns,
+                                          .workers = f.workers,
+                                          .resync_period_ms = resync_ms,
+                                          .clock = clock});
+
+  std::atomic<bool> stop{false};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    fmt::print(stderr, "tessera-operator: {} received; stopping\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+    stop.store(true);
+  });
+  signal_thread.detach();  // the process exits right after Run returns
+
+  int code = 0;
+  if (!f.leader_elect) {
+    metrics.SetLeader(true);
+    controller.Run(stop);
+  } else {
+    kube::LeaderElector elector(
+        **client, kube::LeaderElector::Options{
+                      .ns = f.lease_namespace.empty() ? Env("POD_NAMESPACE", "tessera-system")
+                                                      : f.lease_namespace,
+                      .lease_name = f.lease_name,
+                      .identity = identity,
+                      .lease_duration_ms = lease_ms,
+                      .renew_deadline_ms = renew_ms,
+                      .retry_period_ms = retry_ms,
+                      .clock = clock});
+    std::atomic<bool> controller_stop{false};
+    std::thread controller_thread;
+    absl::Status s = elector.Run(
+        stop,
+        [&] {
+          fmt::print(stderr, "tessera-operator {}: leading\n", identity);
+          metrics.SetLeader(true);
+          controller_thread = std::thread([&] { controller.Run(controller_stop); });
+        },
+        [&] {
+          metrics.SetLeader(false);
+          controller_stop.store(true);
+        });
+    controller_stop.store(true);
+    if (controller_thread.joinable()) controller_thread.join();
+    if (absl::IsAborted(s)) {
+      fmt::print(stderr,
+                 "tessera-operator {}: leadership lost; exiting so that the replica restarts "
+                 "clean\n",
+                 identity);
+      code = 1;
+    } else if (!s.ok()) {
+      code = Fail("leader election", s);
+    }
+  }
+  http.Stop();
+  return code;
+}
+
+}  // namespace
+}  // namespace tessera::workspaces
+
+int main(int argc, char** argv) {
+  tessera::workspaces::Flags f;
+  CLI::App app{"tessera-operator: runs Tessera Workspaces (code-server + Ray) on Kubernetes"};
+  app.add_option("--kubeconfig", f.kubeconfig,
+                 "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
+  app.add_option("--context", f.context, "kubeconfig context");
+  app.add_option("--namespace", f.ns, "Only this namespace's workspaces (default: all)");
+  app.add_flag("--leader-elect", f.leader_elect, "Act only while holding the leader Lease");
+  app.add_option("--lease-namespace", f.lease_namespace,
+                 "Namespace of the Lease (default: $POD_NAMESPACE or tessera-system)");
+  app.add_option("--lease-name", f.lease_name, "Name of the Lease")->capture_default_str();
+  app.add_option("--identity", f.identity, "This replica's identity (default: $POD_NAME)");
+  app.add_option("--lease-duration", f.lease_duration, "How long a lease is valid")
+      ->capture_default_str();
+  app.add_option("--renew-deadline", f.renew_deadline, "Give up leading if not renewed within")
+      ->capture_default_str();
+  app.add_option("--retry-period", f.retry_period, "How often to renew or try to acquire")
+      ->capture_default_str();
+  app.add_option("--metrics-addr", f.metrics_addr, "HOST:PORT of /metrics and /healthz")
+      ->capture_default_str();
+  app.add_option("--base-url", f.base_url, "Workspace URLs start with this")
+      ->capture_default_str();
+  app.add_option("--gateway", f.gateway, "Istio Gateway (namespace/name) of the routes")
+      ->capture_default_str();
+  app.add_option("--host", f.host, "VirtualService host")->capture_default_str();
+  app.add_option("--owner-header", f.owner_header, "Header carrying the signed-in user")
+      ->capture_default_str();
+  app.add_option("--features-url", f.features_url, "TESSERA_URL inside workspaces")
+      ->capture_default_str();
+  app.add_option("--heartbeat-url", f.heartbeat_url,
+                 "code-server /healthz URL template ({name}, {namespace})")
+      ->capture_default_str();
+  app.add_option("--activity-check-interval", f.activity_check_interval,
+                 "How often Ready workspaces are checked for idleness")
+      ->capture_default_str();
+  app.add_option("--resync-period", f.resync_period, "Reconcile everything this often")
+      ->capture_default_str();
+  app.add_option("--workers", f.workers, "Concurrent reconciles")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  return tessera::workspaces::Run(f);
+}

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "workspaces/api/workspace.h"
+
+namespace tessera::workspaces {
+
+// The operator's Prometheus telemetry, on a MetricsRegistry:
+//   tessera_workspaces{phase}                     gauge: workspaces by phase (as last reconciled)
+//   tessera_workspace_time_to_ready_seconds        histogram: Starting → Ready
+//   tessera_workspace_starts_total / _stops_total / _culls_total
+//   tessera_operator_reconcile_seconds             histogram: one Reconcile call
+//   tessera_operator_reconcile_errors_total        counter
+//   tessera_workspace_active_users                 gauge: distinct owners with a Ready
+//                                                  workspace used within active_window_ms
+//   tessera_operator_is_leader                     gauge: 1 while this replica leads
+// Thread-safe.
+class OperatorMetrics {
+ public:
+  OperatorMetrics(MetricsRegistry* registry, const Clock* clock,
+                  int64_t active_window_ms = 15 * 60'000);
+
+  // The state of one workspace after a reconcile (phase nullopt: it is gone).
+  void SetWorkspace(const std::string& key, std::optional<Phase> phase, const std::string& owner,
+                    int64_t last_activity_ms);
+  void ObserveTimeToReady(double seconds) { time_to_ready_->Observe(seconds); }
+  void CountStart() { starts_->Inc(); }
+  void CountStop() { stops_->Inc(); }
+  void CountCull() { culls_->Inc(); }
+  void ObserveReconcile(double seconds, bool ok);
+  void SetLeader(bool leader) { leader_->Set(leader ? 1 : 0); }
+
+  // For tests and the CLI's describe: the number of workspaces in `phase`, distinct active owners.
+  int64_t CountInPhase(Phase phase) const;
+  int64_t ActiveUsers() const;
+
+ private:
+  struct Entry {
+    Phase phase;
+    std::string owner;
+    int64_t last_activity_ms;
+  };
+
+  const Clock* clock_;
+  const int64_t active_window_ms_;
+  Histogram* time_to_ready_;
+  Counter* starts_;
+  Counter* stops_;
+  Counter* culls_;
+  Histogram* reconcile_seconds_;
+  Counter* reconcile_errors_;
+  Gauge* leader_;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> workspaces_;
+};
+
+}  // namespace tessera::workspaces

@@ -1,0 +1,334 @@
+#include "workspaces/operator/reconciler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace tessera::workspaces {
+namespace {
+
+using nlohmann::json;
+
+const kube::ResourceType& TypeOfChild(const json& child) {
+  const std::string kind = child.value("kind", "");
+  for (const kube::ResourceType* t :
+       {&kube::StatefulSetType(), &kube::ServiceType(), &kube::VirtualServiceType(),
+        &kube::AuthorizationPolicyType(), &kube::RayClusterType()}) {
+    if (t->kind == kind) return *t;
+  }
+  return kube::StatefulSetType();  // RenderChildren renders only the kinds above
+}
+
+std::string Key(const Workspace& ws) {
+  return fmt::format("{}/{}", ws.metadata.namespace_, ws.metadata.name);
+}
+
+int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
+  if (rfc3339.empty()) return fallback;
+  return ParseRfc3339Millis(rfc3339).value_or(fallback);
+}
+
+absl::Status Annotate(const absl::Status& s, std::string_view what) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), fmt::format("{}: {}", what, StatusMessage(s)));
+}
+
+}  // namespace
+
+Reconciler::Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
+                       HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options)
+    : client_(client),
+      clock_(clock),
+      events_(events),
+      probe_(probe),
+      metrics_(metrics),
+      options_(std::move(options)) {}
+
+absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
+                                                      const std::string& name) {
+  const int64_t start_ns = clock_->MonotonicNanos();
+  auto done = [&](absl::StatusOr<ReconcileResult> r) {
+    metrics_->ObserveReconcile((clock_->MonotonicNanos() - start_ns) / 1e9, r.ok());
+    return r;
+  };
+  absl::StatusOr<json> object = client_->Get(kube::WorkspaceType(), ns, name);
+  if (absl::IsNotFound(object.status())) {
+    metrics_->SetWorkspace(ns + "/" + name, std::nullopt, "", 0);
+    return done(ReconcileResult{});
+  }
+  if (!object.ok()) return done(object.status());
+  absl::StatusOr<Workspace> parsed = ParseWorkspace(*object);
+  if (!parsed.ok()) {
+    absl::StatusOr<ObjectMeta> meta = ParseObjectMeta(*object);
+    if (meta.ok() && meta->deleting) {
+      // A workspace that cannot be parsed can still be deleted: run the cleanup with what the
+      // metadata says (the children's names only need the workspace's name).
+      Workspace minimal;
+      minimal.metadata = *meta;
+      return done(Finalize(minimal));
+    }
+    return done(ReconcileInvalid(*object, parsed.status()));
+  }
+  const Workspace& ws = *parsed;
+  if (ws.metadata.deleting) return done(Finalize(ws));
+  if (absl::Status s = EnsureFinalizer(ws); !s.ok()) return done(s);
+
+  Observation obs;
+  WorkspaceTemplate tmpl;
+  absl::StatusOr<json> tmpl_object =
+      client_->Get(kube::WorkspaceTemplateType(), ns, ws.spec.template_name);
+  if (tmpl_object.ok()) {
+    absl::StatusOr<WorkspaceTemplate> t = ParseWorkspaceTemplate(*tmpl_object);
+    if (t.ok()) {
+      tmpl = *std::move(t);
+    } else {
+      obs.template_ok = false;
+      obs.template_reason = "InvalidTemplate";
+      obs.template_message = StatusMessage(t.status());
+    }
+  } else if (absl::IsNotFound(tmpl_object.status())) {
+    obs.template_ok = false;
+    obs.template_reason = "TemplateNotFound";
+    obs.template_message = fmt::format(
+        "WorkspaceTemplate \"{}\" does not exist in namespace {}; create it or set spec.template",
+        ws.spec.template_name, ns);
+  } else {
+    return done(tmpl_object.status());
+  }
+
+  absl::Status apply_status;
+  if (obs.template_ok) {
+    apply_status = ApplyChildren(ws, tmpl, &obs);
+    if (!apply_status.ok()) {
+      obs.applied = false;
+      obs.apply_message = StatusMessage(apply_status);
+    }
+  }
+
+  const std::string url = WorkspaceUrl(ws, options_.render);
+  WorkspaceStatus next = ComputeStatus(ws, obs, url, clock_->NowMillis());
+  ReconcileResult result;
+  if (next.phase == Phase::kReady) {
+    absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next);
+    if (!activity.ok()) return done(activity.status());
+    result = *activity;
+  } else if (!obs.template_ok) {
+    result.requeue_after_ms = options_.wait_retry_ms;
+  }
+
+  if (StatusDiffers(ws.status, next)) {
+    absl::StatusOr<json> written = client_->MergePatch(
+        kube::WorkspaceType(), ns, name, json{{"status", StatusToJson(next)}}, /*status=*/true);
+    if (!written.ok()) return done(Annotate(written.status(), "writing the workspace status"));
+  }
+  RecordTransition(ws, next);
+  metrics_->SetWorkspace(Key(ws), next.phase, ws.spec.owner,
+                         ParseTimeOr(next.last_activity_time, 0));
+  // A failed apply is retried with backoff after its status (why it failed) is written; an
+  // invalid render (a name too long for a child) will not heal by retrying.
+  if (!apply_status.ok() && apply_status.code() != absl::StatusCode::kInvalidArgument) {
+    return done(apply_status);
+  }
+  return done(result);
+}
+
+absl::Status Reconciler::EnsureFinalizer(const Workspace& ws) {
+  const auto& f = ws.metadata.finalizers;
+  if (std::find(f.begin(), f.end(), kFinalizer) != f.end()) return absl::OkStatus();
+  json finalizers = json::array();
+  for (const std::string& existing : f) finalizers.push_back(existing);
+  finalizers.push_back(kFinalizer);
+  // The resourceVersion makes this a compare-and-swap: the finalizer list is replaced whole.
+  absl::StatusOr<json> patched = client_->MergePatch(
+      kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
+      json{{"metadata",
+            {{"finalizers", finalizers}, {"resourceVersion", ws.metadata.resource_version}}}});
+  return Annotate(patched.status(), "adding the cleanup finalizer");
+}
+
+absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
+  const auto& f = ws.metadata.finalizers;
+  const std::string& ns = ws.metadata.namespace_;
+  if (std::find(f.begin(), f.end(), kFinalizer) == f.end()) return ReconcileResult{};
+  // Children go in reverse dependency order: Ray and routing first, then the IDE. The home
+  // volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy whenDeleted=Delete).
+  int remaining = 0;
+  for (const kube::ResourceType* type :
+       {&kube::RayClusterType(), &kube::VirtualServiceType(), &kube::AuthorizationPolicyType(),
+        &kube::ServiceType(), &kube::StatefulSetType()}) {
+    absl::StatusOr<json> child = client_->Get(*type, ns, WorkspaceChildName(ws));
+    if (absl::IsNotFound(child.status())) continue;
+    if (!child.ok()) return Annotate(child.status(), fmt::format("looking up {}", type->kind));
+    ++remaining;
+    const bool already_deleting = child->contains("metadata") &&
+                                  (*child)["metadata"].contains("deletionTimestamp");
+    if (already_deleting) continue;
+    absl::Status s = client_->Delete(*type, ns, WorkspaceChildName(ws));
+    if (!s.ok() && !absl::IsNotFound(s)) {
+      return Annotate(s, fmt::format("deleting {} {}", type->kind, WorkspaceChildName(ws)));
+    }
+  }
+  if (remaining > 0) {
+    return ReconcileResult{.requeue_after_ms = std::min<int64_t>(options_.wait_retry_ms, 2000)};
+  }
+  json finalizers = json::array();
+  for (const std::string& existing : f) {
+    if (existing != kFinalizer) finalizers.push_back(existing);
+  }
+  absl::StatusOr<json> patched = client_->MergePatch(
+      kube::WorkspaceType(), ns, ws.metadata.name,
+      json{{"metadata",
+            {{"finalizers", finalizers}, {"resourceVersion", ws.metadata.resource_version}}}});
+  if (!patched.ok() && !absl::IsNotFound(patched.status())) {
+    return Annotate(patched.status(), "removing the cleanup finalizer");
+  }
+  events_->Record(ws, "Normal", "Deleted", "children deleted; workspace removed");
+  metrics_->SetWorkspace(Key(ws), std::nullopt, "", 0);
+  return ReconcileResult{};
+}
+
+absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
+                                                             const absl::Status& error) {
+  absl::StatusOr<ObjectMeta> meta = ParseObjectMeta(object);
+  if (!meta.ok()) return ReconcileResult{};  // nothing addressable; nothing to do
+  Workspace ws;
+  ws.metadata = *meta;
+  const json old_status = object.value("status", json::object());
+  const std::string message = StatusMessage(error);
+  json status = {{"phase", "Failed"},
+                 {"observedGeneration", meta->generation},
+                 {"conditions",
+                  json::array({{{"type", kCondReady},
+                                {"status", "False"},
+                                {"reason", "InvalidSpec"},
+                                {"message", message},
+                                {"observedGeneration", meta->generation},
+                                {"lastTransitionTime", FormatRfc3339Millis(clock_->NowMillis())}}})}};
+  const bool same = old_status.is_object() && old_status.value("phase", "") == "Failed" &&
+                    old_status.value("observedGeneration", int64_t{-1}) == meta->generation;
+  if (!same) {
+    absl::StatusOr<json> written = client_->MergePatch(
+        kube::WorkspaceType(), meta->namespace_, meta->name, json{{"status", status}}, true);
+    if (!written.ok()) return Annotate(written.status(), "writing the workspace status");
+    events_->Record(ws, "Warning", "InvalidSpec", message);
+  }
+  metrics_->SetWorkspace(Key(ws), Phase::kFailed, "", 0);
+  return ReconcileResult{};
+}
+
+absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
+                                       Observation* obs) {
+  TESSERA_ASSIGN_OR_RETURN(std::vector<json> children,
+                           RenderChildren(ws, tmpl, options_.render));
+  const std::string& ns = ws.metadata.namespace_;
+  for (const json& child : children) {
+    const kube::ResourceType& type = TypeOfChild(child);
+    absl::StatusOr<json> applied = client_->Apply(type, ns, child, options_.apply);
+    if (!applied.ok()) {
+      return Annotate(applied.status(), fmt::format("applying {} {}", type.kind,
+                                                    child["metadata"].value("name", "")));
+    }
+    if (&type == &kube::StatefulSetType()) ObserveStatefulSet(*applied, obs);
+    if (&type == &kube::RayClusterType()) ObserveRayCluster(*applied, obs);
+  }
+  if (!ws.spec.ray.enabled) {
+    // Ray switched off: prune the cluster this operator created earlier.
+    absl::Status s = client_->Delete(kube::RayClusterType(), ns, WorkspaceChildName(ws));
+    if (!s.ok() && !absl::IsNotFound(s)) return Annotate(s, "deleting the RayCluster");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
+                                                          WorkspaceStatus* status) {
+  const int64_t now = clock_->NowMillis();
+  const int64_t ready_since = ParseTimeOr(status->ready_since, now);
+  int64_t activity = std::max(ready_since, ParseTimeOr(status->last_activity_time, 0));
+  absl::StatusOr<int64_t> heartbeat = probe_->LastHeartbeatMillis(ws);
+  if (heartbeat.ok()) {
+    activity = std::max(activity, *heartbeat);
+  } else {
+    // Unreachable IDE: never cull on missing evidence; look again soon.
+    return ReconcileResult{.requeue_after_ms = options_.activity_check_interval_ms};
+  }
+  // Stored at minute resolution at most once a minute, so a busy IDE does not rewrite its
+  // status on every check.
+  const int64_t stored = ParseTimeOr(status->last_activity_time, 0);
+  if (activity - stored >= 60'000 || stored == 0) {
+    status->last_activity_time = FormatRfc3339Millis(activity);
+  }
+  const int64_t timeout_ms = ws.spec.idle_timeout_seconds * 1000;
+  if (timeout_ms <= 0) {
+    return ReconcileResult{.requeue_after_ms = options_.activity_check_interval_ms};
+  }
+  const int64_t idle = now - activity;
+  if (idle < timeout_ms) {
+    return ReconcileResult{.requeue_after_ms =
+                               std::min(options_.activity_check_interval_ms, timeout_ms - idle)};
+  }
+  // Idle: stop it. The spec change (with a resourceVersion precondition, so a user's concurrent
+  // edit wins) wakes the next reconcile, which scales the IDE and Ray to zero.
+  absl::StatusOr<json> patched = client_->MergePatch(
+      kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
+      json{{"metadata",
+            {{"resourceVersion", ws.metadata.resource_version},
+             {"annotations", {{kCulledAtAnnotation, FormatRfc3339Millis(now)}}}}},
+           {"spec", {{"stopped", true}}}});
+  if (!patched.ok()) return Annotate(patched.status(), "stopping the idle workspace");
+  metrics_->CountCull();
+  events_->Record(ws, "Normal", "Culled",
+                  fmt::format("no activity for {} (idleTimeout {}); stopped, home volume kept",
+                              FormatDurationMillis(idle), FormatDurationMillis(timeout_ms)));
+  return ReconcileResult{};
+}
+
+void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& next) {
+  const std::optional<Phase> before = ws.status.phase;
+  if (before == next.phase || !next.phase) return;
+  const Phase phase = *next.phase;
+  const Condition* ready = FindCondition(next, kCondReady);
+  std::string message = ready != nullptr ? ready->message : "";
+  switch (phase) {
+    case Phase::kStarting:
+      metrics_->CountStart();
+      break;
+    case Phase::kReady: {
+      const Condition* old_ready = FindCondition(ws.status, kCondReady);
+      if (old_ready != nullptr && old_ready->status == "False") {
+        const int64_t since = ParseTimeOr(old_ready->last_transition_time, 0);
+        if (since > 0) {
+          const int64_t ms = clock_->NowMillis() - since;
+          metrics_->ObserveTimeToReady(ms / 1000.0);
+          message = fmt::format("ready after {} at {}", FormatDurationMillis(ms), next.url);
+        }
+      }
+      break;
+    }
+    case Phase::kStopped:
+      metrics_->CountStop();
+      message = "the IDE and Ray are scaled to zero; the home volume is kept";
+      break;
+    case Phase::kPending: {
+      const Condition* t = FindCondition(next, kCondTemplateResolved);
+      if (t != nullptr && t->status == "False") message = t->message;
+      break;
+    }
+    case Phase::kFailed: {
+      const Condition* a = FindCondition(next, kCondChildrenApplied);
+      if (a != nullptr && a->status == "False") message = a->message;
+      break;
+    }
+    case Phase::kStopping:
+      break;
+  }
+  const bool warning = phase == Phase::kFailed || phase == Phase::kPending;
+  events_->Record(ws, warning ? "Warning" : "Normal", PhaseName(phase), message);
+}
+
+}  // namespace tessera::workspaces

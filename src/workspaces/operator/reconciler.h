@@ -1,0 +1,93 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "workspaces/api/workspace.h"
+#include "workspaces/kube/kube_client.h"
+#include "workspaces/operator/operator_metrics.h"
+#include "workspaces/operator/render.h"
+#include "workspaces/operator/workspace_status.h"
+
+namespace tessera::workspaces {
+
+// When a workspace's IDE was last used: code-server's /healthz `lastHeartbeat` (epoch ms; 0 when
+// it has not beaten since it started). Thread-safe.
+class HeartbeatProbe {
+ public:
+  virtual ~HeartbeatProbe() = default;
+  virtual absl::StatusOr<int64_t> LastHeartbeatMillis(const Workspace& ws) = 0;
+};
+
+// Kubernetes Events on a Workspace ("Normal"/"Warning", a CamelCase reason, a sentence).
+// Best effort: a failure to record is logged, never fails a reconcile. Thread-safe.
+class EventRecorder {
+ public:
+  virtual ~EventRecorder() = default;
+  virtual void Record(const Workspace& ws, std::string_view type, std::string_view reason,
+                      std::string_view message) = 0;
+};
+
+inline constexpr char kFinalizer[] = "workspaces.tessera.dev/cleanup";
+inline constexpr char kCulledAtAnnotation[] = "workspaces.tessera.dev/culled-at";
+
+struct ReconcilerOptions {
+  RenderOptions render;
+  kube::ApplyOptions apply;  // field manager of every child and of the status
+  // How often a Ready workspace's activity is checked (it is also re-checked exactly when its
+  // idle timeout would run out).
+  int64_t activity_check_interval_ms = 60'000;
+  // Retry interval while a workspace waits for something outside the operator (its template,
+  // its children's deletion).
+  int64_t wait_retry_ms = 10'000;
+};
+
+struct ReconcileResult {
+  int64_t requeue_after_ms = 0;  // 0: only when something changes
+};
+
+// Level-triggered, idempotent reconcile of one Workspace: whatever happened before, one call
+// makes the children match the spec (server-side apply; the operator's field manager owns what
+// it sets), writes the status only if it changed, and says when to look again. Deletion runs
+// through a finalizer: children are deleted explicitly and the finalizer is removed once they
+// are gone. A Ready workspace idle for longer than spec.idleTimeout is stopped (spec.stopped =
+// true, annotation culled-at, Event "Culled"); `tessera ws start` clears stopped again.
+//
+// Errors (transient API failures, conflicts) are returned; the controller requeues with
+// backoff. Invalid specs and missing templates are not errors: they become status conditions
+// and Events. Thread-safe: different keys may be reconciled concurrently; one key at a time
+// (the work queue guarantees it).
+class Reconciler {
+ public:
+  Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
+             HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options);
+
+  absl::StatusOr<ReconcileResult> Reconcile(const std::string& ns, const std::string& name);
+
+ private:
+  absl::StatusOr<ReconcileResult> Finalize(const Workspace& ws);
+  absl::Status EnsureFinalizer(const Workspace& ws);
+  absl::StatusOr<ReconcileResult> ReconcileInvalid(const nlohmann::json& object,
+                                                   const absl::Status& error);
+  // Applies the children; fills obs with what the apply responses say about them.
+  absl::Status ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
+                             Observation* obs);
+  // Idle check for a Ready workspace: updates status->last_activity_time, culls when idle.
+  absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
+  void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
+
+  kube::KubeClient* client_;
+  const Clock* clock_;
+  EventRecorder* events_;
+  HeartbeatProbe* probe_;
+  OperatorMetrics* metrics_;
+  ReconcilerOptions options_;
+};
+
+}  // namespace tessera::workspaces
