@@ -25,7 +25,7 @@ size_t AppendToString(char* data, size_t size, size_t nmemb, void* user) {
   return size * nmemb;
 }
 
-std::string Trim(std::string s) {
+std::string Trim(const std::string& s) {
   const char* ws = " \t\r\n";
   size_t b = s.find_first_not_of(ws);
   if (b == std::string::npos) return "";
@@ -97,7 +97,7 @@ size_t WatchWrite(char* data, size_t size, size_t nmemb, void* user) {
   if (ctx->stopped) return 0;
   if (ctx->http_code < 0) curl_easy_getinfo(ctx->handle, CURLINFO_RESPONSE_CODE, &ctx->http_code);
   if (ctx->http_code != 200) {
-    if (ctx->error_body.size() < 64 * 1024) ctx->error_body.append(data, n);
+    if (ctx->error_body.size() < size_t{64} * 1024) ctx->error_body.append(data, n);
     return n;
   }
   bool more = ctx->decoder.Feed(std::string_view(data, n),

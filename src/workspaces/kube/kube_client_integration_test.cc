@@ -79,6 +79,7 @@ class FakeApiServer {
       close(out[0]);
       close(out[1]);
       std::vector<char*> argv;
+      argv.reserve(args.size() + 1);
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
       execvp("python3", argv.data());
@@ -161,7 +162,7 @@ class KubeIntegrationTest : public ::testing::Test {
     EXPECT_TRUE(config.ok()) << config.status();
     if (!config.ok()) return nullptr;
     absl::StatusOr<std::unique_ptr<CurlKubeClient>> client =
-        CurlKubeClient::Create(*config, options);
+        CurlKubeClient::Create(*config, std::move(options));
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? std::move(*client) : nullptr;
   }

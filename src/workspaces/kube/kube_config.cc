@@ -35,7 +35,7 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_v
   return out.str();
 }
 
-std::string Trim(std::string s) {
+std::string Trim(const std::string& s) {
   const char* ws = " \t\r\n";
   size_t b = s.find_first_not_of(ws);
   if (b == std::string::npos) return "";

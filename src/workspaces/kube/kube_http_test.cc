@@ -56,9 +56,10 @@ TEST(KubeHttpTest, QueryEscapesValues) {
 }
 
 absl::Status Mapped(long code, const std::string& reason) {
-  std::string body = fmt::format(
-      R"({{"kind":"Status","apiVersion":"v1","status":"Failure","message":"msg {}","reason":"{}","code":{}}})",
-      code, reason, code);
+  std::string body =
+      fmt::format(R"({{"kind":"Status","apiVersion":"v1","status":"Failure","message":"msg {}",)"
+                  R"("reason":"{}","code":{}}})",
+                  code, reason, code);
   return StatusFromResponse("GET", "/api/v1/namespaces/a/pods/b", code, body);
 }
 

@@ -1,6 +1,8 @@
 #include "workspaces/kube/leader_election.h"
 
 #include <algorithm>
+#include <functional>
+#include <random>
 #include <utility>
 
 #include "common/errors.h"
@@ -145,6 +147,8 @@ absl::Status LeaderElector::Run(const std::atomic<bool>& stop,
   if (absl::Status s = Validate(); !s.ok()) return s;
   auto mono_ms = [this] { return options_.clock->MonotonicNanos() / 1'000'000; };
 
+  std::minstd_rand rng(static_cast<uint32_t>(std::hash<std::string>()(options_.identity)));
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
   bool acquired = false;
   while (!stop.load()) {
     absl::StatusOr<bool> r = TryAcquireOrRenew();
@@ -152,7 +156,9 @@ absl::Status LeaderElector::Run(const std::atomic<bool>& stop,
       acquired = true;
       break;
     }
-    options_.sleep(options_.retry_period_ms, stop);
+    double factor = 1.0 + std::max(0.0, options_.acquire_jitter) * unit(rng);
+    options_.sleep(static_cast<int64_t>(static_cast<double>(options_.retry_period_ms) * factor),
+                   stop);
   }
   if (!acquired) return absl::OkStatus();
 

@@ -44,6 +44,9 @@ class LeaderElector {
     int64_t lease_duration_ms = 15'000;
     int64_t renew_deadline_ms = 10'000;
     int64_t retry_period_ms = 2'000;
+    // While not leading, attempts are retry_period · (1 + jitter · U[0,1)) apart (client-go's
+    // JitterFactor), so candidates that started together do not keep colliding.
+    double acquire_jitter = 1.2;
     bool release_on_cancel = true;
     const Clock* clock = SystemClock::Default();
     SleepFn sleep = SleepUnlessStopped;

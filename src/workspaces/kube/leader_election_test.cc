@@ -175,7 +175,7 @@ LeaderElector::Options Fast(const std::string& identity) {
 }
 
 struct Runner {
-  Runner(KubeClient& client, LeaderElector::Options options) : elector(client, options) {
+  Runner(KubeClient& client, LeaderElector::Options options) : elector(client, std::move(options)) {
     thread = std::thread([this] {
       status = elector.Run(
           stop, [this] { ++started; }, [this] { ++stopped; });

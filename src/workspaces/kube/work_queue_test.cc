@@ -107,6 +107,7 @@ TEST(KubeWorkQueueTest, ShutDownWakesBlockedGetters) {
   WorkQueue q(WithClock(&clock));
   std::atomic<int> returned{0};
   std::vector<std::thread> workers;
+  workers.reserve(3);
   for (int i = 0; i < 3; ++i) {
     workers.emplace_back([&] {
       if (!q.Get(milliseconds(60'000)).has_value()) ++returned;
@@ -131,6 +132,7 @@ TEST(KubeWorkQueueTest, ConcurrentWorkersNeverShareAKey) {
   std::atomic<int> violations{0};
   std::atomic<int> processed{0};
   std::vector<std::thread> workers;
+  workers.reserve(4);
   for (int i = 0; i < 4; ++i) {
     workers.emplace_back([&] {
       while (std::optional<std::string> key = q.Get(milliseconds(200))) {
