@@ -1,8 +1,8 @@
 #include "workspaces/local/child_process.h"
 
 #include <errno.h>
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>

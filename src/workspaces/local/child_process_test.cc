@@ -187,7 +187,7 @@ TEST(ChildProcessTest, MovingTransfersTheChildAndAssigningStopsTheOldOne) {
   ASSERT_TRUE(a.Start(Sh("sleep 30")).ok());
   pid_t first = a.pid();
   ChildProcess b(std::move(a));
-  EXPECT_FALSE(a.started());
+  EXPECT_FALSE(a.started());  // NOLINT(bugprone-use-after-move): the moved-from state is defined
   EXPECT_EQ(b.pid(), first);
   EXPECT_TRUE(b.IsRunning());
   ChildProcess c;

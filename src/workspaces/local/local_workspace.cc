@@ -649,7 +649,7 @@ std::vector<std::string> BuildEnvironment(const std::vector<std::string>& base,
   set("PATH", path);
   std::vector<std::string> out;
   out.reserve(vars.size());
-  for (const auto& [n, v] : vars) out.push_back(n + "=" + v);
+  for (const auto& [n, v] : vars) out.push_back(fmt::format("{}={}", n, v));
   return out;
 }
 
