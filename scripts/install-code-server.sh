@@ -40,7 +40,8 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 
 if ! command -v npm >/dev/null; then
-  log "npm is missing; run scripts/install-deps.sh (Debian package nodejs)"
+  log "npm is missing: scripts/install-deps.sh installs nodejs; where that nodejs comes without"
+  log "npm (Debian's own, not NodeSource's), also: apt-get install npm"
   exit 1
 fi
 npm_cli="$(npm root -g 2>/dev/null)/npm/bin/npm-cli.js"
