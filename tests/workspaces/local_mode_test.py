@@ -236,8 +236,13 @@ def main():
     screenshot = os.path.join(out_dir, "local_mode_workbench.png")
     if os.path.exists(screenshot):
         os.remove(screenshot)
-    env_prefix = {"TESSERA_CODE_SERVER_PREFIX": prefix}
-    os.environ.update(env_prefix)
+    # A HOME of its own: code-server (~/.local/share/code-server) and chromium (~/.config,
+    # ~/.cache) write there, and the test leaves nothing behind.
+    home = os.path.join(tmp, "home")
+    os.makedirs(home)
+    os.environ.update({"TESSERA_CODE_SERVER_PREFIX": prefix, "HOME": home})
+    for xdg in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        os.environ.pop(xdg, None)
 
     # 1. Start.
     up = Up(tessera, [ws, "--template", template, "--sql", sql], os.path.join(tmp, "up1.err"))
