@@ -281,7 +281,9 @@ absl::Status StartCodeServer(const LocalOptions& o, const CodeServerInstall& cs,
   TESSERA_RETURN_IF_ERROR(server->process.Start(
       SpawnOptions{.argv = {cs.node, cs.entry, "--config", state + "/config.yaml", "--auth",
                             "password", "--bind-addr", fmt::format("{}:{}", o.bind_host, port),
-                            "--disable-telemetry", "--disable-update-check", "--user-data-dir",
+                            // The folder is the user's own: no "Restricted Mode" prompt.
+                            "--disable-telemetry", "--disable-update-check",
+                            "--disable-workspace-trust", "--user-data-dir",
                             state + "/data", "--extensions-dir", state + "/extensions", dir},
                    .env = std::move(env),
                    .cwd = dir,
