@@ -198,9 +198,10 @@ absl::Status WorkspaceCommands::Describe(const std::string& name) {
                                                     : "");
   *out_ << fmt::format("URL:        {}\n", status.value("url", "-"));
   const json resources = spec.value("resources", json::object());
+  const json gpus = resources.value("gpus", json());
   *out_ << fmt::format("Resources:  cpu {}, memory {}, gpus {} (unset: from the template)\n",
                        resources.value("cpu", "-"), resources.value("memory", "-"),
-                       resources.value("gpus", json("-")).dump());
+                       gpus.is_number() ? gpus.dump() : std::string("-"));
   const json ray = spec.value("ray", json::object());
   const json workers = ray.value("workers", json::object());
   *out_ << fmt::format("Ray:        {}\n",
@@ -228,10 +229,15 @@ absl::Status WorkspaceCommands::Describe(const std::string& name) {
     *out_ << fmt::format("  (could not read events: {})\n", StatusMessage(events.status()));
     return absl::OkStatus();
   }
+  // This workspace's events only: not those of an earlier workspace of the same name (deleted
+  // and created again), which Kubernetes keeps for an hour.
+  const std::string uid = Str(o, "/metadata/uid"_json_pointer);
   std::vector<const json*> mine;
   for (const json& e : events->items) {
     const json involved = e.value("involvedObject", json::object());
-    if (involved.value("kind", "") == "Workspace" && involved.value("name", "") == name) {
+    const std::string event_uid = involved.value("uid", "");
+    if (involved.value("kind", "") == "Workspace" && involved.value("name", "") == name &&
+        (uid.empty() || event_uid.empty() || event_uid == uid)) {
       mine.push_back(&e);
     }
   }
@@ -281,7 +287,8 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
     // Wait for the next change of this workspace (or the deadline), then look again.
     kube::WatchOptions watch;
     watch.resource_version = Str(*object, "/metadata/resourceVersion"_json_pointer);
-    watch.timeout_seconds = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left / 1000, 60)));
+    watch.timeout_seconds =
+        static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left / 1000, 60)));
     absl::Status s = client_->Watch(
         kube::WorkspaceType(), ns_, watch, [&](const kube::WatchEvent& e) {
           return e.type == kube::WatchEvent::Type::kBookmark ||

@@ -59,6 +59,7 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   };
   absl::StatusOr<json> object = client_->Get(kube::WorkspaceType(), ns, name);
   if (absl::IsNotFound(object.status())) {
+    ForgetStart(ns + "/" + name);
     metrics_->SetWorkspace(ns + "/" + name, std::nullopt, "", 0);
     return done(ReconcileResult{});
   }
@@ -189,6 +190,7 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
     return Annotate(patched.status(), "removing the cleanup finalizer");
   }
   events_->Record(ws, "Normal", "Deleted", "children deleted; workspace removed");
+  ForgetStart(Key(ws));
   metrics_->SetWorkspace(Key(ws), std::nullopt, "", 0);
   return ReconcileResult{};
 }
@@ -201,15 +203,16 @@ absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
   ws.metadata = *meta;
   const json old_status = object.value("status", json::object());
   const std::string message = StatusMessage(error);
-  json status = {{"phase", "Failed"},
-                 {"observedGeneration", meta->generation},
-                 {"conditions",
-                  json::array({{{"type", kCondReady},
-                                {"status", "False"},
-                                {"reason", "InvalidSpec"},
-                                {"message", message},
-                                {"observedGeneration", meta->generation},
-                                {"lastTransitionTime", FormatRfc3339Millis(clock_->NowMillis())}}})}};
+  json status = {
+      {"phase", "Failed"},
+      {"observedGeneration", meta->generation},
+      {"conditions",
+       json::array({{{"type", kCondReady},
+                     {"status", "False"},
+                     {"reason", "InvalidSpec"},
+                     {"message", message},
+                     {"observedGeneration", meta->generation},
+                     {"lastTransitionTime", FormatRfc3339Millis(clock_->NowMillis())}}})}};
   const bool same = old_status.is_object() && old_status.value("phase", "") == "Failed" &&
                     old_status.value("observedGeneration", int64_t{-1}) == meta->generation;
   if (!same) {
@@ -288,25 +291,43 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
   return ReconcileResult{};
 }
 
+void Reconciler::ForgetStart(const std::string& key) {
+  std::lock_guard lock(mu_);
+  starting_since_ms_.erase(key);
+}
+
 void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& next) {
   const std::optional<Phase> before = ws.status.phase;
   if (before == next.phase || !next.phase) return;
   const Phase phase = *next.phase;
   const Condition* ready = FindCondition(next, kCondReady);
   std::string message = ready != nullptr ? ready->message : "";
+  const int64_t now = clock_->NowMillis();
+  std::optional<int64_t> starting_since;
+  {
+    std::lock_guard lock(mu_);
+    auto it = starting_since_ms_.find(Key(ws));
+    if (it != starting_since_ms_.end()) starting_since = it->second;
+    if (phase == Phase::kStarting) {
+      starting_since_ms_[Key(ws)] = now;
+    } else if (phase == Phase::kReady || phase == Phase::kStopping || phase == Phase::kStopped) {
+      starting_since_ms_.erase(Key(ws));
+    }
+  }
   switch (phase) {
     case Phase::kStarting:
       metrics_->CountStart();
       break;
     case Phase::kReady: {
+      // A start this replica saw. One from before the workspace was last Ready (this replica
+      // lost and regained the lease meanwhile) is older than the Ready condition's last flip
+      // to False: ignored.
       const Condition* old_ready = FindCondition(ws.status, kCondReady);
-      if (old_ready != nullptr && old_ready->status == "False") {
-        const int64_t since = ParseTimeOr(old_ready->last_transition_time, 0);
-        if (since > 0) {
-          const int64_t ms = clock_->NowMillis() - since;
-          metrics_->ObserveTimeToReady(ms / 1000.0);
-          message = fmt::format("ready after {} at {}", FormatDurationMillis(ms), next.url);
-        }
+      if (starting_since && old_ready != nullptr && old_ready->status == "False" &&
+          *starting_since >= ParseTimeOr(old_ready->last_transition_time, 0)) {
+        const int64_t ms = now - *starting_since;
+        metrics_->ObserveTimeToReady(ms / 1000.0);
+        message = fmt::format("ready after {} at {}", FormatDurationMillis(ms), next.url);
       }
       break;
     }

@@ -1,0 +1,708 @@
+#include "workspaces/operator/reconciler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/metrics.h"
+#include "common/time_util.h"
+#include "workspaces/kube/fake_kube_client.h"
+
+namespace tessera::workspaces {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr int64_t kT0 = 1'790'000'000'000;
+constexpr char kNs[] = "team-a";
+constexpr char kName[] = "alice";
+constexpr char kChild[] = "ws-alice";
+constexpr char kBaseUrl[] = "https://ws.example.test";
+constexpr int64_t kWaitRetryMs = 7000;
+constexpr int64_t kActivityCheckMs = 60'000;
+constexpr int64_t kIdleTimeoutMs = kMillisPerHour;  // the workspaces below use idleTimeout 1h
+
+// Answers with whatever the test set; counts the calls.
+class FakeHeartbeatProbe final : public HeartbeatProbe {
+ public:
+  absl::StatusOr<int64_t> LastHeartbeatMillis(const Workspace& /*ws*/) override {
+    std::lock_guard lock(mu_);
+    ++calls_;
+    return result_;
+  }
+  void Set(absl::StatusOr<int64_t> result) {
+    std::lock_guard lock(mu_);
+    result_ = std::move(result);
+  }
+  int calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  absl::StatusOr<int64_t> result_ = int64_t{0};
+  int calls_ = 0;
+};
+
+struct RecordedEvent {
+  std::string workspace;  // "ns/name"
+  std::string type;
+  std::string reason;
+  std::string message;
+};
+
+class RecordingEventRecorder final : public EventRecorder {
+ public:
+  void Record(const Workspace& ws, std::string_view type, std::string_view reason,
+              std::string_view message) override {
+    std::lock_guard lock(mu_);
+    events_.push_back(RecordedEvent{fmt::format("{}/{}", ws.metadata.namespace_, ws.metadata.name),
+                                    std::string(type), std::string(reason), std::string(message)});
+  }
+  std::vector<RecordedEvent> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  std::vector<std::string> Reasons() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const RecordedEvent& e : events_) out.push_back(e.reason);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<RecordedEvent> events_;
+};
+
+kube::FakeKubeClient::Options FakeOptions(const Clock* clock) {
+  kube::FakeKubeClient::Options options;
+  options.clock = clock;
+  return options;
+}
+
+ReconcilerOptions DefaultOptions() {
+  ReconcilerOptions options;
+  options.render.base_url = kBaseUrl;
+  options.wait_retry_ms = kWaitRetryMs;
+  options.activity_check_interval_ms = kActivityCheckMs;
+  return options;
+}
+
+// The five children, by type.
+const std::vector<const kube::ResourceType*>& ChildTypes() {
+  static const std::vector<const kube::ResourceType*> types = {
+      &kube::AuthorizationPolicyType(), &kube::ServiceType(), &kube::RayClusterType(),
+      &kube::StatefulSetType(), &kube::VirtualServiceType()};
+  return types;
+}
+
+// The condition of `type` in ws.status.conditions, or nullptr.
+const json* FindCond(const json& ws, const std::string& type) {
+  const json* conditions = ws.contains("status") && ws.at("status").contains("conditions")
+                               ? &ws.at("status").at("conditions")
+                               : nullptr;
+  if (conditions == nullptr || !conditions->is_array()) return nullptr;
+  for (const json& c : *conditions) {
+    if (c.value("type", "") == type) return &c;
+  }
+  return nullptr;
+}
+
+// A field of that condition; null when there is no such condition or field.
+json CondField(const json& ws, const std::string& type, const std::string& field) {
+  const json* c = FindCond(ws, type);
+  return c != nullptr && c->contains(field) ? c->at(field) : json();
+}
+
+bool HasFinalizer(const json& ws) {
+  const json meta = ws["metadata"];
+  if (!meta.contains("finalizers")) return false;
+  for (const json& f : meta["finalizers"]) {
+    if (f == kFinalizer) return true;
+  }
+  return false;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  explicit ReconcilerTest(ReconcilerOptions options = DefaultOptions())
+      : clock_(kT0),
+        fake_(FakeOptions(&clock_)),
+        metrics_(&registry_, &clock_),
+        reconciler_(&fake_, &clock_, &events_, &probe_, &metrics_, std::move(options)) {}
+
+  void CreateTemplate() {
+    json tmpl = {{"apiVersion", kApiVersion},
+                 {"kind", "WorkspaceTemplate"},
+                 {"metadata", {{"name", "default"}, {"namespace", kNs}}},
+                 {"spec", {{"image", "codercom/code-server:4.139.1"}}}};
+    ASSERT_TRUE(fake_.Create(kube::WorkspaceTemplateType(), kNs, tmpl).ok());
+  }
+
+  // A Workspace "alice" with idleTimeout 1h; `spec` entries override the defaults.
+  void CreateWorkspace(const json& spec = json::object()) {
+    json object = {{"apiVersion", kApiVersion},
+                   {"kind", "Workspace"},
+                   {"metadata", {{"name", kName}, {"namespace", kNs}}},
+                   {"spec", {{"owner", "alice@example.com"}, {"idleTimeout", "1h"}}}};
+    object["spec"].merge_patch(spec);
+    absl::StatusOr<json> created = fake_.Create(kube::WorkspaceType(), kNs, object);
+    ASSERT_TRUE(created.ok()) << created.status();
+  }
+
+  ReconcileResult MustReconcile(const std::string& name = kName) {
+    absl::StatusOr<ReconcileResult> r = reconciler_.Reconcile(kNs, name);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ReconcileResult{.requeue_after_ms = -1};
+  }
+
+  json Get(const kube::ResourceType& type, const std::string& name) {
+    absl::StatusOr<json> object = fake_.Get(type, kNs, name);
+    EXPECT_TRUE(object.ok()) << object.status();
+    return object.ok() ? *object : json::object();
+  }
+  json GetWorkspace() { return Get(kube::WorkspaceType(), kName); }
+  std::string CurrentPhase() { return GetWorkspace()["status"].value("phase", ""); }
+  bool Exists(const kube::ResourceType& type, const std::string& name) {
+    return fake_.Get(type, kNs, name).ok();
+  }
+
+  void PatchSpec(const json& spec) {
+    ASSERT_TRUE(fake_.MergePatch(kube::WorkspaceType(), kNs, kName, {{"spec", spec}}).ok());
+  }
+  // Writes a child's status as its controller would.
+  void SetChildStatus(const kube::ResourceType& type, const json& status) {
+    absl::StatusOr<json> patched =
+        fake_.MergePatch(type, kNs, kChild, {{"status", status}}, /*status=*/true);
+    ASSERT_TRUE(patched.ok()) << patched.status();
+  }
+  void MakeChildrenReady() {
+    SetChildStatus(kube::StatefulSetType(), {{"replicas", 1}, {"readyReplicas", 1}});
+    SetChildStatus(kube::RayClusterType(), {{"state", "ready"}});
+  }
+  // Create + reconcile (Starting at kT0) + children ready + reconcile at kT0 + ready_after_ms.
+  void StartReady(int64_t ready_after_ms = 0) {
+    CreateTemplate();
+    CreateWorkspace();
+    MustReconcile();
+    ASSERT_EQ(CurrentPhase(), "Starting");
+    clock_.AdvanceMillis(ready_after_ms);
+    MakeChildrenReady();
+    probe_.Set(clock_.NowMillis());
+    MustReconcile();
+    ASSERT_EQ(CurrentPhase(), "Ready");
+  }
+
+  // Calls that change something (everything but GET, LIST and WATCH), since ClearCalls.
+  std::vector<std::string> Writes() {
+    std::vector<std::string> out;
+    for (const std::string& call : fake_.Calls()) {
+      if (call.rfind("GET ", 0) != 0 && call.rfind("LIST ", 0) != 0 &&
+          call.rfind("WATCH ", 0) != 0) {
+        out.push_back(call);
+      }
+    }
+    return out;
+  }
+  std::vector<std::string> CallsStartingWith(const std::string& verb) {
+    std::vector<std::string> out;
+    for (const std::string& call : fake_.Calls()) {
+      if (call.rfind(verb + " ", 0) == 0) out.push_back(call);
+    }
+    return out;
+  }
+
+  Histogram* TimeToReady() {
+    return registry_.GetHistogram("tessera_workspace_time_to_ready_seconds", "");
+  }
+  int64_t CounterValue(const char* name) { return registry_.GetCounter(name, "")->Value(); }
+
+  FakeClock clock_;
+  kube::FakeKubeClient fake_;
+  MetricsRegistry registry_;
+  OperatorMetrics metrics_;
+  FakeHeartbeatProbe probe_;
+  RecordingEventRecorder events_;
+  Reconciler reconciler_;
+};
+
+TEST_F(ReconcilerTest, FirstReconcileAddsTheFinalizerAndAppliesEveryChild) {
+  CreateTemplate();
+  CreateWorkspace();
+  fake_.ClearCalls();
+  ReconcileResult r = MustReconcile();
+  EXPECT_EQ(r.requeue_after_ms, 0);  // the children's changes wake it
+
+  json ws = GetWorkspace();
+  EXPECT_TRUE(HasFinalizer(ws)) << ws.dump();
+  // In the documented order: the AuthorizationPolicy before any pod, the route last.
+  EXPECT_THAT(
+      CallsStartingWith("APPLY"),
+      ElementsAre("APPLY authorizationpolicies team-a/ws-alice", "APPLY services team-a/ws-alice",
+                  "APPLY rayclusters team-a/ws-alice", "APPLY statefulsets team-a/ws-alice",
+                  "APPLY virtualservices team-a/ws-alice"));
+  for (const kube::ResourceType* type : ChildTypes()) {
+    SCOPED_TRACE(type->kind);
+    const json child = Get(*type, kChild);
+    ASSERT_TRUE(child["metadata"].contains("ownerReferences")) << child.dump();
+    const json& refs = child["metadata"]["ownerReferences"];
+    ASSERT_EQ(refs.size(), 1u);
+    EXPECT_EQ(refs[0]["kind"], "Workspace");
+    EXPECT_EQ(refs[0]["name"], kName);
+    EXPECT_EQ(refs[0]["uid"], ws["metadata"]["uid"]);
+    EXPECT_EQ(refs[0]["controller"], true);
+  }
+}
+
+TEST_F(ReconcilerTest, FirstReconcileReportsStartingWithConditionsAndAnEvent) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+
+  json ws = GetWorkspace();
+  json& status = ws["status"];
+  EXPECT_EQ(status["phase"], "Starting");
+  EXPECT_EQ(status["observedGeneration"], 1);
+  EXPECT_EQ(status["url"], std::string(kBaseUrl) + "/ws/team-a/alice/");
+  EXPECT_FALSE(status.contains("readySince"));
+  struct Want {
+    const char* type;
+    const char* status;
+    const char* reason;
+  };
+  for (const Want& want :
+       {Want{kCondTemplateResolved, "True", "Found"}, Want{kCondChildrenApplied, "True", "Applied"},
+        Want{kCondIdeReady, "False", "PodPending"}, Want{kCondRayReady, "False", "HeadNotReady"},
+        Want{kCondReady, "False", "Starting"}}) {
+    SCOPED_TRACE(want.type);
+    const json* c = FindCond(ws, want.type);
+    ASSERT_NE(c, nullptr) << status.dump();
+    EXPECT_EQ(c->at("status"), want.status);
+    EXPECT_EQ(c->at("reason"), want.reason);
+    EXPECT_EQ(c->at("lastTransitionTime"), FormatRfc3339Millis(kT0));
+  }
+
+  ASSERT_EQ(events_.events().size(), 1u);
+  const RecordedEvent e = events_.events()[0];
+  EXPECT_EQ(e.workspace, "team-a/alice");
+  EXPECT_EQ(e.type, "Normal");
+  EXPECT_EQ(e.reason, "Starting");
+  EXPECT_EQ(CounterValue("tessera_workspace_starts_total"), 1);
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kStarting), 1);
+}
+
+TEST_F(ReconcilerTest, RayDisabledAppliesFourChildren) {
+  CreateTemplate();
+  CreateWorkspace({{"ray", {{"enabled", false}}}});
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_THAT(
+      CallsStartingWith("APPLY"),
+      ElementsAre("APPLY authorizationpolicies team-a/ws-alice", "APPLY services team-a/ws-alice",
+                  "APPLY statefulsets team-a/ws-alice", "APPLY virtualservices team-a/ws-alice"));
+  EXPECT_FALSE(Exists(kube::RayClusterType(), kChild));
+  json ws = GetWorkspace();
+  EXPECT_EQ(CondField(ws, kCondRayReady, "reason"), "Disabled");
+  EXPECT_EQ(CondField(ws, kCondRayReady, "status"), "True");
+
+  // Without Ray the IDE alone makes it Ready.
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 1}, {"readyReplicas", 1}});
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Ready");
+}
+
+TEST_F(ReconcilerTest, DisablingRayPrunesTheEarlierRayCluster) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+  ASSERT_TRUE(Exists(kube::RayClusterType(), kChild));
+
+  PatchSpec({{"ray", {{"enabled", false}}}});
+  MustReconcile();
+  EXPECT_FALSE(Exists(kube::RayClusterType(), kChild));
+  for (const kube::ResourceType* type : ChildTypes()) {
+    if (type != &kube::RayClusterType()) {
+      EXPECT_TRUE(Exists(*type, kChild)) << type->kind;
+    }
+  }
+  EXPECT_EQ(GetWorkspace()["status"]["observedGeneration"], 2);
+}
+
+TEST_F(ReconcilerTest, ASecondReconcileWithNothingChangedWritesNothing) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+  const int64_t rv = fake_.CurrentResourceVersion();
+  const size_t events = events_.events().size();
+  fake_.ClearCalls();
+  clock_.AdvanceMillis(5000);
+
+  EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
+  EXPECT_EQ(fake_.CurrentResourceVersion(), rv);
+  EXPECT_THAT(CallsStartingWith("PATCH"), IsEmpty());  // neither finalizer nor status
+  EXPECT_EQ(events_.events().size(), events);
+  EXPECT_EQ(CurrentPhase(), "Starting");
+}
+
+TEST_F(ReconcilerTest, ReadyChildrenMakeTheWorkspaceReady) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+
+  // The IDE alone is not enough while Ray is enabled.
+  clock_.AdvanceMillis(20'000);
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 1}, {"readyReplicas", 1}});
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Starting");
+  EXPECT_EQ(CondField(GetWorkspace(), kCondIdeReady, "status"), "True");
+
+  clock_.AdvanceMillis(22'000);
+  SetChildStatus(kube::RayClusterType(), {{"state", "ready"}});
+  probe_.Set(clock_.NowMillis());
+  ReconcileResult r = MustReconcile();
+
+  json ws = GetWorkspace();
+  json& status = ws["status"];
+  EXPECT_EQ(status["phase"], "Ready");
+  EXPECT_EQ(status["url"], "https://ws.example.test/ws/team-a/alice/");
+  EXPECT_EQ(status["readySince"], FormatRfc3339Millis(kT0 + 42'000));
+  EXPECT_EQ(status["lastActivityTime"], FormatRfc3339Millis(kT0 + 42'000));
+  EXPECT_EQ(CondField(ws, kCondReady, "status"), "True");
+  EXPECT_EQ(CondField(ws, kCondReady, "lastTransitionTime"), FormatRfc3339Millis(kT0 + 42'000));
+  EXPECT_EQ(r.requeue_after_ms, kActivityCheckMs);  // the activity check
+
+  EXPECT_EQ(TimeToReady()->Count(), 1u);
+  EXPECT_DOUBLE_EQ(TimeToReady()->Sum(), 42.0);  // from entering Starting
+  const std::vector<RecordedEvent> events = events_.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().reason, "Ready");
+  EXPECT_EQ(events.back().type, "Normal");
+  EXPECT_THAT(events.back().message, HasSubstr("ws/team-a/alice/"));
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kReady), 1);
+  EXPECT_EQ(metrics_.ActiveUsers(), 1);
+
+  // Ready and busy, nothing else changed: the next check writes nothing.
+  const int64_t rv = fake_.CurrentResourceVersion();
+  clock_.AdvanceMillis(30'000);
+  probe_.Set(clock_.NowMillis());
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_EQ(fake_.CurrentResourceVersion(), rv);
+  EXPECT_THAT(CallsStartingWith("PATCH"), IsEmpty());
+  EXPECT_EQ(events_.events().size(), events.size());
+  EXPECT_EQ(TimeToReady()->Count(), 1u);
+}
+
+TEST_F(ReconcilerTest, MissingTemplateIsPendingUntilItIsCreated) {
+  CreateWorkspace();
+  fake_.ClearCalls();
+  ReconcileResult r = MustReconcile();
+  EXPECT_EQ(r.requeue_after_ms, kWaitRetryMs);
+  EXPECT_THAT(CallsStartingWith("APPLY"), IsEmpty());
+
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["status"]["phase"], "Pending");
+  const json* t = FindCond(ws, kCondTemplateResolved);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->at("status"), "False");
+  EXPECT_EQ(t->at("reason"), "TemplateNotFound");
+  EXPECT_THAT(t->at("message").get<std::string>(), HasSubstr("\"default\""));
+  ASSERT_EQ(events_.events().size(), 1u);
+  EXPECT_EQ(events_.events()[0].type, "Warning");
+  EXPECT_EQ(events_.events()[0].reason, "Pending");
+  EXPECT_THAT(events_.events()[0].message, HasSubstr("WorkspaceTemplate \"default\""));
+
+  CreateTemplate();
+  r = MustReconcile();
+  EXPECT_EQ(r.requeue_after_ms, 0);
+  EXPECT_EQ(CurrentPhase(), "Starting");
+  EXPECT_EQ(CondField(GetWorkspace(), kCondTemplateResolved, "status"), "True");
+  EXPECT_TRUE(Exists(kube::StatefulSetType(), kChild));
+  EXPECT_THAT(events_.Reasons(), ElementsAre("Pending", "Starting"));
+}
+
+TEST_F(ReconcilerTest, InvalidSpecFailsWithoutChildrenOrError) {
+  CreateTemplate();
+  // What an API server without the CRD's validation would accept.
+  CreateWorkspace({{"resources", {{"gpus", 99}}}});
+  fake_.ClearCalls();
+  EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
+
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["status"]["phase"], "Failed");
+  const json* ready = FindCond(ws, kCondReady);
+  ASSERT_NE(ready, nullptr);
+  EXPECT_EQ(ready->at("status"), "False");
+  EXPECT_EQ(ready->at("reason"), "InvalidSpec");
+  EXPECT_THAT(ready->at("message").get<std::string>(), HasSubstr("spec.resources.gpus is 99"));
+  EXPECT_THAT(CallsStartingWith("APPLY"), IsEmpty());
+  for (const kube::ResourceType* type : ChildTypes()) EXPECT_FALSE(Exists(*type, kChild));
+  ASSERT_EQ(events_.events().size(), 1u);
+  EXPECT_EQ(events_.events()[0].type, "Warning");
+  EXPECT_EQ(events_.events()[0].reason, "InvalidSpec");
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kFailed), 1);
+
+  // Still invalid: nothing new is written or recorded.
+  const int64_t rv = fake_.CurrentResourceVersion();
+  MustReconcile();
+  EXPECT_EQ(fake_.CurrentResourceVersion(), rv);
+  EXPECT_EQ(events_.events().size(), 1u);
+
+  // Fixed: it starts.
+  PatchSpec({{"resources", {{"gpus", 1}}}});
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Starting");
+}
+
+TEST_F(ReconcilerTest, StoppedScalesToZeroThenReportsStopped) {
+  StartReady();
+  PatchSpec({{"stopped", true}});
+  MustReconcile();
+  EXPECT_EQ(Get(kube::StatefulSetType(), kChild)["spec"]["replicas"], 0);
+  EXPECT_EQ(Get(kube::RayClusterType(), kChild)["spec"]["suspend"], true);
+  EXPECT_EQ(CurrentPhase(), "Stopping");  // the pod still exists
+  EXPECT_EQ(CounterValue("tessera_workspace_stops_total"), 0);
+
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 0}, {"readyReplicas", 0}});
+  MustReconcile();
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["status"]["phase"], "Stopped");
+  EXPECT_FALSE(ws["status"].contains("readySince"));
+  EXPECT_EQ(CondField(ws, kCondRayReady, "reason"), "Suspended");
+  EXPECT_EQ(CounterValue("tessera_workspace_stops_total"), 1);
+  EXPECT_EQ(events_.events().back().reason, "Stopped");
+  EXPECT_EQ(events_.events().back().type, "Normal");
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kStopped), 1);
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kReady), 0);
+}
+
+TEST_F(ReconcilerTest, TimeToReadyOfARestartCountsFromTheStartNotFromTheStop) {
+  StartReady(/*ready_after_ms=*/10'000);
+  PatchSpec({{"stopped", true}});
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 0}, {"readyReplicas", 0}});
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Stopped");
+
+  clock_.AdvanceMillis(3 * kMillisPerDay);
+  PatchSpec({{"stopped", false}});
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Starting");
+  clock_.AdvanceMillis(30'000);
+  MakeChildrenReady();
+  probe_.Set(clock_.NowMillis());
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Ready");
+
+  EXPECT_EQ(TimeToReady()->Count(), 2u);
+  EXPECT_DOUBLE_EQ(TimeToReady()->Sum(), 10.0 + 30.0);
+  EXPECT_THAT(events_.events().back().message, HasSubstr("ready after 30s"));
+  EXPECT_EQ(CounterValue("tessera_workspace_starts_total"), 2);
+}
+
+TEST_F(ReconcilerTest, IdleWorkspaceIsCulled) {
+  StartReady();
+  clock_.AdvanceMillis(kIdleTimeoutMs + 1000);
+  probe_.Set(kT0);                                 // the last heartbeat is older than idleTimeout
+  EXPECT_EQ(MustReconcile().requeue_after_ms, 0);  // the spec change wakes it
+
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["spec"]["stopped"], true);
+  EXPECT_EQ(ws["metadata"]["annotations"][kCulledAtAnnotation],
+            FormatRfc3339Millis(clock_.NowMillis()));
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 1);
+  const RecordedEvent culled = events_.events().back();
+  EXPECT_EQ(culled.reason, "Culled");
+  EXPECT_EQ(culled.type, "Normal");
+  EXPECT_THAT(culled.message, HasSubstr("idleTimeout 1h"));
+
+  // The next reconcile scales it down.
+  MustReconcile();
+  EXPECT_EQ(Get(kube::StatefulSetType(), kChild)["spec"]["replicas"], 0);
+  EXPECT_EQ(CurrentPhase(), "Stopping");
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 1);
+}
+
+TEST_F(ReconcilerTest, ProbeFailureNeverCulls) {
+  StartReady();
+  clock_.AdvanceMillis(5 * kIdleTimeoutMs);
+  probe_.Set(absl::UnavailableError("connection refused"));
+  EXPECT_EQ(MustReconcile().requeue_after_ms, kActivityCheckMs);
+  EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+  EXPECT_EQ(CurrentPhase(), "Ready");
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 0);
+  EXPECT_GE(probe_.calls(), 2);
+}
+
+TEST_F(ReconcilerTest, WorkspaceWithoutIdleTimeoutIsNeverCulled) {
+  CreateTemplate();
+  CreateWorkspace({{"idleTimeout", "0s"}});
+  MustReconcile();
+  MakeChildrenReady();
+  probe_.Set(kT0);
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Ready");
+  clock_.AdvanceMillis(30 * kMillisPerDay);
+  EXPECT_EQ(MustReconcile().requeue_after_ms, kActivityCheckMs);
+  EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+}
+
+// A long activity interval, so the requeue is bounded by the idle time left.
+ReconcilerOptions SlowActivityCheck() {
+  ReconcilerOptions options = DefaultOptions();
+  options.activity_check_interval_ms = kMillisPerDay;
+  return options;
+}
+
+class ReconcilerSlowCheckTest : public ReconcilerTest {
+ protected:
+  ReconcilerSlowCheckTest() : ReconcilerTest(SlowActivityCheck()) {}
+};
+
+TEST_F(ReconcilerSlowCheckTest, RecentHeartbeatIsNotCulledAndRequeuesWhenItWouldRunOut) {
+  StartReady();
+  clock_.AdvanceMillis(kIdleTimeoutMs + 1000);
+  const int64_t heartbeat = clock_.NowMillis() - 10 * kMillisPerMinute;
+  probe_.Set(heartbeat);
+  ReconcileResult r = MustReconcile();
+
+  json ws = GetWorkspace();
+  EXPECT_NE(ws["spec"].value("stopped", false), true);
+  EXPECT_FALSE(ws["metadata"].contains("annotations") &&
+               ws["metadata"]["annotations"].contains(kCulledAtAnnotation));
+  EXPECT_EQ(ws["status"]["phase"], "Ready");
+  EXPECT_EQ(ws["status"]["lastActivityTime"], FormatRfc3339Millis(heartbeat));
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 0);
+  // Looked at again exactly when the idle timeout would run out.
+  EXPECT_EQ(r.requeue_after_ms, kIdleTimeoutMs - 10 * kMillisPerMinute);
+
+  // Then, with no newer heartbeat, it is culled.
+  clock_.AdvanceMillis(r.requeue_after_ms);
+  MustReconcile();
+  EXPECT_EQ(GetWorkspace()["spec"]["stopped"], true);
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 1);
+}
+
+TEST_F(ReconcilerTest, DeletionDeletesTheChildrenThenRemovesTheFinalizer) {
+  StartReady();
+  // Something else holds the StatefulSet for a while (as a pod's graceful shutdown would).
+  ASSERT_TRUE(fake_
+                  .MergePatch(kube::StatefulSetType(), kNs, kChild,
+                              {{"metadata", {{"finalizers", json::array({"test/hold"})}}}})
+                  .ok());
+  ASSERT_TRUE(fake_.Delete(kube::WorkspaceType(), kNs, kName).ok());
+  ASSERT_TRUE(GetWorkspace()["metadata"].contains("deletionTimestamp"));  // held by the finalizer
+  fake_.ClearCalls();
+
+  ReconcileResult r = MustReconcile();
+  EXPECT_GT(r.requeue_after_ms, 0);
+  EXPECT_LE(r.requeue_after_ms, kWaitRetryMs);
+  EXPECT_THAT(
+      CallsStartingWith("DELETE"),
+      ElementsAre("DELETE rayclusters team-a/ws-alice", "DELETE virtualservices team-a/ws-alice",
+                  "DELETE authorizationpolicies team-a/ws-alice", "DELETE services team-a/ws-alice",
+                  "DELETE statefulsets team-a/ws-alice"));
+  EXPECT_THAT(CallsStartingWith("APPLY"), IsEmpty());
+  for (const kube::ResourceType* type : ChildTypes()) {
+    if (type != &kube::StatefulSetType()) {
+      EXPECT_FALSE(Exists(*type, kChild)) << type->kind;
+    }
+  }
+  ASSERT_TRUE(Exists(kube::StatefulSetType(), kChild));
+  EXPECT_TRUE(HasFinalizer(GetWorkspace()));
+
+  // Still there: wait, without deleting it again.
+  fake_.ClearCalls();
+  r = MustReconcile();
+  EXPECT_GT(r.requeue_after_ms, 0);
+  EXPECT_THAT(CallsStartingWith("DELETE"), IsEmpty());
+  EXPECT_TRUE(HasFinalizer(GetWorkspace()));
+
+  // Gone: the finalizer goes, and with it the workspace.
+  ASSERT_TRUE(fake_
+                  .MergePatch(kube::StatefulSetType(), kNs, kChild,
+                              {{"metadata", {{"finalizers", nullptr}}}})
+                  .ok());
+  ASSERT_FALSE(Exists(kube::StatefulSetType(), kChild));
+  EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
+  EXPECT_FALSE(Exists(kube::WorkspaceType(), kName));
+  EXPECT_EQ(events_.events().back().reason, "Deleted");
+  EXPECT_EQ(metrics_.CountInPhase(Phase::kReady), 0);
+
+  // The watch's DELETED event brings one more reconcile: a no-op.
+  fake_.ClearCalls();
+  EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
+  EXPECT_THAT(Writes(), IsEmpty());
+}
+
+TEST_F(ReconcilerTest, MissingWorkspaceIsOk) {
+  fake_.ClearCalls();
+  EXPECT_EQ(MustReconcile("nobody").requeue_after_ms, 0);
+  EXPECT_THAT(fake_.Calls(), ElementsAre("GET workspaces team-a/nobody"));
+  EXPECT_THAT(events_.events(), IsEmpty());
+}
+
+TEST_F(ReconcilerTest, ApplyFailureMarksTheWorkspaceFailedAndReturnsTheError) {
+  CreateTemplate();
+  CreateWorkspace();
+  fake_.SetErrorHook([](const std::string& call) {
+    if (call == "APPLY statefulsets team-a/ws-alice") {
+      return absl::PermissionDeniedError("statefulsets.apps is forbidden");
+    }
+    return absl::OkStatus();
+  });
+  absl::StatusOr<ReconcileResult> r = reconciler_.Reconcile(kNs, kName);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(StatusMessage(r.status()), HasSubstr("applying StatefulSet ws-alice"));
+
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["status"]["phase"], "Failed");
+  const json* applied = FindCond(ws, kCondChildrenApplied);
+  ASSERT_NE(applied, nullptr);
+  EXPECT_EQ(applied->at("status"), "False");
+  EXPECT_EQ(applied->at("reason"), "ApplyFailed");
+  EXPECT_THAT(applied->at("message").get<std::string>(), HasSubstr("forbidden"));
+  EXPECT_EQ(events_.events().back().type, "Warning");
+  EXPECT_EQ(events_.events().back().reason, "Failed");
+  EXPECT_THAT(events_.events().back().message, HasSubstr("forbidden"));
+  EXPECT_EQ(CounterValue("tessera_operator_reconcile_errors_total"), 1);
+
+  // The retry after the permission is granted recovers.
+  fake_.SetErrorHook(nullptr);
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Starting");
+  EXPECT_EQ(CondField(GetWorkspace(), kCondChildrenApplied, "status"), "True");
+}
+
+TEST_F(ReconcilerTest, StatusWriteFailureIsReturned) {
+  CreateTemplate();
+  CreateWorkspace();
+  fake_.SetErrorHook([](const std::string& call) {
+    if (call == "PATCH workspaces/status team-a/alice") {
+      return absl::UnavailableError("connection reset");
+    }
+    return absl::OkStatus();
+  });
+  absl::StatusOr<ReconcileResult> r = reconciler_.Reconcile(kNs, kName);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(StatusMessage(r.status()), HasSubstr("writing the workspace status"));
+  EXPECT_THAT(events_.events(), IsEmpty());  // the transition is recorded once it is written
+
+  fake_.SetErrorHook(nullptr);
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Starting");
+  EXPECT_THAT(events_.Reasons(), ElementsAre("Starting"));
+}
+
+}  // namespace
+}  // namespace tessera::workspaces
