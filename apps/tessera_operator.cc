@@ -2,12 +2,11 @@
 // Runs with 2+ replicas; with --leader-elect only the holder of the Lease acts. Serves
 // /metrics, /healthz and /readyz on --metrics-addr. Exits 0 on SIGTERM/SIGINT (releasing the
 // lease), 1 when leadership is lost (so Kubernetes restarts it clean, like client-go operators).
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -135,11 +134,10 @@ int Run(const Flags& f) {
   KubeEventRecorder events(client->get(), clock, identity);
   HttpHeartbeatProbe probe(f.heartbeat_url);
   Reconciler reconciler(client->get(), clock, &events, &probe, &metrics, options);
-  Controller controller(client->get(), &reconciler,
-                        ControllerOptions{.ns = f.ns,
-                                          .workers = f.workers,
-                                          .resync_period_ms = resync_ms,
-                                          .clock = clock});
+  Controller controller(
+      client->get(), &reconciler,
+      ControllerOptions{
+          .ns = f.ns, .workers = f.workers, .resync_period_ms = resync_ms, .clock = clock});
 
   std::atomic<bool> stop{false};
   std::thread signal_thread([&] {
@@ -157,15 +155,15 @@ int Run(const Flags& f) {
     controller.Run(stop);
   } else {
     kube::LeaderElector elector(
-        **client, kube::LeaderElector::Options{
-                      .ns = f.lease_namespace.empty() ? Env("POD_NAMESPACE", "tessera-system")
-                                                      : f.lease_namespace,
-                      .lease_name = f.lease_name,
-                      .identity = identity,
-                      .lease_duration_ms = lease_ms,
-                      .renew_deadline_ms = renew_ms,
-                      .retry_period_ms = retry_ms,
-                      .clock = clock});
+        **client, kube::LeaderElector::Options{.ns = f.lease_namespace.empty()
+                                                         ? Env("POD_NAMESPACE", "tessera-system")
+                                                         : f.lease_namespace,
+                                               .lease_name = f.lease_name,
+                                               .identity = identity,
+                                               .lease_duration_ms = lease_ms,
+                                               .renew_deadline_ms = renew_ms,
+                                               .retry_period_ms = retry_ms,
+                                               .clock = clock});
     std::atomic<bool> controller_stop{false};
     std::thread controller_thread;
     absl::Status s = elector.Run(
@@ -218,8 +216,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metrics-addr", f.metrics_addr, "HOST:PORT of /metrics and /healthz")
       ->capture_default_str();
-  app.add_option("--base-url", f.base_url, "Workspace URLs start with this")
-      ->capture_default_str();
+  app.add_option("--base-url", f.base_url, "Workspace URLs start with this")->capture_default_str();
   app.add_option("--gateway", f.gateway, "Istio Gateway (namespace/name) of the routes")
       ->capture_default_str();
   app.add_option("--host", f.host, "VirtualService host")->capture_default_str();

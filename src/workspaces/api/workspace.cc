@@ -17,7 +17,8 @@ using nlohmann::json;
 // Reads typed fields of one JSON object and names `what: path` in every error.
 class FieldReader {
  public:
-  FieldReader(std::string what, std::string path) : what_(std::move(what)), path_(std::move(path)) {}
+  FieldReader(std::string what, std::string path)
+      : what_(std::move(what)), path_(std::move(path)) {}
 
   absl::Status Error(std::string_view field, const json& value, std::string_view expected) const {
     return InvalidArgument("{}: {} is {}; expected {}", what_, Path(field), value.dump(), expected);
@@ -343,7 +344,8 @@ absl::StatusOr<Workspace> ParseWorkspace(const json& object) {
 
   const json* status = nullptr;
   TESSERA_RETURN_IF_ERROR(root.Object(object, "status", &status));
-  if (status != nullptr) TESSERA_RETURN_IF_ERROR(ParseStatus(root.Sub("status"), *status, &ws.status));
+  if (status != nullptr)
+    TESSERA_RETURN_IF_ERROR(ParseStatus(root.Sub("status"), *status, &ws.status));
   return ws;
 }
 

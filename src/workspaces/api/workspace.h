@@ -1,12 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -46,10 +45,10 @@ struct HomeVolume {
 };
 
 struct WorkspaceSpec {
-  std::string owner;                  // the user (e-mail or login) the workspace belongs to
+  std::string owner;  // the user (e-mail or login) the workspace belongs to
   std::string template_name = "default";
-  std::string image;                  // overrides the template's image when set
-  Resources resources;                // overrides the template's resources field by field
+  std::string image;    // overrides the template's image when set
+  Resources resources;  // overrides the template's resources field by field
   RaySpec ray;
   HomeVolume home;
   int64_t idle_timeout_seconds = 2 * 3600;  // 0: never culled

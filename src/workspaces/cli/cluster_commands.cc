@@ -1,6 +1,5 @@
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -33,10 +32,9 @@ int Report(const absl::Status& s) {
 // Connects with the user's kubeconfig and runs `fn` on the commands object.
 int WithCommands(const ClusterFlags& flags,
                  const std::function<absl::Status(WorkspaceCommands&)>& fn) {
-  absl::StatusOr<kube::KubeConfig> config = flags.kubeconfig.empty()
-                                                ? kube::LoadDefault(flags.context)
-                                                : kube::LoadKubeconfig(flags.kubeconfig,
-                                                                       flags.context);
+  absl::StatusOr<kube::KubeConfig> config =
+      flags.kubeconfig.empty() ? kube::LoadDefault(flags.context)
+                               : kube::LoadKubeconfig(flags.kubeconfig, flags.context);
   if (!config.ok()) return Report(config.status());
   absl::StatusOr<std::unique_ptr<kube::CurlKubeClient>> client =
       kube::CurlKubeClient::Create(*config);

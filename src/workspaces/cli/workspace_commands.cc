@@ -3,9 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/errors.h"
 #include "common/time_util.h"
@@ -40,8 +39,8 @@ std::string Phase(const json& obj) {
 
 }  // namespace
 
-WorkspaceCommands::WorkspaceCommands(kube::KubeClient* client, std::string ns,
-                                     std::string cluster, const Clock* clock, std::ostream* out)
+WorkspaceCommands::WorkspaceCommands(kube::KubeClient* client, std::string ns, std::string cluster,
+                                     const Clock* clock, std::ostream* out)
     : client_(client), ns_(std::move(ns)), cluster_(std::move(cluster)), clock_(clock), out_(out) {}
 
 absl::Status WorkspaceCommands::Explain(const absl::Status& s, const std::string& action,
@@ -91,8 +90,7 @@ absl::Status WorkspaceCommands::Explain(const absl::Status& s, const std::string
       break;
     case absl::StatusCode::kAborted:
       sentence = fmt::format(
-          "could not {}: the workspace changed at the same moment; run the command again",
-          action);
+          "could not {}: the workspace changed at the same moment; run the command again", action);
       break;
     default:
       sentence = fmt::format("could not {}", action);
@@ -174,12 +172,11 @@ absl::Status WorkspaceCommands::List() {
     const json ray = spec.value("ray", json::object());
     const bool ray_on = ray.value("enabled", true);
     const int workers = ray.value("workers", json::object()).value("replicas", 0);
-    *out_ << fmt::format("{:<24} {:<9} {:>4} {:>5}  {:<24} {:<5} {}\n",
-                         Str(item, "/metadata/name"_json_pointer), Phase(item),
-                         resources.value("gpus", 0),
-                         ray_on ? fmt::format("{}w", workers) : std::string("off"),
-                         spec.value("owner", ""), Age(item, now),
-                         Str(item, "/status/url"_json_pointer, "-"));
+    *out_ << fmt::format(
+        "{:<24} {:<9} {:>4} {:>5}  {:<24} {:<5} {}\n", Str(item, "/metadata/name"_json_pointer),
+        Phase(item), resources.value("gpus", 0),
+        ray_on ? fmt::format("{}w", workers) : std::string("off"), spec.value("owner", ""),
+        Age(item, now), Str(item, "/status/url"_json_pointer, "-"));
   }
   return absl::OkStatus();
 }
@@ -193,9 +190,9 @@ absl::Status WorkspaceCommands::Describe(const std::string& name) {
   const json status = o.value("status", json::object());
   *out_ << fmt::format("Name:       {}\nNamespace:  {}\nOwner:      {}\nTemplate:   {}\n", name,
                        ns_, spec.value("owner", ""), spec.value("template", "default"));
-  *out_ << fmt::format("Phase:      {}{}\n", Phase(o),
-                       spec.value("stopped", false) ? " (stopped; `tessera ws start` resumes)"
-                                                    : "");
+  *out_ << fmt::format(
+      "Phase:      {}{}\n", Phase(o),
+      spec.value("stopped", false) ? " (stopped; `tessera ws start` resumes)" : "");
   *out_ << fmt::format("URL:        {}\n", status.value("url", "-"));
   const json resources = spec.value("resources", json::object());
   const json gpus = resources.value("gpus", json());
@@ -204,24 +201,23 @@ absl::Status WorkspaceCommands::Describe(const std::string& name) {
                        gpus.is_number() ? gpus.dump() : std::string("-"));
   const json ray = spec.value("ray", json::object());
   const json workers = ray.value("workers", json::object());
-  *out_ << fmt::format("Ray:        {}\n",
-                       ray.value("enabled", true)
-                           ? fmt::format("{} workers (autoscaling {}..{})",
-                                         workers.value("replicas", 0),
-                                         workers.value("minReplicas", 0),
-                                         workers.value("maxReplicas", 4))
-                           : std::string("off"));
-  *out_ << fmt::format("Idle stop:  after {}{}\n", spec.value("idleTimeout", "2h"),
-                       status.contains("lastActivityTime")
-                           ? fmt::format(" (last activity {})",
-                                         status.value("lastActivityTime", ""))
-                           : std::string());
+  *out_ << fmt::format(
+      "Ray:        {}\n",
+      ray.value("enabled", true)
+          ? fmt::format("{} workers (autoscaling {}..{})", workers.value("replicas", 0),
+                        workers.value("minReplicas", 0), workers.value("maxReplicas", 4))
+          : std::string("off"));
+  *out_ << fmt::format(
+      "Idle stop:  after {}{}\n", spec.value("idleTimeout", "2h"),
+      status.contains("lastActivityTime")
+          ? fmt::format(" (last activity {})", status.value("lastActivityTime", ""))
+          : std::string());
   *out_ << "Conditions:\n";
   const json conditions = status.value("conditions", json::array());
   if (conditions.empty()) *out_ << "  (none yet: the operator has not reconciled it)\n";
   for (const json& c : conditions) {
-    *out_ << fmt::format("  {:<17} {:<6} {:<18} {}\n", c.value("type", ""),
-                         c.value("status", ""), c.value("reason", ""), c.value("message", ""));
+    *out_ << fmt::format("  {:<17} {:<6} {:<18} {}\n", c.value("type", ""), c.value("status", ""),
+                         c.value("reason", ""), c.value("message", ""));
   }
   *out_ << "Recent events:\n";
   absl::StatusOr<kube::ListResult> events = client_->List(kube::EventType(), ns_);
@@ -243,7 +239,7 @@ absl::Status WorkspaceCommands::Describe(const std::string& name) {
   }
   auto time_of = [](const json* e) {
     return e->value("lastTimestamp", json("")).is_string() ? e->value("lastTimestamp", "")
-                                                            : std::string();
+                                                           : std::string();
   };
   std::stable_sort(mine.begin(), mine.end(),
                    [&](const json* a, const json* b) { return time_of(a) < time_of(b); });
@@ -269,13 +265,12 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
       return absl::OkStatus();
     }
     if (phase == "Stopped" || phase == "Stopping") {
-      return FailedPrecondition(
-          "workspace \"{}\" is {}; start it with `tessera ws start {}`", name,
-          phase == "Stopped" ? "stopped" : "stopping", name);
+      return FailedPrecondition("workspace \"{}\" is {}; start it with `tessera ws start {}`", name,
+                                phase == "Stopped" ? "stopped" : "stopping", name);
     }
     if (phase == "Failed") {
-      return FailedPrecondition("workspace \"{}\" failed; `tessera ws describe {}` says why",
-                                name, name);
+      return FailedPrecondition("workspace \"{}\" failed; `tessera ws describe {}` says why", name,
+                                name);
     }
     const int64_t left = deadline - clock_->NowMillis();
     if (left <= 0) {
@@ -289,8 +284,8 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
     watch.resource_version = Str(*object, "/metadata/resourceVersion"_json_pointer);
     watch.timeout_seconds =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left / 1000, 60)));
-    absl::Status s = client_->Watch(
-        kube::WorkspaceType(), ns_, watch, [&](const kube::WatchEvent& e) {
+    absl::Status s =
+        client_->Watch(kube::WorkspaceType(), ns_, watch, [&](const kube::WatchEvent& e) {
           return e.type == kube::WatchEvent::Type::kBookmark ||
                  Str(e.object, "/metadata/name"_json_pointer) != name;
         });
@@ -299,8 +294,7 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
 }
 
 absl::Status WorkspaceCommands::SetStopped(const std::string& name, bool stopped) {
-  const std::string action =
-      fmt::format("{} workspace \"{}\"", stopped ? "stop" : "start", name);
+  const std::string action = fmt::format("{} workspace \"{}\"", stopped ? "stop" : "start", name);
   json patch = {{"spec", {{"stopped", stopped}}}};
   // Starting again also clears the culler's mark, so `describe` no longer says it was culled.
   if (!stopped) patch["metadata"]["annotations"]["workspaces.tessera.dev/culled-at"] = nullptr;

@@ -1,8 +1,7 @@
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 // `tessera ws …`: workspaces for users who should never need kubectl.
 //   cluster mode (cluster_commands.cc): create, list, describe, open, stop, start, delete — on

@@ -23,8 +23,7 @@ std::pair<std::string, std::string> SplitKey(const std::string& key) {
 
 }  // namespace
 
-Controller::Controller(kube::KubeClient* client, Reconciler* reconciler,
-                       ControllerOptions options)
+Controller::Controller(kube::KubeClient* client, Reconciler* reconciler, ControllerOptions options)
     : client_(client), reconciler_(reconciler), options_(std::move(options)) {}
 
 void Controller::Run(const std::atomic<bool>& stop) {

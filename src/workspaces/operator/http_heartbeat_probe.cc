@@ -5,7 +5,6 @@
 
 #include <memory>
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
@@ -28,8 +27,7 @@ void ReplaceAll(std::string* s, std::string_view from, const std::string& to) {
 
 }  // namespace
 
-HttpHeartbeatProbe::HttpHeartbeatProbe(std::string url_template,
-                                       std::chrono::milliseconds timeout)
+HttpHeartbeatProbe::HttpHeartbeatProbe(std::string url_template, std::chrono::milliseconds timeout)
     : url_template_(std::move(url_template)), timeout_(timeout) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

@@ -11,8 +11,8 @@ KubeEventRecorder::KubeEventRecorder(kube::KubeClient* client, const Clock* cloc
                                      std::string instance)
     : client_(client), clock_(clock), instance_(std::move(instance)) {}
 
-void KubeEventRecorder::Record(const Workspace& ws, std::string_view type,
-                               std::string_view reason, std::string_view message) {
+void KubeEventRecorder::Record(const Workspace& ws, std::string_view type, std::string_view reason,
+                               std::string_view message) {
   const int64_t now = clock_->NowMillis();
   const std::string time = FormatRfc3339Millis(now);
   // Unique per event like client-go's "<object>.<hex nanos>"; the counter separates events

@@ -29,10 +29,9 @@ OperatorMetrics::OperatorMetrics(MetricsRegistry* registry, const Clock* clock,
                                {{"phase", PhaseName(p)}},
                                [this, p] { return static_cast<double>(CountInPhase(p)); });
   }
-  registry->AddCallbackGauge(
-      "tessera_workspace_active_users",
-      "Distinct owners with a Ready workspace used within the active window", {},
-      [this] { return static_cast<double>(ActiveUsers()); });
+  registry->AddCallbackGauge("tessera_workspace_active_users",
+                             "Distinct owners with a Ready workspace used within the active window",
+                             {}, [this] { return static_cast<double>(ActiveUsers()); });
 }
 
 void OperatorMetrics::SetWorkspace(const std::string& key, std::optional<Phase> phase,

@@ -167,8 +167,8 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
     if (absl::IsNotFound(child.status())) continue;
     if (!child.ok()) return Annotate(child.status(), fmt::format("looking up {}", type->kind));
     ++remaining;
-    const bool already_deleting = child->contains("metadata") &&
-                                  (*child)["metadata"].contains("deletionTimestamp");
+    const bool already_deleting =
+        child->contains("metadata") && (*child)["metadata"].contains("deletionTimestamp");
     if (already_deleting) continue;
     absl::Status s = client_->Delete(*type, ns, WorkspaceChildName(ws));
     if (!s.ok() && !absl::IsNotFound(s)) {
@@ -216,8 +216,8 @@ absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
   const bool same = old_status.is_object() && old_status.value("phase", "") == "Failed" &&
                     old_status.value("observedGeneration", int64_t{-1}) == meta->generation;
   if (!same) {
-    absl::StatusOr<json> written = client_->MergePatch(
-        kube::WorkspaceType(), meta->namespace_, meta->name, json{{"status", status}}, true);
+    absl::StatusOr<json> written = client_->MergePatch(kube::WorkspaceType(), meta->namespace_,
+                                                       meta->name, json{{"status", status}}, true);
     if (!written.ok()) return Annotate(written.status(), "writing the workspace status");
     events_->Record(ws, "Warning", "InvalidSpec", message);
   }
@@ -227,8 +227,7 @@ absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
 
 absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
                                        Observation* obs) {
-  TESSERA_ASSIGN_OR_RETURN(std::vector<json> children,
-                           RenderChildren(ws, tmpl, options_.render));
+  TESSERA_ASSIGN_OR_RETURN(std::vector<json> children, RenderChildren(ws, tmpl, options_.render));
   const std::string& ns = ws.metadata.namespace_;
   for (const json& child : children) {
     const kube::ResourceType& type = TypeOfChild(child);

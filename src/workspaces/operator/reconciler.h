@@ -76,8 +76,7 @@ class Reconciler {
   absl::StatusOr<ReconcileResult> ReconcileInvalid(const nlohmann::json& object,
                                                    const absl::Status& error);
   // Applies the children; fills obs with what the apply responses say about them.
-  absl::Status ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
-                             Observation* obs);
+  absl::Status ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl, Observation* obs);
   // Idle check for a Ready workspace: updates status->last_activity_time, culls when idle.
   absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);

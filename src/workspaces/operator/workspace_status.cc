@@ -79,12 +79,12 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
   s.observed_generation = gen;
   s.last_activity_time = old.last_activity_time;
 
-  SetCondition(old,
-               {kCondTemplateResolved, obs.template_ok,
-                obs.template_ok ? "Found" : obs.template_reason,
-                obs.template_ok ? fmt::format("WorkspaceTemplate {}", ws.spec.template_name)
-                                : obs.template_message},
-               gen, now_ms, &s);
+  SetCondition(
+      old,
+      {kCondTemplateResolved, obs.template_ok, obs.template_ok ? "Found" : obs.template_reason,
+       obs.template_ok ? fmt::format("WorkspaceTemplate {}", ws.spec.template_name)
+                       : obs.template_message},
+      gen, now_ms, &s);
   SetCondition(old,
                {kCondChildrenApplied, obs.applied, obs.applied ? "Applied" : "ApplyFailed",
                 obs.applied ? "StatefulSet, Service, VirtualService, AuthorizationPolicy" +
@@ -94,16 +94,16 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
 
   const bool stopped = ws.spec.stopped;
   const bool ide_ready = !stopped && obs.ide_ready_replicas >= 1;
-  std::string ide_reason = stopped             ? "Stopped"
-                           : ide_ready         ? "PodReady"
-                           : !obs.ide_exists   ? "NotCreated"
+  std::string ide_reason = stopped            ? "Stopped"
+                           : ide_ready        ? "PodReady"
+                           : !obs.ide_exists  ? "NotCreated"
                            : obs.ide_replicas ? "PodNotReady"
-                                               : "PodPending";
-  SetCondition(old,
-               {kCondIdeReady, ide_ready, ide_reason,
-                fmt::format("{}/{} code-server pods ready", obs.ide_ready_replicas,
-                            stopped ? 0 : 1)},
-               gen, now_ms, &s);
+                                              : "PodPending";
+  SetCondition(
+      old,
+      {kCondIdeReady, ide_ready, ide_reason,
+       fmt::format("{}/{} code-server pods ready", obs.ide_ready_replicas, stopped ? 0 : 1)},
+      gen, now_ms, &s);
 
   const bool ray_wanted = ws.spec.ray.enabled && !stopped;
   const bool ray_ok = !ray_wanted || obs.ray_ready;
@@ -129,15 +129,16 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
   }
   s.phase = phase;
   const bool ready = phase == Phase::kReady;
-  SetCondition(old,
-               {kCondReady, ready, PhaseName(phase),
-                ready ? "the IDE is up" + std::string(ray_wanted ? " and its Ray head is ready" : "")
-                      : fmt::format("phase {}", PhaseName(phase))},
-               gen, now_ms, &s);
-  s.ready_since = ready ? (old.phase == Phase::kReady && !old.ready_since.empty()
-                               ? old.ready_since
-                               : FormatRfc3339Millis(now_ms))
-                        : std::string();
+  SetCondition(
+      old,
+      {kCondReady, ready, PhaseName(phase),
+       ready ? "the IDE is up" + std::string(ray_wanted ? " and its Ray head is ready" : "")
+             : fmt::format("phase {}", PhaseName(phase))},
+      gen, now_ms, &s);
+  s.ready_since =
+      ready ? (old.phase == Phase::kReady && !old.ready_since.empty() ? old.ready_since
+                                                                      : FormatRfc3339Millis(now_ms))
+            : std::string();
   return s;
 }
 
@@ -150,9 +151,8 @@ json StatusToJson(const WorkspaceStatus& status) {
   j["readySince"] = status.ready_since.empty() ? json() : json(status.ready_since);
   json conditions = json::array();
   for (const Condition& c : status.conditions) {
-    json cj = {{"type", c.type},
-               {"status", c.status},
-               {"observedGeneration", c.observed_generation}};
+    json cj = {
+        {"type", c.type}, {"status", c.status}, {"observedGeneration", c.observed_generation}};
     if (!c.reason.empty()) cj["reason"] = c.reason;
     if (!c.message.empty()) cj["message"] = c.message;
     if (!c.last_transition_time.empty()) cj["lastTransitionTime"] = c.last_transition_time;
