@@ -167,6 +167,7 @@ absl::Status ParseStatus(const FieldReader& r, const json& obj, WorkspaceStatus*
       r.Int(obj, "observedGeneration", 0, INT64_MAX, &out->observed_generation));
   TESSERA_RETURN_IF_ERROR(r.String(obj, "lastActivityTime", &out->last_activity_time));
   TESSERA_RETURN_IF_ERROR(r.String(obj, "readySince", &out->ready_since));
+  TESSERA_RETURN_IF_ERROR(r.String(obj, "startingSince", &out->starting_since));
   const json* conditions = nullptr;
   TESSERA_RETURN_IF_ERROR(r.Array(obj, "conditions", &conditions));
   if (conditions != nullptr) {

@@ -87,6 +87,8 @@ struct WorkspaceStatus {
   int64_t observed_generation = 0;
   std::string last_activity_time;  // RFC 3339; the last code-server heartbeat seen
   std::string ready_since;         // RFC 3339; when the phase last became Ready
+  std::string starting_since;      // RFC 3339; when the phase last became Starting (while
+                                   // Starting, and until Ready: the start of time-to-ready)
   std::vector<Condition> conditions;
 };
 

@@ -59,7 +59,6 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   };
   absl::StatusOr<json> object = client_->Get(kube::WorkspaceType(), ns, name);
   if (absl::IsNotFound(object.status())) {
-    ForgetStart(ns + "/" + name);
     metrics_->SetWorkspace(ns + "/" + name, std::nullopt, "", 0);
     return done(ReconcileResult{});
   }
@@ -190,7 +189,6 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
     return Annotate(patched.status(), "removing the cleanup finalizer");
   }
   events_->Record(ws, "Normal", "Deleted", "children deleted; workspace removed");
-  ForgetStart(Key(ws));
   metrics_->SetWorkspace(Key(ws), std::nullopt, "", 0);
   return ReconcileResult{};
 }
@@ -290,11 +288,6 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
   return ReconcileResult{};
 }
 
-void Reconciler::ForgetStart(const std::string& key) {
-  std::lock_guard lock(mu_);
-  starting_since_ms_.erase(key);
-}
-
 void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& next) {
   const std::optional<Phase> before = ws.status.phase;
   if (before == next.phase || !next.phase) return;
@@ -302,29 +295,16 @@ void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& ne
   const Condition* ready = FindCondition(next, kCondReady);
   std::string message = ready != nullptr ? ready->message : "";
   const int64_t now = clock_->NowMillis();
-  std::optional<int64_t> starting_since;
-  {
-    std::lock_guard lock(mu_);
-    auto it = starting_since_ms_.find(Key(ws));
-    if (it != starting_since_ms_.end()) starting_since = it->second;
-    if (phase == Phase::kStarting) {
-      starting_since_ms_[Key(ws)] = now;
-    } else if (phase == Phase::kReady || phase == Phase::kStopping || phase == Phase::kStopped) {
-      starting_since_ms_.erase(Key(ws));
-    }
-  }
   switch (phase) {
     case Phase::kStarting:
       metrics_->CountStart();
       break;
     case Phase::kReady: {
-      // A start this replica saw. One from before the workspace was last Ready (this replica
-      // lost and regained the lease meanwhile) is older than the Ready condition's last flip
-      // to False: ignored.
-      const Condition* old_ready = FindCondition(ws.status, kCondReady);
-      if (starting_since && old_ready != nullptr && old_ready->status == "False" &&
-          *starting_since >= ParseTimeOr(old_ready->last_transition_time, 0)) {
-        const int64_t ms = now - *starting_since;
+      // From when the workspace entered Starting (recorded in its status by whichever replica
+      // led then) to now; nothing when it never was Starting.
+      const int64_t since = ParseTimeOr(ws.status.starting_since, 0);
+      if (ws.status.phase == Phase::kStarting && since > 0 && since <= now) {
+        const int64_t ms = now - since;
         metrics_->ObserveTimeToReady(ms / 1000.0);
         message = fmt::format("ready after {} at {}", FormatDurationMillis(ms), next.url);
       }

@@ -1,9 +1,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -80,8 +78,6 @@ class Reconciler {
   // Idle check for a Ready workspace: updates status->last_activity_time, culls when idle.
   absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
-  // Forgets when the workspace `key` entered Starting (it is gone).
-  void ForgetStart(const std::string& key);
 
   kube::KubeClient* client_;
   const Clock* clock_;
@@ -89,13 +85,6 @@ class Reconciler {
   HeartbeatProbe* probe_;
   OperatorMetrics* metrics_;
   ReconcilerOptions options_;
-
-  // When each workspace ("ns/name") last entered Starting, for time-to-ready. Not the Ready
-  // condition's lastTransitionTime: that is when Ready last turned False, which for a workspace
-  // started again is when it was stopped. In memory only: a replica that takes over while a
-  // workspace is starting does not observe that workspace's time-to-ready.
-  std::mutex mu_;
-  std::map<std::string, int64_t> starting_since_ms_;
 };
 
 }  // namespace tessera::workspaces

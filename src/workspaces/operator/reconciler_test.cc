@@ -508,6 +508,32 @@ TEST_F(ReconcilerTest, TimeToReadyOfARestartCountsFromTheStartNotFromTheStop) {
   EXPECT_EQ(CounterValue("tessera_workspace_starts_total"), 2);
 }
 
+TEST_F(ReconcilerTest, TimeToReadySurvivesALeaderChange) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Starting");
+  EXPECT_EQ(GetWorkspace()["status"]["startingSince"], FormatRfc3339Millis(kT0));
+  clock_.AdvanceMillis(5'000);
+  MustReconcile();  // still starting: the start time stays
+  EXPECT_EQ(GetWorkspace()["status"]["startingSince"], FormatRfc3339Millis(kT0));
+
+  // The leader dies; a new replica (its own reconciler and metrics) finishes the start.
+  clock_.AdvanceMillis(20'000);
+  MetricsRegistry other_registry;
+  OperatorMetrics other_metrics(&other_registry, &clock_);
+  Reconciler other(&fake_, &clock_, &events_, &probe_, &other_metrics, DefaultOptions());
+  MakeChildrenReady();
+  probe_.Set(clock_.NowMillis());
+  ASSERT_TRUE(other.Reconcile(kNs, kName).ok());
+  ASSERT_EQ(CurrentPhase(), "Ready");
+  Histogram* h = other_registry.GetHistogram("tessera_workspace_time_to_ready_seconds", "");
+  EXPECT_EQ(h->Count(), 1u);
+  EXPECT_DOUBLE_EQ(h->Sum(), 25.0);
+  EXPECT_THAT(events_.events().back().message, HasSubstr("ready after 25s"));
+  EXPECT_FALSE(GetWorkspace()["status"].contains("startingSince"));
+}
+
 TEST_F(ReconcilerTest, IdleWorkspaceIsCulled) {
   StartReady();
   clock_.AdvanceMillis(kIdleTimeoutMs + 1000);

@@ -135,6 +135,13 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
        ready ? "the IDE is up" + std::string(ray_wanted ? " and its Ray head is ready" : "")
              : fmt::format("phase {}", PhaseName(phase))},
       gen, now_ms, &s);
+  // Kept in the status (not in the operator's memory) so time-to-ready survives a change of
+  // leader while a workspace starts.
+  s.starting_since = phase == Phase::kStarting
+                         ? (old.phase == Phase::kStarting && !old.starting_since.empty()
+                                ? old.starting_since
+                                : FormatRfc3339Millis(now_ms))
+                         : std::string();
   s.ready_since =
       ready ? (old.phase == Phase::kReady && !old.ready_since.empty() ? old.ready_since
                                                                       : FormatRfc3339Millis(now_ms))
@@ -149,6 +156,7 @@ json StatusToJson(const WorkspaceStatus& status) {
   j["observedGeneration"] = status.observed_generation;
   if (!status.last_activity_time.empty()) j["lastActivityTime"] = status.last_activity_time;
   j["readySince"] = status.ready_since.empty() ? json() : json(status.ready_since);
+  j["startingSince"] = status.starting_since.empty() ? json() : json(status.starting_since);
   json conditions = json::array();
   for (const Condition& c : status.conditions) {
     json cj = {
