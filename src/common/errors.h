@@ -1,10 +1,10 @@
 #pragma once
 
+#include <fmt/format.h>
+
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "absl/status/status.h"
 
@@ -15,10 +15,10 @@
 // with these helpers (or fmt) instead, and read a message back with StatusMessage().
 namespace tessera {
 
-#define TESSERA_DEFINE_ERROR_(Name, absl_fn)                                        \
-  template <typename... Args>                                                       \
-  absl::Status Name(fmt::format_string<Args...> f, Args&&... args) {                \
-    return absl::absl_fn(fmt::format(f, std::forward<Args>(args)...));             \
+#define TESSERA_DEFINE_ERROR_(Name, absl_fn)                           \
+  template <typename... Args>                                          \
+  absl::Status Name(fmt::format_string<Args...> f, Args&&... args) {   \
+    return absl::absl_fn(fmt::format(f, std::forward<Args>(args)...)); \
   }
 
 TESSERA_DEFINE_ERROR_(InvalidArgument, InvalidArgumentError)
@@ -30,11 +30,23 @@ TESSERA_DEFINE_ERROR_(Internal, InternalError)
 TESSERA_DEFINE_ERROR_(Unavailable, UnavailableError)
 TESSERA_DEFINE_ERROR_(OutOfRange, OutOfRangeError)
 TESSERA_DEFINE_ERROR_(ResourceExhausted, ResourceExhaustedError)
+TESSERA_DEFINE_ERROR_(Aborted, AbortedError)
+TESSERA_DEFINE_ERROR_(Unauthenticated, UnauthenticatedError)
+TESSERA_DEFINE_ERROR_(PermissionDenied, PermissionDeniedError)
+TESSERA_DEFINE_ERROR_(Cancelled, CancelledError)
+TESSERA_DEFINE_ERROR_(Unimplemented, UnimplementedError)
+TESSERA_DEFINE_ERROR_(Unknown, UnknownError)
 
 #undef TESSERA_DEFINE_ERROR_
 
 inline std::string StatusMessage(const absl::Status& s) {
   return std::string(s.message().data(), s.message().size());
+}
+
+// The same code with "prefix: " in front of the message (payloads are not kept); OK stays OK.
+inline absl::Status Annotate(const absl::Status& s, std::string_view prefix) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), fmt::format("{}: {}", prefix, StatusMessage(s)));
 }
 
 }  // namespace tessera

@@ -189,6 +189,16 @@ absl::Status ParseStatus(const FieldReader& r, const json& obj, WorkspaceStatus*
   return absl::OkStatus();
 }
 
+// What every object of ours starts with: apiVersion/kind, metadata, and a spec object.
+// `*what` names the object in errors ("Workspace ns/name").
+struct Head {
+  ObjectMeta metadata;
+  std::string what;
+  const json* spec = nullptr;
+};
+
+absl::StatusOr<Head> ParseHead(const json& object, std::string_view kind);
+
 }  // namespace
 
 const char* PhaseName(Phase phase) {
@@ -275,11 +285,26 @@ absl::StatusOr<ObjectMeta> ParseObjectMeta(const json& object) {
   return meta;
 }
 
+namespace {
+
+absl::StatusOr<Head> ParseHead(const json& object, std::string_view kind) {
+  TESSERA_RETURN_IF_ERROR(CheckKind(object, kind));
+  Head head;
+  TESSERA_ASSIGN_OR_RETURN(head.metadata, ParseObjectMeta(object));
+  head.what = Describe(kind, head.metadata);
+  TESSERA_RETURN_IF_ERROR(FieldReader(head.what, "").Object(object, "spec", &head.spec));
+  if (head.spec == nullptr) return InvalidArgument("{}: spec is missing", head.what);
+  return head;
+}
+
+}  // namespace
+
 absl::StatusOr<Workspace> ParseWorkspace(const json& object) {
-  TESSERA_RETURN_IF_ERROR(CheckKind(object, "Workspace"));
+  TESSERA_ASSIGN_OR_RETURN(Head head, ParseHead(object, "Workspace"));
   Workspace ws;
-  TESSERA_ASSIGN_OR_RETURN(ws.metadata, ParseObjectMeta(object));
-  const std::string what = Describe("Workspace", ws.metadata);
+  ws.metadata = std::move(head.metadata);
+  const std::string& what = head.what;
+  const json* spec = head.spec;
   if (!IsDnsLabel(ws.metadata.name)) {
     return InvalidArgument(
         "{}: the name must be at most 63 lower-case letters, digits and '-', starting and "
@@ -287,9 +312,6 @@ absl::StatusOr<Workspace> ParseWorkspace(const json& object) {
         what);
   }
   FieldReader root(what, "");
-  const json* spec = nullptr;
-  TESSERA_RETURN_IF_ERROR(root.Object(object, "spec", &spec));
-  if (spec == nullptr) return InvalidArgument("{}: spec is missing", what);
   FieldReader r = root.Sub("spec");
   WorkspaceSpec& s = ws.spec;
   TESSERA_RETURN_IF_ERROR(r.String(*spec, "owner", &s.owner));
@@ -351,14 +373,12 @@ absl::StatusOr<Workspace> ParseWorkspace(const json& object) {
 }
 
 absl::StatusOr<WorkspaceTemplate> ParseWorkspaceTemplate(const json& object) {
-  TESSERA_RETURN_IF_ERROR(CheckKind(object, "WorkspaceTemplate"));
+  TESSERA_ASSIGN_OR_RETURN(Head head, ParseHead(object, "WorkspaceTemplate"));
   WorkspaceTemplate t;
-  TESSERA_ASSIGN_OR_RETURN(t.metadata, ParseObjectMeta(object));
-  const std::string what = Describe("WorkspaceTemplate", t.metadata);
+  t.metadata = std::move(head.metadata);
+  const std::string& what = head.what;
+  const json* spec = head.spec;
   FieldReader root(what, "");
-  const json* spec = nullptr;
-  TESSERA_RETURN_IF_ERROR(root.Object(object, "spec", &spec));
-  if (spec == nullptr) return InvalidArgument("{}: spec is missing", what);
   FieldReader r = root.Sub("spec");
   WorkspaceTemplateSpec& s = t.spec;
   TESSERA_RETURN_IF_ERROR(r.String(*spec, "image", &s.image));

@@ -11,7 +11,6 @@
 
 #include "common/errors.h"
 #include "workspaces/kube/kube_http.h"
-#include "workspaces/kube/status_util.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -430,7 +429,7 @@ absl::Status CurlKubeClient::Watch(const ResourceType& type, std::string_view ns
   ReleaseHandle(h);
 
   if (ctx.stopped) return ctx.status;  // OK when fn asked to stop
-  if (cancelled) return CancelledError("WATCH {}: cancelled", path);
+  if (cancelled) return Cancelled("WATCH {}: cancelled", path);
   if (result == CURLE_OPERATION_TIMEDOUT) {
     return Unavailable(
         "WATCH {}: no data from the API server for {} s; the connection is "

@@ -10,7 +10,6 @@
 #include "common/errors.h"
 #include "common/time_util.h"
 #include "workspaces/kube/kube_http.h"
-#include "workspaces/kube/status_util.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -230,7 +229,7 @@ std::string CallString(std::string_view verb, const ResourceType& type, std::str
 
 absl::Status Conflict(std::string_view verb, const std::string& path, const ResourceType& type,
                       std::string_view name) {
-  return AbortedError(
+  return Aborted(
       "{} {}: Operation cannot be fulfilled on {} \"{}\": the object has been modified; please "
       "apply your changes to the latest version and try again",
       verb, path, Resource(type), name);
@@ -584,14 +583,14 @@ absl::Status FakeKubeClient::Delete(const ResourceType& type, std::string_view n
   }
   std::string uid = MetaString(it->second, "uid");
   if (!options.precondition_uid.empty() && options.precondition_uid != uid) {
-    return AbortedError(
+    return Aborted(
         "DELETE {}: Precondition failed: UID in precondition: {}, UID in object meta: {}", path,
         options.precondition_uid, uid);
   }
   std::string rv = MetaString(it->second, "resourceVersion");
   if (!options.precondition_resource_version.empty() &&
       options.precondition_resource_version != rv) {
-    return AbortedError(
+    return Aborted(
         "DELETE {}: Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in "
         "object meta: {}",
         path, options.precondition_resource_version, rv);
@@ -672,7 +671,7 @@ absl::Status FakeKubeClient::Watch(const ResourceType& type, std::string_view ns
       continue;
     }
     if (options.cancel != nullptr && options.cancel->load()) {
-      return CancelledError("WATCH {}: cancelled", path);
+      return Cancelled("WATCH {}: cancelled", path);
     }
     auto now = SteadyClock::now();
     if (close_generation_ != close_generation || now >= deadline) return absl::OkStatus();

@@ -15,7 +15,6 @@
 #include "absl/strings/escaping.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
-#include "workspaces/kube/status_util.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -230,14 +229,14 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& root, const std::st
   std::string user_owner = fmt::format("user \"{}\"", user_name);
   if (const YAML::Node exec = (*user)["exec"]; exec.IsDefined() && !exec.IsNull()) {
     std::string command = Str(exec, "command");
-    return UnimplementedError(
+    return Unimplemented(
         "kubeconfig {}: {} gets its credentials from an exec plugin (command \"{}\"), which "
         "tessera does not support; use a kubeconfig with a token or a client certificate "
         "(e.g. for a service account), or use \"tessera ws up --local\"",
         path, user_owner, command);
   }
   if (const YAML::Node ap = (*user)["auth-provider"]; ap.IsDefined() && !ap.IsNull()) {
-    return UnimplementedError(
+    return Unimplemented(
         "kubeconfig {}: {} uses the auth-provider plugin \"{}\", which tessera does not "
         "support; use a kubeconfig with a token or a client certificate",
         path, user_owner, Str(ap, "name"));
@@ -275,7 +274,7 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& root, const std::st
   }
   if (config.token.empty() && !has_cert &&
       (!Str(*user, "username").empty() || !Str(*user, "password").empty())) {
-    return UnimplementedError(
+    return Unimplemented(
         "kubeconfig {}: {} uses a username and password (basic auth), which tessera does not "
         "support; use a kubeconfig with a token or a client certificate",
         path, user_owner);

@@ -5,7 +5,6 @@
 #include <string>
 
 #include "common/errors.h"
-#include "workspaces/kube/status_util.h"
 
 namespace tessera::workspaces::kube {
 namespace {

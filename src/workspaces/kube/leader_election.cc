@@ -7,7 +7,6 @@
 
 #include "common/errors.h"
 #include "common/time_util.h"
-#include "workspaces/kube/status_util.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -193,8 +192,8 @@ absl::Status LeaderElector::Run(const std::atomic<bool>& stop,
   }
   if (on_stopped_leading) on_stopped_leading();
   if (!lost_reason.empty()) {
-    return AbortedError("lost leadership of lease {}/{}: {}", options_.ns, options_.lease_name,
-                        lost_reason);
+    return Aborted("lost leadership of lease {}/{}: {}", options_.ns, options_.lease_name,
+                   lost_reason);
   }
   return absl::OkStatus();
 }

@@ -34,11 +34,6 @@ int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
   return ParseRfc3339Millis(rfc3339).value_or(fallback);
 }
 
-absl::Status Annotate(const absl::Status& s, std::string_view what) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), fmt::format("{}: {}", what, StatusMessage(s)));
-}
-
 }  // namespace
 
 Reconciler::Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
