@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -100,12 +102,19 @@ int Run(const Flags& f) {
   MetricsRegistry registry;
   OperatorMetrics metrics(&registry, clock);
   const size_t colon = f.metrics_addr.rfind(':');
-  if (colon == std::string::npos) {
-    return Fail("--metrics-addr", InvalidArgument("\"{}\" is not HOST:PORT", f.metrics_addr));
+  unsigned port = 0;
+  const char* port_begin = f.metrics_addr.data() + (colon == std::string::npos ? 0 : colon + 1);
+  const char* port_end = f.metrics_addr.data() + f.metrics_addr.size();
+  if (colon == std::string::npos || colon == 0 ||
+      std::from_chars(port_begin, port_end, port) !=
+          std::from_chars_result{port_end, std::errc{}} ||
+      port > 65535) {
+    return Fail("--metrics-addr",
+                InvalidArgument("\"{}\" is not HOST:PORT (PORT 0-65535)", f.metrics_addr));
   }
   serve::HttpServerOptions http_options;
   http_options.address = f.metrics_addr.substr(0, colon);
-  http_options.port = static_cast<uint16_t>(std::atoi(f.metrics_addr.c_str() + colon + 1));
+  http_options.port = static_cast<uint16_t>(port);
   http_options.threads = 1;
   serve::HttpServer http(http_options);
   http.Route("GET", "/metrics", [&](serve::HttpRequest&&, serve::Responder respond) {
@@ -154,16 +163,25 @@ int Run(const Flags& f) {
     metrics.SetLeader(true);
     controller.Run(stop);
   } else {
+    // Its own client, with requests bounded by half the renew deadline: a renewal stuck on a
+    // hung connection must not outlast the deadline, or this replica would go on acting after
+    // the standby took over.
+    kube::CurlKubeClient::Options election_options = client_options;
+    election_options.request_timeout_ms = std::max<int64_t>(200, renew_ms / 2);
+    absl::StatusOr<std::unique_ptr<kube::CurlKubeClient>> election_client =
+        kube::CurlKubeClient::Create(*config, election_options);
+    if (!election_client.ok()) return Fail("Kubernetes client", election_client.status());
     kube::LeaderElector elector(
-        **client, kube::LeaderElector::Options{.ns = f.lease_namespace.empty()
-                                                         ? Env("POD_NAMESPACE", "tessera-system")
-                                                         : f.lease_namespace,
-                                               .lease_name = f.lease_name,
-                                               .identity = identity,
-                                               .lease_duration_ms = lease_ms,
-                                               .renew_deadline_ms = renew_ms,
-                                               .retry_period_ms = retry_ms,
-                                               .clock = clock});
+        **election_client,
+        kube::LeaderElector::Options{.ns = f.lease_namespace.empty()
+                                               ? Env("POD_NAMESPACE", "tessera-system")
+                                               : f.lease_namespace,
+                                     .lease_name = f.lease_name,
+                                     .identity = identity,
+                                     .lease_duration_ms = lease_ms,
+                                     .renew_deadline_ms = renew_ms,
+                                     .retry_period_ms = retry_ms,
+                                     .clock = clock});
     std::atomic<bool> controller_stop{false};
     std::thread controller_thread;
     absl::Status s = elector.Run(
@@ -175,17 +193,21 @@ int Run(const Flags& f) {
         },
         [&] {
           metrics.SetLeader(false);
+          if (!stop.load()) {
+            // Lost, not stopped: another replica may be leading already. Exit at once, in-flight
+            // reconciles and all (they are idempotent; the new leader redoes them), and let
+            // Kubernetes restart this replica clean, as client-go operators do.
+            fmt::print(stderr, "tessera-operator {}: leadership lost; exiting\n", identity);
+            std::fflush(stderr);
+            std::_Exit(1);
+          }
+          // Stopped (SIGTERM): finish the reconciles in flight before the lease is released.
           controller_stop.store(true);
+          if (controller_thread.joinable()) controller_thread.join();
         });
     controller_stop.store(true);
     if (controller_thread.joinable()) controller_thread.join();
-    if (absl::IsAborted(s)) {
-      fmt::print(stderr,
-                 "tessera-operator {}: leadership lost; exiting so that the replica restarts "
-                 "clean\n",
-                 identity);
-      code = 1;
-    } else if (!s.ok()) {
+    if (!s.ok()) {
       code = Fail("leader election", s);
     }
   }

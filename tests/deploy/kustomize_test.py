@@ -89,8 +89,14 @@ def check_crds(docs):
     for field in ("owner", "template", "image", "resources", "ray", "home", "idleTimeout",
                   "stopped"):
         assert field in spec, field
+    # The home volume's claim template is immutable in the StatefulSet: so is spec.home.
+    assert any(v.get("rule") == "self == oldSelf"
+               for v in spec["home"].get("x-kubernetes-validations", [])), spec["home"]
     status = ws["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    for field in ("phase", "url", "conditions", "observedGeneration"):
+    # Everything the operator writes must be in the schema, or the API server prunes it and
+    # every reconcile would write it again.
+    for field in ("phase", "url", "conditions", "observedGeneration", "readySince",
+                  "startingSince", "lastActivityTime"):
         assert field in status, field
     tmpl = crds["WorkspaceTemplate"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for field in ("image", "resources", "initCommands", "extensions", "env", "extraContainers"):
@@ -152,8 +158,10 @@ def check_rbac(docs, cases):
           "leases granted cluster-wide; they belong in the namespaced Role")
     check(not granted(rules, "workspaces.tessera.dev", "workspaces", "delete"),
           "the operator must not delete Workspaces")
-    check(not granted(rules, "", "persistentvolumeclaims", "delete"),
-          "PVCs are the StatefulSet controller's (retention policy), not the operator's, to delete")
+    check(not granted(rules, "", "persistentvolumeclaims", "create"),
+          "PVCs are created by the StatefulSet controller, not the operator")
+    check(granted(rules, "", "persistentvolumeclaims", "delete"),
+          "the operator's finalizer deletes the home volume (the StatefulSet retains it)")
 
     # What the operator needs: every child kind the renderer produces, its own API, events.
     needed = [("workspaces.tessera.dev", "workspaces", v)

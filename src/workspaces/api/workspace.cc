@@ -227,6 +227,9 @@ std::optional<Phase> ParsePhase(std::string_view name) {
   return std::nullopt;
 }
 
+// Ten years: longer idle timeouts are a typo, and seconds * 1000 must not overflow.
+constexpr int64_t kMaxDurationSeconds = int64_t{87600} * 3600;
+
 absl::StatusOr<int64_t> ParseDuration(std::string_view text) {
   if (text.empty()) return InvalidArgument("empty duration; expected e.g. \"2h\" or \"1h30m\"");
   int64_t total = 0;
@@ -250,6 +253,9 @@ absl::StatusOr<int64_t> ParseDuration(std::string_view text) {
       return InvalidArgument("duration \"{}\": unit '{}' is not s, m or h", text, unit);
     }
     total += n * scale;
+    if (total > kMaxDurationSeconds) {
+      return InvalidArgument("duration \"{}\" is too long (at most 87600h, ten years)", text);
+    }
   }
   return total;
 }

@@ -125,7 +125,7 @@ absl::StatusOr<Workspace> ParseWorkspace(const nlohmann::json& object);
 absl::StatusOr<WorkspaceTemplate> ParseWorkspaceTemplate(const nlohmann::json& object);
 absl::StatusOr<ObjectMeta> ParseObjectMeta(const nlohmann::json& object);
 
-// "2h", "90m", "1h30m", "45s" (the CRD's pattern) → seconds.
+// "2h", "90m", "1h30m", "45s" (the CRD's pattern) → seconds; at most 87600h (ten years).
 absl::StatusOr<int64_t> ParseDuration(std::string_view text);
 // Kubernetes names for the workspace's children: DNS-1123 labels, at most 63 characters.
 bool IsDnsLabel(std::string_view name);

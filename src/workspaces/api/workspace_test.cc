@@ -139,7 +139,9 @@ TEST(DurationTest, ParsesTheCrdPattern) {
   EXPECT_EQ(ParseDuration("2h").value(), 7200);
   EXPECT_EQ(ParseDuration("1h30m15s").value(), 5415);
   EXPECT_EQ(ParseDuration("0s").value(), 0);
-  for (const char* bad : {"", "h", "5", "5d", "1.5h", "-1h", "99999999999999999999h"}) {
+  EXPECT_EQ(ParseDuration("87600h").value(), 87600 * 3600);
+  for (const char* bad : {"", "h", "5", "5d", "1.5h", "-1h", "99999999999999999999h", "87601h",
+                          "87600h1s", "3000000000000h"}) {
     EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
   }
 }

@@ -258,26 +258,42 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
   while (true) {
     absl::StatusOr<json> object = client_->Get(kube::WorkspaceType(), ns_, name);
     if (!object.ok()) return Explain(object.status(), action, name);
-    const std::string phase = Phase(*object);
-    const std::string url = Str(*object, "/status/url"_json_pointer);
-    if (phase == "Ready" && !url.empty()) {
-      *out_ << url << "\n";
-      return absl::OkStatus();
-    }
-    if (phase == "Stopped" || phase == "Stopping") {
+    const json& o = *object;
+    const std::string phase = Phase(o);
+    const std::string url = Str(o, "/status/url"_json_pointer);
+    // The status speaks for the current spec only once the operator has seen it (right after
+    // `tessera ws start` it still says Stopped): until then the phase is "Updating".
+    const json generation = o["metadata"].value("generation", json());
+    const bool current =
+        o.value("status", json::object()).value("observedGeneration", json()) == generation;
+    if (o.value("spec", json::object()).value("stopped", false) ||
+        (current && (phase == "Stopped" || phase == "Stopping"))) {
       return FailedPrecondition("workspace \"{}\" is {}; start it with `tessera ws start {}`", name,
                                 phase == "Stopped" ? "stopped" : "stopping", name);
     }
-    if (phase == "Failed") {
+    if (current && phase == "Ready" && !url.empty()) {
+      *out_ << url << "\n";
+      return absl::OkStatus();
+    }
+    if (current && phase == "Failed") {
       return FailedPrecondition("workspace \"{}\" failed; `tessera ws describe {}` says why", name,
                                 name);
+    }
+    if (current && phase == "Pending") {
+      // Waiting for something only an administrator can fix: say what, do not wait for it.
+      for (const json& c : o["status"].value("conditions", json::array())) {
+        if (c.value("type", "") == "TemplateResolved" && c.value("status", "") == "False") {
+          return FailedPrecondition("workspace \"{}\" cannot start: {}", name,
+                                    c.value("message", ""));
+        }
+      }
     }
     const int64_t left = deadline - clock_->NowMillis();
     if (left <= 0) {
       return Unavailable(
           "workspace \"{}\" is not ready yet (phase {}); wait with `tessera ws open {} --wait`, "
           "or see `tessera ws describe {}`",
-          name, phase, name, name);
+          name, current ? phase : "Updating", name, name);
     }
     // Wait for the next change of this workspace (or the deadline), then look again.
     kube::WatchOptions watch;

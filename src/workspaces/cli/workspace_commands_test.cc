@@ -73,7 +73,12 @@ class WorkspaceCommandsTest : public ::testing::Test {
     return object.ok() ? *object : json::object();
   }
   // Writes the status as the operator would.
-  void SetStatus(const std::string& name, const json& status) {
+  // Writes the status as the operator would after seeing the current spec (observedGeneration
+  // = generation) unless `status` says otherwise.
+  void SetStatus(const std::string& name, json status) {
+    if (!status.contains("observedGeneration")) {
+      status["observedGeneration"] = Get(name)["metadata"].value("generation", 0);
+    }
     absl::StatusOr<json> patched =
         fake_.MergePatch(kube::WorkspaceType(), kNs, name, {{"status", status}}, true);
     ASSERT_TRUE(patched.ok()) << patched.status();
@@ -352,6 +357,35 @@ TEST_F(WorkspaceCommandsTest, OpenOfAStoppedOrFailedWorkspaceSaysWhatToDo) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(StatusMessage(s), HasSubstr("`tessera ws describe alice`"));
   EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(WorkspaceCommandsTest, OpenDoesNotTrustAStatusOlderThanTheSpec) {
+  MustCreate(Args("alice"));
+  SetStatus("alice", {{"phase", "Stopped"}, {"url", kUrl}});
+  ASSERT_TRUE(cmd_.Start("alice").ok());  // spec changed; the operator has not seen it yet
+  out_.str("");
+  absl::Status s = cmd_.Open("alice", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(StatusMessage(s), HasSubstr("phase Updating"));
+  // And right after a stop, a Ready status from before is not an address to hand out.
+  SetStatus("alice", {{"phase", "Ready"}, {"url", kUrl}});
+  ASSERT_TRUE(cmd_.Stop("alice").ok());
+  s = cmd_.Open("alice", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(out_.str(), Not(HasSubstr(kUrl)));
+}
+
+TEST_F(WorkspaceCommandsTest, OpenOfAWorkspaceWithoutItsTemplateSaysSoAtOnce) {
+  MustCreate(Args("alice"));
+  SetStatus("alice", {{"phase", "Pending"},
+                      {"conditions",
+                       {{{"type", "TemplateResolved"},
+                         {"status", "False"},
+                         {"reason", "TemplateNotFound"},
+                         {"message", "WorkspaceTemplate \"gpu\" does not exist"}}}}});
+  absl::Status s = cmd_.Open("alice", 60'000);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(StatusMessage(s), HasSubstr("cannot start: WorkspaceTemplate \"gpu\""));
 }
 
 TEST_F(WorkspaceCommandsTest, OpenWithoutWaitOfAStartingWorkspaceIsUnavailable) {

@@ -187,10 +187,12 @@ absl::Status LeaderElector::Run(const std::atomic<bool>& stop,
   }
 
   is_leader_.store(false);
+  // First stop acting, then let go: a replica that takes over after the release must not meet
+  // this one's last reconciles still in flight.
+  if (on_stopped_leading) on_stopped_leading();
   if (lost_reason.empty() && options_.release_on_cancel) {
     (void)Release();  // best effort: at worst the next leader waits for the lease to expire
   }
-  if (on_stopped_leading) on_stopped_leading();
   if (!lost_reason.empty()) {
     return Aborted("lost leadership of lease {}/{}: {}", options_.ns, options_.lease_name,
                    lost_reason);

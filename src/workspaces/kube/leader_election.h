@@ -24,7 +24,10 @@
 //   - Renew every retry_period. If no renewal succeeds for renew_deadline, leadership is lost:
 //     IsLeader() turns false and on_stopped_leading runs (the operator must stop acting).
 //   - On a graceful stop the lease is released (holderIdentity "" and leaseDurationSeconds 1) so
-//     another replica takes over at once (client-go's ReleaseOnCancel).
+//     another replica takes over at once (client-go's ReleaseOnCancel) — after
+//     on_stopped_leading has returned, so the caller can finish its work before anyone else
+//     starts. Each renewal must finish within the renew deadline for leadership to be given up
+//     in time: give the elector a client whose request timeout is at most half of it.
 //
 // Lease fields written: spec.holderIdentity, leaseDurationSeconds, acquireTime, renewTime
 // (RFC 3339 with microseconds, "2026-11-24T10:00:00.000000Z"), leaseTransitions (incremented

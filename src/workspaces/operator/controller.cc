@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -67,13 +68,22 @@ void Controller::Run(const std::atomic<bool>& stop) {
       if (!owner.empty()) queue.Add(ns + "/" + owner);
     };
   };
-  kube::Informer statefulsets(*client_, kube::StatefulSetType(), options_.ns, children_options);
-  statefulsets.AddHandler(enqueue_owner(&statefulsets));
-  kube::Informer rayclusters(*client_, kube::RayClusterType(), options_.ns, children_options);
-  rayclusters.AddHandler(enqueue_owner(&rayclusters));
+  // Every kind of child: status changes (StatefulSet, RayCluster) move the phase, and a child
+  // deleted or edited by someone else is restored at once (a missing AuthorizationPolicy would
+  // leave the IDE open to anyone the gateway lets in).
+  std::vector<std::unique_ptr<kube::Informer>> children;
+  for (const kube::ResourceType* type :
+       {&kube::StatefulSetType(), &kube::RayClusterType(), &kube::ServiceType(),
+        &kube::VirtualServiceType(), &kube::AuthorizationPolicyType()}) {
+    children.push_back(
+        std::make_unique<kube::Informer>(*client_, *type, options_.ns, children_options));
+    children.back()->AddHandler(enqueue_owner(children.back().get()));
+  }
 
+  std::vector<kube::Informer*> informers = {&workspaces, &templates};
+  for (const auto& informer : children) informers.push_back(informer.get());
   std::vector<std::thread> threads;
-  for (kube::Informer* informer : {&workspaces, &templates, &statefulsets, &rayclusters}) {
+  for (kube::Informer* informer : informers) {
     threads.emplace_back([informer, &stop] {
       absl::Status s = informer->Run(stop);
       if (!s.ok()) fmt::print(stderr, "tessera-operator: informer: {}\n", StatusMessage(s));

@@ -21,9 +21,9 @@ struct ControllerOptions {
   const Clock* clock = SystemClock::Default();
 };
 
-// Drives the Reconciler: informers (list-then-watch) on Workspaces, WorkspaceTemplates and the
-// children the operator manages (StatefulSets and RayClusters labelled managed-by
-// tessera-operator) feed one de-duplicating work queue of "namespace/name" workspace keys;
+// Drives the Reconciler: informers (list-then-watch) on Workspaces, WorkspaceTemplates and every
+// kind of child the operator manages (labelled managed-by tessera-operator) feed one
+// de-duplicating work queue of "namespace/name" workspace keys;
 // `workers` threads reconcile them. A failed reconcile is requeued with per-key exponential
 // backoff; a successful one forgets the backoff and is requeued after what it asked for.
 // A template change enqueues every workspace that uses it; a child change enqueues its owner.

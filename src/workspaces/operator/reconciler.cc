@@ -29,6 +29,21 @@ std::string Key(const Workspace& ws) {
   return fmt::format("{}/{}", ws.metadata.namespace_, ws.metadata.name);
 }
 
+// Failures that say nothing about the workspace and may pass by themselves.
+bool IsTransient(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
+
 int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
   if (rfc3339.empty()) return fallback;
   return ParseRfc3339Millis(rfc3339).value_or(fallback);
@@ -101,6 +116,11 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   if (obs.template_ok) {
     apply_status = ApplyChildren(ws, tmpl, &obs);
     if (!apply_status.ok()) {
+      if (IsTransient(apply_status)) {
+        // An API server or webhook hiccup says nothing about the workspace: keep its status
+        // (a Ready workspace stays Ready, its idle clock untouched) and retry with backoff.
+        return done(apply_status);
+      }
       obs.applied = false;
       obs.apply_message = StatusMessage(apply_status);
     }
@@ -109,7 +129,10 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   const std::string url = WorkspaceUrl(ws, options_.render);
   WorkspaceStatus next = ComputeStatus(ws, obs, url, clock_->NowMillis());
   ReconcileResult result;
-  if (next.phase == Phase::kReady) {
+  // The IDE may be in use (and hold its GPU) while Ray is still not ready: activity is checked
+  // whenever the IDE is up, not only in phase Ready.
+  const Condition* ide_ready = FindCondition(next, kCondIdeReady);
+  if (ide_ready != nullptr && ide_ready->status == "True") {
     absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next);
     if (!activity.ok()) return done(activity.status());
     result = *activity;
@@ -126,7 +149,8 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   metrics_->SetWorkspace(Key(ws), next.phase, ws.spec.owner,
                          ParseTimeOr(next.last_activity_time, 0));
   // A failed apply is retried with backoff after its status (why it failed) is written; an
-  // invalid render (a name too long for a child) will not heal by retrying.
+  // invalid render or object (a name too long, a 422 from the API server) will not heal by
+  // retrying: only a spec or template change (which wakes the workspace) does.
   if (!apply_status.ok() && apply_status.code() != absl::StatusCode::kInvalidArgument) {
     return done(apply_status);
   }
@@ -151,22 +175,38 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
   const auto& f = ws.metadata.finalizers;
   const std::string& ns = ws.metadata.namespace_;
   if (std::find(f.begin(), f.end(), kFinalizer) == f.end()) return ReconcileResult{};
-  // Children go in reverse dependency order: Ray and routing first, then the IDE. The home
-  // volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy whenDeleted=Delete).
+  // Children go in dependency order: Ray, the route and the IDE first; the home volume once
+  // the IDE pod is gone (the StatefulSet retains it, so that deleting only the StatefulSet by
+  // hand never loses a user's files); the AuthorizationPolicy last, so no IDE pod is ever
+  // reachable without it.
+  const std::string child = WorkspaceChildName(ws);
+  const std::string home = HomeClaimName(ws);
+  struct Step {
+    const kube::ResourceType* type;
+    std::string name;
+    bool after_the_rest;  // deleted only once every earlier step's object is gone
+  };
+  const Step steps[] = {{&kube::RayClusterType(), child, false},
+                        {&kube::VirtualServiceType(), child, false},
+                        {&kube::ServiceType(), child, false},
+                        {&kube::StatefulSetType(), child, false},
+                        {&kube::PersistentVolumeClaimType(), home, true},
+                        {&kube::AuthorizationPolicyType(), child, true}};
   int remaining = 0;
-  for (const kube::ResourceType* type :
-       {&kube::RayClusterType(), &kube::VirtualServiceType(), &kube::AuthorizationPolicyType(),
-        &kube::ServiceType(), &kube::StatefulSetType()}) {
-    absl::StatusOr<json> child = client_->Get(*type, ns, WorkspaceChildName(ws));
-    if (absl::IsNotFound(child.status())) continue;
-    if (!child.ok()) return Annotate(child.status(), fmt::format("looking up {}", type->kind));
+  for (const Step& step : steps) {
+    absl::StatusOr<json> object = client_->Get(*step.type, ns, step.name);
+    if (absl::IsNotFound(object.status())) continue;
+    if (!object.ok()) {
+      return Annotate(object.status(), fmt::format("looking up {} {}", step.type->kind, step.name));
+    }
+    const bool wait = step.after_the_rest && remaining > 0;
     ++remaining;
     const bool already_deleting =
-        child->contains("metadata") && (*child)["metadata"].contains("deletionTimestamp");
-    if (already_deleting) continue;
-    absl::Status s = client_->Delete(*type, ns, WorkspaceChildName(ws));
+        object->contains("metadata") && (*object)["metadata"].contains("deletionTimestamp");
+    if (wait || already_deleting) continue;
+    absl::Status s = client_->Delete(*step.type, ns, step.name);
     if (!s.ok() && !absl::IsNotFound(s)) {
-      return Annotate(s, fmt::format("deleting {} {}", type->kind, WorkspaceChildName(ws)));
+      return Annotate(s, fmt::format("deleting {} {}", step.type->kind, step.name));
     }
   }
   if (remaining > 0) {
@@ -218,12 +258,36 @@ absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
   return ReconcileResult{};
 }
 
+absl::Status Reconciler::KeepAutoscaledReplicas(const std::string& ns, json* ray_cluster) {
+  absl::StatusOr<json> live =
+      client_->Get(kube::RayClusterType(), ns, (*ray_cluster)["metadata"].value("name", ""));
+  if (absl::IsNotFound(live.status())) return absl::OkStatus();  // created with spec replicas
+  if (!live.ok()) return Annotate(live.status(), "reading the RayCluster");
+  const json live_groups = live->value("spec", json::object()).value("workerGroupSpecs", json());
+  if (!live_groups.is_array()) return absl::OkStatus();
+  for (json& group : (*ray_cluster)["spec"]["workerGroupSpecs"]) {
+    for (const json& current : live_groups) {
+      if (!current.is_object() || current.value("groupName", "") != group.value("groupName", "") ||
+          !current.contains("replicas") || !current["replicas"].is_number_integer()) {
+        continue;
+      }
+      const int64_t lo = group.value("minReplicas", int64_t{0});
+      const int64_t hi = group.value("maxReplicas", lo);
+      group["replicas"] = std::clamp(current["replicas"].get<int64_t>(), lo, std::max(lo, hi));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
                                        Observation* obs) {
   TESSERA_ASSIGN_OR_RETURN(std::vector<json> children, RenderChildren(ws, tmpl, options_.render));
   const std::string& ns = ws.metadata.namespace_;
-  for (const json& child : children) {
+  for (json& child : children) {
     const kube::ResourceType& type = TypeOfChild(child);
+    if (&type == &kube::RayClusterType()) {
+      TESSERA_RETURN_IF_ERROR(KeepAutoscaledReplicas(ns, &child));
+    }
     absl::StatusOr<json> applied = client_->Apply(type, ns, child, options_.apply);
     if (!applied.ok()) {
       return Annotate(applied.status(), fmt::format("applying {} {}", type.kind,
@@ -243,8 +307,12 @@ absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTempl
 absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
                                                           WorkspaceStatus* status) {
   const int64_t now = clock_->NowMillis();
-  const int64_t ready_since = ParseTimeOr(status->ready_since, now);
-  int64_t activity = std::max(ready_since, ParseTimeOr(status->last_activity_time, 0));
+  // Used at least since the IDE became ready (or the whole workspace, whichever is later).
+  const Condition* ide_ready = FindCondition(*status, kCondIdeReady);
+  const int64_t ide_since =
+      ide_ready != nullptr ? ParseTimeOr(ide_ready->last_transition_time, now) : now;
+  const int64_t ready_since = ParseTimeOr(status->ready_since, 0);
+  int64_t activity = std::max({ide_since, ready_since, ParseTimeOr(status->last_activity_time, 0)});
   absl::StatusOr<int64_t> heartbeat = probe_->LastHeartbeatMillis(ws);
   if (heartbeat.ok()) {
     activity = std::max(activity, *heartbeat);

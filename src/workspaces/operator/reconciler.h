@@ -73,9 +73,15 @@ class Reconciler {
   absl::Status EnsureFinalizer(const Workspace& ws);
   absl::StatusOr<ReconcileResult> ReconcileInvalid(const nlohmann::json& object,
                                                    const absl::Status& error);
+  // KubeRay's autoscaler owns workerGroupSpecs[].replicas once the cluster runs: the rendered
+  // RayCluster takes each group's live replicas (clamped to its min/max) so a re-apply does not
+  // scale away workers the autoscaler added. (workerGroupSpecs is an atomic list: server-side
+  // apply cannot leave one field of it to another manager.)
+  absl::Status KeepAutoscaledReplicas(const std::string& ns, nlohmann::json* ray_cluster);
   // Applies the children; fills obs with what the apply responses say about them.
   absl::Status ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl, Observation* obs);
-  // Idle check for a Ready workspace: updates status->last_activity_time, culls when idle.
+  // Idle check for a workspace whose IDE is up: updates status->last_activity_time, culls when
+  // idle.
   absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
 

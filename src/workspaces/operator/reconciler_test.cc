@@ -375,7 +375,9 @@ TEST_F(ReconcilerTest, ReadyChildrenMakeTheWorkspaceReady) {
   EXPECT_EQ(status["phase"], "Ready");
   EXPECT_EQ(status["url"], "https://ws.example.test/ws/team-a/alice/");
   EXPECT_EQ(status["readySince"], FormatRfc3339Millis(kT0 + 42'000));
-  EXPECT_EQ(status["lastActivityTime"], FormatRfc3339Millis(kT0 + 42'000));
+  // The IDE has been usable (so its activity tracked) since it became ready at +20 s; the
+  // stored activity moves in steps of a minute at least.
+  EXPECT_EQ(status["lastActivityTime"], FormatRfc3339Millis(kT0 + 20'000));
   EXPECT_EQ(CondField(ws, kCondReady, "status"), "True");
   EXPECT_EQ(CondField(ws, kCondReady, "lastTransitionTime"), FormatRfc3339Millis(kT0 + 42'000));
   EXPECT_EQ(r.requeue_after_ms, kActivityCheckMs);  // the activity check
@@ -631,17 +633,18 @@ TEST_F(ReconcilerTest, DeletionDeletesTheChildrenThenRemovesTheFinalizer) {
   ReconcileResult r = MustReconcile();
   EXPECT_GT(r.requeue_after_ms, 0);
   EXPECT_LE(r.requeue_after_ms, kWaitRetryMs);
+  // The AuthorizationPolicy (and the home volume) only once the IDE is gone.
   EXPECT_THAT(
       CallsStartingWith("DELETE"),
       ElementsAre("DELETE rayclusters team-a/ws-alice", "DELETE virtualservices team-a/ws-alice",
-                  "DELETE authorizationpolicies team-a/ws-alice", "DELETE services team-a/ws-alice",
-                  "DELETE statefulsets team-a/ws-alice"));
+                  "DELETE services team-a/ws-alice", "DELETE statefulsets team-a/ws-alice"));
   EXPECT_THAT(CallsStartingWith("APPLY"), IsEmpty());
   for (const kube::ResourceType* type : ChildTypes()) {
-    if (type != &kube::StatefulSetType()) {
+    if (type != &kube::StatefulSetType() && type != &kube::AuthorizationPolicyType()) {
       EXPECT_FALSE(Exists(*type, kChild)) << type->kind;
     }
   }
+  EXPECT_TRUE(Exists(kube::AuthorizationPolicyType(), kChild));
   ASSERT_TRUE(Exists(kube::StatefulSetType(), kChild));
   EXPECT_TRUE(HasFinalizer(GetWorkspace()));
 
@@ -658,6 +661,13 @@ TEST_F(ReconcilerTest, DeletionDeletesTheChildrenThenRemovesTheFinalizer) {
                               {{"metadata", {{"finalizers", nullptr}}}})
                   .ok());
   ASSERT_FALSE(Exists(kube::StatefulSetType(), kChild));
+  // The IDE is gone: now the home volume (absent here: no StatefulSet controller made one) and
+  // the AuthorizationPolicy; then, with nothing left, the finalizer.
+  fake_.ClearCalls();
+  EXPECT_GT(MustReconcile().requeue_after_ms, 0);
+  EXPECT_THAT(CallsStartingWith("DELETE"),
+              ElementsAre("DELETE authorizationpolicies team-a/ws-alice"));
+  EXPECT_TRUE(HasFinalizer(GetWorkspace()));
   EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
   EXPECT_FALSE(Exists(kube::WorkspaceType(), kName));
   EXPECT_EQ(events_.events().back().reason, "Deleted");
@@ -707,6 +717,85 @@ TEST_F(ReconcilerTest, ApplyFailureMarksTheWorkspaceFailedAndReturnsTheError) {
   MustReconcile();
   EXPECT_EQ(CurrentPhase(), "Starting");
   EXPECT_EQ(CondField(GetWorkspace(), kCondChildrenApplied, "status"), "True");
+}
+
+TEST_F(ReconcilerTest, TransientApplyFailureKeepsTheStatus) {
+  StartReady();
+  const json before = GetWorkspace()["status"];
+  const size_t events_before = events_.events().size();
+  clock_.AdvanceMillis(5'000);
+  // istiod restarting: its webhook answers 500 for a while.
+  fake_.SetErrorHook([](const std::string& call) {
+    if (call == "APPLY authorizationpolicies team-a/ws-alice") {
+      return absl::UnavailableError("failed calling webhook \"validation.istio.io\"");
+    }
+    return absl::OkStatus();
+  });
+  absl::StatusOr<ReconcileResult> r = reconciler_.Reconcile(kNs, kName);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);  // retried with backoff
+  EXPECT_EQ(GetWorkspace()["status"], before);  // still Ready, its idle clock untouched
+  EXPECT_EQ(events_.events().size(), events_before);
+  fake_.SetErrorHook(nullptr);
+  MustReconcile();
+  EXPECT_EQ(GetWorkspace()["status"]["readySince"], before["readySince"]);
+}
+
+TEST_F(ReconcilerTest, ReapplyKeepsTheWorkersTheAutoscalerAdded) {
+  CreateTemplate();
+  CreateWorkspace(
+      {{"ray", {{"workers", {{"replicas", 1}, {"minReplicas", 0}, {"maxReplicas", 4}}}}}});
+  MustReconcile();
+  auto workers = [&] {
+    return Get(kube::RayClusterType(), kChild)["spec"]["workerGroupSpecs"][0]["replicas"];
+  };
+  EXPECT_EQ(workers(), 1);  // created with the spec's count
+  // The autoscaler scales up (it writes the RayCluster as its own field manager).
+  json ray = Get(kube::RayClusterType(), kChild);
+  ray["spec"]["workerGroupSpecs"][0]["replicas"] = 3;
+  ASSERT_TRUE(fake_.Update(kube::RayClusterType(), kNs, ray).ok());
+  MustReconcile();
+  EXPECT_EQ(workers(), 3);  // kept, not reset to 1
+  // Above the bounds (maxReplicas lowered): clamped.
+  PatchSpec({{"ray", {{"workers", {{"maxReplicas", 2}}}}}});
+  MustReconcile();
+  EXPECT_EQ(workers(), 2);
+}
+
+TEST_F(ReconcilerTest, IdleIdeIsCulledEvenWhileRayIsNotReady) {
+  CreateTemplate();
+  CreateWorkspace();
+  MustReconcile();
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 1}, {"readyReplicas", 1}});
+  probe_.Set(kT0);
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Starting");  // the Ray head never becomes ready
+  clock_.AdvanceMillis(kIdleTimeoutMs + 1000);
+  MustReconcile();
+  EXPECT_EQ(GetWorkspace()["spec"]["stopped"], true);  // its GPU is not held forever
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_total"), 1);
+}
+
+TEST_F(ReconcilerTest, DeletionRemovesTheHomeVolumeAfterTheIde) {
+  StartReady();
+  json pvc = {{"apiVersion", "v1"},
+              {"kind", "PersistentVolumeClaim"},
+              {"metadata", {{"name", "home-ws-alice-0"}, {"namespace", kNs}}},
+              {"spec", {{"accessModes", {"ReadWriteOnce"}}}}};
+  ASSERT_TRUE(fake_.Create(kube::PersistentVolumeClaimType(), kNs, pvc).ok());
+  ASSERT_TRUE(fake_.Delete(kube::WorkspaceType(), kNs, kName).ok());
+  fake_.ClearCalls();
+  MustReconcile();  // the fake deletes the StatefulSet at once
+  EXPECT_TRUE(Exists(kube::PersistentVolumeClaimType(), "home-ws-alice-0"));
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_THAT(CallsStartingWith("DELETE"),
+              ElementsAre("DELETE persistentvolumeclaims team-a/home-ws-alice-0"));
+  MustReconcile();
+  MustReconcile();
+  EXPECT_FALSE(Exists(kube::PersistentVolumeClaimType(), "home-ws-alice-0"));
+  EXPECT_FALSE(Exists(kube::AuthorizationPolicyType(), kChild));
+  EXPECT_FALSE(Exists(kube::WorkspaceType(), kName));
 }
 
 TEST_F(ReconcilerTest, StatusWriteFailureIsReturned) {

@@ -295,10 +295,11 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
       {"serviceName", WorkspaceChildName(ws)},
       {"selector", {{"matchLabels", IdePodSelector(ws)}}},
       // Stopping scales to 0 and keeps the home volume (whenScaled: Retain). Deleting the
-      // Workspace deletes the StatefulSet (ownerReference) and with it, by whenDeleted: Delete,
-      // the home volume: delete means the user's files are gone.
+      // StatefulSet keeps it too (whenDeleted: Retain): a StatefulSet deleted by hand is
+      // recreated by the operator and finds the user's files. Deleting the Workspace deletes
+      // the volume (the operator's finalizer, once the pod is gone): its files are gone.
       {"persistentVolumeClaimRetentionPolicy",
-       {{"whenDeleted", "Delete"}, {"whenScaled", "Retain"}}},
+       {{"whenDeleted", "Retain"}, {"whenScaled", "Retain"}}},
       {"template",
        {{"metadata",
          {{"labels", IdePodLabels(ws)},
@@ -475,6 +476,10 @@ std::string WorkspaceUrl(const Workspace& ws, const RenderOptions& options) {
 
 std::string WorkspaceChildName(const Workspace& ws) {
   return fmt::format("ws-{}", ws.metadata.name);
+}
+
+std::string HomeClaimName(const Workspace& ws) {
+  return fmt::format("{}-{}-0", kHomeVolume, WorkspaceChildName(ws));
 }
 
 std::string RayHeadServiceName(const Workspace& ws) {

@@ -97,11 +97,12 @@ struct RenderOptions {
 //     RAY_ADDRESS), or its extraContainers repeat a name or use "ide" / "init".
 //
 // Notes for the caller:
-//   - StatefulSet volumeClaimTemplates are immutable: a changed spec.home after creation makes
-//     the StatefulSet apply fail (resize the PVC instead).
-//   - KubeRay's autoscaler writes workerGroupSpecs[].replicas, and workerGroupSpecs is an atomic
-//     list, so every re-apply resets replicas to spec.ray.workers.replicas (clamped to
-//     [minReplicas, maxReplicas]); the autoscaler then corrects it again.
+//   - StatefulSet volumeClaimTemplates are immutable, so the CRD makes spec.home immutable too
+//     (resize the PVC instead).
+//   - Workers' replicas are rendered as spec.ray.workers.replicas (clamped to [minReplicas,
+//     maxReplicas]); KubeRay's autoscaler changes them later, and workerGroupSpecs is an atomic
+//     list, so the caller carries the live values over before re-applying
+//     (Reconciler::KeepAutoscaledReplicas).
 //   - When ray is disabled no RayCluster is rendered; pruning an earlier one is the caller's job.
 absl::StatusOr<std::vector<nlohmann::json>> RenderChildren(const Workspace& ws,
                                                            const WorkspaceTemplate& tmpl,
@@ -113,6 +114,9 @@ std::string PathPrefix(const Workspace& ws);
 std::string WorkspaceUrl(const Workspace& ws, const RenderOptions& options);
 // "ws-{name}": the name of every child.
 std::string WorkspaceChildName(const Workspace& ws);
+// "home-ws-{name}-0": the home volume's PersistentVolumeClaim (the StatefulSet controller names
+// it "{volumeClaimTemplate}-{statefulset}-{ordinal}").
+std::string HomeClaimName(const Workspace& ws);
 // "ws-{name}-head-svc": the Ray head Service KubeRay creates for the RayCluster.
 std::string RayHeadServiceName(const Workspace& ws);
 

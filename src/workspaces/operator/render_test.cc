@@ -216,7 +216,7 @@ TEST(RenderTest, StoppedScalesToZeroKeepsHomeAndSuspendsRay) {
   const json& sts = Get(stopped, "StatefulSet")["spec"];
   EXPECT_EQ(sts["replicas"], 0);
   EXPECT_EQ(sts["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain");
-  EXPECT_EQ(sts["persistentVolumeClaimRetentionPolicy"]["whenDeleted"], "Delete");
+  EXPECT_EQ(sts["persistentVolumeClaimRetentionPolicy"]["whenDeleted"], "Retain");
   ASSERT_EQ(sts["volumeClaimTemplates"].size(), 1u);
   EXPECT_EQ(sts["volumeClaimTemplates"][0]["metadata"]["name"], "home");
   EXPECT_EQ(Get(stopped, "RayCluster")["spec"]["suspend"], true);
