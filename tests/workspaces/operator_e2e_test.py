@@ -41,7 +41,7 @@ import urllib.parse
 OPERATOR, TESSERA, SOURCE_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
 FAKE = os.path.join(SOURCE_DIR, "tests", "kube", "fake_apiserver.py")
 NS = "team-a"
-LEASE_SECONDS = 2.0
+LEASE_SECONDS = 3.0
 
 
 def log(msg):
@@ -142,7 +142,7 @@ class Replica:
         self.proc = subprocess.Popen(
             [OPERATOR, "--kubeconfig", kubeconfig, "--leader-elect",
              "--lease-namespace", "tessera-system", "--identity", identity,
-             "--lease-duration", f"{int(LEASE_SECONDS * 1000)}ms", "--renew-deadline", "1500ms",
+             "--lease-duration", f"{int(LEASE_SECONDS * 1000)}ms", "--renew-deadline", "2000ms",
              "--retry-period", "250ms", "--metrics-addr", "127.0.0.1:0",
              "--heartbeat-url", heartbeat_url + "/{namespace}/{name}/healthz",
              "--activity-check-interval", "500ms", "--base-url", "https://ws.example.com"],
