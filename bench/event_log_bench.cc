@@ -43,18 +43,6 @@ const std::string& Payload() {
   return payload;
 }
 
-uint64_t Ticker(const RocksDbTileStore& store, std::string_view name) {
-  std::optional<std::string> stats = store.GetProperty("rocksdb.options-statistics");
-  if (!stats.has_value()) return 0;
-  std::istringstream lines(*stats);
-  std::string line;
-  const std::string want = std::string(name) + " COUNT : ";
-  while (std::getline(lines, line)) {
-    if (line.rfind(want, 0) == 0) return std::stoull(line.substr(want.size()));
-  }
-  return 0;
-}
-
 // Shared by the threads of one benchmark run; set up and torn down by thread 0 (Google
 // Benchmark starts and stops all threads of a run together).
 struct Run {
@@ -102,7 +90,7 @@ void BM_DurableAppend(benchmark::State& state) {
       state.SkipWithError(store.status().ToString().c_str());
     } else {
       g_run->store = std::move(*store);
-      g_run->synced_before = Ticker(*g_run->store, "rocksdb.wal.synced");
+      g_run->synced_before = g_run->store->TickerCount("rocksdb.wal.synced");
       if (consumer) g_run->consumer = std::thread(ConsumeAndTrim, g_run);
     }
   }
@@ -123,7 +111,7 @@ void BM_DurableAppend(benchmark::State& state) {
   if (state.thread_index() == 0) {
     if (g_run->store != nullptr) {
       const uint64_t appends = g_run->next_batch.load();
-      const uint64_t syncs = Ticker(*g_run->store, "rocksdb.wal.synced") - g_run->synced_before;
+      const uint64_t syncs = g_run->store->TickerCount("rocksdb.wal.synced") - g_run->synced_before;
       state.counters["fsyncs"] = static_cast<double>(syncs);
       state.counters["appends_per_fsync"] =
           syncs == 0 ? 0.0 : static_cast<double>(appends) / static_cast<double>(syncs);

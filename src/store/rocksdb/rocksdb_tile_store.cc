@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <sstream>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -463,6 +464,18 @@ std::optional<std::string> RocksDbTileStore::GetProperty(std::string_view proper
   } catch (...) {
     return std::nullopt;
   }
+}
+
+uint64_t RocksDbTileStore::TickerCount(std::string_view name) const {
+  std::optional<std::string> stats = GetProperty("rocksdb.options-statistics");
+  if (!stats.has_value()) return 0;
+  std::istringstream lines(*stats);
+  std::string line;
+  const std::string want = std::string(name) + " COUNT : ";
+  while (std::getline(lines, line)) {
+    if (line.rfind(want, 0) == 0) return std::stoull(line.substr(want.size()));
+  }
+  return 0;
 }
 
 namespace rocksdb_internal {

@@ -107,9 +107,8 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   RocksDbTileStore(const RocksDbTileStore&) = delete;
   RocksDbTileStore& operator=(const RocksDbTileStore&) = delete;
 
-  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
-                      std::string_view entity_key, Resolution resolution, int64_t from_ms,
-                      int64_t to_ms,
+  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id, std::string_view entity_key,
+                      Resolution resolution, int64_t from_ms, int64_t to_ms,
                       const std::function<void(int64_t, std::string_view)>& fn) override;
   std::shared_ptr<const StoreSnapshot> GetSnapshot() override;
   absl::Status MultiGet(const std::vector<TileKey>& keys,
@@ -142,6 +141,9 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   // A RocksDB property ("rocksdb.stats", "rocksdb.estimate-num-keys", …) for diagnostics and
   // metrics, or nullopt if unknown.
   std::optional<std::string> GetProperty(std::string_view property) const;
+  // The count of a statistics ticker such as "rocksdb.wal.synced" (WAL fsyncs), read from
+  // GetProperty("rocksdb.options-statistics"); 0 when the store runs without statistics.
+  uint64_t TickerCount(std::string_view name) const;
 
  private:
   RocksDbTileStore(std::string dir, const RocksDbOptions& options, std::unique_ptr<rocksdb::DB> db);

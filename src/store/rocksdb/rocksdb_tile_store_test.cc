@@ -48,9 +48,8 @@ RocksDbOptions SmallOptions() {
 class FlushEveryWriteStore final : public TileStore {
  public:
   explicit FlushEveryWriteStore(std::unique_ptr<TileStore> inner) : inner_(std::move(inner)) {}
-  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
-                      std::string_view entity_key, Resolution resolution, int64_t from_ms,
-                      int64_t to_ms,
+  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id, std::string_view entity_key,
+                      Resolution resolution, int64_t from_ms, int64_t to_ms,
                       const std::function<void(int64_t, std::string_view)>& fn) override {
     return inner_->ScanAt(snapshot, view_id, entity_key, resolution, from_ms, to_ms, fn);
   }
@@ -389,19 +388,6 @@ INSTANTIATE_TEST_SUITE_P(RocksDb, EventLogConformanceTest,
                                            RocksLogFactory("SyncWrites", SyncWrites())),
                          EventLogFactoryName);
 
-// The value of a ticker in GetProperty("rocksdb.options-statistics"), e.g. "rocksdb.wal.synced".
-uint64_t Ticker(const RocksDbTileStore& store, std::string_view name) {
-  std::optional<std::string> stats = store.GetProperty("rocksdb.options-statistics");
-  if (!stats.has_value()) return 0;
-  std::istringstream lines(*stats);
-  std::string line;
-  const std::string want = std::string(name) + " COUNT : ";
-  while (std::getline(lines, line)) {
-    if (line.rfind(want, 0) == 0) return std::stoull(line.substr(want.size()));
-  }
-  return 0;
-}
-
 std::vector<std::pair<uint64_t, std::string>> ReadLog(EventLog& log, std::string_view source) {
   std::vector<std::pair<uint64_t, std::string>> out;
   EXPECT_TRUE(log.Read(source, 0, std::numeric_limits<size_t>::max(),
@@ -487,7 +473,7 @@ TEST(RocksDbEventLogTest, ConcurrentAppendsShareFsyncs) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 25;
   const std::string payload(256 << 10, 'x');
-  const uint64_t synced_before = Ticker(*store, "rocksdb.wal.synced");
+  const uint64_t synced_before = store->TickerCount("rocksdb.wal.synced");
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -497,7 +483,7 @@ TEST(RocksDbEventLogTest, ConcurrentAppendsShareFsyncs) {
     });
   }
   for (auto& th : threads) th.join();
-  const uint64_t syncs = Ticker(*store, "rocksdb.wal.synced") - synced_before;
+  const uint64_t syncs = store->TickerCount("rocksdb.wal.synced") - synced_before;
   EXPECT_GT(syncs, 0u);
   EXPECT_LT(syncs, uint64_t{kThreads} * kPerThread);  // some writers rode another's fsync
   EXPECT_EQ(store->LastSeq("s").value_or(0), uint64_t{kThreads} * kPerThread);

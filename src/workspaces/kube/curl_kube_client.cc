@@ -10,14 +10,13 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "workspaces/kube/kube_http.h"
 
 namespace tessera::workspaces::kube {
 namespace {
 
 using nlohmann::json;
-
-std::once_flag g_curl_init;
 
 size_t AppendToString(char* data, size_t size, size_t nmemb, void* user) {
   static_cast<std::string*>(user)->append(data, size * nmemb);
@@ -111,6 +110,14 @@ CurlKubeClient::CurlKubeClient(KubeConfig config, Options options)
   token_read_ms_ = options_.clock->NowMillis();
 }
 
+absl::Status InitCurl() {
+  // A function-local static is initialized once, thread-safely: one curl_global_init per process
+  // and every caller sees its result.
+  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (code != CURLE_OK) return Internal("curl_global_init failed: {}", curl_easy_strerror(code));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<CurlKubeClient>> CurlKubeClient::Create(KubeConfig config) {
   return Create(std::move(config), Options{});
 }
@@ -128,9 +135,7 @@ absl::StatusOr<std::unique_ptr<CurlKubeClient>> CurlKubeClient::Create(KubeConfi
     return InvalidArgument("a client certificate needs both a certificate and a key ({})",
                            config.source);
   }
-  CURLcode init = CURLE_OK;
-  std::call_once(g_curl_init, [&init] { init = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (init != CURLE_OK) return Internal("curl_global_init failed: {}", curl_easy_strerror(init));
+  TESSERA_RETURN_IF_ERROR(InitCurl());
   return std::unique_ptr<CurlKubeClient>(new CurlKubeClient(std::move(config), std::move(options)));
 }
 

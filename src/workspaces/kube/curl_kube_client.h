@@ -31,6 +31,10 @@
 // Thread-safety: all methods may be called concurrently. Ownership: owns its curl handles.
 namespace tessera::workspaces::kube {
 
+// libcurl's process-wide initialization, done once; every user of libcurl in Tessera calls this
+// before its first easy handle. Internal on failure (then libcurl is unusable).
+absl::Status InitCurl();
+
 inline constexpr char kDefaultUserAgent[] = "tessera/0.1";
 
 class CurlKubeClient final : public KubeClient {

@@ -4,10 +4,11 @@
 #include <fmt/format.h>
 
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/status_macros.h"
+#include "workspaces/kube/curl_kube_client.h"
 
 namespace tessera::workspaces {
 namespace {
@@ -28,10 +29,7 @@ void ReplaceAll(std::string* s, std::string_view from, const std::string& to) {
 }  // namespace
 
 HttpHeartbeatProbe::HttpHeartbeatProbe(std::string url_template, std::chrono::milliseconds timeout)
-    : url_template_(std::move(url_template)), timeout_(timeout) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+    : url_template_(std::move(url_template)), timeout_(timeout) {}
 
 std::string HttpHeartbeatProbe::UrlFor(const Workspace& ws) const {
   std::string url = url_template_;
@@ -41,6 +39,7 @@ std::string HttpHeartbeatProbe::UrlFor(const Workspace& ws) const {
 }
 
 absl::StatusOr<int64_t> HttpHeartbeatProbe::LastHeartbeatMillis(const Workspace& ws) {
+  TESSERA_RETURN_IF_ERROR(kube::InitCurl());
   const std::string url = UrlFor(ws);
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return Internal("curl_easy_init failed");
