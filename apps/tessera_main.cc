@@ -1,7 +1,9 @@
 // The `tessera` command line: backfill, get, explain.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -11,9 +13,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -324,8 +323,7 @@ int main(int argc, char** argv) {
   size_t memory_mb = 2048;
 
   auto* backfill = app.add_subcommand("backfill", "Replay NDJSON files into a DB's tiles");
-  backfill->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")
-      ->required();
+  backfill->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
   backfill->add_option("--input", inputs, "NDJSON input files (plain, .gz, .zst), in order")
       ->required();
   backfill->add_option("--db", db, "DB directory (created if missing)")->required();

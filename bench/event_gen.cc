@@ -3,15 +3,15 @@
 // Keys follow a Zipf law (a few heavy users, a long tail), event time moves forward over
 // --span with optional disorder inside the lateness bound, and optional late, malformed and
 // NULL-bearing rows for testing. Deterministic for a given --seed.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include "common/time_util.h"
 

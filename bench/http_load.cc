@@ -15,15 +15,17 @@
 // Plain POSIX sockets and a minimal HTTP/1.1 client (Content-Length responses only), so the
 // tool costs the 2-core bench machine as little CPU as possible.
 #include <arpa/inet.h>
-#include <csignal>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,9 +35,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 namespace {
 
@@ -206,8 +205,8 @@ int RunIngest(int port, const std::string& source, const std::string& file, int 
         size_t b = static_cast<size_t>(i % static_cast<int64_t>(bodies.size()));
         if (rate > 0) {  // open loop: body i is due at i * lines / rate
           std::this_thread::sleep_until(
-              t0 + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(
-                       static_cast<double>(i) * lines / rate)));
+              t0 + std::chrono::duration_cast<SteadyClock::duration>(
+                       std::chrono::duration<double>(static_cast<double>(i) * lines / rate)));
         }
         auto s = SteadyClock::now();
         int status = conn.Request("POST", target, bodies[b], &resp);
@@ -240,12 +239,11 @@ int RunIngest(int port, const std::string& source, const std::string& file, int 
   return errors.load() == 0 ? 0 : 1;
 }
 
-int RunFresh(int port, const std::string& source, const std::string& view, int probes,
-             int poll_us, double timeout_s) {
+int RunFresh(int port, const std::string& source, const std::string& view, int probes, int poll_us,
+             double timeout_s) {
   Conn post(port), get(port);
-  const std::string run = fmt::format("{:x}", std::chrono::system_clock::now()
-                                                  .time_since_epoch()
-                                                  .count() & 0xffffffffff);
+  const std::string run = fmt::format(
+      "{:x}", std::chrono::system_clock::now().time_since_epoch().count() & 0xffffffffff);
   std::vector<double> ack_to_visible, send_to_visible, ack_ms;
   int timeouts = 0;
   std::string resp;
@@ -284,7 +282,9 @@ int RunFresh(int port, const std::string& source, const std::string& view, int p
     // Spread the probes out a little so they sample different moments of the flush cycle.
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + (i * 37) % 60));
   }
-  auto mx = [](std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+  auto mx = [](std::vector<double>& v) {
+    return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
+  };
   fmt::print(
       "{{\"mode\":\"fresh\",\"probes\":{},\"timeouts\":{},\"poll_us\":{},"
       "\"ack_ms\":{{\"p50\":{:.1f},\"p99\":{:.1f},\"max\":{:.1f}}},"

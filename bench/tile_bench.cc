@@ -1,12 +1,12 @@
 // Micro-benchmarks of the tile layer: merging, encoding and decoding a tile of the reference
 // view (COUNT, SUM, MAX, APPROX_COUNT_DISTINCT, APPROX_PERCENTILE, LAST_VALUE).
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
-#include <fmt/format.h>
 
 #include "agg/aggregate.h"
 #include "common/column.h"

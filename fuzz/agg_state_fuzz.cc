@@ -24,8 +24,8 @@ using tessera::agg::AggregateFunction;
 
 std::vector<std::unique_ptr<AggregateFunction>> MakeAll() {
   std::vector<std::unique_ptr<AggregateFunction>> fns;
-  const DataType types[] = {DataType::kBool, DataType::kInt64, DataType::kDouble,
-                            DataType::kString, DataType::kTimestamp};
+  const DataType types[] = {DataType::kBool, DataType::kInt64, DataType::kDouble, DataType::kString,
+                            DataType::kTimestamp};
   for (int k = 0; k <= static_cast<int>(AggKind::kTopK); ++k) {
     for (DataType type : types) {
       AggParams params{.k = 3, .q = 0.5};

@@ -77,8 +77,8 @@ class AggFunction final : public AggregateFunction {
       return DataLoss("{} state: empty encoding", AggKindName(kind_));
     }
     if (version != Op::kVersion) {
-      return DataLoss("{} state: unsupported encoding version {} (expected {})",
-                      AggKindName(kind_), version, Op::kVersion);
+      return DataLoss("{} state: unsupported encoding version {} (expected {})", AggKindName(kind_),
+                      version, Op::kVersion);
     }
     State parsed;
     absl::Status s = op_.Deserialize(&reader, &parsed);

@@ -94,8 +94,8 @@ int AggParamCount(AggKind kind) {
 namespace {
 
 absl::Status Unsupported(AggKind kind, DataType arg, std::string_view expected) {
-  return InvalidArgument("{} does not accept {}; expected {}", AggKindName(kind),
-                         DataTypeName(arg), expected);
+  return InvalidArgument("{} does not accept {}; expected {}", AggKindName(kind), DataTypeName(arg),
+                         expected);
 }
 
 }  // namespace

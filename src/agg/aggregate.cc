@@ -96,25 +96,24 @@ std::unique_ptr<AggregateFunction> Create(AggKind kind, DataType arg, DataType r
     case AggKind::kVarPop:
     case AggKind::kStddevSamp:
     case AggKind::kStddevPop: {
-      internal::MomentResult r = kind == AggKind::kVarSamp   ? internal::MomentResult::kVarSamp
+      internal::MomentResult r = kind == AggKind::kVarSamp  ? internal::MomentResult::kVarSamp
                                  : kind == AggKind::kVarPop ? internal::MomentResult::kVarPop
                                  : kind == AggKind::kStddevSamp
                                      ? internal::MomentResult::kStddevSamp
                                      : internal::MomentResult::kStddevPop;
-      return ForNumeric<internal::MomentsOp>(kind, arg, result, [r]<typename Op>() {
-        return Op{r};
-      });
+      return ForNumeric<internal::MomentsOp>(kind, arg, result,
+                                             [r]<typename Op>() { return Op{r}; });
     }
     case AggKind::kLastK: {
       auto k = static_cast<size_t>(params.k);
-      return ForAnyType<internal::LastKOp>(kind, arg, result,
-                                           [k]<typename Op>() { return Op{k}; });
+      return ForAnyType<internal::LastKOp>(kind, arg, result, [k]<typename Op>() { return Op{k}; });
     }
     case AggKind::kTopK: {
       auto k = static_cast<size_t>(params.k);
       size_t capacity = std::max<size_t>(64, 8 * k);
-      return ForAnyType<internal::TopKOp>(kind, arg, result,
-                                          [k, capacity]<typename Op>() { return Op{k, capacity}; });
+      return ForAnyType<internal::TopKOp>(kind, arg, result, [k, capacity]<typename Op>() {
+        return Op{k, capacity};
+      });
     }
     case AggKind::kApproxCountDistinct:
       return ForAnyType<internal::ApproxCountDistinctOp>(kind, arg, result, MakeDefault{});

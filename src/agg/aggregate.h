@@ -16,10 +16,10 @@ namespace tessera::agg {
 
 // The aggregate functions of the SQL dialect.
 enum class AggKind : uint8_t {
-  kCountStar,            // COUNT(*)
-  kCount,                // COUNT(x): non-NULL inputs
-  kSum,                  // BIGINT -> BIGINT (wraps on overflow), DOUBLE -> DOUBLE
-  kMin,                  // any orderable type -> same type
+  kCountStar,  // COUNT(*)
+  kCount,      // COUNT(x): non-NULL inputs
+  kSum,        // BIGINT -> BIGINT (wraps on overflow), DOUBLE -> DOUBLE
+  kMin,        // any orderable type -> same type
   kMax,
   kAvg,                  // numeric -> DOUBLE
   kVarSamp,              // VARIANCE / VAR_SAMP: sample variance, NULL for < 2 rows
@@ -36,8 +36,8 @@ enum class AggKind : uint8_t {
 
 // Constant parameters of an aggregate call.
 struct AggParams {
-  int64_t k = 0;    // LAST_K, TOP_K: 1..1000
-  double q = 0.5;   // APPROX_PERCENTILE: 0..1
+  int64_t k = 0;   // LAST_K, TOP_K: 1..1000
+  double q = 0.5;  // APPROX_PERCENTILE: 0..1
 };
 
 // The contract every aggregate holds (ClickHouse's IAggregateFunction, DuckDB's state structs):
@@ -63,7 +63,7 @@ class AggregateFunction {
   virtual ~AggregateFunction() = default;
 
   virtual AggKind kind() const = 0;
-  virtual DataType arg_type() const = 0;   // kNull for COUNT(*)
+  virtual DataType arg_type() const = 0;  // kNull for COUNT(*)
   virtual DataType result_type() const = 0;
   virtual size_t state_size() const = 0;
   virtual size_t state_align() const = 0;

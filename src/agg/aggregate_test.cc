@@ -1,5 +1,7 @@
 #include "agg/aggregate.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -9,8 +11,6 @@
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "agg/agg_types.h"
 #include "common/column.h"
@@ -61,8 +61,10 @@ struct Rows {
 
 const std::vector<std::string>& Vocabulary() {
   static const auto* vocab = new std::vector<std::string>{
-      "",  "a", "b", "track-0001", "track-0002", "a value longer than the small string buffer",
-      "Z", "é", std::string("nul\0byte", 8), "zzzz"};
+      "",           "a",          "b",
+      "track-0001", "track-0002", "a value longer than the small string buffer",
+      "Z",          "é",          std::string("nul\0byte", 8),
+      "zzzz"};
   return *vocab;
 }
 
@@ -118,7 +120,8 @@ struct Case {
 };
 
 std::string CaseName(const Case& c) {
-  std::string name = std::string(c.kind == AggKind::kCountStar ? "COUNT_STAR" : AggKindName(c.kind));
+  std::string name =
+      std::string(c.kind == AggKind::kCountStar ? "COUNT_STAR" : AggKindName(c.kind));
   name += "_";
   name += DataTypeName(c.type);
   if (AggParamCount(c.kind) > 0) {
@@ -133,22 +136,30 @@ std::string CaseName(const Case& c) {
 
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
-  const AggKind kinds[] = {
-      AggKind::kCountStar,  AggKind::kCount,      AggKind::kSum,
-      AggKind::kMin,        AggKind::kMax,        AggKind::kAvg,
-      AggKind::kVarSamp,    AggKind::kVarPop,     AggKind::kStddevSamp,
-      AggKind::kStddevPop,  AggKind::kFirstValue, AggKind::kLastValue,
-      AggKind::kLastK,      AggKind::kApproxCountDistinct, AggKind::kApproxPercentile,
-      AggKind::kTopK};
-  const DataType types[] = {DataType::kBool, DataType::kInt64, DataType::kDouble,
-                            DataType::kString, DataType::kTimestamp};
+  const AggKind kinds[] = {AggKind::kCountStar,
+                           AggKind::kCount,
+                           AggKind::kSum,
+                           AggKind::kMin,
+                           AggKind::kMax,
+                           AggKind::kAvg,
+                           AggKind::kVarSamp,
+                           AggKind::kVarPop,
+                           AggKind::kStddevSamp,
+                           AggKind::kStddevPop,
+                           AggKind::kFirstValue,
+                           AggKind::kLastValue,
+                           AggKind::kLastK,
+                           AggKind::kApproxCountDistinct,
+                           AggKind::kApproxPercentile,
+                           AggKind::kTopK};
+  const DataType types[] = {DataType::kBool, DataType::kInt64, DataType::kDouble, DataType::kString,
+                            DataType::kTimestamp};
   for (AggKind kind : kinds) {
     std::vector<AggParams> params = {AggParams{}};
     if (kind == AggKind::kLastK || kind == AggKind::kTopK) {
       params = {AggParams{.k = 1}, AggParams{.k = 3}, AggParams{.k = 50}};
     } else if (kind == AggKind::kApproxPercentile) {
-      params = {AggParams{.q = 0.0}, AggParams{.q = 0.5}, AggParams{.q = 0.9},
-                AggParams{.q = 1.0}};
+      params = {AggParams{.q = 0.0}, AggParams{.q = 0.5}, AggParams{.q = 0.9}, AggParams{.q = 1.0}};
     }
     for (DataType type : types) {
       if (kind == AggKind::kCountStar && type != DataType::kInt64) continue;
@@ -293,8 +304,8 @@ Value Reference(const Case& c, const Rows& rows, size_t begin, size_t end) {
       for (const Item& it : items) {
         Value v = it.v;
         if (v.type() == DataType::kDouble && v.double_value() == 0.0) v = Value::Double(0.0);
-        auto found = std::find_if(counts.begin(), counts.end(),
-                                  [&](const auto& e) { return e.first == v; });
+        auto found =
+            std::find_if(counts.begin(), counts.end(), [&](const auto& e) { return e.first == v; });
         if (found == counts.end()) {
           counts.emplace_back(v, 1);
         } else {
@@ -438,8 +449,7 @@ TEST_P(AggregatePropertyTest, MergeIsAssociative) {
     yz.MergeFrom(z);
     right.MergeFrom(x);
     right.MergeFrom(yz);
-    ExpectSameResult(GetParam(), left.Finalize(), right.Finalize(),
-                     "seed " + std::to_string(seed));
+    ExpectSameResult(GetParam(), left.Finalize(), right.Finalize(), "seed " + std::to_string(seed));
   }
 }
 
@@ -447,13 +457,12 @@ TEST_P(AggregatePropertyTest, MergeIsCommutative) {
   // Order-sensitive aggregates resolve event-time ties by arrival, so they commute only when
   // event times are distinct.
   const bool by_time = GetParam().kind == AggKind::kFirstValue ||
-                       GetParam().kind == AggKind::kLastValue ||
-                       GetParam().kind == AggKind::kLastK;
+                       GetParam().kind == AggKind::kLastValue || GetParam().kind == AggKind::kLastK;
   for (uint64_t seed = 0; seed < 20; ++seed) {
     std::mt19937_64 rng(300 + seed);
-    Rows rows = MakeRows(GetParam().kind == AggKind::kCountStar ? DataType::kInt64
-                                                                : GetParam().type,
-                         300, rng, 0.2, by_time ? 1'000'000'000 : 10);
+    Rows rows =
+        MakeRows(GetParam().kind == AggKind::kCountStar ? DataType::kInt64 : GetParam().type, 300,
+                 rng, 0.2, by_time ? 1'000'000'000 : 10);
     size_t cut = rng() % rows.size();
     StateHolder x(fn_.get()), y(fn_.get());
     AddRange(*fn_, &x, rows, 0, cut);
@@ -632,8 +641,8 @@ TEST(AggregateTest, RejectsBadTypesAndParams) {
   EXPECT_EQ(StatusMessage(sum.status()), "SUM does not accept STRING; expected BIGINT or DOUBLE");
   EXPECT_FALSE(MakeAggregate(AggKind::kTopK, DataType::kString, AggParams{.k = 0}).ok());
   EXPECT_FALSE(MakeAggregate(AggKind::kLastK, DataType::kString, AggParams{.k = 1001}).ok());
-  EXPECT_FALSE(MakeAggregate(AggKind::kApproxPercentile, DataType::kDouble, AggParams{.q = 1.5})
-                   .ok());
+  EXPECT_FALSE(
+      MakeAggregate(AggKind::kApproxPercentile, DataType::kDouble, AggParams{.q = 1.5}).ok());
   EXPECT_FALSE(MakeAggregate(AggKind::kApproxPercentile, DataType::kString, {}).ok());
   EXPECT_FALSE(MakeAggregate(AggKind::kAvg, DataType::kBool, {}).ok());
   EXPECT_FALSE(MakeAggregate(AggKind::kMin, DataType::kNull, {}).ok());
@@ -710,8 +719,7 @@ TEST(AggregateTest, LastKNewestFirstWithTies) {
   Rows rows = IntRows({{1, 10}, {2, 30}, {3, 20}, {std::nullopt, 40}, {4, 30}, {5, 5}});
   StateHolder s(fn.get());
   AddRange(*fn, &s, rows, 0, rows.size());
-  EXPECT_EQ(s.Finalize(),
-            Value::List({Value::Int64(4), Value::Int64(2), Value::Int64(3)}));
+  EXPECT_EQ(s.Finalize(), Value::List({Value::Int64(4), Value::Int64(2), Value::Int64(3)}));
 }
 
 TEST(AggregateTest, TopKOrdersByCountThenValue) {

@@ -68,8 +68,8 @@ struct CountOp {
   using State = CountState;
   static constexpr uint8_t kVersion = 1;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     const uint8_t* valid = arg->valid.data();
     for (size_t i = 0; i < n; ++i) {
       reinterpret_cast<State*>(states[i])->count += valid[rows[i]] != 0 ? 1 : 0;
@@ -92,8 +92,8 @@ struct SumInt64Op {
   };
   static constexpr uint8_t kVersion = 1;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Int64Phys, State>(states, arg, rows, n, [](State* s, int64_t v, uint32_t) {
       s->sum += static_cast<uint64_t>(v);
       ++s->count;
@@ -171,8 +171,8 @@ struct DoubleSumOp {
   using State = DoubleSumState;
   static constexpr uint8_t kVersion = 1;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<DoublePhys, State>(states, arg, rows, n, [](State* s, double v, uint32_t) {
       s->sum.Add(v);
       ++s->count;
@@ -203,8 +203,8 @@ struct AvgInt64Op {
   };
   static constexpr uint8_t kVersion = 1;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Int64Phys, State>(states, arg, rows, n, [](State* s, int64_t v, uint32_t) {
       s->sum += static_cast<unsigned __int128>(static_cast<__int128>(v));
       ++s->count;
@@ -234,8 +234,8 @@ struct AvgInt64Op {
   }
   Value Finalize(const State& s) const {
     if (s.count == 0) return Value::Null(DataType::kDouble);
-    long double avg = static_cast<long double>(static_cast<__int128>(s.sum)) /
-                      static_cast<long double>(s.count);
+    long double avg =
+        static_cast<long double>(static_cast<__int128>(s.sum)) / static_cast<long double>(s.count);
     return Value::Double(static_cast<double>(avg));
   }
   size_t HeapBytes(const State&) const { return 0; }
@@ -258,8 +258,8 @@ struct MinMaxOp {
     return kMax ? Phys::Less(current, candidate) : Phys::Less(candidate, current);
   }
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
       if (!s->has || Better(v, Phys::View(s->value))) {
         Phys::Set(&s->value, v);
@@ -316,8 +316,8 @@ struct MomentsOp {
 
   MomentResult result;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
       double x = Phys::ToDouble(v);
       ++s->count;

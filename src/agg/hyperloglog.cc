@@ -9,15 +9,14 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
-
 #include "common/errors.h"
 
 namespace tessera::agg {
 
 namespace {
 
-constexpr int kSparseRestBits = 64 - HyperLogLog::kSparsePrecision;  // 39
-constexpr int kMaxSparseRho = kSparseRestBits + 1;                       // 40
+constexpr int kSparseRestBits = 64 - HyperLogLog::kSparsePrecision;                     // 39
+constexpr int kMaxSparseRho = kSparseRestBits + 1;                                      // 40
 constexpr int kIndexGapBits = HyperLogLog::kSparsePrecision - HyperLogLog::kPrecision;  // 11
 constexpr uint8_t kModeSparse = 1;
 constexpr uint8_t kModeDense = 2;
@@ -340,7 +339,8 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
       uint64_t e = prev + delta;
       uint32_t rho = e & 63;
       if (rho < 1 || rho > kMaxSparseRho) return DataLoss("HyperLogLog sparse rho {}", rho);
-      if (i > 0 && EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
+      if (i > 0 &&
+          EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
         return DataLoss("HyperLogLog sparse entries repeat an index");
       }
       parsed.SparseInsert(static_cast<uint32_t>(e));

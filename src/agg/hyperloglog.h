@@ -36,7 +36,7 @@ class HyperLogLog {
   static constexpr int kPrecision = 14;
   static constexpr uint32_t kNumRegisters = 1u << kPrecision;
   static constexpr int kSparsePrecision = 25;
-  static constexpr int kMaxRegister = 64 - kPrecision + 1;  // 51
+  static constexpr int kMaxRegister = 64 - kPrecision + 1;                     // 51
   static constexpr size_t kMaxSparseSlots = kNumRegisters / sizeof(uint32_t);  // 4096
   static constexpr size_t kMaxSparseEntries = kMaxSparseSlots / 4 * 3;         // 3072
   static constexpr size_t kDenseEncodedBytes = kNumRegisters * 6 / 8;

@@ -1,13 +1,13 @@
 #include "agg/hyperloglog.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/hash.h"
 #include "common/varint.h"
@@ -79,8 +79,8 @@ TEST(HyperLogLogTest, ErrorBoundsOverManySeeds) {
     double rms = std::sqrt(sum_sq / kSeeds);
     std::printf("HLL n=%-8llu worst |rel err| %.4f%%  rms %.4f%%  (%d seeds)\n",
                 static_cast<unsigned long long>(n), worst * 100, rms * 100, kSeeds);
-    EXPECT_LE(rms, 0.0125) << "n=" << n;     // theory: 1.04/sqrt(2^14) = 0.81%
-    EXPECT_LE(worst, 0.03) << "n=" << n;     // ~3.7 standard errors
+    EXPECT_LE(rms, 0.0125) << "n=" << n;  // theory: 1.04/sqrt(2^14) = 0.81%
+    EXPECT_LE(worst, 0.03) << "n=" << n;  // ~3.7 standard errors
     if (n <= 1000) {
       EXPECT_LE(worst, 0.001);  // sparse: exact-ish
     }
@@ -113,8 +113,8 @@ TEST(HyperLogLogTest, MergeEveryRepresentationCombination) {
       EXPECT_EQ(Bytes(y), y_before);
       HyperLogLog direct = Build(7, std::min(a.begin, b.begin), std::max(a.end, b.end));
       if (a.end < b.begin || b.end < a.begin) continue;  // not contiguous: skip direct check
-      EXPECT_EQ(Bytes(x), Bytes(direct)) << a.begin << "-" << a.end << " + " << b.begin << "-"
-                                         << b.end;
+      EXPECT_EQ(Bytes(x), Bytes(direct))
+          << a.begin << "-" << a.end << " + " << b.begin << "-" << b.end;
       EXPECT_EQ(x.Estimate(), direct.Estimate());
     }
   }
@@ -183,11 +183,11 @@ TEST(HyperLogLogTest, RejectsCorruptEncodings) {
     HyperLogLog h;
     return h.Deserialize(&reader);
   };
-  EXPECT_FALSE(parse(std::string("\x03", 1)).ok());               // unknown mode
-  EXPECT_FALSE(parse(std::string("\x01\x02\x41\x00", 4)).ok());   // repeated entry
-  EXPECT_FALSE(parse(std::string("\x01\x01\x40", 3)).ok());       // rho 0
-  EXPECT_FALSE(parse(std::string("\x01\x01\x7f", 3)).ok());       // rho 63
-  EXPECT_FALSE(parse(std::string("\x01\x81\x20", 3)).ok());       // too many entries
+  EXPECT_FALSE(parse(std::string("\x03", 1)).ok());              // unknown mode
+  EXPECT_FALSE(parse(std::string("\x01\x02\x41\x00", 4)).ok());  // repeated entry
+  EXPECT_FALSE(parse(std::string("\x01\x01\x40", 3)).ok());      // rho 0
+  EXPECT_FALSE(parse(std::string("\x01\x01\x7f", 3)).ok());      // rho 63
+  EXPECT_FALSE(parse(std::string("\x01\x81\x20", 3)).ok());      // too many entries
   std::string dense(1 + HyperLogLog::kDenseEncodedBytes, '\0');
   dense[0] = 2;
   EXPECT_TRUE(parse(dense).ok());

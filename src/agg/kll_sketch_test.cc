@@ -1,5 +1,7 @@
 #include "agg/kll_sketch.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -8,8 +10,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/varint.h"
 
@@ -25,10 +25,10 @@ std::string Bytes(const KllSketch& s) {
 // Distance from q to the normalized rank interval [#(< v), #(<= v)] / n of v in sorted data.
 double RankError(const std::vector<double>& sorted, double v, double q) {
   double n = static_cast<double>(sorted.size());
-  double lo = static_cast<double>(std::lower_bound(sorted.begin(), sorted.end(), v) -
-                                  sorted.begin()) / n;
-  double hi = static_cast<double>(std::upper_bound(sorted.begin(), sorted.end(), v) -
-                                  sorted.begin()) / n;
+  double lo =
+      static_cast<double>(std::lower_bound(sorted.begin(), sorted.end(), v) - sorted.begin()) / n;
+  double hi =
+      static_cast<double>(std::upper_bound(sorted.begin(), sorted.end(), v) - sorted.begin()) / n;
   if (q < lo) return lo - q;
   if (q > hi) return q - hi;
   return 0.0;

@@ -81,10 +81,9 @@ struct LastKOp {
 
   void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
                 const uint32_t* rows, size_t n) const {
-    ForEachValue<Phys, State>(states, arg, rows, n, [this, event_time_ms](State* s, In v,
-                                                                         uint32_t row) {
-      Add(s, v, event_time_ms[row]);
-    });
+    ForEachValue<Phys, State>(
+        states, arg, rows, n,
+        [this, event_time_ms](State* s, In v, uint32_t row) { Add(s, v, event_time_ms[row]); });
   }
 
   // The retained items [first, size) of a state.
@@ -233,8 +232,8 @@ struct TopKOp {
     for (auto& [key, count] : *counts) count -= cut;
   }
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n,
                               [this](State* s, In v, uint32_t) { Add(s, v); });
   }
@@ -314,7 +313,8 @@ struct TopKOp {
 
   size_t HeapBytes(const State& s) const {
     if (s.data == nullptr) return 0;
-    size_t bytes = sizeof(Data) + s.data->counts.capacity() * (sizeof(typename Map::value_type) + 1);
+    size_t bytes =
+        sizeof(Data) + s.data->counts.capacity() * (sizeof(typename Map::value_type) + 1);
     for (const auto& [key, count] : s.data->counts) bytes += Phys::OwnedHeapBytes(key);
     return bytes;
   }
@@ -331,8 +331,8 @@ struct ApproxCountDistinctOp {
   };
   static constexpr uint8_t kVersion = 1;
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n,
                               [](State* s, In v, uint32_t) { s->hll.AddHash(Phys::Hash(v)); });
   }
@@ -392,8 +392,8 @@ struct ApproxPercentileOp {
     s->kll->Add(x);
   }
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*,
-                const uint32_t* rows, size_t n) const {
+  void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
+                size_t n) const {
     ForEachValue<Phys, State>(states, arg, rows, n, [](State* s, In v, uint32_t) {
       double x = Phys::ToDouble(v);
       if (!std::isnan(x)) Add(s, x);

@@ -115,8 +115,7 @@ std::string FormatRfc3339Millis(int64_t epoch_ms) {
   int64_t ms = rem % 1000;
   std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
                 static_cast<long long>(y), m, d, static_cast<long long>(h),
-                static_cast<long long>(mi), static_cast<long long>(s),
-                static_cast<long long>(ms));
+                static_cast<long long>(mi), static_cast<long long>(s), static_cast<long long>(ms));
   return buf;
 }
 

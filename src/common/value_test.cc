@@ -1,8 +1,8 @@
 #include "common/value.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "common/column.h"
 
@@ -19,8 +19,7 @@ TEST(Value, JsonRendering) {
   EXPECT_EQ(Value::Double(INFINITY).ToJson(), "null");
   EXPECT_EQ(Value::String("a\"b\\c\n\x01").ToJson(), "\"a\\\"b\\\\c\\n\\u0001\"");
   EXPECT_EQ(Value::Timestamp(1767225600123).ToJson(), "\"2026-01-01T00:00:00.123Z\"");
-  EXPECT_EQ(Value::List({Value::String("x"), Value::Int64(1), Value()}).ToJson(),
-            "[\"x\",1,null]");
+  EXPECT_EQ(Value::List({Value::String("x"), Value::Int64(1), Value()}).ToJson(), "[\"x\",1,null]");
   EXPECT_EQ(Value::List({}).ToJson(), "[]");
 }
 

@@ -1,9 +1,9 @@
 #include "common/varint.h"
 
+#include <gtest/gtest.h>
+
 #include <limits>
 #include <random>
-
-#include <gtest/gtest.h>
 
 namespace tessera {
 namespace {

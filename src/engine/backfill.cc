@@ -1,10 +1,10 @@
 #include "engine/backfill.h"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #define XXH_INLINE_ALL
@@ -24,7 +24,8 @@ absl::StatusOr<std::string> FingerprintFile(const std::string& path) {
   XXH3_128bits_reset(state);
   std::vector<char> buf(1 << 20);
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) XXH3_128bits_update(state, buf.data(), n);
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0)
+    XXH3_128bits_update(state, buf.data(), n);
   bool failed = std::ferror(f) != 0;
   std::fclose(f);
   XXH128_hash_t h = XXH3_128bits_digest(state);
@@ -39,7 +40,7 @@ struct FileState {
   uint64_t offset = 0;  // uncompressed bytes whose lines are in the tiles
   int64_t lines = 0;    // lines before `offset`
   bool done = false;
-  bool dirty = false;   // changed since the last checkpoint
+  bool dirty = false;  // changed since the last checkpoint
 };
 
 std::string FileMetaKey(const std::string& fingerprint) { return "file/" + fingerprint; }

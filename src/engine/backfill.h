@@ -32,8 +32,8 @@ struct BackfillSummary {
   std::vector<std::pair<std::string, ViewCounters>> views;
   FlushStats flush;
   int files = 0;
-  int files_skipped = 0;   // already fully in the DB (same content fingerprint)
-  int files_resumed = 0;   // partially in the DB: resumed where the last run stopped
+  int files_skipped = 0;  // already fully in the DB (same content fingerprint)
+  int files_resumed = 0;  // partially in the DB: resumed where the last run stopped
   double seconds = 0;
   int threads = 0;
 

@@ -1,10 +1,10 @@
 #include "engine/catalog_store.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-
-#include <fmt/format.h>
 
 #include "agg/aggregate.h"
 #include "common/errors.h"
@@ -15,8 +15,8 @@ namespace tessera::engine {
 
 absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64_t start_ms,
                             const absl::Status& cause) {
-  return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}", view.def->name,
-                  key, FormatRfc3339Millis(start_ms), StatusMessage(cause));
+  return DataLoss("stored tile of view '{}' key '{}' at {} is unreadable: {}", view.def->name, key,
+                  FormatRfc3339Millis(start_ms), StatusMessage(cause));
 }
 
 namespace {
@@ -56,12 +56,11 @@ absl::StatusOr<std::unique_ptr<CatalogStore>> CatalogStore::Load(store::TileStor
       kStmtPrefix, [&](std::string_view, std::string_view v) { statements.emplace_back(v); }));
   std::vector<std::pair<std::string, uint32_t>> ids;
   absl::Status bad;
-  TESSERA_RETURN_IF_ERROR(
-      store->ScanMeta(kViewPrefix, [&](std::string_view k, std::string_view v) {
-        uint32_t id = 0;
-        if (!ParseU32(v, &id)) bad = DataLoss("catalog entry '{}' has a bad view id", k);
-        ids.emplace_back(std::string(k.substr(kViewPrefix.size())), id);
-      }));
+  TESSERA_RETURN_IF_ERROR(store->ScanMeta(kViewPrefix, [&](std::string_view k, std::string_view v) {
+    uint32_t id = 0;
+    if (!ParseU32(v, &id)) bad = DataLoss("catalog entry '{}' has a bad view id", k);
+    ids.emplace_back(std::string(k.substr(kViewPrefix.size())), id);
+  }));
   TESSERA_RETURN_IF_ERROR(bad);
   TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> next, store->GetMeta(kNextViewId));
   if (next.has_value() && !ParseU32(*next, &cs->next_view_id_)) {

@@ -1,13 +1,13 @@
-#include <atomic>
-#include <random>
-#include <thread>
-#include <string>
-#include <vector>
-
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "common/time_util.h"
 #include "engine/catalog_store.h"
@@ -50,9 +50,8 @@ class EngineTest : public ::testing::Test {
   // Runs lines through a pipeline; returns it for its counters.
   std::unique_ptr<IngestPipeline> Ingest(std::vector<std::string> lines, PipelineOptions opts,
                                          size_t chunk_lines = 7) {
-    auto p = std::make_unique<IngestPipeline>(*view_->source,
-                                              std::vector<const ViewRuntime*>{view_},
-                                              &store_, opts);
+    auto p = std::make_unique<IngestPipeline>(
+        *view_->source, std::vector<const ViewRuntime*>{view_}, &store_, opts);
     EXPECT_TRUE(p->Init().ok());
     StringChunkSource src(std::move(lines), chunk_lines);
     absl::Status s = p->Run(&src);
@@ -80,11 +79,11 @@ TEST_F(EngineTest, CountsLateRejectedFilteredAndNullKeys) {
       Line("a", 1, "x", kT0),
       Line("a", 2, "y", kT0 + 60'000),
       "not json",
-      R"({"user_id":"a","v":3})",                           // no event time: rejected
-      Line("b", -5, "z", kT0 + 61'000),                       // filtered by WHERE
+      R"({"user_id":"a","v":3})",                                // no event time: rejected
+      Line("b", -5, "z", kT0 + 61'000),                          // filtered by WHERE
       R"({"user_id":null,"v":4,"tag":"n","ts":1767225662000})",  // NULL key
-      Line("a", 7, "w", kT0 + 3 * kMillisPerHour),            // moves the watermark
-      Line("a", 9, "late", kT0 + 60'000),                     // older than watermark: late
+      Line("a", 7, "w", kT0 + 3 * kMillisPerHour),               // moves the watermark
+      Line("a", 9, "late", kT0 + 60'000),                        // older than watermark: late
       Line("a", 8, "ok", kT0 + 3 * kMillisPerHour - 9 * kMillisPerMinute),  // within lateness
   };
   auto p = Ingest(lines, PipelineOptions{.threads = 2});
@@ -196,7 +195,8 @@ TEST(EngineDeterminism, ThreadsAndChunkingDoNotChangeResults) {
     FeatureReader reader(view, &store);
     std::string all;
     for (int u = 0; u < 50; ++u) {
-      auto r = reader.Read(fmt::format("u{}", u), t, *ParseWindows("5m,1h,6h,1d", kMillisPerMinute * 5));
+      auto r =
+          reader.Read(fmt::format("u{}", u), t, *ParseWindows("5m,1h,6h,1d", kMillisPerMinute * 5));
       ASSERT_TRUE(r.ok());
       all += r->ToJson(*view->def) + "\n";
     }

@@ -33,10 +33,11 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
   return out;
 }
 
-absl::Status FeatureReader::Fetch(store::Resolution resolution,
-                                  const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
-                                  const store::StoreSnapshot* snapshot, std::string_view key,
-                                  FetchedTiles* out, int64_t* tiles_read) const {
+absl::Status FeatureReader::Fetch(
+    store::Resolution resolution,
+    const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
+    const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
+    int64_t* tiles_read) const {
   std::vector<std::pair<int64_t, int64_t>> all;
   for (const auto& per_window : ranges) all.insert(all.end(), per_window.begin(), per_window.end());
   std::sort(all.begin(), all.end());
@@ -81,9 +82,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   const size_t n = windows.size();
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return windows[a].length_ms < windows[b].length_ms;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return windows[a].length_ms < windows[b].length_ms; });
   std::vector<std::pair<int64_t, int64_t>> parts(n);  // parts[k]: rows window order[k] adds
   int64_t prev_from = result.at_ms;
   for (size_t k = 0; k < n; ++k) {
@@ -130,8 +130,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   FetchedTiles fetched[3];  // day, hour, base
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
   for (int r = 0; r < 2; ++r) {
-    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key,
-                                  &fetched[r], &result.tiles_read));
+    TESSERA_RETURN_IF_ERROR(
+        Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key, &fetched[r], &result.tiles_read));
     // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
     // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
     const int64_t unit = tile::ResolutionMillis(kRollups[r], def.tile_ms);

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
-#include <utility>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -88,8 +88,8 @@ class FeatureReader {
   // interval) into *out.
   absl::Status Fetch(store::Resolution resolution,
                      const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
-                     const store::StoreSnapshot* snapshot, std::string_view key,
-                     FetchedTiles* out, int64_t* tiles_read) const;
+                     const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
+                     int64_t* tiles_read) const;
 
   const ViewRuntime* view_;
   store::TileStore* store_;

@@ -50,9 +50,7 @@ class RollupSlots {
         closed_by_ms_(closed_by_ms) {}
 
   Resolution resolution() const { return resolution_; }
-  bool closed(int64_t start_ms) const {
-    return SlotClosed(start_ms, unit_ms_, closed_by_ms_);
-  }
+  bool closed(int64_t start_ms) const { return SlotClosed(start_ms, unit_ms_, closed_by_ms_); }
 
   // Counts a base delta in its slot and, when the slot is closed, merges it in.
   void Add(const TileShard::Entry& e) {
@@ -83,8 +81,8 @@ class RollupSlots {
 
 // Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
 // only where at least two base tiles fall in it.
-void FlushFresh(const ViewRuntime& view, const TileShard& shard,
-                std::vector<RollupSlots*>& rollups, FlushOutput* out, FlushStats* stats) {
+void FlushFresh(const ViewRuntime& view, const TileShard& shard, std::vector<RollupSlots*>& rollups,
+                FlushOutput* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
   // Encode into a reused buffer, then copy once into an exactly sized value.
   std::string scratch;
@@ -145,9 +143,9 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
         out->owed.push_back(ref);
         return;
       }
-      pending.push_back(Pending{TileKey{view.id, std::string(ref.key), ref.resolution,
-                                        ref.start_ms},
-                                slot.deltas->data()});
+      pending.push_back(
+          Pending{TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
+                  slot.deltas->data()});
       out->settled.push_back(ref);
     });
   }
@@ -170,9 +168,8 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
         if (!s.ok()) return UnreadableTile(view, p.key.entity_key, p.key.start_ms, s);
         ++stats->merged_with_stored;
       } else if (p.key.resolution != Resolution::kBase) {
-        TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, store, p.key.entity_key,
-                                                    p.key.resolution, p.key.start_ms,
-                                                    stored.data())
+        TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, store, p.key.entity_key, p.key.resolution,
+                                                    p.key.start_ms, stored.data())
                                     .status());
       }
       layout.Merge(stored.data(), p.delta);

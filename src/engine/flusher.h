@@ -14,8 +14,8 @@
 namespace tessera::engine {
 
 struct FlushStats {
-  int64_t base_tiles = 0;    // base tiles written
-  int64_t rollup_tiles = 0;  // hour and day tiles written
+  int64_t base_tiles = 0;          // base tiles written
+  int64_t rollup_tiles = 0;        // hour and day tiles written
   int64_t merged_with_stored = 0;  // tiles that already existed and were read-merged
   int64_t flushes = 0;
   double build_seconds = 0;   // wall time of rollup + read-merge + encode (parallel)

@@ -63,8 +63,8 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
       committed_max_event_time_ms_(std::numeric_limits<int64_t>::min()),
       max_event_time_ms_(std::numeric_limits<int64_t>::min()),
       view_counters_(views_.size()) {
-  threads_ = options_.threads > 0 ? options_.threads
-                                  : std::max(1u, std::thread::hardware_concurrency());
+  threads_ =
+      options_.threads > 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   num_shards_ = threads_ * std::max(1, options_.shards_per_thread);
   for (const ViewRuntime* v : views_) {
     std::vector<std::unique_ptr<TileShard>> shards;
@@ -329,8 +329,8 @@ void IngestPipeline::RegisterMetrics() {
                                    "Tiles written by flushes (base and rollups)", src);
   m->flush_seconds =
       r->GetHistogram("tessera_flush_seconds", "Flush latency (build + atomic write)", src);
-  m->store_write_seconds = r->GetHistogram(
-      "tessera_store_write_seconds", "Atomic store write + sync of one flush", src);
+  m->store_write_seconds =
+      r->GetHistogram("tessera_store_write_seconds", "Atomic store write + sync of one flush", src);
   m->open_tiles = r->GetGauge("tessera_open_tiles", "Unflushed tiles in memory", src);
   m->open_tile_bytes =
       r->GetGauge("tessera_open_tile_bytes", "Approximate bytes of unflushed tiles", src);
@@ -340,20 +340,19 @@ void IngestPipeline::RegisterMetrics() {
       "tessera_rollups_owed_closed",
       "Owed rollups whose slot the watermark has closed: built by the next flushes", src);
   for (int t = 0; t < threads_; ++t) {
-    m->busy_seconds.push_back(r->GetGauge(
-        "tessera_pipeline_busy_seconds",
-        "Seconds pipeline threads spent decoding, aggregating and flushing",
-        {{"source", source_.name}, {"thread", std::to_string(t)}}));
+    m->busy_seconds.push_back(
+        r->GetGauge("tessera_pipeline_busy_seconds",
+                    "Seconds pipeline threads spent decoding, aggregating and flushing",
+                    {{"source", source_.name}, {"thread", std::to_string(t)}}));
   }
   const Clock* clock = options_.clock;
-  r->AddCallbackGauge("tessera_watermark_lag_seconds",
-                      "Now minus the source watermark (max event time - lateness)", src,
-                      [this, clock] {
-                        const int64_t max = max_event_time_seen_.load();
-                        if (max == std::numeric_limits<int64_t>::min()) return 0.0;
-                        return static_cast<double>(clock->NowMillis() - max + source_.lateness_ms) /
-                               1e3;
-                      });
+  r->AddCallbackGauge(
+      "tessera_watermark_lag_seconds", "Now minus the source watermark (max event time - lateness)",
+      src, [this, clock] {
+        const int64_t max = max_event_time_seen_.load();
+        if (max == std::numeric_limits<int64_t>::min()) return 0.0;
+        return static_cast<double>(clock->NowMillis() - max + source_.lateness_ms) / 1e3;
+      });
   r->AddCallbackGauge("tessera_freshness_seconds",
                       "Now minus the newest event time servable (in tiles, flushed or open)", src,
                       [this, clock] {
@@ -393,8 +392,8 @@ void IngestPipeline::PublishMetrics() {
   m.open_tiles->Set(static_cast<double>(open));
   m.open_tile_bytes->Set(static_cast<double>(OpenTileBytes()));
   m.rollups_owed->Set(static_cast<double>(pending_rollups_.size()));
-  m.rollups_owed_closed->Set(static_cast<double>(
-      pending_rollups_.CountClosed(ClosedBy(committed_max_event_time_ms_))));
+  m.rollups_owed_closed->Set(
+      static_cast<double>(pending_rollups_.CountClosed(ClosedBy(committed_max_event_time_ms_))));
   max_event_time_seen_.store(max_event_time_ms_);
 }
 
@@ -424,8 +423,8 @@ absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
   // Slots closed by the last commit's watermark hold no open tiles (their rows would be late),
   // so their stored children are final.
   std::vector<OwedRollup> owed;
-  TESSERA_RETURN_IF_ERROR(pending_rollups_.TakeClosed(ClosedBy(committed_max_event_time_ms_),
-                                                      limit, &owed, &flush_meta_));
+  TESSERA_RETURN_IF_ERROR(pending_rollups_.TakeClosed(ClosedBy(committed_max_event_time_ms_), limit,
+                                                      &owed, &flush_meta_));
   for (auto& w : owed_work_) w.clear();
   for (size_t i = 0; i < owed.size(); ++i) {
     owed_work_[i % owed_work_.size()].push_back(std::move(owed[i]));
@@ -589,11 +588,11 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       sync.arrive_and_wait();
       if (index == 0) {
         const int64_t now = options_.clock->MonotonicNanos();
-        const bool interval_due = options_.flush_interval_ms > 0 &&
-                                  now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
-                                  (HasOpenTiles() || next_seq != flushed_seq ||
-                                   pending_rollups_.HasClosed(
-                                       ClosedBy(committed_max_event_time_ms_)));
+        const bool interval_due =
+            options_.flush_interval_ms > 0 &&
+            now - last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
+            (HasOpenTiles() || next_seq != flushed_seq ||
+             pending_rollups_.HasClosed(ClosedBy(committed_max_event_time_ms_)));
         flush_now = finished || !input_error.ok() || interval_due ||
                     OpenTileBytes() > options_.memory_budget_bytes;
         if (flush_now) flush_error = TakeOwedRollups(options_.rollups_per_flush);

@@ -7,8 +7,8 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,8 +65,8 @@ struct ViewCounters {
 };
 
 // A rejected line, for dead-letter sinks. Called from worker threads, serialized by the pipeline.
-using RejectSink = std::function<void(std::string_view input, int64_t line,
-                                      std::string_view reason, std::string_view raw)>;
+using RejectSink = std::function<void(std::string_view input, int64_t line, std::string_view reason,
+                                      std::string_view raw)>;
 
 // Aggregates one source's rows into the tiles of its views and flushes them to the store —
 // the one code path shared by backfill and live ingestion.

@@ -41,10 +41,10 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
       TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LogChunkSource> input,
                                source::LogChunkSource::Create(log, store, source.name));
       r->log_input = input.get();
-      rt->http_sources_.push_back(HttpSource{
-          std::make_unique<source::HttpIngest>(log, source.name, source.columns,
-                                               source.time_column),
-          input.get()});
+      rt->http_sources_.push_back(
+          HttpSource{std::make_unique<source::HttpIngest>(log, source.name, source.columns,
+                                                          source.time_column),
+                     input.get()});
       r->input = std::move(input);
     } else if (connector == "file") {
       const std::string path = Option(source, "path");

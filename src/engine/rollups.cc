@@ -36,18 +36,18 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
   // Hours of a day that have a stored rollup; their base tiles are inside it.
   absl::flat_hash_set<int64_t> rolled_hours;
   if (resolution == Resolution::kDay && view.def->tile_ms < kMillisPerHour) {
-    TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kHour, start_ms,
-                                        start_ms + unit, [&](int64_t start, std::string_view b) {
+    TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kHour, start_ms, start_ms + unit,
+                                        [&](int64_t start, std::string_view b) {
                                           rolled_hours.insert(start);
                                           merge(start, b);
                                         }));
   }
-  TESSERA_RETURN_IF_ERROR(store->Scan(
-      view.id, key, Resolution::kBase, start_ms, start_ms + unit,
-      [&](int64_t start, std::string_view b) {
-        if (rolled_hours.contains(AlignDown(start, kMillisPerHour))) return;
-        merge(start, b);
-      }));
+  TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
+                                      [&](int64_t start, std::string_view b) {
+                                        if (rolled_hours.contains(AlignDown(start, kMillisPerHour)))
+                                          return;
+                                        merge(start, b);
+                                      }));
   TESSERA_RETURN_IF_ERROR(decode);
   return merged;
 }
@@ -56,9 +56,9 @@ absl::StatusOr<bool> BuildRollupFromStore(
     const ViewRuntime& view, store::TileStore* store, const OwedRollup& rollup,
     std::vector<std::pair<store::TileKey, std::string>>* out) {
   tile::OwnedBlock block(*view.layout);
-  TESSERA_ASSIGN_OR_RETURN(int merged, MergeStoredChildren(view, store, rollup.key,
-                                                           rollup.resolution, rollup.start_ms,
-                                                           block.data()));
+  TESSERA_ASSIGN_OR_RETURN(
+      int merged, MergeStoredChildren(view, store, rollup.key, rollup.resolution, rollup.start_ms,
+                                      block.data()));
   if (merged < 2) return false;
   std::string bytes;
   view.layout->Serialize(block.data(), &bytes);
@@ -88,33 +88,33 @@ absl::Status PendingRollups::Load(const std::vector<uint32_t>& view_ids) {
   for (uint32_t view_id : view_ids) {
     const std::string prefix = MarkerPrefix(view_id);
     absl::Status parse;
-    TESSERA_RETURN_IF_ERROR(
-        store_->ScanMeta(prefix, [&](std::string_view marker, std::string_view) {
-          if (!parse.ok()) return;
-          // {res}/{start}/{key}
-          std::string_view rest = marker.substr(prefix.size());
-          int res = -1;
-          int64_t start = 0;
-          auto [p1, e1] = std::from_chars(rest.data(), rest.data() + rest.size(), res);
-          const char* end = rest.data() + rest.size();
-          bool ok = e1 == std::errc() && p1 < end && *p1 == '/' &&
-                    (res == static_cast<int>(Resolution::kHour) ||
-                     res == static_cast<int>(Resolution::kDay));
-          const char* p2 = p1;
-          if (ok) {
-            auto [q, e2] = std::from_chars(p1 + 1, end, start);
-            ok = e2 == std::errc() && q < end && *q == '/';
-            p2 = q;
-          }
-          if (!ok) {
-            parse = DataLoss("corrupt owed-rollup marker '{}': expected {}RES/START/KEY", marker,
-                             prefix);
-            return;
-          }
-          std::string_view key(p2 + 1, static_cast<size_t>(end - p2 - 1));
-          Slot& slot = slots_[Id(view_id, static_cast<Resolution>(res), start)];
-          if (slot.key_hashes.insert(Hash64(key)).second) ++size_;
-        }));
+    TESSERA_RETURN_IF_ERROR(store_->ScanMeta(prefix, [&](std::string_view marker,
+                                                         std::string_view) {
+      if (!parse.ok()) return;
+      // {res}/{start}/{key}
+      std::string_view rest = marker.substr(prefix.size());
+      int res = -1;
+      int64_t start = 0;
+      auto [p1, e1] = std::from_chars(rest.data(), rest.data() + rest.size(), res);
+      const char* end = rest.data() + rest.size();
+      bool ok =
+          e1 == std::errc() && p1 < end && *p1 == '/' &&
+          (res == static_cast<int>(Resolution::kHour) || res == static_cast<int>(Resolution::kDay));
+      const char* p2 = p1;
+      if (ok) {
+        auto [q, e2] = std::from_chars(p1 + 1, end, start);
+        ok = e2 == std::errc() && q < end && *q == '/';
+        p2 = q;
+      }
+      if (!ok) {
+        parse =
+            DataLoss("corrupt owed-rollup marker '{}': expected {}RES/START/KEY", marker, prefix);
+        return;
+      }
+      std::string_view key(p2 + 1, static_cast<size_t>(end - p2 - 1));
+      Slot& slot = slots_[Id(view_id, static_cast<Resolution>(res), start)];
+      if (slot.key_hashes.insert(Hash64(key)).second) ++size_;
+    }));
     TESSERA_RETURN_IF_ERROR(parse);
   }
   return absl::OkStatus();
@@ -140,8 +140,8 @@ size_t PendingRollups::CountClosed(int64_t closed_by_ms) const {
   size_t n = 0;
   for (auto it = slots_.begin(); it != slots_.end() && std::get<0>(it->first) <= closed_by_ms;
        ++it) {
-    n += it->second.listed ? it->second.keys.size() - it->second.next
-                           : it->second.key_hashes.size();
+    n +=
+        it->second.listed ? it->second.keys.size() - it->second.next : it->second.key_hashes.size();
   }
   return n;
 }

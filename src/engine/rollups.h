@@ -108,8 +108,8 @@ class PendingRollups {
 
  private:
   // Ordered by slot end, so the closed slots come first.
-  using SlotId = std::tuple<int64_t /*end_ms*/, uint32_t /*view*/, uint8_t /*res*/,
-                            int64_t /*start_ms*/>;
+  using SlotId =
+      std::tuple<int64_t /*end_ms*/, uint32_t /*view*/, uint8_t /*res*/, int64_t /*start_ms*/>;
   struct Slot {
     absl::flat_hash_set<uint64_t> key_hashes;  // owed keys (hashes) not yet taken
     std::vector<std::string> keys;             // read from the markers when the slot closes

@@ -1,13 +1,13 @@
 #include "engine/rollups.h"
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/hash.h"
 #include "common/time_util.h"
@@ -141,13 +141,13 @@ class RollupPipelineTest : public ::testing::Test {
   void Ingest(const std::vector<Row>& rows, size_t rollups_per_flush) {
     std::vector<std::string> lines;
     for (const Row& r : rows) {
-      lines.push_back(
-          fmt::format(R"({{"user_id":"{}","v":{},"ts":{}}})", r.key, r.v, r.ts));
+      lines.push_back(fmt::format(R"({{"user_id":"{}","v":{},"ts":{}}})", r.key, r.v, r.ts));
       all_.push_back(r);
     }
-    IngestPipeline p(*view_->source, {view_}, &store_,
-                     PipelineOptions{.threads = 2, .memory_budget_bytes = 1,
-                                     .rollups_per_flush = rollups_per_flush});
+    IngestPipeline p(
+        *view_->source, {view_}, &store_,
+        PipelineOptions{
+            .threads = 2, .memory_budget_bytes = 1, .rollups_per_flush = rollups_per_flush});
     ASSERT_TRUE(p.Init().ok());
     StringChunkSource src(std::move(lines), 25);
     ASSERT_TRUE(p.Run(&src).ok());
@@ -192,8 +192,7 @@ class RollupPipelineTest : public ::testing::Test {
                           7 * kMillisPerDay}) {
           int64_t n = 0;
           for (const Row& r : all_) n += r.key == key && r.ts >= at - w && r.ts < at;
-          EXPECT_EQ(ReadN(key, at, w), n) << key << " at " << FormatRfc3339Millis(at) << " w "
-                                          << w;
+          EXPECT_EQ(ReadN(key, at, w), n) << key << " at " << FormatRfc3339Millis(at) << " w " << w;
         }
       }
     }

@@ -28,8 +28,7 @@ std::byte* TileShard::FindOrCreate(std::string_view key, uint64_t key_hash, int6
   return block;
 }
 
-const std::byte* TileShard::Find(std::string_view key, uint64_t key_hash,
-                                 int64_t start_ms) const {
+const std::byte* TileShard::Find(std::string_view key, uint64_t key_hash, int64_t start_ms) const {
   auto it = map_.find(TileId{key, start_ms, Mix(key_hash, start_ms)});
   return it == map_.end() ? nullptr : it->second;
 }

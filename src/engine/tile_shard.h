@@ -66,7 +66,6 @@ class TileShard {
   };
   static uint64_t Mix(uint64_t key_hash, int64_t start_ms);
 
-
   const tile::TileLayout* layout_;
   absl::flat_hash_map<TileId, std::byte*, TileIdHash> map_;
   std::vector<Entry> entries_;

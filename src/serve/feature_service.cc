@@ -1,9 +1,9 @@
 #include "serve/feature_service.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
@@ -46,9 +46,9 @@ HttpResponse FromStatus(const absl::Status& s) {
 FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileStore* store,
                                MetricsRegistry* metrics, const Clock* clock, Options options)
     : catalog_(catalog), store_(store), metrics_(metrics), clock_(clock), options_(options) {
-  tiles_per_request_ = metrics_->GetHistogram(
-      "tessera_serve_tiles_read", "Tiles merged per feature read (stored and open)", {},
-      {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
+  tiles_per_request_ = metrics_->GetHistogram("tessera_serve_tiles_read",
+                                              "Tiles merged per feature read (stored and open)", {},
+                                              {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
   read_seconds_ = metrics_->GetHistogram(
       "tessera_feature_read_seconds",
       "Engine time of one key's read (store scans + open tiles + finalize), all windows");
@@ -91,28 +91,29 @@ void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
                                std::function<void()> on_appended) {
   const std::string name = ingest->source();
   Labels labels = {{"source", name}};
-  IngestTarget t{std::move(ingest), std::move(on_appended),
-                 metrics_->GetCounter("tessera_ingest_accepted_rows_total",
-                                      "Rows acknowledged durable by POST /v1/ingest", labels),
-                 metrics_->GetCounter("tessera_ingest_rejected_rows_total",
-                                      "Rows rejected by POST /v1/ingest", labels),
-                 metrics_->GetHistogram("tessera_log_append_seconds",
-                                        "Durable log append latency (incl. group-commit fsync)",
-                                        labels)};
+  IngestTarget t{
+      std::move(ingest), std::move(on_appended),
+      metrics_->GetCounter("tessera_ingest_accepted_rows_total",
+                           "Rows acknowledged durable by POST /v1/ingest", labels),
+      metrics_->GetCounter("tessera_ingest_rejected_rows_total", "Rows rejected by POST /v1/ingest",
+                           labels),
+      metrics_->GetHistogram("tessera_log_append_seconds",
+                             "Durable log append latency (incl. group-commit fsync)", labels)};
   ingest_.emplace(Lower(name), std::move(t));
 }
 
 void FeatureService::RegisterRoutes(HttpServer* server) {
-  server->Route("GET", "/v1/features/{view}/{key}",
-                [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); },
-                "features");
-  server->Route("POST", "/v1/features:batchGet",
-                [this](HttpRequest&& req, Responder done) { done(BatchGet(req)); }, "batchGet");
-  server->Route("GET", "/v1/views",
-                [this](HttpRequest&&, Responder done) { done(ListViews()); }, "views");
-  server->Route("POST", "/v1/ingest/{source}",
-                [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); },
-                "ingest");
+  server->Route(
+      "GET", "/v1/features/{view}/{key}",
+      [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); }, "features");
+  server->Route(
+      "POST", "/v1/features:batchGet",
+      [this](HttpRequest&& req, Responder done) { done(BatchGet(req)); }, "batchGet");
+  server->Route(
+      "GET", "/v1/views", [this](HttpRequest&&, Responder done) { done(ListViews()); }, "views");
+  server->Route(
+      "POST", "/v1/ingest/{source}",
+      [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); }, "ingest");
   server->Route("GET", "/healthz", [](HttpRequest&&, Responder done) {
     done(HttpResponse::Json(200, R"({"status":"ok"})"));
   });
@@ -170,11 +171,12 @@ HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
   const std::string* view_name = req.Param("view");
   const std::string* key = req.Param("key");
   const engine::ViewRuntime* view = catalog_->FindView(*view_name);
-  if (view == nullptr) return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
+  if (view == nullptr)
+    return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
   const std::string* windows = req.Query("windows");
   std::string out;
-  absl::Status s = ReadKeys(*view, {*key}, windows ? *windows : options_.default_windows,
-                            req.Query("at"), &out);
+  absl::Status s =
+      ReadKeys(*view, {*key}, windows ? *windows : options_.default_windows, req.Query("at"), &out);
   if (!s.ok()) return FromStatus(s);
   return HttpResponse::Json(200, std::move(out));
 }
@@ -182,15 +184,17 @@ HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
 HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
   nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
-    return HttpResponse::Error(400, "body: expected a JSON object like "
-                                    "{\"view\":\"v\",\"keys\":[\"k\"],\"windows\":[\"1h\"]}");
+    return HttpResponse::Error(400,
+                               "body: expected a JSON object like "
+                               "{\"view\":\"v\",\"keys\":[\"k\"],\"windows\":[\"1h\"]}");
   }
   if (!body.contains("view") || !body["view"].is_string()) {
     return HttpResponse::Error(400, "field 'view': expected a string");
   }
   const std::string view_name = body["view"].get<std::string>();
   const engine::ViewRuntime* view = catalog_->FindView(view_name);
-  if (view == nullptr) return HttpResponse::Error(404, fmt::format("no view named '{}'", view_name));
+  if (view == nullptr)
+    return HttpResponse::Error(404, fmt::format("no view named '{}'", view_name));
   if (!body.contains("keys") || !body["keys"].is_array()) {
     return HttpResponse::Error(400, "field 'keys': expected an array of strings");
   }
@@ -200,9 +204,8 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     keys.push_back(k.get<std::string>());
   }
   if (keys.size() > options_.max_batch_keys) {
-    return HttpResponse::Error(
-        400, fmt::format("field 'keys': {} keys, at most {} per request", keys.size(),
-                         options_.max_batch_keys));
+    return HttpResponse::Error(400, fmt::format("field 'keys': {} keys, at most {} per request",
+                                                keys.size(), options_.max_batch_keys));
   }
   std::string windows = options_.default_windows;
   if (body.contains("windows")) {

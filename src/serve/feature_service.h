@@ -34,9 +34,9 @@ namespace tessera::serve {
 class FeatureService {
  public:
   struct Options {
-    int ingest_threads = 8;                // concurrent durable appends (they share fsyncs)
+    int ingest_threads = 8;  // concurrent durable appends (they share fsyncs)
     std::string default_windows = "5m,1h,6h,1d";
-    size_t max_batch_keys = 10000;         // batchGet
+    size_t max_batch_keys = 10000;  // batchGet
   };
 
   FeatureService(const engine::CatalogStore* catalog, store::TileStore* store,

@@ -1,9 +1,9 @@
 #include "serve/feature_service.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/clock.h"
@@ -104,9 +104,9 @@ TEST_F(FeatureServiceTest, IngestThenReadSingleBatchAndComposite) {
   r = c.Post("/v1/ingest/ev?batch_id=b1", body);
   EXPECT_EQ(nlohmann::json::parse(r->body)["duplicate"], true);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  EXPECT_EQ(nlohmann::json::parse(c.Get("/v1/features/stats/u1?windows=1h")->body)["windows"]
-                                                                               ["1h"]["n"],
-            2);
+  EXPECT_EQ(
+      nlohmann::json::parse(c.Get("/v1/features/stats/u1?windows=1h")->body)["windows"]["1h"]["n"],
+      2);
 
   // Composite key, URL-encoded '|'.
   j = nlohmann::json::parse(c.Get("/v1/features/by_pair/u1%7Cweb?windows=1h")->body);

@@ -1,5 +1,4 @@
 #include "serve/http_server.h"
-#include "serve/test_http_client.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -18,6 +17,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "serve/test_http_client.h"
 
 namespace tessera::serve {
 namespace {

@@ -1,9 +1,9 @@
 #include "tile/tile_math.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <random>
-
-#include <gtest/gtest.h>
 
 namespace tessera::tile {
 namespace {
@@ -58,9 +58,8 @@ TEST(CoverWindow, CoversExactlyRandom) {
   std::mt19937_64 rng(7);
   for (int64_t base : {kMin, k5m, 15 * kMin, kMillisPerHour}) {
     for (int i = 0; i < 2000; ++i) {
-      int64_t from = AlignDown(static_cast<int64_t>(rng() % (40 * kMillisPerDay)) -
-                                   20 * kMillisPerDay,
-                               base);
+      int64_t from =
+          AlignDown(static_cast<int64_t>(rng() % (40 * kMillisPerDay)) - 20 * kMillisPerDay, base);
       int64_t to = from + base * static_cast<int64_t>(rng() % (9 * kMillisPerDay / base));
       auto ranges = CoverWindow(from, to, base);
       std::vector<std::pair<int64_t, int64_t>> spans;

@@ -45,7 +45,8 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id,
   decoder->Decode(body, /*padding_available=*/0, /*first_line_number=*/1, &batch, &stats,
                   [&](const Rejection& r) {
                     rejected_lines.push_back(r.line_number);
-                    if (result.errors.size() < kMaxReportedErrors) result.errors.push_back(r.reason);
+                    if (result.errors.size() < kMaxReportedErrors)
+                      result.errors.push_back(r.reason);
                   });
   result.accepted = stats.rows;
   result.rejected = stats.rejected;
@@ -69,9 +70,9 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id,
     payload.push_back('\n');
   }
   if (result.accepted == 0 && batch_id.empty()) return result;
-  TESSERA_ASSIGN_OR_RETURN(store::AppendResult appended,
-                           log_->Append(source_, batch_id, payload, result.accepted,
-                                        result.rejected));
+  TESSERA_ASSIGN_OR_RETURN(
+      store::AppendResult appended,
+      log_->Append(source_, batch_id, payload, result.accepted, result.rejected));
   if (appended.duplicate) {
     result.accepted = appended.accepted;
     result.rejected = appended.rejected;

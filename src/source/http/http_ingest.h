@@ -14,9 +14,9 @@ namespace tessera::source {
 struct IngestResult {
   int64_t accepted = 0;
   int64_t rejected = 0;
-  bool duplicate = false;               // batch id seen before: nothing new was appended
-  std::vector<std::string> errors;      // the first few rejection reasons
-  uint64_t seq = 0;                     // log entry holding the accepted rows (0: none)
+  bool duplicate = false;           // batch id seen before: nothing new was appended
+  std::vector<std::string> errors;  // the first few rejection reasons
+  uint64_t seq = 0;                 // log entry holding the accepted rows (0: none)
 
   // {"accepted":N,"rejected":R[,"duplicate":true][,"errors":[…]]}
   std::string ToJson() const;
@@ -30,7 +30,9 @@ class HttpIngest {
  public:
   HttpIngest(store::EventLog* log, std::string source, std::vector<ColumnDef> columns,
              int time_column)
-      : log_(log), source_(std::move(source)), columns_(std::move(columns)),
+      : log_(log),
+        source_(std::move(source)),
+        columns_(std::move(columns)),
         time_column_(time_column) {}
 
   // Thread-safe. `batch_id` (may be empty) makes a retried call idempotent.

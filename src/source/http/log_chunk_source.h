@@ -49,8 +49,8 @@ class LogChunkSource final : public ChunkSource {
   store::EventLog* log_;
   const std::string source_;
   std::atomic<uint64_t> position_;  // last seq handed out
-  uint64_t checkpoint_;  // position_ at the last AddCheckpoint
-  uint64_t committed_;   // durable position (trimmed up to here)
+  uint64_t checkpoint_;             // position_ at the last AddCheckpoint
+  uint64_t committed_;              // durable position (trimmed up to here)
   std::string buffer_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -30,10 +30,9 @@ absl::Status MemoryTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t vie
   std::vector<std::pair<int64_t, std::string>> found;
   {
     std::shared_lock lock(mu_);
-    const auto& tiles =
-        snapshot != nullptr
-            ? static_cast<const MemorySnapshot<decltype(tiles_)>*>(snapshot)->tiles
-            : tiles_;
+    const auto& tiles = snapshot != nullptr
+                            ? static_cast<const MemorySnapshot<decltype(tiles_)>*>(snapshot)->tiles
+                            : tiles_;
     const auto res = static_cast<uint8_t>(resolution);
     TileId lower(view_id, std::string(entity_key), res, from_ms);
     for (auto it = tiles.lower_bound(lower); it != tiles.end(); ++it) {

@@ -39,9 +39,8 @@ class MemoryTileStore final : public TileStore, public EventLog {
   MemoryTileStore(const MemoryTileStore&) = delete;
   MemoryTileStore& operator=(const MemoryTileStore&) = delete;
 
-  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
-                      std::string_view entity_key, Resolution resolution, int64_t from_ms,
-                      int64_t to_ms,
+  absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id, std::string_view entity_key,
+                      Resolution resolution, int64_t from_ms, int64_t to_ms,
                       const std::function<void(int64_t, std::string_view)>& fn) override;
   // A full copy of the tiles (fine for the small data of unit tests).
   std::shared_ptr<const StoreSnapshot> GetSnapshot() override;

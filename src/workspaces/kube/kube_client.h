@@ -3,11 +3,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -115,8 +114,8 @@ class KubeClient {
                                                const ApplyOptions& options = {},
                                                bool status = false) = 0;
   // OK also when the object is marked for deletion but still held by finalizers.
-  virtual absl::Status Delete(const ResourceType& type, std::string_view ns,
-                              std::string_view name, const DeleteOptions& options = {}) = 0;
+  virtual absl::Status Delete(const ResourceType& type, std::string_view ns, std::string_view name,
+                              const DeleteOptions& options = {}) = 0;
   // Streams changes to `fn` until the server ends the watch (OK), fn returns false (OK),
   // options.cancel is set (Cancelled), or an error: OutOfRange when the resourceVersion is too
   // old (relist), Unavailable on a broken connection.

@@ -278,19 +278,18 @@ absl::Status StartCodeServer(const LocalOptions& o, const CodeServerInstall& cs,
   server->log = state + "/code-server.log";
   TESSERA_RETURN_IF_ERROR(TruncateFile(server->log));
   env.push_back("PASSWORD=" + password);
-  TESSERA_RETURN_IF_ERROR(server->process.Start(
-      SpawnOptions{.argv = {cs.node, cs.entry, "--config", state + "/config.yaml", "--auth",
-                            "password", "--bind-addr", fmt::format("{}:{}", o.bind_host, port),
-                            // The folder is the user's own: no "Restricted Mode" prompt.
-                            "--disable-telemetry", "--disable-update-check",
-                            "--disable-workspace-trust", "--user-data-dir",
-                            state + "/data", "--extensions-dir", state + "/extensions", dir},
-                   .env = std::move(env),
-                   .cwd = dir,
-                   .output_path = server->log,
-                   .stdout_to_stderr = false,
-                   .new_process_group = true,
-                   .parent_death_signal = SIGTERM}));
+  TESSERA_RETURN_IF_ERROR(server->process.Start(SpawnOptions{
+      .argv = {cs.node, cs.entry, "--config", state + "/config.yaml", "--auth", "password",
+               "--bind-addr", fmt::format("{}:{}", o.bind_host, port),
+               // The folder is the user's own: no "Restricted Mode" prompt.
+               "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+               "--user-data-dir", state + "/data", "--extensions-dir", state + "/extensions", dir},
+      .env = std::move(env),
+      .cwd = dir,
+      .output_path = server->log,
+      .stdout_to_stderr = false,
+      .new_process_group = true,
+      .parent_death_signal = SIGTERM}));
   absl::Status s = WaitForServer(
       server, [&] { return HttpGetStatus(o.bind_host, port, "/healthz", 1000) == 200; },
       o.ready_timeout_ms);
