@@ -20,6 +20,7 @@
 #include "common/time_util.h"
 #include "engine/backfill.h"
 #include "engine/catalog_store.h"
+#include "engine/entity_key.h"
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
 #include "serve/feature_service.h"
@@ -144,15 +145,18 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   int64_t at_ms = SystemClock::Default()->NowMillis();
   if (!at.empty()) {
     auto parsed = ParseTimePoint(at);
-    if (!parsed.ok()) return Fail(parsed.status());
+    if (!parsed.ok()) return Fail(Annotate(parsed.status(), "--at"));
     at_ms = *parsed;
   }
   auto specs = engine::ParseWindows(windows, view->def->tile_ms);
-  if (!specs.ok()) return Fail(specs.status());
+  if (!specs.ok()) return Fail(Annotate(specs.status(), "--windows"));
   engine::FeatureReader reader(view, store);
   std::string out;
   const Clock* clock = SystemClock::Default();
-  for (const std::string& key : keys) {
+  for (const std::string& key_text : keys) {
+    auto stored = engine::StoredKeyFromText(key_text, view->def->keys.size());
+    if (!stored.ok()) return Fail(Annotate(stored.status(), "--key"));
+    const std::string& key = *stored;
     int64_t t0 = clock->MonotonicNanos();
     auto result = reader.Read(key, at_ms, *specs);
     int64_t first_ns = clock->MonotonicNanos() - t0;
@@ -169,8 +173,8 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
       fmt::print(stderr,
                  "timing key={} windows={} tiles_read={} first={:.1f}us p50={:.1f}us "
                  "p99={:.1f}us\n",
-                 key, specs->size(), result->tiles_read, first_ns / 1e3, ns[ns.size() / 2] / 1e3,
-                 ns[ns.size() * 99 / 100] / 1e3);
+                 key_text, specs->size(), result->tiles_read, first_ns / 1e3,
+                 ns[ns.size() / 2] / 1e3, ns[ns.size() * 99 / 100] / 1e3);
     }
     out += result->ToJson(*view->def);
     out += '\n';
@@ -284,7 +288,12 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
           const uint64_t pos = consumer->position();
           return last.ok() && *last > pos ? static_cast<double>(*last - pos) : 0.0;
         });
-    service.AddIngest(std::move(src.ingest), [consumer] { consumer->Notify(); });
+    // Answer once the rows are readable (read-your-writes); a pipeline more than 10 s behind
+    // gets a durable answer without waiting longer.
+    service.AddIngest(std::move(src.ingest), [consumer](uint64_t seq) {
+      consumer->Notify();
+      consumer->WaitVisible(seq, std::chrono::seconds(10));
+    });
   }
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
@@ -332,6 +341,10 @@ int main(int argc, char** argv) {
   backfill->add_option("--threads", threads, "Worker threads (default: one per core)");
   backfill->add_option("--memory-mb", memory_mb, "Open-tile memory before a flush")
       ->capture_default_str();
+  std::string max_future;
+  backfill->add_option("--max-future", max_future,
+                       "Reject rows whose event time is further ahead of the clock than this "
+                       "duration, or 'off' (default: the source's 'max-future', else 1d)");
   size_t chunk_kb = 1024;
   backfill->add_option("--chunk-kb", chunk_kb, "Input bytes each worker decodes per round")
       ->capture_default_str();
@@ -339,7 +352,9 @@ int main(int argc, char** argv) {
   auto* get = app.add_subcommand("get", "Read features for keys");
   get->add_option("--db", db, "DB directory")->required();
   get->add_option("--view", view, "Feature view")->required();
-  get->add_option("--key", keys, "Entity key (composite keys joined by '|'); repeatable")
+  get->add_option("--key", keys,
+                  "Entity key; composite keys: parts joined by '|', a '|' or '\\' inside a part "
+                  "escaped by '\\' (a\\|b|c); repeatable")
       ->required();
   get->add_option("--at", at, "Time of the read: RFC 3339 or epoch ms (default: now)");
   get->add_option("--windows", windows, "Comma-separated windows")->capture_default_str();
@@ -390,6 +405,17 @@ int main(int argc, char** argv) {
     options.pipeline.threads = threads;
     options.pipeline.memory_budget_bytes = memory_mb << 20;
     options.chunk_bytes = std::max<size_t>(chunk_kb, 4) << 10;
+    if (max_future == "off") {
+      options.max_future_ms = tessera::sql::kNoFutureBound;
+    } else if (!max_future.empty()) {
+      auto ms = tessera::ParseDurationMillis(max_future);
+      if (!ms.ok()) {
+        fmt::print(stderr, "tessera: error: --max-future: {}\n",
+                   tessera::StatusMessage(ms.status()));
+        return 2;
+      }
+      options.max_future_ms = *ms;
+    }
     return tessera::RunBackfillCommand(sql_path, inputs, db, options);
   }
   if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows, timing);

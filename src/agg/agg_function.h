@@ -16,6 +16,10 @@
 //   absl::Status Deserialize(ByteReader* in, State* s) const;   into a fresh State
 //   Value Finalize(const State& s) const;
 //   size_t HeapBytes(const State& s) const;
+// An op whose encoding changed may also declare
+//   static constexpr uint8_t kOldestVersion;                   oldest version still read
+//   absl::Status Deserialize(ByteReader* in, State* s, uint8_t version) const;
+// and then reads every version in [kOldestVersion, kVersion] (tiles written by older builds).
 
 #include <cstddef>
 #include <new>
@@ -29,6 +33,11 @@
 #include "common/varint.h"
 
 namespace tessera::agg::internal {
+
+template <typename Op>
+concept ReadsOlderVersions = requires {
+  Op::kOldestVersion;
+};
 
 template <typename Op>
 class AggFunction final : public AggregateFunction {
@@ -58,7 +67,7 @@ class AggFunction final : public AggregateFunction {
       std::string bytes;
       op_.Serialize(*Get(src), &bytes);
       ByteReader reader(bytes);
-      if (!op_.Deserialize(&reader, &copy).ok()) return;  // cannot happen: our own encoding
+      if (!DeserializeVersion(&reader, &copy, Op::kVersion).ok()) return;  // our own encoding
       op_.Merge(Get(dst), copy);
       return;
     }
@@ -76,12 +85,14 @@ class AggFunction final : public AggregateFunction {
     if (!reader.Byte(&version, "version").ok()) {
       return DataLoss("{} state: empty encoding", AggKindName(kind_));
     }
-    if (version != Op::kVersion) {
+    uint8_t oldest = Op::kVersion;
+    if constexpr (ReadsOlderVersions<Op>) oldest = Op::kOldestVersion;
+    if (version < oldest || version > Op::kVersion) {
       return DataLoss("{} state: unsupported encoding version {} (expected {})", AggKindName(kind_),
                       version, Op::kVersion);
     }
     State parsed;
-    absl::Status s = op_.Deserialize(&reader, &parsed);
+    absl::Status s = DeserializeVersion(&reader, &parsed, version);
     if (!s.ok()) {
       return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
     }
@@ -95,6 +106,13 @@ class AggFunction final : public AggregateFunction {
   size_t HeapBytes(const std::byte* state) const override { return op_.HeapBytes(*Get(state)); }
 
  private:
+  absl::Status DeserializeVersion(ByteReader* reader, State* state, uint8_t version) const {
+    if constexpr (ReadsOlderVersions<Op>) {
+      return op_.Deserialize(reader, state, version);
+    } else {
+      return op_.Deserialize(reader, state);
+    }
+  }
   static State* Get(std::byte* p) { return std::launder(reinterpret_cast<State*>(p)); }
   static const State* Get(const std::byte* p) {
     return std::launder(reinterpret_cast<const State*>(p));

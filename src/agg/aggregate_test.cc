@@ -16,6 +16,7 @@
 #include "common/column.h"
 #include "common/errors.h"
 #include "common/value.h"
+#include "common/varint.h"
 
 namespace tessera::agg {
 namespace {
@@ -240,8 +241,9 @@ Value Reference(const Case& c, const Rows& rows, size_t begin, size_t end) {
     case AggKind::kSum: {
       if (items.empty()) return Value::Null(t);
       if (t == DataType::kInt64) {
-        uint64_t s = 0;
-        for (const Item& it : items) s += static_cast<uint64_t>(it.v.int64());
+        __int128 s = 0;
+        for (const Item& it : items) s += it.v.int64();
+        if (s > INT64_MAX || s < INT64_MIN) return Value::Null(t);
         return Value::Int64(static_cast<int64_t>(s));
       }
       long double s = 0;
@@ -505,7 +507,9 @@ TEST_P(AggregatePropertyTest, SerializeRoundTripsByteIdentically) {
     }
     std::string bytes = s.Serialize();
     ASSERT_FALSE(bytes.empty());
-    EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 1) << "version byte";
+    // SUM(BIGINT) moved to version 2 (128-bit sums); the others are at version 1.
+    const bool sum_bigint = fn_->kind() == AggKind::kSum && fn_->arg_type() == DataType::kInt64;
+    EXPECT_EQ(static_cast<uint8_t>(bytes[0]), sum_bigint ? 2 : 1) << "version byte";
 
     // Two states back to back: Deserialize consumes exactly one.
     std::string two = bytes + bytes;
@@ -544,7 +548,7 @@ TEST_P(AggregatePropertyTest, RejectsMalformedBytes) {
     }
     EXPECT_EQ(s.Serialize(), before);
     // Unknown versions are rejected.
-    for (int version : {0, 2, 255}) {
+    for (int version : {0, static_cast<uint8_t>(bytes[0]) + 1, 255}) {
       std::string bad = bytes;
       bad[0] = static_cast<char>(version);
       std::string_view in = bad;
@@ -653,7 +657,7 @@ TEST(AggregateTest, RejectsBadTypesAndParams) {
 
 TEST(AggregateTest, FixedStatesAreSmall) {
   EXPECT_EQ(Make(AggKind::kCountStar, DataType::kNull)->state_size(), 8u);
-  EXPECT_EQ(Make(AggKind::kSum, DataType::kInt64)->state_size(), 16u);
+  EXPECT_EQ(Make(AggKind::kSum, DataType::kInt64)->state_size(), 24u);
   EXPECT_LE(Make(AggKind::kMin, DataType::kString)->state_size(), 32u);
   EXPECT_LE(Make(AggKind::kLastValue, DataType::kDouble)->state_size(), 24u);
   EXPECT_LE(Make(AggKind::kApproxCountDistinct, DataType::kString)->state_size(), 24u);
@@ -662,12 +666,46 @@ TEST(AggregateTest, FixedStatesAreSmall) {
   EXPECT_EQ(Make(AggKind::kLastK, DataType::kString, {.k = 5})->state_size(), 8u);
 }
 
-TEST(AggregateTest, SumWrapsOnOverflow) {
+TEST(AggregateTest, SumOutOfBigIntRangeIsNull) {
   auto fn = Make(AggKind::kSum, DataType::kInt64);
-  Rows rows = IntRows({{INT64_MAX, 0}, {1, 0}, {std::nullopt, 0}});
+  Rows rows = IntRows({{INT64_MAX, 0}, {INT64_MAX, 0}, {std::nullopt, 0}});
   StateHolder s(fn.get());
   AddRange(*fn, &s, rows, 0, rows.size());
-  EXPECT_EQ(s.Finalize(), Value::Int64(INT64_MIN));
+  EXPECT_TRUE(s.Finalize().is_null());  // not the wrapped -2
+  Rows neg = IntRows({{INT64_MIN, 0}, {-1, 0}});
+  StateHolder n(fn.get());
+  AddRange(*fn, &n, neg, 0, neg.size());
+  EXPECT_TRUE(n.Finalize().is_null());
+}
+
+// Partial sums (tiles) may leave BIGINT while the window's total is back in range: the merge is
+// exact, also through the encoding.
+TEST(AggregateTest, SumIsExactAcrossOverflowingPartials) {
+  auto fn = Make(AggKind::kSum, DataType::kInt64);
+  Rows up = IntRows({{INT64_MAX, 0}, {INT64_MAX, 0}, {5, 0}});
+  Rows down = IntRows({{-INT64_MAX, 0}, {-INT64_MAX, 0}});
+  StateHolder a(fn.get()), b(fn.get()), decoded(fn.get());
+  AddRange(*fn, &a, up, 0, up.size());
+  AddRange(*fn, &b, down, 0, down.size());
+  std::string bytes;
+  fn->Serialize(a.get(), &bytes);
+  std::string_view in = bytes;
+  ASSERT_TRUE(fn->Deserialize(&in, decoded.get()).ok());
+  fn->Merge(decoded.get(), b.get());
+  EXPECT_EQ(decoded.Finalize(), Value::Int64(5));
+}
+
+// Tiles written by builds before the 128-bit sum (encoding version 1) still read.
+TEST(AggregateTest, SumReadsVersionOneEncoding) {
+  auto fn = Make(AggKind::kSum, DataType::kInt64);
+  std::string v1;
+  v1.push_back(1);
+  PutVarint64(&v1, 2);   // count
+  PutZigZag64(&v1, -7);  // sum
+  std::string_view in = v1;
+  StateHolder s(fn.get());
+  ASSERT_TRUE(fn->Deserialize(&in, s.get()).ok());
+  EXPECT_EQ(s.Finalize(), Value::Int64(-7));
 }
 
 TEST(AggregateTest, AvgOfBigIntsIsExact) {

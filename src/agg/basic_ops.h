@@ -5,7 +5,10 @@
 //
 // Encodings (after the version byte 1):
 //   COUNT            varint count
-//   SUM(BIGINT)      varint count, [zigzag sum]                      (sum only if count > 0)
+//   SUM(BIGINT)      v2: varint count, [zigzag low64, zigzag high64 excess] (128-bit exact sum;
+//                    the excess is the high word minus the low word's sign extension, so a
+//                    sum that fits 64 bits costs one byte more than v1)
+//                    v1 (still read): varint count, [zigzag sum]
 //   SUM/AVG(DOUBLE)  varint count, [double sum, double compensation]
 //   AVG(BIGINT)      varint count, [fixed64 low, fixed64 high]        (128-bit exact sum)
 //   MIN/MAX          byte has, [value]
@@ -84,40 +87,68 @@ struct CountOp {
 
 // ---- SUM ---------------------------------------------------------------------------------------
 
-// SUM(BIGINT): two's-complement wrapping sum (computed unsigned, so overflow is defined).
+// SUM(BIGINT): exact 128-bit sum, so partial sums of tiles may exceed BIGINT while the window's
+// total does not (merging stays exact and order-independent). A window whose sum does not fit
+// BIGINT finalizes to NULL: SQL raises "bigint out of range" there, and a feature read must not
+// fail nor wrap silently.
 struct SumInt64Op {
+  // The 128-bit sum as two words (24 bytes with the count, where an __int128 member would align
+  // the state to 32).
   struct State {
-    uint64_t sum = 0;
+    uint64_t low = 0;
+    uint64_t high = 0;
     uint64_t count = 0;
+
+    void Add(uint64_t add_low, uint64_t add_high) {
+      const uint64_t before = low;
+      low += add_low;
+      high += add_high + (low < before ? 1 : 0);
+    }
   };
-  static constexpr uint8_t kVersion = 1;
+  static constexpr uint8_t kVersion = 2;
+  static constexpr uint8_t kOldestVersion = 1;
+
+  static uint64_t SignWord(int64_t v) { return v < 0 ? ~uint64_t{0} : 0; }
 
   void AddBatch(std::byte* const* states, const Column* arg, const int64_t*, const uint32_t* rows,
                 size_t n) const {
     ForEachValue<Int64Phys, State>(states, arg, rows, n, [](State* s, int64_t v, uint32_t) {
-      s->sum += static_cast<uint64_t>(v);
+      s->Add(static_cast<uint64_t>(v), SignWord(v));
       ++s->count;
     });
   }
   void Merge(State* dst, const State& src) const {
-    dst->sum += src.sum;
+    dst->Add(src.low, src.high);
     dst->count += src.count;
   }
   void Serialize(const State& s, std::string* out) const {
     PutVarint64(out, s.count);
-    if (s.count > 0) PutZigZag64(out, static_cast<int64_t>(s.sum));
+    if (s.count == 0) return;
+    const auto low = static_cast<int64_t>(s.low);
+    PutZigZag64(out, low);
+    PutZigZag64(out, static_cast<int64_t>(s.high - SignWord(low)));
   }
-  absl::Status Deserialize(ByteReader* r, State* s) const {
+  absl::Status Deserialize(ByteReader* r, State* s, uint8_t version) const {
     absl::Status st = r->Varint64(&s->count, "count");
     if (!st.ok() || s->count == 0) return st;
-    int64_t sum = 0;
-    st = r->ZigZag64(&sum, "sum");
-    s->sum = static_cast<uint64_t>(sum);
-    return st;
+    int64_t low = 0;
+    st = r->ZigZag64(&low, "sum");
+    if (!st.ok()) return st;
+    int64_t excess = 0;
+    if (version >= 2) {
+      st = r->ZigZag64(&excess, "sum (high word)");
+      if (!st.ok()) return st;
+    }
+    s->low = static_cast<uint64_t>(low);
+    s->high = static_cast<uint64_t>(excess) + SignWord(low);
+    return absl::OkStatus();
   }
   Value Finalize(const State& s) const {
-    if (s.count == 0) return Value::Null(DataType::kInt64);
-    return Value::Int64(static_cast<int64_t>(s.sum));
+    // Fits BIGINT iff the high word is the low word's sign extension.
+    if (s.count == 0 || s.high != SignWord(static_cast<int64_t>(s.low))) {
+      return Value::Null(DataType::kInt64);
+    }
+    return Value::Int64(static_cast<int64_t>(s.low));
   }
   size_t HeapBytes(const State&) const { return 0; }
 };

@@ -122,8 +122,21 @@ std::string FormatRfc3339Millis(int64_t epoch_ms) {
 absl::StatusOr<int64_t> ParseTimePoint(std::string_view s) {
   int64_t v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec == std::errc() && ptr == s.data() + s.size() && !s.empty()) return v;
-  if (auto t = ParseRfc3339Millis(s)) return *t;
+  const bool integer = !s.empty() && ptr == s.data() + s.size() &&
+                       (ec == std::errc() || ec == std::errc::result_out_of_range);
+  std::optional<int64_t> t;
+  if (integer) {
+    if (ec == std::errc()) t = v;
+  } else {
+    t = ParseRfc3339Millis(s);
+  }
+  if (integer || t.has_value()) {
+    if (t.has_value() && *t >= kMinTimestampMs && *t <= kMaxTimestampMs) return *t;
+    return InvalidArgument(
+        "time '{}' is out of range: expected a time from 0000-01-01T00:00:00Z to "
+        "9999-12-31T23:59:59.999Z (epoch milliseconds {} to {})",
+        s, kMinTimestampMs, kMaxTimestampMs);
+  }
   return InvalidArgument(
       "invalid time '{}': expected RFC 3339 (e.g. 2026-11-24T10:00:00Z) or epoch milliseconds", s);
 }
@@ -141,11 +154,15 @@ absl::StatusOr<int64_t> ParseDurationMillis(std::string_view s) {
   if (unit == "h") scale = kMillisPerHour;
   if (unit == "d") scale = kMillisPerDay;
   if (unit == "w") scale = 7 * kMillisPerDay;
-  if (i == 0 || ec != std::errc() || scale == 0 || n <= 0 || n > (int64_t{1} << 40)) {
+  if (i == 0 || (ec != std::errc() && ec != std::errc::result_out_of_range) || scale == 0 ||
+      (ec == std::errc() && n <= 0)) {
     return InvalidArgument(
         "invalid duration '{}': expected a positive integer followed by ms, s, m, h, d or w "
         "(e.g. 5m, 1h, 7d)",
         s);
+  }
+  if (ec != std::errc() || n > kMaxDurationMs / scale) {
+    return InvalidArgument("duration '{}' is too long: at most 36500d (100 years)", s);
   }
   return n * scale;
 }

@@ -138,6 +138,7 @@ std::string BackfillSummary::ToJson() const {
   j["rows"] = counters.rows;
   j["rejected"] = counters.rejected;
   j["late"] = counters.late;
+  j["future"] = counters.future;
   j["field_errors"] = counters.field_errors;
   int64_t null_key = 0;
   nlohmann::json views_json = nlohmann::json::object();
@@ -146,6 +147,7 @@ std::string BackfillSummary::ToJson() const {
     views_json[name] = {{"rows_in", v.rows_in},
                         {"filtered", v.filtered},
                         {"null_key", v.null_key},
+                        {"key_too_long", v.key_too_long},
                         {"aggregated", v.aggregated}};
   }
   j["null_key"] = null_key;
@@ -213,7 +215,10 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   }
 
   FileChunkSource input(std::move(files), options.chunk_bytes);
-  IngestPipeline pipeline(*source, views, store, options.pipeline);
+  PipelineOptions pipeline_options = options.pipeline;
+  pipeline_options.max_future_ms = options.max_future_ms.value_or(
+      source->max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs));
+  IngestPipeline pipeline(*source, views, store, pipeline_options);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 
   std::FILE* dead_letter = nullptr;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,10 @@ struct BackfillOptions {
   std::vector<std::string> inputs;  // NDJSON files (plain, .gz, .zst), replayed in this order
   std::string source;               // source the files belong to; empty = the only one used
   std::string dead_letter_path;     // rejected lines as JSON, one per line; empty = none
-  PipelineOptions pipeline;
+  PipelineOptions pipeline;         // its max_future_ms is replaced by the one below
+  // Rows further ahead of the clock are rejected (sql::kNoFutureBound: no bound). nullopt: the
+  // source's 'max-future' if it has one, else sql::kDefaultBackfillMaxFutureMs (one day).
+  std::optional<int64_t> max_future_ms;
   // Bytes of input per chunk: each worker decodes one chunk per round.
   size_t chunk_bytes = size_t{1} << 20;
   const Clock* clock = SystemClock::Default();  // for the elapsed time in the summary

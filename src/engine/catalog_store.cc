@@ -24,6 +24,10 @@ namespace {
 constexpr std::string_view kStmtPrefix = "catalog/stmt/";
 constexpr std::string_view kViewPrefix = "catalog/view/";
 constexpr std::string_view kNextViewId = "catalog/next_view_id";
+// The DB's storage format. 1 (no entry): composite keys were stored as the parts joined by '|',
+// which is ambiguous; 2: parts are length-prefixed (engine/entity_key.h).
+constexpr std::string_view kFormatVersionKey = "format_version";
+constexpr uint32_t kFormatVersion = 2;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -67,6 +71,31 @@ absl::StatusOr<std::unique_ptr<CatalogStore>> CatalogStore::Load(store::TileStor
     return DataLoss("catalog entry '{}' is corrupt", kNextViewId);
   }
   TESSERA_RETURN_IF_ERROR(cs->Rebuild(statements, ids));
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> format, store->GetMeta(kFormatVersionKey));
+  uint32_t version = 1;
+  if (format.has_value() && !ParseU32(*format, &version)) {
+    return DataLoss("catalog entry '{}' is corrupt: '{}'", kFormatVersionKey, *format);
+  }
+  if (version > kFormatVersion) {
+    return FailedPrecondition(
+        "this DB has storage format {}, written by a newer Tessera; this build reads formats 1 "
+        "to {}",
+        version, kFormatVersion);
+  }
+  if (version < 2 && !statements.empty()) {
+    // Format 1 differs only in how composite keys are stored: a DB without composite-key views
+    // reads the same; the first write of the catalog records format 2.
+    for (const auto& v : cs->views_) {
+      if (v->def->keys.size() > 1) {
+        return FailedPrecondition(
+            "this DB has storage format 1, in which the parts of composite keys were joined by "
+            "'|' so that ('a|b','c') and ('a','b|c') shared tiles; view '{}' has a composite key. "
+            "Rebuild it: backfill the events into a new --db with this build",
+            v->def->name);
+      }
+    }
+  }
+  cs->format_recorded_ = version == kFormatVersion;
   return cs;
 }
 
@@ -152,10 +181,14 @@ absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view
     ++next_id;
   }
   batch.meta.emplace_back(std::string(kNextViewId), std::to_string(next_id));
+  if (!format_recorded_) {
+    batch.meta.emplace_back(std::string(kFormatVersionKey), std::to_string(kFormatVersion));
+  }
   // Validate before persisting: the combined catalog must bind.
   TESSERA_RETURN_IF_ERROR(Rebuild(statements, ids));
   TESSERA_RETURN_IF_ERROR(store_->Write(batch));
   next_view_id_ = next_id;
+  format_recorded_ = true;
   return view_names;
 }
 

@@ -33,6 +33,8 @@ absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64
 //   catalog/stmt/<8-digit sequence>  -> the statement's SQL text, in registration order
 //   catalog/view/<lower-case name>   -> the view's id (decimal)
 //   catalog/next_view_id             -> next id to hand out (decimal)
+//   format_version                   -> storage format (decimal; absent = 1). Load() refuses a
+//                                       newer format, and a format-1 DB with composite keys.
 class CatalogStore {
  public:
   // Loads the catalog of `store` (empty if none was ever registered).
@@ -58,6 +60,7 @@ class CatalogStore {
   std::vector<std::string> statements_;
   std::vector<std::pair<std::string, uint32_t>> view_ids_;  // lower-case name -> id
   uint32_t next_view_id_ = 1;
+  bool format_recorded_ = false;  // the store holds format_version = the current format
   sql::Catalog catalog_;
   std::vector<std::unique_ptr<ViewRuntime>> views_;
 };

@@ -7,6 +7,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "engine/entity_key.h"
 #include "sql/expr.h"
 #include "tile/tile_layout.h"
 #include "tile/tile_math.h"
@@ -27,6 +28,12 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
     }
     TESSERA_ASSIGN_OR_RETURN(int64_t ms, ParseDurationMillis(item));
     TESSERA_RETURN_IF_ERROR(tile::ValidateWindow(ms, tile_ms));
+    for (const WindowSpec& w : out) {
+      if (w.name == item) return InvalidArgument("window '{}' is listed twice in '{}'", item, list);
+    }
+    if (out.size() == kMaxWindowsPerRead) {
+      return InvalidArgument("more than {} windows in '{}'", kMaxWindowsPerRead, list);
+    }
     out.push_back(WindowSpec{std::string(item), ms});
     start = comma + 1;
   }
@@ -62,10 +69,19 @@ absl::Status FeatureReader::Fetch(
 
 absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t at_ms,
                                                   const std::vector<WindowSpec>& windows) const {
+  if (at_ms < kMinTimestampMs || at_ms > kMaxTimestampMs) {
+    return OutOfRange("at {} is outside the supported time range ({} .. {} epoch ms)", at_ms,
+                      kMinTimestampMs, kMaxTimestampMs);
+  }
+  for (const WindowSpec& w : windows) {
+    if (w.length_ms <= 0 || w.length_ms > kMaxDurationMs) {
+      return OutOfRange("window '{}' is outside (0, 36500d]", w.name);
+    }
+  }
   const sql::ViewDef& def = *view_->def;
   const tile::TileLayout& layout = *view_->layout;
   FeatureResult result;
-  result.key = std::string(key);
+  result.key = KeyText(key, def.keys.size());
   result.requested_at_ms = at_ms;
   result.at_ms = tile::ComputeWindow(at_ms, def.tile_ms, def.tile_ms).effective_at_ms;
 

@@ -22,7 +22,11 @@ struct WindowSpec {
   int64_t length_ms = 0;
 };
 
-// Parses "5m,1h,6h,1d" and checks each is a multiple of the view's tile size.
+// Windows one read may ask for (each costs a finalize and a JSON object).
+inline constexpr size_t kMaxWindowsPerRead = 32;
+
+// Parses "5m,1h,6h,1d" and checks each is a multiple of the view's tile size, at most
+// kMaxDurationMs long, and named once; at most kMaxWindowsPerRead of them.
 absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int64_t tile_ms);
 
 struct WindowResult {
@@ -31,7 +35,7 @@ struct WindowResult {
 };
 
 struct FeatureResult {
-  std::string key;
+  std::string key;              // text form
   int64_t at_ms = 0;            // effective `at` (see tile::ComputeWindow)
   int64_t requested_at_ms = 0;  // as asked
   std::vector<WindowResult> windows;
@@ -66,6 +70,9 @@ class FeatureReader {
                 OpenTileSource* open_tiles = nullptr)
       : view_(view), store_(store), open_tiles_(open_tiles) {}
 
+  // `key` is in stored form (engine/entity_key.h: StoredKeyFromText); the result's key is in
+  // text form. Errors: OutOfRange for an `at` or window outside the supported range, DataLoss
+  // for an unreadable stored tile.
   absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
                                      const std::vector<WindowSpec>& windows) const;
 

@@ -21,12 +21,13 @@ struct IngestPipeline::ViewPrep {
   std::vector<std::unique_ptr<sql::ExprEvaluator>> keys;
   std::vector<std::unique_ptr<sql::ExprEvaluator>> args;  // null for COUNT(*)
   std::vector<const Column*> arg_columns;
-  // Per row: 1 = aggregate, 0 = filtered by WHERE, 2 = NULL key.
+  // Per row: 1 = aggregate, 0 = filtered by WHERE, 2 = NULL key, 3 = key too long.
   std::vector<uint8_t> status;
   std::vector<std::string_view> key;
   std::vector<uint64_t> key_hash;
   std::vector<uint32_t> shard;
   std::string key_buffer;
+  std::string part_buffer;
 };
 
 struct IngestPipeline::Worker {
@@ -163,13 +164,22 @@ void IngestPipeline::Prepare(Worker* w) {
       std::string_view key;
       if (single_string) {
         key = key_cols[0]->str[r];
+      } else if (key_cols.size() == 1) {
+        p.key_buffer.clear();
+        AppendKeyPart(*key_cols[0], r, &p.key_buffer);
+        key = w->arena.Copy(p.key_buffer);
       } else {
         p.key_buffer.clear();
-        for (size_t i = 0; i < key_cols.size(); ++i) {
-          if (i > 0) p.key_buffer.push_back(kKeySeparator);
-          AppendKeyPart(*key_cols[i], r, &p.key_buffer);
+        for (const Column* kc : key_cols) {
+          p.part_buffer.clear();
+          AppendKeyPart(*kc, r, &p.part_buffer);
+          AppendStoredKeyPart(p.part_buffer, &p.key_buffer);
         }
         key = w->arena.Copy(p.key_buffer);
+      }
+      if (key.size() > kMaxEntityKeyBytes) {
+        p.status[r] = 3;
+        continue;
       }
       p.key[r] = key;
       p.key_hash[r] = Hash64(key);
@@ -203,6 +213,7 @@ void IngestPipeline::MarkLate(const std::vector<Worker*>& order) {
     source_counters_.lines += w->decode.lines;
     source_counters_.rows += w->decode.rows;
     source_counters_.rejected += w->decode.rejected;
+    source_counters_.future += w->decode.future;
     source_counters_.field_errors += w->decode.field_errors;
     for (size_t vi = 0; vi < views_.size(); ++vi) {
       const ViewPrep& p = w->views[vi];
@@ -212,6 +223,7 @@ void IngestPipeline::MarkLate(const std::vector<Worker*>& order) {
         ++c.rows_in;
         c.filtered += p.status[r] == 0;
         c.null_key += p.status[r] == 2;
+        c.key_too_long += p.status[r] == 3;
         c.aggregated += p.status[r] == 1;
       }
     }
@@ -314,6 +326,10 @@ void IngestPipeline::RegisterMetrics() {
   m->field_errors = r->GetCounter("tessera_source_field_errors_total",
                                   "Fields whose JSON type did not fit (became NULL)", src);
   m->late = r->GetCounter("tessera_source_late_total", "Rows older than the watermark", src);
+  m->future = r->GetCounter("tessera_source_future_total",
+                            "Rows rejected for an event time too far ahead of the clock "
+                            "(max-future); also in rejected",
+                            src);
   for (const ViewRuntime* v : views_) {
     const Labels l = {{"source", source_.name}, {"view", v->def->name}};
     m->view_rows_in.push_back(
@@ -322,6 +338,8 @@ void IngestPipeline::RegisterMetrics() {
         r->GetCounter("tessera_view_filtered_total", "Rows dropped by WHERE", l));
     m->view_null_key.push_back(
         r->GetCounter("tessera_view_null_key_total", "Rows skipped for a NULL key", l));
+    m->view_key_too_long.push_back(r->GetCounter(
+        "tessera_view_key_too_long_total", "Rows skipped for a key longer than 4096 bytes", l));
     m->view_aggregated.push_back(
         r->GetCounter("tessera_view_rows_aggregated_total", "Rows added to tiles", l));
   }
@@ -372,6 +390,7 @@ void IngestPipeline::PublishMetrics() {
   m.rejected->Inc(c.rejected - published_source_.rejected);
   m.field_errors->Inc(c.field_errors - published_source_.field_errors);
   m.late->Inc(c.late - published_source_.late);
+  m.future->Inc(c.future - published_source_.future);
   published_source_ = c;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     const ViewCounters& v = view_counters_[vi];
@@ -379,6 +398,7 @@ void IngestPipeline::PublishMetrics() {
     m.view_rows_in[vi]->Inc(v.rows_in - p.rows_in);
     m.view_filtered[vi]->Inc(v.filtered - p.filtered);
     m.view_null_key[vi]->Inc(v.null_key - p.null_key);
+    m.view_key_too_long[vi]->Inc(v.key_too_long - p.key_too_long);
     m.view_aggregated[vi]->Inc(v.aggregated - p.aggregated);
     p = v;
   }
@@ -412,6 +432,11 @@ size_t IngestPipeline::OpenTileBytes() const {
     for (const auto& s : view_shards) total += s->MemoryBytes();
   }
   return total;
+}
+
+int64_t IngestPipeline::FutureLimit() const {
+  if (options_.max_future_ms == sql::kNoFutureBound) return kMaxTimestampMs;
+  return std::min(kMaxTimestampMs, options_.clock->NowMillis() + options_.max_future_ms);
 }
 
 int64_t IngestPipeline::ClosedBy(int64_t max_event_time_ms) const {
@@ -561,6 +586,7 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       }
       const int64_t busy_start = options_.clock->MonotonicNanos();
       if (w->has_batch) {
+        w->decoder->set_max_event_time_ms(FutureLimit());
         w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode, reject(w));
         Prepare(w);
       }
@@ -587,6 +613,8 @@ absl::Status IngestPipeline::Run(ChunkSource* input) {
       }
       sync.arrive_and_wait();
       if (index == 0) {
+        // Every chunk taken so far is in the open tiles now (or was dropped as late).
+        input->Aggregated();
         const int64_t now = options_.clock->MonotonicNanos();
         const bool interval_due =
             options_.flush_interval_ms > 0 &&

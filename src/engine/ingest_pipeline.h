@@ -43,7 +43,11 @@ struct PipelineOptions {
   // Owed rollups (of slots the watermark has closed) built per flush, at most; the rest wait
   // for the next flush. Spreads the hourly/daily burst; the final flush builds them all.
   size_t rollups_per_flush = 50000;
-  // Times flushes (FlushStats) and gives "now" for the freshness gauges; used for pacing only.
+  // Rows whose event time is more than this ahead of clock->NowMillis() are rejected (counted in
+  // SourceCounters::future and ::rejected) and never move the watermark; sql::kNoFutureBound = no
+  // bound.
+  int64_t max_future_ms = sql::kNoFutureBound;
+  // Gives "now" for the future-row bound and the freshness gauges, and times flushes.
   const Clock* clock = SystemClock::Default();
   // Where the pipeline's counters, gauges and histograms go (optional).
   MetricsRegistry* metrics = nullptr;
@@ -52,16 +56,18 @@ struct PipelineOptions {
 struct SourceCounters {
   int64_t lines = 0;         // non-blank input lines
   int64_t rows = 0;          // decoded rows (lines - rejected)
-  int64_t rejected = 0;      // not a JSON object, or no valid event time
+  int64_t rejected = 0;      // not a JSON object, no valid event time, or too far in the future
+  int64_t future = 0;        // of `rejected`: event time beyond the clock + max_future_ms
   int64_t field_errors = 0;  // fields whose JSON type did not fit (became NULL)
   int64_t late = 0;          // older than the watermark: dropped
 };
 
 struct ViewCounters {
-  int64_t rows_in = 0;     // on-time rows offered to the view
-  int64_t filtered = 0;    // WHERE false or NULL
-  int64_t null_key = 0;    // a GROUP BY value was NULL
-  int64_t aggregated = 0;  // rows added to tiles
+  int64_t rows_in = 0;       // on-time rows offered to the view
+  int64_t filtered = 0;      // WHERE false or NULL
+  int64_t null_key = 0;      // a GROUP BY value was NULL
+  int64_t key_too_long = 0;  // the key is longer than kMaxEntityKeyBytes (engine/entity_key.h)
+  int64_t aggregated = 0;    // rows added to tiles
 };
 
 // A rejected line, for dead-letter sinks. Called from worker threads, serialized by the pipeline.
@@ -136,6 +142,8 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status TakeOwedRollups(size_t limit);
   // The watermark for a max event time: slots ending at or before it are closed.
   int64_t ClosedBy(int64_t max_event_time_ms) const;
+  // The latest event time accepted now (clock + max_future_ms).
+  int64_t FutureLimit() const;
   absl::Status CommitFlush(ChunkSource* input);
   size_t OpenTileBytes() const;
   void RegisterMetrics();
@@ -168,7 +176,9 @@ class IngestPipeline final : public OpenTileSource {
     Counter* rejected;
     Counter* field_errors;
     Counter* late;
-    std::vector<Counter*> view_rows_in, view_filtered, view_null_key, view_aggregated;
+    Counter* future;
+    std::vector<Counter*> view_rows_in, view_filtered, view_null_key, view_key_too_long,
+        view_aggregated;
     Counter* tiles_written;
     Histogram* flush_seconds;
     Histogram* store_write_seconds;

@@ -41,10 +41,14 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
       TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LogChunkSource> input,
                                source::LogChunkSource::Create(log, store, source.name));
       r->log_input = input.get();
-      rt->http_sources_.push_back(
-          HttpSource{std::make_unique<source::HttpIngest>(log, source.name, source.columns,
-                                                          source.time_column),
-                     input.get()});
+      source::HttpIngestOptions io;
+      io.columns = source.columns;
+      io.time_column = source.time_column;
+      io.lateness_ms = source.lateness_ms;
+      io.max_future_ms = source.max_future_ms.value_or(sql::kDefaultLiveMaxFutureMs);
+      io.clock = options.clock;
+      rt->http_sources_.push_back(HttpSource{
+          std::make_unique<source::HttpIngest>(log, source.name, std::move(io)), input.get()});
       r->input = std::move(input);
     } else if (connector == "file") {
       const std::string path = Option(source, "path");
@@ -76,10 +80,14 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     po.threads = options.threads;
     po.memory_budget_bytes = options.memory_budget_bytes;
     po.flush_interval_ms = options.flush_interval_ms;
+    po.max_future_ms = source.max_future_ms.value_or(sql::kDefaultLiveMaxFutureMs);
     po.metrics = options.metrics;
     po.clock = options.clock;
     r->pipeline = std::make_unique<IngestPipeline>(source, views, store, po);
     TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
+    if (r->log_input != nullptr) {
+      rt->http_sources_.back().ingest->ObserveMaxEventTime(r->pipeline->max_event_time_ms());
+    }
     rt->running_.push_back(std::move(r));
   }
   return rt;

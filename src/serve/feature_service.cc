@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/time_util.h"
 #include "common/value.h"
+#include "engine/entity_key.h"
 
 namespace tessera::serve {
 namespace {
@@ -28,6 +29,7 @@ int HttpStatusFor(const absl::Status& s) {
     case absl::StatusCode::kNotFound:
       return 404;
     case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
       return 409;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kResourceExhausted:
@@ -88,15 +90,18 @@ void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenT
 }
 
 void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                               std::function<void()> on_appended) {
+                               std::function<void(uint64_t seq)> on_appended) {
   const std::string name = ingest->source();
   Labels labels = {{"source", name}};
   IngestTarget t{
-      std::move(ingest), std::move(on_appended),
+      std::move(ingest),
+      std::move(on_appended),
       metrics_->GetCounter("tessera_ingest_accepted_rows_total",
                            "Rows acknowledged durable by POST /v1/ingest", labels),
       metrics_->GetCounter("tessera_ingest_rejected_rows_total", "Rows rejected by POST /v1/ingest",
                            labels),
+      metrics_->GetCounter("tessera_ingest_late_rows_total",
+                           "Rows POST /v1/ingest answered as late (not appended)", labels),
       metrics_->GetHistogram("tessera_log_append_seconds",
                              "Durable log append latency (incl. group-commit fsync)", labels)};
   ingest_.emplace(Lower(name), std::move(t));
@@ -174,9 +179,11 @@ HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
   if (view == nullptr)
     return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
   const std::string* windows = req.Query("windows");
+  absl::StatusOr<std::string> stored = engine::StoredKeyFromText(*key, view->def->keys.size());
+  if (!stored.ok()) return HttpResponse::Error(400, StatusMessage(stored.status()));
   std::string out;
-  absl::Status s =
-      ReadKeys(*view, {*key}, windows ? *windows : options_.default_windows, req.Query("at"), &out);
+  absl::Status s = ReadKeys(*view, {*std::move(stored)},
+                            windows ? *windows : options_.default_windows, req.Query("at"), &out);
   if (!s.ok()) return FromStatus(s);
   return HttpResponse::Json(200, std::move(out));
 }
@@ -196,16 +203,32 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
   if (view == nullptr)
     return HttpResponse::Error(404, fmt::format("no view named '{}'", view_name));
   if (!body.contains("keys") || !body["keys"].is_array()) {
-    return HttpResponse::Error(400, "field 'keys': expected an array of strings");
+    return HttpResponse::Error(400,
+                               "field 'keys': expected an array of keys (strings in text form, "
+                               "or arrays of the parts of composite keys)");
   }
-  std::vector<std::string> keys;
-  for (const auto& k : body["keys"]) {
-    if (!k.is_string()) return HttpResponse::Error(400, "field 'keys': every key must be a string");
-    keys.push_back(k.get<std::string>());
-  }
-  if (keys.size() > options_.max_batch_keys) {
+  if (body["keys"].size() > options_.max_batch_keys) {
     return HttpResponse::Error(400, fmt::format("field 'keys': {} keys, at most {} per request",
-                                                keys.size(), options_.max_batch_keys));
+                                                body["keys"].size(), options_.max_batch_keys));
+  }
+  const size_t num_parts = view->def->keys.size();
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < body["keys"].size(); ++i) {
+    const auto& k = body["keys"][i];
+    absl::StatusOr<std::string> stored;
+    if (k.is_string()) {
+      stored = engine::StoredKeyFromText(k.get<std::string>(), num_parts);
+    } else if (k.is_array() &&
+               std::all_of(k.begin(), k.end(), [](const auto& part) { return part.is_string(); })) {
+      stored = engine::StoredKeyFromParts(k.get<std::vector<std::string>>(), num_parts);
+    } else {
+      stored = InvalidArgument("expected a string or an array of strings");
+    }
+    if (!stored.ok()) {
+      return HttpResponse::Error(
+          400, fmt::format("field 'keys'[{}]: {}", i, StatusMessage(stored.status())));
+    }
+    keys.push_back(*std::move(stored));
   }
   std::string windows = options_.default_windows;
   if (body.contains("windows")) {
@@ -302,8 +325,9 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
     if (!r->duplicate) {
       target->accepted->Inc(r->accepted);
       target->rejected->Inc(r->rejected);
+      target->late->Inc(r->late);
     }
-    if (r->seq != 0 && target->on_appended) target->on_appended();
+    if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
     respond(HttpResponse::Json(200, r->ToJson()));
   });
   lock.unlock();

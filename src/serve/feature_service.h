@@ -45,8 +45,11 @@ class FeatureService {
 
   // Reads of `view` also merge the unflushed tiles of `open` (the live pipeline of its source).
   void SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open);
-  // Enables POST /v1/ingest/{source}; `on_appended` runs after each durable append.
-  void AddIngest(std::unique_ptr<source::HttpIngest> ingest, std::function<void()> on_appended);
+  // Enables POST /v1/ingest/{source}. `on_appended(seq)` runs on the ingest pool after each
+  // durable append (and for a retried batch id), before the answer is sent: it wakes the
+  // consumer and may wait until log entry `seq` is visible to reads (read-your-writes).
+  void AddIngest(std::unique_ptr<source::HttpIngest> ingest,
+                 std::function<void(uint64_t seq)> on_appended);
   void set_ready(bool ready) { ready_.store(ready); }
 
   // Registers every route on `server` and the per-route latency observer. REQUIRES: before
@@ -74,9 +77,10 @@ class FeatureService {
   std::map<const engine::ViewRuntime*, engine::OpenTileSource*> open_tiles_;
   struct IngestTarget {
     std::unique_ptr<source::HttpIngest> ingest;
-    std::function<void()> on_appended;
+    std::function<void(uint64_t seq)> on_appended;
     Counter* accepted;
     Counter* rejected;
+    Counter* late;
     Histogram* append_seconds;
   };
   std::map<std::string, IngestTarget, std::less<>> ingest_;  // by lower-case source name

@@ -42,7 +42,10 @@ class FeatureServiceTest : public ::testing::Test {
     }
     for (auto& src : runtime_->TakeHttpSources()) {
       auto* consumer = src.consumer;
-      service_->AddIngest(std::move(src.ingest), [consumer] { consumer->Notify(); });
+      service_->AddIngest(std::move(src.ingest), [consumer](uint64_t seq) {
+        consumer->Notify();
+        consumer->WaitVisible(seq, std::chrono::seconds(10));
+      });
     }
     server_ = std::make_unique<HttpServer>(HttpServerOptions{});
     service_->RegisterRoutes(server_.get());

@@ -31,6 +31,10 @@ class ChunkSource {
   virtual void AddCheckpoint(store::WriteBatch* batch) = 0;
   // Called after the batch of the last AddCheckpoint() is durable (e.g. to trim a log).
   virtual void Committed() {}
+  // Called from the coordinating thread once every chunk handed out so far is visible to reads
+  // (its rows are in the open tiles or the store, or were dropped as late). Lets a source tell
+  // its producers when their rows can be read (read-your-writes).
+  virtual void Aggregated() {}
 };
 
 }  // namespace tessera::source

@@ -153,6 +153,20 @@ absl::StatusOr<SourceDef> Binder::BindSource(const AstStatement& stmt) const {
   if (absl::Status s = CheckDuplicateOptions(ast.options); !s.ok()) {
     return s;
   }
+  for (const AstOption& opt : ast.options) {
+    if (opt.key != "max-future") continue;
+    if (EqualsIgnoreCase(opt.value, "off")) {
+      def.max_future_ms = kNoFutureBound;
+      continue;
+    }
+    absl::StatusOr<int64_t> ms = ParseDurationMillis(opt.value);
+    if (!ms.ok()) {
+      return ErrorAt(opt.pos,
+                     "invalid 'max-future' '{}', expected a duration such as 5m or 1d, or 'off'",
+                     opt.value);
+    }
+    def.max_future_ms = *ms;
+  }
   def.options = OptionPairs(ast.options);
   return def;
 }

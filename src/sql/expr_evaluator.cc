@@ -626,10 +626,11 @@ void ExprEvaluator::Impl::RunArith(Node& node, size_t n) {
     if (node.type == DataType::kInt64) {
       const int64_t* x = a.i64.data();
       int64_t* out = r.i64.data();
+      // -INT64_MIN and ABS(INT64_MIN) do not fit BIGINT: NULL, like every integer overflow.
       for (size_t i = 0; i < n; ++i) {
         auto m = static_cast<int64_t>(0 - static_cast<uint64_t>(x[i]));
         out[i] = neg ? m : (x[i] < 0 ? m : x[i]);
-        rv[i] = va[i] != 0;
+        rv[i] = (va[i] != 0) & (x[i] != std::numeric_limits<int64_t>::min());
       }
     } else {
       const double* x = a.f64.data();
@@ -650,20 +651,20 @@ void ExprEvaluator::Impl::RunArith(Node& node, size_t n) {
     switch (node.op) {
       case Op::kAdd:
         for (size_t i = 0; i < n; ++i) {
-          out[i] = static_cast<int64_t>(static_cast<uint64_t>(x[i]) + static_cast<uint64_t>(y[i]));
-          rv[i] = (va[i] != 0) & (vb[i] != 0);
+          const bool overflow = __builtin_add_overflow(x[i], y[i], &out[i]);
+          rv[i] = (va[i] != 0) & (vb[i] != 0) & !overflow;
         }
         break;
       case Op::kSub:
         for (size_t i = 0; i < n; ++i) {
-          out[i] = static_cast<int64_t>(static_cast<uint64_t>(x[i]) - static_cast<uint64_t>(y[i]));
-          rv[i] = (va[i] != 0) & (vb[i] != 0);
+          const bool overflow = __builtin_sub_overflow(x[i], y[i], &out[i]);
+          rv[i] = (va[i] != 0) & (vb[i] != 0) & !overflow;
         }
         break;
       case Op::kMul:
         for (size_t i = 0; i < n; ++i) {
-          out[i] = static_cast<int64_t>(static_cast<uint64_t>(x[i]) * static_cast<uint64_t>(y[i]));
-          rv[i] = (va[i] != 0) & (vb[i] != 0);
+          const bool overflow = __builtin_mul_overflow(x[i], y[i], &out[i]);
+          rv[i] = (va[i] != 0) & (vb[i] != 0) & !overflow;
         }
         break;
       case Op::kMod:

@@ -136,15 +136,19 @@ TEST_F(EvaluatorTest, ArithmeticTypesAndNulls) {
   EXPECT_THAT(Eval("ABS(-d)"), ElementsAre(D(0.5), D(0), NullOf(DataType::kDouble)));
 }
 
-TEST_F(EvaluatorTest, IntegerOverflowWraps) {
+// BIGINT arithmetic that does not fit is NULL (like SUM over BIGINT), never a wrapped value.
+TEST_F(EvaluatorTest, IntegerOverflowIsNull) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  const Value null = NullOf(DataType::kInt64);
   SetRows(1, {{"i", {I(kMax)}}, {"j", {I(kMin)}}});
-  EXPECT_EQ(Eval1("i + 1"), I(kMin));
-  EXPECT_EQ(Eval1("j - 1"), I(kMax));
-  EXPECT_EQ(Eval1("i * 2"), I(-2));
-  EXPECT_EQ(Eval1("-j"), I(kMin));
-  EXPECT_EQ(Eval1("ABS(j)"), I(kMin));
+  EXPECT_EQ(Eval1("i + 1"), null);
+  EXPECT_EQ(Eval1("j - 1"), null);
+  EXPECT_EQ(Eval1("i * 2"), null);
+  EXPECT_EQ(Eval1("-j"), null);
+  EXPECT_EQ(Eval1("ABS(j)"), null);
+  EXPECT_EQ(Eval1("i - 1"), I(kMax - 1));
+  EXPECT_EQ(Eval1("-i"), I(-kMax));
   EXPECT_EQ(Eval1("j % -1"), I(0));
   EXPECT_EQ(Eval1("j / -1"), D(9223372036854775808.0));
 }

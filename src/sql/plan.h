@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,12 @@
 namespace tessera::sql {
 
 inline constexpr int64_t kDefaultLatenessMs = int64_t{5} * 60 * 1000;
+// How far ahead of the engine's clock an event time may be (DESIGN "future rows"): live sources
+// reject rows more than 5 minutes ahead (a fast client clock); backfills of history allow a day.
+inline constexpr int64_t kDefaultLiveMaxFutureMs = int64_t{5} * 60 * 1000;
+inline constexpr int64_t kDefaultBackfillMaxFutureMs = int64_t{24} * 60 * 60 * 1000;
+// max-future = 'off'.
+inline constexpr int64_t kNoFutureBound = std::numeric_limits<int64_t>::max();
 inline constexpr int64_t kDefaultTileMs = int64_t{5} * 60 * 1000;
 
 using ::tessera::ColumnDef;
@@ -25,6 +33,10 @@ struct SourceDef {
   std::vector<ColumnDef> columns;
   int time_column = -1;                      // index of the event-time TIMESTAMP column
   int64_t lateness_ms = kDefaultLatenessMs;  // from the WATERMARK clause
+  // WITH ('max-future' = '5m' | 'off'): rows whose event time is further ahead of the engine's
+  // clock are rejected. nullopt: not given (live sources then use kDefaultLiveMaxFutureMs,
+  // backfills kDefaultBackfillMaxFutureMs); kNoFutureBound: 'off'.
+  std::optional<int64_t> max_future_ms;
   std::vector<std::pair<std::string, std::string>> options;  // WITH (…), keys lower-cased
   // The statement's text exactly as given, from its first token to its last (comments inside
   // kept, the terminating ';' not included). The catalog persists this; re-parsing it (after

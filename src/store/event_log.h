@@ -16,6 +16,9 @@ struct AppendResult {
   int64_t accepted = 0;    // rows in the entry, as given to Append
   int64_t rejected = 0;    // rows the caller rejected, as given to Append
   bool duplicate = false;  // true when batch_id was seen before: nothing was appended
+  // Opaque bytes stored with the batch id (e.g. a fingerprint of the request and the first
+  // answer), returned as they were given by the first append. Empty without a batch id.
+  std::string annotation;
 };
 
 // The embedded durable log of pushed events (HTTP ingest), one stream per source. It lives in
@@ -32,9 +35,16 @@ class EventLog {
   // stream; returns after the entry is on stable storage. A non-empty `batch_id` makes the call
   // idempotent per source: if an entry with that id was appended before (even by an earlier
   // process), nothing is appended and the first result comes back with duplicate = true.
+  // `annotation` is kept with the batch id (ignored without one) and comes back, with the first
+  // append's counts, in the AppendResult of every retry.
   virtual absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
                                               std::string_view payload, int64_t accepted,
-                                              int64_t rejected) = 0;
+                                              int64_t rejected, std::string_view annotation) = 0;
+  absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
+                                      std::string_view payload, int64_t accepted,
+                                      int64_t rejected) {
+    return Append(source, batch_id, payload, accepted, rejected, {});
+  }
 
   // Calls fn(seq, payload) for the entries of `source` with seq > after_seq in increasing order,
   // stopping after about max_bytes of payload (at least one entry if any). The payload is valid

@@ -246,6 +246,7 @@ class NdjsonDecoder::Impl {
   void ResetBatch(RowBatch* batch) const;
   const std::vector<ColumnDef>& columns() const { return columns_; }
   int time_column() const { return time_column_; }
+  void set_max_event_time_ms(int64_t ms) { max_event_time_ms_ = ms; }
 
  private:
   enum class SlotState : uint8_t { kMissing, kNull, kValue, kMisfit };
@@ -263,6 +264,7 @@ class NdjsonDecoder::Impl {
     kTrailing,      // content after the object at `error_at_`
     kTimeMissing,   // no event-time field
     kTimeInvalid,   // event-time value `time_token_` does not fit
+    kTimeFuture,    // event time after max_event_time_ms_
     kNoTimeColumn,  // the schema has no valid time column
   };
   struct NameEntry {
@@ -282,6 +284,7 @@ class NdjsonDecoder::Impl {
 
   std::vector<ColumnDef> columns_;
   int time_column_;
+  int64_t max_event_time_ms_ = kMaxTimestampMs;
   std::string names_;  // column names back to back, referenced by table_
   std::vector<NameEntry> table_;
   uint32_t table_mask_ = 0;
@@ -426,6 +429,7 @@ void NdjsonDecoder::Impl::DecodeLine(const char* line, size_t len, size_t capaci
   last_error_ = ParseRow(line, len, capacity);
   if (last_error_ != RowError::kNone) {
     ++stats->rejected;
+    stats->future += last_error_ == RowError::kTimeFuture;
     if (on_reject) {
       Rejection rejection;
       rejection.line_number = line_number;
@@ -484,7 +488,8 @@ NdjsonDecoder::Impl::RowError NdjsonDecoder::Impl::ParseRow(const char* line, si
   if (time_column_ < 0) return RowError::kNoTimeColumn;
   switch (state_[time_column_]) {
     case SlotState::kValue:
-      return RowError::kNone;
+      return slots_[time_column_].i64 > max_event_time_ms_ ? RowError::kTimeFuture
+                                                           : RowError::kNone;
     case SlotState::kMissing:
       return RowError::kTimeMissing;
     case SlotState::kNull:
@@ -671,6 +676,12 @@ std::string NdjsonDecoder::Impl::RejectReason(const char* line, size_t len,
           "line {}: field '{}': expected epoch milliseconds or an RFC 3339 string, got {}",
           line_number, columns_[time_column_].name, got);
     }
+    case RowError::kTimeFuture:
+      return fmt::format(
+          "line {}: event time {} is too far in the future (after {}: the clock plus the "
+          "source's 'max-future'); rejected so that it cannot move the watermark",
+          line_number, FormatRfc3339Millis(slots_[time_column_].i64),
+          FormatRfc3339Millis(max_event_time_ms_));
     case RowError::kNoTimeColumn:
       return fmt::format("line {}: the schema has no TIMESTAMP event-time column", line_number);
   }
@@ -691,5 +702,6 @@ int64_t NdjsonDecoder::Decode(std::string_view data, size_t padding_available,
 void NdjsonDecoder::ResetBatch(RowBatch* batch) const { impl_->ResetBatch(batch); }
 const std::vector<ColumnDef>& NdjsonDecoder::columns() const { return impl_->columns(); }
 int NdjsonDecoder::time_column() const { return impl_->time_column(); }
+void NdjsonDecoder::set_max_event_time_ms(int64_t ms) { impl_->set_max_event_time_ms(ms); }
 
 }  // namespace tessera::source

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/column.h"
 #include "common/schema.h"
+#include "common/time_util.h"
 #include "source/file/line_reader.h"
 
 namespace tessera::source {
@@ -21,12 +22,14 @@ struct DecodeStats {
   int64_t rows = 0;          // lines accepted into the batch
   int64_t rejected = 0;      // lines that are not a JSON object or have no valid event time
   int64_t field_errors = 0;  // fields of accepted rows whose JSON type did not fit (set to NULL)
+  int64_t future = 0;        // of `rejected`: event time after the decoder's max event time
 
   DecodeStats& operator+=(const DecodeStats& o) {
     lines += o.lines;
     rows += o.rows;
     rejected += o.rejected;
     field_errors += o.field_errors;
+    future += o.future;
     return *this;
   }
 };
@@ -44,10 +47,10 @@ struct Rejection {
 
 using RejectFn = std::function<void(const Rejection&)>;
 
-// Earliest and latest TIMESTAMP values accepted (0000-01-01T00:00:00Z ..
-// 9999-12-31T23:59:59.999Z, the range RFC 3339 can write); anything outside is out of range.
-inline constexpr int64_t kMinTimestampMs = -62167219200000;
-inline constexpr int64_t kMaxTimestampMs = 253402300799999;
+// TIMESTAMP values outside [kMinTimestampMs, kMaxTimestampMs] (common/time_util.h) are out of
+// range.
+using ::tessera::kMaxTimestampMs;
+using ::tessera::kMinTimestampMs;
 
 // Decodes newline-delimited JSON objects into the typed columns of a RowBatch.
 //
@@ -55,8 +58,9 @@ inline constexpr int64_t kMaxTimestampMs = 253402300799999;
 //  * Lines are split on '\n'; one trailing '\r' is dropped; empty / whitespace-only lines are
 //    skipped and not counted.
 //  * A line that is not exactly one JSON object (parse error, array, scalar, trailing content),
-//    or whose event-time field is missing, null, of the wrong type, unparseable or out of
-//    range, is rejected: counted, reported to on_reject, and not added to the batch.
+//    or whose event-time field is missing, null, of the wrong type, unparseable, out of
+//    range or after set_max_event_time_ms(), is rejected: counted, reported to on_reject, and not
+//    added to the batch.
 //  * Fields are matched to columns by exact (case-sensitive) name; unknown fields are ignored
 //    (but must be valid JSON); when a field repeats, the last occurrence wins.
 //  * null and missing fields are NULL. A value whose JSON type does not fit its column is NULL
@@ -107,6 +111,11 @@ class NdjsonDecoder {
   const std::vector<ColumnDef>& columns() const;
   // The event-time column, or -1 if the one given to the constructor was not valid.
   int time_column() const;
+
+  // Lines whose event time is after `ms` are rejected (and counted in DecodeStats::future): the
+  // caller's clock plus the source's 'max-future', so one row from a wrong clock cannot move a
+  // watermark. Default kMaxTimestampMs (no bound beyond the timestamp range).
+  void set_max_event_time_ms(int64_t ms);
 
  private:
   class Impl;  // owns the simdjson parser; keeps simdjson out of this header

@@ -1,50 +1,78 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/schema.h"
 #include "store/event_log.h"
 
 namespace tessera::source {
 
 struct IngestResult {
-  int64_t accepted = 0;
-  int64_t rejected = 0;
-  bool duplicate = false;           // batch id seen before: nothing new was appended
-  std::vector<std::string> errors;  // the first few rejection reasons
+  int64_t accepted = 0;      // rows appended to the log
+  int64_t rejected = 0;      // lines not appended: not a JSON object, no valid or a future time
+  int64_t late = 0;          // rows not appended: older than the source's watermark
+  int64_t future = 0;        // of `rejected`: event time too far ahead of the clock
+  int64_t field_errors = 0;  // fields of accepted rows that did not fit their column (NULL)
+  bool duplicate = false;    // batch id seen before: nothing new was appended
+  std::vector<std::string> errors;  // the first few reasons (rejected, late, field errors)
   uint64_t seq = 0;                 // log entry holding the accepted rows (0: none)
 
-  // {"accepted":N,"rejected":R[,"duplicate":true][,"errors":[…]]}
+  // {"accepted":N,"rejected":R[,"late":L][,"future":F][,"field_errors":E][,"duplicate":true]
+  //  [,"errors":[…]]}
   std::string ToJson() const;
+};
+
+struct HttpIngestOptions {
+  std::vector<ColumnDef> columns;
+  int time_column = -1;
+  int64_t lateness_ms = 0;  // the source's allowed lateness (WATERMARK)
+  // Rows more than this ahead of clock->NowMillis() are rejected; INT64_MAX: no bound.
+  int64_t max_future_ms = std::numeric_limits<int64_t>::max();
+  const Clock* clock = SystemClock::Default();
 };
 
 // The `http` connector's write path: validates an NDJSON body against the source's schema with
 // the same decoder the engine uses (so `rejected` means exactly what it means in a backfill),
 // and appends the accepted lines durably to the source's log stream. Returns once they are on
 // stable storage.
+//
+// Time rules, decided here so the answer can report them: a row whose event time is more than
+// max_future_ms ahead of the clock is rejected (it would blind the source); a row older than
+// the watermark (the largest event time of the rows already appended, or of the pipeline, minus
+// the lateness; rows earlier in the same body count too) is late and not appended. The pipeline
+// applies the same rules again: a row can still turn late there, when a concurrent request's
+// rows were appended first (it is then counted in the source's late metric, not in this answer).
+//
+// A batch id makes a retry idempotent. The first append stores a 128-bit hash of the body with
+// the id; a retry with the same id and the same body gets the first answer with
+// "duplicate":true, and one with a different body is refused (AlreadyExists), since its rows
+// would otherwise vanish.
 class HttpIngest {
  public:
-  HttpIngest(store::EventLog* log, std::string source, std::vector<ColumnDef> columns,
-             int time_column)
-      : log_(log),
-        source_(std::move(source)),
-        columns_(std::move(columns)),
-        time_column_(time_column) {}
+  HttpIngest(store::EventLog* log, std::string source, HttpIngestOptions options)
+      : log_(log), source_(std::move(source)), options_(std::move(options)) {}
 
   // Thread-safe. `batch_id` (may be empty) makes a retried call idempotent.
-  absl::StatusOr<IngestResult> Ingest(std::string_view batch_id, std::string_view body) const;
+  absl::StatusOr<IngestResult> Ingest(std::string_view batch_id, std::string_view body);
+
+  // Raises the largest event time known to be in the log or the tiles (the pipeline's, after
+  // it loaded its state). Thread-safe.
+  void ObserveMaxEventTime(int64_t ms);
 
   const std::string& source() const { return source_; }
 
  private:
   store::EventLog* log_;
   const std::string source_;
-  const std::vector<ColumnDef> columns_;
-  const int time_column_;
+  const HttpIngestOptions options_;
+  std::atomic<int64_t> max_event_time_ms_{std::numeric_limits<int64_t>::min()};
 };
 
 }  // namespace tessera::source

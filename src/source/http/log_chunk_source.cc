@@ -33,6 +33,10 @@ absl::StatusOr<std::unique_ptr<LogChunkSource>> LogChunkSource::Create(store::Ev
 absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_t* first_line,
                                                             std::string* input_name) {
   buffer_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notifications_read_ = notifications_;
+  }
   const uint64_t from = position_.load();
   uint64_t last = from;
   TESSERA_RETURN_IF_ERROR(
@@ -54,8 +58,7 @@ absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_
 
 void LogChunkSource::WaitForData(std::chrono::milliseconds max_wait) {
   std::unique_lock<std::mutex> lock(mu_);
-  const uint64_t seen = notifications_;
-  cv_.wait_for(lock, max_wait, [&] { return notifications_ != seen || closed_; });
+  cv_.wait_for(lock, max_wait, [&] { return notifications_ != notifications_read_ || closed_; });
 }
 
 void LogChunkSource::Notify() {
@@ -68,6 +71,19 @@ void LogChunkSource::Close() {
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
   cv_.notify_all();
+  visible_cv_.notify_all();
+}
+
+void LogChunkSource::Aggregated() {
+  std::lock_guard<std::mutex> lock(mu_);
+  visible_ = position_.load();
+  visible_cv_.notify_all();
+}
+
+bool LogChunkSource::WaitVisible(uint64_t seq, std::chrono::milliseconds max_wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return visible_cv_.wait_for(lock, max_wait, [&] { return visible_ >= seq || closed_; }) &&
+         visible_ >= seq;
 }
 
 void LogChunkSource::AddCheckpoint(store::WriteBatch* batch) {

@@ -31,11 +31,18 @@ class LogChunkSource final : public ChunkSource {
   void WaitForData(std::chrono::milliseconds max_wait) override;
   void AddCheckpoint(store::WriteBatch* batch) override;
   void Committed() override;
+  void Aggregated() override;
 
   // Wakes a WaitForData(): new entries were appended. Thread-safe.
   void Notify();
-  // Makes NextChunk() return kEnd once the log is drained (shutdown). Thread-safe.
+  // Makes NextChunk() return kEnd once the log is drained (shutdown), and WaitVisible() return.
+  // Thread-safe.
   void Close();
+
+  // Blocks until the rows of log entry `seq` are visible to reads (the pipeline aggregated every
+  // entry up to it), `max_wait` passed, or Close(). Returns whether they are visible.
+  // Thread-safe.
+  bool WaitVisible(uint64_t seq, std::chrono::milliseconds max_wait);
 
   // Last sequence number handed to the pipeline. Thread-safe.
   uint64_t position() const { return position_.load(); }
@@ -44,7 +51,11 @@ class LogChunkSource final : public ChunkSource {
 
  private:
   LogChunkSource(store::EventLog* log, std::string source, uint64_t position)
-      : log_(log), source_(std::move(source)), position_(position), committed_(position) {}
+      : log_(log),
+        source_(std::move(source)),
+        position_(position),
+        committed_(position),
+        visible_(position) {}
 
   store::EventLog* log_;
   const std::string source_;
@@ -55,7 +66,12 @@ class LogChunkSource final : public ChunkSource {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t notifications_ = 0;  // guarded by mu_
-  bool closed_ = false;         // guarded by mu_
+  // notifications_ when the last NextChunk() started reading: a Notify() after that means
+  // there may be entries it did not see (WaitForData must not sleep then). Guarded by mu_.
+  uint64_t notifications_read_ = 0;
+  bool closed_ = false;  // guarded by mu_
+  uint64_t visible_;     // every entry <= visible_ is readable in the tiles; guarded by mu_
+  std::condition_variable visible_cv_;
 };
 
 }  // namespace tessera::source

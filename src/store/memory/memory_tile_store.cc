@@ -92,7 +92,8 @@ absl::Status MemoryTileStore::ScanMeta(
 absl::StatusOr<AppendResult> MemoryTileStore::Append(std::string_view source,
                                                      std::string_view batch_id,
                                                      std::string_view payload, int64_t accepted,
-                                                     int64_t rejected) {
+                                                     int64_t rejected,
+                                                     std::string_view annotation) {
   std::lock_guard lock(log_mu_);
   auto it = log_.find(source);
   if (it == log_.end()) it = log_.emplace(std::string(source), LogSource()).first;
@@ -104,9 +105,13 @@ absl::StatusOr<AppendResult> MemoryTileStore::Append(std::string_view source,
       return first;
     }
   }
-  AppendResult result{.seq = ++log.last_seq, .accepted = accepted, .rejected = rejected};
+  AppendResult result;
+  result.seq = ++log.last_seq;
+  result.accepted = accepted;
+  result.rejected = rejected;
   log.entries.emplace(result.seq, std::string(payload));
   if (!batch_id.empty()) {
+    result.annotation = std::string(annotation);
     log.batch_ids.emplace(std::string(batch_id), result);
     log.batch_id_by_seq.emplace(result.seq, std::string(batch_id));
   }

@@ -52,9 +52,10 @@ class MemoryTileStore final : public TileStore, public EventLog {
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   absl::Status Sync() override { return absl::OkStatus(); }
 
+  using EventLog::Append;
   absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
-                                      std::string_view payload, int64_t accepted,
-                                      int64_t rejected) override;
+                                      std::string_view payload, int64_t accepted, int64_t rejected,
+                                      std::string_view annotation) override;
   // Copies the entries out and calls `fn` without holding the lock.
   absl::Status Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
                     const std::function<void(uint64_t, std::string_view)>& fn) override;

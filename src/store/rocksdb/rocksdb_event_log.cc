@@ -28,8 +28,9 @@ using rocksdb_internal::View;
 
 namespace {
 
-// Value of a batch-id record: format version, then the AppendResult of the first append.
-constexpr uint8_t kAppendResultVersion = 1;
+// Value of a batch-id record: format version, then the AppendResult of the first append:
+// varint seq, zigzag accepted, zigzag rejected, and (version 2) varint-length annotation.
+constexpr uint8_t kAppendResultVersion = 2;
 
 std::string EncodeAppendResult(const AppendResult& r) {
   std::string out;
@@ -37,6 +38,7 @@ std::string EncodeAppendResult(const AppendResult& r) {
   PutVarint64(&out, r.seq);
   PutZigZag64(&out, r.accepted);
   PutZigZag64(&out, r.rejected);
+  PutBytes(&out, r.annotation);
   return out;
 }
 
@@ -45,12 +47,17 @@ absl::StatusOr<AppendResult> DecodeAppendResult(std::string_view bytes) {
   uint8_t version = 0;
   AppendResult r;
   if (absl::Status s = in.Byte(&version, "batch-id record version"); !s.ok()) return s;
-  if (version != kAppendResultVersion) {
+  if (version < 1 || version > kAppendResultVersion) {
     return DataLoss("event log batch-id record has unknown version {}", version);
   }
   if (absl::Status s = in.Varint64(&r.seq, "batch-id record seq"); !s.ok()) return s;
   if (absl::Status s = in.ZigZag64(&r.accepted, "batch-id record accepted"); !s.ok()) return s;
   if (absl::Status s = in.ZigZag64(&r.rejected, "batch-id record rejected"); !s.ok()) return s;
+  if (version >= 2) {
+    std::string_view annotation;
+    if (absl::Status s = in.Bytes(&annotation, "batch-id record annotation"); !s.ok()) return s;
+    r.annotation = std::string(annotation);
+  }
   if (!in.empty())
     return DataLoss("event log batch-id record has {} trailing bytes", in.remaining());
   return r;
@@ -107,7 +114,8 @@ absl::StatusOr<RocksDbTileStore::LogSource*> RocksDbTileStore::LoadLogSource(
 absl::StatusOr<AppendResult> RocksDbTileStore::Append(std::string_view source,
                                                       std::string_view batch_id,
                                                       std::string_view payload, int64_t accepted,
-                                                      int64_t rejected) {
+                                                      int64_t rejected,
+                                                      std::string_view annotation) {
   if (options_.read_only || options_.disable_wal) {
     return FailedPrecondition(
         "event log Append to {}: the store was opened {}; a durable append needs the WAL", dir_,
@@ -134,7 +142,11 @@ absl::StatusOr<AppendResult> RocksDbTileStore::Append(std::string_view source,
       if (!s.IsNotFound()) return FromRocks(s, "event log Append (batch id lookup)", dir_);
       state->in_flight_batch_ids.emplace(batch_id);
     }
-    AppendResult result{.seq = ++state->last_assigned, .accepted = accepted, .rejected = rejected};
+    AppendResult result;
+    result.seq = ++state->last_assigned;
+    result.accepted = accepted;
+    result.rejected = rejected;
+    if (!batch_id.empty()) result.annotation = std::string(annotation);
     state->in_flight.insert(result.seq);
     // From here on the seq (and batch id) must leave the in-flight sets whatever happens, or
     // readers would stop at this seq forever.

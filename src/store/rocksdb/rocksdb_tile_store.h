@@ -121,9 +121,10 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   absl::Status Sync() override;
 
   // EventLog (rocksdb_event_log.cc). See the class comment for the invariants.
+  using EventLog::Append;
   absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,
-                                      std::string_view payload, int64_t accepted,
-                                      int64_t rejected) override;
+                                      std::string_view payload, int64_t accepted, int64_t rejected,
+                                      std::string_view annotation) override;
   absl::Status Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
                     const std::function<void(uint64_t, std::string_view)>& fn) override;
   absl::StatusOr<uint64_t> LastSeq(std::string_view source) override;
