@@ -110,6 +110,8 @@ absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& dir, const std::stri
 
 int RunBackfillCommand(const std::string& sql_path, const std::vector<std::string>& inputs,
                        const std::string& db, engine::BackfillOptions options) {
+  // Before the DB is opened (or created): a typo in a path must not leave an empty DB behind.
+  if (absl::Status s = engine::CheckBackfillInputs(inputs); !s.ok()) return Fail(s);
   auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/true);
   if (!opened.ok()) return Fail(opened.status());
   store::RocksDbTileStore* store = opened->store.get();

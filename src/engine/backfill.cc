@@ -1,111 +1,220 @@
 #include "engine/backfill.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "common/value.h"
+#include "engine/input_progress.h"
 
 namespace tessera::engine {
 namespace {
 
-absl::StatusOr<std::string> FingerprintFile(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return NotFound("cannot open input '{}': {}", path, std::strerror(errno));
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  std::vector<char> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0)
-    XXH3_128bits_update(state, buf.data(), n);
-  bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  if (failed) return DataLoss("error reading input '{}'", path);
-  return fmt::format("{:016x}{:016x}", h.high64, h.low64);
+inline bool IsBlankChar(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-struct FileState {
+std::string HeadHash(const std::string& head, uint64_t offset) {
+  ContentHash h;
+  h.Update(std::string_view(head).substr(0, std::min<uint64_t>(offset, kHeadBytes)));
+  return h.Hex();
+}
+
+// One input of this run.
+struct InputRun {
   std::string path;
-  std::string fingerprint;
-  uint64_t offset = 0;  // uncompressed bytes whose lines are in the tiles
-  int64_t lines = 0;    // lines before `offset`
-  bool done = false;
-  bool dirty = false;  // changed since the last checkpoint
+  bool started = false;  // matched against the DB's records (happens when its turn comes)
+  bool skipped = false;  // all of its content was already in the tiles
+  InputProgress record;  // what the checkpoints write: how far this run's tiles reach
+  ContentHash hash;      // of [0, record.offset)
+  std::string head;      // its first bytes, up to kHeadBytes (of those seen so far)
+  bool dirty = false;    // record changed since the last checkpoint
 };
 
-std::string FileMetaKey(const std::string& fingerprint) { return "file/" + fingerprint; }
-
-std::string FileMetaValue(const FileState& f) {
-  nlohmann::json j = {{"path", f.path}, {"offset", f.offset}, {"lines", f.lines}, {"done", f.done}};
-  return j.dump();
-}
-
-// Hands out the chunks of the input files in order, tracking how far each file got.
+// Hands out the chunks of the input files in order. When an input's turn comes, it is compared
+// with the DB's progress records and with the inputs before it in this run (see input_progress.h)
+// and starts after the longest committed prefix of its content; it is skipped if that is all of
+// it. Each input of the run gets a record of its own, so a record once written only ever grows
+// with the same content: an input seen before (e.g. the shorter, older version of a grown file)
+// still finds its own.
 class FileChunkSource final : public ChunkSource {
  public:
-  FileChunkSource(std::vector<FileState> files, size_t chunk_bytes)
-      : files_(std::move(files)), chunk_bytes_(chunk_bytes) {}
+  FileChunkSource(const std::vector<std::string>& paths, StoredInputProgress stored,
+                  size_t chunk_bytes)
+      : stored_(std::move(stored)), chunk_bytes_(chunk_bytes) {
+    inputs_.resize(paths.size());
+    for (size_t i = 0; i < paths.size(); ++i) inputs_[i].path = paths[i];
+    next_seq_ = stored_.next_seq;
+    for (const InputProgress& p : stored_.records) has_legacy_ = has_legacy_ || p.legacy();
+  }
 
   absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
                                  std::string* input_name) override {
-    while (current_ < files_.size()) {
-      FileState& f = files_[current_];
-      if (f.done) {
-        ++current_;
-        continue;
+    while (current_ < inputs_.size()) {
+      InputRun& in = inputs_[current_];
+      if (!in.started) {
+        TESSERA_RETURN_IF_ERROR(Start(current_));
+        if (in.skipped) {
+          ++current_;
+          continue;
+        }
       }
       if (reader_ == nullptr) {
         source::LineReaderOptions ro;
         ro.chunk_bytes = chunk_bytes_;
-        TESSERA_ASSIGN_OR_RETURN(reader_, source::LineReader::Open(f.path, f.offset, ro));
+        TESSERA_ASSIGN_OR_RETURN(reader_,
+                                 source::LineReader::Open(in.path, in.record.offset - tail_, ro));
       }
       TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
       if (!more) {
-        f.done = true;
-        f.dirty = true;
+        in.record.done = true;
+        in.dirty = true;
         reader_.reset();
         ++current_;
         continue;
       }
-      std::string_view data = chunk->view();
-      *first_line = f.lines + 1;
-      *input_name = f.path;
-      f.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
-      if (!data.empty() && data.back() != '\n') ++f.lines;
-      f.offset = chunk->end_offset();
-      f.dirty = true;
-      bytes_ += data.size();
+      if (tail_ > 0 && !ResumeInsideLine(in, chunk)) continue;
+      Account(in, *chunk, first_line);
+      *input_name = in.path;
       return Next::kChunk;
     }
     return Next::kEnd;
   }
 
   void AddCheckpoint(store::WriteBatch* batch) override {
-    for (FileState& f : files_) {
-      if (!f.dirty) continue;
-      batch->meta.emplace_back(FileMetaKey(f.fingerprint), FileMetaValue(f));
-      f.dirty = false;
+    for (InputRun& in : inputs_) {
+      if (!in.dirty) continue;
+      in.dirty = false;
+      if (in.record.offset == 0) continue;  // says nothing
+      in.record.hash = in.hash.Hex();
+      in.record.head_hash = HeadHash(in.head, in.record.offset);
+      batch->meta.emplace_back(in.record.key, EncodeInputProgress(in.record));
     }
+    for (std::string& key : legacy_deletes_) batch->meta_deletes.push_back(std::move(key));
+    legacy_deletes_.clear();
   }
 
   uint64_t bytes() const { return bytes_; }
+  int skipped() const { return skipped_; }
+  int resumed() const { return resumed_; }
 
  private:
-  std::vector<FileState> files_;
+  // Finds where input `i` starts.
+  absl::Status Start(size_t i) {
+    InputRun& in = inputs_[i];
+    in.started = true;
+    std::vector<const InputProgress*> candidates;
+    for (const InputProgress& p : stored_.records) candidates.push_back(&p);
+    // The inputs before it in this run, as their records stand now (handed out = will be
+    // committed with the same checkpoint or an earlier one).
+    std::vector<InputProgress> earlier;
+    earlier.reserve(i);
+    for (size_t j = 0; j < i; ++j) {
+      const InputRun& e = inputs_[j];
+      if (e.record.offset == 0) continue;
+      InputProgress p = e.record;
+      p.legacy_fingerprint.clear();
+      p.hash = e.hash.Hex();
+      p.head_hash = HeadHash(e.head, p.offset);
+      earlier.push_back(std::move(p));
+    }
+    for (const InputProgress& p : earlier) candidates.push_back(&p);
+    std::string fingerprint;
+    if (has_legacy_) {
+      TESSERA_ASSIGN_OR_RETURN(fingerprint, FingerprintStoredBytes(in.path));
+    }
+    TESSERA_ASSIGN_OR_RETURN(PrefixMatch match,
+                             MatchCommittedPrefix(in.path, candidates, fingerprint));
+    in.record.key = InputProgressKey(next_seq_++);
+    in.record.path = in.path;
+    tail_ = 0;
+    if (match.record == nullptr) return absl::OkStatus();
+    const InputProgress& m = *match.record;
+    in.record.offset = m.offset;
+    in.record.lines = m.lines;
+    in.hash = match.hash;
+    in.head = std::move(match.head);
+    if (m.legacy()) {
+      // Rewritten in this format (at the next checkpoint, with the old record deleted).
+      legacy_deletes_.push_back(m.key);
+      in.dirty = true;
+    }
+    if (match.whole) {
+      in.skipped = true;
+      in.record.done = true;
+      ++skipped_;
+      return absl::OkStatus();
+    }
+    if (m.offset > 0) ++resumed_;
+    tail_ = match.tail;
+    return absl::OkStatus();
+  }
+
+  // The first chunk of an input resumed after an unterminated last line of `tail_` bytes (the
+  // reader starts at that line). If the line's continuation is blank (typically just its '\n'),
+  // the line is what was counted: it is dropped here. Otherwise it was cut mid-way (and
+  // rejected, or counted as a row if the cut left a complete object): it is decoded again in
+  // full. Returns false if nothing of the chunk is left.
+  bool ResumeInsideLine(InputRun& in, source::Chunk* chunk) {
+    const uint64_t tail = tail_;
+    tail_ = 0;
+    const std::string_view data = chunk->view();
+    const size_t nl = data.find('\n');
+    const size_t line_end = nl == std::string_view::npos ? data.size() : nl;
+    const std::string_view continuation = data.substr(tail, line_end - tail);
+    if (!std::all_of(continuation.begin(), continuation.end(), IsBlankChar)) {
+      --in.record.lines;  // that line is counted again below
+      return true;
+    }
+    const size_t drop = nl == std::string_view::npos ? data.size() : nl + 1;
+    const uint64_t offset = chunk->offset() + drop;
+    in.hash.Update(data.substr(tail, drop - tail));
+    in.record.offset = offset;
+    in.dirty = true;
+    if (drop == data.size()) return false;
+    const std::string rest(data.substr(drop));
+    chunk->Assign(rest, offset);
+    return true;
+  }
+
+  void Account(InputRun& in, const source::Chunk& chunk, int64_t* first_line) {
+    const std::string_view data = chunk.view();
+    const uint64_t start = chunk.offset();
+    // Bytes before record.offset (the start of a re-read line) are hashed already.
+    in.hash.Update(data.substr(in.record.offset - start));
+    if (in.head.size() < kHeadBytes && chunk.end_offset() > in.head.size()) {
+      const uint64_t from = in.head.size();
+      const uint64_t to = std::min<uint64_t>(chunk.end_offset(), kHeadBytes);
+      in.head.append(data.substr(from - start, to - from));
+    }
+    *first_line = in.record.lines + 1;
+    in.record.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
+    if (!data.empty() && data.back() != '\n') ++in.record.lines;
+    in.record.offset = chunk.end_offset();
+    in.dirty = true;
+    bytes_ += data.size();
+  }
+
+  StoredInputProgress stored_;
   size_t chunk_bytes_;
+  std::vector<InputRun> inputs_;
+  uint64_t next_seq_ = 0;
+  bool has_legacy_ = false;
+  std::vector<std::string> legacy_deletes_;
   size_t current_ = 0;
+  uint64_t tail_ = 0;  // the current input resumes inside its last committed line (see Start)
   std::unique_ptr<source::LineReader> reader_;
   uint64_t bytes_ = 0;
+  int skipped_ = 0;
+  int resumed_ = 0;
 };
 
 absl::StatusOr<const sql::SourceDef*> PickSource(const CatalogStore& catalog,
@@ -131,6 +240,37 @@ absl::StatusOr<const sql::SourceDef*> PickSource(const CatalogStore& catalog,
 }
 
 }  // namespace
+
+absl::Status CheckBackfillInputs(const std::vector<std::string>& inputs) {
+  if (inputs.empty()) return InvalidArgument("backfill: no input files given");
+  for (const std::string& path : inputs) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      const int err = errno;
+      if (err == ENOENT) return NotFound("input '{}': no such file", path);
+      return FailedPrecondition("input '{}': {}", path, std::strerror(err));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      return InvalidArgument(
+          "input '{}' is a directory; --input takes NDJSON files (list them, e.g. '{}/*.ndjson')",
+          path, path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return InvalidArgument(
+          "input '{}' is not a regular file (backfill reads each input twice "
+          "at most: once to compare it with the DB, once to replay it)",
+          path);
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      return FailedPrecondition("input '{}': cannot open it for reading: {}", path,
+                                std::strerror(err));
+    }
+    ::close(fd);
+  }
+  return absl::OkStatus();
+}
 
 std::string BackfillSummary::ToJson() const {
   nlohmann::json j;
@@ -171,6 +311,7 @@ std::string BackfillSummary::ToJson() const {
 absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStore* catalog,
                                             const BackfillOptions& options) {
   const int64_t t0 = options.clock->MonotonicNanos();
+  TESSERA_RETURN_IF_ERROR(CheckBackfillInputs(options.inputs));
   TESSERA_ASSIGN_OR_RETURN(const sql::SourceDef* source, PickSource(*catalog, options.source));
   std::vector<const ViewRuntime*> views;
   for (const auto& v : catalog->views()) {
@@ -179,42 +320,15 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
 
   BackfillSummary summary;
   summary.source = source->name;
-  std::vector<FileState> files;
+  summary.files = static_cast<int>(options.inputs.size());
   uint64_t total_bytes = 0;
-  std::vector<std::string> seen;
   for (const std::string& path : options.inputs) {
-    TESSERA_ASSIGN_OR_RETURN(std::string fp, FingerprintFile(path));
-    ++summary.files;
-    if (std::find(seen.begin(), seen.end(), fp) != seen.end()) {
-      ++summary.files_skipped;
-      continue;
-    }
-    seen.push_back(fp);
-    FileState f;
-    f.path = path;
-    f.fingerprint = fp;
-    TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> meta, store->GetMeta(FileMetaKey(fp)));
-    if (meta.has_value()) {
-      nlohmann::json j = nlohmann::json::parse(*meta, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.contains("offset") || !j.contains("done")) {
-        return DataLoss("corrupt progress record for input '{}' in the DB", path);
-      }
-      f.done = j["done"].get<bool>();
-      f.offset = j["offset"].get<uint64_t>();
-      f.lines = j.value("lines", int64_t{0});
-      if (f.done) {
-        ++summary.files_skipped;
-        continue;
-      }
-      ++summary.files_resumed;
-    }
     std::error_code ec;
-    uint64_t size = std::filesystem::file_size(path, ec);
-    if (!ec) total_bytes += size > f.offset ? size - f.offset : 0;
-    files.push_back(std::move(f));
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    if (!ec) total_bytes += size;
   }
-
-  FileChunkSource input(std::move(files), options.chunk_bytes);
+  TESSERA_ASSIGN_OR_RETURN(StoredInputProgress stored, LoadInputProgress(store));
+  FileChunkSource input(options.inputs, std::move(stored), options.chunk_bytes);
   PipelineOptions pipeline_options = options.pipeline;
   pipeline_options.max_future_ms = options.max_future_ms.value_or(
       source->max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs));
@@ -253,6 +367,8 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   for (size_t i = 0; i < views.size(); ++i) {
     summary.views.emplace_back(views[i]->def->name, pipeline.view_counters()[i]);
   }
+  summary.files_skipped = input.skipped();
+  summary.files_resumed = input.resumed();
   summary.flush = pipeline.flush_stats();
   summary.threads = pipeline.threads();
   summary.seconds = static_cast<double>(options.clock->MonotonicNanos() - t0) / 1e9;

@@ -36,8 +36,8 @@ struct BackfillSummary {
   std::vector<std::pair<std::string, ViewCounters>> views;
   FlushStats flush;
   int files = 0;
-  int files_skipped = 0;  // already fully in the DB (same content fingerprint)
-  int files_resumed = 0;  // partially in the DB: resumed where the last run stopped
+  int files_skipped = 0;  // all of the content already in the DB (any name or compression)
+  int files_resumed = 0;  // a prefix of the content in the DB: replayed from where it ends
   double seconds = 0;
   int threads = 0;
 
@@ -45,10 +45,25 @@ struct BackfillSummary {
   std::string ToJson() const;
 };
 
-// Replays files through the ingest pipeline into `store`, exactly once per file content:
-// each file is identified by a 128-bit hash of its bytes; every flush records, in the same
-// atomic write as the tiles, how far into each file the tiles reach. A file already complete in
-// the DB is skipped; a file a crashed run left half done resumes at the recorded offset.
+// Replays files through the ingest pipeline into `store`, exactly once per input content.
+// An input is identified by its uncompressed content (not its name, path or compression):
+// every flush records, in the same atomic write as the tiles, the uncompressed offset the tiles
+// reach in each input and a hash of the bytes before it (input_progress.h). A later run starts
+// each input after the longest such committed prefix of its content: an input whose content is
+// all committed is skipped (files_skipped); one that continues a committed prefix resumes after
+// it (files_resumed): a retry after a crash or a failed read (truncated .gz), a file that grew,
+// the .gz of a plain file already loaded. A final line without '\n' is replayed and committed;
+// if the input later continues that line, the line is replayed again in full unless what was
+// added to it is blank (the earlier, cut version of the line is almost always invalid JSON and
+// was rejected; a cut that left a complete object followed by appended garbage keeps the row).
+// Records of the previous format (keyed by a hash of the stored bytes) are honoured for inputs
+// with those exact bytes and rewritten in this format.
+// Errors: CheckBackfillInputs; a read error (the tiles of the lines before it are committed, so
+// a retry continues exactly).
+// OK if every input is a readable regular file: NotFound for a missing one, InvalidArgument for
+// a directory or a special file, FailedPrecondition for one that cannot be opened; each names it.
+absl::Status CheckBackfillInputs(const std::vector<std::string>& inputs);
+
 absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStore* catalog,
                                             const BackfillOptions& options);
 

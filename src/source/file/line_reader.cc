@@ -151,7 +151,16 @@ class LineReader::Input {
   }
 
  protected:
+  // A failure after `produced` bytes were written to the caller's buffer: returns those bytes
+  // now and the error from the next Read (so the lines before a corrupt spot are not lost).
+  absl::StatusOr<size_t> FailAfter(absl::Status error, size_t produced) {
+    if (produced == 0) return error;
+    pending_error_ = std::move(error);
+    return produced;
+  }
+
   std::unique_ptr<RawFile> file_;
+  absl::Status pending_error_;  // see FailAfter
 };
 
 namespace {
@@ -189,6 +198,7 @@ class GzipInput final : public LineReader::Input {
   LineReader::Compression compression() const override { return LineReader::Compression::kGzip; }
 
   absl::StatusOr<size_t> Read(char* dst, size_t n) override {
+    if (!pending_error_.ok()) return pending_error_;
     zs_.next_out = reinterpret_cast<Bytef*>(dst);
     zs_.avail_out = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
     const uInt want = zs_.avail_out;
@@ -219,11 +229,13 @@ class GzipInput final : public LineReader::Input {
       if (ret == Z_OK) continue;
       if (ret == Z_BUF_ERROR && zs_.avail_in == 0) {
         if (!file_eof_) continue;  // needs more input
-        return DataLoss("{}: truncated gzip stream: input ends at compressed byte {}",
-                        file_->path(), CompressedPosition());
+        return FailAfter(DataLoss("{}: truncated gzip stream: input ends at compressed byte {}",
+                                  file_->path(), CompressedPosition()),
+                         want - zs_.avail_out);
       }
-      return DataLoss("{}: corrupt gzip data near compressed byte {}: {}", file_->path(),
-                      CompressedPosition(), zs_.msg != nullptr ? zs_.msg : zError(ret));
+      return FailAfter(DataLoss("{}: corrupt gzip data near compressed byte {}: {}", file_->path(),
+                                CompressedPosition(), zs_.msg != nullptr ? zs_.msg : zError(ret)),
+                       want - zs_.avail_out);
     }
     return static_cast<size_t>(want - zs_.avail_out);
   }
@@ -263,6 +275,7 @@ class ZstdInput final : public LineReader::Input {
   LineReader::Compression compression() const override { return LineReader::Compression::kZstd; }
 
   absl::StatusOr<size_t> Read(char* dst, size_t n) override {
+    if (!pending_error_.ok()) return pending_error_;
     ZSTD_outBuffer out{dst, n, 0};
     while (out.pos < out.size && !finished_) {
       if (in_.pos == in_.size && !file_eof_) {
@@ -274,8 +287,10 @@ class ZstdInput final : public LineReader::Input {
       const size_t in_before = in_.pos;
       const size_t ret = ZSTD_decompressStream(dctx_, &out, &in_);
       if (ZSTD_isError(ret)) {
-        return DataLoss("{}: corrupt zstd data near compressed byte {}: {}", file_->path(),
-                        file_->consumed() - (in_.size - in_.pos), ZSTD_getErrorName(ret));
+        return FailAfter(
+            DataLoss("{}: corrupt zstd data near compressed byte {}: {}", file_->path(),
+                     file_->consumed() - (in_.size - in_.pos), ZSTD_getErrorName(ret)),
+            out.pos);
       }
       if (out.pos != out_before || in_.pos != in_before) {
         last_ret_ = ret;  // 0: a frame just ended and everything is flushed
@@ -283,8 +298,9 @@ class ZstdInput final : public LineReader::Input {
       }
       if (in_.pos == in_.size && file_eof_) {
         if (last_ret_ != 0) {
-          return DataLoss("{}: truncated zstd stream: input ends at compressed byte {}",
-                          file_->path(), file_->consumed());
+          return FailAfter(DataLoss("{}: truncated zstd stream: input ends at compressed byte {}",
+                                    file_->path(), file_->consumed()),
+                           out.pos);
         }
         finished_ = true;
       } else if (in_.pos != in_.size) {
@@ -380,11 +396,15 @@ absl::StatusOr<bool> LineReader::Next(Chunk* chunk) {
 
   for (;;) {
     while (!eof_ && size < target) {
-      TESSERA_ASSIGN_OR_RETURN(size_t got, input_->Read(buf + size, target - size));
-      if (got == 0) {
+      absl::StatusOr<size_t> got = input_->Read(buf + size, target - size);
+      if (!got.ok()) {
+        // Hand out the complete lines read before the error first; report it after them.
+        read_error_ = got.status();
+        eof_ = true;
+      } else if (*got == 0) {
         eof_ = true;
       } else {
-        size += got;
+        size += *got;
       }
     }
     const char* last_nl = nullptr;
@@ -404,6 +424,8 @@ absl::StatusOr<bool> LineReader::Next(Chunk* chunk) {
                                path_, offset_, options_.max_line_bytes);
     }
     if (eof_) {
+      // A stream that failed never yields its unterminated last bytes: they are not a line.
+      if (!read_error_.ok()) return read_error_;
       done_ = true;
       if (size == 0) return false;
       chunk->size_ = size;

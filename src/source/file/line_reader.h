@@ -69,7 +69,10 @@ struct LineReaderOptions {
 
 // Reads a file (plain, gzip including multi-member, or zstd, detected by magic bytes) or stdin
 // ("-") as chunks of complete lines. A final line without '\n' is returned as a line.
-// Errors name the path and the position. Not thread-safe; one reader per thread.
+// Errors name the path and the position. When the stream fails part way (a truncated or corrupt
+// compressed file, a read error), the complete lines before the failure are returned first and
+// Next() fails after them (and on every later call); the bytes after the last '\n' before the
+// failure are never returned. Not thread-safe; one reader per thread.
 class LineReader {
  public:
   enum class Compression { kNone, kGzip, kZstd };
@@ -106,7 +109,8 @@ class LineReader {
   LineReaderOptions options_;
   uint64_t offset_;
   std::vector<char> carry_;  // bytes after the last '\n' of the previous chunk
-  bool eof_ = false;         // input exhausted
+  bool eof_ = false;         // input exhausted (or failed)
+  absl::Status read_error_;  // the input's failure, returned once the lines before it are out
   bool done_ = false;        // every byte returned
 };
 

@@ -302,6 +302,41 @@ TEST_F(LineReaderTest, CorruptAndTruncatedGzip) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
 }
 
+TEST_F(LineReaderTest, LinesBeforeAStreamFailureComeFirstThenTheError) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += SampleText(200);
+  const std::string gz = Gzip(text);
+  for (size_t cut : {gz.size() - 100, gz.size() / 2}) {
+    const std::string path = Write("trunc.gz", gz.substr(0, cut));
+    LineReaderOptions opts;
+    opts.chunk_bytes = size_t{1} << 20;  // larger than the whole text: one read, then the error
+    auto reader = LineReader::Open(path, 0, opts);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    Chunk chunk;
+    std::string got;
+    absl::Status error;
+    for (int calls = 0; calls < 100; ++calls) {
+      absl::StatusOr<bool> more = (*reader)->Next(&chunk);
+      if (!more.ok()) {
+        error = more.status();
+        break;
+      }
+      ASSERT_TRUE(*more) << "a failed stream must not end cleanly";
+      EXPECT_EQ(chunk.offset(), got.size());
+      got.append(chunk.view());
+    }
+    EXPECT_EQ(error.code(), absl::StatusCode::kDataLoss) << error;
+    // Every complete line that was decompressed, and nothing of the cut line.
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got.back(), '\n');
+    EXPECT_EQ(text.compare(0, got.size(), got), 0);
+    EXPECT_GT(got.size(), text.size() * (cut == gz.size() / 2 ? 2 : 8) / 10);
+    EXPECT_EQ((*reader)->offset(), got.size());
+    // The error stays.
+    EXPECT_EQ((*reader)->Next(&chunk).status().code(), absl::StatusCode::kDataLoss);
+  }
+}
+
 TEST_F(LineReaderTest, CorruptAndTruncatedZstd) {
   std::string text;
   for (int i = 0; i < 20; ++i) text += SampleText(200);

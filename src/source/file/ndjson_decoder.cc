@@ -67,6 +67,33 @@ inline bool PlainKey(const char* raw, std::string_view* out) {
   }
 }
 
+// One past the '}' that closes the object a line starts with (after blanks), found by matching
+// braces and brackets outside strings; 0 if the line does not start with '{' or never closes it.
+size_t ObjectEnd(const char* line, size_t len) {
+  size_t i = 0;
+  while (i < len && IsBlankChar(line[i])) ++i;
+  if (i == len || line[i] != '{') return 0;
+  int depth = 0;
+  bool in_string = false;
+  for (; i < len; ++i) {
+    const char c = line[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return 0;
+}
+
 // JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 bool IsJsonNumber(std::string_view s) {
   size_t i = 0;
@@ -262,6 +289,7 @@ class NdjsonDecoder::Impl {
     kJson,          // simdjson error `json_error_` near `error_at_`
     kNotObject,     // root is `root_type_`
     kTrailing,      // content after the object at `error_at_`
+    kBom,           // a byte order mark that does not start the input
     kTimeMissing,   // no event-time field
     kTimeInvalid,   // event-time value `time_token_` does not fit
     kTimeFuture,    // event time after max_event_time_ms_
@@ -278,6 +306,7 @@ class NdjsonDecoder::Impl {
   void DecodeLine(const char* line, size_t len, size_t capacity, int64_t line_number,
                   RowBatch* batch, DecodeStats* stats, const RejectFn& on_reject);
   RowError ParseRow(const char* line, size_t len, size_t capacity);
+  RowError ParseRowOnce(const char* line, size_t len, size_t capacity);
   error_code ReadField(int column, od::value& value);
   void CommitRow(RowBatch* batch, DecodeStats* stats);
   std::string RejectReason(const char* line, size_t len, int64_t line_number) const;
@@ -423,10 +452,22 @@ int64_t NdjsonDecoder::Impl::Decode(std::string_view data, size_t padding_availa
 void NdjsonDecoder::Impl::DecodeLine(const char* line, size_t len, size_t capacity,
                                      int64_t line_number, RowBatch* batch, DecodeStats* stats,
                                      const RejectFn& on_reject) {
+  // A UTF-8 byte order mark is skipped where the input starts (line 1 of a file or an HTTP
+  // body); anywhere else it rejects the line with a reason that says so.
+  bool misplaced_bom = false;
+  if (len >= 3 && line[0] == '\xEF' && line[1] == '\xBB' && line[2] == '\xBF') {
+    if (line_number == 1) {
+      line += 3;
+      len -= 3;
+      capacity -= 3;
+    } else {
+      misplaced_bom = true;
+    }
+  }
   // Fast path: a line that starts with '{' is not blank.
   if (len == 0 || (line[0] != '{' && IsBlank(line, len))) return;
   ++stats->lines;
-  last_error_ = ParseRow(line, len, capacity);
+  last_error_ = misplaced_bom ? RowError::kBom : ParseRow(line, len, capacity);
   if (last_error_ != RowError::kNone) {
     ++stats->rejected;
     stats->future += last_error_ == RowError::kTimeFuture;
@@ -444,6 +485,23 @@ void NdjsonDecoder::Impl::DecodeLine(const char* line, size_t len, size_t capaci
 
 NdjsonDecoder::Impl::RowError NdjsonDecoder::Impl::ParseRow(const char* line, size_t len,
                                                             size_t capacity) {
+  const RowError error = ParseRowOnce(line, len, capacity);
+  if (error != RowError::kJson) return error;
+  // simdjson reports an object followed by more content (`{"a":1} xyz`) as a malformed
+  // document ("ended early in the middle of an object") at byte 1. If the line is a balanced
+  // object plus non-blank content, say that instead, unless the object itself is malformed.
+  const size_t end = ObjectEnd(line, len);
+  if (end == 0 || end >= len || IsBlank(line + end, len - end)) return error;
+  const RowError object_error = ParseRowOnce(line, end, capacity);
+  if (object_error == RowError::kJson) return object_error;
+  const char* at = line + end;
+  while (IsBlankChar(*at)) ++at;
+  error_at_ = at;
+  return RowError::kTrailing;
+}
+
+NdjsonDecoder::Impl::RowError NdjsonDecoder::Impl::ParseRowOnce(const char* line, size_t len,
+                                                                size_t capacity) {
   std::fill(state_.begin(), state_.end(), SlotState::kMissing);
   json_error_ = simdjson::SUCCESS;
   error_at_ = nullptr;
@@ -652,9 +710,18 @@ std::string NdjsonDecoder::Impl::RejectReason(const char* line, size_t len,
     case RowError::kNotObject:
       return fmt::format("line {}: expected a JSON object, got {}", line_number,
                          JsonTypeWithArticle(root_type_));
-    case RowError::kTrailing:
-      return fmt::format("line {}: unexpected content after the JSON object{}", line_number,
-                         position(error_at_));
+    case RowError::kTrailing: {
+      std::string what;
+      if (error_at_ != nullptr && error_at_ >= line && error_at_ < line + len) {
+        what = ": " + Excerpt(std::string_view(error_at_, line + len - error_at_));
+      }
+      return fmt::format("line {}: unexpected content after the JSON object{}{}", line_number,
+                         position(error_at_), what);
+    }
+    case RowError::kBom:
+      return fmt::format(
+          "line {}: a UTF-8 byte order mark (BOM) is only allowed at the start of the input",
+          line_number);
     case RowError::kTimeMissing:
       return fmt::format("line {}: missing event-time field '{}'", line_number,
                          columns_[time_column_].name);

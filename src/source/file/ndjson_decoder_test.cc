@@ -345,8 +345,74 @@ TEST(NdjsonDecoderTest, RejectsMalformedAndNonObjectLines) {
   }
   EXPECT_EQ(r.rejects[9].reason, "line 10: expected a JSON object, got an array");
   EXPECT_EQ(r.rejects[11].reason, "line 12: expected a JSON object, got a number");
-  EXPECT_THAT(r.rejects[5].reason, HasSubstr("invalid JSON"));
+  EXPECT_EQ(r.rejects[5].reason, "line 6: unexpected content after the JSON object at byte 10: x");
   EXPECT_THAT(r.rejects[6].reason, HasSubstr("unexpected content after the JSON object"));
+  EXPECT_THAT(r.rejects[0].reason, HasSubstr("invalid JSON"));
+}
+
+TEST(NdjsonDecoderTest, TrailingContentAfterAnObjectHasAClearReason) {
+  const std::vector<std::string> bad = {
+      R"({"ts":1} xyz)",
+      R"({"ts":1,"user":"a}b"}  {"ts":2})",
+      R"(  {"ts":1,"x":[{"y":"]"}]}x)",
+      R"({"ts":1}})",
+      R"({"ts":1},)",
+  };
+  std::string data;
+  for (const std::string& line : bad) data += line + "\n";
+  Result r = DecodeAll(data);
+  ExpectCounts(r, 5, 0, 5, 0);
+  EXPECT_EQ(r.rejects[0].reason,
+            "line 1: unexpected content after the JSON object at byte 10: xyz");
+  EXPECT_EQ(r.rejects[1].reason,
+            R"(line 2: unexpected content after the JSON object at byte 24: {"ts":2})");
+  EXPECT_EQ(r.rejects[2].reason, "line 3: unexpected content after the JSON object at byte 27: x");
+  EXPECT_THAT(r.rejects[3].reason, HasSubstr("unexpected content after the JSON object"));
+  EXPECT_THAT(r.rejects[4].reason, HasSubstr("unexpected content after the JSON object"));
+  // A malformed object followed by content is reported as the malformed object.
+  Result m = DecodeAll(R"({"ts":1,"x":tru} xyz)"
+                       "\n");
+  ExpectCounts(m, 1, 0, 1, 0);
+  EXPECT_THAT(m.rejects[0].reason, HasSubstr("invalid JSON"));
+  // Trailing blanks are fine.
+  ExpectCounts(DecodeAll("{\"ts\":1} \t \r\n"), 1, 1, 0, 0);
+}
+
+TEST(NdjsonDecoderTest, ByteOrderMarkStartsTheInputOnly) {
+  const std::string bom = "\xEF\xBB\xBF";
+  Result r = DecodeAll(bom + R"({"ts":1,"user":"a"})"
+                             "\n"
+                             R"({"ts":2})"
+                             "\n");
+  ExpectCounts(r, 2, 2, 0, 0);
+  EXPECT_EQ(r.batch.columns[kUser].str[0], "a");
+  // A BOM alone on the first line is a blank line; without a newline at all, still accepted.
+  ExpectCounts(DecodeAll(bom + "\n"
+                               R"({"ts":1})"),
+               1, 1, 0, 0);
+  ExpectCounts(DecodeAll(bom + R"({"ts":1})"), 1, 1, 0, 0);
+  // Unpadded input (HTTP bodies) takes the same path.
+  NdjsonDecoder decoder(Schema(), kTs);
+  RowBatch batch;
+  DecodeStats stats;
+  const std::string body = bom + R"({"ts":5})";
+  decoder.Decode(body, /*padding_available=*/0, /*first_line_number=*/1, &batch, &stats);
+  EXPECT_EQ(stats.rows, 1);
+  EXPECT_EQ(stats.rejected, 0);
+  // Anywhere else it is a rejected line that says why.
+  Result mid = DecodeAll(R"({"ts":1})"
+                         "\n" +
+                         bom +
+                         R"({"ts":2})"
+                         "\n");
+  ExpectCounts(mid, 2, 1, 1, 0);
+  EXPECT_EQ(mid.rejects[0].reason,
+            "line 2: a UTF-8 byte order mark (BOM) is only allowed at the start of the input");
+  // A chunk that does not start the input (first line 7) keeps it too.
+  Result later = DecodeAll(bom + R"({"ts":1})"
+                                 "\n",
+                           7);
+  ExpectCounts(later, 1, 0, 1, 0);
 }
 
 TEST(NdjsonDecoderTest, AcceptsValidJsonInIgnoredFields) {

@@ -1,5 +1,6 @@
 #include "store/rocksdb/rocksdb_tile_store.h"
 
+#include <fmt/format.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
@@ -23,6 +24,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "store/key_codec.h"
 #include "store/rocksdb/rocksdb_util.h"
 
@@ -118,6 +120,49 @@ rocksdb::Options MakeOptions(const RocksDbOptions& opts) {
   return o;
 }
 
+// Files a RocksDB writes before CURRENT while creating a DB, none of which holds data. A killed
+// creation may leave them behind; creating the DB again over them loses nothing.
+bool IsDatalessCreationFile(const std::string& name) {
+  return name == "LOCK" || name == "IDENTITY" || name.rfind("LOG", 0) == 0 ||
+         name.rfind("OPTIONS-", 0) == 0;
+}
+
+// A directory without CURRENT is either absent, empty, or what a killed DB creation left
+// behind. Anything else (SST files, a MANIFEST, a WAL, files of another program) is refused:
+// RocksDB would create a new DB there and delete the existing SST and MANIFEST files.
+absl::Status CheckNoDataWithoutCurrent(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return absl::OkStatus();
+  std::vector<std::string> names;
+  bool has_data = false;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) return FailedPrecondition("RocksDB Open of {}: cannot list it: {}", dir, ec.message());
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!IsDatalessCreationFile(name)) has_data = true;
+    names.push_back(std::move(name));
+  }
+  if (ec) return FailedPrecondition("RocksDB Open of {}: cannot list it: {}", dir, ec.message());
+  if (!has_data) return absl::OkStatus();
+  std::sort(names.begin(), names.end());
+  std::string listed;
+  constexpr size_t kMaxListed = 8;
+  for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) {
+    if (i > 0) listed += ", ";
+    listed += names[i];
+  }
+  if (names.size() > kMaxListed) listed += fmt::format(", … {} more", names.size() - kMaxListed);
+  const bool looks_like_rocksdb = std::any_of(names.begin(), names.end(), [](const auto& n) {
+    return n.rfind("MANIFEST-", 0) == 0 || n.ends_with(".sst") || n.ends_with(".log");
+  });
+  return FailedPrecondition(
+      "DB directory {} has files ({}) but no CURRENT: {}; refusing to create a new DB over it", dir,
+      listed,
+      looks_like_rocksdb ? "it looks like a damaged RocksDB (restore CURRENT or the directory "
+                           "from a backup)"
+                         : "it is not a tessera DB (use an empty or new directory)");
+}
+
 }  // namespace
 
 RocksDbTileStore::RocksDbTileStore(std::string dir, const RocksDbOptions& options,
@@ -138,7 +183,12 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
   return Guard("Open", dir, [&]() -> absl::StatusOr<std::unique_ptr<RocksDbTileStore>> {
     if (dir.empty()) return InvalidArgument("RocksDB Open: the DB directory must not be empty");
     std::error_code ec;
+    const std::filesystem::file_status st = std::filesystem::status(dir, ec);
+    if (std::filesystem::exists(st) && !std::filesystem::is_directory(st)) {
+      return FailedPrecondition("RocksDB Open of {}: the DB path is not a directory", dir);
+    }
     const bool exists = std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec);
+    if (!exists) TESSERA_RETURN_IF_ERROR(CheckNoDataWithoutCurrent(dir));
     if (!exists && (options.read_only || !options.create_if_missing)) {
       return NotFound("RocksDB Open of {}: no tessera DB there (nothing has been written yet?)",
                       dir);

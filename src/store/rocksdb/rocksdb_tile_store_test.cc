@@ -234,9 +234,76 @@ TEST(RocksDbTileStoreTest, OpenOnAFileFailsCleanly) {
   ScopedTempDir tmp;
   const std::string file = tmp.Sub("file");
   { std::ofstream(file) << "not a db"; }
-  absl::StatusOr<std::unique_ptr<RocksDbTileStore>> s = RocksDbTileStore::Open(file, {});
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(StatusMessage(s.status()).find(file), std::string::npos) << s.status();
+  for (bool read_only : {false, true}) {
+    RocksDbOptions o;
+    o.read_only = read_only;
+    absl::StatusOr<std::unique_ptr<RocksDbTileStore>> s = RocksDbTileStore::Open(file, o);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(StatusMessage(s.status()).find(file), std::string::npos) << s.status();
+    EXPECT_NE(StatusMessage(s.status()).find("not a directory"), std::string::npos) << s.status();
+  }
+}
+
+TEST(RocksDbTileStoreTest, DamagedDbWithoutCurrentIsRefusedAndKept) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  {
+    RocksDbOptions o;
+    o.disable_wal = true;  // so Sync() flushes the memtable into an SST file
+    auto store = OpenOrDie(dir, o);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(SampleBatch(100)).ok());
+    ASSERT_TRUE(store->Sync().ok());
+  }
+  // Lose CURRENT and the WAL: what is left is a damaged DB, not an empty directory.
+  bool has_sst = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == "CURRENT" || name.ends_with(".log")) std::filesystem::remove(e.path());
+    has_sst = has_sst || name.ends_with(".sst");
+  }
+  ASSERT_TRUE(has_sst);
+  const std::vector<std::string> before = ListDir(dir);
+  for (bool read_only : {false, true}) {
+    RocksDbOptions o;
+    o.read_only = read_only;
+    absl::StatusOr<std::unique_ptr<RocksDbTileStore>> s = RocksDbTileStore::Open(dir, o);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+    const std::string msg = StatusMessage(s.status());
+    EXPECT_NE(msg.find(dir), std::string::npos) << msg;
+    EXPECT_NE(msg.find("no CURRENT"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged RocksDB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("MANIFEST-"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(".sst"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(ListDir(dir), before);  // nothing deleted, nothing created
+}
+
+TEST(RocksDbTileStoreTest, ForeignFilesWithoutCurrentAreRefused) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  std::filesystem::create_directories(dir);
+  { std::ofstream(dir + "/notes.txt") << "mine"; }
+  absl::StatusOr<std::unique_ptr<RocksDbTileStore>> s = RocksDbTileStore::Open(dir, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+  EXPECT_NE(StatusMessage(s.status()).find("notes.txt"), std::string::npos) << s.status();
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"notes.txt:4"});
+}
+
+TEST(RocksDbTileStoreTest, EmptyDirOrLeftoversOfAKilledCreationGetANewDb) {
+  ScopedTempDir tmp;
+  const std::string empty = tmp.Sub("empty");
+  std::filesystem::create_directories(empty);
+  EXPECT_NE(OpenOrDie(empty), nullptr);
+  const std::string leftovers = tmp.Sub("leftovers");
+  std::filesystem::create_directories(leftovers);
+  { std::ofstream(leftovers + "/LOCK"); }
+  { std::ofstream(leftovers + "/LOG") << "log"; }
+  auto store = OpenOrDie(leftovers);
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->Write(SampleBatch(3)).ok());
 }
 
 TEST(RocksDbTileStoreTest, NoWalThenSyncSurvivesReopenReadOnly) {
