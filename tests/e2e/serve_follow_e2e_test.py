@@ -7,7 +7,7 @@
 (README: "tessera serve beside tessera run"). This test:
 
 1. starts `tessera run` (flush 200 ms) and then `tessera serve` (refresh 300 ms) on one DB;
-2. posts batches of events to `run` and polls serve until each batch is visible: the delay must
+2. posts batches of events to `run` (every other one gzip-compressed) and polls serve until each batch is visible: the delay must
    stay within flush + refresh + a scheduling allowance (ALLOWANCE_S, for a loaded CI machine),
    and the counts must equal what was posted (run and serve agree exactly);
 3. checks serve's read-only ingest answer (405 naming `tessera run`), HEAD, /readyz and the
@@ -21,6 +21,7 @@
 Usage: serve_follow_e2e_test.py PATH/TO/tessera
 """
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -86,10 +87,13 @@ def clicks(client, user, view="click_counts", feature="clicks"):
     return json.loads(text)["windows"]["1d"][feature]
 
 
-def post_batch(run_client, user, n, failures):
+def post_batch(run_client, user, n, failures, compress=False):
     now = int(time.time() * 1000)
     body = "".join(json.dumps({"user_id": user, "ts": now - i}) + "\n" for i in range(n))
-    st, text = run_client.post("/v1/ingest/clicks", body)
+    headers = None
+    if compress:
+        body, headers = gzip.compress(body.encode()), {"Content-Encoding": "gzip"}
+    st, text = run_client.post("/v1/ingest/clicks", body, headers)
     failures.check(st == 200 and json.loads(text).get("accepted") == n,
                    "ingest to run: %d %s" % (st, text))
 
@@ -142,7 +146,7 @@ def main():
         total = 0
         for i in range(8):
             n = 5 + i
-            post_batch(rc, "alice", n, failures)
+            post_batch(rc, "alice", n, failures, compress=i % 2 == 1)  # gzip bodies too
             total += n
             delays.append(wait_visible(sc, "alice", total, bound, failures, "batch %d" % i))
         failures.check(clicks(rc, "alice") == total, "run disagrees: %r" % clicks(rc, "alice"))
