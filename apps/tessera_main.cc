@@ -5,8 +5,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -23,6 +27,7 @@
 #include "engine/entity_key.h"
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
+#include "serve/db_follower.h"
 #include "serve/feature_service.h"
 #include "serve/http_server.h"
 #include "sql/plan.h"
@@ -304,20 +309,72 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   return ServeUntilSignal(signals, &server, &service, runtime->get());
 }
 
-int RunServeCommand(const std::string& db, const std::string& http) {
+// A directory that exists for the life of the process (removed on destruction).
+class ScopedTempDir {
+ public:
+  static absl::StatusOr<std::unique_ptr<ScopedTempDir>> Create(std::string_view prefix) {
+    std::error_code ec;
+    std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+    if (ec) base = "/tmp";
+    std::string pattern = (base / (std::string(prefix) + "XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return Internal("cannot create a temporary directory {}: {}", pattern, std::strerror(errno));
+    }
+    return std::unique_ptr<ScopedTempDir>(new ScopedTempDir(std::move(pattern)));
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit ScopedTempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// `tessera serve`: a RocksDB secondary instance of the DB that follows its writer (`tessera
+// run`, if any) by catching up every `refresh_interval_ms`; see serve::DbFollower for the
+// staleness bound.
+int RunServeCommand(const std::string& db, const std::string& http,
+                    const std::string& secondary_dir, int64_t refresh_interval_ms) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
-  auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
+  std::unique_ptr<ScopedTempDir> temp_secondary;
+  store::RocksDbOptions opts;
+  opts.create_if_missing = false;
+  if (secondary_dir.empty()) {
+    auto created = ScopedTempDir::Create("tessera-serve-");
+    if (!created.ok()) return Fail(created.status());
+    temp_secondary = std::move(*created);
+    opts.secondary_dir = temp_secondary->path();
+  } else {
+    opts.secondary_dir = secondary_dir;
+  }
+  auto opened = store::RocksDbTileStore::Open(db, opts);
   if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->store.get();
-  engine::CatalogStore* catalog = opened->catalog.get();
+  store::RocksDbTileStore* store = opened->get();
+  auto catalog = engine::CatalogStore::Load(store);
+  if (!catalog.ok()) return Fail(catalog.status());
   MetricsRegistry metrics;
-  serve::FeatureService service(catalog, store, &metrics, SystemClock::Default(),
-                                serve::FeatureService::Options{});
+  serve::FeatureService::Options service_options;
+  service_options.read_only = true;
+  serve::FeatureService service(catalog->get(), store, &metrics, SystemClock::Default(),
+                                service_options);
+  serve::DbFollower::Options follow;
+  follow.interval = std::chrono::milliseconds(refresh_interval_ms);
+  follow.stale_after = std::max(std::chrono::milliseconds(10'000), 20 * follow.interval);
+  serve::DbFollower follower([store] { return store->CatchUp(); }, store, &service, &metrics,
+                             SystemClock::Default(), follow);
+  absl::Status init = follower.Init();
+  if (!init.ok()) return Fail(init);
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
-  return ServeUntilSignal(signals, &server, &service, nullptr);
+  follower.Start();
+  int rc = ServeUntilSignal(signals, &server, &service, nullptr);
+  follower.Stop();
+  return rc;
 }
 
 }  // namespace
@@ -381,6 +438,15 @@ int main(int argc, char** argv) {
   auto* serve_cmd = app.add_subcommand("serve", "Serve features of a DB over HTTP (read-only)");
   serve_cmd->add_option("--db", db, "DB directory")->required();
   serve_cmd->add_option("--http", http, "Listen address HOST:PORT")->capture_default_str();
+  std::string secondary_dir, refresh_interval = "500ms";
+  serve_cmd->add_option("--secondary-dir", secondary_dir,
+                        "Directory for this server's RocksDB secondary instance (its info logs; "
+                        "one per serve process; default: a temporary directory)");
+  serve_cmd
+      ->add_option("--refresh-interval", refresh_interval,
+                   "How often to catch up with the DB's writer (`tessera run`); answers lag "
+                   "the writer by its --flush-interval plus this")
+      ->capture_default_str();
 
   tessera::workspaces::cli::Action ws_action;
   tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
@@ -398,7 +464,16 @@ int main(int argc, char** argv) {
     }
     return tessera::RunLiveCommand(sql_path, db, http, *interval, threads);
   }
-  if (serve_cmd->parsed()) return tessera::RunServeCommand(db, http);
+  if (serve_cmd->parsed()) {
+    auto interval = tessera::ParseDurationMillis(refresh_interval);
+    if (!interval.ok() || *interval <= 0) {
+      fmt::print(stderr, "tessera: error: --refresh-interval: {}\n",
+                 interval.ok() ? std::string("must be positive")
+                               : tessera::StatusMessage(interval.status()));
+      return 2;
+    }
+    return tessera::RunServeCommand(db, http, secondary_dir, *interval);
+  }
 
   if (backfill->parsed()) {
     tessera::engine::BackfillOptions options;

@@ -228,7 +228,13 @@ struct MetricsRegistry::Impl {
       CountError();
       return nullptr;
     }
-    auto [sit, inserted] = fit->second.series.try_emplace(std::move(label_text));
+    auto& series = fit->second.series;
+    if (series.size() >= MetricsRegistry::kMaxSeriesPerFamily &&
+        series.find(label_text) == series.end()) {
+      CountError();  // a label fed by unbounded input: refuse to grow (see metrics.h)
+      return nullptr;
+    }
+    auto [sit, inserted] = series.try_emplace(std::move(label_text));
     *created = inserted;
     return &sit->second;
   }

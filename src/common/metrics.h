@@ -76,8 +76,15 @@ std::vector<double> LatencyBuckets();
 // invalid metric or label name, or a duplicate label name returns a valid, private dummy series
 // that is never rendered (AddCallbackGauge is then ignored), and bumps the counter
 // `tessera_metrics_registration_errors_total`, which the registry renders itself.
+//
+// Series are never freed, so every label value must come from a bounded set (names from the
+// SQL catalog, fixed route names, a fixed set of methods and statuses), never from raw request
+// data. As a backstop, a family holds at most kMaxSeriesPerFamily series: registering another
+// is treated as the programming error it is (a dummy series, counted as above).
 class MetricsRegistry {
  public:
+  static constexpr size_t kMaxSeriesPerFamily = 2000;
+
   MetricsRegistry();
   ~MetricsRegistry();
 

@@ -182,6 +182,25 @@ TEST(MetricsTest, TypeMismatchReturnsDummyAndNeverCrashes) {
             "x_total 2\n");
 }
 
+// A label fed by unbounded input cannot grow a family past kMaxSeriesPerFamily series; the
+// series that exist keep working and the overflow is counted as a registration error.
+TEST(MetricsTest, FamilySeriesAreCapped) {
+  MetricsRegistry r;
+  const size_t cap = MetricsRegistry::kMaxSeriesPerFamily;
+  for (size_t i = 0; i < cap + 500; ++i) {
+    r.GetCounter("junk_total", "J.", {{"v", std::to_string(i)}})->Inc();
+  }
+  r.GetCounter("junk_total", "J.", {{"v", "0"}})->Inc();  // existing series still found
+  const std::string text = r.RenderPrometheus();
+  size_t series = 0;
+  for (size_t pos = 0; (pos = text.find("\njunk_total{", pos)) != std::string::npos; ++pos) {
+    ++series;
+  }
+  EXPECT_EQ(series, cap);
+  EXPECT_NE(text.find("junk_total{v=\"0\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("tessera_metrics_registration_errors_total 500\n"), std::string::npos);
+}
+
 TEST(MetricsTest, ConcurrentUpdatesAreExact) {
   MetricsRegistry r;
   constexpr int kThreads = 8;

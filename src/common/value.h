@@ -6,6 +6,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/json_string.h"  // AppendJsonString, which JSON renderers of values use
 #include "common/types.h"
 
 namespace tessera {
@@ -66,8 +67,5 @@ class Value {
   DataType type_ = DataType::kNull;
   Payload payload_;
 };
-
-// Appends `s` as a JSON string literal (quoted, escaped).
-void AppendJsonString(std::string_view s, std::string* out);
 
 }  // namespace tessera

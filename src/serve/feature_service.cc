@@ -47,7 +47,11 @@ HttpResponse FromStatus(const absl::Status& s) {
 
 FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileStore* store,
                                MetricsRegistry* metrics, const Clock* clock, Options options)
-    : catalog_(catalog), store_(store), metrics_(metrics), clock_(clock), options_(options) {
+    : catalog_(catalog, [](const engine::CatalogStore*) {}),  // not owned
+      store_(store),
+      metrics_(metrics),
+      clock_(clock),
+      options_(options) {
   tiles_per_request_ = metrics_->GetHistogram("tessera_serve_tiles_read",
                                               "Tiles merged per feature read (stored and open)", {},
                                               {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
@@ -85,6 +89,29 @@ void FeatureService::Shutdown() {
   pool_.clear();
 }
 
+void FeatureService::SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog) {
+  std::lock_guard<std::mutex> lock(catalog_mu_);
+  catalog_ = std::move(catalog);
+}
+
+std::shared_ptr<const engine::CatalogStore> FeatureService::catalog() const {
+  std::lock_guard<std::mutex> lock(catalog_mu_);
+  return catalog_;
+}
+
+void FeatureService::SetReadinessCheck(std::function<absl::Status()> check) {
+  readiness_check_ = std::move(check);
+}
+
+HttpResponse FeatureService::Readiness() const {
+  if (!ready_.load()) return HttpResponse::Error(503, "not ready: still starting");
+  if (readiness_check_) {
+    absl::Status s = readiness_check_();
+    if (!s.ok()) return HttpResponse::Error(503, "not ready: " + StatusMessage(s));
+  }
+  return HttpResponse::Json(200, R"({"status":"ready"})");
+}
+
 void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open) {
   open_tiles_[view] = open;
 }
@@ -108,30 +135,48 @@ void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
 }
 
 void FeatureService::RegisterRoutes(HttpServer* server) {
-  server->Route(
-      "GET", "/v1/features/{view}/{key}",
-      [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); }, "features");
+  server->Route("GET", "/v1/features/{view}/{key}",
+                [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); }, "features",
+                {"windows", "at"});
   server->Route(
       "POST", "/v1/features:batchGet",
       [this](HttpRequest&& req, Responder done) { done(BatchGet(req)); }, "batchGet");
   server->Route(
       "GET", "/v1/views", [this](HttpRequest&&, Responder done) { done(ListViews()); }, "views");
-  server->Route(
-      "POST", "/v1/ingest/{source}",
-      [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); }, "ingest");
+  if (options_.read_only) {
+    // 405 rather than 503: a 503 invites the client to retry here, but this process will never
+    // accept events; 405 with an empty Allow says this resource allows no method on this server
+    // (RFC 9110 §10.2.1: "temporarily disabled by configuration"), and the message says where
+    // events go. Not 404: the route exists, on the writer.
+    server->Route(
+        "POST", "/v1/ingest/{source}",
+        [](HttpRequest&&, Responder done) {
+          HttpResponse r = HttpResponse::Error(
+              405,
+              "this is a read-only `tessera serve` server: it does not accept events; POST them "
+              "to /v1/ingest/{source} of the `tessera run` process that writes this DB");
+          r.headers.emplace_back("Allow", "");
+          done(std::move(r));
+        },
+        "ingest", {"batch_id"});
+  } else {
+    server->Route("POST", "/v1/ingest/{source}",
+                  [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); },
+                  "ingest", {"batch_id"});
+  }
   server->Route("GET", "/healthz", [](HttpRequest&&, Responder done) {
     done(HttpResponse::Json(200, R"({"status":"ok"})"));
   });
-  server->Route("GET", "/readyz", [this](HttpRequest&&, Responder done) {
-    done(ready_.load() ? HttpResponse::Json(200, R"({"status":"ready"})")
-                       : HttpResponse::Error(503, "not ready: still starting"));
-  });
+  server->Route("GET", "/readyz", [this](HttpRequest&&, Responder done) { done(Readiness()); });
   server->Route("GET", "/metrics", [this](HttpRequest&&, Responder done) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_->RenderPrometheus();
     done(std::move(r));
   });
+  // Every label is bounded: route names are the fixed ones above (or "unmatched"), the server
+  // maps methods to a fixed set (or "other"), and statuses are the few the server and these
+  // handlers produce. Nothing a client sends becomes a label value as is.
   server->set_observer([this](std::string_view route, std::string_view method, int status,
                               double seconds) {
     metrics_
@@ -175,7 +220,8 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
 HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
   const std::string* view_name = req.Param("view");
   const std::string* key = req.Param("key");
-  const engine::ViewRuntime* view = catalog_->FindView(*view_name);
+  const std::shared_ptr<const engine::CatalogStore> catalog = this->catalog();
+  const engine::ViewRuntime* view = catalog->FindView(*view_name);
   if (view == nullptr)
     return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
   const std::string* windows = req.Query("windows");
@@ -199,7 +245,8 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     return HttpResponse::Error(400, "field 'view': expected a string");
   }
   const std::string view_name = body["view"].get<std::string>();
-  const engine::ViewRuntime* view = catalog_->FindView(view_name);
+  const std::shared_ptr<const engine::CatalogStore> catalog = this->catalog();
+  const engine::ViewRuntime* view = catalog->FindView(view_name);
   if (view == nullptr)
     return HttpResponse::Error(404, fmt::format("no view named '{}'", view_name));
   if (!body.contains("keys") || !body["keys"].is_array()) {
@@ -269,8 +316,9 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
 }
 
 HttpResponse FeatureService::ListViews() const {
+  const std::shared_ptr<const engine::CatalogStore> catalog = this->catalog();
   nlohmann::json views = nlohmann::json::array();
-  for (const auto& v : catalog_->views()) {
+  for (const auto& v : catalog->views()) {
     nlohmann::json features = nlohmann::json::array();
     for (const auto& f : v->def->features) {
       features.push_back({{"name", f.name}, {"type", std::string(DataTypeName(f.type))}});
@@ -283,7 +331,7 @@ HttpResponse FeatureService::ListViews() const {
                      {"sql", v->def->sql}});
   }
   nlohmann::json sources = nlohmann::json::array();
-  for (const auto& s : catalog_->catalog().sources) {
+  for (const auto& s : catalog->catalog().sources) {
     nlohmann::json cols = nlohmann::json::array();
     for (const auto& c : s.columns) {
       cols.push_back({{"name", c.name}, {"type", std::string(DataTypeName(c.type))}});
@@ -293,7 +341,10 @@ HttpResponse FeatureService::ListViews() const {
                        {"lateness", FormatDurationMillis(s.lateness_ms)},
                        {"ingest", ingest_.count(Lower(s.name)) > 0}});
   }
-  return HttpResponse::Json(200, nlohmann::json({{"views", views}, {"sources", sources}}).dump());
+  // The catalog's SQL came from files; replace (never throw on) any invalid UTF-8 in it.
+  return HttpResponse::Json(200,
+                            nlohmann::json({{"views", views}, {"sources", sources}})
+                                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void FeatureService::Ingest(HttpRequest&& req, Responder respond) {

@@ -25,9 +25,10 @@ namespace tessera::serve {
 //   GET  /v1/features/{view}/{key}?windows=1h,6h&at=…   one key, same JSON as `tessera get`
 //   POST /v1/features:batchGet  {"view":…,"keys":[…],"windows":[…]|"…","at":…} -> {"results":[…]}
 //   GET  /v1/views              the catalog
-//   POST /v1/ingest/{source}?batch_id=…   NDJSON body -> {"accepted":N,"rejected":R}
-//   GET  /healthz, /readyz, /metrics
-// Bad requests get 4xx with {"error": "…"} naming the bad parameter.
+//   POST /v1/ingest/{source}?batch_id=…   NDJSON body (optionally gzip) -> {"accepted":N,…}
+//   GET  /healthz, /readyz, /metrics   (every GET route also answers HEAD)
+// Bad requests get 4xx with {"error": "…"} naming the bad parameter; an unknown query parameter
+// is one. On a read-only service (`tessera serve`) ingest answers 405 pointing at `tessera run`.
 //
 // Thread-safety: handlers run on the server's I/O threads; ingest appends (which wait for an
 // fsync) run on the service's own small thread pool.
@@ -37,11 +38,22 @@ class FeatureService {
     int ingest_threads = 8;  // concurrent durable appends (they share fsyncs)
     std::string default_windows = "5m,1h,6h,1d";
     size_t max_batch_keys = 10000;  // batchGet
+    // `tessera serve`: no ingest; POST /v1/ingest/… says to send events to `tessera run`.
+    bool read_only = false;
   };
 
+  // `catalog` is not owned and must outlive the service unless replaced by SetCatalog().
   FeatureService(const engine::CatalogStore* catalog, store::TileStore* store,
                  MetricsRegistry* metrics, const Clock* clock, Options options);
   ~FeatureService();
+
+  // Serves `catalog` from now on (a follower reloaded it). Requests in flight finish with the
+  // catalog they started with (they hold a reference). Thread-safe. REQUIRES: no SetOpenTiles
+  // (open tiles are keyed by the views of the first catalog).
+  void SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog);
+  // /readyz also fails (503 with the message) while `check` returns an error, e.g. a follower
+  // that has not caught up with the writer for too long. REQUIRES: before RegisterRoutes().
+  void SetReadinessCheck(std::function<absl::Status()> check);
 
   // Reads of `view` also merge the unflushed tiles of `open` (the live pipeline of its source).
   void SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open);
@@ -68,7 +80,12 @@ class FeatureService {
   absl::Status ReadKeys(const engine::ViewRuntime& view, const std::vector<std::string>& keys,
                         std::string_view windows, const std::string* at, std::string* out);
 
-  const engine::CatalogStore* catalog_;
+  std::shared_ptr<const engine::CatalogStore> catalog() const;
+  HttpResponse Readiness() const;
+
+  mutable std::mutex catalog_mu_;
+  std::shared_ptr<const engine::CatalogStore> catalog_;  // guarded by catalog_mu_
+  std::function<absl::Status()> readiness_check_;
   store::TileStore* store_;
   MetricsRegistry* metrics_;
   const Clock* clock_;

@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/clock.h"
 #include "engine/live_runtime.h"
+#include "serve/db_follower.h"
 #include "serve/http_server.h"
 #include "serve/test_http_client.h"
 #include "store/memory/memory_tile_store.h"
@@ -165,6 +167,183 @@ TEST_F(FeatureServiceTest, HealthViewsAndMetrics) {
   }
   service_->set_ready(false);
   EXPECT_EQ(c.Get("/readyz")->status, 503);
+}
+
+TEST_F(FeatureServiceTest, UnknownQueryParametersAreRejected) {
+  Client c(server_->port());
+  auto r = c.Post("/v1/ingest/ev?batchid=b1", Event("u9", "web", 1, kAt - 1000) + "\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
+            "unknown query parameter 'batchid' (accepted: batch_id)");
+  r = c.Get("/v1/features/stats/u1?window=1h");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
+            "unknown query parameter 'window' (accepted: windows, at)");
+  r = c.Get("/v1/views?all=1");
+  EXPECT_EQ(r->status, 400);
+  // The rejected ingest stored nothing.
+  r = c.Get("/v1/features/stats/u9?windows=1h");
+  EXPECT_EQ(nlohmann::json::parse(r->body)["windows"]["1h"]["n"], 0);
+}
+
+// View names and keys are echoed into JSON whatever bytes they hold.
+TEST_F(FeatureServiceTest, InvalidUtf8InPathsGivesValidJson) {
+  Client c(server_->port());
+  auto r = c.Get("/v1/features/%FF/u1");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 404);
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r->body;
+  EXPECT_EQ(j["error"], "no view named '\xef\xbf\xbd'");
+  r = c.Get("/v1/features/stats/a%FFb%C3?windows=1h");
+  EXPECT_EQ(r->status, 200);
+  j = nlohmann::json::parse(r->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r->body;
+  EXPECT_EQ(j["key"],
+            "a\xef\xbf\xbd"
+            "b\xef\xbf\xbd");
+  EXPECT_EQ(c.Head("/v1/features/stats/u1")->status, 200);
+  EXPECT_EQ(c.Head("/healthz")->status, 200);
+  EXPECT_EQ(c.Head("/readyz")->status, 200);
+}
+
+TEST_F(FeatureServiceTest, GzipIngest) {
+  Client c(server_->port());
+  const std::string body = Event("gz", "web", 3, kAt - 1000) + "\n";
+  // A gzip member of `body` made by zlib's gzip format (written by hand: one stored block).
+  std::string gz("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff", 10);
+  gz += '\x01';  // final stored block
+  const uint16_t len = static_cast<uint16_t>(body.size());
+  gz += static_cast<char>(len & 0xff);
+  gz += static_cast<char>(len >> 8);
+  gz += static_cast<char>(~len & 0xff);
+  gz += static_cast<char>((~len >> 8) & 0xff);
+  gz += body;
+  uint32_t crc = 0xffffffffu;
+  for (unsigned char ch : body) {
+    crc ^= ch;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xffffffffu;
+  for (int k = 0; k < 4; ++k) gz += static_cast<char>((crc >> (8 * k)) & 0xff);
+  for (int k = 0; k < 4; ++k) gz += static_cast<char>((body.size() >> (8 * k)) & 0xff);
+  ASSERT_TRUE(
+      c.Send("POST /v1/ingest/ev?batch_id=gz1 HTTP/1.1\r\nHost: t\r\nContent-Encoding: "
+             "gzip\r\nContent-Length: " +
+             std::to_string(gz.size()) + "\r\n\r\n" + gz));
+  auto r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["accepted"], 1);
+  GetUntil(c, "/v1/features/stats/gz?windows=1h",
+           [](const nlohmann::json& j) { return j["windows"]["1h"]["n"] == 1; });
+  ASSERT_TRUE(
+      c.Send("POST /v1/ingest/ev HTTP/1.1\r\nHost: t\r\nContent-Encoding: zstd\r\n"
+             "Content-Length: 2\r\n\r\n{}"));
+  r = c.Read();
+  EXPECT_EQ(r->status, 415);
+}
+
+// 200 junk methods must not create 200 series (each was a histogram of ~20 lines per route and
+// status, never freed).
+TEST_F(FeatureServiceTest, ClientMethodsDoNotGrowMetrics) {
+  Client c(server_->port());
+  const size_t before = c.Get("/metrics")->body.size();
+  for (int i = 0; i < 200; ++i) {
+    Client junk(server_->port());
+    ASSERT_TRUE(junk.Send("JUNK" + std::to_string(i) + " /v1/views HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto r = junk.Read();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 405);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // observers run after writes
+  const std::string m = c.Get("/metrics")->body;
+  EXPECT_EQ(m.find("JUNK"), std::string::npos);
+  EXPECT_NE(m.find("method=\"other\""), std::string::npos);
+  EXPECT_LT(m.size(), before + 20'000) << "metrics grew from " << before << " to " << m.size();
+}
+
+// `tessera serve`: a read-only service whose catalog a DbFollower reloads when the writer
+// registers new views, and whose /readyz and /metrics report how stale it is.
+TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsStaleness) {
+  store::MemoryTileStore store;
+  auto writer_catalog = std::move(engine::CatalogStore::Load(&store)).value();
+  ASSERT_TRUE(writer_catalog->Register(kSql).ok());
+  auto catalog = std::move(engine::CatalogStore::Load(&store)).value();
+  MetricsRegistry metrics;
+  FakeClock clock(kAt);
+  FeatureService::Options options;
+  options.read_only = true;
+  FeatureService service(catalog.get(), &store, &metrics, &clock, options);
+  absl::Status catch_up_result = absl::OkStatus();
+  std::atomic<int> catch_ups{0};
+  DbFollower::Options follow;
+  follow.interval = std::chrono::milliseconds(10);
+  follow.stale_after = std::chrono::milliseconds(5000);
+  DbFollower follower(
+      [&] {
+        ++catch_ups;
+        return catch_up_result;
+      },
+      &store, &service, &metrics, &clock, follow);
+  ASSERT_TRUE(follower.Init().ok());
+  HttpServer server(HttpServerOptions{});
+  service.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+  service.set_ready(true);
+  Client c(server.port());
+
+  auto r = c.Post("/v1/ingest/ev?batch_id=x", Event("u1", "web", 1, kAt) + "\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->Header("allow"), "");
+  EXPECT_NE(r->body.find("read-only"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("tessera run"), std::string::npos) << r->body;
+
+  // The writer registers a view: unknown until the next refresh, then served.
+  EXPECT_EQ(c.Get("/v1/features/later/u1")->status, 404);
+  absl::StatusOr<std::vector<std::string>> registered = writer_catalog->Register(
+      std::string(kSql) +
+      "CREATE FEATURE VIEW later AS SELECT user_id, MAX(v) AS mx FROM ev GROUP BY user_id;");
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  EXPECT_EQ(c.Get("/v1/features/later/u1")->status, 404);
+  ASSERT_TRUE(follower.RefreshOnce().ok());
+  EXPECT_EQ(c.Get("/v1/features/later/u1?windows=1h")->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(c.Get("/v1/views")->body)["views"].size(), 3u);
+  ASSERT_TRUE(follower.RefreshOnce().ok());  // unchanged: no reload
+  std::string m = c.Get("/metrics")->body;
+  EXPECT_NE(m.find("tessera_serve_catalog_reloads_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("tessera_serve_catchup_age_seconds 0\n"), std::string::npos) << m;
+
+  // Catch-ups fail: still ready within stale_after, then 503 naming the age and the error.
+  catch_up_result = absl::UnavailableError("writer's MANIFEST unreadable");
+  EXPECT_FALSE(follower.RefreshOnce().ok());
+  clock.AdvanceMillis(4000);
+  EXPECT_EQ(c.Get("/readyz")->status, 200);
+  clock.AdvanceMillis(2000);
+  EXPECT_FALSE(follower.RefreshOnce().ok());
+  r = c.Get("/readyz");
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("stale"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("MANIFEST unreadable"), std::string::npos) << r->body;
+  m = c.Get("/metrics")->body;
+  EXPECT_NE(m.find("tessera_serve_catchup_age_seconds 6\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("tessera_serve_catchup_failures_total 2\n"), std::string::npos) << m;
+  // Recovery.
+  catch_up_result = absl::OkStatus();
+  ASSERT_TRUE(follower.RefreshOnce().ok());
+  EXPECT_EQ(c.Get("/readyz")->status, 200);
+
+  // The timer thread refreshes on its own.
+  const int before = catch_ups;
+  follower.Start();
+  for (int i = 0; i < 500 && catch_ups < before + 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  follower.Stop();
+  EXPECT_GE(catch_ups, before + 3);
+  server.Stop();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "serve/http_server.h"
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 
 #include "common/errors.h"
+#include "common/json_string.h"
 
 namespace tessera::serve {
 
@@ -85,36 +87,6 @@ std::string PercentDecode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void ParseQuery(std::string_view q, std::vector<std::pair<std::string, std::string>>* out) {
   while (!q.empty()) {
     size_t amp = q.find('&');
@@ -129,6 +101,89 @@ void ParseQuery(std::string_view q, std::vector<std::pair<std::string, std::stri
                         PercentDecode(part.substr(eq + 1), true));
     }
   }
+}
+
+// Bounded label values for the observer: a client picks the method token freely, so every
+// unknown one collapses into "other" (one series each for the standard methods, never one per
+// string a client sends).
+std::string_view MetricMethod(std::string_view method) {
+  static constexpr std::string_view kKnown[] = {"GET",    "HEAD",  "POST",   "PUT",
+                                                "DELETE", "PATCH", "OPTIONS"};
+  for (std::string_view known : kKnown) {
+    if (method == known) return known;
+  }
+  return "other";
+}
+
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+enum class GunzipResult { kOk, kTooLarge, kMalformed };
+
+// Inflates the gzip data `in` (one or more concatenated members, as `gzip -c a b` writes) into
+// `out`. Stops as soon as the output would exceed `max_bytes`, so a small "gzip bomb" costs at
+// most max_bytes plus one chunk of memory.
+GunzipResult GunzipBounded(std::string_view in, size_t max_bytes, std::string* out,
+                           std::string* error) {
+  constexpr size_t kChunk = size_t{64} << 10;
+  out->clear();
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 16) != Z_OK) {  // 15 + 16: a gzip wrapper, 32 KiB window
+    *error = "cannot initialize zlib";
+    return GunzipResult::kMalformed;
+  }
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), std::numeric_limits<uInt>::max()));
+  size_t fed = zs.avail_in;
+  GunzipResult result = GunzipResult::kOk;
+  for (;;) {
+    if (out->size() > max_bytes) {
+      result = GunzipResult::kTooLarge;
+      break;
+    }
+    const size_t old = out->size();
+    const size_t room = std::min(kChunk, max_bytes + 1 - old);  // one byte over detects overflow
+    out->resize(old + room);
+    zs.next_out = reinterpret_cast<Bytef*>(out->data() + old);
+    zs.avail_out = static_cast<uInt>(room);
+    if (zs.avail_in == 0 && fed < in.size()) {
+      const size_t more = std::min<size_t>(in.size() - fed, std::numeric_limits<uInt>::max());
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + fed));
+      zs.avail_in = static_cast<uInt>(more);
+      fed += more;
+    }
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    out->resize(old + room - zs.avail_out);
+    if (rc == Z_STREAM_END) {
+      if (zs.avail_in == 0 && fed == in.size()) break;  // done
+      if (inflateReset(&zs) != Z_OK) {                  // another member follows
+        *error = "cannot reset zlib";
+        result = GunzipResult::kMalformed;
+        break;
+      }
+      continue;
+    }
+    if (rc == Z_OK) continue;
+    if (rc == Z_BUF_ERROR && zs.avail_out != 0) {
+      *error = "the gzip data is truncated";
+      result = GunzipResult::kMalformed;
+      break;
+    }
+    if (rc == Z_BUF_ERROR) continue;
+    *error = zs.msg != nullptr ? zs.msg : "corrupt gzip data";
+    result = GunzipResult::kMalformed;
+    break;
+  }
+  inflateEnd(&zs);
+  if (result == GunzipResult::kOk && out->size() > max_bytes) result = GunzipResult::kTooLarge;
+  if (result != GunzipResult::kOk) {
+    out->clear();
+    out->shrink_to_fit();
+  }
+  return result;
 }
 
 // Splits "/a/b/c" into {"a","b","c"} (views into `path`). "/" yields {""}.
@@ -165,7 +220,7 @@ HttpResponse HttpResponse::Error(int status, std::string_view message) {
   r.status = status;
   r.body.reserve(message.size() + 16);
   r.body += "{\"error\":";
-  AppendJsonString(r.body, message);
+  AppendJsonString(message, &r.body);
   r.body += '}';
   return r;
 }
@@ -198,6 +253,7 @@ struct RouteEntry {
   std::vector<Segment> segments;
   Handler handler;
   std::string name;
+  std::vector<std::string> query_params;  // the accepted ones; any other is a 400
 };
 
 // Shared with every Responder, so it outlives the server. `stopped` (under `mu`) tells late
@@ -318,7 +374,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   unsigned version_ = 11;
   int status_ = 0;
   std::string_view route_name_ = kUnmatched;  // points into a RouteEntry or kUnmatched
-  std::string method_;
+  std::string method_;                        // MetricMethod() of the request's method
+  bool head_ = false;  // a HEAD request: the response goes out without its body
   std::chrono::steady_clock::time_point start_;
   std::vector<std::string_view> segments_;  // scratch for routing
 };
@@ -406,8 +463,19 @@ void Connection::OnReadError(beast::error_code ec) {
                   true);
   }
   if (ec == http::error::header_limit) {
-    return Reject(
-        431, fmt::format("request header exceeds {} bytes", core_->options.max_header_bytes), true);
+    // The limit covers the request line and the header fields. When the request line alone
+    // does not fit (the parser, which consumes the request line before the fields, has no
+    // target yet), the URL is what is too long: 414 tells the client which part to shorten.
+    if (!parser_ || parser_->get().target().empty()) {
+      return Reject(414,
+                    fmt::format("request line (method and URL) exceeds {} bytes",
+                                core_->options.max_header_bytes),
+                    true);
+    }
+    return Reject(431,
+                  fmt::format("request header (request line and fields) exceeds {} bytes",
+                              core_->options.max_header_bytes),
+                  true);
   }
   if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
       ec != http::error::end_of_stream && ec != http::error::partial_message) {
@@ -460,7 +528,8 @@ void Connection::Dispatch() {
 
   HttpRequest req;
   req.method = std::string(msg.method_string());
-  method_ = req.method;
+  method_ = std::string(MetricMethod(req.method));
+  head_ = req.method == "HEAD";
   std::string_view target = msg.target();
   if (!target.empty() && target.front() != '/') {
     // absolute-form ("http://host/path?q"): keep the path and query
@@ -485,6 +554,7 @@ void Connection::Dispatch() {
   // Route on the raw path, segment by segment, so an encoded '/' stays inside its segment.
   SplitPath(raw_path, &segments_);
   const RouteEntry* match = nullptr;
+  const RouteEntry* get_for_head = nullptr;  // HEAD falls back to the path's GET route
   std::string allow;
   for (const RouteEntry& route : core_->routes) {
     if (route.segments.size() != segments_.size()) continue;
@@ -504,11 +574,14 @@ void Connection::Dispatch() {
       match = &route;
       break;
     }
+    if (head_ && route.method == "GET" && get_for_head == nullptr) get_for_head = &route;
     if (allow.find(route.method) == std::string::npos) {
       if (!allow.empty()) allow += ", ";
       allow += route.method;
+      if (route.method == "GET" && allow.find("HEAD") == std::string::npos) allow += ", HEAD";
     }
   }
+  if (match == nullptr) match = get_for_head;
   waiting_ = true;
   if (match == nullptr) {
     route_name_ = kUnmatched;
@@ -524,6 +597,48 @@ void Connection::Dispatch() {
     return;
   }
   route_name_ = match->name;
+  for (const auto& [name, value] : req.query) {
+    if (std::find(match->query_params.begin(), match->query_params.end(), name) ==
+        match->query_params.end()) {
+      std::string accepted;
+      for (const std::string& p : match->query_params) {
+        accepted += (accepted.empty() ? "" : ", ") + p;
+      }
+      Respond(HttpResponse::Error(400, fmt::format("unknown query parameter '{}' (accepted: {})",
+                                                   name, accepted.empty() ? "none" : accepted)));
+      return;
+    }
+  }
+  if (const std::string* encoding = req.Header("Content-Encoding")) {
+    const std::string_view enc = TrimSpaces(*encoding);
+    if (EqualsIgnoreCase(enc, "gzip") || EqualsIgnoreCase(enc, "x-gzip")) {
+      if (!req.body.empty()) {
+        std::string decoded, error;
+        switch (GunzipBounded(req.body, core_->options.max_body_bytes, &decoded, &error)) {
+          case GunzipResult::kOk:
+            req.body = std::move(decoded);
+            break;
+          case GunzipResult::kTooLarge:
+            Respond(
+                HttpResponse::Error(413, fmt::format("decompressed request body exceeds {} bytes",
+                                                     core_->options.max_body_bytes)));
+            return;
+          case GunzipResult::kMalformed:
+            Respond(HttpResponse::Error(
+                400, fmt::format("body is not valid gzip (Content-Encoding: gzip): {}", error)));
+            return;
+        }
+      }
+    } else if (!enc.empty() && !EqualsIgnoreCase(enc, "identity")) {
+      HttpResponse r = HttpResponse::Error(
+          415, fmt::format("Content-Encoding '{}' is not supported: send the body uncompressed "
+                           "or with Content-Encoding: gzip",
+                           enc));
+      r.headers.emplace_back("Accept-Encoding", "gzip, identity");
+      Respond(std::move(r));
+      return;
+    }
+  }
   for (size_t i = 0; i < segments_.size(); ++i) {
     if (match->segments[i].param) {
       req.params.emplace_back(match->segments[i].text, PercentDecode(segments_[i], false));
@@ -553,10 +668,13 @@ void Connection::Respond(HttpResponse r) {
   res_.result(static_cast<unsigned>(status_));
   if (!r.content_type.empty()) res_.set(http::field::content_type, r.content_type);
   for (auto& [name, value] : r.headers) res_.insert(name, value);
-  res_.body() = std::move(r.body);
+  const size_t body_bytes = r.body.size();
+  if (!head_) res_.body() = std::move(r.body);
   keep_alive_ = keep_alive_ && res_.keep_alive();
   res_.keep_alive(keep_alive_);
   res_.prepare_payload();
+  // HEAD: the headers GET would send (Content-Length included), no body.
+  if (head_) res_.content_length(body_bytes);
   SetDeadline(std::max(core_->options.idle_timeout, core_->options.read_timeout));
   http::async_write(socket_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->OnWrite(ec);
@@ -584,10 +702,12 @@ void Connection::OnWrite(beast::error_code ec) {
 void Connection::Reject(int status, std::string_view message, bool close) {
   if (parser_ && parser_->is_header_done()) {
     version_ = parser_->get().version();
-    method_ = std::string(parser_->get().method_string());
+    method_ = std::string(MetricMethod(parser_->get().method_string()));
+    head_ = parser_->get().method() == http::verb::head;
   } else {
     version_ = 11;
-    method_.clear();
+    method_ = "other";
+    head_ = false;
   }
   parser_.reset();
   if (close) keep_alive_ = false;
@@ -696,9 +816,10 @@ HttpServer::HttpServer(HttpServerOptions options) : impl_(std::make_unique<Impl>
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Route(std::string method, std::string path_template, Handler handler,
-                       std::string route_name) {
+                       std::string route_name, std::vector<std::string> query_params) {
   RouteEntry route;
   route.method = std::move(method);
+  route.query_params = std::move(query_params);
   route.handler = std::move(handler);
   route.name = route_name.empty() ? path_template : std::move(route_name);
   std::vector<std::string_view> parts;

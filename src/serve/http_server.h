@@ -76,8 +76,13 @@ struct HttpServerOptions {
 //   connection may idle up to idle_timeout before its next request starts, which then has
 //   read_timeout to arrive. A timed-out connection is closed without a response. Writing a
 //   response may take max(read_timeout, idle_timeout). No timer runs while a handler works.
-// - Bodies over max_body_bytes (declared or chunked) get 413, headers over max_header_bytes
-//   431, unparseable requests 400; these close the connection after the response.
+// - Bodies over max_body_bytes (declared or chunked) get 413; a request line over
+//   max_header_bytes 414, a longer header 431; unparseable requests 400; these close the
+//   connection after the response.
+// - Request bodies with "Content-Encoding: gzip" are decompressed before the handler sees them,
+//   bounded by max_body_bytes (413 beyond it: a gzip bomb never grows memory past it); corrupt
+//   gzip is 400 and any other encoding but "identity" 415.
+// - Query parameters a route does not accept get 400 (see Route()).
 // - "Expect: 100-continue" is answered before the body is read.
 // - Stop() closes every connection, including ones whose handler has not responded yet (their
 //   Responders become no-ops). A handler that keeps its Responder forever without calling it
@@ -94,9 +99,12 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Registers `handler` for `method` and `path_template`. `route_name` labels metrics (defaults
-  // to the template). REQUIRES: before Start().
+  // to the template). `query_params` are the query parameters the route accepts: a request with
+  // any other gets 400 naming it and listing these (a misspelt `?batchid=` must not be silently
+  // ignored). A GET route also answers HEAD (same status and headers, no body) unless a HEAD
+  // route for the same path is registered. REQUIRES: before Start().
   void Route(std::string method, std::string path_template, Handler handler,
-             std::string route_name = "");
+             std::string route_name = "", std::vector<std::string> query_params = {});
 
   // Binds and starts the I/O threads. Errors (address in use, bad address) name the address.
   absl::Status Start();
@@ -107,9 +115,11 @@ class HttpServer {
   uint16_t port() const;
 
   // Called after every response with (route_name or "unmatched", method, status, seconds), on
-  // an I/O thread, once the response is written (or failed to write). `seconds` runs from the
-  // complete request to the written response. Must be cheap and thread-safe; exceptions are
-  // swallowed. REQUIRES: before Start().
+  // an I/O thread, where method is one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS or
+  // "other" (whatever a client sends, so labels built from these arguments stay bounded), once the
+  // response is written (or failed to write). `seconds` runs from the complete request to the
+  // written response. Must be cheap and thread-safe; exceptions are swallowed. REQUIRES: before
+  // Start().
   void set_observer(std::function<void(std::string_view route, std::string_view method, int status,
                                        double seconds)>
                         fn);

@@ -7,12 +7,14 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -65,7 +67,7 @@ class HttpServerTest : public ::testing::Test {
     };
     server_->Route("GET", "/v1/features/{view}/{key}", echo, "get_features");
     server_->Route("GET", "/healthz", echo);
-    server_->Route("GET", "/q", echo);
+    server_->Route("GET", "/q", echo, "", {"a", "b", "c", "d", "e=", "f", "i"});
     server_->Route("POST", "/v1/features:batchGet", [](HttpRequest&& req, Responder respond) {
       respond(HttpResponse::Json(200, "{\"echo\":" + std::to_string(req.body.size()) + "}"));
     });
@@ -77,18 +79,22 @@ class HttpServerTest : public ::testing::Test {
       respond(std::move(r));
     });
     server_->Route("DELETE", "/healthz", echo);
-    server_->Route("GET", "/later", [this](HttpRequest&& req, Responder respond) {
-      const std::string* tag = req.Query("tag");
-      parked_.Park(tag ? *tag : "", std::move(respond));
-    });
-    server_->Route("GET", "/async", [](HttpRequest&& req, Responder respond) {
-      int ms = std::stoi(*req.Query("ms"));
-      std::string id = *req.Query("id");
-      std::thread([ms, id, respond = std::move(respond)] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-        respond(HttpResponse::Json(200, "{\"id\":" + id + "}"));
-      }).detach();
-    });
+    server_->Route("GET", "/later",
+                   [this](HttpRequest&& req, Responder respond) {
+                     const std::string* tag = req.Query("tag");
+                     parked_.Park(tag ? *tag : "", std::move(respond));
+                   },
+                   "", {"tag"});
+    server_->Route("GET", "/async",
+                   [](HttpRequest&& req, Responder respond) {
+                     int ms = std::stoi(*req.Query("ms"));
+                     std::string id = *req.Query("id");
+                     std::thread([ms, id, respond = std::move(respond)] {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                       respond(HttpResponse::Json(200, "{\"id\":" + id + "}"));
+                     }).detach();
+                   },
+                   "", {"ms", "id"});
     server_->Route("GET", "/throw",
                    [](HttpRequest&&, Responder) -> void { throw std::runtime_error("boom"); });
     server_->Route("GET", "/drop", [](HttpRequest&&, Responder) {});
@@ -250,9 +256,9 @@ TEST_F(HttpServerTest, ErrorsAreJson) {
     r = c.Post("/healthz", "x");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 405);
-    EXPECT_EQ(r->Header("allow"), "GET, DELETE");
+    EXPECT_EQ(r->Header("allow"), "GET, HEAD, DELETE");
     EXPECT_EQ(r->body,
-              "{\"error\":\"method POST not allowed for /healthz (allowed: GET, DELETE)\"}");
+              "{\"error\":\"method POST not allowed for /healthz (allowed: GET, HEAD, DELETE)\"}");
     r = c.Get("/throw");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 500);
@@ -295,7 +301,8 @@ TEST_F(HttpServerTest, ErrorsAreJson) {
     auto r = c.Read();
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 431);
-    EXPECT_EQ(r->body, "{\"error\":\"request header exceeds 2048 bytes\"}");
+    EXPECT_EQ(r->body,
+              "{\"error\":\"request header (request line and fields) exceeds 2048 bytes\"}");
   }
   {
     Client c(port());
@@ -453,6 +460,215 @@ TEST_F(HttpServerTest, SlowClientHitsReadTimeoutAndIdleConnectionsClose) {
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_TRUE(c.WaitClosed());
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  }
+}
+
+// gzip-compresses `data` (one member) at `level`.
+std::string Gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+std::optional<ClientResponse> PostEncoded(Client& c, const std::string& target,
+                                          const std::string& encoding, const std::string& body) {
+  if (!c.Send("POST " + target + " HTTP/1.1\r\nHost: t\r\nContent-Encoding: " + encoding +
+              "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body)) {
+    return std::nullopt;
+  }
+  return c.Read();
+}
+
+bool IsValidJson(const std::string& body) {
+  return !nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false).is_discarded();
+}
+
+TEST_F(HttpServerTest, HeadAnswersEveryGetRouteWithoutABody) {
+  StartServer();
+  Client c(port());
+  for (const char* target : {"/healthz", "/q?a=1", "/v1/features/v/k"}) {
+    auto get = c.Get(target);
+    ASSERT_TRUE(get) << target;
+    auto head = c.Head(target);
+    ASSERT_TRUE(head) << target;
+    EXPECT_EQ(head->status, 200) << target;
+    // The echo handler names the method: "HEAD …" is one byte longer than "GET …".
+    const size_t expected = get->body.size() + (get->body.rfind("GET ", 0) == 0 ? 1 : 0);
+    EXPECT_EQ(head->Header("content-length"), std::to_string(expected)) << target;
+    EXPECT_EQ(head->Header("content-type"), get->Header("content-type")) << target;
+  }
+  // The connection is still in sync: no body bytes were sent after the HEAD responses.
+  auto r = c.Get("/q?i=7");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET path=/q raw=/q query:i=7");
+  // A path without a GET route: 405 whose Allow does not offer HEAD; errors for HEAD carry no
+  // body either.
+  r = c.Head("/echo");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->Header("allow"), "POST");
+  r = c.Head("/nope");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  r = c.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// Client-chosen method strings never become metric labels as they are.
+TEST_F(HttpServerTest, ObserverMethodsAreBounded) {
+  StartServer();
+  Client c(port());
+  ASSERT_TRUE(c.Send("BREW /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  ASSERT_TRUE(c.Send("get /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(c.Read());
+  ASSERT_TRUE(c.Head("/healthz"));
+  ASSERT_TRUE(c.Send("OPTIONS /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(c.Read());
+  for (int i = 0; i < 100 && Observed().size() < 4; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(Observed(), (std::vector<std::string>{"unmatched other 405", "unmatched other 405",
+                                                  "/healthz HEAD 200", "unmatched OPTIONS 405"}));
+}
+
+TEST_F(HttpServerTest, UnknownQueryParametersAreNamed) {
+  StartServer();
+  Client c(port());
+  auto r = c.Get("/later?tga=x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->body, "{\"error\":\"unknown query parameter 'tga' (accepted: tag)\"}");
+  r = c.Get("/healthz?verbose=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->body, "{\"error\":\"unknown query parameter 'verbose' (accepted: none)\"}");
+  r = c.Get("/async?ms=0&id=3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  // A parameter name with invalid UTF-8 still gives valid JSON.
+  r = c.Get("/healthz?%FF%FE=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_TRUE(IsValidJson(r->body)) << r->body;
+}
+
+TEST_F(HttpServerTest, ErrorMessagesWithInvalidUtf8AreValidJson) {
+  StartServer();
+  Client c(port());
+  auto r = c.Get("/no%FFroute/%C3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_TRUE(IsValidJson(r->body)) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
+            "no route for /no\xef\xbf\xbdroute/\xef\xbf\xbd");
+  EXPECT_EQ(HttpResponse::Error(400, "key '\xff\xfe'").body,
+            "{\"error\":\"key '\\ufffd\\ufffd'\"}");
+}
+
+TEST_F(HttpServerTest, GzipBodiesAreDecodedWithinTheBodyLimit) {
+  HttpServerOptions opt;
+  opt.max_body_bytes = 256 << 10;
+  StartServer(opt);
+  Client c(port());
+  const std::string text = "{\"user\":\"u1\",\"v\":1}\n";
+  std::string body;
+  for (int i = 0; i < 5000; ++i) body += text;  // 100 KB: under the limit
+  auto r = PostEncoded(c, "/echo", "gzip", Gzip(body));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, body);
+  // Concatenated members (gzip a b > c) and case-insensitive names.
+  r = PostEncoded(c, "/echo", " GZip ", Gzip("first\n") + Gzip("second\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "first\nsecond\n");
+  r = PostEncoded(c, "/echo", "identity", "plain");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "plain");
+
+  // A bomb: 100 MB of zeros in ~100 KB of gzip (deflate's best ratio is ~1:1000). Rejected as soon
+  // as the output passes the limit, with the limit named; the connection stays usable.
+  const std::string bomb = Gzip(std::string(size_t{100} << 20, '\0'), 9);
+  ASSERT_LT(bomb.size(), opt.max_body_bytes);
+  r = PostEncoded(c, "/echo", "gzip", bomb);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->body, "{\"error\":\"decompressed request body exceeds 262144 bytes\"}");
+  // Exactly the limit is fine; one byte more is not.
+  r = PostEncoded(c, "/echo", "gzip", Gzip(std::string(opt.max_body_bytes, 'a')));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.size(), opt.max_body_bytes);
+  r = PostEncoded(c, "/echo", "gzip", Gzip(std::string(opt.max_body_bytes + 1, 'a')));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+
+  // Corrupt and truncated gzip: 400.
+  r = PostEncoded(c, "/echo", "gzip", "definitely not gzip");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("not valid gzip"), std::string::npos) << r->body;
+  const std::string whole = Gzip(body);
+  r = PostEncoded(c, "/echo", "gzip", whole.substr(0, whole.size() / 2));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("truncated"), std::string::npos) << r->body;
+
+  // Any other encoding: 415 naming it.
+  r = PostEncoded(c, "/echo", "br", "xx");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 415);
+  EXPECT_EQ(r->Header("accept-encoding"), "gzip, identity");
+  EXPECT_EQ(r->body,
+            "{\"error\":\"Content-Encoding 'br' is not supported: send the body uncompressed or "
+            "with Content-Encoding: gzip\"}");
+  r = c.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// The default 16 KiB header limit fits a 4 KiB key sent fully %-encoded (12 KiB); longer URLs
+// get 414 and long header fields 431, both as JSON.
+TEST_F(HttpServerTest, LongKeysFitAndTooLongUrlsGet414) {
+  StartServer();
+  std::string encoded;
+  for (int i = 0; i < 4096; ++i) encoded += "%C3";  // 4 KiB of bytes, 12 KiB on the wire
+  {
+    Client c(port());
+    auto r = c.Get("/v1/features/v/" + encoded);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body.size(), std::string("GET path=/v1/features/v/").size() + 4096 +
+                                  std::string(" raw=/v1/features/v/").size() + encoded.size() +
+                                  std::string(" param:view=v param:key=").size() + 4096);
+  }
+  {
+    Client c(port());
+    auto r = c.Get("/v1/features/v/" + std::string(20000, 'k'));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 414);
+    EXPECT_EQ(r->Header("content-type"), "application/json");
+    EXPECT_EQ(r->body, "{\"error\":\"request line (method and URL) exceeds 16384 bytes\"}");
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {
+    Client c(port());
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: t\r\nCookie: " + std::string(20000, 'c') +
+                       "\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 431);
+    EXPECT_TRUE(IsValidJson(r->body)) << r->body;
   }
 }
 

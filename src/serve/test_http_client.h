@@ -63,7 +63,8 @@ class Client {
   }
 
   // Reads one response (the server always sends Content-Length); nullopt on EOF/timeout/error.
-  std::optional<ClientResponse> Read() {
+  // `head_request`: the response to a HEAD request, which has no body whatever Content-Length says.
+  std::optional<ClientResponse> Read(bool head_request = false) {
     size_t header_end;
     while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
       if (!Fill()) return std::nullopt;
@@ -89,6 +90,7 @@ class Client {
     }
     buf_.erase(0, header_end + 4);
     size_t len = std::stoul(r.Header("content-length").empty() ? "0" : r.Header("content-length"));
+    if (head_request) len = 0;
     while (buf_.size() < len) {
       if (!Fill()) return std::nullopt;
     }
@@ -100,6 +102,11 @@ class Client {
   std::optional<ClientResponse> Get(const std::string& target) {
     if (!Send("GET " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::nullopt;
     return Read();
+  }
+
+  std::optional<ClientResponse> Head(const std::string& target) {
+    if (!Send("HEAD " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::nullopt;
+    return Read(/*head=*/true);
   }
 
   std::optional<ClientResponse> Post(const std::string& target, const std::string& body) {

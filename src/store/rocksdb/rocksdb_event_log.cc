@@ -116,10 +116,10 @@ absl::StatusOr<AppendResult> RocksDbTileStore::Append(std::string_view source,
                                                       std::string_view payload, int64_t accepted,
                                                       int64_t rejected,
                                                       std::string_view annotation) {
-  if (options_.read_only || options_.disable_wal) {
+  if (read_only() || options_.disable_wal) {
     return FailedPrecondition(
         "event log Append to {}: the store was opened {}; a durable append needs the WAL", dir_,
-        options_.read_only ? "read-only" : "with disable_wal");
+        read_only() ? "read-only" : "with disable_wal");
   }
   return Guard("event log Append", dir_, [&]() -> absl::StatusOr<AppendResult> {
     std::unique_lock lock(log_mu_);
@@ -234,7 +234,7 @@ absl::StatusOr<uint64_t> RocksDbTileStore::LastSeq(std::string_view source) {
 }
 
 absl::Status RocksDbTileStore::Trim(std::string_view source, uint64_t up_to_seq) {
-  if (options_.read_only) {
+  if (read_only()) {
     return FailedPrecondition("event log Trim of {}: the store was opened read-only", dir_);
   }
   return Guard("event log Trim", dir_, [&]() -> absl::Status {

@@ -68,7 +68,7 @@ rocksdb::CompressionType PickCompression(
 
 rocksdb::Options MakeOptions(const RocksDbOptions& opts) {
   rocksdb::Options o;
-  o.create_if_missing = opts.create_if_missing && !opts.read_only;
+  o.create_if_missing = opts.create_if_missing && !opts.read_only && opts.secondary_dir.empty();
   o.max_background_jobs = std::max(1, opts.max_background_jobs);
   o.bytes_per_sync = 1 << 20;
   o.write_buffer_size = opts.write_buffer_bytes;
@@ -189,7 +189,8 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
     }
     const bool exists = std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec);
     if (!exists) TESSERA_RETURN_IF_ERROR(CheckNoDataWithoutCurrent(dir));
-    if (!exists && (options.read_only || !options.create_if_missing)) {
+    if (!exists &&
+        (options.read_only || !options.secondary_dir.empty() || !options.create_if_missing)) {
       return NotFound("RocksDB Open of {}: no tessera DB there (nothing has been written yet?)",
                       dir);
     }
@@ -200,13 +201,33 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
 
     rocksdb::Options rocks_options = MakeOptions(options);
     rocksdb::DB* raw = nullptr;
-    rocksdb::Status s = options.read_only
-                            ? rocksdb::DB::OpenForReadOnly(rocks_options, dir, &raw,
-                                                           /*error_if_wal_file_exists=*/false)
-                            : rocksdb::DB::Open(rocks_options, dir, &raw);
+    rocksdb::Status s;
+    const bool secondary = !options.secondary_dir.empty();
+    if (secondary) {
+      std::filesystem::create_directories(options.secondary_dir, ec);
+      if (ec) {
+        return Internal("RocksDB secondary Open of {}: cannot create secondary directory {}: {}",
+                        dir, options.secondary_dir, ec.message());
+      }
+      // A secondary must keep every SST file open: the writer's compactions delete files the
+      // secondary's current version may still reference.
+      rocks_options.max_open_files = -1;
+      s = rocksdb::DB::OpenAsSecondary(rocks_options, dir, options.secondary_dir, &raw);
+    } else if (options.read_only) {
+      s = rocksdb::DB::OpenForReadOnly(rocks_options, dir, &raw,
+                                       /*error_if_wal_file_exists=*/false);
+    } else {
+      s = rocksdb::DB::Open(rocks_options, dir, &raw);
+    }
     std::unique_ptr<rocksdb::DB> db(raw);
-    if (!s.ok()) return FromRocks(s, options.read_only ? "read-only Open" : "Open", dir);
-    if (!options.read_only) {
+    if (!s.ok()) {
+      return FromRocks(s,
+                       secondary           ? "secondary Open"
+                       : options.read_only ? "read-only Open"
+                                           : "Open",
+                       dir);
+    }
+    if (!options.read_only && !secondary) {
       // A process killed during a bulk write may have left its unfinished SST files behind;
       // they were never ingested (we hold the DB lock now, so no writer is using them).
       std::error_code ec;
@@ -224,11 +245,15 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
 
 namespace {
 
-// Owns a rocksdb snapshot for as long as any reader holds it.
+// Owns a rocksdb snapshot for as long as any reader holds it. Null `db` (a secondary store,
+// where RocksDB iterators reject snapshots): reads see the latest catch-up.
 class RocksSnapshot final : public StoreSnapshot {
  public:
-  RocksSnapshot(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
-  ~RocksSnapshot() override { db_->ReleaseSnapshot(snapshot_); }
+  explicit RocksSnapshot(rocksdb::DB* db)
+      : db_(db), snapshot_(db != nullptr ? db->GetSnapshot() : nullptr) {}
+  ~RocksSnapshot() override {
+    if (db_ != nullptr) db_->ReleaseSnapshot(snapshot_);
+  }
   const rocksdb::Snapshot* get() const { return snapshot_; }
 
  private:
@@ -239,7 +264,14 @@ class RocksSnapshot final : public StoreSnapshot {
 }  // namespace
 
 std::shared_ptr<const StoreSnapshot> RocksDbTileStore::GetSnapshot() {
-  return std::make_shared<RocksSnapshot>(db_.get());
+  return std::make_shared<RocksSnapshot>(secondary() ? nullptr : db_.get());
+}
+
+absl::Status RocksDbTileStore::CatchUp() {
+  if (!secondary()) return absl::OkStatus();
+  return Guard("CatchUp", dir_, [&]() -> absl::Status {
+    return FromRocks(db_->TryCatchUpWithPrimary(), "CatchUp (TryCatchUpWithPrimary)", dir_);
+  });
 }
 
 absl::Status RocksDbTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
@@ -304,7 +336,7 @@ absl::Status RocksDbTileStore::MultiGet(const std::vector<TileKey>& keys,
 }
 
 absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
-  if (options_.read_only) {
+  if (read_only()) {
     return FailedPrecondition("RocksDB Write to {}: the store was opened read-only", dir_);
   }
   if (batch.empty()) return absl::OkStatus();
@@ -494,7 +526,7 @@ absl::Status RocksDbTileStore::ScanMeta(
 }
 
 absl::Status RocksDbTileStore::Sync() {
-  if (options_.read_only) return absl::OkStatus();
+  if (read_only()) return absl::OkStatus();
   return Guard("Sync", dir_, [&]() -> absl::Status {
     if (options_.disable_wal) {
       rocksdb::FlushOptions fo;

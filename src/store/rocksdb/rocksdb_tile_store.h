@@ -35,6 +35,14 @@ struct RocksDbOptions {
   // Only sees what was durable when opened. REQUIRES: no writer has the DB open (RocksDB's
   // read-only mode is undefined beside a live writer).
   bool read_only = false;
+  // Open as a RocksDB secondary instance that follows a DB another process writes (`tessera
+  // serve` beside `tessera run`): read-only like `read_only` (which it implies), takes no lock,
+  // and sees what the writer had made durable (SST files and WAL) at the last CatchUp() (or at
+  // Open). The directory holds the secondary's own info logs; it is created if missing and must
+  // not be shared by two secondaries at once. Also works when no writer runs. Snapshots do not
+  // pin anything on a secondary (RocksDB does not support them there): GetSnapshot() returns a
+  // handle whose reads see the latest catch-up.
+  std::string secondary_dir;
   // Skip the write-ahead log: much faster bulk loads, but writes since the last Sync() are lost
   // on a crash. Backfill sets this and calls Sync() at the end (Sync flushes the memtables).
   bool disable_wal = false;
@@ -141,7 +149,14 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   absl::Status Trim(std::string_view source, uint64_t up_to_seq) override;
 
   const std::string& dir() const { return dir_; }
-  bool read_only() const { return options_.read_only; }
+  // True for read_only and secondary stores.
+  bool read_only() const { return options_.read_only || secondary(); }
+  bool secondary() const { return !options_.secondary_dir.empty(); }
+
+  // Secondary stores: applies what the writer has written since the last catch-up (new MANIFEST
+  // entries and WAL records), so later reads see it. Cheap when nothing changed. Thread-safe;
+  // concurrent reads see either the old or the new state of each key. Other stores: a no-op.
+  absl::Status CatchUp();
 
   // A RocksDB property ("rocksdb.stats", "rocksdb.estimate-num-keys", …) for diagnostics and
   // metrics, or nullopt if unknown.

@@ -198,6 +198,117 @@ TEST(RocksDbTileStoreTest, ReadOnlyOpenSeesDataRefusesWritesAndTouchesNoFiles) {
   EXPECT_EQ(ListDir(dir), before);
 }
 
+// `tessera serve` beside `tessera run`: a secondary follows the writer only through CatchUp(),
+// through WAL-only writes, memtable flushes, bulk-ingested SST files, compactions (which delete
+// files the secondary still had open) and a restart of the writer.
+TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  RocksDbOptions writer_options = SmallOptions();
+  writer_options.bulk_ingest_min_tiles = 1000;
+  auto writer = OpenOrDie(dir, writer_options);
+  ASSERT_NE(writer, nullptr);
+  ASSERT_TRUE(writer->Write(SampleBatch(10)).ok());
+
+  RocksDbOptions so;
+  so.secondary_dir = tmp.Sub("secondary");
+  auto reader = OpenOrDie(dir, so);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_TRUE(reader->read_only());
+  EXPECT_TRUE(reader->secondary());
+  EXPECT_EQ(CountTiles(*reader), 10u);  // the writer's WAL is replayed at open
+  EXPECT_EQ(reader->Write(SampleBatch(1)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Append("src", "", "x", 1, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // New WAL records: invisible until the catch-up.
+  WriteBatch more;
+  for (int i = 0; i < 20; ++i) {
+    more.tiles.emplace_back(TileKey{3, "user0", Resolution::kBase, int64_t{1000 + i} * 300000},
+                            "later");
+  }
+  more.meta = {{"catalog/stmt/00000002", "CREATE ..."}};
+  ASSERT_TRUE(writer->Write(more).ok());
+  EXPECT_EQ(CountTiles(*reader), 10u);
+  ASSERT_TRUE(reader->CatchUp().ok());
+  EXPECT_EQ(CountTiles(*reader), 30u);
+  absl::StatusOr<std::optional<std::string>> meta = reader->GetMeta("catalog/stmt/00000002");
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_EQ(*meta, "CREATE ...");
+  std::vector<std::optional<std::string>> values;
+  ASSERT_TRUE(
+      reader->MultiGet({TileKey{3, "user0", Resolution::kBase, int64_t{1005} * 300000}}, &values)
+          .ok());
+  EXPECT_EQ(values[0], "later");
+  // A snapshot handle works on a secondary (it reads the latest catch-up).
+  std::shared_ptr<const StoreSnapshot> snap = reader->GetSnapshot();
+  size_t n = 0;
+  ASSERT_TRUE(reader
+                  ->ScanAt(snap.get(), 3, "user0", Resolution::kBase,
+                           std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+                           [&](int64_t, std::string_view) { ++n; })
+                  .ok());
+  EXPECT_EQ(n, 22u);
+
+  // A bulk-ingested SST file, many memtable flushes, then a full compaction that deletes every
+  // file the secondary's version referenced.
+  WriteBatch bulk;
+  for (int i = 0; i < 2000; ++i) {
+    bulk.tiles.emplace_back(TileKey{4, fmt::format("k{}", i), Resolution::kBase, 0},
+                            std::string(100, 'x'));
+  }
+  ASSERT_TRUE(writer->Write(bulk).ok());
+  for (int round = 0; round < 20; ++round) {
+    WriteBatch b;
+    for (int i = 0; i < 200; ++i) {
+      b.tiles.emplace_back(TileKey{5, fmt::format("r{}", i), Resolution::kBase, round * 300000},
+                           std::string(200, 'y'));
+    }
+    ASSERT_TRUE(writer->Write(b).ok());
+  }
+  ASSERT_TRUE(reader->CatchUp().ok());
+  auto count_view = [&](uint32_t view, const std::string& key) {
+    size_t c = 0;
+    EXPECT_TRUE(reader
+                    ->Scan(view, key, Resolution::kBase, std::numeric_limits<int64_t>::min(),
+                           std::numeric_limits<int64_t>::max(),
+                           [&](int64_t, std::string_view) { ++c; })
+                    .ok());
+    return c;
+  };
+  EXPECT_EQ(count_view(4, "k1999"), 1u);
+  EXPECT_EQ(count_view(5, "r7"), 20u);
+
+  // The writer restarts (a new MANIFEST and WAL) and writes again.
+  writer.reset();
+  writer = OpenOrDie(dir, writer_options);
+  ASSERT_NE(writer, nullptr);
+  WriteBatch after;
+  after.tiles.emplace_back(TileKey{6, "restarted", Resolution::kBase, 0}, "v");
+  ASSERT_TRUE(writer->Write(after).ok());
+  ASSERT_TRUE(reader->CatchUp().ok());
+  EXPECT_EQ(count_view(6, "restarted"), 1u);
+  EXPECT_EQ(count_view(5, "r7"), 20u);
+  EXPECT_EQ(CountTiles(*reader), 30u);
+
+  // No writer at all: reads and catch-ups still work.
+  writer.reset();
+  ASSERT_TRUE(reader->CatchUp().ok());
+  EXPECT_EQ(count_view(6, "restarted"), 1u);
+  RocksDbOptions so2;
+  so2.secondary_dir = tmp.Sub("secondary2");
+  auto idle = OpenOrDie(dir, so2);
+  ASSERT_NE(idle, nullptr);
+  EXPECT_EQ(CountTiles(*idle), 30u);
+  EXPECT_TRUE(idle->CatchUp().ok());
+
+  // A missing DB is NotFound, as for read_only.
+  RocksDbOptions so3;
+  so3.secondary_dir = tmp.Sub("secondary3");
+  EXPECT_EQ(RocksDbTileStore::Open(tmp.Sub("absent"), so3).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(RocksDbTileStoreTest, MissingDbIsNotFoundAndNotCreated) {
   ScopedTempDir tmp;
   const std::string dir = tmp.Sub("absent");
