@@ -5,7 +5,8 @@
 #     bench, fuzz and tests: a few seconds.
 #  2. clang-tidy (.clang-tidy; its checks are errors) on the C++ files changed relative to BASE,
 #     with the compile commands of build/release. Only changed files, because clang-tidy needs
-#     ~10-20 s per translation unit. A changed header is checked through its .cc (or _test.cc).
+#     ~10-20 s per translation unit. A changed header is checked through its .cc (or _test.cc,
+#     or else the first .cc that includes it).
 #     Files without compile commands (fuzz targets outside the fuzz preset) are skipped, named.
 #
 # Environment:
@@ -72,6 +73,15 @@ for f in "${changed[@]}"; do
       break
     fi
   done
+  if [[ -z $found && $f == src/*.h ]]; then
+    # A header without its own .cc: the first translation unit that includes it.
+    while IFS= read -r c; do
+      if [[ -n ${in_db[$PWD/$c]:-} ]]; then
+        found=$c
+        break
+      fi
+    done < <(git grep -l --fixed-strings "#include \"${f#src/}\"" -- 'src/*.cc' '*.cc')
+  fi
   if [[ -n $found ]]; then units[$found]=1; else skipped+=("$f"); fi
 done
 if [[ ${#skipped[@]} -gt 0 ]]; then
