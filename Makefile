@@ -4,13 +4,19 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test deps build code-server bench bench-serve asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
 
-test: deps build code-server
+test: deps lint build code-server
 	ctest --test-dir $(RELEASE) -j$(JOBS) --output-on-failure
+
+# clang-format check of every C++ file, clang-tidy on the C++ files changed since BASE (default:
+# merge-base with origin/main, else HEAD~1). See scripts/lint.sh.
+lint: deps
+	@cmake --preset release >/dev/null
+	JOBS=$(JOBS) scripts/lint.sh
 
 deps:
 	@scripts/install-deps.sh
@@ -41,7 +47,8 @@ fuzz: deps
 	scripts/fuzz_all.sh build/fuzz 30
 
 format:
-	find src apps bench fuzz -name '*.h' -o -name '*.cc' | xargs clang-format -i
+	git ls-files --cached --others --exclude-standard -- 'src/*.h' 'src/*.cc' 'apps/*.h' 'apps/*.cc' 'bench/*.h' 'bench/*.cc' \
+	  'fuzz/*.h' 'fuzz/*.cc' 'tests/*.h' 'tests/*.cc' | xargs clang-format -i
 
 clean:
 	rm -rf build out

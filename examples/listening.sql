@@ -1,4 +1,4 @@
--- A music-streaming company's listening features (the DESIGN.md reference problem).
+-- A music-streaming company's listening features (the reference problem of docs/architecture.md).
 CREATE SOURCE plays (
   user_id STRING,
   track_id STRING,

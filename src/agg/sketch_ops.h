@@ -447,8 +447,12 @@ struct ApproxPercentileOp {
       }
       const double min = kll.min();
       const double max = kll.max();
-      if (std::memcmp(&lo, &min, sizeof(double)) == 0 &&
-          std::memcmp(&hi, &max, sizeof(double)) == 0) {
+      // Bitwise on purpose (see above): a value comparison would equate -0.0 and 0.0.
+      // NOLINTBEGIN(bugprone-suspicious-memory-comparison)
+      const bool same = std::memcmp(&lo, &min, sizeof(double)) == 0 &&
+                        std::memcmp(&hi, &max, sizeof(double)) == 0;
+      // NOLINTEND(bugprone-suspicious-memory-comparison)
+      if (same) {
         std::copy(items.begin(), items.end(), s->items);
         return absl::OkStatus();
       }

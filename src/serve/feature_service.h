@@ -21,7 +21,7 @@
 
 namespace tessera::serve {
 
-// The HTTP API of `tessera run` / `tessera serve` (DESIGN.md "interfaces"):
+// The HTTP API of `tessera run` / `tessera serve` (docs/architecture.md, "Interfaces"):
 //   GET  /v1/features/{view}/{key}?windows=1h,6h&at=…   one key, same JSON as `tessera get`
 //   POST /v1/features:batchGet  {"view":…,"keys":[…],"windows":[…]|"…","at":…} -> {"results":[…]}
 //   GET  /v1/views              the catalog

@@ -1,6 +1,6 @@
 // Micro-benchmark of the ingest-path expression work of a typical view: a WHERE predicate and
-// six aggregate arguments evaluated over 4096-row batches (the DESIGN.md reference view plus a
-// few string and arithmetic arguments). Reports rows/s.
+// six aggregate arguments evaluated over 4096-row batches (the reference view of
+// docs/architecture.md plus a few string and arithmetic arguments). Reports rows/s.
 
 #include <benchmark/benchmark.h>
 

@@ -13,7 +13,7 @@
 
 namespace tessera::sql {
 
-// Recursive-descent parser for the dialect (see /work/shared/DESIGN.md):
+// Recursive-descent parser for the dialect (see docs/architecture.md, "SQL dialect"):
 //
 //   script    := [statement] (';' [statement])*
 //   statement := CREATE SOURCE name '(' element (',' element)* ')' [WITH options]

@@ -22,7 +22,6 @@ Usage: backfill_crash_test.py PATH/TO/tessera [--seed N] [--events N] [--kills N
 import argparse
 import bisect
 import gzip
-import json
 import math
 import os
 import random
@@ -34,10 +33,9 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import backfill_e2e_test as e2e  # noqa: E402  (generator, SQL, reference decoder, helpers)
+import harness as e2e  # noqa: E402  (generator, SQL, reference decoder, processes)
 
-TILE, HOUR, DAY = e2e.TILE, e2e.HOUR, e2e.DAY
-WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR, "1d": DAY, "7d": 7 * DAY}
+TILE, HOUR, DAY, WINDOWS = e2e.TILE, e2e.HOUR, e2e.DAY, e2e.WINDOWS
 
 # Columns that may legitimately differ between the two DBs, and how they are compared instead.
 #
@@ -58,12 +56,7 @@ KLL_COLUMNS = {"p50_ms"}
 FLOAT_COLUMNS = {"avg_score", "sum_score"}
 
 
-def run(cmd):
-    return e2e.run(cmd)
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
+run, last_json = e2e.run, e2e.last_json
 
 
 def nonblank(lines):
@@ -183,7 +176,7 @@ def main():
     rng = random.Random(seed)
     log = lambda s: print(s, flush=True)  # noqa: E731
 
-    base = 1_767_225_600_000 + 7 * HOUR + 123  # 2026-01-01T07:00:00.123Z
+    base = e2e.BASE
     span = 3 * DAY
     lines = e2e.generate(rng, args.events, 300, base, span)
     tmp = tempfile.mkdtemp(prefix="tessera-crash-")
@@ -274,8 +267,8 @@ def main():
         stats = {"answers": 0, "exact": 0, "kll_differ": 0, "float_differ": 0}
         for at in ats:
             for view, keys in (("user_stats", users), ("country_device", cd_keys)):
-                a = e2e.get(tessera, ref_db, view, keys, at, wlist)
-                b = e2e.get(tessera, db, view, keys, at, wlist)
+                a = e2e.tessera_get(tessera, ref_db, view, keys, at, wlist)
+                b = e2e.tessera_get(tessera, db, view, keys, at, wlist)
                 if [x["key"] for x in a] != [x["key"] for x in b] or len(a) != len(keys):
                     failures.append("%s at=%d: keys %r vs %r"
                                     % (view, at, [x["key"] for x in a], [x["key"] for x in b]))

@@ -38,9 +38,9 @@ import concurrent.futures
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import live_e2e_test as live  # noqa: E402  (stream plan, reference, server/client helpers)
+import harness as live  # noqa: E402  (stream plan, reference, server/client helpers)
 
-SQL = live.SQL + """
+SQL = live.LIVE_SQL + """
 -- Every row once per device (the generator always sets one): all-time counts to read back.
 CREATE FEATURE VIEW device_rows AS SELECT device, COUNT(*) AS n FROM plays GROUP BY device;
 """
@@ -122,7 +122,7 @@ def main():
     live.check_epochs_order_free(epochs, random.Random(seed + 1))
     plan, batches = live.make_batches(epochs, args.clients, 200, rng, "crash%d" % seed)
     ordered = [l for b in batches for l in b.lines]
-    rows, counters = live.e2e.decode(ordered)
+    rows, counters = live.decode(ordered, lateness=live.LIVE_LATENESS)
     total_accepted = sum(b.accepted for b in batches)
     assert total_accepted == counters["read"] - counters["rejected"]
     print("stream: %d lines, %d batches in %d epochs; reference %s" %
@@ -265,16 +265,12 @@ def main():
         failures.check(rc == 0, "SIGTERM: exit %r after %.2f s" % (rc, secs))
         server = None
     finally:
-        if server is not None and server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+        if server is not None:
+            server.kill()
         if failures:
-            try:
-                with open(os.path.join(tmp, "server.log"), "rb") as f:
-                    print("server log tail:\n" + b"\n".join(
-                        f.read().splitlines()[-30:]).decode(errors="replace"))
-            except OSError:
-                pass
+            tail = live.log_tail(os.path.join(tmp, "server.log"))
+            if tail:
+                print("server log tail:\n" + tail)
         if args.keep:
             print("kept", tmp)
         else:

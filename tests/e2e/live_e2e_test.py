@@ -46,17 +46,11 @@ the disorder inside it, and this way epochs hold ~1,000 lines, i.e. 4 batches of
 Usage: live_e2e_test.py PATH/TO/tessera [--seed N] [--events N]
 """
 import argparse
-import bisect
 import concurrent.futures
-import http.client
 import json
 import os
 import random
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,477 +59,13 @@ import urllib.parse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import backfill_e2e_test as e2e  # noqa: E402  (generator, reference decoder, checks)
-
-TILE, HOUR, DAY = e2e.TILE, e2e.HOUR, e2e.DAY
-# The generator shifts 5% of the rows back by up to its LATENESS (10 minutes) and 1% by 10 min +
-# 1 s … 3 h 10 min; the views here declare 1 hour. So most disorder is well inside the bound,
-# some rows are 10–60 minutes behind (still on time), and rows more than an hour behind are
-# late. Both the generator and the reference decoder read e2e.LATENESS at call time.
-GEN_DISORDER = e2e.LATENESS
-LATENESS = HOUR
-e2e.LATENESS = LATENESS
-
-WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR, "1d": DAY, "7d": 7 * DAY}
-BASE = 1_767_225_600_000 + 7 * HOUR + 123  # 2026-01-01T07:00:00.123Z
-SPAN = DAY
-
-SQL = (e2e.SQL
-       .replace("WITH (connector = 'file', format = 'json')",
-                "WITH (connector = 'http', format = 'json')")
-       .replace("INTERVAL '10' MINUTE", "INTERVAL '1' HOUR")) + """
--- A second HTTP source for the freshness probe (its event times are "now", which must not move
--- the watermark of the generated stream).
-CREATE SOURCE pings (user_id STRING, ts TIMESTAMP) WITH (connector = 'http');
-CREATE FEATURE VIEW ping_counts AS SELECT user_id, COUNT(*) AS pings FROM pings GROUP BY user_id;
-"""
-assert "connector = 'http', format = 'json'" in SQL and "'1' HOUR" in SQL
-
-USERS = ["u0", "u1", "u2", "u3", "u7", "u50", "u299", "nobody"]
-CD_KEYS = ["SE|web", "US|ios", "DE|android", "XX|web", "nowhere|web"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Stream preparation (shared with live_crash_test.py)
-
-def generate_stream(rng, n_events, n_users=300):
-    """The backfill e2e's generator (disorder up to 10 minutes, see above), event times made
-    unique."""
-    e2e.LATENESS = GEN_DISORDER
-    try:
-        lines = e2e.generate(rng, n_events, n_users, BASE, SPAN)
-    finally:
-        e2e.LATENESS = LATENESS
-    return uniquify(lines)
-
-
-def line_ts(line):
-    """The event time the engine will see for `line`, or None if the line is blank/rejected."""
-    if not line.strip():
-        return None
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    return e2e.parse_ts(obj.get("ts"))
-
-
-def uniquify(lines):
-    """Shifts event times by whole milliseconds so that no two rows share one (ties would make
-    FIRST/LAST_VALUE and LAST_K depend on arrival order). Keeps each timestamp's form."""
-    used, out = set(), []
-    for line in lines:
-        ts = line_ts(line)
-        if ts is None or ts not in used:
-            if ts is not None:
-                used.add(ts)
-            out.append(line)
-            continue
-        obj = json.loads(line)
-        new = ts
-        while new in used:
-            new += 1
-        used.add(new)
-        v = obj["ts"]
-        if isinstance(v, str):
-            m = re.search(r"([+-])(\d\d):(\d\d)$", v)
-            off = 0 if m is None else (1 if m.group(1) == "+" else -1) * (
-                int(m.group(2)) * 60 + int(m.group(3)))
-            obj["ts"] = e2e.rfc3339(new, off)
-        else:
-            obj["ts"] = new
-        out.append(json.dumps(obj))
-    return out
-
-
-def build_epochs(lines, cap):
-    """Cuts `lines` (in stream order) into epochs of at most `cap` lines such that every row of
-    an epoch is late under any order of the epoch's lines or on time under any order (see the
-    module doc). Returns a list of line lists."""
-    epochs, cur = [], []
-    prev_max = None            # max event time after the previous epochs (= watermark + lateness)
-    e_max = e_min_ontime = None
-    for line in lines:
-        ts = line_ts(line)
-        if len(cur) >= cap:
-            fits = False
-        elif ts is None:
-            fits = True
-        elif prev_max is not None and ts < prev_max - LATENESS:
-            fits = True  # late under any order
-        else:
-            hi = max(x for x in (prev_max, e_max, ts) if x is not None)
-            lo = ts if e_min_ontime is None else min(e_min_ontime, ts)
-            fits = lo >= hi - LATENESS
-        if not fits:
-            epochs.append(cur)
-            if e_max is not None:
-                prev_max = e_max if prev_max is None else max(prev_max, e_max)
-            cur, e_max, e_min_ontime = [], None, None
-        cur.append(line)
-        if ts is None:
-            continue
-        if prev_max is not None and ts < prev_max - LATENESS:
-            continue
-        e_max = ts if e_max is None else max(e_max, ts)
-        e_min_ontime = ts if e_min_ontime is None else min(e_min_ontime, ts)
-    if cur:
-        epochs.append(cur)
-    return epochs
-
-
-def late_flags(lines):
-    """Per line: None (blank/rejected), True (late), False (on time), replaying in order."""
-    out, mx = [], None
-    for line in lines:
-        ts = line_ts(line)
-        if ts is None:
-            out.append(None)
-            continue
-        late = mx is not None and ts < mx - LATENESS
-        out.append(late)
-        if not late:
-            mx = ts if mx is None else max(mx, ts)
-    return out
-
-
-def check_epochs_order_free(epochs, rng):
-    """Self-check of build_epochs: shuffling inside every epoch must not change which lines are
-    late."""
-    flat = [l for e in epochs for l in e]
-    ref = late_flags(flat)
-    idx, k = [], 0
-    for e in epochs:
-        ids = list(range(k, k + len(e)))
-        rng.shuffle(ids)
-        idx += ids
-        k += len(e)
-    shuffled = late_flags([flat[i] for i in idx])
-    again = [None] * len(flat)
-    for pos, i in enumerate(idx):
-        again[i] = shuffled[pos]
-    assert again == ref, "build_epochs produced an order-dependent epoch"
-
-
-class Batch:
-    __slots__ = ("index", "epoch", "lines", "body", "batch_id", "accepted", "rejected", "rows",
-                 "response")
-
-    def __init__(self, index, epoch, lines, batch_id):
-        self.index, self.epoch, self.lines, self.batch_id = index, epoch, lines, batch_id
-        self.body = ("\n".join(lines) + "\n").encode()
-        self.response = None
-
-
-def make_batches(epochs, n_clients, batch_lines, rng, id_prefix, id_fraction=1.0):
-    """Deals each epoch's lines randomly to `n_clients` and splits each client's share into
-    batches of at most `batch_lines`. Returns (per epoch: per client: [Batch]), flat list.
-    Also annotates every batch with its expected accepted/rejected and on-time rows."""
-    plan, flat = [], []
-    for ei, epoch in enumerate(epochs):
-        shares = [[] for _ in range(n_clients)]
-        for line in epoch:
-            shares[rng.randrange(n_clients)].append(line)
-        per_client = []
-        for ci, share in enumerate(shares):
-            bs = []
-            for j in range(0, len(share), batch_lines):
-                bid = ("%s-e%d-c%d-b%d" % (id_prefix, ei, ci, j // batch_lines)
-                       if rng.random() < id_fraction else "")
-                b = Batch(len(flat), ei, share[j:j + batch_lines], bid)
-                flat.append(b)
-                bs.append(b)
-            per_client.append(bs)
-        plan.append(per_client)
-    annotate(flat)
-    return plan, flat
-
-
-def annotate(batches):
-    """Expected response and on-time rows of each batch, from the reference decoder line by line
-    and the (order-free) late flags of the whole stream in epoch order."""
-    # Late flags of the stream in epoch order (the batches of one epoch are contiguous).
-    lines = [l for b in batches for l in b.lines]
-    flags = late_flags(lines)
-    k = 0
-    for b in batches:
-        b.accepted = b.rejected = 0
-        b.rows = []
-        for line in b.lines:
-            f = flags[k]
-            k += 1
-            if not line.strip():
-                continue
-            rows, c = e2e.decode([line])
-            b.rejected += c["rejected"]
-            if c["rejected"]:
-                assert f is None
-                continue
-            b.accepted += 1
-            if not f:
-                b.rows.append(rows[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference answers
-
-def in_user_stats(r):
-    return r["user_id"] is not None and (r["country"] is None or r["country"] != "XX")
-
-
-def in_country_device(r):
-    return r["ms_played"] is not None and r["ms_played"] >= 1000 and r["country"] is not None
-
-
-def cd_key(r):
-    return "%s|%s" % (r["country"], r["device"])
-
-
-class Reference:
-    """Brute force over the on-time rows (in arrival order; event times are unique)."""
-
-    def __init__(self, rows):
-        self.rows = rows
-        self.by_user, self.by_cd, self.by_device = {}, {}, {}
-        for r in rows:
-            if in_user_stats(r):
-                self.by_user.setdefault(r["user_id"], []).append(r)
-            if in_country_device(r):
-                self.by_cd.setdefault(cd_key(r), []).append(r)
-            self.by_device.setdefault(r["device"], []).append(r)
-        self.times = {}
-        for d in (self.by_user, self.by_cd, self.by_device):
-            for k in d:
-                d[k].sort(key=lambda r: r["ts"])
-        for name, d in (("user", self.by_user), ("cd", self.by_cd), ("device", self.by_device)):
-            for k, rs in d.items():
-                self.times[(name, k)] = [r["ts"] for r in rs]
-
-    def window(self, kind, key, at, w):
-        d = {"user": self.by_user, "cd": self.by_cd, "device": self.by_device}[kind]
-        rs = d.get(key, [])
-        times = self.times.get((kind, key), [])
-        to = -((-at) // TILE) * TILE
-        frm = ((to - w) // TILE) * TILE
-        return rs[bisect.bisect_left(times, frm):bisect.bisect_left(times, to)]
-
-
-def check_cd(got, rs, where):
-    scores = [r["score"] for r in rs if r["score"] is not None]
-    exp = {"plays": len(rs), "best": max(scores) if scores else None}
-    if got.get("plays") != exp["plays"] or not e2e.close(got.get("best"), exp["best"]):
-        return ["%s: got %r expected %r" % (where, got, exp)]
-    return []
-
-
-def pick_ats(rng, n_random=10):
-    ats = [BASE + SPAN // 2, BASE + SPAN + HOUR, BASE + 5 * HOUR + 17 * 60 * 1000,
-           BASE + SPAN + 8 * DAY, BASE - HOUR]
-    ats += [BASE + rng.randint(0, SPAN) for _ in range(n_random)]
-    ats += [((BASE + rng.randint(0, SPAN)) // TILE) * TILE for _ in range(4)]
-    return ats
-
-
-def at_param(at, i):
-    """`at` alternately as epoch ms and as RFC 3339 with an offset (same instant)."""
-    if i % 3 == 0:
-        return str(at)
-    return e2e.rfc3339(at, [0, 330, -300][i % 3])
-
-
-def effective_at(at):
-    return e2e.rfc3339(-((-at) // TILE) * TILE)
-
-
-def compare_all(client, ref, ats, users=USERS, cd_keys=CD_KEYS):
-    """Compares user_stats and country_device for every (key, at, window) through GET and
-    batchGet. Returns (answers checked, failures)."""
-    wlist = ",".join(WINDOWS)
-    failures, checked = [], 0
-
-    def check_result(view, res, key, at, how):
-        nonlocal checked
-        errs = []
-        if res.get("view") != view or res.get("key") != key:
-            return ["%s %s key=%s at=%d: response names view=%r key=%r" %
-                    (how, view, key, at, res.get("view"), res.get("key"))]
-        if res.get("at") != effective_at(at):
-            errs.append("%s %s key=%s at=%d: effective at %r expected %r" %
-                        (how, view, key, at, res.get("at"), effective_at(at)))
-        for wname, wms in WINDOWS.items():
-            where = "%s %s key=%s at=%d w=%s" % (how, view, key, at, wname)
-            got = res["windows"].get(wname)
-            if got is None:
-                errs.append("%s: window missing" % where)
-                continue
-            if view == "user_stats":
-                errs += e2e.check_user_stats(
-                    got, e2e.expect_user_stats(ref.window("user", key, at, wms)), where)
-            else:
-                errs += check_cd(got, ref.window("cd", key, at, wms), where)
-            checked += 1
-        return errs
-
-    for i, at in enumerate(ats):
-        ap = urllib.parse.quote(at_param(at, i), safe="")
-        for view, keys in (("user_stats", users), ("country_device", cd_keys)):
-            for key in keys:
-                st, body = client.get("/v1/features/%s/%s?windows=%s&at=%s" %
-                                      (view, urllib.parse.quote(key, safe=""), wlist, ap))
-                if st != 200:
-                    failures.append("GET %s/%s at=%d: status %d %r" % (view, key, at, st, body))
-                    continue
-                failures += check_result(view, json.loads(body), key, at, "GET")
-            at_json = at if i % 2 == 0 else at_param(at, i + 1)
-            st, body = client.post("/v1/features:batchGet", json.dumps(
-                {"view": view, "keys": keys, "windows": list(WINDOWS), "at": at_json}))
-            if st != 200:
-                failures.append("batchGet %s at=%d: status %d %r" % (view, at, st, body))
-                continue
-            results = json.loads(body)["results"]
-            if len(results) != len(keys):
-                failures.append("batchGet %s at=%d: %d results for %d keys" %
-                                (view, at, len(results), len(keys)))
-                continue
-            for key, res in zip(keys, results):
-                failures += check_result(view, res, key, at, "batchGet")
-    return checked, failures
-
-
-# ---------------------------------------------------------------------------------------------
-# Server and client
-
-class Server:
-    """One `tessera run` process; start() waits for its listening line."""
-
-    def __init__(self, tessera, sql_path, db, log_path, extra=()):
-        self.tessera, self.sql_path, self.db, self.log_path = tessera, sql_path, db, log_path
-        self.extra = list(extra)
-        self.proc = None
-        self.host = self.port = None
-
-    def start(self, timeout=30):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.tessera, "run", "--sql", self.sql_path, "--db", self.db,
-             "--http", "127.0.0.1:0"] + self.extra,
-            stdout=subprocess.PIPE, stderr=log)
-        log.close()
-        line = [None]
-
-        def read():
-            line[0] = self.proc.stdout.readline()
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(timeout)
-        if not line[0]:
-            self.proc.kill()
-            raise SystemExit("FAIL: tessera run printed no listening line within %ds; log:\n%s"
-                             % (timeout, self.log_tail()))
-        url = json.loads(line[0])["listening"]
-        u = urllib.parse.urlparse(url)
-        self.host, self.port = u.hostname, u.port
-        # Drain stdout so the process never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-        return self
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def terminate(self, timeout=15):
-        """SIGTERM; returns (exit code, seconds)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = "timeout"
-        return rc, time.monotonic() - t0
-
-    def log_tail(self, n=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return ""
-
-
-class Client:
-    """A keep-alive HTTP/1.1 connection."""
-
-    def __init__(self, host, port, timeout=30):
-        self.host, self.port, self.timeout = host, port, timeout
-        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
-
-    def request(self, method, path, body=None, headers=None):
-        h = {"Content-Type": "application/json"} if body is not None else {}
-        h.update(headers or {})
-        self.conn.request(method, path, body=body, headers=h)
-        r = self.conn.getresponse()
-        data = r.read()
-        self.last_headers = r.headers
-        return r.status, data.decode(errors="replace")
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def post(self, path, body, headers=None):
-        return self.request("POST", path, body=body, headers=headers)
-
-    def ingest(self, source, body, batch_id=""):
-        path = "/v1/ingest/%s" % source
-        if batch_id:
-            path += "?batch_id=" + urllib.parse.quote(batch_id, safe="")
-        return self.post(path, body, {"Content-Type": "application/x-ndjson"})
-
-    def close(self):
-        self.conn.close()
-
-
-def metrics(client):
-    """Parses /metrics into {(name, frozenset(labels)): value}."""
-    st, body = client.get("/metrics")
-    assert st == 200, body
-    out = {}
-    for line in body.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
-        if not m:
-            continue
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        out[(m.group(1), labels)] = float(m.group(3))
-    return out, body
-
-
-def metric(ms, name, **labels):
-    return ms.get((name, frozenset(labels.items())))
-
-
-def wait_consumed(client, source, accepted_total, timeout=30):
-    """Waits until the pipeline has read every acknowledged line of `source`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ms, _ = metrics(client)
-        lines = metric(ms, "tessera_source_lines_total", source=source) or 0
-        if lines >= accepted_total or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
-# ---------------------------------------------------------------------------------------------
-# The test
-
-class Failures(list):
-    def check(self, cond, msg):
-        if not cond:
-            self.append(msg)
-        return cond
+from harness import (BASE, DAY, LIVE_LATENESS, LIVE_SQL, SPAN, Client, Failures,  # noqa: E402
+                     Reference, Server, build_epochs, cd_key, check_epochs_order_free,
+                     compare_all, decode, generate_stream, in_country_device, in_user_stats,
+                     make_batches, metric, metrics, pick_ats, raw_exchange, report,
+                     wait_consumed)
+
+SQL = LIVE_SQL
 
 
 def post_epochs(server, plan, n_clients, failures, on_start, on_epoch_done=None):
@@ -646,24 +176,6 @@ class ConcurrentReader(threading.Thread):
             self.failures.append("concurrent reader: %r" % e)
         finally:
             client.close()
-
-
-def raw_exchange(host, port, data, timeout=10):
-    """Sends raw bytes, returns the status line of the response (or what happened)."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    try:
-        s.sendall(data)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return buf.split(b"\r\n", 1)[0].decode(errors="replace")
-    except socket.timeout:
-        return "timeout"
-    finally:
-        s.close()
 
 
 def check_bad_requests(server, failures):
@@ -834,7 +346,7 @@ def main():
     plan, batches = make_batches(epochs, args.clients, 300, rng, "live%d" % args.seed,
                                  id_fraction=0.9)
     ordered = [l for b in batches for l in b.lines]
-    rows, counters = e2e.decode(ordered)
+    rows, counters = decode(ordered, lateness=LIVE_LATENESS)
     total_accepted = sum(b.accepted for b in batches)
     assert sum(len(b.rows) for b in batches) == len(rows)
     assert total_accepted == counters["read"] - counters["rejected"]
@@ -994,9 +506,8 @@ def main():
         print("checked %d answers mid-stream, %d at the end, %d after the restart"
               % (mid_checked[0], checked, n3))
     finally:
-        if server is not None and server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+        if server is not None:
+            server.kill()
         if failures and server is not None:
             print("server log tail:\n" + server.log_tail())
         if args.keep:
@@ -1004,12 +515,7 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     print("total %.1f s" % (time.monotonic() - t_start))
-    for f in failures[:40]:
-        print("FAIL:", f)
-    if failures:
-        print("%d failures" % len(failures))
-        sys.exit(1)
-    print("OK")
+    report(failures)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ using ::tessera::kMinTimestampMs;
 
 // Decodes newline-delimited JSON objects into the typed columns of a RowBatch.
 //
-// Rules (the contract in DESIGN.md, "Features: semantics"):
+// Rules (the contract in docs/architecture.md, "Semantics in one page"):
 //  * Lines are split on '\n'; one trailing '\r' is dropped; empty / whitespace-only lines are
 //    skipped and not counted.
 //  * A line that is not exactly one JSON object (parse error, array, scalar, trailing content),

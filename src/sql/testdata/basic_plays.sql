@@ -1,4 +1,4 @@
--- The reference example from DESIGN.md.
+-- The reference example of docs/architecture.md (the listening features).
 CREATE SOURCE plays (
   user_id STRING, track_id STRING, ms_played BIGINT, skipped BOOLEAN, ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '1' HOUR

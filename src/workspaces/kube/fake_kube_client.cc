@@ -276,13 +276,16 @@ void FakeKubeClient::CommitLocked(Collection& c, const Key& key, json object,
                                   WatchEvent::Type type) {
   ++rv_;
   object["metadata"]["resourceVersion"] = std::to_string(rv_);
+  json previous;  // the state before a MODIFIED, for label-selector transitions in Watch
   if (type == WatchEvent::Type::kDeleted) {
     c.objects.erase(key);
   } else {
+    auto it = c.objects.find(key);
+    if (type == WatchEvent::Type::kModified && it != c.objects.end()) previous = it->second;
     c.objects[key] = object;
   }
   history_.push_back(HistoryEvent{rv_, fmt::format("{}/{}", c.type.group, c.type.plural),
-                                  WatchEvent{type, std::move(object)}});
+                                  WatchEvent{type, std::move(object)}, std::move(previous)});
   while (history_.size() > options_.max_history) {
     oldest_watchable_rv_ = history_.front().rv;
     history_.pop_front();
@@ -657,7 +660,21 @@ absl::Status FakeKubeClient::Watch(const ResourceType& type, std::string_view ns
     auto first = std::upper_bound(history_.begin(), history_.end(), cursor,
                                   [](int64_t rv, const HistoryEvent& e) { return rv < e.rv; });
     for (auto it = first; it != history_.end(); ++it) {
-      if (it->collection == collection && matches(it->event.object)) pending.push_back(it->event);
+      if (it->collection != collection) continue;
+      const bool now_matches = matches(it->event.object);
+      if (it->event.type != WatchEvent::Type::kModified || it->previous.is_null()) {
+        if (now_matches) pending.push_back(it->event);
+        continue;
+      }
+      // As the API server: an object that starts matching the selector is ADDED, one that
+      // stops matching is DELETED (with its new state).
+      const bool matched = matches(it->previous);
+      if (now_matches) {
+        pending.push_back(matched ? it->event
+                                  : WatchEvent{WatchEvent::Type::kAdded, it->event.object});
+      } else if (matched) {
+        pending.push_back(WatchEvent{WatchEvent::Type::kDeleted, it->event.object});
+      }
     }
     cursor = std::max(cursor, rv_);
     if (!pending.empty()) {

@@ -36,8 +36,9 @@
 //   - Watch replays the stored event history after the given resourceVersion (OutOfRange when it
 //     is older than the history, see CompactHistory), sends synthetic ADDED events for a watch
 //     from "" or "0", sends BOOKMARKs while idle, and follows new writes until the timeout,
-//     cancel, CloseWatches() or fn returning false. Label selectors filter on the object's
-//     current labels (an object that stops matching sends no DELETED);
+//     cancel, CloseWatches() or fn returning false. Label selectors apply per event with the
+//     API server's transitions: an object that starts matching is ADDED, one that stops
+//     matching is DELETED;
 //   - List ignores `limit` (it returns everything at once, which the interface allows).
 //
 // Label selectors support `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`;
@@ -117,6 +118,7 @@ class FakeKubeClient final : public KubeClient {
     int64_t rv;
     std::string collection;
     WatchEvent event;
+    nlohmann::json previous;  // kModified: the object before the write (null otherwise)
   };
 
   absl::Status Begin(const std::string& call);

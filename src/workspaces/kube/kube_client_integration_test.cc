@@ -1,12 +1,8 @@
 // CurlKubeClient, Informer and LeaderElector against tests/kube/fake_apiserver.py, a strict fake
 // Kubernetes API server, over TLS with a bearer token and with client certificates.
 
-#include <curl/curl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,13 +20,10 @@
 
 #include "common/errors.h"
 #include "workspaces/kube/curl_kube_client.h"
+#include "workspaces/kube/fake_apiserver_process.h"
 #include "workspaces/kube/informer.h"
 #include "workspaces/kube/kube_config.h"
 #include "workspaces/kube/leader_election.h"
-
-#ifndef TESSERA_SOURCE_DIR
-#error "TESSERA_SOURCE_DIR must be defined"
-#endif
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -39,7 +32,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-constexpr char kToken[] = "integration-test-token";
+constexpr const char* kToken = FakeApiServerProcess::kToken;
 constexpr char kNs[] = "default";
 
 bool WaitFor(const std::function<bool()>& pred, int timeout_ms = 10'000) {
@@ -58,94 +51,16 @@ std::string ReadFile(const std::string& path) {
   return out.str();
 }
 
-// The fake API server as a child process.
-class FakeApiServer {
- public:
-  ~FakeApiServer() { Stop(); }
-
-  // Starts it with TLS material and kubeconfig.yaml in `tls_dir`; returns the URL.
-  absl::StatusOr<std::string> Start(const std::string& tls_dir) {
-    int out[2];
-    if (pipe(out) != 0) return Internal("pipe failed");
-    std::string script = std::string(TESSERA_SOURCE_DIR) + "/tests/kube/fake_apiserver.py";
-    std::vector<std::string> args = {"python3", script,      "--port",
-                                     "0",       "--tls-dir", tls_dir,
-                                     "--token", kToken,      "--bookmark-interval",
-                                     "0.2"};
-    pid_ = fork();
-    if (pid_ < 0) return Internal("fork failed");
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<char*> argv;
-      argv.reserve(args.size() + 1);
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execvp("python3", argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (line.find('\n') == std::string::npos) {
-      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      deadline - std::chrono::steady_clock::now())
-                                      .count());
-      if (left <= 0) break;
-      pollfd pfd{out[0], POLLIN, 0};
-      if (poll(&pfd, 1, left) <= 0) break;
-      char buf[256];
-      ssize_t n = read(out[0], buf, sizeof(buf));
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    close(out[0]);
-    const std::string prefix = "listening on ";
-    if (line.rfind(prefix, 0) != 0) {
-      return Unavailable("fake_apiserver.py did not start (printed \"{}\")", line);
-    }
-    return line.substr(prefix.size(), line.find('\n') - prefix.size());
-  }
-
-  void Stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-size_t Append(char* data, size_t size, size_t nmemb, void* user) {
-  static_cast<std::string*>(user)->append(data, size * nmemb);
-  return size * nmemb;
-}
-
 class KubeIntegrationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    tls_dir_ = std::make_unique<std::string>(
-        (fs::temp_directory_path() / fmt::format("kube_it_{}", getpid())).string());
-    server_ = std::make_unique<FakeApiServer>();
-    absl::StatusOr<std::string> url = server_->Start(*tls_dir_);
-    ASSERT_TRUE(url.ok()) << url.status();
-    url_ = std::make_unique<std::string>(*url);
+    server_ = std::make_unique<FakeApiServerProcess>();
+    absl::Status started = server_->Start(/*bookmark_interval_s=*/0.2);
+    ASSERT_TRUE(started.ok()) << started;
+    tls_dir_ = std::make_unique<std::string>(server_->tls_dir());
+    url_ = std::make_unique<std::string>(server_->url());
   }
-  static void TearDownTestSuite() {
-    server_.reset();
-    fs::remove_all(*tls_dir_);
-  }
+  static void TearDownTestSuite() { server_.reset(); }
 
   void SetUp() override {
     ASSERT_NE(url_, nullptr) << "the fake API server did not start";
@@ -154,7 +69,7 @@ class KubeIntegrationTest : public ::testing::Test {
     ASSERT_NE(client_, nullptr);
   }
 
-  static std::string KubeconfigPath() { return *tls_dir_ + "/kubeconfig.yaml"; }
+  static std::string KubeconfigPath() { return server_->KubeconfigPath(); }
 
   static std::unique_ptr<CurlKubeClient> Client(const std::string& context,
                                                 CurlKubeClient::Options options = {}) {
@@ -169,27 +84,7 @@ class KubeIntegrationTest : public ::testing::Test {
 
   // A raw request to the fake's test endpoints.
   static absl::StatusOr<json> Control(const std::string& method, const std::string& path) {
-    CURL* h = curl_easy_init();
-    std::string url = *url_ + path;
-    std::string body;
-    std::string ca = *tls_dir_ + "/ca.crt";
-    std::string auth = fmt::format("Authorization: Bearer {}", kToken);
-    curl_slist* headers = curl_slist_append(nullptr, auth.c_str());
-    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-    curl_easy_setopt(h, CURLOPT_CAINFO, ca.c_str());
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, Append);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    CURLcode rc = curl_easy_perform(h);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
-    if (rc != CURLE_OK) return Unavailable("{} {}: {}", method, path, curl_easy_strerror(rc));
-    if (code != 200) return Internal("{} {}: HTTP {}: {}", method, path, code, body);
-    return json::parse(body);
+    return server_->Control(method, path);
   }
 
   static std::vector<json> Requests() {
@@ -213,7 +108,7 @@ class KubeIntegrationTest : public ::testing::Test {
 
   static inline std::unique_ptr<std::string> tls_dir_;
   static inline std::unique_ptr<std::string> url_;
-  static inline std::unique_ptr<FakeApiServer> server_;
+  static inline std::unique_ptr<FakeApiServerProcess> server_;
   std::unique_ptr<CurlKubeClient> client_;
 };
 

@@ -1,0 +1,842 @@
+"""Shared harness of the end-to-end tests of the `tessera` binary (tests/e2e/*_test.py).
+
+One module so that the tests import it instead of each other:
+
+- the workload: the feature views (SQL), a generator of NDJSON events with disorder, late rows,
+  malformed lines, NULLs, type errors and both timestamp forms, and the live tests' stream plan
+  (unique event times, epochs whose late rows do not depend on the order of concurrent posts,
+  batches);
+- the brute-force reference: a decoder that replays lines under the watermark rule, the rows of
+  a (key, at, window) and the expected value of every feature column, with the tolerance rules
+  of the sketches;
+- processes: running a `tessera` command, `tessera get`, a `tessera run` server started on a free
+  port (it binds 127.0.0.1:0 and prints the address, so no port can be taken in between) and
+  killed at exit if a test fails before stopping it;
+- HTTP helpers: a keep-alive client, raw exchanges, /metrics parsing;
+- reporting: a failure list and the common epilogue.
+
+Import it after `sys.dont_write_bytecode = True` so no __pycache__ lands in the source tree.
+"""
+import atexit
+import bisect
+import datetime as dt
+import http.client
+import json
+import math
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+TILE = 5 * 60 * 1000
+HOUR = 3600 * 1000
+DAY = 24 * HOUR
+WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR, "1d": DAY, "7d": 7 * DAY}
+BASE = 1_767_225_600_000 + 7 * HOUR + 123  # 2026-01-01T07:00:00.123Z
+
+# ---------------------------------------------------------------------------------------------
+# Workload: the views and the event generator
+
+# The lateness SQL declares (10 minutes), and the generator's default disorder.
+LATENESS = 10 * 60 * 1000
+
+SQL = """
+-- Listening features for the end-to-end test.
+CREATE SOURCE plays (
+  user_id STRING, track_id STRING, ms_played BIGINT, skipped BOOLEAN,
+  country STRING, device STRING, score DOUBLE, ts TIMESTAMP,
+  WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE
+) WITH (connector = 'file', format = 'json');
+
+CREATE FEATURE VIEW user_stats WITH (tile = '5m') AS
+SELECT user_id,
+       COUNT(*) AS plays,
+       COUNT(ms_played) AS plays_with_ms,
+       SUM(ms_played) AS total_ms,
+       MIN(ms_played) AS min_ms,
+       MAX(ms_played) AS max_ms,
+       AVG(score) AS avg_score,
+       SUM(score) AS sum_score,
+       FIRST_VALUE(track_id) AS first_track,
+       LAST_VALUE(track_id) AS last_track,
+       LAST_K(track_id, 3) AS recent_tracks,
+       APPROX_COUNT_DISTINCT(track_id) AS uniq_tracks,
+       APPROX_PERCENTILE(ms_played, 0.5) AS p50_ms,
+       TOP_K(country, 2) AS top_countries,
+       SUM(CASE WHEN skipped THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS skip_rate,
+       SUM(ms_played) / COUNT(ms_played) AS avg_ms
+FROM plays
+WHERE country IS NULL OR country <> 'XX'
+GROUP BY user_id;
+
+CREATE FEATURE VIEW country_device AS
+SELECT country, device, COUNT(*) AS plays, MAX(score) AS best
+FROM plays
+WHERE ms_played >= 1000
+GROUP BY country, device;
+"""
+
+
+def rfc3339(ms, offset_min=0):
+    tz = dt.timezone(dt.timedelta(minutes=offset_min))
+    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).astimezone(tz)
+    s = t.strftime("%Y-%m-%dT%H:%M:%S") + ".%03d" % (ms % 1000)
+    if offset_min == 0:
+        return s + "Z"
+    sign = "+" if offset_min > 0 else "-"
+    o = abs(offset_min)
+    return s + "%s%02d:%02d" % (sign, o // 60, o % 60)
+
+
+def generate(rng, n_events, n_users, base_ms, span_ms, disorder=LATENESS):
+    """Returns NDJSON lines. Time mostly increases with disorder: 5% of the rows go back by up
+    to `disorder`, 1% by `disorder` + 1 s … 3 h (late under a lateness of `disorder`)."""
+    users = ["u%d" % i for i in range(n_users)]
+    weights = [1.0 / (i + 1) for i in range(n_users)]
+    tracks = ["t%d" % i for i in range(400)]
+    countries = ["SE", "US", "DE", "XX", None]
+    devices = ["web", "ios", "android"]
+    lines = []
+    t = base_ms
+    step = span_ms // n_events
+    for i in range(n_events):
+        t += rng.randint(0, 2 * step)
+        r = rng.random()
+        if r < 0.01:
+            lines.append(rng.choice(['{"user_id": "u1", "ts": ', "not json", "[1,2,3]", '"str"',
+                                     '{"user_id":"u2"}', '{"user_id":"u3","ts":"yesterday"}',
+                                     '{"user_id":"u4","ts":true}', '{"user_id":"u5","ts":null}',
+                                     '{"a":1}}']))
+            continue
+        if r < 0.015:
+            lines.append("   ")  # blank: ignored, not counted
+            continue
+        ts = t
+        if rng.random() < 0.05:
+            ts = t - rng.randint(0, disorder - 1000)  # disorder within the lateness bound
+        if rng.random() < 0.01:
+            ts = t - disorder - rng.randint(1000, 3 * HOUR)  # late: beyond the watermark
+        row = {}
+        u = rng.choices(users, weights)[0]
+        if rng.random() < 0.01:
+            row["user_id"] = None
+        elif rng.random() < 0.005:
+            row["user_id"] = 12345  # wrong type -> NULL key + field error
+        else:
+            row["user_id"] = u
+        row["track_id"] = rng.choice(tracks) if rng.random() > 0.03 else None
+        m = rng.randint(0, 300000)
+        rm = rng.random()
+        if rm < 0.03:
+            row["ms_played"] = None
+        elif rm < 0.04:
+            row["ms_played"] = str(m)  # type error -> NULL
+        elif rm < 0.05:
+            pass  # missing -> NULL
+        else:
+            row["ms_played"] = m
+        row["skipped"] = rng.random() < 0.3 if rng.random() > 0.02 else "yes"
+        c = rng.choice(countries)
+        if c is not None:
+            row["country"] = c
+        row["device"] = rng.choice(devices)
+        row["score"] = round(rng.uniform(-5, 100), 3) if rng.random() > 0.05 else None
+        if rng.random() < 0.5:
+            row["ts"] = ts
+        else:
+            row["ts"] = rfc3339(ts, rng.choice([0, 0, 60, -300, 330]))
+        row["extra"] = {"ignored": [1, 2]}
+        items = list(row.items())
+        rng.shuffle(items)
+        lines.append(json.dumps(dict(items)))
+    return lines
+
+
+def parse_ts(v):
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            s = v.replace("Z", "+00:00").replace("z", "+00:00")
+            t = dt.datetime.fromisoformat(s)
+            if t.tzinfo is None:
+                return None
+            return int(round(t.timestamp() * 1000))
+        except ValueError:
+            return None
+    return None
+
+
+def decode(lines, lateness=LATENESS):
+    """The reference decoder: replays `lines` in order under the watermark rule (max event time
+    seen − `lateness`). Returns (on-time rows, counters)."""
+    types = {"user_id": "s", "track_id": "s", "ms_played": "i", "skipped": "b", "country": "s",
+             "device": "s", "score": "d"}
+    rows, c = [], {"read": 0, "rejected": 0, "late": 0, "field_errors": 0}
+    max_ts = None
+    for line in lines:
+        if not line.strip():
+            continue
+        c["read"] += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            c["rejected"] += 1
+            continue
+        if not isinstance(obj, dict):
+            c["rejected"] += 1
+            continue
+        ts = parse_ts(obj.get("ts"))
+        if ts is None:
+            c["rejected"] += 1
+            continue
+        row = {"ts": ts}
+        for name, t in types.items():
+            v = obj.get(name)
+            ok = v is None or (t == "s" and isinstance(v, str)) or \
+                (t == "i" and isinstance(v, int) and not isinstance(v, bool)) or \
+                (t == "b" and isinstance(v, bool)) or \
+                (t == "d" and isinstance(v, (int, float)) and not isinstance(v, bool))
+            if not ok:
+                c["field_errors"] += 1
+                v = None
+            if t == "d" and v is not None:
+                v = float(v)
+            row[name] = v
+        if max_ts is not None and ts < max_ts - lateness:
+            c["late"] += 1
+            continue
+        max_ts = ts if max_ts is None else max(max_ts, ts)
+        rows.append(row)
+    return rows, c
+
+
+# ---------------------------------------------------------------------------------------------
+# Brute-force reference: the rows of a window and the expected features
+
+def window_rows(rows_by_key, key, at, w):
+    to = -((-at) // TILE) * TILE
+    frm = ((to - w) // TILE) * TILE
+    rs = rows_by_key.get(key, [])
+    times = [r["ts"] for r in rs]
+    lo = bisect.bisect_left(times, frm)
+    hi = bisect.bisect_left(times, to)
+    # Stable: rows of equal time keep arrival order (sorted() below is stable).
+    return rs[lo:hi]
+
+
+def expect_user_stats(rs):
+    def nn(col):
+        return [r[col] for r in rs if r[col] is not None]
+    ms, score, tracks = nn("ms_played"), nn("score"), [r for r in rs if r["track_id"] is not None]
+    out = {"plays": len(rs), "plays_with_ms": len(ms), "total_ms": sum(ms) if ms else None,
+           "min_ms": min(ms) if ms else None, "max_ms": max(ms) if ms else None,
+           "avg_score": (sum(score) / len(score)) if score else None,
+           "sum_score": sum(score) if score else None}
+    by_time = sorted(tracks, key=lambda r: r["ts"])  # stable: ties keep arrival order
+    out["first_track"] = by_time[0]["track_id"] if by_time else None
+    # LAST: the largest time, ties -> later arrival.
+    last = None
+    for r in tracks:
+        if last is None or r["ts"] >= last["ts"]:
+            last = r
+    out["last_track"] = last["track_id"] if last else None
+    newest = sorted(range(len(tracks)), key=lambda i: (tracks[i]["ts"], i), reverse=True)
+    out["recent_tracks"] = [tracks[i]["track_id"] for i in newest[:3]]
+    out["uniq_tracks"] = len({r["track_id"] for r in tracks})
+    out["p50_ms"] = sorted(ms)
+    counts = {}
+    for r in rs:
+        if r["country"] is not None:
+            counts[r["country"]] = counts.get(r["country"], 0) + 1
+    out["top_countries"] = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:2]]
+    skipped = sum(1 for r in rs if r["skipped"])
+    out["skip_rate"] = skipped * 1.0 / len(rs) if rs else None
+    out["avg_ms"] = sum(ms) / len(ms) if ms else None
+    return out
+
+
+def close(a, b, rel=1e-9):
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+
+def check_user_stats(got, exp, where):
+    errors = []
+    exact = ["plays", "plays_with_ms", "total_ms", "min_ms", "max_ms", "first_track", "last_track",
+             "recent_tracks", "top_countries"]
+    for k in exact:
+        if got[k] != exp[k]:
+            errors.append("%s %s: got %r expected %r" % (where, k, got[k], exp[k]))
+    for k in ["avg_score", "sum_score", "skip_rate", "avg_ms"]:
+        if not close(got[k], exp[k]):
+            errors.append("%s %s: got %r expected %r" % (where, k, got[k], exp[k]))
+    u = exp["uniq_tracks"]
+    if abs(got["uniq_tracks"] - u) > max(1, 0.02 * u):
+        errors.append("%s uniq_tracks: got %r expected %r" % (where, got["uniq_tracks"], u))
+    values = exp["p50_ms"]
+    if not values:
+        if got["p50_ms"] is not None:
+            errors.append("%s p50_ms: got %r expected null" % (where, got["p50_ms"]))
+    else:
+        v = got["p50_ms"]
+        if v is None:
+            errors.append("%s p50_ms: got null" % where)
+        else:
+            # Rank error: the returned value's rank range must reach within 1% of q*n (+1 for
+            # small n, where a rank is a whole row).
+            n = len(values)
+            lo = bisect.bisect_left(values, v) / n
+            hi = bisect.bisect_right(values, v) / n
+            slack = 0.01 + 1.0 / n
+            if not (lo - slack <= 0.5 <= hi + slack):
+                errors.append("%s p50_ms: %r has rank [%.4f, %.4f], expected 0.5" % (where, v, lo, hi))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# The live tests' workload (live_e2e_test.py, live_crash_test.py)
+
+# The generator shifts 5% of the rows back by up to LATENESS (10 minutes) and 1% by 10 min + 1 s
+# … 3 h 10 min; the live views declare 1 hour. So most disorder is well inside the bound, some
+# rows are 10–60 minutes behind (still on time), and rows more than an hour behind are late.
+LIVE_LATENESS = HOUR
+SPAN = DAY
+
+LIVE_SQL = (SQL
+            .replace("WITH (connector = 'file', format = 'json')",
+                     "WITH (connector = 'http', format = 'json')")
+            .replace("INTERVAL '10' MINUTE", "INTERVAL '1' HOUR")) + """
+-- A second HTTP source for the freshness probe (its event times are "now", which must not move
+-- the watermark of the generated stream).
+CREATE SOURCE pings (user_id STRING, ts TIMESTAMP) WITH (connector = 'http');
+CREATE FEATURE VIEW ping_counts AS SELECT user_id, COUNT(*) AS pings FROM pings GROUP BY user_id;
+"""
+assert "connector = 'http', format = 'json'" in LIVE_SQL and "'1' HOUR" in LIVE_SQL
+
+USERS = ["u0", "u1", "u2", "u3", "u7", "u50", "u299", "nobody"]
+CD_KEYS = ["SE|web", "US|ios", "DE|android", "XX|web", "nowhere|web"]
+
+
+def generate_stream(rng, n_events, n_users=300):
+    """The backfill e2e's generator (disorder up to 10 minutes, see above), event times made
+    unique."""
+    return uniquify(generate(rng, n_events, n_users, BASE, SPAN, disorder=LATENESS))
+
+
+def line_ts(line):
+    """The event time the engine will see for `line`, or None if the line is blank/rejected."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return parse_ts(obj.get("ts"))
+
+
+def uniquify(lines):
+    """Shifts event times by whole milliseconds so that no two rows share one (ties would make
+    FIRST/LAST_VALUE and LAST_K depend on arrival order). Keeps each timestamp's form."""
+    used, out = set(), []
+    for line in lines:
+        ts = line_ts(line)
+        if ts is None or ts not in used:
+            if ts is not None:
+                used.add(ts)
+            out.append(line)
+            continue
+        obj = json.loads(line)
+        new = ts
+        while new in used:
+            new += 1
+        used.add(new)
+        v = obj["ts"]
+        if isinstance(v, str):
+            m = re.search(r"([+-])(\d\d):(\d\d)$", v)
+            off = 0 if m is None else (1 if m.group(1) == "+" else -1) * (
+                int(m.group(2)) * 60 + int(m.group(3)))
+            obj["ts"] = rfc3339(new, off)
+        else:
+            obj["ts"] = new
+        out.append(json.dumps(obj))
+    return out
+
+
+def build_epochs(lines, cap):
+    """Cuts `lines` (in stream order) into epochs of at most `cap` lines such that every row of
+    an epoch is late under any order of the epoch's lines or on time under any order (see the
+    module doc). Returns a list of line lists."""
+    epochs, cur = [], []
+    prev_max = None            # max event time after the previous epochs (= watermark + lateness)
+    e_max = e_min_ontime = None
+    for line in lines:
+        ts = line_ts(line)
+        if len(cur) >= cap:
+            fits = False
+        elif ts is None:
+            fits = True
+        elif prev_max is not None and ts < prev_max - LIVE_LATENESS:
+            fits = True  # late under any order
+        else:
+            hi = max(x for x in (prev_max, e_max, ts) if x is not None)
+            lo = ts if e_min_ontime is None else min(e_min_ontime, ts)
+            fits = lo >= hi - LIVE_LATENESS
+        if not fits:
+            epochs.append(cur)
+            if e_max is not None:
+                prev_max = e_max if prev_max is None else max(prev_max, e_max)
+            cur, e_max, e_min_ontime = [], None, None
+        cur.append(line)
+        if ts is None:
+            continue
+        if prev_max is not None and ts < prev_max - LIVE_LATENESS:
+            continue
+        e_max = ts if e_max is None else max(e_max, ts)
+        e_min_ontime = ts if e_min_ontime is None else min(e_min_ontime, ts)
+    if cur:
+        epochs.append(cur)
+    return epochs
+
+
+def late_flags(lines):
+    """Per line: None (blank/rejected), True (late), False (on time), replaying in order."""
+    out, mx = [], None
+    for line in lines:
+        ts = line_ts(line)
+        if ts is None:
+            out.append(None)
+            continue
+        late = mx is not None and ts < mx - LIVE_LATENESS
+        out.append(late)
+        if not late:
+            mx = ts if mx is None else max(mx, ts)
+    return out
+
+
+def check_epochs_order_free(epochs, rng):
+    """Self-check of build_epochs: shuffling inside every epoch must not change which lines are
+    late."""
+    flat = [l for e in epochs for l in e]
+    ref = late_flags(flat)
+    idx, k = [], 0
+    for e in epochs:
+        ids = list(range(k, k + len(e)))
+        rng.shuffle(ids)
+        idx += ids
+        k += len(e)
+    shuffled = late_flags([flat[i] for i in idx])
+    again = [None] * len(flat)
+    for pos, i in enumerate(idx):
+        again[i] = shuffled[pos]
+    assert again == ref, "build_epochs produced an order-dependent epoch"
+
+
+class Batch:
+    __slots__ = ("index", "epoch", "lines", "body", "batch_id", "accepted", "rejected", "rows",
+                 "response")
+
+    def __init__(self, index, epoch, lines, batch_id):
+        self.index, self.epoch, self.lines, self.batch_id = index, epoch, lines, batch_id
+        self.body = ("\n".join(lines) + "\n").encode()
+        self.response = None
+
+
+def make_batches(epochs, n_clients, batch_lines, rng, id_prefix, id_fraction=1.0):
+    """Deals each epoch's lines randomly to `n_clients` and splits each client's share into
+    batches of at most `batch_lines`. Returns (per epoch: per client: [Batch]), flat list.
+    Also annotates every batch with its expected accepted/rejected and on-time rows."""
+    plan, flat = [], []
+    for ei, epoch in enumerate(epochs):
+        shares = [[] for _ in range(n_clients)]
+        for line in epoch:
+            shares[rng.randrange(n_clients)].append(line)
+        per_client = []
+        for ci, share in enumerate(shares):
+            bs = []
+            for j in range(0, len(share), batch_lines):
+                bid = ("%s-e%d-c%d-b%d" % (id_prefix, ei, ci, j // batch_lines)
+                       if rng.random() < id_fraction else "")
+                b = Batch(len(flat), ei, share[j:j + batch_lines], bid)
+                flat.append(b)
+                bs.append(b)
+            per_client.append(bs)
+        plan.append(per_client)
+    annotate(flat)
+    return plan, flat
+
+
+def annotate(batches):
+    """Expected response and on-time rows of each batch, from the reference decoder line by line
+    and the (order-free) late flags of the whole stream in epoch order."""
+    # Late flags of the stream in epoch order (the batches of one epoch are contiguous).
+    lines = [l for b in batches for l in b.lines]
+    flags = late_flags(lines)
+    k = 0
+    for b in batches:
+        b.accepted = b.rejected = 0
+        b.rows = []
+        for line in b.lines:
+            f = flags[k]
+            k += 1
+            if not line.strip():
+                continue
+            rows, c = decode([line])
+            b.rejected += c["rejected"]
+            if c["rejected"]:
+                assert f is None
+                continue
+            b.accepted += 1
+            if not f:
+                b.rows.append(rows[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Brute-force reference answers (by key, from the on-time rows)
+
+def in_user_stats(r):
+    return r["user_id"] is not None and (r["country"] is None or r["country"] != "XX")
+
+
+def in_country_device(r):
+    return r["ms_played"] is not None and r["ms_played"] >= 1000 and r["country"] is not None
+
+
+def cd_key(r):
+    return "%s|%s" % (r["country"], r["device"])
+
+
+class Reference:
+    """Brute force over the on-time rows (in arrival order; event times are unique)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.by_user, self.by_cd, self.by_device = {}, {}, {}
+        for r in rows:
+            if in_user_stats(r):
+                self.by_user.setdefault(r["user_id"], []).append(r)
+            if in_country_device(r):
+                self.by_cd.setdefault(cd_key(r), []).append(r)
+            self.by_device.setdefault(r["device"], []).append(r)
+        self.times = {}
+        for d in (self.by_user, self.by_cd, self.by_device):
+            for k in d:
+                d[k].sort(key=lambda r: r["ts"])
+        for name, d in (("user", self.by_user), ("cd", self.by_cd), ("device", self.by_device)):
+            for k, rs in d.items():
+                self.times[(name, k)] = [r["ts"] for r in rs]
+
+    def window(self, kind, key, at, w):
+        d = {"user": self.by_user, "cd": self.by_cd, "device": self.by_device}[kind]
+        rs = d.get(key, [])
+        times = self.times.get((kind, key), [])
+        to = -((-at) // TILE) * TILE
+        frm = ((to - w) // TILE) * TILE
+        return rs[bisect.bisect_left(times, frm):bisect.bisect_left(times, to)]
+
+
+def check_cd(got, rs, where):
+    scores = [r["score"] for r in rs if r["score"] is not None]
+    exp = {"plays": len(rs), "best": max(scores) if scores else None}
+    if got.get("plays") != exp["plays"] or not close(got.get("best"), exp["best"]):
+        return ["%s: got %r expected %r" % (where, got, exp)]
+    return []
+
+
+def pick_ats(rng, n_random=10):
+    ats = [BASE + SPAN // 2, BASE + SPAN + HOUR, BASE + 5 * HOUR + 17 * 60 * 1000,
+           BASE + SPAN + 8 * DAY, BASE - HOUR]
+    ats += [BASE + rng.randint(0, SPAN) for _ in range(n_random)]
+    ats += [((BASE + rng.randint(0, SPAN)) // TILE) * TILE for _ in range(4)]
+    return ats
+
+
+def at_param(at, i):
+    """`at` alternately as epoch ms and as RFC 3339 with an offset (same instant)."""
+    if i % 3 == 0:
+        return str(at)
+    return rfc3339(at, [0, 330, -300][i % 3])
+
+
+def effective_at(at):
+    return rfc3339(-((-at) // TILE) * TILE)
+
+
+def compare_all(client, ref, ats, users=USERS, cd_keys=CD_KEYS):
+    """Compares user_stats and country_device for every (key, at, window) through GET and
+    batchGet. Returns (answers checked, failures)."""
+    wlist = ",".join(WINDOWS)
+    failures, checked = [], 0
+
+    def check_result(view, res, key, at, how):
+        nonlocal checked
+        errs = []
+        if res.get("view") != view or res.get("key") != key:
+            return ["%s %s key=%s at=%d: response names view=%r key=%r" %
+                    (how, view, key, at, res.get("view"), res.get("key"))]
+        if res.get("at") != effective_at(at):
+            errs.append("%s %s key=%s at=%d: effective at %r expected %r" %
+                        (how, view, key, at, res.get("at"), effective_at(at)))
+        for wname, wms in WINDOWS.items():
+            where = "%s %s key=%s at=%d w=%s" % (how, view, key, at, wname)
+            got = res["windows"].get(wname)
+            if got is None:
+                errs.append("%s: window missing" % where)
+                continue
+            if view == "user_stats":
+                errs += check_user_stats(
+                    got, expect_user_stats(ref.window("user", key, at, wms)), where)
+            else:
+                errs += check_cd(got, ref.window("cd", key, at, wms), where)
+            checked += 1
+        return errs
+
+    for i, at in enumerate(ats):
+        ap = urllib.parse.quote(at_param(at, i), safe="")
+        for view, keys in (("user_stats", users), ("country_device", cd_keys)):
+            for key in keys:
+                st, body = client.get("/v1/features/%s/%s?windows=%s&at=%s" %
+                                      (view, urllib.parse.quote(key, safe=""), wlist, ap))
+                if st != 200:
+                    failures.append("GET %s/%s at=%d: status %d %r" % (view, key, at, st, body))
+                    continue
+                failures += check_result(view, json.loads(body), key, at, "GET")
+            at_json = at if i % 2 == 0 else at_param(at, i + 1)
+            st, body = client.post("/v1/features:batchGet", json.dumps(
+                {"view": view, "keys": keys, "windows": list(WINDOWS), "at": at_json}))
+            if st != 200:
+                failures.append("batchGet %s at=%d: status %d %r" % (view, at, st, body))
+                continue
+            results = json.loads(body)["results"]
+            if len(results) != len(keys):
+                failures.append("batchGet %s at=%d: %d results for %d keys" %
+                                (view, at, len(results), len(keys)))
+                continue
+            for key, res in zip(keys, results):
+                failures += check_result(view, res, key, at, "batchGet")
+    return checked, failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+def log_tail(path, n=30):
+    """The last `n` lines of a log file ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+_running = set()  # Servers started and not yet stopped: killed at exit (a test that failed)
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_running):
+        server.kill()
+
+
+def run(cmd, **kw):
+    """Runs a command to completion; its stdout, or SystemExit with its output on failure."""
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise SystemExit("command failed (%d): %s\nstdout:%s\nstderr:%s" %
+                         (p.returncode, " ".join(cmd), p.stdout, p.stderr))
+    return p.stdout
+
+
+def tessera_get(tessera, db, view, keys, at, windows):
+    """`tessera get` for several keys: one parsed JSON object per key."""
+    cmd = [tessera, "get", "--db", db, "--view", view, "--at", str(at), "--windows", windows]
+    for k in keys:
+        cmd += ["--key", k]
+    out = run(cmd)
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def last_json(out):
+    """The JSON object on the last line of a command's output (backfill's summary)."""
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class Server:
+    """One `tessera run` process; start() waits for its listening line. A server that is not
+    stopped (terminate, kill9, kill) is killed at exit, so a failing test leaves no process."""
+
+    def __init__(self, tessera, sql_path, db, log_path, extra=()):
+        self.tessera, self.sql_path, self.db, self.log_path = tessera, sql_path, db, log_path
+        self.extra = list(extra)
+        self.proc = None
+        self.host = self.port = None
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.tessera, "run", "--sql", self.sql_path, "--db", self.db,
+             "--http", "127.0.0.1:0"] + self.extra,
+            stdout=subprocess.PIPE, stderr=log)
+        log.close()
+        _running.add(self)
+        line = [None]
+
+        def read():
+            line[0] = self.proc.stdout.readline()
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(timeout)
+        if not line[0]:
+            self.proc.kill()
+            raise SystemExit("FAIL: tessera run printed no listening line within %ds; log:\n%s"
+                             % (timeout, self.log_tail()))
+        url = json.loads(line[0])["listening"]
+        u = urllib.parse.urlparse(url)
+        self.host, self.port = u.hostname, u.port
+        # Drain stdout so the process never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        return self
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        _running.discard(self)
+
+    def kill(self):
+        """SIGKILL if still running (cleanup after a failure)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _running.discard(self)
+
+    def terminate(self, timeout=15):
+        """SIGTERM; returns (exit code, seconds)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = "timeout"
+        _running.discard(self)
+        return rc, time.monotonic() - t0
+
+    def log_tail(self, n=30):
+        return log_tail(self.log_path, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+class Client:
+    """A keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, host, port, timeout=30):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None):
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        self.conn.request(method, path, body=body, headers=h)
+        r = self.conn.getresponse()
+        data = r.read()
+        self.last_headers = r.headers
+        return r.status, data.decode(errors="replace")
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body, headers=None):
+        return self.request("POST", path, body=body, headers=headers)
+
+    def ingest(self, source, body, batch_id=""):
+        path = "/v1/ingest/%s" % source
+        if batch_id:
+            path += "?batch_id=" + urllib.parse.quote(batch_id, safe="")
+        return self.post(path, body, {"Content-Type": "application/x-ndjson"})
+
+    def close(self):
+        self.conn.close()
+
+
+def metrics(client):
+    """Parses /metrics into {(name, frozenset(labels)): value}."""
+    st, body = client.get("/metrics")
+    assert st == 200, body
+    out = {}
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out, body
+
+
+def metric(ms, name, **labels):
+    return ms.get((name, frozenset(labels.items())))
+
+
+def wait_consumed(client, source, accepted_total, timeout=30):
+    """Waits until the pipeline has read every acknowledged line of `source`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ms, _ = metrics(client)
+        lines = metric(ms, "tessera_source_lines_total", source=source) or 0
+        if lines >= accepted_total or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def raw_exchange(host, port, data, timeout=10):
+    """Sends raw bytes, returns the status line of the response (or what happened)."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.split(b"\r\n", 1)[0].decode(errors="replace")
+    except socket.timeout:
+        return "timeout"
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+class Failures(list):
+    """Failure messages; check() appends one when a condition does not hold."""
+    def check(self, cond, msg):
+        if not cond:
+            self.append(msg)
+        return cond
+
+
+def report(failures, limit=40):
+    """Prints the failures (at most `limit`) and exits 1 if there are any, else prints OK."""
+    for f in failures[:limit]:
+        print("FAIL:", f)
+    if failures:
+        print("%d failures" % len(failures))
+        sys.exit(1)
+    print("OK")
