@@ -43,6 +43,28 @@ TEST(TimePoint, AcceptsEpochMillisOrRfc3339) {
   EXPECT_NE(std::string(bad.status().message()).find("expected RFC 3339"), std::string::npos);
 }
 
+// `at=9223372036854775807` once answered with year -292275055: out of range is an error.
+TEST(TimePoint, RejectsTimesOutsideTheSupportedRange) {
+  EXPECT_EQ(*ParseTimePoint("253402300799999"), kMaxTimestampMs);
+  EXPECT_EQ(*ParseTimePoint("-62167219200000"), kMinTimestampMs);
+  for (const char* bad : {"253402300800000", "-62167219200001", "9223372036854775807",
+                          "-9223372036854775808", "99999999999999999999"}) {
+    absl::StatusOr<int64_t> t = ParseTimePoint(bad);
+    ASSERT_FALSE(t.ok()) << bad;
+    EXPECT_NE(std::string(t.status().message()).find("out of range"), std::string::npos)
+        << t.status();
+  }
+}
+
+TEST(Duration, IsBoundedSoWindowArithmeticCannotOverflow) {
+  EXPECT_EQ(*ParseDurationMillis("36500d"), kMaxDurationMs);
+  for (const char* bad : {"36501d", "1099511627776w", "9223372036854775807ms"}) {
+    absl::StatusOr<int64_t> d = ParseDurationMillis(bad);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_NE(std::string(d.status().message()).find("too long"), std::string::npos) << bad;
+  }
+}
+
 TEST(Duration, ParsesUnits) {
   EXPECT_EQ(*ParseDurationMillis("500ms"), 500);
   EXPECT_EQ(*ParseDurationMillis("90s"), 90'000);

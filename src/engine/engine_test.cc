@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "common/time_util.h"
+#include "common/clock.h"
 #include "engine/catalog_store.h"
+#include "engine/entity_key.h"
 #include "engine/engine_test_util.h"
 #include "engine/feature_reader.h"
 #include "engine/ingest_pipeline.h"
@@ -302,6 +305,205 @@ TEST(ParseWindows, RejectsBadLists) {
   EXPECT_FALSE(ParseWindows("7m", k5m).ok());
   EXPECT_FALSE(ParseWindows("1x", k5m).ok());
   EXPECT_FALSE(ParseWindows("", k5m).ok());
+}
+
+}  // namespace
+}  // namespace tessera::engine
+
+namespace tessera::engine {
+namespace {
+
+// A fresh catalog over `store` with `sql` registered.
+std::unique_ptr<CatalogStore> Catalog(store::TileStore* store, std::string_view sql) {
+  auto cs = CatalogStore::Load(store);
+  EXPECT_TRUE(cs.ok()) << cs.status();
+  auto views = (*cs)->Register(sql);
+  EXPECT_TRUE(views.ok()) << views.status();
+  return std::move(*cs);
+}
+
+absl::StatusOr<FeatureResult> ReadView(const ViewRuntime* view, store::TileStore* store,
+                                       std::string_view text_key, int64_t at,
+                                       std::string_view windows) {
+  auto stored = StoredKeyFromText(text_key, view->def->keys.size());
+  if (!stored.ok()) return stored.status();
+  auto specs = ParseWindows(windows, view->def->tile_ms);
+  if (!specs.ok()) return specs.status();
+  return FeatureReader(view, store).Read(*stored, at, *specs);
+}
+
+std::unique_ptr<IngestPipeline> RunLines(const ViewRuntime* view, store::TileStore* store,
+                                         std::vector<std::string> lines, PipelineOptions opts) {
+  auto p = std::make_unique<IngestPipeline>(*view->source, std::vector<const ViewRuntime*>{view},
+                                            store, opts);
+  EXPECT_TRUE(p->Init().ok());
+  StringChunkSource src(std::move(lines), 3);
+  absl::Status s = p->Run(&src);
+  EXPECT_TRUE(s.ok()) << s;
+  return p;
+}
+
+constexpr char kPairSql[] = R"sql(
+CREATE SOURCE ev (a STRING, b STRING, v BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW pairs AS SELECT a, b, COUNT(*) AS n, SUM(v) AS total FROM ev GROUP BY a, b;
+)sql";
+
+// ("a|b","c") and ("a","b|c") were one tile when parts were joined by '|'.
+TEST(CompositeKeyTest, PartsContainingTheSeparatorAreDistinctKeys) {
+  store::MemoryTileStore store;
+  auto catalog = Catalog(&store, kPairSql);
+  const ViewRuntime* view = catalog->FindView("pairs");
+  RunLines(view, &store,
+           {fmt::format(R"({{"a":"a|b","b":"c","v":1,"ts":{}}})", kT0),
+            fmt::format(R"({{"a":"a","b":"b|c","v":10,"ts":{}}})", kT0),
+            fmt::format(R"({{"a":"a\\","b":"|c","v":100,"ts":{}}})", kT0)},
+           PipelineOptions{.threads = 2});
+  auto ab_c = ReadView(view, &store, "a\\|b|c", kT0 + k5m, "5m");
+  auto a_bc = ReadView(view, &store, "a|b\\|c", kT0 + k5m, "5m");
+  auto slash = ReadView(view, &store, "a\\\\|\\|c", kT0 + k5m, "5m");
+  ASSERT_TRUE(ab_c.ok() && a_bc.ok() && slash.ok());
+  EXPECT_EQ(ab_c->windows[0].features[1], Value::Int64(1));
+  EXPECT_EQ(a_bc->windows[0].features[1], Value::Int64(10));
+  EXPECT_EQ(slash->windows[0].features[1], Value::Int64(100));
+  // The response echoes the text form.
+  auto j = nlohmann::json::parse(ab_c->ToJson(*view->def));
+  EXPECT_EQ(j["key"], "a\\|b|c");
+  // The unescaped form has three parts: an error naming the problem, not someone else's tile.
+  auto ambiguous = ReadView(view, &store, "a|b|c", kT0 + k5m, "5m");
+  EXPECT_EQ(ambiguous.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CompositeKeyTest, FormatOneDbWithCompositeKeysIsRefusedWithAClearMessage) {
+  store::MemoryTileStore store;
+  Catalog(&store, kPairSql);
+  store::WriteBatch drop;
+  drop.meta_deletes.push_back("format_version");  // what a DB written before format 2 lacks
+  ASSERT_TRUE(store.Write(drop).ok());
+  auto reopened = CatalogStore::Load(&store);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.status().message().find("storage format 1"), std::string::npos)
+      << reopened.status();
+  EXPECT_NE(reopened.status().message().find("pairs"), std::string::npos);
+}
+
+TEST(CompositeKeyTest, FormatOneDbWithSingleKeysStillOpens) {
+  store::MemoryTileStore store;
+  Catalog(&store, "CREATE SOURCE ev (u STRING, ts TIMESTAMP);"
+                  "CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n FROM ev GROUP BY u;");
+  store::WriteBatch drop;
+  drop.meta_deletes.push_back("format_version");
+  ASSERT_TRUE(store.Write(drop).ok());
+  EXPECT_TRUE(CatalogStore::Load(&store).ok());
+  store::WriteBatch newer;
+  newer.meta.emplace_back("format_version", "3");
+  ASSERT_TRUE(store.Write(newer).ok());
+  auto refused = CatalogStore::Load(&store);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("newer"), std::string::npos);
+}
+
+TEST(CompositeKeyTest, OverlongKeysAreCountedNotAggregated) {
+  store::MemoryTileStore store;
+  auto catalog = Catalog(&store, kPairSql);
+  const ViewRuntime* view = catalog->FindView("pairs");
+  const std::string huge(kMaxEntityKeyBytes, 'x');
+  auto p = RunLines(view, &store,
+                    {fmt::format(R"({{"a":"{}","b":"c","v":1,"ts":{}}})", huge, kT0),
+                     fmt::format(R"({{"a":"ok","b":"c","v":1,"ts":{}}})", kT0)},
+                    PipelineOptions{.threads = 1});
+  EXPECT_EQ(p->view_counters()[0].key_too_long, 1);
+  EXPECT_EQ(p->view_counters()[0].aggregated, 1);
+}
+
+constexpr char kFutureSql[] = R"sql(
+CREATE SOURCE ev (u STRING, v BIGINT, ts TIMESTAMP) WITH ('max-future' = '5m');
+CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n, SUM(v) AS total FROM ev GROUP BY u;
+)sql";
+
+// One row from a clock in year 9999 must not make every later row late.
+TEST(FutureRowTest, FarFutureRowIsRejectedAndDoesNotMoveTheWatermark) {
+  store::MemoryTileStore store;
+  auto catalog = Catalog(&store, kFutureSql);
+  const ViewRuntime* view = catalog->FindView("c");
+  EXPECT_EQ(view->source->max_future_ms, 5 * kMillisPerMinute);
+  FakeClock clock(kT0 + kMillisPerHour);
+  PipelineOptions opts{.threads = 2};
+  opts.max_future_ms = *view->source->max_future_ms;
+  opts.clock = &clock;
+  std::vector<std::string> rejected;
+  auto p = std::make_unique<IngestPipeline>(
+      *view->source, std::vector<const ViewRuntime*>{view}, &store, opts);
+  ASSERT_TRUE(p->Init().ok());
+  p->set_reject_sink([&](std::string_view, int64_t, std::string_view reason, std::string_view) {
+    rejected.emplace_back(reason);
+  });
+  StringChunkSource src({fmt::format(R"({{"u":"a","v":1,"ts":{}}})", kT0),
+                         R"({"u":"a","v":1000,"ts":"9999-12-31T00:00:00Z"})",
+                         fmt::format(R"({{"u":"a","v":1000,"ts":{}}})",
+                                     kT0 + kMillisPerHour + 6 * kMillisPerMinute),  // 6m ahead
+                         fmt::format(R"({{"u":"a","v":2,"ts":{}}})", kT0 + 1000),
+                         fmt::format(R"({{"u":"a","v":4,"ts":{}}})",
+                                     kT0 + kMillisPerHour + 4 * kMillisPerMinute)},  // 4m ahead
+                        1);
+  ASSERT_TRUE(p->Run(&src).ok());
+  EXPECT_EQ(p->source_counters().future, 2);
+  EXPECT_EQ(p->source_counters().rejected, 2);
+  EXPECT_EQ(p->source_counters().late, 0);
+  EXPECT_EQ(p->max_event_time_ms(), kT0 + kMillisPerHour + 4 * kMillisPerMinute);
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_NE(rejected[0].find("9999-12-31T00:00:00.000Z"), std::string::npos) << rejected[0];
+  EXPECT_NE(rejected[0].find("future"), std::string::npos) << rejected[0];
+  auto r = ReadView(view, &store, "a", kT0 + 2 * kMillisPerHour, "1d");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->windows[0].features[0], Value::Int64(3));
+  EXPECT_EQ(r->windows[0].features[1], Value::Int64(7));
+}
+
+TEST(FutureRowTest, MaxFutureOptionIsValidated) {
+  store::MemoryTileStore store;
+  auto cs = CatalogStore::Load(&store);
+  ASSERT_TRUE(cs.ok());
+  auto bad = (*cs)->Register("CREATE SOURCE ev (u STRING, ts TIMESTAMP) WITH ('max-future'='soon');");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("max-future"), std::string::npos) << bad.status();
+  auto off = (*cs)->Register("CREATE SOURCE ev2 (u STRING, ts TIMESTAMP) WITH ('max-future'='off');");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ((*cs)->catalog().FindSource("ev2")->max_future_ms, sql::kNoFutureBound);
+}
+
+// Two BIGINT_MAX rows: NULL, never the wrapped -2 (and the tiles still merge exactly).
+TEST(SumOverflowTest, OutOfRangeWindowSumIsNullAndInRangeSumsStayExact) {
+  store::MemoryTileStore store;
+  auto catalog = Catalog(&store, kFutureSql);
+  const ViewRuntime* view = catalog->FindView("c");
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  RunLines(view, &store,
+           {fmt::format(R"({{"u":"a","v":{},"ts":{}}})", max, kT0),
+            fmt::format(R"({{"u":"a","v":{},"ts":{}}})", max, kT0 + k5m),
+            fmt::format(R"({{"u":"a","v":{},"ts":{}}})", -max, kT0 + 2 * k5m)},
+           PipelineOptions{.threads = 1, .memory_budget_bytes = 1});
+  auto two = ReadView(view, &store, "a", kT0 + 2 * k5m, "10m");
+  ASSERT_TRUE(two.ok());
+  EXPECT_TRUE(two->windows[0].features[1].is_null());
+  auto three = ReadView(view, &store, "a", kT0 + 3 * k5m, "15m");
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(three->windows[0].features[1], Value::Int64(max));
+}
+
+TEST(ReadBoundsTest, AtOutsideTheTimeRangeIsAnErrorNotAnOverflow) {
+  store::MemoryTileStore store;
+  auto catalog = Catalog(&store, kFutureSql);
+  const ViewRuntime* view = catalog->FindView("c");
+  for (int64_t at : {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
+                     kMaxTimestampMs + 1}) {
+    auto r = ReadView(view, &store, "a", at, "1d");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kOutOfRange) << at;
+  }
+  EXPECT_TRUE(ReadView(view, &store, "a", kMaxTimestampMs, "36500d").ok());
+  EXPECT_TRUE(ReadView(view, &store, "a", kMinTimestampMs, "36500d").ok());
+  EXPECT_FALSE(ParseWindows("36501d", kMillisPerMinute).ok());
+  EXPECT_FALSE(ParseWindows("1h,1h", kMillisPerMinute).ok());
+  EXPECT_TRUE(ParseWindows("1h,60m", kMillisPerMinute).ok());
 }
 
 }  // namespace

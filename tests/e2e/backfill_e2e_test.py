@@ -81,8 +81,8 @@ def main():
             failures.append("plain copy of a complete .gz was not skipped: %r" % plain3)
         probe_users = ["u%d" % i for i in range(0, 300, 7)]
         for at in (base + span // 2, base + span + HOUR):
-            if (get(tessera, db3, "user_stats", probe_users, at, "5m,1h,1d,7d") !=
-                    get(tessera, db, "user_stats", probe_users, at, "5m,1h,1d,7d")):
+            if (tessera_get(tessera, db3, "user_stats", probe_users, at, "5m,1h,1d,7d") !=
+                    tessera_get(tessera, db, "user_stats", probe_users, at, "5m,1h,1d,7d")):
                 failures.append("truncated-then-complete .gz differs from a clean backfill at %d"
                                 % at)
 
