@@ -10,11 +10,11 @@
 #include <thread>
 #include <vector>
 
-#include "common/time_util.h"
 #include "common/clock.h"
+#include "common/time_util.h"
 #include "engine/catalog_store.h"
-#include "engine/entity_key.h"
 #include "engine/engine_test_util.h"
+#include "engine/entity_key.h"
 #include "engine/feature_reader.h"
 #include "engine/ingest_pipeline.h"
 #include "store/memory/memory_tile_store.h"
@@ -388,8 +388,9 @@ TEST(CompositeKeyTest, FormatOneDbWithCompositeKeysIsRefusedWithAClearMessage) {
 
 TEST(CompositeKeyTest, FormatOneDbWithSingleKeysStillOpens) {
   store::MemoryTileStore store;
-  Catalog(&store, "CREATE SOURCE ev (u STRING, ts TIMESTAMP);"
-                  "CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n FROM ev GROUP BY u;");
+  Catalog(&store,
+          "CREATE SOURCE ev (u STRING, ts TIMESTAMP);"
+          "CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n FROM ev GROUP BY u;");
   store::WriteBatch drop;
   drop.meta_deletes.push_back("format_version");
   ASSERT_TRUE(store.Write(drop).ok());
@@ -431,8 +432,8 @@ TEST(FutureRowTest, FarFutureRowIsRejectedAndDoesNotMoveTheWatermark) {
   opts.max_future_ms = *view->source->max_future_ms;
   opts.clock = &clock;
   std::vector<std::string> rejected;
-  auto p = std::make_unique<IngestPipeline>(
-      *view->source, std::vector<const ViewRuntime*>{view}, &store, opts);
+  auto p = std::make_unique<IngestPipeline>(*view->source, std::vector<const ViewRuntime*>{view},
+                                            &store, opts);
   ASSERT_TRUE(p->Init().ok());
   p->set_reject_sink([&](std::string_view, int64_t, std::string_view reason, std::string_view) {
     rejected.emplace_back(reason);
@@ -463,10 +464,12 @@ TEST(FutureRowTest, MaxFutureOptionIsValidated) {
   store::MemoryTileStore store;
   auto cs = CatalogStore::Load(&store);
   ASSERT_TRUE(cs.ok());
-  auto bad = (*cs)->Register("CREATE SOURCE ev (u STRING, ts TIMESTAMP) WITH ('max-future'='soon');");
+  auto bad =
+      (*cs)->Register("CREATE SOURCE ev (u STRING, ts TIMESTAMP) WITH ('max-future'='soon');");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("max-future"), std::string::npos) << bad.status();
-  auto off = (*cs)->Register("CREATE SOURCE ev2 (u STRING, ts TIMESTAMP) WITH ('max-future'='off');");
+  auto off =
+      (*cs)->Register("CREATE SOURCE ev2 (u STRING, ts TIMESTAMP) WITH ('max-future'='off');");
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ((*cs)->catalog().FindSource("ev2")->max_future_ms, sql::kNoFutureBound);
 }

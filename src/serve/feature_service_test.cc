@@ -129,6 +129,101 @@ TEST_F(FeatureServiceTest, IngestThenReadSingleBatchAndComposite) {
   EXPECT_TRUE(j["results"][1]["windows"]["1d"]["total"].is_null());
 }
 
+// An acknowledged row is visible to the very next read on the same connection (no polling):
+// the answer waits until the pipeline has aggregated the log entry.
+TEST_F(FeatureServiceTest, ReadYourWritesOnOneKeepAliveConnection) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.connected());
+  for (int i = 1; i <= 60; ++i) {
+    auto r = c.Post("/v1/ingest/ev", Event("rw", "web", 1, kAt - 1000) + "\n");
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->status, 200) << r->body;
+    auto g = c.Get("/v1/features/stats/rw?windows=1h");
+    ASSERT_TRUE(g.has_value());
+    ASSERT_EQ(nlohmann::json::parse(g->body)["windows"]["1h"]["n"], i) << "after POST " << i;
+  }
+}
+
+TEST_F(FeatureServiceTest, BatchIdReusedForAnotherBodyIsAConflict) {
+  Client c(server_->port());
+  const std::string first = Event("u9", "web", 1, kAt - 1000) + "\n";
+  ASSERT_EQ(c.Post("/v1/ingest/ev?batch_id=same", first)->status, 200);
+  auto other = c.Post("/v1/ingest/ev?batch_id=same", Event("u9", "web", 50, kAt - 1000) + "\n");
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->status, 409) << other->body;
+  EXPECT_NE(other->body.find("batch_id 'same'"), std::string::npos) << other->body;
+  // The same body again is a plain duplicate, answered as the first time.
+  auto again = c.Post("/v1/ingest/ev?batch_id=same", first);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(again->body)["duplicate"], true);
+  auto j = nlohmann::json::parse(c.Get("/v1/features/stats/u9?windows=1h")->body);
+  EXPECT_EQ(j["windows"]["1h"]["total"], 1);
+}
+
+// Late rows, rows from a clock far ahead, and fields that did not fit are reported in the answer
+// (counts and the first reasons), and a far-future row does not blind the source.
+TEST_F(FeatureServiceTest, IngestAnswerReportsLateFutureAndFieldErrors) {
+  Client c(server_->port());
+  const int64_t now = SystemClock::Default()->NowMillis();
+  std::string body = Event("lf", "web", 1, now - 1000) + "\n" +
+                     R"({"user_id":"lf","v":"seven","ts":)" + std::to_string(now - 500) + "}\n" +
+                     R"({"user_id":"lf","v":1,"ts":"9999-12-31T00:00:00Z"})" + "\n" +
+                     Event("lf", "web", 1, now - 3 * 3'600'000) + "\n";
+  auto r = c.Post("/v1/ingest/ev?batch_id=lf1", body);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto ack = nlohmann::json::parse(r->body);
+  EXPECT_EQ(ack["accepted"], 2);
+  EXPECT_EQ(ack["rejected"], 1);
+  EXPECT_EQ(ack["future"], 1);
+  EXPECT_EQ(ack["late"], 1);
+  EXPECT_EQ(ack["field_errors"], 1);
+  const std::string errors = ack["errors"].dump();
+  EXPECT_NE(errors.find("line 3: event time 9999-12-31"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("line 4: late"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("NULL"), std::string::npos) << errors;
+  // The retry gets exactly the first answer.
+  auto again = nlohmann::json::parse(c.Post("/v1/ingest/ev?batch_id=lf1", body)->body);
+  nlohmann::json expected = ack;
+  expected["duplicate"] = true;
+  EXPECT_EQ(again, expected);
+  // A row just after is on time: the year-9999 row moved nothing.
+  auto next =
+      nlohmann::json::parse(c.Post("/v1/ingest/ev", Event("lf", "web", 1, now) + "\n")->body);
+  EXPECT_EQ(next["accepted"], 1) << next;
+  EXPECT_FALSE(next.contains("late")) << next;
+}
+
+TEST_F(FeatureServiceTest, ExtremeAtAndCompositeKeysAsParts) {
+  Client c(server_->port());
+  for (const char* at : {"9223372036854775807", "-9223372036854775808", "253402300800000"}) {
+    auto r = c.Get(std::string("/v1/features/stats/u1?at=") + at);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400) << at << " " << r->body;
+    EXPECT_NE(r->body.find("'at'"), std::string::npos) << r->body;
+  }
+  auto dup = c.Get("/v1/features/stats/u1?windows=1h,1h");
+  EXPECT_EQ(dup->status, 400) << dup->body;
+  ASSERT_EQ(c.Post("/v1/ingest/ev", Event("a|b", "c", 1, kAt - 1000) + "\n" +
+                                        Event("a", "b|c", 10, kAt - 1000) + "\n")
+                ->status,
+            200);
+  auto r = c.Post("/v1/features:batchGet",
+                  R"({"view":"by_pair","keys":[["a|b","c"],"a|b\\|c",["x"]],"windows":"1h"})");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400) << r->body;  // ["x"] has one part, the view two
+  EXPECT_NE(r->body.find("'keys'[2]"), std::string::npos) << r->body;
+  r = c.Post("/v1/features:batchGet",
+             R"({"view":"by_pair","keys":[["a|b","c"],"a|b\\|c"],"windows":"1h","at":)" +
+                 std::to_string(kAt) + "}");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["results"][0]["key"], "a\\|b|c");
+  EXPECT_EQ(j["results"][0]["windows"]["1h"]["n"], 1);
+  EXPECT_EQ(j["results"][1]["key"], "a|b\\|c");
+  EXPECT_EQ(j["results"][1]["windows"]["1h"]["n"], 1);
+}
+
 TEST_F(FeatureServiceTest, BadRequestsNameTheProblem) {
   Client c(server_->port());
   auto expect = [&](std::optional<ClientResponse> r, int status, const std::string& needle) {
