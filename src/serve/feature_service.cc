@@ -58,6 +58,10 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
   read_seconds_ = metrics_->GetHistogram(
       "tessera_feature_read_seconds",
       "Engine time of one key's read (store scans + open tiles + finalize), all windows");
+  ingest_refused_ = metrics_->GetCounter(
+      "tessera_ingest_refused_total",
+      "POST /v1/ingest answered 503 + Retry-After: too many bytes queued or the pipeline over "
+      "its memory limit");
   for (int i = 0; i < std::max(1, options_.ingest_threads); ++i) {
     pool_.emplace_back([this] {
       while (true) {
@@ -117,12 +121,14 @@ void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenT
 }
 
 void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                               std::function<void(uint64_t seq)> on_appended) {
+                               std::function<void(uint64_t seq)> on_appended,
+                               std::function<std::string()> overloaded) {
   const std::string name = ingest->source();
   Labels labels = {{"source", name}};
   IngestTarget t{
       std::move(ingest),
       std::move(on_appended),
+      std::move(overloaded),
       metrics_->GetCounter("tessera_ingest_accepted_rows_total",
                            "Rows acknowledged durable by POST /v1/ingest", labels),
       metrics_->GetCounter("tessera_ingest_rejected_rows_total", "Rows rejected by POST /v1/ingest",
@@ -358,14 +364,40 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   IngestTarget* target = &it->second;
   std::string batch_id;
   if (const std::string* b = req.Query("batch_id")) batch_id = *b;
+  auto busy = [&](std::string reason) {
+    ingest_refused_->Inc();
+    HttpResponse r = HttpResponse::Error(503, reason + "; nothing was appended, retry later");
+    r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
+  };
+  if (target->overloaded) {
+    if (std::string reason = target->overloaded(); !reason.empty()) return busy(reason);
+  }
+  const size_t bytes = req.body.size();
   std::unique_lock<std::mutex> lock(pool_mu_);
   if (pool_stop_) {
     lock.unlock();
     respond(HttpResponse::Error(503, "shutting down: not accepting events"));
     return;
   }
-  pool_tasks_.push_back([this, target, batch_id = std::move(batch_id), body = std::move(req.body),
-                         respond = std::move(respond)]() {
+  if (pending_ingest_bytes_ > 0 &&
+      pending_ingest_bytes_ + bytes > options_.max_pending_ingest_bytes) {
+    const size_t pending = pending_ingest_bytes_;
+    lock.unlock();
+    return busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
+                            pending >> 20, options_.max_pending_ingest_bytes >> 20));
+  }
+  pending_ingest_bytes_ += bytes;
+  pool_tasks_.push_back([this, target, bytes, batch_id = std::move(batch_id),
+                         body = std::move(req.body), respond = std::move(respond)]() {
+    struct Release {
+      FeatureService* self;
+      size_t bytes;
+      ~Release() {
+        std::lock_guard<std::mutex> lock(self->pool_mu_);
+        self->pending_ingest_bytes_ -= bytes;
+      }
+    } release{this, bytes};
     const int64_t t0 = clock_->MonotonicNanos();
     absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
     target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);

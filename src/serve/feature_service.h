@@ -38,6 +38,9 @@ class FeatureService {
     int ingest_threads = 8;  // concurrent durable appends (they share fsyncs)
     std::string default_windows = "5m,1h,6h,1d";
     size_t max_batch_keys = 10000;  // batchGet
+    // Ingest bodies queued or being appended, at most; a POST that would exceed it gets 503 with
+    // Retry-After instead of growing memory (the client retries; nothing was appended).
+    size_t max_pending_ingest_bytes = size_t{256} << 20;
     // `tessera serve`: no ingest; POST /v1/ingest/… says to send events to `tessera run`.
     bool read_only = false;
   };
@@ -60,8 +63,11 @@ class FeatureService {
   // Enables POST /v1/ingest/{source}. `on_appended(seq)` runs on the ingest pool after each
   // durable append (and for a retried batch id), before the answer is sent: it wakes the
   // consumer and may wait until log entry `seq` is visible to reads (read-your-writes).
+  // `overloaded` (optional) returns a non-empty reason while the consumer cannot take more (e.g.
+  // its unflushed tiles are far over their memory budget): POSTs then get 503 + Retry-After.
   void AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                 std::function<void(uint64_t seq)> on_appended);
+                 std::function<void(uint64_t seq)> on_appended,
+                 std::function<std::string()> overloaded = {});
   void set_ready(bool ready) { ready_.store(ready); }
 
   // Registers every route on `server` and the per-route latency observer. REQUIRES: before
@@ -95,6 +101,7 @@ class FeatureService {
   struct IngestTarget {
     std::unique_ptr<source::HttpIngest> ingest;
     std::function<void(uint64_t seq)> on_appended;
+    std::function<std::string()> overloaded;
     Counter* accepted;
     Counter* rejected;
     Counter* late;
@@ -109,6 +116,8 @@ class FeatureService {
   std::condition_variable pool_cv_;
   std::deque<std::function<void()>> pool_tasks_;
   bool pool_stop_ = false;
+  size_t pending_ingest_bytes_ = 0;  // bodies in pool_tasks_ or being appended; pool_mu_
+  Counter* ingest_refused_ = nullptr;
   std::vector<std::thread> pool_;
 };
 

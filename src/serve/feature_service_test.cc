@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -439,6 +443,94 @@ TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsS
   follower.Stop();
   EXPECT_GE(catch_ups, before + 3);
   server.Stop();
+}
+
+}  // namespace
+}  // namespace tessera::serve
+
+namespace tessera::serve {
+namespace {
+
+// Ingest that arrives faster than it can be appended is refused with 503 + Retry-After once the
+// queued bodies reach the limit, and while the consumer reports itself overloaded: memory stays
+// bounded whatever clients send.
+TEST(IngestBackpressureTest, QueuedBytesAndOverloadAreRefusedWithRetryAfter) {
+  store::MemoryTileStore store;
+  auto catalog = std::move(engine::CatalogStore::Load(&store)).value();
+  ASSERT_TRUE(catalog->Register(kSql).ok());
+  MetricsRegistry metrics;
+  FakeClock clock(kAt);
+  FeatureService::Options options;
+  options.ingest_threads = 1;
+  options.max_pending_ingest_bytes = 1000;
+  FeatureService service(catalog.get(), &store, &metrics, &clock, options);
+  const sql::SourceDef& src = *catalog->catalog().FindSource("ev");
+  source::HttpIngestOptions io;
+  io.columns = src.columns;
+  io.time_column = src.time_column;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int appended = 0;
+  std::atomic<bool> overloaded{false};
+  service.AddIngest(
+      std::make_unique<source::HttpIngest>(&store, "ev", io),
+      [&](uint64_t) {
+        std::unique_lock<std::mutex> lock(mu);
+        ++appended;
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });  // the consumer is stuck
+      },
+      [&] { return overloaded.load() ? std::string("pipeline over its memory limit") : ""; });
+  HttpServer server(HttpServerOptions{});
+  service.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+
+  const std::string body = Event("u1", "web", 1, kAt - 1000) + "\n";  // ~60 bytes
+  std::vector<std::thread> posters;
+  std::vector<std::atomic<int>> statuses(12);
+  auto Count = [&](int status) {
+    return static_cast<int>(std::count_if(statuses.begin(), statuses.end(),
+                                          [&](const std::atomic<int>& s) { return s == status; }));
+  };
+  // The first body occupies the only ingest thread; wait until it is inside the append.
+  posters.emplace_back(
+      [&] { statuses[0] = Client(server.port()).Post("/v1/ingest/ev", body)->status; });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return appended == 1; }));
+  }
+  // 11 more bodies: those beyond ~1000 queued bytes are refused at once.
+  int refused = 0;
+  for (int i = 1; i < 12; ++i) {
+    std::string big(120, ' ');
+    auto r = std::make_shared<Client>(server.port());
+    posters.emplace_back([&, i, r] { statuses[i] = r->Post("/v1/ingest/ev", body + big)->status; });
+  }
+  for (int i = 0; i < 200 && refused < 4; ++i) {
+    refused = Count(503);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(refused, 4);  // at most (1000 / ~180) bodies fit in the queue
+  Client probe(server.port());
+  overloaded = true;
+  auto r = probe.Post("/v1/ingest/ev", body);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_NE(r->body.find("memory limit"), std::string::npos) << r->body;
+  EXPECT_EQ(r->Header("retry-after"), "1");
+  overloaded = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+    cv.notify_all();
+  }
+  for (auto& t : posters) t.join();
+  const int ok = Count(200);
+  EXPECT_EQ(ok + Count(503), 12);
+  EXPECT_EQ(ok, appended);
+  server.Stop();
+  service.Shutdown();
 }
 
 }  // namespace
