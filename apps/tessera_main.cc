@@ -265,7 +265,7 @@ int ServeUntilSignal(const sigset_t& signals, serve::HttpServer* server,
 }
 
 int RunLiveCommand(const std::string& sql_path, const std::string& db, const std::string& http,
-                   int64_t flush_interval_ms, int threads) {
+                   int64_t flush_interval_ms, int threads, size_t memory_mb) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
@@ -277,6 +277,7 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   engine::LiveOptions lo;
   lo.flush_interval_ms = flush_interval_ms;
   lo.threads = threads;
+  lo.memory_budget_bytes = memory_mb << 20;
   lo.metrics = &metrics;
   auto runtime = engine::LiveRuntime::Create(catalog, store, store, lo);
   if (!runtime.ok()) return Fail(runtime.status());
@@ -435,6 +436,10 @@ int main(int argc, char** argv) {
   run->add_option("--flush-interval", flush_interval, "How often open tiles are flushed")
       ->capture_default_str();
   run->add_option("--threads", threads, "Worker threads per source (default: one per core)");
+  size_t run_memory_mb = 1024;
+  run->add_option("--memory-mb", run_memory_mb,
+                  "Unflushed-tile memory per source (sketches included) before an early flush")
+      ->capture_default_str();
   auto* serve_cmd = app.add_subcommand("serve", "Serve features of a DB over HTTP (read-only)");
   serve_cmd->add_option("--db", db, "DB directory")->required();
   serve_cmd->add_option("--http", http, "Listen address HOST:PORT")->capture_default_str();
@@ -462,7 +467,7 @@ int main(int argc, char** argv) {
                  tessera::StatusMessage(interval.status()));
       return 2;
     }
-    return tessera::RunLiveCommand(sql_path, db, http, *interval, threads);
+    return tessera::RunLiveCommand(sql_path, db, http, *interval, threads, run_memory_mb);
   }
   if (serve_cmd->parsed()) {
     auto interval = tessera::ParseDurationMillis(refresh_interval);
