@@ -63,8 +63,10 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
       while (true) {
         std::function<void()> task;
         {
-          std::unique_lock<std::mutex> lock(pool_mu_);
-          pool_cv_.wait(lock, [&] { return pool_stop_ || !pool_tasks_.empty(); });
+          MutexLock lock(&pool_mu_);
+          pool_cv_.Wait(&pool_mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_) {
+            return pool_stop_ || !pool_tasks_.empty();
+          });
           if (pool_tasks_.empty()) return;
           task = std::move(pool_tasks_.front());
           pool_tasks_.pop_front();
@@ -79,10 +81,10 @@ FeatureService::~FeatureService() { Shutdown(); }
 
 void FeatureService::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     pool_stop_ = true;
   }
-  pool_cv_.notify_all();
+  pool_cv_.NotifyAll();
   for (auto& t : pool_) {
     if (t.joinable()) t.join();
   }
@@ -90,12 +92,12 @@ void FeatureService::Shutdown() {
 }
 
 void FeatureService::SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog) {
-  std::lock_guard<std::mutex> lock(catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   catalog_ = std::move(catalog);
 }
 
 std::shared_ptr<const engine::CatalogStore> FeatureService::catalog() const {
-  std::lock_guard<std::mutex> lock(catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   return catalog_;
 }
 
@@ -358,31 +360,31 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   IngestTarget* target = &it->second;
   std::string batch_id;
   if (const std::string* b = req.Query("batch_id")) batch_id = *b;
-  std::unique_lock<std::mutex> lock(pool_mu_);
-  if (pool_stop_) {
-    lock.unlock();
-    respond(HttpResponse::Error(503, "shutting down: not accepting events"));
-    return;
-  }
-  pool_tasks_.push_back([this, target, batch_id = std::move(batch_id), body = std::move(req.body),
-                         respond = std::move(respond)]() {
-    const int64_t t0 = clock_->MonotonicNanos();
-    absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
-    target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
-    if (!r.ok()) {
-      respond(FromStatus(r.status()));
+  {
+    MutexLock lock(&pool_mu_);
+    if (!pool_stop_) {
+      pool_tasks_.push_back([this, target, batch_id = std::move(batch_id),
+                             body = std::move(req.body), respond = std::move(respond)]() {
+        const int64_t t0 = clock_->MonotonicNanos();
+        absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
+        target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
+        if (!r.ok()) {
+          respond(FromStatus(r.status()));
+          return;
+        }
+        if (!r->duplicate) {
+          target->accepted->Inc(r->accepted);
+          target->rejected->Inc(r->rejected);
+          target->late->Inc(r->late);
+        }
+        if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
+        respond(HttpResponse::Json(200, r->ToJson()));
+      });
+      pool_cv_.NotifyOne();
       return;
     }
-    if (!r->duplicate) {
-      target->accepted->Inc(r->accepted);
-      target->rejected->Inc(r->rejected);
-      target->late->Inc(r->late);
-    }
-    if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
-    respond(HttpResponse::Json(200, r->ToJson()));
-  });
-  lock.unlock();
-  pool_cv_.notify_one();
+  }
+  respond(HttpResponse::Error(503, "shutting down: not accepting events"));
 }
 
 }  // namespace tessera::serve

@@ -1,18 +1,18 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "serve/http_server.h"
@@ -83,8 +83,8 @@ class FeatureService {
   std::shared_ptr<const engine::CatalogStore> catalog() const;
   HttpResponse Readiness() const;
 
-  mutable std::mutex catalog_mu_;
-  std::shared_ptr<const engine::CatalogStore> catalog_;  // guarded by catalog_mu_
+  mutable Mutex catalog_mu_;
+  std::shared_ptr<const engine::CatalogStore> catalog_ ABSL_GUARDED_BY(catalog_mu_);
   std::function<absl::Status()> readiness_check_;
   store::TileStore* store_;
   MetricsRegistry* metrics_;
@@ -105,10 +105,10 @@ class FeatureService {
   Histogram* read_seconds_;
 
   // Ingest pool.
-  std::mutex pool_mu_;
-  std::condition_variable pool_cv_;
-  std::deque<std::function<void()>> pool_tasks_;
-  bool pool_stop_ = false;
+  Mutex pool_mu_;
+  CondVar pool_cv_;  // a task was queued, or pool_stop_
+  std::deque<std::function<void()>> pool_tasks_ ABSL_GUARDED_BY(pool_mu_);
+  bool pool_stop_ ABSL_GUARDED_BY(pool_mu_) = false;
   std::vector<std::thread> pool_;
 };
 
