@@ -2,7 +2,7 @@
 """Clang's thread-safety analysis over every translation unit that uses src/common/mutex.h.
 
 The build uses g++, which ignores ABSL_GUARDED_BY and friends; this runs
-`clang++-14 -fsyntax-only -Wthread-safety -Werror=thread-safety` on:
+`clang++-14 -fsyntax-only -Wthread-safety -Wthread-safety-beta -Werror=thread-safety` on:
   - every .cc that includes "common/mutex.h" itself, and
   - for every header that includes it, the .cc of the same name (else the first .cc including it),
     so inline methods of annotated classes are checked too,
@@ -21,12 +21,15 @@ import subprocess
 import sys
 
 MUTEX_HEADER = "common/mutex.h"
-ANALYSIS_FLAGS = ["-fsyntax-only", "-Wthread-safety", "-Werror=thread-safety"]
+# -beta adds the lock-order checks of ABSL_ACQUIRED_BEFORE/AFTER.
+ANALYSIS_FLAGS = [
+    "-fsyntax-only", "-Wthread-safety", "-Wthread-safety-beta", "-Werror=thread-safety"
+]
 
 
 def git_grep_includes(header, pathspecs):
-    out = subprocess.run(["git", "grep", "-l", "--untracked", "--fixed-strings", f'#include "{header}"', "--"] +
-                         pathspecs, capture_output=True, text=True, check=False)
+    cmd = ["git", "grep", "-l", "--untracked", "--fixed-strings", f'#include "{header}"', "--"]
+    out = subprocess.run(cmd + pathspecs, capture_output=True, text=True, check=False)
     return [line for line in out.stdout.splitlines() if line]
 
 
