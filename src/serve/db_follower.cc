@@ -104,16 +104,12 @@ void DbFollower::Start() {
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] {
-    while (true) {
-      {
-        MutexLock lock(&thread_mu_);
-        if (thread_cv_.WaitFor(&thread_mu_, options_.interval,
-                               [this]()
-                                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(thread_mu_) { return stop_; })) {
-          return;
-        }
-      }
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(thread_mu_) { return stop_; };
+    MutexLock lock(&thread_mu_);
+    while (!thread_cv_.WaitFor(&thread_mu_, options_.interval, stopping)) {
+      lock.Unlock();
       RefreshOnce().IgnoreError();  // counted, logged and reflected in Freshness()
+      lock.Lock();
     }
   });
 }
