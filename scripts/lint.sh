@@ -3,7 +3,11 @@
 #
 #  1. clang-format (--dry-run -Werror, .clang-format) on every tracked C++ file under src, apps,
 #     bench, fuzz and tests: a few seconds.
-#  2. clang-tidy (.clang-tidy; its checks are errors) on the C++ files changed relative to BASE,
+#  2. clang's thread-safety analysis (scripts/check_thread_safety.py: clang++-14 -fsyntax-only
+#     -Wthread-safety -Werror=thread-safety) on every translation unit that uses
+#     src/common/mutex.h, changed or not: ABSL_GUARDED_BY and friends mean nothing to g++. About
+#     half a minute.
+#  3. clang-tidy (.clang-tidy; its checks are errors) on the C++ files changed relative to BASE,
 #     with the compile commands of build/release. Only changed files, because clang-tidy needs
 #     ~10-20 s per translation unit. A changed header is checked through its .cc (or _test.cc,
 #     or else the first .cc that includes it).
@@ -13,7 +17,7 @@
 #   BASE   commit to diff against; default: `git merge-base HEAD origin/main` when origin/main
 #          exists, else HEAD~1. Uncommitted and untracked changes are included.
 #   BUILD  build directory holding compile_commands.json (default build/release).
-#   JOBS   clang-tidy processes in parallel (default 2).
+#   JOBS   clang and clang-tidy processes in parallel (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +35,19 @@ if ! clang-format --dry-run -Werror "${all_files[@]}"; then
   exit 1
 fi
 
-# ---- 2. clang-tidy on the changed files.
+db="$BUILD/compile_commands.json"
+if [[ ! -f $db ]]; then
+  echo "lint: $db is missing; run: cmake --preset release" >&2
+  exit 1
+fi
+
+# ---- 2. Thread-safety analysis of every file using the annotated mutexes.
+if ! JOBS=$JOBS scripts/check_thread_safety.py "$BUILD"; then
+  echo "lint: thread-safety analysis failed (guard the access, or annotate: src/common/mutex.h)" >&2
+  exit 1
+fi
+
+# ---- 3. clang-tidy on the changed files.
 if [[ -z ${BASE:-} ]]; then
   if git rev-parse -q --verify origin/main >/dev/null; then
     BASE=$(git merge-base HEAD origin/main)
@@ -51,11 +67,6 @@ if [[ ${#changed[@]} -eq 0 ]]; then
   exit 0
 fi
 
-db="$BUILD/compile_commands.json"
-if [[ ! -f $db ]]; then
-  echo "lint: $db is missing; run: cmake --preset release" >&2
-  exit 1
-fi
 # Absolute paths of the translation units in the compilation database.
 mapfile -t known < <(python3 -c 'import json,sys; print("\n".join(e["file"] for e in json.load(open(sys.argv[1]))))' "$db")
 declare -A in_db=()

@@ -7,7 +7,8 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <mutex>
+
+#include "common/mutex.h"
 
 namespace tessera {
 namespace {
@@ -203,8 +204,8 @@ std::vector<double> LatencyBuckets() {
 // MetricsRegistry
 
 struct MetricsRegistry::Impl {
-  mutable std::mutex mu;
-  std::map<std::string, Family, std::less<>> families;  // guarded by mu
+  mutable Mutex mu;
+  std::map<std::string, Family, std::less<>> families ABSL_GUARDED_BY(mu);
 
   // Handed out on programming errors; never rendered.
   Counter dummy_counter;
@@ -212,9 +213,9 @@ struct MetricsRegistry::Impl {
   Histogram dummy_histogram{LatencyBuckets()};
   Counter dummy_errors;
 
-  // Finds or creates the series; nullptr on a programming error (counted). REQUIRES: mu held.
+  // Finds or creates the series; nullptr on a programming error (counted).
   Series* FindOrCreate(std::string_view name, std::string_view help, const Labels& labels,
-                       Type type, bool* created) {
+                       Type type, bool* created) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     *created = false;
     std::string label_text;
     if (!IsMetricName(name) || !CanonicalLabels(labels, type == Type::kHistogram, &label_text)) {
@@ -239,8 +240,7 @@ struct MetricsRegistry::Impl {
     return &sit->second;
   }
 
-  // REQUIRES: mu held.
-  void CountError() {
+  void CountError() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     static constexpr std::string_view kName = "tessera_metrics_registration_errors_total";
     auto it = families.find(kName);
     if (it == families.end()) {
@@ -263,7 +263,7 @@ MetricsRegistry::~MetricsRegistry() = default;
 
 Counter* MetricsRegistry::GetCounter(std::string_view name, std::string_view help,
                                      const Labels& labels) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   bool created;
   Series* s = impl_->FindOrCreate(name, help, labels, Type::kCounter, &created);
   if (s == nullptr) return &impl_->dummy_counter;
@@ -273,7 +273,7 @@ Counter* MetricsRegistry::GetCounter(std::string_view name, std::string_view hel
 
 Gauge* MetricsRegistry::GetGauge(std::string_view name, std::string_view help,
                                  const Labels& labels) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   bool created;
   Series* s = impl_->FindOrCreate(name, help, labels, Type::kGauge, &created);
   if (s == nullptr) return &impl_->dummy_gauge;
@@ -287,7 +287,7 @@ Gauge* MetricsRegistry::GetGauge(std::string_view name, std::string_view help,
 
 Histogram* MetricsRegistry::GetHistogram(std::string_view name, std::string_view help,
                                          const Labels& labels, std::vector<double> upper_bounds) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   bool created;
   Series* s = impl_->FindOrCreate(name, help, labels, Type::kHistogram, &created);
   if (s == nullptr) return &impl_->dummy_histogram;
@@ -298,7 +298,7 @@ Histogram* MetricsRegistry::GetHistogram(std::string_view name, std::string_view
 void MetricsRegistry::AddCallbackGauge(std::string_view name, std::string_view help,
                                        const Labels& labels, std::function<double()> fn) {
   auto shared = std::make_shared<const std::function<double()>>(std::move(fn));
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   bool created;
   Series* s = impl_->FindOrCreate(name, help, labels, Type::kGauge, &created);
   if (s == nullptr) return;
@@ -327,7 +327,7 @@ std::string MetricsRegistry::RenderPrometheus() const {
   };
   std::vector<FamilyRef> snapshot;
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(&impl_->mu);
     snapshot.reserve(impl_->families.size());
     for (const auto& [name, family] : impl_->families) {
       FamilyRef f{name, family.help, family.type, {}};

@@ -44,7 +44,7 @@ absl::StatusOr<std::string> DbFollower::CatalogFingerprint() {
 
 absl::Status DbFollower::Init() {
   {
-    std::lock_guard<std::mutex> lock(refresh_mu_);
+    MutexLock lock(&refresh_mu_);
     TESSERA_ASSIGN_OR_RETURN(fingerprint_, CatalogFingerprint());
   }
   metrics_->AddCallbackGauge(
@@ -57,7 +57,7 @@ absl::Status DbFollower::Init() {
 }
 
 absl::Status DbFollower::RefreshOnce() {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
+  MutexLock lock(&refresh_mu_);
   absl::Status s = catch_up_();
   if (s.ok()) {
     absl::StatusOr<std::string> fp = CatalogFingerprint();
@@ -77,7 +77,7 @@ absl::Status DbFollower::RefreshOnce() {
     }
   }
   {
-    std::lock_guard<std::mutex> state_lock(state_mu_);
+    MutexLock state_lock(&state_mu_);
     if (s.ok()) {
       last_success_nanos_ = clock_->MonotonicNanos();
       last_error_ = absl::OkStatus();
@@ -100,35 +100,36 @@ absl::Status DbFollower::RefreshOnce() {
 }
 
 void DbFollower::Start() {
-  std::lock_guard<std::mutex> lock(thread_mu_);
+  MutexLock lock(&thread_mu_);
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(thread_mu_);
-    while (!thread_cv_.wait_for(lock, options_.interval, [this] { return stop_; })) {
-      lock.unlock();
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(thread_mu_) { return stop_; };
+    MutexLock lock(&thread_mu_);
+    while (!thread_cv_.WaitFor(&thread_mu_, options_.interval, stopping)) {
+      lock.Unlock();
       RefreshOnce().IgnoreError();  // counted, logged and reflected in Freshness()
-      lock.lock();
+      lock.Lock();
     }
   });
 }
 
 void DbFollower::Stop() {
   {
-    std::lock_guard<std::mutex> lock(thread_mu_);
+    MutexLock lock(&thread_mu_);
     stop_ = true;
   }
-  thread_cv_.notify_all();
+  thread_cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 double DbFollower::SecondsSinceCatchUp() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(&state_mu_);
   return static_cast<double>(clock_->MonotonicNanos() - last_success_nanos_) / 1e9;
 }
 
 absl::Status DbFollower::Freshness() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(&state_mu_);
   const int64_t age_nanos = clock_->MonotonicNanos() - last_success_nanos_;
   if (age_nanos <= std::chrono::nanoseconds(options_.stale_after).count()) {
     return absl::OkStatus();

@@ -1,17 +1,17 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "serve/feature_service.h"
 #include "store/tile_store.h"
 
@@ -56,7 +56,7 @@ class DbFollower {
   absl::Status Init();
 
   // One catch-up and, if the catalog changed, a reload. Returns the first error.
-  absl::Status RefreshOnce();
+  absl::Status RefreshOnce() ABSL_LOCKS_EXCLUDED(refresh_mu_, state_mu_);
 
   // The `interval` timer thread calling RefreshOnce(). Errors are counted and logged to stderr
   // (once per change of the error, not once per tick).
@@ -80,17 +80,18 @@ class DbFollower {
   Counter* reloads_;
   MetricsRegistry* metrics_;
 
-  std::mutex refresh_mu_;          // serializes RefreshOnce
-  std::string fingerprint_;        // guarded by refresh_mu_
-  std::string last_logged_error_;  // guarded by refresh_mu_
+  // Lock order: refresh_mu_ before state_mu_.
+  Mutex refresh_mu_;  // serializes RefreshOnce
+  std::string fingerprint_ ABSL_GUARDED_BY(refresh_mu_);
+  std::string last_logged_error_ ABSL_GUARDED_BY(refresh_mu_);
 
-  mutable std::mutex state_mu_;
-  int64_t last_success_nanos_ = 0;  // Clock::MonotonicNanos; guarded by state_mu_
-  absl::Status last_error_;         // guarded by state_mu_
+  mutable Mutex state_mu_ ABSL_ACQUIRED_AFTER(refresh_mu_);
+  int64_t last_success_nanos_ ABSL_GUARDED_BY(state_mu_) = 0;  // Clock::MonotonicNanos
+  absl::Status last_error_ ABSL_GUARDED_BY(state_mu_);
 
-  std::mutex thread_mu_;
-  std::condition_variable thread_cv_;
-  bool stop_ = false;  // guarded by thread_mu_
+  Mutex thread_mu_;
+  CondVar thread_cv_;  // stop_ became true
+  bool stop_ ABSL_GUARDED_BY(thread_mu_) = false;
   std::thread thread_;
 };
 

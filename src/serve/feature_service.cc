@@ -67,8 +67,10 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
       while (true) {
         std::function<void()> task;
         {
-          std::unique_lock<std::mutex> lock(pool_mu_);
-          pool_cv_.wait(lock, [&] { return pool_stop_ || !pool_tasks_.empty(); });
+          MutexLock lock(&pool_mu_);
+          pool_cv_.Wait(&pool_mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_) {
+            return pool_stop_ || !pool_tasks_.empty();
+          });
           if (pool_tasks_.empty()) return;
           task = std::move(pool_tasks_.front());
           pool_tasks_.pop_front();
@@ -83,10 +85,10 @@ FeatureService::~FeatureService() { Shutdown(); }
 
 void FeatureService::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     pool_stop_ = true;
   }
-  pool_cv_.notify_all();
+  pool_cv_.NotifyAll();
   for (auto& t : pool_) {
     if (t.joinable()) t.join();
   }
@@ -94,12 +96,12 @@ void FeatureService::Shutdown() {
 }
 
 void FeatureService::SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog) {
-  std::lock_guard<std::mutex> lock(catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   catalog_ = std::move(catalog);
 }
 
 std::shared_ptr<const engine::CatalogStore> FeatureService::catalog() const {
-  std::lock_guard<std::mutex> lock(catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   return catalog_;
 }
 
@@ -364,7 +366,7 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   IngestTarget* target = &it->second;
   std::string batch_id;
   if (const std::string* b = req.Query("batch_id")) batch_id = *b;
-  auto busy = [&](std::string reason) {
+  auto busy = [&](const std::string& reason) {
     ingest_refused_->Inc();
     HttpResponse r = HttpResponse::Error(503, reason + "; nothing was appended, retry later");
     r.headers.emplace_back("Retry-After", "1");
@@ -374,47 +376,47 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
     if (std::string reason = target->overloaded(); !reason.empty()) return busy(reason);
   }
   const size_t bytes = req.body.size();
-  std::unique_lock<std::mutex> lock(pool_mu_);
-  if (pool_stop_) {
-    lock.unlock();
-    respond(HttpResponse::Error(503, "shutting down: not accepting events"));
-    return;
-  }
-  if (pending_ingest_bytes_ > 0 &&
-      pending_ingest_bytes_ + bytes > options_.max_pending_ingest_bytes) {
-    const size_t pending = pending_ingest_bytes_;
-    lock.unlock();
-    return busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
-                            pending >> 20, options_.max_pending_ingest_bytes >> 20));
-  }
-  pending_ingest_bytes_ += bytes;
-  pool_tasks_.push_back([this, target, bytes, batch_id = std::move(batch_id),
-                         body = std::move(req.body), respond = std::move(respond)]() {
-    struct Release {
-      FeatureService* self;
-      size_t bytes;
-      ~Release() {
-        std::lock_guard<std::mutex> lock(self->pool_mu_);
-        self->pending_ingest_bytes_ -= bytes;
-      }
-    } release{this, bytes};
-    const int64_t t0 = clock_->MonotonicNanos();
-    absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
-    target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
-    if (!r.ok()) {
-      respond(FromStatus(r.status()));
+  size_t pending = 0;
+  {
+    MutexLock lock(&pool_mu_);
+    if (pool_stop_) {
+      lock.Unlock();
+      respond(HttpResponse::Error(503, "shutting down: not accepting events"));
       return;
     }
-    if (!r->duplicate) {
-      target->accepted->Inc(r->accepted);
-      target->rejected->Inc(r->rejected);
-      target->late->Inc(r->late);
+    pending = pending_ingest_bytes_;
+    if (pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes) {
+      pending_ingest_bytes_ += bytes;
+      pool_tasks_.push_back([this, target, bytes, batch_id = std::move(batch_id),
+                             body = std::move(req.body), respond = std::move(respond)]() {
+        RunIngest(target, batch_id, body, respond);
+        MutexLock done(&pool_mu_);
+        pending_ingest_bytes_ -= bytes;
+      });
+      pool_cv_.NotifyOne();
+      return;
     }
-    if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
-    respond(HttpResponse::Json(200, r->ToJson()));
-  });
-  lock.unlock();
-  pool_cv_.notify_one();
+  }
+  busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)", pending >> 20,
+                   options_.max_pending_ingest_bytes >> 20));
+}
+
+void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id,
+                               const std::string& body, const Responder& respond) {
+  const int64_t t0 = clock_->MonotonicNanos();
+  absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
+  target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
+  if (!r.ok()) {
+    respond(FromStatus(r.status()));
+    return;
+  }
+  if (!r->duplicate) {
+    target->accepted->Inc(r->accepted);
+    target->rejected->Inc(r->rejected);
+    target->late->Inc(r->late);
+  }
+  if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
+  respond(HttpResponse::Json(200, r->ToJson()));
 }
 
 }  // namespace tessera::serve

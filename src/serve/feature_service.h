@@ -1,18 +1,18 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "serve/http_server.h"
@@ -89,8 +89,8 @@ class FeatureService {
   std::shared_ptr<const engine::CatalogStore> catalog() const;
   HttpResponse Readiness() const;
 
-  mutable std::mutex catalog_mu_;
-  std::shared_ptr<const engine::CatalogStore> catalog_;  // guarded by catalog_mu_
+  mutable Mutex catalog_mu_;
+  std::shared_ptr<const engine::CatalogStore> catalog_ ABSL_GUARDED_BY(catalog_mu_);
   std::function<absl::Status()> readiness_check_;
   store::TileStore* store_;
   MetricsRegistry* metrics_;
@@ -108,15 +108,19 @@ class FeatureService {
     Histogram* append_seconds;
   };
   std::map<std::string, IngestTarget, std::less<>> ingest_;  // by lower-case source name
+  // Appends one body and answers (on the ingest pool).
+  void RunIngest(IngestTarget* target, const std::string& batch_id, const std::string& body,
+                 const Responder& respond);
   Histogram* tiles_per_request_;
   Histogram* read_seconds_;
 
   // Ingest pool.
-  std::mutex pool_mu_;
-  std::condition_variable pool_cv_;
-  std::deque<std::function<void()>> pool_tasks_;
-  bool pool_stop_ = false;
-  size_t pending_ingest_bytes_ = 0;  // bodies in pool_tasks_ or being appended; pool_mu_
+  Mutex pool_mu_;
+  CondVar pool_cv_;  // a task was queued, or pool_stop_
+  std::deque<std::function<void()>> pool_tasks_ ABSL_GUARDED_BY(pool_mu_);
+  bool pool_stop_ ABSL_GUARDED_BY(pool_mu_) = false;
+  // Bytes of the ingest bodies in pool_tasks_ or being appended.
+  size_t pending_ingest_bytes_ ABSL_GUARDED_BY(pool_mu_) = 0;
   Counter* ingest_refused_ = nullptr;
   std::vector<std::thread> pool_;
 };

@@ -16,13 +16,13 @@
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "common/errors.h"
 #include "common/json_string.h"
+#include "common/mutex.h"
 
 namespace tessera::serve {
 
@@ -259,8 +259,8 @@ struct RouteEntry {
 // Shared with every Responder, so it outlives the server. `stopped` (under `mu`) tells late
 // Responders that the I/O threads are gone and nothing may be posted any more.
 struct SharedState {
-  std::mutex mu;
-  bool stopped = false;
+  Mutex mu;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
 };
 
 class Connection;
@@ -273,10 +273,11 @@ struct Core {
   Observer observer;
   std::shared_ptr<SharedState> state = std::make_shared<SharedState>();
 
-  std::mutex connections_mu;
+  Mutex connections_mu;
   // Strong references: a connection waiting for its handler has no pending I/O, so this map is
   // what keeps it alive. Responders only hold weak references.
-  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections
+      ABSL_GUARDED_BY(connections_mu);
 };
 
 // The connection whose handler is running on this thread (set around the handler call), so a
@@ -389,7 +390,7 @@ void ResponseSlot::Deliver(HttpResponse response) {
   }
   // From elsewhere. Take the strong reference only under the lock and only while the server
   // runs, so a connection is never destroyed (or posted to) after Stop() tore the I/O down.
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(&state_->mu);
   if (state_->stopped) return;
   std::shared_ptr<Connection> conn = conn_.lock();
   if (conn == nullptr) return;
@@ -747,7 +748,7 @@ void Connection::Finish() {
     socket_.close(ec);
   }
   timer_.cancel();
-  std::lock_guard lock(core_->connections_mu);
+  MutexLock lock(&core_->connections_mu);
   core_->connections.erase(this);
 }
 
@@ -758,9 +759,9 @@ void Connection::Finish() {
 
 struct HttpServer::Impl {
   Core core;
-  std::mutex lifecycle_mu;
-  bool started = false;
-  bool stopped = false;
+  Mutex lifecycle_mu;
+  bool started ABSL_GUARDED_BY(lifecycle_mu) = false;
+  bool stopped ABSL_GUARDED_BY(lifecycle_mu) = false;
   std::unique_ptr<net::io_context> ioc;
   std::optional<tcp::acceptor> acceptor;
   std::optional<net::steady_timer> accept_retry;
@@ -788,7 +789,7 @@ struct HttpServer::Impl {
     beast::error_code opt_ec;
     conn->socket().set_option(tcp::no_delay(true), opt_ec);
     {
-      std::lock_guard lock(core.connections_mu);
+      MutexLock lock(&core.connections_mu);
       core.connections.emplace(conn.get(), conn);
     }
     conn->Start();
@@ -838,7 +839,7 @@ void HttpServer::Route(std::string method, std::string path_template, Handler ha
 }
 
 absl::Status HttpServer::Start() {
-  std::lock_guard lock(impl_->lifecycle_mu);
+  MutexLock lock(&impl_->lifecycle_mu);
   const HttpServerOptions& opt = impl_->core.options;
   if (impl_->started) return FailedPrecondition("HttpServer::Start called twice");
   beast::error_code ec;
@@ -867,12 +868,12 @@ absl::Status HttpServer::Start() {
 }
 
 void HttpServer::Stop() {
-  std::lock_guard lock(impl_->lifecycle_mu);
+  MutexLock lock(&impl_->lifecycle_mu);
   if (impl_->stopped) return;
   impl_->stopped = true;
   {
     // From here on, Responders called from other threads are no-ops.
-    std::lock_guard state_lock(impl_->core.state->mu);
+    MutexLock state_lock(&impl_->core.state->mu);
     impl_->core.state->stopped = true;
   }
   if (!impl_->started) return;
@@ -887,7 +888,7 @@ void HttpServer::Stop() {
   impl_->accept_retry->cancel();
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections;
   {
-    std::lock_guard conn_lock(impl_->core.connections_mu);
+    MutexLock conn_lock(&impl_->core.connections_mu);
     connections.swap(impl_->core.connections);
   }
   for (auto& [raw, conn] : connections) conn->CloseForStop();

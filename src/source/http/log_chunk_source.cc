@@ -34,7 +34,7 @@ absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_
                                                             std::string* input_name) {
   buffer_.clear();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     notifications_read_ = notifications_;
   }
   const uint64_t from = position_.load();
@@ -46,7 +46,7 @@ absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_
         last = seq;
       }));
   if (last == from) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return closed_ ? Next::kEnd : Next::kIdle;
   }
   *first_line = 1;
@@ -57,33 +57,37 @@ absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_
 }
 
 void LogChunkSource::WaitForData(std::chrono::milliseconds max_wait) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, max_wait, [&] { return notifications_ != notifications_read_ || closed_; });
+  MutexLock lock(&mu_);
+  cv_.WaitFor(&mu_, max_wait, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return notifications_ != notifications_read_ || closed_;
+  });
 }
 
 void LogChunkSource::Notify() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++notifications_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void LogChunkSource::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
-  cv_.notify_all();
-  visible_cv_.notify_all();
+  cv_.NotifyAll();
+  visible_cv_.NotifyAll();
 }
 
 void LogChunkSource::Aggregated() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   visible_ = position_.load();
-  visible_cv_.notify_all();
+  visible_cv_.NotifyAll();
 }
 
 bool LogChunkSource::WaitVisible(uint64_t seq, std::chrono::milliseconds max_wait) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return visible_cv_.wait_for(lock, max_wait, [&] { return visible_ >= seq || closed_; }) &&
-         visible_ >= seq;
+  MutexLock lock(&mu_);
+  visible_cv_.WaitFor(&mu_, max_wait, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return visible_ >= seq || closed_;
+  });
+  return visible_ >= seq;
 }
 
 void LogChunkSource::AddCheckpoint(store::WriteBatch* batch) {

@@ -2,12 +2,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "source/chunk_source.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
@@ -63,15 +63,15 @@ class LogChunkSource final : public ChunkSource {
   uint64_t checkpoint_;             // position_ at the last AddCheckpoint
   uint64_t committed_;              // durable position (trimmed up to here)
   std::string buffer_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t notifications_ = 0;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;  // Notify() and Close()
+  uint64_t notifications_ ABSL_GUARDED_BY(mu_) = 0;
   // notifications_ when the last NextChunk() started reading: a Notify() after that means
-  // there may be entries it did not see (WaitForData must not sleep then). Guarded by mu_.
-  uint64_t notifications_read_ = 0;
-  bool closed_ = false;  // guarded by mu_
-  uint64_t visible_;     // every entry <= visible_ is readable in the tiles; guarded by mu_
-  std::condition_variable visible_cv_;
+  // there may be entries it did not see (WaitForData must not sleep then).
+  uint64_t notifications_read_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t visible_ ABSL_GUARDED_BY(mu_);  // every entry <= visible_ is readable in the tiles
+  CondVar visible_cv_;                     // Aggregated() and Close()
 };
 
 }  // namespace tessera::source

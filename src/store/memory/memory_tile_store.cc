@@ -1,7 +1,6 @@
 #include "store/memory/memory_tile_store.h"
 
 #include <algorithm>
-#include <mutex>
 #include <utility>
 
 namespace tessera::store {
@@ -18,7 +17,7 @@ class MemorySnapshot final : public StoreSnapshot {
 }  // namespace
 
 std::shared_ptr<const StoreSnapshot> MemoryTileStore::GetSnapshot() {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(&mu_);
   return std::make_shared<MemorySnapshot<decltype(tiles_)>>(tiles_);
 }
 
@@ -29,7 +28,7 @@ absl::Status MemoryTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t vie
   if (from_ms >= to_ms) return absl::OkStatus();
   std::vector<std::pair<int64_t, std::string>> found;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(&mu_);
     const auto& tiles = snapshot != nullptr
                             ? static_cast<const MemorySnapshot<decltype(tiles_)>*>(snapshot)->tiles
                             : tiles_;
@@ -48,7 +47,7 @@ absl::Status MemoryTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t vie
 absl::Status MemoryTileStore::MultiGet(const std::vector<TileKey>& keys,
                                        std::vector<std::optional<std::string>>* values) {
   values->assign(keys.size(), std::nullopt);
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(&mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
     const TileKey& k = keys[i];
     auto it = tiles_.find(
@@ -59,7 +58,7 @@ absl::Status MemoryTileStore::MultiGet(const std::vector<TileKey>& keys,
 }
 
 absl::Status MemoryTileStore::Write(const WriteBatch& batch) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(&mu_);
   for (const auto& [k, bytes] : batch.tiles) {
     tiles_[TileId(k.view_id, k.entity_key, static_cast<uint8_t>(k.resolution), k.start_ms)] = bytes;
   }
@@ -69,7 +68,7 @@ absl::Status MemoryTileStore::Write(const WriteBatch& batch) {
 }
 
 absl::StatusOr<std::optional<std::string>> MemoryTileStore::GetMeta(std::string_view key) {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(&mu_);
   auto it = meta_.find(key);
   if (it == meta_.end()) return std::optional<std::string>();
   return std::optional<std::string>(it->second);
@@ -79,7 +78,7 @@ absl::Status MemoryTileStore::ScanMeta(
     std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& fn) {
   std::vector<std::pair<std::string, std::string>> found;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(&mu_);
     for (auto it = meta_.lower_bound(prefix); it != meta_.end(); ++it) {
       if (!std::string_view(it->first).starts_with(prefix)) break;
       found.emplace_back(it->first, it->second);
@@ -94,7 +93,7 @@ absl::StatusOr<AppendResult> MemoryTileStore::Append(std::string_view source,
                                                      std::string_view payload, int64_t accepted,
                                                      int64_t rejected,
                                                      std::string_view annotation) {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(&log_mu_);
   auto it = log_.find(source);
   if (it == log_.end()) it = log_.emplace(std::string(source), LogSource()).first;
   LogSource& log = it->second;
@@ -122,7 +121,7 @@ absl::Status MemoryTileStore::Read(std::string_view source, uint64_t after_seq, 
                                    const std::function<void(uint64_t, std::string_view)>& fn) {
   std::vector<std::pair<uint64_t, std::string>> found;
   {
-    std::lock_guard lock(log_mu_);
+    MutexLock lock(&log_mu_);
     auto it = log_.find(source);
     if (it == log_.end()) return absl::OkStatus();
     size_t bytes = 0;
@@ -137,13 +136,13 @@ absl::Status MemoryTileStore::Read(std::string_view source, uint64_t after_seq, 
 }
 
 absl::StatusOr<uint64_t> MemoryTileStore::LastSeq(std::string_view source) {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(&log_mu_);
   auto it = log_.find(source);
   return it == log_.end() ? 0 : it->second.last_seq;
 }
 
 absl::Status MemoryTileStore::Trim(std::string_view source, uint64_t up_to_seq) {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(&log_mu_);
   auto it = log_.find(source);
   if (it == log_.end()) return absl::OkStatus();
   LogSource& log = it->second;
@@ -158,7 +157,7 @@ absl::Status MemoryTileStore::Trim(std::string_view source, uint64_t up_to_seq) 
 }
 
 size_t MemoryTileStore::tile_count() const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(&mu_);
   return tiles_.size();
 }
 

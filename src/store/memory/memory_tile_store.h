@@ -3,16 +3,16 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
 
@@ -70,9 +70,9 @@ class MemoryTileStore final : public TileStore, public EventLog {
   // (view, key, resolution)'s tiles contiguous and in start order.
   using TileId = std::tuple<uint32_t, std::string, uint8_t, int64_t>;
 
-  mutable std::shared_mutex mu_;
-  std::map<TileId, std::string> tiles_;                   // guarded by mu_
-  std::map<std::string, std::string, std::less<>> meta_;  // guarded by mu_
+  mutable SharedMutex mu_;
+  std::map<TileId, std::string> tiles_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string, std::less<>> meta_ ABSL_GUARDED_BY(mu_);
 
   struct LogSource {
     uint64_t last_seq = 0;
@@ -81,8 +81,8 @@ class MemoryTileStore final : public TileStore, public EventLog {
     std::map<uint64_t, std::string> batch_id_by_seq;  // for retention
   };
   const uint64_t batch_id_retention_entries_ = 1'000'000;
-  std::mutex log_mu_;
-  std::map<std::string, LogSource, std::less<>> log_;  // guarded by log_mu_
+  Mutex log_mu_;
+  std::map<std::string, LogSource, std::less<>> log_ ABSL_GUARDED_BY(log_mu_);
 };
 
 }  // namespace tessera::store

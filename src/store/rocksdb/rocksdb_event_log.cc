@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/mutex.h"
 #include "common/varint.h"
 #include "store/key_codec.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
@@ -122,14 +123,14 @@ absl::StatusOr<AppendResult> RocksDbTileStore::Append(std::string_view source,
         read_only() ? "read-only" : "with disable_wal");
   }
   return Guard("event log Append", dir_, [&]() -> absl::StatusOr<AppendResult> {
-    std::unique_lock lock(log_mu_);
+    MutexLock lock(&log_mu_);
     absl::StatusOr<LogSource*> loaded = LoadLogSource(source);
     if (!loaded.ok()) return loaded.status();
     LogSource* state = *loaded;
     const std::string batch_key = batch_id.empty() ? "" : EncodeLogBatchKey(source, batch_id);
     if (!batch_id.empty()) {
       // A concurrent append of the same id finishes first (its record is then visible below).
-      log_cv_.wait(lock, [&] { return !state->in_flight_batch_ids.contains(batch_id); });
+      log_cv_.Wait(&log_mu_, [&] { return !state->in_flight_batch_ids.contains(batch_id); });
       rocksdb::PinnableSlice record;
       rocksdb::Status s =
           db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), batch_key, &record);
@@ -148,25 +149,25 @@ absl::StatusOr<AppendResult> RocksDbTileStore::Append(std::string_view source,
     result.rejected = rejected;
     if (!batch_id.empty()) result.annotation = std::string(annotation);
     state->in_flight.insert(result.seq);
+    lock.Unlock();
     // From here on the seq (and batch id) must leave the in-flight sets whatever happens, or
     // readers would stop at this seq forever.
     struct Finish {
-      std::unique_lock<std::mutex>& lock;
-      std::condition_variable& cv;
+      Mutex& mu;
+      CondVar& cv;
       LogSource* state;
       uint64_t seq;
       std::string_view batch_id;
       ~Finish() {
-        if (!lock.owns_lock()) lock.lock();
+        MutexLock lock(&mu);
         state->in_flight.erase(seq);
         if (auto it = state->in_flight_batch_ids.find(batch_id);
             it != state->in_flight_batch_ids.end()) {
           state->in_flight_batch_ids.erase(it);
         }
-        cv.notify_all();
+        cv.NotifyAll();
       }
-    } finish{lock, log_cv_, state, result.seq, batch_id};
-    lock.unlock();
+    } finish{log_mu_, log_cv_, state, result.seq, batch_id};
 
     rocksdb::WriteBatch wb(payload.size() + batch_key.size() * 2 + 64);
     rocksdb::Status s =
@@ -192,7 +193,7 @@ absl::Status RocksDbTileStore::Read(std::string_view source, uint64_t after_seq,
   return Guard("event log Read", dir_, [&]() -> absl::Status {
     uint64_t readable = 0;
     {
-      std::lock_guard lock(log_mu_);
+      MutexLock lock(&log_mu_);
       absl::StatusOr<LogSource*> state = LoadLogSource(source);
       if (!state.ok()) return state.status();
       readable = (*state)->Readable();
@@ -226,7 +227,7 @@ absl::Status RocksDbTileStore::Read(std::string_view source, uint64_t after_seq,
 
 absl::StatusOr<uint64_t> RocksDbTileStore::LastSeq(std::string_view source) {
   return Guard("event log LastSeq", dir_, [&]() -> absl::StatusOr<uint64_t> {
-    std::lock_guard lock(log_mu_);
+    MutexLock lock(&log_mu_);
     absl::StatusOr<LogSource*> state = LoadLogSource(source);
     if (!state.ok()) return state.status();
     return (*state)->Readable();
@@ -242,11 +243,11 @@ absl::Status RocksDbTileStore::Trim(std::string_view source, uint64_t up_to_seq)
     // appends keep flowing while the trim's write waits its turn behind a group fsync. A stale
     // Readable() is safe: it only grows, and every seq <= it is already written or failed, so no
     // entry can land below the range delete afterwards.
-    std::lock_guard trim_lock(trim_mu_);
+    MutexLock trim_lock(&trim_mu_);
     LogSource* state = nullptr;
     uint64_t up_to = 0;
     {
-      std::lock_guard lock(log_mu_);
+      MutexLock lock(&log_mu_);
       absl::StatusOr<LogSource*> loaded = LoadLogSource(source);
       if (!loaded.ok()) return loaded.status();
       state = *loaded;
@@ -282,7 +283,7 @@ absl::Status RocksDbTileStore::Trim(std::string_view source, uint64_t up_to_seq)
       s = db_->Write(wo, &wb);
     }
     if (!s.ok()) return FromRocks(s, "event log Trim", dir_);
-    std::lock_guard lock(log_mu_);
+    MutexLock lock(&log_mu_);
     state->trimmed = up_to;
     return absl::OkStatus();
   });

@@ -1,21 +1,21 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
 
@@ -169,7 +169,8 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   RocksDbTileStore(std::string dir, const RocksDbOptions& options, std::unique_ptr<rocksdb::DB> db);
   absl::Status WriteViaIngest(const WriteBatch& batch);
 
-  // The event log's in-memory view of one source.
+  // The event log's in-memory view of one source. Lives in log_sources_; every field is read and
+  // written with log_mu_ held (the analysis does not follow the LogSource* handed around).
   struct LogSource {
     uint64_t last_assigned = 0;    // highest seq handed out (durable, in flight or failed)
     uint64_t trimmed = 0;          // entries with seq <= trimmed are deleted
@@ -178,19 +179,20 @@ class RocksDbTileStore final : public TileStore, public EventLog {
     // Every seq <= this is durable or failed, so readers may pass it.
     uint64_t Readable() const { return in_flight.empty() ? last_assigned : *in_flight.begin() - 1; }
   };
-  // The state of `source`, loaded from the DB on first use. REQUIRES: log_mu_ held. The pointer
-  // stays valid for the store's lifetime (sources are never erased from the map).
-  absl::StatusOr<LogSource*> LoadLogSource(std::string_view source);
+  // The state of `source`, loaded from the DB on first use. The pointer stays valid for the
+  // store's lifetime (sources are never erased from the map).
+  absl::StatusOr<LogSource*> LoadLogSource(std::string_view source)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_);
 
   const std::string dir_;
   const RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::atomic<uint64_t> ingest_seq_{0};
 
-  std::mutex trim_mu_;  // serializes Trim (acquired before log_mu_)
-  std::mutex log_mu_;
-  std::condition_variable log_cv_;  // signalled when an Append finishes (log_mu_)
-  std::map<std::string, LogSource, std::less<>> log_sources_;  // guarded by log_mu_
+  Mutex trim_mu_ ABSL_ACQUIRED_BEFORE(log_mu_);  // serializes Trim
+  Mutex log_mu_;
+  CondVar log_cv_;  // signalled when an Append finishes
+  std::map<std::string, LogSource, std::less<>> log_sources_ ABSL_GUARDED_BY(log_mu_);
 };
 
 }  // namespace tessera::store

@@ -145,7 +145,7 @@ CurlKubeClient::~CurlKubeClient() {
 
 void* CurlKubeClient::AcquireHandle() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (!idle_handles_.empty()) {
       void* h = idle_handles_.back();
       idle_handles_.pop_back();
@@ -159,7 +159,7 @@ void* CurlKubeClient::AcquireHandle() {
 void CurlKubeClient::ReleaseHandle(void* handle) {
   if (handle == nullptr) return;
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (idle_handles_.size() < options_.max_idle_handles) {
       idle_handles_.push_back(handle);
       return;
@@ -169,7 +169,7 @@ void CurlKubeClient::ReleaseHandle(void* handle) {
 }
 
 std::string CurlKubeClient::Token() {
-  std::lock_guard<std::mutex> lock(token_mu_);
+  MutexLock lock(&token_mu_);
   if (!config_.token_file.empty()) {
     int64_t now = options_.clock->NowMillis();
     if (now - token_read_ms_ >= options_.token_reload_interval_ms) {

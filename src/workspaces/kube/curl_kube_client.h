@@ -2,15 +2,16 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "workspaces/kube/kube_client.h"
 #include "workspaces/kube/kube_config.h"
 
@@ -103,12 +104,12 @@ class CurlKubeClient final : public KubeClient {
   const KubeConfig config_;
   const Options options_;
 
-  std::mutex pool_mu_;
-  std::vector<void*> idle_handles_;  // CURL*
+  Mutex pool_mu_;
+  std::vector<void*> idle_handles_ ABSL_GUARDED_BY(pool_mu_);  // CURL*
 
-  std::mutex token_mu_;
-  std::string token_;
-  int64_t token_read_ms_ = 0;
+  Mutex token_mu_;
+  std::string token_ ABSL_GUARDED_BY(token_mu_);
+  int64_t token_read_ms_ ABSL_GUARDED_BY(token_mu_) = 0;
 };
 
 }  // namespace tessera::workspaces::kube

@@ -244,7 +244,7 @@ FakeKubeClient::FakeKubeClient(Options options) : options_(std::move(options)) {
 absl::Status FakeKubeClient::Begin(const std::string& call) {
   std::function<absl::Status(const std::string&)> hook;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     calls_.push_back(call);
     hook = error_hook_;
   }
@@ -290,7 +290,7 @@ void FakeKubeClient::CommitLocked(Collection& c, const Key& key, json object,
     oldest_watchable_rv_ = history_.front().rv;
     history_.pop_front();
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 json FakeKubeClient::FinishUpdateLocked(Collection& c, const Key& key, const json& existing,
@@ -396,7 +396,7 @@ absl::StatusOr<json> FakeKubeClient::Get(const ResourceType& type, std::string_v
                                          std::string_view name) {
   std::string effective_ns = type.namespaced ? std::string(ns) : "";
   if (absl::Status s = Begin(CallString("GET", type, ns, name, false, false)); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   auto it = c.objects.find(Key(effective_ns, std::string(name)));
   if (it == c.objects.end()) {
@@ -415,7 +415,7 @@ absl::StatusOr<ListResult> FakeKubeClient::List(const ResourceType& type, std::s
   if (!labels.ok()) return Annotate(labels.status(), fmt::format("LIST {}", path));
   absl::StatusOr<std::vector<FieldRequirement>> fields = ParseFieldSelector(options.field_selector);
   if (!fields.ok()) return Annotate(fields.status(), fmt::format("LIST {}", path));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   ListResult result;
   result.resource_version = std::to_string(rv_);
@@ -433,7 +433,7 @@ absl::StatusOr<json> FakeKubeClient::Create(const ResourceType& type, std::strin
   if (absl::Status s = Begin(CallString("CREATE", type, ns, name, false, false)); !s.ok()) {
     return s;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return CreateLocked(type, ns, object, "POST");
 }
 
@@ -496,7 +496,7 @@ absl::StatusOr<json> FakeKubeClient::Update(const ResourceType& type, std::strin
   }
   std::string path = ResourcePath(type, ns, name, status ? "status" : "");
   if (name.empty()) return InvalidArgument("PUT {}: metadata.name is required", path);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   Key key(effective_ns, name);
   auto it = c.objects.find(key);
@@ -520,7 +520,7 @@ absl::StatusOr<json> FakeKubeClient::MergePatch(const ResourceType& type, std::s
   }
   std::string path = ResourcePath(type, ns, name, status ? "status" : "");
   if (!patch.is_object()) return InvalidArgument("PATCH {}: the patch is not a JSON object", path);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   Key key(effective_ns, std::string(name));
   auto it = c.objects.find(key);
@@ -552,7 +552,7 @@ absl::StatusOr<json> FakeKubeClient::Apply(const ResourceType& type, std::string
   if (options.field_manager.empty()) {
     return InvalidArgument("PATCH {}: fieldManager is required for apply", path);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   Key key(effective_ns, name);
   auto it = c.objects.find(key);
@@ -577,7 +577,7 @@ absl::Status FakeKubeClient::Delete(const ResourceType& type, std::string_view n
     return s;
   }
   std::string path = ResourcePath(type, ns, name);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Collection& c = CollectionFor(type);
   Key key(effective_ns, std::string(name));
   auto it = c.objects.find(key);
@@ -623,16 +623,12 @@ absl::Status FakeKubeClient::Watch(const ResourceType& type, std::string_view ns
                             ? start + std::chrono::seconds(options.timeout_seconds)
                             : SteadyClock::time_point::max();
 
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++active_watches_;
   struct Decrement {
-    FakeKubeClient* self;
-    std::unique_lock<std::mutex>* lock;
-    ~Decrement() {
-      if (!lock->owns_lock()) lock->lock();
-      --self->active_watches_;
-    }
-  } decrement{this, &lock};
+    std::atomic<int>& active_watches;
+    ~Decrement() { --active_watches; }
+  } decrement{active_watches_};
 
   std::vector<WatchEvent> pending;
   int64_t cursor;
@@ -678,12 +674,12 @@ absl::Status FakeKubeClient::Watch(const ResourceType& type, std::string_view ns
     }
     cursor = std::max(cursor, rv_);
     if (!pending.empty()) {
-      lock.unlock();
+      lock.Unlock();
       for (const WatchEvent& event : pending) {
         if (!fn(event)) return absl::OkStatus();
       }
       pending.clear();
-      lock.lock();
+      lock.Lock();
       last_sent = SteadyClock::now();
       continue;
     }
@@ -700,44 +696,44 @@ absl::Status FakeKubeClient::Watch(const ResourceType& type, std::string_view ns
       pending.push_back(WatchEvent{WatchEvent::Type::kBookmark, std::move(bookmark)});
       continue;
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(20));
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(20));
   }
 }
 
 std::vector<std::string> FakeKubeClient::Calls() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return calls_;
 }
 
 void FakeKubeClient::ClearCalls() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   calls_.clear();
 }
 
 void FakeKubeClient::SetErrorHook(std::function<absl::Status(const std::string& call)> hook) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   error_hook_ = std::move(hook);
 }
 
 void FakeKubeClient::CompactHistory() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   history_.clear();
   oldest_watchable_rv_ = rv_;
 }
 
 void FakeKubeClient::CloseWatches() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++close_generation_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 int FakeKubeClient::ActiveWatches() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return active_watches_;
 }
 
 int64_t FakeKubeClient::CurrentResourceVersion() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return rv_;
 }
 

@@ -1,11 +1,10 @@
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -13,7 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "workspaces/kube/kube_client.h"
 
 // An in-memory KubeClient for unit tests of the components that talk to Kubernetes (operator,
@@ -122,36 +123,43 @@ class FakeKubeClient final : public KubeClient {
   };
 
   absl::Status Begin(const std::string& call);
-  Collection& CollectionFor(const ResourceType& type);
+  Collection& CollectionFor(const ResourceType& type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<nlohmann::json> CreateLocked(const ResourceType& type, std::string_view ns,
-                                              const nlohmann::json& object, std::string_view verb);
+                                              const nlohmann::json& object, std::string_view verb)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasStatus(const ResourceType& type) const;
   // Stores `object` (or erases it for kDeleted) under a new resourceVersion and records the event.
   void CommitLocked(Collection& c, const std::pair<std::string, std::string>& key,
-                    nlohmann::json object, WatchEvent::Type type);
+                    nlohmann::json object, WatchEvent::Type type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the result of an update of `existing` into the store (no-op detection, generation,
   // finalizer-completed deletion). Returns the stored object.
   nlohmann::json FinishUpdateLocked(Collection& c, const std::pair<std::string, std::string>& key,
                                     const nlohmann::json& existing, nlohmann::json updated,
-                                    bool status);
+                                    bool status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeleteLocked(Collection& c, const std::pair<std::string, std::string>& key,
-                    const std::string& propagation);
+                    const std::string& propagation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(Collection& c, const std::pair<std::string, std::string>& key,
-                    const std::string& propagation);
+                    const std::string& propagation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NowRfc3339() const;
 
   const Options options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Collection> collections_;  // by "group/plural"
-  std::deque<HistoryEvent> history_;
-  int64_t rv_ = 0;
-  int64_t oldest_watchable_rv_ = 0;  // a Watch from an older resourceVersion is Gone
-  int64_t close_generation_ = 0;
-  int64_t next_uid_ = 1;
-  int active_watches_ = 0;
-  std::vector<std::string> calls_;
-  std::function<absl::Status(const std::string&)> error_hook_;
+  mutable Mutex mu_;
+  CondVar cv_;  // a write was committed, or CloseWatches()
+  // The Collections (and their objects) are reached through references handed to the *Locked
+  // helpers, which the analysis cannot follow: only ever touch them with mu_ held.
+  std::map<std::string, Collection> collections_ ABSL_GUARDED_BY(mu_);  // by "group/plural"
+  std::deque<HistoryEvent> history_ ABSL_GUARDED_BY(mu_);
+  int64_t rv_ ABSL_GUARDED_BY(mu_) = 0;
+  // A Watch from an older resourceVersion is Gone.
+  int64_t oldest_watchable_rv_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t close_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_uid_ ABSL_GUARDED_BY(mu_) = 1;
+  // Changed under mu_ where a Watch reads its starting point, so a caller that saw it grow can
+  // rely on the watch seeing its later writes.
+  std::atomic<int> active_watches_{0};
+  std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
+  std::function<absl::Status(const std::string&)> error_hook_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::workspaces::kube

@@ -31,19 +31,19 @@ Informer::Informer(KubeClient& client, ResourceType type, std::string ns, Option
     : client_(client), type_(std::move(type)), ns_(std::move(ns)), options_(std::move(options)) {}
 
 void Informer::AddHandler(Handler handler) {
-  std::lock_guard<std::mutex> lock(handlers_mu_);
+  MutexLock lock(&handlers_mu_);
   handlers_.push_back(std::move(handler));
 }
 
 std::optional<json> Informer::Get(const std::string& ns, const std::string& name) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderMutexLock lock(&mu_);
   auto it = cache_.find(KeyString(type_.namespaced ? ns : "", name));
   if (it == cache_.end()) return std::nullopt;
   return it->second;
 }
 
 std::vector<json> Informer::List() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderMutexLock lock(&mu_);
   std::vector<json> out;
   out.reserve(cache_.size());
   for (const auto& [key, object] : cache_) out.push_back(object);
@@ -51,14 +51,14 @@ std::vector<json> Informer::List() const {
 }
 
 std::string Informer::LastResourceVersion() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderMutexLock lock(&mu_);
   return last_rv_;
 }
 
 std::vector<Informer::CacheKey> Informer::Replace(std::vector<json> items, const std::string& rv) {
   std::unordered_map<std::string, json> fresh;
   std::vector<CacheKey> changed;
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  WriterMutexLock lock(&mu_);
   for (json& item : items) {
     CacheKey key{Meta(item, "namespace"), Meta(item, "name")};
     std::string k = KeyString(key.ns, key.name);
@@ -79,7 +79,7 @@ std::vector<Informer::CacheKey> Informer::Replace(std::vector<json> items, const
 
 bool Informer::Apply(const WatchEvent& event, CacheKey* key) {
   std::string rv = Meta(event.object, "resourceVersion");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  WriterMutexLock lock(&mu_);
   if (!rv.empty()) last_rv_ = rv;
   if (event.type == WatchEvent::Type::kBookmark) return false;
   key->ns = Meta(event.object, "namespace");
@@ -98,7 +98,7 @@ void Informer::Notify(const std::vector<CacheKey>& keys) {
   if (keys.empty()) return;
   std::vector<Handler> handlers;
   {
-    std::lock_guard<std::mutex> lock(handlers_mu_);
+    MutexLock lock(&handlers_mu_);
     handlers = handlers_;
   }
   for (const CacheKey& key : keys) {
@@ -109,7 +109,7 @@ void Informer::Notify(const std::vector<CacheKey>& keys) {
 void Informer::Resync() {
   std::vector<CacheKey> keys;
   {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    ReaderMutexLock lock(&mu_);
     for (const auto& [k, object] : cache_) {
       keys.push_back({Meta(object, "namespace"), Meta(object, "name")});
     }

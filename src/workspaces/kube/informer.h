@@ -3,15 +3,15 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "workspaces/kube/kube_client.h"
 #include "workspaces/kube/sleep.h"
 
@@ -91,12 +91,13 @@ class Informer {
   const std::string ns_;
   const Options options_;
 
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, nlohmann::json> cache_;  // "ns/name" → object
-  std::string last_rv_;
+  mutable SharedMutex mu_;
+  std::unordered_map<std::string, nlohmann::json> cache_
+      ABSL_GUARDED_BY(mu_);  // "ns/name" → object
+  std::string last_rv_ ABSL_GUARDED_BY(mu_);
 
-  std::mutex handlers_mu_;
-  std::vector<Handler> handlers_;
+  Mutex handlers_mu_;
+  std::vector<Handler> handlers_ ABSL_GUARDED_BY(handlers_mu_);
 
   std::atomic<bool> synced_{false};
   std::atomic<int64_t> lists_{0};

@@ -52,7 +52,7 @@ absl::Status LeaderElector::Validate() const {
 }
 
 std::string LeaderElector::Holder() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return SpecString(observed_spec_, "holderIdentity");
 }
 
@@ -67,7 +67,7 @@ json LeaderElector::Spec(int64_t now_ms, int64_t acquire_ms, int64_t transitions
 
 void LeaderElector::Observe(const json& spec) {
   int64_t mono_ms = options_.clock->MonotonicNanos() / 1'000'000;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (spec != observed_spec_) {
     observed_spec_ = spec;
     observed_mono_ms_ = mono_ms;
@@ -97,7 +97,7 @@ absl::StatusOr<bool> LeaderElector::TryAcquireOrRenew() {
   if (!holder.empty() && !mine) {
     int64_t observed_mono_ms;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       observed_mono_ms = observed_mono_ms_;
     }
     int64_t mono_ms = options_.clock->MonotonicNanos() / 1'000'000;

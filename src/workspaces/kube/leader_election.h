@@ -3,13 +3,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "workspaces/kube/kube_client.h"
 #include "workspaces/kube/sleep.h"
 
@@ -88,10 +89,11 @@ class LeaderElector {
   const Options options_;
   std::atomic<bool> is_leader_{false};
 
-  mutable std::mutex mu_;
-  nlohmann::json observed_spec_;  // the Lease spec last seen (or written)
-  std::string observed_rv_;
-  int64_t observed_mono_ms_ = 0;  // clock.MonotonicNanos()/1e6 when observed_spec_ last changed
+  mutable Mutex mu_;
+  // The Lease spec last seen (or written).
+  nlohmann::json observed_spec_ ABSL_GUARDED_BY(mu_);
+  // clock.MonotonicNanos()/1e6 when observed_spec_ last changed.
+  int64_t observed_mono_ms_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // "2026-11-24T10:00:00.000000Z" (UTC, microseconds) for epoch milliseconds.

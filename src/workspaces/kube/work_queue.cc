@@ -15,16 +15,16 @@ void WorkQueue::AddLocked(const std::string& key) {
   dirty_.insert(key);
   if (processing_.count(key) > 0) return;  // re-queued by Done()
   queue_.push_back(key);
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 void WorkQueue::Add(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   AddLocked(key);
 }
 
 void WorkQueue::AddAfter(const std::string& key, int64_t delay_ms) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) return;
   if (delay_ms <= 0) {
     AddLocked(key);
@@ -38,11 +38,11 @@ void WorkQueue::AddAfter(const std::string& key, int64_t delay_ms) {
     delayed_index_.erase(it);
   }
   delayed_index_[key] = delayed_.emplace(ready, key);
-  cv_.notify_all();  // a waiter may need to shorten its wait
+  cv_.NotifyAll();  // a waiter may need to shorten its wait
 }
 
 int64_t WorkQueue::NextDelayMillis(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = failures_.find(key);
   int exp = it == failures_.end() ? 0 : it->second;
   int64_t delay = options_.base_delay_ms;
@@ -53,19 +53,19 @@ int64_t WorkQueue::NextDelayMillis(const std::string& key) const {
 void WorkQueue::AddRateLimited(const std::string& key) {
   int64_t delay = NextDelayMillis(key);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++failures_[key];
   }
   AddAfter(key, delay);
 }
 
 void WorkQueue::Forget(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   failures_.erase(key);
 }
 
 int WorkQueue::NumRequeues(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = failures_.find(key);
   return it == failures_.end() ? 0 : it->second;
 }
@@ -85,13 +85,13 @@ size_t WorkQueue::PromoteDueLocked() {
 }
 
 void WorkQueue::Tick() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (PromoteDueLocked() > 0) cv_.notify_all();
+  MutexLock lock(&mu_);
+  if (PromoteDueLocked() > 0) cv_.NotifyAll();
 }
 
 std::optional<std::string> WorkQueue::Get(std::chrono::milliseconds wait) {
   auto deadline = std::chrono::steady_clock::now() + wait;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     PromoteDueLocked();
     if (!queue_.empty()) break;
@@ -103,7 +103,7 @@ std::optional<std::string> WorkQueue::Get(std::chrono::milliseconds wait) {
       int64_t ms = std::max<int64_t>(0, delayed_.begin()->first - options_.clock->NowMillis());
       until = std::min(until, now + std::chrono::milliseconds(ms));
     }
-    cv_.wait_until(lock, until);
+    cv_.WaitUntil(&mu_, until);
   }
   std::string key = std::move(queue_.front());
   queue_.pop_front();
@@ -113,32 +113,32 @@ std::optional<std::string> WorkQueue::Get(std::chrono::milliseconds wait) {
 }
 
 void WorkQueue::Done(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   processing_.erase(key);
   if (dirty_.count(key) > 0) {
     queue_.push_back(key);
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
 }
 
 void WorkQueue::ShutDown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   shutting_down_ = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool WorkQueue::ShuttingDown() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return shutting_down_;
 }
 
 size_t WorkQueue::Len() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
 size_t WorkQueue::NumDelayed() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return delayed_.size();
 }
 

@@ -1,18 +1,18 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 
 // A de-duplicating, rate-limited work queue of string keys ("namespace/name") with client-go's
 // workqueue semantics, for controllers whose workers reconcile one key at a time:
@@ -77,20 +77,24 @@ class WorkQueue {
   size_t NumDelayed() const;
 
  private:
-  void AddLocked(const std::string& key);
+  void AddLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves due delayed keys to the queue; returns how many.
-  size_t PromoteDueLocked();
+  size_t PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;
-  std::unordered_set<std::string> dirty_;        // queued or to be re-queued after Done
-  std::unordered_set<std::string> processing_;   // handed out, Done not yet called
-  std::multimap<int64_t, std::string> delayed_;  // ready time (clock ms) → key
-  std::unordered_map<std::string, std::multimap<int64_t, std::string>::iterator> delayed_index_;
-  std::unordered_map<std::string, int> failures_;
-  bool shutting_down_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;  // a key became ready, a delay was added, or shutdown
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  // Queued or to be re-queued after Done.
+  std::unordered_set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
+  // Handed out, Done not yet called.
+  std::unordered_set<std::string> processing_ ABSL_GUARDED_BY(mu_);
+  // Ready time (clock ms) → key.
+  std::multimap<int64_t, std::string> delayed_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::multimap<int64_t, std::string>::iterator> delayed_index_
+      ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tessera::workspaces::kube

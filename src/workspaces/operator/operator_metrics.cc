@@ -36,7 +36,7 @@ OperatorMetrics::OperatorMetrics(MetricsRegistry* registry, const Clock* clock,
 
 void OperatorMetrics::SetWorkspace(const std::string& key, std::optional<Phase> phase,
                                    const std::string& owner, int64_t last_activity_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!phase) {
     workspaces_.erase(key);
     return;
@@ -50,7 +50,7 @@ void OperatorMetrics::ObserveReconcile(double seconds, bool ok) {
 }
 
 int64_t OperatorMetrics::CountInPhase(Phase phase) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   int64_t n = 0;
   for (const auto& [key, e] : workspaces_) n += e.phase == phase ? 1 : 0;
   return n;
@@ -58,7 +58,7 @@ int64_t OperatorMetrics::CountInPhase(Phase phase) const {
 
 int64_t OperatorMetrics::ActiveUsers() const {
   const int64_t now = clock_->NowMillis();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   std::set<std::string> owners;
   for (const auto& [key, e] : workspaces_) {
     if (e.phase == Phase::kReady && now - e.last_activity_ms <= active_window_ms_) {

@@ -2,12 +2,13 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "workspaces/api/workspace.h"
 
 namespace tessera::workspaces {
@@ -57,8 +58,8 @@ class OperatorMetrics {
   Histogram* reconcile_seconds_;
   Counter* reconcile_errors_;
   Gauge* leader_;
-  mutable std::mutex mu_;
-  std::map<std::string, Entry> workspaces_;
+  mutable Mutex mu_;
+  std::map<std::string, Entry> workspaces_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::workspaces
