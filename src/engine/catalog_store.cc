@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 
 #include "agg/aggregate.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 
 namespace tessera::engine {
@@ -28,13 +28,6 @@ constexpr std::string_view kNextViewId = "catalog/next_view_id";
 // which is ambiguous; 2: parts are length-prefixed (engine/entity_key.h).
 constexpr std::string_view kFormatVersionKey = "format_version";
 constexpr uint32_t kFormatVersion = 2;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 bool ParseU32(std::string_view s, uint32_t* out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
@@ -111,7 +104,7 @@ absl::Status CatalogStore::Rebuild(const std::vector<std::string>& statements,
   std::vector<std::unique_ptr<ViewRuntime>> views;
   for (const sql::ViewDef& v : catalog.views) {
     auto it = std::find_if(ids.begin(), ids.end(),
-                           [&](const auto& p) { return p.first == Lower(v.name); });
+                           [&](const auto& p) { return p.first == ToLowerAscii(v.name); });
     if (it == ids.end()) return DataLoss("view '{}' has no id in the DB's catalog", v.name);
     auto rt = std::make_unique<ViewRuntime>();
     rt->def = &v;
@@ -129,9 +122,9 @@ absl::Status CatalogStore::Rebuild(const std::vector<std::string>& statements,
 }
 
 const ViewRuntime* CatalogStore::FindView(std::string_view name) const {
-  std::string lower = Lower(name);
+  std::string lower = ToLowerAscii(name);
   for (const auto& v : views_) {
-    if (Lower(v->def->name) == lower) return v.get();
+    if (ToLowerAscii(v->def->name) == lower) return v.get();
   }
   return nullptr;
 }
@@ -175,8 +168,8 @@ absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view
   }
   for (const sql::ViewDef& v : incoming.views) {
     if (catalog_.FindView(v.name) != nullptr) continue;
-    ids.emplace_back(Lower(v.name), next_id);
-    batch.meta.emplace_back(fmt::format("{}{}", kViewPrefix, Lower(v.name)),
+    ids.emplace_back(ToLowerAscii(v.name), next_id);
+    batch.meta.emplace_back(fmt::format("{}{}", kViewPrefix, ToLowerAscii(v.name)),
                             std::to_string(next_id));
     ++next_id;
   }

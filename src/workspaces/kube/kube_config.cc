@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -32,14 +33,6 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_v
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
-}
-
-std::string Trim(const std::string& s) {
-  const char* ws = " \t\r\n";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(ws);
-  return s.substr(b, e - b + 1);
 }
 
 std::string GetEnv(const char* name) {
@@ -248,7 +241,7 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& root, const std::st
     if (!token.ok()) {
       return Annotate(token.status(), fmt::format("kubeconfig {}, {}", path, user_owner));
     }
-    config.token = Trim(*token);
+    config.token = std::string(Trim(*token, kSpaceTabNewline));
   }
   if (std::string data = Str(*user, "client-certificate-data"); !data.empty()) {
     TESSERA_ASSIGN_OR_RETURN(config.client_cert_data,
@@ -300,7 +293,7 @@ absl::StatusOr<KubeConfig> LoadInCluster(const InClusterPaths& paths) {
     return Annotate(token.status(),
                     "in-cluster configuration (is a service account token mounted in this pod?)");
   }
-  config.token = Trim(*token);
+  config.token = std::string(Trim(*token, kSpaceTabNewline));
   if (config.token.empty()) {
     return InvalidArgument("in-cluster configuration: service account token {} is empty",
                            paths.token_file);
@@ -308,8 +301,8 @@ absl::StatusOr<KubeConfig> LoadInCluster(const InClusterPaths& paths) {
   std::error_code ec;
   if (fs::exists(paths.ca_file, ec)) config.ca_file = paths.ca_file;
   if (absl::StatusOr<std::string> ns = ReadWholeFile(paths.namespace_file, "namespace");
-      ns.ok() && !Trim(*ns).empty()) {
-    config.default_namespace = Trim(*ns);
+      ns.ok() && !Trim(*ns, kSpaceTabNewline).empty()) {
+    config.default_namespace = std::string(Trim(*ns, kSpaceTabNewline));
   }
   return config;
 }

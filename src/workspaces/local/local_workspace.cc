@@ -23,6 +23,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "workspaces/local/child_process.h"
 #include "workspaces/local/init_commands.h"
 #include "workspaces/local/local_template.h"
@@ -159,15 +160,13 @@ std::string ExtensionsFailureCause(const std::string& output) {
 // "publisher.name[@version]" is installed when extensions/ has publisher.name-<version>
 // (code-server writes the folder in lower case).
 bool ExtensionInstalled(const std::string& extensions_dir, const std::string& id) {
-  std::string want = id;
-  std::transform(want.begin(), want.end(), want.begin(), ::tolower);
+  const std::string want = ToLowerAscii(id);
   size_t at = want.find('@');
   std::string prefix =
       at == std::string::npos ? want + "-" : want.substr(0, at) + "-" + want.substr(at + 1);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(extensions_dir, ec)) {
-    std::string name = entry.path().filename().string();
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    const std::string name = ToLowerAscii(entry.path().filename().string());
     if (name.rfind(prefix, 0) == 0 && entry.is_directory(ec)) return true;
   }
   return false;
