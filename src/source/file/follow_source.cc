@@ -15,6 +15,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "store/meta_keys.h"
 
 namespace tessera::source {
 namespace {
@@ -58,10 +59,6 @@ absl::StatusOr<size_t> PreadFully(int fd, const std::string& path, char* dst, si
 
 }  // namespace
 
-std::string FollowChunkSource::OffsetKey(std::string_view source, std::string_view absolute_path) {
-  return fmt::format("file-follow/{}/{}", source, absolute_path);
-}
-
 absl::StatusOr<std::unique_ptr<FollowChunkSource>> FollowChunkSource::Create(
     store::TileStore* meta, std::string source, std::string path, FollowOptions options) {
   if (options.chunk_bytes == 0) options.chunk_bytes = 1;
@@ -98,22 +95,28 @@ absl::StatusOr<std::unique_ptr<FollowChunkSource>> FollowChunkSource::Create(
 
   std::unique_ptr<FollowChunkSource> s(
       new FollowChunkSource(std::move(source), abs_path, directory, options));
-  // Stored offsets of this source: the file itself, or the files directly in the directory.
-  const std::string prefix = OffsetKey(s->source_, "");
+  // Stored offsets of this source: the file itself, or the files directly in the directory. The
+  // prefix also matches sources named "<source>/…", hence the parse.
   absl::Status bad;
-  TESSERA_RETURN_IF_ERROR(meta->ScanMeta(prefix, [&](std::string_view key, std::string_view value) {
-    std::string file(key.substr(prefix.size()));
-    const bool mine =
-        directory ? fs::path(file).parent_path().string() == abs_path : file == abs_path;
-    if (!mine || !bad.ok()) return;
-    uint64_t offset = 0;
-    auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), offset);
-    if (e != std::errc() || p != value.data() + value.size()) {
-      bad = DataLoss("source '{}': corrupt stored offset for {}: '{}'", s->source_, file, value);
-      return;
-    }
-    s->stored_[file] = offset;
-  }));
+  TESSERA_RETURN_IF_ERROR(meta->ScanMeta(
+      store::meta::FollowOffsetPrefix(s->source_),
+      [&](std::string_view key, std::string_view value) {
+        const std::optional<store::meta::FollowOffset> parsed =
+            store::meta::ParseFollowOffsetKey(key);
+        if (!parsed.has_value() || parsed->source != s->source_) return;
+        std::string file(parsed->path);
+        const bool mine =
+            directory ? fs::path(file).parent_path().string() == abs_path : file == abs_path;
+        if (!mine || !bad.ok()) return;
+        uint64_t offset = 0;
+        auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), offset);
+        if (e != std::errc() || p != value.data() + value.size()) {
+          bad =
+              DataLoss("source '{}': corrupt stored offset for {}: '{}'", s->source_, file, value);
+          return;
+        }
+        s->stored_[file] = offset;
+      }));
   TESSERA_RETURN_IF_ERROR(bad);
 
   if (directory) {
@@ -344,7 +347,8 @@ void FollowChunkSource::WaitForData(std::chrono::milliseconds max_wait) {
 void FollowChunkSource::AddCheckpoint(store::WriteBatch* batch) {
   for (FileState& f : files_) {
     if (!f.dirty) continue;
-    batch->meta.emplace_back(OffsetKey(source_, f.path), std::to_string(f.offset));
+    batch->meta.emplace_back(store::meta::FollowOffsetKey(source_, f.path),
+                             std::to_string(f.offset));
     f.dirty = false;
   }
 }
