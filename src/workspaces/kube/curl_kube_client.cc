@@ -4,12 +4,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <utility>
 
 #include "common/errors.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "workspaces/kube/kube_http.h"
@@ -168,11 +167,8 @@ std::string CurlKubeClient::Token() {
     int64_t now = options_.clock->NowMillis();
     if (now - token_read_ms_ >= options_.token_reload_interval_ms) {
       token_read_ms_ = now;
-      std::ifstream in(config_.token_file);
-      if (in) {
-        std::ostringstream text;
-        text << in.rdbuf();
-        std::string fresh(Trim(text.str(), kSpaceTabNewline));
+      if (absl::StatusOr<std::string> text = ReadFileToString(config_.token_file); text.ok()) {
+        std::string fresh(Trim(*text, kSpaceTabNewline));
         if (!fresh.empty()) token_ = fresh;  // keep the old token if the file is mid-rotation
       }
     }

@@ -7,13 +7,13 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/errors.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
@@ -25,14 +25,14 @@ namespace fs = std::filesystem;
 constexpr char kLocalHint[] =
     "ask your platform team for a kubeconfig, or use \"tessera ws up --local\"";
 
+// ReadFileToString with what the file is for in the message.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFound("{} {} does not exist", what, path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FailedPrecondition("{} {} cannot be read (permissions?)", what, path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return NotFound("{} {} does not exist", what, path);
+  if (!text.ok()) {
+    return FailedPrecondition("{} {} cannot be read: {}", what, path, StatusMessage(text.status()));
+  }
+  return text;
 }
 
 std::string GetEnv(const char* name) {
