@@ -25,7 +25,7 @@ class FileUtilTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
   std::string Write(const std::string& name, const std::string& bytes) {
-    const std::string path = (dir_ / name).string();
+    std::string path = (dir_ / name).string();
     std::ofstream(path, std::ios::binary) << bytes;
     return path;
   }

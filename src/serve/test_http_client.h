@@ -107,7 +107,7 @@ class Client {
 
   std::optional<ClientResponse> Head(const std::string& target) {
     if (!Send("HEAD " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::nullopt;
-    return Read(/*head=*/true);
+    return Read(/*head_request=*/true);
   }
 
   std::optional<ClientResponse> Post(const std::string& target, const std::string& body) {

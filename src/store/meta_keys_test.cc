@@ -80,7 +80,7 @@ std::multimap<std::string, std::string> AllKeys() {
     if (n == ToLowerAscii(n)) add(SourceMaxEventTimeKey(n), "watermark " + n);
     add(LogPositionKey(n), "log " + n);
     for (const std::string& p : Paths()) {
-      if (p != "/") add(FollowOffsetKey(n, p), "follow " + n + " " + p);
+      if (p != "/") add(FollowOffsetKey(n, p), fmt::format("follow {} {}", n, p));
     }
     for (uint32_t id : {1u, 12u}) {
       for (Resolution r : {Resolution::kHour, Resolution::kDay}) {
