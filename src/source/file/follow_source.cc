@@ -22,21 +22,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool HasSuffix(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // Names of compressed formats: refused rather than followed (see the class comment).
 bool LooksCompressedByName(std::string_view path) {
   for (std::string_view ext : {".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz", ".lz4", ".zip"}) {
-    if (HasSuffix(path, ext)) return true;
+    if (path.ends_with(ext)) return true;
   }
   return false;
 }
 
 bool IsFollowedName(std::string_view name) {
   if (name.empty() || name[0] == '.') return false;
-  return HasSuffix(name, ".ndjson") || HasSuffix(name, ".json") || HasSuffix(name, ".jsonl");
+  return name.ends_with(".ndjson") || name.ends_with(".json") || name.ends_with(".jsonl");
 }
 
 std::string ErrnoText(int err) { return std::strerror(err); }
