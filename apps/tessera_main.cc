@@ -6,20 +6,20 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/errors.h"
+#include "common/file_util.h"
+#include "common/net_util.h"
+#include "common/signals.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "engine/backfill.h"
@@ -38,11 +38,9 @@ namespace tessera {
 namespace {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return NotFound("cannot read '{}': {}", path, StatusMessage(text.status()));
+  return text;
 }
 
 int Fail(const absl::Status& s) {
@@ -211,35 +209,17 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
   return 0;
 }
 
+// --http: HOST:PORT, :PORT (all interfaces) or PORT (loopback).
 absl::StatusOr<serve::HttpServerOptions> ParseListenAddress(const std::string& addr) {
-  serve::HttpServerOptions o;
-  std::string host = "127.0.0.1";
-  std::string port = addr;
-  size_t colon = addr.rfind(':');
-  if (colon != std::string::npos) {
-    host = addr.substr(0, colon);
-    port = addr.substr(colon + 1);
-    if (host.empty()) host = "0.0.0.0";
-  }
-  int p = -1;
-  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535) {
+  absl::StatusOr<HostPort> parsed = ParseHostPort(addr);
+  if (!parsed.ok()) {
     return InvalidArgument("--http '{}': expected HOST:PORT, :PORT or PORT (0 = any free port)",
                            addr);
   }
-  o.address = host;
-  o.port = static_cast<uint16_t>(p);
+  serve::HttpServerOptions o;
+  o.address = parsed->host;
+  o.port = parsed->port;
   return o;
-}
-
-// Blocks SIGINT/SIGTERM in every thread started after this call, so sigwait() sees them.
-sigset_t BlockStopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
 }
 
 // Serves HTTP until SIGINT/SIGTERM. `runtime` (optional) ingests while serving.
@@ -250,10 +230,8 @@ int ServeUntilSignal(const sigset_t& signals, serve::HttpServer* server,
   service->set_ready(true);
   fmt::print("{{\"listening\":\"http://{}:{}\"}}\n", "127.0.0.1", server->port());
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  fmt::print(stderr, "tessera: {} received, flushing and stopping\n",
-             sig == SIGINT ? "SIGINT" : "SIGTERM");
+  const int sig = WaitForSignal(signals);
+  fmt::print(stderr, "tessera: {} received, flushing and stopping\n", SignalName(sig));
   service->set_ready(false);
   server->Stop();
   service->Shutdown();

@@ -9,7 +9,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -18,6 +17,8 @@
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/metrics.h"
+#include "common/net_util.h"
+#include "common/signals.h"
 #include "common/time_util.h"
 #include "serve/http_server.h"
 #include "workspaces/kube/curl_kube_client.h"
@@ -66,11 +67,7 @@ std::string Env(const char* name, std::string fallback) {
 }
 
 int Run(const Flags& f) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   int64_t lease_ms = 0, renew_ms = 0, retry_ms = 0, activity_ms = 0, resync_ms = 0;
   for (auto [text, out, name] :
@@ -101,20 +98,16 @@ int Run(const Flags& f) {
   const Clock* clock = SystemClock::Default();
   MetricsRegistry registry;
   OperatorMetrics metrics(&registry, clock);
-  const size_t colon = f.metrics_addr.rfind(':');
-  unsigned port = 0;
-  const char* port_begin = f.metrics_addr.data() + (colon == std::string::npos ? 0 : colon + 1);
-  const char* port_end = f.metrics_addr.data() + f.metrics_addr.size();
-  if (colon == std::string::npos || colon == 0 ||
-      std::from_chars(port_begin, port_end, port) !=
-          std::from_chars_result{port_end, std::errc{}} ||
-      port > 65535) {
+  HostPortOptions strict;
+  strict.require_host = true;
+  const absl::StatusOr<HostPort> metrics_addr = ParseHostPort(f.metrics_addr, strict);
+  if (!metrics_addr.ok()) {
     return Fail("--metrics-addr",
                 InvalidArgument("\"{}\" is not HOST:PORT (PORT 0-65535)", f.metrics_addr));
   }
   serve::HttpServerOptions http_options;
-  http_options.address = f.metrics_addr.substr(0, colon);
-  http_options.port = static_cast<uint16_t>(port);
+  http_options.address = metrics_addr->host;
+  http_options.port = metrics_addr->port;
   http_options.threads = 1;
   serve::HttpServer http(http_options);
   http.Route("GET", "/metrics", [&](serve::HttpRequest&&, serve::Responder respond) {
@@ -150,10 +143,8 @@ int Run(const Flags& f) {
 
   std::atomic<bool> stop{false};
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    fmt::print(stderr, "tessera-operator: {} received; stopping\n",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
+    const int sig = WaitForSignal(signals);
+    fmt::print(stderr, "tessera-operator: {} received; stopping\n", SignalName(sig));
     stop.store(true);
   });
   signal_thread.detach();  // the process exits right after Run returns

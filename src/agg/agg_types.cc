@@ -1,10 +1,9 @@
 #include "agg/agg_types.h"
 
-#include <algorithm>
-#include <cctype>
 #include <string>
 
 #include "common/errors.h"
+#include "common/strings.h"
 
 namespace tessera::agg {
 
@@ -46,8 +45,7 @@ std::string_view AggKindName(AggKind kind) {
 }
 
 bool LookupAggKind(std::string_view name, bool star, AggKind* kind) {
-  std::string n(name);
-  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::toupper(c); });
+  const std::string n = ToUpperAscii(name);
   struct Entry {
     const char* name;
     AggKind kind;

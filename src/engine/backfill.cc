@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "common/value.h"
 #include "engine/input_progress.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 namespace {
@@ -133,7 +134,7 @@ class FileChunkSource final : public ChunkSource {
     }
     TESSERA_ASSIGN_OR_RETURN(PrefixMatch match,
                              MatchCommittedPrefix(in.path, candidates, fingerprint));
-    in.record.key = InputProgressKey(next_seq_++);
+    in.record.key = store::meta::InputProgressKey(next_seq_++);
     in.record.path = in.path;
     tail_ = 0;
     if (match.record == nullptr) return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "engine/catalog_store.h"
 #include "engine/input_progress.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 namespace {
@@ -155,7 +156,7 @@ class BackfillTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Write(const std::string& name, std::string_view bytes) {
-    const std::string path = (dir_ / name).string();
+    std::string path = (dir_ / name).string();
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     return path;
@@ -337,7 +338,8 @@ TEST_F(BackfillTest, RecordsOfThePreviousFormatAreHonouredAndRewritten) {
   Db db;
   db.BackfillOk({Write("half.ndjson", text.substr(0, cut))});
   store::WriteBatch legacy;
-  for (const auto& [key, value] : db.Meta(kInputProgressPrefix)) legacy.meta_deletes.push_back(key);
+  for (const auto& [key, value] : db.Meta(store::meta::kInputProgressPrefix))
+    legacy.meta_deletes.push_back(key);
   legacy.meta.emplace_back(
       "file/" + *fp,
       nlohmann::json{{"path", full}, {"offset", cut}, {"lines", 600}, {"done", false}}.dump());
@@ -348,7 +350,7 @@ TEST_F(BackfillTest, RecordsOfThePreviousFormatAreHonouredAndRewritten) {
   EXPECT_EQ(s.counters.lines, CountLines(text.substr(cut)));
   EXPECT_THAT(Diff(db.Tiles(), CleanTiles(text)), ::testing::IsEmpty());
   EXPECT_TRUE(db.Meta("file/").empty());  // rewritten in the new format
-  EXPECT_FALSE(db.Meta(kInputProgressPrefix).empty());
+  EXPECT_FALSE(db.Meta(store::meta::kInputProgressPrefix).empty());
   s = db.BackfillOk({Write("plain.ndjson", text)});
   EXPECT_EQ(s.files_skipped, 1);
 
@@ -356,7 +358,8 @@ TEST_F(BackfillTest, RecordsOfThePreviousFormatAreHonouredAndRewritten) {
   Db db2;
   db2.BackfillOk({full});
   store::WriteBatch done;
-  for (const auto& [key, value] : db2.Meta(kInputProgressPrefix)) done.meta_deletes.push_back(key);
+  for (const auto& [key, value] : db2.Meta(store::meta::kInputProgressPrefix))
+    done.meta_deletes.push_back(key);
   done.meta.emplace_back(
       "file/" + *fp,
       nlohmann::json{{"path", full}, {"offset", text.size()}, {"lines", 1200}, {"done", true}}

@@ -3,13 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 
 #include "agg/aggregate.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 
@@ -21,20 +22,12 @@ absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64
 
 namespace {
 
-constexpr std::string_view kStmtPrefix = "catalog/stmt/";
-constexpr std::string_view kViewPrefix = "catalog/view/";
-constexpr std::string_view kNextViewId = "catalog/next_view_id";
-// The DB's storage format. 1 (no entry): composite keys were stored as the parts joined by '|',
-// which is ambiguous; 2: parts are length-prefixed (engine/entity_key.h).
-constexpr std::string_view kFormatVersionKey = "format_version";
-constexpr uint32_t kFormatVersion = 2;
+namespace meta = store::meta;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
+// The DB's storage format (meta::kFormatVersionKey; docs/storage_format.md). 1 (no entry):
+// composite keys were stored as the parts joined by '|', which is ambiguous; 2: parts are
+// length-prefixed (engine/entity_key.h).
+constexpr uint32_t kFormatVersion = 2;
 
 bool ParseU32(std::string_view s, uint32_t* out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
@@ -56,25 +49,29 @@ absl::StatusOr<std::unique_ptr<tile::TileLayout>> MakeTileLayout(const sql::View
 absl::StatusOr<std::unique_ptr<CatalogStore>> CatalogStore::Load(store::TileStore* store) {
   std::unique_ptr<CatalogStore> cs(new CatalogStore(store));
   std::vector<std::string> statements;
-  TESSERA_RETURN_IF_ERROR(store->ScanMeta(
-      kStmtPrefix, [&](std::string_view, std::string_view v) { statements.emplace_back(v); }));
+  TESSERA_RETURN_IF_ERROR(
+      store->ScanMeta(meta::kCatalogStatementPrefix,
+                      [&](std::string_view, std::string_view v) { statements.emplace_back(v); }));
   std::vector<std::pair<std::string, uint32_t>> ids;
   absl::Status bad;
-  TESSERA_RETURN_IF_ERROR(store->ScanMeta(kViewPrefix, [&](std::string_view k, std::string_view v) {
-    uint32_t id = 0;
-    if (!ParseU32(v, &id)) bad = DataLoss("catalog entry '{}' has a bad view id", k);
-    ids.emplace_back(std::string(k.substr(kViewPrefix.size())), id);
-  }));
+  TESSERA_RETURN_IF_ERROR(
+      store->ScanMeta(meta::kCatalogViewIdPrefix, [&](std::string_view k, std::string_view v) {
+        uint32_t id = 0;
+        if (!ParseU32(v, &id)) bad = DataLoss("catalog entry '{}' has a bad view id", k);
+        ids.emplace_back(std::string(*meta::ParseCatalogViewIdKey(k)), id);
+      }));
   TESSERA_RETURN_IF_ERROR(bad);
-  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> next, store->GetMeta(kNextViewId));
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> next,
+                           store->GetMeta(meta::kCatalogNextViewIdKey));
   if (next.has_value() && !ParseU32(*next, &cs->next_view_id_)) {
-    return DataLoss("catalog entry '{}' is corrupt", kNextViewId);
+    return DataLoss("catalog entry '{}' is corrupt", meta::kCatalogNextViewIdKey);
   }
   TESSERA_RETURN_IF_ERROR(cs->Rebuild(statements, ids));
-  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> format, store->GetMeta(kFormatVersionKey));
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> format,
+                           store->GetMeta(meta::kFormatVersionKey));
   uint32_t version = 1;
   if (format.has_value() && !ParseU32(*format, &version)) {
-    return DataLoss("catalog entry '{}' is corrupt: '{}'", kFormatVersionKey, *format);
+    return DataLoss("catalog entry '{}' is corrupt: '{}'", meta::kFormatVersionKey, *format);
   }
   if (version > kFormatVersion) {
     return FailedPrecondition(
@@ -111,7 +108,7 @@ absl::Status CatalogStore::Rebuild(const std::vector<std::string>& statements,
   std::vector<std::unique_ptr<ViewRuntime>> views;
   for (const sql::ViewDef& v : catalog.views) {
     auto it = std::find_if(ids.begin(), ids.end(),
-                           [&](const auto& p) { return p.first == Lower(v.name); });
+                           [&](const auto& p) { return p.first == ToLowerAscii(v.name); });
     if (it == ids.end()) return DataLoss("view '{}' has no id in the DB's catalog", v.name);
     auto rt = std::make_unique<ViewRuntime>();
     rt->def = &v;
@@ -129,9 +126,9 @@ absl::Status CatalogStore::Rebuild(const std::vector<std::string>& statements,
 }
 
 const ViewRuntime* CatalogStore::FindView(std::string_view name) const {
-  std::string lower = Lower(name);
+  std::string lower = ToLowerAscii(name);
   for (const auto& v : views_) {
-    if (Lower(v->def->name) == lower) return v.get();
+    if (ToLowerAscii(v->def->name) == lower) return v.get();
   }
   return nullptr;
 }
@@ -170,19 +167,18 @@ absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view
   uint32_t next_id = next_view_id_;
   store::WriteBatch batch;
   for (const std::string& stmt : new_statements) {
-    batch.meta.emplace_back(fmt::format("{}{:08d}", kStmtPrefix, statements.size()), stmt);
+    batch.meta.emplace_back(meta::CatalogStatementKey(statements.size()), stmt);
     statements.push_back(stmt);
   }
   for (const sql::ViewDef& v : incoming.views) {
     if (catalog_.FindView(v.name) != nullptr) continue;
-    ids.emplace_back(Lower(v.name), next_id);
-    batch.meta.emplace_back(fmt::format("{}{}", kViewPrefix, Lower(v.name)),
-                            std::to_string(next_id));
+    ids.emplace_back(ToLowerAscii(v.name), next_id);
+    batch.meta.emplace_back(meta::CatalogViewIdKey(v.name), std::to_string(next_id));
     ++next_id;
   }
-  batch.meta.emplace_back(std::string(kNextViewId), std::to_string(next_id));
+  batch.meta.emplace_back(std::string(meta::kCatalogNextViewIdKey), std::to_string(next_id));
   if (!format_recorded_) {
-    batch.meta.emplace_back(std::string(kFormatVersionKey), std::to_string(kFormatVersion));
+    batch.meta.emplace_back(std::string(meta::kFormatVersionKey), std::to_string(kFormatVersion));
   }
   // Validate before persisting: the combined catalog must bind.
   TESSERA_RETURN_IF_ERROR(Rebuild(statements, ids));

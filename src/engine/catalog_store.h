@@ -29,7 +29,7 @@ absl::Status UnreadableTile(const ViewRuntime& view, std::string_view key, int64
 // The catalog a DB directory keeps: every CREATE statement ever registered, as SQL text, plus
 // the id of each view. Stored in the TileStore's metadata, so `tessera get` needs no SQL.
 //
-// Metadata keys:
+// Metadata keys (store/meta_keys.h):
 //   catalog/stmt/<8-digit sequence>  -> the statement's SQL text, in registration order
 //   catalog/view/<lower-case name>   -> the view's id (decimal)
 //   catalog/next_view_id             -> next id to hand out (decimal)

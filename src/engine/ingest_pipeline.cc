@@ -12,6 +12,7 @@
 #include "common/time_util.h"
 #include "engine/entity_key.h"
 #include "sql/expr.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 
@@ -51,7 +52,7 @@ struct IngestPipeline::Worker {
 };
 
 namespace {
-std::string HasTilesKey(uint32_t view_id) { return fmt::format("view/{}/has_tiles", view_id); }
+std::string HasTilesKey(uint32_t view_id) { return store::meta::ViewHasTilesKey(view_id); }
 }  // namespace
 
 IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
@@ -103,10 +104,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
 IngestPipeline::~IngestPipeline() = default;
 
 std::string IngestPipeline::WatermarkKey() const {
-  std::string name = source_.name;
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return "source/" + name + "/max_event_time";
+  return store::meta::SourceMaxEventTimeKey(source_.name);
 }
 
 absl::Status IngestPipeline::Init() {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -16,6 +15,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "source/file/line_reader.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 
@@ -50,6 +50,8 @@ std::string ContentHash::Hex() const {
 
 namespace {
 
+namespace meta = store::meta;
+
 std::string HashOf(std::string_view bytes) {
   ContentHash h;
   h.Update(bytes);
@@ -57,10 +59,6 @@ std::string HashOf(std::string_view bytes) {
 }
 
 }  // namespace
-
-std::string InputProgressKey(uint64_t seq) {
-  return fmt::format("{}{:016x}", kInputProgressPrefix, seq);
-}
 
 std::string EncodeInputProgress(const InputProgress& p) {
   nlohmann::json j = {{"path", p.path}, {"offset", p.offset},       {"lines", p.lines},
@@ -76,18 +74,13 @@ absl::StatusOr<StoredInputProgress> LoadInputProgress(store::TileStore* store) {
       bad = DataLoss("corrupt backfill progress record '{}' in the DB: {}", key, why);
     }
   };
-  TESSERA_RETURN_IF_ERROR(store->ScanMeta(kInputProgressPrefix, [&](std::string_view key,
-                                                                    std::string_view value) {
+  TESSERA_RETURN_IF_ERROR(store->ScanMeta(meta::kInputProgressPrefix, [&](std::string_view key,
+                                                                          std::string_view value) {
     InputProgress p;
     p.key = std::string(key);
-    const std::string_view seq_hex = key.substr(kInputProgressPrefix.size());
-    uint64_t seq = 0;
-    const auto [end, ec] =
-        std::from_chars(seq_hex.data(), seq_hex.data() + seq_hex.size(), seq, 16);
-    if (seq_hex.size() != 16 || ec != std::errc() || end != seq_hex.data() + seq_hex.size()) {
-      return corrupt(key, "bad record number");
-    }
-    out.next_seq = std::max(out.next_seq, seq + 1);
+    const std::optional<uint64_t> seq = meta::ParseInputProgressKey(key);
+    if (!seq.has_value()) return corrupt(key, "bad record number");
+    out.next_seq = std::max(out.next_seq, *seq + 1);
     nlohmann::json j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object() || !j.contains("offset") || !j["offset"].is_number() ||
         !j.contains("hash") || !j["hash"].is_string() || !j.contains("head_hash") ||
@@ -104,11 +97,11 @@ absl::StatusOr<StoredInputProgress> LoadInputProgress(store::TileStore* store) {
   }));
   TESSERA_RETURN_IF_ERROR(bad);
   // The previous format: "file/<fingerprint of the stored bytes>" = {path, offset, lines, done}.
-  TESSERA_RETURN_IF_ERROR(
-      store->ScanMeta(kLegacyFilePrefix, [&](std::string_view key, std::string_view value) {
+  TESSERA_RETURN_IF_ERROR(store->ScanMeta(
+      meta::kLegacyInputProgressPrefix, [&](std::string_view key, std::string_view value) {
         InputProgress p;
         p.key = std::string(key);
-        p.legacy_fingerprint = std::string(key.substr(kLegacyFilePrefix.size()));
+        p.legacy_fingerprint = std::string(key.substr(meta::kLegacyInputProgressPrefix.size()));
         nlohmann::json j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
         if (p.legacy_fingerprint.empty() || j.is_discarded() || !j.is_object() ||
             !j.contains("offset") || !j["offset"].is_number() || !j.contains("done")) {

@@ -56,12 +56,8 @@ struct InputProgress {
   bool legacy() const { return !legacy_fingerprint.empty(); }
 };
 
-// Metadata key prefixes: this format, and the previous one (migrated on use).
-inline constexpr std::string_view kInputProgressPrefix = "backfill/input/";
-inline constexpr std::string_view kLegacyFilePrefix = "file/";
-
-// The metadata key of record number `seq`.
-std::string InputProgressKey(uint64_t seq);
+// Stored under store::meta::InputProgressKey(seq) ("backfill/input/<16 hex digits>"); records of
+// the previous format under store::meta::kLegacyInputProgressPrefix ("file/"), migrated on use.
 // The JSON value stored for `p` (every field but key and legacy_fingerprint).
 std::string EncodeInputProgress(const InputProgress& p);
 

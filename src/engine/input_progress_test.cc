@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 namespace {
@@ -125,7 +126,7 @@ TEST(InputProgressStoreTest, RoundTripsThroughTheStoreAndNumbersRecords) {
   p.lines = 1;
   p.done = true;
   store::WriteBatch batch;
-  batch.meta.emplace_back(InputProgressKey(41), EncodeInputProgress(p));
+  batch.meta.emplace_back(store::meta::InputProgressKey(41), EncodeInputProgress(p));
   batch.meta.emplace_back("file/abcd", R"({"path":"y","offset":5,"lines":1,"done":false})");
   ASSERT_TRUE(store.Write(batch).ok());
   auto loaded = LoadInputProgress(&store);
@@ -133,7 +134,7 @@ TEST(InputProgressStoreTest, RoundTripsThroughTheStoreAndNumbersRecords) {
   EXPECT_EQ(loaded->next_seq, 42u);
   ASSERT_EQ(loaded->records.size(), 2u);
   const InputProgress& r = loaded->records[0];
-  EXPECT_EQ(r.key, InputProgressKey(41));
+  EXPECT_EQ(r.key, store::meta::InputProgressKey(41));
   EXPECT_EQ(r.offset, 8u);
   EXPECT_EQ(r.lines, 1);
   EXPECT_EQ(r.hash, p.hash);

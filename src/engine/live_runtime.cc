@@ -4,6 +4,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "source/file/follow_source.h"
 #include "source/file/stdin_source.h"
 
@@ -34,9 +35,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     auto r = std::make_unique<Running>();
     r->source = &source;
     r->views = views;
-    std::string connector = Option(source, "connector");
-    std::transform(connector.begin(), connector.end(), connector.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
+    const std::string connector = ToLowerAscii(Option(source, "connector"));
     if (connector == "http") {
       TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LogChunkSource> input,
                                source::LogChunkSource::Create(log, store, source.name));

@@ -9,14 +9,17 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "common/errors.h"
 #include "common/time_util.h"
+#include "engine/backfill.h"
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 
 namespace tessera::engine {
 namespace {
@@ -138,7 +141,7 @@ TEST(LiveRuntimeFile, FollowsAFileAndResumesExactlyAfterRestart) {
   }
   run->ExpectCount(&store, 35);
   ASSERT_TRUE(run->runtime->Stop().ok());
-  auto offset = store.GetMeta(source::FollowChunkSource::OffsetKey("ev", path));
+  auto offset = store.GetMeta(store::meta::FollowOffsetKey("ev", path));
   ASSERT_TRUE(offset.ok());
   ASSERT_TRUE(offset->has_value());
   EXPECT_EQ(std::stoull(**offset) + 21, fs::file_size(path)) << "the partial line is not in";
@@ -163,7 +166,7 @@ TEST(LiveRuntimeFile, FollowsAFileAndResumesExactlyAfterRestart) {
   ASSERT_NE(run, nullptr);
   run->ExpectCount(&store, 100);
   ASSERT_TRUE(run->runtime->Stop().ok());
-  auto final_offset = store.GetMeta(source::FollowChunkSource::OffsetKey("ev", path));
+  auto final_offset = store.GetMeta(store::meta::FollowOffsetKey("ev", path));
   ASSERT_TRUE(final_offset.ok());
   EXPECT_EQ(std::stoull(final_offset->value_or("0")), fs::file_size(path));
 }
@@ -199,6 +202,95 @@ TEST(LiveRuntimeStdin, ReadsUntilEndOfInput) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->windows[0].features[0].int64(), 12);
   ::close(fds[0]);
+}
+
+// Every metadata key the engine leaves in a DB after a backfill and a live run (file and http
+// sources, rollups owed and built, names in mixed case) belongs to a registered family of
+// store/meta_keys.h, and every family the engine writes shows up.
+TEST(LiveRuntimeMetadata, EveryKeyWrittenBelongsToARegisteredFamily) {
+  TempDir dir;
+  const std::string followed = dir.Path("live.ndjson");
+  AppendRows(followed, 0, 5);
+  const std::string sql = fmt::format(
+      "CREATE SOURCE Ev (user_id STRING, v BIGINT, ts TIMESTAMP) WITH (connector = 'file', "
+      "path = '{}');\n"
+      "CREATE SOURCE Hv (user_id STRING, v BIGINT, ts TIMESTAMP) WITH (connector = 'http');\n"
+      "CREATE FEATURE VIEW Stats AS SELECT user_id, COUNT(*) AS n FROM Ev GROUP BY user_id;\n"
+      "CREATE FEATURE VIEW hstats AS SELECT user_id, SUM(v) AS s FROM Hv GROUP BY user_id;\n",
+      followed);
+  store::MemoryTileStore store;
+  {
+    auto cs = CatalogStore::Load(&store);
+    ASSERT_TRUE(cs.ok()) << cs.status();
+    ASSERT_TRUE((*cs)->Register(sql).ok());
+    // Two days of rows, hourly: closed hours and days get rollups, the last ones are owed.
+    const std::string input = dir.Path("backfill.ndjson");
+    {
+      std::ofstream out(input, std::ios::binary);
+      for (int h = 0; h < 50; ++h) {
+        out << fmt::format(R"({{"user_id":"u/{}","v":1,"ts":{}}})", h % 3,
+                           kT0 + int64_t{h} * kMillisPerHour)
+            << "\n";
+      }
+    }
+    BackfillOptions o;
+    o.inputs = {input};
+    o.source = "ev";
+    o.pipeline.threads = 2;
+    auto summary = RunBackfill(&store, cs->get(), o);
+    ASSERT_TRUE(summary.ok()) << summary.status();
+  }
+  {
+    auto cs = CatalogStore::Load(&store);
+    ASSERT_TRUE(cs.ok()) << cs.status();
+    auto rt = LiveRuntime::Create(cs->get(), &store, &store, TestOptions());
+    ASSERT_TRUE(rt.ok()) << rt.status();
+    ASSERT_TRUE((*rt)->Start().ok());
+    std::vector<LiveRuntime::HttpSource> http = (*rt)->TakeHttpSources();
+    ASSERT_EQ(http.size(), 1u);
+    auto ingested = http[0].ingest->Ingest(
+        "batch-1", fmt::format(R"({{"user_id":"h","v":2,"ts":{}}})", kT0) + "\n");
+    ASSERT_TRUE(ingested.ok()) << ingested.status();
+    http[0].consumer->Notify();
+    AppendRows(followed, 5, 5);
+    // Wait until both sources have checkpointed what they were given.
+    for (int i = 0; i < 1000; ++i) {
+      auto log = store.GetMeta(store::meta::LogPositionKey("Hv"));
+      auto offset = store.GetMeta(store::meta::FollowOffsetKey("Ev", followed));
+      ASSERT_TRUE(log.ok() && offset.ok());
+      if (log->has_value() && offset->has_value() &&
+          **offset == std::to_string(std::filesystem::file_size(followed))) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_TRUE((*rt)->Stop().ok());
+  }
+
+  std::set<store::meta::Family> seen;
+  std::vector<std::string> unregistered;
+  ASSERT_TRUE(store
+                  .ScanMeta("",
+                            [&](std::string_view key, std::string_view) {
+                              std::optional<store::meta::Family> f = store::meta::Classify(key);
+                              if (f.has_value()) {
+                                seen.insert(*f);
+                              } else {
+                                unregistered.emplace_back(key);
+                              }
+                            })
+                  .ok());
+  EXPECT_THAT(unregistered, ::testing::IsEmpty());
+  using F = store::meta::Family;
+  EXPECT_EQ(seen,
+            (std::set<F>{F::kCatalogStatement, F::kCatalogViewId, F::kCatalogNextViewId,
+                         F::kFormatVersion, F::kSourceMaxEventTime, F::kViewHasTiles,
+                         F::kOwedRollup, F::kInputProgress, F::kLogPosition, F::kFollowOffset}));
+  // Spellings: case-folded where the family says so, declared elsewhere.
+  EXPECT_TRUE(store.GetMeta("catalog/view/stats")->has_value());
+  EXPECT_TRUE(store.GetMeta("source/ev/max_event_time")->has_value());
+  EXPECT_TRUE(store.GetMeta("source/hv/max_event_time")->has_value());
+  EXPECT_TRUE(store.GetMeta("log/Hv/position")->has_value());
 }
 
 TEST(LiveRuntimeConnectors, ErrorsNameTheSource) {

@@ -1,12 +1,11 @@
 #include "engine/rollups.h"
 
-#include <charconv>
-
 #include "absl/container/flat_hash_set.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "store/meta_keys.h"
 #include "tile/tile_layout.h"
 #include "tile/tile_math.h"
 
@@ -67,16 +66,6 @@ absl::StatusOr<bool> BuildRollupFromStore(
   return true;
 }
 
-std::string PendingRollups::MarkerPrefix(uint32_t view_id) {
-  return fmt::format("rollup/owed/{}/", view_id);
-}
-
-std::string PendingRollups::MarkerKey(uint32_t view_id, Resolution resolution, int64_t start_ms,
-                                      std::string_view key) {
-  return fmt::format("rollup/owed/{}/{}/{}/{}", view_id, static_cast<int>(resolution), start_ms,
-                     key);
-}
-
 PendingRollups::SlotId PendingRollups::Id(uint32_t view_id, Resolution resolution,
                                           int64_t start_ms) {
   // Rollup units do not depend on the base tile size.
@@ -86,35 +75,21 @@ PendingRollups::SlotId PendingRollups::Id(uint32_t view_id, Resolution resolutio
 
 absl::Status PendingRollups::Load(const std::vector<uint32_t>& view_ids) {
   for (uint32_t view_id : view_ids) {
-    const std::string prefix = MarkerPrefix(view_id);
+    const std::string prefix = store::meta::OwedRollupViewPrefix(view_id);
     absl::Status parse;
-    TESSERA_RETURN_IF_ERROR(store_->ScanMeta(prefix, [&](std::string_view marker,
-                                                         std::string_view) {
-      if (!parse.ok()) return;
-      // {res}/{start}/{key}
-      std::string_view rest = marker.substr(prefix.size());
-      int res = -1;
-      int64_t start = 0;
-      auto [p1, e1] = std::from_chars(rest.data(), rest.data() + rest.size(), res);
-      const char* end = rest.data() + rest.size();
-      bool ok =
-          e1 == std::errc() && p1 < end && *p1 == '/' &&
-          (res == static_cast<int>(Resolution::kHour) || res == static_cast<int>(Resolution::kDay));
-      const char* p2 = p1;
-      if (ok) {
-        auto [q, e2] = std::from_chars(p1 + 1, end, start);
-        ok = e2 == std::errc() && q < end && *q == '/';
-        p2 = q;
-      }
-      if (!ok) {
-        parse =
-            DataLoss("corrupt owed-rollup marker '{}': expected {}RES/START/KEY", marker, prefix);
-        return;
-      }
-      std::string_view key(p2 + 1, static_cast<size_t>(end - p2 - 1));
-      Slot& slot = slots_[Id(view_id, static_cast<Resolution>(res), start)];
-      if (slot.key_hashes.insert(Hash64(key)).second) ++size_;
-    }));
+    TESSERA_RETURN_IF_ERROR(
+        store_->ScanMeta(prefix, [&](std::string_view marker, std::string_view) {
+          if (!parse.ok()) return;
+          const std::optional<store::meta::OwedRollupMarker> m =
+              store::meta::ParseOwedRollupKey(marker);
+          if (!m.has_value()) {
+            parse = DataLoss("corrupt owed-rollup marker '{}': expected {}RES/START/KEY", marker,
+                             prefix);
+            return;
+          }
+          Slot& slot = slots_[Id(view_id, m->resolution, m->start_ms)];
+          if (slot.key_hashes.insert(Hash64(m->entity_key)).second) ++size_;
+        }));
     TESSERA_RETURN_IF_ERROR(parse);
   }
   return absl::OkStatus();
@@ -125,14 +100,16 @@ void PendingRollups::Owe(const RollupRef& r, store::WriteBatch* batch) {
   if (!slot.key_hashes.insert(r.key_hash).second) return;
   ++size_;
   if (slot.listed) slot.keys.emplace_back(r.key);  // not expected: listed slots are closed
-  batch->meta.emplace_back(MarkerKey(r.view_id, r.resolution, r.start_ms, r.key), "");
+  batch->meta.emplace_back(store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key),
+                           "");
 }
 
 void PendingRollups::Settle(const RollupRef& r, store::WriteBatch* batch) {
   auto it = slots_.find(Id(r.view_id, r.resolution, r.start_ms));
   if (it == slots_.end() || it->second.key_hashes.erase(r.key_hash) == 0) return;
   --size_;
-  batch->meta_deletes.push_back(MarkerKey(r.view_id, r.resolution, r.start_ms, r.key));
+  batch->meta_deletes.push_back(
+      store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key));
   if (it->second.key_hashes.empty() && !it->second.listed) slots_.erase(it);
 }
 
@@ -160,8 +137,7 @@ absl::Status PendingRollups::TakeClosed(int64_t closed_by_ms, size_t limit,
     if (!slot.listed) {
       // The slot closed by the last commit, so no marker of it can be added and all are committed:
       // list the keys from the store.
-      const std::string prefix =
-          fmt::format("{}{}/{}/", MarkerPrefix(view_id), static_cast<int>(res), start_ms);
+      const std::string prefix = store::meta::OwedRollupSlotPrefix(view_id, resolution, start_ms);
       TESSERA_RETURN_IF_ERROR(store_->ScanMeta(prefix, [&](std::string_view m, std::string_view) {
         slot.keys.emplace_back(m.substr(prefix.size()));
       }));
@@ -169,7 +145,7 @@ absl::Status PendingRollups::TakeClosed(int64_t closed_by_ms, size_t limit,
     }
     for (; slot.next < slot.keys.size() && out->size() < limit; ++slot.next) {
       std::string& key = slot.keys[slot.next];
-      batch->meta_deletes.push_back(MarkerKey(view_id, resolution, start_ms, key));
+      batch->meta_deletes.push_back(store::meta::OwedRollupKey(view_id, resolution, start_ms, key));
       if (slot.key_hashes.erase(Hash64(key)) > 0) --size_;
       out->push_back(OwedRollup{view_id, resolution, start_ms, std::move(key)});
     }

@@ -71,8 +71,8 @@ absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileSt
                                           std::vector<std::pair<store::TileKey, std::string>>* out);
 
 // The rollups owed by one source's views (base tiles were written while their slot was
-// open): in the store as metadata markers
-// ("rollup/owed/{view}/{resolution}/{start}/{key}", written in the same atomic batch as the base
+// open): in the store as metadata markers (store::meta::OwedRollupKey,
+// "rollup/owed/{view}/{resolution}/{start}/{key}", written in the same atomic batch as the base
 // tiles that made them owed), and mirrored in memory so a slot's marker is written once, not on
 // every flush. Not thread-safe: the pipeline's coordinating thread owns it.
 //
@@ -101,10 +101,6 @@ class PendingRollups {
   size_t size() const { return size_; }
   // Of those, the ones whose slots end at or before `closed_by_ms`.
   size_t CountClosed(int64_t closed_by_ms) const;
-
-  static std::string MarkerPrefix(uint32_t view_id);
-  static std::string MarkerKey(uint32_t view_id, store::Resolution resolution, int64_t start_ms,
-                               std::string_view key);
 
  private:
   // Ordered by slot end, so the closed slots come first.

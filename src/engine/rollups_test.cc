@@ -15,6 +15,7 @@
 #include "engine/feature_reader.h"
 #include "engine/ingest_pipeline.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 #include "tile/tile_math.h"
 
 namespace tessera::engine {
@@ -52,7 +53,7 @@ TEST(PendingRollups, OweWritesOneMarkerPerSlotAndKey) {
   pending.Owe(Ref(1, Resolution::kDay, kT0, "a"), &batch);
   pending.Owe(Ref(1, Resolution::kHour, kT0, "b|c"), &batch);
   ASSERT_EQ(batch.meta.size(), 3u);
-  EXPECT_EQ(batch.meta[0].first, PendingRollups::MarkerKey(1, Resolution::kHour, kT0, "a"));
+  EXPECT_EQ(batch.meta[0].first, store::meta::OwedRollupKey(1, Resolution::kHour, kT0, "a"));
   EXPECT_EQ(pending.size(), 3u);
   ASSERT_TRUE(store.Write(batch).ok());
 
@@ -110,7 +111,7 @@ TEST(PendingRollups, TakeClosedHandsOutClosedSlotsOldestFirstWithinTheLimit) {
 TEST(PendingRollups, CorruptMarkerIsDataLoss) {
   store::MemoryTileStore store;
   store::WriteBatch batch;
-  batch.meta.emplace_back(PendingRollups::MarkerPrefix(3) + "7/abc/k", "");
+  batch.meta.emplace_back(store::meta::OwedRollupViewPrefix(3) + "7/abc/k", "");
   ASSERT_TRUE(store.Write(batch).ok());
   PendingRollups pending(&store);
   absl::Status s = pending.Load({3});

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "engine/catalog_store.h"
+#include "store/meta_keys.h"
 
 namespace tessera::serve {
 
@@ -33,12 +34,12 @@ DbFollower::~DbFollower() { Stop(); }
 absl::StatusOr<std::string> DbFollower::CatalogFingerprint() {
   // The catalog is a handful of small metadata entries: comparing them whole is exact and cheap.
   std::string fp;
-  TESSERA_RETURN_IF_ERROR(
-      store_->ScanMeta("catalog/", [&](std::string_view key, std::string_view value) {
-        fp += fmt::format("{}:{}:", key.size(), value.size());
-        fp += key;
-        fp += value;
-      }));
+  TESSERA_RETURN_IF_ERROR(store_->ScanMeta(store::meta::kCatalogPrefix,
+                                           [&](std::string_view key, std::string_view value) {
+                                             fp += fmt::format("{}:{}:", key.size(), value.size());
+                                             fp += key;
+                                             fp += value;
+                                           }));
   return fp;
 }
 

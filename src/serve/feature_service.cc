@@ -3,23 +3,16 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "common/value.h"
 #include "engine/entity_key.h"
 
 namespace tessera::serve {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 int HttpStatusFor(const absl::Status& s) {
   switch (s.code()) {
@@ -139,7 +132,7 @@ void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
                            "Rows POST /v1/ingest answered as late (not appended)", labels),
       metrics_->GetHistogram("tessera_log_append_seconds",
                              "Durable log append latency (incl. group-commit fsync)", labels)};
-  ingest_.emplace(Lower(name), std::move(t));
+  ingest_.emplace(ToLowerAscii(name), std::move(t));
 }
 
 void FeatureService::RegisterRoutes(HttpServer* server) {
@@ -347,7 +340,7 @@ HttpResponse FeatureService::ListViews() const {
     sources.push_back({{"name", s.name},
                        {"columns", cols},
                        {"lateness", FormatDurationMillis(s.lateness_ms)},
-                       {"ingest", ingest_.count(Lower(s.name)) > 0}});
+                       {"ingest", ingest_.count(ToLowerAscii(s.name)) > 0}});
   }
   // The catalog's SQL came from files; replace (never throw on) any invalid UTF-8 in it.
   return HttpResponse::Json(200,
@@ -357,7 +350,7 @@ HttpResponse FeatureService::ListViews() const {
 
 void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   const std::string source = *req.Param("source");
-  auto it = ingest_.find(Lower(source));
+  auto it = ingest_.find(ToLowerAscii(source));
   if (it == ingest_.end()) {
     respond(HttpResponse::Error(
         404, fmt::format("no source '{}' accepts HTTP ingest (needs connector = 'http')", source)));

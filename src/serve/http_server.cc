@@ -23,6 +23,7 @@
 #include "common/errors.h"
 #include "common/json_string.h"
 #include "common/mutex.h"
+#include "common/strings.h"
 
 namespace tessera::serve {
 
@@ -113,12 +114,6 @@ std::string_view MetricMethod(std::string_view method) {
     if (method == known) return known;
   }
   return "other";
-}
-
-std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 enum class GunzipResult { kOk, kTooLarge, kMalformed };
@@ -611,7 +606,7 @@ void Connection::Dispatch() {
     }
   }
   if (const std::string* encoding = req.Header("Content-Encoding")) {
-    const std::string_view enc = TrimSpaces(*encoding);
+    const std::string_view enc = Trim(*encoding);
     if (EqualsIgnoreCase(enc, "gzip") || EqualsIgnoreCase(enc, "x-gzip")) {
       if (!req.body.empty()) {
         std::string decoded, error;

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <utility>
 
+#include "common/strings.h"
+
 namespace tessera::serve {
 
 struct ClientResponse {
@@ -81,8 +83,7 @@ class Client {
       if (end == std::string::npos) end = head.size();
       std::string line = head.substr(pos, end - pos);
       size_t colon = line.find(':');
-      std::string name = line.substr(0, colon);
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const std::string name = ToLowerAscii(line.substr(0, colon));
       std::string value = line.substr(colon + 1);
       while (!value.empty() && value.front() == ' ') value.erase(0, 1);
       r.headers[name] = value;
@@ -106,7 +107,7 @@ class Client {
 
   std::optional<ClientResponse> Head(const std::string& target) {
     if (!Send("HEAD " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")) return std::nullopt;
-    return Read(/*head=*/true);
+    return Read(/*head_request=*/true);
   }
 
   std::optional<ClientResponse> Post(const std::string& target, const std::string& body) {

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "sql/expr.h"
 #include "sql/expr_binder.h"
@@ -107,20 +108,10 @@ inline void CopyRow(const Column& src, size_t i, Column* dst, size_t j) {
   }
 }
 
-std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // Parses a whole number (an optional '+', surrounding spaces allowed) with std::from_chars.
 template <typename T>
 bool ParseNumber(std::string_view s, T* out) {
-  s = TrimSpaces(s);
+  s = Trim(s);
   if (!s.empty() && s.front() == '+') {
     s.remove_prefix(1);
   }
@@ -136,7 +127,7 @@ bool ParseInt64(std::string_view s, int64_t* out) { return ParseNumber(s, out); 
 bool ParseDouble(std::string_view s, double* out) { return ParseNumber(s, out); }
 
 bool ParseBool(std::string_view s, int64_t* out) {
-  s = TrimSpaces(s);
+  s = Trim(s);
   if (s.size() == 1 && (s[0] == '1' || s[0] == '0')) {
     *out = s[0] == '1';
     return true;
@@ -556,7 +547,7 @@ void ExprEvaluator::Impl::RunCast(Node& node, size_t n, Arena* arena) {
           if (!ok) {
             break;
           }
-          std::optional<int64_t> ms = ParseRfc3339Millis(TrimSpaces(s));
+          std::optional<int64_t> ms = ParseRfc3339Millis(Trim(s));
           if (ms) {
             r.i64[i] = *ms;
           } else {

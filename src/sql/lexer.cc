@@ -91,6 +91,17 @@ absl::Status Lexer::SkipSpaceAndComments() {
   return absl::OkStatus();
 }
 
+Token Lexer::Emit(TokenKind kind, std::string text, size_t begin, size_t end) {
+  Token t;
+  t.kind = kind;
+  t.text = std::move(text);
+  t.pos = PosAt(begin);
+  t.begin = begin;
+  t.end = end;
+  pos_ = end;
+  return t;
+}
+
 absl::StatusOr<Token> Lexer::LexNumber(size_t start) {
   size_t p = start;
   bool decimal = false;
@@ -121,14 +132,8 @@ absl::StatusOr<Token> Lexer::LexNumber(size_t start) {
     return ErrorAt(PosAt(start), "malformed number '{}', expected digits",
                    input_.substr(start, p + 1 - start));
   }
-  Token t;
-  t.kind = decimal ? TokenKind::kDecimal : TokenKind::kInteger;
-  t.text = std::string(input_.substr(start, p - start));
-  t.pos = PosAt(start);
-  t.begin = start;
-  t.end = p;
-  pos_ = p;
-  return t;
+  return Emit(decimal ? TokenKind::kDecimal : TokenKind::kInteger,
+              std::string(input_.substr(start, p - start)), start, p);
 }
 
 absl::StatusOr<Token> Lexer::LexQuoted(size_t start, char quote, TokenKind kind) {
@@ -155,14 +160,7 @@ absl::StatusOr<Token> Lexer::LexQuoted(size_t start, char quote, TokenKind kind)
   if (kind == TokenKind::kQuotedIdent && text.empty()) {
     return ErrorAt(PosAt(start), "empty quoted identifier, expected a name");
   }
-  Token t;
-  t.kind = kind;
-  t.text = std::move(text);
-  t.pos = PosAt(start);
-  t.begin = start;
-  t.end = p;
-  pos_ = p;
-  return t;
+  return Emit(kind, std::move(text), start, p);
 }
 
 absl::StatusOr<Token> Lexer::Next() {
@@ -183,14 +181,7 @@ absl::StatusOr<Token> Lexer::Next() {
     while (p < input_.size() && IsIdentChar(input_[p])) {
       ++p;
     }
-    Token t;
-    t.kind = TokenKind::kIdent;
-    t.text = std::string(input_.substr(start, p - start));
-    t.pos = PosAt(start);
-    t.begin = start;
-    t.end = p;
-    pos_ = p;
-    return t;
+    return Emit(TokenKind::kIdent, std::string(input_.substr(start, p - start)), start, p);
   }
   if (IsDigit(c) || (c == '.' && pos_ + 1 < input_.size() && IsDigit(input_[pos_ + 1]))) {
     return LexNumber(start);
@@ -222,14 +213,7 @@ absl::StatusOr<Token> Lexer::Next() {
                    "string or operator",
                    DescribeChar(c));
   }
-  Token t;
-  t.kind = TokenKind::kSymbol;
-  t.text = std::string(rest.substr(0, len));
-  t.pos = PosAt(start);
-  t.begin = start;
-  t.end = start + len;
-  pos_ = start + len;
-  return t;
+  return Emit(TokenKind::kSymbol, std::string(rest.substr(0, len)), start, start + len);
 }
 
 absl::StatusOr<std::vector<Token>> Lexer::Tokenize() {

@@ -52,6 +52,8 @@ class Lexer {
 
  private:
   Pos PosAt(size_t offset) const;
+  // The token of kind `kind` spanning [begin, end) with `text`; the lexer continues at `end`.
+  Token Emit(TokenKind kind, std::string text, size_t begin, size_t end);
   absl::Status SkipSpaceAndComments();
   absl::StatusOr<Token> Next();
   absl::StatusOr<Token> LexNumber(size_t start);

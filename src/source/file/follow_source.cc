@@ -15,27 +15,24 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "store/meta_keys.h"
 
 namespace tessera::source {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool HasSuffix(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // Names of compressed formats: refused rather than followed (see the class comment).
 bool LooksCompressedByName(std::string_view path) {
   for (std::string_view ext : {".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz", ".lz4", ".zip"}) {
-    if (HasSuffix(path, ext)) return true;
+    if (path.ends_with(ext)) return true;
   }
   return false;
 }
 
 bool IsFollowedName(std::string_view name) {
   if (name.empty() || name[0] == '.') return false;
-  return HasSuffix(name, ".ndjson") || HasSuffix(name, ".json") || HasSuffix(name, ".jsonl");
+  return name.ends_with(".ndjson") || name.ends_with(".json") || name.ends_with(".jsonl");
 }
 
 std::string ErrnoText(int err) { return std::strerror(err); }
@@ -57,10 +54,6 @@ absl::StatusOr<size_t> PreadFully(int fd, const std::string& path, char* dst, si
 }
 
 }  // namespace
-
-std::string FollowChunkSource::OffsetKey(std::string_view source, std::string_view absolute_path) {
-  return fmt::format("file-follow/{}/{}", source, absolute_path);
-}
 
 absl::StatusOr<std::unique_ptr<FollowChunkSource>> FollowChunkSource::Create(
     store::TileStore* meta, std::string source, std::string path, FollowOptions options) {
@@ -98,22 +91,28 @@ absl::StatusOr<std::unique_ptr<FollowChunkSource>> FollowChunkSource::Create(
 
   std::unique_ptr<FollowChunkSource> s(
       new FollowChunkSource(std::move(source), abs_path, directory, options));
-  // Stored offsets of this source: the file itself, or the files directly in the directory.
-  const std::string prefix = OffsetKey(s->source_, "");
+  // Stored offsets of this source: the file itself, or the files directly in the directory. The
+  // prefix also matches sources named "<source>/…", hence the parse.
   absl::Status bad;
-  TESSERA_RETURN_IF_ERROR(meta->ScanMeta(prefix, [&](std::string_view key, std::string_view value) {
-    std::string file(key.substr(prefix.size()));
-    const bool mine =
-        directory ? fs::path(file).parent_path().string() == abs_path : file == abs_path;
-    if (!mine || !bad.ok()) return;
-    uint64_t offset = 0;
-    auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), offset);
-    if (e != std::errc() || p != value.data() + value.size()) {
-      bad = DataLoss("source '{}': corrupt stored offset for {}: '{}'", s->source_, file, value);
-      return;
-    }
-    s->stored_[file] = offset;
-  }));
+  TESSERA_RETURN_IF_ERROR(meta->ScanMeta(
+      store::meta::FollowOffsetPrefix(s->source_),
+      [&](std::string_view key, std::string_view value) {
+        const std::optional<store::meta::FollowOffset> parsed =
+            store::meta::ParseFollowOffsetKey(key);
+        if (!parsed.has_value() || parsed->source != s->source_) return;
+        std::string file(parsed->path);
+        const bool mine =
+            directory ? fs::path(file).parent_path().string() == abs_path : file == abs_path;
+        if (!mine || !bad.ok()) return;
+        uint64_t offset = 0;
+        auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), offset);
+        if (e != std::errc() || p != value.data() + value.size()) {
+          bad =
+              DataLoss("source '{}': corrupt stored offset for {}: '{}'", s->source_, file, value);
+          return;
+        }
+        s->stored_[file] = offset;
+      }));
   TESSERA_RETURN_IF_ERROR(bad);
 
   if (directory) {
@@ -344,7 +343,8 @@ void FollowChunkSource::WaitForData(std::chrono::milliseconds max_wait) {
 void FollowChunkSource::AddCheckpoint(store::WriteBatch* batch) {
   for (FileState& f : files_) {
     if (!f.dirty) continue;
-    batch->meta.emplace_back(OffsetKey(source_, f.path), std::to_string(f.offset));
+    batch->meta.emplace_back(store::meta::FollowOffsetKey(source_, f.path),
+                             std::to_string(f.offset));
     f.dirty = false;
   }
 }

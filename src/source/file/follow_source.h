@@ -39,7 +39,8 @@ struct FollowOptions {
 //   its newline arrives. A file that ends without a final '\n' therefore leaves its last line
 //   unread; writers must end every line, including the last.
 // - Checkpoint: per file, the byte offset handed out, as metadata
-//   "file-follow/<source>/<absolute path>" = decimal offset, written atomically with the tiles.
+//   store::meta::FollowOffsetKey ("file-follow/<source>/<absolute path>") = decimal offset,
+//   written atomically with the tiles.
 //   Create() reads them back, so a restart resumes exactly where the tiles end: nothing is lost
 //   or aggregated twice.
 // - Files may only grow. A file that shrinks below the offset handed out (truncated, or replaced
@@ -77,12 +78,10 @@ class FollowChunkSource final : public ChunkSource {
   // Sleeps in steps of poll_interval until some file grew, a new file appeared, or `max_wait`
   // passed.
   void WaitForData(std::chrono::milliseconds max_wait) override;
-  // Adds "file-follow/<source>/<absolute path>" = offset for every file whose offset changed
+  // Adds FollowOffsetKey(source, absolute path) = offset for every file whose offset changed
   // since the previous call.
   void AddCheckpoint(store::WriteBatch* batch) override;
 
-  // The metadata key holding the offset of `absolute_path` for `source`.
-  static std::string OffsetKey(std::string_view source, std::string_view absolute_path);
   // The offset handed out so far for `absolute_path`, or -1 if the file is not known (tests).
   int64_t offset(std::string_view absolute_path) const;
 

@@ -15,6 +15,7 @@
 #include "common/errors.h"
 #include "source/file/stdin_source.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 
 namespace tessera::source {
 namespace {
@@ -193,7 +194,7 @@ TEST(FollowChunkSource, ResumesFromStoredOffsets) {
     Append(dir.Path("b.ndjson"), "b2\n");
     EXPECT_EQ(Drain(src->get()), "b2\n");  // handed out, but its checkpoint is never written
   }
-  auto stored = store.GetMeta(FollowChunkSource::OffsetKey("ev", dir.Path("b.ndjson")));
+  auto stored = store.GetMeta(store::meta::FollowOffsetKey("ev", dir.Path("b.ndjson")));
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->value_or(""), "3");
 
@@ -226,11 +227,30 @@ TEST(FollowChunkSource, CorruptStoredOffsetIsDataLoss) {
   Append(dir.Path("a.ndjson"), "a1\n");
   store::MemoryTileStore store;
   store::WriteBatch batch;
-  batch.meta.emplace_back(FollowChunkSource::OffsetKey("ev", dir.Path("a.ndjson")), "x1");
+  batch.meta.emplace_back(store::meta::FollowOffsetKey("ev", dir.Path("a.ndjson")), "x1");
   ASSERT_TRUE(store.Write(batch).ok());
   auto src = FollowChunkSource::Create(&store, "ev", dir.Path("a.ndjson"));
   ASSERT_FALSE(src.ok());
   EXPECT_EQ(src.status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Source "ev"'s scan prefix "file-follow/ev/" also matches the keys of a source named
+// "ev/<dir>" (quoted identifiers may hold '/'); such a key once passed for a file of `dir`
+// ("/<dir>//a.ndjson" has parent "/<dir>"). Only "ev"'s own keys count.
+TEST(FollowChunkSource, IgnoresOffsetsOfSourcesWhoseNameExtendsItsOwn) {
+  TempDir dir;
+  Append(dir.Path("a.ndjson"), "a1\na2\n");
+  store::MemoryTileStore store;
+  store::WriteBatch batch;
+  const std::string other = "ev/" + dir.path();  // "ev/" + "/tmp/…": "ev//tmp/…"
+  const std::string key = store::meta::FollowOffsetKey(other, "/a.ndjson");
+  ASSERT_TRUE(key.starts_with(store::meta::FollowOffsetPrefix("ev")));
+  batch.meta.emplace_back(key, "not an offset");
+  batch.meta.emplace_back(store::meta::FollowOffsetKey("ev", dir.Path("a.ndjson")), "3");
+  ASSERT_TRUE(store.Write(batch).ok());
+  auto src = FollowChunkSource::Create(&store, "ev", dir.path());
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_EQ(Drain(src->get()), "a2\n");
 }
 
 TEST(FollowChunkSource, ShrinkingOrReplacedFileIsAnError) {

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 
 namespace tessera::source {
@@ -35,14 +36,6 @@ inline bool IsBlank(const char* p, size_t n) {
     if (!IsBlankChar(p[i])) return false;
   }
   return true;
-}
-
-inline std::string_view TrimRight(std::string_view s) {
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 inline uint32_t HashKey(const char* k, size_t len) {
@@ -142,7 +135,7 @@ error_code ReadNumber(od::value& v, Number* out) {
     return simdjson::SUCCESS;
   }
   // Floats, and integers beyond 64 bits (simdjson's double parser still reads them).
-  const std::string_view token = TrimRight(v.raw_json_token());
+  const std::string_view token = TrimRight(v.raw_json_token(), kSpaceTabNewline);
   if (v.get_double().get(out->d) == simdjson::SUCCESS && std::isfinite(out->d)) {
     const bool integer_literal = token.find_first_of(".eE") == std::string_view::npos;
     out->kind = integer_literal ? Number::Kind::kBigInt : Number::Kind::kDouble;
@@ -562,7 +555,7 @@ error_code NdjsonDecoder::Impl::ReadField(int column, od::value& value) {
   SIMDJSON_TRY(value.type().get(type));
   if (column == time_column_) {
     time_type_ = type;
-    time_token_ = TrimRight(value.raw_json_token());
+    time_token_ = TrimRight(value.raw_json_token(), kSpaceTabNewline);
   }
   SlotState& state = state_[column];
   Slot& slot = slots_[column];

@@ -4,20 +4,18 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "store/meta_keys.h"
 
 namespace tessera::source {
 namespace {
 constexpr size_t kChunkBytes = size_t{1} << 20;
 }  // namespace
 
-std::string LogChunkSource::PositionKey(std::string_view source) {
-  return fmt::format("log/{}/position", source);
-}
-
 absl::StatusOr<std::unique_ptr<LogChunkSource>> LogChunkSource::Create(store::EventLog* log,
                                                                        store::TileStore* meta,
                                                                        std::string source) {
-  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> stored, meta->GetMeta(PositionKey(source)));
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                           meta->GetMeta(store::meta::LogPositionKey(source)));
   uint64_t position = 0;
   if (stored.has_value()) {
     auto [p, ec] = std::from_chars(stored->data(), stored->data() + stored->size(), position);
@@ -92,7 +90,7 @@ bool LogChunkSource::WaitVisible(uint64_t seq, std::chrono::milliseconds max_wai
 
 void LogChunkSource::AddCheckpoint(store::WriteBatch* batch) {
   checkpoint_ = position_.load();
-  batch->meta.emplace_back(PositionKey(source_), std::to_string(checkpoint_));
+  batch->meta.emplace_back(store::meta::LogPositionKey(source_), std::to_string(checkpoint_));
 }
 
 void LogChunkSource::Committed() {

@@ -16,9 +16,9 @@ namespace tessera::source {
 
 // Feeds an ingest pipeline from one source's stream of the durable event log. Its checkpoint is
 // the last log sequence number handed out, written atomically with the tiles under
-// "log/<source>/position"; after the flush is durable the consumed entries are trimmed. On
-// restart, reading resumes right after the stored position, so every acknowledged row is
-// aggregated exactly once.
+// store::meta::LogPositionKey ("log/<source>/position"); after the flush is durable the consumed
+// entries are trimmed. On restart, reading resumes right after the stored position, so every
+// acknowledged row is aggregated exactly once.
 class LogChunkSource final : public ChunkSource {
  public:
   // Reads the stored position of `source` from `meta` (the same store as the tiles).
@@ -46,8 +46,6 @@ class LogChunkSource final : public ChunkSource {
 
   // Last sequence number handed to the pipeline. Thread-safe.
   uint64_t position() const { return position_.load(); }
-
-  static std::string PositionKey(std::string_view source);
 
  private:
   LogChunkSource(store::EventLog* log, std::string source, uint64_t position)

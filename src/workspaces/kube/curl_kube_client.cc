@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <utility>
 
 #include "common/errors.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "workspaces/kube/kube_http.h"
 
 namespace tessera::workspaces::kube {
@@ -21,13 +21,6 @@ using nlohmann::json;
 size_t AppendToString(char* data, size_t size, size_t nmemb, void* user) {
   static_cast<std::string*>(user)->append(data, size * nmemb);
   return size * nmemb;
-}
-
-std::string Trim(const std::string& s) {
-  const char* ws = " \t\r\n";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
 std::string MetaString(const json& object, const char* key) {
@@ -174,11 +167,8 @@ std::string CurlKubeClient::Token() {
     int64_t now = options_.clock->NowMillis();
     if (now - token_read_ms_ >= options_.token_reload_interval_ms) {
       token_read_ms_ = now;
-      std::ifstream in(config_.token_file);
-      if (in) {
-        std::ostringstream text;
-        text << in.rdbuf();
-        std::string fresh = Trim(text.str());
+      if (absl::StatusOr<std::string> text = ReadFileToString(config_.token_file); text.ok()) {
+        std::string fresh(Trim(*text, kSpaceTabNewline));
         if (!fresh.empty()) token_ = fresh;  // keep the old token if the file is mid-rotation
       }
     }
@@ -446,7 +436,7 @@ absl::Status CurlKubeClient::Watch(const ResourceType& type, std::string_view ns
   // The stream ended; a last event without a trailing newline is still an event.
   if (!ctx.decoder.pending().empty()) {
     std::string tail = ctx.decoder.pending();
-    if (Trim(tail).empty()) return absl::OkStatus();
+    if (Trim(tail, kSpaceTabNewline).empty()) return absl::OkStatus();
     ctx.OnLine(tail);
     if (ctx.stopped) return ctx.status;
   }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "workspaces/kube/kube_http.h"
 
@@ -16,13 +17,6 @@ namespace {
 
 using nlohmann::json;
 using Key = std::pair<std::string, std::string>;
-
-std::string Trim(std::string_view s) {
-  size_t b = s.find_first_not_of(" \t");
-  if (b == std::string_view::npos) return "";
-  size_t e = s.find_last_not_of(" \t");
-  return std::string(s.substr(b, e - b + 1));
-}
 
 // Splits on commas that are not inside parentheses.
 std::vector<std::string> SplitTerms(std::string_view s) {
@@ -33,13 +27,13 @@ std::vector<std::string> SplitTerms(std::string_view s) {
     if (c == '(') ++depth;
     if (c == ')') --depth;
     if (c == ',' && depth == 0) {
-      out.push_back(Trim(cur));
+      out.emplace_back(Trim(cur));
       cur.clear();
     } else {
       cur.push_back(c);
     }
   }
-  if (!Trim(cur).empty() || !out.empty()) out.push_back(Trim(cur));
+  if (!Trim(cur).empty() || !out.empty()) out.emplace_back(Trim(cur));
   return out;
 }
 
@@ -62,27 +56,27 @@ absl::StatusOr<std::vector<Requirement>> ParseLabelSelector(std::string_view sel
     } else if ((pos = term.find("!=")) != std::string::npos) {
       r.key = Trim(std::string_view(term).substr(0, pos));
       r.op = Requirement::Op::kNe;
-      r.values.push_back(Trim(std::string_view(term).substr(pos + 2)));
+      r.values.emplace_back(Trim(std::string_view(term).substr(pos + 2)));
     } else if ((pos = term.find("==")) != std::string::npos) {
       r.key = Trim(std::string_view(term).substr(0, pos));
       r.op = Requirement::Op::kEq;
-      r.values.push_back(Trim(std::string_view(term).substr(pos + 2)));
+      r.values.emplace_back(Trim(std::string_view(term).substr(pos + 2)));
     } else if ((pos = term.find('=')) != std::string::npos) {
       r.key = Trim(std::string_view(term).substr(0, pos));
       r.op = Requirement::Op::kEq;
-      r.values.push_back(Trim(std::string_view(term).substr(pos + 1)));
+      r.values.emplace_back(Trim(std::string_view(term).substr(pos + 1)));
     } else if (size_t open = term.find('('); open != std::string::npos) {
       size_t close = term.rfind(')');
       if (close == std::string::npos || close < open) {
         return InvalidArgument("label selector \"{}\": unbalanced parentheses", selector);
       }
-      std::string head = Trim(std::string_view(term).substr(0, open));
+      std::string head(Trim(std::string_view(term).substr(0, open)));
       size_t sp = head.rfind(' ');
       if (sp == std::string::npos) {
         return InvalidArgument("label selector \"{}\": cannot parse \"{}\"", selector, term);
       }
       r.key = Trim(std::string_view(head).substr(0, sp));
-      std::string op = Trim(std::string_view(head).substr(sp + 1));
+      std::string op(Trim(std::string_view(head).substr(sp + 1)));
       if (op == "in") {
         r.op = Requirement::Op::kIn;
       } else if (op == "notin") {
@@ -157,7 +151,7 @@ absl::StatusOr<std::vector<FieldRequirement>> ParseFieldSelector(std::string_vie
     if (pos == std::string::npos) {
       return InvalidArgument("field selector \"{}\": \"{}\" is not path=value", selector, term);
     }
-    std::string path = Trim(std::string_view(term).substr(0, pos));
+    std::string path(Trim(std::string_view(term).substr(0, pos)));
     r.value = Trim(std::string_view(term).substr(pos + len));
     size_t start = 0;
     while (true) {

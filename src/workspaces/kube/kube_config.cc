@@ -7,14 +7,15 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/errors.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace tessera::workspaces::kube {
 namespace {
@@ -24,22 +25,14 @@ namespace fs = std::filesystem;
 constexpr char kLocalHint[] =
     "ask your platform team for a kubeconfig, or use \"tessera ws up --local\"";
 
+// ReadFileToString with what the file is for in the message.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFound("{} {} does not exist", what, path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FailedPrecondition("{} {} cannot be read (permissions?)", what, path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::string Trim(const std::string& s) {
-  const char* ws = " \t\r\n";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(ws);
-  return s.substr(b, e - b + 1);
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return NotFound("{} {} does not exist", what, path);
+  if (!text.ok()) {
+    return FailedPrecondition("{} {} cannot be read: {}", what, path, StatusMessage(text.status()));
+  }
+  return text;
 }
 
 std::string GetEnv(const char* name) {
@@ -248,7 +241,7 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& root, const std::st
     if (!token.ok()) {
       return Annotate(token.status(), fmt::format("kubeconfig {}, {}", path, user_owner));
     }
-    config.token = Trim(*token);
+    config.token = std::string(Trim(*token, kSpaceTabNewline));
   }
   if (std::string data = Str(*user, "client-certificate-data"); !data.empty()) {
     TESSERA_ASSIGN_OR_RETURN(config.client_cert_data,
@@ -300,7 +293,7 @@ absl::StatusOr<KubeConfig> LoadInCluster(const InClusterPaths& paths) {
     return Annotate(token.status(),
                     "in-cluster configuration (is a service account token mounted in this pod?)");
   }
-  config.token = Trim(*token);
+  config.token = std::string(Trim(*token, kSpaceTabNewline));
   if (config.token.empty()) {
     return InvalidArgument("in-cluster configuration: service account token {} is empty",
                            paths.token_file);
@@ -308,8 +301,8 @@ absl::StatusOr<KubeConfig> LoadInCluster(const InClusterPaths& paths) {
   std::error_code ec;
   if (fs::exists(paths.ca_file, ec)) config.ca_file = paths.ca_file;
   if (absl::StatusOr<std::string> ns = ReadWholeFile(paths.namespace_file, "namespace");
-      ns.ok() && !Trim(*ns).empty()) {
-    config.default_namespace = Trim(*ns);
+      ns.ok() && !Trim(*ns, kSpaceTabNewline).empty()) {
+    config.default_namespace = std::string(Trim(*ns, kSpaceTabNewline));
   }
   return config;
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "common/signals.h"
 
 namespace tessera::workspaces::local {
 namespace {
@@ -78,13 +79,7 @@ int StatusFromWait(int wstatus) {
     (void)ignored;
     _exit(127);
   };
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof(dfl));
-  dfl.sa_handler = SIG_DFL;
-  for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGPIPE, SIGHUP, SIGQUIT}) sigaction(s, &dfl, nullptr);
+  ResetSignalsForExec();
   if (o.new_process_group) setpgid(0, 0);
   if (o.parent_death_signal != 0) prctl(PR_SET_PDEATHSIG, o.parent_death_signal);
   if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) fail(kStageChdir);

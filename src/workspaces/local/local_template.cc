@@ -4,11 +4,10 @@
 
 #include <charconv>
 #include <cstdlib>
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "common/errors.h"
+#include "common/file_util.h"
 
 namespace tessera::workspaces::local {
 namespace {
@@ -155,12 +154,12 @@ absl::StatusOr<LocalTemplate> ParseLocalTemplate(std::string_view yaml, std::str
 }
 
 absl::StatusOr<LocalTemplate> LoadLocalTemplate(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read the template {}: {}", path, strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return DataLoss("cannot read the template {}: {}", path, strerror(errno));
-  return ParseLocalTemplate(text.str(), path);
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        fmt::format("cannot read the template {}", StatusMessage(text.status())));
+  }
+  return ParseLocalTemplate(*text, path);
 }
 
 }  // namespace tessera::workspaces::local

@@ -22,7 +22,10 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "common/file_util.h"
+#include "common/signals.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "workspaces/local/child_process.h"
 #include "workspaces/local/init_commands.h"
 #include "workspaces/local/local_template.h"
@@ -53,11 +56,7 @@ std::string Join(const std::vector<std::string>& items, std::string_view sep) {
 
 // The bytes of `path` from `offset` on (what a child appended since).
 std::string ReadFrom(const std::string& path, std::streamoff offset) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(offset);
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return out;
+  return ReadFileToString(path, static_cast<uint64_t>(offset)).value_or("");
 }
 
 std::streamoff FileSize(const std::string& path) {
@@ -159,15 +158,13 @@ std::string ExtensionsFailureCause(const std::string& output) {
 // "publisher.name[@version]" is installed when extensions/ has publisher.name-<version>
 // (code-server writes the folder in lower case).
 bool ExtensionInstalled(const std::string& extensions_dir, const std::string& id) {
-  std::string want = id;
-  std::transform(want.begin(), want.end(), want.begin(), ::tolower);
+  const std::string want = ToLowerAscii(id);
   size_t at = want.find('@');
   std::string prefix =
       at == std::string::npos ? want + "-" : want.substr(0, at) + "-" + want.substr(at + 1);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(extensions_dir, ec)) {
-    std::string name = entry.path().filename().string();
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    const std::string name = ToLowerAscii(entry.path().filename().string());
     if (name.rfind(prefix, 0) == 0 && entry.is_directory(ec)) return true;
   }
   return false;
@@ -420,11 +417,9 @@ absl::Status Run(const LocalOptions& o, const sigset_t& signals, Server* code_se
   if (o.open_browser) OpenBrowser(url, env);
 
   while (true) {
-    timespec tick{.tv_sec = 1, .tv_nsec = 0};
-    int sig = sigtimedwait(&signals, nullptr, &tick);
+    const int sig = WaitForSignalFor(signals, 1000);
     if (sig == SIGINT || sig == SIGTERM) {
-      fmt::print(stderr, "tessera: {} received, stopping the workspace\n",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+      fmt::print(stderr, "tessera: {} received, stopping the workspace\n", SignalName(sig));
       StopAll(code_server, features, o.stop_grace_ms);
       return absl::OkStatus();
     }
@@ -441,12 +436,8 @@ absl::Status Run(const LocalOptions& o, const sigset_t& signals, Server* code_se
 }  // namespace
 
 absl::Status RunLocalWorkspace(const LocalOptions& options) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGCHLD);  // wakes the wait loop when a child dies
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGCHLD wakes the wait loop when a child dies.
+  const sigset_t signals = BlockSignals({SIGINT, SIGTERM, SIGCHLD});
   Server code_server, features;
   absl::Status s = Run(options, signals, &code_server, &features);
   StopAll(&code_server, &features, options.stop_grace_ms);

@@ -1,0 +1,212 @@
+#include "store/meta_keys.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <charconv>
+
+#include "common/strings.h"
+
+namespace tessera::store::meta {
+namespace {
+
+constexpr std::string_view kSourcePrefix = "source/";
+constexpr std::string_view kMaxEventTimeSuffix = "/max_event_time";
+constexpr std::string_view kViewPrefix = "view/";
+constexpr std::string_view kHasTilesSuffix = "/has_tiles";
+constexpr std::string_view kLogPrefix = "log/";
+constexpr std::string_view kPositionSuffix = "/position";
+constexpr std::string_view kFollowPrefix = "file-follow/";
+
+constexpr std::array<FamilyInfo, 11> kFamilies = {{
+    {Family::kCatalogStatement, "catalog statement", kCatalogStatementPrefix, false,
+     "catalog/stmt/<index>"},
+    {Family::kCatalogViewId, "catalog view id", kCatalogViewIdPrefix, false,
+     "catalog/view/<lower-case view>"},
+    {Family::kCatalogNextViewId, "catalog next view id", kCatalogNextViewIdKey, true,
+     "catalog/next_view_id"},
+    {Family::kFormatVersion, "storage format version", kFormatVersionKey, true, "format_version"},
+    {Family::kSourceMaxEventTime, "source max event time", kSourcePrefix, false,
+     "source/<lower-case source>/max_event_time"},
+    {Family::kViewHasTiles, "view has tiles", kViewPrefix, false, "view/<view id>/has_tiles"},
+    {Family::kOwedRollup, "owed rollup", kOwedRollupPrefix, false,
+     "rollup/owed/<view id>/<resolution>/<start ms>/<entity key>"},
+    {Family::kInputProgress, "backfill input progress", kInputProgressPrefix, false,
+     "backfill/input/<16 hex digits>"},
+    {Family::kLegacyInputProgress, "backfill input progress (previous format)",
+     kLegacyInputProgressPrefix, false, "file/<fingerprint>"},
+    {Family::kLogPosition, "log position", kLogPrefix, false, "log/<source>/position"},
+    {Family::kFollowOffset, "file follow offset", kFollowPrefix, false,
+     "file-follow/<source>/<absolute path>"},
+}};
+
+// Whole-string decimal parse (what from_chars accepts: no sign for unsigned, no '+').
+template <typename T>
+bool ParseNumber(std::string_view s, T* out, int base = 10) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool AllDigits(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return !s.empty();
+}
+
+bool HasNoUpperCase(std::string_view s) { return s == ToLowerAscii(s); }
+
+// The middle of `key` = prefix + middle + suffix, or nullopt.
+std::optional<std::string_view> Between(std::string_view key, std::string_view prefix,
+                                        std::string_view suffix) {
+  if (key.size() < prefix.size() + suffix.size() || !key.starts_with(prefix) ||
+      !key.ends_with(suffix)) {
+    return std::nullopt;
+  }
+  return key.substr(prefix.size(), key.size() - prefix.size() - suffix.size());
+}
+
+}  // namespace
+
+std::string CatalogStatementKey(size_t index) {
+  return fmt::format("{}{:08d}", kCatalogStatementPrefix, index);
+}
+
+std::string CatalogViewIdKey(std::string_view view_name) {
+  return fmt::format("{}{}", kCatalogViewIdPrefix, ToLowerAscii(view_name));
+}
+
+std::optional<std::string_view> ParseCatalogViewIdKey(std::string_view key) {
+  if (!key.starts_with(kCatalogViewIdPrefix)) return std::nullopt;
+  return key.substr(kCatalogViewIdPrefix.size());
+}
+
+std::string SourceMaxEventTimeKey(std::string_view source_name) {
+  return fmt::format("{}{}{}", kSourcePrefix, ToLowerAscii(source_name), kMaxEventTimeSuffix);
+}
+
+std::string ViewHasTilesKey(uint32_t view_id) {
+  return fmt::format("{}{}{}", kViewPrefix, view_id, kHasTilesSuffix);
+}
+
+std::string OwedRollupViewPrefix(uint32_t view_id) {
+  return fmt::format("{}{}/", kOwedRollupPrefix, view_id);
+}
+
+std::string OwedRollupSlotPrefix(uint32_t view_id, Resolution resolution, int64_t start_ms) {
+  return fmt::format("{}{}/{}/{}/", kOwedRollupPrefix, view_id, static_cast<int>(resolution),
+                     start_ms);
+}
+
+std::string OwedRollupKey(uint32_t view_id, Resolution resolution, int64_t start_ms,
+                          std::string_view entity_key) {
+  return OwedRollupSlotPrefix(view_id, resolution, start_ms).append(entity_key);
+}
+
+std::optional<OwedRollupMarker> ParseOwedRollupKey(std::string_view key) {
+  if (!key.starts_with(kOwedRollupPrefix)) return std::nullopt;
+  std::string_view rest = key.substr(kOwedRollupPrefix.size());
+  // Three numbers, each ended by '/', then the entity key (any bytes, '/' included).
+  std::string_view fields[3];
+  for (std::string_view& field : fields) {
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    field = rest.substr(0, slash);
+    rest.remove_prefix(slash + 1);
+  }
+  OwedRollupMarker m;
+  int resolution = -1;
+  if (!ParseNumber(fields[0], &m.view_id) || !ParseNumber(fields[1], &resolution) ||
+      !ParseNumber(fields[2], &m.start_ms)) {
+    return std::nullopt;
+  }
+  if (resolution != static_cast<int>(Resolution::kHour) &&
+      resolution != static_cast<int>(Resolution::kDay)) {
+    return std::nullopt;
+  }
+  m.resolution = static_cast<Resolution>(resolution);
+  m.entity_key = rest;
+  return m;
+}
+
+std::string InputProgressKey(uint64_t seq) {
+  return fmt::format("{}{:016x}", kInputProgressPrefix, seq);
+}
+
+std::optional<uint64_t> ParseInputProgressKey(std::string_view key) {
+  if (!key.starts_with(kInputProgressPrefix)) return std::nullopt;
+  const std::string_view hex = key.substr(kInputProgressPrefix.size());
+  uint64_t seq = 0;
+  if (hex.size() != 16 || !ParseNumber(hex, &seq, 16)) return std::nullopt;
+  return seq;
+}
+
+std::string LogPositionKey(std::string_view source_name) {
+  return fmt::format("{}{}{}", kLogPrefix, source_name, kPositionSuffix);
+}
+
+std::string FollowOffsetKey(std::string_view source_name, std::string_view absolute_path) {
+  return fmt::format("{}{}/{}", kFollowPrefix, source_name, absolute_path);
+}
+
+std::string FollowOffsetPrefix(std::string_view source_name) {
+  return FollowOffsetKey(source_name, "");
+}
+
+std::optional<FollowOffset> ParseFollowOffsetKey(std::string_view key) {
+  if (!key.starts_with(kFollowPrefix)) return std::nullopt;
+  const std::string_view rest = key.substr(kFollowPrefix.size());
+  const size_t sep = rest.rfind("//");
+  if (sep == std::string_view::npos) return std::nullopt;
+  return FollowOffset{rest.substr(0, sep), rest.substr(sep + 1)};
+}
+
+std::span<const FamilyInfo> Families() { return kFamilies; }
+
+const FamilyInfo& Info(Family family) { return kFamilies[static_cast<size_t>(family)]; }
+
+bool Matches(Family family, std::string_view key) {
+  const FamilyInfo& info = Info(family);
+  if (info.exact) return key == info.literal_prefix;
+  if (!key.starts_with(info.literal_prefix)) return false;
+  const std::string_view rest = key.substr(info.literal_prefix.size());
+  switch (family) {
+    case Family::kCatalogStatement:
+      return rest.size() >= 8 && AllDigits(rest);
+    case Family::kCatalogViewId:
+      return !rest.empty() && HasNoUpperCase(rest);
+    case Family::kSourceMaxEventTime: {
+      std::optional<std::string_view> name = Between(key, kSourcePrefix, kMaxEventTimeSuffix);
+      return name.has_value() && HasNoUpperCase(*name);
+    }
+    case Family::kViewHasTiles: {
+      std::optional<std::string_view> id = Between(key, kViewPrefix, kHasTilesSuffix);
+      uint32_t v = 0;
+      return id.has_value() && ParseNumber(*id, &v);
+    }
+    case Family::kOwedRollup:
+      return ParseOwedRollupKey(key).has_value();
+    case Family::kInputProgress:
+      return ParseInputProgressKey(key).has_value();
+    case Family::kLegacyInputProgress:
+      return !rest.empty();
+    case Family::kLogPosition:
+      return Between(key, kLogPrefix, kPositionSuffix).has_value();
+    case Family::kFollowOffset:
+      return ParseFollowOffsetKey(key).has_value();
+    case Family::kCatalogNextViewId:
+    case Family::kFormatVersion:
+      break;  // exact, handled above
+  }
+  return false;
+}
+
+std::optional<Family> Classify(std::string_view key) {
+  for (const FamilyInfo& info : kFamilies) {
+    if (Matches(info.family, key)) return info.family;
+  }
+  return std::nullopt;
+}
+
+}  // namespace tessera::store::meta
