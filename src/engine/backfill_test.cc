@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/test_compress.h"
 #include "engine/catalog_store.h"
 #include "engine/input_progress.h"
 #include "store/memory/memory_tile_store.h"
@@ -55,19 +56,7 @@ std::string Events(int n, uint32_t seed = 1) {
 
 int64_t CountLines(std::string_view s) { return std::count(s.begin(), s.end(), '\n'); }
 
-std::string Gzip(std::string_view data) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+using test_util::Gzip;
 
 // The keys whose tiles differ (empty when equal): readable failures for big tile maps.
 std::vector<std::string> Diff(const std::map<std::string, std::string>& a,

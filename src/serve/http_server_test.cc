@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_compress.h"
 #include "serve/test_http_client.h"
 
 namespace tessera::serve {
@@ -463,20 +464,7 @@ TEST_F(HttpServerTest, SlowClientHitsReadTimeoutAndIdleConnectionsClose) {
   }
 }
 
-// gzip-compresses `data` (one member) at `level`.
-std::string Gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+using test_util::Gzip;
 
 std::optional<ClientResponse> PostEncoded(Client& c, const std::string& target,
                                           const std::string& encoding, const std::string& body) {

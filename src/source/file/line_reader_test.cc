@@ -15,35 +15,15 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/test_compress.h"
 
 namespace tessera::source {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string Gzip(std::string_view data) {
-  z_stream zs{};
-  EXPECT_EQ(
-      deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
-      Z_OK);
-  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
-
-std::string Zstd(std::string_view data) {
-  std::string out(ZSTD_compressBound(data.size()), '\0');
-  size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3);
-  EXPECT_FALSE(ZSTD_isError(n));
-  out.resize(n);
-  return out;
-}
+using test_util::Gzip;
+using test_util::Zstd;
 
 // Lines of varied length, some long, ending with '\n'.
 std::string SampleText(int lines) {
