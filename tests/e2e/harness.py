@@ -676,18 +676,22 @@ class Server:
     """One `tessera run` process; start() waits for its listening line. A server that is not
     stopped (terminate, kill9, kill) is killed at exit, so a failing test leaves no process."""
 
-    def __init__(self, tessera, sql_path, db, log_path, extra=()):
+    def __init__(self, tessera, sql_path, db, log_path, extra=(), env=None):
         self.tessera, self.sql_path, self.db, self.log_path = tessera, sql_path, db, log_path
         self.extra = list(extra)
+        self.env = env
         self.proc = None
         self.host = self.port = None
 
+    def command(self):
+        """The argv of the process (subclasses start other commands the same way)."""
+        return [self.tessera, "run", "--sql", self.sql_path, "--db", self.db,
+                "--http", "127.0.0.1:0"] + self.extra
+
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.tessera, "run", "--sql", self.sql_path, "--db", self.db,
-             "--http", "127.0.0.1:0"] + self.extra,
-            stdout=subprocess.PIPE, stderr=log)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=log,
+                                     env=self.env)
         log.close()
         _running.add(self)
         line = [None]
@@ -699,8 +703,8 @@ class Server:
         t.join(timeout)
         if not line[0]:
             self.proc.kill()
-            raise SystemExit("FAIL: tessera run printed no listening line within %ds; log:\n%s"
-                             % (timeout, self.log_tail()))
+            raise SystemExit("FAIL: %s printed no listening line within %ds; log:\n%s"
+                             % (" ".join(self.command()[:2]), timeout, self.log_tail()))
         url = json.loads(line[0])["listening"]
         u = urllib.parse.urlparse(url)
         self.host, self.port = u.hostname, u.port

@@ -53,31 +53,11 @@ class ServeProcess(live.Server):
     """One `tessera serve` process (same start/terminate/log handling as `tessera run`)."""
 
     def __init__(self, tessera, db, log_path, extra=(), env=None):
-        super().__init__(tessera, None, db, log_path, extra)
-        self.env = env
+        super().__init__(tessera, None, db, log_path, extra, env)
 
-    def start(self, timeout=30):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.tessera, "serve", "--db", self.db, "--http", "127.0.0.1:0",
-             "--refresh-interval", "%dms" % int(REFRESH_S * 1000)] + self.extra,
-            stdout=subprocess.PIPE, stderr=log, env=self.env)
-        log.close()
-        line = [None]
-
-        def read():
-            line[0] = self.proc.stdout.readline()
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(timeout)
-        if not line[0]:
-            self.proc.kill()
-            raise SystemExit("FAIL: tessera serve printed no listening line within %ds; log:\n%s"
-                             % (timeout, self.log_tail()))
-        u = urllib.parse.urlparse(json.loads(line[0])["listening"])
-        self.host, self.port = u.hostname, u.port
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-        return self
+    def command(self):
+        return [self.tessera, "serve", "--db", self.db, "--http", "127.0.0.1:0",
+                "--refresh-interval", "%dms" % int(REFRESH_S * 1000)] + self.extra
 
 
 def clicks(client, user, view="click_counts", feature="clicks"):
