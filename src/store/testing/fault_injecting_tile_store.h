@@ -32,8 +32,8 @@ inline constexpr size_t kNumStoreOps = 7;
 //                        reaches the wrapped store, until Heal(): a process that died there
 //
 // A failing call returns the injected status (Unavailable unless given) and does not reach the
-// wrapped store; GetSnapshot, which cannot fail, returns the wrapped store's snapshot anyway (a
-// snapshot changes nothing). Calls are counted per op whether or not they fail.
+// wrapped store. GetSnapshot cannot fail (a snapshot changes nothing): it is counted but never
+// fails, crashed or not. Calls are counted per op whether or not they fail.
 //
 // Thread-safe: all methods may be called concurrently, like the TileStore they wrap.
 class FaultInjectingTileStore final : public TileStore {
