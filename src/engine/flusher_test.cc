@@ -56,6 +56,7 @@ class FlusherTest : public ::testing::Test {
 
   static std::vector<TileId> Refs(const std::vector<RollupRef>& refs) {
     std::vector<TileId> out;
+    out.reserve(refs.size());
     for (const RollupRef& r : refs) out.emplace_back(std::string(r.key), r.resolution, r.start_ms);
     std::sort(out.begin(), out.end());
     return out;

@@ -80,6 +80,7 @@ int ResolveThreads(const PipelineOptions& options) {
 
 std::vector<std::string> ViewNames(const std::vector<const ViewRuntime*>& views) {
   std::vector<std::string> names;
+  names.reserve(views.size());
   for (const ViewRuntime* v : views) names.push_back(v->def->name);
   return names;
 }

@@ -27,6 +27,7 @@ CREATE FEATURE VIEW plays AS SELECT user_id, COUNT(*) AS n FROM ev GROUP BY user
 // arenas stay tiny while their HyperLogLogs grow to kilobytes of heap each.
 std::vector<std::string> ManyDistinctTracks(int rows) {
   std::vector<std::string> lines;
+  lines.reserve(rows);
   for (int i = 0; i < rows; ++i) {
     lines.push_back(
         fmt::format(R"({{"user_id":"u{}","track":"t{}","ts":{}}})", i % 8, i, kT0 + i % 60'000));
