@@ -108,7 +108,8 @@ void OpenTiles::UpdateMemory(int worker) {
         have_now = true;
       }
       const bool due =
-          m.rows_since_count >= std::max<uint64_t>(kMinRowsPerCount, m.tiles_at_count) ||
+          m.rows_since_count >=
+              std::max<uint64_t>(kMinRowsPerCount, kRowsPerTilePerCount * m.tiles_at_count) ||
           table - m.table_at_count > growth_per_count_ || now_ns - m.counted_at_ns >= kRecountNanos;
       size_t heap = 0;
       if (due) {

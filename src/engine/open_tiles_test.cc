@@ -159,7 +159,7 @@ TEST_F(OpenTilesTest, HeapIsRecountedOnRowsOrTimeAndEstimatedInBetween) {
 }
 
 TEST_F(OpenTilesTest, ArenaGrowthBeyondAFractionOfTheBudgetForcesARecount) {
-  // Budget 16 KiB over 1 shard: a recount once the arena grew by more than 1 KiB.
+  // Budget 16 KiB over 1 shard: a recount once the arena grew by more than 2 KiB.
   OpenTiles open({view_}, 1, 1, 16 * 1024, &clock_);
   for (int k = 0; k < 100; ++k) AddRows(&open, fmt::format("key-{}", k), kT0, Tracks(0, 1));
   open.UpdateMemory(0);
