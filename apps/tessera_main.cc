@@ -276,10 +276,22 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
         });
     // Answer once the rows are readable (read-your-writes); a pipeline more than 10 s behind
     // gets a durable answer without waiting longer.
-    service.AddIngest(std::move(src.ingest), [consumer](uint64_t seq) {
-      consumer->Notify();
-      consumer->WaitVisible(seq, std::chrono::seconds(10));
-    });
+    // Past twice its tile budget the pipeline is not keeping up with its flushes: refuse new
+    // bodies (503 + Retry-After) rather than grow.
+    const engine::IngestPipeline* pipeline = src.pipeline;
+    service.AddIngest(
+        std::move(src.ingest),
+        [consumer](uint64_t seq) {
+          consumer->Notify();
+          consumer->WaitVisible(seq, std::chrono::seconds(10));
+        },
+        [pipeline]() -> std::string {
+          const size_t used = pipeline->open_tile_bytes();
+          const size_t budget = pipeline->memory_budget_bytes();
+          if (used <= 2 * budget) return "";
+          return fmt::format("server busy: {} MiB of unflushed tiles, budget {} MiB", used >> 20,
+                             budget >> 20);
+        });
   }
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);

@@ -181,8 +181,14 @@ absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view
     batch.meta.emplace_back(std::string(meta::kFormatVersionKey), std::to_string(kFormatVersion));
   }
   // Validate before persisting: the combined catalog must bind.
+  std::vector<std::string> stored_statements = statements_;
+  std::vector<std::pair<std::string, uint32_t>> stored_ids = view_ids_;
   TESSERA_RETURN_IF_ERROR(Rebuild(statements, ids));
-  TESSERA_RETURN_IF_ERROR(store_->Write(batch));
+  if (absl::Status written = store_->Write(batch); !written.ok()) {
+    // Back to what the DB holds, or a later Register() would hand out the same view id again.
+    TESSERA_RETURN_IF_ERROR(Rebuild(stored_statements, stored_ids));
+    return written;
+  }
   next_view_id_ = next_id;
   format_recorded_ = true;
   return view_names;

@@ -274,6 +274,7 @@ TEST(EngineLive, ReadsWhileIngestingCountEveryRowOnce) {
   });
   for (int round = 0; round < 40; ++round) {
     std::vector<std::string> lines;
+    lines.reserve(25);
     for (int i = 0; i < 25; ++i) {
       lines.push_back(Line("u", 1, "t", kT0 + (round * 25 + i) * 1000));
     }

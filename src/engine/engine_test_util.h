@@ -8,10 +8,56 @@
 #include <string>
 #include <vector>
 
+#include "common/column.h"
+#include "common/hash.h"
 #include "engine/ingest_pipeline.h"
+#include "engine/tile_shard.h"
 #include "source/file/line_reader.h"
+#include "tile/tile_layout.h"
 
 namespace tessera::engine {
+
+// Adds `arg`'s rows (all of them) to `block` as the pipeline does: every aggregate with an
+// argument reads `arg`, COUNT(*) reads nothing. Event times are `ts_ms`.
+inline void AddRowsToBlock(const ViewRuntime& view, std::byte* block, const Column& arg,
+                           int64_t ts_ms) {
+  const uint32_t n = static_cast<uint32_t>(arg.size());
+  const tile::TileLayout& layout = *view.layout;
+  std::vector<uint32_t> rows(n);
+  for (uint32_t i = 0; i < n; ++i) rows[i] = i;
+  std::vector<int64_t> ts(n, ts_ms);
+  std::vector<std::byte*> states(n);
+  for (size_t a = 0; a < layout.num_slots(); ++a) {
+    for (auto& s : states) s = block + layout.offset(a);
+    const Column* col = view.def->aggregates[a].arg ? &arg : nullptr;
+    layout.agg(a).AddBatch(states.data(), col, ts.data(), rows.data(), n);
+  }
+}
+
+// An int64 column of `values` (no NULLs).
+inline Column Int64Column(const std::vector<int64_t>& values) {
+  Column c;
+  c.Reset(DataType::kInt64, values.size());
+  for (size_t i = 0; i < values.size(); ++i) c.SetValue(i, Value::Int64(values[i]), nullptr);
+  return c;
+}
+
+// Adds rows with `values` to the open tile (key, start) of `shard`.
+inline void AddToShard(const ViewRuntime& view, TileShard* shard, std::string_view key,
+                       int64_t start_ms, const std::vector<int64_t>& values) {
+  std::byte* block = shard->FindOrCreate(key, Hash64(key), start_ms);
+  AddRowsToBlock(view, block, Int64Column(values), start_ms);
+}
+
+// The encoded tile of rows with `values`.
+inline std::string TileOf(const ViewRuntime& view, const std::vector<int64_t>& values,
+                          int64_t start_ms) {
+  tile::OwnedBlock block(*view.layout);
+  AddRowsToBlock(view, block.data(), Int64Column(values), start_ms);
+  std::string out;
+  view.layout->Serialize(block.data(), &out);
+  return out;
+}
 
 // A ChunkSource over in-memory NDJSON text, split into chunks of about `chunk_lines` lines.
 // Records each checkpoint as meta "test/position" = lines handed out.

@@ -9,6 +9,7 @@
 #include "common/time_util.h"
 #include "engine/entity_key.h"
 #include "sql/expr.h"
+#include "tile/ladder.h"
 #include "tile/tile_layout.h"
 #include "tile/tile_math.h"
 
@@ -151,7 +152,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
     // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
     const int64_t unit = tile::ResolutionMillis(kRollups[r], def.tile_ms);
-    const bool to_hours = r == 0 && def.tile_ms < kMillisPerHour;
+    const bool to_hours =
+        tile::ChildResolution(kRollups[r], def.tile_ms) == store::Resolution::kHour;
     for (size_t k = 0; k < n; ++k) {
       Ranges& finer = to_hours ? rollup_ranges[1][k] : base_ranges[k];
       for (const auto& [from, to] : rollup_ranges[r][k]) {

@@ -1,5 +1,6 @@
 #include "engine/flusher.h"
 
+#include <memory>
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
@@ -7,7 +8,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
-#include "tile/tile_math.h"
+#include "tile/ladder.h"
 
 namespace tessera::engine {
 namespace {
@@ -50,11 +51,13 @@ class RollupSlots {
         closed_by_ms_(closed_by_ms) {}
 
   Resolution resolution() const { return resolution_; }
-  bool closed(int64_t start_ms) const { return SlotClosed(start_ms, unit_ms_, closed_by_ms_); }
+  bool closed(int64_t start_ms) const {
+    return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_);
+  }
 
   // Counts a base delta in its slot and, when the slot is closed, merges it in.
   void Add(const TileShard::Entry& e) {
-    const int64_t start = AlignDown(e.start_ms, unit_ms_);
+    const int64_t start = tile::ParentSlot(resolution_, e.start_ms);
     Slot& slot = slots_[SlotId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start))}];
     slot.key_hash = e.key_hash;
     ++slot.delta_children;
@@ -118,11 +121,12 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
                         bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
-  RollupSlots hours(view, Resolution::kHour, closed_by_ms);
-  RollupSlots days(view, Resolution::kDay, closed_by_ms);
+  std::vector<std::unique_ptr<RollupSlots>> slots;
   std::vector<RollupSlots*> rollups;
-  if (view.def->tile_ms < kMillisPerHour) rollups.push_back(&hours);
-  rollups.push_back(&days);
+  for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) {
+    slots.push_back(std::make_unique<RollupSlots>(view, res, closed_by_ms));
+    rollups.push_back(slots.back().get());
+  }
   if (!store_may_hold_view) {
     FlushFresh(view, shard, rollups, out, stats);
     return absl::OkStatus();

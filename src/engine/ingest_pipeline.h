@@ -19,8 +19,11 @@
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "engine/flusher.h"
+#include "engine/open_tiles.h"
+#include "engine/pipeline_metrics.h"
 #include "engine/rollups.h"
 #include "engine/tile_shard.h"
+#include "engine/watermark.h"
 #include "source/chunk_source.h"
 #include "source/file/line_reader.h"
 #include "source/file/ndjson_decoder.h"
@@ -35,7 +38,8 @@ struct PipelineOptions {
   int threads = 0;
   // Shards per view = shards_per_thread * threads; a shard is owned by one thread at a time.
   int shards_per_thread = 4;
-  // Flush (read-merge-write, then drop) the open tiles when they hold more than this.
+  // Flush (read-merge-write, then drop) the open tiles when they hold more than this: arenas,
+  // hash tables and sketch heap memory (engine/open_tiles.h says how the heap part is estimated).
   size_t memory_budget_bytes = size_t{2} << 30;
   // Live sources: also flush when this long has passed since the last flush and there is
   // something to flush. 0 = only on memory pressure and at the end.
@@ -51,23 +55,6 @@ struct PipelineOptions {
   const Clock* clock = SystemClock::Default();
   // Where the pipeline's counters, gauges and histograms go (optional).
   MetricsRegistry* metrics = nullptr;
-};
-
-struct SourceCounters {
-  int64_t lines = 0;         // non-blank input lines
-  int64_t rows = 0;          // decoded rows (lines - rejected)
-  int64_t rejected = 0;      // not a JSON object, no valid event time, or too far in the future
-  int64_t future = 0;        // of `rejected`: event time beyond the clock + max_future_ms
-  int64_t field_errors = 0;  // fields whose JSON type did not fit (became NULL)
-  int64_t late = 0;          // older than the watermark: dropped
-};
-
-struct ViewCounters {
-  int64_t rows_in = 0;       // on-time rows offered to the view
-  int64_t filtered = 0;      // WHERE false or NULL
-  int64_t null_key = 0;      // a GROUP BY value was NULL
-  int64_t key_too_long = 0;  // the key is longer than kMaxEntityKeyBytes (engine/entity_key.h)
-  int64_t aggregated = 0;    // rows added to tiles
 };
 
 // A rejected line, for dead-letter sinks. Called from worker threads, serialized by the pipeline.
@@ -126,83 +113,69 @@ class IngestPipeline final : public OpenTileSource {
   const SourceCounters& source_counters() const { return source_counters_; }
   const std::vector<ViewCounters>& view_counters() const { return view_counters_; }
   const FlushStats& flush_stats() const { return flush_stats_; }
-  int64_t max_event_time_ms() const { return max_event_time_ms_; }
+  int64_t max_event_time_ms() const { return watermark_.max_event_time_ms(); }
   int threads() const { return threads_; }
+
+  // Bytes of the open tiles (arenas, hash tables, sketch heap) as of the last round: what the
+  // flush trigger compares with memory_budget_bytes(). Thread-safe; for admission control (e.g.
+  // refusing ingest while the pipeline is far over budget).
+  size_t open_tile_bytes() const { return open_tile_bytes_.load(std::memory_order_relaxed); }
+  size_t memory_budget_bytes() const { return options_.memory_budget_bytes; }
+  // Exact recounts of sketch heap memory so far (for tests of the accounting).
+  int64_t heap_recounts() const { return open_tiles_.heap_recounts(); }
 
  private:
   struct Worker;
   struct ViewPrep;
+  struct RunState;
 
+  // One worker's loop: rounds of (1) TakeAndPrepare, (2) MarkLateInOrder on the coordinating
+  // thread, (3) AggregateOwnShards, (4) DecideFlush on the coordinating thread, then flushes
+  // (FlushRounds) when decided; barriers between the phases.
+  void WorkerLoop(int worker_index, RunState* run);
+  // Phase 1: takes the next chunk (under the input lock), decodes it and evaluates the views.
+  // Returns the busy nanoseconds.
+  int64_t TakeAndPrepare(int worker_index, RunState* run);
   void Prepare(Worker* w);
-  void MarkLate(const std::vector<Worker*>& order);
-  void Aggregate(int worker_index, const std::vector<Worker*>& order);
-  bool HasOpenTiles() const;
+  // Phase 2 (coordinating thread): orders this round's batches by sequence, marks late rows and
+  // adds up the counters.
+  void MarkLateInOrder(RunState* run);
+  // Phase 3: adds the on-time rows of the shards this worker owns and refreshes their memory
+  // estimate. Returns the busy nanoseconds.
+  int64_t AggregateOwnShards(int worker_index, const std::vector<Worker*>& order);
+  // Phase 4 (coordinating thread): decides whether to flush (end, error, interval, memory),
+  // publishes progress and metrics, and waits for a caught-up live source.
+  void DecideFlush(RunState* run);
+  // Flush phases, while run->flush_now: build, commit (coordinating thread), release. Returns
+  // false when the worker should return (the run is over or failed).
+  bool FlushRounds(int worker_index, RunState* run);
   absl::Status FlushShards(int worker_index);
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
-  // The watermark for a max event time: slots ending at or before it are closed.
-  int64_t ClosedBy(int64_t max_event_time_ms) const;
   // The latest event time accepted now (clock + max_future_ms).
   int64_t FutureLimit() const;
   absl::Status CommitFlush(ChunkSource* input);
-  size_t OpenTileBytes() const;
-  void RegisterMetrics();
   void PublishMetrics();
-  std::string WatermarkKey() const;
 
   const sql::SourceDef& source_;
   std::vector<const ViewRuntime*> views_;
   store::TileStore* store_;
   PipelineOptions options_;
   int threads_;
-  int num_shards_;
 
-  // shards_[view][shard]. During aggregation the owning worker holds the shard's mutex
-  // exclusively; readers of open tiles hold it shared.
-  std::vector<std::vector<std::unique_ptr<TileShard>>> shards_;
-  std::vector<std::vector<std::unique_ptr<std::shared_mutex>>> shard_mu_;
+  Watermark watermark_;
+  OpenTiles open_tiles_;
+  PipelineMetrics metrics_;
   std::atomic<bool> stop_{false};
-  // Shards swapped out by the last flush, cleared by their owning workers.
-  std::vector<std::vector<std::unique_ptr<TileShard>>> retired_;
-  // Guards shards_ pointers (not contents) and published_.
-  std::shared_mutex publish_mu_;
-  std::shared_ptr<const store::StoreSnapshot> published_;
-
-  // Metrics (null when options_.metrics is null). Counters are published from the
-  // coordinating thread after every round as deltas of the plain counters above.
-  struct Metrics {
-    Counter* lines;
-    Counter* rows;
-    Counter* rejected;
-    Counter* field_errors;
-    Counter* late;
-    Counter* future;
-    std::vector<Counter*> view_rows_in, view_filtered, view_null_key, view_key_too_long,
-        view_aggregated;
-    Counter* tiles_written;
-    Histogram* flush_seconds;
-    Histogram* store_write_seconds;
-    Gauge* open_tiles;
-    Gauge* open_tile_bytes;
-    Gauge* rollups_owed;
-    Gauge* rollups_owed_closed;
-    std::vector<Gauge*> busy_seconds;  // per worker thread, only grows
-  };
-  std::unique_ptr<Metrics> metrics_;
-  SourceCounters published_source_;
-  std::vector<ViewCounters> published_views_;
-  int64_t published_tiles_ = 0;
-  std::atomic<int64_t> max_event_time_seen_{std::numeric_limits<int64_t>::min()};
+  std::atomic<size_t> open_tile_bytes_{0};
   std::vector<bool> store_may_hold_view_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<FlushOutput> flush_out_;  // per worker
   PendingRollups pending_rollups_;
   std::vector<std::vector<OwedRollup>> owed_work_;  // per worker: owed rollups to build
   store::WriteBatch flush_meta_;  // metadata changes of the next commit (owed-rollup markers)
-  int64_t committed_max_event_time_ms_;
   std::vector<FlushStats> flush_stats_per_worker_;
 
-  int64_t max_event_time_ms_;
   SourceCounters source_counters_;
   std::vector<ViewCounters> view_counters_;
   FlushStats flush_stats_;

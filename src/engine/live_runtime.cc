@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
     if (r->log_input != nullptr) {
       rt->http_sources_.back().ingest->ObserveMaxEventTime(r->pipeline->max_event_time_ms());
+      rt->http_sources_.back().pipeline = r->pipeline.get();
     }
     rt->running_.push_back(std::move(r));
   }

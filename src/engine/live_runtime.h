@@ -58,7 +58,8 @@ class LiveRuntime {
 
   struct HttpSource {
     std::unique_ptr<source::HttpIngest> ingest;
-    source::LogChunkSource* consumer;  // owned by the runtime; Notify() after appends
+    source::LogChunkSource* consumer;          // owned by the runtime; Notify() after appends
+    const IngestPipeline* pipeline = nullptr;  // the consumer's pipeline (memory for admission)
   };
   // The ingest endpoints of the http sources (moved out once, to the HTTP service).
   std::vector<HttpSource> TakeHttpSources();

@@ -6,8 +6,8 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "store/meta_keys.h"
+#include "tile/ladder.h"
 #include "tile/tile_layout.h"
-#include "tile/tile_math.h"
 
 namespace tessera::engine {
 
@@ -34,19 +34,19 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
   };
   // Hours of a day that have a stored rollup; their base tiles are inside it.
   absl::flat_hash_set<int64_t> rolled_hours;
-  if (resolution == Resolution::kDay && view.def->tile_ms < kMillisPerHour) {
+  if (tile::ChildResolution(resolution, view.def->tile_ms) == Resolution::kHour) {
     TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kHour, start_ms, start_ms + unit,
                                         [&](int64_t start, std::string_view b) {
                                           rolled_hours.insert(start);
                                           merge(start, b);
                                         }));
   }
-  TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
-                                      [&](int64_t start, std::string_view b) {
-                                        if (rolled_hours.contains(AlignDown(start, kMillisPerHour)))
-                                          return;
-                                        merge(start, b);
-                                      }));
+  TESSERA_RETURN_IF_ERROR(
+      store->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
+                  [&](int64_t start, std::string_view b) {
+                    if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) return;
+                    merge(start, b);
+                  }));
   TESSERA_RETURN_IF_ERROR(decode);
   return merged;
 }
@@ -68,8 +68,7 @@ absl::StatusOr<bool> BuildRollupFromStore(
 
 PendingRollups::SlotId PendingRollups::Id(uint32_t view_id, Resolution resolution,
                                           int64_t start_ms) {
-  // Rollup units do not depend on the base tile size.
-  const int64_t unit = resolution == Resolution::kDay ? kMillisPerDay : kMillisPerHour;
+  const int64_t unit = tile::RollupMillis(resolution);
   return SlotId{start_ms + unit, view_id, static_cast<uint8_t>(resolution), start_ms};
 }
 

@@ -51,12 +51,6 @@ struct OwedRollup {
   std::string key;
 };
 
-// True when slot [start, start + unit) ends at or before `closed_by_ms` (the watermark).
-inline bool SlotClosed(int64_t start_ms, int64_t unit_ms, int64_t closed_by_ms) {
-  return closed_by_ms >= std::numeric_limits<int64_t>::min() + unit_ms &&
-         start_ms <= closed_by_ms - unit_ms;
-}
-
 // Merges into `block` the stored tiles one level below rollup (resolution, start) of `key`:
 // for an hour, its base tiles; for a day, its stored hour rollups plus the base tiles of the
 // hours that have none. Returns how many tiles were merged. `block` must be Init()'ed.

@@ -168,7 +168,7 @@ class RollupPipelineTest : public ::testing::Test {
                               [&](int64_t start, std::string_view) { starts.push_back(start); })
                         .ok());
         for (int64_t start : starts) {
-          EXPECT_TRUE(SlotClosed(start, unit, closed_by))
+          EXPECT_TRUE(tile::SlotClosed(start, unit, closed_by))
               << key << " " << static_cast<int>(res) << " " << FormatRfc3339Millis(start);
           int64_t n = 0;
           for (const Row& r : all_) n += r.key == key && r.ts >= start && r.ts < start + unit;
@@ -242,7 +242,7 @@ TEST_F(RollupPipelineTest, RollupsOnlyForClosedSlotsAndReadsStayExact) {
                               const int res = std::stoi(parts.substr(a + 1, b - a - 1));
                               const int64_t start = std::stoll(parts.substr(b + 1, c - b - 1));
                               const int64_t unit = res == 2 ? kMillisPerDay : kMillisPerHour;
-                              EXPECT_FALSE(SlotClosed(start, unit, closed_by)) << m;
+                              EXPECT_FALSE(tile::SlotClosed(start, unit, closed_by)) << m;
                             })
                   .ok());
   // Closed hours with two or more base tiles all have their rollup.
@@ -262,7 +262,7 @@ TEST_F(RollupPipelineTest, RollupsOnlyForClosedSlotsAndReadsStayExact) {
                           [&](int64_t start, std::string_view) { hours[start] = 1; })
                     .ok());
     for (const auto& [hour, n] : base_per_hour) {
-      if (n >= 2 && SlotClosed(hour, kMillisPerHour, closed_by)) {
+      if (n >= 2 && tile::SlotClosed(hour, kMillisPerHour, closed_by)) {
         EXPECT_TRUE(hours.contains(hour)) << key << " " << FormatRfc3339Millis(hour);
       }
     }

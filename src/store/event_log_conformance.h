@@ -339,6 +339,7 @@ TEST_P(EventLogConformanceTest, ConcurrentAppendsAreDenseUniqueAndReadInOrder) {
   std::vector<AppendResult> results;
   std::map<std::string, std::vector<AppendResult>> shared;
   std::vector<std::thread> writers;
+  writers.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     writers.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {

@@ -206,17 +206,20 @@ TEST_P(TileStoreConformanceTest, ScanSeesOnlyItsViewKeyAndResolution) {
                                                Resolution::kDay};
   const std::vector<int64_t> starts = {-600000, 0, 300000};
   WriteBatch b;
-  for (uint32_t v : views)
-    for (const std::string& e : entities)
-      for (Resolution r : resolutions)
+  for (uint32_t v : views) {
+    for (const std::string& e : entities) {
+      for (Resolution r : resolutions) {
         for (int64_t s : starts) {
           TileKey k{v, e, r, s};
           b.tiles.emplace_back(k, Describe(k));
         }
+      }
+    }
+  }
   ASSERT_TRUE(store_->Write(b).ok());
 
-  for (uint32_t v : views)
-    for (const std::string& e : entities)
+  for (uint32_t v : views) {
+    for (const std::string& e : entities) {
       for (Resolution r : resolutions) {
         Tiles got = ScanAll(v, e, r);
         ASSERT_EQ(got.size(), starts.size()) << Describe(TileKey{v, e, r, 0});
@@ -225,6 +228,8 @@ TEST_P(TileStoreConformanceTest, ScanSeesOnlyItsViewKeyAndResolution) {
           EXPECT_EQ(got[i].second, Describe(TileKey{v, e, r, starts[i]}));
         }
       }
+    }
+  }
   // Keys never written, including prefixes and extensions of written ones.
   EXPECT_TRUE(ScanAll(1, "abcd", Resolution::kBase).empty());
   EXPECT_TRUE(ScanAll(1, "x", Resolution::kBase).empty());

@@ -25,7 +25,7 @@ void Add(std::vector<TileRange>* out, Resolution res, int64_t from, int64_t to) 
 // Covers [from, to) (multiples of base_ms) with hour tiles in the middle and base tiles at
 // the ends.
 void CoverWithHours(std::vector<TileRange>* out, int64_t from, int64_t to, int64_t base_ms) {
-  if (base_ms == kMillisPerHour) {
+  if (!HasHourRollups(base_ms)) {
     Add(out, Resolution::kBase, from, to);
     return;
   }

@@ -6,24 +6,11 @@
 #include "absl/status/statusor.h"
 #include "common/time_util.h"
 #include "store/tile_store.h"
+#include "tile/ladder.h"
 
 namespace tessera::tile {
 
 using store::Resolution;
-
-// Length in ms of a tile of `res` for a view whose base tile is `base_ms`.
-// REQUIRES: base_ms divides one hour.
-inline int64_t ResolutionMillis(Resolution res, int64_t base_ms) {
-  switch (res) {
-    case Resolution::kBase:
-      return base_ms;
-    case Resolution::kHour:
-      return kMillisPerHour;
-    case Resolution::kDay:
-      return kMillisPerDay;
-  }
-  return base_ms;
-}
 
 inline int64_t AlignUp(int64_t t, int64_t unit) { return -AlignDown(-t, unit); }
 

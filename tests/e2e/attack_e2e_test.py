@@ -185,23 +185,37 @@ def main():
         failures.check(p.returncode == 2 and "--at" in p.stderr,
                        "get --at INT64_MAX: exit %d %s" % (p.returncode, p.stderr))
 
-        # 8. Many new keys: memory stays near the budget instead of growing with the keys.
+        # 8. Many new keys, with sketches that grow: the unflushed tiles (sketch heap included)
+        # stay within the budget, flushed early, and the process's memory stays bounded by that
+        # plus RocksDB's own caps (256 MiB block cache, 3 x 64 MiB memtables), not by the keys.
         mem_db = os.path.join(tmp, "mem-db")
-        server = Server(tessera, sql, mem_db, os.path.join(tmp, "mem.log"),
-                        ["--memory-mb", "64", "--flush-interval", "60s"]).start()
+        mem_sql = os.path.join(tmp, "mem.sql")
+        with open(mem_sql, "w") as f:
+            f.write(SQL.replace("APPROX_COUNT_DISTINCT(item) AS items",
+                                "APPROX_COUNT_DISTINCT(item) AS items, "
+                                "APPROX_PERCENTILE(v, 0.9) AS p90"))
+        server = Server(tessera, mem_sql, mem_db, os.path.join(tmp, "mem.log"),
+                        ["--memory-mb", "16", "--flush-interval", "60s"]).start()
         c = Client(server.host, server.port)
         ts = now_ms() - 1000
-        peak = 0.0
-        for post in range(6):
-            lines = [line("k%d-%d" % (post, i), item="x%d" % (i % 7), ts=ts)
+        peak, max_open, keys = 0.0, 0.0, 0
+        for post in range(10):
+            # 20k new keys per post, 5 rows each with distinct items and values.
+            lines = [line("k%d-%d" % (post, i // 5), v=i, item="x%d" % i, ts=ts)
                      for i in range(100_000)]
+            keys += 20_000
             st, text = c.ingest("ev", body(*lines))
             failures.check(st in (200, 503), "big post %d: %d %s" % (post, st, text[:200]))
             peak = max(peak, rss_mb(server.proc.pid))
-        ms, _ = metrics(c)
+            ms, _ = metrics(c)
+            max_open = max(max_open, metric(ms, "tessera_open_tile_bytes", source="ev") or 0)
         flushes = metric(ms, "tessera_flush_seconds_count", source="ev") or 0
-        print("600k new keys with --memory-mb 64: peak RSS %.0f MB, %d flushes" % (peak, flushes))
-        failures.check(peak < 700, "RSS reached %.0f MB with a 64 MB tile budget" % peak)
+        print("%d new keys with sketches, --memory-mb 16: unflushed tiles at most %.0f MB, "
+              "%d flushes, peak RSS %.0f MB" % (keys, max_open / 2**20, flushes, peak))
+        failures.check(max_open <= 2 * 16 * 2**20,
+                       "unflushed tiles reached %.0f MB with a 16 MB budget" % (max_open / 2**20))
+        failures.check(flushes >= 3, "only %d flushes for 1M rows on a 16 MB budget" % flushes)
+        failures.check(peak < 900, "RSS reached %.0f MB with a 16 MB tile budget" % peak)
         c.close()
         server.terminate()
     finally:

@@ -161,4 +161,20 @@ size_t MemoryTileStore::tile_count() const {
   return tiles_.size();
 }
 
+std::vector<std::pair<TileKey, std::string>> MemoryTileStore::AllTiles() const {
+  ReaderMutexLock lock(&mu_);
+  std::vector<std::pair<TileKey, std::string>> out;
+  out.reserve(tiles_.size());
+  for (const auto& [id, bytes] : tiles_) {
+    const auto& [view_id, key, res, start] = id;
+    out.emplace_back(TileKey{view_id, key, static_cast<Resolution>(res), start}, bytes);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> MemoryTileStore::AllMeta() const {
+  ReaderMutexLock lock(&mu_);
+  return {meta_.begin(), meta_.end()};
+}
+
 }  // namespace tessera::store

@@ -64,6 +64,9 @@ class MemoryTileStore final : public TileStore, public EventLog {
 
   // Number of stored tiles (for tests).
   size_t tile_count() const;
+  // Every stored tile in key order, and every metadata entry (for tests that compare stores).
+  std::vector<std::pair<TileKey, std::string>> AllTiles() const;
+  std::vector<std::pair<std::string, std::string>> AllMeta() const;
 
  private:
   // (view_id, entity_key, resolution, start_ms): lexicographic tuple order keeps one

@@ -1,0 +1,161 @@
+#include "engine/flusher.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/time_util.h"
+#include "engine/engine_test_util.h"
+#include "store/memory/memory_tile_store.h"
+
+namespace tessera::engine {
+namespace {
+
+using store::Resolution;
+
+constexpr int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z, a UTC day boundary
+constexpr int64_t k5m = 5 * kMillisPerMinute;
+constexpr int64_t kHour = kMillisPerHour;
+
+constexpr char kSql[] = R"sql(
+CREATE SOURCE ev (user_id STRING, v BIGINT, ts TIMESTAMP) WITH (connector = 'file');
+CREATE FEATURE VIEW s AS SELECT user_id, COUNT(*) AS n, SUM(v) AS total FROM ev GROUP BY user_id;
+CREATE FEATURE VIEW hourly WITH (tile = '1h') AS
+SELECT user_id, COUNT(*) AS n, SUM(v) AS total FROM ev GROUP BY user_id;
+)sql";
+
+using TileId = std::tuple<std::string, Resolution, int64_t>;
+// (n, total) of each output tile.
+using Tiles = std::map<TileId, std::pair<int64_t, int64_t>>;
+
+class FlusherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto cs = CatalogStore::Load(&store_);
+    ASSERT_TRUE(cs.ok()) << cs.status();
+    catalog_ = std::move(*cs);
+    ASSERT_TRUE(catalog_->Register(kSql).ok());
+    view_ = catalog_->FindView("s");
+  }
+
+  Tiles Decode(const ViewRuntime& view, const FlushOutput& out) {
+    Tiles tiles;
+    for (const auto& [key, bytes] : out.tiles) {
+      EXPECT_EQ(key.view_id, view.id);
+      tile::OwnedBlock block(*view.layout);
+      EXPECT_TRUE(view.layout->Deserialize(bytes, block.data()).ok());
+      const Value total = view.layout->agg(1).Finalize(block.data() + view.layout->offset(1));
+      tiles[{key.entity_key, key.resolution, key.start_ms}] = {
+          view.layout->agg(0).Finalize(block.data()).int64(), total.int64()};
+    }
+    return tiles;
+  }
+
+  static std::vector<TileId> Refs(const std::vector<RollupRef>& refs) {
+    std::vector<TileId> out;
+    out.reserve(refs.size());
+    for (const RollupRef& r : refs) out.emplace_back(std::string(r.key), r.resolution, r.start_ms);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  void Store(const ViewRuntime& view, const std::string& key, Resolution res, int64_t start,
+             const std::string& bytes) {
+    store::WriteBatch b;
+    b.tiles.emplace_back(store::TileKey{view.id, key, res, start}, bytes);
+    ASSERT_TRUE(store_.Write(b).ok());
+  }
+
+  store::MemoryTileStore store_;
+  std::unique_ptr<CatalogStore> catalog_;
+  const ViewRuntime* view_ = nullptr;
+};
+
+// Nothing stored: the deltas are the tiles. Hour 0 is closed (the watermark is at 1h): its
+// rollup is written where it merges two tiles (a), not for one (b). Open slots are owed.
+TEST_F(FlusherTest, FreshViewWritesDeltasAndTheRollupsOfClosedSlots) {
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0, {1, 2});
+  AddToShard(*view_, &shard, "a", kT0 + k5m, {3});
+  AddToShard(*view_, &shard, "a", kT0 + kHour, {4});
+  AddToShard(*view_, &shard, "b", kT0, {5});
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, /*store_may_hold_view=*/false, kT0 + kHour, &out, &stats)
+          .ok());
+  EXPECT_EQ(Decode(*view_, out), (Tiles{
+                                     {{"a", Resolution::kBase, kT0}, {2, 3}},
+                                     {{"a", Resolution::kBase, kT0 + k5m}, {1, 3}},
+                                     {{"a", Resolution::kBase, kT0 + kHour}, {1, 4}},
+                                     {{"b", Resolution::kBase, kT0}, {1, 5}},
+                                     {{"a", Resolution::kHour, kT0}, {3, 6}},
+                                 }));
+  EXPECT_EQ(Refs(out.owed), (std::vector<TileId>{{"a", Resolution::kHour, kT0 + kHour},
+                                                 {"a", Resolution::kDay, kT0},
+                                                 {"b", Resolution::kDay, kT0}}));
+  EXPECT_TRUE(out.settled.empty());
+  EXPECT_EQ(stats.base_tiles, 4);
+  EXPECT_EQ(stats.rollup_tiles, 1);
+  EXPECT_EQ(stats.merged_with_stored, 0);
+}
+
+// Stored tiles: base = stored ⊕ delta; a closed slot's rollup = its stored children ⊕ the
+// deltas (the children do not hold this flush's rows yet), and it is settled.
+TEST_F(FlusherTest, StoredViewIsReadMergeWrite) {
+  Store(*view_, "a", Resolution::kBase, kT0, TileOf(*view_, {10}, kT0));
+  Store(*view_, "a", Resolution::kBase, kT0 + 2 * k5m, TileOf(*view_, {1}, kT0 + 2 * k5m));
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0, {5});
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, true, kT0 + kHour, &out, &stats).ok());
+  EXPECT_EQ(Decode(*view_, out), (Tiles{
+                                     {{"a", Resolution::kBase, kT0}, {2, 15}},
+                                     {{"a", Resolution::kHour, kT0}, {3, 16}},
+                                 }));
+  EXPECT_EQ(Refs(out.settled), (std::vector<TileId>{{"a", Resolution::kHour, kT0}}));
+  EXPECT_EQ(Refs(out.owed), (std::vector<TileId>{{"a", Resolution::kDay, kT0}}));
+  EXPECT_EQ(stats.merged_with_stored, 1);
+
+  // A stored rollup (a DB from an older version may hold one) is merged with the deltas.
+  Store(*view_, "a", Resolution::kHour, kT0, TileOf(*view_, {100, 100}, kT0));
+  FlushOutput again;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, true, kT0 + kHour, &again, &stats).ok());
+  EXPECT_EQ(Decode(*view_, again)[TileId("a", Resolution::kHour, kT0)],
+            std::make_pair(int64_t{3}, int64_t{205}));
+}
+
+TEST_F(FlusherTest, UnreadableStoredTileIsDataLoss) {
+  Store(*view_, "a", Resolution::kBase, kT0, "\x09garbage");
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0, {5});
+  FlushOutput out;
+  FlushStats stats;
+  absl::Status s = FlushShard(*view_, shard, &store_, true, kT0, &out, &stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("view 's' key 'a'"), std::string::npos) << s;
+}
+
+// With 1h tiles there are no hour rollups: a closed day is rolled up from the base tiles.
+TEST_F(FlusherTest, HourTilesRollUpStraightIntoDays) {
+  const ViewRuntime* hourly = catalog_->FindView("hourly");
+  TileShard shard(hourly->layout.get());
+  AddToShard(*hourly, &shard, "a", kT0, {1});
+  AddToShard(*hourly, &shard, "a", kT0 + kHour, {2});
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(FlushShard(*hourly, shard, &store_, false, kT0 + kMillisPerDay, &out, &stats).ok());
+  EXPECT_EQ(Decode(*hourly, out), (Tiles{
+                                      {{"a", Resolution::kBase, kT0}, {1, 1}},
+                                      {{"a", Resolution::kBase, kT0 + kHour}, {1, 2}},
+                                      {{"a", Resolution::kDay, kT0}, {2, 3}},
+                                  }));
+  EXPECT_TRUE(out.owed.empty());
+}
+
+}  // namespace
+}  // namespace tessera::engine

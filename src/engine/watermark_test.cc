@@ -1,0 +1,84 @@
+#include "engine/watermark.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "store/memory/memory_tile_store.h"
+
+namespace tessera::engine {
+namespace {
+
+constexpr int64_t kLateness = 10'000;
+
+TEST(Watermark, MarksLateRowsInStreamOrder) {
+  Watermark wm("Plays", kLateness);
+  EXPECT_EQ(wm.max_event_time_ms(), Watermark::kNone);
+  EXPECT_EQ(wm.closed_by(), Watermark::kNone);
+  std::vector<uint8_t> late;
+  // The first row sets the max; 95'000 is within the lateness of 100'000; 89'999 is not, but
+  // only once 100'000 has been seen: the same row earlier in the batch is on time.
+  const std::vector<int64_t> ts = {89'999, 100'000, 95'000, 89'999, 90'000, 120'000, 105'000};
+  EXPECT_EQ(wm.MarkLate(ts, &late), 2);
+  EXPECT_EQ(late, (std::vector<uint8_t>{0, 0, 0, 1, 0, 0, 1}));
+  EXPECT_EQ(wm.max_event_time_ms(), 120'000);
+  EXPECT_EQ(wm.closed_by(), 110'000);
+  // The next batch continues from the max of the previous one.
+  const std::vector<int64_t> next = {109'999, 110'000};
+  EXPECT_EQ(wm.MarkLate(next, &late), 1);
+  EXPECT_EQ(late, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(wm.MarkLate({}, &late), 0);
+  EXPECT_TRUE(late.empty());
+}
+
+TEST(Watermark, TheFirstRowIsNeverLate) {
+  Watermark wm("s", kLateness);
+  std::vector<uint8_t> late;
+  const std::vector<int64_t> ts = {-5'000'000};
+  EXPECT_EQ(wm.MarkLate(ts, &late), 0);
+  EXPECT_EQ(wm.max_event_time_ms(), -5'000'000);
+  EXPECT_EQ(wm.ClosedBy(Watermark::kNone), Watermark::kNone);
+}
+
+TEST(Watermark, PersistsWithTheFlushAndReloads) {
+  store::MemoryTileStore store;
+  Watermark wm("Plays", kLateness);
+  ASSERT_TRUE(wm.Load(&store).ok());
+  store::WriteBatch empty;
+  wm.AddToBatch(&empty);
+  EXPECT_TRUE(empty.meta.empty());  // nothing seen: nothing persisted
+
+  std::vector<uint8_t> late;
+  const std::vector<int64_t> ts = {50'000};
+  wm.MarkLate(ts, &late);
+  EXPECT_EQ(wm.committed_closed_by(), Watermark::kNone);  // not committed yet
+  store::WriteBatch batch;
+  wm.AddToBatch(&batch);
+  ASSERT_EQ(batch.meta.size(), 1u);
+  EXPECT_EQ(batch.meta[0].first, "source/plays/max_event_time");  // case-insensitive name
+  EXPECT_EQ(batch.meta[0].first, Watermark::Key("PLAYS"));
+  ASSERT_TRUE(store.Write(batch).ok());
+  wm.Committed();
+  EXPECT_EQ(wm.committed_closed_by(), 40'000);
+
+  Watermark reloaded("plays", kLateness);
+  ASSERT_TRUE(reloaded.Load(&store).ok());
+  EXPECT_EQ(reloaded.max_event_time_ms(), 50'000);
+  EXPECT_EQ(reloaded.committed_closed_by(), 40'000);
+  const std::vector<int64_t> old = {39'999};
+  EXPECT_EQ(reloaded.MarkLate(old, &late), 1);  // the reloaded stream goes on
+}
+
+TEST(Watermark, CorruptStoredValueIsDataLoss) {
+  store::MemoryTileStore store;
+  store::WriteBatch batch;
+  batch.meta.emplace_back(Watermark::Key("plays"), "12x");
+  ASSERT_TRUE(store.Write(batch).ok());
+  Watermark wm("Plays", kLateness);
+  absl::Status s = wm.Load(&store);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("'Plays'"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace tessera::engine
