@@ -337,6 +337,7 @@ Value Reference(const Case& c, const Rows& rows, size_t begin, size_t end) {
     case AggKind::kApproxPercentile: {
       if (items.empty()) return Value::Null(DataType::kDouble);
       std::vector<double> xs;
+      xs.reserve(items.size());
       for (const Item& it : items) xs.push_back(it.v.AsDouble());
       std::sort(xs.begin(), xs.end());
       double q = c.params.q;

@@ -206,6 +206,7 @@ TEST(MetricsTest, ConcurrentUpdatesAreExact) {
   constexpr int kThreads = 8;
   constexpr int kIters = 20000;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&r, t] {
       // Registration races too: every thread looks the series up itself.

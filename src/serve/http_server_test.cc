@@ -1,6 +1,7 @@
 #include "serve/http_server.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,9 +30,9 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string Describe(const HttpRequest& req) {
-  std::string s = req.method + " path=" + req.path + " raw=" + req.raw_path;
-  for (const auto& [k, v] : req.params) s += " param:" + k + "=" + v;
-  for (const auto& [k, v] : req.query) s += " query:" + k + "=" + v;
+  std::string s = fmt::format("{} path={} raw={}", req.method, req.path, req.raw_path);
+  for (const auto& [k, v] : req.params) s += fmt::format(" param:{}={}", k, v);
+  for (const auto& [k, v] : req.query) s += fmt::format(" query:{}={}", k, v);
   return s;
 }
 
@@ -399,9 +400,11 @@ TEST_F(HttpServerTest, ManyConcurrentConnections) {
   constexpr int kRequests = 10;
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<std::unique_ptr<Client>> clients;
+      clients.reserve(kConnsPerThread);
       for (int i = 0; i < kConnsPerThread; ++i) {
         clients.push_back(std::make_unique<Client>(port()));
       }

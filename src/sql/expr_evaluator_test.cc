@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -412,12 +413,12 @@ TEST_F(EvaluatorTest, DesugaringCannotBlowUp) {
   // Each BETWEEN copies its operand; nesting would double the tree at every level.
   std::string nested = "b";
   for (int i = 0; i < 60; ++i) {
-    nested = "(" + nested + " BETWEEN FALSE AND TRUE)";
+    nested = fmt::format("({} BETWEEN FALSE AND TRUE)", nested);
   }
   EXPECT_THAT(BindError(nested), ::testing::HasSubstr("too large"));
   std::string cases = "i";
   for (int i = 0; i < 40; ++i) {
-    cases = "CASE " + cases + " WHEN 1 THEN 1 WHEN 2 THEN 2 WHEN 3 THEN 3 END";
+    cases = fmt::format("CASE {} WHEN 1 THEN 1 WHEN 2 THEN 2 WHEN 3 THEN 3 END", cases);
   }
   EXPECT_THAT(BindError(cases), ::testing::HasSubstr("too large"));
   EXPECT_EQ(BindError("(i BETWEEN 1 AND 2) BETWEEN FALSE AND TRUE"), "OK");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +18,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <chrono>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -537,6 +537,7 @@ TEST(RocksDbTileStoreTest, MatchesMemoryStoreUnderRandomOperations) {
       ASSERT_EQ(got, want) << "round " << round;
     }
     std::vector<TileKey> keys;
+    keys.reserve(20);
     for (int i = 0; i < 20; ++i) keys.push_back(random_key());
     std::vector<std::optional<std::string>> want, got;
     ASSERT_TRUE(model.MultiGet(keys, &want).ok());
@@ -662,6 +663,7 @@ TEST(RocksDbEventLogTest, ConcurrentAppendsShareFsyncs) {
   const std::string payload(256 << 10, 'x');
   const uint64_t synced_before = store->TickerCount("rocksdb.wal.synced");
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
@@ -690,6 +692,7 @@ constexpr char kLogCrashChildEnv[] = "TESSERA_EVENT_LOG_CRASH_CHILD";  // "<fd>:
       RocksDbTileStore::Open(spec.substr(colon + 1), RocksDbOptions{});
   if (!store.ok()) std::_Exit(2);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0;; ++i) {
