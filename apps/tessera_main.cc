@@ -281,9 +281,9 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
     const engine::IngestPipeline* pipeline = src.pipeline;
     service.AddIngest(
         std::move(src.ingest),
-        [consumer](uint64_t seq) {
+        [consumer](uint64_t seq, bool wait_visible) {
           consumer->Notify();
-          consumer->WaitVisible(seq, std::chrono::seconds(10));
+          if (wait_visible) consumer->WaitVisible(seq, std::chrono::seconds(10));
         },
         [pipeline]() -> std::string {
           const size_t used = pipeline->open_tile_bytes();

@@ -116,7 +116,7 @@ void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenT
 }
 
 void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                               std::function<void(uint64_t seq)> on_appended,
+                               std::function<void(uint64_t seq, bool wait_visible)> on_appended,
                                std::function<std::string()> overloaded) {
   const std::string name = ingest->source();
   Labels labels = {{"source", name}};
@@ -159,11 +159,11 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
           r.headers.emplace_back("Allow", "");
           done(std::move(r));
         },
-        "ingest", {"batch_id"});
+        "ingest", {"batch_id", "wait"});
   } else {
     server->Route("POST", "/v1/ingest/{source}",
                   [this](HttpRequest&& req, Responder done) { Ingest(std::move(req), done); },
-                  "ingest", {"batch_id"});
+                  "ingest", {"batch_id", "wait"});
   }
   server->Route("GET", "/healthz", [](HttpRequest&&, Responder done) {
     done(HttpResponse::Json(200, R"({"status":"ok"})"));
@@ -359,6 +359,18 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   IngestTarget* target = &it->second;
   std::string batch_id;
   if (const std::string* b = req.Query("batch_id")) batch_id = *b;
+  bool wait_visible = true;
+  if (const std::string* w = req.Query("wait")) {
+    if (*w == "durable") {
+      wait_visible = false;
+    } else if (*w != "visible") {
+      respond(HttpResponse::Error(
+          400,
+          "parameter 'wait': expected 'visible' (the default: answer once the rows can be "
+          "read) or 'durable' (answer once they are on disk)"));
+      return;
+    }
+  }
   auto busy = [&](const std::string& reason) {
     ingest_refused_->Inc();
     HttpResponse r = HttpResponse::Error(503, reason + "; nothing was appended, retry later");
@@ -380,9 +392,9 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
     pending = pending_ingest_bytes_;
     if (pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes) {
       pending_ingest_bytes_ += bytes;
-      pool_tasks_.push_back([this, target, bytes, batch_id = std::move(batch_id),
+      pool_tasks_.push_back([this, target, bytes, wait_visible, batch_id = std::move(batch_id),
                              body = std::move(req.body), respond = std::move(respond)]() {
-        RunIngest(target, batch_id, body, respond);
+        RunIngest(target, batch_id, body, wait_visible, respond);
         MutexLock done(&pool_mu_);
         pending_ingest_bytes_ -= bytes;
       });
@@ -395,7 +407,8 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
 }
 
 void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id,
-                               const std::string& body, const Responder& respond) {
+                               const std::string& body, bool wait_visible,
+                               const Responder& respond) {
   const int64_t t0 = clock_->MonotonicNanos();
   absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
   target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
@@ -408,7 +421,7 @@ void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id
     target->rejected->Inc(r->rejected);
     target->late->Inc(r->late);
   }
-  if (r->seq != 0 && target->on_appended) target->on_appended(r->seq);
+  if (r->seq != 0 && target->on_appended) target->on_appended(r->seq, wait_visible);
   respond(HttpResponse::Json(200, r->ToJson()));
 }
 

@@ -60,13 +60,14 @@ class FeatureService {
 
   // Reads of `view` also merge the unflushed tiles of `open` (the live pipeline of its source).
   void SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open);
-  // Enables POST /v1/ingest/{source}. `on_appended(seq)` runs on the ingest pool after each
-  // durable append (and for a retried batch id), before the answer is sent: it wakes the
-  // consumer and may wait until log entry `seq` is visible to reads (read-your-writes).
+  // Enables POST /v1/ingest/{source}. `on_appended(seq, wait_visible)` runs on the ingest pool
+  // after each durable append (and for a retried batch id), before the answer is sent: it wakes
+  // the consumer and, when wait_visible (the request's `wait=visible`, the default; false for
+  // `wait=durable`), waits until log entry `seq` is visible to reads (read-your-writes).
   // `overloaded` (optional) returns a non-empty reason while the consumer cannot take more (e.g.
   // its unflushed tiles are far over their memory budget): POSTs then get 503 + Retry-After.
   void AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                 std::function<void(uint64_t seq)> on_appended,
+                 std::function<void(uint64_t seq, bool wait_visible)> on_appended,
                  std::function<std::string()> overloaded = {});
   void set_ready(bool ready) { ready_.store(ready); }
 
@@ -100,7 +101,7 @@ class FeatureService {
   std::map<const engine::ViewRuntime*, engine::OpenTileSource*> open_tiles_;
   struct IngestTarget {
     std::unique_ptr<source::HttpIngest> ingest;
-    std::function<void(uint64_t seq)> on_appended;
+    std::function<void(uint64_t seq, bool wait_visible)> on_appended;
     std::function<std::string()> overloaded;
     Counter* accepted;
     Counter* rejected;
@@ -110,7 +111,7 @@ class FeatureService {
   std::map<std::string, IngestTarget, std::less<>> ingest_;  // by lower-case source name
   // Appends one body and answers (on the ingest pool).
   void RunIngest(IngestTarget* target, const std::string& batch_id, const std::string& body,
-                 const Responder& respond);
+                 bool wait_visible, const Responder& respond);
   Histogram* tiles_per_request_;
   Histogram* read_seconds_;
 

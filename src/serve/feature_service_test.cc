@@ -48,9 +48,9 @@ class FeatureServiceTest : public ::testing::Test {
     }
     for (auto& src : runtime_->TakeHttpSources()) {
       auto* consumer = src.consumer;
-      service_->AddIngest(std::move(src.ingest), [consumer](uint64_t seq) {
+      service_->AddIngest(std::move(src.ingest), [consumer](uint64_t seq, bool wait_visible) {
         consumer->Notify();
-        consumer->WaitVisible(seq, std::chrono::seconds(10));
+        if (wait_visible) consumer->WaitVisible(seq, std::chrono::seconds(10));
       });
     }
     server_ = std::make_unique<HttpServer>(HttpServerOptions{});
@@ -146,6 +146,23 @@ TEST_F(FeatureServiceTest, ReadYourWritesOnOneKeepAliveConnection) {
     ASSERT_TRUE(g.has_value());
     ASSERT_EQ(nlohmann::json::parse(g->body)["windows"]["1h"]["n"], i) << "after POST " << i;
   }
+}
+
+// wait=durable answers once the rows are on disk (for producers that need throughput more than
+// read-your-writes); anything else but wait=visible is a 400.
+TEST_F(FeatureServiceTest, WaitParameter) {
+  Client c(server_->port());
+  auto r = c.Post("/v1/ingest/ev?wait=durable", Event("wd", "web", 1, kAt - 1000) + "\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["accepted"], 1);
+  auto j = GetUntil(c, "/v1/features/stats/wd?windows=1h",
+                    [](const nlohmann::json& j) { return j["windows"]["1h"]["n"] == 1; });
+  EXPECT_EQ(j["windows"]["1h"]["n"], 1);
+  EXPECT_EQ(c.Post("/v1/ingest/ev?wait=visible", Event("wd", "web", 1, kAt) + "\n")->status, 200);
+  auto bad = c.Post("/v1/ingest/ev?wait=never", Event("wd", "web", 1, kAt) + "\n");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("'wait'"), std::string::npos) << bad->body;
 }
 
 TEST_F(FeatureServiceTest, BatchIdReusedForAnotherBodyIsAConflict) {
@@ -274,7 +291,7 @@ TEST_F(FeatureServiceTest, UnknownQueryParametersAreRejected) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
-            "unknown query parameter 'batchid' (accepted: batch_id)");
+            "unknown query parameter 'batchid' (accepted: batch_id, wait)");
   r = c.Get("/v1/features/stats/u1?window=1h");
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
@@ -475,7 +492,7 @@ TEST(IngestBackpressureTest, QueuedBytesAndOverloadAreRefusedWithRetryAfter) {
   std::atomic<bool> overloaded{false};
   service.AddIngest(
       std::make_unique<source::HttpIngest>(&store, "ev", io),
-      [&](uint64_t) {
+      [&](uint64_t, bool) {
         std::unique_lock<std::mutex> lock(mu);
         ++appended;
         cv.notify_all();
