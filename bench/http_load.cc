@@ -1,7 +1,7 @@
 // http_load: load and freshness probes for `tessera run --http` (scripts/bench_serve.sh).
 //
 //   http_load ingest --port P --source S --file F [--lines 10000] [--connections 4]
-//             [--seconds 0] [--repeat 1] [--rate ROWS_PER_S]
+//             [--seconds 0] [--repeat 1] [--rate ROWS_PER_S] [--wait visible|durable]
 //       Splits F (NDJSON) into bodies of --lines lines and POSTs them to /v1/ingest/S from
 //       --connections keep-alive connections (each takes the next body from a shared queue).
 //       Sends every body --repeat times, or loops for --seconds if > 0. Prints one JSON line:
@@ -159,7 +159,7 @@ double Pct(std::vector<double>& v, double q) {
 }
 
 int RunIngest(int port, const std::string& source, const std::string& file, int lines,
-              int connections, double seconds, int repeat, double rate) {
+              int connections, double seconds, int repeat, double rate, const std::string& wait) {
   std::ifstream in(file, std::ios::binary);
   if (!in) Die("cannot read " + file);
   std::vector<std::string> bodies;
@@ -183,7 +183,7 @@ int RunIngest(int port, const std::string& source, const std::string& file, int 
     }
   }
   if (bodies.empty()) Die("no lines in " + file);
-  const std::string target = "/v1/ingest/" + source;
+  const std::string target = "/v1/ingest/" + source + (wait.empty() ? "" : "?wait=" + wait);
   std::signal(SIGTERM, OnStop);
   std::signal(SIGINT, OnStop);
   std::atomic<int64_t> next{0};
@@ -315,6 +315,8 @@ int main(int argc, char** argv) {
   ingest->add_option("--repeat", repeat)->capture_default_str();
   double rate = 0;
   ingest->add_option("--rate", rate, "Target rows/s (paced per body; 0 = as fast as acknowledged)");
+  std::string wait;
+  ingest->add_option("--wait", wait, "visible (server default) or durable: when answers come");
   auto* fresh = app.add_subcommand("fresh", "Acknowledged -> visible latency probes");
   fresh->add_option("--port", port)->required();
   fresh->add_option("--source", source)->capture_default_str();
@@ -325,7 +327,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (ingest->parsed()) {
     return RunIngest(port, source, file, lines, std::max(1, connections), seconds,
-                     std::max(1, repeat), rate);
+                     std::max(1, repeat), rate, wait);
   }
   return RunFresh(port, source, view, probes, poll_us, timeout_s);
 }

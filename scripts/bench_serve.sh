@@ -7,7 +7,7 @@
 #   scripts/bench_serve.sh [BUILD_DIR]      (default build/release; needs wrk)
 #
 # Knobs (env): EVENTS (2000000 preloaded), LOAD_EVENTS (1000000 in the ingest-load file), USERS,
-# INGEST_SECONDS, INGEST_CONNECTIONS ("1 4"), SERVE_SECONDS, PROBES, BG_RATE, DRAIN_LIMIT, OUT.
+# INGEST_SECONDS, INGEST_RUNS ("1:visible 4:visible 4:durable": connections:wait), SERVE_SECONDS, PROBES, BG_RATE, DRAIN_LIMIT, OUT.
 # Order: preload, serving (on the preloaded DB), freshness, then the ingest throughput runs
 # (they re-post the 20-minute load file, which makes the recent tiles much heavier).
 set -euo pipefail
@@ -164,9 +164,12 @@ tee -a "$OUT/results.ndjson" < "$OUT/bg_ingest.json" | sed 's/^/fresh background
 wait_drained 30
 
 echo "== (a) HTTP ingest: 10k-line bodies for ${INGEST_SECONDS}s"
-for c in ${INGEST_CONNECTIONS:-1 4}; do
-  phase "ingest c=$c" "$LOAD" ingest --port "$PORT" --file "$OUT/load.ndjson" --lines 10000 \
-    --connections "$c" --seconds "$INGEST_SECONDS"
+# Answers wait until the rows are readable (the default), or only until they are durable.
+for run in ${INGEST_RUNS:-1:visible 4:visible 4:durable}; do
+  c=${run%%:*}
+  wait_mode=${run##*:}
+  phase "ingest c=$c wait=$wait_mode" "$LOAD" ingest --port "$PORT" --file "$OUT/load.ndjson" \
+    --lines 10000 --connections "$c" --seconds "$INGEST_SECONDS" --wait "$wait_mode"
   wait_drained "$DRAIN_LIMIT"
   python3 - "$OUT/phase.out" "$DRAIN_S" <<'PY'
 import json, sys
