@@ -41,11 +41,8 @@ std::string Line(const std::string& user, int64_t v, const std::string& tag, int
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cs = CatalogStore::Load(&store_);
-    ASSERT_TRUE(cs.ok()) << cs.status();
-    catalog_ = std::move(*cs);
-    auto views = catalog_->Register(kSql);
-    ASSERT_TRUE(views.ok()) << views.status();
+    catalog_ = RegisterCatalog(&store_, kSql);
+    ASSERT_NE(catalog_, nullptr);
     view_ = catalog_->FindView("stats");
     ASSERT_NE(view_, nullptr);
   }
@@ -314,15 +311,6 @@ TEST(ParseWindows, RejectsBadLists) {
 namespace tessera::engine {
 namespace {
 
-// A fresh catalog over `store` with `sql` registered.
-std::unique_ptr<CatalogStore> Catalog(store::TileStore* store, std::string_view sql) {
-  auto cs = CatalogStore::Load(store);
-  EXPECT_TRUE(cs.ok()) << cs.status();
-  auto views = (*cs)->Register(sql);
-  EXPECT_TRUE(views.ok()) << views.status();
-  return std::move(*cs);
-}
-
 absl::StatusOr<FeatureResult> ReadView(const ViewRuntime* view, store::TileStore* store,
                                        std::string_view text_key, int64_t at,
                                        std::string_view windows) {
@@ -352,7 +340,7 @@ CREATE FEATURE VIEW pairs AS SELECT a, b, COUNT(*) AS n, SUM(v) AS total FROM ev
 // ("a|b","c") and ("a","b|c") were one tile when parts were joined by '|'.
 TEST(CompositeKeyTest, PartsContainingTheSeparatorAreDistinctKeys) {
   store::MemoryTileStore store;
-  auto catalog = Catalog(&store, kPairSql);
+  auto catalog = RegisterCatalog(&store, kPairSql);
   const ViewRuntime* view = catalog->FindView("pairs");
   RunLines(view, &store,
            {fmt::format(R"({{"a":"a|b","b":"c","v":1,"ts":{}}})", kT0),
@@ -376,7 +364,7 @@ TEST(CompositeKeyTest, PartsContainingTheSeparatorAreDistinctKeys) {
 
 TEST(CompositeKeyTest, FormatOneDbWithCompositeKeysIsRefusedWithAClearMessage) {
   store::MemoryTileStore store;
-  Catalog(&store, kPairSql);
+  RegisterCatalog(&store, kPairSql);
   store::WriteBatch drop;
   drop.meta_deletes.push_back("format_version");  // what a DB written before format 2 lacks
   ASSERT_TRUE(store.Write(drop).ok());
@@ -389,9 +377,9 @@ TEST(CompositeKeyTest, FormatOneDbWithCompositeKeysIsRefusedWithAClearMessage) {
 
 TEST(CompositeKeyTest, FormatOneDbWithSingleKeysStillOpens) {
   store::MemoryTileStore store;
-  Catalog(&store,
-          "CREATE SOURCE ev (u STRING, ts TIMESTAMP);"
-          "CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n FROM ev GROUP BY u;");
+  RegisterCatalog(&store,
+                  "CREATE SOURCE ev (u STRING, ts TIMESTAMP);"
+                  "CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n FROM ev GROUP BY u;");
   store::WriteBatch drop;
   drop.meta_deletes.push_back("format_version");
   ASSERT_TRUE(store.Write(drop).ok());
@@ -406,7 +394,7 @@ TEST(CompositeKeyTest, FormatOneDbWithSingleKeysStillOpens) {
 
 TEST(CompositeKeyTest, OverlongKeysAreCountedNotAggregated) {
   store::MemoryTileStore store;
-  auto catalog = Catalog(&store, kPairSql);
+  auto catalog = RegisterCatalog(&store, kPairSql);
   const ViewRuntime* view = catalog->FindView("pairs");
   const std::string huge(kMaxEntityKeyBytes, 'x');
   auto p = RunLines(view, &store,
@@ -425,7 +413,7 @@ CREATE FEATURE VIEW c AS SELECT u, COUNT(*) AS n, SUM(v) AS total FROM ev GROUP 
 // One row from a clock in year 9999 must not make every later row late.
 TEST(FutureRowTest, FarFutureRowIsRejectedAndDoesNotMoveTheWatermark) {
   store::MemoryTileStore store;
-  auto catalog = Catalog(&store, kFutureSql);
+  auto catalog = RegisterCatalog(&store, kFutureSql);
   const ViewRuntime* view = catalog->FindView("c");
   EXPECT_EQ(view->source->max_future_ms, 5 * kMillisPerMinute);
   FakeClock clock(kT0 + kMillisPerHour);
@@ -478,7 +466,7 @@ TEST(FutureRowTest, MaxFutureOptionIsValidated) {
 // Two BIGINT_MAX rows: NULL, never the wrapped -2 (and the tiles still merge exactly).
 TEST(SumOverflowTest, OutOfRangeWindowSumIsNullAndInRangeSumsStayExact) {
   store::MemoryTileStore store;
-  auto catalog = Catalog(&store, kFutureSql);
+  auto catalog = RegisterCatalog(&store, kFutureSql);
   const ViewRuntime* view = catalog->FindView("c");
   const int64_t max = std::numeric_limits<int64_t>::max();
   RunLines(view, &store,
@@ -496,7 +484,7 @@ TEST(SumOverflowTest, OutOfRangeWindowSumIsNullAndInRangeSumsStayExact) {
 
 TEST(ReadBoundsTest, AtOutsideTheTimeRangeIsAnErrorNotAnOverflow) {
   store::MemoryTileStore store;
-  auto catalog = Catalog(&store, kFutureSql);
+  auto catalog = RegisterCatalog(&store, kFutureSql);
   const ViewRuntime* view = catalog->FindView("c");
   for (int64_t at : {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
                      kMaxTimestampMs + 1}) {

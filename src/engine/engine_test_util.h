@@ -1,5 +1,7 @@
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -16,6 +18,23 @@
 #include "tile/tile_layout.h"
 
 namespace tessera::engine {
+
+// The catalog of `store` with `sql` registered: the SetUp of the engine's test fixtures.
+// Returns null (with a test failure) when either step fails.
+inline std::unique_ptr<CatalogStore> RegisterCatalog(store::TileStore* store,
+                                                     std::string_view sql) {
+  absl::StatusOr<std::unique_ptr<CatalogStore>> cs = CatalogStore::Load(store);
+  if (!cs.ok()) {
+    ADD_FAILURE() << cs.status();
+    return nullptr;
+  }
+  absl::StatusOr<std::vector<std::string>> views = (*cs)->Register(sql);
+  if (!views.ok()) {
+    ADD_FAILURE() << views.status();
+    return nullptr;
+  }
+  return *std::move(cs);
+}
 
 // Adds `arg`'s rows (all of them) to `block` as the pipeline does: every aggregate with an
 // argument reads `arg`, COUNT(*) reads nothing. Event times are `ts_ms`.

@@ -60,10 +60,8 @@ class FakeOpenTiles final : public OpenTileSource {
 class FeatureReaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cs = CatalogStore::Load(&store_);
-    ASSERT_TRUE(cs.ok()) << cs.status();
-    catalog_ = std::move(*cs);
-    ASSERT_TRUE(catalog_->Register(kSql).ok());
+    catalog_ = RegisterCatalog(&store_, kSql);
+    ASSERT_NE(catalog_, nullptr);
     view_ = catalog_->FindView("s");
   }
 

@@ -34,10 +34,8 @@ using Tiles = std::map<TileId, std::pair<int64_t, int64_t>>;
 class FlusherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cs = CatalogStore::Load(&store_);
-    ASSERT_TRUE(cs.ok()) << cs.status();
-    catalog_ = std::move(*cs);
-    ASSERT_TRUE(catalog_->Register(kSql).ok());
+    catalog_ = RegisterCatalog(&store_, kSql);
+    ASSERT_NE(catalog_, nullptr);
     view_ = catalog_->FindView("s");
   }
 

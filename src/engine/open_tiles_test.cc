@@ -12,6 +12,7 @@
 #include "common/column.h"
 #include "common/hash.h"
 #include "common/time_util.h"
+#include "engine/engine_test_util.h"
 #include "store/memory/memory_tile_store.h"
 #include "tile/tile_layout.h"
 
@@ -30,10 +31,8 @@ SELECT user_id, COUNT(*) AS n, APPROX_COUNT_DISTINCT(track) AS tracks FROM ev GR
 class OpenTilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cs = CatalogStore::Load(&store_);
-    ASSERT_TRUE(cs.ok()) << cs.status();
-    catalog_ = std::move(*cs);
-    ASSERT_TRUE(catalog_->Register(kSql).ok());
+    catalog_ = RegisterCatalog(&store_, kSql);
+    ASSERT_NE(catalog_, nullptr);
     view_ = catalog_->FindView("v");
   }
 

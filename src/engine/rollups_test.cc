@@ -125,10 +125,8 @@ TEST(PendingRollups, CorruptMarkerIsDataLoss) {
 class RollupPipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cs = CatalogStore::Load(&store_);
-    ASSERT_TRUE(cs.ok()) << cs.status();
-    catalog_ = std::move(*cs);
-    ASSERT_TRUE(catalog_->Register(kSql).ok());
+    catalog_ = RegisterCatalog(&store_, kSql);
+    ASSERT_NE(catalog_, nullptr);
     view_ = catalog_->FindView("stats");
     ASSERT_NE(view_, nullptr);
   }
