@@ -37,7 +37,7 @@ std::shared_ptr<const store::StoreSnapshot> OpenTiles::MergeInto(
   const tile::TileLayout& layout = *views_[view]->layout;
   const uint64_t key_hash = Hash64(key);
   const int shard = ShardOf(key_hash);
-  std::shared_lock publish(publish_mu_);
+  ReaderMutexLock publish(&publish_mu_);
   std::shared_lock lock(*mu_[view][shard]);
   const TileShard& tiles = *shards_[view][shard];
   if (tiles.size() > 0) {
@@ -59,12 +59,12 @@ std::shared_ptr<const store::StoreSnapshot> OpenTiles::MergeInto(
 }
 
 void OpenTiles::Publish(std::shared_ptr<const store::StoreSnapshot> snapshot) {
-  std::unique_lock lock(publish_mu_);
+  WriterMutexLock lock(&publish_mu_);
   published_ = std::move(snapshot);
 }
 
 void OpenTiles::SwapOut(std::shared_ptr<const store::StoreSnapshot> snapshot) {
-  std::unique_lock lock(publish_mu_);
+  WriterMutexLock lock(&publish_mu_);
   published_ = std::move(snapshot);
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = 0; s < num_shards_; ++s) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "engine/catalog_store.h"
 #include "engine/tile_shard.h"
 #include "store/tile_store.h"
@@ -133,9 +134,10 @@ class OpenTiles {
   std::vector<std::vector<std::unique_ptr<std::shared_mutex>>> mu_;
   std::vector<std::vector<ShardMemory>> memory_;
   std::vector<std::vector<std::unique_ptr<TileShard>>> retired_;
-  // Guards the shards_ pointers (not contents) and published_.
-  mutable std::shared_mutex publish_mu_;
-  std::shared_ptr<const store::StoreSnapshot> published_;
+  // Guards the shards_ pointers (not contents; readers take it shared, SwapOut exclusively) and
+  // published_.
+  mutable SharedMutex publish_mu_;
+  std::shared_ptr<const store::StoreSnapshot> published_ ABSL_GUARDED_BY(publish_mu_);
 };
 
 }  // namespace tessera::engine
