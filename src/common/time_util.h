@@ -1,6 +1,8 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +23,17 @@ inline constexpr int64_t kMinTimestampMs = -62167219200000;
 inline constexpr int64_t kMaxTimestampMs = 253402300799999;
 // Longest duration accepted (windows, lateness, intervals): 100 years of 365 days.
 inline constexpr int64_t kMaxDurationMs = int64_t{36500} * kMillisPerDay;
+
+// A max-future of this: event times may be any distance ahead of the clock.
+inline constexpr int64_t kNoFutureBound = std::numeric_limits<int64_t>::max();
+
+// The latest event time accepted at `now_ms` when rows may be at most `max_future_ms` ahead of
+// the clock (kNoFutureBound: no bound); never beyond kMaxTimestampMs.
+// REQUIRES: max_future_ms <= kMaxDurationMs or == kNoFutureBound.
+inline int64_t LatestAcceptedEventTime(int64_t now_ms, int64_t max_future_ms) {
+  if (max_future_ms == kNoFutureBound) return kMaxTimestampMs;
+  return std::min(kMaxTimestampMs, now_ms + max_future_ms);
+}
 
 // Parses an RFC 3339 timestamp ("2026-11-24T05:41:00Z", "…T05:41:00.123+01:00", a space instead
 // of 'T' is accepted, fraction up to nanoseconds and truncated to milliseconds) into epoch

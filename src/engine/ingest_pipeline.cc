@@ -312,8 +312,7 @@ void IngestPipeline::PublishMetrics() {
 }
 
 int64_t IngestPipeline::FutureLimit() const {
-  if (options_.max_future_ms == sql::kNoFutureBound) return kMaxTimestampMs;
-  return std::min(kMaxTimestampMs, options_.clock->NowMillis() + options_.max_future_ms);
+  return LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms);
 }
 
 absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "agg/aggregate.h"
 #include "common/schema.h"
+#include "common/time_util.h"
 #include "common/types.h"
 #include "sql/expr.h"
 
@@ -22,7 +23,7 @@ inline constexpr int64_t kDefaultLatenessMs = int64_t{5} * 60 * 1000;
 inline constexpr int64_t kDefaultLiveMaxFutureMs = int64_t{5} * 60 * 1000;
 inline constexpr int64_t kDefaultBackfillMaxFutureMs = int64_t{24} * 60 * 60 * 1000;
 // max-future = 'off'.
-inline constexpr int64_t kNoFutureBound = std::numeric_limits<int64_t>::max();
+using ::tessera::kNoFutureBound;
 inline constexpr int64_t kDefaultTileMs = int64_t{5} * 60 * 1000;
 
 using ::tessera::ColumnDef;

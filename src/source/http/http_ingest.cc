@@ -110,11 +110,8 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::
   std::vector<int64_t> rejected_lines;
   DecodeStats stats;
   batch.Clear();
-  int64_t future_limit = kMaxTimestampMs;
-  if (options_.max_future_ms != std::numeric_limits<int64_t>::max()) {
-    future_limit = std::min(kMaxTimestampMs, options_.clock->NowMillis() + options_.max_future_ms);
-  }
-  decoder->set_max_event_time_ms(future_limit);
+  decoder->set_max_event_time_ms(
+      LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms));
   decoder->Decode(body, /*padding_available=*/0, /*first_line_number=*/1, &batch, &stats,
                   [&](const Rejection& r) {
                     rejected_lines.push_back(r.line_number);

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/schema.h"
+#include "common/time_util.h"
 #include "store/event_log.h"
 
 namespace tessera::source {
@@ -33,8 +34,8 @@ struct HttpIngestOptions {
   std::vector<ColumnDef> columns;
   int time_column = -1;
   int64_t lateness_ms = 0;  // the source's allowed lateness (WATERMARK)
-  // Rows more than this ahead of clock->NowMillis() are rejected; INT64_MAX: no bound.
-  int64_t max_future_ms = std::numeric_limits<int64_t>::max();
+  // Rows more than this ahead of clock->NowMillis() are rejected; kNoFutureBound: no bound.
+  int64_t max_future_ms = kNoFutureBound;
   const Clock* clock = SystemClock::Default();
 };
 
