@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "source/file/line_reader.h"
-#include "source/file/ndjson_decoder.h"
+#include "source/format/line_reader.h"
+#include "source/format/ndjson_decoder.h"
 
 namespace tessera::source {
 namespace {

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "source/file/line_reader.h"
-#include "source/file/ndjson_decoder.h"
+#include "source/format/line_reader.h"
+#include "source/format/ndjson_decoder.h"
 
 namespace {
 

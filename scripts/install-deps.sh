@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   zstd gzip python3 python3-yaml
   wrk curl  # scripts/bench_serve.sh (HTTP load)
+  librdkafka-dev kcat  # the Kafka connector; kcat produces in tests
   libcurl4-openssl-dev libssl-dev libyaml-cpp-dev openssl  # workspaces: Kubernetes client, kubeconfig
   # workspaces local mode: code-server's native modules (scripts/install-code-server.sh), and a
   # real browser for its test

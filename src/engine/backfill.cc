@@ -46,7 +46,7 @@ struct InputRun {
 // it. Each input of the run gets a record of its own, so a record once written only ever grows
 // with the same content: an input seen before (e.g. the shorter, older version of a grown file)
 // still finds its own.
-class FileChunkSource final : public ChunkSource {
+class FileChunkSource final : public Source {
  public:
   FileChunkSource(const std::vector<std::string>& paths, StoredInputProgress stored,
                   size_t chunk_bytes)
@@ -57,8 +57,7 @@ class FileChunkSource final : public ChunkSource {
     for (const InputProgress& p : stored_.records) has_legacy_ = has_legacy_ || p.legacy();
   }
 
-  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override {
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
     while (current_ < inputs_.size()) {
       InputRun& in = inputs_[current_];
       if (!in.started) {
@@ -83,8 +82,8 @@ class FileChunkSource final : public ChunkSource {
         continue;
       }
       if (tail_ > 0 && !ResumeInsideLine(in, chunk)) continue;
-      Account(in, *chunk, first_line);
-      *input_name = in.path;
+      Account(in, *chunk, &origin->first_line);
+      origin->input = in.path;
       return Next::kChunk;
     }
     return Next::kEnd;
@@ -343,14 +342,14 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
       return InvalidArgument("cannot open dead-letter file '{}': {}", options.dead_letter_path,
                              std::strerror(errno));
     }
-    pipeline.set_reject_sink([dead_letter](std::string_view input, int64_t line,
-                                           std::string_view reason, std::string_view raw) {
+    pipeline.set_reject_sink([dead_letter](const source::ChunkOrigin& origin,
+                                           const source::Rejection& r) {
       std::string out = "{\"input\":";
-      AppendJsonString(input, &out);
-      out += fmt::format(",\"line\":{},\"reason\":", line);
-      AppendJsonString(reason, &out);
+      AppendJsonString(origin.input, &out);
+      out += fmt::format(",\"line\":{},\"reason\":", r.line_number);
+      AppendJsonString(r.reason, &out);
       out += ",\"raw\":";
-      AppendJsonString(raw, &out);
+      AppendJsonString(r.line, &out);
       out += "}\n";
       std::fwrite(out.data(), 1, out.size(), dead_letter);
     });

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/time_util.h"
+#include "source/connector_options.h"
 #include "store/meta_keys.h"
 
 namespace tessera::engine {
@@ -138,6 +139,7 @@ absl::StatusOr<std::vector<std::string>> CatalogStore::Register(std::string_view
   std::vector<std::string> new_statements;
   std::vector<std::string> view_names;
   for (const sql::SourceDef& s : incoming.sources) {
+    TESSERA_RETURN_IF_ERROR(source::ValidateSourceOptions(s, source::OptionCheck::kDefinition));
     const sql::SourceDef* existing = catalog_.FindSource(s.name);
     if (existing == nullptr) {
       new_statements.push_back(s.sql);

@@ -41,19 +41,18 @@ FROM ev GROUP BY user_id;
 
 // Lines from `start` on, in chunks of kChunkLines; the checkpoint is the absolute line position,
 // so a rerun resumes right after the last committed chunk.
-class ResumingSource final : public ChunkSource {
+class ResumingSource final : public Source {
  public:
   ResumingSource(const std::vector<std::string>* lines, size_t start)
       : lines_(lines), next_(start) {}
-  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override {
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
     if (next_ >= lines_->size()) return Next::kEnd;
     std::string data;
     const size_t end = std::min(lines_->size(), next_ + kChunkLines);
     for (size_t i = next_; i < end; ++i) data += (*lines_)[i] + "\n";
     chunk->Assign(data, 0);
-    *first_line = static_cast<int64_t>(next_) + 1;
-    *input_name = "lines";
+    origin->first_line = static_cast<int64_t>(next_) + 1;
+    origin->input = "lines";
     next_ = end;
     return Next::kChunk;
   }

@@ -424,8 +424,8 @@ TEST(FutureRowTest, FarFutureRowIsRejectedAndDoesNotMoveTheWatermark) {
   auto p = std::make_unique<IngestPipeline>(*view->source, std::vector<const ViewRuntime*>{view},
                                             &store, opts);
   ASSERT_TRUE(p->Init().ok());
-  p->set_reject_sink([&](std::string_view, int64_t, std::string_view reason, std::string_view) {
-    rejected.emplace_back(reason);
+  p->set_reject_sink([&](const source::ChunkOrigin&, const source::Rejection& r) {
+    rejected.emplace_back(r.reason);
   });
   StringChunkSource src({fmt::format(R"({{"u":"a","v":1,"ts":{}}})", kT0),
                          R"({"u":"a","v":1000,"ts":"9999-12-31T00:00:00Z"})",

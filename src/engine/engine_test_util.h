@@ -14,7 +14,7 @@
 #include "common/hash.h"
 #include "engine/ingest_pipeline.h"
 #include "engine/tile_shard.h"
-#include "source/file/line_reader.h"
+#include "source/format/line_reader.h"
 #include "tile/tile_layout.h"
 
 namespace tessera::engine {
@@ -78,22 +78,21 @@ inline std::string TileOf(const ViewRuntime& view, const std::vector<int64_t>& v
   return out;
 }
 
-// A ChunkSource over in-memory NDJSON text, split into chunks of about `chunk_lines` lines.
+// A Source over in-memory NDJSON text, split into chunks of about `chunk_lines` lines.
 // Records each checkpoint as meta "test/position" = lines handed out.
-class StringChunkSource final : public ChunkSource {
+class StringChunkSource final : public Source {
  public:
   StringChunkSource(std::vector<std::string> lines, size_t chunk_lines)
       : lines_(std::move(lines)), chunk_lines_(chunk_lines) {}
 
-  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override {
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
     if (next_ >= lines_.size()) return Next::kEnd;
     std::string data;
     size_t end = std::min(lines_.size(), next_ + chunk_lines_);
     for (size_t i = next_; i < end; ++i) data += lines_[i] + "\n";
     chunk->Assign(data, 0);
-    *first_line = static_cast<int64_t>(next_) + 1;
-    *input_name = "memory";
+    origin->first_line = static_cast<int64_t>(next_) + 1;
+    origin->input = "memory";
     next_ = end;
     return Next::kChunk;
   }
@@ -110,9 +109,9 @@ class StringChunkSource final : public ChunkSource {
   int checkpoints_ = 0;
 };
 
-// A live ChunkSource: lines pushed by a test thread; kIdle while nothing is queued, kEnd after
+// A live Source: lines pushed by a test thread; kIdle while nothing is queued, kEnd after
 // Close() once drained. Thread-safe.
-class LiveChunkSource final : public ChunkSource {
+class LiveChunkSource final : public Source {
  public:
   void Push(std::vector<std::string> lines) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -124,8 +123,7 @@ class LiveChunkSource final : public ChunkSource {
     closed_ = true;
     cv_.notify_all();
   }
-  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override {
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (queue_.empty()) return closed_ ? Next::kEnd : Next::kIdle;
     std::string data;
@@ -134,8 +132,8 @@ class LiveChunkSource final : public ChunkSource {
       queue_.pop_front();
     }
     chunk->Assign(data, 0);
-    *first_line = 1;
-    *input_name = "live";
+    origin->first_line = 1;
+    origin->input = "live";
     return Next::kChunk;
   }
   void WaitForData(std::chrono::milliseconds max_wait) override {

@@ -46,17 +46,16 @@ struct IngestPipeline::Worker {
   std::vector<std::byte*> blocks;
   std::vector<std::byte*> states;
   std::unique_ptr<source::NdjsonDecoder> decoder;
-  std::string input_name;
-  int64_t first_line = 0;
+  source::ChunkOrigin origin;
 };
 
 // The state the workers of one Run() share. Written by the coordinating thread (worker 0)
 // between barriers, or under input_mu.
 struct IngestPipeline::RunState {
-  RunState(ChunkSource* in, int threads, int64_t now_ns)
+  RunState(Source* in, int threads, int64_t now_ns)
       : input(in), sync(threads), last_flush_ns(now_ns) {}
 
-  ChunkSource* input;
+  Source* input;
   std::barrier<> sync;
   std::mutex input_mu;  // guards input, next_seq, and flush_error while workers build
   uint64_t next_seq = 0;
@@ -205,10 +204,11 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
   }
   std::sort(order.begin(), order.end(),
             [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
+  if (run->input->ActiveLanes(&active_lanes_)) watermark_.SetActiveLanes(active_lanes_);
   for (Worker* w : order) {
     const size_t n = w->batch.num_rows;
-    source_counters_.late +=
-        watermark_.MarkLate(std::span<const int64_t>(w->batch.event_time_ms.data(), n), &w->late);
+    source_counters_.late += watermark_.MarkLate(
+        w->origin.lane, std::span<const int64_t>(w->batch.event_time_ms.data(), n), &w->late);
     source_counters_.lines += w->decode.lines;
     source_counters_.rows += w->decode.rows;
     source_counters_.rejected += w->decode.rejected;
@@ -360,7 +360,7 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   return absl::OkStatus();
 }
 
-absl::Status IngestPipeline::CommitFlush(ChunkSource* input) {
+absl::Status IngestPipeline::CommitFlush(Source* input) {
   store::WriteBatch batch = std::move(flush_meta_);
   flush_meta_ = store::WriteBatch();
   size_t total = 0;
@@ -407,14 +407,14 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
   {
     std::lock_guard<std::mutex> lock(run->input_mu);
     if (!run->input_done && !run->stopping) {
-      absl::StatusOr<ChunkSource::Next> next =
-          run->input->NextChunk(&w->chunk, &w->first_line, &w->input_name);
+      w->origin.Reset();
+      absl::StatusOr<Source::Next> next = run->input->NextChunk(&w->chunk, &w->origin);
       if (!next.ok()) {
         run->input_error = next.status();
         run->input_done = true;
-      } else if (*next == ChunkSource::Next::kEnd) {
+      } else if (*next == Source::Next::kEnd) {
         run->input_done = true;
-      } else if (*next == ChunkSource::Next::kChunk) {
+      } else if (*next == Source::Next::kChunk) {
         w->has_batch = true;
         w->seq = run->next_seq++;
       }
@@ -423,11 +423,11 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
   const int64_t busy_start = options_.clock->MonotonicNanos();
   if (w->has_batch) {
     w->decoder->set_max_event_time_ms(FutureLimit());
-    w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode,
+    w->decoder->Decode(w->chunk, w->origin.first_line, &w->batch, &w->decode,
                        [this, w](const source::Rejection& r) {
                          if (!reject_sink_) return;
                          std::lock_guard<std::mutex> lock(reject_mu_);
-                         reject_sink_(w->input_name, r.line_number, r.reason, r.line);
+                         reject_sink_(w->origin, r);
                        });
     Prepare(w);
   }
@@ -445,7 +445,7 @@ void IngestPipeline::DecideFlush(RunState* run) {
                             (!open_tiles_.empty() || run->next_seq != run->flushed_seq ||
                              pending_rollups_.HasClosed(watermark_.committed_closed_by()));
   run->flush_now = run->finished || !run->input_error.ok() || interval_due ||
-                   open_bytes > options_.memory_budget_bytes;
+                   open_bytes > options_.memory_budget_bytes || run->input->WantsFlush();
   if (run->flush_now) run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
   if (progress_) progress_(source_counters_, run->flush_now);
   PublishMetrics();
@@ -517,7 +517,7 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
   }
 }
 
-absl::Status IngestPipeline::Run(ChunkSource* input) {
+absl::Status IngestPipeline::Run(Source* input) {
   RunState run(input, threads_, options_.clock->MonotonicNanos());
   std::vector<std::thread> threads;
   for (int i = 1; i < threads_; ++i) threads.emplace_back([this, i, &run] { WorkerLoop(i, &run); });

@@ -24,14 +24,14 @@
 #include "engine/rollups.h"
 #include "engine/tile_shard.h"
 #include "engine/watermark.h"
-#include "source/chunk_source.h"
-#include "source/file/line_reader.h"
-#include "source/file/ndjson_decoder.h"
+#include "source/source.h"
+#include "source/format/line_reader.h"
+#include "source/format/ndjson_decoder.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
 
-using source::ChunkSource;
+using source::Source;
 
 struct PipelineOptions {
   // Worker threads; 0 means one per hardware thread.
@@ -57,9 +57,9 @@ struct PipelineOptions {
   MetricsRegistry* metrics = nullptr;
 };
 
-// A rejected line, for dead-letter sinks. Called from worker threads, serialized by the pipeline.
-using RejectSink = std::function<void(std::string_view input, int64_t line, std::string_view reason,
-                                      std::string_view raw)>;
+// A rejected line and where it came from, for dead-letter sinks. Called from worker threads,
+// serialized by the pipeline; both arguments are valid only during the call.
+using RejectSink = std::function<void(const source::ChunkOrigin& origin, const source::Rejection& r)>;
 
 // Aggregates one source's rows into the tiles of its views and flushes them to the store —
 // the one code path shared by backfill and live ingestion.
@@ -92,7 +92,7 @@ class IngestPipeline final : public OpenTileSource {
   // Processes every chunk of `input` until it ends or Stop() is called, then flushes. On error,
   // what was fully processed before the error is flushed with its checkpoint, and the error is
   // returned.
-  absl::Status Run(ChunkSource* input);
+  absl::Status Run(Source* input);
 
   // Asks Run() to flush and return soon (e.g. on SIGTERM). Thread-safe.
   void Stop() { stop_.store(true); }
@@ -154,7 +154,7 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status TakeOwedRollups(size_t limit);
   // The latest event time accepted now (clock + max_future_ms).
   int64_t FutureLimit() const;
-  absl::Status CommitFlush(ChunkSource* input);
+  absl::Status CommitFlush(Source* input);
   void PublishMetrics();
 
   const sql::SourceDef& source_;
@@ -164,6 +164,7 @@ class IngestPipeline final : public OpenTileSource {
   int threads_;
 
   Watermark watermark_;
+  std::vector<std::string> active_lanes_;  // scratch for Source::ActiveLanes
   OpenTiles open_tiles_;
   PipelineMetrics metrics_;
   std::atomic<bool> stop_{false};

@@ -14,7 +14,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
-#include "source/file/line_reader.h"
+#include "source/format/line_reader.h"
 #include "store/meta_keys.h"
 
 namespace tessera::engine {

@@ -5,27 +5,23 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "source/file/follow_source.h"
-#include "source/file/stdin_source.h"
+#include "source/connector_options.h"
+#include "source/factory.h"
 
 namespace tessera::engine {
-namespace {
-
-std::string Option(const sql::SourceDef& s, std::string_view key) {
-  for (const auto& [k, v] : s.options) {
-    if (k == key) return v;
-  }
-  return "";
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogStore* catalog,
                                                                  store::TileStore* store,
                                                                  store::EventLog* log,
                                                                  LiveOptions options) {
   std::unique_ptr<LiveRuntime> rt(new LiveRuntime());
   const sql::SourceDef* stdin_source = nullptr;
+  source::SourceEnv env;
+  env.store = store;
+  env.log = log;
+  env.clock = options.clock;
+  env.metrics = options.metrics;
+  env.stdin_fd = options.stdin_fd;
+  env.follow = options.follow;
   for (const sql::SourceDef& source : catalog->catalog().sources) {
     std::vector<const ViewRuntime*> views;
     for (const auto& v : catalog->views()) {
@@ -35,31 +31,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     auto r = std::make_unique<Running>();
     r->source = &source;
     r->views = views;
-    const std::string connector = ToLowerAscii(Option(source, "connector"));
-    if (connector == "http") {
-      TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LogChunkSource> input,
-                               source::LogChunkSource::Create(log, store, source.name));
-      r->log_input = input.get();
-      source::HttpIngestOptions io;
-      io.columns = source.columns;
-      io.time_column = source.time_column;
-      io.lateness_ms = source.lateness_ms;
-      io.max_future_ms = source.max_future_ms.value_or(sql::kDefaultLiveMaxFutureMs);
-      io.clock = options.clock;
-      rt->http_sources_.push_back(HttpSource{
-          std::make_unique<source::HttpIngest>(log, source.name, std::move(io)), input.get()});
-      r->input = std::move(input);
-    } else if (connector == "file") {
-      const std::string path = Option(source, "path");
-      if (path.empty()) {
-        return InvalidArgument(
-            "source '{}': connector 'file' needs a path: WITH (connector = 'file', path = "
-            "'events.ndjson' or a directory of *.ndjson files)",
-            source.name);
-      }
-      TESSERA_ASSIGN_OR_RETURN(
-          r->input, source::FollowChunkSource::Create(store, source.name, path, options.follow));
-    } else if (connector == "stdin") {
+    if (source::ConnectorOf(source) == "stdin") {
       if (stdin_source != nullptr) {
         return InvalidArgument(
             "sources '{}' and '{}' both read connector 'stdin'; at most one source can read "
@@ -67,13 +39,12 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
             stdin_source->name, source.name);
       }
       stdin_source = &source;
-      r->input = std::make_unique<source::StdinChunkSource>(options.stdin_fd);
-    } else {
-      return InvalidArgument(
-          "source '{}': connector '{}' is not supported by `tessera run` yet; supported: 'http' "
-          "(events POSTed to /v1/ingest/{}), 'file' (path = a file or directory to follow), "
-          "'stdin'",
-          source.name, connector.empty() ? "(none)" : connector, source.name);
+    }
+    TESSERA_ASSIGN_OR_RETURN(source::LiveSource created, source::CreateLiveSource(source, env));
+    r->input = std::move(created.source);
+    r->log_input = created.log_consumer;
+    if (created.http_ingest != nullptr) {
+      rt->http_sources_.push_back(HttpSource{std::move(created.http_ingest), r->log_input});
     }
     PipelineOptions po;
     po.threads = options.threads;

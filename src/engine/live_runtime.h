@@ -9,9 +9,7 @@
 #include "absl/status/statusor.h"
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
-#include "source/file/follow_source.h"
-#include "source/http/http_ingest.h"
-#include "source/http/log_chunk_source.h"
+#include "source/factory.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
 
@@ -30,7 +28,7 @@ struct LiveOptions {
 };
 
 // `tessera run`: one ingest pipeline per source that feeds at least one view, fed by the source's
-// connector (WITH (connector = …)):
+// connector (WITH (connector = …), created by source::CreateLiveSource):
 //   http  — events POSTed to /v1/ingest/{source}, made durable in the store's event log, then
 //           consumed from the log (exactly once across restarts)
 //   file  — WITH (path = '…'): follows a file, or a directory of *.ndjson/*.json/*.jsonl files,
@@ -68,7 +66,7 @@ class LiveRuntime {
   struct Running {
     const sql::SourceDef* source;
     std::vector<const ViewRuntime*> views;
-    std::unique_ptr<source::ChunkSource> input;
+    std::unique_ptr<source::Source> input;
     source::LogChunkSource* log_input = nullptr;
     std::unique_ptr<IngestPipeline> pipeline;
     std::thread thread;

@@ -308,9 +308,10 @@ TEST(LiveRuntimeConnectors, ErrorsNameTheSource) {
   EXPECT_THAT(StatusMessage(rt.status()), HasSubstr("at most one"));
 
   for (const auto& [with, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"connector = 'file'", "needs a path"},
+           {"connector = 'file'", "needs option 'path'"},
            {"connector = 'file', path = '/nonexistent/tessera/x.ndjson'", "no such file"},
-           {"connector = 'kafka', topic = 't'", "supported: 'http'"}}) {
+           {"connector = 'kafka', topic = 't'", "needs option 'properties.bootstrap.servers'"},
+           {"format = 'json'", "has no connector"}}) {
     store::MemoryTileStore s;
     auto c = CatalogStore::Load(&s);
     ASSERT_TRUE(c.ok());

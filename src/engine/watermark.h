@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -12,15 +13,20 @@
 
 namespace tessera::engine {
 
-// One source's watermark: the newest event time seen on the source minus its declared lateness.
-// A row older than the watermark is late (dropped and counted); rows within the lateness still
-// update their tile. Slots that end at or before the watermark are closed (their rollups are
-// final, tile/ladder.h: SlotClosed).
+// One source's watermark. A source has one or more lanes (Kafka partitions; a single-stream
+// source has the one lane ""), each with the newest event time seen on it. The watermark is the
+// minimum of the active lanes' newest event times (Source::ActiveLanes: idle lanes are left
+// out; with no active lane, the newest over all lanes) minus the source's declared lateness.
+// A row older than the watermark as it stands when the row arrives is late (dropped and
+// counted); rows within the lateness still update their tile. A row's own lane always counts,
+// so for one lane this is "newest event time seen minus lateness". Slots that end at or before
+// the watermark are closed (their rollups are final, tile/ladder.h: SlotClosed).
 //
-// The max event time is persisted with every flush (metadata "source/{name}/max_event_time", in
-// the same atomic write as the tiles), so a later run continues the same stream; the value as of
-// the last commit is kept apart, since owed rollups may only be built for slots that the
-// *committed* watermark closes.
+// The newest event times are persisted with every flush (metadata
+// store::meta::SourceMaxEventTimeKey for the source, SourceLaneMaxEventTimeKey per named lane,
+// in the same atomic write as the tiles), so a later run continues the same stream; the
+// watermark as of the last commit is kept apart, since owed rollups may only be built for slots
+// that the *committed* watermark closes.
 //
 // Not thread-safe: the pipeline's coordinating thread owns it.
 class Watermark {
@@ -34,34 +40,54 @@ class Watermark {
   // DataLoss when the stored value is not a decimal integer.
   absl::Status Load(store::TileStore* store);
 
-  // Walks one batch's event times in stream order: marks (*late)[r] = 1 for each row older than
-  // the watermark as it stands when the row arrives, else 0, and advances the max. Returns the
-  // number of late rows. *late is resized to the batch.
-  int64_t MarkLate(std::span<const int64_t> event_time_ms, std::vector<uint8_t>* late);
+  // The lanes the watermark is the minimum of, from now on (Source::ActiveLanes). Lanes not yet
+  // seen start with no event time (they hold the watermark back until they have one or leave
+  // the active set). By default the one lane "" is active.
+  void SetActiveLanes(std::vector<std::string> active);
 
-  // The newest event time seen (kNone before any row).
+  // Walks one batch of lane `lane` in stream order: marks (*late)[r] = 1 for each row older than
+  // the watermark as it stands when the row arrives, else 0, and advances the lane's newest
+  // event time. Returns the number of late rows. *late is resized to the batch.
+  int64_t MarkLate(std::span<const int64_t> event_time_ms, std::vector<uint8_t>* late) {
+    return MarkLate("", event_time_ms, late);
+  }
+  int64_t MarkLate(const std::string& lane, std::span<const int64_t> event_time_ms,
+                   std::vector<uint8_t>* late);
+
+  // The newest event time seen on any lane (kNone before any row).
   int64_t max_event_time_ms() const { return max_event_time_ms_; }
-  // The watermark for a max event time: slots ending at or before it are closed. kNone for kNone.
-  int64_t ClosedBy(int64_t max_event_time_ms) const;
-  // The current watermark, and the one of the last commit.
-  int64_t closed_by() const { return ClosedBy(max_event_time_ms_); }
-  int64_t committed_closed_by() const { return ClosedBy(committed_max_event_time_ms_); }
+  // The current watermark (slots ending at or before it are closed), and the one of the last
+  // commit; kNone while there is none.
+  int64_t closed_by() const { return closed_by_; }
+  int64_t committed_closed_by() const { return committed_closed_by_; }
   int64_t lateness_ms() const { return lateness_ms_; }
+  // Each lane's newest event time (kNone: none yet).
+  const std::map<std::string, int64_t>& lanes() const { return lanes_; }
 
-  // Appends the persisted max to a flush's batch (nothing while there is no max).
+  // Appends the persisted newest event times to a flush's batch.
   void AddToBatch(store::WriteBatch* batch) const;
-  // The batch from AddToBatch() was written: the current max is now the committed one.
-  void Committed() { committed_max_event_time_ms_ = max_event_time_ms_; }
+  // The batch from AddToBatch() was written: the current watermark is now the committed one.
+  void Committed() { committed_closed_by_ = closed_by_; }
 
   // Metadata key of the persisted max event time (source names are case-insensitive).
   static std::string Key(std::string_view source_name);
 
  private:
+  // The minimum over the active lanes other than `except` (kNone if one has no event time yet;
+  // kMaxTimestamp-like sentinel kOpen if there is no other active lane).
+  int64_t MinOfOtherActive(const std::string* except) const;
+  void Recompute();
+
+  static constexpr int64_t kOpen = std::numeric_limits<int64_t>::max();
+
   const std::string source_name_;
   const std::string key_;
   const int64_t lateness_ms_;
+  std::map<std::string, int64_t> lanes_;  // lane -> newest event time
+  std::vector<std::string> active_{""};
   int64_t max_event_time_ms_ = kNone;
-  int64_t committed_max_event_time_ms_ = kNone;
+  int64_t closed_by_ = kNone;
+  int64_t committed_closed_by_ = kNone;
 };
 
 }  // namespace tessera::engine

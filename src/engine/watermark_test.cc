@@ -37,7 +37,50 @@ TEST(Watermark, TheFirstRowIsNeverLate) {
   const std::vector<int64_t> ts = {-5'000'000};
   EXPECT_EQ(wm.MarkLate(ts, &late), 0);
   EXPECT_EQ(wm.max_event_time_ms(), -5'000'000);
-  EXPECT_EQ(wm.ClosedBy(Watermark::kNone), Watermark::kNone);
+  EXPECT_EQ(wm.closed_by(), -5'000'000 - kLateness);
+}
+
+TEST(Watermark, IsTheMinimumOverActiveLanes) {
+  Watermark wm("s", kLateness);
+  wm.SetActiveLanes({"t/0", "t/1"});
+  std::vector<uint8_t> late;
+  const std::vector<int64_t> ahead = {10 * kLateness};
+  EXPECT_EQ(wm.MarkLate("t/0", ahead, &late), 0);
+  // Lane 1 has no event time yet: it holds the watermark back, so nothing is late on it.
+  EXPECT_EQ(wm.closed_by(), Watermark::kNone);
+  const std::vector<int64_t> behind = {kLateness, 2 * kLateness};
+  EXPECT_EQ(wm.MarkLate("t/1", behind, &late), 0);
+  EXPECT_EQ(wm.closed_by(), 2 * kLateness - kLateness);
+  // A row more than the lateness behind the slowest active lane is late, whichever lane it is on.
+  const std::vector<int64_t> old = {kLateness - 1, 5 * kLateness};
+  EXPECT_EQ(wm.MarkLate("t/0", old, &late), 1);
+  EXPECT_EQ(late, (std::vector<uint8_t>{1, 0}));
+  // Lane 1 idle: only lane 0 counts.
+  wm.SetActiveLanes({"t/0"});
+  EXPECT_EQ(wm.closed_by(), 10 * kLateness - kLateness);
+  // No active lane: the newest over all lanes.
+  wm.SetActiveLanes({});
+  EXPECT_EQ(wm.closed_by(), 10 * kLateness - kLateness);
+}
+
+TEST(Watermark, LanesPersistWithTheFlushAndReload) {
+  store::MemoryTileStore store;
+  Watermark wm("Plays", kLateness);
+  wm.SetActiveLanes({"t/0", "t/1"});
+  std::vector<uint8_t> late;
+  const std::vector<int64_t> a = {5 * kLateness}, b = {3 * kLateness};
+  wm.MarkLate("t/0", a, &late);
+  wm.MarkLate("t/1", b, &late);
+  store::WriteBatch batch;
+  wm.AddToBatch(&batch);
+  ASSERT_TRUE(store.Write(batch).ok());
+  Watermark again("plays", kLateness);
+  ASSERT_TRUE(again.Load(&store).ok());
+  EXPECT_EQ(again.lanes().at("t/0"), 5 * kLateness);
+  EXPECT_EQ(again.lanes().at("t/1"), 3 * kLateness);
+  EXPECT_EQ(again.max_event_time_ms(), 5 * kLateness);
+  again.SetActiveLanes({"t/0", "t/1"});
+  EXPECT_EQ(again.closed_by(), 3 * kLateness - kLateness);
 }
 
 TEST(Watermark, PersistsWithTheFlushAndReloads) {

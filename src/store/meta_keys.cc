@@ -86,6 +86,23 @@ std::string SourceMaxEventTimeKey(std::string_view source_name) {
   return fmt::format("{}{}{}", kSourcePrefix, ToLowerAscii(source_name), kMaxEventTimeSuffix);
 }
 
+std::string SourceLanePrefix(std::string_view source_name) {
+  return fmt::format("{}{}/lane/", kSourcePrefix, ToLowerAscii(source_name));
+}
+
+std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_view lane) {
+  return SourceLanePrefix(source_name) + std::string(lane);
+}
+
+std::string KafkaOffsetPrefix(std::string_view source_name) {
+  return fmt::format("kafka/{}/", ToLowerAscii(source_name));
+}
+
+std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic,
+                           int32_t partition) {
+  return fmt::format("{}{}/{}", KafkaOffsetPrefix(source_name), topic, partition);
+}
+
 std::string ViewHasTilesKey(uint32_t view_id) {
   return fmt::format("{}{}{}", kViewPrefix, view_id, kHasTilesSuffix);
 }

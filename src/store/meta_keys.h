@@ -54,6 +54,15 @@ inline constexpr std::string_view kFormatVersionKey = "format_version";
 
 // "source/<lower-case source name>/max_event_time" -> newest event time seen (epoch ms).
 std::string SourceMaxEventTimeKey(std::string_view source_name);
+// "source/<lower-case source name>/lane/" + lane -> newest event time seen on that watermark
+// lane (e.g. a Kafka partition "plays/3"), epoch ms.
+std::string SourceLanePrefix(std::string_view source_name);
+std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_view lane);
+
+// ---- Kafka connector (source/kafka): "kafka/<lower-case source name>/<topic>/<partition>" ->
+// the next offset to consume (decimal): every message before it is in the tiles.
+std::string KafkaOffsetPrefix(std::string_view source_name);
+std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic, int32_t partition);
 // "view/<view id>/has_tiles" -> "1" once the view has flushed a tile.
 std::string ViewHasTilesKey(uint32_t view_id);
 

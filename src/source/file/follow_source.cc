@@ -288,14 +288,13 @@ absl::StatusOr<bool> FollowChunkSource::ReadFrom(FileState* f, Chunk* chunk) {
   }
 }
 
-absl::StatusOr<ChunkSource::Next> FollowChunkSource::NextChunk(Chunk* chunk, int64_t* first_line,
-                                                               std::string* input_name) {
+absl::StatusOr<Source::Next> FollowChunkSource::NextChunk(Chunk* chunk, ChunkOrigin* origin) {
   for (int pass = 0; pass < 2; ++pass) {
     for (FileState& f : files_) {
       TESSERA_ASSIGN_OR_RETURN(bool got, ReadFrom(&f, chunk));
       if (!got) continue;
-      *first_line = f.lines + 1;
-      *input_name = f.resumed_from == 0
+      origin->first_line = f.lines + 1;
+      origin->input = f.resumed_from == 0
                         ? f.path
                         : fmt::format("{} (lines counted from byte {})", f.path, f.resumed_from);
       std::string_view data = chunk->view();

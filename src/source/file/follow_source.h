@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "source/chunk_source.h"
-#include "source/file/line_reader.h"
+#include "source/source.h"
+#include "source/format/line_reader.h"
 #include "store/tile_store.h"
 
 namespace tessera::source {
@@ -56,8 +56,8 @@ struct FollowOptions {
 // Line numbers in rejection messages count from the point where this process started reading a
 // file; the input name says so when that point is not the file's start.
 //
-// Not thread-safe: the pipeline never overlaps calls (ChunkSource contract).
-class FollowChunkSource final : public ChunkSource {
+// Not thread-safe: the pipeline never overlaps calls (Source contract).
+class FollowChunkSource final : public Source {
  public:
   // Follows `path` (relative paths are resolved against the working directory) for the source
   // named `source`, resuming from the offsets stored in `meta` (the tile store). `meta` is only
@@ -73,8 +73,7 @@ class FollowChunkSource final : public ChunkSource {
 
   // kChunk with the next complete lines of the first file that has some; kIdle when every file
   // is caught up. Never kEnd: a followed path may always grow.
-  absl::StatusOr<Next> NextChunk(Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override;
+  absl::StatusOr<Next> NextChunk(Chunk* chunk, ChunkOrigin* origin) override;
   // Sleeps in steps of poll_interval until some file grew, a new file appeared, or `max_wait`
   // passed.
   void WaitForData(std::chrono::milliseconds max_wait) override;

@@ -22,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using Next = ChunkSource::Next;
+using Next = Source::Next;
 
 class TempDir {
  public:
@@ -50,22 +50,21 @@ void Append(const std::string& path, std::string_view text) {
 }
 
 // The next result of `src`: the chunk's text for kChunk, "<idle>" or "<end>" otherwise.
-std::string Take(ChunkSource* src, uint64_t* offset = nullptr, int64_t* first_line = nullptr) {
+std::string Take(Source* src, uint64_t* offset = nullptr, int64_t* first_line = nullptr) {
   Chunk chunk;
-  int64_t line = 0;
-  std::string name;
-  absl::StatusOr<Next> next = src->NextChunk(&chunk, &line, &name);
+  ChunkOrigin origin;
+  absl::StatusOr<Next> next = src->NextChunk(&chunk, &origin);
   EXPECT_TRUE(next.ok()) << next.status();
   if (!next.ok()) return "<error>";
   if (*next == Next::kIdle) return "<idle>";
   if (*next == Next::kEnd) return "<end>";
   if (offset != nullptr) *offset = chunk.offset();
-  if (first_line != nullptr) *first_line = line;
+  if (first_line != nullptr) *first_line = origin.first_line;
   return std::string(chunk.view());
 }
 
 // Everything `src` has now, concatenated, until kIdle.
-std::string Drain(ChunkSource* src) {
+std::string Drain(Source* src) {
   std::string all;
   for (int i = 0; i < 10000; ++i) {
     std::string got = Take(src);
@@ -126,11 +125,10 @@ TEST(FollowChunkSource, SmallChunksAndLongLines) {
   auto limited = FollowChunkSource::Create(&store, "ev2", path, options);
   ASSERT_TRUE(limited.ok());
   Chunk chunk;
-  int64_t line;
-  std::string name;
+  ChunkOrigin origin;
   absl::StatusOr<Next> next;
   do {
-    next = (*limited)->NextChunk(&chunk, &line, &name);
+    next = (*limited)->NextChunk(&chunk, &origin);
   } while (next.ok() && *next == Next::kChunk);
   ASSERT_FALSE(next.ok());
   EXPECT_EQ(next.status().code(), absl::StatusCode::kResourceExhausted);
@@ -263,9 +261,8 @@ TEST(FollowChunkSource, ShrinkingOrReplacedFileIsAnError) {
   EXPECT_EQ(Drain(src->get()), "l1\nl2\n");
   fs::resize_file(path, 3);
   Chunk chunk;
-  int64_t line;
-  std::string name;
-  absl::StatusOr<Next> next = (*src)->NextChunk(&chunk, &line, &name);
+  ChunkOrigin origin;
+  absl::StatusOr<Next> next = (*src)->NextChunk(&chunk, &origin);
   ASSERT_FALSE(next.ok());
   EXPECT_EQ(next.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(StatusMessage(next.status()), HasSubstr(path));
@@ -279,13 +276,13 @@ TEST(FollowChunkSource, ShrinkingOrReplacedFileIsAnError) {
   EXPECT_EQ(Drain(src2->get()), "x\n");
   fs::rename(path2, dir.Path("other.ndjson.1"));
   Append(path2, "y\nzzz\n");
-  next = (*src2)->NextChunk(&chunk, &line, &name);
+  next = (*src2)->NextChunk(&chunk, &origin);
   ASSERT_FALSE(next.ok());
   EXPECT_THAT(StatusMessage(next.status()), HasSubstr("replaced"));
 
   // Removed in single-file mode.
   fs::remove(path2);
-  next = (*src2)->NextChunk(&chunk, &line, &name);
+  next = (*src2)->NextChunk(&chunk, &origin);
   ASSERT_FALSE(next.ok());
   EXPECT_THAT(StatusMessage(next.status()), HasSubstr(path2));
 }
@@ -309,9 +306,8 @@ TEST(FollowChunkSource, RefusesMissingAndCompressedInputs) {
   auto src = FollowChunkSource::Create(&store, "ev", sub.path());
   ASSERT_TRUE(src.ok());
   Chunk chunk;
-  int64_t line;
-  std::string name;
-  absl::StatusOr<Next> next = (*src)->NextChunk(&chunk, &line, &name);
+  ChunkOrigin origin;
+  absl::StatusOr<Next> next = (*src)->NextChunk(&chunk, &origin);
   ASSERT_FALSE(next.ok());
   EXPECT_THAT(StatusMessage(next.status()), HasSubstr("compressed"));
   EXPECT_THAT(StatusMessage(next.status()), HasSubstr(sub.Path("a.ndjson")));
@@ -389,10 +385,9 @@ TEST(StdinChunkSource, LargeInputInSmallChunks) {
   StdinChunkSource limited(long_line.read_fd(), options);
   long_line.Write(std::string(100, 'c'));
   Chunk chunk;
-  int64_t line;
-  std::string name;
-  absl::StatusOr<Next> next = limited.NextChunk(&chunk, &line, &name);
-  for (int i = 0; i < 100 && next.ok(); ++i) next = limited.NextChunk(&chunk, &line, &name);
+  ChunkOrigin origin;
+  absl::StatusOr<Next> next = limited.NextChunk(&chunk, &origin);
+  for (int i = 0; i < 100 && next.ok(); ++i) next = limited.NextChunk(&chunk, &origin);
   ASSERT_FALSE(next.ok());
   EXPECT_EQ(next.status().code(), absl::StatusCode::kResourceExhausted);
 }

@@ -52,8 +52,7 @@ absl::StatusOr<bool> StdinChunkSource::ReadAvailable() {
   return true;
 }
 
-absl::StatusOr<ChunkSource::Next> StdinChunkSource::NextChunk(Chunk* chunk, int64_t* first_line,
-                                                              std::string* input_name) {
+absl::StatusOr<Source::Next> StdinChunkSource::NextChunk(Chunk* chunk, ChunkOrigin* origin) {
   if (done_) return Next::kEnd;
   for (;;) {
     // Hand out complete lines once a chunk's worth is buffered or nothing more is readable now.
@@ -72,8 +71,8 @@ absl::StatusOr<ChunkSource::Next> StdinChunkSource::NextChunk(Chunk* chunk, int6
     if (end == 0 && eof_) end = buffer_.size();  // a final line without '\n'
     if (end > 0) {
       chunk->Assign(std::string_view(buffer_.data(), end), offset_);
-      *first_line = lines_ + 1;
-      *input_name = kInputName;
+      origin->first_line = lines_ + 1;
+      origin->input = kInputName;
       std::string_view data = chunk->view();
       lines_ += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
       if (data.back() != '\n') ++lines_;

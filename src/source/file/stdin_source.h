@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "source/chunk_source.h"
-#include "source/file/line_reader.h"
+#include "source/source.h"
+#include "source/format/line_reader.h"
 #include "store/tile_store.h"
 
 namespace tessera::source {
@@ -32,12 +32,11 @@ struct StdinOptions {
 // every row must survive a crash.
 //
 // Does not own the descriptor. Not thread-safe: the pipeline never overlaps calls.
-class StdinChunkSource final : public ChunkSource {
+class StdinChunkSource final : public Source {
  public:
   explicit StdinChunkSource(int fd, StdinOptions options = {});
 
-  absl::StatusOr<Next> NextChunk(Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override;
+  absl::StatusOr<Next> NextChunk(Chunk* chunk, ChunkOrigin* origin) override;
   // Blocks in poll() until the descriptor is readable (or closed) or `max_wait` passed.
   void WaitForData(std::chrono::milliseconds max_wait) override;
   // Records nothing (see the class comment).

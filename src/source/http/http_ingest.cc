@@ -11,7 +11,7 @@
 #include "common/time_util.h"
 #include "common/value.h"
 #include "common/varint.h"
-#include "source/file/ndjson_decoder.h"
+#include "source/format/ndjson_decoder.h"
 
 namespace tessera::source {
 namespace {

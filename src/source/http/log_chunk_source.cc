@@ -28,8 +28,7 @@ absl::StatusOr<std::unique_ptr<LogChunkSource>> LogChunkSource::Create(store::Ev
   return s;
 }
 
-absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_t* first_line,
-                                                            std::string* input_name) {
+absl::StatusOr<Source::Next> LogChunkSource::NextChunk(Chunk* chunk, ChunkOrigin* origin) {
   buffer_.clear();
   {
     MutexLock lock(&mu_);
@@ -47,8 +46,8 @@ absl::StatusOr<ChunkSource::Next> LogChunkSource::NextChunk(Chunk* chunk, int64_
     MutexLock lock(&mu_);
     return closed_ ? Next::kEnd : Next::kIdle;
   }
-  *first_line = 1;
-  *input_name = fmt::format("log {} entries {}..{}", source_, from + 1, last);
+  origin->first_line = 1;
+  origin->input = fmt::format("log {} entries {}..{}", source_, from + 1, last);
   position_.store(last);
   chunk->Assign(buffer_, 0);
   return Next::kChunk;

@@ -8,7 +8,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/mutex.h"
-#include "source/chunk_source.h"
+#include "source/source.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
 
@@ -19,15 +19,14 @@ namespace tessera::source {
 // store::meta::LogPositionKey ("log/<source>/position"); after the flush is durable the consumed
 // entries are trimmed. On restart, reading resumes right after the stored position, so every
 // acknowledged row is aggregated exactly once.
-class LogChunkSource final : public ChunkSource {
+class LogChunkSource final : public Source {
  public:
   // Reads the stored position of `source` from `meta` (the same store as the tiles).
   static absl::StatusOr<std::unique_ptr<LogChunkSource>> Create(store::EventLog* log,
                                                                 store::TileStore* meta,
                                                                 std::string source);
 
-  absl::StatusOr<Next> NextChunk(Chunk* chunk, int64_t* first_line,
-                                 std::string* input_name) override;
+  absl::StatusOr<Next> NextChunk(Chunk* chunk, ChunkOrigin* origin) override;
   void WaitForData(std::chrono::milliseconds max_wait) override;
   void AddCheckpoint(store::WriteBatch* batch) override;
   void Committed() override;

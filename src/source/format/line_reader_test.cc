@@ -1,4 +1,4 @@
-#include "source/file/line_reader.h"
+#include "source/format/line_reader.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -12,7 +12,7 @@
 #include "common/column.h"
 #include "common/schema.h"
 #include "common/time_util.h"
-#include "source/file/line_reader.h"
+#include "source/format/line_reader.h"
 
 namespace tessera::source {
 

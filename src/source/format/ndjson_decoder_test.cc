@@ -1,4 +1,4 @@
-#include "source/file/ndjson_decoder.h"
+#include "source/format/ndjson_decoder.h"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>

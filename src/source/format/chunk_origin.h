@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tessera::source {
+
+// Where the lines of one chunk came from: for rejection messages, dead letters and per-lane
+// watermarks.
+struct ChunkOrigin {
+  // Names the input in messages, e.g. "events.ndjson", "kafka topic 'plays' partition 3".
+  std::string input;
+  // Number of the chunk's first line in `input` (1-based): the decoder numbers lines from it.
+  int64_t first_line = 1;
+  // The watermark lane of the chunk's rows (Source::ActiveLanes), e.g. "plays/3"; "" for
+  // sources with one stream.
+  std::string lane;
+  // Message sources: the position of each line of the chunk, by index from first_line. At most
+  // one is filled; when both are empty the line number is the position.
+  std::vector<int64_t> offsets;   // Kafka offsets
+  std::vector<std::string> ids;   // Pub/Sub message ids
+
+  void Reset() {
+    input.clear();
+    first_line = 1;
+    lane.clear();
+    offsets.clear();
+    ids.clear();
+  }
+
+  // "line 17", "offset 1234" or "message 5678" for line number `line` of this chunk.
+  std::string Position(int64_t line) const;
+  // `reason` (the decoder's "line N: …") with its "line N" replaced by Position(N), prefixed by
+  // the input: "kafka topic 'plays' partition 3, offset 1234: expected a JSON object, got 5".
+  std::string Describe(int64_t line, std::string_view reason) const;
+};
+
+}  // namespace tessera::source

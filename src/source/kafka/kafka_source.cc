@@ -1,0 +1,500 @@
+#include "source/kafka/kafka_source.h"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "common/errors.h"
+#include "common/status_macros.h"
+#include "source/connector_options.h"
+#include "source/source_env.h"
+#include "store/meta_keys.h"
+
+namespace tessera::source {
+
+// librdkafka's rebalance callback (C linkage-compatible signature).
+void KafkaRebalanceCallback(rd_kafka_t* rk, int err, rd_kafka_topic_partition_list_t* partitions,
+                            void* opaque) {
+  static_cast<KafkaSource*>(opaque)->OnRebalance(err, partitions);
+}
+
+namespace {
+
+constexpr int kPollMs = 100;
+constexpr int64_t kMetricsEveryMs = 500;
+
+void RebalanceTrampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  KafkaRebalanceCallback(rk, static_cast<int>(err), partitions, opaque);
+}
+
+absl::StatusOr<int64_t> ParseOffset(std::string_view v, std::string_view key) {
+  int64_t offset = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), offset);
+  if (ec != std::errc() || p != v.data() + v.size() || offset < 0) {
+    return DataLoss("corrupt Kafka offset '{}' stored under '{}'", v, key);
+  }
+  return offset;
+}
+
+// Appends a message value as one line: '\n' becomes ' '.
+void AppendLine(const char* data, size_t len, std::string* out) {
+  if (data == nullptr || len == 0) {
+    out->append("null\n");
+    return;
+  }
+  const size_t start = out->size();
+  out->append(data, len);
+  char* p = out->data() + start;
+  char* end = p + len;
+  while ((p = static_cast<char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)))) != nullptr) {
+    *p++ = ' ';
+  }
+  out->push_back('\n');
+}
+
+}  // namespace
+
+absl::StatusOr<KafkaOptions> KafkaOptions::FromSource(const sql::SourceDef& source) {
+  TESSERA_RETURN_IF_ERROR(ValidateSourceOptions(source));
+  KafkaOptions o;
+  o.topic = FindOption(source, "topic").value_or("");
+  o.bootstrap_servers = FindOption(source, "properties.bootstrap.servers").value_or("");
+  o.group_id = FindOption(source, "properties.group.id").value_or("");
+  const std::string mode = FindOption(source, "scan.startup.mode").value_or("group-offsets");
+  o.startup = mode == "earliest-offset" ? Startup::kEarliest
+              : mode == "latest-offset" ? Startup::kLatest
+                                        : Startup::kGroupOffsets;
+  if (std::optional<std::string> idle = FindOption(source, "scan.watermark.idle-timeout")) {
+    TESSERA_ASSIGN_OR_RETURN(o.idle_timeout_ms,
+                             ParseDurationOption(source, "scan.watermark.idle-timeout", *idle));
+  }
+  for (const auto& [key, value] : source.options) {
+    if (key.rfind("properties.", 0) != 0) continue;
+    if (key == "properties.bootstrap.servers" || key == "properties.group.id") continue;
+    o.properties.emplace_back(key.substr(11), value);
+  }
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(const sql::SourceDef& source,
+                                                                 const SourceEnv& env) {
+  TESSERA_ASSIGN_OR_RETURN(KafkaOptions options, KafkaOptions::FromSource(source));
+  return Create(source.name, std::move(options), env.store, env.clock, env.metrics);
+}
+
+absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(std::string source_name,
+                                                                 KafkaOptions options,
+                                                                 store::TileStore* store,
+                                                                 const Clock* clock,
+                                                                 MetricsRegistry* metrics) {
+  std::unique_ptr<KafkaSource> s(
+      new KafkaSource(std::move(source_name), std::move(options), store, clock, metrics));
+  TESSERA_RETURN_IF_ERROR(s->Start());
+  return s;
+}
+
+KafkaSource::KafkaSource(std::string source_name, KafkaOptions options, store::TileStore* store,
+                         const Clock* clock, MetricsRegistry* metrics)
+    : source_name_(std::move(source_name)),
+      options_(std::move(options)),
+      store_(store),
+      clock_(clock),
+      metrics_(metrics) {}
+
+absl::Status KafkaSource::Start() {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", options_.bootstrap_servers},
+      {"group.id", options_.group_id},
+      {"client.id", "tessera-" + source_name_},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "true"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+  };
+  settings.insert(settings.end(), options_.properties.begin(), options_.properties.end());
+  for (const auto& [key, value] : settings) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return InvalidArgument("source '{}': Kafka property '{}' = '{}': {}", source_name_, key,
+                             value, errstr);
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_rebalance_cb(conf, RebalanceTrampoline);
+  rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (rk_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_,
+                           errstr);
+  }
+  rd_kafka_poll_set_consumer(rk_);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, options_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  const rd_kafka_resp_err_t err = rd_kafka_subscribe(rk_, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Internal("source '{}': cannot subscribe to Kafka topic '{}': {}", source_name_,
+                    options_.topic, rd_kafka_err2str(err));
+  }
+  poller_ = std::thread([this] { PollLoop(); });
+  return absl::OkStatus();
+}
+
+KafkaSource::~KafkaSource() {
+  closing_.store(true);
+  stop_.store(true);
+  commit_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+  if (rk_ != nullptr) {
+    rd_kafka_consumer_close(rk_);  // runs the revocation callback (closing_: no waiting)
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, p] : partitions_) {
+        for (rd_kafka_message_t* m : p.queue) rd_kafka_message_destroy(m);
+        p.queue.clear();
+      }
+    }
+    rd_kafka_destroy(rk_);
+  }
+}
+
+KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
+  auto [it, added] = partitions_.try_emplace(id);
+  Partition& p = it->second;
+  if (added) {
+    p.id = id;
+    p.lane = fmt::format("{}/{}", options_.topic, id);
+    p.input = fmt::format("kafka topic '{}' partition {}", options_.topic, id);
+    if (metrics_ != nullptr) {
+      const Labels labels = {
+          {"source", source_name_}, {"topic", options_.topic}, {"partition", std::to_string(id)}};
+      p.lag = metrics_->GetGauge("tessera_kafka_partition_lag",
+                                 "Messages in the partition after the last one handed to the "
+                                 "pipeline (0 when not assigned to this process)",
+                                 labels);
+      p.offset = metrics_->GetGauge(
+          "tessera_kafka_partition_offset",
+          "Next offset of the partition stored in the tile store with the tiles (committed)",
+          labels);
+      p.rows_total = metrics_->GetCounter("tessera_kafka_partition_rows_total",
+                                          "Messages of the partition handed to the pipeline",
+                                          labels);
+    }
+  }
+  return p;
+}
+
+void KafkaSource::PollLoop() {
+  while (!stop_.load()) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, kPollMs);
+    if (m != nullptr) OnMessage(m);
+    const int64_t now = clock_->NowMillis();
+    bool pause = false;
+    bool resume = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!paused_ && buffered_bytes_ > options_.max_buffered_bytes) pause = paused_ = true;
+      if (paused_ && buffered_bytes_ < options_.max_buffered_bytes / 2) {
+        resume = true;
+        paused_ = false;
+      }
+    }
+    if (pause || resume) {
+      rd_kafka_topic_partition_list_t* assignment = nullptr;
+      if (rd_kafka_assignment(rk_, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (pause) rd_kafka_pause_partitions(rk_, assignment);
+        if (resume) rd_kafka_resume_partitions(rk_, assignment);
+        rd_kafka_topic_partition_list_destroy(assignment);
+      }
+    }
+    if (now - last_metrics_ms_ >= kMetricsEveryMs) {
+      last_metrics_ms_ = now;
+      PublishMetrics();
+    }
+  }
+}
+
+void KafkaSource::OnMessage(rd_kafka_message_t* m) {
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      auto it = partitions_.find(m->partition);
+      if (it != partitions_.end() && !it->second.caught_up) {
+        it->second.caught_up = true;
+        it->second.caught_up_since_ms = clock_->NowMillis();
+      }
+    } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+      char reason[512];
+      rd_kafka_fatal_error(rk_, reason, sizeof reason);
+      if (error_.ok()) {
+        error_ = Internal("source '{}': fatal Kafka error: {}", source_name_, reason);
+      }
+      data_cv_.notify_all();
+    }
+    // Other errors (a broker down, a topic not there yet) are retried by librdkafka.
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = partitions_.find(m->partition);
+  if (it == partitions_.end() || !it->second.assigned || it->second.revoking) {
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  Partition& p = it->second;
+  const int64_t expected = p.queue.empty() ? p.handed_next : p.queue.back()->offset + 1;
+  if (expected >= 0 && m->offset < expected) {  // already had it (a refetch after a seek)
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  p.queue.push_back(m);
+  p.caught_up = false;
+  buffered_bytes_ += m->len;
+  data_cv_.notify_one();
+}
+
+void KafkaSource::OnRebalance(int err, rd_kafka_topic_partition_list_t* partitions) {
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    Assign(partitions);
+  } else {
+    Revoke(partitions);
+  }
+}
+
+void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
+  absl::Status failed;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
+    int64_t stored = -1;
+    absl::StatusOr<std::optional<std::string>> value = store_->GetMeta(key);
+    if (!value.ok()) {
+      failed = value.status();
+    } else if (value->has_value()) {
+      absl::StatusOr<int64_t> parsed = ParseOffset(**value, key);
+      if (parsed.ok()) {
+        stored = *parsed;
+      } else {
+        failed = parsed.status();
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    Partition& p = PartitionLocked(tp.partition);
+    p.assigned = true;
+    p.revoking = false;
+    p.caught_up = false;
+    p.committed_next = std::max(p.committed_next, stored);
+    // Rows handed out but not yet committed are in the open tiles: continue after them.
+    const int64_t start = std::max(stored, p.handed_next);
+    if (start >= 0) {
+      tp.offset = start;
+      p.handed_next = start;
+    } else {
+      tp.offset = options_.startup == KafkaOptions::Startup::kEarliest ? RD_KAFKA_OFFSET_BEGINNING
+                  : options_.startup == KafkaOptions::Startup::kLatest
+                      ? RD_KAFKA_OFFSET_END
+                      : RD_KAFKA_OFFSET_INVALID;  // the group's committed offset
+    }
+  }
+  rd_kafka_error_t* error = nullptr;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
+    error = rd_kafka_incremental_assign(rk_, partitions);
+  } else {
+    err = rd_kafka_assign(rk_, partitions);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error != nullptr) {
+    failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
+                      rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+  } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
+                      rd_kafka_err2str(err));
+  }
+  if (!failed.ok() && error_.ok()) error_ = failed;
+  data_cv_.notify_all();
+}
+
+void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::vector<Partition*> revoked;
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto it = partitions_.find(partitions->elems[i].partition);
+      if (it == partitions_.end()) continue;
+      Partition& p = it->second;
+      p.revoking = true;
+      for (rd_kafka_message_t* m : p.queue) {
+        buffered_bytes_ -= m->len;
+        rd_kafka_message_destroy(m);
+      }
+      p.queue.clear();
+      revoked.push_back(&p);
+    }
+    auto uncommitted = [&] {
+      for (const Partition* p : revoked) {
+        if (p->handed_next > p->committed_next) return true;
+      }
+      return false;
+    };
+    if (uncommitted() && !closing_.load()) {
+      // The rows handed out must be in the store before another member may read the partition.
+      flush_wanted_.store(true);
+      data_cv_.notify_all();
+      commit_cv_.wait_for(lock, options_.revoke_timeout,
+                          [&] { return !uncommitted() || closing_.load(); });
+    }
+    for (Partition* p : revoked) {
+      p->assigned = false;
+      p->revoking = false;
+      p->caught_up = false;
+      if (p->lag != nullptr) p->lag->Set(0);
+    }
+  }
+  if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
+    rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, partitions);
+    if (error != nullptr) rd_kafka_error_destroy(error);
+  } else {
+    rd_kafka_assign(rk_, nullptr);
+  }
+}
+
+absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* origin) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) return error_;
+  if (partitions_.empty()) return Next::kIdle;
+  // Round-robin over the partitions, starting after the last one served.
+  auto it = partitions_.lower_bound(next_pick_);
+  Partition* p = nullptr;
+  for (size_t n = 0; n < partitions_.size(); ++n, ++it) {
+    if (it == partitions_.end()) it = partitions_.begin();
+    if (it->second.assigned && !it->second.revoking && !it->second.queue.empty()) {
+      p = &it->second;
+      break;
+    }
+  }
+  if (p == nullptr) return Next::kIdle;
+  scratch_.clear();
+  origin->offsets.clear();
+  int64_t last = -1;
+  while (!p->queue.empty() && (scratch_.empty() || scratch_.size() < options_.chunk_bytes)) {
+    rd_kafka_message_t* m = p->queue.front();
+    p->queue.pop_front();
+    AppendLine(static_cast<const char*>(m->payload), m->len, &scratch_);
+    origin->offsets.push_back(m->offset);
+    last = m->offset;
+    buffered_bytes_ -= m->len;
+    rd_kafka_message_destroy(m);
+  }
+  const int64_t n = static_cast<int64_t>(origin->offsets.size());
+  origin->input = p->input;
+  origin->lane = p->lane;
+  origin->first_line = 1;
+  p->handed_next = last + 1;
+  p->rows += n;
+  if (p->rows_total != nullptr) p->rows_total->Inc(n);
+  next_pick_ = p->id + 1;
+  chunk->Assign(scratch_, 0);
+  return Next::kChunk;
+}
+
+void KafkaSource::WaitForData(std::chrono::milliseconds max_wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  data_cv_.wait_for(lock, max_wait, [&] {
+    if (!error_.ok() || flush_wanted_.load()) return true;
+    for (const auto& [id, p] : partitions_) {
+      if (p.assigned && !p.revoking && !p.queue.empty()) return true;
+    }
+    return false;
+  });
+}
+
+void KafkaSource::AddCheckpoint(store::WriteBatch* batch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, p] : partitions_) {
+    if (p.handed_next < 0 || p.handed_next <= p.committed_next) continue;
+    batch->meta.emplace_back(store::meta::KafkaOffsetKey(source_name_, options_.topic, id),
+                             std::to_string(p.handed_next));
+    p.checkpoint_next = p.handed_next;
+  }
+}
+
+void KafkaSource::Committed() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool pending = false;
+    for (auto& [id, p] : partitions_) {
+      if (p.checkpoint_next > p.committed_next) p.committed_next = p.checkpoint_next;
+      if (p.offset != nullptr && p.committed_next >= 0) {
+        p.offset->Set(static_cast<double>(p.committed_next));
+      }
+      pending = pending || (p.revoking && p.handed_next > p.committed_next);
+    }
+    flush_wanted_.store(pending);
+  }
+  commit_cv_.notify_all();
+  CommitGroupOffsets();
+}
+
+void KafkaSource::CommitGroupOffsets() {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(8);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, p] : partitions_) {
+      if (!p.assigned || p.committed_next < 0) continue;
+      rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), id)->offset =
+          p.committed_next;
+    }
+  }
+  if (list->cnt > 0) rd_kafka_commit(rk_, list, /*async=*/1);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+bool KafkaSource::WantsFlush() { return flush_wanted_.load(); }
+
+bool KafkaSource::ActiveLanes(std::vector<std::string>* active) {
+  active->clear();
+  const int64_t now = clock_->NowMillis();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, p] : partitions_) {
+    if (!p.assigned) continue;
+    const bool idle = options_.idle_timeout_ms > 0 && p.caught_up && p.queue.empty() &&
+                      now - p.caught_up_since_ms >= options_.idle_timeout_ms;
+    if (!idle) active->push_back(p.lane);
+  }
+  return true;
+}
+
+void KafkaSource::PublishMetrics() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, p] : partitions_) {
+    if (p.lag == nullptr || !p.assigned) continue;
+    int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(rk_, options_.topic.c_str(), id, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    const int64_t position = p.handed_next >= 0 ? p.handed_next : low;
+    p.lag->Set(static_cast<double>(std::max<int64_t>(0, high - position)));
+  }
+}
+
+std::vector<int32_t> KafkaSource::Assigned() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int32_t> out;
+  for (const auto& [id, p] : partitions_) {
+    if (p.assigned) out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace tessera::source

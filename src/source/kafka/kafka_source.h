@@ -1,0 +1,156 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "source/source.h"
+#include "sql/plan.h"
+#include "store/tile_store.h"
+
+struct rd_kafka_s;
+struct rd_kafka_message_s;
+struct rd_kafka_topic_partition_list_s;
+
+namespace tessera::source {
+
+struct SourceEnv;  // source/source_env.h
+
+// The Kafka connector's settings, from WITH (…) (Flink's option names).
+struct KafkaOptions {
+  std::string topic;
+  std::string bootstrap_servers;  // 'properties.bootstrap.servers'
+  std::string group_id;           // 'properties.group.id'
+  enum class Startup { kEarliest, kLatest, kGroupOffsets };
+  // Where a partition with no offset stored in the tile store starts ('scan.startup.mode').
+  Startup startup = Startup::kGroupOffsets;
+  // A partition caught up with its end for this long stops holding the source's watermark back
+  // ('scan.watermark.idle-timeout'; 0 = never).
+  int64_t idle_timeout_ms = 30'000;
+  // Every other 'properties.X', passed to librdkafka as X (after ours, so they can override).
+  std::vector<std::pair<std::string, std::string>> properties;
+  // Target size of one chunk.
+  size_t chunk_bytes = size_t{1} << 20;
+  // Messages fetched but not yet handed out, at most (the consumer pauses its partitions above).
+  size_t max_buffered_bytes = size_t{64} << 20;
+  // How long a revocation waits for the pipeline to commit the revoked partitions' rows.
+  std::chrono::milliseconds revoke_timeout{60'000};
+
+  static absl::StatusOr<KafkaOptions> FromSource(const sql::SourceDef& source);
+};
+
+// `connector = 'kafka'`: a member of a consumer group reading every partition assigned to it
+// (cooperative-sticky assignment unless 'properties.partition.assignment.strategy' says
+// otherwise).
+//
+// Exactly once into tiles: the next offset of every partition handed out is part of the
+// checkpoint (store::meta::KafkaOffsetKey), written in the same atomic write as the tiles its
+// messages produced. On assignment a partition starts at its stored offset when there is one
+// (it wins over the group's committed offset), else where 'scan.startup.mode' says. On
+// revocation the source drops what it fetched but did not hand out, asks the pipeline for a
+// flush (WantsFlush) and gives the partitions up only once the rows it handed out are committed
+// (or after revoke_timeout). Group offsets are committed after each tile commit, for monitoring
+// tools only.
+//
+// Each message is one line: its value with every '\n' replaced by ' ' (JSON allows whitespace
+// there, and a raw newline inside a JSON string is invalid anyway); a message without a value
+// becomes the line "null" and is rejected. A chunk holds messages of one partition, in offset
+// order; its lane is "topic/partition" (per-partition watermarks, Source::ActiveLanes).
+//
+// A background thread polls the consumer (and runs the rebalance callbacks); NextChunk() takes
+// from what it fetched. Metrics per partition: tessera_kafka_partition_lag,
+// tessera_kafka_partition_offset, tessera_kafka_partition_rows_total.
+class KafkaSource final : public Source {
+ public:
+  static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(const sql::SourceDef& source,
+                                                             const SourceEnv& env);
+  static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(std::string source_name,
+                                                             KafkaOptions options,
+                                                             store::TileStore* store,
+                                                             const Clock* clock,
+                                                             MetricsRegistry* metrics);
+  ~KafkaSource() override;
+  KafkaSource(const KafkaSource&) = delete;
+  KafkaSource& operator=(const KafkaSource&) = delete;
+
+  absl::StatusOr<Next> NextChunk(Chunk* chunk, ChunkOrigin* origin) override;
+  void WaitForData(std::chrono::milliseconds max_wait) override;
+  void AddCheckpoint(store::WriteBatch* batch) override;
+  void Committed() override;
+  bool WantsFlush() override;
+  bool ActiveLanes(std::vector<std::string>* active) override;
+
+  // Partitions currently assigned (for tests).
+  std::vector<int32_t> Assigned() const;
+
+ private:
+  struct Partition {
+    int32_t id = 0;
+    std::string lane;
+    std::string input;  // "kafka topic 'T' partition P"
+    bool assigned = false;
+    bool revoking = false;
+    std::deque<rd_kafka_message_s*> queue;  // fetched, not handed out
+    int64_t handed_next = -1;     // after the last message handed out; -1: none yet
+    int64_t checkpoint_next = -1;  // in the checkpoint being written
+    int64_t committed_next = -1;   // in the tile store
+    bool caught_up = false;        // the fetcher reached the end of the partition
+    int64_t caught_up_since_ms = 0;
+    int64_t rows = 0;
+    Gauge* lag = nullptr;
+    Gauge* offset = nullptr;
+    Counter* rows_total = nullptr;
+  };
+
+  KafkaSource(std::string source_name, KafkaOptions options, store::TileStore* store,
+              const Clock* clock, MetricsRegistry* metrics);
+  absl::Status Start();
+  void PollLoop();
+  void OnRebalance(int err, rd_kafka_topic_partition_list_s* partitions);
+  void Assign(rd_kafka_topic_partition_list_s* partitions);
+  void Revoke(rd_kafka_topic_partition_list_s* partitions);
+  void OnMessage(rd_kafka_message_s* m);
+  void PublishMetrics();
+  Partition& PartitionLocked(int32_t id);
+  void CommitGroupOffsets();
+
+  friend void KafkaRebalanceCallback(rd_kafka_s*, int, rd_kafka_topic_partition_list_s*, void*);
+
+  const std::string source_name_;
+  const KafkaOptions options_;
+  store::TileStore* const store_;
+  const Clock* const clock_;
+  MetricsRegistry* const metrics_;
+
+  rd_kafka_s* rk_ = nullptr;
+  std::thread poller_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> flush_wanted_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable data_cv_;    // a message arrived, a flush is wanted, or an error
+  std::condition_variable commit_cv_;  // Committed() ran
+  std::map<int32_t, Partition> partitions_;
+  size_t buffered_bytes_ = 0;
+  bool paused_ = false;
+  absl::Status error_;
+  int32_t next_pick_ = 0;  // round-robin start for NextChunk
+  std::string scratch_;
+  int64_t last_metrics_ms_ = 0;
+};
+
+}  // namespace tessera::source

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "source/format/chunk_origin.h"
+#include "source/format/line_reader.h"
+#include "store/tile_store.h"
+
+namespace tessera::source {
+
+// A connector: where an ingest pipeline's input comes from (a backfill's files, a followed file,
+// stdin, the http log, Kafka, Pub/Sub). It hands out chunks of complete NDJSON lines, in stream
+// order per lane, and records in the tile store's atomic flush what the tiles now hold, so a
+// restart resumes exactly after it.
+//
+// Threading: NextChunk() is called by one worker thread at a time (the pipeline serializes it);
+// every other method from the pipeline's coordinating thread, never during NextChunk().
+class Source {
+ public:
+  enum class Next { kChunk, kIdle, kEnd };
+
+  virtual ~Source() = default;
+  // Fills `chunk` with the next lines (kChunk) and `origin` with where they came from, or says
+  // there is nothing now but may be later (kIdle: live sources) or never again (kEnd).
+  virtual absl::StatusOr<Next> NextChunk(Chunk* chunk, ChunkOrigin* origin) = 0;
+  // After kIdle: blocks until data may be available, a flush is wanted, or `max_wait` passed.
+  virtual void WaitForData(std::chrono::milliseconds max_wait) {}
+  // Adds to `batch` the metadata that records "everything handed out so far is in the tiles"
+  // (e.g. file offsets, a log position, partition offsets). Called at each flush, after every
+  // chunk handed out was aggregated; the batch is written atomically with the tiles.
+  virtual void AddCheckpoint(store::WriteBatch* batch) = 0;
+  // Called after the batch of the last AddCheckpoint() is durable (e.g. to trim a log, to ack
+  // messages, to let a revoked partition go).
+  virtual void Committed() {}
+  // Called once every chunk handed out so far is visible to reads (its rows are in the open
+  // tiles or the store, or were dropped as late). Lets a source tell its producers when their
+  // rows can be read (read-your-writes).
+  virtual void Aggregated() {}
+  // True when the source needs a flush soon, whatever the pipeline's interval or memory (e.g. a
+  // Kafka partition being revoked may only be released once its rows are committed). Checked
+  // once per round.
+  virtual bool WantsFlush() { return false; }
+  // Watermark lanes (Kafka partitions): fills `active` with the lanes whose watermarks the
+  // source's watermark is the minimum of, and returns true; a lane that is idle (caught up and
+  // quiet for the source's idle timeout) or no longer assigned is left out. Sources with one
+  // stream return false (their one lane, "", is always active). Called once per round.
+  virtual bool ActiveLanes(std::vector<std::string>* active) { return false; }
+};
+
+}  // namespace tessera::source
