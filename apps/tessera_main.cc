@@ -264,35 +264,7 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   for (const auto& v : catalog->views()) {
     service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
   }
-  for (auto& src : (*runtime)->TakeHttpSources()) {
-    source::LogChunkSource* consumer = src.consumer;
-    metrics.AddCallbackGauge(
-        "tessera_log_backlog_entries",
-        "Durable log entries appended but not yet taken by the pipeline (queue depth)",
-        {{"source", src.ingest->source()}}, [store, consumer, name = src.ingest->source()] {
-          absl::StatusOr<uint64_t> last = store->LastSeq(name);
-          const uint64_t pos = consumer->position();
-          return last.ok() && *last > pos ? static_cast<double>(*last - pos) : 0.0;
-        });
-    // Answer once the rows are readable (read-your-writes); a pipeline more than 10 s behind
-    // gets a durable answer without waiting longer.
-    // Past twice its tile budget the pipeline is not keeping up with its flushes: refuse new
-    // bodies (503 + Retry-After) rather than grow.
-    const engine::IngestPipeline* pipeline = src.pipeline;
-    service.AddIngest(
-        std::move(src.ingest),
-        [consumer](uint64_t seq, bool wait_visible) {
-          consumer->Notify();
-          if (wait_visible) consumer->WaitVisible(seq, std::chrono::seconds(10));
-        },
-        [pipeline]() -> std::string {
-          const size_t used = pipeline->open_tile_bytes();
-          const size_t budget = pipeline->memory_budget_bytes();
-          if (used <= 2 * budget) return "";
-          return fmt::format("server busy: {} MiB of unflushed tiles, budget {} MiB", used >> 20,
-                             budget >> 20);
-        });
-  }
+  for (const auto& connector : (*runtime)->http_connectors()) service.AddIngest(connector);
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
   absl::Status started = (*runtime)->Start();

@@ -32,7 +32,9 @@ struct IngestPipeline::ViewPrep {
 
 struct IngestPipeline::Worker {
   source::Chunk chunk;
-  RowBatch batch;
+  RowBatch batch;  // the chunk decoded here
+  // This round's rows: `batch`, or the rows the source decoded already (origin.decoded).
+  const RowBatch* round_batch = &batch;
   Arena arena;  // strings made by expressions and composite keys, reset per round
   bool has_batch = false;
   uint64_t seq = 0;
@@ -140,8 +142,8 @@ absl::Status IngestPipeline::Init() {
 }
 
 void IngestPipeline::Prepare(Worker* w) {
-  const size_t n = w->batch.num_rows;
-  std::span<const Column> cols(w->batch.columns);
+  const size_t n = w->round_batch->num_rows;
+  std::span<const Column> cols(w->round_batch->columns);
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     ViewPrep& p = w->views[vi];
     p.status.assign(n, 1);
@@ -206,9 +208,10 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
             [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
   if (run->input->ActiveLanes(&active_lanes_)) watermark_.SetActiveLanes(active_lanes_);
   for (Worker* w : order) {
-    const size_t n = w->batch.num_rows;
+    const size_t n = w->round_batch->num_rows;
     source_counters_.late += watermark_.MarkLate(
-        w->origin.lane, std::span<const int64_t>(w->batch.event_time_ms.data(), n), &w->late);
+        w->origin.lane, std::span<const int64_t>(w->round_batch->event_time_ms.data(), n),
+        &w->late);
     source_counters_.lines += w->decode.lines;
     source_counters_.rows += w->decode.rows;
     source_counters_.rejected += w->decode.rejected;
@@ -241,8 +244,8 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
     const int64_t tile_ms = view.def->tile_ms;
     for (Worker* w : order) {
       const ViewPrep& p = w->views[vi];
-      const size_t n = w->batch.num_rows;
-      const int64_t* ts = w->batch.event_time_ms.data();
+      const size_t n = w->round_batch->num_rows;
+      const int64_t* ts = w->round_batch->event_time_ms.data();
       // My rows of this batch grouped by shard (stable: arrival order within a shard), so each
       // shard is locked once per batch.
       me->shard_offsets.assign(my_shards + 1, 0);
@@ -403,7 +406,9 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
   w->has_batch = false;
   w->arena.Reset();
   w->batch.Clear();
+  w->round_batch = &w->batch;
   w->decode = source::DecodeStats();
+  w->origin.decoded.reset();  // the last round's rows, freed outside the input lock
   {
     std::lock_guard<std::mutex> lock(run->input_mu);
     if (!run->input_done && !run->stopping) {
@@ -421,7 +426,12 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
     }
   }
   const int64_t busy_start = options_.clock->MonotonicNanos();
-  if (w->has_batch) {
+  if (w->has_batch && w->origin.decoded != nullptr) {
+    // Decoded by the source already (HTTP ingest), exactly as decoding the lines here would.
+    w->round_batch = &w->origin.decoded->batch;
+    w->decode = w->origin.decoded->stats;
+    Prepare(w);
+  } else if (w->has_batch) {
     w->decoder->set_max_event_time_ms(FutureLimit());
     w->decoder->Decode(w->chunk, w->origin.first_line, &w->batch, &w->decode,
                        [this, w](const source::Rejection& r) {

@@ -24,9 +24,9 @@
 #include "engine/rollups.h"
 #include "engine/tile_shard.h"
 #include "engine/watermark.h"
-#include "source/source.h"
 #include "source/format/line_reader.h"
 #include "source/format/ndjson_decoder.h"
+#include "source/source.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -59,7 +59,8 @@ struct PipelineOptions {
 
 // A rejected line and where it came from, for dead-letter sinks. Called from worker threads,
 // serialized by the pipeline; both arguments are valid only during the call.
-using RejectSink = std::function<void(const source::ChunkOrigin& origin, const source::Rejection& r)>;
+using RejectSink =
+    std::function<void(const source::ChunkOrigin& origin, const source::Rejection& r)>;
 
 // Aggregates one source's rows into the tiles of its views and flushes them to the store —
 // the one code path shared by backfill and live ingestion.
@@ -133,7 +134,8 @@ class IngestPipeline final : public OpenTileSource {
   // thread, (3) AggregateOwnShards, (4) DecideFlush on the coordinating thread, then flushes
   // (FlushRounds) when decided; barriers between the phases.
   void WorkerLoop(int worker_index, RunState* run);
-  // Phase 1: takes the next chunk (under the input lock), decodes it and evaluates the views.
+  // Phase 1: takes the next chunk (under the input lock), decodes it (unless the source handed
+  // it out decoded: ChunkOrigin::decoded) and evaluates the views.
   // Returns the busy nanoseconds.
   int64_t TakeAndPrepare(int worker_index, RunState* run);
   void Prepare(Worker* w);

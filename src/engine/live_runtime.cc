@@ -42,10 +42,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     }
     TESSERA_ASSIGN_OR_RETURN(source::LiveSource created, source::CreateLiveSource(source, env));
     r->input = std::move(created.source);
-    r->log_input = created.log_consumer;
-    if (created.http_ingest != nullptr) {
-      rt->http_sources_.push_back(HttpSource{std::move(created.http_ingest), r->log_input});
-    }
+    r->http = std::move(created.http);
     PipelineOptions po;
     po.threads = options.threads;
     po.memory_budget_bytes = options.memory_budget_bytes;
@@ -55,16 +52,26 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     po.clock = options.clock;
     r->pipeline = std::make_unique<IngestPipeline>(source, views, store, po);
     TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
-    if (r->log_input != nullptr) {
-      rt->http_sources_.back().ingest->ObserveMaxEventTime(r->pipeline->max_event_time_ms());
-      rt->http_sources_.back().pipeline = r->pipeline.get();
+    if (r->http != nullptr) {
+      const IngestPipeline* pipeline = r->pipeline.get();
+      r->http->AttachPipeline(
+          pipeline->max_event_time_ms(),
+          source::PipelineLoad{[pipeline] { return pipeline->open_tile_bytes(); },
+                               pipeline->memory_budget_bytes()});
+      rt->http_connectors_.push_back(r->http);
     }
     rt->running_.push_back(std::move(r));
   }
   return rt;
 }
 
-LiveRuntime::~LiveRuntime() { (void)Stop(); }
+LiveRuntime::~LiveRuntime() {
+  (void)Stop();
+  // The connectors may outlive the runtime (the HTTP service shares them).
+  for (auto& r : running_) {
+    if (r->http != nullptr) r->http->DetachPipeline();
+  }
+}
 
 absl::Status LiveRuntime::Start() {
   for (auto& r : running_) {
@@ -77,7 +84,7 @@ absl::Status LiveRuntime::Start() {
 absl::Status LiveRuntime::Stop() {
   absl::Status first;
   for (auto& r : running_) {
-    if (r->log_input != nullptr) r->log_input->Close();
+    if (r->http != nullptr) r->http->Close();
     r->pipeline->Stop();
   }
   for (auto& r : running_) {
@@ -94,10 +101,6 @@ OpenTileSource* LiveRuntime::OpenTilesFor(const ViewRuntime* view) const {
     }
   }
   return nullptr;
-}
-
-std::vector<LiveRuntime::HttpSource> LiveRuntime::TakeHttpSources() {
-  return std::move(http_sources_);
 }
 
 }  // namespace tessera::engine

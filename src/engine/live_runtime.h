@@ -54,20 +54,19 @@ class LiveRuntime {
   // The pipeline serving `view`'s open tiles, or null.
   OpenTileSource* OpenTilesFor(const ViewRuntime* view) const;
 
-  struct HttpSource {
-    std::unique_ptr<source::HttpIngest> ingest;
-    source::LogChunkSource* consumer;          // owned by the runtime; Notify() after appends
-    const IngestPipeline* pipeline = nullptr;  // the consumer's pipeline (memory for admission)
-  };
-  // The ingest endpoints of the http sources (moved out once, to the HTTP service).
-  std::vector<HttpSource> TakeHttpSources();
+  // The connectors of the http sources, for the HTTP service (POST /v1/ingest/{source}); each
+  // is attached to its pipeline already. Shared with the runtime, which feeds their log
+  // consumers to the pipelines and closes them on Stop().
+  const std::vector<std::shared_ptr<source::HttpConnector>>& http_connectors() const {
+    return http_connectors_;
+  }
 
  private:
   struct Running {
     const sql::SourceDef* source;
     std::vector<const ViewRuntime*> views;
-    std::unique_ptr<source::Source> input;
-    source::LogChunkSource* log_input = nullptr;
+    std::shared_ptr<source::Source> input;
+    std::shared_ptr<source::HttpConnector> http;  // connector 'http' (input is its consumer)
     std::unique_ptr<IngestPipeline> pipeline;
     std::thread thread;
     absl::Status status;
@@ -75,7 +74,7 @@ class LiveRuntime {
   LiveRuntime() = default;
 
   std::vector<std::unique_ptr<Running>> running_;
-  std::vector<HttpSource> http_sources_;
+  std::vector<std::shared_ptr<source::HttpConnector>> http_connectors_;
 };
 
 }  // namespace tessera::engine

@@ -246,12 +246,12 @@ TEST(LiveRuntimeMetadata, EveryKeyWrittenBelongsToARegisteredFamily) {
     auto rt = LiveRuntime::Create(cs->get(), &store, &store, TestOptions());
     ASSERT_TRUE(rt.ok()) << rt.status();
     ASSERT_TRUE((*rt)->Start().ok());
-    std::vector<LiveRuntime::HttpSource> http = (*rt)->TakeHttpSources();
+    const auto& http = (*rt)->http_connectors();
     ASSERT_EQ(http.size(), 1u);
-    auto ingested = http[0].ingest->Ingest(
-        "batch-1", fmt::format(R"({{"user_id":"h","v":2,"ts":{}}})", kT0) + "\n");
+    auto ingested =
+        http[0]->Ingest("batch-1", fmt::format(R"({{"user_id":"h","v":2,"ts":{}}})", kT0) + "\n",
+                        source::IngestWait::kDurable);
     ASSERT_TRUE(ingested.ok()) << ingested.status();
-    http[0].consumer->Notify();
     AppendRows(followed, 5, 5);
     // Wait until both sources have checkpointed what they were given.
     for (int i = 0; i < 1000; ++i) {

@@ -115,23 +115,17 @@ void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenT
   open_tiles_[view] = open;
 }
 
-void FeatureService::AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                               std::function<void(uint64_t seq, bool wait_visible)> on_appended,
-                               std::function<std::string()> overloaded) {
-  const std::string name = ingest->source();
+void FeatureService::AddIngest(std::shared_ptr<source::HttpConnector> connector) {
+  const std::string name = connector->source_name();
   Labels labels = {{"source", name}};
   IngestTarget t{
-      std::move(ingest),
-      std::move(on_appended),
-      std::move(overloaded),
+      std::move(connector),
       metrics_->GetCounter("tessera_ingest_accepted_rows_total",
                            "Rows acknowledged durable by POST /v1/ingest", labels),
       metrics_->GetCounter("tessera_ingest_rejected_rows_total", "Rows rejected by POST /v1/ingest",
                            labels),
       metrics_->GetCounter("tessera_ingest_late_rows_total",
-                           "Rows POST /v1/ingest answered as late (not appended)", labels),
-      metrics_->GetHistogram("tessera_log_append_seconds",
-                             "Durable log append latency (incl. group-commit fsync)", labels)};
+                           "Rows POST /v1/ingest answered as late (not appended)", labels)};
   ingest_.emplace(ToLowerAscii(name), std::move(t));
 }
 
@@ -359,10 +353,10 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   IngestTarget* target = &it->second;
   std::string batch_id;
   if (const std::string* b = req.Query("batch_id")) batch_id = *b;
-  bool wait_visible = true;
+  source::IngestWait wait = source::IngestWait::kVisible;
   if (const std::string* w = req.Query("wait")) {
     if (*w == "durable") {
-      wait_visible = false;
+      wait = source::IngestWait::kDurable;
     } else if (*w != "visible") {
       respond(HttpResponse::Error(
           400,
@@ -377,8 +371,8 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
     r.headers.emplace_back("Retry-After", "1");
     respond(std::move(r));
   };
-  if (target->overloaded) {
-    if (std::string reason = target->overloaded(); !reason.empty()) return busy(reason);
+  if (std::string reason = target->connector->OverloadReason(); !reason.empty()) {
+    return busy(reason);
   }
   const size_t bytes = req.body.size();
   size_t pending = 0;
@@ -392,9 +386,9 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
     pending = pending_ingest_bytes_;
     if (pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes) {
       pending_ingest_bytes_ += bytes;
-      pool_tasks_.push_back([this, target, bytes, wait_visible, batch_id = std::move(batch_id),
+      pool_tasks_.push_back([this, target, bytes, wait, batch_id = std::move(batch_id),
                              body = std::move(req.body), respond = std::move(respond)]() {
-        RunIngest(target, batch_id, body, wait_visible, respond);
+        RunIngest(target, batch_id, body, wait, respond);
         MutexLock done(&pool_mu_);
         pending_ingest_bytes_ -= bytes;
       });
@@ -407,11 +401,9 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
 }
 
 void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id,
-                               const std::string& body, bool wait_visible,
+                               const std::string& body, source::IngestWait wait,
                                const Responder& respond) {
-  const int64_t t0 = clock_->MonotonicNanos();
-  absl::StatusOr<source::IngestResult> r = target->ingest->Ingest(batch_id, body);
-  target->append_seconds->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
+  absl::StatusOr<source::IngestResult> r = target->connector->Ingest(batch_id, body, wait);
   if (!r.ok()) {
     respond(FromStatus(r.status()));
     return;
@@ -421,7 +413,6 @@ void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id
     target->rejected->Inc(r->rejected);
     target->late->Inc(r->late);
   }
-  if (r->seq != 0 && target->on_appended) target->on_appended(r->seq, wait_visible);
   respond(HttpResponse::Json(200, r->ToJson()));
 }
 

@@ -16,7 +16,7 @@
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "serve/http_server.h"
-#include "source/http/http_ingest.h"
+#include "source/http/http_connector.h"
 #include "store/tile_store.h"
 
 namespace tessera::serve {
@@ -60,15 +60,11 @@ class FeatureService {
 
   // Reads of `view` also merge the unflushed tiles of `open` (the live pipeline of its source).
   void SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open);
-  // Enables POST /v1/ingest/{source}. `on_appended(seq, wait_visible)` runs on the ingest pool
-  // after each durable append (and for a retried batch id), before the answer is sent: it wakes
-  // the consumer and, when wait_visible (the request's `wait=visible`, the default; false for
-  // `wait=durable`), waits until log entry `seq` is visible to reads (read-your-writes).
-  // `overloaded` (optional) returns a non-empty reason while the consumer cannot take more (e.g.
-  // its unflushed tiles are far over their memory budget): POSTs then get 503 + Retry-After.
-  void AddIngest(std::unique_ptr<source::HttpIngest> ingest,
-                 std::function<void(uint64_t seq, bool wait_visible)> on_appended,
-                 std::function<std::string()> overloaded = {});
+  // Enables POST /v1/ingest/{source} for the connector's source. The connector's Ingest runs
+  // on the ingest pool with the request's `wait` (visible, the default: answer once the rows
+  // can be read; durable: once they are on disk). While its OverloadReason() is non-empty (its
+  // pipeline cannot take more) POSTs get 503 + Retry-After. REQUIRES: before RegisterRoutes().
+  void AddIngest(std::shared_ptr<source::HttpConnector> connector);
   void set_ready(bool ready) { ready_.store(ready); }
 
   // Registers every route on `server` and the per-route latency observer. REQUIRES: before
@@ -100,18 +96,15 @@ class FeatureService {
   std::atomic<bool> ready_{false};
   std::map<const engine::ViewRuntime*, engine::OpenTileSource*> open_tiles_;
   struct IngestTarget {
-    std::unique_ptr<source::HttpIngest> ingest;
-    std::function<void(uint64_t seq, bool wait_visible)> on_appended;
-    std::function<std::string()> overloaded;
+    std::shared_ptr<source::HttpConnector> connector;
     Counter* accepted;
     Counter* rejected;
     Counter* late;
-    Histogram* append_seconds;
   };
   std::map<std::string, IngestTarget, std::less<>> ingest_;  // by lower-case source name
   // Appends one body and answers (on the ingest pool).
   void RunIngest(IngestTarget* target, const std::string& batch_id, const std::string& body,
-                 bool wait_visible, const Responder& respond);
+                 source::IngestWait wait, const Responder& respond);
   Histogram* tiles_per_request_;
   Histogram* read_seconds_;
 

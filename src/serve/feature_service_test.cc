@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -46,13 +48,7 @@ class FeatureServiceTest : public ::testing::Test {
     for (const auto& v : catalog_->views()) {
       service_->SetOpenTiles(v.get(), runtime_->OpenTilesFor(v.get()));
     }
-    for (auto& src : runtime_->TakeHttpSources()) {
-      auto* consumer = src.consumer;
-      service_->AddIngest(std::move(src.ingest), [consumer](uint64_t seq, bool wait_visible) {
-        consumer->Notify();
-        if (wait_visible) consumer->WaitVisible(seq, std::chrono::seconds(10));
-      });
-    }
+    for (const auto& connector : runtime_->http_connectors()) service_->AddIngest(connector);
     server_ = std::make_unique<HttpServer>(HttpServerOptions{});
     service_->RegisterRoutes(server_.get());
     ASSERT_TRUE(runtime_->Start().ok());
@@ -468,6 +464,35 @@ TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsS
 namespace tessera::serve {
 namespace {
 
+// An event log whose appends first call `before_append` (e.g. to hold them: a stuck disk).
+class GatedLog final : public store::EventLog {
+ public:
+  GatedLog(store::EventLog* base, std::function<void()> before_append)
+      : base_(base), before_append_(std::move(before_append)) {}
+  using store::EventLog::Append;
+  absl::StatusOr<store::AppendResult> Append(std::string_view source, std::string_view batch_id,
+                                             std::string_view payload, int64_t accepted,
+                                             int64_t rejected,
+                                             std::string_view annotation) override {
+    before_append_();
+    return base_->Append(source, batch_id, payload, accepted, rejected, annotation);
+  }
+  absl::Status Read(std::string_view source, uint64_t after_seq, size_t max_bytes,
+                    const std::function<void(uint64_t, std::string_view)>& fn) override {
+    return base_->Read(source, after_seq, max_bytes, fn);
+  }
+  absl::StatusOr<uint64_t> LastSeq(std::string_view source) override {
+    return base_->LastSeq(source);
+  }
+  absl::Status Trim(std::string_view source, uint64_t up_to_seq) override {
+    return base_->Trim(source, up_to_seq);
+  }
+
+ private:
+  store::EventLog* base_;
+  std::function<void()> before_append_;
+};
+
 // Ingest that arrives faster than it can be appended is refused with 503 + Retry-After once the
 // queued bodies reach the limit, and while the consumer reports itself overloaded: memory stays
 // bounded whatever clients send.
@@ -482,23 +507,27 @@ TEST(IngestBackpressureTest, QueuedBytesAndOverloadAreRefusedWithRetryAfter) {
   options.max_pending_ingest_bytes = 1000;
   FeatureService service(catalog.get(), &store, &metrics, &clock, options);
   const sql::SourceDef& src = *catalog->catalog().FindSource("ev");
-  source::HttpIngestOptions io;
-  io.columns = src.columns;
-  io.time_column = src.time_column;
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
   int appended = 0;
+  GatedLog log(&store, [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    ++appended;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });  // the disk is stuck
+  });
+  source::HttpConnectorOptions co;
+  co.ingest.columns = src.columns;
+  co.ingest.time_column = src.time_column;
+  co.ingest.clock = &clock;
+  co.max_visible_wait = std::chrono::milliseconds(1);  // no pipeline consumes the log here
+  auto connector = std::move(source::HttpConnector::Create(&log, &store, "ev", co)).value();
   std::atomic<bool> overloaded{false};
-  service.AddIngest(
-      std::make_unique<source::HttpIngest>(&store, "ev", io),
-      [&](uint64_t, bool) {
-        std::unique_lock<std::mutex> lock(mu);
-        ++appended;
-        cv.notify_all();
-        cv.wait(lock, [&] { return release; });  // the consumer is stuck
-      },
-      [&] { return overloaded.load() ? std::string("pipeline over its memory limit") : ""; });
+  connector->AttachPipeline(
+      std::numeric_limits<int64_t>::min(),
+      source::PipelineLoad{[&] { return overloaded ? size_t{3} << 20 : 0; }, size_t{1} << 20});
+  service.AddIngest(connector);
   HttpServer server(HttpServerOptions{});
   service.RegisterRoutes(&server);
   ASSERT_TRUE(server.Start().ok());
@@ -534,7 +563,7 @@ TEST(IngestBackpressureTest, QueuedBytesAndOverloadAreRefusedWithRetryAfter) {
   auto r = probe.Post("/v1/ingest/ev", body);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 503) << r->body;
-  EXPECT_NE(r->body.find("memory limit"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("3 MiB of unflushed tiles, budget 1 MiB"), std::string::npos) << r->body;
   EXPECT_EQ(r->Header("retry-after"), "1");
   overloaded = false;
   {

@@ -13,17 +13,16 @@ absl::StatusOr<LiveSource> CreateLiveSource(const sql::SourceDef& source, const 
   const std::string connector = ConnectorOf(source);
   LiveSource out;
   if (connector == "http") {
-    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<LogChunkSource> consumer,
-                             LogChunkSource::Create(env.log, env.store, source.name));
-    HttpIngestOptions io;
-    io.columns = source.columns;
-    io.time_column = source.time_column;
-    io.lateness_ms = source.lateness_ms;
-    io.max_future_ms = source.max_future_ms.value_or(sql::kDefaultLiveMaxFutureMs);
-    io.clock = env.clock;
-    out.http_ingest = std::make_unique<HttpIngest>(env.log, source.name, std::move(io));
-    out.log_consumer = consumer.get();
-    out.source = std::move(consumer);
+    HttpConnectorOptions o;
+    o.ingest.columns = source.columns;
+    o.ingest.time_column = source.time_column;
+    o.ingest.lateness_ms = source.lateness_ms;
+    o.ingest.max_future_ms = source.max_future_ms.value_or(sql::kDefaultLiveMaxFutureMs);
+    o.ingest.clock = env.clock;
+    o.metrics = env.metrics;
+    TESSERA_ASSIGN_OR_RETURN(out.http,
+                             HttpConnector::Create(env.log, env.store, source.name, std::move(o)));
+    out.source = HttpConnector::AsSource(out.http);
   } else if (connector == "file") {
     TESSERA_ASSIGN_OR_RETURN(
         out.source,

@@ -3,8 +3,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "source/http/http_ingest.h"
-#include "source/http/log_chunk_source.h"
+#include "source/http/http_connector.h"
 #include "source/source.h"
 #include "source/source_env.h"
 #include "sql/plan.h"
@@ -15,10 +14,11 @@ namespace tessera::source {
 
 // A live source as created from its CREATE SOURCE statement.
 struct LiveSource {
-  std::unique_ptr<Source> source;
-  // Connector 'http': the write side (POST /v1/ingest/{source}); `source` is its log consumer.
-  std::unique_ptr<HttpIngest> http_ingest;
-  LogChunkSource* log_consumer = nullptr;
+  // The pipeline's input. Shared: for connector 'http' it is the connector's log consumer and
+  // keeps the connector alive.
+  std::shared_ptr<Source> source;
+  // Connector 'http' only: the connector, for the HTTP service (POST /v1/ingest/{source}).
+  std::shared_ptr<HttpConnector> http;
 };
 
 // The one place a connector is chosen: validates the WITH options (ValidateSourceOptions) and

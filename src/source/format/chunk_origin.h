@@ -1,9 +1,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "source/format/decoded_rows.h"
 
 namespace tessera::source {
 
@@ -19,8 +22,11 @@ struct ChunkOrigin {
   std::string lane;
   // Message sources: the position of each line of the chunk, by index from first_line. At most
   // one is filled; when both are empty the line number is the position.
-  std::vector<int64_t> offsets;   // Kafka offsets
-  std::vector<std::string> ids;   // Pub/Sub message ids
+  std::vector<int64_t> offsets;  // Kafka offsets
+  std::vector<std::string> ids;  // Pub/Sub message ids
+  // Set when the source hands out the chunk's lines already decoded (the chunk is then empty):
+  // the pipeline takes these rows and counters instead of decoding. Owned here until Reset().
+  std::unique_ptr<DecodedRows> decoded;
 
   void Reset() {
     input.clear();
@@ -28,6 +34,7 @@ struct ChunkOrigin {
     lane.clear();
     offsets.clear();
     ids.clear();
+    decoded.reset();
   }
 
   // "line 17", "offset 1234" or "message 5678" for line number `line` of this chunk.

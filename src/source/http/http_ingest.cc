@@ -18,6 +18,38 @@ namespace {
 
 constexpr size_t kMaxReportedErrors = 5;
 constexpr uint8_t kAnnotationVersion = 1;
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
+// Sizes `rows` for decoding `body`, so the batch (which is handed on, not reused) does not grow
+// step by step: a slot per line in every column, strings in one arena block about the body's
+// size (decoded strings are never longer than their JSON).
+void ReserveFor(std::string_view body, const std::vector<ColumnDef>& columns, DecodedRows* rows) {
+  const size_t lines = static_cast<size_t>(std::count(body.begin(), body.end(), '\n')) + 1;
+  RowBatch& batch = rows->batch;
+  batch.arena = Arena(std::clamp<size_t>(body.size(), 4096, size_t{4} << 20));
+  batch.event_time_ms.reserve(lines);
+  batch.columns.resize(columns.size());
+  for (size_t c = 0; c < columns.size(); ++c) {
+    Column& col = batch.columns[c];
+    col.Reset(columns[c].type, 0);
+    col.valid.reserve(lines);
+    switch (columns[c].type) {
+      case DataType::kBool:
+      case DataType::kInt64:
+      case DataType::kTimestamp:
+        col.i64.reserve(lines);
+        break;
+      case DataType::kDouble:
+        col.f64.reserve(lines);
+        break;
+      case DataType::kString:
+        col.str.reserve(lines);
+        break;
+      default:
+        break;
+    }
+  }
+}
 
 std::string BodyFingerprint(std::string_view body) {
   const XXH128_hash_t h = XXH3_128bits(body.data(), body.size());
@@ -94,22 +126,25 @@ void HttpIngest::ObserveMaxEventTime(int64_t ms) {
   }
 }
 
-absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::string_view body) {
-  // One decoder per thread (it owns a simdjson parser); the batch is scratch.
+absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::string_view body,
+                                                std::unique_ptr<DecodedRows>* appended_rows) {
+  // One decoder per thread (it owns a simdjson parser).
   thread_local std::unique_ptr<NdjsonDecoder> decoder;
   thread_local const HttpIngest* decoder_owner = nullptr;
   if (decoder == nullptr || decoder_owner != this) {
     decoder = std::make_unique<NdjsonDecoder>(options_.columns, options_.time_column);
     decoder_owner = this;
   }
-  thread_local RowBatch batch;
+  // The rows are decoded into memory that can be handed to the pipeline with the log entry.
+  auto rows = std::make_unique<DecodedRows>();
+  ReserveFor(body, options_.columns, rows.get());
+  RowBatch& batch = rows->batch;
   IngestResult result;
   auto report = [&](std::string reason) {
     if (result.errors.size() < kMaxReportedErrors) result.errors.push_back(std::move(reason));
   };
   std::vector<int64_t> rejected_lines;
   DecodeStats stats;
-  batch.Clear();
   decoder->set_max_event_time_ms(
       LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms));
   decoder->Decode(body, /*padding_available=*/0, /*first_line_number=*/1, &batch, &stats,
@@ -128,6 +163,7 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::
   // The log keeps exactly the accepted lines: blank, rejected and late ones are dropped.
   std::string payload;
   payload.reserve(body.size());
+  std::vector<uint8_t> keep(batch.num_rows, 1);
   int64_t max_ts = max_event_time_ms_.load();
   int64_t body_max_ts = std::numeric_limits<int64_t>::min();
   int64_t line = 1;
@@ -142,11 +178,16 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::
       ++next_rejected;
       continue;
     }
+    // The decoder skips a byte order mark where the body starts; the log entry must not keep
+    // it, or the pipeline would reject the line wherever the entry is not first in its chunk.
+    if (line == 1 && text.starts_with(kUtf8Bom)) text.remove_prefix(kUtf8Bom.size());
     if (text.find_first_not_of(" \t\r\v\f") == std::string_view::npos) continue;
     // Not rejected and not blank: the decoder's next row.
-    const int64_t ts = batch.event_time_ms[row++];
+    const size_t r = row++;
+    const int64_t ts = batch.event_time_ms[r];
     if (max_ts != std::numeric_limits<int64_t>::min() && ts < max_ts - options_.lateness_ms) {
       ++result.late;
+      keep[r] = 0;
       report(fmt::format("line {}: late: event time {} is older than the watermark {}", line,
                          FormatRfc3339Millis(ts),
                          FormatRfc3339Millis(max_ts - options_.lateness_ms)));
@@ -161,30 +202,42 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::
   if (result.accepted == 0 && batch_id.empty()) return result;
   const std::string fingerprint = batch_id.empty() ? "" : BodyFingerprint(body);
   TESSERA_ASSIGN_OR_RETURN(
-      store::AppendResult appended,
+      store::AppendResult stored,
       log_->Append(source_, batch_id, payload, result.accepted, result.rejected,
                    batch_id.empty() ? "" : EncodeAnnotation(fingerprint, result)));
-  if (appended.duplicate) {
+  if (stored.duplicate) {
     IngestResult first;
-    first.accepted = appended.accepted;
-    first.rejected = appended.rejected;
+    first.accepted = stored.accepted;
+    first.rejected = stored.rejected;
     first.duplicate = true;
-    first.seq = appended.seq;
-    if (!appended.annotation.empty()) {  // empty: stored by an older build, no fingerprint
+    first.seq = stored.seq;
+    if (!stored.annotation.empty()) {  // empty: stored by an older build, no fingerprint
       std::string stored_fingerprint;
-      TESSERA_RETURN_IF_ERROR(DecodeAnnotation(appended.annotation, &stored_fingerprint, &first));
+      TESSERA_RETURN_IF_ERROR(DecodeAnnotation(stored.annotation, &stored_fingerprint, &first));
       if (stored_fingerprint != fingerprint) {
         return AlreadyExists(
             "batch_id '{}' was already used for a different body (log entry {}): a retry must "
             "send the same body; new events need a new batch_id",
-            batch_id, appended.seq);
+            batch_id, stored.seq);
       }
     }
     return first;
   }
   // Every later body is appended after this one, so the pipeline sees these rows first.
   ObserveMaxEventTime(body_max_ts);
-  result.seq = appended.seq;
+  result.seq = stored.seq;
+  if (appended_rows != nullptr && result.accepted > 0 &&
+      (result.late == 0 || stats.field_errors == 0)) {
+    // What decoding the entry's lines would count: each is a row; field errors are those of
+    // the accepted rows (all of them when no row was late, none otherwise).
+    if (result.late > 0) rows->KeepRows(keep);
+    rows->stats = DecodeStats();
+    rows->stats.lines = result.accepted;
+    rows->stats.rows = result.accepted;
+    rows->stats.field_errors = stats.field_errors;
+    rows->max_event_time_ms = body_max_ts;
+    *appended_rows = std::move(rows);
+  }
   return result;
 }
 

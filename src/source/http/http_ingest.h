@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "common/clock.h"
 #include "common/schema.h"
 #include "common/time_util.h"
+#include "source/format/decoded_rows.h"
 #include "store/event_log.h"
 
 namespace tessera::source {
@@ -61,7 +63,14 @@ class HttpIngest {
       : log_(log), source_(std::move(source)), options_(std::move(options)) {}
 
   // Thread-safe. `batch_id` (may be empty) makes a retried call idempotent.
-  absl::StatusOr<IngestResult> Ingest(std::string_view batch_id, std::string_view body);
+  //
+  // `appended_rows` (optional) receives the rows of the new log entry (result.seq; not for a
+  // duplicate) exactly as the pipeline's decoder would decode that entry (DecodedRows contract):
+  // the accepted rows in body order, late ones removed. It stays null when that cannot be
+  // guaranteed: nothing was appended, or rows were late and some rows had field errors (the
+  // decoder counts those per body, not per row, so the entry's count is unknown).
+  absl::StatusOr<IngestResult> Ingest(std::string_view batch_id, std::string_view body,
+                                      std::unique_ptr<DecodedRows>* appended_rows = nullptr);
 
   // Raises the largest event time known to be in the log or the tiles (the pipeline's, after
   // it loaded its state). Thread-safe.
