@@ -74,12 +74,12 @@ void DecodedRows::KeepRows(std::span<const uint8_t> keep) {
 
 size_t DecodedRows::MemoryBytes() const {
   size_t bytes = sizeof(DecodedRows) + CapacityBytes(batch.event_time_ms) +
-                 CapacityBytes(batch.columns) + batch.arena.bytes_used();
+                 CapacityBytes(batch.columns) + batch.arena.bytes_reserved();
   for (const Column& c : batch.columns) {
     bytes +=
         CapacityBytes(c.valid) + CapacityBytes(c.i64) + CapacityBytes(c.f64) + CapacityBytes(c.str);
   }
-  for (const Arena& a : arenas) bytes += a.bytes_used();
+  for (const Arena& a : arenas) bytes += a.bytes_reserved();
   return bytes;
 }
 

@@ -40,8 +40,8 @@ struct DecodedRows {
   // REQUIRES: keep.size() == batch.num_rows.
   void KeepRows(std::span<const uint8_t> keep);
 
-  // Heap bytes held: column vectors (capacity), event times, and arena bytes in use. What a
-  // holder of offered-but-not-taken rows adds up against its bound.
+  // Heap bytes held: column vectors and event times (capacity) and arena blocks (reserved).
+  // What a holder of offered-but-not-taken rows adds up against its bound.
   size_t MemoryBytes() const;
 };
 

@@ -39,7 +39,7 @@ int LogChunkSource::TakeOffered(std::unique_ptr<DecodedRows>* rows, uint64_t* ra
     uint64_t next = position_.load() + 1;
     size_t bytes = 0;
     for (auto it = offered_.begin(); it != offered_.end() && it->first == next;) {
-      if (bytes >= options_.chunk_bytes) break;
+      if (!taken.empty() && bytes >= options_.chunk_bytes) break;
       Offered& o = it->second;
       if (o.rows->max_event_time_ms > future_limit) {
         // The pipeline's decoder would reject some of these rows now (the clock went back):
