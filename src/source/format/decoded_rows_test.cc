@@ -32,7 +32,8 @@ void ExpectSameRows(const RowBatch& a, const RowBatch& b) {
     ASSERT_EQ(a.columns[c].size(), a.num_rows);
     ASSERT_EQ(b.columns[c].size(), b.num_rows);
     for (size_t r = 0; r < a.num_rows; ++r) {
-      EXPECT_EQ(a.columns[c].GetValue(r), b.columns[c].GetValue(r)) << "column " << c << " row " << r;
+      EXPECT_EQ(a.columns[c].GetValue(r), b.columns[c].GetValue(r))
+          << "column " << c << " row " << r;
     }
   }
 }

@@ -179,6 +179,7 @@ TEST_F(HttpConnectorTest, ConcurrentIngestHandsOutRowsInLogOrder) {
   constexpr int kBodies = 150;
   std::atomic<int> producers_done{0};
   std::vector<std::thread> producers;
+  producers.reserve(kThreads);
   for (int p = 0; p < kThreads; ++p) {
     producers.emplace_back([&, p] {
       std::mt19937 rng(p);
