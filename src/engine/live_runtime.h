@@ -30,7 +30,8 @@ struct LiveOptions {
 // `tessera run`: one ingest pipeline per source that feeds at least one view, fed by the source's
 // connector (WITH (connector = …), created by source::CreateLiveSource):
 //   http  — events POSTed to /v1/ingest/{source}, made durable in the store's event log, then
-//           consumed from the log (exactly once across restarts)
+//           consumed from the log (exactly once across restarts), their rows decoded once
+//           (source::HttpConnector, handed to the HTTP service through http_connectors())
 //   file  — WITH (path = '…'): follows a file, or a directory of *.ndjson/*.json/*.jsonl files,
 //           for growth; per-file offsets are checkpointed with the tiles, so a restart resumes
 //           exactly where the tiles end (source::FollowChunkSource)
