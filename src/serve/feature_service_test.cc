@@ -551,7 +551,8 @@ TEST(IngestBackpressureTest, QueuedBytesAndOverloadAreRefusedWithRetryAfter) {
   for (int i = 1; i < 12; ++i) {
     std::string big(120, ' ');
     auto r = std::make_shared<Client>(server.port());
-    posters.emplace_back([&, i, r] { statuses[i] = r->Post("/v1/ingest/ev", body + big)->status; });
+    posters.emplace_back(
+        [&, i, r, big] { statuses[i] = r->Post("/v1/ingest/ev", body + big)->status; });
   }
   for (int i = 0; i < 200 && refused < 4; ++i) {
     refused = Count(503);
