@@ -63,6 +63,24 @@ std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_
 // the next offset to consume (decimal): every message before it is in the tiles.
 std::string KafkaOffsetPrefix(std::string_view source_name);
 std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic, int32_t partition);
+// ---- Pub/Sub connector (source/pubsub): "pubsub/dedup/<lower-case source name>/<segment, 16
+// lower-case hex digits>" -> one segment of the source's dedup window: the ids of the messages one
+// flush committed (source/pubsub/dedup_window.h has the value's encoding).
+inline constexpr std::string_view kPubSubDedupPrefix = "pubsub/dedup/";
+std::string PubSubDedupPrefix(std::string_view source_name);
+std::string PubSubDedupKey(std::string_view source_name, uint64_t segment);
+struct PubSubDedupSegment {
+  std::string_view source;  // a view into the parsed key
+  uint64_t segment = 0;
+};
+// The source and segment a key names, or nullopt. The scan prefix of source "a" also matches the
+// keys of a source "a/b": readers keep only keys whose parsed source is theirs.
+std::optional<PubSubDedupSegment> ParsePubSubDedupKey(std::string_view key);
+// "pubsub/clock/<lower-case source name>" -> the running time of the source's dedup window at its
+// last checkpoint (milliseconds, decimal, may be negative).
+inline constexpr std::string_view kPubSubClockPrefix = "pubsub/clock/";
+std::string PubSubClockKey(std::string_view source_name);
+
 // "view/<view id>/has_tiles" -> "1" once the view has flushed a tile.
 std::string ViewHasTilesKey(uint32_t view_id);
 
@@ -127,6 +145,8 @@ enum class Family {
   kLegacyInputProgress,
   kLogPosition,
   kFollowOffset,
+  kPubSubDedup,
+  kPubSubClock,
 };
 
 struct FamilyInfo {

@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "source/connector_options.h"
+#include "source/format/message_line.h"
 #include "source/source_env.h"
 #include "store/meta_keys.h"
 
@@ -38,22 +39,6 @@ absl::StatusOr<int64_t> ParseOffset(std::string_view v, std::string_view key) {
     return DataLoss("corrupt Kafka offset '{}' stored under '{}'", v, key);
   }
   return offset;
-}
-
-// Appends a message value as one line: '\n' becomes ' '.
-void AppendLine(const char* data, size_t len, std::string* out) {
-  if (data == nullptr || len == 0) {
-    out->append("null\n");
-    return;
-  }
-  const size_t start = out->size();
-  out->append(data, len);
-  char* p = out->data() + start;
-  char* end = p + len;
-  while ((p = static_cast<char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)))) != nullptr) {
-    *p++ = ' ';
-  }
-  out->push_back('\n');
 }
 
 }  // namespace
@@ -131,8 +116,7 @@ absl::Status KafkaSource::Start() {
   rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
   if (rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
-    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_,
-                           errstr);
+    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_, errstr);
   }
   rd_kafka_poll_set_consumer(rk_);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
@@ -183,9 +167,9 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
           "tessera_kafka_partition_offset",
           "Next offset of the partition stored in the tile store with the tiles (committed)",
           labels);
-      p.rows_total = metrics_->GetCounter("tessera_kafka_partition_rows_total",
-                                          "Messages of the partition handed to the pipeline",
-                                          labels);
+      p.rows_total =
+          metrics_->GetCounter("tessera_kafka_partition_rows_total",
+                               "Messages of the partition handed to the pipeline", labels);
     }
   }
   return p;
@@ -316,8 +300,8 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
                       rd_kafka_error_string(error));
     rd_kafka_error_destroy(error);
   } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
-                      rd_kafka_err2str(err));
+    failed =
+        Internal("source '{}': Kafka assignment failed: {}", source_name_, rd_kafka_err2str(err));
   }
   if (!failed.ok() && error_.ok()) error_ = failed;
   data_cv_.notify_all();
@@ -388,7 +372,10 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   while (!p->queue.empty() && (scratch_.empty() || scratch_.size() < options_.chunk_bytes)) {
     rd_kafka_message_t* m = p->queue.front();
     p->queue.pop_front();
-    AppendLine(static_cast<const char*>(m->payload), m->len, &scratch_);
+    AppendMessageLine(m->payload == nullptr
+                          ? std::string_view()
+                          : std::string_view(static_cast<const char*>(m->payload), m->len),
+                      &scratch_);
     origin->offsets.push_back(m->offset);
     last = m->offset;
     buffered_bytes_ -= m->len;
