@@ -28,6 +28,8 @@ constexpr auto kWriterTick = std::chrono::milliseconds(200);
 constexpr int64_t kMetricsEveryMs = 500;
 constexpr int64_t kMinBackoffMs = 100;
 constexpr int64_t kMaxBackoffMs = 10'000;
+// How long a stopping source waits for the server to end the half-closed stream.
+constexpr auto kCloseTimeout = std::chrono::seconds(2);
 
 // Errors that retrying the same request cannot fix: the source fails with the server's message.
 bool Permanent(grpc::StatusCode code) {
@@ -143,6 +145,10 @@ absl::StatusOr<std::unique_ptr<PubSubSource>> PubSubSource::Create(std::string s
   std::unique_ptr<PubSubSource> s(new PubSubSource(std::move(source_name), std::move(options),
                                                    store, clock, metrics, std::move(dedup),
                                                    std::move(g)));
+  {
+    MutexLock lock(&s->mu_);
+    s->PublishMetrics();  // the window loaded, before the first tick
+  }
   s->reader_ = std::thread([p = s.get()] { p->ReadLoop(); });
   s->writer_ = std::thread([p = s.get()] { p->WriteLoop(); });
   return s;
@@ -209,23 +215,42 @@ PubSubSource::~PubSubSource() {
   writer_cv_.NotifyAll();
   space_cv_.NotifyAll();
   data_cv_.NotifyAll();
-  if (writer_.joinable()) writer_.join();  // sends the last acks and the nacks
+  // The writer sends the last acks and the nacks, then half-closes the stream; the server then
+  // ends it, which ends the reader. A stream cancelled instead (RST_STREAM) is one the emulator
+  // does not clean up: it keeps delivering to it, so its messages are only redelivered after
+  // their deadline. Cancel only if the server does not end the stream in time.
+  if (writer_.joinable()) writer_.join();
   {
     MutexLock lock(&mu_);
-    if (stream_ != nullptr) stream_->context.TryCancel();
+    if (!reader_done_cv_.WaitFor(&mu_, kCloseTimeout,
+                                 [&]()
+                                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return reader_done_; }) &&
+        stream_ != nullptr) {
+      stream_->context.TryCancel();
+    }
   }
   if (reader_.joinable()) reader_.join();
 }
 
 void PubSubSource::ReadLoop() {
+  ReadStreams();
+  MutexLock lock(&mu_);
+  reader_done_ = true;
+  reader_done_cv_.NotifyAll();
+}
+
+void PubSubSource::ReadStreams() {
   int64_t backoff_ms = kMinBackoffMs;
-  while (!stop_.load()) {
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      if (stop_.load()) break;
+    }
     auto stream = std::make_unique<Stream>();
     stream->rw = grpc_->stub->StreamingPull(&stream->context);
     {
       MutexLock lock(&mu_);
       stream_ = stream.get();  // from now on the destructor can cancel it
-      if (stop_.load()) stream->context.TryCancel();
     }
     bool received = false;
     const absl::Status status = RunStream(stream.get(), &received);
@@ -272,7 +297,9 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
     }
     writer_cv_.NotifyAll();  // acks queued while there was no stream
     pb::StreamingPullResponse response;
-    while (!stop_.load() && stream->rw->Read(&response)) {
+    while (stream->rw->Read(&response)) {
+      // Stopping: what still comes after the nacks were sent is left to its deadline.
+      if (stop_.load()) continue;
       *received = true;
       OnMessages(response);
       // Our own bound, should the server not honour the flow control.
@@ -284,7 +311,6 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
       });
     }
   }
-  stream->context.TryCancel();  // Finish() must not wait for a server that still sends
   const grpc::Status st = stream->rw->Finish();
   if (st.ok() || st.error_code() == grpc::StatusCode::CANCELLED) return absl::OkStatus();
   // gRPC's codes are absl's.

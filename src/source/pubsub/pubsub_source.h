@@ -140,7 +140,8 @@ class PubSubSource final : public Source {
   PubSubSource(std::string source_name, PubSubOptions options, store::TileStore* store,
                const Clock* clock, MetricsRegistry* metrics, DedupWindow dedup,
                std::unique_ptr<Grpc> grpc);
-  void ReadLoop();
+  void ReadLoop();     // the reader thread: ReadStreams(), then reader_done_
+  void ReadStreams();  // opens streams until stopped or a permanent error
   void WriteLoop();
   // Opens the stream with its first request and reads it until it ends; its final status, with
   // gRPC's code. Sets *received when a message came.
@@ -168,6 +169,8 @@ class PubSubSource final : public Source {
   CondVar data_cv_;    // a message arrived, or the source failed
   CondVar space_cv_;   // the buffer shrank, or stopping
   CondVar writer_cv_;  // acks to send, or stopping
+  CondVar reader_done_cv_;
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::deque<Message> buffer_ ABSL_GUARDED_BY(mu_);  // received, not handed out
   absl::flat_hash_map<std::string, Message*> buffered_ ABSL_GUARDED_BY(mu_);  // by id
