@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve bench-pubsub asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -35,6 +35,10 @@ bench: deps build
 
 bench-serve: deps build
 	scripts/bench_serve.sh $(RELEASE)
+
+# Rows/s from the Pub/Sub emulator into durable tiles (the `make bench` view and events).
+bench-pubsub: deps build
+	scripts/bench_pubsub.py $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null

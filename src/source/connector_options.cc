@@ -34,8 +34,8 @@ const std::vector<ConnectorSpec>& Specs() {
        /*properties=*/true},
       {"pubsub",
        {"subscription"},
-       {"project", "endpoint", "max-outstanding-messages", "max-outstanding-bytes", "ack-deadline",
-        "dedup-window", "dedup-max-messages"}},
+       {"project", "endpoint", "streams", "max-outstanding-messages", "max-outstanding-bytes",
+        "ack-deadline", "dedup-window", "dedup-max-messages"}},
   };
   return *specs;
 }
@@ -95,9 +95,16 @@ absl::Status ValidatePubSubOptions(const sql::SourceDef& source, OptionCheck che
         ParsePubSubSubscription(source, project_later ? "later" : project.value_or("")).status());
   }
   for (std::string_view key :
-       {"max-outstanding-messages", "max-outstanding-bytes", "dedup-max-messages"}) {
+       {"streams", "max-outstanding-messages", "max-outstanding-bytes", "dedup-max-messages"}) {
     if (std::optional<std::string> v = FindOption(source, key); v.has_value()) {
       if (absl::Status s = ParsePositiveIntOption(source, key, *v).status(); !s.ok()) return s;
+    }
+  }
+  if (std::optional<std::string> v = FindOption(source, "streams"); v.has_value()) {
+    if (*ParsePositiveIntOption(source, "streams", *v) > 64) {
+      return InvalidArgument(
+          "source '{}': option 'streams' = '{}' is out of range; expected 1 to 64", source.name,
+          *v);
     }
   }
   if (std::optional<std::string> v = FindOption(source, "ack-deadline"); v.has_value()) {

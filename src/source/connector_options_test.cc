@@ -38,13 +38,13 @@ TEST(ValidateSourceOptions, AcceptsEveryConnectorWithItsOptions) {
                                             {"format", "json"},
                                             {"dead-letter", "file:///tmp/dl.ndjson"}}))
                   .ok());
-  EXPECT_TRUE(ValidateSourceOptions(Source({{"connector", "pubsub"},
-                                            {"project", "proj"},
-                                            {"subscription", "sub"}}))
+  EXPECT_TRUE(ValidateSourceOptions(
+                  Source({{"connector", "pubsub"}, {"project", "proj"}, {"subscription", "sub"}}))
                   .ok());
   EXPECT_TRUE(ValidateSourceOptions(Source({{"connector", "pubsub"},
                                             {"subscription", "projects/proj/subscriptions/sub"},
                                             {"endpoint", "http://127.0.0.1:8085"},
+                                            {"streams", "4"},
                                             {"max-outstanding-messages", "1000"},
                                             {"max-outstanding-bytes", "10000000"},
                                             {"ack-deadline", "30s"},
@@ -80,6 +80,8 @@ TEST(ValidateSourceOptions, PubSubNamesWhatIsWrong) {
   EXPECT_THAT(e, HasSubstr("positive whole number"));
   e = Error(pubsub({{"subscription", "sub"}, {"max-outstanding-bytes", "64MiB"}}));
   EXPECT_THAT(e, HasSubstr("'max-outstanding-bytes' = '64MiB'"));
+  e = Error(pubsub({{"subscription", "sub"}, {"streams", "65"}}));
+  EXPECT_THAT(e, HasSubstr("expected 1 to 64"));
   e = Error(pubsub({{"subscription", "sub"}, {"ack-deadline", "5s"}}));
   EXPECT_THAT(e, HasSubstr("from '10s' to '600s'"));
   e = Error(pubsub({{"subscription", "sub"}, {"dedup-window", "ten minutes"}}));

@@ -31,21 +31,15 @@ their bounds), after A+B+C, after the seek, and after one more kill -9 and resta
 Usage: pubsub_e2e_test.py PATH/TO/tessera [--seed N] [--events N] [--kills N] [--keep]
 """
 import argparse
-import atexit
-import base64
 import json
 import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,79 +60,6 @@ SQL = live.SQL.replace(
 CREATE FEATURE VIEW device_rows AS SELECT device, COUNT(*) AS n FROM plays GROUP BY device;
 """
 assert "connector = 'pubsub'" in SQL and "'1' HOUR" in SQL
-
-
-def find_emulator():
-    """The emulator's launcher, or None when the package is not installed."""
-    try:
-        out = subprocess.run(["dpkg", "-L", "google-cloud-cli-pubsub-emulator"],
-                             capture_output=True, text=True).stdout
-    except OSError:
-        out = ""
-    for line in out.splitlines():
-        if line.endswith("bin/cloud-pubsub-emulator") and os.access(line, os.X_OK):
-            return line
-    return shutil.which("cloud-pubsub-emulator")
-
-
-class Emulator:
-    """The Pub/Sub emulator on a free loopback port, stopped at exit."""
-
-    def __init__(self, binary, log_path):
-        self.binary, self.log_path = binary, log_path
-        self.proc = None
-        self.port = None
-
-    def start(self, timeout=90):
-        for _ in range(3):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-            s.close()
-            log = open(self.log_path, "ab")
-            # Its own process group: the launcher runs java as a child.
-            self.proc = subprocess.Popen(
-                [self.binary, "--host=127.0.0.1", "--port=%d" % self.port],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
-            atexit.register(self.stop)
-            deadline = time.monotonic() + timeout
-            ready = "Server started, listening on %d" % self.port
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if ready in open(self.log_path, errors="replace").read():
-                    return self
-                time.sleep(0.1)
-            self.stop()
-        raise SystemExit("FAIL: the Pub/Sub emulator did not start; log:\n%s" %
-                         live.log_tail(self.log_path))
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def host(self):
-        return "127.0.0.1:%d" % self.port
-
-    def rest(self, method, path, body=None):
-        req = urllib.request.Request(
-            "http://%s/v1/%s" % (self.host(), path), method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            raise SystemExit("FAIL: emulator %s %s: %d %s" % (method, path, e.code, e.read()))
-
-    def publish(self, lines):
-        """Publishes one message per line (at most 1000 per request); returns the ids."""
-        ids = []
-        for i in range(0, len(lines), 1000):
-            msgs = [{"data": base64.b64encode(l.encode()).decode()} for l in lines[i:i + 1000]]
-            ids += self.rest("POST", "projects/%s/topics/%s:publish" % (PROJECT, TOPIC),
-                             {"messages": msgs})["messageIds"]
-        return ids
 
 
 class HalfCloseProxy:
@@ -342,7 +263,7 @@ def main():
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    emulator_bin = find_emulator()
+    emulator_bin = live.find_pubsub_emulator()
     if emulator_bin is None:
         print("SKIP: the Pub/Sub emulator is not installed (package "
               "google-cloud-cli-pubsub-emulator, which provides bin/cloud-pubsub-emulator)")
@@ -377,12 +298,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tessera-pubsub-e2e-")
     failures = live.Failures()
     try:
-        emu = Emulator(emulator_bin, os.path.join(tmp, "emulator.log")).start()
+        emu = live.PubSubEmulator(emulator_bin, os.path.join(tmp, "emulator.log"),
+                                  PROJECT).start()
         print("emulator on %s (%.1f s)" % (emu.host(), time.monotonic() - t_start), flush=True)
-        emu.rest("PUT", "projects/%s/topics/%s" % (PROJECT, TOPIC), {})
-        emu.rest("PUT", "projects/%s/subscriptions/%s" % (PROJECT, SUBSCRIPTION),
-                 {"topic": "projects/%s/topics/%s" % (PROJECT, TOPIC),
-                  "ackDeadlineSeconds": ACK_DEADLINE_S, "retainAckedMessages": True})
+        emu.create(TOPIC, SUBSCRIPTION, ACK_DEADLINE_S, retain_acked=True)
         seek_to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
 
         sql = os.path.join(tmp, "views.sql")
@@ -405,7 +324,7 @@ def main():
         def publish_paced(batch_lines, per_batch=250, pause=0.04):
             try:
                 for i in range(0, len(batch_lines), per_batch):
-                    published.extend(emu.publish(batch_lines[i:i + per_batch]))
+                    published.extend(emu.publish(TOPIC, batch_lines[i:i + per_batch]))
                     time.sleep(pause)
             except BaseException as e:  # noqa: BLE001
                 pub_error.append(repr(e))
@@ -428,7 +347,7 @@ def main():
               (len(published), time.monotonic() - t0 - took, kills, took), flush=True)
 
         # ---- B: the old rows, late exactly when older than M - 1 h; one more kill.
-        published += emu.publish(b)
+        published += emu.publish(TOPIC, b)
         time.sleep(rng.uniform(0, 0.3))
         server.kill9()
         server = start()
@@ -439,7 +358,7 @@ def main():
         rc, _ = server.terminate()
         failures.check(rc == 0, "SIGTERM exit code %r" % rc)
         server = start(["--flush-interval", "15s"])
-        published += emu.publish(c)
+        published += emu.publish(TOPIC, c)
         took = wait_committed(server, expected_devices(rows), all_at, 60, "epoch C")
         client = live.Client(server.host, server.port)
         ext = pubsub_metric(client, "tessera_pubsub_deadline_extensions_total")
@@ -464,8 +383,7 @@ def main():
         window = pubsub_metric(client, "tessera_pubsub_dedup_window_messages")
         failures.check(window == len(published), "dedup window after restart holds %r ids, "
                        "expected %d (one per message published)" % (window, len(published)))
-        emu.rest("POST", "projects/%s/subscriptions/%s:seek" % (PROJECT, SUBSCRIPTION),
-                 {"time": seek_to})
+        emu.rest("POST", "subscriptions/%s:seek" % SUBSCRIPTION, {"time": seek_to})
         t0 = time.monotonic()
         dropped = 0
         while time.monotonic() - t0 < 60:

@@ -26,6 +26,9 @@ constexpr std::string_view kDefaultTarget = "pubsub.googleapis.com:443";
 constexpr size_t kIdsPerRequest = 2500;
 constexpr auto kWriterTick = std::chrono::milliseconds(200);
 constexpr int64_t kMetricsEveryMs = 500;
+// How often held messages are checked for a deadline extension (one is due once half its deadline
+// has passed, so it is extended at least 4 s before it runs out).
+constexpr int64_t kLeaseScanEveryMs = 1000;
 constexpr int64_t kMinBackoffMs = 100;
 constexpr int64_t kMaxBackoffMs = 10'000;
 // How long a stopping source waits for the server to end the half-closed stream.
@@ -94,6 +97,9 @@ absl::StatusOr<PubSubOptions> PubSubOptions::FromSource(const sql::SourceDef& so
   };
   TESSERA_RETURN_IF_ERROR(int_option("max-outstanding-messages", &o.max_outstanding_messages));
   TESSERA_RETURN_IF_ERROR(int_option("max-outstanding-bytes", &o.max_outstanding_bytes));
+  int64_t streams = o.streams;
+  TESSERA_RETURN_IF_ERROR(int_option("streams", &streams));
+  o.streams = static_cast<int>(streams);
   int64_t max_ids = static_cast<int64_t>(o.dedup.max_ids);
   TESSERA_RETURN_IF_ERROR(int_option("dedup-max-messages", &max_ids));
   o.dedup.max_ids = static_cast<size_t>(max_ids);
@@ -143,28 +149,28 @@ absl::StatusOr<std::unique_ptr<PubSubSource>> PubSubSource::Create(std::string s
   g->channel = grpc::CreateCustomChannel(options.target, creds, args);
   g->stub = pb::Subscriber::NewStub(g->channel);
   std::unique_ptr<PubSubSource> s(new PubSubSource(std::move(source_name), std::move(options),
-                                                   store, clock, metrics, std::move(dedup),
-                                                   std::move(g)));
+                                                   clock, metrics, std::move(dedup), std::move(g)));
   {
     MutexLock lock(&s->mu_);
     s->PublishMetrics();  // the window loaded, before the first tick
   }
-  s->reader_ = std::thread([p = s.get()] { p->ReadLoop(); });
+  for (int i = 0; i < s->options_.streams; ++i) {
+    s->readers_.emplace_back([p = s.get(), i] { p->ReadLoop(i); });
+  }
   s->writer_ = std::thread([p = s.get()] { p->WriteLoop(); });
   return s;
 }
 
-PubSubSource::PubSubSource(std::string source_name, PubSubOptions options, store::TileStore* store,
-                           const Clock* clock, MetricsRegistry* metrics, DedupWindow dedup,
-                           std::unique_ptr<Grpc> grpc)
+PubSubSource::PubSubSource(std::string source_name, PubSubOptions options, const Clock* clock,
+                           MetricsRegistry* metrics, DedupWindow dedup, std::unique_ptr<Grpc> grpc)
     : source_name_(std::move(source_name)),
       options_(std::move(options)),
-      store_(store),
       clock_(clock),
       input_(fmt::format("pubsub subscription '{}'", options_.subscription)),
       client_id_(fmt::format("tessera-{}-{}", source_name_, RandomHex())),
       grpc_(std::move(grpc)),
       dedup_(std::move(dedup)) {
+  streams_.assign(static_cast<size_t>(options_.streams), nullptr);
   if (metrics != nullptr) {
     const Labels labels = {{"source", source_name_}, {"subscription", options_.subscription}};
     received_ = metrics->GetCounter("tessera_pubsub_messages_received_total",
@@ -218,28 +224,29 @@ PubSubSource::~PubSubSource() {
   // The writer sends the last acks and the nacks, then half-closes the stream; the server then
   // ends it, which ends the reader. A stream cancelled instead (RST_STREAM) is one the emulator
   // does not clean up: it keeps delivering to it, so its messages are only redelivered after
-  // their deadline. Cancel only if the server does not end the stream in time.
+  // their deadline. Cancel only if the server does not end the streams in time.
   if (writer_.joinable()) writer_.join();
   {
     MutexLock lock(&mu_);
-    if (!reader_done_cv_.WaitFor(&mu_, kCloseTimeout,
-                                 [&]()
-                                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return reader_done_; }) &&
-        stream_ != nullptr) {
-      stream_->context.TryCancel();
+    const size_t n = readers_.size();
+    auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return readers_done_ == n; };
+    if (!reader_done_cv_.WaitFor(&mu_, kCloseTimeout, all_done)) {
+      for (Stream* stream : streams_) {
+        if (stream != nullptr) stream->context.TryCancel();
+      }
     }
   }
-  if (reader_.joinable()) reader_.join();
+  for (std::thread& t : readers_) t.join();
 }
 
-void PubSubSource::ReadLoop() {
-  ReadStreams();
+void PubSubSource::ReadLoop(int index) {
+  ReadStreams(index);
   MutexLock lock(&mu_);
-  reader_done_ = true;
+  ++readers_done_;
   reader_done_cv_.NotifyAll();
 }
 
-void PubSubSource::ReadStreams() {
+void PubSubSource::ReadStreams(int index) {
   int64_t backoff_ms = kMinBackoffMs;
   while (true) {
     {
@@ -250,16 +257,16 @@ void PubSubSource::ReadStreams() {
     stream->rw = grpc_->stub->StreamingPull(&stream->context);
     {
       MutexLock lock(&mu_);
-      stream_ = stream.get();  // from now on the destructor can cancel it
+      streams_[index] = stream.get();  // from now on the destructor can cancel it
     }
     bool received = false;
     const absl::Status status = RunStream(stream.get(), &received);
     {
       // No write may be running on the stream when it goes: the writer holds write_mu_ while it
-      // uses stream_.
+      // uses streams_.
       MutexLock w(&write_mu_);
       MutexLock lock(&mu_);
-      stream_ = nullptr;
+      streams_[index] = nullptr;
     }
     stream.reset();
     if (stop_.load()) break;
@@ -288,8 +295,11 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
   first.set_subscription(options_.subscription);
   first.set_stream_ack_deadline_seconds(options_.ack_deadline_s);
   first.set_client_id(client_id_);
-  first.set_max_outstanding_messages(options_.max_outstanding_messages);
-  first.set_max_outstanding_bytes(options_.max_outstanding_bytes);
+  // The limits are the source's: each stream gets its share.
+  first.set_max_outstanding_messages(
+      std::max<int64_t>(1, options_.max_outstanding_messages / options_.streams));
+  first.set_max_outstanding_bytes(
+      std::max<int64_t>(1, options_.max_outstanding_bytes / options_.streams));
   if (stream->rw->Write(first)) {
     {
       MutexLock lock(&mu_);
@@ -301,7 +311,7 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
       // Stopping: what still comes after the nacks were sent is left to its deadline.
       if (stop_.load()) continue;
       *received = true;
-      OnMessages(response);
+      OnMessages(&response);
       // Our own bound, should the server not honour the flow control.
       MutexLock lock(&mu_);
       space_cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -320,11 +330,11 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
                   options_.subscription, options_.target, st.error_message()));
 }
 
-void PubSubSource::OnMessages(const pb::StreamingPullResponse& response) {
+void PubSubSource::OnMessages(pb::StreamingPullResponse* response) {
   MutexLock lock(&mu_);
   const int64_t lease_until = clock_->NowMillis() + int64_t{options_.ack_deadline_s} * 1000;
   bool ack_now = false;
-  for (const pb::ReceivedMessage& rm : response.received_messages()) {
+  for (pb::ReceivedMessage& rm : *response->mutable_received_messages()) {
     if (received_ != nullptr) received_->Inc();
     const std::string& id = rm.message().message_id();
     if (!id.empty() && dedup_.Contains(id)) {
@@ -348,8 +358,8 @@ void PubSubSource::OnMessages(const pb::StreamingPullResponse& response) {
     }
     Message& m = buffer_.emplace_back();
     m.id = id;
-    m.ack_ids.push_back(rm.ack_id());
-    m.data = rm.message().data();
+    m.ack_ids.push_back(std::move(*rm.mutable_ack_id()));
+    m.data.swap(*rm.mutable_message()->mutable_data());  // no copy of the payload
     m.lease_until_ms = lease_until;
     buffered_bytes_ += m.data.size();
     if (!id.empty()) buffered_.emplace(id, &m);
@@ -365,8 +375,7 @@ void PubSubSource::WriteLoop() {
     {
       MutexLock lock(&mu_);
       writer_cv_.WaitFor(&mu_, kWriterTick, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_.load() ||
-               ((!ack_.empty() || !nack_.empty()) && stream_ != nullptr && stream_->ready);
+        return stop_.load() || ((!ack_.empty() || !nack_.empty()) && ReadyStream() != nullptr);
       });
       final = stop_.load();
       const int64_t now = clock_->NowMillis();
@@ -388,13 +397,14 @@ void PubSubSource::WriteDue(bool final) {
   std::vector<std::string> extend;
   {
     MutexLock lock(&mu_);
-    if (stream_ == nullptr || !stream_->ready) return;  // queued for the next stream
-    stream = stream_;
+    stream = ReadyStream();
+    if (stream == nullptr) return;  // queued for the next stream
     acks.swap(ack_);
     nacks.swap(nack_);
-    if (!final) {
+    const int64_t now = clock_->NowMillis();
+    if (!final && now - last_lease_scan_ms_ >= kLeaseScanEveryMs) {
+      last_lease_scan_ms_ = now;
       // Extend what has used half its deadline: held while a (slow) flush runs.
-      const int64_t now = clock_->NowMillis();
       const int64_t deadline_ms = int64_t{options_.ack_deadline_s} * 1000;
       const int64_t until = now + deadline_ms;
       auto due = [&](int64_t lease_until_ms) { return lease_until_ms - now < deadline_ms / 2; };
@@ -440,7 +450,17 @@ void PubSubSource::WriteDue(bool final) {
     ack_.insert(ack_.end(), acks.begin() + static_cast<ptrdiff_t>(a0), acks.end());
     nack_.insert(nack_.end(), nacks.begin(), nacks.end());
   }
-  if (final && ok) stream->rw->WritesDone();
+  if (final) {
+    // Half-close every stream: the server then ends them (see the destructor).
+    std::vector<Stream*> ready;
+    {
+      MutexLock lock(&mu_);
+      for (Stream* st : streams_) {
+        if (st != nullptr && st->ready) ready.push_back(st);
+      }
+    }
+    for (Stream* st : ready) st->rw->WritesDone();
+  }
 }
 
 absl::StatusOr<Source::Next> PubSubSource::NextChunk(Chunk* chunk, ChunkOrigin* origin) {
@@ -508,6 +528,13 @@ bool PubSubSource::WantsFlush() {
   // Pub/Sub sends no more once max-outstanding messages wait for their ack: flush before that.
   return static_cast<int64_t>(handed_.size()) >= options_.max_outstanding_messages / 2 ||
          handed_bytes_ >= options_.max_outstanding_bytes / 2;
+}
+
+PubSubSource::Stream* PubSubSource::ReadyStream() const {
+  for (Stream* st : streams_) {
+    if (st != nullptr && st->ready) return st;
+  }
+  return nullptr;
 }
 
 size_t PubSubSource::Outstanding() const {
