@@ -53,7 +53,8 @@ DEVICES = ["web", "ios", "android"]
 
 SQL = live.SQL.replace(
     "WITH (connector = 'file', format = 'json')",
-    "WITH (connector = 'pubsub', project = '%s', subscription = '%s', 'ack-deadline' = '%ds')"
+    "WITH (connector = 'pubsub', project = '%s', subscription = '%s', 'ack-deadline' = '%ds', "
+    "streams = '2')"
     % (PROJECT, SUBSCRIPTION, ACK_DEADLINE_S)).replace("INTERVAL '10' MINUTE",
                                                         "INTERVAL '1' HOUR") + """
 -- Every row once per device (the generator always sets one): all-time counts to read back.

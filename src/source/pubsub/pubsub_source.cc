@@ -272,17 +272,25 @@ void PubSubSource::ReadStreams(int index) {
     if (stop_.load()) break;
     if (received) backoff_ms = kMinBackoffMs;
     if (Permanent(static_cast<grpc::StatusCode>(status.code()))) {
+      // `tessera run` reports a failed pipeline only when it stops: say it now.
+      std::fprintf(stderr, "tessera: %s; the source stops\n",
+                   std::string(status.message()).c_str());
       MutexLock lock(&mu_);
       if (error_.ok()) error_ = status;
       data_cv_.NotifyAll();
       return;
     }
     if (reconnects_ != nullptr) reconnects_->Inc();
-    std::fprintf(stderr,
-                 "tessera: source '%s': Pub/Sub stream on '%s' ended (%s); reopening in %lld ms\n",
-                 source_name_.c_str(), options_.subscription.c_str(),
-                 status.ok() ? "closed by the server" : std::string(status.message()).c_str(),
-                 static_cast<long long>(backoff_ms));
+    if (status.ok()) {
+      std::fprintf(stderr,
+                   "tessera: source '%s': the server ended the Pub/Sub stream on '%s'; reopening "
+                   "it in %lld ms\n",
+                   source_name_.c_str(), options_.subscription.c_str(),
+                   static_cast<long long>(backoff_ms));
+    } else {
+      std::fprintf(stderr, "tessera: %s; reopening the stream in %lld ms\n",
+                   std::string(status.message()).c_str(), static_cast<long long>(backoff_ms));
+    }
     MutexLock lock(&mu_);
     space_cv_.WaitFor(&mu_, std::chrono::milliseconds(backoff_ms),
                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_.load(); });
@@ -422,33 +430,36 @@ void PubSubSource::WriteDue(bool final) {
       }
     }
   }
+  // Ids sent so far of each list; a failed request's ids count as not sent.
   size_t a = 0, n = 0, e = 0;
   bool ok = true;
   while (ok && (a < acks.size() || n < nacks.size() || e < extend.size())) {
     pb::StreamingPullRequest req;
     size_t room = kIdsPerRequest;
-    for (; a < acks.size() && room > 0; ++a, --room) req.add_ack_ids(acks[a]);
-    for (; n < nacks.size() && room > 0; ++n, --room) {
-      req.add_modify_deadline_ack_ids(nacks[n]);
+    size_t a1 = a, n1 = n, e1 = e;
+    for (; a1 < acks.size() && room > 0; ++a1, --room) req.add_ack_ids(acks[a1]);
+    for (; n1 < nacks.size() && room > 0; ++n1, --room) {
+      req.add_modify_deadline_ack_ids(nacks[n1]);
       req.add_modify_deadline_seconds(0);
     }
-    for (; e < extend.size() && room > 0; ++e, --room) {
-      req.add_modify_deadline_ack_ids(extend[e]);
+    for (; e1 < extend.size() && room > 0; ++e1, --room) {
+      req.add_modify_deadline_ack_ids(extend[e1]);
       req.add_modify_deadline_seconds(options_.ack_deadline_s);
     }
     ok = stream->rw->Write(req);
     if (ok) {
-      if (acks_ != nullptr) acks_->Inc(static_cast<int64_t>(req.ack_ids_size()));
+      if (acks_ != nullptr) acks_->Inc(static_cast<int64_t>(a1 - a));
+      if (extensions_ != nullptr) extensions_->Inc(static_cast<int64_t>(e1 - e));
+      a = a1, n = n1, e = e1;
     }
   }
-  if (extensions_ != nullptr) extensions_->Inc(static_cast<int64_t>(e));
   if (!ok) {
-    // Ack ids stay valid across streams: send the rest on the next one. (Those in the failed
-    // request may or may not have arrived; acking twice is harmless.)
+    // Ack ids stay valid across streams: send the rest on the next one (the failed request may
+    // have arrived or not; acking twice is harmless). Extensions not sent are not retried: such
+    // a message may be redelivered, and is then dropped as a duplicate of one in flight.
     MutexLock lock(&mu_);
-    const size_t a0 = a >= kIdsPerRequest ? a - kIdsPerRequest : 0;
-    ack_.insert(ack_.end(), acks.begin() + static_cast<ptrdiff_t>(a0), acks.end());
-    nack_.insert(nack_.end(), nacks.begin(), nacks.end());
+    ack_.insert(ack_.end(), acks.begin() + static_cast<ptrdiff_t>(a), acks.end());
+    nack_.insert(nack_.end(), nacks.begin() + static_cast<ptrdiff_t>(n), nacks.end());
   }
   if (final) {
     // Half-close every stream: the server then ends them (see the destructor).
