@@ -10,9 +10,11 @@ connector does only once the rows are durable in the tile store — and the pipe
 them all. Prints rows/s end to end, the consumption rate once streaming, the engine's own CPU
 time per message (the emulator is far slower than the engine), and the publish rate.
 
-Usage: scripts/bench_pubsub.py [BUILD_DIR]   (env: EVENTS, USERS, SPAN, OUT as for
-bench_backfill.sh, default 100000 events (the emulator slows down as its backlog grows); STREAMS, the source's 'streams', default 8: the
-emulator hands each StreamingPull stream at most 100 messages per 50 ms, 2,000/s)
+Usage: scripts/bench_pubsub.py [BUILD_DIR]
+Environment: EVENTS, USERS, SPAN, OUT as for bench_backfill.sh (default 100000 events: the
+emulator slows down as its backlog grows); STREAMS, the source's 'streams' (default 8: the
+emulator hands each StreamingPull stream at most 100 messages per 50 ms, 2,000/s);
+MAX_OUTSTANDING, its 'max-outstanding-messages' (default 5000).
 """
 import json
 import os
