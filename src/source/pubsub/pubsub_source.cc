@@ -56,12 +56,15 @@ std::string RandomHex() {
 
 }  // namespace
 
-// One StreamingPull call. `ready` (guarded by the source's mu_) is set once the initial request
-// went out: only then may the writer send acks on it.
+// One StreamingPull call. `ready` is set once the initial request went out: only then may the
+// writer send acks on it; `half_closed` once WritesDone() was called (by the writer's last pass,
+// or by the reader when the source stopped before the stream was ready). Both guarded by the
+// source's mu_; writes on `rw` happen under its write_mu_.
 struct PubSubSource::Stream {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<pb::StreamingPullRequest, pb::StreamingPullResponse>> rw;
   bool ready = false;
+  bool half_closed = false;
 };
 
 struct PubSubSource::Grpc {
@@ -310,8 +313,16 @@ absl::Status PubSubSource::RunStream(Stream* stream, bool* received) {
       std::max<int64_t>(1, options_.max_outstanding_bytes / options_.streams));
   if (stream->rw->Write(first)) {
     {
-      MutexLock lock(&mu_);
-      stream->ready = true;
+      // Stopping already: the writer's last pass may have missed this stream; half-close it.
+      MutexLock w(&write_mu_);
+      bool close_now = false;
+      {
+        MutexLock lock(&mu_);
+        stream->ready = true;
+        close_now = stop_.load() && !stream->half_closed;
+        stream->half_closed = stream->half_closed || close_now;
+      }
+      if (close_now) stream->rw->WritesDone();
     }
     writer_cv_.NotifyAll();  // acks queued while there was no stream
     pb::StreamingPullResponse response;
@@ -467,7 +478,9 @@ void PubSubSource::WriteDue(bool final) {
     {
       MutexLock lock(&mu_);
       for (Stream* st : streams_) {
-        if (st != nullptr && st->ready) ready.push_back(st);
+        if (st == nullptr || !st->ready || st->half_closed) continue;
+        st->half_closed = true;
+        ready.push_back(st);
       }
     }
     for (Stream* st : ready) st->rw->WritesDone();
