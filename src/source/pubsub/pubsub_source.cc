@@ -353,6 +353,8 @@ void PubSubSource::OnMessages(pb::StreamingPullResponse* response) {
   MutexLock lock(&mu_);
   const int64_t lease_until = clock_->NowMillis() + int64_t{options_.ack_deadline_s} * 1000;
   bool ack_now = false;
+  unacked_ += response->received_messages_size();
+  if (outstanding_ != nullptr) outstanding_->Set(static_cast<double>(unacked_));
   for (pb::ReceivedMessage& rm : *response->mutable_received_messages()) {
     if (received_ != nullptr) received_->Inc();
     const std::string& id = rm.message().message_id();
@@ -461,6 +463,9 @@ void PubSubSource::WriteDue(bool final) {
     if (ok) {
       if (acks_ != nullptr) acks_->Inc(static_cast<int64_t>(a1 - a));
       if (extensions_ != nullptr) extensions_->Inc(static_cast<int64_t>(e1 - e));
+      MutexLock lock(&mu_);
+      unacked_ -= static_cast<int64_t>((a1 - a) + (n1 - n));
+      if (outstanding_ != nullptr) outstanding_->Set(static_cast<double>(unacked_));
       a = a1, n = n1, e = e1;
     }
   }
@@ -561,15 +566,8 @@ PubSubSource::Stream* PubSubSource::ReadyStream() const {
   return nullptr;
 }
 
-size_t PubSubSource::Outstanding() const {
-  size_t n = handed_.size() + checkpoint_.size();
-  for (const Message& m : buffer_) n += m.ack_ids.size();
-  return n;
-}
-
 void PubSubSource::PublishMetrics() {
   if (outstanding_ == nullptr) return;
-  outstanding_->Set(static_cast<double>(Outstanding()));
   window_size_->Set(static_cast<double>(dedup_.size()));
   window_age_->Set(static_cast<double>(dedup_.OldestAgeMs(clock_->NowMillis())) / 1000.0);
 }

@@ -157,7 +157,6 @@ class PubSubSource final : public Source {
   // queued while there is none). `final`: the last call, no extensions, then WritesDone.
   void WriteDue(bool final);
   void PublishMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  size_t Outstanding() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A stream whose first request went out (acks and deadlines may go on any), or null.
   Stream* ReadyStream() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -190,6 +189,9 @@ class PubSubSource final : public Source {
   std::vector<std::string> ack_ ABSL_GUARDED_BY(mu_);   // to acknowledge now
   std::vector<std::string> nack_ ABSL_GUARDED_BY(mu_);  // to hand back now (deadline 0)
   int64_t handed_bytes_ ABSL_GUARDED_BY(mu_) = 0;       // data of handed_ + checkpoint_
+  // Ack ids received and not yet sent back as an ack or a nack (tessera_pubsub_outstanding_
+  // messages, kept current: 0 with every row served means every message is durable).
+  int64_t unacked_ ABSL_GUARDED_BY(mu_) = 0;
   // The live stream of each reader (null between streams), for the writer and the destructor.
   std::vector<Stream*> streams_ ABSL_GUARDED_BY(mu_);
   // Held by the writer while it uses a stream, and by a reader to retire its stream. Order:

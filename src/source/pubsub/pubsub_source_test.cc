@@ -151,14 +151,17 @@ class PubSubSourceTest : public ::testing::Test {
         fake_.WaitUntil([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return fake_.opened_ > before; }));
     return *std::move(s);
   }
-  // Waits until the source has received `n` messages in all.
-  void WaitReceived(int64_t n) {
+  // Waits (up to 10 s) until metric `name` is `value`; returns its last value.
+  int64_t WaitMetric(std::string_view name, int64_t value) {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (Metric("tessera_pubsub_messages_received_total") < n &&
-           std::chrono::steady_clock::now() < deadline) {
+    while (Metric(name) != value && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(5ms);
     }
-    ASSERT_EQ(Metric("tessera_pubsub_messages_received_total"), n);
+    return Metric(name);
+  }
+  // Waits until the source has received `n` messages in all.
+  void WaitReceived(int64_t n) {
+    ASSERT_EQ(WaitMetric("tessera_pubsub_messages_received_total", n), n);
   }
   int Opened() {
     MutexLock lock(&fake_.mu_);
@@ -230,6 +233,7 @@ TEST_F(PubSubSourceTest, AcksOnlyAfterTheFlushIsDurable) {
   EXPECT_EQ(ids, (std::vector<std::string>{"1", "2", "3"}));
   std::this_thread::sleep_for(300ms);  // more than a writer tick
   EXPECT_TRUE(fake_.acks().empty()) << "acked before the rows were durable";
+  EXPECT_EQ(Metric("tessera_pubsub_outstanding_messages"), 3);
   store::WriteBatch batch;
   s->AddCheckpoint(&batch);
   std::this_thread::sleep_for(300ms);
@@ -239,7 +243,8 @@ TEST_F(PubSubSourceTest, AcksOnlyAfterTheFlushIsDurable) {
   ASSERT_TRUE(
       fake_.WaitUntil([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return fake_.acks_.size() == 3; }));
   EXPECT_EQ(fake_.acks(), (std::vector<std::string>{"a1", "a2", "a3"}));
-  EXPECT_EQ(Metric("tessera_pubsub_acks_total"), 3);
+  EXPECT_EQ(WaitMetric("tessera_pubsub_acks_total", 3), 3);
+  EXPECT_EQ(WaitMetric("tessera_pubsub_outstanding_messages", 0), 0);
 }
 
 TEST_F(PubSubSourceTest, RedeliveriesAreDroppedAndAckedOnceTheFirstCopyIsDurable) {
