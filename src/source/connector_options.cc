@@ -95,8 +95,8 @@ absl::Status ValidateSourceOptions(const sql::SourceDef& source, OptionCheck che
   }
   if (spec == nullptr && FindOption(source, "connector").has_value()) {
     std::vector<std::string_view> names(std::begin(kConnectors), std::end(kConnectors));
-    return InvalidArgument("source '{}': unknown connector '{}'; valid connectors: {}",
-                           source.name, connector, Quoted(names));
+    return InvalidArgument("source '{}': unknown connector '{}'; valid connectors: {}", source.name,
+                           connector, Quoted(names));
   }
   std::vector<std::string_view> valid(std::begin(kCommon), std::end(kCommon));
   if (spec != nullptr) {
@@ -116,14 +116,12 @@ absl::Status ValidateSourceOptions(const sql::SourceDef& source, OptionCheck che
         closest = v;
       }
     }
-    const std::string what =
-        spec == nullptr ? std::string("a source without a connector")
-                        : fmt::format("connector '{}'", spec->name);
-    return InvalidArgument("source '{}': unknown option '{}' for {}{}; valid options: {}{}",
-                           source.name, key, what,
-                           closest.empty() ? "" : fmt::format(" (did you mean '{}'?)", closest),
-                           Quoted(valid), properties ? ", and 'properties.*' (passed to librdkafka)"
-                                                     : "");
+    const std::string what = spec == nullptr ? std::string("a source without a connector")
+                                             : fmt::format("connector '{}'", spec->name);
+    return InvalidArgument(
+        "source '{}': unknown option '{}' for {}{}; valid options: {}{}", source.name, key, what,
+        closest.empty() ? "" : fmt::format(" (did you mean '{}'?)", closest), Quoted(valid),
+        properties ? ", and 'properties.*' (passed to librdkafka)" : "");
   }
   if (spec != nullptr && check == OptionCheck::kLive) {
     for (std::string_view req : spec->required) {

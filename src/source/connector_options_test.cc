@@ -38,9 +38,8 @@ TEST(ValidateSourceOptions, AcceptsEveryConnectorWithItsOptions) {
                                             {"format", "json"},
                                             {"dead-letter", "file:///tmp/dl.ndjson"}}))
                   .ok());
-  EXPECT_TRUE(ValidateSourceOptions(Source({{"connector", "pubsub"},
-                                            {"project", "proj"},
-                                            {"subscription", "sub"}}))
+  EXPECT_TRUE(ValidateSourceOptions(
+                  Source({{"connector", "pubsub"}, {"project", "proj"}, {"subscription", "sub"}}))
                   .ok());
   EXPECT_TRUE(ValidateSourceOptions(Source({})).ok());  // backfill-only source
 }

@@ -131,8 +131,7 @@ absl::Status KafkaSource::Start() {
   rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
   if (rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
-    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_,
-                           errstr);
+    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_, errstr);
   }
   rd_kafka_poll_set_consumer(rk_);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
@@ -183,9 +182,9 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
           "tessera_kafka_partition_offset",
           "Next offset of the partition stored in the tile store with the tiles (committed)",
           labels);
-      p.rows_total = metrics_->GetCounter("tessera_kafka_partition_rows_total",
-                                          "Messages of the partition handed to the pipeline",
-                                          labels);
+      p.rows_total =
+          metrics_->GetCounter("tessera_kafka_partition_rows_total",
+                               "Messages of the partition handed to the pipeline", labels);
     }
   }
   return p;
@@ -316,8 +315,8 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
                       rd_kafka_error_string(error));
     rd_kafka_error_destroy(error);
   } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
-                      rd_kafka_err2str(err));
+    failed =
+        Internal("source '{}': Kafka assignment failed: {}", source_name_, rd_kafka_err2str(err));
   }
   if (!failed.ok() && error_.ok()) error_ = failed;
   data_cv_.notify_all();
@@ -397,6 +396,7 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   const int64_t n = static_cast<int64_t>(origin->offsets.size());
   origin->input = p->input;
   origin->lane = p->lane;
+  origin->partition = p->id;
   origin->first_line = 1;
   p->handed_next = last + 1;
   p->rows += n;

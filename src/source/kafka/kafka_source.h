@@ -104,10 +104,10 @@ class KafkaSource final : public Source {
     bool assigned = false;
     bool revoking = false;
     std::deque<rd_kafka_message_s*> queue;  // fetched, not handed out
-    int64_t handed_next = -1;     // after the last message handed out; -1: none yet
-    int64_t checkpoint_next = -1;  // in the checkpoint being written
-    int64_t committed_next = -1;   // in the tile store
-    bool caught_up = false;        // the fetcher reached the end of the partition
+    int64_t handed_next = -1;               // after the last message handed out; -1: none yet
+    int64_t checkpoint_next = -1;           // in the checkpoint being written
+    int64_t committed_next = -1;            // in the tile store
+    bool caught_up = false;                 // the fetcher reached the end of the partition
     int64_t caught_up_since_ms = 0;
     int64_t rows = 0;
     Gauge* lag = nullptr;
