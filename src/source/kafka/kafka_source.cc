@@ -182,6 +182,9 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
           "tessera_kafka_partition_offset",
           "Next offset of the partition stored in the tile store with the tiles (committed)",
           labels);
+      p.assigned_gauge =
+          metrics_->GetGauge("tessera_kafka_partition_assigned",
+                             "1 while the partition is assigned to this process, else 0", labels);
       p.rows_total =
           metrics_->GetCounter("tessera_kafka_partition_rows_total",
                                "Messages of the partition handed to the pipeline", labels);
@@ -290,6 +293,10 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     p.revoking = false;
     p.caught_up = false;
     p.committed_next = std::max(p.committed_next, stored);
+    if (p.offset != nullptr && p.committed_next >= 0) {
+      p.offset->Set(static_cast<double>(p.committed_next));
+    }
+    if (p.assigned_gauge != nullptr) p.assigned_gauge->Set(1);
     // Rows handed out but not yet committed are in the open tiles: continue after them.
     const int64_t start = std::max(stored, p.handed_next);
     if (start >= 0) {
@@ -356,6 +363,7 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
       p->revoking = false;
       p->caught_up = false;
       if (p->lag != nullptr) p->lag->Set(0);
+      if (p->assigned_gauge != nullptr) p->assigned_gauge->Set(0);
     }
   }
   if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {

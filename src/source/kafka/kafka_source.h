@@ -72,7 +72,8 @@ struct KafkaOptions {
 //
 // A background thread polls the consumer (and runs the rebalance callbacks); NextChunk() takes
 // from what it fetched. Metrics per partition: tessera_kafka_partition_lag,
-// tessera_kafka_partition_offset, tessera_kafka_partition_rows_total.
+// tessera_kafka_partition_offset, tessera_kafka_partition_rows_total,
+// tessera_kafka_partition_assigned.
 class KafkaSource final : public Source {
  public:
   static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(const sql::SourceDef& source,
@@ -112,6 +113,7 @@ class KafkaSource final : public Source {
     int64_t rows = 0;
     Gauge* lag = nullptr;
     Gauge* offset = nullptr;
+    Gauge* assigned_gauge = nullptr;
     Counter* rows_total = nullptr;
   };
 
