@@ -320,7 +320,7 @@ def part_crash(args, tessera, mock, rng, tmp, failures):
     feeder = threading.Thread(target=produce_rest, daemon=True)
     feeder.start()
     server = None
-    kills = []
+    kills, handed = [], []  # rows handed out in each killed life (read just before the kill)
     try:
         for k in range(args.kills):
             server = live.Server(tessera, sql, db, log, extra).start()
@@ -336,6 +336,7 @@ def part_crash(args, tessera, mock, rng, tmp, failures):
                     time.sleep(0.01)
                 time.sleep(rng.uniform(0, 0.6))
                 how = "%.1fs, %d rows in" % (time.monotonic() - started, rows_handed(client))
+            handed.append(rows_handed(client))
             client.close()
             server.kill9()
             server = None
@@ -358,6 +359,11 @@ def part_crash(args, tessera, mock, rng, tmp, failures):
               flush=True)
         failures.check(assigned(client) == list(range(PARTITIONS)),
                        "assigned partitions %s" % assigned(client))
+        # Rows handed out but not committed when a kill landed are handed out again after it.
+        print("  rows handed out in all lives: %d for %d messages: about %d handed again after "
+              "a kill (read again and counted once)" % (
+                  sum(handed) + rows_handed(client), len(messages),
+                  sum(handed) + rows_handed(client) - len(messages)), flush=True)
 
         got, exp = device_rows(client), expected_devices(ref)
         failures.check(got == exp, "rows per device %r, expected %r (double counting if above, "
