@@ -24,9 +24,9 @@
 #include "engine/rollups.h"
 #include "engine/tile_shard.h"
 #include "engine/watermark.h"
-#include "source/source.h"
 #include "source/format/line_reader.h"
 #include "source/format/ndjson_decoder.h"
+#include "source/source.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -59,7 +59,8 @@ struct PipelineOptions {
 
 // A rejected line and where it came from, for dead-letter sinks. Called from worker threads,
 // serialized by the pipeline; both arguments are valid only during the call.
-using RejectSink = std::function<void(const source::ChunkOrigin& origin, const source::Rejection& r)>;
+using RejectSink =
+    std::function<void(const source::ChunkOrigin& origin, const source::Rejection& r)>;
 
 // Aggregates one source's rows into the tiles of its views and flushes them to the store —
 // the one code path shared by backfill and live ingestion.

@@ -26,6 +26,7 @@ namespace {
 
 constexpr int kPollMs = 100;
 constexpr int64_t kMetricsEveryMs = 500;
+constexpr int kCommittedTimeoutMs = 10'000;
 
 void RebalanceTrampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
@@ -100,7 +101,16 @@ absl::Status KafkaSource::Start() {
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
-      {"partition.assignment.strategy", "cooperative-sticky"},
+      // A member killed with SIGKILL holds its partitions until its session times out, and a
+      // restarted process waits that long for them: 6 s (the brokers' default minimum) instead
+      // of librdkafka's 45 s. Heartbeats come from librdkafka's own thread, so a slow flush
+      // does not expire the session.
+      {"session.timeout.ms", "6000"},
+      {"heartbeat.interval.ms", "1000"},
+      // Eager (librdkafka's default, "range,roundrobin"), not cooperative-sticky: with
+      // librdkafka < 2.10 an offset commit that meets a cooperative rebalance makes the member
+      // lose its assignment (librdkafka #4059), so the revoked partitions' offsets are never
+      // committed and their next owner reads again what this member read.
   };
   settings.insert(settings.end(), options_.properties.begin(), options_.properties.end());
   for (const auto& [key, value] : settings) {
@@ -167,6 +177,9 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
           "tessera_kafka_partition_offset",
           "Next offset of the partition stored in the tile store with the tiles (committed)",
           labels);
+      p.assigned_gauge =
+          metrics_->GetGauge("tessera_kafka_partition_assigned",
+                             "1 while the partition is assigned to this process, else 0", labels);
       p.rows_total =
           metrics_->GetCounter("tessera_kafka_partition_rows_total",
                                "Messages of the partition handed to the pipeline", labels);
@@ -254,6 +267,25 @@ void KafkaSource::OnRebalance(int err, rd_kafka_topic_partition_list_t* partitio
 
 void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   absl::Status failed;
+  // The offsets the group committed: every row before one is in the tile store of the member
+  // that committed it (this one or another, with its own store).
+  std::map<int32_t, int64_t> group;
+  {
+    rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(partitions);
+    const rd_kafka_resp_err_t err = rd_kafka_committed(rk_, committed, kCommittedTimeoutMs);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failed = Unavailable("source '{}': cannot read the committed offsets of group '{}': {}",
+                           source_name_, options_.group_id, rd_kafka_err2str(err));
+    } else {
+      for (int i = 0; i < committed->cnt; ++i) {
+        const rd_kafka_topic_partition_t& tp = committed->elems[i];
+        if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0) {
+          group[tp.partition] = tp.offset;
+        }
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(committed);
+  }
   for (int i = 0; i < partitions->cnt; ++i) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
     const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
@@ -275,8 +307,15 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     p.revoking = false;
     p.caught_up = false;
     p.committed_next = std::max(p.committed_next, stored);
-    // Rows handed out but not yet committed are in the open tiles: continue after them.
-    const int64_t start = std::max(stored, p.handed_next);
+    if (p.offset != nullptr && p.committed_next >= 0) {
+      p.offset->Set(static_cast<double>(p.committed_next));
+    }
+    if (p.assigned_gauge != nullptr) p.assigned_gauge->Set(1);
+    // Rows handed out but not yet committed are in the open tiles: continue after them. Rows
+    // before the group's offset are in another member's store when it is ahead of ours.
+    auto g = group.find(tp.partition);
+    p.group_next = g == group.end() ? -1 : g->second;
+    const int64_t start = std::max({stored, p.handed_next, p.group_next});
     if (start >= 0) {
       tp.offset = start;
       p.handed_next = start;
@@ -336,11 +375,37 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
       commit_cv_.wait_for(lock, options_.revoke_timeout,
                           [&] { return !uncommitted() || closing_.load(); });
     }
+    // The next owner starts at the group's offset when its own store has none (or an older
+    // one): commit ours now, synchronously, before the partitions are released. The commits after
+    // each flush are asynchronous and skip partitions no longer assigned.
+    if (!rd_kafka_assignment_lost(rk_)) {
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(8);
+      for (const Partition* p : revoked) {
+        if (p->committed_next > p->group_next) {
+          rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), p->id)->offset =
+              p->committed_next;
+        }
+      }
+      if (list->cnt > 0) {
+        lock.unlock();
+        const rd_kafka_resp_err_t err = rd_kafka_commit(rk_, list, /*async=*/0);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          fmt::print(stderr,
+                     "tessera: source '{}': committing the offsets of {} revoked Kafka "
+                     "partition(s) to group '{}' failed ({}): their next owner may read again "
+                     "what this process read since its last commit\n",
+                     source_name_, list->cnt, options_.group_id, rd_kafka_err2str(err));
+        }
+        lock.lock();
+      }
+      rd_kafka_topic_partition_list_destroy(list);
+    }
     for (Partition* p : revoked) {
       p->assigned = false;
       p->revoking = false;
       p->caught_up = false;
       if (p->lag != nullptr) p->lag->Set(0);
+      if (p->assigned_gauge != nullptr) p->assigned_gauge->Set(0);
     }
   }
   if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
@@ -384,6 +449,7 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   const int64_t n = static_cast<int64_t>(origin->offsets.size());
   origin->input = p->input;
   origin->lane = p->lane;
+  origin->partition = p->id;
   origin->first_line = 1;
   p->handed_next = last + 1;
   p->rows += n;
@@ -436,7 +502,7 @@ void KafkaSource::CommitGroupOffsets() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, p] : partitions_) {
-      if (!p.assigned || p.committed_next < 0) continue;
+      if (!p.assigned || p.committed_next <= p.group_next) continue;
       rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), id)->offset =
           p.committed_next;
     }
