@@ -54,13 +54,16 @@ inline constexpr std::string_view kFormatVersionKey = "format_version";
 
 // "source/<lower-case source name>/max_event_time" -> newest event time seen (epoch ms).
 std::string SourceMaxEventTimeKey(std::string_view source_name);
-// "source/<lower-case source name>/lane/" + lane -> newest event time seen on that watermark
-// lane (e.g. a Kafka partition "plays/3"), epoch ms.
+// ---- Watermark lanes (engine/watermark.h): "lane/<lower-case source name>/" + lane -> newest
+// event time seen on that lane of the source (e.g. the Kafka partition "plays/3"), epoch ms.
+inline constexpr std::string_view kLanePrefix = "lane/";
 std::string SourceLanePrefix(std::string_view source_name);
 std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_view lane);
 
 // ---- Kafka connector (source/kafka): "kafka/<lower-case source name>/<topic>/<partition>" ->
-// the next offset to consume (decimal): every message before it is in the tiles.
+// the next offset to consume (decimal): every message before it is in the tiles. Topic names
+// hold no '/' (Kafka allows [a-zA-Z0-9._-]).
+inline constexpr std::string_view kKafkaPrefix = "kafka/";
 std::string KafkaOffsetPrefix(std::string_view source_name);
 std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic, int32_t partition);
 // ---- Pub/Sub connector (source/pubsub): "pubsub/dedup/<lower-case source name>/<segment, 16
@@ -147,6 +150,8 @@ enum class Family {
   kFollowOffset,
   kPubSubDedup,
   kPubSubClock,
+  kWatermarkLane,
+  kKafkaOffset,
 };
 
 struct FamilyInfo {

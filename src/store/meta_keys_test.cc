@@ -79,6 +79,10 @@ std::multimap<std::string, std::string> AllKeys() {
     if (n == ToLowerAscii(n) && !n.empty()) add(CatalogViewIdKey(n), "view " + n);
     if (n == ToLowerAscii(n)) add(SourceMaxEventTimeKey(n), "watermark " + n);
     add(LogPositionKey(n), "log " + n);
+    if (n == ToLowerAscii(n) && !n.empty() && n.find('/') == std::string::npos) {
+      add(SourceLaneMaxEventTimeKey(n, "plays/3"), "lane " + n);
+      add(KafkaOffsetKey(n, "plays.v2", 3), "kafka " + n);
+    }
     if (n == ToLowerAscii(n)) {
       add(PubSubClockKey(n), "pubsub clock " + n);
       for (uint64_t seg : {uint64_t{0}, uint64_t{17}, std::numeric_limits<uint64_t>::max()}) {
@@ -108,6 +112,8 @@ TEST(MetaKeysTest, SpellingsAreTheOnesExistingDbsHold) {
   EXPECT_EQ(ViewHasTilesKey(7), "view/7/has_tiles");
   EXPECT_EQ(OwedRollupKey(1, Resolution::kHour, -3600000, "u|1"), "rollup/owed/1/1/-3600000/u|1");
   EXPECT_EQ(OwedRollupViewPrefix(1), "rollup/owed/1/");
+  EXPECT_EQ(SourceLaneMaxEventTimeKey("Plays", "plays/3"), "lane/plays/plays/3");
+  EXPECT_EQ(KafkaOffsetKey("Plays", "plays", 3), "kafka/plays/plays/3");
   EXPECT_EQ(OwedRollupSlotPrefix(1, Resolution::kDay, 0), "rollup/owed/1/2/0/");
   EXPECT_EQ(InputProgressKey(41), "backfill/input/0000000000000029");
   EXPECT_EQ(LogPositionKey("Plays"), "log/Plays/position");  // declared spelling
