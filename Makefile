@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -35,6 +35,15 @@ bench: deps build
 
 bench-serve: deps build
 	scripts/bench_serve.sh $(RELEASE)
+
+# `tessera run` consuming the `make bench` stream (first 1M events, zstd) from a topic of 8
+# partitions on librdkafka's mock cluster; rows/s until the lag is 0. PERF=1 for a profile.
+bench-kafka: deps build
+	scripts/bench_kafka.sh $(RELEASE)
+
+# Rows/s from the Pub/Sub emulator into durable tiles (the `make bench` view and events).
+bench-pubsub: deps build
+	scripts/bench_pubsub.py $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null

@@ -30,6 +30,7 @@
 #include "serve/db_follower.h"
 #include "serve/feature_service.h"
 #include "serve/http_server.h"
+#include "source/connector_options.h"
 #include "sql/plan.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
 #include "workspaces/cli/ws_cli.h"
@@ -196,6 +197,13 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
     if (!catalog.ok()) {
       return Fail(absl::Status(catalog.status().code(),
                                fmt::format("{}: {}", sql_path, StatusMessage(catalog.status()))));
+    }
+    for (const auto& s : catalog->sources) {
+      absl::Status valid = source::ValidateSourceOptions(s, source::OptionCheck::kDefinition);
+      if (!valid.ok()) {
+        return Fail(
+            absl::Status(valid.code(), fmt::format("{}: {}", sql_path, StatusMessage(valid))));
+      }
     }
     for (const auto& s : catalog->sources) fmt::print("{}\n", sql::Explain(s));
     for (const auto& v : catalog->views) fmt::print("{}\n", sql::Explain(v));

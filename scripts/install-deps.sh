@@ -12,6 +12,7 @@ PACKAGES=(
   zstd gzip python3 python3-yaml
   wrk curl  # scripts/bench_serve.sh (HTTP load)
   librdkafka-dev kcat  # the Kafka connector; kcat produces in tests
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the Pub/Sub connector
   libcurl4-openssl-dev libssl-dev libyaml-cpp-dev openssl  # workspaces: Kubernetes client, kubeconfig
   # workspaces local mode: code-server's native modules (scripts/install-code-server.sh), and a
   # real browser for its test

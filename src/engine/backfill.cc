@@ -14,6 +14,8 @@
 #include "common/status_macros.h"
 #include "common/value.h"
 #include "engine/input_progress.h"
+#include "source/connector_options.h"
+#include "source/dead_letter/dead_letter.h"
 #include "store/meta_keys.h"
 
 namespace tessera::engine {
@@ -335,24 +337,19 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   IngestPipeline pipeline(*source, views, store, pipeline_options);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 
-  std::FILE* dead_letter = nullptr;
+  // --dead-letter FILE, else the source's WITH ('dead-letter' = …).
+  std::unique_ptr<source::DeadLetterSink> dead_letter;
   if (!options.dead_letter_path.empty()) {
-    dead_letter = std::fopen(options.dead_letter_path.c_str(), "ab");
-    if (dead_letter == nullptr) {
-      return InvalidArgument("cannot open dead-letter file '{}': {}", options.dead_letter_path,
-                             std::strerror(errno));
-    }
-    pipeline.set_reject_sink([dead_letter](const source::ChunkOrigin& origin,
-                                           const source::Rejection& r) {
-      std::string out = "{\"input\":";
-      AppendJsonString(origin.input, &out);
-      out += fmt::format(",\"line\":{},\"reason\":", r.line_number);
-      AppendJsonString(r.reason, &out);
-      out += ",\"raw\":";
-      AppendJsonString(r.line, &out);
-      out += "}\n";
-      std::fwrite(out.data(), 1, out.size(), dead_letter);
-    });
+    TESSERA_ASSIGN_OR_RETURN(
+        dead_letter, source::DeadLetterSink::Create("file://" + options.dead_letter_path, *source));
+  } else if (std::optional<std::string> uri = source::FindOption(*source, "dead-letter")) {
+    TESSERA_ASSIGN_OR_RETURN(dead_letter, source::DeadLetterSink::Create(*uri, *source));
+  }
+  if (dead_letter != nullptr) {
+    pipeline.set_reject_sink(
+        [sink = dead_letter.get()](const source::ChunkOrigin& origin, const source::Rejection& r) {
+          sink->Write(origin, r);
+        });
   }
   if (options.progress) {
     pipeline.set_progress([&](const SourceCounters& c, bool flushing) {
@@ -360,7 +357,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
     });
   }
   absl::Status run = pipeline.Run(&input);
-  if (dead_letter != nullptr) std::fclose(dead_letter);
+  dead_letter.reset();
   TESSERA_RETURN_IF_ERROR(run);
 
   summary.counters = pipeline.source_counters();

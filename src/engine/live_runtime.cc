@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "source/connector_options.h"
+#include "source/dead_letter/dead_letter.h"
 #include "source/factory.h"
 
 namespace tessera::engine {
@@ -43,6 +44,19 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     TESSERA_ASSIGN_OR_RETURN(source::LiveSource created, source::CreateLiveSource(source, env));
     r->input = std::move(created.source);
     r->http = std::move(created.http);
+    if (std::optional<std::string> uri = source::FindOption(source, "dead-letter")) {
+      TESSERA_ASSIGN_OR_RETURN(r->dead_letter, source::DeadLetterSink::Create(*uri, source));
+      if (options.metrics != nullptr) {
+        source::DeadLetterSink* sink = r->dead_letter.get();
+        options.metrics->AddCallbackGauge(
+            "tessera_dead_letters_total", "Rejected lines delivered to the source's dead letters",
+            {{"source", source.name}}, [sink] { return static_cast<double>(sink->written()); });
+        options.metrics->AddCallbackGauge(
+            "tessera_dead_letters_failed_total",
+            "Rejected lines the dead-letter sink could not deliver (lost)",
+            {{"source", source.name}}, [sink] { return static_cast<double>(sink->failed()); });
+      }
+    }
     PipelineOptions po;
     po.threads = options.threads;
     po.memory_budget_bytes = options.memory_budget_bytes;
@@ -52,6 +66,12 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     po.clock = options.clock;
     r->pipeline = std::make_unique<IngestPipeline>(source, views, store, po);
     TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
+    if (r->dead_letter != nullptr) {
+      r->pipeline->set_reject_sink([sink = r->dead_letter.get()](const source::ChunkOrigin& origin,
+                                                                 const source::Rejection& rej) {
+        sink->Write(origin, rej);
+      });
+    }
     if (r->http != nullptr) {
       const IngestPipeline* pipeline = r->pipeline.get();
       r->http->AttachPipeline(

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
+#include "source/dead_letter/dead_letter.h"
 #include "source/factory.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
@@ -66,6 +67,7 @@ class LiveRuntime {
   struct Running {
     const sql::SourceDef* source;
     std::vector<const ViewRuntime*> views;
+    std::unique_ptr<source::DeadLetterSink> dead_letter;  // outlives the pipeline using it
     std::shared_ptr<source::Source> input;
     std::shared_ptr<source::HttpConnector> http;  // connector 'http' (input is its consumer)
     std::unique_ptr<IngestPipeline> pipeline;

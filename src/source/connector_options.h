@@ -40,4 +40,21 @@ std::string ConnectorOf(const sql::SourceDef& source);
 absl::StatusOr<int64_t> ParseDurationOption(const sql::SourceDef& source, std::string_view key,
                                             std::string_view value);
 
+// Parses a whole positive number option (e.g. 'max-outstanding-messages'). InvalidArgument naming
+// the source and option.
+absl::StatusOr<int64_t> ParsePositiveIntOption(const sql::SourceDef& source, std::string_view key,
+                                               std::string_view value);
+
+// A Pub/Sub subscription named by 'subscription' (an id, or "projects/<project>/subscriptions/
+// <id>") and 'project' (`project`, "" when not given).
+struct PubSubSubscription {
+  std::string project;
+  std::string id;
+  std::string path;  // "projects/<project>/subscriptions/<id>"
+};
+// InvalidArgument when the id breaks Pub/Sub's naming rule, the project is missing, or the two
+// options name different projects.
+absl::StatusOr<PubSubSubscription> ParsePubSubSubscription(const sql::SourceDef& source,
+                                                           std::string_view project);
+
 }  // namespace tessera::source

@@ -38,11 +38,58 @@ TEST(ValidateSourceOptions, AcceptsEveryConnectorWithItsOptions) {
                                             {"format", "json"},
                                             {"dead-letter", "file:///tmp/dl.ndjson"}}))
                   .ok());
+  EXPECT_TRUE(ValidateSourceOptions(
+                  Source({{"connector", "pubsub"}, {"project", "proj"}, {"subscription", "sub"}}))
+                  .ok());
   EXPECT_TRUE(ValidateSourceOptions(Source({{"connector", "pubsub"},
-                                            {"project", "proj"},
-                                            {"subscription", "sub"}}))
+                                            {"subscription", "projects/proj/subscriptions/sub"},
+                                            {"endpoint", "http://127.0.0.1:8085"},
+                                            {"streams", "4"},
+                                            {"max-outstanding-messages", "1000"},
+                                            {"max-outstanding-bytes", "10000000"},
+                                            {"ack-deadline", "30s"},
+                                            {"dedup-window", "1h"},
+                                            {"dedup-max-messages", "100000"}}))
                   .ok());
   EXPECT_TRUE(ValidateSourceOptions(Source({})).ok());  // backfill-only source
+}
+
+TEST(ValidateSourceOptions, PubSubNamesWhatIsWrong) {
+  auto pubsub = [](std::vector<std::pair<std::string, std::string>> extra) {
+    std::vector<std::pair<std::string, std::string>> o = {{"connector", "pubsub"},
+                                                          {"project", "proj"}};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return Source(o);
+  };
+  std::string e = Error(pubsub({}));
+  EXPECT_THAT(e, HasSubstr("needs option 'subscription'"));
+  e = Error(pubsub({{"subscription", "ab"}}));
+  EXPECT_THAT(e, HasSubstr("'ab' is not a Pub/Sub subscription id"));
+  e = Error(pubsub({{"subscription", "goog-sub"}}));
+  EXPECT_THAT(e, HasSubstr("not with 'goog'"));
+  e = Error(pubsub({{"subscription", "projects/other/subscriptions/sub"}}));
+  EXPECT_THAT(e, HasSubstr("names project 'other' but option 'project' is 'proj'"));
+  e = Error(Source({{"connector", "pubsub"}, {"subscription", "sub"}}));
+  EXPECT_THAT(e, HasSubstr("needs option 'project'"));
+  // A definition may leave the project out (checked when `tessera run` creates the source).
+  EXPECT_TRUE(ValidateSourceOptions(Source({{"connector", "pubsub"}, {"subscription", "sub"}}),
+                                    OptionCheck::kDefinition)
+                  .ok());
+  e = Error(pubsub({{"subscription", "sub"}, {"max-outstanding-messages", "0"}}));
+  EXPECT_THAT(e, HasSubstr("'max-outstanding-messages' = '0'"));
+  EXPECT_THAT(e, HasSubstr("positive whole number"));
+  e = Error(pubsub({{"subscription", "sub"}, {"max-outstanding-bytes", "64MiB"}}));
+  EXPECT_THAT(e, HasSubstr("'max-outstanding-bytes' = '64MiB'"));
+  e = Error(pubsub({{"subscription", "sub"}, {"streams", "65"}}));
+  EXPECT_THAT(e, HasSubstr("expected 1 to 64"));
+  e = Error(pubsub({{"subscription", "sub"}, {"ack-deadline", "5s"}}));
+  EXPECT_THAT(e, HasSubstr("from '10s' to '600s'"));
+  e = Error(pubsub({{"subscription", "sub"}, {"dedup-window", "ten minutes"}}));
+  EXPECT_THAT(e, HasSubstr("'dedup-window' = 'ten minutes' is not a duration"));
+  e = Error(pubsub({{"subscription", "sub"}, {"endpoint", "localhost"}}));
+  EXPECT_THAT(e, HasSubstr("'http://host:port'"));
+  e = Error(pubsub({{"subscription", "sub"}, {"endpoint", ""}}));
+  EXPECT_THAT(e, HasSubstr("option 'endpoint' is empty"));
 }
 
 TEST(ValidateSourceOptions, NamesTheOptionTheSourceAndTheChoices) {

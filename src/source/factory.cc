@@ -5,6 +5,7 @@
 #include "source/connector_options.h"
 #include "source/file/stdin_source.h"
 #include "source/kafka/kafka_source.h"
+#include "source/pubsub/pubsub_source.h"
 
 namespace tessera::source {
 
@@ -31,6 +32,8 @@ absl::StatusOr<LiveSource> CreateLiveSource(const sql::SourceDef& source, const 
     out.source = std::make_unique<StdinChunkSource>(env.stdin_fd);
   } else if (connector == "kafka") {
     TESSERA_ASSIGN_OR_RETURN(out.source, KafkaSource::Create(source, env));
+  } else if (connector == "pubsub") {
+    TESSERA_ASSIGN_OR_RETURN(out.source, PubSubSource::Create(source, env));
   } else {
     return InvalidArgument(
         "source '{}' has no connector; `tessera run` needs WITH ('connector' = 'http' | 'file' | "

@@ -18,7 +18,7 @@ constexpr std::string_view kLogPrefix = "log/";
 constexpr std::string_view kPositionSuffix = "/position";
 constexpr std::string_view kFollowPrefix = "file-follow/";
 
-constexpr std::array<FamilyInfo, 11> kFamilies = {{
+constexpr std::array<FamilyInfo, 15> kFamilies = {{
     {Family::kCatalogStatement, "catalog statement", kCatalogStatementPrefix, false,
      "catalog/stmt/<index>"},
     {Family::kCatalogViewId, "catalog view id", kCatalogViewIdPrefix, false,
@@ -38,6 +38,14 @@ constexpr std::array<FamilyInfo, 11> kFamilies = {{
     {Family::kLogPosition, "log position", kLogPrefix, false, "log/<source>/position"},
     {Family::kFollowOffset, "file follow offset", kFollowPrefix, false,
      "file-follow/<source>/<absolute path>"},
+    {Family::kPubSubDedup, "Pub/Sub dedup window segment", kPubSubDedupPrefix, false,
+     "pubsub/dedup/<lower-case source>/<16 hex digits>"},
+    {Family::kPubSubClock, "Pub/Sub dedup window clock", kPubSubClockPrefix, false,
+     "pubsub/clock/<lower-case source>"},
+    {Family::kWatermarkLane, "watermark lane", kLanePrefix, false,
+     "lane/<lower-case source>/<lane>"},
+    {Family::kKafkaOffset, "Kafka partition offset", kKafkaPrefix, false,
+     "kafka/<lower-case source>/<topic>/<partition>"},
 }};
 
 // Whole-string decimal parse (what from_chars accepts: no sign for unsigned, no '+').
@@ -87,7 +95,7 @@ std::string SourceMaxEventTimeKey(std::string_view source_name) {
 }
 
 std::string SourceLanePrefix(std::string_view source_name) {
-  return fmt::format("{}{}/lane/", kSourcePrefix, ToLowerAscii(source_name));
+  return fmt::format("{}{}/", kLanePrefix, ToLowerAscii(source_name));
 }
 
 std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_view lane) {
@@ -95,12 +103,41 @@ std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_
 }
 
 std::string KafkaOffsetPrefix(std::string_view source_name) {
-  return fmt::format("kafka/{}/", ToLowerAscii(source_name));
+  return fmt::format("{}{}/", kKafkaPrefix, ToLowerAscii(source_name));
 }
 
 std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic,
                            int32_t partition) {
   return fmt::format("{}{}/{}", KafkaOffsetPrefix(source_name), topic, partition);
+}
+
+std::string PubSubDedupPrefix(std::string_view source_name) {
+  return fmt::format("{}{}/", kPubSubDedupPrefix, ToLowerAscii(source_name));
+}
+
+std::string PubSubDedupKey(std::string_view source_name, uint64_t segment) {
+  return fmt::format("{}{:016x}", PubSubDedupPrefix(source_name), segment);
+}
+
+std::optional<PubSubDedupSegment> ParsePubSubDedupKey(std::string_view key) {
+  constexpr size_t kHex = 16;
+  if (!key.starts_with(kPubSubDedupPrefix) || key.size() < kPubSubDedupPrefix.size() + kHex + 1) {
+    return std::nullopt;
+  }
+  const std::string_view hex = key.substr(key.size() - kHex);
+  PubSubDedupSegment out;
+  if (key[key.size() - kHex - 1] != '/' || !ParseNumber(hex, &out.segment, 16) ||
+      hex != ToLowerAscii(hex)) {
+    return std::nullopt;
+  }
+  out.source =
+      key.substr(kPubSubDedupPrefix.size(), key.size() - kPubSubDedupPrefix.size() - kHex - 1);
+  if (!HasNoUpperCase(out.source)) return std::nullopt;
+  return out;
+}
+
+std::string PubSubClockKey(std::string_view source_name) {
+  return fmt::format("{}{}", kPubSubClockPrefix, ToLowerAscii(source_name));
 }
 
 std::string ViewHasTilesKey(uint32_t view_id) {
@@ -212,6 +249,23 @@ bool Matches(Family family, std::string_view key) {
       return Between(key, kLogPrefix, kPositionSuffix).has_value();
     case Family::kFollowOffset:
       return ParseFollowOffsetKey(key).has_value();
+    case Family::kPubSubDedup:
+      return ParsePubSubDedupKey(key).has_value();
+    case Family::kPubSubClock:
+      return HasNoUpperCase(rest);
+    case Family::kWatermarkLane: {
+      const size_t slash = rest.find('/');
+      return slash != std::string_view::npos && slash > 0 && slash + 1 < rest.size() &&
+             HasNoUpperCase(rest.substr(0, slash));
+    }
+    case Family::kKafkaOffset: {
+      const size_t first = rest.find('/');
+      const size_t last = rest.rfind('/');
+      if (first == std::string_view::npos || first == 0 || last <= first + 1) return false;
+      int32_t partition = 0;
+      return HasNoUpperCase(rest.substr(0, first)) &&
+             ParseNumber(rest.substr(last + 1), &partition) && partition >= 0;
+    }
     case Family::kCatalogNextViewId:
     case Family::kFormatVersion:
       break;  // exact, handled above

@@ -54,15 +54,36 @@ inline constexpr std::string_view kFormatVersionKey = "format_version";
 
 // "source/<lower-case source name>/max_event_time" -> newest event time seen (epoch ms).
 std::string SourceMaxEventTimeKey(std::string_view source_name);
-// "source/<lower-case source name>/lane/" + lane -> newest event time seen on that watermark
-// lane (e.g. a Kafka partition "plays/3"), epoch ms.
+// ---- Watermark lanes (engine/watermark.h): "lane/<lower-case source name>/" + lane -> newest
+// event time seen on that lane of the source (e.g. the Kafka partition "plays/3"), epoch ms.
+inline constexpr std::string_view kLanePrefix = "lane/";
 std::string SourceLanePrefix(std::string_view source_name);
 std::string SourceLaneMaxEventTimeKey(std::string_view source_name, std::string_view lane);
 
 // ---- Kafka connector (source/kafka): "kafka/<lower-case source name>/<topic>/<partition>" ->
-// the next offset to consume (decimal): every message before it is in the tiles.
+// the next offset to consume (decimal): every message before it is in the tiles. Topic names
+// hold no '/' (Kafka allows [a-zA-Z0-9._-]).
+inline constexpr std::string_view kKafkaPrefix = "kafka/";
 std::string KafkaOffsetPrefix(std::string_view source_name);
 std::string KafkaOffsetKey(std::string_view source_name, std::string_view topic, int32_t partition);
+// ---- Pub/Sub connector (source/pubsub): "pubsub/dedup/<lower-case source name>/<segment, 16
+// lower-case hex digits>" -> one segment of the source's dedup window: the ids of the messages one
+// flush committed (source/pubsub/dedup_window.h has the value's encoding).
+inline constexpr std::string_view kPubSubDedupPrefix = "pubsub/dedup/";
+std::string PubSubDedupPrefix(std::string_view source_name);
+std::string PubSubDedupKey(std::string_view source_name, uint64_t segment);
+struct PubSubDedupSegment {
+  std::string_view source;  // a view into the parsed key
+  uint64_t segment = 0;
+};
+// The source and segment a key names, or nullopt. The scan prefix of source "a" also matches the
+// keys of a source "a/b": readers keep only keys whose parsed source is theirs.
+std::optional<PubSubDedupSegment> ParsePubSubDedupKey(std::string_view key);
+// "pubsub/clock/<lower-case source name>" -> the running time of the source's dedup window at its
+// last checkpoint (milliseconds, decimal, may be negative).
+inline constexpr std::string_view kPubSubClockPrefix = "pubsub/clock/";
+std::string PubSubClockKey(std::string_view source_name);
+
 // "view/<view id>/has_tiles" -> "1" once the view has flushed a tile.
 std::string ViewHasTilesKey(uint32_t view_id);
 
@@ -127,6 +148,10 @@ enum class Family {
   kLegacyInputProgress,
   kLogPosition,
   kFollowOffset,
+  kPubSubDedup,
+  kPubSubClock,
+  kWatermarkLane,
+  kKafkaOffset,
 };
 
 struct FamilyInfo {

@@ -79,6 +79,16 @@ std::multimap<std::string, std::string> AllKeys() {
     if (n == ToLowerAscii(n) && !n.empty()) add(CatalogViewIdKey(n), "view " + n);
     if (n == ToLowerAscii(n)) add(SourceMaxEventTimeKey(n), "watermark " + n);
     add(LogPositionKey(n), "log " + n);
+    if (n == ToLowerAscii(n) && !n.empty() && n.find('/') == std::string::npos) {
+      add(SourceLaneMaxEventTimeKey(n, "plays/3"), "lane " + n);
+      add(KafkaOffsetKey(n, "plays.v2", 3), "kafka " + n);
+    }
+    if (n == ToLowerAscii(n)) {
+      add(PubSubClockKey(n), "pubsub clock " + n);
+      for (uint64_t seg : {uint64_t{0}, uint64_t{17}, std::numeric_limits<uint64_t>::max()}) {
+        add(PubSubDedupKey(n, seg), fmt::format("pubsub dedup {} {}", n, seg));
+      }
+    }
     for (const std::string& p : Paths()) {
       if (p != "/") add(FollowOffsetKey(n, p), fmt::format("follow {} {}", n, p));
     }
@@ -102,11 +112,16 @@ TEST(MetaKeysTest, SpellingsAreTheOnesExistingDbsHold) {
   EXPECT_EQ(ViewHasTilesKey(7), "view/7/has_tiles");
   EXPECT_EQ(OwedRollupKey(1, Resolution::kHour, -3600000, "u|1"), "rollup/owed/1/1/-3600000/u|1");
   EXPECT_EQ(OwedRollupViewPrefix(1), "rollup/owed/1/");
+  EXPECT_EQ(SourceLaneMaxEventTimeKey("Plays", "plays/3"), "lane/plays/plays/3");
+  EXPECT_EQ(KafkaOffsetKey("Plays", "plays", 3), "kafka/plays/plays/3");
   EXPECT_EQ(OwedRollupSlotPrefix(1, Resolution::kDay, 0), "rollup/owed/1/2/0/");
   EXPECT_EQ(InputProgressKey(41), "backfill/input/0000000000000029");
   EXPECT_EQ(LogPositionKey("Plays"), "log/Plays/position");  // declared spelling
   EXPECT_EQ(FollowOffsetKey("Ev", "/data/a.ndjson"), "file-follow/Ev//data/a.ndjson");
   EXPECT_EQ(FollowOffsetPrefix("Ev"), "file-follow/Ev/");
+  EXPECT_EQ(PubSubDedupKey("Plays", 255), "pubsub/dedup/plays/00000000000000ff");
+  EXPECT_EQ(PubSubDedupPrefix("Plays"), "pubsub/dedup/plays/");
+  EXPECT_EQ(PubSubClockKey("Plays"), "pubsub/clock/plays");
 }
 
 TEST(MetaKeysTest, NoLiteralPrefixIsAPrefixOfAnother) {
@@ -157,6 +172,15 @@ TEST(MetaKeysTest, ParsersRoundTrip) {
       const std::string key = CatalogViewIdKey(n);
       EXPECT_EQ(ParseCatalogViewIdKey(key), n);
     }
+  }
+  for (const std::string& n : AdversarialNames()) {
+    if (n != ToLowerAscii(n)) continue;
+    const std::string key = PubSubDedupKey(n, 0xfedcba9876543210);
+    std::optional<PubSubDedupSegment> d = ParsePubSubDedupKey(key);
+    ASSERT_TRUE(d.has_value()) << key;
+    EXPECT_EQ(d->source, n);
+    EXPECT_EQ(d->segment, 0xfedcba9876543210u);
+    EXPECT_TRUE(key.starts_with(PubSubDedupPrefix(n)));
   }
   EXPECT_EQ(ParseInputProgressKey(InputProgressKey(0xabcdef)), 0xabcdefu);
   EXPECT_EQ(ParseInputProgressKey("backfill/input/29"), std::nullopt);
@@ -214,6 +238,16 @@ TEST(MetaKeysTest, ScanPrefixesSeeOnlyTheirOwnKeys) {
     }
     EXPECT_EQ(mine, Paths().size() - 1) << n;
   }
+  for (const std::string& n : AdversarialNames()) {
+    if (n != ToLowerAscii(n)) continue;
+    size_t mine = 0;
+    for (const std::string& key : scan(PubSubDedupPrefix(n))) {
+      std::optional<PubSubDedupSegment> d = ParsePubSubDedupKey(key);
+      ASSERT_TRUE(d.has_value()) << key;
+      if (d->source == n) ++mine;
+    }
+    EXPECT_EQ(mine, 3u) << n;
+  }
   EXPECT_FALSE(scan(FollowOffsetPrefix("a")).size() == Paths().size() - 1)
       << "expected the prefix of source 'a' to also match source 'a/b' (why the filter exists)";
 }
@@ -224,6 +258,11 @@ TEST(MetaKeysTest, ClassifyRejectsWhatNothingWrites) {
         "source/Plays/max_event_time", "source/x", "view/x/has_tiles", "view//has_tiles",
         "rollup/owed/1/0/0/k", "rollup/owed/1/1/x/k", "rollup/owed/1/1/0", "backfill/input/1",
         "file/", "log/x", "file-follow/a/relative", "test/position"}) {
+    EXPECT_EQ(Classify(key), std::nullopt) << key;
+  }
+  for (std::string_view key :
+       {"pubsub/dedup/", "pubsub/dedup/a/00000000000000FF", "pubsub/dedup/A/0000000000000000",
+        "pubsub/dedup/a/000000000000000", "pubsub/dedup/a0000000000000000", "pubsub/clock/A"}) {
     EXPECT_EQ(Classify(key), std::nullopt) << key;
   }
   EXPECT_EQ(Classify("log//position"), Family::kLogPosition);

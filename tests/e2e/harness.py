@@ -12,25 +12,31 @@ One module so that the tests import it instead of each other:
 - processes: running a `tessera` command, `tessera get`, a `tessera run` server started on a free
   port (it binds 127.0.0.1:0 and prints the address, so no port can be taken in between) and
   killed at exit if a test fails before stopping it;
+- the Pub/Sub emulator: found, started on a free port, set up and published to over REST;
 - HTTP helpers: a keep-alive client, raw exchanges, /metrics parsing;
 - reporting: a failure list and the common epilogue.
 
 Import it after `sys.dont_write_bytecode = True` so no __pycache__ lands in the source tree.
 """
 import atexit
+import base64
 import bisect
 import datetime as dt
 import http.client
 import json
 import math
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 TILE = 5 * 60 * 1000
 HOUR = 3600 * 1000
@@ -739,6 +745,90 @@ class Server:
 
     def log_tail(self, n=30):
         return log_tail(self.log_path, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Pub/Sub emulator (pubsub_e2e_test.py, scripts/bench_pubsub.py)
+
+def find_pubsub_emulator():
+    """The emulator's launcher (package google-cloud-cli-pubsub-emulator), or None."""
+    try:
+        out = subprocess.run(["dpkg", "-L", "google-cloud-cli-pubsub-emulator"],
+                             capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        if line.endswith("bin/cloud-pubsub-emulator") and os.access(line, os.X_OK):
+            return line
+    return shutil.which("cloud-pubsub-emulator")
+
+
+class PubSubEmulator:
+    """`cloud-pubsub-emulator` on a free loopback port (in its own process group: the launcher
+    runs java as a child), killed at exit, with its REST API for setup and publishing."""
+
+    def __init__(self, binary, log_path, project):
+        self.binary, self.log_path, self.project = binary, log_path, project
+        self.proc = None
+        self.port = None
+
+    def start(self, timeout=90):
+        for _ in range(3):  # the free port may be taken before the emulator binds it
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+            s.close()
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(
+                [self.binary, "--host=127.0.0.1", "--port=%d" % self.port],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+            atexit.register(self.stop)
+            deadline = time.monotonic() + timeout
+            ready = "Server started, listening on %d" % self.port
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                with open(self.log_path, errors="replace") as f:
+                    if ready in f.read():
+                        return self
+                time.sleep(0.1)
+            self.stop()
+        raise SystemExit("FAIL: the Pub/Sub emulator did not start; log:\n%s" %
+                         log_tail(self.log_path))
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def rest(self, method, path, body=None):
+        """One REST call (path after /v1/projects/PROJECT/); the parsed JSON answer."""
+        req = urllib.request.Request(
+            "http://%s/v1/projects/%s/%s" % (self.host(), self.project, path), method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise SystemExit("FAIL: emulator %s %s: %d %s" % (method, path, e.code, e.read()))
+
+    def create(self, topic, subscription, ack_deadline_s, retain_acked=False):
+        self.rest("PUT", "topics/%s" % topic, {})
+        self.rest("PUT", "subscriptions/%s" % subscription,
+                  {"topic": "projects/%s/topics/%s" % (self.project, topic),
+                   "ackDeadlineSeconds": ack_deadline_s, "retainAckedMessages": retain_acked})
+
+    def publish(self, topic, lines):
+        """Publishes one message per line (base64 data, at most 1000 per request), in order;
+        returns the message ids."""
+        ids = []
+        for i in range(0, len(lines), 1000):
+            msgs = [{"data": base64.b64encode(l.encode()).decode()} for l in lines[i:i + 1000]]
+            ids += self.rest("POST", "topics/%s:publish" % topic, {"messages": msgs})["messageIds"]
+        return ids
 
 
 # ---------------------------------------------------------------------------------------------

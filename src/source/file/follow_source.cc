@@ -295,8 +295,8 @@ absl::StatusOr<Source::Next> FollowChunkSource::NextChunk(Chunk* chunk, ChunkOri
       if (!got) continue;
       origin->first_line = f.lines + 1;
       origin->input = f.resumed_from == 0
-                        ? f.path
-                        : fmt::format("{} (lines counted from byte {})", f.path, f.resumed_from);
+                          ? f.path
+                          : fmt::format("{} (lines counted from byte {})", f.path, f.resumed_from);
       std::string_view data = chunk->view();
       f.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
       return Next::kChunk;

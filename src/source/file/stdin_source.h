@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "source/source.h"
 #include "source/format/line_reader.h"
+#include "source/source.h"
 #include "store/tile_store.h"
 
 namespace tessera::source {

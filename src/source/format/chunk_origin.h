@@ -20,6 +20,8 @@ struct ChunkOrigin {
   // The watermark lane of the chunk's rows (Source::ActiveLanes), e.g. "plays/3"; "" for
   // sources with one stream.
   std::string lane;
+  // Kafka: the partition the chunk came from; -1 otherwise.
+  int32_t partition = -1;
   // Message sources: the position of each line of the chunk, by index from first_line. At most
   // one is filled; when both are empty the line number is the position.
   std::vector<int64_t> offsets;  // Kafka offsets
@@ -32,6 +34,7 @@ struct ChunkOrigin {
     input.clear();
     first_line = 1;
     lane.clear();
+    partition = -1;
     offsets.clear();
     ids.clear();
     decoded.reset();

@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "source/connector_options.h"
+#include "source/format/message_line.h"
 #include "source/source_env.h"
 #include "store/meta_keys.h"
 
@@ -25,6 +26,7 @@ namespace {
 
 constexpr int kPollMs = 100;
 constexpr int64_t kMetricsEveryMs = 500;
+constexpr int kCommittedTimeoutMs = 10'000;
 
 void RebalanceTrampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
@@ -38,22 +40,6 @@ absl::StatusOr<int64_t> ParseOffset(std::string_view v, std::string_view key) {
     return DataLoss("corrupt Kafka offset '{}' stored under '{}'", v, key);
   }
   return offset;
-}
-
-// Appends a message value as one line: '\n' becomes ' '.
-void AppendLine(const char* data, size_t len, std::string* out) {
-  if (data == nullptr || len == 0) {
-    out->append("null\n");
-    return;
-  }
-  const size_t start = out->size();
-  out->append(data, len);
-  char* p = out->data() + start;
-  char* end = p + len;
-  while ((p = static_cast<char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)))) != nullptr) {
-    *p++ = ' ';
-  }
-  out->push_back('\n');
 }
 
 }  // namespace
@@ -115,7 +101,16 @@ absl::Status KafkaSource::Start() {
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
-      {"partition.assignment.strategy", "cooperative-sticky"},
+      // A member killed with SIGKILL holds its partitions until its session times out, and a
+      // restarted process waits that long for them: 6 s (the brokers' default minimum) instead
+      // of librdkafka's 45 s. Heartbeats come from librdkafka's own thread, so a slow flush
+      // does not expire the session.
+      {"session.timeout.ms", "6000"},
+      {"heartbeat.interval.ms", "1000"},
+      // Eager (librdkafka's default, "range,roundrobin"), not cooperative-sticky: with
+      // librdkafka < 2.10 an offset commit that meets a cooperative rebalance makes the member
+      // lose its assignment (librdkafka #4059), so the revoked partitions' offsets are never
+      // committed and their next owner reads again what this member read.
   };
   settings.insert(settings.end(), options_.properties.begin(), options_.properties.end());
   for (const auto& [key, value] : settings) {
@@ -131,8 +126,7 @@ absl::Status KafkaSource::Start() {
   rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
   if (rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
-    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_,
-                           errstr);
+    return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_, errstr);
   }
   rd_kafka_poll_set_consumer(rk_);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
@@ -183,9 +177,12 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
           "tessera_kafka_partition_offset",
           "Next offset of the partition stored in the tile store with the tiles (committed)",
           labels);
-      p.rows_total = metrics_->GetCounter("tessera_kafka_partition_rows_total",
-                                          "Messages of the partition handed to the pipeline",
-                                          labels);
+      p.assigned_gauge =
+          metrics_->GetGauge("tessera_kafka_partition_assigned",
+                             "1 while the partition is assigned to this process, else 0", labels);
+      p.rows_total =
+          metrics_->GetCounter("tessera_kafka_partition_rows_total",
+                               "Messages of the partition handed to the pipeline", labels);
     }
   }
   return p;
@@ -270,6 +267,25 @@ void KafkaSource::OnRebalance(int err, rd_kafka_topic_partition_list_t* partitio
 
 void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   absl::Status failed;
+  // The offsets the group committed: every row before one is in the tile store of the member
+  // that committed it (this one or another, with its own store).
+  std::map<int32_t, int64_t> group;
+  {
+    rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(partitions);
+    const rd_kafka_resp_err_t err = rd_kafka_committed(rk_, committed, kCommittedTimeoutMs);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failed = Unavailable("source '{}': cannot read the committed offsets of group '{}': {}",
+                           source_name_, options_.group_id, rd_kafka_err2str(err));
+    } else {
+      for (int i = 0; i < committed->cnt; ++i) {
+        const rd_kafka_topic_partition_t& tp = committed->elems[i];
+        if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0) {
+          group[tp.partition] = tp.offset;
+        }
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(committed);
+  }
   for (int i = 0; i < partitions->cnt; ++i) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
     const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
@@ -291,8 +307,15 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     p.revoking = false;
     p.caught_up = false;
     p.committed_next = std::max(p.committed_next, stored);
-    // Rows handed out but not yet committed are in the open tiles: continue after them.
-    const int64_t start = std::max(stored, p.handed_next);
+    if (p.offset != nullptr && p.committed_next >= 0) {
+      p.offset->Set(static_cast<double>(p.committed_next));
+    }
+    if (p.assigned_gauge != nullptr) p.assigned_gauge->Set(1);
+    // Rows handed out but not yet committed are in the open tiles: continue after them. Rows
+    // before the group's offset are in another member's store when it is ahead of ours.
+    auto g = group.find(tp.partition);
+    p.group_next = g == group.end() ? -1 : g->second;
+    const int64_t start = std::max({stored, p.handed_next, p.group_next});
     if (start >= 0) {
       tp.offset = start;
       p.handed_next = start;
@@ -316,8 +339,8 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
                       rd_kafka_error_string(error));
     rd_kafka_error_destroy(error);
   } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
-                      rd_kafka_err2str(err));
+    failed =
+        Internal("source '{}': Kafka assignment failed: {}", source_name_, rd_kafka_err2str(err));
   }
   if (!failed.ok() && error_.ok()) error_ = failed;
   data_cv_.notify_all();
@@ -352,11 +375,37 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
       commit_cv_.wait_for(lock, options_.revoke_timeout,
                           [&] { return !uncommitted() || closing_.load(); });
     }
+    // The next owner starts at the group's offset when its own store has none (or an older
+    // one): commit ours now, synchronously, before the partitions are released. The commits after
+    // each flush are asynchronous and skip partitions no longer assigned.
+    if (!rd_kafka_assignment_lost(rk_)) {
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(8);
+      for (const Partition* p : revoked) {
+        if (p->committed_next > p->group_next) {
+          rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), p->id)->offset =
+              p->committed_next;
+        }
+      }
+      if (list->cnt > 0) {
+        lock.unlock();
+        const rd_kafka_resp_err_t err = rd_kafka_commit(rk_, list, /*async=*/0);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          fmt::print(stderr,
+                     "tessera: source '{}': committing the offsets of {} revoked Kafka "
+                     "partition(s) to group '{}' failed ({}): their next owner may read again "
+                     "what this process read since its last commit\n",
+                     source_name_, list->cnt, options_.group_id, rd_kafka_err2str(err));
+        }
+        lock.lock();
+      }
+      rd_kafka_topic_partition_list_destroy(list);
+    }
     for (Partition* p : revoked) {
       p->assigned = false;
       p->revoking = false;
       p->caught_up = false;
       if (p->lag != nullptr) p->lag->Set(0);
+      if (p->assigned_gauge != nullptr) p->assigned_gauge->Set(0);
     }
   }
   if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
@@ -388,7 +437,10 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   while (!p->queue.empty() && (scratch_.empty() || scratch_.size() < options_.chunk_bytes)) {
     rd_kafka_message_t* m = p->queue.front();
     p->queue.pop_front();
-    AppendLine(static_cast<const char*>(m->payload), m->len, &scratch_);
+    AppendMessageLine(m->payload == nullptr
+                          ? std::string_view()
+                          : std::string_view(static_cast<const char*>(m->payload), m->len),
+                      &scratch_);
     origin->offsets.push_back(m->offset);
     last = m->offset;
     buffered_bytes_ -= m->len;
@@ -397,6 +449,7 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   const int64_t n = static_cast<int64_t>(origin->offsets.size());
   origin->input = p->input;
   origin->lane = p->lane;
+  origin->partition = p->id;
   origin->first_line = 1;
   p->handed_next = last + 1;
   p->rows += n;
@@ -449,7 +502,7 @@ void KafkaSource::CommitGroupOffsets() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, p] : partitions_) {
-      if (!p.assigned || p.committed_next < 0) continue;
+      if (!p.assigned || p.committed_next <= p.group_next) continue;
       rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), id)->offset =
           p.committed_next;
     }

@@ -53,17 +53,30 @@ struct KafkaOptions {
 };
 
 // `connector = 'kafka'`: a member of a consumer group reading every partition assigned to it
-// (cooperative-sticky assignment unless 'properties.partition.assignment.strategy' says
-// otherwise).
+// (eager assignment, librdkafka's default "range,roundrobin", unless
+// 'properties.partition.assignment.strategy' says otherwise; cooperative-sticky loses the
+// assignment when a commit meets a rebalance with librdkafka < 2.10, see Start()).
 //
 // Exactly once into tiles: the next offset of every partition handed out is part of the
 // checkpoint (store::meta::KafkaOffsetKey), written in the same atomic write as the tiles its
-// messages produced. On assignment a partition starts at its stored offset when there is one
-// (it wins over the group's committed offset), else where 'scan.startup.mode' says. On
-// revocation the source drops what it fetched but did not hand out, asks the pipeline for a
-// flush (WantsFlush) and gives the partitions up only once the rows it handed out are committed
-// (or after revoke_timeout). Group offsets are committed after each tile commit, for monitoring
-// tools only.
+// messages produced. Group offsets are committed only with offsets already in the tile store
+// (asynchronously after each tile commit, synchronously on revocation), so the group's offset
+// of a partition says "every row before it is in the store of the member that committed it".
+// Members of one group may each have their own store (one RocksDB per `tessera run`): on
+// assignment a partition therefore starts at the larger of its stored offset and the group's
+// committed offset (the group's is ahead when another member read the partition meanwhile),
+// and only where neither exists where 'scan.startup.mode' says — like Kafka's
+// auto.offset.reset, not like Flink's earliest/latest, which ignore committed offsets (to
+// re-read a topic into a new DB, use a new 'properties.group.id'). On revocation the source
+// drops what it fetched but did not hand out, asks the pipeline for a flush (WantsFlush), gives
+// the partitions up only once the rows it handed out are committed (or after revoke_timeout),
+// and commits their offsets to the group before it lets them go. Across members with separate
+// stores that is exactly once for a member killed after its last group commit, and for a
+// revocation where the broker accepts that commit (Kafka does while a group is preparing a
+// rebalance; librdkafka's mock cluster refuses commits then). Otherwise the group stays behind
+// the store: a member killed between a tile commit and the group commit that follows it, or a
+// refused commit at revocation, makes the next owner read those rows again (never fewer).
+// Exactly once across members in every case needs a store they share (DESIGN.md, scale-out).
 //
 // Each message is one line: its value with every '\n' replaced by ' ' (JSON allows whitespace
 // there, and a raw newline inside a JSON string is invalid anyway); a message without a value
@@ -72,7 +85,8 @@ struct KafkaOptions {
 //
 // A background thread polls the consumer (and runs the rebalance callbacks); NextChunk() takes
 // from what it fetched. Metrics per partition: tessera_kafka_partition_lag,
-// tessera_kafka_partition_offset, tessera_kafka_partition_rows_total.
+// tessera_kafka_partition_offset, tessera_kafka_partition_rows_total,
+// tessera_kafka_partition_assigned.
 class KafkaSource final : public Source {
  public:
   static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(const sql::SourceDef& source,
@@ -104,14 +118,16 @@ class KafkaSource final : public Source {
     bool assigned = false;
     bool revoking = false;
     std::deque<rd_kafka_message_s*> queue;  // fetched, not handed out
-    int64_t handed_next = -1;     // after the last message handed out; -1: none yet
-    int64_t checkpoint_next = -1;  // in the checkpoint being written
-    int64_t committed_next = -1;   // in the tile store
-    bool caught_up = false;        // the fetcher reached the end of the partition
+    int64_t handed_next = -1;               // after the last message handed out; -1: none yet
+    int64_t checkpoint_next = -1;           // in the checkpoint being written
+    int64_t committed_next = -1;            // in the tile store
+    int64_t group_next = -1;  // the group's committed offset at assignment (never committed below)
+    bool caught_up = false;   // the fetcher reached the end of the partition
     int64_t caught_up_since_ms = 0;
     int64_t rows = 0;
     Gauge* lag = nullptr;
     Gauge* offset = nullptr;
+    Gauge* assigned_gauge = nullptr;
     Counter* rows_total = nullptr;
   };
 
