@@ -42,6 +42,8 @@ if [[ ! -f $db ]]; then
 fi
 
 # ---- 2. Thread-safety analysis of every file using the annotated mutexes.
+# Sources generated at build time (protoc) must exist for clang to parse the files using them.
+cmake --build "$BUILD" --target tessera_generated_sources >/dev/null
 if ! JOBS=$JOBS scripts/check_thread_safety.py "$BUILD"; then
   echo "lint: thread-safety analysis failed (guard the access, or annotate: src/common/mutex.h)" >&2
   exit 1
