@@ -262,6 +262,12 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   MetricsRegistry metrics;
   engine::LiveOptions lo;
   lo.flush_interval_ms = flush_interval_ms;
+  // A pipeline that fails (e.g. its source lost its consumer) stops the process, which then
+  // exits with the error instead of serving a source that no longer ingests.
+  lo.on_pipeline_failure = [](const absl::Status& s) {
+    fmt::print(stderr, "tessera: error: a pipeline stopped: {}\n", StatusMessage(s));
+    ::kill(::getpid(), SIGTERM);
+  };
   lo.threads = threads;
   lo.memory_budget_bytes = memory_mb << 20;
   lo.metrics = &metrics;

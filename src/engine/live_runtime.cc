@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
                                                                  store::EventLog* log,
                                                                  LiveOptions options) {
   std::unique_ptr<LiveRuntime> rt(new LiveRuntime());
+  rt->on_pipeline_failure_ = options.on_pipeline_failure;
   const sql::SourceDef* stdin_source = nullptr;
   source::SourceEnv env;
   env.store = store;
@@ -96,7 +97,10 @@ LiveRuntime::~LiveRuntime() {
 absl::Status LiveRuntime::Start() {
   for (auto& r : running_) {
     Running* run = r.get();
-    run->thread = std::thread([run] { run->status = run->pipeline->Run(run->input.get()); });
+    run->thread = std::thread([run, on_failure = on_pipeline_failure_] {
+      run->status = run->pipeline->Run(run->input.get());
+      if (!run->status.ok() && on_failure) on_failure(run->status);
+    });
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,6 +27,10 @@ struct LiveOptions {
   int stdin_fd = 0;
   // Polling of connector = 'file' sources (chunk size, poll interval).
   source::FollowOptions follow;
+  // Called (from the pipeline's thread) when a pipeline ends with an error, e.g. a Kafka source
+  // that lost its consumer: `tessera run` then stops rather than serve a source that no longer
+  // ingests. Optional.
+  std::function<void(const absl::Status&)> on_pipeline_failure;
 };
 
 // `tessera run`: one ingest pipeline per source that feeds at least one view, fed by the source's
@@ -75,6 +80,8 @@ class LiveRuntime {
     absl::Status status;
   };
   LiveRuntime() = default;
+
+  std::function<void(const absl::Status&)> on_pipeline_failure_;
 
   std::vector<std::unique_ptr<Running>> running_;
   std::vector<std::shared_ptr<source::HttpConnector>> http_connectors_;

@@ -27,6 +27,15 @@ namespace {
 constexpr int kPollMs = 100;
 constexpr int64_t kMetricsEveryMs = 500;
 constexpr int kCommittedTimeoutMs = 10'000;
+constexpr int kCommittedAttempts = 6;
+// Bytes a buffered message counts besides its value and key (librdkafka's message, our queue).
+constexpr size_t kMessageOverheadBytes = 256;
+constexpr int kWatermarkQueryTimeoutMs = 10'000;
+
+// What a buffered message counts against KafkaOptions::max_buffered_bytes.
+size_t BufferedBytes(const rd_kafka_message_t* m) {
+  return m->len + m->key_len + kMessageOverheadBytes;
+}
 
 void RebalanceTrampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
@@ -107,6 +116,10 @@ absl::Status KafkaSource::Start() {
       // does not expire the session.
       {"session.timeout.ms", "6000"},
       {"heartbeat.interval.ms", "1000"},
+      // Where a partition goes when its offset is out of range (deleted by retention) or, with
+      // 'group-offsets', when the group has none: never skip data silently ('latest-offset'
+      // only applies to partitions new to both the DB and the group).
+      {"auto.offset.reset", "earliest"},
       // Eager (librdkafka's default, "range,roundrobin"), not cooperative-sticky: with
       // librdkafka < 2.10 an offset commit that meets a cooperative rebalance makes the member
       // lose its assignment (librdkafka #4059), so the revoked partitions' offsets are never
@@ -142,8 +155,12 @@ absl::Status KafkaSource::Start() {
 }
 
 KafkaSource::~KafkaSource() {
-  closing_.store(true);
-  stop_.store(true);
+  {
+    // Under mu_, so a revocation between checking its condition and waiting cannot miss it.
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_.store(true);
+    stop_.store(true);
+  }
   commit_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
   if (rk_ != nullptr) {
@@ -253,7 +270,7 @@ void KafkaSource::OnMessage(rd_kafka_message_t* m) {
   }
   p.queue.push_back(m);
   p.caught_up = false;
-  buffered_bytes_ += m->len;
+  buffered_bytes_ += BufferedBytes(m);
   data_cv_.notify_one();
 }
 
@@ -272,7 +289,13 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   std::map<int32_t, int64_t> group;
   {
     rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(partitions);
-    const rd_kafka_resp_err_t err = rd_kafka_committed(rk_, committed, kCommittedTimeoutMs);
+    // A coordinator moving (a broker restart) makes the lookup time out for a while: retry.
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    for (int attempt = 0;
+         attempt < kCommittedAttempts && err != RD_KAFKA_RESP_ERR_NO_ERROR && !stop_.load();
+         ++attempt) {
+      err = rd_kafka_committed(rk_, committed, kCommittedTimeoutMs);
+    }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       failed = Unavailable("source '{}': cannot read the committed offsets of group '{}': {}",
                            source_name_, options_.group_id, rd_kafka_err2str(err));
@@ -291,14 +314,29 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
     int64_t stored = -1;
     absl::StatusOr<std::optional<std::string>> value = store_->GetMeta(key);
-    if (!value.ok()) {
-      failed = value.status();
-    } else if (value->has_value()) {
+    absl::Status read = value.status();
+    if (read.ok() && value->has_value()) {
       absl::StatusOr<int64_t> parsed = ParseOffset(**value, key);
-      if (parsed.ok()) {
-        stored = *parsed;
-      } else {
-        failed = parsed.status();
+      read = parsed.status();
+      if (parsed.ok()) stored = *parsed;
+    }
+    if (!read.ok()) {
+      // Leave the partition unassigned here (its messages are dropped) and fail the source: a
+      // checkpoint written now must not replace the offset that could not be read.
+      failed = read;
+      tp.offset = RD_KAFKA_OFFSET_INVALID;
+      continue;
+    }
+    // A partition new to the DB and the group starts at a concrete offset, handed out as "read
+    // up to here", so the next checkpoint stores it even before its first message: a restart
+    // then resumes there instead of resolving 'latest' again and skipping what came between.
+    int64_t fresh_start = -1;
+    if (options_.startup != KafkaOptions::Startup::kGroupOffsets) {
+      int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk_, tp.topic, tp.partition, &low, &high,
+                                           kWatermarkQueryTimeoutMs) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fresh_start = options_.startup == KafkaOptions::Startup::kEarliest ? low : high;
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
@@ -315,7 +353,8 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     // before the group's offset are in another member's store when it is ahead of ours.
     auto g = group.find(tp.partition);
     p.group_next = g == group.end() ? -1 : g->second;
-    const int64_t start = std::max({stored, p.handed_next, p.group_next});
+    int64_t start = std::max({stored, p.handed_next, p.group_next});
+    if (start < 0) start = fresh_start;
     if (start >= 0) {
       tp.offset = start;
       p.handed_next = start;
@@ -333,7 +372,12 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   } else {
     err = rd_kafka_assign(rk_, partitions);
   }
+  // librdkafka keeps a partition's application pause across assignments: partitions paused
+  // for a full buffer before a rebalance would never fetch again. Start them unpaused; the poll
+  // loop pauses everything again while the buffer is over its cap.
+  rd_kafka_resume_partitions(rk_, partitions);
   std::lock_guard<std::mutex> lock(mu_);
+  paused_ = false;
   if (error != nullptr) {
     failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
                       rd_kafka_error_string(error));
@@ -356,7 +400,7 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
       Partition& p = it->second;
       p.revoking = true;
       for (rd_kafka_message_t* m : p.queue) {
-        buffered_bytes_ -= m->len;
+        buffered_bytes_ -= BufferedBytes(m);
         rd_kafka_message_destroy(m);
       }
       p.queue.clear();
@@ -443,7 +487,7 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
                       &scratch_);
     origin->offsets.push_back(m->offset);
     last = m->offset;
-    buffered_bytes_ -= m->len;
+    buffered_bytes_ -= BufferedBytes(m);
     rd_kafka_message_destroy(m);
   }
   const int64_t n = static_cast<int64_t>(origin->offsets.size());
