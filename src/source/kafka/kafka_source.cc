@@ -25,6 +25,7 @@ void KafkaRebalanceCallback(rd_kafka_t* rk, int err, rd_kafka_topic_partition_li
 namespace {
 
 constexpr int kPollMs = 100;
+constexpr size_t kPollBatch = 1024;
 constexpr int64_t kMetricsEveryMs = 500;
 constexpr int kCommittedTimeoutMs = 10'000;
 constexpr int kCommittedAttempts = 6;
@@ -142,6 +143,7 @@ absl::Status KafkaSource::Start() {
     return InvalidArgument("source '{}': cannot create a Kafka consumer: {}", source_name_, errstr);
   }
   rd_kafka_poll_set_consumer(rk_);
+  consumer_queue_ = rd_kafka_queue_get_consumer(rk_);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, options_.topic.c_str(), RD_KAFKA_PARTITION_UA);
   const rd_kafka_resp_err_t err = rd_kafka_subscribe(rk_, topics);
@@ -163,6 +165,7 @@ KafkaSource::~KafkaSource() {
   }
   commit_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
+  if (consumer_queue_ != nullptr) rd_kafka_queue_destroy(consumer_queue_);
   if (rk_ != nullptr) {
     rd_kafka_consumer_close(rk_);  // runs the revocation callback (closing_: no waiting)
     {
@@ -207,8 +210,10 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
 
 void KafkaSource::PollLoop() {
   while (!stop_.load()) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, kPollMs);
-    if (m != nullptr) OnMessage(m);
+    // Up to kPollBatch messages (and events) per call; rebalance callbacks are served here too.
+    rd_kafka_message_t* batch[kPollBatch];
+    const ssize_t n = rd_kafka_consume_batch_queue(consumer_queue_, kPollMs, batch, kPollBatch);
+    for (ssize_t i = 0; i < n; ++i) OnMessage(batch[i]);
     const int64_t now = clock_->NowMillis();
     bool pause = false;
     bool resume = false;

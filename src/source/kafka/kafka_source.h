@@ -22,6 +22,7 @@
 #include "store/tile_store.h"
 
 struct rd_kafka_s;
+struct rd_kafka_queue_s;
 struct rd_kafka_message_s;
 struct rd_kafka_topic_partition_list_s;
 
@@ -152,6 +153,7 @@ class KafkaSource final : public Source {
   MetricsRegistry* const metrics_;
 
   rd_kafka_s* rk_ = nullptr;
+  rd_kafka_queue_s* consumer_queue_ = nullptr;  // the consumer's queue, polled in batches
   std::thread poller_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> closing_{false};
