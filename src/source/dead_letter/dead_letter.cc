@@ -174,12 +174,9 @@ std::string DeadLetterSink::Record(std::string_view source, const ChunkOrigin& o
   } else {
     out += fmt::format(",\"line\":{}", rejection.line_number);
   }
-  // The reason without its "line N: " prefix: the fields above say where.
-  std::string_view reason = rejection.reason;
-  const std::string prefix = fmt::format("line {}: ", rejection.line_number);
-  if (reason.substr(0, prefix.size()) == prefix) reason.remove_prefix(prefix.size());
+  // The fields above say where.
   out += ",\"reason\":";
-  AppendJsonString(reason, &out);
+  AppendJsonString(ReasonWithoutLine(rejection), &out);
   out += ",\"raw\":";
   AppendJsonString(rejection.line, &out);
   out += "}";

@@ -39,12 +39,6 @@ struct ChunkOrigin {
     ids.clear();
     decoded.reset();
   }
-
-  // "line 17", "offset 1234" or "message 5678" for line number `line` of this chunk.
-  std::string Position(int64_t line) const;
-  // `reason` (the decoder's "line N: …") with its "line N" replaced by Position(N), prefixed by
-  // the input: "kafka topic 'plays' partition 3, offset 1234: expected a JSON object, got 5".
-  std::string Describe(int64_t line, std::string_view reason) const;
 };
 
 }  // namespace tessera::source

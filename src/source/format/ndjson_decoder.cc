@@ -764,4 +764,11 @@ const std::vector<ColumnDef>& NdjsonDecoder::columns() const { return impl_->col
 int NdjsonDecoder::time_column() const { return impl_->time_column(); }
 void NdjsonDecoder::set_max_event_time_ms(int64_t ms) { impl_->set_max_event_time_ms(ms); }
 
+std::string_view ReasonWithoutLine(const Rejection& r) {
+  std::string_view reason = r.reason;
+  const std::string prefix = fmt::format("line {}: ", r.line_number);
+  if (reason.substr(0, prefix.size()) == prefix) reason.remove_prefix(prefix.size());
+  return reason;
+}
+
 }  // namespace tessera::source

@@ -47,6 +47,10 @@ struct Rejection {
 
 using RejectFn = std::function<void(const Rejection&)>;
 
+// The reason without its "line N: " prefix, for records that say where the line came from in
+// fields of their own (dead letters: Kafka offset, Pub/Sub message id).
+std::string_view ReasonWithoutLine(const Rejection& r);
+
 // TIMESTAMP values outside [kMinTimestampMs, kMaxTimestampMs] (common/time_util.h) are out of
 // range.
 using ::tessera::kMaxTimestampMs;
