@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
@@ -70,6 +72,10 @@ TEST(DeadLetterSink, FileSinkAppendsOneObjectPerLine) {
     (*sink)->Write(o, r);
     (*sink)->Write(o, r);
     EXPECT_EQ((*sink)->written(), 2);
+    // Each record is in the file as soon as it is written (no later write or close needed).
+    std::ifstream now(path);
+    std::string all((std::istreambuf_iterator<char>(now)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 2);
   }
   std::ifstream in(path);
   std::string line;
