@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/test_row_batch.h"
+
 namespace tessera::source {
 namespace {
 
@@ -23,20 +25,7 @@ DecodedRows Decode(const std::string& ndjson) {
   return rows;
 }
 
-void ExpectSameRows(const RowBatch& a, const RowBatch& b) {
-  ASSERT_EQ(a.num_rows, b.num_rows);
-  EXPECT_EQ(a.event_time_ms, b.event_time_ms);
-  ASSERT_EQ(a.columns.size(), b.columns.size());
-  for (size_t c = 0; c < a.columns.size(); ++c) {
-    EXPECT_EQ(a.columns[c].type, b.columns[c].type);
-    ASSERT_EQ(a.columns[c].size(), a.num_rows);
-    ASSERT_EQ(b.columns[c].size(), b.num_rows);
-    for (size_t r = 0; r < a.num_rows; ++r) {
-      EXPECT_EQ(a.columns[c].GetValue(r), b.columns[c].GetValue(r))
-          << "column " << c << " row " << r;
-    }
-  }
-}
+using test_util::ExpectSameRows;
 
 const std::string kFirst =
     "{\"user\":\"alice\",\"v\":1,\"x\":0.5,\"ts\":1000}\n"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/test_row_batch.h"
 #include "source/format/ndjson_decoder.h"
 #include "store/memory/memory_tile_store.h"
 
@@ -30,20 +31,7 @@ std::string Line(int64_t v, int64_t ts) {
   return fmt::format(R"({{"user":"u{}","v":{},"ts":{}}})", v, v, ts);
 }
 
-void ExpectSameRows(const RowBatch& a, const RowBatch& b) {
-  ASSERT_EQ(a.num_rows, b.num_rows);
-  EXPECT_EQ(a.event_time_ms, b.event_time_ms);
-  ASSERT_EQ(a.columns.size(), b.columns.size());
-  for (size_t c = 0; c < a.columns.size(); ++c) {
-    EXPECT_EQ(a.columns[c].type, b.columns[c].type);
-    ASSERT_EQ(a.columns[c].size(), a.num_rows);
-    ASSERT_EQ(b.columns[c].size(), b.num_rows);
-    for (size_t r = 0; r < a.num_rows; ++r) {
-      EXPECT_EQ(a.columns[c].GetValue(r), b.columns[c].GetValue(r))
-          << "column " << c << " row " << r;
-    }
-  }
-}
+using test_util::ExpectSameRows;
 
 void ExpectSameStats(const DecodeStats& a, const DecodeStats& b) {
   EXPECT_EQ(a.lines, b.lines);
