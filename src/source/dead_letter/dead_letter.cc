@@ -4,10 +4,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/json_string.h"
 #include "source/connector_options.h"
@@ -17,12 +17,6 @@ namespace {
 
 constexpr std::string_view kFileScheme = "file://";
 constexpr std::string_view kKafkaScheme = "kafka://";
-
-int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 class FileSink final : public DeadLetterSink {
  public:
@@ -146,7 +140,7 @@ void DeadLetterSink::Write(const ChunkOrigin& origin, const Rejection& rejection
 }
 
 void DeadLetterSink::Warn(std::string_view what) {
-  const int64_t now = MonotonicNanos();
+  const int64_t now = SystemClock::Default()->MonotonicNanos();
   if (last_warning_ns_ != 0 && now - last_warning_ns_ < 60'000'000'000) return;
   last_warning_ns_ = now;
   fmt::print(stderr, "tessera: warning: source '{}': {} (dead letters are being lost)\n", source_,

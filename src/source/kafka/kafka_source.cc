@@ -501,7 +501,6 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
   origin->partition = p->id;
   origin->first_line = 1;
   p->handed_next = last + 1;
-  p->rows += n;
   if (p->rows_total != nullptr) p->rows_total->Inc(n);
   next_pick_ = p->id + 1;
   chunk->Assign(scratch_, 0);

@@ -125,7 +125,6 @@ class KafkaSource final : public Source {
     int64_t group_next = -1;  // the group's committed offset at assignment (never committed below)
     bool caught_up = false;   // the fetcher reached the end of the partition
     int64_t caught_up_since_ms = 0;
-    int64_t rows = 0;
     Gauge* lag = nullptr;
     Gauge* offset = nullptr;
     Gauge* assigned_gauge = nullptr;
