@@ -49,6 +49,8 @@ class StoreSnapshot {
   virtual ~StoreSnapshot() = default;
 };
 
+class SlotStore;
+
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full
 // state for its (view, key, resolution, start); the store never interprets tile bytes.
 //
@@ -92,6 +94,13 @@ class TileStore {
 
   // Makes everything written so far durable (e.g. after writes without a WAL).
   virtual absl::Status Sync() = 0;
+
+  // Non-null for a store whose writes are atomic per row only (Bigtable): writers then flush
+  // through writer slots (store/slot_store.h, docs/scale_out.md). In such a store a tile may be
+  // held by several slots, so Scan reports a start once per slot holding a committed cell there
+  // (callers merge them: tile states are mergeable), and Write() / MultiGet() act on the
+  // "default slot" "" (Write stays atomic; concurrent writers of the default slot serialize).
+  virtual SlotStore* slots() { return nullptr; }
 };
 
 }  // namespace tessera::store
