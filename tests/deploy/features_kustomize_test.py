@@ -190,7 +190,8 @@ def check_http(workload, flags):
     (c,) = pod_spec(workload)["containers"]
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     host, _, port = flags.get("http", "").rpartition(":")
-    check(host == "0.0.0.0", f"{name}: --http {flags.get('http')} is not reachable from the pod IP")
+    check(host == "0.0.0.0",
+          f"{name}: --http {flags.get('http', '')!r} is not reachable from the pod IP")
     listen = int(port) if port.isdigit() else None
     check(listen in ports.values(), f"{name}: --http port {port} is not a container port")
 
