@@ -1,4 +1,4 @@
-// The `tessera` command line: backfill, get, explain.
+// The `tessera` command line: backfill, get, explain, run, serve, store, ws.
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/file_util.h"
+#include "common/json_string.h"
 #include "common/net_util.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -32,6 +34,7 @@
 #include "serve/http_server.h"
 #include "source/connector_options.h"
 #include "sql/plan.h"
+#include "store/bigtable/bigtable_tile_store.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
 #include "workspaces/cli/ws_cli.h"
 
@@ -81,26 +84,37 @@ class ProgressLine {
   bool shown_ = false;
 };
 
-// An opened DB and its catalog.
+// An opened store and its catalog.
 struct OpenDb {
-  std::unique_ptr<store::RocksDbTileStore> store;
+  std::unique_ptr<store::TileStore> store;
+  store::RocksDbTileStore* rocksdb = nullptr;  // when the store is a RocksDB directory
   std::unique_ptr<engine::CatalogStore> catalog;
 };
 
-// Opens the DB in `dir` and loads its catalog; with a `sql_path`, registers that SQL first.
-// `bulk` skips the WAL (backfills sync at every flush instead).
-absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& dir, const std::string& sql_path,
+bool IsBigtableUri(std::string_view location) { return location.starts_with("bigtable://"); }
+
+// Opens the store at `location` (a RocksDB directory, or bigtable://PROJECT/INSTANCE/TABLE) and
+// loads its catalog; with a `sql_path`, registers that SQL first. `bulk` skips RocksDB's WAL
+// (backfills sync at every flush instead).
+absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std::string& sql_path,
                                          bool read_only, bool bulk) {
   std::string sql;
   if (!sql_path.empty()) {
     TESSERA_ASSIGN_OR_RETURN(sql, ReadFile(sql_path));
   }
-  store::RocksDbOptions opts;
-  opts.read_only = read_only;
-  opts.create_if_missing = !read_only;
-  opts.disable_wal = bulk;
   OpenDb db;
-  TESSERA_ASSIGN_OR_RETURN(db.store, store::RocksDbTileStore::Open(dir, opts));
+  if (IsBigtableUri(location)) {
+    TESSERA_ASSIGN_OR_RETURN(db.store, store::OpenBigtableStore(location));
+  } else {
+    store::RocksDbOptions opts;
+    opts.read_only = read_only;
+    opts.create_if_missing = !read_only;
+    opts.disable_wal = bulk;
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<store::RocksDbTileStore> rocksdb,
+                             store::RocksDbTileStore::Open(location, opts));
+    db.rocksdb = rocksdb.get();
+    db.store = std::move(rocksdb);
+  }
   TESSERA_ASSIGN_OR_RETURN(db.catalog, engine::CatalogStore::Load(db.store.get()));
   if (!sql_path.empty()) {
     absl::StatusOr<std::vector<std::string>> registered = db.catalog->Register(sql);
@@ -118,7 +132,7 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
   if (absl::Status s = engine::CheckBackfillInputs(inputs); !s.ok()) return Fail(s);
   auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/true);
   if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->store.get();
+  store::TileStore* store = opened->store.get();
   engine::CatalogStore* catalog = opened->catalog.get();
   options.inputs = inputs;
   ProgressLine progress(SystemClock::Default());
@@ -139,7 +153,7 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
                   const std::string& windows, bool timing) {
   auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
   if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->store.get();
+  store::TileStore* store = opened->store.get();
   engine::CatalogStore* catalog = opened->catalog.get();
   const engine::ViewRuntime* view = catalog->FindView(view_name);
   if (view == nullptr) {
@@ -250,20 +264,32 @@ int ServeUntilSignal(const sigset_t& signals, serve::HttpServer* server,
   return 0;
 }
 
-int RunLiveCommand(const std::string& sql_path, const std::string& db, const std::string& http,
-                   int64_t flush_interval_ms, int threads, size_t memory_mb) {
+int RunLiveCommand(const std::string& sql_path, const std::string& location,
+                   const std::string& log_db, const std::string& http, int64_t flush_interval_ms,
+                   int threads, size_t memory_mb) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
-  auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/false);
+  auto opened = OpenDbWithCatalog(location, sql_path, /*read_only=*/false, /*bulk=*/false);
   if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->store.get();
+  store::TileStore* store = opened->store.get();
   engine::CatalogStore* catalog = opened->catalog.get();
+  // The http connector's durable log: the RocksDB store itself, or beside a Bigtable store a
+  // local DB of its own (--db).
+  store::EventLog* log = opened->rocksdb;
+  std::unique_ptr<store::RocksDbTileStore> log_store;
+  if (log == nullptr && !log_db.empty()) {
+    auto local = store::RocksDbTileStore::Open(log_db, store::RocksDbOptions{});
+    if (!local.ok()) return Fail(Annotate(local.status(), "--db"));
+    log_store = std::move(*local);
+    log = log_store.get();
+  }
   MetricsRegistry metrics;
   engine::LiveOptions lo;
   lo.flush_interval_ms = flush_interval_ms;
-  // A pipeline that fails (e.g. its source lost its consumer) stops the process, which then
-  // exits with the error instead of serving a source that no longer ingests.
+  // A pipeline that fails (e.g. its source lost its consumer, or another worker now owns its
+  // partition) stops the process, which then exits with the error instead of serving a source
+  // that no longer ingests; its supervisor restarts it.
   lo.on_pipeline_failure = [](const absl::Status& s) {
     fmt::print(stderr, "tessera: error: a pipeline stopped: {}\n", StatusMessage(s));
     ::kill(::getpid(), SIGTERM);
@@ -271,7 +297,7 @@ int RunLiveCommand(const std::string& sql_path, const std::string& db, const std
   lo.threads = threads;
   lo.memory_budget_bytes = memory_mb << 20;
   lo.metrics = &metrics;
-  auto runtime = engine::LiveRuntime::Create(catalog, store, store, lo);
+  auto runtime = engine::LiveRuntime::Create(catalog, store, log, lo);
   if (!runtime.ok()) return Fail(runtime.status());
   serve::FeatureService service(catalog, store, &metrics, SystemClock::Default(),
                                 serve::FeatureService::Options{});
@@ -310,28 +336,43 @@ class ScopedTempDir {
   std::string path_;
 };
 
-// `tessera serve`: a RocksDB secondary instance of the DB that follows its writer (`tessera
+// `tessera serve`: for RocksDB, a secondary instance of the DB that follows its writer (`tessera
 // run`, if any) by catching up every `refresh_interval_ms`; see serve::DbFollower for the
-// staleness bound.
-int RunServeCommand(const std::string& db, const std::string& http,
+// staleness bound. For Bigtable, reads of the committed slots (docs/scale_out.md); the
+// catalog is followed at the same interval either way.
+int RunServeCommand(const std::string& location, const std::string& http,
                     const std::string& secondary_dir, int64_t refresh_interval_ms) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
   std::unique_ptr<ScopedTempDir> temp_secondary;
-  store::RocksDbOptions opts;
-  opts.create_if_missing = false;
-  if (secondary_dir.empty()) {
-    auto created = ScopedTempDir::Create("tessera-serve-");
-    if (!created.ok()) return Fail(created.status());
-    temp_secondary = std::move(*created);
-    opts.secondary_dir = temp_secondary->path();
+  std::unique_ptr<store::TileStore> owned;
+  std::function<absl::Status()> catch_up;
+  if (IsBigtableUri(location)) {
+    // Every read sees what the writers committed (through the store's short commit-state
+    // cache): there is nothing to catch up with, but the catalog is still followed.
+    auto opened = store::OpenBigtableStore(location);
+    if (!opened.ok()) return Fail(opened.status());
+    owned = std::move(*opened);
+    catch_up = [] { return absl::OkStatus(); };
   } else {
-    opts.secondary_dir = secondary_dir;
+    store::RocksDbOptions opts;
+    opts.create_if_missing = false;
+    if (secondary_dir.empty()) {
+      auto created = ScopedTempDir::Create("tessera-serve-");
+      if (!created.ok()) return Fail(created.status());
+      temp_secondary = std::move(*created);
+      opts.secondary_dir = temp_secondary->path();
+    } else {
+      opts.secondary_dir = secondary_dir;
+    }
+    auto opened = store::RocksDbTileStore::Open(location, opts);
+    if (!opened.ok()) return Fail(opened.status());
+    store::RocksDbTileStore* rocksdb = opened->get();
+    catch_up = [rocksdb] { return rocksdb->CatchUp(); };
+    owned = std::move(*opened);
   }
-  auto opened = store::RocksDbTileStore::Open(db, opts);
-  if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->get();
+  store::TileStore* store = owned.get();
   auto catalog = engine::CatalogStore::Load(store);
   if (!catalog.ok()) return Fail(catalog.status());
   MetricsRegistry metrics;
@@ -342,8 +383,7 @@ int RunServeCommand(const std::string& db, const std::string& http,
   serve::DbFollower::Options follow;
   follow.interval = std::chrono::milliseconds(refresh_interval_ms);
   follow.stale_after = std::max(std::chrono::milliseconds(10'000), 20 * follow.interval);
-  serve::DbFollower follower([store] { return store->CatchUp(); }, store, &service, &metrics,
-                             SystemClock::Default(), follow);
+  serve::DbFollower follower(catch_up, store, &service, &metrics, SystemClock::Default(), follow);
   absl::Status init = follower.Init();
   if (!init.ok()) return Fail(init);
   serve::HttpServer server(*listen);
@@ -352,6 +392,28 @@ int RunServeCommand(const std::string& db, const std::string& http,
   int rc = ServeUntilSignal(signals, &server, &service, nullptr);
   follower.Stop();
   return rc;
+}
+
+// `tessera store init`: creates the store (a Bigtable table with its column families, or an
+// empty RocksDB directory). Idempotent.
+int RunStoreInitCommand(const std::string& location) {
+  if (IsBigtableUri(location)) {
+    auto setup = store::CreateBigtableTable(location, store::BigtableOptions{},
+                                            /*base_retention_ms=*/0);
+    if (!setup.ok()) return Fail(setup.status());
+    std::string changes;
+    for (const std::string& c : setup->changes) {
+      if (!changes.empty()) changes += ',';
+      AppendJsonString(c, &changes);
+    }
+    fmt::print("{{\"store\":{},\"created\":{},\"changes\":[{}]}}\n", JsonString(location),
+               setup->created ? "true" : "false", changes);
+    return 0;
+  }
+  auto opened = OpenDbWithCatalog(location, "", /*read_only=*/false, /*bulk=*/false);
+  if (!opened.ok()) return Fail(opened.status());
+  fmt::print("{{\"store\":{}}}\n", JsonString(location));
+  return 0;
 }
 
 }  // namespace
@@ -371,7 +433,12 @@ int main(int argc, char** argv) {
   backfill->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
   backfill->add_option("--input", inputs, "NDJSON input files (plain, .gz, .zst), in order")
       ->required();
-  backfill->add_option("--db", db, "DB directory (created if missing)")->required();
+  std::string store_uri;
+  const std::string kStoreHelp =
+      "Tile store: bigtable://PROJECT/INSTANCE/TABLE (BIGTABLE_EMULATOR_HOST is honoured) or a "
+      "RocksDB directory; instead of --db";
+  auto* backfill_db = backfill->add_option("--db", db, "DB directory (created if missing)");
+  backfill->add_option("--store", store_uri, kStoreHelp)->excludes(backfill_db);
   backfill->add_option("--source", source, "Source the inputs belong to (if several)");
   backfill->add_option("--dead-letter", dead_letter, "Append rejected lines here as JSON");
   backfill->add_option("--threads", threads, "Worker threads (default: one per core)");
@@ -386,7 +453,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   auto* get = app.add_subcommand("get", "Read features for keys");
-  get->add_option("--db", db, "DB directory")->required();
+  auto* get_db = get->add_option("--db", db, "DB directory");
+  get->add_option("--store", store_uri, kStoreHelp)->excludes(get_db);
   get->add_option("--view", view, "Feature view")->required();
   get->add_option("--key", keys,
                   "Entity key; composite keys: parts joined by '|', a '|' or '\\' inside a part "
@@ -400,13 +468,19 @@ int main(int argc, char** argv) {
   auto* explain = app.add_subcommand("explain", "Print the bound plan of sources and views");
   auto* explain_sql = explain->add_option("--sql", sql_path, "SQL file");
   auto* explain_db = explain->add_option("--db", db, "DB directory (its stored catalog)");
+  auto* explain_store = explain->add_option("--store", store_uri, kStoreHelp);
   explain_sql->excludes(explain_db);
+  explain_sql->excludes(explain_store);
+  explain_db->excludes(explain_store);
 
   std::string http = "127.0.0.1:8080";
   std::string flush_interval = "1s";
   auto* run = app.add_subcommand("run", "Ingest live sources and serve features over HTTP");
   run->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
-  run->add_option("--db", db, "DB directory (created if missing)")->required();
+  run->add_option("--db", db,
+                  "DB directory (created if missing); with --store bigtable://…, a local DB "
+                  "for the http connector's log only");
+  run->add_option("--store", store_uri, kStoreHelp);
   run->add_option("--http", http, "Listen address HOST:PORT (port 0 = any free port)")
       ->capture_default_str();
   run->add_option("--flush-interval", flush_interval, "How often open tiles are flushed")
@@ -417,7 +491,8 @@ int main(int argc, char** argv) {
                   "Unflushed-tile memory per source (sketches included) before an early flush")
       ->capture_default_str();
   auto* serve_cmd = app.add_subcommand("serve", "Serve features of a DB over HTTP (read-only)");
-  serve_cmd->add_option("--db", db, "DB directory")->required();
+  auto* serve_db = serve_cmd->add_option("--db", db, "DB directory");
+  serve_cmd->add_option("--store", store_uri, kStoreHelp)->excludes(serve_db);
   serve_cmd->add_option("--http", http, "Listen address HOST:PORT")->capture_default_str();
   std::string secondary_dir, refresh_interval = "500ms";
   serve_cmd->add_option("--secondary-dir", secondary_dir,
@@ -429,12 +504,27 @@ int main(int argc, char** argv) {
                    "the writer by its --flush-interval plus this")
       ->capture_default_str();
 
+  auto* store_cmd = app.add_subcommand("store", "Manage a tile store");
+  store_cmd->require_subcommand(1);
+  auto* store_init = store_cmd->add_subcommand(
+      "init", "Create the store: a Bigtable table with its column families, or a RocksDB DB");
+  store_init->add_option("--store", store_uri, kStoreHelp)->required();
+
   tessera::workspaces::cli::Action ws_action;
   tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
 
   CLI11_PARSE(app, argc, argv);
 
   if (ws_action) return ws_action();
+
+  // The store a command reads or writes: --store, else --db.
+  const std::string location = store_uri.empty() ? db : store_uri;
+  auto need_store = [&](CLI::App* cmd) {
+    if (!location.empty()) return true;
+    fmt::print(stderr, "tessera: error: {} needs --store URI or --db DIR\n", cmd->get_name());
+    return false;
+  };
+  if (store_init->parsed()) return tessera::RunStoreInitCommand(location);
 
   if (run->parsed()) {
     auto interval = tessera::ParseDurationMillis(flush_interval);
@@ -443,7 +533,14 @@ int main(int argc, char** argv) {
                  tessera::StatusMessage(interval.status()));
       return 2;
     }
-    return tessera::RunLiveCommand(sql_path, db, http, *interval, threads, run_memory_mb);
+    if (!need_store(run)) return 2;
+    const bool bigtable = store_uri.starts_with("bigtable://");
+    if (!store_uri.empty() && !db.empty() && !bigtable) {
+      fmt::print(stderr, "tessera: error: run: --db is only for a Bigtable --store's http log\n");
+      return 2;
+    }
+    return tessera::RunLiveCommand(sql_path, location, bigtable ? db : "", http, *interval, threads,
+                                   run_memory_mb);
   }
   if (serve_cmd->parsed()) {
     auto interval = tessera::ParseDurationMillis(refresh_interval);
@@ -453,7 +550,8 @@ int main(int argc, char** argv) {
                                : tessera::StatusMessage(interval.status()));
       return 2;
     }
-    return tessera::RunServeCommand(db, http, secondary_dir, *interval);
+    if (!need_store(serve_cmd)) return 2;
+    return tessera::RunServeCommand(location, http, secondary_dir, *interval);
   }
 
   if (backfill->parsed()) {
@@ -474,15 +572,19 @@ int main(int argc, char** argv) {
       }
       options.max_future_ms = *ms;
     }
-    return tessera::RunBackfillCommand(sql_path, inputs, db, options);
+    if (!need_store(backfill)) return 2;
+    return tessera::RunBackfillCommand(sql_path, inputs, location, options);
   }
-  if (get->parsed()) return tessera::RunGetCommand(db, view, keys, at, windows, timing);
+  if (get->parsed()) {
+    if (!need_store(get)) return 2;
+    return tessera::RunGetCommand(location, view, keys, at, windows, timing);
+  }
   if (explain->parsed()) {
-    if (sql_path.empty() && db.empty()) {
-      fmt::print(stderr, "tessera: error: explain needs --sql FILE or --db DIR\n");
+    if (sql_path.empty() && location.empty()) {
+      fmt::print(stderr, "tessera: error: explain needs --sql FILE, --store URI or --db DIR\n");
       return 2;
     }
-    return tessera::RunExplainCommand(sql_path, db);
+    return tessera::RunExplainCommand(sql_path, location);
   }
   return 0;
 }

@@ -115,6 +115,27 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard, std::vector<Rol
   }
 }
 
+// A tile of one writer slot to write: the merge of its deltas (a rollup's from several base
+// tiles of the flush).
+struct SlotDelta {
+  TileKey key;
+  const std::byte* block = nullptr;          // a base tile's open block
+  std::unique_ptr<tile::OwnedBlock> merged;  // a rollup's merged deltas
+};
+struct SlotTileRef {
+  uint32_t slot;
+  std::string_view entity;
+  Resolution resolution;
+  int64_t start_ms;
+  friend bool operator==(const SlotTileRef&, const SlotTileRef&) = default;
+};
+struct SlotTileRefHash {
+  size_t operator()(const SlotTileRef& r) const {
+    return HashInt(Hash64(r.entity) ^ static_cast<uint64_t>(r.start_ms) * 31 ^
+                   (static_cast<uint64_t>(r.slot) << 8) ^ static_cast<uint64_t>(r.resolution));
+  }
+};
+
 }  // namespace
 
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
@@ -185,6 +206,77 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
         ++stats->rollup_tiles;
       }
       out->tiles.emplace_back(std::move(p.key), std::move(bytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AppendSlotTag(uint32_t slot, std::string* out) {
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>(slot >> shift));
+}
+
+uint32_t SlotOfTaggedKey(std::string_view tagged) {
+  uint32_t slot = 0;
+  for (size_t i = 0; i < kSlotTagBytes; ++i) {
+    slot = slot << 8 | static_cast<uint8_t>(tagged[i]);
+  }
+  return slot;
+}
+
+absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
+                             store::SlotStore* slots, const std::vector<std::string>& slot_names,
+                             FlushOutput* out, FlushStats* stats) {
+  const tile::TileLayout& layout = *view.layout;
+  absl::flat_hash_map<uint32_t, std::vector<SlotDelta>> by_slot;
+  absl::flat_hash_map<SlotTileRef, std::pair<uint32_t, size_t>, SlotTileRefHash> rollup_index;
+  for (const TileShard::Entry& e : shard.entries()) {
+    const uint32_t slot = SlotOfTaggedKey(e.key);
+    const std::string_view entity = EntityOfTaggedKey(e.key);
+    std::vector<SlotDelta>& deltas = by_slot[slot];
+    deltas.push_back(SlotDelta{TileKey{view.id, std::string(entity), Resolution::kBase, e.start_ms},
+                               e.block, nullptr});
+    for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) {
+      const int64_t start = tile::ParentSlot(res, e.start_ms);
+      auto [it, inserted] =
+          rollup_index.try_emplace(SlotTileRef{slot, entity, res, start}, slot, deltas.size());
+      if (inserted) {
+        deltas.push_back(SlotDelta{TileKey{view.id, std::string(entity), res, start}, nullptr,
+                                   std::make_unique<tile::OwnedBlock>(layout)});
+      }
+      layout.Merge(deltas[it->second.second].merged->data(), e.block);
+    }
+  }
+
+  constexpr size_t kBatch = 4096;
+  tile::OwnedBlock stored(layout);
+  std::vector<TileKey> keys;
+  std::vector<std::optional<std::string>> values;
+  for (auto& [slot, deltas] : by_slot) {
+    for (size_t begin = 0; begin < deltas.size(); begin += kBatch) {
+      const size_t end = std::min(deltas.size(), begin + kBatch);
+      keys.clear();
+      for (size_t i = begin; i < end; ++i) keys.push_back(deltas[i].key);
+      TESSERA_RETURN_IF_ERROR(slots->MultiGetSlot(slot_names[slot], keys, &values));
+      for (size_t i = begin; i < end; ++i) {
+        SlotDelta& d = deltas[i];
+        stored.Reset();
+        const std::optional<std::string>& existing = values[i - begin];
+        if (existing.has_value()) {
+          absl::Status s = layout.Deserialize(*existing, stored.data());
+          if (!s.ok()) return UnreadableTile(view, d.key.entity_key, d.key.start_ms, s);
+          ++stats->merged_with_stored;
+        }
+        layout.Merge(stored.data(), d.block != nullptr ? d.block : d.merged->data());
+        std::string bytes;
+        layout.Serialize(stored.data(), &bytes);
+        if (d.key.resolution == Resolution::kBase) {
+          ++stats->base_tiles;
+        } else {
+          ++stats->rollup_tiles;
+        }
+        out->tiles.emplace_back(std::move(d.key), std::move(bytes));
+        out->tile_slots.push_back(slot);
+      }
     }
   }
   return absl::OkStatus();

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "engine/catalog_store.h"
 #include "engine/rollups.h"
 #include "engine/tile_shard.h"
+#include "store/slot_store.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -35,6 +37,9 @@ struct FlushStats {
 // What a flush of one shard produces.
 struct FlushOutput {
   std::vector<std::pair<store::TileKey, std::string>> tiles;
+  // Slot-partitioned flushes only (FlushShardSlots): tile_slots[i] is the writer slot (an index
+  // into the pipeline's slot names) whose cell tiles[i] is.
+  std::vector<uint32_t> tile_slots;
   // Rollups of open slots that this flush's base tiles fall in (owed: built once the slot
   // closes). Keys point into the flushed shard.
   std::vector<RollupRef> owed;
@@ -43,6 +48,7 @@ struct FlushOutput {
 
   void clear() {
     tiles.clear();
+    tile_slots.clear();
     owed.clear();
     settled.clear();
   }
@@ -64,5 +70,25 @@ struct FlushOutput {
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats);
+
+// The open tile keys of a slot-partitioned pipeline (a store with writer slots,
+// store/slot_store.h): each key is the writer slot's index (4 bytes, big-endian) followed by
+// the entity key, so the open tiles keep each slot's rows apart.
+inline constexpr size_t kSlotTagBytes = 4;
+void AppendSlotTag(uint32_t slot, std::string* out);
+uint32_t SlotOfTaggedKey(std::string_view tagged);
+inline std::string_view EntityOfTaggedKey(std::string_view tagged) {
+  return tagged.substr(kSlotTagBytes);
+}
+
+// The flush of one shard of a slot-partitioned pipeline (docs/scale_out.md): for every open
+// tile (slot, key, start), the slot's own committed cells of the base tile and of its hour and
+// day rollups are read (SlotStore::MultiGetSlot), merged with the delta, and appended to `out`
+// with their slot in out->tile_slots. Rollups are kept up to date at every flush (never owed),
+// so a slot's rollup is always the merge of its base cells at the same version.
+// `slot_names[i]` is the name of slot i. Thread-safe for distinct shards.
+absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
+                             store::SlotStore* slots, const std::vector<std::string>& slot_names,
+                             FlushOutput* out, FlushStats* stats);
 
 }  // namespace tessera::engine

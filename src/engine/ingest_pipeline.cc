@@ -1,13 +1,18 @@
 #include "engine/ingest_pipeline.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <barrier>
 #include <limits>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
 #include "sql/expr.h"
@@ -38,6 +43,7 @@ struct IngestPipeline::Worker {
   Arena arena;  // strings made by expressions and composite keys, reset per round
   bool has_batch = false;
   uint64_t seq = 0;
+  uint32_t slot = 0;  // the chunk's writer slot (stores with slots only)
   source::DecodeStats decode;
   std::vector<uint8_t> late;
   std::vector<ViewPrep> views;
@@ -93,6 +99,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
     : source_(source),
       views_(std::move(views)),
       store_(store),
+      slots_(store->slots()),
       options_(options),
       threads_(ResolveThreads(options_)),
       watermark_(source_.name, source_.lateness_ms),
@@ -128,6 +135,12 @@ IngestPipeline::~IngestPipeline() = default;
 
 absl::Status IngestPipeline::Init() {
   TESSERA_RETURN_IF_ERROR(watermark_.Load(store_));
+  if (slots_ != nullptr) {
+    // Reads use committed slots only; every flush reads the slot's own cells.
+    open_tiles_.Publish(nullptr);
+    store_may_hold_view_.assign(views_.size(), true);
+    return absl::OkStatus();
+  }
   open_tiles_.Publish(store_->GetSnapshot());
   // A view with no stored tile at all needs no read-merge-write on its first flush. The first
   // flush that writes tiles of a view also writes this marker, in the same atomic batch.
@@ -160,6 +173,8 @@ void IngestPipeline::Prepare(Worker* w) {
     key_cols.reserve(p.keys.size());
     for (auto& k : p.keys) key_cols.push_back(&k->Evaluate(cols, n, &w->arena));
     const bool single_string = key_cols.size() == 1 && key_cols[0]->type == DataType::kString;
+    std::string slot_tag;
+    if (slots_ != nullptr) AppendSlotTag(w->slot, &slot_tag);
     for (size_t r = 0; r < n; ++r) {
       if (p.status[r] != 1) continue;
       bool null_key = false;
@@ -187,6 +202,11 @@ void IngestPipeline::Prepare(Worker* w) {
       if (key.size() > kMaxEntityKeyBytes) {
         p.status[r] = 3;
         continue;
+      }
+      if (slots_ != nullptr) {
+        p.key_buffer.assign(slot_tag);
+        p.key_buffer.append(key);
+        key = w->arena.Copy(p.key_buffer);
       }
       p.key[r] = key;
       p.key_hash[r] = Hash64(key);
@@ -294,6 +314,7 @@ std::shared_ptr<const store::StoreSnapshot> IngestPipeline::MergeOpenTiles(
     const ViewRuntime& view, std::string_view key,
     std::span<const std::pair<int64_t, int64_t>> ranges, std::span<std::byte* const> blocks,
     int64_t* tiles_merged) {
+  if (slots_ != nullptr) return nullptr;  // open tiles are per slot: reads see commits only
   size_t vi = 0;
   while (vi < views_.size() && views_[vi] != &view) ++vi;
   if (vi == views_.size()) return nullptr;
@@ -345,6 +366,12 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   const int64_t closed_by = watermark_.closed_by();
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards; s += threads_) {
+      if (slots_ != nullptr) {
+        TESSERA_RETURN_IF_ERROR(FlushShardSlots(*views_[vi], open_tiles_.shard(vi, s), slots_,
+                                                slot_names_, &out,
+                                                &flush_stats_per_worker_[worker_index]));
+        continue;
+      }
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], open_tiles_.shard(vi, s), store_,
                                          store_may_hold_view_[vi], closed_by, &out,
                                          &flush_stats_per_worker_[worker_index]));
@@ -363,7 +390,89 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   return absl::OkStatus();
 }
 
+uint32_t IngestPipeline::SlotIndex(const std::string& lane) {
+  auto [it, inserted] = slot_of_lane_.try_emplace(lane, static_cast<uint32_t>(slot_names_.size()));
+  if (inserted) {
+    slot_names_.push_back(store::SlotName(ToLowerAscii(source_.name), lane));
+    slot_touched_.push_back(0);
+  }
+  return it->second;
+}
+
+absl::Status IngestPipeline::CommitSlots(Source* input) {
+  std::map<uint32_t, store::WriteBatch> batches;
+  for (uint32_t slot = 0; slot < slot_touched_.size(); ++slot) {
+    if (slot_touched_[slot] != 0) batches[slot];
+  }
+  for (FlushOutput& out : flush_out_) {
+    for (size_t i = 0; i < out.tiles.size(); ++i) {
+      batches[out.tile_slots[i]].tiles.push_back(std::move(out.tiles[i]));
+    }
+    out.clear();
+  }
+  // Metadata goes to the slot of its lane: a partition's offset and watermark lane to the
+  // partition's slot, the rest to the source's slot "" (a source without lanes). A source with
+  // lanes keeps nothing outside them (its newest event time is the newest of its lanes).
+  store::WriteBatch meta;
+  watermark_.AddToBatch(&meta);
+  const size_t lane_entries = meta.meta.size();
+  input->AddCheckpoint(&meta);
+  const std::string lane_prefix = store::meta::SourceLanePrefix(source_.name);
+  auto lane_of = [&](const std::string& key, bool from_source) -> std::optional<std::string> {
+    if (from_source) return input->CheckpointLane(key);
+    if (key.starts_with(lane_prefix)) return key.substr(lane_prefix.size());
+    return std::nullopt;
+  };
+  const bool has_whole_source_slot = slot_of_lane_.contains("");
+  for (size_t i = 0; i < meta.meta.size(); ++i) {
+    auto& [key, value] = meta.meta[i];
+    std::optional<std::string> lane = lane_of(key, i >= lane_entries);
+    if (!lane.has_value()) {
+      if (has_whole_source_slot) batches[SlotIndex("")].meta.emplace_back(key, value);
+      continue;
+    }
+    if (i >= lane_entries) {  // a checkpoint entry: the source owns that lane's slot
+      batches[SlotIndex(*lane)].meta.emplace_back(key, value);
+      continue;
+    }
+    auto it = slot_of_lane_.find(*lane);
+    // Watermark lanes of slots this flush does not commit belong to other owners or are
+    // unchanged since this pipeline last committed them.
+    if (it != slot_of_lane_.end() && batches.contains(it->second)) {
+      batches[it->second].meta.emplace_back(key, value);
+    }
+  }
+  for (std::string& key : meta.meta_deletes) {
+    std::optional<std::string> lane = input->CheckpointLane(key);
+    if (lane.has_value()) {
+      batches[SlotIndex(*lane)].meta_deletes.push_back(std::move(key));
+    } else if (has_whole_source_slot) {
+      batches[SlotIndex("")].meta_deletes.push_back(std::move(key));
+    }
+  }
+  const int64_t write_start = options_.clock->MonotonicNanos();
+  for (auto& [slot, batch] : batches) {
+    absl::Status s = slots_->CommitSlot(slot_names_[slot], batch);
+    if (!s.ok()) {
+      return Annotate(s, fmt::format("source '{}': commit of writer slot '{}'", source_.name,
+                                     slot_names_[slot]));
+    }
+  }
+  metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
+  std::fill(slot_touched_.begin(), slot_touched_.end(), 0);
+  input->Committed();
+  watermark_.Committed();
+  open_tiles_.SwapOut(nullptr);
+  open_tile_bytes_.store(0, std::memory_order_relaxed);
+  for (auto& fs : flush_stats_per_worker_) {
+    flush_stats_ += fs;
+    fs = FlushStats();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status IngestPipeline::CommitFlush(Source* input) {
+  if (slots_ != nullptr) return CommitSlots(input);
   store::WriteBatch batch = std::move(flush_meta_);
   flush_meta_ = store::WriteBatch();
   size_t total = 0;
@@ -422,6 +531,10 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
       } else if (*next == Source::Next::kChunk) {
         w->has_batch = true;
         w->seq = run->next_seq++;
+        if (slots_ != nullptr) {
+          w->slot = SlotIndex(w->origin.lane);
+          slot_touched_[w->slot] = 1;
+        }
       }
     }
   }
@@ -528,6 +641,12 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
 }
 
 absl::Status IngestPipeline::Run(Source* input) {
+  if (slots_ != nullptr && !input->ClaimsSlots()) {
+    // A source without lanes is one slot, claimed here: this process now owns it (an earlier
+    // owner is fenced). Its position was read before the claim, so two processes must not run
+    // one such source at once (docs/scale_out.md).
+    TESSERA_RETURN_IF_ERROR(slots_->ClaimSlot(slot_names_[SlotIndex("")]).status());
+  }
   RunState run(input, threads_, options_.clock->MonotonicNanos());
   std::vector<std::thread> threads;
   for (int i = 1; i < threads_; ++i) threads.emplace_back([this, i, &run] { WorkerLoop(i, &run); });

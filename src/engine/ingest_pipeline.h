@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
@@ -157,11 +158,24 @@ class IngestPipeline final : public OpenTileSource {
   // The latest event time accepted now (clock + max_future_ms).
   int64_t FutureLimit() const;
   absl::Status CommitFlush(Source* input);
+  // CommitFlush for a store with writer slots: one SlotStore::CommitSlot per slot that took
+  // rows or has a checkpoint entry since the last flush.
+  absl::Status CommitSlots(Source* input);
+  // The index of the writer slot of `lane`, registered on first use. Called under the input
+  // lock or on the coordinating thread between phases.
+  uint32_t SlotIndex(const std::string& lane);
   void PublishMetrics();
 
   const sql::SourceDef& source_;
   std::vector<const ViewRuntime*> views_;
   store::TileStore* store_;
+  // Non-null when the store takes flushes through writer slots (one per lane of the source):
+  // the open tiles then keep each slot's rows apart (keys tagged by slot, flusher.h) and reads
+  // never merge open tiles (they see what the slots committed).
+  store::SlotStore* slots_;
+  std::vector<std::string> slot_names_;                      // by slot index
+  absl::flat_hash_map<std::string, uint32_t> slot_of_lane_;  // lane -> slot index
+  std::vector<uint8_t> slot_touched_;  // per slot: took a chunk since the last flush
   PipelineOptions options_;
   int threads_;
 

@@ -14,6 +14,12 @@ absl::StatusOr<LiveSource> CreateLiveSource(const sql::SourceDef& source, const 
   const std::string connector = ConnectorOf(source);
   LiveSource out;
   if (connector == "http") {
+    if (env.log == nullptr) {
+      return FailedPrecondition(
+          "source '{}': connector 'http' keeps the bodies it acknowledges in a local log, and "
+          "this store has none: give `tessera run` a --db DIR for it beside --store",
+          source.name);
+    }
     HttpConnectorOptions o;
     o.ingest.columns = source.columns;
     o.ingest.time_column = source.time_column;

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +51,17 @@ class Source {
   // quiet for the source's idle timeout) or no longer assigned is left out. Sources with one
   // stream return false (their one lane, "", is always active). Called once per round.
   virtual bool ActiveLanes(std::vector<std::string>* active) { return false; }
+
+  // Stores with writer slots (store/slot_store.h, docs/scale_out.md), where each lane of a
+  // source is one slot. True when the source claims the slots of its lanes itself, before it
+  // reads their positions (Kafka: on assignment); otherwise the pipeline claims the slot of the
+  // source's one lane "" when it starts.
+  virtual bool ClaimsSlots() const { return false; }
+  // The lane whose slot a checkpoint entry of AddCheckpoint belongs to (Kafka: a partition's
+  // offset), or nullopt for an entry of the source as a whole (lane "").
+  virtual std::optional<std::string> CheckpointLane(std::string_view meta_key) const {
+    return std::nullopt;
+  }
 };
 
 }  // namespace tessera::source

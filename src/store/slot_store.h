@@ -24,6 +24,18 @@
 // fail from then on. The store object remembers the generation it claimed for each slot.
 namespace tessera::store {
 
+// The slot of a source's lane: "<source>" for the lane "" (a source without partitions),
+// "<source>/<lane>" otherwise (a Kafka partition: "<source>/<topic>/<partition>"). `source` is
+// the source's name in lower case.
+inline std::string SlotName(std::string_view source, std::string_view lane) {
+  std::string name(source);
+  if (!lane.empty()) {
+    name += '/';
+    name += lane;
+  }
+  return name;
+}
+
 struct SlotClaim {
   std::string slot;
   uint64_t generation = 0;  // > the generation of every earlier claim of the slot

@@ -9,10 +9,12 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "source/connector_options.h"
 #include "source/format/message_line.h"
 #include "source/source_env.h"
 #include "store/meta_keys.h"
+#include "store/slot_store.h"
 
 namespace tessera::source {
 
@@ -98,6 +100,7 @@ KafkaSource::KafkaSource(std::string source_name, KafkaOptions options, store::T
     : source_name_(std::move(source_name)),
       options_(std::move(options)),
       store_(store),
+      slots_(store->slots()),
       clock_(clock),
       metrics_(metrics) {}
 
@@ -184,7 +187,7 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
   Partition& p = it->second;
   if (added) {
     p.id = id;
-    p.lane = fmt::format("{}/{}", options_.topic, id);
+    p.lane = PartitionLane(id);
     p.input = fmt::format("kafka topic '{}' partition {}", options_.topic, id);
     if (metrics_ != nullptr) {
       const Labels labels = {
@@ -318,12 +321,26 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
     const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
     int64_t stored = -1;
-    absl::StatusOr<std::optional<std::string>> value = store_->GetMeta(key);
+    absl::StatusOr<std::optional<std::string>> value = ReadStoredOffset(tp.partition, key);
     absl::Status read = value.status();
     if (read.ok() && value->has_value()) {
       absl::StatusOr<int64_t> parsed = ParseOffset(**value, key);
       read = parsed.status();
       if (parsed.ok()) stored = *parsed;
+    }
+    if (read.ok() && slots_ != nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Partition& p = PartitionLocked(tp.partition);
+      if (p.handed_next > std::max(stored, p.committed_next)) {
+        // Rows of the partition are in the open tiles but not committed, and the slot may have
+        // had another owner since (this member lost it without a revocation): they cannot be
+        // kept apart from what that owner committed, so the pipeline must start over.
+        read = Aborted(
+            "source '{}': partition {} was assigned again while {} of its rows were not "
+            "committed (the partition was lost, e.g. after a pause longer than the session "
+            "timeout); restarting from the committed offset",
+            source_name_, tp.partition, p.handed_next - std::max(stored, p.committed_next));
+      }
     }
     if (!read.ok()) {
       // Leave the partition unassigned here (its messages are dropped) and fail the source: a
@@ -516,6 +533,31 @@ void KafkaSource::WaitForData(std::chrono::milliseconds max_wait) {
     }
     return false;
   });
+}
+
+absl::StatusOr<std::optional<std::string>> KafkaSource::ReadStoredOffset(int32_t partition,
+                                                                         const std::string& key) {
+  if (slots_ == nullptr) return store_->GetMeta(key);
+  // The claim fences the partition's earlier owner before its committed offset is read, so
+  // that offset is final: nobody else can commit the slot any more.
+  absl::StatusOr<store::SlotClaim> claim =
+      slots_->ClaimSlot(store::SlotName(ToLowerAscii(source_name_), PartitionLane(partition)));
+  if (!claim.ok()) return claim.status();
+  for (const auto& [k, v] : claim->meta) {
+    if (k == key) return std::optional<std::string>(v);
+  }
+  return std::optional<std::string>();
+}
+
+std::optional<std::string> KafkaSource::CheckpointLane(std::string_view meta_key) const {
+  const std::string prefix = store::meta::KafkaOffsetKey(source_name_, options_.topic, 0);
+  const std::string_view stem = std::string_view(prefix).substr(0, prefix.size() - 1);
+  if (!meta_key.starts_with(stem)) return std::nullopt;
+  int32_t partition = 0;
+  const std::string_view digits = meta_key.substr(stem.size());
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), partition);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return PartitionLane(partition);
 }
 
 void KafkaSource::AddCheckpoint(store::WriteBatch* batch) {

@@ -19,6 +19,7 @@
 #include "common/metrics.h"
 #include "source/source.h"
 #include "sql/plan.h"
+#include "store/slot_store.h"
 #include "store/tile_store.h"
 
 struct rd_kafka_s;
@@ -107,6 +108,8 @@ class KafkaSource final : public Source {
   void Committed() override;
   bool WantsFlush() override;
   bool ActiveLanes(std::vector<std::string>* active) override;
+  bool ClaimsSlots() const override { return slots_ != nullptr; }
+  std::optional<std::string> CheckpointLane(std::string_view meta_key) const override;
 
   // Partitions currently assigned (for tests).
   std::vector<int32_t> Assigned() const;
@@ -134,6 +137,12 @@ class KafkaSource final : public Source {
   KafkaSource(std::string source_name, KafkaOptions options, store::TileStore* store,
               const Clock* clock, MetricsRegistry* metrics);
   absl::Status Start();
+  std::string PartitionLane(int32_t partition) const {
+    return options_.topic + "/" + std::to_string(partition);
+  }
+  // The partition's stored next offset. With writer slots, claims the partition's slot first.
+  absl::StatusOr<std::optional<std::string>> ReadStoredOffset(int32_t partition,
+                                                              const std::string& key);
   void PollLoop();
   void OnRebalance(int err, rd_kafka_topic_partition_list_s* partitions);
   void Assign(rd_kafka_topic_partition_list_s* partitions);
@@ -148,6 +157,8 @@ class KafkaSource final : public Source {
   const std::string source_name_;
   const KafkaOptions options_;
   store::TileStore* const store_;
+  store::SlotStore* const
+      slots_;  // non-null: each partition is a writer slot, claimed on assignment
   const Clock* const clock_;
   MetricsRegistry* const metrics_;
 
