@@ -231,9 +231,10 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     }
     expired = Coalesce(std::move(expired));
     bool raced = false;
-    for (const auto& [from, to] : expired) {
+    for (const auto& range : expired) {
+      const int64_t from = range.first;
       TESSERA_RETURN_IF_ERROR(store_->Scan(view_->id, key, store::Resolution::kHour,
-                                           AlignDown(from, kMillisPerHour), to,
+                                           AlignDown(from, kMillisPerHour), range.second,
                                            [&](int64_t start, std::string_view) {
                                              if (start + kMillisPerHour > from) raced = true;
                                            }));

@@ -75,7 +75,10 @@ class BaseRetentionFilter final : public rocksdb::CompactionFilter {
 std::unique_ptr<rocksdb::CompactionFilter> BaseRetentionFilterFactory::CreateCompactionFilter(
     const rocksdb::CompactionFilter::Context& /*context*/) {
   const int64_t retention = retention_ms();
-  if (retention <= 0 || db_.load(std::memory_order_acquire) == nullptr) return nullptr;
+  if (retention <= 0 || retention > kMaxDurationMs ||
+      db_.load(std::memory_order_acquire) == nullptr) {
+    return nullptr;
+  }
   const int64_t cutoff = clock_->NowMillis() - retention - kRetentionClockSlackMs;
   if (cutoff < kMinTimestampMs) return nullptr;
   return std::make_unique<BaseRetentionFilter>(this, AlignDown(cutoff, kMillisPerDay));

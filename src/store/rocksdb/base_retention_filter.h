@@ -54,7 +54,8 @@ class BaseRetentionFilterFactory final : public rocksdb::CompactionFilterFactory
   // closes) keeps every tile. `db` must stay open until SetDb(nullptr) has returned and the
   // compactions running then have finished (DB::Close waits for them).
   void SetDb(rocksdb::DB* db) { db_.store(db, std::memory_order_release); }
-  // R in ms; 0 keeps every tile. Compactions starting afterwards use it.
+  // R in ms; 0 (or more than kMaxDurationMs) keeps every tile. Compactions starting afterwards
+  // use it.
   void SetRetention(int64_t ms) { retention_ms_.store(ms, std::memory_order_relaxed); }
   int64_t retention_ms() const { return retention_ms_.load(std::memory_order_relaxed); }
   // Base tiles dropped so far by this factory's filters.
