@@ -100,13 +100,15 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   result.at_ms = tile::ComputeWindow(at_ms, def.tile_ms, def.tile_ms).effective_at_ms;
 
   // Base tiles before `kept_from` may have been deleted by the retention (engine/retention.h);
-  // there the read rounds `at` up and tails down to the hour, so it needs hour rollups only.
-  // Views without hour rollups (1h tiles) keep their base tiles.
+  // there the read rounds `at` up and tails down to the next rollup level, so it needs rollups
+  // only: the hour, or the day for views whose base tiles are hours (RocksDB keeps their base
+  // tiles, but Bigtable's GC rule ages out every view's base cells alike).
   int64_t kept_from = std::numeric_limits<int64_t>::min();
-  if (options_.base_retention_ms > 0 && tile::HasHourRollups(def.tile_ms)) {
+  const int64_t round_to = tile::HasHourRollups(def.tile_ms) ? kMillisPerHour : kMillisPerDay;
+  if (options_.base_retention_ms > 0) {
     const Clock* clock = options_.clock != nullptr ? options_.clock : SystemClock::Default();
     kept_from = BaseTilesKeptFrom(clock->NowMillis(), options_.base_retention_ms);
-    if (result.at_ms < kept_from) result.at_ms = tile::AlignUp(result.at_ms, kMillisPerHour);
+    if (result.at_ms < kept_from) result.at_ms = tile::AlignUp(result.at_ms, round_to);
   }
 
   // All windows end at the same (effective) `at`, so they are nested: shortest first, each
@@ -127,8 +129,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     // unless the retention rounded `at`.
     int64_t from =
         tile::ComputeWindow(result.at_ms, windows[order[k]].length_ms, def.tile_ms).from_ms;
-    if (from < kept_from && AlignDown(from, kMillisPerHour) != from) {
-      from = AlignDown(from, kMillisPerHour);
+    if (from < kept_from && AlignDown(from, round_to) != from) {
+      from = AlignDown(from, round_to);
       wr.tail_from_ms = from;
     }
     parts[k] = {std::min(from, prev_from), prev_from};

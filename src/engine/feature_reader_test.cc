@@ -302,17 +302,22 @@ TEST_F(RetentionReadTest, AtBeforeTheCutoffIsRoundedUpToTheHour) {
   EXPECT_NE(Json(got).find("\"requested_at\""), std::string::npos);
 }
 
-// A view with 1h tiles has no hour rollups to round to (its base tiles are the hours, and the
-// RocksDB retention keeps them): reads are unchanged.
-TEST_F(RetentionReadTest, HourTileViewsAreUnchanged) {
+// A view with 1h tiles has no hour rollups: past the retention its reads round to the day (on
+// Bigtable its base cells age out like every view's): `at` up, tails down.
+TEST_F(RetentionReadTest, HourTileViewsRoundToTheDay) {
   const ViewRuntime* hourly = catalog_->FindView("hourly");
   ASSERT_NE(hourly, nullptr);
   const int64_t at = kT0 + 3 * kDay + 5 * kHour + 20 * kMillisPerMinute;
-  const FeatureResult plain = ReadFrom(&full_, 0, at, "1h,7d", hourly);
-  const FeatureResult with_retention = ReadFrom(&full_, kRetention, at, "1h,7d", hourly);
-  EXPECT_EQ(with_retention.at_ms, plain.at_ms);
-  EXPECT_EQ(with_retention.tiles_read, plain.tiles_read);
-  EXPECT_FALSE(with_retention.windows[1].tail_from_ms.has_value());
+  const FeatureResult got = ReadFrom(&full_, kRetention, at, "1h,7d", hourly);
+  const int64_t day_end = kT0 + 4 * kDay;
+  EXPECT_EQ(got.at_ms, day_end);
+  ASSERT_TRUE(got.windows[0].tail_from_ms.has_value());  // [day_end - 1h, …) from the day
+  EXPECT_EQ(*got.windows[0].tail_from_ms, day_end - kDay);
+  EXPECT_FALSE(got.windows[1].tail_from_ms.has_value());  // 7 whole days already
+  EXPECT_EQ(got.windows[0].features,
+            ReadFrom(&full_, 0, day_end, "1d", hourly).windows[0].features);
+  EXPECT_EQ(got.windows[1].features,
+            ReadFrom(&full_, 0, day_end, "7d", hourly).windows[0].features);
 }
 
 // A store where, right before each of the first `races` base-tile fetches, a "compaction"
