@@ -228,7 +228,23 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
   }
   std::sort(order.begin(), order.end(),
             [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
-  if (run->input->ActiveLanes(&active_lanes_)) watermark_.SetActiveLanes(active_lanes_);
+  if (run->input->ActiveLanes(&active_lanes_)) {
+    // A lane that just became active may have been advanced meanwhile by another process
+    // sharing the store (a partition that moved here): its rows are judged from there on.
+    for (const std::string& lane : active_lanes_) {
+      if (std::find(last_active_lanes_.begin(), last_active_lanes_.end(), lane) !=
+          last_active_lanes_.end()) {
+        continue;
+      }
+      absl::Status s = watermark_.ReloadLane(store_, lane);
+      if (!s.ok() && run->input_error.ok()) {
+        run->input_error = s;
+        run->input_done = true;
+      }
+    }
+    last_active_lanes_ = active_lanes_;
+    watermark_.SetActiveLanes(active_lanes_);
+  }
   for (Worker* w : order) {
     const size_t n = w->round_batch->num_rows;
     source_counters_.late += watermark_.MarkLate(

@@ -181,7 +181,8 @@ class IngestPipeline final : public OpenTileSource {
   int threads_;
 
   Watermark watermark_;
-  std::vector<std::string> active_lanes_;  // scratch for Source::ActiveLanes
+  std::vector<std::string> active_lanes_;       // scratch for Source::ActiveLanes
+  std::vector<std::string> last_active_lanes_;  // the active lanes of the previous round
   OpenTiles open_tiles_;
   PipelineMetrics metrics_;
   std::atomic<bool> stop_{false};

@@ -55,6 +55,20 @@ absl::Status Watermark::Load(store::TileStore* store) {
   return absl::OkStatus();
 }
 
+absl::Status Watermark::ReloadLane(store::TileStore* store, const std::string& lane) {
+  if (lane.empty()) return absl::OkStatus();
+  TESSERA_ASSIGN_OR_RETURN(
+      std::optional<std::string> stored,
+      store->GetMeta(store::meta::SourceLaneMaxEventTimeKey(source_name_, lane)));
+  if (!stored.has_value()) return absl::OkStatus();
+  TESSERA_ASSIGN_OR_RETURN(int64_t ms, ParseMillis(*stored, source_name_, "watermark lane"));
+  int64_t& held = lanes_.try_emplace(lane, kNone).first->second;
+  held = std::max(held, ms);
+  max_event_time_ms_ = std::max(max_event_time_ms_, ms);
+  Recompute();
+  return absl::OkStatus();
+}
+
 void Watermark::SetActiveLanes(std::vector<std::string> active) {
   active_ = std::move(active);
   for (const std::string& lane : active_) lanes_.try_emplace(lane, kNone);

@@ -45,6 +45,11 @@ class Watermark {
   // the active set). By default the one lane "" is active.
   void SetActiveLanes(std::vector<std::string> active);
 
+  // Reads `lane`'s persisted newest event time again and keeps the larger of it and the one
+  // held: for a lane that just became active here after another process may have advanced it
+  // (a Kafka partition moving between workers of one shared store). DataLoss when corrupt.
+  absl::Status ReloadLane(store::TileStore* store, const std::string& lane);
+
   // Walks one batch of lane `lane` in stream order: marks (*late)[r] = 1 for each row older than
   // the watermark as it stands when the row arrives, else 0, and advances the lane's newest
   // event time. Returns the number of late rows. *late is resized to the batch.

@@ -31,6 +31,34 @@ TEST(Watermark, MarksLateRowsInStreamOrder) {
   EXPECT_TRUE(late.empty());
 }
 
+// A lane that moves here from another process sharing the store is judged from the newest
+// time that process committed, not from "no time yet" (which would accept any row).
+TEST(Watermark, ReloadLaneAdoptsWhatAnotherProcessCommitted) {
+  store::MemoryTileStore store;
+  Watermark wm("s", kLateness);
+  ASSERT_TRUE(wm.Load(&store).ok());
+  wm.SetActiveLanes({"t/0", "t/1"});
+  std::vector<uint8_t> late;
+  EXPECT_EQ(wm.MarkLate("t/0", std::vector<int64_t>{500'000}, &late), 0);
+  EXPECT_EQ(wm.closed_by(), Watermark::kNone);  // t/1 has no time yet
+
+  // Another process owned t/1 and committed its lane at 400'000.
+  Watermark other("s", kLateness);
+  other.MarkLate("t/1", std::vector<int64_t>{400'000}, &late);
+  store::WriteBatch batch;
+  other.AddToBatch(&batch);
+  ASSERT_TRUE(store.Write(batch).ok());
+
+  ASSERT_TRUE(wm.ReloadLane(&store, "t/1").ok());
+  wm.SetActiveLanes({"t/0", "t/1"});
+  EXPECT_EQ(wm.closed_by(), 400'000 - kLateness);
+  EXPECT_EQ(wm.MarkLate("t/1", std::vector<int64_t>{100'000, 395'000}, &late), 1);
+  EXPECT_EQ(late, (std::vector<uint8_t>{1, 0}));
+  // Reloading never moves a lane back.
+  ASSERT_TRUE(wm.ReloadLane(&store, "t/0").ok());
+  EXPECT_EQ(wm.lanes().at("t/0"), 500'000);
+}
+
 TEST(Watermark, TheFirstRowIsNeverLate) {
   Watermark wm("s", kLateness);
   std::vector<uint8_t> late;
