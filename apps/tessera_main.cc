@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -335,42 +336,43 @@ class ScopedTempDir {
   std::string path_;
 };
 
-// `tessera serve`: a RocksDB secondary instance of the DB that follows its writer (`tessera
+// `tessera serve`: for RocksDB, a secondary instance of the DB that follows its writer (`tessera
 // run`, if any) by catching up every `refresh_interval_ms`; see serve::DbFollower for the
-// staleness bound.
+// staleness bound. For Bigtable, reads of the committed slots (docs/scale_out.md); the
+// catalog is followed at the same interval either way.
 int RunServeCommand(const std::string& location, const std::string& http,
                     const std::string& secondary_dir, int64_t refresh_interval_ms) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
+  std::unique_ptr<ScopedTempDir> temp_secondary;
+  std::unique_ptr<store::TileStore> owned;
+  std::function<absl::Status()> catch_up;
   if (IsBigtableUri(location)) {
     // Every read sees what the writers committed (through the store's short commit-state
-    // cache): nothing to follow.
-    auto opened = OpenDbWithCatalog(location, "", /*read_only=*/true, /*bulk=*/false);
+    // cache): there is nothing to catch up with, but the catalog is still followed.
+    auto opened = store::OpenBigtableStore(location);
     if (!opened.ok()) return Fail(opened.status());
-    MetricsRegistry metrics;
-    serve::FeatureService::Options service_options;
-    service_options.read_only = true;
-    serve::FeatureService service(opened->catalog.get(), opened->store.get(), &metrics,
-                                  SystemClock::Default(), service_options);
-    serve::HttpServer server(*listen);
-    service.RegisterRoutes(&server);
-    return ServeUntilSignal(signals, &server, &service, nullptr);
-  }
-  std::unique_ptr<ScopedTempDir> temp_secondary;
-  store::RocksDbOptions opts;
-  opts.create_if_missing = false;
-  if (secondary_dir.empty()) {
-    auto created = ScopedTempDir::Create("tessera-serve-");
-    if (!created.ok()) return Fail(created.status());
-    temp_secondary = std::move(*created);
-    opts.secondary_dir = temp_secondary->path();
+    owned = std::move(*opened);
+    catch_up = [] { return absl::OkStatus(); };
   } else {
-    opts.secondary_dir = secondary_dir;
+    store::RocksDbOptions opts;
+    opts.create_if_missing = false;
+    if (secondary_dir.empty()) {
+      auto created = ScopedTempDir::Create("tessera-serve-");
+      if (!created.ok()) return Fail(created.status());
+      temp_secondary = std::move(*created);
+      opts.secondary_dir = temp_secondary->path();
+    } else {
+      opts.secondary_dir = secondary_dir;
+    }
+    auto opened = store::RocksDbTileStore::Open(location, opts);
+    if (!opened.ok()) return Fail(opened.status());
+    store::RocksDbTileStore* rocksdb = opened->get();
+    catch_up = [rocksdb] { return rocksdb->CatchUp(); };
+    owned = std::move(*opened);
   }
-  auto opened = store::RocksDbTileStore::Open(location, opts);
-  if (!opened.ok()) return Fail(opened.status());
-  store::RocksDbTileStore* store = opened->get();
+  store::TileStore* store = owned.get();
   auto catalog = engine::CatalogStore::Load(store);
   if (!catalog.ok()) return Fail(catalog.status());
   MetricsRegistry metrics;
@@ -381,8 +383,7 @@ int RunServeCommand(const std::string& location, const std::string& http,
   serve::DbFollower::Options follow;
   follow.interval = std::chrono::milliseconds(refresh_interval_ms);
   follow.stale_after = std::max(std::chrono::milliseconds(10'000), 20 * follow.interval);
-  serve::DbFollower follower([store] { return store->CatchUp(); }, store, &service, &metrics,
-                             SystemClock::Default(), follow);
+  serve::DbFollower follower(catch_up, store, &service, &metrics, SystemClock::Default(), follow);
   absl::Status init = follower.Init();
   if (!init.ok()) return Fail(init);
   serve::HttpServer server(*listen);

@@ -492,6 +492,7 @@ TEST_P(SlotStoreConformanceTest, DistinctSlotsCommitConcurrently) {
   constexpr int kSlots = 4;
   constexpr int kCommits = 50;
   std::vector<std::thread> threads;
+  threads.reserve(kSlots);
   std::vector<absl::Status> results(kSlots);
   for (int s = 0; s < kSlots; ++s) {
     threads.emplace_back([&, s] {

@@ -90,12 +90,11 @@ absl::Status MemorySlotTileStore::MultiGetSlot(std::string_view slot,
                                                std::vector<std::optional<std::string>>* values) {
   values->assign(keys.size(), std::nullopt);
   ReaderMutexLock lock(&state_->mu_);
-  const MemorySlotState::Tables& tables = state_->tables_;
-  const MemorySlotState::SlotRow* row = Find(tables.slots, slot);
+  const MemorySlotState::SlotRow* row = Find(state_->tables_.slots, slot);
   if (row == nullptr) return absl::OkStatus();
   for (size_t i = 0; i < keys.size(); ++i) {
-    auto tile = tables.cells.find(IdOf(keys[i]));
-    if (tile == tables.cells.end()) continue;
+    auto tile = state_->tables_.cells.find(IdOf(keys[i]));
+    if (tile == state_->tables_.cells.end()) continue;
     const MemorySlotState::Versions* versions = Find(tile->second, slot);
     if (versions == nullptr) continue;
     if (const std::string* cell = NewestValid(*versions, row)) (*values)[i] = *cell;

@@ -142,7 +142,7 @@ class MemorySlotTileStore final : public TileStore, public SlotStore {
                       absl::Status status = absl::UnavailableError("injected commit fault"));
   // Runs `hook(slot)` in every later commit between its cell writes and its commit row, with no
   // lock held: it may read this store, or claim the slot through a peer to fence the commit.
-  // Null clears it. Not to be changed while a commit runs.
+  // Null clears it; a commit already running keeps the hook it started with.
   void SetBeforeCommitHook(std::function<void(std::string_view slot)> hook);
 
   // Cells stored in the table, valid or not (to check that garbage is cleaned up).
