@@ -982,6 +982,14 @@ class KafkaProducer:
             self.proc.wait()
 
 
+def kafka_produce(bootstrap, topic, messages):
+    """Produces [(key, value)] with one `kcat -P -K:` and returns once all are delivered (kcat
+    exits after its final flush). A long-lived KafkaProducer reads its stdin in blocks, so a few
+    messages may wait in its buffer; this one is for rows that must go out now."""
+    run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-K:", "-X", "linger.ms=5"],
+        input="".join("%s:%s\n" % kv for kv in messages))
+
+
 def kafka_message_key(line):
     """The Kafka key of a line: its user_id, or "-" (malformed lines, NULL or non-string ids)."""
     try:
