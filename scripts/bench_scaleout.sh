@@ -158,7 +158,7 @@ def bench(k):
         cpu = [b - a for a, b in zip(cpu_first, cpu_done)]
         detail = ("%d worker(s): %d rows in %.1f s from the first row handed until every "
                   "partition's offset was committed: %.0f rows/s" % (k, n, secs, n / secs))
-        if k > 1 and t_split is not None and t_done > t_split:
+        if k > 1 and t_split is not None and t_first < t_split < t_done:
             detail += ("; %.0f rows/s after the group split (%.1f s after the first row, %d "
                        "rows committed by then)" % ((n - committed_split) / (t_done - t_split),
                                                     t_split - t_first, committed_split))
@@ -166,6 +166,7 @@ def bench(k):
                    "(%.1f s of wall on %d cores); emulator RSS %d MB" % (
                        "+".join("%.1f" % c for c in cpu[:-2]), cpu[-2], cpu[-1], secs,
                        os.cpu_count(), (emu.rss_kb() or 0) // 1024))
+        detail += "; load average %.1f at the end (other work on the machine)" % os.getloadavg()[0]
         for s, c in workers:
             c.close()
             rc, _ = s.terminate(60)
