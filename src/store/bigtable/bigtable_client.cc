@@ -211,8 +211,8 @@ struct BigtableClient::Metrics {
 
 // The retry policy of one call: counts failed attempts and sleeps the backoff between them.
 struct BigtableClient::Retrier {
-  Retrier(const BigtableRetryOptions& options, const Clock* clock)
-      : options(options), clock(clock), start_nanos(clock->MonotonicNanos()) {}
+  Retrier(const BigtableRetryOptions& options, const Clock* clock, grpc::Channel* channel)
+      : options(options), clock(clock), channel(channel), start_nanos(clock->MonotonicNanos()) {}
 
   // After a failed attempt with `code`: sleeps the backoff and returns true when another
   // attempt should run; false when the code is not retryable or the budget is spent.
@@ -228,12 +228,18 @@ struct BigtableClient::Retrier {
     std::uniform_int_distribution<int64_t> jitter(backoff / 2, backoff);
     const int64_t sleep_ms = std::min(jitter(Rng()), left_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    // This backoff replaces gRPC's reconnect backoff (which would fail the next attempts at once
+    // until its own, longer timer fires): reconnect now.
+    if (code == absl::StatusCode::kUnavailable) {
+      grpc::experimental::ChannelResetConnectionBackoff(channel);
+    }
     return true;
   }
   bool retrying() const { return failed > 0; }
 
   const BigtableRetryOptions& options;
   const Clock* clock;
+  grpc::Channel* channel;
   const int64_t start_nanos;
   int failed = 0;
 };
@@ -278,8 +284,10 @@ absl::StatusOr<std::unique_ptr<BigtableClient>> BigtableClient::Create(
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
     // Reconnect soon after an outage (gRPC's default backoff grows to two minutes).
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+    // A channel of its own: a new client (e.g. `store init` after an outage) connects at once
+    // instead of inheriting the reconnect backoff of another client's shared subchannel.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     return grpc::CreateCustomChannel(t.address, creds, args);
   };
   absl::StatusOr<std::shared_ptr<grpc::Channel>> d = channel(data);
@@ -300,7 +308,7 @@ absl::StatusOr<std::unique_ptr<BigtableClient>> BigtableClient::Create(
 absl::Status BigtableClient::Unary(std::string_view method, bool admin_call,
                                    const std::function<grpc::Status(grpc::ClientContext*)>& call,
                                    bool* retried_after_unknown_outcome) {
-  Retrier retrier(options_.retry, clock_);
+  Retrier retrier(options_.retry, clock_, admin_call ? admin_channel_.get() : data_channel_.get());
   while (true) {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineAfter(options_.rpc_timeout_ms));
@@ -331,7 +339,7 @@ absl::Status BigtableClient::ReadRows(const pb::RowSet& rows, const pb::RowFilte
                                       const std::function<absl::Status(BigtableRow&&)>& on_row) {
   if (rows.row_keys_size() == 0 && rows.row_ranges_size() == 0) return absl::OkStatus();
   pb::RowSet remaining = rows;
-  Retrier retrier(options_.retry, clock_);
+  Retrier retrier(options_.retry, clock_, data_channel_.get());
   std::optional<std::string> last_key;
   while (true) {
     pb::ReadRowsRequest req;
@@ -445,7 +453,7 @@ absl::Status BigtableClient::MutateRows(std::vector<pb::MutateRowsRequest::Entry
 
 absl::Status BigtableClient::MutateBatch(const std::vector<pb::MutateRowsRequest::Entry>& all,
                                          std::vector<size_t> pending) {
-  Retrier retrier(options_.retry, clock_);
+  Retrier retrier(options_.retry, clock_, data_channel_.get());
   while (true) {
     pb::MutateRowsRequest req;
     req.set_table_name(table_name_);
