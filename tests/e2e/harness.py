@@ -881,6 +881,7 @@ class BigtableEmulator:
 
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
+        log_from = log.tell()  # the log may hold earlier runs' lines
         self.proc = subprocess.Popen([self.binary, "-host", "127.0.0.1", "-port", "0"],
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -889,6 +890,7 @@ class BigtableEmulator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             with open(self.log_path, errors="replace") as f:
+                f.seek(log_from)
                 m = re.search(r"Cloud Bigtable emulator running on (\S+)", f.read())
             if m:
                 self.host = m.group(1)
