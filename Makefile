@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -44,6 +44,12 @@ bench-kafka: deps build
 # Rows/s from the Pub/Sub emulator into durable tiles (the `make bench` view and events).
 bench-pubsub: deps build
 	scripts/bench_pubsub.py $(RELEASE)
+
+# Rows/s from Kafka (the bench-kafka stream, mock cluster) into Bigtable tiles (the emulator) with
+# one `tessera run` worker and with two in one group. The emulator shares this machine's cores:
+# a ceiling of the box, not Bigtable's throughput.
+bench-scaleout: deps build
+	scripts/bench_scaleout.sh $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null

@@ -13,6 +13,10 @@ One module so that the tests import it instead of each other:
   port (it binds 127.0.0.1:0 and prints the address, so no port can be taken in between) and
   killed at exit if a test fails before stopping it;
 - the Pub/Sub emulator: found, started on a free port, set up and published to over REST;
+- the Bigtable emulator: found, started on a free port (`BIGTABLE_EMULATOR_HOST` for the
+  `tessera` commands that use `--store bigtable://…`);
+- Kafka: `tessera-kafka-mock` held by a pipe, a kcat producer, a keyed stream whose on-time rows
+  do not depend on how partitions interleave, reading a topic back, per-partition metrics;
 - HTTP helpers: a keep-alive client, raw exchanges, /metrics parsing;
 - reporting: a failure list and the common epilogue.
 
@@ -747,6 +751,19 @@ class Server:
         return log_tail(self.log_path, n)
 
 
+class Command(Server):
+    """Any `tessera` command that serves HTTP and prints the listening line (`run --store …`,
+    `serve`), given as the arguments after the binary; started, stopped and killed at exit like
+    Server. `env` is the whole environment of the process (None: this one's)."""
+
+    def __init__(self, tessera, args, log_path, env=None):
+        super().__init__(tessera, None, None, log_path, env=env)
+        self.args = list(args)
+
+    def command(self):
+        return [self.tessera] + self.args
+
+
 # ---------------------------------------------------------------------------------------------
 # The Pub/Sub emulator (pubsub_e2e_test.py, scripts/bench_pubsub.py)
 
@@ -829,6 +846,219 @@ class PubSubEmulator:
             msgs = [{"data": base64.b64encode(l.encode()).decode()} for l in lines[i:i + 1000]]
             ids += self.rest("POST", "topics/%s:publish" % topic, {"messages": msgs})["messageIds"]
         return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# The Bigtable emulator (scaleout_e2e_test.py, scripts/bench_scaleout.sh)
+
+BIGTABLE_EMULATOR = "/usr/lib/google-cloud-sdk/platform/bigtable-emulator/cbtemulator"
+
+
+def find_bigtable_emulator():
+    """`cbtemulator` (package google-cloud-cli-bigtable-emulator), or None."""
+    if os.access(BIGTABLE_EMULATOR, os.X_OK):
+        return BIGTABLE_EMULATOR
+    try:
+        out = subprocess.run(["dpkg", "-L", "google-cloud-cli-bigtable-emulator"],
+                             capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        if line.endswith("/cbtemulator") and os.access(line, os.X_OK):
+            return line
+    return shutil.which("cbtemulator")
+
+
+class BigtableEmulator:
+    """`cbtemulator` (in memory, plaintext gRPC, data and admin APIs on one port) on a free
+    loopback port: asked for port 0, it binds one and prints `Cloud Bigtable emulator running on
+    HOST:PORT`, so no port can be taken in between. Killed at exit."""
+
+    def __init__(self, binary, log_path):
+        self.binary, self.log_path = binary, log_path
+        self.proc = None
+        self.host = None  # "127.0.0.1:PORT" once started
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "ab")
+        log_from = log.tell()  # the log may hold earlier runs' lines
+        self.proc = subprocess.Popen([self.binary, "-host", "127.0.0.1", "-port", "0"],
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with open(self.log_path, errors="replace") as f:
+                f.seek(log_from)
+                m = re.search(r"Cloud Bigtable emulator running on (\S+)", f.read())
+            if m:
+                self.host = m.group(1)
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit("FAIL: the Bigtable emulator did not start; log:\n%s" %
+                         log_tail(self.log_path))
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def env(self):
+        """This process's environment with BIGTABLE_EMULATOR_HOST pointing at the emulator."""
+        return dict(os.environ, BIGTABLE_EMULATOR_HOST=self.host)
+
+    def rss_kb(self):
+        """The emulator's resident memory (kB), or None."""
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+            return int(m.group(1)) if m else None
+        except OSError:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka: librdkafka's mock cluster (tessera-kafka-mock), kcat, keyed streams
+# (kafka_e2e_test.py has its own copies of these; new tests use the ones here)
+
+class KafkaMock:
+    """tessera-kafka-mock with its stdin held by this process: it stops when we close it — or
+    when this process dies, however it dies. `topics`: {name: partitions}."""
+
+    def __init__(self, path, topics, log_path, brokers=3):
+        cmd = [path, "--brokers", str(brokers), "--exit-on-stdin-eof"]
+        for name, partitions in topics.items():
+            cmd += ["--topic", "%s:%d" % (name, partitions)]
+        self.log_path = log_path
+        log = open(log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=log)
+        log.close()
+        line = [b""]
+        t = threading.Thread(target=lambda: line.__setitem__(0, self.proc.stdout.readline()),
+                             daemon=True)
+        t.start()
+        t.join(15)
+        self.bootstrap = line[0].decode().strip()
+        if not self.bootstrap:
+            self.stop()
+            raise SystemExit("FAIL: tessera-kafka-mock printed no address; log:\n" +
+                             log_tail(log_path))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class KafkaProducer:
+    """One long-lived `kcat -P -K:` fed through a pipe (each message "key:value" on a line)."""
+
+    def __init__(self, bootstrap, topic, log_path):
+        log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["kcat", "-b", bootstrap, "-P", "-t", topic, "-K:", "-X", "linger.ms=5"],
+            stdin=subprocess.PIPE, stderr=log)
+        log.close()
+        self.log_path = log_path
+
+    def send(self, messages):
+        self.proc.stdin.write("".join("%s:%s\n" % kv for kv in messages).encode())
+        self.proc.stdin.flush()
+
+    def close(self):
+        self.proc.stdin.close()
+        rc = self.proc.wait(60)
+        if rc != 0:
+            raise SystemExit("FAIL: kcat -P exit %d; log:\n%s" % (rc, log_tail(self.log_path)))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def kafka_produce(bootstrap, topic, messages):
+    """Produces [(key, value)] with one `kcat -P -K:` and returns once all are delivered (kcat
+    exits after its final flush). A long-lived KafkaProducer reads its stdin in blocks, so a few
+    messages may wait in its buffer; this one is for rows that must go out now."""
+    run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-K:", "-X", "linger.ms=5"],
+        input="".join("%s:%s\n" % kv for kv in messages))
+
+
+def kafka_message_key(line):
+    """The Kafka key of a line: its user_id, or "-" (malformed lines, NULL or non-string ids)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return "-"
+    u = obj.get("user_id") if isinstance(obj, dict) else None
+    return u if isinstance(u, str) and u and ":" not in u else "-"
+
+
+def kafka_stream(rng, n_events, n_users, base, lateness=LIVE_LATENESS):
+    """[(key, value)] in production order, keyed by user: generator lines with unique event
+    times (disorder up to LATENESS, malformed lines, NULLs, type errors, both time forms), plus a
+    few empty messages (the engine reads them as "null"). Rows more than `lateness` behind the
+    newest row produced before them are left out: with the watermark the minimum over the active
+    partitions, such a row could be late or not depending on how partitions interleave, while
+    every row kept is on time under any interleaving (its own partition counts)."""
+    lines = uniquify(generate(rng, n_events, n_users, base, SPAN, disorder=LATENESS))
+    out, newest = [], None
+    for line in lines:
+        ts = line_ts(line)
+        if ts is not None:
+            if newest is not None and ts < newest - lateness:
+                continue
+            newest = ts if newest is None else max(newest, ts)
+        out.append((kafka_message_key(line), line))
+        if rng.random() < 0.002:
+            out.append(("u%d" % rng.randrange(n_users), ""))
+    return out
+
+
+def kafka_engine_lines(messages):
+    """The lines the engine decodes for these messages (an empty message is "null")."""
+    return [v if v else "null" for _, v in messages]
+
+
+def kafka_read_back(bootstrap, topic, partitions, produced):
+    """Consumes the whole topic with kcat: per partition, its (key, value) messages in offset
+    order. Checks that they are the produced messages, each partition's in production order,
+    and that each key is in one partition."""
+    out = run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%p %o %k\t%s\n"])
+    parts, where = [[] for _ in range(partitions)], {}
+    for line in out.split("\n")[:-1]:
+        head, _, value = line.partition("\t")
+        p, o, key = head.split(" ", 2)
+        p, o = int(p), int(o)
+        if o != len(parts[p]):
+            raise SystemExit("FAIL: partition %d: offset %d after %d messages" %
+                             (p, o, len(parts[p])))
+        parts[p].append((key, value))
+        if where.setdefault(key, p) != p:
+            raise SystemExit("FAIL: key %r is in partitions %d and %d" % (key, where[key], p))
+    expect = [[] for _ in range(partitions)]
+    for key, value in produced:
+        if key in where:
+            expect[where[key]].append((key, value))
+    if expect != parts or sum(map(len, parts)) != len(produced):
+        raise SystemExit("FAIL: the topic holds %d messages (per partition %s), %d were produced "
+                         "(or in another order)" % (sum(map(len, parts)), list(map(len, parts)),
+                                                    len(produced)))
+    return parts
+
+
+def partition_gauges(client, name):
+    """{partition: value} of a per-partition Kafka metric (tessera_kafka_partition_*)."""
+    ms, _ = metrics(client)
+    return {int(dict(labels)["partition"]): v for (n, labels), v in ms.items() if n == name}
 
 
 # ---------------------------------------------------------------------------------------------

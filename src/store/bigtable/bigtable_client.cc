@@ -259,6 +259,7 @@ absl::StatusOr<std::unique_ptr<BigtableClient>> BigtableClient::Create(
   const Target data = DataTarget(options);
   const Target admin_target = AdminTarget(options);
   c->data_target_ = Describe(data);
+  c->emulator_read_workaround_ = options.emulator_read_workaround.value_or(data.plaintext);
   c->admin_target_ = Describe(admin_target);
   if (data.address.empty() || admin_target.address.empty()) {
     return InvalidArgument("Bigtable {}: empty endpoint (data {}, admin {})", uri.ToString(),
@@ -346,7 +347,17 @@ absl::Status BigtableClient::ReadRows(const pb::RowSet& rows, const pb::RowFilte
     req.set_table_name(table_name_);
     req.set_app_profile_id(options_.app_profile_id);
     *req.mutable_rows() = remaining;
-    if (filter != nullptr) *req.mutable_filter() = *filter;
+    if (emulator_read_workaround_) {
+      pb::RowFilter::Interleave* both = req.mutable_filter()->mutable_interleave();
+      if (filter != nullptr) {
+        *both->add_filters() = *filter;
+      } else {
+        both->add_filters()->set_pass_all_filter(true);
+      }
+      both->add_filters()->set_block_all_filter(true);
+    } else if (filter != nullptr) {
+      *req.mutable_filter() = *filter;
+    }
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineAfter(options_.stream_timeout_ms));
     const int64_t t0 = clock_->MonotonicNanos();

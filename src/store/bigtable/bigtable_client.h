@@ -106,6 +106,7 @@ class BigtableClient {
   const BigtableOptions options_;
   const Clock* const clock_;
   std::string data_target_;
+  bool emulator_read_workaround_ = false;
   std::string admin_target_;
   std::shared_ptr<grpc::Channel> data_channel_;
   std::shared_ptr<grpc::Channel> admin_channel_;

@@ -357,10 +357,9 @@ void BigtableTileStore::MergeSlot(std::string_view slot, const SlotCommits& comm
 
 std::shared_ptr<const StoreSnapshot> BigtableTileStore::GetSnapshot() {
   absl::StatusOr<CachedState> state = State(/*force=*/false);
-  // The interface cannot fail here: without a readable state the snapshot pins an empty one, and
-  // reads through it see nothing (the live engine's reads then fail on their own Scan errors).
-  return std::make_shared<Snapshot>(
-      this, state.ok() ? state->state : std::make_shared<const CommitState>());
+  // The interface cannot fail here: without a readable state the snapshot pins nothing, and
+  // reads through it read the current state (and fail the same way if Bigtable is still down).
+  return std::make_shared<Snapshot>(this, state.ok() ? state->state : nullptr);
 }
 
 absl::Status BigtableTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
@@ -376,7 +375,7 @@ absl::Status BigtableTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t v
         return InvalidArgument("Bigtable Scan of {}: the snapshot is not from this store",
                                uri_.ToString());
       }
-      plan.pinned = snap->state.get();
+      plan.pinned = snap->state.get();  // null: the state was unreadable at GetSnapshot
     }
     const std::string prefix = EncodeTilePrefix(view_id, entity_key, resolution);
     pb::RowSet rows;
@@ -479,13 +478,17 @@ OwnedCell ClassifyOwned(const OwnerT& owner, uint64_t version) {
                                                               : OwnedCell::kGarbage;
 }
 
+// The newest `count` of `versions` valid for `owner`, newest first.
 template <typename OwnerT>
-std::optional<uint64_t> NewestValid(const OwnerT& owner, const std::vector<uint64_t>& versions) {
-  std::optional<uint64_t> best;
+std::vector<uint64_t> NewestValid(const OwnerT& owner, std::vector<uint64_t> versions,
+                                  size_t count) {
+  std::vector<uint64_t> valid;
   for (uint64_t v : versions) {
-    if (ClassifyOwned(owner, v) == OwnedCell::kValid && (!best.has_value() || v > *best)) best = v;
+    if (ClassifyOwned(owner, v) == OwnedCell::kValid) valid.push_back(v);
   }
-  return best;
+  std::sort(valid.rbegin(), valid.rend());
+  if (valid.size() > count) valid.resize(count);
+  return valid;
 }
 
 // The slot's versions in `row` (qualifier = slot + 8 bytes exactly).
@@ -506,7 +509,13 @@ absl::Status BigtableTileStore::MultiGetSlot(std::string_view slot,
   return Guard("MultiGetSlot", uri_, [&]() -> absl::Status {
     SlotEntry* entry = Entry(slot);
     MutexLock lock(&entry->mu);
-    if (entry->owner.has_value()) return MultiGetOwned(slot, &*entry->owner, keys, values);
+    if (entry->owner.has_value()) {
+      bool fenced = false;
+      TESSERA_RETURN_IF_ERROR(MultiGetOwned(slot, &*entry->owner, keys, values, &fenced));
+      if (!fenced) return absl::OkStatus();
+      // A newer generation wrote some of these tiles: this object is fenced without knowing
+      // yet, and only the readers' commit state says what is valid now.
+    }
     lock.Unlock();
     return MultiGetShared(slot, keys, values);
   });
@@ -514,7 +523,9 @@ absl::Status BigtableTileStore::MultiGetSlot(std::string_view slot,
 
 absl::Status BigtableTileStore::MultiGetOwned(std::string_view slot, Owner* owner,
                                               const std::vector<TileKey>& keys,
-                                              std::vector<std::optional<std::string>>* values) {
+                                              std::vector<std::optional<std::string>>* values,
+                                              bool* fenced) {
+  *fenced = false;
   values->assign(keys.size(), std::nullopt);
   if (keys.empty()) return absl::OkStatus();
   std::vector<size_t> index;
@@ -533,10 +544,13 @@ absl::Status BigtableTileStore::MultiGetOwned(std::string_view slot, Owner* owne
         RowKeys(unique, b, e), filter.has_value() ? &*filter : nullptr,
         [&](BigtableRow&& row) -> absl::Status {
           std::vector<uint64_t> versions = SlotVersions(row, slot);
-          if (std::optional<uint64_t> best = NewestValid(*owner, versions)) {
+          for (uint64_t v : versions) {
+            if (bs::GenerationOf(v) > owner->generation) *fenced = true;
+          }
+          if (std::vector<uint64_t> best = NewestValid(*owner, versions, 1); !best.empty()) {
             for (BigtableCell& cell : row.cells) {
               std::optional<bs::SlotVersion> sv = bs::ParseTileQualifier(cell.qualifier);
-              if (sv.has_value() && sv->slot == slot && sv->version == *best) {
+              if (sv.has_value() && sv->slot == slot && sv->version == best[0]) {
                 found[row.key] = std::move(cell.value);
                 break;
               }
@@ -682,40 +696,74 @@ absl::StatusOr<SlotClaim> BigtableTileStore::ClaimLocked(std::string_view slot, 
 }
 
 absl::Status BigtableTileStore::CommitSlot(std::string_view slot, const WriteBatch& batch) {
-  return Guard("CommitSlot", uri_, [&]() -> absl::Status {
-    SlotEntry* entry = Entry(slot);
-    MutexLock lock(&entry->mu);
-    if (!entry->owner.has_value()) {
-      return FailedPrecondition(
-          "CommitSlot of slot '{}' in {}: this store holds no claim of the slot (ClaimSlot first; "
-          "a failed or fenced commit drops the claim)",
-          slot, uri_.ToString());
-    }
+  return Guard("CommitSlot", uri_, [&] {
     bool fenced = false;
-    absl::Status s = CommitLocked(slot, &*entry->owner, batch, &fenced);
-    if (!s.ok()) entry->owner.reset();
-    return s;
+    return Commit(slot, batch, &fenced);
   });
 }
 
-absl::Status BigtableTileStore::CommitLocked(std::string_view slot, Owner* owner,
-                                             const WriteBatch& batch, bool* fenced) {
+void BigtableTileStore::SetTestHooks(TestHooks hooks) {
+  MutexLock lock(&hooks_mu_);
+  hooks_ = std::move(hooks);
+}
+
+absl::Status BigtableTileStore::Commit(std::string_view slot, const WriteBatch& batch,
+                                       bool* fenced) {
   *fenced = false;
-  const uint64_t g = owner->generation;
-  const uint64_t n = owner->committed_n + 1;
+  SlotEntry* entry = Entry(slot);
+  MutexLock lock(&entry->mu);
+  if (!entry->owner.has_value()) {
+    return FailedPrecondition(
+        "CommitSlot of slot '{}' in {}: this store holds no claim of the slot (ClaimSlot first; "
+        "a failed or fenced commit drops the claim)",
+        slot, uri_.ToString());
+  }
+  TestHooks hooks;
+  {
+    MutexLock hooks_lock(&hooks_mu_);
+    hooks = hooks_;
+  }
+  absl::StatusOr<PendingCommit> pending = WriteCells(slot, &*entry->owner, batch);
+  absl::Status s = pending.status();
+  if (s.ok() && hooks.before_commit_row) {
+    const uint64_t generation = entry->owner->generation;
+    lock.Unlock();  // the hook may use the store
+    s = hooks.before_commit_row(slot);
+    lock.Lock();
+    if (s.ok() && (!entry->owner.has_value() || entry->owner->generation != generation)) {
+      *fenced = true;
+      s = FailedPrecondition(
+          "CommitSlot of slot '{}' in {}: fenced: the slot was claimed again through this store "
+          "during the commit",
+          slot, uri_.ToString());
+    }
+  }
+  if (s.ok()) s = CommitRow(slot, &*entry->owner, *pending, batch, fenced);
+  if (s.ok() && hooks.after_commit_row) s = hooks.after_commit_row(slot);
+  // Whatever failed, the claim is dropped: a generation that may have left uncommitted cells
+  // behind never commits again (so they stay invalid forever).
+  if (!s.ok()) entry->owner.reset();
+  return s;
+}
+
+absl::StatusOr<BigtableTileStore::PendingCommit> BigtableTileStore::WriteCells(
+    std::string_view slot, Owner* owner, const WriteBatch& batch) {
+  PendingCommit p;
+  p.generation = owner->generation;
+  p.n = owner->committed_n + 1;
+  const uint64_t g = p.generation;
   auto where = [&] {
     return fmt::format("CommitSlot of slot '{}' in {} (version {}:{})", slot, uri_.ToString(), g,
-                       n);
+                       p.n);
   };
-  if (n > 0xffffffffu) {
+  if (p.n > 0xffffffffu) {
     return ResourceExhausted("{}: the generation has used all its versions; claim the slot again",
                              where());
   }
-  const uint64_t version = bs::MakeVersion(g, n);
+  const uint64_t version = bs::MakeVersion(g, p.n);
 
   // The batch's tiles, the last entry of a key winning.
   struct TileWrite {
-    std::string key;
     const TileKey* tile;
     const std::string* value;
   };
@@ -726,9 +774,10 @@ absl::Status BigtableTileStore::CommitLocked(std::string_view slot, Owner* owner
       std::string key = EncodeTileKey(tile);
       auto [it, inserted] = index.emplace(key, writes.size());
       if (inserted) {
-        writes.push_back(TileWrite{std::move(key), &tile, &bytes});
+        writes.push_back(TileWrite{&tile, &bytes});
+        p.keys.push_back(std::move(key));
       } else {
-        writes[it->second] = TileWrite{std::move(key), &tile, &bytes};
+        writes[it->second] = TileWrite{&tile, &bytes};
       }
     }
   }
@@ -738,8 +787,8 @@ absl::Status BigtableTileStore::CommitLocked(std::string_view slot, Owner* owner
     owner->versions.clear();
   }
   std::vector<std::string> unknown;
-  for (const TileWrite& w : writes) {
-    if (!owner->versions.contains(w.key)) unknown.push_back(w.key);
+  for (const std::string& key : p.keys) {
+    if (!owner->versions.contains(key)) unknown.push_back(key);
   }
   if (!unknown.empty()) {
     std::sort(unknown.begin(), unknown.end());
@@ -758,38 +807,47 @@ absl::Status BigtableTileStore::CommitLocked(std::string_view slot, Owner* owner
     }
   }
 
-  // 1. The cells, each with the deletes of the versions it supersedes.
+  // The cells, each with the deletes of the versions it supersedes: every cell of this or an
+  // older generation except the newest 1 + superseded_cells_kept valid ones.
   std::vector<pb::MutateRowsRequest::Entry> entries;
   entries.reserve(writes.size());
-  std::vector<std::vector<uint64_t>> kept(writes.size());
+  p.kept.resize(writes.size());
   for (size_t i = 0; i < writes.size(); ++i) {
     const TileWrite& w = writes[i];
     const std::string_view family = bs::FamilyOf(w.tile->resolution);
-    const std::vector<uint64_t>& have = owner->versions[w.key];
-    const std::optional<uint64_t> keep = NewestValid(*owner, have);
+    const std::vector<uint64_t>& have = owner->versions[p.keys[i]];
+    const std::vector<uint64_t> keep =
+        NewestValid(*owner, have, 1 + options_.superseded_cells_kept);
     pb::MutateRowsRequest::Entry& e = entries.emplace_back();
-    e.set_row_key(w.key);
+    e.set_row_key(p.keys[i]);
     for (uint64_t v : have) {
-      if (v == version || (keep.has_value() && v == *keep) || bs::GenerationOf(v) > g) {
-        if (v != version) kept[i].push_back(v);
+      if (v == version) continue;
+      if (bs::GenerationOf(v) > g || std::find(keep.begin(), keep.end(), v) != keep.end()) {
+        p.kept[i].push_back(v);
         continue;
       }
       *e.add_mutations() = DeleteColumn(family, bs::TileQualifier(slot, v));
     }
     *e.add_mutations() = SetCell(family, bs::TileQualifier(slot, version),
                                  bs::TileTimestampMicros(w.tile->start_ms), *w.value);
-    kept[i].push_back(version);
+    p.kept[i].push_back(version);
   }
   absl::Status s = client_->MutateRows(std::move(entries));
   if (!s.ok()) return Annotate(s, fmt::format("{}: writing the tile cells", where()));
-  if (options_.before_commit_for_test) {
-    TESSERA_RETURN_IF_ERROR(options_.before_commit_for_test(slot, version));
-  }
+  return p;
+}
 
-  // 2. The commit: one conditional write of the slot row.
-  const std::string generation_bytes = bs::BigEndian64(g);
+absl::Status BigtableTileStore::CommitRow(std::string_view slot, Owner* owner,
+                                          const PendingCommit& p, const WriteBatch& batch,
+                                          bool* fenced) {
+  const uint64_t g = p.generation;
+  const uint64_t n = p.n;
+  auto where = [&] {
+    return fmt::format("CommitSlot of slot '{}' in {} (version {}:{})", slot, uri_.ToString(), g,
+                       n);
+  };
   const pb::RowFilter predicate = Chain({Column(bs::kSlotFamily, bs::kGenerationColumn),
-                                         LatestCellOnly(), ValueEquals(generation_bytes)});
+                                         LatestCellOnly(), ValueEquals(bs::BigEndian64(g))});
   std::vector<pb::Mutation> mutations;
   mutations.reserve(1 + batch.meta.size() + batch.meta_deletes.size());
   mutations.push_back(SetCell(bs::kSlotFamily, bs::CommitColumn(g), 0, bs::BigEndian64(n)));
@@ -829,7 +887,7 @@ absl::Status BigtableTileStore::CommitLocked(std::string_view slot, Owner* owner
         where(), g);
   }
   owner->committed_n = n;
-  for (size_t i = 0; i < writes.size(); ++i) owner->versions[writes[i].key] = std::move(kept[i]);
+  for (size_t i = 0; i < p.keys.size(); ++i) owner->versions[p.keys[i]] = p.kept[i];
   SlotCommits mine;
   mine.generation = g;
   mine.committed[g] = n;
@@ -841,18 +899,14 @@ absl::Status BigtableTileStore::Write(const WriteBatch& batch) {
   if (batch.empty()) return absl::OkStatus();
   return Guard("Write", uri_, [&]() -> absl::Status {
     MutexLock write_lock(&write_mu_);
-    SlotEntry* entry = Entry("");
-    MutexLock lock(&entry->mu);
     for (int attempt = 0;; ++attempt) {
-      if (!entry->owner.has_value()) {
-        absl::StatusOr<SlotClaim> claim = ClaimLocked("", entry);
+      if (!ClaimedGeneration("").has_value()) {
+        absl::StatusOr<SlotClaim> claim = ClaimSlot("");
         if (!claim.ok()) return Annotate(claim.status(), "Write (claiming the default slot)");
       }
       bool fenced = false;
-      absl::Status s = CommitLocked("", &*entry->owner, batch, &fenced);
-      if (s.ok()) return s;
-      entry->owner.reset();
-      if (!fenced || attempt >= options_.write_fence_retries) return s;
+      absl::Status s = Commit("", batch, &fenced);
+      if (s.ok() || !fenced || attempt >= options_.write_fence_retries) return s;
     }
   });
 }

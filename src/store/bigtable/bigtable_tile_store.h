@@ -98,9 +98,9 @@ struct BigtableOptions {
   // Readers reuse the slots' commit state (one ReadRows of all slot rows) for this long; a read
   // that finds cells newer than the state re-reads the state at once regardless.
   int64_t commit_state_cache_ms = 100;
-  // A read that finds a (tile, slot) whose valid cell was replaced twice while it read (a
-  // writer flushing that tile twice within one read) reads again, up to this many times; then
-  // it fails with Aborted.
+  // A read that finds a (tile, slot) whose valid cell was deleted while it read (its slot
+  // rewrote the tile several times meanwhile) reads the commit state and the rows again, up to
+  // this many times; then it fails with Aborted.
   int max_read_restarts = 3;
   // Write() re-claims the default slot and retries this many times when another owner fenced it.
   int write_fence_retries = 3;
@@ -108,6 +108,13 @@ struct BigtableOptions {
   // its own commits) so a flush need not read the rows before deleting superseded cells; at
   // most this many tiles per slot (beyond it the memory is dropped and rows are read).
   size_t max_remembered_tiles = 100'000;
+  // The Bigtable emulator does not read a row atomically while it is being mutated: its ReadRows
+  // walks the row's column list after releasing the row lock, and a concurrent write that adds or
+  // deletes columns changes that list in place, so a read can miss a cell (seen as torn reads
+  // under concurrent flushes). With this on, every ReadRows filter F is sent as
+  // Interleave(F, block_all), which selects the same cells on Bigtable and makes the emulator
+  // rebuild each row from its private copy. nullopt = on for plaintext (emulator) endpoints.
+  std::optional<bool> emulator_read_workaround;
   // Open fails unless the table exists with families b, r, s and m (needs the admin API's
   // bigtable.tables.get). False skips the check (data-only credentials).
   bool check_table = true;
@@ -117,10 +124,11 @@ struct BigtableOptions {
   // Requests, retries and latency per method (tessera_bigtable_*), when set. Not owned; must
   // outlive the store.
   MetricsRegistry* metrics = nullptr;
-  // Fault injection for tests: runs after a CommitSlot wrote its cells and before it commits;
-  // an error is returned as the CommitSlot's (the cells stay written and uncommitted, as after a
-  // crash at that point). Null in production.
-  std::function<absl::Status(std::string_view slot, uint64_t version)> before_commit_for_test;
+  // When a slot rewrites a tile, it deletes its older cells of the tile except the newest valid
+  // one (which readers of the previous commit use) and this many valid ones before it. A
+  // snapshot (GetSnapshot) stays exact while each tile is rewritten at most 1 + this many times
+  // after it was taken; each kept cell costs one more copy of the tile state in the table.
+  int superseded_cells_kept = 1;
 };
 
 // Tiles and metadata in one Bigtable table (docs/scale_out.md). A TileStore whose slots() is
@@ -137,10 +145,10 @@ struct BigtableOptions {
 //     read sees every commit this object made before it). A read that finds a cell newer than the
 //     state (an uncommitted flush, or a commit not seen yet) re-reads the state; if that changed
 //     for the slot, the rows are read again, so one read never mixes two commits of one slot.
-//   * GetSnapshot pins the current commit state: reads through it ignore later commits. A cell
-//     is deleted once its slot has written the tile twice more, so a snapshot stays exact while
-//     each tile is rewritten at most once after it was taken (the engine reads a snapshot right
-//     away, beside one flush at most); older snapshots may miss such tiles.
+//   * GetSnapshot pins the current commit state: reads through it ignore later commits. Writers
+//     keep a slot's superseded cells of a tile for superseded_cells_kept more rewrites (below), so
+//     a snapshot stays exact while each tile is rewritten at most 1 + superseded_cells_kept
+//     times (default 2) after it was taken, by any process; an older snapshot may miss such tiles.
 //   * GetMeta / ScanMeta read the slot rows' `m:` cells (always current; metadata changes only in
 //     commits): the union over all slots, the default slot's entry first when two slots hold one
 //     key; ScanMeta in key order.
@@ -148,8 +156,9 @@ struct BigtableOptions {
 //   1. MutateRows of the tile cells (version v = generation << 32 | n, n = the owner's commit
 //      count + 1), batched and retried per entry on retryable codes (explicit versions and
 //      timestamps make every mutation idempotent). In the same mutation of each tile row, the
-//      slot's other cells of this or older generations are deleted except the newest valid one
-//      (the one the new value replaces, which readers of the previous commit still use). The
+//      slot's other cells of this or older generations are deleted except its newest valid one
+//      (the one the new value replaces, which readers of the previous commit still use) and the
+//      superseded_cells_kept valid ones before it (for snapshots); garbage goes too. The
 //      owner knows which versions a row holds from its last MultiGetSlot of that tile or its own
 //      last commit of it (remembered per slot); rows it knows nothing about are read first (one
 //      ReadRows of the slot's qualifiers, values stripped). Cells of newer generations are never
@@ -193,13 +202,28 @@ class BigtableTileStore final : public TileStore, public SlotStore {
   absl::StatusOr<SlotClaim> ClaimSlot(std::string_view slot) override;
   absl::Status CommitSlot(std::string_view slot, const WriteBatch& batch) override;
   // For the owner (a slot this object claimed): validity from the owner's exact knowledge, and the
-  // rows' versions are remembered for the next CommitSlot. For anyone else: as MultiGet.
+  // rows' versions are remembered for the next CommitSlot. For anyone else, and for an owner that
+  // finds cells of a newer generation (it was fenced): as MultiGet, for this slot.
   absl::Status MultiGetSlot(std::string_view slot, const std::vector<TileKey>& keys,
                             std::vector<std::optional<std::string>>* values) override;
 
   const BigtableUri& uri() const { return uri_; }
   // The generation this object holds for `slot`, or nullopt when it holds no claim.
   std::optional<uint64_t> ClaimedGeneration(std::string_view slot);
+
+  // Fault injection for tests, acting on this object's commits (CommitSlot and Write's):
+  // `before_commit_row` runs after a commit wrote its cells and before its commit row, without
+  // this object's slot locks (it may read the store, or claim the slot through another store
+  // object to fence the commit); an error from it is returned as the commit's, leaving the cells
+  // written and uncommitted, as a crash there would. `after_commit_row` runs after a successful
+  // commit row; an error from it is returned as the commit's (an unknown outcome). Empty
+  // functions do nothing. Thread-safe; a commit uses the hooks set when it began.
+  // REQUIRES: a hook does not Write or CommitSlot through this object.
+  struct TestHooks {
+    std::function<absl::Status(std::string_view slot)> before_commit_row;
+    std::function<absl::Status(std::string_view slot)> after_commit_row;
+  };
+  void SetTestHooks(TestHooks hooks);
 
  private:
   friend absl::StatusOr<std::unique_ptr<BigtableTileStore>> OpenBigtableStore(
@@ -238,11 +262,23 @@ class BigtableTileStore final : public TileStore, public SlotStore {
   SlotEntry* Entry(std::string_view slot);
   absl::StatusOr<SlotClaim> ClaimLocked(std::string_view slot, SlotEntry* entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry->mu);
-  // Sets *fenced when the commit's predicate failed.
-  absl::Status CommitLocked(std::string_view slot, Owner* owner, const WriteBatch& batch,
-                            bool* fenced);
+  // A commit whose cells are written (step 1), to be made visible by its commit row (step 2).
+  struct PendingCommit {
+    uint64_t generation = 0;
+    uint64_t n = 0;
+    std::vector<std::string> keys;            // the encoded tile keys written
+    std::vector<std::vector<uint64_t>> kept;  // per key: the slot's versions the row holds now
+  };
+  // CommitSlot: steps 1 and 2 under the slot's lock (released around the before-commit hook);
+  // drops the claim on any failure. Sets *fenced when another claim made it fail.
+  absl::Status Commit(std::string_view slot, const WriteBatch& batch, bool* fenced);
+  absl::StatusOr<PendingCommit> WriteCells(std::string_view slot, Owner* owner,
+                                           const WriteBatch& batch);
+  absl::Status CommitRow(std::string_view slot, Owner* owner, const PendingCommit& pending,
+                         const WriteBatch& batch, bool* fenced);
+  // Sets *fenced when a row holds a cell of a newer generation (the values are then unusable).
   absl::Status MultiGetOwned(std::string_view slot, Owner* owner, const std::vector<TileKey>& keys,
-                             std::vector<std::optional<std::string>>* values);
+                             std::vector<std::optional<std::string>>* values, bool* fenced);
   absl::Status MultiGetShared(std::string_view slot, const std::vector<TileKey>& keys,
                               std::vector<std::optional<std::string>>* values);
   // The cached commit state, fetched again when older than commit_state_cache_ms (or always when
@@ -262,11 +298,13 @@ class BigtableTileStore final : public TileStore, public SlotStore {
   const Clock* const clock_;
   std::unique_ptr<BigtableClient> client_;
 
-  Mutex write_mu_ ABSL_ACQUIRED_BEFORE(slots_mu_);  // serializes Write()
+  Mutex write_mu_;  // serializes Write()
   Mutex slots_mu_;
   std::map<std::string, std::unique_ptr<SlotEntry>, std::less<>> slots_ ABSL_GUARDED_BY(slots_mu_);
   Mutex cache_mu_;
   CachedState cache_ ABSL_GUARDED_BY(cache_mu_);
+  Mutex hooks_mu_;
+  TestHooks hooks_ ABSL_GUARDED_BY(hooks_mu_);
 };
 
 // Connects to the table of `uri` ("bigtable://PROJECT/INSTANCE/TABLE"). Unless

@@ -32,6 +32,7 @@
 #include "store/bigtable/bigtable_emulator.h"
 #include "store/bigtable/bigtable_util.h"
 #include "store/key_codec.h"
+#include "store/slot_store_conformance.h"
 #include "store/tile_store_conformance.h"
 
 namespace tessera::store {
@@ -149,6 +150,60 @@ std::vector<TileStoreFactory> ConformanceFactories() {
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(TileStoreConformanceTest);
 INSTANTIATE_TEST_SUITE_P(Bigtable, TileStoreConformanceTest,
                          ::testing::ValuesIn(ConformanceFactories()), TileStoreFactoryName);
+
+// ---- The SlotStore conformance suite ---------------------------------------------------------
+
+BigtableTileStore& AsBigtable(TileStore& store) {
+  return *dynamic_cast<BigtableTileStore*>(&store);
+}
+
+std::vector<SlotStoreFactory> SlotConformanceFactories() {
+  if (BigtableEmulator::FindBinary().empty()) return {};
+  SlotStoreFactory f;
+  f.name = "Emulator";
+  f.make = [](const std::string&) -> std::unique_ptr<TileStore> {
+    BigtableEmulator* emulator = SharedEmulator();
+    if (emulator == nullptr) {
+      ADD_FAILURE() << "cbtemulator did not start: " << Shared().error;
+      return nullptr;
+    }
+    return NewStore(EmulatorOptions(*emulator), nullptr);
+  };
+  f.make_peer = [](TileStore& store) -> std::unique_ptr<TileStore> {
+    return OpenOrDie(AsBigtable(store).uri().ToString(), EmulatorOptions(*SharedEmulator()));
+  };
+  f.crash_before_next_commit_row = [](TileStore& store) {
+    auto fired = std::make_shared<std::atomic<bool>>(false);
+    BigtableTileStore::TestHooks hooks;
+    hooks.before_commit_row = [fired](std::string_view) {
+      return fired->exchange(true) ? absl::OkStatus() : Unavailable("killed before the commit row");
+    };
+    AsBigtable(store).SetTestHooks(hooks);
+  };
+  f.fail_next_commit_after_applying = [](TileStore& store) {
+    auto fired = std::make_shared<std::atomic<bool>>(false);
+    BigtableTileStore::TestHooks hooks;
+    hooks.after_commit_row = [fired](std::string_view) {
+      return fired->exchange(true) ? absl::OkStatus() : absl::DeadlineExceededError("reply lost");
+    };
+    AsBigtable(store).SetTestHooks(hooks);
+  };
+  f.set_before_commit_hook = [](TileStore& store, std::function<void(std::string_view)> hook) {
+    BigtableTileStore::TestHooks hooks;
+    if (hook) {
+      hooks.before_commit_row = [hook](std::string_view slot) {
+        hook(slot);
+        return absl::OkStatus();
+      };
+    }
+    AsBigtable(store).SetTestHooks(std::move(hooks));
+  };
+  return {f};
+}
+
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SlotStoreConformanceTest);
+INSTANTIATE_TEST_SUITE_P(Bigtable, SlotStoreConformanceTest,
+                         ::testing::ValuesIn(SlotConformanceFactories()), SlotStoreFactoryName);
 
 // ---- Helpers for the emulator tests ----------------------------------------------------------
 
@@ -458,11 +513,12 @@ TEST_F(BigtableStoreTest, CellsWrittenButNotCommittedStayInvisible) {
   ASSERT_TRUE(a->CommitSlot(slot, TilesAndMeta({{kX, "v1"}}, {{"offset", "100"}})).ok());
 
   // "Crash" after the cells of the second flush and before its commit.
-  BigtableOptions crashing = options_;
-  crashing.before_commit_for_test = [](std::string_view, uint64_t) {
+  std::unique_ptr<BigtableTileStore> c = OpenHere();
+  BigtableTileStore::TestHooks crash;
+  crash.before_commit_row = [](std::string_view) {
     return Unavailable("killed before the commit");
   };
-  std::unique_ptr<BigtableTileStore> c = OpenOrDie(uri_, crashing);
+  c->SetTestHooks(crash);
   ASSERT_TRUE(c->ClaimSlot(slot).ok());  // generation 2
   absl::Status s =
       c->CommitSlot(slot, TilesAndMeta({{kX, "v2"}, {kY, "new tile"}}, {{"offset", "200"}}));
@@ -493,7 +549,8 @@ TEST_F(BigtableStoreTest, CellsWrittenButNotCommittedStayInvisible) {
   EXPECT_EQ(RawRow(EncodeTileKey(kY)).size(), 1u);
 }
 
-TEST_F(BigtableStoreTest, ATileHoldsAtMostTheLastTwoVersionsOfASlot) {
+// The newest valid cell, the one before it (kept for snapshots) and the one being written.
+TEST_F(BigtableStoreTest, ATileHoldsAtMostTheLastThreeVersionsOfASlot) {
   std::unique_ptr<BigtableTileStore> store = NewStoreHere();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->ClaimSlot("s1").ok());
@@ -503,14 +560,21 @@ TEST_F(BigtableStoreTest, ATileHoldsAtMostTheLastTwoVersionsOfASlot) {
       EXPECT_EQ(GetSlotOne(*store, "s1", kX), fmt::format("v{}", i - 1));
     }
     ASSERT_TRUE(store->CommitSlot("s1", TilesAndMeta({{kX, fmt::format("v{}", i)}})).ok());
-    EXPECT_LE(RawRow(EncodeTileKey(kX)).size(), 2u) << i;
+    EXPECT_EQ(RawRow(EncodeTileKey(kX)).size(), std::min<size_t>(i, 3)) << i;
   }
   // A second store object (no memory of the rows) reads them before deleting.
   std::unique_ptr<BigtableTileStore> next = OpenHere();
   ASSERT_TRUE(next->ClaimSlot("s1").ok());
   ASSERT_TRUE(next->CommitSlot("s1", TilesAndMeta({{kX, "w"}})).ok());
-  EXPECT_EQ(RawRow(EncodeTileKey(kX)).size(), 2u);
+  EXPECT_EQ(RawRow(EncodeTileKey(kX)).size(), 3u);
   EXPECT_EQ(GetSlotOne(*next, "s1", kX), "w");
+  // Without snapshot copies: the newest valid cell and the new one.
+  options_.superseded_cells_kept = 0;
+  std::unique_ptr<BigtableTileStore> lean = OpenHere();
+  ASSERT_TRUE(lean->ClaimSlot("s1").ok());
+  ASSERT_TRUE(lean->CommitSlot("s1", TilesAndMeta({{kX, "lean"}})).ok());
+  EXPECT_EQ(RawRow(EncodeTileKey(kX)).size(), 2u);
+  EXPECT_EQ(GetSlotOne(*lean, "s1", kX), "lean");
 }
 
 TEST_F(BigtableStoreTest, SlotsShareTilesAndMetaWithTheDefaultSlotFirst) {
