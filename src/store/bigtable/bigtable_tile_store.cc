@@ -276,8 +276,8 @@ absl::Status BigtableTileStore::ReadConsistent(ReadPlan* plan) {
     if (attempt >= options_.max_read_restarts) {
       if (!plan->missing) return absl::OkStatus();
       return Aborted(
-          "Bigtable read of {}: a tile was rewritten by its slot twice during the read, {} times "
-          "in a row; retry",
+          "Bigtable read of {}: a tile's valid cell was deleted during the read (its slot rewrote "
+          "it several times meanwhile), {} times in a row; retry",
           uri_.ToString(), attempt + 1);
     }
     TESSERA_ASSIGN_OR_RETURN(CachedState fresh, State(/*force=*/true));
