@@ -816,8 +816,8 @@ absl::StatusOr<BigtableTileStore::PendingCommit> BigtableTileStore::WriteCells(
     const TileWrite& w = writes[i];
     const std::string_view family = bs::FamilyOf(w.tile->resolution);
     const std::vector<uint64_t>& have = owner->versions[p.keys[i]];
-    const std::vector<uint64_t> keep =
-        NewestValid(*owner, have, 1 + options_.superseded_cells_kept);
+    const std::vector<uint64_t> keep = NewestValid(
+        *owner, have, 1 + static_cast<size_t>(std::max(0, options_.superseded_cells_kept)));
     pb::MutateRowsRequest::Entry& e = entries.emplace_back();
     e.set_row_key(p.keys[i]);
     for (uint64_t v : have) {
