@@ -29,6 +29,7 @@
 #include "engine/entity_key.h"
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
+#include "engine/retention.h"
 #include "serve/db_follower.h"
 #include "serve/feature_service.h"
 #include "serve/http_server.h"
@@ -170,7 +171,10 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   }
   auto specs = engine::ParseWindows(windows, view->def->tile_ms);
   if (!specs.ok()) return Fail(Annotate(specs.status(), "--windows"));
-  engine::FeatureReader reader(view, store);
+  auto retention = engine::LoadBaseRetention(store);
+  if (!retention.ok()) return Fail(retention.status());
+  engine::FeatureReader reader(view, store,
+                               engine::FeatureReaderOptions{.base_retention_ms = *retention});
   std::string out;
   const Clock* clock = SystemClock::Default();
   for (const std::string& key_text : keys) {
@@ -301,6 +305,9 @@ int RunLiveCommand(const std::string& sql_path, const std::string& location,
   if (!runtime.ok()) return Fail(runtime.status());
   serve::FeatureService service(catalog, store, &metrics, SystemClock::Default(),
                                 serve::FeatureService::Options{});
+  auto retention = engine::LoadBaseRetention(store);
+  if (!retention.ok()) return Fail(retention.status());
+  service.set_base_retention_ms(*retention);
   for (const auto& v : catalog->views()) {
     service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
   }
@@ -395,24 +402,39 @@ int RunServeCommand(const std::string& location, const std::string& http,
 }
 
 // `tessera store init`: creates the store (a Bigtable table with its column families, or an
-// empty RocksDB directory). Idempotent.
-int RunStoreInitCommand(const std::string& location) {
+// empty RocksDB directory) and sets its base-tile retention (`base_retention_ms` > 0; it can be
+// lowered later, never raised or removed: engine/retention.h). Idempotent.
+int RunStoreInitCommand(const std::string& location, int64_t base_retention_ms) {
+  if (absl::Status valid = engine::ValidateBaseRetention(base_retention_ms); !valid.ok()) {
+    return Fail(Annotate(valid, "--base-retention"));
+  }
+  std::string out = "{\"store\":" + JsonString(location);
   if (IsBigtableUri(location)) {
-    auto setup = store::CreateBigtableTable(location, store::BigtableOptions{},
-                                            /*base_retention_ms=*/0);
+    // Bigtable's GC rule ages base cells out by their tile's start; readers trust base tiles
+    // from the UTC day of now - R on (engine::BaseTilesKeptFrom), so the rule keeps a day and
+    // an hour more than R.
+    const int64_t gc_max_age_ms =
+        base_retention_ms > 0 ? base_retention_ms + kMillisPerDay + kMillisPerHour : 0;
+    auto setup = store::CreateBigtableTable(location, store::BigtableOptions{}, gc_max_age_ms);
     if (!setup.ok()) return Fail(setup.status());
     std::string changes;
     for (const std::string& c : setup->changes) {
       if (!changes.empty()) changes += ',';
       AppendJsonString(c, &changes);
     }
-    fmt::print("{{\"store\":{},\"created\":{},\"changes\":[{}]}}\n", JsonString(location),
-               setup->created ? "true" : "false", changes);
-    return 0;
+    out +=
+        fmt::format(",\"created\":{},\"changes\":[{}]", setup->created ? "true" : "false", changes);
   }
   auto opened = OpenDbWithCatalog(location, "", /*read_only=*/false, /*bulk=*/false);
   if (!opened.ok()) return Fail(opened.status());
-  fmt::print("{{\"store\":{}}}\n", JsonString(location));
+  if (base_retention_ms > 0) {
+    absl::Status set = engine::SetBaseRetention(opened->store.get(), base_retention_ms);
+    if (!set.ok()) return Fail(Annotate(set, "--base-retention"));
+  }
+  auto retention = engine::LoadBaseRetention(opened->store.get());
+  if (!retention.ok()) return Fail(retention.status());
+  out += fmt::format(",\"base_retention_ms\":{}}}\n", *retention);
+  std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
 
@@ -509,6 +531,12 @@ int main(int argc, char** argv) {
   auto* store_init = store_cmd->add_subcommand(
       "init", "Create the store: a Bigtable table with its column families, or a RocksDB DB");
   store_init->add_option("--store", store_uri, kStoreHelp)->required();
+  std::string base_retention;
+  store_init->add_option(
+      "--base-retention", base_retention,
+      "Delete base (e.g. 5-minute) tiles this much older than now once rolled up (at least 2d, "
+      "whole hours; can be lowered later, not raised); windows reaching further back are "
+      "answered from hour rollups");
 
   tessera::workspaces::cli::Action ws_action;
   tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
@@ -524,7 +552,19 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "tessera: error: {} needs --store URI or --db DIR\n", cmd->get_name());
     return false;
   };
-  if (store_init->parsed()) return tessera::RunStoreInitCommand(location);
+  if (store_init->parsed()) {
+    int64_t retention_ms = 0;
+    if (!base_retention.empty()) {
+      auto ms = tessera::ParseDurationMillis(base_retention);
+      if (!ms.ok()) {
+        fmt::print(stderr, "tessera: error: --base-retention: {}\n",
+                   tessera::StatusMessage(ms.status()));
+        return 2;
+      }
+      retention_ms = *ms;
+    }
+    return tessera::RunStoreInitCommand(location, retention_ms);
+  }
 
   if (run->parsed()) {
     auto interval = tessera::ParseDurationMillis(flush_interval);

@@ -1,6 +1,7 @@
 #include "engine/feature_reader.h"
 
 #include <algorithm>
+#include <limits>
 #include <span>
 
 #include "common/column.h"
@@ -8,6 +9,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
+#include "engine/retention.h"
 #include "sql/expr.h"
 #include "tile/ladder.h"
 #include "tile/tile_layout.h"
@@ -41,22 +43,34 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
   return out;
 }
 
+namespace {
+
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
+// `ranges` sorted, with overlapping or touching ranges joined.
+Ranges Coalesce(Ranges ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  Ranges out;
+  for (const auto& r : ranges) {
+    if (!out.empty() && r.first <= out.back().second) {
+      out.back().second = std::max(out.back().second, r.second);
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::Status FeatureReader::Fetch(
     store::Resolution resolution,
     const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
     const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
     int64_t* tiles_read) const {
-  std::vector<std::pair<int64_t, int64_t>> all;
+  Ranges all;
   for (const auto& per_window : ranges) all.insert(all.end(), per_window.begin(), per_window.end());
-  std::sort(all.begin(), all.end());
-  std::vector<std::pair<int64_t, int64_t>> merged;
-  for (const auto& r : all) {
-    if (!merged.empty() && r.first <= merged.back().second) {
-      merged.back().second = std::max(merged.back().second, r.second);
-    } else {
-      merged.push_back(r);
-    }
-  }
+  const Ranges merged = Coalesce(std::move(all));
   for (const auto& [from, to] : merged) {
     TESSERA_RETURN_IF_ERROR(store_->ScanAt(snapshot, view_->id, key, resolution, from, to,
                                            [&](int64_t start, std::string_view bytes) {
@@ -80,18 +94,22 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
   }
   const sql::ViewDef& def = *view_->def;
-  const tile::TileLayout& layout = *view_->layout;
   FeatureResult result;
   result.key = KeyText(key, def.keys.size());
   result.requested_at_ms = at_ms;
   result.at_ms = tile::ComputeWindow(at_ms, def.tile_ms, def.tile_ms).effective_at_ms;
 
-  tile::OwnedBlock acc(layout);
-  tile::OwnedBlock scratch(layout);
-  std::vector<Column> agg_columns(layout.num_slots());
-  std::vector<Value> agg_values(layout.num_slots());
-  Arena arena;
-  std::shared_ptr<const store::StoreSnapshot> snapshot;
+  // Base tiles before `kept_from` may have been deleted by the retention (engine/retention.h);
+  // there the read rounds `at` up and tails down to the next rollup level, so it needs rollups
+  // only: the hour, or the day for views whose base tiles are hours (RocksDB keeps their base
+  // tiles, but Bigtable's GC rule ages out every view's base cells alike).
+  int64_t kept_from = std::numeric_limits<int64_t>::min();
+  const int64_t round_to = tile::HasHourRollups(def.tile_ms) ? kMillisPerHour : kMillisPerDay;
+  if (options_.base_retention_ms > 0) {
+    const Clock* clock = options_.clock != nullptr ? options_.clock : SystemClock::Default();
+    kept_from = BaseTilesKeptFrom(clock->NowMillis(), options_.base_retention_ms);
+    if (result.at_ms < kept_from) result.at_ms = tile::AlignUp(result.at_ms, round_to);
+  }
 
   // All windows end at the same (effective) `at`, so they are nested: shortest first, each
   // window is the previous one plus the rows of [its from, the previous from). One accumulator
@@ -101,28 +119,61 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return windows[a].length_ms < windows[b].length_ms; });
-  std::vector<std::pair<int64_t, int64_t>> parts(n);  // parts[k]: rows window order[k] adds
+  result.windows.resize(n);
+  Ranges parts(n);  // parts[k]: rows window order[k] adds
   int64_t prev_from = result.at_ms;
   for (size_t k = 0; k < n; ++k) {
-    const tile::WindowBounds b =
-        tile::ComputeWindow(at_ms, windows[order[k]].length_ms, def.tile_ms);
-    parts[k] = {std::min(b.from_ms, prev_from), prev_from};
+    WindowResult& wr = result.windows[order[k]];
+    wr.name = windows[order[k]].name;
+    // result.at_ms is on a tile boundary, so this is tile::ComputeWindow(at_ms, …).from_ms
+    // unless the retention rounded `at`.
+    int64_t from =
+        tile::ComputeWindow(result.at_ms, windows[order[k]].length_ms, def.tile_ms).from_ms;
+    if (from < kept_from && AlignDown(from, round_to) != from) {
+      from = AlignDown(from, round_to);
+      wr.tail_from_ms = from;
+    }
+    parts[k] = {std::min(from, prev_from), prev_from};
     prev_from = parts[k].first;
   }
+  for (int attempt = 1;; ++attempt) {
+    TESSERA_ASSIGN_OR_RETURN(bool consistent, MergeWindows(key, parts, order, kept_from, &result));
+    if (consistent) return result;
+    if (attempt == kMaxReadAttempts) {
+      return Unavailable(
+          "view {} key '{}': {} reads in a row raced the compaction that deletes base tiles past "
+          "the retention (hour rollups kept appearing under the read); retry",
+          def.name, result.key, attempt);
+    }
+  }
+}
+
+absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ranges& parts,
+                                                 const std::vector<size_t>& order,
+                                                 int64_t kept_from, FeatureResult* result) const {
+  const sql::ViewDef& def = *view_->def;
+  const tile::TileLayout& layout = *view_->layout;
+  const size_t n = parts.size();
+  tile::OwnedBlock acc(layout);
+  tile::OwnedBlock scratch(layout);
+  std::vector<Column> agg_columns(layout.num_slots());
+  std::vector<Value> agg_values(layout.num_slots());
+  Arena arena;
+  std::shared_ptr<const store::StoreSnapshot> snapshot;
+
   // Unflushed tiles first (one consistent view with the store snapshot they come with).
   std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
-  if (open_tiles_ != nullptr) {
+  if (options_.open_tiles != nullptr) {
     std::vector<std::byte*> blocks;
     for (size_t k = 0; k < n; ++k) {
       open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
       blocks.push_back(open_blocks.back()->data());
     }
-    snapshot = open_tiles_->MergeOpenTiles(*view_, key, parts, blocks, &result.tiles_read);
+    snapshot = options_.open_tiles->MergeOpenTiles(*view_, key, parts, blocks, &result->tiles_read);
   }
 
   // Plan: each part's cover. Each resolution is fetched once, over the union of what the parts
   // need (they are adjacent): a handful of store seeks per read.
-  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
   std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour; per part
   std::vector<Ranges> base_ranges(n);
   rollup_ranges[0].resize(n);
@@ -147,8 +198,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   FetchedTiles fetched[3];  // day, hour, base
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
   for (int r = 0; r < 2; ++r) {
-    TESSERA_RETURN_IF_ERROR(
-        Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key, &fetched[r], &result.tiles_read));
+    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key, &fetched[r],
+                                  &result->tiles_read));
     // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
     // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
     const int64_t unit = tile::ResolutionMillis(kRollups[r], def.tile_ms);
@@ -167,7 +218,31 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
   }
   TESSERA_RETURN_IF_ERROR(Fetch(store::Resolution::kBase, base_ranges, snapshot.get(), key,
-                                &fetched[2], &result.tiles_read));
+                                &fetched[2], &result->tiles_read));
+
+  // Base tiles read before `kept_from` are whole hours whose rollup the read did not see. A
+  // retention compaction drops a base tile only after its hour rollup is stored, and rollups are
+  // never deleted: so if none of those hours has a rollup now (after the base tiles were read),
+  // no base tile the read needed was missing.
+  if (kept_from != std::numeric_limits<int64_t>::min()) {
+    Ranges expired;
+    for (const Ranges& per_part : base_ranges) {
+      for (const auto& [from, to] : per_part) {
+        if (from < kept_from) expired.emplace_back(from, std::min(to, kept_from));
+      }
+    }
+    expired = Coalesce(std::move(expired));
+    bool raced = false;
+    for (const auto& range : expired) {
+      const int64_t from = range.first;
+      TESSERA_RETURN_IF_ERROR(store_->Scan(view_->id, key, store::Resolution::kHour,
+                                           AlignDown(from, kMillisPerHour), range.second,
+                                           [&](int64_t start, std::string_view) {
+                                             if (start + kMillisPerHour > from) raced = true;
+                                           }));
+      if (raced) return false;
+    }
+  }
 
   absl::Status decode_error;
   auto merge = [&](int64_t start, std::string_view bytes) {
@@ -180,9 +255,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
     layout.Merge(acc.data(), scratch.data());
   };
-  result.windows.resize(n);
   for (size_t k = 0; k < n; ++k) {
-    const WindowSpec& w = windows[order[k]];
     for (int r = 0; r < 2; ++r) {
       for (const auto& [from, to] : rollup_ranges[r][k]) fetched[r].ForEach(from, to, merge);
     }
@@ -200,8 +273,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
         agg_columns[a].SetValue(0, agg_values[a], &arena);
       }
     }
-    WindowResult& wr = result.windows[order[k]];
-    wr.name = w.name;
+    WindowResult& wr = result->windows[order[k]];
+    wr.features.clear();
     for (const sql::FeatureColumn& f : def.features) {
       if (f.expr->kind == sql::Expr::Kind::kAggRef) {
         wr.features.push_back(agg_values[f.expr->index]);
@@ -213,7 +286,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     }
     arena.Reset();
   }
-  return result;
+  return true;
 }
 
 std::string FeatureResult::ToJson(const sql::ViewDef& view) const {
@@ -227,6 +300,16 @@ std::string FeatureResult::ToJson(const sql::ViewDef& view) const {
     out += ",\"requested_at\":";
     AppendJsonString(FormatRfc3339Millis(requested_at_ms), &out);
   }
+  bool tails = false;
+  for (const WindowResult& w : windows) {
+    if (!w.tail_from_ms.has_value()) continue;
+    out += tails ? "," : ",\"tail_from\":{";
+    tails = true;
+    AppendJsonString(w.name, &out);
+    out += ':';
+    AppendJsonString(FormatRfc3339Millis(*w.tail_from_ms), &out);
+  }
+  if (tails) out += '}';
   out += ",\"windows\":{";
   for (size_t i = 0; i < windows.size(); ++i) {
     if (i > 0) out += ',';

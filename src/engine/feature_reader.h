@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/value.h"
 #include "engine/catalog_store.h"
 #include "store/tile_store.h"
@@ -32,17 +34,21 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
 struct WindowResult {
   std::string name;
   std::vector<Value> features;  // in ViewDef::features order
+  // Set when the base-tile retention rounded the window's tail down to the hour: the start of
+  // the rows the window then holds (FeatureReaderOptions::base_retention_ms).
+  std::optional<int64_t> tail_from_ms;
 };
 
 struct FeatureResult {
   std::string key;              // text form
-  int64_t at_ms = 0;            // effective `at` (see tile::ComputeWindow)
+  int64_t at_ms = 0;            // effective `at` (see tile::ComputeWindow and the retention)
   int64_t requested_at_ms = 0;  // as asked
   std::vector<WindowResult> windows;
-  int64_t tiles_read = 0;
+  int64_t tiles_read = 0;  // over every attempt (a read that raced a retention compaction reruns)
 
   // {"view":V,"key":K,"at":"RFC3339","windows":{"1h":{"plays":3,…},…}} plus, when `at` was
-  // rounded to a tile boundary, "requested_at".
+  // rounded (to a tile boundary, or to the hour by the retention), "requested_at", and when the
+  // retention rounded some windows' tails, "tail_from":{"7d":"RFC3339",…} for those windows.
   std::string ToJson(const sql::ViewDef& view) const;
 };
 
@@ -60,21 +66,49 @@ class OpenTileSource {
       int64_t* tiles_merged) = 0;
 };
 
+struct FeatureReaderOptions {
+  // Adds the live engine's unflushed tiles; null: the store only. Must outlive the reader.
+  OpenTileSource* open_tiles = nullptr;
+  // The store's base-tile retention R in ms (engine/retention.h: LoadBaseRetention); 0 = none.
+  // Base tiles starting before K = BaseTilesKeptFrom(now, R) (the start of the UTC day of
+  // now - R) may be gone, their rows kept in the hour rollups. So, for a view with hour rollups
+  // (tile < 1h):
+  //   * a window whose tail `from` is before K and not on an hour reads from the hour:
+  //     from := align_down(from, 1h) (outward: the window holds up to an hour more, never
+  //     less), reported in WindowResult::tail_from_ms;
+  //   * an effective `at` before K and not on an hour is rounded up to the hour (as `at` is
+  //     rounded up to a tile boundary today), reported as FeatureResult::at_ms;
+  //   * a read that falls back to base tiles before K (an hour without a stored rollup) checks,
+  //     after reading them, that no hour rollup appeared there meanwhile (a compaction may have
+  //     dropped base tiles it then covers) and reruns if one did.
+  // Windows whose tail is at or after K read exactly what they read without a retention.
+  int64_t base_retention_ms = 0;
+  // Wall clock of `now` above (not the read's `at`: deletion follows the clock); null = the
+  // system clock. Must outlive the reader.
+  const Clock* clock = nullptr;
+};
+
 // Answers window reads for one view by merging the fewest stored tiles that cover each window,
 // then finalizing and evaluating the post-aggregate expressions.
 // Thread-safe (state is per call); the view runtime and store must outlive it.
 class FeatureReader {
  public:
-  // `open_tiles` (optional) adds the live engine's unflushed tiles.
+  FeatureReader(const ViewRuntime* view, store::TileStore* store,
+                const FeatureReaderOptions& options)
+      : view_(view), store_(store), options_(options) {}
+  // `open_tiles` (optional) adds the live engine's unflushed tiles; no retention.
   FeatureReader(const ViewRuntime* view, store::TileStore* store,
                 OpenTileSource* open_tiles = nullptr)
-      : view_(view), store_(store), open_tiles_(open_tiles) {}
+      : FeatureReader(view, store, FeatureReaderOptions{.open_tiles = open_tiles}) {}
 
   // `key` is in stored form (engine/entity_key.h: StoredKeyFromText); the result's key is in
   // text form. Errors: OutOfRange for an `at` or window outside the supported range, DataLoss
-  // for an unreadable stored tile.
+  // for an unreadable stored tile, Unavailable when retention compactions kept racing the read
+  // (kMaxReadAttempts times; retry later).
   absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
                                      const std::vector<WindowSpec>& windows) const;
+
+  static constexpr int kMaxReadAttempts = 4;
 
  private:
   // Tiles of one resolution fetched for a read, in increasing start.
@@ -98,9 +132,18 @@ class FeatureReader {
                      const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
                      int64_t* tiles_read) const;
 
+  // One attempt at merging every window of `result` (its windows' names and tails are set):
+  // parts[k] are the rows window order[k] adds to the previous one. Returns false, with the
+  // windows' features unset, when a retention compaction may have raced the read (see
+  // FeatureReaderOptions); `kept_from` is K there (INT64_MIN without a retention).
+  absl::StatusOr<bool> MergeWindows(std::string_view key,
+                                    const std::vector<std::pair<int64_t, int64_t>>& parts,
+                                    const std::vector<size_t>& order, int64_t kept_from,
+                                    FeatureResult* result) const;
+
   const ViewRuntime* view_;
   store::TileStore* store_;
-  OpenTileSource* open_tiles_;
+  FeatureReaderOptions options_;
 };
 
 }  // namespace tessera::engine

@@ -44,15 +44,22 @@ class RollupSlots {
     std::unique_ptr<tile::OwnedBlock> deltas;  // closed slots only
   };
 
-  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms)
+  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms,
+              int64_t kept_from_ms)
       : view_(view),
         resolution_(resolution),
         unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
-        closed_by_ms_(closed_by_ms) {}
+        closed_by_ms_(closed_by_ms),
+        kept_from_ms_(kept_from_ms) {}
 
   Resolution resolution() const { return resolution_; }
   bool closed(int64_t start_ms) const {
-    return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_);
+    return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_) ||
+           (kept_from_ms_ != kNoRetention && start_ms <= kept_from_ms_ - unit_ms_);
+  }
+  // Fewest base deltas a fresh view's closed slot needs for its rollup to be written.
+  int min_children() const {
+    return kept_from_ms_ != kNoRetention && resolution_ == Resolution::kHour ? 1 : 2;
   }
 
   // Counts a base delta in its slot and, when the slot is closed, merges it in.
@@ -79,11 +86,12 @@ class RollupSlots {
   const Resolution resolution_;
   const int64_t unit_ms_;
   const int64_t closed_by_ms_;
+  const int64_t kept_from_ms_;
   absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
 // Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
-// only where at least two base tiles fall in it.
+// only where at least RollupSlots::min_children() base tiles fall in it.
 void FlushFresh(const ViewRuntime& view, const TileShard& shard, std::vector<RollupSlots*>& rollups,
                 FlushOutput* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
@@ -107,7 +115,7 @@ void FlushFresh(const ViewRuntime& view, const TileShard& shard, std::vector<Rol
         out->owed.push_back(ref);
         return;
       }
-      if (slot.delta_children < 2) return;
+      if (slot.delta_children < r->min_children()) return;
       out->tiles.emplace_back(TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
                               encode(slot.deltas->data()));
       ++stats->rollup_tiles;
@@ -140,12 +148,12 @@ struct SlotTileRefHash {
 
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
-                        FlushStats* stats) {
+                        FlushStats* stats, int64_t kept_from_ms) {
   const tile::TileLayout& layout = *view.layout;
   std::vector<std::unique_ptr<RollupSlots>> slots;
   std::vector<RollupSlots*> rollups;
   for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) {
-    slots.push_back(std::make_unique<RollupSlots>(view, res, closed_by_ms));
+    slots.push_back(std::make_unique<RollupSlots>(view, res, closed_by_ms, kept_from_ms));
     rollups.push_back(slots.back().get());
   }
   if (!store_may_hold_view) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -67,9 +68,16 @@ struct FlushOutput {
 // A fresh view's flush (`store_may_hold_view` = false) reads nothing and writes a closed slot's
 // rollup only where two or more base tiles fall in it.
 // Thread-safe for distinct shards (the store is thread-safe).
+//
+// With a base-tile retention (engine/retention.h), `kept_from_ms` is BaseTilesKeptFrom(now, R):
+// slots ending at or before it count as closed whatever the watermark (their rollup is merged
+// with the deltas at once, never rebuilt from base tiles the retention may have deleted), and
+// an hour rollup is written even over a single base tile (so the retention can delete it).
+// kNoRetention: neither.
+inline constexpr int64_t kNoRetention = std::numeric_limits<int64_t>::min();
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
-                        FlushStats* stats);
+                        FlushStats* stats, int64_t kept_from_ms = kNoRetention);
 
 // The open tile keys of a slot-partitioned pipeline (a store with writer slots,
 // store/slot_store.h): each key is the writer slot's index (4 bytes, big-endian) followed by

@@ -15,6 +15,7 @@
 #include "common/strings.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
+#include "engine/retention.h"
 #include "sql/expr.h"
 #include "store/meta_keys.h"
 
@@ -135,6 +136,7 @@ IngestPipeline::~IngestPipeline() = default;
 
 absl::Status IngestPipeline::Init() {
   TESSERA_RETURN_IF_ERROR(watermark_.Load(store_));
+  TESSERA_ASSIGN_OR_RETURN(base_retention_ms_, LoadBaseRetention(store_));
   if (slots_ != nullptr) {
     // Reads use committed slots only; every flush reads the slot's own cells.
     open_tiles_.Publish(nullptr);
@@ -364,6 +366,9 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   }
   out.tiles.reserve(tiles + owed_work_[worker_index].size());
   const int64_t closed_by = watermark_.closed_by();
+  const int64_t kept_from = base_retention_ms_ > 0
+                                ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
+                                : kNoRetention;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = worker_index; s < num_shards; s += threads_) {
       if (slots_ != nullptr) {
@@ -374,7 +379,7 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
       }
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], open_tiles_.shard(vi, s), store_,
                                          store_may_hold_view_[vi], closed_by, &out,
-                                         &flush_stats_per_worker_[worker_index]));
+                                         &flush_stats_per_worker_[worker_index], kept_from));
     }
   }
   for (const OwedRollup& owed : owed_work_[worker_index]) {
@@ -383,7 +388,8 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
       if (v->id == owed.view_id) view = v;
     }
     if (view == nullptr) continue;  // markers are loaded for this pipeline's views only
-    TESSERA_ASSIGN_OR_RETURN(bool written, BuildRollupFromStore(*view, store_, owed, &out.tiles));
+    TESSERA_ASSIGN_OR_RETURN(bool written, BuildRollupFromStore(*view, store_, owed, &out.tiles,
+                                                                base_retention_ms_ > 0));
     if (written) ++flush_stats_per_worker_[worker_index].rollup_tiles;
   }
   owed_work_[worker_index].clear();

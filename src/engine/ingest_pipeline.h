@@ -169,6 +169,7 @@ class IngestPipeline final : public OpenTileSource {
   const sql::SourceDef& source_;
   std::vector<const ViewRuntime*> views_;
   store::TileStore* store_;
+  int64_t base_retention_ms_ = 0;  // the store's base-tile retention (engine/retention.h), 0: none
   // Non-null when the store takes flushes through writer slots (one per lane of the source):
   // the open tiles then keep each slot's rows apart (keys tagged by slot, flusher.h) and reads
   // never merge open tiles (they see what the slots committed).

@@ -51,14 +51,17 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
   return merged;
 }
 
-absl::StatusOr<bool> BuildRollupFromStore(
-    const ViewRuntime& view, store::TileStore* store, const OwedRollup& rollup,
-    std::vector<std::pair<store::TileKey, std::string>>* out) {
+absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
+                                          const OwedRollup& rollup,
+                                          std::vector<std::pair<store::TileKey, std::string>>* out,
+                                          bool single_child_hours) {
   tile::OwnedBlock block(*view.layout);
   TESSERA_ASSIGN_OR_RETURN(
       int merged, MergeStoredChildren(view, store, rollup.key, rollup.resolution, rollup.start_ms,
                                       block.data()));
-  if (merged < 2) return false;
+  if (merged < (single_child_hours && rollup.resolution == store::Resolution::kHour ? 1 : 2)) {
+    return false;
+  }
   std::string bytes;
   view.layout->Serialize(block.data(), &bytes);
   out->emplace_back(store::TileKey{view.id, rollup.key, rollup.resolution, rollup.start_ms},

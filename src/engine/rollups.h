@@ -59,10 +59,13 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
                                         int64_t start_ms, std::byte* block);
 
 // Builds the rollup of a closed slot from the store and appends it to `out` when it merges two
-// or more tiles (with one, readers read that tile directly). Returns whether it was written.
+// or more tiles (with one, readers read that tile directly) — or one, for an hour with
+// `single_child_hours` (a base-tile retention, so that the base tile can be deleted). Returns
+// whether it was written.
 absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
                                           const OwedRollup& rollup,
-                                          std::vector<std::pair<store::TileKey, std::string>>* out);
+                                          std::vector<std::pair<store::TileKey, std::string>>* out,
+                                          bool single_child_hours = false);
 
 // The rollups owed by one source's views (base tiles were written while their slot was
 // open): in the store as metadata markers (store::meta::OwedRollupKey,

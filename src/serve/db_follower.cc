@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "engine/catalog_store.h"
+#include "engine/retention.h"
 #include "store/meta_keys.h"
 
 namespace tessera::serve {
@@ -60,6 +61,16 @@ absl::Status DbFollower::Init() {
 absl::Status DbFollower::RefreshOnce() {
   MutexLock lock(&refresh_mu_);
   absl::Status s = catch_up_();
+  if (s.ok()) {
+    // The retention can only be lowered (engine/retention.h): reading it after the catch-up
+    // never rounds less than the deletions need.
+    absl::StatusOr<int64_t> retention = engine::LoadBaseRetention(store_);
+    if (retention.ok()) {
+      service_->set_base_retention_ms(*retention);
+    } else {
+      s = retention.status();
+    }
+  }
   if (s.ok()) {
     absl::StatusOr<std::string> fp = CatalogFingerprint();
     if (!fp.ok()) {

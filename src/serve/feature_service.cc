@@ -199,7 +199,12 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
     return InvalidArgument("parameter 'windows': {}", StatusMessage(specs.status()));
   }
   auto open = open_tiles_.find(&view);
-  engine::FeatureReader reader(&view, store_, open == open_tiles_.end() ? nullptr : open->second);
+  engine::FeatureReader reader(&view, store_,
+                               engine::FeatureReaderOptions{
+                                   .open_tiles = open == open_tiles_.end() ? nullptr : open->second,
+                                   .base_retention_ms = base_retention_ms_.load(),
+                                   .clock = clock_,
+                               });
   for (size_t i = 0; i < keys.size(); ++i) {
     const int64_t t0 = clock_->MonotonicNanos();
     absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs);

@@ -54,6 +54,9 @@ class FeatureService {
   // catalog they started with (they hold a reference). Thread-safe. REQUIRES: no SetOpenTiles
   // (open tiles are keyed by the views of the first catalog).
   void SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog);
+  // The store's base-tile retention (engine/retention.h; 0 = none), which reads need to round
+  // windows reaching past it. Thread-safe.
+  void set_base_retention_ms(int64_t ms) { base_retention_ms_.store(ms); }
   // /readyz also fails (503 with the message) while `check` returns an error, e.g. a follower
   // that has not caught up with the writer for too long. REQUIRES: before RegisterRoutes().
   void SetReadinessCheck(std::function<absl::Status()> check);
@@ -88,6 +91,7 @@ class FeatureService {
 
   mutable Mutex catalog_mu_;
   std::shared_ptr<const engine::CatalogStore> catalog_ ABSL_GUARDED_BY(catalog_mu_);
+  std::atomic<int64_t> base_retention_ms_{0};
   std::function<absl::Status()> readiness_check_;
   store::TileStore* store_;
   MetricsRegistry* metrics_;

@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "common/strings.h"
+#include "common/time_util.h"
 
 namespace tessera::store::meta {
 namespace {
@@ -18,7 +19,7 @@ constexpr std::string_view kLogPrefix = "log/";
 constexpr std::string_view kPositionSuffix = "/position";
 constexpr std::string_view kFollowPrefix = "file-follow/";
 
-constexpr std::array<FamilyInfo, 15> kFamilies = {{
+constexpr std::array<FamilyInfo, 16> kFamilies = {{
     {Family::kCatalogStatement, "catalog statement", kCatalogStatementPrefix, false,
      "catalog/stmt/<index>"},
     {Family::kCatalogViewId, "catalog view id", kCatalogViewIdPrefix, false,
@@ -46,6 +47,8 @@ constexpr std::array<FamilyInfo, 15> kFamilies = {{
      "lane/<lower-case source>/<lane>"},
     {Family::kKafkaOffset, "Kafka partition offset", kKafkaPrefix, false,
      "kafka/<lower-case source>/<topic>/<partition>"},
+    {Family::kBaseRetention, "base-tile retention", kBaseRetentionKey, true,
+     "store/base_retention_ms"},
 }};
 
 // Whole-string decimal parse (what from_chars accepts: no sign for unsigned, no '+').
@@ -216,6 +219,15 @@ std::optional<FollowOffset> ParseFollowOffsetKey(std::string_view key) {
   return FollowOffset{rest.substr(0, sep), rest.substr(sep + 1)};
 }
 
+std::optional<int64_t> ParseBaseRetentionValue(std::string_view value) {
+  int64_t ms = 0;
+  if (!AllDigits(value) || (value.size() > 1 && value[0] == '0') || !ParseNumber(value, &ms) ||
+      ms > kMaxDurationMs) {
+    return std::nullopt;
+  }
+  return ms;
+}
+
 std::span<const FamilyInfo> Families() { return kFamilies; }
 
 const FamilyInfo& Info(Family family) { return kFamilies[static_cast<size_t>(family)]; }
@@ -268,6 +280,7 @@ bool Matches(Family family, std::string_view key) {
     }
     case Family::kCatalogNextViewId:
     case Family::kFormatVersion:
+    case Family::kBaseRetention:
       break;  // exact, handled above
   }
   return false;

@@ -134,6 +134,18 @@ struct FollowOffset {
 // is not a follow-offset key.
 std::optional<FollowOffset> ParseFollowOffsetKey(std::string_view key);
 
+// ---- Store settings (engine/retention.h).
+
+// "store/base_retention_ms" -> the base-tile retention in milliseconds (decimal; absent or 0 = base
+// tiles are kept forever). Read by the engine (LoadBaseRetention: readers round the tails of
+// windows reaching past it) and by the RocksDB store (its compaction filter drops expired base
+// tiles), so the value's syntax is defined here, beside the key.
+inline constexpr std::string_view kBaseRetentionKey = "store/base_retention_ms";
+// The value of kBaseRetentionKey: canonical decimal (no sign, no leading zero, no spaces),
+// 0 .. kMaxDurationMs; nullopt for anything else. Policy (engine/retention.h:
+// ValidateBaseRetention) is checked by the engine, not here.
+std::optional<int64_t> ParseBaseRetentionValue(std::string_view value);
+
 // ---- The registry.
 
 enum class Family {
@@ -152,6 +164,7 @@ enum class Family {
   kPubSubClock,
   kWatermarkLane,
   kKafkaOffset,
+  kBaseRetention,
 };
 
 struct FamilyInfo {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/strings.h"
+#include "common/time_util.h"
 
 namespace tessera::store::meta {
 namespace {
@@ -68,6 +69,7 @@ std::multimap<std::string, std::string> AllKeys() {
   }
   add(std::string(kCatalogNextViewIdKey), "next");
   add(std::string(kFormatVersionKey), "format");
+  add(std::string(kBaseRetentionKey), "base retention");
   for (uint32_t id : {0u, 1u, 12u, std::numeric_limits<uint32_t>::max()}) {
     add(ViewHasTilesKey(id), "has_tiles " + std::to_string(id));
   }
@@ -122,6 +124,8 @@ TEST(MetaKeysTest, SpellingsAreTheOnesExistingDbsHold) {
   EXPECT_EQ(PubSubDedupKey("Plays", 255), "pubsub/dedup/plays/00000000000000ff");
   EXPECT_EQ(PubSubDedupPrefix("Plays"), "pubsub/dedup/plays/");
   EXPECT_EQ(PubSubClockKey("Plays"), "pubsub/clock/plays");
+  EXPECT_EQ(kBaseRetentionKey, "store/base_retention_ms");
+  EXPECT_EQ(Classify(kBaseRetentionKey), Family::kBaseRetention);
 }
 
 TEST(MetaKeysTest, NoLiteralPrefixIsAPrefixOfAnother) {
@@ -260,6 +264,9 @@ TEST(MetaKeysTest, ClassifyRejectsWhatNothingWrites) {
         "file/", "log/x", "file-follow/a/relative", "test/position"}) {
     EXPECT_EQ(Classify(key), std::nullopt) << key;
   }
+  for (std::string_view key : {"store/", "store/base_retention_ms/x", "store/base_retention"}) {
+    EXPECT_EQ(Classify(key), std::nullopt) << key;
+  }
   for (std::string_view key :
        {"pubsub/dedup/", "pubsub/dedup/a/00000000000000FF", "pubsub/dedup/A/0000000000000000",
         "pubsub/dedup/a/000000000000000", "pubsub/dedup/a0000000000000000", "pubsub/clock/A"}) {
@@ -267,6 +274,18 @@ TEST(MetaKeysTest, ClassifyRejectsWhatNothingWrites) {
   }
   EXPECT_EQ(Classify("log//position"), Family::kLogPosition);
   EXPECT_EQ(Classify("file/0123abcd"), Family::kLegacyInputProgress);
+}
+
+// The retention value is canonical decimal milliseconds: one spelling per value, so a reader
+// never guesses (and a value an older or foreign writer spelled otherwise is refused, not read).
+TEST(MetaKeysTest, BaseRetentionValueIsCanonicalDecimal) {
+  EXPECT_EQ(ParseBaseRetentionValue("0"), 0);
+  EXPECT_EQ(ParseBaseRetentionValue("172800000"), 172800000);
+  EXPECT_EQ(ParseBaseRetentionValue(std::to_string(kMaxDurationMs)), kMaxDurationMs);
+  for (std::string_view bad : {"", "-1", "+5", "007", " 1", "1 ", "1e9", "30d", "0x10",
+                               "99999999999999999999", "3153600000001"}) {
+    EXPECT_EQ(ParseBaseRetentionValue(bad), std::nullopt) << bad;
+  }
 }
 
 }  // namespace

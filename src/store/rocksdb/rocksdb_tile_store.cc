@@ -26,10 +26,13 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "store/key_codec.h"
+#include "store/meta_keys.h"
+#include "store/rocksdb/base_retention_filter.h"
 #include "store/rocksdb/rocksdb_util.h"
 
 namespace tessera::store {
 
+using rocksdb_internal::BaseRetentionFilterFactory;
 using rocksdb_internal::FromRocks;
 using rocksdb_internal::Guard;
 using rocksdb_internal::ToSlice;
@@ -166,10 +169,17 @@ absl::Status CheckNoDataWithoutCurrent(const std::string& dir) {
 }  // namespace
 
 RocksDbTileStore::RocksDbTileStore(std::string dir, const RocksDbOptions& options,
-                                   std::unique_ptr<rocksdb::DB> db)
-    : dir_(std::move(dir)), options_(options), db_(std::move(db)) {}
+                                   std::unique_ptr<rocksdb::DB> db,
+                                   std::shared_ptr<BaseRetentionFilterFactory> retention)
+    : dir_(std::move(dir)),
+      options_(options),
+      retention_(std::move(retention)),
+      db_(std::move(db)) {}
 
 RocksDbTileStore::~RocksDbTileStore() {
+  // Compactions that start from now on keep every tile; Close waits for the running ones, whose
+  // filters may still look up rollups in the DB until then.
+  if (retention_ != nullptr) retention_->SetDb(nullptr);
   if (db_ != nullptr) {
     try {
       db_->Close().PermitUncheckedError();
@@ -203,6 +213,14 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
     rocksdb::DB* raw = nullptr;
     rocksdb::Status s;
     const bool secondary = !options.secondary_dir.empty();
+    std::shared_ptr<BaseRetentionFilterFactory> retention;
+    if (!secondary && !options.read_only) {
+      // Attached to the DB only below, once the retention is known: until then every
+      // compaction (WAL recovery may start some) keeps every tile.
+      retention = std::make_shared<BaseRetentionFilterFactory>(
+          options.clock != nullptr ? options.clock : SystemClock::Default());
+      rocks_options.compaction_filter_factory = retention;
+    }
     if (secondary) {
       std::filesystem::create_directories(options.secondary_dir, ec);
       if (ec) {
@@ -239,7 +257,27 @@ absl::StatusOr<std::unique_ptr<RocksDbTileStore>> RocksDbTileStore::Open(
         }
       }
     }
-    return std::unique_ptr<RocksDbTileStore>(new RocksDbTileStore(dir, options, std::move(db)));
+    if (retention != nullptr) {
+      int64_t ms = options.base_retention_ms.value_or(0);
+      if (!options.base_retention_ms.has_value()) {
+        rocksdb::PinnableSlice value;
+        const std::string key = EncodeMetaKey(meta::kBaseRetentionKey);
+        s = db->Get(rocksdb::ReadOptions(), db->DefaultColumnFamily(), key, &value);
+        if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "Open (reading the retention)", dir);
+        if (s.ok()) {
+          const std::optional<int64_t> stored = meta::ParseBaseRetentionValue(View(value));
+          if (!stored.has_value()) {
+            return DataLoss("RocksDB Open of {}: metadata {} holds '{}', not a retention in ms",
+                            dir, meta::kBaseRetentionKey, View(value));
+          }
+          ms = *stored;
+        }
+      }
+      retention->SetRetention(ms);
+      retention->SetDb(db.get());
+    }
+    return std::unique_ptr<RocksDbTileStore>(
+        new RocksDbTileStore(dir, options, std::move(db), std::move(retention)));
   });
 }
 
@@ -340,9 +378,31 @@ absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
     return FailedPrecondition("RocksDB Write to {}: the store was opened read-only", dir_);
   }
   if (batch.empty()) return absl::OkStatus();
+  absl::Status s;
   if (options_.bulk_ingest_min_tiles > 0 && batch.tiles.size() >= options_.bulk_ingest_min_tiles) {
-    return WriteViaIngest(batch);
+    s = WriteViaIngest(batch);
+  } else {
+    s = WriteViaBatch(batch);
   }
+  if (s.ok()) FollowRetentionSetting(batch);
+  return s;
+}
+
+void RocksDbTileStore::FollowRetentionSetting(const WriteBatch& batch) {
+  if (retention_ == nullptr || options_.base_retention_ms.has_value()) return;
+  // Applied in the batch's order: meta, then meta_deletes. A value that does not parse keeps
+  // every tile (engine/retention.h never writes one).
+  std::optional<int64_t> ms;
+  for (const auto& [key, value] : batch.meta) {
+    if (key == meta::kBaseRetentionKey) ms = meta::ParseBaseRetentionValue(value).value_or(0);
+  }
+  for (const std::string& key : batch.meta_deletes) {
+    if (key == meta::kBaseRetentionKey) ms = 0;
+  }
+  if (ms.has_value()) retention_->SetRetention(*ms);
+}
+
+absl::Status RocksDbTileStore::WriteViaBatch(const WriteBatch& batch) {
   return Guard("Write", dir_, [&]() -> absl::Status {
     rocksdb::WriteBatch wb;
     std::string key;
@@ -535,6 +595,26 @@ absl::Status RocksDbTileStore::Sync() {
       return FromRocks(db_->Flush(fo), "Sync (memtable flush)", dir_);
     }
     return FromRocks(db_->SyncWAL(), "Sync (WAL fsync)", dir_);
+  });
+}
+
+int64_t RocksDbTileStore::base_retention_ms() const {
+  return retention_ != nullptr ? retention_->retention_ms() : 0;
+}
+
+uint64_t RocksDbTileStore::base_tiles_dropped() const {
+  return retention_ != nullptr ? retention_->dropped() : 0;
+}
+
+absl::Status RocksDbTileStore::CompactAll() {
+  if (read_only()) {
+    return FailedPrecondition("RocksDB CompactAll of {}: the store was opened read-only", dir_);
+  }
+  return Guard("CompactAll", dir_, [&]() -> absl::Status {
+    rocksdb::CompactRangeOptions co;
+    // Rewrite the bottommost level too, so every key passes the compaction filter.
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    return FromRocks(db_->CompactRange(co, nullptr, nullptr), "CompactAll", dir_);
   });
 }
 

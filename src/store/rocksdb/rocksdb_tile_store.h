@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/mutex.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
@@ -24,6 +25,9 @@ class DB;
 }  // namespace rocksdb
 
 namespace tessera::store {
+namespace rocksdb_internal {
+class BaseRetentionFilterFactory;
+}  // namespace rocksdb_internal
 
 // How to open a RocksDbTileStore. Defaults suit a long-running `tessera run`.
 struct RocksDbOptions {
@@ -71,6 +75,15 @@ struct RocksDbOptions {
   // Collect RocksDB statistics (a few % slower); read them with
   // GetProperty("rocksdb.options-statistics"), e.g. "rocksdb.wal.synced" counts WAL fsyncs.
   bool statistics = false;
+  // Base-tile retention in ms (engine/retention.h): compactions drop a base tile whose UTC day
+  // ended at least this long (plus an hour of clock slack) before `clock`'s now, once the hour
+  // rollup covering it is stored (base_retention_filter.h has the exact rule). nullopt (the
+  // default): the DB's own setting, metadata store/base_retention_ms, read at Open and followed
+  // whenever a Write sets it; a value here overrides it (tests, tools); 0 keeps every base tile.
+  // Read-only and secondary stores never compact and ignore it.
+  std::optional<int64_t> base_retention_ms;
+  // Wall clock of the retention cutoff; null = the system clock. Must outlive the store.
+  const Clock* clock = nullptr;
 };
 
 // The embedded default TileStore: one RocksDB database in one directory, tiles and metadata in
@@ -165,9 +178,23 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   // GetProperty("rocksdb.options-statistics"); 0 when the store runs without statistics.
   uint64_t TickerCount(std::string_view name) const;
 
+  // The base-tile retention compactions apply now (RocksDbOptions::base_retention_ms); 0 for none
+  // and for read-only and secondary stores.
+  int64_t base_retention_ms() const;
+  // Base tiles the retention has dropped since Open.
+  uint64_t base_tiles_dropped() const;
+  // Compacts every key now (waits), applying the retention to all of the DB at once instead of as
+  // compactions come. FailedPrecondition on read-only and secondary stores.
+  absl::Status CompactAll();
+
  private:
-  RocksDbTileStore(std::string dir, const RocksDbOptions& options, std::unique_ptr<rocksdb::DB> db);
+  RocksDbTileStore(std::string dir, const RocksDbOptions& options, std::unique_ptr<rocksdb::DB> db,
+                   std::shared_ptr<rocksdb_internal::BaseRetentionFilterFactory> retention);
+  absl::Status WriteViaBatch(const WriteBatch& batch);
   absl::Status WriteViaIngest(const WriteBatch& batch);
+  // After `batch` was written: a change of the DB's retention setting takes effect (unless the
+  // options fixed the retention).
+  void FollowRetentionSetting(const WriteBatch& batch);
 
   // The event log's in-memory view of one source. Lives in log_sources_; every field is read and
   // written with log_mu_ held (the analysis does not follow the LogSource* handed around).
@@ -186,6 +213,9 @@ class RocksDbTileStore final : public TileStore, public EventLog {
 
   const std::string dir_;
   const RocksDbOptions options_;
+  // Null for read-only and secondary stores. Declared before db_, so it outlives the DB whose
+  // options hold it too.
+  std::shared_ptr<rocksdb_internal::BaseRetentionFilterFactory> retention_;
   std::unique_ptr<rocksdb::DB> db_;
   std::atomic<uint64_t> ingest_seq_{0};
 
