@@ -276,8 +276,8 @@ absl::Status BigtableTileStore::ReadConsistent(ReadPlan* plan) {
     if (attempt >= options_.max_read_restarts) {
       if (!plan->missing) return absl::OkStatus();
       return Aborted(
-          "Bigtable read of {}: a tile was rewritten by its slot twice during the read, {} times "
-          "in a row; retry",
+          "Bigtable read of {}: a tile's valid cell was deleted during the read (its slot rewrote "
+          "it several times meanwhile), {} times in a row; retry",
           uri_.ToString(), attempt + 1);
     }
     TESSERA_ASSIGN_OR_RETURN(CachedState fresh, State(/*force=*/true));
@@ -816,8 +816,8 @@ absl::StatusOr<BigtableTileStore::PendingCommit> BigtableTileStore::WriteCells(
     const TileWrite& w = writes[i];
     const std::string_view family = bs::FamilyOf(w.tile->resolution);
     const std::vector<uint64_t>& have = owner->versions[p.keys[i]];
-    const std::vector<uint64_t> keep =
-        NewestValid(*owner, have, 1 + options_.superseded_cells_kept);
+    const std::vector<uint64_t> keep = NewestValid(
+        *owner, have, 1 + static_cast<size_t>(std::max(0, options_.superseded_cells_kept)));
     pb::MutateRowsRequest::Entry& e = entries.emplace_back();
     e.set_row_key(p.keys[i]);
     for (uint64_t v : have) {

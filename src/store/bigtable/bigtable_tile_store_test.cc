@@ -207,9 +207,14 @@ INSTANTIATE_TEST_SUITE_P(Bigtable, SlotStoreConformanceTest,
 
 // ---- Helpers for the emulator tests ----------------------------------------------------------
 
+// Set in the child process of SigkilledOwnerLeavesExactlyOneCommittedFlush: "<fd> <endpoint>
+// <uri>".
+constexpr char kCrashChildEnv[] = "TESSERA_BIGTABLE_CRASH_CHILD";
+
 class BigtableStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (std::getenv(kCrashChildEnv) != nullptr) return;  // the child uses the parent's emulator
     emulator_ = SharedEmulator();
     if (emulator_ == nullptr) GTEST_SKIP() << "no Bigtable emulator: " << Shared().error;
     options_ = EmulatorOptions(*emulator_);
@@ -726,7 +731,6 @@ TEST_F(BigtableStoreTest, AnOutageFailsWithUnavailableAfterBoundedRetries) {
 // the flush number into three tiles (base, hour, a new tile per flush) and the offset. The parent
 // SIGKILLs it mid-stream; the next owner must see the offset and the tiles of one and the same
 // flush, never a mix, never less than the last acknowledged one.
-constexpr char kCrashChildEnv[] = "TESSERA_BIGTABLE_CRASH_CHILD";  // "<fd> <endpoint> <uri>"
 
 [[noreturn]] void RunFlushChild(const std::string& spec) {
   std::istringstream in(spec);
