@@ -134,12 +134,9 @@ std::string ReadAll(store::TileStore* store) {
     FeatureReader reader(view, store);
     auto windows = ParseWindows("5m,1h,6h,1d,7d", view->def->tile_ms);
     EXPECT_TRUE(windows.ok());
-    std::vector<std::string> keys;
-    for (int k = 0; k < 13; ++k) keys.push_back(fmt::format("u{}", k));
-    if (std::string_view(name) == "by_tag") {
-      keys.clear();
-      for (int k = 0; k < 5; ++k) keys.push_back(fmt::format("g{}", k));
-    }
+    const bool by_tag = std::string_view(name) == "by_tag";
+    std::vector<std::string> keys(by_tag ? 5 : 13);
+    for (size_t k = 0; k < keys.size(); ++k) keys[k] = fmt::format("{}{}", by_tag ? "g" : "u", k);
     for (const std::string& key : keys) {
       for (int64_t at : {kT0 + 47 * kMillisPerMinute, kT0 + 26 * kMillisPerHour + 13,
                          kT0 + 3 * kMillisPerDay, kT0 + 9 * kMillisPerDay}) {
