@@ -94,6 +94,22 @@ struct OpenDb {
 
 bool IsBigtableUri(std::string_view location) { return location.starts_with("bigtable://"); }
 
+// Opens the Bigtable store at `uri`; with `create_if_missing`, a table that does not exist is
+// first created as `tessera store init` would (no retention), like `--db` creates a directory.
+// An existing table is never changed.
+absl::StatusOr<std::unique_ptr<store::TileStore>> OpenBigtable(const std::string& uri,
+                                                               bool create_if_missing) {
+  absl::StatusOr<std::unique_ptr<store::BigtableTileStore>> opened = store::OpenBigtableStore(uri);
+  if (opened.status().code() == absl::StatusCode::kNotFound && create_if_missing) {
+    TESSERA_RETURN_IF_ERROR(
+        store::CreateBigtableTable(uri, store::BigtableOptions{}, /*base_retention_ms=*/0)
+            .status());
+    opened = store::OpenBigtableStore(uri);
+  }
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<store::TileStore>(std::move(*opened));
+}
+
 // Opens the store at `location` (a RocksDB directory, or bigtable://PROJECT/INSTANCE/TABLE) and
 // loads its catalog; with a `sql_path`, registers that SQL first. `bulk` skips RocksDB's WAL
 // (backfills sync at every flush instead).
@@ -105,7 +121,7 @@ absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std:
   }
   OpenDb db;
   if (IsBigtableUri(location)) {
-    TESSERA_ASSIGN_OR_RETURN(db.store, store::OpenBigtableStore(location));
+    TESSERA_ASSIGN_OR_RETURN(db.store, OpenBigtable(location, /*create_if_missing=*/!read_only));
   } else {
     store::RocksDbOptions opts;
     opts.read_only = read_only;
@@ -358,7 +374,8 @@ int RunServeCommand(const std::string& location, const std::string& http,
   if (IsBigtableUri(location)) {
     // Every read sees what the writers committed (through the store's short commit-state
     // cache): there is nothing to catch up with, but the catalog is still followed.
-    auto opened = store::OpenBigtableStore(location);
+    // Created when missing, so replicas may start before the workers.
+    auto opened = OpenBigtable(location, /*create_if_missing=*/true);
     if (!opened.ok()) return Fail(opened.status());
     owned = std::move(*opened);
     catch_up = [] { return absl::OkStatus(); };
@@ -410,11 +427,26 @@ int RunStoreInitCommand(const std::string& location, int64_t base_retention_ms) 
   }
   std::string out = "{\"store\":" + JsonString(location);
   if (IsBigtableUri(location)) {
+    // An existing table's retention changes (or is refused) before its GC rule follows;
+    // without --base-retention it keeps the retention it has.
+    int64_t retention_ms = base_retention_ms;
+    auto existing = store::OpenBigtableStore(location);
+    if (existing.ok()) {
+      if (base_retention_ms > 0) {
+        absl::Status set = engine::SetBaseRetention(existing->get(), base_retention_ms);
+        if (!set.ok()) return Fail(Annotate(set, "--base-retention"));
+      }
+      auto stored = engine::LoadBaseRetention(existing->get());
+      if (!stored.ok()) return Fail(stored.status());
+      retention_ms = *stored;
+    } else if (existing.status().code() != absl::StatusCode::kNotFound) {
+      return Fail(existing.status());
+    }
     // Bigtable's GC rule ages base cells out by their tile's start; readers trust base tiles
     // from the UTC day of now - R on (engine::BaseTilesKeptFrom), so the rule keeps a day and
     // an hour more than R.
     const int64_t gc_max_age_ms =
-        base_retention_ms > 0 ? base_retention_ms + kMillisPerDay + kMillisPerHour : 0;
+        retention_ms > 0 ? retention_ms + kMillisPerDay + kMillisPerHour : 0;
     auto setup = store::CreateBigtableTable(location, store::BigtableOptions{}, gc_max_age_ms);
     if (!setup.ok()) return Fail(setup.status());
     std::string changes;
