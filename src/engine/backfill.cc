@@ -329,6 +329,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
     const uint64_t size = std::filesystem::file_size(path, ec);
     if (!ec) total_bytes += size;
   }
+  TESSERA_RETURN_IF_ERROR(ClaimSourceSlot(store, *source));
   TESSERA_ASSIGN_OR_RETURN(StoredInputProgress stored, LoadInputProgress(store));
   FileChunkSource input(options.inputs, std::move(stored), options.chunk_bytes);
   PipelineOptions pipeline_options = options.pipeline;

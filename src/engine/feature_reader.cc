@@ -68,6 +68,7 @@ absl::Status FeatureReader::Fetch(
     const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
     const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
     int64_t* tiles_read) const {
+  if (key.size() > store_->max_entity_key_bytes()) return absl::OkStatus();  // no tile can exist
   Ranges all;
   for (const auto& per_window : ranges) all.insert(all.end(), per_window.begin(), per_window.end());
   const Ranges merged = Coalesce(std::move(all));

@@ -101,6 +101,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
       views_(std::move(views)),
       store_(store),
       slots_(store->slots()),
+      max_key_bytes_(std::min(kMaxEntityKeyBytes, store->max_entity_key_bytes())),
       options_(options),
       threads_(ResolveThreads(options_)),
       watermark_(source_.name, source_.lateness_ms),
@@ -201,7 +202,7 @@ void IngestPipeline::Prepare(Worker* w) {
         }
         key = w->arena.Copy(p.key_buffer);
       }
-      if (key.size() > kMaxEntityKeyBytes) {
+      if (key.size() > max_key_bytes_) {
         p.status[r] = 3;
         continue;
       }
@@ -228,20 +229,25 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
   }
   std::sort(order.begin(), order.end(),
             [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
-  if (run->input->ActiveLanes(&active_lanes_)) {
-    // A lane that just became active may have been advanced meanwhile by another process
-    // sharing the store (a partition that moved here): its rows are judged from there on.
-    for (const std::string& lane : active_lanes_) {
-      if (std::find(last_active_lanes_.begin(), last_active_lanes_.end(), lane) !=
-          last_active_lanes_.end()) {
-        continue;
-      }
-      absl::Status s = watermark_.ReloadLane(store_, lane);
-      if (!s.ok() && run->input_error.ok()) {
-        run->input_error = s;
-        run->input_done = true;
-      }
+  // A lane claimed again, or that just became active, may have been advanced meanwhile by
+  // another process sharing the store (a partition that moved here and maybe back): its rows
+  // are judged from there on.
+  run->input->TakeClaimedLanes(&claimed_lanes_);
+  const bool lanes = run->input->ActiveLanes(&active_lanes_);
+  for (const std::string& lane : active_lanes_) {
+    if (std::find(last_active_lanes_.begin(), last_active_lanes_.end(), lane) ==
+        last_active_lanes_.end()) {
+      claimed_lanes_.push_back(lane);
     }
+  }
+  for (const std::string& lane : claimed_lanes_) {
+    absl::Status s = watermark_.ReloadLane(store_, lane);
+    if (!s.ok() && run->input_error.ok()) {
+      run->input_error = s;
+      run->input_done = true;
+    }
+  }
+  if (lanes) {
     last_active_lanes_ = active_lanes_;
     watermark_.SetActiveLanes(active_lanes_);
   }
@@ -662,12 +668,14 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
   }
 }
 
+absl::Status ClaimSourceSlot(store::TileStore* store, const sql::SourceDef& source) {
+  if (store->slots() == nullptr) return absl::OkStatus();
+  return store->slots()->ClaimSlot(store::SlotName(ToLowerAscii(source.name), "")).status();
+}
+
 absl::Status IngestPipeline::Run(Source* input) {
   if (slots_ != nullptr && !input->ClaimsSlots()) {
-    // A source without lanes is one slot, claimed here: this process now owns it (an earlier
-    // owner is fenced). Its position was read before the claim, so two processes must not run
-    // one such source at once (docs/scale_out.md).
-    TESSERA_RETURN_IF_ERROR(slots_->ClaimSlot(slot_names_[SlotIndex("")]).status());
+    SlotIndex("");  // the source's one slot, claimed by ClaimSourceSlot before it was created
   }
   RunState run(input, threads_, options_.clock->MonotonicNanos());
   std::vector<std::thread> threads;

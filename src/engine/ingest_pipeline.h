@@ -82,6 +82,13 @@ using RejectSink =
 // published by the last flush. A flush writes the store first (readers still use the old
 // snapshot plus the open tiles), then, in one short exclusive section, publishes the new
 // snapshot and swaps in empty shards; so every row is seen exactly once by every read.
+// On a store with writer slots (store/slot_store.h), claims the slot of `source`'s one lane ""
+// — fencing any other process that runs the source — so that the position the source reads
+// next is final. Call before creating a source without lanes (file, http, stdin, Pub/Sub, a
+// backfill's files) and before its pipeline's Init(); a no-op on other stores. Sources with
+// lanes (Kafka) claim their slots themselves (Source::ClaimsSlots).
+absl::Status ClaimSourceSlot(store::TileStore* store, const sql::SourceDef& source);
+
 class IngestPipeline final : public OpenTileSource {
  public:
   IngestPipeline(const sql::SourceDef& source, std::vector<const ViewRuntime*> views,
@@ -177,12 +184,14 @@ class IngestPipeline final : public OpenTileSource {
   std::vector<std::string> slot_names_;                      // by slot index
   absl::flat_hash_map<std::string, uint32_t> slot_of_lane_;  // lane -> slot index
   std::vector<uint8_t> slot_touched_;  // per slot: took a chunk since the last flush
+  const size_t max_key_bytes_;  // longer keys are counted as key_too_long
   PipelineOptions options_;
   int threads_;
 
   Watermark watermark_;
   std::vector<std::string> active_lanes_;       // scratch for Source::ActiveLanes
   std::vector<std::string> last_active_lanes_;  // the active lanes of the previous round
+  std::vector<std::string> claimed_lanes_;      // scratch for Source::TakeClaimedLanes
   OpenTiles open_tiles_;
   PipelineMetrics metrics_;
   std::atomic<bool> stop_{false};

@@ -42,6 +42,9 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
       }
       stdin_source = &source;
     }
+    if (source::ConnectorOf(source) != "kafka") {
+      TESSERA_RETURN_IF_ERROR(ClaimSourceSlot(store, source));
+    }
     TESSERA_ASSIGN_OR_RETURN(source::LiveSource created, source::CreateLiveSource(source, env));
     r->input = std::move(created.source);
     r->http = std::move(created.http);

@@ -253,5 +253,191 @@ TEST(SlotPipelineTest, FencedZombieChangesNothing) {
   EXPECT_EQ(ReadAll(&zombie), expected);
 }
 
+// ---- A slot claimed again while the pipeline still holds rows of it --------------------------
+
+// Sum of by_tag's COUNT(*) over every tag in a window that holds the whole stream.
+int64_t TotalRows(store::TileStore* store) {
+  auto catalog = CatalogStore::Load(store);
+  EXPECT_TRUE(catalog.ok());
+  if (!catalog.ok()) return -1;
+  const ViewRuntime* view = (*catalog)->FindView("by_tag");
+  FeatureReader reader(view, store);
+  auto windows = ParseWindows("7d", view->def->tile_ms);
+  int64_t total = 0;
+  for (int k = 0; k < 5; ++k) {
+    auto r = reader.Read(fmt::format("g{}", k), kT0 + 3 * kMillisPerDay, *windows);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return -1;
+    nlohmann::json j = nlohmann::json::parse(r->ToJson(*view->def));
+    total += j["windows"]["7d"]["n"].get<int64_t>();
+  }
+  return total;
+}
+
+// One lane, like a KafkaSource on a slot store: claims the lane's slot when "assigned"
+// (KafkaSource::Assign -> ReadStoredOffset), hands out chunks, and after `lose_after` chunks
+// (rows still uncommitted: the pipeline has not flushed) the partition is lost (a revocation
+// that timed out, or a lost assignment), another worker `peer` owns it and commits
+// `peer_chunks` chunks, and the group gives the partition back to this worker. On that
+// re-assignment it does exactly what KafkaSource::Assign does: claim the slot through this
+// worker's store object, then fail with Aborted when handed_next > max(stored, committed_next),
+// else continue at max(stored, handed_next).
+class RebalancedLaneSource final : public Source {
+ public:
+  RebalancedLaneSource(const Lanes* lanes, store::TileStore* store, int lose_after, int peer_chunks)
+      : lanes_(lanes), store_(store), lose_after_(lose_after), peer_chunks_(peer_chunks) {}
+
+  absl::StatusOr<int64_t> Assign() {
+    TESSERA_ASSIGN_OR_RETURN(store::SlotClaim claim,
+                             store_->slots()->ClaimSlot(store::SlotName("ev", Lane())));
+    int64_t stored = -1;
+    for (const auto& [k, v] : claim.meta) {
+      if (k == Key()) stored = std::stoll(v);
+    }
+    return stored;
+  }
+
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
+    if (!error_.ok()) return error_;
+    if (handed_chunks_ == lose_after_ && !regained_) {
+      regained_ = true;
+      // Another worker on the same table takes the partition and commits some of it.
+      store::MemorySlotTileStore peer(static_cast<store::MemorySlotTileStore*>(store_)->state());
+      LaneSource peer_source(lanes_, &peer, 5, peer_chunks_);
+      EXPECT_TRUE(peer_source.Claim().ok());
+      EXPECT_TRUE(Ingest(&peer, &peer_source, 1).ok());
+      // The partition comes back: KafkaSource::Assign, which refuses to claim the slot again
+      // while it holds rows of it that it did not commit.
+      if (handed_ > committed_) {
+        error_ = absl::AbortedError("partition assigned again while rows were not committed");
+        return error_;
+      }
+      absl::StatusOr<int64_t> stored = Assign();
+      if (!stored.ok()) return stored.status();
+      handed_ = std::max(*stored, handed_);
+      committed_ = std::max(committed_, *stored);
+    }
+    const std::vector<std::string>& lines = lanes_->at(Lane());
+    if (handed_ >= static_cast<int64_t>(lines.size())) return Next::kEnd;
+    std::string data;
+    const int64_t end = std::min<int64_t>(static_cast<int64_t>(lines.size()), handed_ + 5);
+    for (int64_t i = handed_; i < end; ++i) data += lines[i] + "\n";
+    chunk->Assign(data, 0);
+    origin->input = Lane();
+    origin->lane = Lane();
+    origin->first_line = handed_ + 1;
+    handed_ = end;
+    ++handed_chunks_;
+    return Next::kChunk;
+  }
+  void AddCheckpoint(store::WriteBatch* batch) override {
+    if (handed_ <= committed_) return;
+    batch->meta.emplace_back(Key(), std::to_string(handed_));
+    checkpoint_ = handed_;
+  }
+  void Committed() override { committed_ = std::max(committed_, checkpoint_); }
+  bool ClaimsSlots() const override { return true; }
+  std::optional<std::string> CheckpointLane(std::string_view key) const override {
+    if (!key.starts_with("test/offset/")) return std::nullopt;
+    return std::string(key.substr(12));
+  }
+
+ private:
+  std::string Lane() const { return lanes_->begin()->first; }
+  std::string Key() const { return "test/offset/" + Lane(); }
+
+  const Lanes* lanes_;
+  store::TileStore* store_;
+  const int lose_after_;
+  const int peer_chunks_;
+  int handed_chunks_ = 0;
+  bool regained_ = false;
+  int64_t handed_ = 0;
+  int64_t committed_ = 0;
+  int64_t checkpoint_ = 0;
+  absl::Status error_;
+};
+
+// The partition comes back while this worker holds 10 uncommitted rows of it, after the peer
+// committed fewer (5) or more (15) of them: the worker does not claim the slot again, so its last
+// flush is fenced; a restarted worker finishes from the committed offset, every row once.
+TEST(SlotPipelineTest, PartitionAssignedAgainWithUncommittedRowsIsNeverCommitted) {
+  const Lanes lanes = MakeLanes(1, 60, 7);
+  const std::string expected = Reference(lanes);
+  for (int peer_chunks : {1, 3}) {
+    SCOPED_TRACE(peer_chunks);
+    store::MemorySlotTileStore a;
+    ASSERT_NE(RegisterCatalog(&a, kSql), nullptr);
+    RebalancedLaneSource source(&lanes, &a, /*lose_after=*/2, peer_chunks);
+    ASSERT_TRUE(source.Assign().ok());
+    absl::Status s = Ingest(&a, &source, size_t{1} << 30);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;  // the flush was fenced
+    store::MemorySlotTileStore c(a.state());
+    LaneSource rest(&lanes, &c, 5);
+    ASSERT_TRUE(rest.Claim().ok());
+    ASSERT_TRUE(Ingest(&c, &rest, 1).ok());
+    EXPECT_EQ(TotalRows(&c), 60);
+    EXPECT_TRUE(ReadAll(&c) == expected) << "features differ from the atomic store";
+  }
+}
+
+// A source without lanes reads its position when it is created (LogChunkSource, FollowSource,
+// the Pub/Sub dedup window, a backfill's progress), so its slot is claimed first
+// (ClaimSourceSlot). A second process started while the first still runs (a rolling update with
+// surge, a duplicate pod) fences the first: the first's next commit fails, and the second
+// counts every row once.
+class PositionSource final : public Source {
+ public:
+  PositionSource(const std::vector<std::string>* lines, store::TileStore* store, int max_chunks)
+      : lines_(lines), max_chunks_(max_chunks) {
+    auto pos = store->GetMeta("test/pos");
+    EXPECT_TRUE(pos.ok());
+    if (pos.ok() && pos->has_value()) next_ = std::stoul(**pos);
+  }
+  absl::StatusOr<Next> NextChunk(source::Chunk* chunk, source::ChunkOrigin* origin) override {
+    if (max_chunks_ == 0 || next_ >= lines_->size()) return Next::kEnd;
+    std::string data;
+    const size_t end = std::min(lines_->size(), next_ + 5);
+    for (size_t i = next_; i < end; ++i) data += (*lines_)[i] + "\n";
+    chunk->Assign(data, 0);
+    origin->input = "f";
+    origin->lane.clear();
+    origin->first_line = static_cast<int64_t>(next_) + 1;
+    next_ = end;
+    if (max_chunks_ > 0) --max_chunks_;
+    return Next::kChunk;
+  }
+  void AddCheckpoint(store::WriteBatch* batch) override {
+    batch->meta.emplace_back("test/pos", std::to_string(next_));
+  }
+
+ private:
+  const std::vector<std::string>* lines_;
+  int max_chunks_;
+  size_t next_ = 0;
+};
+
+TEST(SlotPipelineTest, SecondProcessOfASingleStreamSourceFencesTheFirst) {
+  Lanes lanes;
+  lanes[""] = MakeLanes(1, 60, 9).begin()->second;
+  const std::string expected = Reference(lanes);
+  store::MemorySlotTileStore old_process;
+  auto catalog = RegisterCatalog(&old_process, kSql);
+  ASSERT_NE(catalog, nullptr);
+  const sql::SourceDef& def = *catalog->FindView("by_user")->source;
+  ASSERT_TRUE(ClaimSourceSlot(&old_process, def).ok());
+  PositionSource running(&lanes.at(""), &old_process, 4);
+  // The new process starts: it claims the slot, then reads the committed position (0)...
+  store::MemorySlotTileStore new_process(old_process.state());
+  ASSERT_TRUE(ClaimSourceSlot(&new_process, def).ok());
+  PositionSource fresh(&lanes.at(""), &new_process, -1);
+  // ...so the old one, still running, can no longer commit.
+  absl::Status fenced = Ingest(&old_process, &running, 1);
+  EXPECT_EQ(fenced.code(), absl::StatusCode::kFailedPrecondition) << fenced;
+  ASSERT_TRUE(Ingest(&new_process, &fresh, 1).ok());
+  EXPECT_EQ(TotalRows(&new_process), 60);
+  EXPECT_TRUE(ReadAll(&new_process) == expected) << "features differ from the atomic store";
+}
+
 }  // namespace
 }  // namespace tessera::engine

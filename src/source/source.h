@@ -57,6 +57,9 @@ class Source {
   // reads their positions (Kafka: on assignment); otherwise the pipeline claims the slot of the
   // source's one lane "" when it starts.
   virtual bool ClaimsSlots() const { return false; }
+  // Moves into `lanes` the lanes whose slots the source claimed since the last call (each claim
+  // may follow commits by another owner: the pipeline re-reads their watermark lanes).
+  virtual void TakeClaimedLanes(std::vector<std::string>* lanes) { lanes->clear(); }
   // The lane whose slot a checkpoint entry of AddCheckpoint belongs to (Kafka: a partition's
   // offset), or nullopt for an entry of the source as a whole (lane "").
   virtual std::optional<std::string> CheckpointLane(std::string_view meta_key) const {

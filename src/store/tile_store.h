@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,6 +102,11 @@ class TileStore {
   // (callers merge them: tile states are mergeable), and Write() / MultiGet() act on the
   // "default slot" "" (Write stays atomic; concurrent writers of the default slot serialize).
   virtual SlotStore* slots() { return nullptr; }
+
+  // The longest entity key this store can hold a tile of (Bigtable: its 4 KiB row-key limit
+  // minus the tile key's other bytes). Writers count longer keys as too long; readers know no
+  // tile of one exists.
+  virtual size_t max_entity_key_bytes() const { return std::numeric_limits<size_t>::max(); }
 };
 
 }  // namespace tessera::store

@@ -320,27 +320,36 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   for (int i = 0; i < partitions->cnt; ++i) {
     rd_kafka_topic_partition_t& tp = partitions->elems[i];
     const std::string key = store::meta::KafkaOffsetKey(source_name_, tp.topic, tp.partition);
-    int64_t stored = -1;
-    absl::StatusOr<std::optional<std::string>> value = ReadStoredOffset(tp.partition, key);
-    absl::Status read = value.status();
-    if (read.ok() && value->has_value()) {
-      absl::StatusOr<int64_t> parsed = ParseOffset(**value, key);
-      read = parsed.status();
-      if (parsed.ok()) stored = *parsed;
-    }
-    if (read.ok() && slots_ != nullptr) {
+    absl::Status read;
+    if (slots_ != nullptr) {
       std::lock_guard<std::mutex> lock(mu_);
       const Partition& p = PartitionLocked(tp.partition);
-      if (p.handed_next > std::max(stored, p.committed_next)) {
-        // Rows of the partition are in the open tiles but not committed, and the slot may have
-        // had another owner since (this member lost it without a revocation): they cannot be
-        // kept apart from what that owner committed, so the pipeline must start over.
+      if (p.handed_next > p.committed_next) {
+        // Rows of the partition are in the open tiles but not committed: this member lost the
+        // partition without a revocation (a pause longer than the session timeout) or gave it
+        // up after revoke_timeout. Another owner may have committed them since, and they cannot
+        // be kept apart from what it committed. So the slot is NOT claimed again: the pipeline
+        // stops, and its last flush commits them under the old claim only if nobody claimed
+        // the slot meanwhile (otherwise that commit is fenced).
         read = Aborted(
             "source '{}': partition {} was assigned again while {} of its rows were not "
             "committed (the partition was lost, e.g. after a pause longer than the session "
             "timeout); restarting from the committed offset",
-            source_name_, tp.partition, p.handed_next - std::max(stored, p.committed_next));
+            source_name_, tp.partition, p.handed_next - p.committed_next);
       }
+    }
+    int64_t stored = -1;
+    absl::StatusOr<std::optional<std::string>> value = std::optional<std::string>();
+    if (read.ok()) value = ReadStoredOffset(tp.partition, key);
+    if (read.ok()) read = value.status();
+    if (read.ok() && slots_ != nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      claimed_lanes_.push_back(PartitionLane(tp.partition));
+    }
+    if (read.ok() && value->has_value()) {
+      absl::StatusOr<int64_t> parsed = ParseOffset(**value, key);
+      read = parsed.status();
+      if (parsed.ok()) stored = *parsed;
     }
     if (!read.ok()) {
       // Leave the partition unassigned here (its messages are dropped) and fail the source: a
@@ -602,6 +611,12 @@ void KafkaSource::CommitGroupOffsets() {
 }
 
 bool KafkaSource::WantsFlush() { return flush_wanted_.load(); }
+
+void KafkaSource::TakeClaimedLanes(std::vector<std::string>* lanes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  lanes->swap(claimed_lanes_);
+  claimed_lanes_.clear();
+}
 
 bool KafkaSource::ActiveLanes(std::vector<std::string>* active) {
   active->clear();

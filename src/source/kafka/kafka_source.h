@@ -109,6 +109,7 @@ class KafkaSource final : public Source {
   bool WantsFlush() override;
   bool ActiveLanes(std::vector<std::string>* active) override;
   bool ClaimsSlots() const override { return slots_ != nullptr; }
+  void TakeClaimedLanes(std::vector<std::string>* lanes) override;
   std::optional<std::string> CheckpointLane(std::string_view meta_key) const override;
 
   // Partitions currently assigned (for tests).
@@ -157,8 +158,8 @@ class KafkaSource final : public Source {
   const std::string source_name_;
   const KafkaOptions options_;
   store::TileStore* const store_;
-  store::SlotStore* const
-      slots_;  // non-null: each partition is a writer slot, claimed on assignment
+  // Non-null: each partition is a writer slot, claimed on assignment.
+  store::SlotStore* const slots_;
   const Clock* const clock_;
   MetricsRegistry* const metrics_;
 
@@ -177,6 +178,7 @@ class KafkaSource final : public Source {
   bool paused_ = false;
   absl::Status error_;
   int32_t next_pick_ = 0;  // round-robin start for NextChunk
+  std::vector<std::string> claimed_lanes_;  // slots claimed since TakeClaimedLanes
   std::string scratch_;
   int64_t last_metrics_ms_ = 0;
 };

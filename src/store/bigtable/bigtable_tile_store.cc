@@ -887,7 +887,9 @@ absl::Status BigtableTileStore::CommitRow(std::string_view slot, Owner* owner,
         where(), g);
   }
   owner->committed_n = n;
-  for (size_t i = 0; i < p.keys.size(); ++i) owner->versions[p.keys[i]] = p.kept[i];
+  // Forgotten after each commit: the next flush reads the tiles it merges into first
+  // (MultiGetSlot), which tells their versions again, so memory stays one flush's tiles.
+  owner->versions.clear();
   SlotCommits mine;
   mine.generation = g;
   mine.committed[g] = n;

@@ -104,9 +104,10 @@ struct BigtableOptions {
   int max_read_restarts = 3;
   // Write() re-claims the default slot and retries this many times when another owner fenced it.
   int write_fence_retries = 3;
-  // An owner remembers which of its slot's versions each tile row holds (from MultiGetSlot and
-  // its own commits) so a flush need not read the rows before deleting superseded cells; at
-  // most this many tiles per slot (beyond it the memory is dropped and rows are read).
+  // An owner remembers which of its slot's versions each tile row holds, from its MultiGetSlot
+  // reads until its next commit, so a flush that read its tiles first (read-merge-write) need not
+  // read the rows again before deleting superseded cells; at most this many tiles per slot
+  // (beyond it the memory is dropped and rows are read). Forgotten at every commit.
   size_t max_remembered_tiles = 100'000;
   // The Bigtable emulator does not read a row atomically while it is being mutated: its ReadRows
   // walks the row's column list after releasing the row lock, and a concurrent write that adds or
@@ -197,6 +198,9 @@ class BigtableTileStore final : public TileStore, public SlotStore {
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   absl::Status Sync() override { return absl::OkStatus(); }
   SlotStore* slots() override { return this; }
+  // Bigtable refuses row keys over 4 KiB; a tile key adds 16 bytes to the entity key
+  // (store/key_codec.h: namespace, view id, a 2-byte length, resolution, start).
+  size_t max_entity_key_bytes() const override { return 4096 - 16; }
 
   // SlotStore (see the class comment for how they map onto Bigtable calls).
   absl::StatusOr<SlotClaim> ClaimSlot(std::string_view slot) override;
