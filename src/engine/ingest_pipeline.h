@@ -184,7 +184,7 @@ class IngestPipeline final : public OpenTileSource {
   std::vector<std::string> slot_names_;                      // by slot index
   absl::flat_hash_map<std::string, uint32_t> slot_of_lane_;  // lane -> slot index
   std::vector<uint8_t> slot_touched_;  // per slot: took a chunk since the last flush
-  const size_t max_key_bytes_;  // longer keys are counted as key_too_long
+  const size_t max_key_bytes_;         // longer keys are counted as key_too_long
   PipelineOptions options_;
   int threads_;
 

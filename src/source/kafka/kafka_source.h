@@ -177,7 +177,7 @@ class KafkaSource final : public Source {
   size_t buffered_bytes_ = 0;
   bool paused_ = false;
   absl::Status error_;
-  int32_t next_pick_ = 0;  // round-robin start for NextChunk
+  int32_t next_pick_ = 0;                   // round-robin start for NextChunk
   std::vector<std::string> claimed_lanes_;  // slots claimed since TakeClaimedLanes
   std::string scratch_;
   int64_t last_metrics_ms_ = 0;
