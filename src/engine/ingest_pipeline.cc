@@ -421,6 +421,7 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
 uint32_t IngestPipeline::SlotIndex(const std::string& lane) {
   auto [it, inserted] = slot_of_lane_.try_emplace(lane, static_cast<uint32_t>(slot_names_.size()));
   if (inserted) {
+    slot_lanes_.push_back(lane);
     slot_names_.push_back(store::SlotName(ToLowerAscii(source_.name), lane));
     slot_touched_.push_back(0);
   }
@@ -481,10 +482,18 @@ absl::Status IngestPipeline::CommitSlots(Source* input) {
   const int64_t write_start = options_.clock->MonotonicNanos();
   for (auto& [slot, batch] : batches) {
     absl::Status s = slots_->CommitSlot(slot_names_[slot], batch);
-    if (!s.ok()) {
-      return Annotate(s, fmt::format("source '{}': commit of writer slot '{}'", source_.name,
-                                     slot_names_[slot]));
+    if (s.ok()) continue;
+    // Fenced: another process claimed the slot (this one lost the partition while paused).
+    // Nothing of this commit is visible; a source that can drop the lane carries on without it.
+    const bool fenced = s.code() == absl::StatusCode::kFailedPrecondition &&
+                        s.message().find("fenced") != std::string_view::npos;
+    if (fenced && input->SlotLost(slot_lanes_[slot])) {
+      watermark_.ForgetLane(slot_lanes_[slot]);
+      ++fenced_commits_;
+      continue;
     }
+    return Annotate(
+        s, fmt::format("source '{}': commit of writer slot '{}'", source_.name, slot_names_[slot]));
   }
   metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
   std::fill(slot_touched_.begin(), slot_touched_.end(), 0);

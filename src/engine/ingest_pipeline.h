@@ -122,6 +122,9 @@ class IngestPipeline final : public OpenTileSource {
   const SourceCounters& source_counters() const { return source_counters_; }
   const std::vector<ViewCounters>& view_counters() const { return view_counters_; }
   const FlushStats& flush_stats() const { return flush_stats_; }
+  // Slot commits refused because another process owns the slot now, whose lane the source
+  // dropped (Source::SlotLost). Coordinating thread, or after Run().
+  int64_t fenced_commits() const { return fenced_commits_; }
   int64_t max_event_time_ms() const { return watermark_.max_event_time_ms(); }
   int threads() const { return threads_; }
 
@@ -182,6 +185,7 @@ class IngestPipeline final : public OpenTileSource {
   // never merge open tiles (they see what the slots committed).
   store::SlotStore* slots_;
   std::vector<std::string> slot_names_;                      // by slot index
+  std::vector<std::string> slot_lanes_;                      // by slot index
   absl::flat_hash_map<std::string, uint32_t> slot_of_lane_;  // lane -> slot index
   std::vector<uint8_t> slot_touched_;  // per slot: took a chunk since the last flush
   const size_t max_key_bytes_;         // longer keys are counted as key_too_long
@@ -207,6 +211,7 @@ class IngestPipeline final : public OpenTileSource {
   SourceCounters source_counters_;
   std::vector<ViewCounters> view_counters_;
   FlushStats flush_stats_;
+  int64_t fenced_commits_ = 0;
   RejectSink reject_sink_;
   std::mutex reject_mu_;
   std::function<void(const SourceCounters&, bool flushing)> progress_;

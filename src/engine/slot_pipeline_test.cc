@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,8 +66,13 @@ Lanes MakeLanes(int lanes, int rows_per_lane, uint32_t seed) {
 // "crash" point), if set.
 class LaneSource final : public Source {
  public:
-  LaneSource(const Lanes* lanes, store::TileStore* store, size_t chunk_lines, int max_chunks = -1)
-      : lanes_(lanes), store_(store), chunk_lines_(chunk_lines), max_chunks_(max_chunks) {}
+  LaneSource(const Lanes* lanes, store::TileStore* store, size_t chunk_lines, int max_chunks = -1,
+             bool drops_lost_lanes = false)
+      : lanes_(lanes),
+        store_(store),
+        chunk_lines_(chunk_lines),
+        max_chunks_(max_chunks),
+        drops_lost_lanes_(drops_lost_lanes) {}
 
   absl::Status Claim() {
     for (const auto& [lane, lines] : *lanes_) {
@@ -87,6 +93,7 @@ class LaneSource final : public Source {
       auto it = lanes_->begin();
       std::advance(it, turn_++ % lanes_->size());
       const auto& [lane, lines] = *it;
+      if (lost_.contains(lane)) continue;
       size_t& next = next_[lane];
       if (next >= lines.size()) continue;
       std::string data;
@@ -103,10 +110,16 @@ class LaneSource final : public Source {
     return Next::kEnd;
   }
   void AddCheckpoint(store::WriteBatch* batch) override {
-    for (const auto& [lane, next] : next_)
-      batch->meta.emplace_back(Key(lane), std::to_string(next));
+    for (const auto& [lane, next] : next_) {
+      if (!lost_.contains(lane)) batch->meta.emplace_back(Key(lane), std::to_string(next));
+    }
   }
   bool ClaimsSlots() const override { return true; }
+  // Like Kafka's: drops the lane (its rows belong to the new owner).
+  bool SlotLost(const std::string& lane) override {
+    if (drops_lost_lanes_) lost_.insert(lane);
+    return drops_lost_lanes_;
+  }
   std::optional<std::string> CheckpointLane(std::string_view key) const override {
     if (!key.starts_with("test/offset/")) return std::nullopt;
     return std::string(key.substr(12));
@@ -119,8 +132,10 @@ class LaneSource final : public Source {
   store::TileStore* store_;
   size_t chunk_lines_;
   int max_chunks_;
+  bool drops_lost_lanes_;
   size_t turn_ = 0;
   std::map<std::string, size_t> next_;
+  std::set<std::string> lost_;
 };
 
 // Every view's features for every key at several times and windows, as JSON lines.
@@ -251,6 +266,48 @@ TEST(SlotPipelineTest, FencedZombieChangesNothing) {
   EXPECT_EQ(ReadAll(&owner), expected);
   // And the zombie's store object, reading, sees the same.
   EXPECT_EQ(ReadAll(&zombie), expected);
+}
+
+// A zombie whose source can drop a lost lane (Kafka) carries on: its commit of the lane another
+// process claimed is refused and forgotten, its other lanes commit as before, and the answers
+// are exact once the new owner of that lane has read it.
+TEST(SlotPipelineTest, FencedZombieCarriesOnWithoutTheLostLane) {
+  const Lanes lanes = MakeLanes(2, 300, 5);
+  const std::string expected = Reference(lanes);
+  store::MemorySlotTileStore zombie;
+  ASSERT_NE(RegisterCatalog(&zombie, kSql), nullptr);
+  LaneSource first_part(&lanes, &zombie, 5, 30);
+  ASSERT_TRUE(first_part.Claim().ok());
+  ASSERT_TRUE(Ingest(&zombie, &first_part, 1).ok());
+
+  // While the zombie reads on, another process takes lane t/0 (and only it).
+  const Lanes lost{{"t/0", lanes.at("t/0")}};
+  store::MemorySlotTileStore owner(zombie.state());
+  LaneSource owner_source(&lost, &owner, 5);
+  LaneSource zombie_rest(&lanes, &zombie, 5, -1, /*drops_lost_lanes=*/true);
+  ASSERT_TRUE(zombie_rest.Claim().ok());
+  bool claimed = false;
+  zombie.SetBeforeCommitHook([&](std::string_view) {
+    if (!claimed) {
+      EXPECT_TRUE(owner_source.Claim().ok());
+    }
+    claimed = true;
+  });
+  auto catalog = CatalogStore::Load(&zombie);
+  ASSERT_TRUE(catalog.ok());
+  std::vector<const ViewRuntime*> views;
+  for (const auto& v : (*catalog)->views()) views.push_back(v.get());
+  PipelineOptions opts;
+  opts.threads = 2;
+  opts.memory_budget_bytes = 1;
+  IngestPipeline pipeline(*views[0]->source, views, &zombie, opts);
+  ASSERT_TRUE(pipeline.Init().ok());
+  ASSERT_TRUE(pipeline.Run(&zombie_rest).ok());
+  EXPECT_EQ(pipeline.fenced_commits(), 1);
+  zombie.SetBeforeCommitHook(nullptr);
+
+  ASSERT_TRUE(Ingest(&owner, &owner_source, 1).ok());
+  EXPECT_EQ(ReadAll(&owner), expected);
 }
 
 // ---- A slot claimed again while the pipeline still holds rows of it --------------------------

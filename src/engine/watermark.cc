@@ -69,6 +69,13 @@ absl::Status Watermark::ReloadLane(store::TileStore* store, const std::string& l
   return absl::OkStatus();
 }
 
+void Watermark::ForgetLane(const std::string& lane) {
+  auto it = lanes_.find(lane);
+  if (it == lanes_.end()) return;
+  it->second = kNone;
+  Recompute();
+}
+
 void Watermark::SetActiveLanes(std::vector<std::string> active) {
   active_ = std::move(active);
   for (const std::string& lane : active_) lanes_.try_emplace(lane, kNone);

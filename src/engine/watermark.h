@@ -50,6 +50,10 @@ class Watermark {
   // (a Kafka partition moving between workers of one shared store). DataLoss when corrupt.
   absl::Status ReloadLane(store::TileStore* store, const std::string& lane);
 
+  // Forgets `lane`'s newest event time (its rows were not committed here and belong to another
+  // process now): if the lane comes back, ReloadLane takes what was committed.
+  void ForgetLane(const std::string& lane);
+
   // Walks one batch of lane `lane` in stream order: marks (*late)[r] = 1 for each row older than
   // the watermark as it stands when the row arrives, else 0, and advances the lane's newest
   // event time. Returns the number of late rows. *late is resized to the batch.

@@ -60,6 +60,12 @@ class Source {
   // Moves into `lanes` the lanes whose slots the source claimed since the last call (each claim
   // may follow commits by another owner: the pipeline re-reads their watermark lanes).
   virtual void TakeClaimedLanes(std::vector<std::string>* lanes) { lanes->clear(); }
+  // The pipeline's commit of `lane`'s slot was fenced: another process owns it now (this one
+  // lost the partition while paused). Returns true when the source drops the lane and carries
+  // on (Kafka: it forgets what it handed out of the partition since its last commit and reads it
+  // again only if the group assigns it back, from the offset committed then); false when it
+  // cannot, and the pipeline stops with the error.
+  virtual bool SlotLost(const std::string& lane) { return false; }
   // The lane whose slot a checkpoint entry of AddCheckpoint belongs to (Kafka: a partition's
   // offset), or nullopt for an entry of the source as a whole (lane "").
   virtual std::optional<std::string> CheckpointLane(std::string_view meta_key) const {

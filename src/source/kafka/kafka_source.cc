@@ -612,6 +612,29 @@ void KafkaSource::CommitGroupOffsets() {
 
 bool KafkaSource::WantsFlush() { return flush_wanted_.load(); }
 
+bool KafkaSource::SlotLost(const std::string& lane) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, p] : partitions_) {
+      if (p.lane != lane) continue;
+      for (rd_kafka_message_t* m : p.queue) {
+        buffered_bytes_ -= BufferedBytes(m);
+        rd_kafka_message_destroy(m);
+      }
+      p.queue.clear();
+      // Until the group assigns it again (it will: another member holds it), its messages are
+      // dropped; what was handed out since the last commit belongs to the new owner.
+      p.assigned = false;
+      p.handed_next = p.committed_next;
+      p.checkpoint_next = p.committed_next;
+      if (p.lag != nullptr) p.lag->Set(0);
+      if (p.assigned_gauge != nullptr) p.assigned_gauge->Set(0);
+    }
+  }
+  commit_cv_.notify_all();  // a revocation waiting for its rows to commit need not wait
+  return true;
+}
+
 void KafkaSource::TakeClaimedLanes(std::vector<std::string>* lanes) {
   std::lock_guard<std::mutex> lock(mu_);
   lanes->swap(claimed_lanes_);

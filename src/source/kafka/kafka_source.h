@@ -110,6 +110,7 @@ class KafkaSource final : public Source {
   bool ActiveLanes(std::vector<std::string>* active) override;
   bool ClaimsSlots() const override { return slots_ != nullptr; }
   void TakeClaimedLanes(std::vector<std::string>* lanes) override;
+  bool SlotLost(const std::string& lane) override;
   std::optional<std::string> CheckpointLane(std::string_view meta_key) const override;
 
   // Partitions currently assigned (for tests).
