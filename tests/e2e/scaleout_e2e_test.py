@@ -38,7 +38,14 @@ partition), so the brute force is exact (docs/scale_out.md, "What is not promise
    serve returns each is printed (bounded by the flush interval + the store's 100 ms
    commit-state cache + polling; asserted only against a generous 5 s).
 
+Scenario `solo` (--scenario solo; run after the above by default, on fresh processes, same
+seed): in step 2, b is SIGSTOPped until a holds every partition, then a is SIGKILLed and not
+restarted, then b is SIGCONTed: its commits of the partitions a claimed are fenced, it drops them,
+and once a's session expired the group gives it every partition; it must not exit (an exit fails
+the scenario) and consumes the rest of the stream alone. Steps 3 and 4 as above.
+
 Usage: scaleout_e2e_test.py PATH/TO/tessera [--mock PATH/TO/tessera-kafka-mock] [--seed N]
+                            [--scenario split|solo|all (default)]
                             [--events N] [--late-fraction F] [--keep]
        (--late-fraction 0: no late rows beyond the lateness)
 """
@@ -237,6 +244,7 @@ class Group:
                                   env) for n in ("a", "b")}
         self.failures = failures
         self.exits = []  # (worker, exit code, the error line)
+        self.must_stay = set()  # names of workers whose exit fails the scenario (no restart)
 
     def supervise(self):
         for w in self.workers.values():
@@ -247,6 +255,15 @@ class Group:
             errors = [l for l in text.splitlines() if "error" in l.lower()]
             line = errors[-1] if errors else (text.splitlines() or ["(empty log)"])[-1]
             self.exits.append((w.name, rc, line))
+            if w.name in self.must_stay:
+                self.failures.append(
+                    "worker %s exited with %r although it must keep going alone (its partitions "
+                    "come back when the group rebalances); its log:\n%s"
+                    % (w.name, rc, "\n".join(text.splitlines()[-30:])))
+                w.server.kill()
+                w.client.close()
+                w.server = w.client = None
+                raise Abort()
             self.failures.check(
                 any(m in text for m in DOCUMENTED_EXITS),
                 "worker %s exited with %r without saying 'fenced' or 'assigned again'; its log:\n%s"
@@ -417,6 +434,90 @@ def measure_freshness(bootstrap, client, newest_ts, n):
 
 
 # ---------------------------------------------------------------------------------------------
+# Phase 2: what happens to the workers while it is produced (t2: when it started; feeder: the
+# thread producing it)
+
+def split_phase2(group, failures, t2, feeder):
+    """b paused until a holds every partition, resumed (kept going or exited as documented and
+    restarted); then a SIGKILLed and restarted a second later; the group splits again."""
+    a, b = group.workers["a"], group.workers["b"]
+    # b first: a, which started on an empty store, takes over partitions it never held
+    # (their watermark lanes were committed by b meanwhile).
+    time.sleep(2)  # b consumes: rows in flight when it stops
+    b.pause()
+    t_pause = time.monotonic()
+    ok = group.wait(lambda: group.held().get("a") == list(range(PARTITIONS)), 40)
+    failures.check(ok, "b paused: a did not get every partition: %r" % group.held())
+    took = time.monotonic() - t_pause
+    time.sleep(0.5)
+    b.resume()
+    paused = time.monotonic() - t_pause
+    b_life = b.lives
+    ok = group.wait(group.split, 40)
+    failures.check(ok, "after b resumed the group did not split again: %r" % group.held())
+    b_outcome = ("kept going" if b.lives == b_life else
+                 "exited (%s) and was restarted" % "; ".join(
+                     "%r: %s" % (rc, line.strip()[:160]) for n, rc, line in group.exits
+                     if n == "b"))
+    held = group.held()
+    print("phase 2: b SIGSTOPped at %.1f s for %.1f s (a held every partition %.1f s after "
+          "the pause), then SIGCONTed: b %s; split again: a=%s b=%s" %
+          (t_pause - t2, paused, took, b_outcome, held.get("a"), held.get("b")), flush=True)
+    time.sleep(1)  # a consumes: rows in flight when it dies
+    a.kill9()
+    t_kill = time.monotonic()
+    time.sleep(1)
+    a.start()
+    ok = group.wait(group.split, 40)
+    failures.check(ok, "after a was killed and restarted, the group did not split again: %r"
+                   % group.held())
+    held = group.held()
+    print("  a SIGKILLed at %.1f s, restarted 1 s later; split again %.1f s after the kill: "
+          "a=%s b=%s" % (t_kill - t2, time.monotonic() - t_kill, held.get("a"),
+                         held.get("b")), flush=True)
+
+
+def solo_phase2(group, failures, t2, feeder):
+    """b paused until a holds every partition; a SIGKILLed for good; b resumed: its commits of the
+    partitions a claimed are fenced, it drops them, and once a's session expired the group gives
+    it every partition. b must not exit (Group.must_stay): it consumes the rest alone."""
+    a, b = group.workers["a"], group.workers["b"]
+    group.must_stay.add("b")
+    time.sleep(2)  # b consumes: rows in flight when it stops
+    b.pause()
+    t_pause = time.monotonic()
+    ok = group.wait(lambda: group.held().get("a") == list(range(PARTITIONS)), 40)
+    require(failures, ok, "b paused: a did not get every partition: %r" % group.held())
+    took = time.monotonic() - t_pause
+    print("phase 2: b SIGSTOPped at %.1f s; a held every partition %.1f s after the pause: a=%s" %
+          (t_pause - t2, took, group.held().get("a")), flush=True)
+    time.sleep(1)  # a consumes (and claims the slots of b's partitions): rows in flight
+    a.kill9()
+    t_kill = time.monotonic()
+    time.sleep(0.5)
+    b.resume()
+    t_resume = time.monotonic()
+    print("  a SIGKILLed at %.1f s (not restarted); b SIGCONTed %.1f s later, after %.1f s "
+          "stopped" % (t_kill - t2, t_resume - t_kill, t_resume - t_pause), flush=True)
+    seen = {}  # what b said it held, each change, with the time since the resume
+
+    def b_alone():
+        h = group.held().get("b")
+        if h is not None and (not seen or seen[max(seen)] != h):
+            seen[time.monotonic() - t_resume] = h
+        return h == list(range(PARTITIONS))
+
+    ok = group.wait(b_alone, 40)
+    require(failures, ok, "b resumed alone: it did not get every partition in 40 s; it held %s" %
+            (" -> ".join("%s at %.1f s" % (h, t) for t, h in sorted(seen.items())) or "nothing"))
+    print("  b held every partition %.1f s after the resume (%.1f s after a's kill; a's session "
+          "%d ms); b held %s; phase 2 still being produced: %s" %
+          (time.monotonic() - t_resume, time.monotonic() - t_kill, SESSION_TIMEOUT_MS,
+           " -> ".join("%s at %.1f s" % (h, t) for t, h in sorted(seen.items())),
+           "yes" if feeder.is_alive() else "no"), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
 
 class Abort(Exception):
     """A failure after which the rest of the scenario cannot run (the failure is recorded)."""
@@ -427,10 +528,17 @@ def require(failures, cond, msg):
         raise Abort()
 
 
+SCENARIOS = ("split", "solo")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tessera")
     ap.add_argument("--mock", default=None, help="tessera-kafka-mock (default: beside tessera)")
+    ap.add_argument("--scenario", choices=SCENARIOS + ("all",), default="all",
+                    help="split: b paused until a is alone, a killed and restarted; solo: b "
+                    "paused until a holds everything, a killed for good, b finishes alone; "
+                    "all (default): both, one after the other")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--events", type=int, default=12000)
     ap.add_argument("--users", type=int, default=200)
@@ -448,9 +556,24 @@ def main():
     if shutil.which("kcat") is None:
         raise SystemExit("FAIL: kcat is not installed (Debian package kcat)")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
-    print("seed %d (rerun with --seed %d), %d events" % (seed, seed, args.events), flush=True)
     tessera = os.path.abspath(args.tessera)
     mock_path = args.mock or os.path.join(os.path.dirname(tessera), "tessera-kafka-mock")
+    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    t_all = time.monotonic()
+    failures = live.Failures()
+    for scenario in scenarios:
+        print("==== scenario %s" % scenario, flush=True)
+        failures.extend("[%s] %s" % (scenario, f) for f in
+                        run_scenario(args, scenario, seed, tessera, mock_path, emulator_bin))
+    if len(scenarios) > 1:
+        print("all scenarios: total %.1f s" % (time.monotonic() - t_all))
+    live.report(failures)
+
+
+def run_scenario(args, scenario, seed, tessera, mock_path, emulator_bin):
+    """One scenario on fresh processes (mock, emulator, store, workers, serve); its failures."""
+    print("seed %d (rerun with --seed %d --scenario %s), %d events" %
+          (seed, seed, scenario, args.events), flush=True)
     rng = random.Random(seed)
     t_start = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="tessera-scaleout-")
@@ -532,40 +655,7 @@ def main():
         feeder = threading.Thread(target=produce_rest, daemon=True)
         t2 = time.monotonic()
         feeder.start()
-        # b first: a, which started on an empty store, takes over partitions it never held
-        # (their watermark lanes were committed by b meanwhile).
-        time.sleep(2)  # b consumes: rows in flight when it stops
-        b.pause()
-        t_pause = time.monotonic()
-        ok = group.wait(lambda: group.held().get("a") == list(range(PARTITIONS)), 40)
-        failures.check(ok, "b paused: a did not get every partition: %r" % group.held())
-        took = time.monotonic() - t_pause
-        time.sleep(0.5)
-        b.resume()
-        paused = time.monotonic() - t_pause
-        b_life = b.lives
-        ok = group.wait(group.split, 40)
-        failures.check(ok, "after b resumed the group did not split again: %r" % group.held())
-        b_outcome = ("kept going" if b.lives == b_life else
-                     "exited (%s) and was restarted" % "; ".join(
-                         "%r: %s" % (rc, line.strip()[:160]) for n, rc, line in group.exits
-                         if n == "b"))
-        held = group.held()
-        print("phase 2: b SIGSTOPped at %.1f s for %.1f s (a held every partition %.1f s after "
-              "the pause), then SIGCONTed: b %s; split again: a=%s b=%s" %
-              (t_pause - t2, paused, took, b_outcome, held.get("a"), held.get("b")), flush=True)
-        time.sleep(1)  # a consumes: rows in flight when it dies
-        a.kill9()
-        t_kill = time.monotonic()
-        time.sleep(1)
-        a.start()
-        ok = group.wait(group.split, 40)
-        failures.check(ok, "after a was killed and restarted, the group did not split again: %r"
-                       % group.held())
-        held = group.held()
-        print("  a SIGKILLed at %.1f s, restarted 1 s later; split again %.1f s after the kill: "
-              "a=%s b=%s" % (t_kill - t2, time.monotonic() - t_kill, held.get("a"),
-                             held.get("b")), flush=True)
+        (split_phase2 if scenario == "split" else solo_phase2)(group, failures, t2, feeder)
         feeder.join(120)
         failures.extend(produce_error)
         require(failures, not feeder.is_alive(), "phase 2 was not produced within 120 s")
@@ -630,6 +720,8 @@ def main():
         # -- clean stop
         group.supervise()
         for w in group.workers.values():
+            if w.server is None:  # killed for good (solo)
+                continue
             w.client.close()
             rc, secs = w.server.terminate()
             failures.check(rc == 0, "worker %s: SIGTERM exit %r after %.2f s" % (w.name, rc, secs))
@@ -639,6 +731,9 @@ def main():
         failures.check(rc == 0, "serve: SIGTERM exit %r after %.2f s" % (rc, secs))
         print("exits on their own: %s" % (["%s %r: %s" % (n, rc, l.strip()[:160])
                                           for n, rc, l in group.exits] or "none"), flush=True)
+        if scenario == "solo":
+            # (A fenced commit is neither logged nor exported as a metric: not observable here.)
+            print("b: %d life, never exited; a: killed for good" % b.lives, flush=True)
     except Abort:
         pass
     finally:
@@ -664,7 +759,7 @@ def main():
         print("total %.1f s" % (time.monotonic() - t_start))
         if failures:
             print("seed %d" % seed)
-    live.report(failures)
+    return failures
 
 
 if __name__ == "__main__":
