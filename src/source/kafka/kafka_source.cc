@@ -617,6 +617,11 @@ bool KafkaSource::SlotLost(const std::string& lane) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, p] : partitions_) {
       if (p.lane != lane) continue;
+      fmt::print(stderr,
+                 "tessera: source '{}': Kafka partition {} belongs to another worker now (this "
+                 "one's commit was fenced): dropping the {} message(s) read since offset {}\n",
+                 source_name_, id, std::max<int64_t>(0, p.handed_next - p.committed_next),
+                 p.committed_next);
       for (rd_kafka_message_t* m : p.queue) {
         buffered_bytes_ -= BufferedBytes(m);
         rd_kafka_message_destroy(m);
