@@ -44,7 +44,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -84,41 +83,8 @@ def sql_for(topic, bootstrap, group, strategy=None):
 # ---------------------------------------------------------------------------------------------
 # The stream
 
-def message_key(line):
-    """The Kafka key of a line: its user_id, or "-" (malformed lines, NULL or non-string ids)."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return "-"
-    u = obj.get("user_id") if isinstance(obj, dict) else None
-    return u if isinstance(u, str) and u and ":" not in u else "-"
-
-
-def make_stream(rng, n_events, n_users, base):
-    """Returns [(key, value)] in production order. Values are generator lines (blank lines are
-    whitespace-only messages), plus a few empty messages (the engine reads them as "null")."""
-    lines = live.uniquify(live.generate(rng, n_events, n_users, base, live.SPAN,
-                                        disorder=live.LATENESS))
-    out, newest = [], None
-    for line in lines:
-        ts = live.line_ts(line)
-        if ts is not None:
-            if newest is not None and ts < newest - live.LIVE_LATENESS:
-                continue  # could be late or not depending on the interleaving: left out
-            newest = ts if newest is None else max(newest, ts)
-        out.append((message_key(line), line))
-        if rng.random() < 0.002:
-            out.append(("u%d" % rng.randrange(n_users), ""))
-    return out
-
-
-def engine_lines(messages):
-    """The lines the engine decodes for these messages (an empty message is "null")."""
-    return [v if v else "null" for _, v in messages]
-
-
 def reference(messages):
-    rows, counters = live.decode(engine_lines(messages), lateness=live.LIVE_LATENESS)
+    rows, counters = live.decode(live.kafka_engine_lines(messages), lateness=live.LIVE_LATENESS)
     assert counters["late"] == 0, counters
     return live.Reference(rows), rows, counters
 
@@ -126,112 +92,22 @@ def reference(messages):
 # ---------------------------------------------------------------------------------------------
 # Processes: the mock cluster, kcat
 
-class KafkaMock:
-    """tessera-kafka-mock with its stdin held by this process: it stops when we close it — or
-    when this process dies, however it dies."""
-
-    def __init__(self, path, topics, log_path, brokers=3):
-        cmd = [path, "--brokers", str(brokers), "--exit-on-stdin-eof"]
-        for t in topics:
-            cmd += ["--topic", "%s:%d" % (t, PARTITIONS)]
-        self.log_path = log_path
-        log = open(log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=log)
-        log.close()
-        line = [b""]
-        t = threading.Thread(target=lambda: line.__setitem__(0, self.proc.stdout.readline()),
-                             daemon=True)
-        t.start()
-        t.join(15)
-        self.bootstrap = line[0].decode().strip()
-        if not self.bootstrap:
-            self.stop()
-            raise SystemExit("FAIL: tessera-kafka-mock printed no address; log:\n" +
-                             live.log_tail(log_path))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Producer:
-    """One long-lived `kcat -P -K:` fed through a pipe (each message "key:value" on a line)."""
-
-    def __init__(self, bootstrap, topic, log_path):
-        log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            ["kcat", "-b", bootstrap, "-P", "-t", topic, "-K:", "-X", "linger.ms=5"],
-            stdin=subprocess.PIPE, stderr=log)
-        log.close()
-        self.log_path = log_path
-
-    def send(self, messages):
-        self.proc.stdin.write("".join("%s:%s\n" % kv for kv in messages).encode())
-        self.proc.stdin.flush()
-
-    def close(self):
-        self.proc.stdin.close()
-        rc = self.proc.wait(60)
-        if rc != 0:
-            raise SystemExit("FAIL: kcat -P exit %d; log:\n%s" % (rc, live.log_tail(self.log_path)))
-
-
 def produce(bootstrap, topic, messages, log_path):
-    p = Producer(bootstrap, topic, log_path)
+    p = live.KafkaProducer(bootstrap, topic, log_path)
     p.send(messages)
     p.close()
-
-
-def read_back(bootstrap, topic, produced):
-    """Consumes the whole topic with kcat: per partition, its (key, value) messages in offset
-    order. Checks that they are the produced messages, each partition's in production order,
-    and that each key is in one partition."""
-    out = live.run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f",
-                    "%p %o %k\t%s\n"])
-    parts, where = [[] for _ in range(PARTITIONS)], {}
-    for line in out.split("\n")[:-1]:
-        head, _, value = line.partition("\t")
-        p, o, key = head.split(" ", 2)
-        p, o = int(p), int(o)
-        if o != len(parts[p]):
-            raise SystemExit("FAIL: partition %d: offset %d after %d messages" %
-                             (p, o, len(parts[p])))
-        parts[p].append((key, value))
-        if where.setdefault(key, p) != p:
-            raise SystemExit("FAIL: key %r is in partitions %d and %d" % (key, where[key], p))
-    expect = [[] for _ in range(PARTITIONS)]
-    for key, value in produced:
-        if key in where:
-            expect[where[key]].append((key, value))
-    if expect != parts or sum(map(len, parts)) != len(produced):
-        raise SystemExit("FAIL: the topic holds %d messages (per partition %s), %d were produced "
-                         "(or in another order)" % (sum(map(len, parts)), list(map(len, parts)),
-                                                    len(produced)))
-    return parts
 
 
 # ---------------------------------------------------------------------------------------------
 # Metrics
 
-def partition_gauges(client, name):
-    """{partition: value} of a per-partition Kafka metric."""
-    ms, _ = live.metrics(client)
-    return {int(dict(labels)["partition"]): v for (n, labels), v in ms.items() if n == name}
-
-
 def rows_handed(client):
-    return sum(partition_gauges(client, "tessera_kafka_partition_rows_total").values())
+    return sum(live.partition_gauges(client, "tessera_kafka_partition_rows_total").values())
 
 
 def assigned(client):
-    return sorted(p for p, v in partition_gauges(client, "tessera_kafka_partition_assigned").items()
-                  if v == 1)
+    gauges = live.partition_gauges(client, "tessera_kafka_partition_assigned")
+    return sorted(p for p, v in gauges.items() if v == 1)
 
 
 def wait_caught_up(client, ends, partitions, timeout):
@@ -239,8 +115,8 @@ def wait_caught_up(client, ends, partitions, timeout):
     (ok, lag gauges, offset gauges)."""
     deadline = time.monotonic() + timeout
     while True:
-        lag = partition_gauges(client, "tessera_kafka_partition_lag")
-        off = partition_gauges(client, "tessera_kafka_partition_offset")
+        lag = live.partition_gauges(client, "tessera_kafka_partition_lag")
+        off = live.partition_gauges(client, "tessera_kafka_partition_offset")
         ok = all(lag.get(p) == 0 and off.get(p) == ends[p] for p in partitions)
         if ok or time.monotonic() > deadline:
             return ok, lag, off
@@ -252,7 +128,7 @@ def wait_offsets_still(client, quiet=1.5, timeout=30):
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        off = partition_gauges(client, "tessera_kafka_partition_offset")
+        off = live.partition_gauges(client, "tessera_kafka_partition_offset")
         if off != last:
             last, since = off, time.monotonic()
         elif time.monotonic() - since >= quiet:
@@ -288,7 +164,7 @@ def batch_get(client, view, keys, at):
 
 def part_crash(args, tessera, mock, rng, tmp, failures):
     topic = "plays"
-    messages = make_stream(rng, args.events, args.users, live.BASE)
+    messages = live.kafka_stream(rng, args.events, args.users, live.BASE)
     ref, rows, counters = reference(messages)
     print("part 1: %d messages (%s), %d kills" % (len(messages), json.dumps(counters), args.kills),
           flush=True)
@@ -301,7 +177,7 @@ def part_crash(args, tessera, mock, rng, tmp, failures):
     # A quarter before the first start, the rest while the process is killed and restarted.
     first = len(messages) // 4
     produce(mock.bootstrap, topic, messages[:first], os.path.join(tmp, "kcat.log"))
-    producer = Producer(mock.bootstrap, topic, os.path.join(tmp, "kcat.log"))
+    producer = live.KafkaProducer(mock.bootstrap, topic, os.path.join(tmp, "kcat.log"))
     rest = messages[first:]
     seconds = max(5.0, args.kills * 5.5)  # about the time the kills take (rejoins dominate)
     slices = max(1, int(seconds / 0.05))
@@ -345,7 +221,7 @@ def part_crash(args, tessera, mock, rng, tmp, failures):
         failures.extend(produce_error)
         print("  kill -9 at: %s (%.1f s)" % ("; ".join(kills), time.monotonic() - t0), flush=True)
 
-        ends = [len(m) for m in read_back(mock.bootstrap, topic, messages)]
+        ends = [len(m) for m in live.kafka_read_back(mock.bootstrap, topic, PARTITIONS, messages)]
         server = live.Server(tessera, sql, db, log, extra).start()
         client = live.Client(server.host, server.port)
         t1 = time.monotonic()
@@ -431,8 +307,8 @@ def consumed_ranges(client):
     """{partition: (first, end)}: the offsets a process handed to its pipeline, from its metrics
     — it held each partition once, so they are the rows_total messages before its committed
     offset (read once it is quiet: everything handed out is committed)."""
-    off = partition_gauges(client, "tessera_kafka_partition_offset")
-    rows = partition_gauges(client, "tessera_kafka_partition_rows_total")
+    off = live.partition_gauges(client, "tessera_kafka_partition_offset")
+    rows = live.partition_gauges(client, "tessera_kafka_partition_rows_total")
     return {p: (int(off[p] - rows[p]), int(off[p])) for p in off if rows.get(p, 0) > 0}
 
 
@@ -534,7 +410,7 @@ def part_group(args, tessera, mock, rng, tmp, failures):
     all_at = base2 + live.SPAN + live.DAY
     ats = [base2 + live.SPAN // 2, base2 + live.SPAN + live.HOUR,
            base2 + rng.randint(0, live.SPAN), all_at]
-    messages = make_stream(rng, args.group_events, args.users, base2)
+    messages = live.kafka_stream(rng, args.group_events, args.users, base2)
     n = len(messages)
     phase1, phase2, phase3 = (messages[:n * 7 // 20], messages[n * 7 // 20:n * 13 // 20],
                               messages[n * 13 // 20:])
@@ -557,7 +433,7 @@ def part_group(args, tessera, mock, rng, tmp, failures):
                               "%d partitions" % (held, PARTITIONS)):
             return
         produce(mock.bootstrap, topic, phase1, kcat_log)
-        parts = read_back(mock.bootstrap, topic, phase1)
+        parts = live.kafka_read_back(mock.bootstrap, topic, PARTITIONS, phase1)
         held = group.wait_caught_up([len(m) for m in parts], failures)
         ranges = {name: consumed_ranges(c) for name, c in group.clients.items()}
         errs, answered = [], {}
@@ -586,7 +462,7 @@ def part_group(args, tessera, mock, rng, tmp, failures):
         failures.check(group.held()["b"] == every, "b holds %s after a died" % group.held()["b"])
         took_over = time.monotonic() - t1
         produce(mock.bootstrap, topic, phase2, kcat_log)
-        parts = read_back(mock.bootstrap, topic, phase1 + phase2)
+        parts = live.kafka_read_back(mock.bootstrap, topic, PARTITIONS, phase1 + phase2)
         ends = [len(m) for m in parts]
         group.wait_caught_up(ends, failures)
         ranges["b"] = consumed_ranges(group.clients["b"])
@@ -605,7 +481,7 @@ def part_group(args, tessera, mock, rng, tmp, failures):
               (took_over, text, dup, lost, len(errs)), flush=True)
 
         # 3. c joins while phase 3 streams in: b gives partitions up with rows in flight.
-        producer = Producer(mock.bootstrap, topic, kcat_log)
+        producer = live.KafkaProducer(mock.bootstrap, topic, kcat_log)
         group.start("c")
         slices = 80
         for i in range(slices):
@@ -615,7 +491,7 @@ def part_group(args, tessera, mock, rng, tmp, failures):
         ok, held = group.wait_split()
         failures.check(ok, "b and c hold %r, expected a split of all %d partitions" %
                        (held, PARTITIONS))
-        parts = read_back(mock.bootstrap, topic, messages)
+        parts = live.kafka_read_back(mock.bootstrap, topic, PARTITIONS, messages)
         ends = [len(m) for m in parts]
         group.wait_caught_up(ends, failures)
         for name in ("b", "c"):
@@ -686,7 +562,8 @@ def main():
     failures = live.Failures()
     mock = None
     try:
-        mock = KafkaMock(mock_path, ["plays", "plays2"], os.path.join(tmp, "mock.log"))
+        mock = live.KafkaMock(mock_path, {"plays": PARTITIONS, "plays2": PARTITIONS},
+                              os.path.join(tmp, "mock.log"))
         part_crash(args, tessera, mock, rng, tmp, failures)
         part_group(args, tessera, mock, rng, tmp, failures)
     finally:
