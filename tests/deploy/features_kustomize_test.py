@@ -28,42 +28,14 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kustomize_checks import check, of_kind, one, render, report, selects  # noqa: E402
 
 ROOT = sys.argv[1]
 TESSERA = sys.argv[2] if len(sys.argv) > 2 else None
 NS = "tessera-features"
 IMAGE = "tessera:latest"
 URI_RE = re.compile(r"^bigtable://([^/]+)/([^/]+)/([^/]+)$")
-FAILURES = []
-
-
-def check(ok, message):
-    """Records a failed check and goes on, so one run reports every problem."""
-    if not ok:
-        FAILURES.append(message)
-    return ok
-
-
-def render(path):
-    out = subprocess.run(["kubectl", "kustomize", path], check=True, capture_output=True,
-                         text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def of_kind(docs, kind):
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs, kind, name):
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
-    return found[0]
-
-
-def selects(match_labels, labels):
-    """A matchLabels selector (non-empty) selects an object with these labels."""
-    return bool(match_labels) and all(labels.get(k) == v for k, v in match_labels.items())
 
 
 def pod_spec(workload):
@@ -422,10 +394,7 @@ def main() -> int:
     check_selectors(docs, [workers, serve, job])
     sources, views = check_sql(sql)
     check_with_binary(sql or "", sources, views)
-    for f in FAILURES:
-        print(f"FAIL: {f}")
-    if FAILURES:
-        print(f"{len(FAILURES)} failed")
+    if report():
         return 1
     print(f"ok: {len(docs)} objects rendered; workers, serve and store init on {worker_uri}; "
           f"sources {sources}, views {views}")

@@ -22,42 +22,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
-import yaml
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kustomize_checks import check, of_kind, one, render, report, selects  # noqa: E402
 
 ROOT = sys.argv[1]
 OPERATOR_NS = "tessera-system"
-FAILURES = []
-
-
-def check(ok, message):
-    """Records a failed check and goes on, so one run reports every problem."""
-    if not ok:
-        FAILURES.append(message)
-    return ok
-
-
-def render(path):
-    out = subprocess.run(["kubectl", "kustomize", path], check=True, capture_output=True,
-                         text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def of_kind(docs, kind):
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs, kind, name):
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
-    return found[0]
-
-
-def selects(match_labels, labels):
-    """A matchLabels selector (non-empty) selects an object with these labels."""
-    return bool(match_labels) and all(labels.get(k) == v for k, v in match_labels.items())
 
 
 def goldens():
@@ -491,10 +462,7 @@ def main() -> int:
     gw = check_gateway(docs, deploy, cases)
     check_network_policies(docs, example_docs, deploy, gw, cases)
     check_examples(example_docs, schemas)
-    for f in FAILURES:
-        print(f"FAIL: {f}")
-    if FAILURES:
-        print(f"{len(FAILURES)} failed")
+    if report():
         return 1
     print(f"ok: {len(docs)} objects rendered, {len(example_docs)} in the example namespace, "
           f"{len(cases)} renderer goldens cross-checked")

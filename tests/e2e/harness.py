@@ -767,17 +767,23 @@ class Command(Server):
 # ---------------------------------------------------------------------------------------------
 # The Pub/Sub emulator (pubsub_e2e_test.py, scripts/bench_pubsub.py)
 
-def find_pubsub_emulator():
-    """The emulator's launcher (package google-cloud-cli-pubsub-emulator), or None."""
+def find_packaged(package, suffix, name):
+    """The executable of Debian package `package` whose path ends with `suffix`, else `name` on
+    the PATH, or None."""
     try:
-        out = subprocess.run(["dpkg", "-L", "google-cloud-cli-pubsub-emulator"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout
     except OSError:
         out = ""
     for line in out.splitlines():
-        if line.endswith("bin/cloud-pubsub-emulator") and os.access(line, os.X_OK):
+        if line.endswith(suffix) and os.access(line, os.X_OK):
             return line
-    return shutil.which("cloud-pubsub-emulator")
+    return shutil.which(name)
+
+
+def find_pubsub_emulator():
+    """The emulator's launcher (package google-cloud-cli-pubsub-emulator), or None."""
+    return find_packaged("google-cloud-cli-pubsub-emulator", "bin/cloud-pubsub-emulator",
+                         "cloud-pubsub-emulator")
 
 
 class PubSubEmulator:
@@ -858,15 +864,7 @@ def find_bigtable_emulator():
     """`cbtemulator` (package google-cloud-cli-bigtable-emulator), or None."""
     if os.access(BIGTABLE_EMULATOR, os.X_OK):
         return BIGTABLE_EMULATOR
-    try:
-        out = subprocess.run(["dpkg", "-L", "google-cloud-cli-bigtable-emulator"],
-                             capture_output=True, text=True).stdout
-    except OSError:
-        out = ""
-    for line in out.splitlines():
-        if line.endswith("/cbtemulator") and os.access(line, os.X_OK):
-            return line
-    return shutil.which("cbtemulator")
+    return find_packaged("google-cloud-cli-bigtable-emulator", "/cbtemulator", "cbtemulator")
 
 
 class BigtableEmulator:
