@@ -114,12 +114,16 @@ TEST_F(EngineTest, UnknownKeyGetsEmptyValues) {
   EXPECT_TRUE(j["windows"]["1h"]["last_tag"].is_null());
 }
 
-TEST_F(EngineTest, UnalignedAtIsRoundedUpAndEchoed) {
-  Ingest({Line("a", 1, "x", kT0 + 1000)}, PipelineOptions{.threads = 1});
+// An unaligned `at` keeps the sawtooth tail align_down(at - W) and reads the tile holding `at`
+// whole; the response echoes `at` as asked.
+TEST_F(EngineTest, UnalignedAtKeepsTheSawtoothTail) {
+  Ingest({Line("a", 1, "x", kT0 - k5m + 1), Line("a", 1, "x", kT0 + 1000)},
+         PipelineOptions{.threads = 1});
   auto j = Read("a", kT0 + 2000, "5m");
-  EXPECT_EQ(j["windows"]["5m"]["n"], 1);
-  EXPECT_EQ(j["at"], FormatRfc3339Millis(kT0 + k5m));
-  EXPECT_EQ(j["requested_at"], FormatRfc3339Millis(kT0 + 2000));
+  EXPECT_EQ(j["windows"]["5m"]["n"], 2);  // [kT0 - 5m, kT0 + 5m)
+  EXPECT_EQ(j["at"], FormatRfc3339Millis(kT0 + 2000));
+  EXPECT_FALSE(j.contains("requested_at"));
+  EXPECT_EQ(Read("a", kT0, "5m")["windows"]["5m"]["n"], 1);  // on the boundary: [kT0 - 5m, kT0)
 }
 
 // Late-but-within-bound rows that arrive after their tile was flushed are merged in, and the

@@ -63,6 +63,45 @@ Ranges Coalesce(Ranges ranges) {
 
 }  // namespace
 
+FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
+    : view_(view),
+      agg_columns_(view.layout->num_slots()),
+      agg_values_(view.layout->num_slots()) {
+  for (const sql::FeatureColumn& f : view.def->features) {
+    evals_.push_back(f.expr->kind == sql::Expr::Kind::kAggRef
+                         ? nullptr
+                         : std::make_unique<sql::ExprEvaluator>(*f.expr));
+  }
+}
+
+FeatureFinalizer::~FeatureFinalizer() = default;
+
+void FeatureFinalizer::Finalize(const std::byte* block, std::vector<Value>* out) {
+  const tile::TileLayout& layout = *view_.layout;
+  // Finalize every slot, then evaluate the features over a one-row batch of slot values.
+  for (size_t a = 0; a < layout.num_slots(); ++a) {
+    agg_values_[a] = layout.agg(a).Finalize(block + layout.offset(a));
+    const DataType t = layout.agg(a).result_type();
+    if (t == DataType::kList) {
+      agg_columns_[a].Reset(DataType::kNull, 1);
+    } else {
+      agg_columns_[a].Reset(t, 1);
+      agg_columns_[a].SetValue(0, agg_values_[a], &arena_);
+    }
+  }
+  out->clear();
+  const auto& features = view_.def->features;
+  for (size_t f = 0; f < features.size(); ++f) {
+    if (evals_[f] == nullptr) {
+      out->push_back(agg_values_[features[f].expr->index]);
+      continue;
+    }
+    const Column& c = evals_[f]->Evaluate(std::span<const Column>(agg_columns_), 1, &arena_);
+    out->push_back(c.GetValue(0));
+  }
+  arena_.Reset();
+}
+
 absl::Status FeatureReader::Fetch(
     store::Resolution resolution,
     const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
@@ -98,7 +137,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   FeatureResult result;
   result.key = KeyText(key, def.keys.size());
   result.requested_at_ms = at_ms;
-  result.at_ms = tile::ComputeWindow(at_ms, def.tile_ms, def.tile_ms).effective_at_ms;
+  result.at_ms = at_ms;
 
   // Base tiles before `kept_from` may have been deleted by the retention (engine/retention.h);
   // there the read rounds `at` up and tails down to the next rollup level, so it needs rollups
@@ -122,12 +161,11 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
                    [&](size_t a, size_t b) { return windows[a].length_ms < windows[b].length_ms; });
   result.windows.resize(n);
   Ranges parts(n);  // parts[k]: rows window order[k] adds
-  int64_t prev_from = result.at_ms;
+  // Every window reads the tile holding `at` whole (tile::ComputeWindow).
+  int64_t prev_from = tile::AlignUp(result.at_ms, def.tile_ms);
   for (size_t k = 0; k < n; ++k) {
     WindowResult& wr = result.windows[order[k]];
     wr.name = windows[order[k]].name;
-    // result.at_ms is on a tile boundary, so this is tile::ComputeWindow(at_ms, …).from_ms
-    // unless the retention rounded `at`.
     int64_t from =
         tile::ComputeWindow(result.at_ms, windows[order[k]].length_ms, def.tile_ms).from_ms;
     if (from < kept_from && AlignDown(from, round_to) != from) {
@@ -157,9 +195,7 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
   const size_t n = parts.size();
   tile::OwnedBlock acc(layout);
   tile::OwnedBlock scratch(layout);
-  std::vector<Column> agg_columns(layout.num_slots());
-  std::vector<Value> agg_values(layout.num_slots());
-  Arena arena;
+  FeatureFinalizer finalizer(*view_);
   std::shared_ptr<const store::StoreSnapshot> snapshot;
 
   // Unflushed tiles first (one consistent view with the store snapshot they come with).
@@ -263,29 +299,7 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     for (const auto& [from, to] : base_ranges[k]) fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
     if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[k]->data());
-    // Finalize every slot, then evaluate the features over a one-row batch of slot values.
-    for (size_t a = 0; a < layout.num_slots(); ++a) {
-      agg_values[a] = layout.agg(a).Finalize(acc.data() + layout.offset(a));
-      DataType t = layout.agg(a).result_type();
-      if (t == DataType::kList) {
-        agg_columns[a].Reset(DataType::kNull, 1);
-      } else {
-        agg_columns[a].Reset(t, 1);
-        agg_columns[a].SetValue(0, agg_values[a], &arena);
-      }
-    }
-    WindowResult& wr = result->windows[order[k]];
-    wr.features.clear();
-    for (const sql::FeatureColumn& f : def.features) {
-      if (f.expr->kind == sql::Expr::Kind::kAggRef) {
-        wr.features.push_back(agg_values[f.expr->index]);
-        continue;
-      }
-      sql::ExprEvaluator eval(*f.expr);
-      const Column& c = eval.Evaluate(std::span<const Column>(agg_columns), 1, &arena);
-      wr.features.push_back(c.GetValue(0));
-    }
-    arena.Reset();
+    finalizer.Finalize(acc.data(), &result->windows[order[k]].features);
   }
   return true;
 }

@@ -11,9 +11,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/arena.h"
 #include "common/clock.h"
+#include "common/column.h"
 #include "common/value.h"
 #include "engine/catalog_store.h"
+#include "sql/expr.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -41,13 +44,13 @@ struct WindowResult {
 
 struct FeatureResult {
   std::string key;              // text form
-  int64_t at_ms = 0;            // effective `at` (see tile::ComputeWindow and the retention)
+  int64_t at_ms = 0;            // `at` as asked, unless the retention rounded it to the hour
   int64_t requested_at_ms = 0;  // as asked
   std::vector<WindowResult> windows;
   int64_t tiles_read = 0;  // over every attempt (a read that raced a retention compaction reruns)
 
-  // {"view":V,"key":K,"at":"RFC3339","windows":{"1h":{"plays":3,…},…}} plus, when `at` was
-  // rounded (to a tile boundary, or to the hour by the retention), "requested_at", and when the
+  // {"view":V,"key":K,"at":"RFC3339","windows":{"1h":{"plays":3,…},…}} plus, when the retention
+  // rounded `at` to the hour, "requested_at", and when the
   // retention rounded some windows' tails, "tail_from":{"7d":"RFC3339",…} for those windows.
   std::string ToJson(const sql::ViewDef& view) const;
 };
@@ -76,8 +79,8 @@ struct FeatureReaderOptions {
   //   * a window whose tail `from` is before K and not on an hour reads from the hour:
   //     from := align_down(from, 1h) (outward: the window holds up to an hour more, never
   //     less), reported in WindowResult::tail_from_ms;
-  //   * an effective `at` before K and not on an hour is rounded up to the hour (as `at` is
-  //     rounded up to a tile boundary today), reported as FeatureResult::at_ms;
+  //   * an `at` before K and not on an hour is rounded up to the hour, reported as
+  //     FeatureResult::at_ms;
   //   * a read that falls back to base tiles before K (an hour without a stored rollup) checks,
   //     after reading them, that no hour rollup appeared there meanwhile (a compaction may have
   //     dropped base tiles it then covers) and reruns if one did.
@@ -86,6 +89,24 @@ struct FeatureReaderOptions {
   // Wall clock of `now` above (not the read's `at`: deletion follows the clock); null = the
   // system clock. Must outlive the reader.
   const Clock* clock = nullptr;
+};
+
+// Turns a view's merged tile block into its feature values: finalizes every aggregate slot,
+// then evaluates the post-aggregate expressions (DESIGN.md: after the window merge, never per
+// tile). Not thread-safe: one per thread; the view must outlive it.
+class FeatureFinalizer {
+ public:
+  explicit FeatureFinalizer(const ViewRuntime& view);
+  ~FeatureFinalizer();
+  // Replaces *out with the features of `block`, in ViewDef::features order.
+  void Finalize(const std::byte* block, std::vector<Value>* out);
+
+ private:
+  const ViewRuntime& view_;
+  std::vector<Column> agg_columns_;
+  std::vector<Value> agg_values_;
+  std::vector<std::unique_ptr<sql::ExprEvaluator>> evals_;  // per feature; null: a bare aggregate
+  Arena arena_;
 };
 
 // Answers window reads for one view by merging the fewest stored tiles that cover each window,

@@ -16,6 +16,7 @@
 #include "common/time_util.h"
 #include "engine/entity_key.h"
 #include "engine/retention.h"
+#include "engine/row_prep.h"
 #include "sql/expr.h"
 #include "store/meta_keys.h"
 
@@ -23,17 +24,9 @@ namespace tessera::engine {
 
 // Per-view results of evaluating one batch (phase 1), read by every worker in phase 3.
 struct IngestPipeline::ViewPrep {
-  std::unique_ptr<sql::ExprEvaluator> where;
-  std::vector<std::unique_ptr<sql::ExprEvaluator>> keys;
-  std::vector<std::unique_ptr<sql::ExprEvaluator>> args;  // null for COUNT(*)
-  std::vector<const Column*> arg_columns;
-  // Per row: 1 = aggregate, 0 = filtered by WHERE, 2 = NULL key, 3 = key too long.
-  std::vector<uint8_t> status;
-  std::vector<std::string_view> key;
-  std::vector<uint64_t> key_hash;
-  std::vector<uint32_t> shard;
-  std::string key_buffer;
-  std::string part_buffer;
+  explicit ViewPrep(const sql::ViewDef& view) : rows(view) {}
+  ViewRowPrep rows;
+  std::vector<uint32_t> shard;  // per kAggregate row: its open-tile shard
 };
 
 struct IngestPipeline::Worker {
@@ -114,18 +107,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
   for (int t = 0; t < threads_; ++t) {
     auto w = std::make_unique<Worker>();
     w->decoder = std::make_unique<source::NdjsonDecoder>(source_.columns, source_.time_column);
-    for (const ViewRuntime* v : views_) {
-      ViewPrep prep;
-      if (v->def->where) prep.where = std::make_unique<sql::ExprEvaluator>(*v->def->where);
-      for (const auto& k : v->def->keys) {
-        prep.keys.push_back(std::make_unique<sql::ExprEvaluator>(*k));
-      }
-      for (const auto& a : v->def->aggregates) {
-        prep.args.push_back(a.arg ? std::make_unique<sql::ExprEvaluator>(*a.arg) : nullptr);
-      }
-      prep.arg_columns.resize(v->def->aggregates.size(), nullptr);
-      w->views.push_back(std::move(prep));
-    }
+    for (const ViewRuntime* v : views_) w->views.emplace_back(*v->def);
     workers_.push_back(std::move(w));
   }
   flush_out_.resize(threads_);
@@ -159,64 +141,17 @@ absl::Status IngestPipeline::Init() {
 
 void IngestPipeline::Prepare(Worker* w) {
   const size_t n = w->round_batch->num_rows;
-  std::span<const Column> cols(w->round_batch->columns);
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    ViewPrep& p = w->views[vi];
-    p.status.assign(n, 1);
-    if (p.where) {
-      const Column& c = p.where->Evaluate(cols, n, &w->arena);
-      for (size_t r = 0; r < n; ++r) {
-        if (c.valid[r] == 0 || c.i64[r] == 0) p.status[r] = 0;
-      }
-    }
-    p.key.resize(n);
-    p.key_hash.resize(n);
+  std::string slot_tag;
+  if (slots_ != nullptr) AppendSlotTag(w->slot, &slot_tag);
+  for (ViewPrep& p : w->views) {
+    p.rows.Prepare(w->round_batch->columns, n, &w->arena, slot_tag, max_key_bytes_);
     p.shard.resize(n);
-    std::vector<const Column*> key_cols;
-    key_cols.reserve(p.keys.size());
-    for (auto& k : p.keys) key_cols.push_back(&k->Evaluate(cols, n, &w->arena));
-    const bool single_string = key_cols.size() == 1 && key_cols[0]->type == DataType::kString;
-    std::string slot_tag;
-    if (slots_ != nullptr) AppendSlotTag(w->slot, &slot_tag);
+    const std::vector<uint8_t>& status = p.rows.status();
+    const std::vector<uint64_t>& hash = p.rows.key_hash();
     for (size_t r = 0; r < n; ++r) {
-      if (p.status[r] != 1) continue;
-      bool null_key = false;
-      for (const Column* kc : key_cols) null_key |= kc->IsNull(r);
-      if (null_key) {
-        p.status[r] = 2;
-        continue;
+      if (status[r] == ViewRowPrep::kAggregate) {
+        p.shard[r] = static_cast<uint32_t>(open_tiles_.ShardOf(hash[r]));
       }
-      std::string_view key;
-      if (single_string) {
-        key = key_cols[0]->str[r];
-      } else if (key_cols.size() == 1) {
-        p.key_buffer.clear();
-        AppendKeyPart(*key_cols[0], r, &p.key_buffer);
-        key = w->arena.Copy(p.key_buffer);
-      } else {
-        p.key_buffer.clear();
-        for (const Column* kc : key_cols) {
-          p.part_buffer.clear();
-          AppendKeyPart(*kc, r, &p.part_buffer);
-          AppendStoredKeyPart(p.part_buffer, &p.key_buffer);
-        }
-        key = w->arena.Copy(p.key_buffer);
-      }
-      if (key.size() > max_key_bytes_) {
-        p.status[r] = 3;
-        continue;
-      }
-      if (slots_ != nullptr) {
-        p.key_buffer.assign(slot_tag);
-        p.key_buffer.append(key);
-        key = w->arena.Copy(p.key_buffer);
-      }
-      p.key[r] = key;
-      p.key_hash[r] = Hash64(key);
-      p.shard[r] = static_cast<uint32_t>(open_tiles_.ShardOf(p.key_hash[r]));
-    }
-    for (size_t a = 0; a < p.args.size(); ++a) {
-      p.arg_columns[a] = p.args[a] ? &p.args[a]->Evaluate(cols, n, &w->arena) : nullptr;
     }
   }
 }
@@ -262,15 +197,15 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
     source_counters_.future += w->decode.future;
     source_counters_.field_errors += w->decode.field_errors;
     for (size_t vi = 0; vi < views_.size(); ++vi) {
-      const ViewPrep& p = w->views[vi];
+      const std::vector<uint8_t>& status = w->views[vi].rows.status();
       ViewCounters& c = view_counters_[vi];
       for (size_t r = 0; r < n; ++r) {
         if (w->late[r]) continue;
         ++c.rows_in;
-        c.filtered += p.status[r] == 0;
-        c.null_key += p.status[r] == 2;
-        c.key_too_long += p.status[r] == 3;
-        c.aggregated += p.status[r] == 1;
+        c.filtered += status[r] == ViewRowPrep::kFiltered;
+        c.null_key += status[r] == ViewRowPrep::kNullKey;
+        c.key_too_long += status[r] == ViewRowPrep::kKeyTooLong;
+        c.aggregated += status[r] == ViewRowPrep::kAggregate;
       }
     }
   }
@@ -288,13 +223,14 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
     const int64_t tile_ms = view.def->tile_ms;
     for (Worker* w : order) {
       const ViewPrep& p = w->views[vi];
+      const std::vector<uint8_t>& status = p.rows.status();
       const size_t n = w->round_batch->num_rows;
       const int64_t* ts = w->round_batch->event_time_ms.data();
       // My rows of this batch grouped by shard (stable: arrival order within a shard), so each
       // shard is locked once per batch.
       me->shard_offsets.assign(my_shards + 1, 0);
       for (size_t r = 0; r < n; ++r) {
-        if (p.status[r] != 1 || w->late[r]) continue;
+        if (status[r] != ViewRowPrep::kAggregate || w->late[r]) continue;
         const uint32_t shard = p.shard[r];
         if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
         ++me->shard_offsets[shard / threads_ + 1];
@@ -303,7 +239,7 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
       me->rows.resize(me->shard_offsets[my_shards]);
       me->cursor.assign(me->shard_offsets.begin(), me->shard_offsets.end() - 1);
       for (size_t r = 0; r < n; ++r) {
-        if (p.status[r] != 1 || w->late[r]) continue;
+        if (status[r] != ViewRowPrep::kAggregate || w->late[r]) continue;
         const uint32_t shard = p.shard[r];
         if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
         me->rows[me->cursor[shard / threads_]++] = static_cast<uint32_t>(r);
@@ -318,13 +254,14 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
           me->blocks.resize(count);
           for (uint32_t i = 0; i < count; ++i) {
             const uint32_t r = rows[i];
-            me->blocks[i] = tiles.FindOrCreate(p.key[r], p.key_hash[r], AlignDown(ts[r], tile_ms));
+            me->blocks[i] = tiles.FindOrCreate(p.rows.key()[r], p.rows.key_hash()[r],
+                                             AlignDown(ts[r], tile_ms));
           }
           me->states.resize(count);
           for (size_t a = 0; a < layout.num_slots(); ++a) {
             const size_t off = layout.offset(a);
             for (uint32_t i = 0; i < count; ++i) me->states[i] = me->blocks[i] + off;
-            layout.agg(a).AddBatch(me->states.data(), p.arg_columns[a], ts, rows, count);
+            layout.agg(a).AddBatch(me->states.data(), p.rows.arg_columns()[a], ts, rows, count);
           }
         });
       }

@@ -10,8 +10,7 @@ WindowBounds ComputeWindow(int64_t at_ms, int64_t window_ms, int64_t base_ms) {
   WindowBounds w;
   w.to_ms = AlignUp(at_ms, base_ms);
   w.rounded = w.to_ms != at_ms;
-  w.effective_at_ms = w.to_ms;
-  w.from_ms = AlignDown(w.to_ms - window_ms, base_ms);
+  w.from_ms = AlignDown(at_ms - window_ms, base_ms);
   return w;
 }
 

@@ -14,18 +14,20 @@ using store::Resolution;
 
 inline int64_t AlignUp(int64_t t, int64_t unit) { return -AlignDown(-t, unit); }
 
-// The rows a window read covers: [from_ms, to_ms), both multiples of the base tile.
+// The tiles a window read covers: [from_ms, to_ms), both multiples of the base tile.
 struct WindowBounds {
   int64_t from_ms = 0;
-  int64_t to_ms = 0;
-  int64_t effective_at_ms = 0;  // == to_ms
-  bool rounded = false;         // true when the requested `at` was not on a tile boundary
+  int64_t to_ms = 0;  // the end of the tile holding `at` (== at when at is on a boundary)
+  bool rounded = false;  // true when `at` is not on a tile boundary (to_ms > at)
 };
 
-// Window (at, W) over tiles of `base_ms`: rows with align_down(at' - W) <= ts < at', where
-// at' = `at` rounded *up* to a tile boundary. Rounding up (not down) keeps the tile that holds
-// `at` — for a live read at "now" that is the open tile with the freshest events. A caller that
-// needs strict point-in-time results passes a tile-aligned `at` (then at' == at).
+// Window (at, W) over tiles of `base_ms`: rows with align_down(at - W) <= ts < at (DESIGN.md:
+// between W and W + T of data; the tail is tile-aligned, the "sawtooth"). Tiles cannot split at
+// `at`, so a read covers the tile holding `at` whole: [align_down(at - W), align_up(at)). For a
+// live read at "now" that tile holds only rows before `at` (the stream has delivered nothing
+// later, bar rows dated ahead of the clock within the source's max-future), so the read is the
+// window exactly; a read of stored history at an unaligned `at` also counts that tile's rows at
+// or after `at`. Point-in-time values at any millisecond: `tessera training-set`.
 // REQUIRES: window_ms > 0 and a multiple of base_ms (callers validate user input).
 WindowBounds ComputeWindow(int64_t at_ms, int64_t window_ms, int64_t base_ms);
 

@@ -18,18 +18,18 @@ TEST(ComputeWindow, AlignedAtIsExact) {
   EXPECT_FALSE(w.rounded);
 }
 
-TEST(ComputeWindow, UnalignedAtRoundsUpToTileEnd) {
+TEST(ComputeWindow, UnalignedAtKeepsTheSawtoothTailAndReadsItsTileWhole) {
+  // align_down(at - W) <= ts < at: the tail starts a whole tile before at - W.
   WindowBounds w = ComputeWindow(10 * kMillisPerHour + 61'000, kMillisPerHour, k5m);
   EXPECT_EQ(w.to_ms, 10 * kMillisPerHour + k5m);
-  EXPECT_EQ(w.from_ms, 9 * kMillisPerHour + k5m);
+  EXPECT_EQ(w.from_ms, 9 * kMillisPerHour);
   EXPECT_TRUE(w.rounded);
-  EXPECT_EQ(w.effective_at_ms, w.to_ms);
 }
 
 TEST(ComputeWindow, NegativeTimes) {
   WindowBounds w = ComputeWindow(-1, k5m, k5m);
   EXPECT_EQ(w.to_ms, 0);
-  EXPECT_EQ(w.from_ms, -k5m);
+  EXPECT_EQ(w.from_ms, -2 * k5m);
 }
 
 TEST(CoverWindow, WithinOneHourUsesBaseTiles) {

@@ -234,7 +234,7 @@ def decode(lines, lateness=LATENESS):
 
 def window_rows(rows_by_key, key, at, w):
     to = -((-at) // TILE) * TILE
-    frm = ((to - w) // TILE) * TILE
+    frm = ((at - w) // TILE) * TILE
     rs = rows_by_key.get(key, [])
     times = [r["ts"] for r in rs]
     lo = bisect.bisect_left(times, frm)
@@ -552,7 +552,7 @@ class Reference:
         rs = d.get(key, [])
         times = self.times.get((kind, key), [])
         to = -((-at) // TILE) * TILE
-        frm = ((to - w) // TILE) * TILE
+        frm = ((at - w) // TILE) * TILE
         return rs[bisect.bisect_left(times, frm):bisect.bisect_left(times, to)]
 
 

@@ -143,7 +143,7 @@ class TrackReference:
     def window(self, key, at, w):
         rs, times = self.by_track.get(key, []), self.times.get(key, [])
         to = -((-at) // live.TILE) * live.TILE
-        frm = ((to - w) // live.TILE) * live.TILE
+        frm = ((at - w) // live.TILE) * live.TILE
         return rs[bisect.bisect_left(times, frm):bisect.bisect_left(times, to)]
 
 
