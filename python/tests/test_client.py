@@ -267,8 +267,7 @@ class ClientTest(unittest.TestCase):
             for f in USER_FEATURES:
                 for w in windows:
                     got, want = df["user_stats__%s__%s" % (f, w)][i], r["windows"][w][f]
-                    self.assertTrue(same(got, want), "%s %s %s: %r vs %r" % (r["key"], f, w, got,
-                                                                            want))
+                    self.assertTrue(same(got, want), (r["key"], f, w, got, want))
         self.assertEqual(df["user_stats__plays__6h"].dtype.kind, "i")
         self.assertEqual(df["user_stats__total_ms__5m"].dtype.kind, "f")
         one = self.client.get("device_stats", ("u1", "a|b"), windows="1h", at=ATS[3],
