@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   zstd gzip python3 python3-yaml
+  python3-pandas python3-sklearn  # the Python client's DataFrames; examples/experiment
   wrk curl  # scripts/bench_serve.sh (HTTP load)
   librdkafka-dev kcat  # the Kafka connector; kcat produces in tests
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the Pub/Sub connector
