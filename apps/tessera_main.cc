@@ -1,9 +1,10 @@
-// The `tessera` command line: backfill, get, explain, run, serve, store, ws.
+// The `tessera` command line: backfill, get, explain, run, serve, store, training-set, ws.
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <absl/strings/str_split.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -23,6 +24,7 @@
 #include "common/net_util.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "engine/backfill.h"
 #include "engine/catalog_store.h"
@@ -30,6 +32,7 @@
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
 #include "engine/retention.h"
+#include "offline/training_set.h"
 #include "serve/db_follower.h"
 #include "serve/feature_service.h"
 #include "serve/http_server.h"
@@ -223,15 +226,21 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   return 0;
 }
 
+// The catalog of a SQL file, its errors prefixed with the path.
+absl::StatusOr<sql::Catalog> LoadSqlFile(const std::string& sql_path) {
+  TESSERA_ASSIGN_OR_RETURN(std::string sql, ReadFile(sql_path));
+  auto catalog = sql::ParseCatalog(sql);
+  if (!catalog.ok()) {
+    return absl::Status(catalog.status().code(),
+                        fmt::format("{}: {}", sql_path, StatusMessage(catalog.status())));
+  }
+  return catalog;
+}
+
 int RunExplainCommand(const std::string& sql_path, const std::string& db) {
   if (!sql_path.empty()) {
-    auto sql = ReadFile(sql_path);
-    if (!sql.ok()) return Fail(sql.status());
-    auto catalog = sql::ParseCatalog(*sql);
-    if (!catalog.ok()) {
-      return Fail(absl::Status(catalog.status().code(),
-                               fmt::format("{}: {}", sql_path, StatusMessage(catalog.status()))));
-    }
+    auto catalog = LoadSqlFile(sql_path);
+    if (!catalog.ok()) return Fail(catalog.status());
     for (const auto& s : catalog->sources) {
       absl::Status valid = source::ValidateSourceOptions(s, source::OptionCheck::kDefinition);
       if (!valid.ok()) {
@@ -248,6 +257,15 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
   engine::CatalogStore* catalog = opened->catalog.get();
   for (const auto& s : catalog->catalog().sources) fmt::print("{}\n", sql::Explain(s));
   for (const auto& v : catalog->catalog().views) fmt::print("{}\n", sql::Explain(v));
+  return 0;
+}
+
+int RunTrainingSetCommand(const std::string& sql_path, offline::TrainingSetOptions options) {
+  auto catalog = LoadSqlFile(sql_path);
+  if (!catalog.ok()) return Fail(catalog.status());
+  auto summary = offline::BuildTrainingSet(*catalog, options);
+  if (!summary.ok()) return Fail(summary.status());
+  fmt::print("{}\n", summary->ToJson());
   return 0;
 }
 
@@ -570,6 +588,42 @@ int main(int argc, char** argv) {
       "whole hours; can be lowered later, not raised); windows reaching further back are "
       "answered from hour rollups");
 
+  auto* training = app.add_subcommand(
+      "training-set",
+      "Point-in-time features for every row of a spine, from event files (no DB needed)");
+  tessera::offline::TrainingSetOptions training_options;
+  std::string spine_views;
+  training->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")
+      ->required();
+  training->add_option("--input", training_options.inputs,
+                       "NDJSON event files (plain, .gz, .zst), replayed in this order")
+      ->required();
+  training->add_option("--spine", training_options.spine,
+                       "Rows to compute features for: .ndjson or .csv (header), optionally .gz "
+                       "or .zst; the views' key columns, a time column and any others")
+      ->required();
+  training->add_option("--views", spine_views, "Comma-separated feature views (one source)")
+      ->required();
+  training->add_option("--windows", training_options.windows, "Comma-separated windows")
+      ->capture_default_str();
+  training->add_option("--out", training_options.out,
+                       "Output: .ndjson or .csv, optionally .gz or .zst; spine order")
+      ->required();
+  training->add_option("--spine-time", training_options.spine_time,
+                       "The spine's time column: epoch ms or RFC 3339")
+      ->capture_default_str();
+  training->add_flag("--skip-bad-spine", training_options.skip_bad_spine,
+                     "Count and leave out spine rows with a missing or bad time or key, instead "
+                     "of failing");
+  training->add_option("--threads", threads, "Worker threads (default: one per core)");
+  size_t training_memory_mb = 1024;
+  training->add_option("--memory-mb", training_memory_mb,
+                       "Tile states held at once; beyond it, keys are split over more passes")
+      ->capture_default_str();
+  training->add_option("--max-future", max_future,
+                       "As for backfill: reject rows further ahead of the clock (default: the "
+                       "source's 'max-future', else 1d), or 'off'");
+
   tessera::workspaces::cli::Action ws_action;
   tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
 
@@ -626,6 +680,30 @@ int main(int argc, char** argv) {
     return tessera::RunServeCommand(location, http, secondary_dir, *interval);
   }
 
+  // --max-future: a duration or 'off'; false (after printing the error) when it is neither.
+  auto parse_max_future = [&](std::optional<int64_t>* out) {
+    if (max_future == "off") {
+      *out = tessera::sql::kNoFutureBound;
+    } else if (!max_future.empty()) {
+      auto ms = tessera::ParseDurationMillis(max_future);
+      if (!ms.ok()) {
+        fmt::print(stderr, "tessera: error: --max-future: {}\n",
+                   tessera::StatusMessage(ms.status()));
+        return false;
+      }
+      *out = *ms;
+    }
+    return true;
+  };
+  if (training->parsed()) {
+    if (!parse_max_future(&training_options.max_future_ms)) return 2;
+    for (absl::string_view name : absl::StrSplit(spine_views, ',')) {
+      training_options.views.emplace_back(tessera::Trim(std::string_view(name.data(), name.size())));
+    }
+    training_options.threads = threads;
+    training_options.memory_budget_bytes = training_memory_mb << 20;
+    return tessera::RunTrainingSetCommand(sql_path, training_options);
+  }
   if (backfill->parsed()) {
     tessera::engine::BackfillOptions options;
     options.source = source;
@@ -633,17 +711,7 @@ int main(int argc, char** argv) {
     options.pipeline.threads = threads;
     options.pipeline.memory_budget_bytes = memory_mb << 20;
     options.chunk_bytes = std::max<size_t>(chunk_kb, 4) << 10;
-    if (max_future == "off") {
-      options.max_future_ms = tessera::sql::kNoFutureBound;
-    } else if (!max_future.empty()) {
-      auto ms = tessera::ParseDurationMillis(max_future);
-      if (!ms.ok()) {
-        fmt::print(stderr, "tessera: error: --max-future: {}\n",
-                   tessera::StatusMessage(ms.status()));
-        return 2;
-      }
-      options.max_future_ms = *ms;
-    }
+    if (!parse_max_future(&options.max_future_ms)) return 2;
     if (!need_store(backfill)) return 2;
     return tessera::RunBackfillCommand(sql_path, inputs, location, options);
   }
