@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -50,6 +50,11 @@ bench-pubsub: deps build
 # a ceiling of the box, not Bigtable's throughput.
 bench-scaleout: deps build
 	scripts/bench_scaleout.sh $(RELEASE)
+
+# `tessera training-set`: 1M spine rows against 10M events (1M Zipf users, 2 days), 2 views x 4
+# windows; wall time and peak RSS. MEMORY_MB=64 forces several passes over the events.
+bench-training-set: deps build
+	scripts/bench_training_set.sh $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null
