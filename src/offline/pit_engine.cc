@@ -1,0 +1,597 @@
+#include "offline/pit_engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "common/errors.h"
+#include "common/hash.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "engine/entity_key.h"
+#include "engine/row_prep.h"
+#include "engine/watermark.h"
+#include "source/format/line_reader.h"
+#include "source/format/ndjson_decoder.h"
+#include "tile/tile_layout.h"
+
+namespace tessera::offline {
+
+namespace {
+
+using engine::ViewRowPrep;
+
+// Keys are split into at most 2^kMaxSplitBits parts (passes over the events); past that the
+// memory budget is exceeded rather than the events read yet more often.
+constexpr int kMaxSplitBits = 8;
+
+// The tile states of one (view, worker) part of the keys during a pass. A tile of a key whose
+// spine times fall inside it is split at them: segment j holds the rows with
+// split[j-1] <= ts < split[j] (split[-1] = tile start, split[n] = tile end).
+struct Tiles {
+  struct Entry {
+    uint32_t key = 0;
+    int64_t start = 0;
+    uint32_t first_split = 0;  // index into View::point_time of the first split
+    uint32_t segments = 1;
+    std::byte* blocks = nullptr;  // `segments` blocks
+  };
+  struct EntryKey {
+    uint32_t key;
+    int64_t start;
+    friend bool operator==(const EntryKey&, const EntryKey&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const EntryKey& k) {
+      return H::combine(std::move(h), k.key, k.start);
+    }
+  };
+  absl::flat_hash_map<EntryKey, uint32_t> index;
+  std::vector<Entry> entries;
+  static constexpr size_t kArenaBlock = size_t{64} << 10;
+  Arena arena{kArenaBlock};
+  size_t heap_counted = 0;         // sketch heap at the last count
+  size_t arena_at_count = 0;       // arena bytes then
+  size_t estimate = 0;             // bytes now (heap scaled by arena growth since the count)
+
+  void Clear(const tile::TileLayout& layout) {
+    for (Entry& e : entries) {
+      for (uint32_t s = 0; s < e.segments; ++s) layout.Destroy(e.blocks + s * layout.block_size());
+    }
+    entries.clear();
+    entries.shrink_to_fit();
+    index = {};
+    arena = Arena(kArenaBlock);  // frees the blocks (Reset() keeps them)
+    heap_counted = arena_at_count = estimate = 0;
+  }
+
+  void UpdateEstimate(const tile::TileLayout& layout, bool recount) {
+    const size_t arena_bytes = arena.bytes_reserved();
+    if (recount) {
+      heap_counted = 0;
+      for (const Entry& e : entries) {
+        for (uint32_t s = 0; s < e.segments; ++s) {
+          heap_counted += layout.HeapBytes(e.blocks + s * layout.block_size());
+        }
+      }
+      arena_at_count = arena_bytes;
+    }
+    const double growth =
+        arena_at_count > 0 ? static_cast<double>(arena_bytes) / arena_at_count : 1.0;
+    estimate = arena_bytes + index.capacity() * (sizeof(EntryKey) + sizeof(uint32_t) + 1) +
+               entries.capacity() * sizeof(Entry) +
+               static_cast<size_t>(static_cast<double>(heap_counted) * growth);
+  }
+};
+
+// Reads the inputs in order, a chunk of whole lines at a time. Not thread-safe.
+class InputCursor {
+ public:
+  InputCursor(const std::vector<std::string>& paths, size_t chunk_bytes)
+      : paths_(paths), chunk_bytes_(chunk_bytes) {}
+
+  // The next chunk and the number of its first line in its file; false at the end.
+  absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line) {
+    while (true) {
+      if (reader_ == nullptr) {
+        if (next_ == paths_.size()) return false;
+        source::LineReaderOptions o;
+        o.chunk_bytes = chunk_bytes_;
+        TESSERA_ASSIGN_OR_RETURN(reader_, source::LineReader::Open(paths_[next_++], 0, o));
+        line_ = 1;
+      }
+      TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
+      if (more) {
+        *first_line = line_;
+        line_ += std::count(chunk->data(), chunk->data() + chunk->size(), '\n');
+        return true;
+      }
+      reader_.reset();
+    }
+  }
+
+ private:
+  const std::vector<std::string>& paths_;
+  size_t chunk_bytes_;
+  size_t next_ = 0;
+  int64_t line_ = 1;
+  std::unique_ptr<source::LineReader> reader_;
+};
+
+// Per worker thread.
+struct Worker {
+  source::Chunk chunk;
+  int64_t first_line = 0;
+  RowBatch batch;
+  Arena arena;
+  bool has_batch = false;
+  uint64_t seq = 0;
+  source::DecodeStats decode;
+  std::vector<uint8_t> late;
+  std::unique_ptr<source::NdjsonDecoder> decoder;
+  std::vector<std::unique_ptr<ViewRowPrep>> prep;  // per view
+  std::vector<Tiles> tiles;                        // per view
+  std::vector<std::unique_ptr<engine::FeatureFinalizer>> finalizers;
+  // Scratch.
+  std::vector<std::byte*> states;       // per row added: its segment's block
+  std::vector<std::byte*> slot_states;  // the same, offset to one aggregate slot
+  std::vector<uint32_t> rows;
+  std::vector<Value> values;
+};
+
+}  // namespace
+
+absl::StatusOr<PitView> PitView::Make(const sql::ViewDef& def, const sql::SourceDef& source,
+                                      std::string_view windows) {
+  PitView v;
+  v.rt = std::make_unique<engine::ViewRuntime>();
+  v.rt->def = &def;
+  v.rt->source = &source;
+  TESSERA_ASSIGN_OR_RETURN(v.rt->layout, engine::MakeTileLayout(def));
+  absl::StatusOr<std::vector<engine::WindowSpec>> parsed =
+      engine::ParseWindows(windows, def.tile_ms);
+  if (!parsed.ok()) {
+    return InvalidArgument("windows for view '{}': {}", def.name, StatusMessage(parsed.status()));
+  }
+  v.windows = *std::move(parsed);
+  v.tile_ms = def.tile_ms;
+  for (size_t i = 0; i < v.windows.size(); ++i) v.by_length.push_back(i);
+  std::stable_sort(v.by_length.begin(), v.by_length.end(), [&](size_t a, size_t b) {
+    return v.windows[a].length_ms < v.windows[b].length_ms;
+  });
+  v.reach_ms = v.windows[v.by_length.back()].length_ms;
+  return v;
+}
+
+void PitView::SetPoints(const std::vector<std::optional<std::string_view>>& keys,
+                        const std::vector<int64_t>& times) {
+  key_id.clear();
+  key_hash.clear();
+  std::vector<uint32_t> key_of(keys.size(), UINT32_MAX);
+  std::vector<uint32_t> count;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!keys[i]) continue;
+    auto [it, inserted] = key_id.try_emplace(absl::string_view(keys[i]->data(), keys[i]->size()),
+                                             static_cast<uint32_t>(count.size()));
+    if (inserted) {
+      count.push_back(0);
+      key_hash.push_back(Hash64(*keys[i]));
+    }
+    key_of[i] = it->second;
+    ++count[it->second];
+  }
+  begin.assign(count.size() + 1, 0);
+  for (size_t k = 0; k < count.size(); ++k) begin[k + 1] = begin[k] + count[k];
+  std::vector<std::pair<int64_t, uint32_t>> sorted(begin.back());
+  std::vector<uint32_t> fill(begin.begin(), begin.end() - 1);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (key_of[i] != UINT32_MAX) sorted[fill[key_of[i]]++] = {times[i], static_cast<uint32_t>(i)};
+  }
+  point_time.resize(sorted.size());
+  point_id.resize(sorted.size());
+  for (size_t k = 0; k < count.size(); ++k) {
+    std::sort(sorted.begin() + begin[k], sorted.begin() + begin[k + 1]);
+  }
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    point_time[i] = sorted[i].first;
+    point_id[i] = sorted[i].second;
+  }
+}
+
+uint32_t PitView::AddKey(std::string_view key) {
+  auto it = key_id.find(absl::string_view(key.data(), key.size()));
+  if (it != key_id.end()) return it->second;
+  const std::string_view owned = key_arena.Copy(key);
+  const uint32_t id = static_cast<uint32_t>(key_hash.size());
+  key_id.emplace(absl::string_view(owned.data(), owned.size()), id);
+  key_hash.push_back(Hash64(key));
+  point_time.push_back(open_at.value_or(kMaxTimestampMs));
+  point_id.push_back(id);
+  begin.push_back(begin.back() + 1);
+  return id;
+}
+
+class PitEngine::Impl {
+ public:
+  Impl(const sql::SourceDef& source, std::vector<PitView>* views, const PitOptions& options)
+      : source_(source),
+        views_(*views),
+        options_(options),
+        threads_(options.threads > 0
+                     ? options.threads
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+    for (int t = 0; t < threads_; ++t) {
+      auto w = std::make_unique<Worker>();
+      w->decoder = std::make_unique<source::NdjsonDecoder>(source.columns, source.time_column);
+      for (PitView& v : views_) {
+        w->prep.push_back(std::make_unique<ViewRowPrep>(*v.rt->def));
+        w->finalizers.push_back(std::make_unique<engine::FeatureFinalizer>(*v.rt));
+      }
+      w->tiles.resize(views_.size());
+      workers_.push_back(std::move(w));
+    }
+  }
+
+  int threads() const { return threads_; }
+
+  absl::StatusOr<PitStats> Run(PitSink* sink) {
+    sink_ = sink;
+    PitStats stats;
+    int bits = 0;  // the pass's keys: those whose hash's top `bits` bits equal `part`
+    for (uint64_t part = 0; part < (uint64_t{1} << bits);) {
+      TESSERA_ASSIGN_OR_RETURN(int needed, Pass(bits, part));
+      ++stats.passes;
+      if (needed > bits) {
+        // Over budget: start over with the keys split finer. Parts done so far stay done (a
+        // part at `bits` is the union of parts at `needed`).
+        part <<= (needed - bits);
+        bits = needed;
+        continue;
+      }
+      ++part;
+      ++stats.key_parts;
+    }
+    stats.counters = counters_;
+    stats.views = view_counters_;
+    stats.tiles = tiles_built_;
+    stats.max_event_time_ms = max_event_time_ms_;
+    return stats;
+  }
+
+ private:
+  // One pass over the events for the keys whose hash has `part` as its top `bits` bits.
+  // Returns `bits` when the pass completed (its spine rows are answered), or a larger number
+  // of bits when the states outgrew the budget (nothing of the pass is kept).
+  absl::StatusOr<int> Pass(int bits, uint64_t part) {
+    counters_ = {};
+    view_counters_.assign(views_.size(), {});
+    engine::Watermark watermark(source_.name, source_.lateness_ms);
+    InputCursor input(options_.inputs, options_.chunk_bytes);
+    const int64_t max_event_time = LatestAcceptedEventTime(
+        options_.clock->NowMillis(),
+        options_.max_future_ms.value_or(
+            source_.max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs)));
+    std::mutex input_mu;
+    absl::Status input_error;
+    bool input_done = false;
+    uint64_t next_seq = 0;
+    uint64_t bytes_read = 0;
+    uint64_t total_bytes = 0;
+    for (const std::string& p : options_.inputs) {
+      std::error_code ec;
+      total_bytes += std::filesystem::file_size(p, ec);
+    }
+    bool finished = false;
+    int over_budget_bits = 0;
+    std::vector<Worker*> order;
+    int round = 0;
+    std::barrier sync(threads_);
+
+    auto worker_loop = [&](int wi) {
+      Worker* w = workers_[wi].get();
+      while (true) {
+        // Phase 1: take a chunk, decode it, evaluate the views.
+        w->has_batch = false;
+        w->arena.Reset();
+        w->decode = {};
+        {
+          std::lock_guard<std::mutex> lock(input_mu);
+          if (!input_done) {
+            absl::StatusOr<bool> more = input.Next(&w->chunk, &w->first_line);
+            if (!more.ok()) {
+              input_error = more.status();
+              input_done = true;
+            } else if (!*more) {
+              input_done = true;
+            } else {
+              w->has_batch = true;
+              w->seq = next_seq++;
+              bytes_read += w->chunk.size();
+            }
+          }
+        }
+        if (w->has_batch) {
+          w->batch.Clear();
+          w->decoder->set_max_event_time_ms(max_event_time);
+          w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode);
+          for (auto& p : w->prep) {
+            p->Prepare(w->batch.columns, w->batch.num_rows, &w->arena, {},
+                       engine::kMaxEntityKeyBytes);
+          }
+        }
+        sync.arrive_and_wait();
+        // Phase 2 (worker 0): the late rule in stream order; counters; the budget.
+        if (wi == 0) {
+          order.clear();
+          for (auto& x : workers_) {
+            if (x->has_batch) order.push_back(x.get());
+          }
+          std::sort(order.begin(), order.end(),
+                    [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
+          for (Worker* x : order) MarkLate(x, &watermark);
+          AddOpenKeys(order);
+          finished = order.empty() || !input_error.ok();
+          size_t bytes = 0;
+          for (auto& x : workers_) {
+            for (const Tiles& t : x->tiles) bytes += t.estimate;
+          }
+          if (bytes > options_.memory_budget_bytes && !finished) {
+            // Project the pass's states from the input read so far; split the keys so that
+            // one part fits in half the budget.
+            const double read = std::max<double>(1.0, static_cast<double>(bytes_read));
+            const double projected =
+                static_cast<double>(bytes) * std::max(1.0, static_cast<double>(total_bytes) / read);
+            const double parts = projected / (static_cast<double>(options_.memory_budget_bytes) / 2);
+            over_budget_bits = bits + std::max(1, static_cast<int>(std::ceil(std::log2(parts))));
+            over_budget_bits = std::min(over_budget_bits, kMaxSplitBits);
+            if (over_budget_bits == bits) over_budget_bits = 0;
+          }
+          ++round;
+        }
+        sync.arrive_and_wait();
+        if (finished || over_budget_bits > 0) break;
+        // Phase 3: add the rows of the keys this worker owns.
+        for (size_t v = 0; v < views_.size(); ++v) AddRows(wi, v, order, bits, part);
+        const bool recount = round % 64 == 0;
+        for (size_t v = 0; v < views_.size(); ++v) {
+          w->tiles[v].UpdateEstimate(*views_[v].rt->layout, recount);
+        }
+        sync.arrive_and_wait();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads_; ++t) pool.emplace_back(worker_loop, t);
+    worker_loop(0);
+    for (auto& t : pool) t.join();
+    TESSERA_RETURN_IF_ERROR(input_error);
+
+    if (over_budget_bits > 0) {
+      ClearTiles();
+      return over_budget_bits;
+    }
+    for (auto& w : workers_) {
+      for (const Tiles& t : w->tiles) tiles_built_ += static_cast<int64_t>(t.entries.size());
+    }
+    max_event_time_ms_ = watermark.max_event_time_ms() == engine::Watermark::kNone
+                             ? 0
+                             : watermark.max_event_time_ms();
+    // Answer this part's points: each worker its own keys.
+    pool.clear();
+    for (int t = 1; t < threads_; ++t) pool.emplace_back([&, t] { Answer(t, bits, part); });
+    Answer(0, bits, part);
+    for (auto& t : pool) t.join();
+    ClearTiles();
+    return bits;
+  }
+
+  void MarkLate(Worker* x, engine::Watermark* watermark) {
+    const size_t n = x->batch.num_rows;
+    counters_.late += watermark->MarkLate(
+        std::span<const int64_t>(x->batch.event_time_ms.data(), n), &x->late);
+    counters_.lines += x->decode.lines;
+    counters_.rows += x->decode.rows;
+    counters_.rejected += x->decode.rejected;
+    counters_.future += x->decode.future;
+    counters_.field_errors += x->decode.field_errors;
+    for (size_t v = 0; v < views_.size(); ++v) {
+      const std::vector<uint8_t>& status = x->prep[v]->status();
+      engine::ViewCounters& c = view_counters_[v];
+      for (size_t r = 0; r < n; ++r) {
+        if (x->late[r]) continue;
+        ++c.rows_in;
+        c.filtered += status[r] == ViewRowPrep::kFiltered;
+        c.null_key += status[r] == ViewRowPrep::kNullKey;
+        c.key_too_long += status[r] == ViewRowPrep::kKeyTooLong;
+        c.aggregated += status[r] == ViewRowPrep::kAggregate;
+      }
+    }
+  }
+
+  bool Owns(int wi, uint64_t hash, int bits, uint64_t part) const {
+    if (bits > 0 && (hash >> (64 - bits)) != part) return false;
+    return static_cast<int>(hash % static_cast<uint64_t>(threads_)) == wi;
+  }
+
+  // Adds the on-time rows of view v that worker wi owns and some spine row needs, batch by batch
+  // in stream order.
+  void AddRows(int wi, size_t v, const std::vector<Worker*>& order, int bits, uint64_t part) {
+    Worker* me = workers_[wi].get();
+    PitView& view = views_[v];
+    Tiles& tiles = me->tiles[v];
+    const tile::TileLayout& layout = *view.rt->layout;
+    const size_t block_size = layout.block_size();
+    const bool keep_all = view.open_keys && !view.open_at.has_value();
+    for (Worker* x : order) {
+      const ViewRowPrep& prep = *x->prep[v];
+      const std::vector<uint8_t>& status = prep.status();
+      const int64_t* ts = x->batch.event_time_ms.data();
+      me->states.clear();
+      me->rows.clear();
+      for (size_t r = 0; r < x->batch.num_rows; ++r) {
+        if (status[r] != ViewRowPrep::kAggregate || x->late[r]) continue;
+        if (!Owns(wi, prep.key_hash()[r], bits, part)) continue;
+        const std::string_view k = prep.key()[r];
+        auto it = view.key_id.find(absl::string_view(k.data(), k.size()));
+        if (it == view.key_id.end()) continue;
+        const uint32_t key = it->second;
+        const int64_t* first = view.point_time.data() + view.begin[key];
+        const int64_t* last = view.point_time.data() + view.begin[key + 1];
+        // The first point after the row; the row counts for it (and later ones) only if it is
+        // inside its longest window's tile-aligned tail. (An open view answering at the end of
+        // the events keeps every row: its time is not known yet.)
+        const int64_t* after = std::upper_bound(first, last, ts[r]);
+        if (!keep_all &&
+            (after == last || ts[r] < AlignDown(*after - view.reach_ms, view.tile_ms))) {
+          continue;
+        }
+        const int64_t start = AlignDown(ts[r], view.tile_ms);
+        auto [slot, inserted] = tiles.index.try_emplace(
+            Tiles::EntryKey{key, start}, static_cast<uint32_t>(tiles.entries.size()));
+        if (inserted) {
+          Tiles::Entry e;
+          e.key = key;
+          e.start = start;
+          const int64_t* lo = std::upper_bound(first, last, start);
+          const int64_t* hi = std::lower_bound(lo, last, start + view.tile_ms);
+          e.first_split = static_cast<uint32_t>(lo - view.point_time.data());
+          e.segments = static_cast<uint32_t>(hi - lo) + 1;
+          const size_t bytes = e.segments * block_size + layout.block_align();
+          char* raw = tiles.arena.Allocate(bytes);
+          const uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + layout.block_align() - 1) &
+                                    ~(uintptr_t{layout.block_align()} - 1);
+          e.blocks = reinterpret_cast<std::byte*>(aligned);
+          for (uint32_t s = 0; s < e.segments; ++s) layout.Init(e.blocks + s * block_size);
+          tiles.entries.push_back(e);
+        }
+        const Tiles::Entry& e = tiles.entries[slot->second];
+        uint32_t segment = 0;
+        if (e.segments > 1) {
+          const int64_t* splits = view.point_time.data() + e.first_split;
+          segment = static_cast<uint32_t>(
+              std::upper_bound(splits, splits + e.segments - 1, ts[r]) - splits);
+        }
+        me->states.push_back(e.blocks + segment * block_size);
+        me->rows.push_back(static_cast<uint32_t>(r));
+      }
+      if (me->rows.empty()) continue;
+      me->slot_states.resize(me->states.size());
+      for (size_t a = 0; a < layout.num_slots(); ++a) {
+        for (size_t i = 0; i < me->states.size(); ++i) {
+          me->slot_states[i] = me->states[i] + layout.offset(a);
+        }
+        layout.agg(a).AddBatch(me->slot_states.data(), prep.arg_columns()[a], ts, me->rows.data(),
+                               me->rows.size());
+      }
+    }
+  }
+
+  // Open views: gives every new key of this round's on-time rows its point (coordinating thread,
+  // between the phases, so the workers see stable tables).
+  void AddOpenKeys(const std::vector<Worker*>& order) {
+    for (size_t v = 0; v < views_.size(); ++v) {
+      if (!views_[v].open_keys) continue;
+      for (Worker* x : order) {
+        const ViewRowPrep& prep = *x->prep[v];
+        for (size_t r = 0; r < x->batch.num_rows; ++r) {
+          if (prep.status()[r] == ViewRowPrep::kAggregate && !x->late[r]) {
+            views_[v].AddKey(prep.key()[r]);
+          }
+        }
+      }
+    }
+  }
+
+  // Answers the points of worker wi's keys in this part.
+  void Answer(int wi, int bits, uint64_t part) {
+    Worker* me = workers_[wi].get();
+    for (size_t v = 0; v < views_.size(); ++v) {
+      PitView& view = views_[v];
+      const tile::TileLayout& layout = *view.rt->layout;
+      const size_t block_size = layout.block_size();
+      std::vector<Tiles::Entry>& entries = me->tiles[v].entries;
+      std::sort(entries.begin(), entries.end(), [](const Tiles::Entry& a, const Tiles::Entry& b) {
+        return a.key != b.key ? a.key < b.key : a.start < b.start;
+      });
+      tile::OwnedBlock acc(layout);
+      const int64_t end_time = max_event_time_ms_ + 1;
+      const size_t num_keys = view.key_hash.size();
+      size_t e = 0;  // entries of keys before `key` are behind us
+      for (uint32_t key = 0; key < num_keys; ++key) {
+        if (!Owns(wi, view.key_hash[key], bits, part)) continue;
+        while (e < entries.size() && entries[e].key < key) ++e;
+        size_t end = e;
+        while (end < entries.size() && entries[end].key == key) ++end;
+        const Tiles::Entry* tiles = entries.data() + e;
+        const size_t num_tiles = end - e;
+        for (uint32_t i = view.begin[key]; i < view.begin[key + 1]; ++i) {
+          // An open view answering at the end of the events: every row is before t, and no
+          // tile was split.
+          const bool at_end = view.open_keys && !view.open_at.has_value();
+          const int64_t t = at_end ? end_time : view.point_time[i];
+          const int64_t head = AlignDown(t, view.tile_ms);
+          acc.Reset();
+          // The head: the segments of t's tile before t.
+          const Tiles::Entry* it =
+              std::lower_bound(tiles, tiles + num_tiles, head,
+                               [](const Tiles::Entry& x, int64_t s) { return x.start < s; });
+          if (it != tiles + num_tiles && it->start == head) {
+            const int64_t* splits = view.point_time.data() + it->first_split;
+            const size_t before =
+                at_end ? it->segments
+                       : static_cast<size_t>(
+                             std::upper_bound(splits, splits + it->segments - 1, t) - splits);
+            for (size_t s = 0; s < before; ++s) layout.Merge(acc.data(), it->blocks + s * block_size);
+          }
+          // The tails, shortest window first, whole tiles going back in time.
+          const Tiles::Entry* cursor = it;  // tiles before cursor are not merged yet
+          for (size_t k : view.by_length) {
+            const int64_t from = AlignDown(t - view.windows[k].length_ms, view.tile_ms);
+            while (cursor != tiles && (cursor - 1)->start >= from) {
+              --cursor;
+              for (uint32_t s = 0; s < cursor->segments; ++s) {
+                layout.Merge(acc.data(), cursor->blocks + s * block_size);
+              }
+            }
+            me->finalizers[v]->Finalize(acc.data(), &me->values);
+            sink_->Window(wi, v, view.point_id[i], t, k, me->values);
+          }
+          sink_->PointDone(wi, v, view.point_id[i]);
+        }
+        e = end;
+      }
+    }
+  }
+
+  void ClearTiles() {
+    for (auto& w : workers_) {
+      for (size_t v = 0; v < views_.size(); ++v) w->tiles[v].Clear(*views_[v].rt->layout);
+    }
+  }
+
+  const sql::SourceDef& source_;
+  std::vector<PitView>& views_;
+  const PitOptions options_;
+  const int threads_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  PitSink* sink_ = nullptr;
+  engine::SourceCounters counters_;
+  std::vector<engine::ViewCounters> view_counters_;
+  int64_t tiles_built_ = 0;
+  int64_t max_event_time_ms_ = 0;
+};
+
+PitEngine::PitEngine(const sql::SourceDef& source, std::vector<PitView>* views,
+                     const PitOptions& options)
+    : impl_(std::make_unique<Impl>(source, views, options)) {}
+
+PitEngine::~PitEngine() = default;
+
+int PitEngine::threads() const { return impl_->threads(); }
+
+absl::StatusOr<PitStats> PitEngine::Run(PitSink* sink) { return impl_->Run(sink); }
+
+}  // namespace tessera::offline
