@@ -1,4 +1,5 @@
-// The `tessera` command line: backfill, get, explain, run, serve, store, training-set, ws.
+// The `tessera` command line: backfill, get, explain, preview, run, serve, store, training-set,
+// ws.
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
 #include "engine/retention.h"
+#include "offline/preview.h"
 #include "offline/training_set.h"
 #include "serve/db_follower.h"
 #include "serve/feature_service.h"
@@ -257,6 +259,21 @@ int RunExplainCommand(const std::string& sql_path, const std::string& db) {
   engine::CatalogStore* catalog = opened->catalog.get();
   for (const auto& s : catalog->catalog().sources) fmt::print("{}\n", sql::Explain(s));
   for (const auto& v : catalog->catalog().views) fmt::print("{}\n", sql::Explain(v));
+  return 0;
+}
+
+int RunPreviewCommand(const std::string& sql_path, const std::string& at,
+                      offline::PreviewOptions options) {
+  auto catalog = LoadSqlFile(sql_path);
+  if (!catalog.ok()) return Fail(catalog.status());
+  if (!at.empty()) {
+    auto ms = ParseTimePoint(at);
+    if (!ms.ok()) return Fail(InvalidArgument("--at: {}", StatusMessage(ms.status())));
+    options.at = *ms;
+  }
+  auto report = offline::BuildPreview(*catalog, options);
+  if (!report.ok()) return Fail(report.status());
+  fmt::print("{}", *report);
   return 0;
 }
 
@@ -624,6 +641,26 @@ int main(int argc, char** argv) {
                        "As for backfill: reject rows further ahead of the clock (default: the "
                        "source's 'max-future', else 1d), or 'off'");
 
+  auto* preview = app.add_subcommand(
+      "preview",
+      "A view's features for a few keys and per-feature statistics over all keys, from event "
+      "files (no DB written)");
+  tessera::offline::PreviewOptions preview_options;
+  preview->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
+  preview->add_option("--input", preview_options.inputs,
+                      "NDJSON event files (plain, .gz, .zst), replayed in this order")
+      ->required();
+  preview->add_option("--view", preview_options.view, "Feature view")->required();
+  preview->add_option("--key", preview_options.keys,
+                      "Keys to show (text form, as for get; repeatable); default: the first "
+                      "five keys of the events");
+  preview->add_option("--at", at,
+                      "Time of the features: RFC 3339 or epoch ms (default: the end of the "
+                      "events, their max event time + 1 ms)");
+  preview->add_option("--windows", preview_options.windows, "Comma-separated windows")
+      ->capture_default_str();
+  preview->add_option("--threads", threads, "Worker threads (default: one per core)");
+
   tessera::workspaces::cli::Action ws_action;
   tessera::workspaces::cli::AddWsCommands(&app, &ws_action);
 
@@ -695,6 +732,11 @@ int main(int argc, char** argv) {
     }
     return true;
   };
+  if (preview->parsed()) {
+    if (!parse_max_future(&preview_options.max_future_ms)) return 2;
+    preview_options.threads = threads;
+    return tessera::RunPreviewCommand(sql_path, at, preview_options);
+  }
   if (training->parsed()) {
     if (!parse_max_future(&training_options.max_future_ms)) return 2;
     for (absl::string_view name : absl::StrSplit(spine_views, ',')) {

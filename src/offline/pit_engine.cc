@@ -496,8 +496,10 @@ class PitEngine::Impl {
       if (!views_[v].open_keys) continue;
       for (Worker* x : order) {
         const ViewRowPrep& prep = *x->prep[v];
+        const int64_t before = views_[v].open_at.value_or(kMaxTimestampMs + 1);
         for (size_t r = 0; r < x->batch.num_rows; ++r) {
-          if (prep.status()[r] == ViewRowPrep::kAggregate && !x->late[r]) {
+          if (prep.status()[r] == ViewRowPrep::kAggregate && !x->late[r] &&
+              x->batch.event_time_ms[r] < before) {
             views_[v].AddKey(prep.key()[r]);
           }
         }

@@ -54,9 +54,10 @@ struct PitView {
   std::vector<int64_t> point_time;
   std::vector<uint32_t> point_id;
 
-  // Open key set (previews): every key the events bring gets one point, whose id is its key
-  // id, at open_at — or, when open_at is nullopt, at the end of the events (their max event
-  // time + 1 ms). Keys added before Run() (AddKey) are answered even if the events lack them.
+  // Open key set (previews): every key with an on-time row before open_at gets one point, whose
+  // id is its key id, at open_at — or, when open_at is nullopt, every key at the end of the
+  // events (their max event time + 1 ms). Keys added before Run() (AddKey) are answered even
+  // if the events lack them.
   bool open_keys = false;
   std::optional<int64_t> open_at;
   Arena key_arena;  // the keys of an open view
