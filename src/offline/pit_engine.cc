@@ -31,13 +31,13 @@ using engine::ViewRowPrep;
 constexpr int kMaxSplitBits = 8;
 
 // The tile states of one (view, worker) part of the keys during a pass. A tile of a key whose
-// spine times fall inside it is split at them: segment j holds the rows with
+// point times fall inside it is split at them: segment j holds the rows with
 // split[j-1] <= ts < split[j] (split[-1] = tile start, split[n] = tile end).
 struct Tiles {
   struct Entry {
     uint32_t key = 0;
     int64_t start = 0;
-    uint32_t first_split = 0;  // index into View::point_time of the first split
+    uint32_t first_split = 0;  // index into PitView::point_time of the first split
     uint32_t segments = 1;
     std::byte* blocks = nullptr;  // `segments` blocks
   };
@@ -240,6 +240,11 @@ class PitEngine::Impl {
 
   absl::StatusOr<PitStats> Run(PitSink* sink) {
     sink_ = sink;
+    // Fixed for the run, so that every pass rejects the same rows.
+    max_event_time_ = LatestAcceptedEventTime(
+        options_.clock->NowMillis(),
+        options_.max_future_ms.value_or(
+            source_.max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs)));
     PitStats stats;
     int bits = 0;  // the pass's keys: those whose hash's top `bits` bits equal `part`
     for (uint64_t part = 0; part < (uint64_t{1} << bits);) {
@@ -264,17 +269,13 @@ class PitEngine::Impl {
 
  private:
   // One pass over the events for the keys whose hash has `part` as its top `bits` bits.
-  // Returns `bits` when the pass completed (its spine rows are answered), or a larger number
+  // Returns `bits` when the pass completed (its points are answered), or a larger number
   // of bits when the states outgrew the budget (nothing of the pass is kept).
   absl::StatusOr<int> Pass(int bits, uint64_t part) {
     counters_ = {};
     view_counters_.assign(views_.size(), {});
     engine::Watermark watermark(source_.name, source_.lateness_ms);
     InputCursor input(options_.inputs, options_.chunk_bytes);
-    const int64_t max_event_time = LatestAcceptedEventTime(
-        options_.clock->NowMillis(),
-        options_.max_future_ms.value_or(
-            source_.max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs)));
     std::mutex input_mu;
     absl::Status input_error;
     bool input_done = false;
@@ -316,7 +317,7 @@ class PitEngine::Impl {
         }
         if (w->has_batch) {
           w->batch.Clear();
-          w->decoder->set_max_event_time_ms(max_event_time);
+          w->decoder->set_max_event_time_ms(max_event_time_);
           w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode);
           for (auto& p : w->prep) {
             p->Prepare(w->batch.columns, w->batch.num_rows, &w->arena, {},
@@ -416,7 +417,7 @@ class PitEngine::Impl {
     return static_cast<int>(hash % static_cast<uint64_t>(threads_)) == wi;
   }
 
-  // Adds the on-time rows of view v that worker wi owns and some spine row needs, batch by batch
+  // Adds the on-time rows of view v that worker wi owns and some point needs, batch by batch
   // in stream order.
   void AddRows(int wi, size_t v, const std::vector<Worker*>& order, int bits, uint64_t part) {
     Worker* me = workers_[wi].get();
@@ -580,6 +581,7 @@ class PitEngine::Impl {
   const int threads_;
   std::vector<std::unique_ptr<Worker>> workers_;
   PitSink* sink_ = nullptr;
+  int64_t max_event_time_ = 0;  // rows after it are rejected (the max-future bound)
   engine::SourceCounters counters_;
   std::vector<engine::ViewCounters> view_counters_;
   int64_t tiles_built_ = 0;
