@@ -28,7 +28,8 @@ void Check(const std::string& path, const uint8_t* data, size_t size, bool skip)
   absl::StatusOr<tessera::offline::Spine> spine = tessera::offline::Spine::Read(path, options);
   if (!spine.ok()) return;
   for (size_t row = 0; row < spine->size(); ++row) {
-    if (spine->time(row) < tessera::kMinTimestampMs || spine->time(row) > tessera::kMaxTimestampMs) {
+    if (spine->time(row) < tessera::kMinTimestampMs ||
+        spine->time(row) > tessera::kMaxTimestampMs) {
       std::abort();
     }
     std::string out;

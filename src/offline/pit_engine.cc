@@ -6,6 +6,7 @@
 #include <barrier>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -14,9 +15,9 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
+#include "engine/file_chunk_source.h"
 #include "engine/row_prep.h"
 #include "engine/watermark.h"
-#include "source/format/line_reader.h"
 #include "source/format/ndjson_decoder.h"
 #include "tile/tile_layout.h"
 
@@ -54,9 +55,9 @@ struct Tiles {
   std::vector<Entry> entries;
   static constexpr size_t kArenaBlock = size_t{64} << 10;
   Arena arena{kArenaBlock};
-  size_t heap_counted = 0;         // sketch heap at the last count
-  size_t arena_at_count = 0;       // arena bytes then
-  size_t estimate = 0;             // bytes now (heap scaled by arena growth since the count)
+  size_t heap_counted = 0;    // sketch heap at the last count
+  size_t arena_at_count = 0;  // arena bytes then
+  size_t estimate = 0;        // bytes now (heap scaled by arena growth since the count)
 
   void Clear(const tile::TileLayout& layout) {
     for (Entry& e : entries) {
@@ -88,44 +89,10 @@ struct Tiles {
   }
 };
 
-// Reads the inputs in order, a chunk of whole lines at a time. Not thread-safe.
-class InputCursor {
- public:
-  InputCursor(const std::vector<std::string>& paths, size_t chunk_bytes)
-      : paths_(paths), chunk_bytes_(chunk_bytes) {}
-
-  // The next chunk and the number of its first line in its file; false at the end.
-  absl::StatusOr<bool> Next(source::Chunk* chunk, int64_t* first_line) {
-    while (true) {
-      if (reader_ == nullptr) {
-        if (next_ == paths_.size()) return false;
-        source::LineReaderOptions o;
-        o.chunk_bytes = chunk_bytes_;
-        TESSERA_ASSIGN_OR_RETURN(reader_, source::LineReader::Open(paths_[next_++], 0, o));
-        line_ = 1;
-      }
-      TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
-      if (more) {
-        *first_line = line_;
-        line_ += std::count(chunk->data(), chunk->data() + chunk->size(), '\n');
-        return true;
-      }
-      reader_.reset();
-    }
-  }
-
- private:
-  const std::vector<std::string>& paths_;
-  size_t chunk_bytes_;
-  size_t next_ = 0;
-  int64_t line_ = 1;
-  std::unique_ptr<source::LineReader> reader_;
-};
-
 // Per worker thread.
 struct Worker {
   source::Chunk chunk;
-  int64_t first_line = 0;
+  source::ChunkOrigin origin;
   RowBatch batch;
   Arena arena;
   bool has_batch = false;
@@ -221,9 +188,10 @@ class PitEngine::Impl {
       : source_(source),
         views_(*views),
         options_(options),
-        threads_(options.threads > 0
-                     ? options.threads
-                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+        threads_(std::min(kMaxThreads, options.threads > 0
+                                           ? options.threads
+                                           : static_cast<int>(std::max(
+                                                 1u, std::thread::hardware_concurrency())))) {
     for (int t = 0; t < threads_; ++t) {
       auto w = std::make_unique<Worker>();
       w->decoder = std::make_unique<source::NdjsonDecoder>(source.columns, source.time_column);
@@ -242,9 +210,8 @@ class PitEngine::Impl {
     sink_ = sink;
     // Fixed for the run, so that every pass rejects the same rows.
     max_event_time_ = LatestAcceptedEventTime(
-        options_.clock->NowMillis(),
-        options_.max_future_ms.value_or(
-            source_.max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs)));
+        options_.clock->NowMillis(), options_.max_future_ms.value_or(source_.max_future_ms.value_or(
+                                         sql::kDefaultBackfillMaxFutureMs)));
     PitStats stats;
     int bits = 0;  // the pass's keys: those whose hash's top `bits` bits equal `part`
     for (uint64_t part = 0; part < (uint64_t{1} << bits);) {
@@ -264,6 +231,8 @@ class PitEngine::Impl {
     stats.views = view_counters_;
     stats.tiles = tiles_built_;
     stats.max_event_time_ms = max_event_time_ms_;
+    stats.files_skipped = files_skipped_;
+    stats.files_resumed = files_resumed_;
     return stats;
   }
 
@@ -275,7 +244,10 @@ class PitEngine::Impl {
     counters_ = {};
     view_counters_.assign(views_.size(), {});
     engine::Watermark watermark(source_.name, source_.lateness_ms);
-    InputCursor input(options_.inputs, options_.chunk_bytes);
+    // The inputs as a backfill reads them: an input whose content repeats (or continues) an
+    // earlier one's is skipped (or resumed after it).
+    engine::FileChunkSource input(options_.inputs, engine::StoredInputProgress{},
+                                  options_.chunk_bytes);
     std::mutex input_mu;
     absl::Status input_error;
     bool input_done = false;
@@ -302,11 +274,12 @@ class PitEngine::Impl {
         {
           std::lock_guard<std::mutex> lock(input_mu);
           if (!input_done) {
-            absl::StatusOr<bool> more = input.Next(&w->chunk, &w->first_line);
-            if (!more.ok()) {
-              input_error = more.status();
+            w->origin.Reset();
+            absl::StatusOr<source::Source::Next> next = input.NextChunk(&w->chunk, &w->origin);
+            if (!next.ok()) {
+              input_error = next.status();
               input_done = true;
-            } else if (!*more) {
+            } else if (*next != source::Source::Next::kChunk) {
               input_done = true;
             } else {
               w->has_batch = true;
@@ -318,7 +291,7 @@ class PitEngine::Impl {
         if (w->has_batch) {
           w->batch.Clear();
           w->decoder->set_max_event_time_ms(max_event_time_);
-          w->decoder->Decode(w->chunk, w->first_line, &w->batch, &w->decode);
+          w->decoder->Decode(w->chunk, w->origin.first_line, &w->batch, &w->decode);
           for (auto& p : w->prep) {
             p->Prepare(w->batch.columns, w->batch.num_rows, &w->arena, {},
                        engine::kMaxEntityKeyBytes);
@@ -346,7 +319,8 @@ class PitEngine::Impl {
             const double read = std::max<double>(1.0, static_cast<double>(bytes_read));
             const double projected =
                 static_cast<double>(bytes) * std::max(1.0, static_cast<double>(total_bytes) / read);
-            const double parts = projected / (static_cast<double>(options_.memory_budget_bytes) / 2);
+            const double parts =
+                projected / (static_cast<double>(options_.memory_budget_bytes) / 2);
             over_budget_bits = bits + std::max(1, static_cast<int>(std::ceil(std::log2(parts))));
             over_budget_bits = std::min(over_budget_bits, kMaxSplitBits);
             if (over_budget_bits == bits) over_budget_bits = 0;
@@ -369,6 +343,8 @@ class PitEngine::Impl {
     worker_loop(0);
     for (auto& t : pool) t.join();
     TESSERA_RETURN_IF_ERROR(input_error);
+    files_skipped_ = input.skipped();
+    files_resumed_ = input.resumed();
 
     if (over_budget_bits > 0) {
       ClearTiles();
@@ -391,8 +367,8 @@ class PitEngine::Impl {
 
   void MarkLate(Worker* x, engine::Watermark* watermark) {
     const size_t n = x->batch.num_rows;
-    counters_.late += watermark->MarkLate(
-        std::span<const int64_t>(x->batch.event_time_ms.data(), n), &x->late);
+    counters_.late +=
+        watermark->MarkLate(std::span<const int64_t>(x->batch.event_time_ms.data(), n), &x->late);
     counters_.lines += x->decode.lines;
     counters_.rows += x->decode.rows;
     counters_.rejected += x->decode.rejected;
@@ -472,8 +448,8 @@ class PitEngine::Impl {
         uint32_t segment = 0;
         if (e.segments > 1) {
           const int64_t* splits = view.point_time.data() + e.first_split;
-          segment = static_cast<uint32_t>(
-              std::upper_bound(splits, splits + e.segments - 1, ts[r]) - splits);
+          segment = static_cast<uint32_t>(std::upper_bound(splits, splits + e.segments - 1, ts[r]) -
+                                          splits);
         }
         me->states.push_back(e.blocks + segment * block_size);
         me->rows.push_back(static_cast<uint32_t>(r));
@@ -520,6 +496,8 @@ class PitEngine::Impl {
         return a.key != b.key ? a.key < b.key : a.start < b.start;
       });
       tile::OwnedBlock acc(layout);
+      tile::OwnedBlock head_acc(layout);
+      std::vector<std::unique_ptr<tile::OwnedBlock>> tails;  // per window
       const int64_t end_time = max_event_time_ms_ + 1;
       const size_t num_keys = view.key_hash.size();
       size_t e = 0;  // entries of keys before `key` are behind us
@@ -530,41 +508,92 @@ class PitEngine::Impl {
         while (end < entries.size() && entries[end].key == key) ++end;
         const Tiles::Entry* tiles = entries.data() + e;
         const size_t num_tiles = end - e;
+        // Points sharing a head tile share its tails; the first of them computes them once
+        // (into `tails`, per window) and each adds the head segments before its own time to
+        // `head_acc`, so many points in one tile cost linear time.
+        int64_t shared_head = std::numeric_limits<int64_t>::min();
+        size_t head_merged = 0;
         for (uint32_t i = view.begin[key]; i < view.begin[key + 1]; ++i) {
           // An open view answering at the end of the events: every row is before t, and no
           // tile was split.
           const bool at_end = view.open_keys && !view.open_at.has_value();
           const int64_t t = at_end ? end_time : view.point_time[i];
           const int64_t head = AlignDown(t, view.tile_ms);
-          acc.Reset();
-          // The head: the segments of t's tile before t.
           const Tiles::Entry* it =
               std::lower_bound(tiles, tiles + num_tiles, head,
                                [](const Tiles::Entry& x, int64_t s) { return x.start < s; });
-          if (it != tiles + num_tiles && it->start == head) {
-            const int64_t* splits = view.point_time.data() + it->first_split;
-            const size_t before =
-                at_end ? it->segments
-                       : static_cast<size_t>(
-                             std::upper_bound(splits, splits + it->segments - 1, t) - splits);
-            for (size_t s = 0; s < before; ++s) layout.Merge(acc.data(), it->blocks + s * block_size);
+          const Tiles::Entry* head_tile =
+              it != tiles + num_tiles && it->start == head ? it : nullptr;
+          // The head segments before t (those not merged for an earlier point of the tile).
+          size_t before = 0;
+          if (head_tile != nullptr) {
+            const int64_t* splits = view.point_time.data() + head_tile->first_split;
+            before =
+                at_end
+                    ? head_tile->segments
+                    : static_cast<size_t>(
+                          std::upper_bound(splits, splits + head_tile->segments - 1, t) - splits);
           }
-          // The tails, shortest window first, whole tiles going back in time.
-          const Tiles::Entry* cursor = it;  // tiles before cursor are not merged yet
-          for (size_t k : view.by_length) {
-            const int64_t from = AlignDown(t - view.windows[k].length_ms, view.tile_ms);
-            while (cursor != tiles && (cursor - 1)->start >= from) {
-              --cursor;
-              for (uint32_t s = 0; s < cursor->segments; ++s) {
-                layout.Merge(acc.data(), cursor->blocks + s * block_size);
-              }
+          const bool shared =
+              head == shared_head || (i + 1 < view.begin[key + 1] && !at_end &&
+                                      AlignDown(view.point_time[i + 1], view.tile_ms) == head);
+          if (!shared) {
+            // The common case: one accumulator from the head back through the tails.
+            acc.Reset();
+            for (size_t s = 0; s < before; ++s) {
+              layout.Merge(acc.data(), head_tile->blocks + s * block_size);
             }
+            const Tiles::Entry* cursor = it;  // tiles before cursor are not merged yet
+            for (size_t k : view.by_length) {
+              const int64_t from = AlignDown(t - view.windows[k].length_ms, view.tile_ms);
+              MergeBack(layout, tiles, from, &cursor, acc.data());
+              me->finalizers[v]->Finalize(acc.data(), &me->values);
+              sink_->Window(wi, v, view.point_id[i], t, k, me->values);
+            }
+            sink_->PointDone(wi, v, view.point_id[i]);
+            continue;
+          }
+          if (head != shared_head) {
+            shared_head = head;
+            head_merged = 0;
+            head_acc.Reset();
+            tails.resize(view.windows.size());
+            const Tiles::Entry* cursor = it;
+            const std::byte* previous = nullptr;
+            for (size_t k : view.by_length) {
+              if (tails[k] == nullptr) tails[k] = std::make_unique<tile::OwnedBlock>(layout);
+              tails[k]->Reset();
+              if (previous != nullptr) layout.Merge(tails[k]->data(), previous);
+              MergeBack(layout, tiles, AlignDown(t - view.windows[k].length_ms, view.tile_ms),
+                        &cursor, tails[k]->data());
+              previous = tails[k]->data();
+            }
+          }
+          for (; head_merged < before; ++head_merged) {
+            layout.Merge(head_acc.data(), head_tile->blocks + head_merged * block_size);
+          }
+          for (size_t k : view.by_length) {
+            acc.Reset();
+            layout.Merge(acc.data(), head_acc.data());
+            layout.Merge(acc.data(), tails[k]->data());
             me->finalizers[v]->Finalize(acc.data(), &me->values);
             sink_->Window(wi, v, view.point_id[i], t, k, me->values);
           }
           sink_->PointDone(wi, v, view.point_id[i]);
         }
         e = end;
+      }
+    }
+  }
+
+  // Merges into `acc` every segment of the tiles before *cursor whose start is at or after
+  // `from`, moving *cursor back past them (tiles: one key's, by start).
+  static void MergeBack(const tile::TileLayout& layout, const Tiles::Entry* first, int64_t from,
+                        const Tiles::Entry** cursor, std::byte* acc) {
+    while (*cursor != first && (*cursor - 1)->start >= from) {
+      --*cursor;
+      for (uint32_t s = 0; s < (*cursor)->segments; ++s) {
+        layout.Merge(acc, (*cursor)->blocks + s * layout.block_size());
       }
     }
   }
@@ -582,6 +611,8 @@ class PitEngine::Impl {
   std::vector<std::unique_ptr<Worker>> workers_;
   PitSink* sink_ = nullptr;
   int64_t max_event_time_ = 0;  // rows after it are rejected (the max-future bound)
+  int files_skipped_ = 0;
+  int files_resumed_ = 0;
   engine::SourceCounters counters_;
   std::vector<engine::ViewCounters> view_counters_;
   int64_t tiles_built_ = 0;

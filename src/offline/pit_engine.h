@@ -90,7 +90,7 @@ struct PitOptions {
   // Rows further ahead of the clock are rejected (sql::kNoFutureBound: no bound). nullopt: the
   // source's 'max-future' if it has one, else sql::kDefaultBackfillMaxFutureMs — as a backfill.
   std::optional<int64_t> max_future_ms;
-  int threads = 0;  // 0: one per hardware thread
+  int threads = 0;                               // 0: one per hardware thread; at most kMaxThreads
   size_t memory_budget_bytes = size_t{1} << 30;  // tile states of one pass (see above)
   size_t chunk_bytes = size_t{1} << 20;          // input bytes a worker decodes per round
   const Clock* clock = SystemClock::Default();
@@ -103,10 +103,14 @@ struct PitStats {
   int passes = 0;                           // passes over the events, restarts included
   int key_parts = 0;                        // key-hash parts answered
   int64_t max_event_time_ms = 0;            // of the accepted rows (0 if none)
+  int files_skipped = 0;  // inputs whose content repeats an earlier input's (as in a backfill)
+  int files_resumed = 0;  // inputs that continue an earlier input's content: read after it
 };
 
 class PitEngine {
  public:
+  static constexpr int kMaxThreads = 64;
+
   // The views must read `source`; all outlive the engine.
   PitEngine(const sql::SourceDef& source, std::vector<PitView>* views, const PitOptions& options);
   ~PitEngine();

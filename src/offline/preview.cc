@@ -148,7 +148,8 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
   std::vector<std::string> shown_text;
   for (const std::string& text : options.keys) {
     absl::StatusOr<std::string> stored = engine::StoredKeyFromText(text, def->keys.size());
-    if (!stored.ok()) return InvalidArgument("--key '{}': {}", text, StatusMessage(stored.status()));
+    if (!stored.ok())
+      return InvalidArgument("--key '{}': {}", text, StatusMessage(stored.status()));
     shown.push_back(views[0].AddKey(*stored));
     shown_text.push_back(text);
   }
@@ -181,15 +182,17 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
       c.lines, c.rejected, c.late, c.field_errors, vc.filtered, vc.null_key, vc.aggregated);
 
   size_t name_width = 8;
-  for (const sql::FeatureColumn& f : def->features) name_width = std::max(name_width, f.name.size());
+  for (const sql::FeatureColumn& f : def->features)
+    name_width = std::max(name_width, f.name.size());
   for (size_t i = 0; i < shown.size(); ++i) {
     auto it = sink.shown_values().find(shown[i]);
     if (it == sink.shown_values().end()) continue;
     std::string key_text = i < shown_text.size() ? shown_text[i] : "";
     if (i >= shown_text.size()) {
       for (const auto& [stored, id] : views[0].key_id) {
-        if (id == shown[i]) key_text = engine::KeyText(std::string_view(stored.data(), stored.size()),
-                                                       def->keys.size());
+        if (id == shown[i])
+          key_text =
+              engine::KeyText(std::string_view(stored.data(), stored.size()), def->keys.size());
       }
     }
     out += fmt::format("\nkey {}\n  {:<{}}", key_text, "feature", name_width);
@@ -204,17 +207,18 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
     }
   }
 
-  out += fmt::format("\nstatistics over the {} keys\n  {:<{}}  {:>6}  {:>10}  {:>10}  {:>12}  "
-                     "{:>12}  {:>12}  {:>12}\n",
-                     sink.keys(), "feature", name_width, "window", "non-null", "nulls", "min",
-                     "p50", "p99", "max");
+  out += fmt::format(
+      "\nstatistics over the {} keys\n  {:<{}}  {:>6}  {:>10}  {:>10}  {:>12}  "
+      "{:>12}  {:>12}  {:>12}\n",
+      sink.keys(), "feature", name_width, "window", "non-null", "nulls", "min", "p50", "p99",
+      "max");
   for (size_t f = 0; f < num_features; ++f) {
     for (size_t w = 0; w < num_windows; ++w) {
       const ColumnStats& s = sink.stats()[f * num_windows + w];
       const bool numeric = s.numeric > 0;
       out += fmt::format(
-          "  {:<{}}  {:>6}  {:>10}  {:>10}  {:>12}  {:>12}  {:>12}  {:>12}\n", def->features[f].name,
-          name_width, views[0].windows[w].name, s.values, s.nulls,
+          "  {:<{}}  {:>6}  {:>10}  {:>10}  {:>12}  {:>12}  {:>12}  {:>12}\n",
+          def->features[f].name, name_width, views[0].windows[w].name, s.values, s.nulls,
           numeric ? Number(s.min) : "-", numeric ? Number(s.sketch.Quantile(0.5)) : "-",
           numeric ? Number(s.sketch.Quantile(0.99)) : "-", numeric ? Number(s.max) : "-");
     }

@@ -1,8 +1,7 @@
 #include "offline/spine.h"
 
-#include <simdjson.h>
-
 #include <fmt/ranges.h>
+#include <simdjson.h>
 
 #include <charconv>
 #include <cmath>
@@ -99,8 +98,7 @@ std::optional<int64_t> TimeFromCell(const Cell& c) {
 // The value of a key column of `type`, or nullopt when the cell does not fit the type.
 std::optional<Value> KeyValue(const Cell& c, DataType type) {
   std::string_view s;
-  const bool is_string =
-      c.json == nullptr || c.json->get_string().get(s) == simdjson::SUCCESS;
+  const bool is_string = c.json == nullptr || c.json->get_string().get(s) == simdjson::SUCCESS;
   if (c.json == nullptr) s = c.text;
   switch (type) {
     case DataType::kString:
@@ -164,6 +162,58 @@ const char* TypeName(DataType t) {
     default:
       return "a key value";
   }
+}
+
+// The text of each member value of a valid JSON object, in order.
+std::vector<std::string_view> MemberValueTexts(std::string_view object) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < object.size() &&
+           (object[i] == ' ' || object[i] == '\t' || object[i] == '\r' || object[i] == '\n')) {
+      ++i;
+    }
+  };
+  auto skip_string = [&] {  // at the opening quote
+    for (++i; i < object.size() && object[i] != '"'; ++i) {
+      if (object[i] == '\\') ++i;
+    }
+    ++i;
+  };
+  skip_ws();
+  ++i;  // '{'
+  while (true) {
+    skip_ws();
+    if (i >= object.size() || object[i] == '}') break;
+    skip_string();  // the name
+    skip_ws();
+    ++i;  // ':'
+    skip_ws();
+    const size_t start = i;
+    int depth = 0;
+    while (i < object.size()) {
+      const char c = object[i];
+      if (c == '"') {
+        skip_string();
+        continue;
+      }
+      if (c == '[' || c == '{') ++depth;
+      if (c == ']' || c == '}') {
+        if (depth == 0) break;
+        --depth;
+      }
+      if (c == ',' && depth == 0) break;
+      ++i;
+    }
+    size_t end = i;
+    while (end > start && (object[end - 1] == ' ' || object[end - 1] == '\t' ||
+                           object[end - 1] == '\r' || object[end - 1] == '\n')) {
+      --end;
+    }
+    out.push_back(object.substr(start, end - start));
+    if (i < object.size() && object[i] == ',') ++i;
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> ReadWhole(const std::string& path) {
@@ -342,8 +392,14 @@ absl::StatusOr<Spine> Spine::Read(const std::string& path, const SpineOptions& o
       }
       if (!*more) break;
       if (fields.size() != s.columns_.size()) {
-        return InvalidArgument("spine '{}' line {}: {} fields, expected {} as in the header", path,
-                               reader.line(), fields.size(), s.columns_.size());
+        if (options.skip_bad_rows) {
+          ++s.skipped_rows_;
+          continue;
+        }
+        return InvalidArgument(
+            "spine '{}' line {}: {} fields, expected {} as in the header (pass --skip-bad-spine "
+            "to count and skip such rows)",
+            path, reader.line(), fields.size(), s.columns_.size());
       }
       for (const std::string& f : fields) PutBytes(&s.text_, f);
       auto cell = [&](const std::string& name) {
@@ -376,20 +432,25 @@ absl::StatusOr<Spine> Spine::Read(const std::string& path, const SpineOptions& o
     while (!text.empty() && (text.back() == '\r' || text.back() == ' ' || text.back() == '\t')) {
       text.remove_suffix(1);
     }
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    if (line == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a BOM
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\r')) {
+      text.remove_prefix(1);
+    }
     if (text.empty()) continue;
     simdjson::dom::element doc;
     simdjson::dom::object obj;
-    if (parser.parse(text.data(), text.size(), true).get(doc) != simdjson::SUCCESS ||
-        doc.get_object().get(obj) != simdjson::SUCCESS) {
+    const simdjson::error_code parsed = parser.parse(text.data(), text.size(), true).get(doc);
+    if (parsed != simdjson::SUCCESS || doc.get_object().get(obj) != simdjson::SUCCESS) {
       if (options.skip_bad_rows) {
         ++s.skipped_rows_;
         continue;
       }
       return InvalidArgument(
-          "spine '{}' line {}: not a JSON object (pass --skip-bad-spine to count and skip such "
+          "spine '{}' line {}: not a JSON object{} (pass --skip-bad-spine to count and skip such "
           "rows)",
-          path, line);
+          path, line,
+          parsed != simdjson::SUCCESS ? fmt::format(" ({})", simdjson::error_message(parsed))
+                                      : std::string());
     }
     members.clear();
     for (auto [name, value] : obj) {
@@ -426,8 +487,8 @@ std::optional<std::string_view> Spine::key(size_t view, size_t row) const {
 }
 
 bool Spine::AppendColumns(size_t row, TableFormat out, std::string* dst) const {
-  const std::string_view text =
-      std::string_view(text_).substr(text_offsets_[row], text_offsets_[row + 1] - text_offsets_[row]);
+  const std::string_view text = std::string_view(text_).substr(
+      text_offsets_[row], text_offsets_[row + 1] - text_offsets_[row]);
   if (format_ == TableFormat::kCsv) {
     ByteReader reader(text);
     for (size_t i = 0; i < columns_.size(); ++i) {
@@ -456,28 +517,34 @@ bool Spine::AppendColumns(size_t row, TableFormat out, std::string* dst) const {
     dst->append(inner.data(), inner.size());
     return true;
   }
-  // NDJSON spine to CSV: one field per column.
+  // NDJSON spine to CSV: one field per column; strings unescaped, other values exactly as
+  // written (numbers keep their text: 1.50 stays 1.50).
   thread_local simdjson::dom::parser parser;
   simdjson::dom::object obj;
   if (parser.parse(text.data(), text.size(), true).get_object().get(obj) != simdjson::SUCCESS) {
     return false;  // parsed once already; cannot fail
   }
+  const std::vector<std::string_view> raw = MemberValueTexts(text);
   for (size_t i = 0; i < columns_.size(); ++i) {
     if (i > 0) *dst += ',';
     simdjson::dom::element v;
+    std::string_view v_raw;
     bool found = false;
+    size_t m = 0;
     for (auto [name, value] : obj) {
-      if (name == columns_[i]) {
+      if (name == columns_[i] && m < raw.size()) {  // the last occurrence wins
         v = value;
+        v_raw = raw[m];
         found = true;
       }
+      ++m;
     }
     if (!found || v.is_null()) continue;
-    std::string_view s;
-    if (v.get_string().get(s) == simdjson::SUCCESS) {
-      AppendCsvField(s, dst);
+    std::string_view str;
+    if (v.get_string().get(str) == simdjson::SUCCESS) {
+      AppendCsvField(str, dst);
     } else {
-      AppendCsvField(simdjson::minify(v), dst);
+      AppendCsvField(v_raw, dst);
     }
   }
   return !columns_.empty();

@@ -2,10 +2,17 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <memory>
+#include <set>
 
 #include "common/errors.h"
 #include "common/json_string.h"
@@ -23,11 +30,17 @@ namespace tessera::offline {
 
 namespace {
 
+std::string ErrnoText() { return std::strerror(errno); }
+
 // Encodes each point's feature values as text in the output format and writes the table in
-// spine order. Per spine row and view, the values are a "fragment" in the buffer of the worker
+// spine order. Per spine row and view, the values are a "fragment" in the stream of the worker
 // that answered it: each value as PutBytes(text), window by window in PitView::windows order.
+// The streams are spilled to unlinked temporary files (tmpfile(3)) as they grow and mapped for
+// the final write, so the encoded values live in the page cache, not on the heap.
 class TableWriter final : public PitSink {
  public:
+  static constexpr size_t kSpillBytes = size_t{4} << 20;
+
   TableWriter(const std::vector<PitView>& views, const Spine& spine, TableFormat format,
               int threads)
       : views_(views), spine_(spine), format_(format), workers_(threads) {
@@ -57,8 +70,30 @@ class TableWriter final : public PitSink {
 
   void PointDone(int worker, size_t view, uint32_t id) override {
     WorkerState& w = workers_[worker];
-    fragment_[view][id] = (static_cast<uint64_t>(worker) << 56) | w.fragments.size();
+    fragment_[view][id] = (static_cast<uint64_t>(worker) << 56) | (w.spilled + w.fragments.size());
     for (const std::string& text : w.windows[view]) w.fragments += text;
+    if (w.fragments.size() >= kSpillBytes) w.Spill();
+  }
+
+  ~TableWriter() override {
+    for (WorkerState& w : workers_) {
+      if (w.mapped != nullptr) ::munmap(w.mapped, w.spilled);
+      if (w.file != nullptr) std::fclose(w.file);
+    }
+  }
+
+  // Ends the spilling (after the engine's run): maps every worker's stream.
+  absl::Status Finish() {
+    for (WorkerState& w : workers_) {
+      w.Spill();
+      TESSERA_RETURN_IF_ERROR(w.error);
+      if (w.spilled == 0) continue;
+      if (std::fflush(w.file) != 0) return Internal("spilling feature values: {}", ErrnoText());
+      void* p = ::mmap(nullptr, w.spilled, PROT_READ, MAP_PRIVATE, ::fileno(w.file), 0);
+      if (p == MAP_FAILED) return Internal("mapping spilled feature values: {}", ErrnoText());
+      w.mapped = static_cast<char*>(p);
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Write(OutputFile* out) const {
@@ -101,10 +136,9 @@ class TableWriter final : public PitSink {
       for (size_t v = 0; v < views_.size(); ++v) {
         // Stored window by window; written feature by feature (the names' order).
         const uint64_t ref = fragment_[v][row];
-        ByteReader reader(ref == kNoFragment
-                              ? std::string_view(empty_[v])
-                              : std::string_view(workers_[ref >> 56].fragments)
-                                    .substr(ref & ((uint64_t{1} << 56) - 1)));
+        ByteReader reader(ref == kNoFragment ? std::string_view(empty_[v])
+                                             : workers_[ref >> 56].Stream().substr(
+                                                   ref & ((uint64_t{1} << 56) - 1)));
         const size_t num_features = views_[v].rt->def->features.size();
         const size_t num_windows = views_[v].windows.size();
         values.resize(num_features * num_windows);
@@ -133,8 +167,27 @@ class TableWriter final : public PitSink {
   static constexpr uint64_t kNoFragment = UINT64_MAX;
   struct WorkerState {
     std::vector<std::vector<std::string>> windows;  // [view][window]: the point's values so far
-    std::string fragments;
-    std::string text;
+    std::string fragments;                          // not spilled yet
+    FILE* file = nullptr;                           // the spilled stream
+    uint64_t spilled = 0;
+    char* mapped = nullptr;  // after Finish()
+    absl::Status error;
+
+    void Spill() {
+      if (fragments.empty() || !error.ok()) return;
+      if (file == nullptr) file = std::tmpfile();
+      if (file == nullptr ||
+          std::fwrite(fragments.data(), 1, fragments.size(), file) != fragments.size()) {
+        error = Internal("cannot spill feature values to a temporary file ({}): {}",
+                         std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : P_tmpdir,
+                         ErrnoText());
+        return;
+      }
+      spilled += fragments.size();
+      fragments.clear();
+    }
+    // The whole stream. REQUIRES: Finish().
+    std::string_view Stream() const { return std::string_view(mapped, spilled); }
   };
 
   // Appends each value as PutBytes of its text: NDJSON, JSON; CSV, a field (NULL empty, strings
@@ -197,6 +250,9 @@ std::string TrainingSetSummary::ToJson() const {
                         {"aggregated", c.aggregated}};
   }
   j["views"] = views_json;
+  j["files"] = files;
+  j["files_skipped"] = files_skipped;
+  j["files_resumed"] = files_resumed;
   j["tiles"] = tiles;
   j["passes"] = passes;
   j["key_parts"] = partitions;
@@ -212,13 +268,21 @@ absl::StatusOr<TrainingSetSummary> BuildTrainingSet(const sql::Catalog& catalog,
   if (options.views.empty()) return InvalidArgument("no views: pass --views V1,V2");
   TESSERA_ASSIGN_OR_RETURN(TableFormat out_format, TableFormatOfPath(options.out));
   TESSERA_RETURN_IF_ERROR(engine::CheckBackfillInputs(options.inputs));
+  std::vector<std::string> read = options.inputs;
+  read.push_back(options.spine);
+  for (const std::string& path : read) {
+    std::error_code ec;
+    if (path == options.out || std::filesystem::equivalent(path, options.out, ec)) {
+      return InvalidArgument("--out '{}' is also an input ('{}'): it would be overwritten",
+                             options.out, path);
+    }
+  }
 
   // The views, their windows and the one source they read.
   std::vector<PitView> views;
   const sql::SourceDef* source = nullptr;
-  SpineOptions spine_options{.time_column = options.spine_time,
-                             .skip_bad_rows = options.skip_bad_spine,
-                             .views = {}};
+  SpineOptions spine_options{
+      .time_column = options.spine_time, .skip_bad_rows = options.skip_bad_spine, .views = {}};
   for (const std::string& name : options.views) {
     const sql::ViewDef* def = catalog.FindView(name);
     if (def == nullptr) {
@@ -246,15 +310,17 @@ absl::StatusOr<TrainingSetSummary> BuildTrainingSet(const sql::Catalog& catalog,
   }
 
   TESSERA_ASSIGN_OR_RETURN(Spine spine, Spine::Read(options.spine, spine_options));
-  // Feature columns must not collide with the spine's own.
+  // Feature columns must not collide with the spine's own or with each other.
+  std::set<std::string> names(spine.columns().begin(), spine.columns().end());
   for (const PitView& v : views) {
     for (const engine::WindowSpec& w : v.windows) {
       for (const sql::FeatureColumn& f : v.rt->def->features) {
         const std::string name = fmt::format("{}__{}__{}", v.rt->def->name, f.name, w.name);
-        if (std::find(spine.columns().begin(), spine.columns().end(), name) !=
-            spine.columns().end()) {
-          return InvalidArgument("the spine already has a column '{}', which the output adds",
-                                 name);
+        if (!names.insert(name).second) {
+          return InvalidArgument(
+              "the output would have two columns named '{}' (the spine's own, or two views' "
+              "features); rename the spine column or a view's feature",
+              name);
         }
       }
     }
@@ -274,9 +340,11 @@ absl::StatusOr<TrainingSetSummary> BuildTrainingSet(const sql::Catalog& catalog,
                               .memory_budget_bytes = options.memory_budget_bytes,
                               .chunk_bytes = options.chunk_bytes,
                               .clock = options.clock});
+  // Created first, so that a bad output path fails before the work.
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<OutputFile> out, OutputFile::Create(options.out));
   TableWriter writer(views, spine, out_format, engine.threads());
   TESSERA_ASSIGN_OR_RETURN(PitStats stats, engine.Run(&writer));
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<OutputFile> out, OutputFile::Create(options.out));
+  TESSERA_RETURN_IF_ERROR(writer.Finish());
   TESSERA_RETURN_IF_ERROR(writer.Write(out.get()));
 
   TrainingSetSummary summary;
@@ -288,6 +356,9 @@ absl::StatusOr<TrainingSetSummary> BuildTrainingSet(const sql::Catalog& catalog,
     summary.spine_null_keys.emplace_back(views[v].rt->def->name, spine.null_keys(v));
   }
   summary.tiles = stats.tiles;
+  summary.files = static_cast<int>(options.inputs.size());
+  summary.files_skipped = stats.files_skipped;
+  summary.files_resumed = stats.files_resumed;
   summary.passes = stats.passes;
   summary.partitions = stats.key_parts;
   summary.spine_rows = static_cast<int64_t>(spine.size());

@@ -25,7 +25,7 @@ struct TrainingSetOptions {
   // Rows further ahead of the clock are rejected (sql::kNoFutureBound: no bound). nullopt: the
   // source's 'max-future' if it has one, else sql::kDefaultBackfillMaxFutureMs — as a backfill.
   std::optional<int64_t> max_future_ms;
-  int threads = 0;  // 0: one per hardware thread
+  int threads = 0;  // 0: one per hardware thread; at most PitEngine::kMaxThreads
   // Tile states held at once, at most (arenas, tables and sketch heap). When the states of every
   // spine key would not fit, the keys are split by hash into 2^k parts, one pass over the
   // events each (see BuildTrainingSet).
@@ -38,11 +38,14 @@ struct TrainingSetSummary {
   int64_t spine_rows = 0;          // rows written
   int64_t spine_rows_skipped = 0;  // bad rows left out (--skip-bad-spine)
   std::vector<std::pair<std::string, int64_t>> spine_null_keys;  // per view
-  engine::SourceCounters counters;                                // the events, as a backfill
+  engine::SourceCounters counters;                               // the events, as a backfill
   std::vector<std::pair<std::string, engine::ViewCounters>> views;
-  int64_t tiles = 0;    // (key, tile) states built
-  int passes = 0;       // passes over the events (the last one's counters are reported)
-  int partitions = 0;   // key-hash parts of the passes that completed
+  int files = 0;
+  int files_skipped = 0;   // inputs whose content repeats an earlier one's, as a backfill skips
+  int files_resumed = 0;   // inputs read only after the content of an earlier one they continue
+  int64_t tiles = 0;       // (key, tile) states built
+  int passes = 0;          // passes over the events (the last one's counters are reported)
+  int partitions = 0;      // key-hash parts of the passes that completed
   uint64_t out_bytes = 0;  // uncompressed
   double seconds = 0;
   int threads = 0;
