@@ -1,11 +1,11 @@
 // The `tessera` command line: backfill, get, explain, preview, run, serve, store, training-set,
 // ws.
+#include <absl/strings/str_split.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <absl/strings/str_split.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -610,32 +610,36 @@ int main(int argc, char** argv) {
       "Point-in-time features for every row of a spine, from event files (no DB needed)");
   tessera::offline::TrainingSetOptions training_options;
   std::string spine_views;
-  training->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")
+  training->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
+  training
+      ->add_option("--input", training_options.inputs,
+                   "NDJSON event files (plain, .gz, .zst), replayed in this order")
       ->required();
-  training->add_option("--input", training_options.inputs,
-                       "NDJSON event files (plain, .gz, .zst), replayed in this order")
-      ->required();
-  training->add_option("--spine", training_options.spine,
-                       "Rows to compute features for: .ndjson or .csv (header), optionally .gz "
-                       "or .zst; the views' key columns, a time column and any others")
+  training
+      ->add_option("--spine", training_options.spine,
+                   "Rows to compute features for: .ndjson or .csv (header), optionally .gz "
+                   "or .zst; the views' key columns, a time column and any others")
       ->required();
   training->add_option("--views", spine_views, "Comma-separated feature views (one source)")
       ->required();
   training->add_option("--windows", training_options.windows, "Comma-separated windows")
       ->capture_default_str();
-  training->add_option("--out", training_options.out,
-                       "Output: .ndjson or .csv, optionally .gz or .zst; spine order")
+  training
+      ->add_option("--out", training_options.out,
+                   "Output: .ndjson or .csv, optionally .gz or .zst; spine order")
       ->required();
-  training->add_option("--spine-time", training_options.spine_time,
-                       "The spine's time column: epoch ms or RFC 3339")
+  training
+      ->add_option("--spine-time", training_options.spine_time,
+                   "The spine's time column: epoch ms or RFC 3339")
       ->capture_default_str();
   training->add_flag("--skip-bad-spine", training_options.skip_bad_spine,
                      "Count and leave out spine rows with a missing or bad time or key, instead "
                      "of failing");
   training->add_option("--threads", threads, "Worker threads (default: one per core)");
   size_t training_memory_mb = 1024;
-  training->add_option("--memory-mb", training_memory_mb,
-                       "Tile states held at once; beyond it, keys are split over more passes")
+  training
+      ->add_option("--memory-mb", training_memory_mb,
+                   "Tile states held at once; beyond it, keys are split over more passes")
       ->capture_default_str();
   training->add_option("--max-future", max_future,
                        "As for backfill: reject rows further ahead of the clock (default: the "
@@ -647,8 +651,9 @@ int main(int argc, char** argv) {
       "files (no DB written)");
   tessera::offline::PreviewOptions preview_options;
   preview->add_option("--sql", sql_path, "SQL file with CREATE SOURCE / FEATURE VIEW")->required();
-  preview->add_option("--input", preview_options.inputs,
-                      "NDJSON event files (plain, .gz, .zst), replayed in this order")
+  preview
+      ->add_option("--input", preview_options.inputs,
+                   "NDJSON event files (plain, .gz, .zst), replayed in this order")
       ->required();
   preview->add_option("--view", preview_options.view, "Feature view")->required();
   preview->add_option("--key", preview_options.keys,
@@ -740,7 +745,8 @@ int main(int argc, char** argv) {
   if (training->parsed()) {
     if (!parse_max_future(&training_options.max_future_ms)) return 2;
     for (absl::string_view name : absl::StrSplit(spine_views, ',')) {
-      training_options.views.emplace_back(tessera::Trim(std::string_view(name.data(), name.size())));
+      training_options.views.emplace_back(
+          tessera::Trim(std::string_view(name.data(), name.size())));
     }
     training_options.threads = threads;
     training_options.memory_budget_bytes = training_memory_mb << 20;

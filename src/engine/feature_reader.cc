@@ -64,9 +64,7 @@ Ranges Coalesce(Ranges ranges) {
 }  // namespace
 
 FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
-    : view_(view),
-      agg_columns_(view.layout->num_slots()),
-      agg_values_(view.layout->num_slots()) {
+    : view_(view), agg_columns_(view.layout->num_slots()), agg_values_(view.layout->num_slots()) {
   for (const sql::FeatureColumn& f : view.def->features) {
     evals_.push_back(f.expr->kind == sql::Expr::Kind::kAggRef
                          ? nullptr

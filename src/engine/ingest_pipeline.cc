@@ -255,7 +255,7 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
           for (uint32_t i = 0; i < count; ++i) {
             const uint32_t r = rows[i];
             me->blocks[i] = tiles.FindOrCreate(p.rows.key()[r], p.rows.key_hash()[r],
-                                             AlignDown(ts[r], tile_ms));
+                                               AlignDown(ts[r], tile_ms));
           }
           me->states.resize(count);
           for (size_t a = 0; a < layout.num_slots(); ++a) {

@@ -27,8 +27,7 @@ void ViewRowPrep::Prepare(std::span<const Column> cols, size_t n, Arena* arena,
   key_hash_.resize(n);
   key_columns_.clear();
   for (auto& k : keys_) key_columns_.push_back(&k->Evaluate(cols, n, arena));
-  const bool single_string =
-      key_columns_.size() == 1 && key_columns_[0]->type == DataType::kString;
+  const bool single_string = key_columns_.size() == 1 && key_columns_[0]->type == DataType::kString;
   for (size_t r = 0; r < n; ++r) {
     if (status_[r] != kAggregate) continue;
     bool null_key = false;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -437,10 +438,10 @@ class PitEngine::Impl {
           e.first_split = static_cast<uint32_t>(lo - view.point_time.data());
           e.segments = static_cast<uint32_t>(hi - lo) + 1;
           const size_t bytes = e.segments * block_size + layout.block_align();
-          char* raw = tiles.arena.Allocate(bytes);
-          const uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + layout.block_align() - 1) &
-                                    ~(uintptr_t{layout.block_align()} - 1);
-          e.blocks = reinterpret_cast<std::byte*>(aligned);
+          void* raw = tiles.arena.Allocate(bytes);
+          size_t space = bytes;
+          e.blocks = static_cast<std::byte*>(
+              std::align(layout.block_align(), e.segments * block_size, raw, space));
           for (uint32_t s = 0; s < e.segments; ++s) layout.Init(e.blocks + s * block_size);
           tiles.entries.push_back(e);
         }

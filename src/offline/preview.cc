@@ -190,9 +190,10 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
     std::string key_text = i < shown_text.size() ? shown_text[i] : "";
     if (i >= shown_text.size()) {
       for (const auto& [stored, id] : views[0].key_id) {
-        if (id == shown[i])
+        if (id == shown[i]) {
           key_text =
               engine::KeyText(std::string_view(stored.data(), stored.size()), def->keys.size());
+        }
       }
     }
     out += fmt::format("\nkey {}\n  {:<{}}", key_text, "feature", name_width);

@@ -17,7 +17,7 @@ inline int64_t AlignUp(int64_t t, int64_t unit) { return -AlignDown(-t, unit); }
 // The tiles a window read covers: [from_ms, to_ms), both multiples of the base tile.
 struct WindowBounds {
   int64_t from_ms = 0;
-  int64_t to_ms = 0;  // the end of the tile holding `at` (== at when at is on a boundary)
+  int64_t to_ms = 0;     // the end of the tile holding `at` (== at when at is on a boundary)
   bool rounded = false;  // true when `at` is not on a tile boundary (to_ms > at)
 };
 
