@@ -40,11 +40,18 @@ void Check(const std::string& path, const uint8_t* data, size_t size, bool skip)
   }
 }
 
+void RemoveTempFiles() {
+  std::remove(TempPath(".ndjson").c_str());
+  std::remove(TempPath(".csv").c_str());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string ndjson = TempPath(".ndjson");
   static const std::string csv = TempPath(".csv");
+  static const int registered = std::atexit(RemoveTempFiles);
+  (void)registered;
   const bool skip = size > 0 && (data[0] & 1);
   Check(ndjson, data, size, skip);
   Check(csv, data, size, skip);
