@@ -77,8 +77,10 @@ absl::Status CheckBackfillInputs(const std::vector<std::string>& inputs) {
   return absl::OkStatus();
 }
 
-std::string BackfillSummary::ToJson() const {
-  nlohmann::json j;
+void AddReplayCounters(const SourceCounters& counters,
+                       const std::vector<std::pair<std::string, ViewCounters>>& views,
+                       nlohmann::json* out) {
+  nlohmann::json& j = *out;
   j["read"] = counters.lines;
   j["rows"] = counters.rows;
   j["rejected"] = counters.rejected;
@@ -96,8 +98,13 @@ std::string BackfillSummary::ToJson() const {
                         {"aggregated", v.aggregated}};
   }
   j["null_key"] = null_key;
-  j["source"] = source;
   j["views"] = views_json;
+}
+
+std::string BackfillSummary::ToJson() const {
+  nlohmann::json j;
+  AddReplayCounters(counters, views, &j);
+  j["source"] = source;
   j["files"] = files;
   j["files_skipped"] = files_skipped;
   j["files_resumed"] = files_resumed;

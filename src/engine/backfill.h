@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
+#include "nlohmann/json_fwd.hpp"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -29,6 +30,13 @@ struct BackfillOptions {
   // inputs on disk (compressed ones count as stored), and whether a flush is starting.
   std::function<void(int64_t rows, uint64_t bytes, uint64_t total_bytes, bool flushing)> progress;
 };
+
+// Adds the counters of a replay of a source's rows into views to a summary, as backfills and
+// training sets print them: "read" (lines), "rows", "rejected", "late", "future",
+// "field_errors", "null_key" (over the views) and per view "views":{V:{"rows_in",…}}.
+void AddReplayCounters(const SourceCounters& counters,
+                       const std::vector<std::pair<std::string, ViewCounters>>& views,
+                       nlohmann::json* out);
 
 struct BackfillSummary {
   std::string source;

@@ -235,21 +235,7 @@ std::string TrainingSetSummary::ToJson() const {
   nlohmann::json nulls = nlohmann::json::object();
   for (const auto& [name, n] : spine_null_keys) nulls[name] = n;
   j["spine_null_keys"] = nulls;
-  j["read"] = counters.lines;
-  j["rows"] = counters.rows;
-  j["rejected"] = counters.rejected;
-  j["late"] = counters.late;
-  j["future"] = counters.future;
-  j["field_errors"] = counters.field_errors;
-  nlohmann::json views_json = nlohmann::json::object();
-  for (const auto& [name, c] : views) {
-    views_json[name] = {{"rows_in", c.rows_in},
-                        {"filtered", c.filtered},
-                        {"null_key", c.null_key},
-                        {"key_too_long", c.key_too_long},
-                        {"aggregated", c.aggregated}};
-  }
-  j["views"] = views_json;
+  engine::AddReplayCounters(counters, views, &j);
   j["files"] = files;
   j["files_skipped"] = files_skipped;
   j["files_resumed"] = files_resumed;
