@@ -31,5 +31,16 @@ echo "== per-country features"
 echo "== backfilling the same file again counts nothing twice"
 "$BUILD/apps/tessera" backfill --sql examples/listening.sql --input "$OUT/events.ndjson" \
   --db "$OUT/db" | tail -1
+echo "== a point-in-time training set from the same events, no DB: 3 spine rows (user, time, label)"
+cat > "$OUT/spine.ndjson" <<'SPINE'
+{"user_id":"user0000000","ts":"2026-11-01T06:00:00Z","label":1}
+{"user_id":"user0000001","ts":"2026-11-01T03:17:42.250Z","label":0}
+{"user_id":"nobody","ts":1793512800000,"label":0}
+SPINE
+"$BUILD/apps/tessera" training-set --sql examples/listening.sql --input "$OUT/events.ndjson" \
+  --spine "$OUT/spine.ndjson" --views user_listening --windows 5m,1h --out "$OUT/training.csv" \
+  | tail -1 | cut -c1-160
+cut -d, -f1-7 "$OUT/training.csv"
 echo
+echo "Try: $BUILD/apps/tessera preview --sql examples/listening.sql --input $OUT/events.ndjson --view user_listening"
 echo "Try: $BUILD/apps/tessera get --db $OUT/db --view user_listening --key user0000042 --at 2026-11-01T03:00:00Z"
