@@ -138,20 +138,25 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   result.at_ms = at_ms;
 
   // Base tiles before `kept_from` may have been deleted by the retention (engine/retention.h);
-  // there the read rounds `at` up and tails down to the next rollup level, so it needs rollups
-  // only: the hour, or the day for views whose base tiles are hours (RocksDB keeps their base
-  // tiles, but Bigtable's GC rule ages out every view's base cells alike).
+  // there the read widens the window outward to the next rollup level, so it needs rollups only:
+  // the hour, or the day for views whose base tiles are hours (RocksDB keeps their base tiles,
+  // but Bigtable's GC rule ages out every view's base cells alike). Every read covers the tile
+  // holding `at` whole (tile::ComputeWindow); before K, the rollup unit holding it.
   int64_t kept_from = std::numeric_limits<int64_t>::min();
   const int64_t round_to = tile::HasHourRollups(def.tile_ms) ? kMillisPerHour : kMillisPerDay;
+  int64_t head_to = tile::AlignUp(at_ms, def.tile_ms);
   if (options_.base_retention_ms > 0) {
     const Clock* clock = options_.clock != nullptr ? options_.clock : SystemClock::Default();
     kept_from = BaseTilesKeptFrom(clock->NowMillis(), options_.base_retention_ms);
-    if (result.at_ms < kept_from) result.at_ms = tile::AlignUp(result.at_ms, round_to);
+    if (at_ms < kept_from) {
+      head_to = tile::AlignUp(at_ms, round_to);
+      result.at_ms = head_to;
+    }
   }
 
-  // All windows end at the same (effective) `at`, so they are nested: shortest first, each
-  // window is the previous one plus the rows of [its from, the previous from). One accumulator
-  // grows through them, and every tile is merged once however many windows cover it.
+  // All windows end at the same `at`, so they are nested: shortest first, each window is the
+  // previous one plus the rows of [its from, the previous from). One accumulator grows through
+  // them, and every tile is merged once however many windows cover it.
   const size_t n = windows.size();
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
@@ -159,13 +164,13 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
                    [&](size_t a, size_t b) { return windows[a].length_ms < windows[b].length_ms; });
   result.windows.resize(n);
   Ranges parts(n);  // parts[k]: rows window order[k] adds
-  // Every window reads the tile holding `at` whole (tile::ComputeWindow).
-  int64_t prev_from = tile::AlignUp(result.at_ms, def.tile_ms);
+  int64_t prev_from = head_to;
   for (size_t k = 0; k < n; ++k) {
     WindowResult& wr = result.windows[order[k]];
     wr.name = windows[order[k]].name;
-    int64_t from =
-        tile::ComputeWindow(result.at_ms, windows[order[k]].length_ms, def.tile_ms).from_ms;
+    // The tail of the window asked for (from `at` as asked), widened outward where it reaches
+    // past the retention.
+    int64_t from = tile::ComputeWindow(at_ms, windows[order[k]].length_ms, def.tile_ms).from_ms;
     if (from < kept_from && AlignDown(from, round_to) != from) {
       from = AlignDown(from, round_to);
       wr.tail_from_ms = from;

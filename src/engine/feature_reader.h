@@ -76,11 +76,11 @@ struct FeatureReaderOptions {
   // Base tiles starting before K = BaseTilesKeptFrom(now, R) (the start of the UTC day of
   // now - R) may be gone, their rows kept in the hour rollups. So, for a view with hour rollups
   // (tile < 1h):
-  //   * a window whose tail `from` is before K and not on an hour reads from the hour:
-  //     from := align_down(from, 1h) (outward: the window holds up to an hour more, never
-  //     less), reported in WindowResult::tail_from_ms;
-  //   * an `at` before K and not on an hour is rounded up to the hour, reported as
-  //     FeatureResult::at_ms;
+  //   * a window whose tail `from` (align_down(at - W, T), `at` as asked) is before K and not on
+  //     an hour reads from the hour: from := align_down(from, 1h) (outward: the window holds up
+  //     to an hour more, never less), reported in WindowResult::tail_from_ms;
+  //   * an `at` before K and not on an hour reads up to the end of its hour (outward too: the
+  //     rest of that hour counts), reported as FeatureResult::at_ms;
   //   * a read that falls back to base tiles before K (an hour without a stored rollup) checks,
   //     after reading them, that no hour rollup appeared there meanwhile (a compaction may have
   //     dropped base tiles it then covers) and reruns if one did.

@@ -289,20 +289,23 @@ TEST_F(RetentionReadTest, YoungTailsAreUnchanged) {
   EXPECT_FALSE(at_k.windows[0].tail_from_ms.has_value());
 }
 
-// An `at` before K inside an hour is rounded up to the hour (like a rounding to the tile), and
-// the response says which `at` it used.
-TEST_F(RetentionReadTest, AtBeforeTheCutoffIsRoundedUpToTheHour) {
+// An `at` before K inside an hour reads to the end of its hour, and the tail of the window asked
+// for (from `at` as asked) is widened down to its hour: the answer holds the asked-for rows and
+// says which `at` and tail it used.
+TEST_F(RetentionReadTest, AtBeforeTheCutoffWidensToWholeHours) {
   const int64_t at = kT0 + 3 * kDay + 5 * kHour + 20 * kMillisPerMinute;
   const FeatureResult got = ReadFrom(&trimmed_, kRetention, at, "1h");
   EXPECT_EQ(got.at_ms, kT0 + 3 * kDay + 6 * kHour);
   EXPECT_EQ(got.requested_at_ms, at);
-  EXPECT_FALSE(got.windows[0].tail_from_ms.has_value());  // [05:00, 06:00): already on the hour
+  // Asked: [04:20, 05:25); read: [04:00, 06:00).
+  ASSERT_TRUE(got.windows[0].tail_from_ms.has_value());
+  EXPECT_EQ(*got.windows[0].tail_from_ms, kT0 + 3 * kDay + 4 * kHour);
   EXPECT_EQ(got.windows[0].features,
-            ReadFrom(&full_, 0, kT0 + 3 * kDay + 6 * kHour, "1h").windows[0].features);
+            ReadFrom(&full_, 0, kT0 + 3 * kDay + 6 * kHour, "2h").windows[0].features);
   EXPECT_NE(Json(got).find("\"requested_at\""), std::string::npos);
 }
 
-// A view with 1h tiles has no hour rollups: past the retention its reads round to the day (on
+// A view with 1h tiles has no hour rollups: past the retention its reads widen to whole days (on
 // Bigtable its base cells age out like every view's): `at` up, tails down.
 TEST_F(RetentionReadTest, HourTileViewsRoundToTheDay) {
   const ViewRuntime* hourly = catalog_->FindView("hourly");
@@ -313,11 +316,12 @@ TEST_F(RetentionReadTest, HourTileViewsRoundToTheDay) {
   EXPECT_EQ(got.at_ms, day_end);
   ASSERT_TRUE(got.windows[0].tail_from_ms.has_value());  // [day_end - 1h, …) from the day
   EXPECT_EQ(*got.windows[0].tail_from_ms, day_end - kDay);
-  EXPECT_FALSE(got.windows[1].tail_from_ms.has_value());  // 7 whole days already
+  ASSERT_TRUE(got.windows[1].tail_from_ms.has_value());  // asked from 04:00 seven days before
+  EXPECT_EQ(*got.windows[1].tail_from_ms, day_end - 8 * kDay);
   EXPECT_EQ(got.windows[0].features,
             ReadFrom(&full_, 0, day_end, "1d", hourly).windows[0].features);
   EXPECT_EQ(got.windows[1].features,
-            ReadFrom(&full_, 0, day_end, "7d", hourly).windows[0].features);
+            ReadFrom(&full_, 0, day_end, "8d", hourly).windows[0].features);
 }
 
 // A store where, right before each of the first `races` base-tile fetches, a "compaction"

@@ -282,9 +282,44 @@ TEST_F(OfflineTest, PreviewShowsKeysAndStatistics) {
   o.keys = {"a", "nobody"};
   report = BuildPreview(*catalog, o);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_THAT(*report, HasSubstr(": 2 keys"));  // a and the key asked for
+  EXPECT_THAT(*report, HasSubstr(": 1 key\n"));  // a; the key asked for has no row: not counted
   EXPECT_THAT(*report, HasSubstr("key nobody\n"));
   EXPECT_THAT(*report, ::testing::ContainsRegex("n +6 +6\n"));
+  EXPECT_THAT(*report, ::testing::ContainsRegex("n +5m +1 +0 +6 +6 +6 +6\n"));  // a only
+
+  // Nothing on time: said so, not a time of 1970.
+  o.inputs = {Write("empty.ndjson", "not json\n")};
+  o.at.reset();
+  o.keys.clear();
+  report = BuildPreview(*catalog, o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(*report, HasSubstr("no on-time rows"));
+}
+
+// Without --at the end of the events is the time; tiles the longest window can no longer reach
+// are dropped as the stream moves on (here: a budget that forces it), with the same report.
+TEST_F(OfflineTest, PreviewAtTheEndDropsTilesOutOfReach) {
+  absl::StatusOr<sql::Catalog> catalog = sql::ParseCatalog(R"(
+    CREATE SOURCE ev (k STRING, x BIGINT, ts TIMESTAMP) WITH (connector = 'file');
+    CREATE FEATURE VIEW v AS SELECT k, COUNT(*) AS n, SUM(x) AS s FROM ev GROUP BY k;
+  )");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  std::string events;
+  for (int i = 0; i < 20000; ++i) {  // 20000 keys, one row each, a minute apart: ~14 days
+    events += fmt::format("{{\"k\":\"k{}\",\"x\":{},\"ts\":{}}}\n", i % 2000, i, kT0 + i * 60'000);
+  }
+  PreviewOptions o;
+  o.inputs = {Write("ev.ndjson", events)};
+  o.view = "v";
+  o.windows = "1h";
+  absl::StatusOr<std::string> big = BuildPreview(*catalog, o);
+  ASSERT_TRUE(big.ok()) << big.status();
+  o.memory_budget_bytes = 64 << 10;
+  absl::StatusOr<std::string> small = BuildPreview(*catalog, o);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(*small, *big);
+  EXPECT_THAT(*big, HasSubstr(": 2000 keys"));
+  EXPECT_THAT(*big, ::testing::ContainsRegex("n +1h +2000 +0 +0 +0 +1 +1\n"));
 }
 
 }  // namespace

@@ -59,6 +59,40 @@ struct Tiles {
   size_t heap_counted = 0;    // sketch heap at the last count
   size_t arena_at_count = 0;  // arena bytes then
   size_t estimate = 0;        // bytes now (heap scaled by arena growth since the count)
+  int64_t dropped_before = std::numeric_limits<int64_t>::min();  // the last DropBefore()
+
+  // `segments` Init()ed blocks from the arena.
+  std::byte* NewBlocks(const tile::TileLayout& layout, uint32_t segments) {
+    const size_t size = segments * layout.block_size();
+    size_t space = size + layout.block_align();
+    void* raw = arena.Allocate(space);
+    auto* blocks = static_cast<std::byte*>(std::align(layout.block_align(), size, raw, space));
+    for (uint32_t s = 0; s < segments; ++s) layout.Init(blocks + s * layout.block_size());
+    return blocks;
+  }
+
+  // Drops the tiles starting before `min_start`, moving the others to a fresh arena (their
+  // states are merged into new empty blocks), so the memory is returned.
+  void DropBefore(int64_t min_start, const tile::TileLayout& layout) {
+    Tiles kept;
+    for (Entry& e : entries) {
+      if (e.start >= min_start) {
+        Entry n = e;
+        n.blocks = kept.NewBlocks(layout, e.segments);
+        for (uint32_t s = 0; s < e.segments; ++s) {
+          layout.Merge(n.blocks + s * layout.block_size(), e.blocks + s * layout.block_size());
+        }
+        kept.index.emplace(EntryKey{n.key, n.start}, static_cast<uint32_t>(kept.entries.size()));
+        kept.entries.push_back(n);
+      }
+      for (uint32_t s = 0; s < e.segments; ++s) layout.Destroy(e.blocks + s * layout.block_size());
+    }
+    entries = std::move(kept.entries);
+    index = std::move(kept.index);
+    arena = std::move(kept.arena);
+    kept.entries.clear();
+    UpdateEstimate(layout, /*recount=*/true);
+  }
 
   void Clear(const tile::TileLayout& layout) {
     for (Entry& e : entries) {
@@ -69,6 +103,7 @@ struct Tiles {
     index = {};
     arena = Arena(kArenaBlock);  // frees the blocks (Reset() keeps them)
     heap_counted = arena_at_count = estimate = 0;
+    dropped_before = std::numeric_limits<int64_t>::min();
   }
 
   void UpdateEstimate(const tile::TileLayout& layout, bool recount) {
@@ -244,6 +279,7 @@ class PitEngine::Impl {
   absl::StatusOr<int> Pass(int bits, uint64_t part) {
     counters_ = {};
     view_counters_.assign(views_.size(), {});
+    keep_from_.assign(views_.size(), std::numeric_limits<int64_t>::min());
     engine::Watermark watermark(source_.name, source_.lateness_ms);
     // The inputs as a backfill reads them: an input whose content repeats (or continues) an
     // earlier one's is skipped (or resumed after it).
@@ -308,7 +344,7 @@ class PitEngine::Impl {
           std::sort(order.begin(), order.end(),
                     [](const Worker* a, const Worker* b) { return a->seq < b->seq; });
           for (Worker* x : order) MarkLate(x, &watermark);
-          AddOpenKeys(order);
+          AddOpenKeys(order, watermark);
           finished = order.empty() || !input_error.ok();
           size_t bytes = 0;
           for (auto& x : workers_) {
@@ -334,7 +370,15 @@ class PitEngine::Impl {
         for (size_t v = 0; v < views_.size(); ++v) AddRows(wi, v, order, bits, part);
         const bool recount = round % 64 == 0;
         for (size_t v = 0; v < views_.size(); ++v) {
-          w->tiles[v].UpdateEstimate(*views_[v].rt->layout, recount);
+          Tiles& tiles = w->tiles[v];
+          tiles.UpdateEstimate(*views_[v].rt->layout, recount);
+          // Tiles that can no longer count go once they hold a good share of this worker's
+          // part of the budget, and the horizon has moved since the last time.
+          if (keep_from_[v] > tiles.dropped_before + views_[v].reach_ms / 4 &&
+              tiles.estimate > options_.memory_budget_bytes / (2 * static_cast<size_t>(threads_))) {
+            tiles.DropBefore(keep_from_[v], *views_[v].rt->layout);
+            tiles.dropped_before = keep_from_[v];
+          }
         }
         sync.arrive_and_wait();
       }
@@ -422,8 +466,8 @@ class PitEngine::Impl {
         // inside its longest window's tile-aligned tail. (An open view answering at the end of
         // the events keeps every row: its time is not known yet.)
         const int64_t* after = std::upper_bound(first, last, ts[r]);
-        if (!keep_all &&
-            (after == last || ts[r] < AlignDown(*after - view.reach_ms, view.tile_ms))) {
+        if (keep_all ? ts[r] < keep_from_[v]
+                     : (after == last || ts[r] < AlignDown(*after - view.reach_ms, view.tile_ms))) {
           continue;
         }
         const int64_t start = AlignDown(ts[r], view.tile_ms);
@@ -437,12 +481,7 @@ class PitEngine::Impl {
           const int64_t* hi = std::lower_bound(lo, last, start + view.tile_ms);
           e.first_split = static_cast<uint32_t>(lo - view.point_time.data());
           e.segments = static_cast<uint32_t>(hi - lo) + 1;
-          const size_t bytes = e.segments * block_size + layout.block_align();
-          void* raw = tiles.arena.Allocate(bytes);
-          size_t space = bytes;
-          e.blocks = static_cast<std::byte*>(
-              std::align(layout.block_align(), e.segments * block_size, raw, space));
-          for (uint32_t s = 0; s < e.segments; ++s) layout.Init(e.blocks + s * block_size);
+          e.blocks = tiles.NewBlocks(layout, e.segments);
           tiles.entries.push_back(e);
         }
         const Tiles::Entry& e = tiles.entries[slot->second];
@@ -468,17 +507,26 @@ class PitEngine::Impl {
   }
 
   // Open views: gives every new key of this round's on-time rows its point (coordinating thread,
-  // between the phases, so the workers see stable tables).
-  void AddOpenKeys(const std::vector<Worker*>& order) {
+  // between the phases, so the workers see stable tables). For views answering at the end of
+  // the events, also advances keep_from_: that end is after the newest row so far, so rows and
+  // tiles before align_down(newest + 1 - the longest window) can never count.
+  void AddOpenKeys(const std::vector<Worker*>& order, const engine::Watermark& watermark) {
     for (size_t v = 0; v < views_.size(); ++v) {
       if (!views_[v].open_keys) continue;
+      if (!views_[v].open_at.has_value() &&
+          watermark.max_event_time_ms() != engine::Watermark::kNone) {
+        keep_from_[v] =
+            AlignDown(watermark.max_event_time_ms() + 1 - views_[v].reach_ms, views_[v].tile_ms);
+      }
       for (Worker* x : order) {
         const ViewRowPrep& prep = *x->prep[v];
         const int64_t before = views_[v].open_at.value_or(kMaxTimestampMs + 1);
         for (size_t r = 0; r < x->batch.num_rows; ++r) {
           if (prep.status()[r] == ViewRowPrep::kAggregate && !x->late[r] &&
               x->batch.event_time_ms[r] < before) {
-            views_[v].AddKey(prep.key()[r]);
+            const uint32_t id = views_[v].AddKey(prep.key()[r]);
+            views_[v].key_seen.resize(views_[v].key_hash.size());
+            views_[v].key_seen[id] = 1;
           }
         }
       }
@@ -614,6 +662,8 @@ class PitEngine::Impl {
   int64_t max_event_time_ = 0;  // rows after it are rejected (the max-future bound)
   int files_skipped_ = 0;
   int files_resumed_ = 0;
+  // Per view answering at the end of the events: rows before this can no longer count.
+  std::vector<int64_t> keep_from_;
   engine::SourceCounters counters_;
   std::vector<engine::ViewCounters> view_counters_;
   int64_t tiles_built_ = 0;

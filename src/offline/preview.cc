@@ -66,22 +66,33 @@ struct ColumnStats {
 // Collects the statistics (per worker, merged at the end) and the values of the keys shown.
 class PreviewSink final : public PitSink {
  public:
-  PreviewSink(size_t features, size_t windows, int threads, std::vector<uint32_t> shown)
-      : features_(features), windows_(windows), shown_(std::move(shown)), workers_(threads) {
+  // `view`: the open view previewed; its keys without a row before `at` (keys asked for with
+  // --key only) are shown but not counted in the statistics.
+  PreviewSink(const PitView* view, size_t features, size_t windows, int threads,
+              std::vector<uint32_t> shown)
+      : view_(view),
+        features_(features),
+        windows_(windows),
+        shown_(std::move(shown)),
+        workers_(threads) {
     for (auto& w : workers_) w.stats.resize(features * windows);
   }
 
   void Window(int worker, size_t, uint32_t id, int64_t, size_t window,
               const std::vector<Value>& values) override {
     WorkerState& w = workers_[worker];
-    for (size_t f = 0; f < features_; ++f) w.stats[f * windows_ + window].Add(values[f]);
+    if (Seen(id)) {
+      for (size_t f = 0; f < features_; ++f) w.stats[f * windows_ + window].Add(values[f]);
+    }
     if (std::find(shown_.begin(), shown_.end(), id) != shown_.end()) {
       auto& rows = w.shown[id];
       rows.resize(windows_);
       rows[window] = values;
     }
   }
-  void PointDone(int worker, size_t, uint32_t) override { ++workers_[worker].keys; }
+  void PointDone(int worker, size_t, uint32_t id) override {
+    if (Seen(id)) ++workers_[worker].keys;
+  }
 
   // Merges the workers' parts.
   void Finish() {
@@ -100,11 +111,14 @@ class PreviewSink final : public PitSink {
   int64_t keys() const { return keys_; }
 
  private:
+  bool Seen(uint32_t id) const { return id < view_->key_seen.size() && view_->key_seen[id] != 0; }
+
   struct WorkerState {
     std::vector<ColumnStats> stats;
     std::map<uint32_t, std::vector<std::vector<Value>>> shown;
     int64_t keys = 0;
   };
+  const PitView* view_;
   const size_t features_;
   const size_t windows_;
   const std::vector<uint32_t> shown_;
@@ -166,14 +180,21 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
                               .clock = options.clock});
   const size_t num_features = def->features.size();
   const size_t num_windows = views[0].windows.size();
-  PreviewSink sink(num_features, num_windows, engine.threads(), shown);
+  PreviewSink sink(&views[0], num_features, num_windows, engine.threads(), shown);
   TESSERA_ASSIGN_OR_RETURN(PitStats stats, engine.Run(&sink));
   sink.Finish();
 
   std::string out;
-  const int64_t at = options.at.value_or(stats.max_event_time_ms + 1);
-  out += fmt::format("view {} at {}{}: {} keys\n", def->name, FormatRfc3339Millis(at),
-                     options.at ? "" : " (the end of the events + 1 ms)", sink.keys());
+  if (options.at.has_value()) {
+    out += fmt::format("view {} at {}: {} {}\n", def->name, FormatRfc3339Millis(*options.at),
+                       sink.keys(), sink.keys() == 1 ? "key" : "keys");
+  } else if (stats.views[0].aggregated == 0) {
+    out += fmt::format("view {}: no on-time rows in the events\n", def->name);
+  } else {
+    out += fmt::format("view {} at {} (the end of the events + 1 ms): {} {}\n", def->name,
+                       FormatRfc3339Millis(stats.max_event_time_ms + 1), sink.keys(),
+                       sink.keys() == 1 ? "key" : "keys");
+  }
   const engine::SourceCounters& c = stats.counters;
   const engine::ViewCounters& vc = stats.views[0];
   out += fmt::format(

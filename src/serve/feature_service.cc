@@ -301,6 +301,9 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     const auto& a = body["at"];
     if (a.is_string()) {
       at = a.get<std::string>();
+    } else if (a.is_number_unsigned()) {
+      // Above INT64_MAX get<int64_t>() would wrap; the text is judged like the GET parameter's.
+      at = std::to_string(a.get<uint64_t>());
     } else if (a.is_number_integer()) {
       at = std::to_string(a.get<int64_t>());
     } else {

@@ -219,6 +219,14 @@ TEST_F(FeatureServiceTest, ExtremeAtAndCompositeKeysAsParts) {
     EXPECT_EQ(r->status, 400) << at << " " << r->body;
     EXPECT_NE(r->body.find("'at'"), std::string::npos) << r->body;
   }
+  // batchGet's JSON numbers too, including unsigned ones beyond INT64_MAX (no wrap-around).
+  for (const char* at : {"9223372036854775808", "18446744073709551615", "-9223372036854775808"}) {
+    auto r = c.Post("/v1/features:batchGet",
+                    std::string(R"({"view":"stats","keys":["u1"],"at":)") + at + "}");
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400) << at << " " << r->body;
+    EXPECT_NE(r->body.find(at), std::string::npos) << r->body;  // names the value sent
+  }
   auto dup = c.Get("/v1/features/stats/u1?windows=1h,1h");
   EXPECT_EQ(dup->status, 400) << dup->body;
   ASSERT_EQ(c.Post("/v1/ingest/ev", Event("a|b", "c", 1, kAt - 1000) + "\n" +
