@@ -83,7 +83,7 @@ def training_set(sql: PathLike, events: Union[PathLike, Sequence[PathLike]], spi
         plan: Optional[Dict[str, _View]] = None
         written: List[str] = []
         if is_frame:
-            plan = explain(sql_path, binary=tessera)
+            plan = _explain(sql_path, binary=tessera)
             written = _write_spine(pd, spine, plan, view_names, window_names, spine_time,
                                    os.path.join(tmp, "spine.ndjson"))
             spine_path = os.path.join(tmp, "spine.ndjson")
@@ -101,7 +101,7 @@ def training_set(sql: PathLike, events: Union[PathLike, Sequence[PathLike]], spi
         columns, n_rows = _read_ndjson(out_path)
         if n_rows == 0:
             if plan is None:
-                plan = explain(sql_path, binary=tessera)
+                plan = _explain(sql_path, binary=tessera)
             columns = _empty_features(tessera, tmp, sql_path, plan, view_names, window_names,
                                       spine_time)
     if not is_frame:
@@ -129,7 +129,7 @@ _TYPE = r"(?:NULL|BOOLEAN|BIGINT|DOUBLE|STRING|TIMESTAMP|LIST|\?)"
 _NAMED = re.compile(r"    (.+?) " + _TYPE + r" = ")
 
 
-def explain(sql: PathLike, *, binary: Optional[PathLike] = None) -> Dict[str, "_View"]:
+def _explain(sql: PathLike, *, binary: Optional[PathLike] = None) -> Dict[str, "_View"]:
     """The feature views of a .sql file as `tessera explain --sql` binds them:
     {view: (keys, features)}, the key and feature column names in order. TesseraError with the
     binary's message when the SQL does not bind."""
@@ -139,10 +139,10 @@ def explain(sql: PathLike, *, binary: Optional[PathLike] = None) -> Dict[str, "_
     if p.returncode != 0:
         raise TesseraError(p.stderr.strip() or p.stdout.strip()
                            or f"tessera explain exited with status {p.returncode}")
-    return parse_explain(p.stdout)
+    return _parse_explain(p.stdout)
 
 
-def parse_explain(text: str) -> Dict[str, "_View"]:
+def _parse_explain(text: str) -> Dict[str, "_View"]:
     """Parses the layout of src/sql/explain.cc (stable: golden tests compare it):
 
         FEATURE VIEW name

@@ -583,10 +583,10 @@ FROM plays GROUP BY LOWER(user_id);
         for i, (user, ts) in enumerate(zip(spine["Listener Id"], spine["ts"])):
             want = expected(Fixture.events, "user_stats", (user,), ts.value // 10**6, "6h")
             self.assertEqual(df["by listener__plays BIGINT = x__6h"].iloc[i], want["plays"])
-        from tessera.training import parse_explain
+        from tessera.training import _parse_explain
 
         golden = (REPO / "src" / "sql" / "testdata" / "case_insensitive.out").read_text()
-        self.assertEqual({k: tuple(v) for k, v in parse_explain(golden).items()},
+        self.assertEqual({k: tuple(v) for k, v in _parse_explain(golden).items()},
                          {"spend": (["uid"], ["total", "Max Select"])})
 
     def test_bad_key_and_time_columns(self) -> None:
