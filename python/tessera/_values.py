@@ -32,17 +32,6 @@ def key_parts(key: Key) -> Union[str, List[str]]:
     return part_text(key)
 
 
-def key_text(key: Key) -> str:
-    """A key in text form: a tuple/list of several parts is joined by '|' with '|' and '\\'
-    inside a part escaped by '\\'; one part, or a plain value, is taken as it is."""
-    if not isinstance(key, (tuple, list)):
-        return part_text(key)
-    parts = [part_text(p) for p in key]
-    if len(parts) == 1:
-        return parts[0]
-    return "|".join(p.replace("\\", "\\\\").replace("|", "\\|") for p in parts)
-
-
 def is_one_key(keys: Any) -> bool:
     """Whether `keys` is one key (a value or a tuple of parts) rather than a list of keys."""
     return isinstance(keys, (str, bytes, tuple)) or not isinstance(keys, Iterable)

@@ -75,10 +75,13 @@ class Client:
             v.import_pandas()
         if not v.is_one_key(keys):
             return self.batch_get(view, keys, windows, at, as_frame)
-        text = v.key_text(keys)
-        if text == "":  # a path segment cannot be empty: batchGet reads this key
+        # A tuple goes as its parts (batchGet), which the server checks against the view's key
+        # columns: as text, ("a|b",) would be the key (a, b) of a 2-column view and ("a", "b")
+        # the key "a|b" of a 1-column one. An empty key cannot be a path segment.
+        if isinstance(keys, tuple) or v.part_text(keys) == "":
             results = self.batch_get(view, [keys], windows, at)
             return self.frame(results) if as_frame else results[0]
+        text = v.part_text(keys)
         query = {}
         ws = v.windows_list(windows)
         if ws is not None:
@@ -91,6 +94,9 @@ class Client:
         if query:
             path += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
         result = self._call("GET", path)
+        if not _is_answer(result):
+            raise TesseraError(f"GET {self.url}{path}: expected a feature answer, got "
+                               f"{json.dumps(result)[:200]}", 200)
         return self.frame([result]) if as_frame else result
 
     def batch_get(self, view: str, keys: Any, windows: v.Windows = None, at: v.At = None,
@@ -115,7 +121,13 @@ class Client:
         for start in range(0, len(wire), self.max_batch_keys):
             body["keys"] = wire[start:start + self.max_batch_keys]
             answer = self._call("POST", "/v1/features:batchGet", body)
-            results.extend(answer["results"])
+            got = answer.get("results") if isinstance(answer, dict) else None
+            if not isinstance(got, list) or len(got) != len(body["keys"]) \
+                    or not all(_is_answer(r) for r in got):
+                raise TesseraError(f"POST {self.url}/v1/features:batchGet: expected "
+                                   f"{{\"results\": [{len(body['keys'])} answers]}}, got "
+                                   f"{json.dumps(answer)[:200]}", 200)
+            results.extend(got)
             if "at" not in body and results:
                 body["at"] = results[0]["at"]
         return self.frame(results) if as_frame else results
@@ -214,6 +226,12 @@ class Client:
                     where = f"{method} {self.url}{path}"
                     raise TesseraError(f"{where}: {_reason(e, self.timeout)}") from e
         raise AssertionError("unreachable")
+
+
+def _is_answer(r: Any) -> bool:
+    """Whether `r` looks like the features of one key: {"view", "key", "at", "windows": {}}."""
+    return (isinstance(r, dict) and isinstance(r.get("windows"), dict)
+            and all(name in r for name in ("view", "key", "at")))
 
 
 def _reason(e: Exception, timeout: float) -> str:

@@ -9,6 +9,8 @@ and its temporary directory removed, even when a test fails. pandas tests need p
 /usr/bin/python3 has python3-pandas).
 """
 import datetime as dt
+import decimal
+import http.server
 import json
 import math
 import os
@@ -17,6 +19,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -57,7 +60,7 @@ TILE = 5 * 60 * 1000
 HOUR = 12 * TILE
 WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR}
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-USERS = ["u%d" % i for i in range(12)] + ["s/l ash é"]
+USERS = ["u%d" % i for i in range(12)] + ["s/l ash é", "p|q\\r"]  # '|', '\\' in a 1-column key
 DEVICES = ["web", "a|b", "x\\y"]
 USER_FEATURES = ["plays", "total_ms", "max_ms", "recent"]
 DEVICE_FEATURES = ["plays", "total_ms"]
@@ -311,6 +314,78 @@ class ClientTest(unittest.TestCase):
             self.client.get("user_stats", "u1", windows="7x")
         self.assertIn("invalid duration '7x'", str(e.exception))
 
+    def test_tuple_keys_are_checked_by_the_server(self) -> None:
+        at = ATS[3]
+        # A tuple is the parts of a key: the server checks their number against the view's key
+        # columns, so ("u1|web",) is not (u1, web) and ("u1", "web") not the key "u1|web".
+        for view, key in [("device_stats", ("u1|web",)), ("device_stats", ("u1|a\\|b",)),
+                          ("user_stats", ("u1", "web")), ("device_stats", ("u1", "web", "x"))]:
+            for call in [lambda: self.client.get(view, key, windows="1h", at=at),
+                         lambda: self.client.get(view, key, windows="1h", at=at, as_frame=True),
+                         lambda: self.client.batch_get(view, [key], windows="1h", at=at)]:
+                with self.assertRaises(TesseraError) as e:
+                    call()
+                self.assertEqual(e.exception.status, 400, (view, key))
+                self.assertIn("key has %d part(s) but the view has" % len(key), str(e.exception))
+        # One part for a 1-column view is the value itself, '|' and '\\' included.
+        for user in ["u1", "p|q\\r", "nobody|x"]:
+            got = self.client.get("user_stats", (user,), windows="1h,6h", at=at)
+            self.assertEqual(got, self.client.get("user_stats", user, windows="1h,6h", at=at))
+            self.assertEqual(got["key"], user)
+            self.check(got, "user_stats", (user,), at, ["1h", "6h"])
+        self.assertGreater(expected(Fixture.events, "user_stats", ("p|q\\r",), at, "6h")["plays"],
+                           0)
+        got = self.client.get("device_stats", ("u1", "a|b"), windows="1h", at=at)
+        self.assertEqual(got["key"], "u1|a\\|b")
+        self.check(got, "device_stats", ("u1", "a|b"), at, ["1h"])
+
+    def test_malformed_answers(self) -> None:
+        """An answer of the wrong shape is a TesseraError (not a KeyError, IndexError, …)."""
+        answers = {"/v1/features:batchGet": b'{"items": []}'}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = answers.get(self.path.split("?")[0], b'{"view": "v"}')
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.do_GET()
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        fake = tessera.Client("http://127.0.0.1:%d" % server.server_address[1], timeout=5)
+        self.addCleanup(fake.close)
+        good = json.dumps(self.client.get("user_stats", "u1", windows="1h", at=ATS[3])).encode()
+        for body in [b'{"items": []}', b'[]', b'{"results": {}}', b'{"results": []}',
+                     b'{"results": [' + good + b', ' + good + b']}', b'{"results": [1]}',
+                     b'{"results": [{"view": "user_stats"}]}']:
+            answers["/v1/features:batchGet"] = body
+            for call in [lambda: fake.batch_get("user_stats", ["u1"]),
+                         lambda: fake.get("user_stats", ["u1"], as_frame=True),
+                         lambda: fake.get("user_stats", ("u1",))]:
+                with self.assertRaises(TesseraError) as e:
+                    call()
+                self.assertIn("batchGet: expected", str(e.exception))
+                self.assertIn(body.decode()[:20], str(e.exception))
+        answers["/v1/features:batchGet"] = b'{"results": [' + good + b']}'
+        self.assertEqual(fake.batch_get("user_stats", ["u1"]), [json.loads(good)])
+        for body in [b'{"view": "v"}', b'[1, 2]', b'"text"']:
+            answers["/v1/features/user_stats/u1"] = body
+            with self.assertRaisesRegex(TesseraError, "expected a feature answer"):
+                fake.get("user_stats", "u1")
+        answers["/v1/features/user_stats/u1"] = good
+        self.assertEqual(fake.get("user_stats", "u1"), json.loads(good))
+
     def test_connection_refused(self) -> None:
         url = "http://127.0.0.1:%d" % free_port()
         down = tessera.Client(url, timeout=2)
@@ -432,6 +507,148 @@ class TrainingSetTest(unittest.TestCase):
         skipped = tessera.training_set(SQL, Fixture.events_path, bad, "user_stats", "1h",
                                        skip_bad_spine=True)
         self.assertEqual(skipped.index.tolist(), spine.index.drop(bad.index[2]).tolist())
+
+
+@needs_pandas
+class SpineFrameTest(unittest.TestCase):
+    """What of a DataFrame spine goes to the binary, and spines without rows."""
+    windows = ["5m", "1h", "6h"]
+    names = ["%s__%s__%s" % (v, f, w) for v, fs in [("user_stats", USER_FEATURES),
+                                                    ("device_stats", DEVICE_FEATURES)]
+             for f in fs for w in ["5m", "1h", "6h"]]
+
+    def spine(self, n: int) -> "pd.DataFrame":
+        rng = random.Random(8)
+        times = [T0 + rng.randint(0, 7 * HOUR) for _ in range(n)]
+        return pd.DataFrame({"user_id": [rng.choice(USERS) for _ in range(n)],
+                             "device": [rng.choice(DEVICES) for _ in range(n)],
+                             "ts": pd.to_datetime(times, unit="ms")},
+                            index=pd.Index(["r%d" % i for i in range(n)], name="rid"))
+
+    def test_pass_through_columns_of_any_type(self) -> None:
+        spine = self.spine(40)
+        n = len(spine)
+        spine["date"] = [dt.date(2026, 1, 1 + i % 28) for i in range(n)]
+        spine["decimal"] = [decimal.Decimal("1.5") * i for i in range(n)]
+        spine["timedelta"] = pd.to_timedelta(range(n), unit="s")
+        spine["period"] = pd.period_range("2026-01", periods=n, freq="M")
+        spine["inf"] = [math.inf, -math.inf, math.nan, 1.0] * (n // 4)
+        spine["object"] = [{"a": i} if i % 2 else object() for i in range(n)]
+        spine["category"] = pd.Categorical(["x", "y"] * (n // 2))
+        spine[7] = range(n)  # not a string name
+        spine["nullable"] = pd.array([None if i % 3 else i for i in range(n)], dtype="Int64")
+        df = tessera.training_set(SQL, Fixture.events_path, spine, ["user_stats", "device_stats"],
+                                  self.windows)
+        self.assertEqual(list(df.columns), list(spine.columns) + self.names)
+        self.assertEqual(df.index.tolist(), spine.index.tolist())
+        self.assertTrue(df[list(spine.columns)].equals(spine))
+        self.assertEqual(df["object"].tolist(), spine["object"].tolist())  # the same objects
+        self.assertTrue((df.dtypes[:len(spine.columns)] == spine.dtypes).all())
+        times = [ts.value // 1_000_000 for ts in spine["ts"]]
+        TrainingSetTest.check_features(self, df, list(zip(spine["user_id"], spine["device"])),
+                                       times, self.windows)
+
+    def test_only_key_and_time_columns_are_written(self) -> None:
+        from tessera import training
+
+        spine = self.spine(5)
+        spine["label"] = [dt.date(2026, 1, 1)] * 5
+        spine["extra"] = range(5)
+        written: List[List[str]] = []
+        real = training._write_spine
+
+        def spy(*args: Any) -> List[str]:
+            written.append(real(*args))
+            with open(args[-1]) as f:
+                written.append(list(json.loads(f.readline())))
+            return written[0]
+
+        with mock.patch.object(training, "_write_spine", spy):
+            tessera.training_set(SQL, Fixture.events_path, spine, "device_stats", "1h")
+        self.assertEqual(written, [["user_id", "device", "ts"],
+                                   ["user_id", "device", "ts", "__tessera_spine_row__"]])
+
+    def test_key_column_names_are_the_group_by_names(self) -> None:
+        sql = SQL + """
+CREATE FEATURE VIEW "by listener" AS
+SELECT LOWER(user_id) AS "Listener Id", COUNT(*) AS "plays BIGINT = x", SUM(ms) AS total_ms
+FROM plays GROUP BY LOWER(user_id);
+"""
+        spine = self.spine(30).rename(columns={"user_id": "Listener Id"})
+        spine["when"] = [dt.date(2026, 1, 1)] * len(spine)  # may hold anything
+        df = tessera.training_set(sql, Fixture.events_path, spine, "by listener", "1h,6h")
+        self.assertEqual(list(df.columns)[len(spine.columns):],
+                         ["by listener__plays BIGINT = x__1h", "by listener__plays BIGINT = x__6h",
+                          "by listener__total_ms__1h", "by listener__total_ms__6h"])
+        for i, (user, ts) in enumerate(zip(spine["Listener Id"], spine["ts"])):
+            want = expected(Fixture.events, "user_stats", (user,), ts.value // 10**6, "6h")
+            self.assertEqual(df["by listener__plays BIGINT = x__6h"].iloc[i], want["plays"])
+        from tessera.training import _parse_explain
+
+        golden = (REPO / "src" / "sql" / "testdata" / "case_insensitive.out").read_text()
+        self.assertEqual({k: tuple(v) for k, v in _parse_explain(golden).items()},
+                         {"spend": (["uid"], ["total", "Max Select"])})
+
+    def test_bad_key_and_time_columns(self) -> None:
+        spine = self.spine(6)
+        with self.assertRaises(TesseraError) as e:
+            tessera.training_set(SQL, Fixture.events_path, spine.drop(columns="device"),
+                                 "user_stats,device_stats", "1h")
+        message = str(e.exception)
+        self.assertIn("the spine DataFrame has no column 'device'", message)
+        self.assertNotIn(tempfile.gettempdir(), message)
+        bad = spine.copy()
+        bad.loc["r3", "ts"] = pd.NaT
+        with self.assertRaisesRegex(TesseraError, "spine DataFrame row 3 \\(index 'r3'\\): no "
+                                    "time in column 'ts'.*skip_bad_spine=True"):
+            tessera.training_set(SQL, Fixture.events_path, bad, "user_stats", "1h")
+        for column, value in [("user_id", decimal.Decimal(1)), ("device", dt.date(2026, 1, 1)),
+                              ("ts", dt.date(2026, 1, 1)), ("user_id", math.inf)]:
+            bad = spine.astype({column: object})
+            bad.loc["r2", column] = value
+            with self.assertRaisesRegex(ValueError, "spine column '%s': cannot write" % column):
+                tessera.training_set(SQL, Fixture.events_path, bad, "device_stats", "1h")
+        clash = spine.assign(user_stats__plays__1h=1)
+        with self.assertRaisesRegex(TesseraError, "two columns named 'user_stats__plays__1h'"):
+            tessera.training_set(SQL, Fixture.events_path, clash, "user_stats", "1h")
+
+    def test_spine_without_rows(self) -> None:
+        full = tessera.training_set(SQL, Fixture.events_path, self.spine(20),
+                                    ["user_stats", "device_stats"], self.windows)
+        spine = self.spine(20).iloc[:0]
+        spine["label"] = pd.Series([], dtype="int64")
+        df = tessera.training_set(SQL, Fixture.events_path, spine, ["user_stats", "device_stats"],
+                                  self.windows)
+        self.assertEqual(len(df), 0)
+        self.assertEqual(list(df.columns), list(spine.columns) + self.names)
+        self.assertEqual(df.index.name, "rid")
+        self.assertTrue((df.dtypes[:len(spine.columns)] == spine.dtypes).all())
+        self.assertEqual(df.attrs["tessera"]["spine_rows"], 0)
+        for name in ["user_stats__plays__1h", "user_stats__total_ms__5m",
+                     "user_stats__recent__6h"]:
+            self.assertEqual(df[name].dtype, full[name].dtype, name)
+        # Every row skipped: the same columns.
+        bad = self.spine(3)
+        bad["ts"] = pd.NaT
+        df = tessera.training_set(SQL, Fixture.events_path, bad, "user_stats", "1h",
+                                  skip_bad_spine=True)
+        self.assertEqual(list(df.columns), ["user_id", "device", "ts", "user_stats__plays__1h",
+                                            "user_stats__total_ms__1h", "user_stats__max_ms__1h",
+                                            "user_stats__recent__1h"])
+        self.assertEqual((len(df), df.attrs["tessera"]["spine_rows_skipped"]), (0, 3))
+        # A spine file without rows: the feature columns.
+        path = os.path.join(Fixture.tmp, "empty-spine.ndjson")
+        Path(path).write_text("")
+        df = tessera.training_set(SQL, Fixture.events_path, path, "device_stats", "60m,6h")
+        self.assertEqual(list(df.columns), ["device_stats__plays__60m", "device_stats__plays__6h",
+                                            "device_stats__total_ms__60m",
+                                            "device_stats__total_ms__6h"])
+        self.assertEqual(len(df), 0)
+        # The binary's errors all the same.
+        with self.assertRaisesRegex(TesseraError, "no view 'nope'"):
+            tessera.training_set(SQL, Fixture.events_path, spine, "nope", "1h")
+        with self.assertRaisesRegex(TesseraError, "window '1h' is listed twice"):
+            tessera.training_set(SQL, Fixture.events_path, spine, "user_stats", "1h,1h")
 
 
 class BinaryLookupTest(unittest.TestCase):
