@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set asan fuzz format clean
+.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set bench-peer asan fuzz format clean
 
 run: deps build
 	scripts/demo.sh $(RELEASE)
@@ -55,6 +55,12 @@ bench-scaleout: deps build
 # windows; wall time and peak RSS. MEMORY_MB=64 forces several passes over the events.
 bench-training-set: deps build
 	scripts/bench_training_set.sh $(RELEASE)
+
+# Backfill beside a peer in one run: the 48 h high-cardinality stream and the `make bench` stream
+# through `tessera backfill` and through Debian's ClickHouse (installed on first use, started on
+# free loopback ports, data in a temp dir); both rates and the ratio. RUNS=3 repeats.
+bench-peer: deps build
+	scripts/bench_peer.sh $(RELEASE)
 
 asan: deps
 	@cmake --preset asan >/dev/null
