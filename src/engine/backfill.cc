@@ -77,6 +77,10 @@ absl::Status CheckBackfillInputs(const std::vector<std::string>& inputs) {
   return absl::OkStatus();
 }
 
+int64_t ReplayMaxFutureMs(const sql::SourceDef& source, std::optional<int64_t> requested) {
+  return requested.value_or(source.max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs));
+}
+
 void AddReplayCounters(const SourceCounters& counters,
                        const std::vector<std::pair<std::string, ViewCounters>>& views,
                        nlohmann::json* out) {
@@ -143,8 +147,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   TESSERA_ASSIGN_OR_RETURN(StoredInputProgress stored, LoadInputProgress(store));
   FileChunkSource input(options.inputs, std::move(stored), options.chunk_bytes);
   PipelineOptions pipeline_options = options.pipeline;
-  pipeline_options.max_future_ms = options.max_future_ms.value_or(
-      source->max_future_ms.value_or(sql::kDefaultBackfillMaxFutureMs));
+  pipeline_options.max_future_ms = ReplayMaxFutureMs(*source, options.max_future_ms);
   IngestPipeline pipeline(*source, views, store, pipeline_options);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 

@@ -38,6 +38,10 @@ void AddReplayCounters(const SourceCounters& counters,
                        const std::vector<std::pair<std::string, ViewCounters>>& views,
                        nlohmann::json* out);
 
+// The max-future bound of a replay of files of `source`: `requested` if set, else the source's
+// 'max-future', else sql::kDefaultBackfillMaxFutureMs.
+int64_t ReplayMaxFutureMs(const sql::SourceDef& source, std::optional<int64_t> requested);
+
 struct BackfillSummary {
   std::string source;
   SourceCounters counters;

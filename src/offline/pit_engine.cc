@@ -15,6 +15,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "engine/backfill.h"
 #include "engine/entity_key.h"
 #include "engine/file_chunk_source.h"
 #include "engine/row_prep.h"
@@ -246,8 +247,7 @@ class PitEngine::Impl {
     sink_ = sink;
     // Fixed for the run, so that every pass rejects the same rows.
     max_event_time_ = LatestAcceptedEventTime(
-        options_.clock->NowMillis(), options_.max_future_ms.value_or(source_.max_future_ms.value_or(
-                                         sql::kDefaultBackfillMaxFutureMs)));
+        options_.clock->NowMillis(), engine::ReplayMaxFutureMs(source_, options_.max_future_ms));
     PitStats stats;
     int bits = 0;  // the pass's keys: those whose hash's top `bits` bits equal `part`
     for (uint64_t part = 0; part < (uint64_t{1} << bits);) {
