@@ -7,16 +7,22 @@
 # (process wall time) and the ratio, per stream:
 #   high-cardinality: 2M events, 200k Zipf users over 48 h (most (key, tile) pairs hold 1-2 rows)
 #   make bench:       2M events, 200k Zipf users over 6 h
+# Then `tessera serve` on the 48 h DB under wrk on the same box (random existing users, 4 windows,
+# at the end of the stream): single-key GETs (t=1 c=8) and batchGets of 100 keys (t=1 c=2),
+# SERVE_SECONDS each (0 skips it).
 set -euo pipefail
 BUILD=${1:-build/release}
 OUT=${OUT:-out/bench-peer}
 RUNS=${RUNS:-1}
+SERVE_SECONDS=${SERVE_SECONDS:-8}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 CH_DIR=$(mktemp -d /tmp/tessera-peer-XXXXXX)
 CH_PID=
+SERVE_PID=
 cleanup() {
-  if [[ -n $CH_PID ]]; then kill "$CH_PID" 2>/dev/null || true; wait "$CH_PID" 2>/dev/null || true; fi
-  rm -rf "$CH_DIR" "$OUT/db"
+  for pid in $CH_PID $SERVE_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$CH_DIR" "$OUT/db" "$OUT/db-48h"
 }
 trap cleanup EXIT
 
@@ -109,4 +115,25 @@ print("%-17s tessera %.2fM ev/s (%.2f s)   clickhouse %.2fM ev/s (%.2f s, %s 5m 
       "tessera/clickhouse %.2fx" % (name, n / t / 1e6, t, n / c / 1e6, c, tiles, c / t))
 PY
   done
+  if [[ $SPAN == 48h ]]; then rm -rf "$OUT/db-48h"; mv "$OUT/db" "$OUT/db-48h"; fi
 done
+
+if (( SERVE_SECONDS > 0 )) && command -v wrk >/dev/null; then
+  "$BUILD/apps/tessera" serve --db "$OUT/db-48h" --http 127.0.0.1:0 > "$OUT/serve.out" 2> "$OUT/serve.log" &
+  SERVE_PID=$!
+  for _ in $(seq 1 100); do grep -q listening "$OUT/serve.out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["listening"])' "$OUT/serve.out")
+  export VIEW=user_listening USERS=200000 WINDOWS=5m,1h,6h,1d AT=2026-11-03T00:00:00Z
+  report() {  # the JSON line the wrk scripts print at the end
+    python3 -c '
+import json, sys
+j = [json.loads(l) for l in sys.stdin if l.startswith("{")][-1]
+extra = ", %.0f keys/s" % j["keys_per_s"] if "keys_per_s" in j else ""
+print("%s: %.0f requests/s%s, p50 %.3f ms, p99 %.3f ms, errors %d, non-2xx %d" % (
+    sys.argv[1], j["rps"], extra, j["p50_ms"], j["p99_ms"], j["errors"], j["non2xx"]))' "$1"
+  }
+  wrk -t1 -c8 -d"${SERVE_SECONDS}s" -s "$HERE/bench/wrk/get.lua" "$URL" |
+    report "serve 48h DB, GET 1 key x 4 windows (t=1 c=8)"
+  KEYS=100 wrk -t1 -c2 -d"${SERVE_SECONDS}s" -s "$HERE/bench/wrk/batch.lua" "$URL" |
+    report "serve 48h DB, batchGet 100 keys x 4 windows (t=1 c=2)"
+fi

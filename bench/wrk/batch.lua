@@ -1,9 +1,10 @@
 -- wrk script: POST /v1/features:batchGet with KEYS (100) random user keys per request.
--- env: VIEW, USERS, WINDOWS (as get.lua), KEYS (100).
+-- env: VIEW, USERS, WINDOWS, AT (as get.lua), KEYS (100).
 local view = os.getenv("VIEW") or "user_listening"
 local users = tonumber(os.getenv("USERS") or "200000")
 local windows = os.getenv("WINDOWS") or "5m,1h,6h,1d"
 local nkeys = tonumber(os.getenv("KEYS") or "100")
+local at = os.getenv("AT")  -- optional: RFC 3339 or epoch ms; default: the server's now
 local counter = 0
 local bodies = {}
 local next_body = 1
@@ -20,8 +21,9 @@ function init(args)
   for b = 1, 64 do
     local keys = {}
     for i = 1, nkeys do keys[i] = string.format('"user%07d"', math.random(0, users - 1)) end
-    bodies[b] = string.format('{"view":"%s","keys":[%s],"windows":[%s]}', view,
-                              table.concat(keys, ","), table.concat(w, ","))
+    bodies[b] = string.format('{"view":"%s","keys":[%s],"windows":[%s]%s}', view,
+                              table.concat(keys, ","), table.concat(w, ","),
+                              at and string.format(',"at":"%s"', at) or "")
   end
 end
 
