@@ -10,17 +10,7 @@ SPAN=${SPAN:-6h}
 OUT=${OUT:-out/bench}
 mkdir -p "$OUT"
 rm -rf "$OUT/db"
-cat > "$OUT/bench.sql" <<'SQL'
-CREATE SOURCE plays (
-  user_id STRING, track_id STRING, ms_played BIGINT, skipped BOOLEAN, country STRING,
-  device STRING, ts TIMESTAMP
-) WITH (connector = 'file', format = 'json');
-CREATE FEATURE VIEW user_listening AS
-SELECT user_id, COUNT(*) AS plays, SUM(ms_played) AS total_ms, MAX(ms_played) AS longest_ms,
-       APPROX_COUNT_DISTINCT(track_id) AS uniq_tracks,
-       APPROX_PERCENTILE(ms_played, 0.9) AS p90_ms, LAST_VALUE(track_id) AS last_track
-FROM plays GROUP BY user_id;
-SQL
+cp "$(dirname "$0")/../bench/bench_views.sql" "$OUT/bench.sql"
 if [ ! -f "$OUT/events-$EVENTS-$USERS-$SPAN.ndjson" ]; then
   "$BUILD/bench/tessera-gen" --events "$EVENTS" --users "$USERS" --span "$SPAN" \
     --start 2026-11-01T00:00:00Z --out "$OUT/events-$EVENTS-$USERS-$SPAN.ndjson"

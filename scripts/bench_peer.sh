@@ -31,17 +31,7 @@ if ! command -v clickhouse-client >/dev/null || [[ ! -x /usr/sbin/clickhouse-ser
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client >/dev/null
 fi
 
-cat > "$OUT/bench.sql" <<'SQL'
-CREATE SOURCE plays (
-  user_id STRING, track_id STRING, ms_played BIGINT, skipped BOOLEAN, country STRING,
-  device STRING, ts TIMESTAMP
-) WITH (connector = 'file', format = 'json');
-CREATE FEATURE VIEW user_listening AS
-SELECT user_id, COUNT(*) AS plays, SUM(ms_played) AS total_ms, MAX(ms_played) AS longest_ms,
-       APPROX_COUNT_DISTINCT(track_id) AS uniq_tracks,
-       APPROX_PERCENTILE(ms_played, 0.9) AS p90_ms, LAST_VALUE(track_id) AS last_track
-FROM plays GROUP BY user_id;
-SQL
+cp "$HERE/bench/bench_views.sql" "$OUT/bench.sql"
 
 # ClickHouse on free ports, from the packaged config with every path in a temp dir.
 read -r HTTP_PORT TCP_PORT INTER_PORT < <(python3 -c '

@@ -13,21 +13,13 @@ SPAN=${SPAN:-2d}
 MEMORY_MB=${MEMORY_MB:-1024}
 OUT=${OUT:-out/bench-training-set}
 mkdir -p "$OUT"
-cat > "$OUT/views.sql" <<'SQL'
-CREATE SOURCE plays (
-  user_id STRING, track_id STRING, ms_played BIGINT, skipped BOOLEAN, country STRING,
-  device STRING, ts TIMESTAMP
-) WITH (connector = 'file', format = 'json');
-CREATE FEATURE VIEW user_listening AS
-SELECT user_id, COUNT(*) AS plays, SUM(ms_played) AS total_ms, MAX(ms_played) AS longest_ms,
-       APPROX_COUNT_DISTINCT(track_id) AS uniq_tracks,
-       APPROX_PERCENTILE(ms_played, 0.9) AS p90_ms, LAST_VALUE(track_id) AS last_track
-FROM plays GROUP BY user_id;
+{ cat "$(dirname "$0")/../bench/bench_views.sql"; cat <<'SQL'
 CREATE FEATURE VIEW user_country AS
 SELECT user_id, country, COUNT(*) AS plays, SUM(CASE WHEN skipped THEN 1 ELSE 0 END) AS skips,
        AVG(ms_played) AS avg_ms
 FROM plays GROUP BY user_id, country;
 SQL
+} > "$OUT/views.sql"
 EV="$OUT/events-$EVENTS-$USERS-$SPAN.ndjson"
 if [ ! -f "$EV" ]; then
   "$BUILD/bench/tessera-gen" --events "$EVENTS" --users "$USERS" --span "$SPAN" \

@@ -75,11 +75,6 @@ struct IngestPipeline::RunState {
 namespace {
 std::string HasTilesKey(uint32_t view_id) { return store::meta::ViewHasTilesKey(view_id); }
 
-int ResolveThreads(const PipelineOptions& options) {
-  return options.threads > 0 ? options.threads
-                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
 std::vector<std::string> ViewNames(const std::vector<const ViewRuntime*>& views) {
   std::vector<std::string> names;
   names.reserve(views.size());
@@ -96,7 +91,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
       slots_(store->slots()),
       max_key_bytes_(std::min(kMaxEntityKeyBytes, store->max_entity_key_bytes())),
       options_(options),
-      threads_(ResolveThreads(options_)),
+      threads_(WorkerThreads(options_.threads)),
       watermark_(source_.name, source_.lateness_ms),
       open_tiles_(views_, threads_, options_.shards_per_thread, options_.memory_budget_bytes,
                   options_.clock),
@@ -612,6 +607,11 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
     run->sync.arrive_and_wait();
     if (run->flush_now && !FlushRounds(worker_index, run)) return;
   }
+}
+
+int WorkerThreads(int requested) {
+  return requested > 0 ? requested
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 absl::Status ClaimSourceSlot(store::TileStore* store, const sql::SourceDef& source) {

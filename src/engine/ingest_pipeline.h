@@ -58,6 +58,9 @@ struct PipelineOptions {
   MetricsRegistry* metrics = nullptr;
 };
 
+// Worker threads for `requested` (PipelineOptions::threads; 0: one per hardware thread).
+int WorkerThreads(int requested);
+
 // A rejected line and where it came from, for dead-letter sinks. Called from worker threads,
 // serialized by the pipeline; both arguments are valid only during the call.
 using RejectSink =

@@ -18,6 +18,7 @@
 #include "engine/backfill.h"
 #include "engine/entity_key.h"
 #include "engine/file_chunk_source.h"
+#include "engine/ingest_pipeline.h"
 #include "engine/row_prep.h"
 #include "engine/watermark.h"
 #include "source/format/ndjson_decoder.h"
@@ -225,10 +226,7 @@ class PitEngine::Impl {
       : source_(source),
         views_(*views),
         options_(options),
-        threads_(std::min(kMaxThreads, options.threads > 0
-                                           ? options.threads
-                                           : static_cast<int>(std::max(
-                                                 1u, std::thread::hardware_concurrency())))) {
+        threads_(std::min(kMaxThreads, engine::WorkerThreads(options.threads))) {
     for (int t = 0; t < threads_; ++t) {
       auto w = std::make_unique<Worker>();
       w->decoder = std::make_unique<source::NdjsonDecoder>(source.columns, source.time_column);
