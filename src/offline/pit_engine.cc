@@ -212,6 +212,7 @@ uint32_t PitView::AddKey(std::string_view key) {
   if (it != key_id.end()) return it->second;
   const std::string_view owned = key_arena.Copy(key);
   const uint32_t id = static_cast<uint32_t>(key_hash.size());
+  open_key.push_back(owned);
   key_id.emplace(absl::string_view(owned.data(), owned.size()), id);
   key_hash.push_back(Hash64(key));
   point_time.push_back(open_at.value_or(kMaxTimestampMs));
@@ -545,6 +546,9 @@ class PitEngine::Impl {
       tile::OwnedBlock acc(layout);
       tile::OwnedBlock head_acc(layout);
       std::vector<std::unique_ptr<tile::OwnedBlock>> tails;  // per window
+      // An open view answering at the end of the events: every row is before that time, and no
+      // tile was split.
+      const bool at_end = view.open_keys && !view.open_at.has_value();
       const int64_t end_time = max_event_time_ms_ + 1;
       const size_t num_keys = view.key_hash.size();
       size_t e = 0;  // entries of keys before `key` are behind us
@@ -561,9 +565,6 @@ class PitEngine::Impl {
         int64_t shared_head = std::numeric_limits<int64_t>::min();
         size_t head_merged = 0;
         for (uint32_t i = view.begin[key]; i < view.begin[key + 1]; ++i) {
-          // An open view answering at the end of the events: every row is before t, and no
-          // tile was split.
-          const bool at_end = view.open_keys && !view.open_at.has_value();
           const int64_t t = at_end ? end_time : view.point_time[i];
           const int64_t head = AlignDown(t, view.tile_ms);
           const Tiles::Entry* it =

@@ -60,8 +60,9 @@ struct PitView {
   // if the events lack them.
   bool open_keys = false;
   std::optional<int64_t> open_at;
-  std::vector<uint8_t> key_seen;  // open views: the key has an on-time row before open_at
-  Arena key_arena;                // the keys of an open view
+  std::vector<uint8_t> key_seen;           // open views: the key has an on-time row before open_at
+  Arena key_arena;                         // the keys of an open view
+  std::vector<std::string_view> open_key;  // open views: the stored key of each key id
 
   // The view `def` with `windows` ("5m,1h,…", each a multiple of the tile).
   static absl::StatusOr<PitView> Make(const sql::ViewDef& def, const sql::SourceDef& source,

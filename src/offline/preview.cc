@@ -208,15 +208,9 @@ absl::StatusOr<std::string> BuildPreview(const sql::Catalog& catalog,
   for (size_t i = 0; i < shown.size(); ++i) {
     auto it = sink.shown_values().find(shown[i]);
     if (it == sink.shown_values().end()) continue;
-    std::string key_text = i < shown_text.size() ? shown_text[i] : "";
-    if (i >= shown_text.size()) {
-      for (const auto& [stored, id] : views[0].key_id) {
-        if (id == shown[i]) {
-          key_text =
-              engine::KeyText(std::string_view(stored.data(), stored.size()), def->keys.size());
-        }
-      }
-    }
+    const std::string key_text =
+        i < shown_text.size() ? shown_text[i]
+                              : engine::KeyText(views[0].open_key[shown[i]], def->keys.size());
     out += fmt::format("\nkey {}\n  {:<{}}", key_text, "feature", name_width);
     for (const engine::WindowSpec& w : views[0].windows) out += fmt::format("  {:>14}", w.name);
     out += '\n';

@@ -44,11 +44,8 @@ class TableWriter final : public PitSink {
   TableWriter(const std::vector<PitView>& views, const Spine& spine, TableFormat format,
               int threads)
       : views_(views), spine_(spine), format_(format), workers_(threads) {
-    fragment_.resize(views.size());
-    for (size_t v = 0; v < views.size(); ++v) {
-      fragment_[v].assign(spine.size(), kNoFragment);
-      for (auto& w : workers_) w.windows.resize(views.size());
-    }
+    fragment_.assign(views.size(), std::vector<uint64_t>(spine.size(), kNoFragment));
+    for (auto& w : workers_) w.windows.resize(views.size());
     // The values of an empty window (NULL and never-seen keys), by the same encoder.
     for (size_t v = 0; v < views.size(); ++v) {
       tile::OwnedBlock block(*views[v].rt->layout);
