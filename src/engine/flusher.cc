@@ -1,5 +1,7 @@
 #include "engine/flusher.h"
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -16,38 +18,47 @@ namespace {
 using store::Resolution;
 using store::TileKey;
 
-// A base tile to write: its key and the delta block to fold into the stored value.
-struct Pending {
-  TileKey key;
-  const std::byte* delta;
+// A shard's open tiles in store key order: by entity key as encoded (varint length, then the
+// bytes), then start. `prefix` holds the first 16 encoded bytes (zero-padded, big-endian), so
+// most comparisons never touch the keys; encoded keys are prefix-free, so equal prefixes mean
+// equal lengths.
+struct Sorted {
+  uint64_t prefix[2];
+  const TileShard::Entry* entry;
 };
 
-struct SlotId {
-  std::string_view key;
-  int64_t start_ms;
-  uint64_t hash;  // of (key, start), from the key's precomputed hash
-  friend bool operator==(const SlotId& a, const SlotId& b) {
-    return a.start_ms == b.start_ms && a.key == b.key;
+std::vector<Sorted> SortedEntries(const TileShard& shard) {
+  std::vector<Sorted> sorted;
+  sorted.reserve(shard.size());
+  for (const TileShard::Entry& e : shard.entries()) {
+    unsigned char bytes[16] = {};
+    size_t n = 0;
+    for (uint64_t len = e.key.size();; len >>= 7) {
+      bytes[n++] = static_cast<unsigned char>(len < 0x80 ? len : (len & 0x7f) | 0x80);
+      if (len < 0x80) break;
+    }
+    const size_t copy = std::min(e.key.size(), sizeof(bytes) - n);
+    std::memcpy(bytes + n, e.key.data(), copy);
+    Sorted s{{0, 0}, &e};
+    for (size_t i = 0; i < 16; ++i) s.prefix[i / 8] = s.prefix[i / 8] << 8 | bytes[i];
+    sorted.push_back(s);
   }
-};
-struct SlotIdHash {
-  size_t operator()(const SlotId& id) const { return id.hash; }
-};
+  std::sort(sorted.begin(), sorted.end(), [](const Sorted& a, const Sorted& b) {
+    if (a.prefix[0] != b.prefix[0]) return a.prefix[0] < b.prefix[0];
+    if (a.prefix[1] != b.prefix[1]) return a.prefix[1] < b.prefix[1];
+    if (a.entry->key != b.entry->key) return a.entry->key < b.entry->key;
+    return a.entry->start_ms < b.entry->start_ms;
+  });
+  return sorted;
+}
 
-// The rollup slots of one resolution that a flush's base deltas fall in, and for the closed
-// ones the merge of those deltas.
-class RollupSlots {
+// Rollup slots of one resolution: which are closed at this flush and how many base tiles a fresh
+// view's closed slot needs for its rollup to be written.
+class RollupRule {
  public:
-  struct Slot {
-    uint64_t key_hash = 0;
-    int delta_children = 0;
-    std::unique_ptr<tile::OwnedBlock> deltas;  // closed slots only
-  };
-
-  RollupSlots(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms,
-              int64_t kept_from_ms)
-      : view_(view),
-        resolution_(resolution),
+  RollupRule(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms,
+             int64_t kept_from_ms)
+      : resolution_(resolution),
         unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
         closed_by_ms_(closed_by_ms),
         kept_from_ms_(kept_from_ms) {}
@@ -57,71 +68,80 @@ class RollupSlots {
     return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_) ||
            (kept_from_ms_ != kNoRetention && start_ms <= kept_from_ms_ - unit_ms_);
   }
-  // Fewest base deltas a fresh view's closed slot needs for its rollup to be written.
   int min_children() const {
     return kept_from_ms_ != kNoRetention && resolution_ == Resolution::kHour ? 1 : 2;
   }
 
-  // Counts a base delta in its slot and, when the slot is closed, merges it in.
-  void Add(const TileShard::Entry& e) {
-    const int64_t start = tile::ParentSlot(resolution_, e.start_ms);
-    Slot& slot = slots_[SlotId{e.key, start, e.key_hash ^ HashInt(static_cast<uint64_t>(start))}];
-    slot.key_hash = e.key_hash;
-    ++slot.delta_children;
-    if (!closed(start)) return;
-    if (slot.deltas == nullptr) slot.deltas = std::make_unique<tile::OwnedBlock>(*view_.layout);
-    view_.layout->Merge(slot.deltas->data(), e.block);
-  }
-
-  // fn(ref, slot) for every slot.
-  template <typename Fn>
-  void ForEach(Fn&& fn) {
-    for (auto& [id, slot] : slots_) {
-      fn(RollupRef{view_.id, resolution_, id.start_ms, id.key, slot.key_hash}, slot);
-    }
-  }
-
  private:
-  const ViewRuntime& view_;
   const Resolution resolution_;
   const int64_t unit_ms_;
   const int64_t closed_by_ms_;
   const int64_t kept_from_ms_;
-  absl::flat_hash_map<SlotId, Slot, SlotIdHash> slots_;
 };
 
-// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
-// only where at least RollupSlots::min_children() base tiles fall in it.
-void FlushFresh(const ViewRuntime& view, const TileShard& shard, std::vector<RollupSlots*>& rollups,
-                FlushOutput* out, FlushStats* stats) {
-  const tile::TileLayout& layout = *view.layout;
-  // Encode into a reused buffer, then copy once into an exactly sized value.
-  std::string scratch;
-  scratch.reserve(1 << 16);
-  auto encode = [&](const std::byte* block) {
-    scratch.clear();
-    layout.Serialize(block, &scratch);
-    return std::string(scratch);
-  };
-  for (const TileShard::Entry& e : shard.entries()) {
-    out->tiles.emplace_back(TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms},
-                            encode(e.block));
-    ++stats->base_tiles;
-    for (RollupSlots* r : rollups) r->Add(e);
-  }
-  for (RollupSlots* r : rollups) {
-    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!r->closed(ref.start_ms)) {
-        out->owed.push_back(ref);
-        return;
-      }
-      if (slot.delta_children < r->min_children()) return;
-      out->tiles.emplace_back(TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
-                              encode(slot.deltas->data()));
-      ++stats->rollup_tiles;
-    });
+// Calls fn(ref, first, last) for every rollup slot of `rule`'s resolution that the base tiles
+// [first, last) of one key (sorted by start) fall in, in increasing slot start.
+template <typename Fn>
+void ForEachSlot(const ViewRuntime& view, const RollupRule& rule, const Sorted* first,
+                 const Sorted* last, Fn&& fn) {
+  while (first != last) {
+    const int64_t slot = tile::ParentSlot(rule.resolution(), first->entry->start_ms);
+    const Sorted* end = first + 1;
+    while (end != last && tile::ParentSlot(rule.resolution(), end->entry->start_ms) == slot) ++end;
+    fn(RollupRef{view.id, rule.resolution(), slot, first->entry->key, first->entry->key_hash},
+       first, end);
+    first = end;
   }
 }
+
+// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
+// only where at least RollupRule::min_children() base tiles fall in it.
+void FlushFresh(const ViewRuntime& view, const std::vector<Sorted>& sorted,
+                const std::vector<RollupRule>& rules, FlushOutput* out, FlushStats* stats) {
+  const tile::TileLayout& layout = *view.layout;
+  store::TileRun& run = out->runs.emplace_back();
+  tile::OwnedBlock merged(layout);
+  for (size_t begin = 0; begin < sorted.size();) {
+    const std::string_view key = sorted[begin].entry->key;
+    size_t end = begin + 1;
+    while (end < sorted.size() && sorted[end].entry->key == key) ++end;
+    for (size_t i = begin; i < end; ++i) {
+      const TileShard::Entry& e = *sorted[i].entry;
+      layout.Serialize(e.block, run.BeginTile(view.id, key, Resolution::kBase, e.start_ms));
+      ++stats->base_tiles;
+    }
+    for (const RollupRule& rule : rules) {
+      ForEachSlot(view, rule, &sorted[begin], &sorted[0] + end,
+                  [&](const RollupRef& ref, const Sorted* first, const Sorted* last) {
+                    if (!rule.closed(ref.start_ms)) {
+                      out->owed.push_back(ref);
+                      return;
+                    }
+                    if (last - first < rule.min_children()) return;
+                    std::string* value = run.BeginTile(view.id, key, ref.resolution, ref.start_ms);
+                    if (last - first == 1) {
+                      layout.Serialize(first->entry->block, value);
+                    } else {
+                      merged.Reset();
+                      for (const Sorted* s = first; s != last; ++s) {
+                        layout.Merge(merged.data(), s->entry->block);
+                      }
+                      layout.Serialize(merged.data(), value);
+                    }
+                    ++stats->rollup_tiles;
+                  });
+    }
+    begin = end;
+  }
+}
+
+// A tile to write over a store that may hold it: its key and the deltas to fold into the stored
+// value (a base tile's open block, or a rollup's merged base deltas).
+struct Pending {
+  TileKey key;
+  const std::byte* delta = nullptr;
+  std::unique_ptr<tile::OwnedBlock> merged;
+};
 
 // A tile of one writer slot to write: the merge of its deltas (a rollup's from several base
 // tiles of the flush).
@@ -149,41 +169,54 @@ struct SlotTileRefHash {
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats, int64_t kept_from_ms) {
+  if (shard.size() == 0) return absl::OkStatus();
   const tile::TileLayout& layout = *view.layout;
-  std::vector<std::unique_ptr<RollupSlots>> slots;
-  std::vector<RollupSlots*> rollups;
+  std::vector<RollupRule> rules;
   for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) {
-    slots.push_back(std::make_unique<RollupSlots>(view, res, closed_by_ms, kept_from_ms));
-    rollups.push_back(slots.back().get());
+    rules.emplace_back(view, res, closed_by_ms, kept_from_ms);
   }
+  const std::vector<Sorted> sorted = SortedEntries(shard);
   if (!store_may_hold_view) {
-    FlushFresh(view, shard, rollups, out, stats);
+    FlushFresh(view, sorted, rules, out, stats);
     return absl::OkStatus();
   }
 
-  // Base tiles: stored ⊕ delta. Rollups of closed slots: the stored children ⊕ deltas (the
-  // stored children do not include this flush's base tiles yet). Rollups of open slots are owed.
+  // In store key order, per entity key: base tiles (stored ⊕ delta), then the rollups of closed
+  // slots (the stored children ⊕ deltas: the stored children do not include this flush's base
+  // tiles yet). Rollups of open slots are owed.
   std::vector<Pending> pending;
   pending.reserve(shard.size());
-  for (const TileShard::Entry& e : shard.entries()) {
-    pending.push_back(
-        Pending{TileKey{view.id, std::string(e.key), Resolution::kBase, e.start_ms}, e.block});
-    for (RollupSlots* r : rollups) r->Add(e);
-  }
-  for (RollupSlots* r : rollups) {
-    r->ForEach([&](const RollupRef& ref, RollupSlots::Slot& slot) {
-      if (!r->closed(ref.start_ms)) {
-        out->owed.push_back(ref);
-        return;
-      }
-      pending.push_back(
-          Pending{TileKey{view.id, std::string(ref.key), ref.resolution, ref.start_ms},
-                  slot.deltas->data()});
-      out->settled.push_back(ref);
-    });
+  for (size_t begin = 0; begin < sorted.size();) {
+    const std::string_view key = sorted[begin].entry->key;
+    size_t end = begin + 1;
+    while (end < sorted.size() && sorted[end].entry->key == key) ++end;
+    for (size_t i = begin; i < end; ++i) {
+      const TileShard::Entry& e = *sorted[i].entry;
+      pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kBase, e.start_ms},
+                                e.block, nullptr});
+    }
+    for (const RollupRule& rule : rules) {
+      ForEachSlot(view, rule, &sorted[begin], &sorted[0] + end,
+                  [&](const RollupRef& ref, const Sorted* first, const Sorted* last) {
+                    if (!rule.closed(ref.start_ms)) {
+                      out->owed.push_back(ref);
+                      return;
+                    }
+                    auto merged = std::make_unique<tile::OwnedBlock>(layout);
+                    for (const Sorted* s = first; s != last; ++s) {
+                      layout.Merge(merged->data(), s->entry->block);
+                    }
+                    pending.push_back(
+                        Pending{TileKey{view.id, std::string(key), ref.resolution, ref.start_ms},
+                                nullptr, std::move(merged)});
+                    out->settled.push_back(ref);
+                  });
+    }
+    begin = end;
   }
 
   constexpr size_t kBatch = 4096;
+  store::TileRun& run = out->runs.emplace_back();
   tile::OwnedBlock stored(layout);
   std::vector<TileKey> keys;
   std::vector<std::optional<std::string>> values;
@@ -193,7 +226,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     for (size_t i = begin; i < end; ++i) keys.push_back(pending[i].key);
     TESSERA_RETURN_IF_ERROR(store->MultiGet(keys, &values));
     for (size_t i = begin; i < end; ++i) {
-      Pending& p = pending[i];
+      const Pending& p = pending[i];
       const std::optional<std::string>& existing = values[i - begin];
       stored.Reset();
       if (existing.has_value()) {
@@ -205,15 +238,14 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
                                                     p.key.start_ms, stored.data())
                                     .status());
       }
-      layout.Merge(stored.data(), p.delta);
-      std::string bytes;
-      layout.Serialize(stored.data(), &bytes);
+      layout.Merge(stored.data(), p.delta != nullptr ? p.delta : p.merged->data());
+      layout.Serialize(stored.data(),
+                       run.BeginTile(view.id, p.key.entity_key, p.key.resolution, p.key.start_ms));
       if (p.key.resolution == Resolution::kBase) {
         ++stats->base_tiles;
       } else {
         ++stats->rollup_tiles;
       }
-      out->tiles.emplace_back(std::move(p.key), std::move(bytes));
     }
   }
   return absl::OkStatus();

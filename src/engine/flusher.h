@@ -37,6 +37,9 @@ struct FlushStats {
 
 // What a flush of one shard produces.
 struct FlushOutput {
+  // Tiles in store key order, one run per flushed shard (FlushShard).
+  std::vector<store::TileRun> runs;
+  // Tiles in no particular order (FlushShardSlots, rollups built from the store).
   std::vector<std::pair<store::TileKey, std::string>> tiles;
   // Slot-partitioned flushes only (FlushShardSlots): tile_slots[i] is the writer slot (an index
   // into the pipeline's slot names) whose cell tiles[i] is.
@@ -48,6 +51,7 @@ struct FlushOutput {
   std::vector<RollupRef> settled;
 
   void clear() {
+    runs.clear();
     tiles.clear();
     tile_slots.clear();
     owed.clear();
@@ -55,8 +59,9 @@ struct FlushOutput {
   }
 };
 
-// Turns the open (delta) tiles of one shard into full tiles to write, appended to `out`: every
-// base tile merged with what the store already holds (read-merge-write), and the hour and day
+// Turns the open (delta) tiles of one shard into full tiles to write, appended to `out` as one
+// run in store key order (out->runs): every base tile merged with what the store already holds
+// (read-merge-write), and the hour and day
 // rollups of the slots that are closed (end at or before `closed_by_ms`, the watermark at this
 // flush): the stored children (or a stored rollup, which a DB written by an older version may
 // hold) merged with the deltas. Rollups of open slots are only listed in out->owed

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <tuple>
@@ -9,6 +10,7 @@
 
 #include "common/time_util.h"
 #include "engine/engine_test_util.h"
+#include "store/key_codec.h"
 #include "store/memory/memory_tile_store.h"
 
 namespace tessera::engine {
@@ -39,9 +41,22 @@ class FlusherTest : public ::testing::Test {
     view_ = catalog_->FindView("s");
   }
 
+  // The tiles of `out`'s runs, each run checked to be in strictly increasing key order.
   Tiles Decode(const ViewRuntime& view, const FlushOutput& out) {
+    EXPECT_TRUE(out.tiles.empty());
+    std::vector<std::pair<store::TileKey, std::string>> decoded;
+    for (const store::TileRun& run : out.runs) {
+      for (size_t i = 0; i < run.size(); ++i) {
+        if (i > 0) {
+          EXPECT_LT(run.key(i - 1), run.key(i)) << "tile " << i;
+        }
+        absl::StatusOr<store::TileKey> key = store::DecodeTileKey(run.key(i));
+        EXPECT_TRUE(key.ok()) << key.status();
+        if (key.ok()) decoded.emplace_back(*key, std::string(run.value(i)));
+      }
+    }
     Tiles tiles;
-    for (const auto& [key, bytes] : out.tiles) {
+    for (const auto& [key, bytes] : decoded) {
       EXPECT_EQ(key.view_id, view.id);
       tile::OwnedBlock block(*view.layout);
       EXPECT_TRUE(view.layout->Deserialize(bytes, block.data()).ok());
@@ -153,6 +168,34 @@ TEST_F(FlusherTest, HourTilesRollUpStraightIntoDays) {
                                       {{"a", Resolution::kDay, kT0}, {2, 3}},
                                   }));
   EXPECT_TRUE(out.owed.empty());
+}
+
+// Runs are in store key order: by the encoded key (its varint length first, so a 200-byte key
+// sorts before a 128-byte one), then resolution, then start; every tile is there once.
+TEST_F(FlusherTest, RunsAreInStoreKeyOrder) {
+  TileShard shard(view_->layout.get());
+  Tiles want;
+  int64_t n = 0;
+  for (size_t len : {1, 2, 15, 16, 17, 127, 128, 129, 200, 255, 256, 300}) {
+    for (char c : {'a', 'z'}) {
+      const std::string key(len, c);
+      for (int64_t start : {kT0 + k5m, kT0 - kHour, kT0}) {
+        ++n;
+        AddToShard(*view_, &shard, key, start, {n});
+        want[{key, Resolution::kBase, start}] = {1, n};
+      }
+    }
+  }
+  for (bool fresh : {true, false}) {
+    FlushOutput out;
+    FlushStats stats;
+    ASSERT_TRUE(FlushShard(*view_, shard, &store_, !fresh, kT0, &out, &stats).ok());
+    ASSERT_EQ(out.runs.size(), 1u);
+    Tiles got = Decode(*view_, out);
+    // The closed hour before kT0 holds one tile per key: no rollup (fresh), or one (stored).
+    std::erase_if(got, [](const auto& t) { return std::get<1>(t.first) != Resolution::kBase; });
+    EXPECT_EQ(got, want) << "fresh " << fresh;
+  }
 }
 
 }  // namespace

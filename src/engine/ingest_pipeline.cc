@@ -312,13 +312,6 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
   FlushOutput& out = flush_out_[worker_index];
   out.clear();
   const int num_shards = open_tiles_.num_shards();
-  size_t tiles = 0;
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    for (int s = worker_index; s < num_shards; s += threads_) {
-      tiles += open_tiles_.shard(vi, s).size();
-    }
-  }
-  out.tiles.reserve(tiles + owed_work_[worker_index].size());
   const int64_t closed_by = watermark_.closed_by();
   const int64_t kept_from = base_retention_ms_ > 0
                                 ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
@@ -445,9 +438,12 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   store::WriteBatch batch = std::move(flush_meta_);
   flush_meta_ = store::WriteBatch();
   size_t total = 0;
-  for (const auto& out : flush_out_) total += out.tiles.size();
-  batch.tiles.reserve(total);
+  for (const auto& out : flush_out_) {
+    total += out.tiles.size();
+    for (const store::TileRun& run : out.runs) total += run.size();
+  }
   for (FlushOutput& out : flush_out_) {
+    for (auto& run : out.runs) batch.tile_runs.push_back(std::move(run));
     for (auto& t : out.tiles) batch.tiles.push_back(std::move(t));
     for (const RollupRef& r : out.owed) pending_rollups_.Owe(r, &batch);
     for (const RollupRef& r : out.settled) pending_rollups_.Settle(r, &batch);

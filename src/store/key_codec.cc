@@ -162,3 +162,32 @@ std::string PrefixSuccessor(std::string_view prefix) {
 }
 
 }  // namespace tessera::store
+
+namespace tessera::store {
+
+absl::StatusOr<WriteBatch> ExpandTileRuns(const WriteBatch& batch) {
+  WriteBatch out;
+  out.tiles.reserve(batch.tile_count());
+  for (const TileRun& run : batch.tile_runs) {
+    for (size_t i = 0; i < run.size(); ++i) {
+      absl::StatusOr<TileKey> key = DecodeTileKey(run.key(i));
+      if (!key.ok()) return Annotate(key.status(), "a tile run's key");
+      out.tiles.emplace_back(*std::move(key), std::string(run.value(i)));
+    }
+  }
+  out.tiles.insert(out.tiles.end(), batch.tiles.begin(), batch.tiles.end());
+  out.meta = batch.meta;
+  out.meta_deletes = batch.meta_deletes;
+  return out;
+}
+
+std::string* TileRun::BeginTile(uint32_t view_id, std::string_view entity_key,
+                                Resolution resolution, int64_t start_ms) {
+  const size_t key = bytes_.size();
+  AppendTilePrefix(view_id, entity_key, resolution, &bytes_);
+  AppendTileStart(start_ms, &bytes_);
+  bounds_.push_back(Bounds{key, bytes_.size()});
+  return &bytes_;
+}
+
+}  // namespace tessera::store

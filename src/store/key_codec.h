@@ -75,6 +75,11 @@ inline std::string EncodeTileKey(const TileKey& key) {
   return EncodeTileKey(key.view_id, key.entity_key, key.resolution, key.start_ms);
 }
 
+// `batch` with its tile_runs decoded into tiles, placed ahead of the batch's own tiles (the order
+// in which a later entry wins is kept), for stores that write tiles one by one. DataLoss when a
+// run holds a key that is not a tile key.
+absl::StatusOr<WriteBatch> ExpandTileRuns(const WriteBatch& batch);
+
 // Parses a full tile key. Returns DataLoss for anything that EncodeTileKey cannot produce:
 // wrong namespace, truncation, a non-canonical (overlong) length varint, an unknown resolution
 // or trailing bytes.

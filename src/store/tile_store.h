@@ -31,17 +31,60 @@ struct TileKey {
   friend bool operator==(const TileKey&, const TileKey&) = default;
 };
 
+// Tiles already in the stores' key encoding (store/key_codec.h), packed back to back in one
+// buffer: what a flush produces and a bulk write streams into sorted files without decoding,
+// re-encoding or sorting them one by one. Keys must be added in strictly increasing byte order
+// (a store may reject a run that is not). Not thread-safe.
+class TileRun {
+ public:
+  // Starts the next tile with its key; the caller then appends the tile's bytes to the returned
+  // buffer (only appends; the tile ends where the next one starts).
+  std::string* BeginTile(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                         int64_t start_ms);
+
+  size_t size() const { return bounds_.size(); }
+  bool empty() const { return bounds_.empty(); }
+  // The encoded key and the value of tile i.
+  std::string_view key(size_t i) const {
+    return std::string_view(bytes_).substr(bounds_[i].key, bounds_[i].value - bounds_[i].key);
+  }
+  std::string_view value(size_t i) const {
+    const size_t end = i + 1 < bounds_.size() ? bounds_[i + 1].key : bytes_.size();
+    return std::string_view(bytes_).substr(bounds_[i].value, end - bounds_[i].value);
+  }
+  // Bytes of keys and values together.
+  size_t bytes() const { return bytes_.size(); }
+  void clear() {
+    bytes_.clear();
+    bounds_.clear();
+  }
+
+ private:
+  struct Bounds {
+    size_t key;
+    size_t value;
+  };
+  std::string bytes_;
+  std::vector<Bounds> bounds_;
+};
+
 // One atomic unit of change: tile values to overwrite and metadata entries to set.
 // Metadata is a small key-value namespace beside the tiles (catalog, ingest positions, file
 // fingerprints); it never collides with tile keys.
-// Applied in this order: tiles, then meta, then meta_deletes; within one list a later entry for
-// the same key wins (so a key both set and deleted in one batch ends up deleted).
+// Applied in this order: tile_runs (in order), tiles, then meta, then meta_deletes; a later entry
+// for the same key wins (so a key both set and deleted in one batch ends up deleted).
 struct WriteBatch {
+  std::vector<TileRun> tile_runs;
   std::vector<std::pair<TileKey, std::string>> tiles;
   std::vector<std::pair<std::string, std::string>> meta;
   std::vector<std::string> meta_deletes;
 
-  bool empty() const { return tiles.empty() && meta.empty() && meta_deletes.empty(); }
+  size_t tile_count() const {
+    size_t n = tiles.size();
+    for (const TileRun& run : tile_runs) n += run.size();
+    return n;
+  }
+  bool empty() const { return tile_count() == 0 && meta.empty() && meta_deletes.empty(); }
 };
 
 // A consistent, read-only view of a store at one moment (see TileStore::GetSnapshot).

@@ -710,6 +710,10 @@ void BigtableTileStore::SetTestHooks(TestHooks hooks) {
 absl::Status BigtableTileStore::Commit(std::string_view slot, const WriteBatch& batch,
                                        bool* fenced) {
   *fenced = false;
+  if (!batch.tile_runs.empty()) {
+    TESSERA_ASSIGN_OR_RETURN(WriteBatch expanded, ExpandTileRuns(batch));
+    return Commit(slot, expanded, fenced);
+  }
   SlotEntry* entry = Entry(slot);
   MutexLock lock(&entry->mu);
   if (!entry->owner.has_value()) {

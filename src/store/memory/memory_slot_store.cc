@@ -6,6 +6,9 @@
 #include <iterator>
 #include <utility>
 
+#include "common/status_macros.h"
+#include "store/key_codec.h"
+
 namespace tessera::store {
 
 namespace {
@@ -182,6 +185,10 @@ void MemorySlotTileStore::DropClaim(std::string_view slot, uint64_t generation) 
 absl::Status MemorySlotTileStore::Commit(std::string_view slot, const WriteBatch& batch,
                                          bool* fenced) {
   if (fenced != nullptr) *fenced = false;
+  if (!batch.tile_runs.empty()) {
+    TESSERA_ASSIGN_OR_RETURN(WriteBatch expanded, ExpandTileRuns(batch));
+    return Commit(slot, expanded, fenced);
+  }
   uint64_t generation;
   uint64_t n;
   std::optional<std::pair<CommitFault, absl::Status>> fault;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/status_macros.h"
+#include "store/key_codec.h"
+
 namespace tessera::store {
 
 namespace {
@@ -58,6 +61,10 @@ absl::Status MemoryTileStore::MultiGet(const std::vector<TileKey>& keys,
 }
 
 absl::Status MemoryTileStore::Write(const WriteBatch& batch) {
+  if (!batch.tile_runs.empty()) {
+    TESSERA_ASSIGN_OR_RETURN(WriteBatch expanded, ExpandTileRuns(batch));
+    return Write(expanded);
+  }
   WriterMutexLock lock(&mu_);
   for (const auto& [k, bytes] : batch.tiles) {
     tiles_[TileId(k.view_id, k.entity_key, static_cast<uint8_t>(k.resolution), k.start_ms)] = bytes;

@@ -379,7 +379,7 @@ absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
   }
   if (batch.empty()) return absl::OkStatus();
   absl::Status s;
-  if (options_.bulk_ingest_min_tiles > 0 && batch.tiles.size() >= options_.bulk_ingest_min_tiles) {
+  if (options_.bulk_ingest_min_tiles > 0 && batch.tile_count() >= options_.bulk_ingest_min_tiles) {
     s = WriteViaIngest(batch);
   } else {
     s = WriteViaBatch(batch);
@@ -405,6 +405,12 @@ void RocksDbTileStore::FollowRetentionSetting(const WriteBatch& batch) {
 absl::Status RocksDbTileStore::WriteViaBatch(const WriteBatch& batch) {
   return Guard("Write", dir_, [&]() -> absl::Status {
     rocksdb::WriteBatch wb;
+    for (const TileRun& run : batch.tile_runs) {
+      for (size_t i = 0; i < run.size(); ++i) {
+        rocksdb::Status s = wb.Put(ToSlice(run.key(i)), ToSlice(run.value(i)));
+        if (!s.ok()) return FromRocks(s, "Write (batching a tile)", dir_);
+      }
+    }
     std::string key;
     for (const auto& [k, bytes] : batch.tiles) {
       key.clear();
@@ -443,71 +449,89 @@ void RunParallel(size_t n, Fn&& fn) {
 
 absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
   return Guard("Write (bulk ingest)", dir_, [&]() -> absl::Status {
-    // Encode every key into one buffer, sort, keep the last entry of equal keys (a later entry
-    // of the batch wins, as in a write batch), and stream them into one SST file.
+    // The batch as sorted sources merged into sorted SST files: each tile run as it is (sorted by
+    // its producer), and the rest (tiles, meta, meta deletes: usually few) encoded into one
+    // buffer and sorted here. Of equal keys the last in batch order wins, as in a write batch.
     struct Entry {
       uint32_t key_offset;
       uint32_t key_size;
-      uint32_t index;  // position in the batch: tiles, then meta, then meta_deletes
+      uint32_t index;  // position in the batch's tiles, then meta, then meta_deletes
     };
-    const size_t n = batch.tiles.size() + batch.meta.size() + batch.meta_deletes.size();
+    const size_t tiles = batch.tiles.size();
+    const size_t metas = batch.meta.size();
     std::string keys;
-    keys.reserve(batch.tiles.size() * 40);
+    keys.reserve(tiles * 40);
     std::vector<Entry> entries;
-    entries.reserve(n);
+    entries.reserve(tiles + metas + batch.meta_deletes.size());
     auto add = [&](const std::string& key, size_t index) {
       entries.push_back(Entry{static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(key.size()),
                               static_cast<uint32_t>(index)});
       keys += key;
     };
     std::string key;
-    for (size_t i = 0; i < batch.tiles.size(); ++i) {
+    for (size_t i = 0; i < tiles; ++i) {
       const TileKey& k = batch.tiles[i].first;
       key.clear();
       AppendTilePrefix(k.view_id, k.entity_key, k.resolution, &key);
       AppendTileStart(k.start_ms, &key);
       add(key, i);
     }
-    for (size_t i = 0; i < batch.meta.size(); ++i) {
-      add(EncodeMetaKey(batch.meta[i].first), batch.tiles.size() + i);
-    }
+    for (size_t i = 0; i < metas; ++i) add(EncodeMetaKey(batch.meta[i].first), tiles + i);
     for (size_t i = 0; i < batch.meta_deletes.size(); ++i) {
-      add(EncodeMetaKey(batch.meta_deletes[i]), batch.tiles.size() + batch.meta.size() + i);
+      add(EncodeMetaKey(batch.meta_deletes[i]), tiles + metas + i);
     }
     if (keys.size() > UINT32_MAX) {
       return ResourceExhausted("bulk write of {} key bytes is too large", keys.size());
     }
-    auto view = [&](const Entry& e) {
+    auto entry_key = [&](const Entry& e) {
       return std::string_view(keys.data() + e.key_offset, e.key_size);
     };
-    auto less = [&](const Entry& a, const Entry& b) {
-      int c = view(a).compare(view(b));
+    std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+      int c = entry_key(a).compare(entry_key(b));
       return c != 0 ? c < 0 : a.index < b.index;
+    });
+
+    // Source r < runs is batch.tile_runs[r]; source `runs` is `entries`. A source's position i
+    // orders equal keys of one source (later wins); sources order them by r (later wins).
+    const size_t runs = batch.tile_runs.size();
+    const size_t sources = runs + 1;
+    auto source_size = [&](size_t r) {
+      return r < runs ? batch.tile_runs[r].size() : entries.size();
     };
+    auto key_at = [&](size_t r, size_t i) {
+      return r < runs ? batch.tile_runs[r].key(i) : entry_key(entries[i]);
+    };
+    size_t total = 0;
+    size_t largest = 0;
+    for (size_t r = 0; r < sources; ++r) {
+      total += source_size(r);
+      if (source_size(r) > source_size(largest)) largest = r;
+    }
     // Automatic: one thread per core, but no thread for fewer than 10k entries.
     const size_t threads =
         options_.bulk_threads > 0
-            ? std::clamp<size_t>(entries.size(), 1, static_cast<size_t>(options_.bulk_threads))
-            : std::clamp<size_t>(entries.size() / 10000, 1,
+            ? std::clamp<size_t>(total, 1, static_cast<size_t>(options_.bulk_threads))
+            : std::clamp<size_t>(total / 10000, 1,
                                  std::max(1u, std::thread::hardware_concurrency()));
-    // Sort: each thread one slice, then merge the sorted slices.
-    std::vector<size_t> bounds;
-    for (size_t t = 0; t <= threads; ++t) bounds.push_back(entries.size() * t / threads);
-    RunParallel(threads, [&](size_t t) {
-      std::sort(entries.begin() + bounds[t], entries.begin() + bounds[t + 1], less);
-    });
+    // Thread t writes the keys in [pivot t, pivot t+1): pivots are keys of the largest source at
+    // even spacing, so every thread gets a share; equal keys never straddle two files.
+    std::vector<std::string> pivots;
     for (size_t t = 1; t < threads; ++t) {
-      std::inplace_merge(entries.begin(), entries.begin() + bounds[t],
-                         entries.begin() + bounds[t + 1], less);
+      pivots.emplace_back(key_at(largest, source_size(largest) * t / threads));
     }
-    // Write: each thread one contiguous key range (equal keys never straddle two files).
-    for (size_t t = 1; t < threads; ++t) {
-      size_t b = std::max(bounds[t], bounds[t - 1]);
-      while (b > 0 && b < entries.size() && view(entries[b - 1]) == view(entries[b])) ++b;
-      bounds[t] = b;
-    }
-    const size_t tiles = batch.tiles.size();
-    const size_t metas = batch.meta.size();
+    auto lower_bound = [&](size_t r, std::string_view k) {
+      size_t lo = 0;
+      size_t hi = source_size(r);
+      while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (key_at(r, mid) < k) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      return lo;
+    };
     const uint64_t seq = ingest_seq_.fetch_add(1);
     rocksdb::Options options = db_->GetOptions();
     // Ingested files are written with the fast upper-level codec (LZ4); compaction later
@@ -516,21 +540,55 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     std::vector<std::string> paths(threads);
     std::vector<rocksdb::Status> statuses(threads);
     RunParallel(threads, [&](size_t t) {
-      if (bounds[t] >= bounds[t + 1]) return;
+      struct Head {
+        size_t source;
+        size_t i;
+        size_t end;
+      };
+      std::vector<Head> heads;
+      for (size_t r = 0; r < sources; ++r) {
+        const size_t begin = t == 0 ? 0 : lower_bound(r, pivots[t - 1]);
+        const size_t end = t + 1 == threads ? source_size(r) : lower_bound(r, pivots[t]);
+        if (begin < end) heads.push_back(Head{r, begin, end});
+      }
+      if (heads.empty()) return;
+      // Min-heap on (key, source): std::*_heap keep the greatest first, hence `after`.
+      auto after = [&](const Head& a, const Head& b) {
+        const int c = key_at(a.source, a.i).compare(key_at(b.source, b.i));
+        return c != 0 ? c > 0 : a.source > b.source;
+      };
+      std::make_heap(heads.begin(), heads.end(), after);
       paths[t] = fmt::format("{}/bulk-{}-{}-{}.sst.tmp", dir_, ::getpid(), seq, t);
       rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
       rocksdb::Status s = writer.Open(paths[t]);
-      for (size_t i = bounds[t]; s.ok() && i < bounds[t + 1]; ++i) {
-        // Of equal keys, the last in batch order wins (as in a write batch).
-        if (i + 1 < entries.size() && view(entries[i]) == view(entries[i + 1])) continue;
-        const Entry& e = entries[i];
-        rocksdb::Slice k(keys.data() + e.key_offset, e.key_size);
-        if (e.index < tiles) {
-          s = writer.Put(k, ToSlice(batch.tiles[e.index].second));
-        } else if (e.index < tiles + metas) {
-          s = writer.Put(k, ToSlice(batch.meta[e.index - tiles].second));
+      while (s.ok() && !heads.empty()) {
+        std::pop_heap(heads.begin(), heads.end(), after);
+        Head& h = heads.back();
+        const size_t r = h.source;
+        const size_t i = h.i;
+        const std::string_view k = key_at(r, i);
+        if (++h.i < h.end) {
+          if (key_at(r, h.i) < k || (r < runs && key_at(r, h.i) == k)) {
+            s = rocksdb::Status::InvalidArgument("a tile run's keys are not in increasing order");
+            break;
+          }
+          std::push_heap(heads.begin(), heads.end(), after);
         } else {
-          s = writer.Delete(k);
+          heads.pop_back();
+        }
+        // A later entry of the same key (in the same source or a later one) supersedes this.
+        if (!heads.empty() && key_at(heads.front().source, heads.front().i) == k) continue;
+        if (r < runs) {
+          s = writer.Put(ToSlice(k), ToSlice(batch.tile_runs[r].value(i)));
+          continue;
+        }
+        const Entry& e = entries[i];
+        if (e.index < tiles) {
+          s = writer.Put(ToSlice(k), ToSlice(batch.tiles[e.index].second));
+        } else if (e.index < tiles + metas) {
+          s = writer.Put(ToSlice(k), ToSlice(batch.meta[e.index - tiles].second));
+        } else {
+          s = writer.Delete(ToSlice(k));
         }
       }
       if (s.ok()) s = writer.Finish();
