@@ -21,11 +21,17 @@ using store::TileKey;
 // A shard's open tiles in store key order: by entity key as encoded (varint length, then the
 // bytes), then start. `prefix` holds the first 16 encoded bytes (zero-padded, big-endian), so
 // most comparisons never touch the keys; encoded keys are prefix-free, so equal prefixes mean
-// equal lengths.
+// equal lengths, and equal keys when the key is shorter than 15 bytes. The entry is a copy:
+// walking the sorted order then touches only the blocks.
 struct Sorted {
   uint64_t prefix[2];
-  const TileShard::Entry* entry;
+  TileShard::Entry entry;
 };
+
+bool SameKey(const Sorted& a, const Sorted& b) {
+  return a.prefix[0] == b.prefix[0] && a.prefix[1] == b.prefix[1] &&
+         (a.entry.key.size() < 15 || a.entry.key == b.entry.key);
+}
 
 std::vector<Sorted> SortedEntries(const TileShard& shard) {
   std::vector<Sorted> sorted;
@@ -39,17 +45,24 @@ std::vector<Sorted> SortedEntries(const TileShard& shard) {
     }
     const size_t copy = std::min(e.key.size(), sizeof(bytes) - n);
     std::memcpy(bytes + n, e.key.data(), copy);
-    Sorted s{{0, 0}, &e};
+    Sorted s{{0, 0}, e};
     for (size_t i = 0; i < 16; ++i) s.prefix[i / 8] = s.prefix[i / 8] << 8 | bytes[i];
     sorted.push_back(s);
   }
   std::sort(sorted.begin(), sorted.end(), [](const Sorted& a, const Sorted& b) {
     if (a.prefix[0] != b.prefix[0]) return a.prefix[0] < b.prefix[0];
     if (a.prefix[1] != b.prefix[1]) return a.prefix[1] < b.prefix[1];
-    if (a.entry->key != b.entry->key) return a.entry->key < b.entry->key;
-    return a.entry->start_ms < b.entry->start_ms;
+    if (!SameKey(a, b)) return a.entry.key < b.entry.key;
+    return a.entry.start_ms < b.entry.start_ms;
   });
   return sorted;
+}
+
+// The end of the key group that starts at sorted[begin].
+size_t KeyGroupEnd(const std::vector<Sorted>& sorted, size_t begin) {
+  size_t end = begin + 1;
+  while (end < sorted.size() && SameKey(sorted[begin], sorted[end])) ++end;
+  return end;
 }
 
 // Rollup slots of one resolution: which are closed at this flush and how many base tiles a fresh
@@ -85,14 +98,16 @@ template <typename Fn>
 void ForEachSlot(const ViewRuntime& view, const RollupRule& rule, const Sorted* first,
                  const Sorted* last, Fn&& fn) {
   while (first != last) {
-    const int64_t slot = tile::ParentSlot(rule.resolution(), first->entry->start_ms);
+    const int64_t slot = tile::ParentSlot(rule.resolution(), first->entry.start_ms);
     const Sorted* end = first + 1;
-    while (end != last && tile::ParentSlot(rule.resolution(), end->entry->start_ms) == slot) ++end;
-    fn(RollupRef{view.id, rule.resolution(), slot, first->entry->key, first->entry->key_hash},
+    while (end != last && tile::ParentSlot(rule.resolution(), end->entry.start_ms) == slot) ++end;
+    fn(RollupRef{view.id, rule.resolution(), slot, first->entry.key, first->entry.key_hash},
        first, end);
     first = end;
   }
 }
+
+constexpr size_t kPrefetch = 8;
 
 // Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
 // only where at least RollupRule::min_children() base tiles fall in it.
@@ -102,11 +117,12 @@ void FlushFresh(const ViewRuntime& view, const std::vector<Sorted>& sorted,
   store::TileRun& run = out->runs.emplace_back();
   tile::OwnedBlock merged(layout);
   for (size_t begin = 0; begin < sorted.size();) {
-    const std::string_view key = sorted[begin].entry->key;
-    size_t end = begin + 1;
-    while (end < sorted.size() && sorted[end].entry->key == key) ++end;
+    const std::string_view key = sorted[begin].entry.key;
+    const size_t end = KeyGroupEnd(sorted, begin);
     for (size_t i = begin; i < end; ++i) {
-      const TileShard::Entry& e = *sorted[i].entry;
+      const TileShard::Entry& e = sorted[i].entry;
+      // Blocks are visited in key order, not memory order: fetch a few tiles ahead.
+      if (i + kPrefetch < sorted.size()) __builtin_prefetch(sorted[i + kPrefetch].entry.block);
       layout.Serialize(e.block, run.BeginTile(view.id, key, Resolution::kBase, e.start_ms));
       ++stats->base_tiles;
     }
@@ -120,11 +136,11 @@ void FlushFresh(const ViewRuntime& view, const std::vector<Sorted>& sorted,
                     if (last - first < rule.min_children()) return;
                     std::string* value = run.BeginTile(view.id, key, ref.resolution, ref.start_ms);
                     if (last - first == 1) {
-                      layout.Serialize(first->entry->block, value);
+                      layout.Serialize(first->entry.block, value);
                     } else {
                       merged.Reset();
                       for (const Sorted* s = first; s != last; ++s) {
-                        layout.Merge(merged.data(), s->entry->block);
+                        layout.Merge(merged.data(), s->entry.block);
                       }
                       layout.Serialize(merged.data(), value);
                     }
@@ -187,11 +203,10 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
   std::vector<Pending> pending;
   pending.reserve(shard.size());
   for (size_t begin = 0; begin < sorted.size();) {
-    const std::string_view key = sorted[begin].entry->key;
-    size_t end = begin + 1;
-    while (end < sorted.size() && sorted[end].entry->key == key) ++end;
+    const std::string_view key = sorted[begin].entry.key;
+    const size_t end = KeyGroupEnd(sorted, begin);
     for (size_t i = begin; i < end; ++i) {
-      const TileShard::Entry& e = *sorted[i].entry;
+      const TileShard::Entry& e = sorted[i].entry;
       pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kBase, e.start_ms},
                                 e.block, nullptr});
     }
@@ -204,7 +219,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
                     }
                     auto merged = std::make_unique<tile::OwnedBlock>(layout);
                     for (const Sorted* s = first; s != last; ++s) {
-                      layout.Merge(merged->data(), s->entry->block);
+                      layout.Merge(merged->data(), s->entry.block);
                     }
                     pending.push_back(
                         Pending{TileKey{view.id, std::string(key), ref.resolution, ref.start_ms},

@@ -183,11 +183,15 @@ absl::StatusOr<WriteBatch> ExpandTileRuns(const WriteBatch& batch) {
 
 std::string* TileRun::BeginTile(uint32_t view_id, std::string_view entity_key,
                                 Resolution resolution, int64_t start_ms) {
-  const size_t key = bytes_.size();
-  AppendTilePrefix(view_id, entity_key, resolution, &bytes_);
-  AppendTileStart(start_ms, &bytes_);
-  bounds_.push_back(Bounds{key, bytes_.size()});
-  return &bytes_;
+  if (chunks_.empty() || chunks_.back().size() >= kChunkBytes) {
+    chunks_.emplace_back().reserve(kChunkBytes + kChunkBytes / 8);
+  }
+  std::string& chunk = chunks_.back();
+  const size_t key = chunk.size();
+  AppendTilePrefix(view_id, entity_key, resolution, &chunk);
+  AppendTileStart(start_ms, &chunk);
+  bounds_.push_back(Bounds{chunks_.size() - 1, key, chunk.size()});
+  return &chunk;
 }
 
 }  // namespace tessera::store

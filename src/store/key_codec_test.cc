@@ -202,5 +202,33 @@ TEST(KeyCodecTest, PrefixSuccessor) {
   EXPECT_EQ(PrefixSuccessor("m"), "n");
 }
 
+// A run hands back every tile's key and value as added, across its buffers (several MiB of
+// tiles, one larger than a buffer), and ExpandTileRuns decodes them ahead of the batch's tiles.
+TEST(TileRunTest, KeysAndValuesRoundTrip) {
+  TileRun run;
+  std::vector<std::string> values;
+  for (int i = 0; i < 5000; ++i) {
+    values.push_back(std::string(i == 1234 ? (3 << 20) : 1 + i % 1500, static_cast<char>(i)));
+    run.BeginTile(7, "user" + std::to_string(100000 + i), Resolution::kBase, i)->append(values.back());
+  }
+  ASSERT_EQ(run.size(), values.size());
+  for (int i = 0; i < 5000; ++i) {
+    EXPECT_EQ(run.key(i),
+              EncodeTileKey(7, "user" + std::to_string(100000 + i), Resolution::kBase, i));
+    ASSERT_EQ(run.value(i), values[i]) << i;
+  }
+
+  WriteBatch batch;
+  batch.tile_runs.push_back(std::move(run));
+  batch.tiles.emplace_back(TileKey{7, "user100000", Resolution::kBase, 0}, "later");
+  absl::StatusOr<WriteBatch> expanded = ExpandTileRuns(batch);
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  ASSERT_EQ(expanded->tiles.size(), 5001u);
+  EXPECT_TRUE(expanded->tile_runs.empty());
+  EXPECT_EQ(expanded->tiles[3].first, (TileKey{7, "user100003", Resolution::kBase, 3}));
+  EXPECT_EQ(expanded->tiles[3].second, values[3]);
+  EXPECT_EQ(expanded->tiles.back().second, "later");
+}
+
 }  // namespace
 }  // namespace tessera::store

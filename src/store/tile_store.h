@@ -31,14 +31,14 @@ struct TileKey {
   friend bool operator==(const TileKey&, const TileKey&) = default;
 };
 
-// Tiles already in the stores' key encoding (store/key_codec.h), packed back to back in one
-// buffer: what a flush produces and a bulk write streams into sorted files without decoding,
+// Tiles already in the stores' key encoding (store/key_codec.h), packed back to back in large
+// buffers: what a flush produces and a bulk write streams into sorted files without decoding,
 // re-encoding or sorting them one by one. Keys must be added in strictly increasing byte order
 // (a store may reject a run that is not). Not thread-safe.
 class TileRun {
  public:
   // Starts the next tile with its key; the caller then appends the tile's bytes to the returned
-  // buffer (only appends; the tile ends where the next one starts).
+  // buffer (only appends, and only until the next BeginTile: the tile ends where it stops).
   std::string* BeginTile(uint32_t view_id, std::string_view entity_key, Resolution resolution,
                          int64_t start_ms);
 
@@ -46,25 +46,30 @@ class TileRun {
   bool empty() const { return bounds_.empty(); }
   // The encoded key and the value of tile i.
   std::string_view key(size_t i) const {
-    return std::string_view(bytes_).substr(bounds_[i].key, bounds_[i].value - bounds_[i].key);
+    const Bounds& b = bounds_[i];
+    return std::string_view(chunks_[b.chunk]).substr(b.key, b.value - b.key);
   }
   std::string_view value(size_t i) const {
-    const size_t end = i + 1 < bounds_.size() ? bounds_[i + 1].key : bytes_.size();
-    return std::string_view(bytes_).substr(bounds_[i].value, end - bounds_[i].value);
+    const Bounds& b = bounds_[i];
+    const std::string& chunk = chunks_[b.chunk];
+    const size_t end =
+        i + 1 < bounds_.size() && bounds_[i + 1].chunk == b.chunk ? bounds_[i + 1].key : chunk.size();
+    return std::string_view(chunk).substr(b.value, end - b.value);
   }
-  // Bytes of keys and values together.
-  size_t bytes() const { return bytes_.size(); }
   void clear() {
-    bytes_.clear();
+    chunks_.clear();
     bounds_.clear();
   }
 
  private:
+  // A chunk is closed once it holds this much; a tile never spans two chunks.
+  static constexpr size_t kChunkBytes = size_t{1} << 20;
   struct Bounds {
+    size_t chunk;
     size_t key;
     size_t value;
   };
-  std::string bytes_;
+  std::vector<std::string> chunks_;
   std::vector<Bounds> bounds_;
 };
 
