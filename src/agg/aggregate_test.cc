@@ -659,7 +659,8 @@ TEST(AggregateTest, RejectsBadTypesAndParams) {
 TEST(AggregateTest, FixedStatesAreSmall) {
   EXPECT_EQ(Make(AggKind::kCountStar, DataType::kNull)->state_size(), 8u);
   EXPECT_EQ(Make(AggKind::kSum, DataType::kInt64)->state_size(), 24u);
-  EXPECT_LE(Make(AggKind::kMin, DataType::kString)->state_size(), 32u);
+  // A string state keeps up to 16 bytes inline (HeldString): no allocation for typical ids.
+  EXPECT_LE(Make(AggKind::kMin, DataType::kString)->state_size(), 40u);
   EXPECT_LE(Make(AggKind::kLastValue, DataType::kDouble)->state_size(), 24u);
   EXPECT_LE(Make(AggKind::kApproxCountDistinct, DataType::kString)->state_size(), 24u);
   EXPECT_LE(Make(AggKind::kApproxPercentile, DataType::kDouble)->state_size(), 32u);

@@ -33,32 +33,63 @@
 
 namespace tessera::agg::internal {
 
-// A string owned by an inline aggregate state. Unlike std::string, whose small-string buffer
-// points into the object itself, this holds only a heap pointer, so a state holding it may be
-// relocated with memcpy. The buffer is reused when a new value fits.
+// A string owned by an inline aggregate state: up to kInlineBytes in the object itself (most
+// ids: no allocation, no pointer to chase), longer ones on the heap. Unlike std::string's, the
+// inline buffer is found from the size, never through a pointer into the object, so a state
+// holding it may be relocated with memcpy. A heap buffer is reused when a new value fits.
 class HeldString {
  public:
-  HeldString() = default;
-  HeldString(HeldString&&) = default;
-  HeldString& operator=(HeldString&&) = default;
+  static constexpr size_t kInlineBytes = 16;
 
-  std::string_view view() const { return {data_.get(), size_}; }
+  HeldString() = default;
+  HeldString(HeldString&& o) noexcept { Take(o); }
+  HeldString& operator=(HeldString&& o) noexcept {
+    if (this != &o) {
+      Free();
+      Take(o);
+    }
+    return *this;
+  }
+  ~HeldString() { Free(); }
+
+  std::string_view view() const { return {capacity_ == 0 ? inline_ : heap_, size_}; }
+  // Heap bytes held (0 while inline).
   size_t capacity() const { return capacity_; }
 
   void Assign(std::string_view s) {
-    if (s.size() > capacity_) {
-      size_t cap = (s.size() + 15) & ~size_t{15};
-      data_ = std::make_unique_for_overwrite<char[]>(cap);
+    const size_t limit = capacity_ == 0 ? kInlineBytes : capacity_;
+    if (s.size() > limit) {
+      const size_t cap = (s.size() + 15) & ~size_t{15};
+      char* fresh = new char[cap];
+      Free();
+      heap_ = fresh;
       capacity_ = cap;
     }
-    if (!s.empty()) std::memcpy(data_.get(), s.data(), s.size());
+    char* dst = capacity_ == 0 ? inline_ : heap_;
+    if (!s.empty()) std::memcpy(dst, s.data(), s.size());
     size_ = s.size();
   }
 
  private:
-  std::unique_ptr<char[]> data_;
+  void Free() {
+    if (capacity_ != 0) delete[] heap_;
+    capacity_ = 0;
+    size_ = 0;
+  }
+  void Take(HeldString& o) {
+    std::memcpy(inline_, o.inline_, kInlineBytes);  // the heap pointer or the inline bytes
+    size_ = o.size_;
+    capacity_ = o.capacity_;
+    o.capacity_ = 0;
+    o.size_ = 0;
+  }
+
+  union {
+    char inline_[kInlineBytes];
+    char* heap_;
+  };
   size_t size_ = 0;
-  size_t capacity_ = 0;
+  size_t capacity_ = 0;  // heap buffer size; 0: the bytes are inline
 };
 
 // BIGINT, TIMESTAMP and BOOLEAN: Column::i64.
