@@ -101,63 +101,24 @@ void ForEachSlot(const ViewRuntime& view, const RollupRule& rule, const Sorted* 
     const int64_t slot = tile::ParentSlot(rule.resolution(), first->entry.start_ms);
     const Sorted* end = first + 1;
     while (end != last && tile::ParentSlot(rule.resolution(), end->entry.start_ms) == slot) ++end;
-    fn(RollupRef{view.id, rule.resolution(), slot, first->entry.key, first->entry.key_hash},
-       first, end);
+    fn(RollupRef{view.id, rule.resolution(), slot, first->entry.key, first->entry.key_hash}, first,
+       end);
     first = end;
   }
 }
 
-constexpr size_t kPrefetch = 8;
-
-// Fresh view (nothing stored): base deltas are the tiles; a closed slot's rollup is written
-// only where at least RollupRule::min_children() base tiles fall in it.
-void FlushFresh(const ViewRuntime& view, const std::vector<Sorted>& sorted,
-                const std::vector<RollupRule>& rules, FlushOutput* out, FlushStats* stats) {
-  const tile::TileLayout& layout = *view.layout;
-  store::TileRun& run = out->runs.emplace_back();
-  tile::OwnedBlock merged(layout);
-  for (size_t begin = 0; begin < sorted.size();) {
-    const std::string_view key = sorted[begin].entry.key;
-    const size_t end = KeyGroupEnd(sorted, begin);
-    for (size_t i = begin; i < end; ++i) {
-      const TileShard::Entry& e = sorted[i].entry;
-      // Blocks are visited in key order, not memory order: fetch a few tiles ahead.
-      if (i + kPrefetch < sorted.size()) __builtin_prefetch(sorted[i + kPrefetch].entry.block);
-      layout.Serialize(e.block, run.BeginTile(view.id, key, Resolution::kBase, e.start_ms));
-      ++stats->base_tiles;
-    }
-    for (const RollupRule& rule : rules) {
-      ForEachSlot(view, rule, &sorted[begin], &sorted[0] + end,
-                  [&](const RollupRef& ref, const Sorted* first, const Sorted* last) {
-                    if (!rule.closed(ref.start_ms)) {
-                      out->owed.push_back(ref);
-                      return;
-                    }
-                    if (last - first < rule.min_children()) return;
-                    std::string* value = run.BeginTile(view.id, key, ref.resolution, ref.start_ms);
-                    if (last - first == 1) {
-                      layout.Serialize(first->entry.block, value);
-                    } else {
-                      merged.Reset();
-                      for (const Sorted* s = first; s != last; ++s) {
-                        layout.Merge(merged.data(), s->entry.block);
-                      }
-                      layout.Serialize(merged.data(), value);
-                    }
-                    ++stats->rollup_tiles;
-                  });
-    }
-    begin = end;
-  }
-}
-
-// A tile to write over a store that may hold it: its key and the deltas to fold into the stored
-// value (a base tile's open block, or a rollup's merged base deltas).
-struct Pending {
-  TileKey key;
-  const std::byte* delta = nullptr;
-  std::unique_ptr<tile::OwnedBlock> merged;
+// One tile a flush writes, in store key order: a base tile (its one delta) or a closed slot's
+// rollup (the base deltas [first, last) of its key), merged with the stored tile or children
+// when `read`.
+struct Item {
+  Resolution resolution;
+  int64_t start_ms;
+  const Sorted* first;
+  const Sorted* last;
+  bool read;
 };
+
+constexpr size_t kPrefetch = 8;
 
 // A tile of one writer slot to write: the merge of its deltas (a rollup's from several base
 // tiles of the flush).
@@ -183,7 +144,7 @@ struct SlotTileRefHash {
 }  // namespace
 
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
-                        bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
+                        int64_t stored_until_ms, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats, int64_t kept_from_ms) {
   if (shard.size() == 0) return absl::OkStatus();
   const tile::TileLayout& layout = *view.layout;
@@ -192,23 +153,73 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     rules.emplace_back(view, res, closed_by_ms, kept_from_ms);
   }
   const std::vector<Sorted> sorted = SortedEntries(shard);
-  if (!store_may_hold_view) {
-    FlushFresh(view, sorted, rules, out, stats);
-    return absl::OkStatus();
-  }
+  store::TileRun& run = out->runs.emplace_back();
 
-  // In store key order, per entity key: base tiles (stored ⊕ delta), then the rollups of closed
-  // slots (the stored children ⊕ deltas: the stored children do not include this flush's base
-  // tiles yet). Rollups of open slots are owed.
-  std::vector<Pending> pending;
-  pending.reserve(shard.size());
+  // Items are gathered key by key and written in batches, each with one MultiGet of the tiles
+  // that need a read.
+  constexpr size_t kMaxReads = 4096;
+  constexpr size_t kMaxItems = 65536;
+  std::vector<Item> items;
+  size_t reads = 0;
+  tile::OwnedBlock stored(layout);
+  tile::OwnedBlock merged(layout);
+  std::vector<TileKey> keys;
+  std::vector<std::optional<std::string>> values;
+  auto write_items = [&]() -> absl::Status {
+    keys.clear();
+    for (const Item& it : items) {
+      if (it.read) {
+        keys.push_back(
+            TileKey{view.id, std::string(it.first->entry.key), it.resolution, it.start_ms});
+      }
+    }
+    if (!keys.empty()) TESSERA_RETURN_IF_ERROR(store->MultiGet(keys, &values));
+    size_t next_read = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i + kPrefetch < items.size()) __builtin_prefetch(items[i + kPrefetch].first->entry.block);
+      const Item& it = items[i];
+      const std::string_view key = it.first->entry.key;
+      const std::byte* delta = it.first->entry.block;
+      if (it.last - it.first > 1) {
+        merged.Reset();
+        for (const Sorted* s = it.first; s != it.last; ++s)
+          layout.Merge(merged.data(), s->entry.block);
+        delta = merged.data();
+      }
+      if (it.read) {
+        const std::optional<std::string>& existing = values[next_read++];
+        stored.Reset();
+        if (existing.has_value()) {
+          absl::Status s = layout.Deserialize(*existing, stored.data());
+          if (!s.ok()) return UnreadableTile(view, key, it.start_ms, s);
+          ++stats->merged_with_stored;
+        } else if (it.resolution != Resolution::kBase) {
+          TESSERA_RETURN_IF_ERROR(
+              MergeStoredChildren(view, store, key, it.resolution, it.start_ms, stored.data())
+                  .status());
+        }
+        layout.Merge(stored.data(), delta);
+        delta = stored.data();
+      }
+      layout.Serialize(delta, run.BeginTile(view.id, key, it.resolution, it.start_ms));
+      if (it.resolution == Resolution::kBase) {
+        ++stats->base_tiles;
+      } else {
+        ++stats->rollup_tiles;
+      }
+    }
+    items.clear();
+    reads = 0;
+    return absl::OkStatus();
+  };
+
   for (size_t begin = 0; begin < sorted.size();) {
-    const std::string_view key = sorted[begin].entry.key;
     const size_t end = KeyGroupEnd(sorted, begin);
     for (size_t i = begin; i < end; ++i) {
-      const TileShard::Entry& e = sorted[i].entry;
-      pending.push_back(Pending{TileKey{view.id, std::string(key), Resolution::kBase, e.start_ms},
-                                e.block, nullptr});
+      const bool read = sorted[i].entry.start_ms <= stored_until_ms;
+      items.push_back(
+          Item{Resolution::kBase, sorted[i].entry.start_ms, &sorted[i], &sorted[i] + 1, read});
+      reads += read;
     }
     for (const RollupRule& rule : rules) {
       ForEachSlot(view, rule, &sorted[begin], &sorted[0] + end,
@@ -217,53 +228,20 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
                       out->owed.push_back(ref);
                       return;
                     }
-                    auto merged = std::make_unique<tile::OwnedBlock>(layout);
-                    for (const Sorted* s = first; s != last; ++s) {
-                      layout.Merge(merged->data(), s->entry.block);
-                    }
-                    pending.push_back(
-                        Pending{TileKey{view.id, std::string(key), ref.resolution, ref.start_ms},
-                                nullptr, std::move(merged)});
-                    out->settled.push_back(ref);
+                    // No tile of the slot is stored when it starts after stored_until_ms (so
+                    // no marker either): its rollup is the deltas', written where they are
+                    // enough children. Otherwise it is the stored rollup or children ⊕ deltas.
+                    const bool read = ref.start_ms <= stored_until_ms;
+                    if (!read && last - first < rule.min_children()) return;
+                    items.push_back(Item{ref.resolution, ref.start_ms, first, last, read});
+                    reads += read;
+                    if (read) out->settled.push_back(ref);
                   });
     }
     begin = end;
+    if (reads >= kMaxReads || items.size() >= kMaxItems) TESSERA_RETURN_IF_ERROR(write_items());
   }
-
-  constexpr size_t kBatch = 4096;
-  store::TileRun& run = out->runs.emplace_back();
-  tile::OwnedBlock stored(layout);
-  std::vector<TileKey> keys;
-  std::vector<std::optional<std::string>> values;
-  for (size_t begin = 0; begin < pending.size(); begin += kBatch) {
-    size_t end = std::min(pending.size(), begin + kBatch);
-    keys.clear();
-    for (size_t i = begin; i < end; ++i) keys.push_back(pending[i].key);
-    TESSERA_RETURN_IF_ERROR(store->MultiGet(keys, &values));
-    for (size_t i = begin; i < end; ++i) {
-      const Pending& p = pending[i];
-      const std::optional<std::string>& existing = values[i - begin];
-      stored.Reset();
-      if (existing.has_value()) {
-        absl::Status s = layout.Deserialize(*existing, stored.data());
-        if (!s.ok()) return UnreadableTile(view, p.key.entity_key, p.key.start_ms, s);
-        ++stats->merged_with_stored;
-      } else if (p.key.resolution != Resolution::kBase) {
-        TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, store, p.key.entity_key, p.key.resolution,
-                                                    p.key.start_ms, stored.data())
-                                    .status());
-      }
-      layout.Merge(stored.data(), p.delta != nullptr ? p.delta : p.merged->data());
-      layout.Serialize(stored.data(),
-                       run.BeginTile(view.id, p.key.entity_key, p.key.resolution, p.key.start_ms));
-      if (p.key.resolution == Resolution::kBase) {
-        ++stats->base_tiles;
-      } else {
-        ++stats->rollup_tiles;
-      }
-    }
-  }
-  return absl::OkStatus();
+  return write_items();
 }
 
 void AppendSlotTag(uint32_t slot, std::string* out) {

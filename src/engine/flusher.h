@@ -61,17 +61,19 @@ struct FlushOutput {
 
 // Turns the open (delta) tiles of one shard into full tiles to write, appended to `out` as one
 // run in store key order (out->runs): every base tile merged with what the store already holds
-// (read-merge-write), and the hour and day
-// rollups of the slots that are closed (end at or before `closed_by_ms`, the watermark at this
-// flush): the stored children (or a stored rollup, which a DB written by an older version may
-// hold) merged with the deltas. Rollups of open slots are only listed in out->owed
-// (engine/rollups.h has the invariant).
+// (read-merge-write), and the hour and day rollups of the slots that are closed (end at or
+// before `closed_by_ms`, the watermark at this flush): the stored rollup, or else the stored
+// children, merged with the deltas. Rollups of open slots are only listed in out->owed
+// (engine/rollups.h has the invariant); closed ones that were read are listed in out->settled.
 //
 // Because a shard's tiles are deltas since the last flush and merge is associative, stored ⊕
 // delta is exactly the tile over all rows seen.
 //
-// A fresh view's flush (`store_may_hold_view` = false) reads nothing and writes a closed slot's
-// rollup only where two or more base tiles fall in it.
+// `stored_until_ms`: the store holds no tile of this view starting after it (kStoreHoldsNone:
+// none at all, as for a view's first flush; kStoreMayHoldAny: no such bound). Tiles and slots
+// starting after it are written from the deltas alone, with no read; a closed slot's rollup
+// there is written only where two or more base tiles fall in it. This is what makes a backfill
+// into a new DB, flushed many times over its memory budget, read almost nothing back.
 // Thread-safe for distinct shards (the store is thread-safe).
 //
 // With a base-tile retention (engine/retention.h), `kept_from_ms` is BaseTilesKeptFrom(now, R):
@@ -80,8 +82,10 @@ struct FlushOutput {
 // an hour rollup is written even over a single base tile (so the retention can delete it).
 // kNoRetention: neither.
 inline constexpr int64_t kNoRetention = std::numeric_limits<int64_t>::min();
+inline constexpr int64_t kStoreHoldsNone = std::numeric_limits<int64_t>::min();
+inline constexpr int64_t kStoreMayHoldAny = std::numeric_limits<int64_t>::max();
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
-                        bool store_may_hold_view, int64_t closed_by_ms, FlushOutput* out,
+                        int64_t stored_until_ms, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats, int64_t kept_from_ms = kNoRetention);
 
 // The open tile keys of a slot-partitioned pipeline (a store with writer slots,

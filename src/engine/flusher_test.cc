@@ -97,9 +97,7 @@ TEST_F(FlusherTest, FreshViewWritesDeltasAndTheRollupsOfClosedSlots) {
   AddToShard(*view_, &shard, "b", kT0, {5});
   FlushOutput out;
   FlushStats stats;
-  ASSERT_TRUE(
-      FlushShard(*view_, shard, &store_, /*store_may_hold_view=*/false, kT0 + kHour, &out, &stats)
-          .ok());
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreHoldsNone, kT0 + kHour, &out, &stats).ok());
   EXPECT_EQ(Decode(*view_, out), (Tiles{
                                      {{"a", Resolution::kBase, kT0}, {2, 3}},
                                      {{"a", Resolution::kBase, kT0 + k5m}, {1, 3}},
@@ -125,7 +123,7 @@ TEST_F(FlusherTest, StoredViewIsReadMergeWrite) {
   AddToShard(*view_, &shard, "a", kT0, {5});
   FlushOutput out;
   FlushStats stats;
-  ASSERT_TRUE(FlushShard(*view_, shard, &store_, true, kT0 + kHour, &out, &stats).ok());
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + kHour, &out, &stats).ok());
   EXPECT_EQ(Decode(*view_, out), (Tiles{
                                      {{"a", Resolution::kBase, kT0}, {2, 15}},
                                      {{"a", Resolution::kHour, kT0}, {3, 16}},
@@ -137,7 +135,8 @@ TEST_F(FlusherTest, StoredViewIsReadMergeWrite) {
   // A stored rollup (a DB from an older version may hold one) is merged with the deltas.
   Store(*view_, "a", Resolution::kHour, kT0, TileOf(*view_, {100, 100}, kT0));
   FlushOutput again;
-  ASSERT_TRUE(FlushShard(*view_, shard, &store_, true, kT0 + kHour, &again, &stats).ok());
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + kHour, &again, &stats).ok());
   EXPECT_EQ(Decode(*view_, again)[TileId("a", Resolution::kHour, kT0)],
             std::make_pair(int64_t{3}, int64_t{205}));
 }
@@ -148,7 +147,7 @@ TEST_F(FlusherTest, UnreadableStoredTileIsDataLoss) {
   AddToShard(*view_, &shard, "a", kT0, {5});
   FlushOutput out;
   FlushStats stats;
-  absl::Status s = FlushShard(*view_, shard, &store_, true, kT0, &out, &stats);
+  absl::Status s = FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0, &out, &stats);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("view 's' key 'a'"), std::string::npos) << s;
 }
@@ -161,13 +160,42 @@ TEST_F(FlusherTest, HourTilesRollUpStraightIntoDays) {
   AddToShard(*hourly, &shard, "a", kT0 + kHour, {2});
   FlushOutput out;
   FlushStats stats;
-  ASSERT_TRUE(FlushShard(*hourly, shard, &store_, false, kT0 + kMillisPerDay, &out, &stats).ok());
+  ASSERT_TRUE(
+      FlushShard(*hourly, shard, &store_, kStoreHoldsNone, kT0 + kMillisPerDay, &out, &stats).ok());
   EXPECT_EQ(Decode(*hourly, out), (Tiles{
                                       {{"a", Resolution::kBase, kT0}, {1, 1}},
                                       {{"a", Resolution::kBase, kT0 + kHour}, {1, 2}},
                                       {{"a", Resolution::kDay, kT0}, {2, 3}},
                                   }));
   EXPECT_TRUE(out.owed.empty());
+}
+
+// With stored_until_ms = kT0, only tiles and slots starting at or before kT0 are read: later ones
+// are written from the deltas (the flusher trusts the bound: a tile stored after it is not read),
+// and a later closed slot's rollup follows the fresh rule.
+TEST_F(FlusherTest, ReadsOnlyUpToStoredUntil) {
+  Store(*view_, "a", Resolution::kBase, kT0, TileOf(*view_, {10}, kT0));
+  Store(*view_, "b", Resolution::kBase, kT0 + kHour, TileOf(*view_, {100}, kT0 + kHour));
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0, {5});
+  AddToShard(*view_, &shard, "a", kT0 + k5m, {1});
+  AddToShard(*view_, &shard, "b", kT0 + kHour, {2});
+  AddToShard(*view_, &shard, "b", kT0 + kHour + k5m, {3});
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kT0, kT0 + 2 * kHour, &out, &stats).ok());
+  EXPECT_EQ(Decode(*view_, out), (Tiles{
+                                     {{"a", Resolution::kBase, kT0}, {2, 15}},
+                                     {{"a", Resolution::kBase, kT0 + k5m}, {1, 1}},
+                                     {{"a", Resolution::kHour, kT0}, {3, 16}},
+                                     {{"b", Resolution::kBase, kT0 + kHour}, {1, 2}},
+                                     {{"b", Resolution::kBase, kT0 + kHour + k5m}, {1, 3}},
+                                     {{"b", Resolution::kHour, kT0 + kHour}, {2, 5}},
+                                 }));
+  EXPECT_EQ(Refs(out.settled), (std::vector<TileId>{{"a", Resolution::kHour, kT0}}));
+  EXPECT_EQ(Refs(out.owed),
+            (std::vector<TileId>{{"a", Resolution::kDay, kT0}, {"b", Resolution::kDay, kT0}}));
+  EXPECT_EQ(stats.merged_with_stored, 1);
 }
 
 // Runs are in store key order: by the encoded key (its varint length first, so a 200-byte key
@@ -189,7 +217,9 @@ TEST_F(FlusherTest, RunsAreInStoreKeyOrder) {
   for (bool fresh : {true, false}) {
     FlushOutput out;
     FlushStats stats;
-    ASSERT_TRUE(FlushShard(*view_, shard, &store_, !fresh, kT0, &out, &stats).ok());
+    ASSERT_TRUE(FlushShard(*view_, shard, &store_, fresh ? kStoreHoldsNone : kStoreMayHoldAny, kT0,
+                           &out, &stats)
+                    .ok());
     ASSERT_EQ(out.runs.size(), 1u);
     Tiles got = Decode(*view_, out);
     // The closed hour before kT0 holds one tile per key: no rollup (fresh), or one (stored).

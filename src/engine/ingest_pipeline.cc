@@ -118,16 +118,17 @@ absl::Status IngestPipeline::Init() {
   if (slots_ != nullptr) {
     // Reads use committed slots only; every flush reads the slot's own cells.
     open_tiles_.Publish(nullptr);
-    store_may_hold_view_.assign(views_.size(), true);
+    stored_until_.assign(views_.size(), kStoreMayHoldAny);
     return absl::OkStatus();
   }
   open_tiles_.Publish(store_->GetSnapshot());
-  // A view with no stored tile at all needs no read-merge-write on its first flush. The first
+  // A view with no stored tile at all needs no read-merge-write on its first flush, and later
+  // ones only for tiles at or before the newest this pipeline wrote (stored_until_). The first
   // flush that writes tiles of a view also writes this marker, in the same atomic batch.
   for (const ViewRuntime* v : views_) {
     TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> marker,
                              store_->GetMeta(HasTilesKey(v->id)));
-    store_may_hold_view_.push_back(marker.has_value());
+    stored_until_.push_back(marker.has_value() ? kStoreMayHoldAny : kStoreHoldsNone);
   }
   std::vector<uint32_t> view_ids;
   for (const ViewRuntime* v : views_) view_ids.push_back(v->id);
@@ -325,7 +326,7 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
         continue;
       }
       TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], open_tiles_.shard(vi, s), store_,
-                                         store_may_hold_view_[vi], closed_by, &out,
+                                         stored_until_[vi], closed_by, &out,
                                          &flush_stats_per_worker_[worker_index], kept_from));
     }
   }
@@ -450,7 +451,7 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
     out.clear();  // before the shards their keys point into are retired
   }
   for (size_t vi = 0; vi < views_.size(); ++vi) {
-    if (!store_may_hold_view_[vi] && total > 0) {
+    if (stored_until_[vi] == kStoreHoldsNone && total > 0) {
       batch.meta.emplace_back(HasTilesKey(views_[vi]->id), "1");
     }
   }
@@ -462,12 +463,18 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
   input->Committed();
   watermark_.Committed();
+  // Every tile written starts at or before the newest open base tile (rollups start before
+  // their children; owed rollups were built over stored children).
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    if (stored_until_[vi] == kStoreMayHoldAny) continue;
+    for (int s = 0; s < open_tiles_.num_shards(); ++s) {
+      const TileShard& shard = open_tiles_.shard(vi, s);
+      if (shard.size() > 0) stored_until_[vi] = std::max(stored_until_[vi], shard.max_start_ms());
+    }
+  }
   // The store now holds the open tiles: publish it and swap in empty shards together.
   open_tiles_.SwapOut(store_->GetSnapshot());
   open_tile_bytes_.store(0, std::memory_order_relaxed);
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    if (total > 0) store_may_hold_view_[vi] = true;
-  }
   for (auto& fs : flush_stats_per_worker_) {
     flush_stats_ += fs;
     fs = FlushStats();

@@ -203,7 +203,8 @@ class IngestPipeline final : public OpenTileSource {
   PipelineMetrics metrics_;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> open_tile_bytes_{0};
-  std::vector<bool> store_may_hold_view_;
+  // Per view: the store holds no tile of it starting after this (FlushShard's stored_until_ms).
+  std::vector<int64_t> stored_until_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<FlushOutput> flush_out_;  // per worker
   PendingRollups pending_rollups_;

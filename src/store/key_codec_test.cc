@@ -209,7 +209,8 @@ TEST(TileRunTest, KeysAndValuesRoundTrip) {
   std::vector<std::string> values;
   for (int i = 0; i < 5000; ++i) {
     values.push_back(std::string(i == 1234 ? (3 << 20) : 1 + i % 1500, static_cast<char>(i)));
-    run.BeginTile(7, "user" + std::to_string(100000 + i), Resolution::kBase, i)->append(values.back());
+    run.BeginTile(7, "user" + std::to_string(100000 + i), Resolution::kBase, i)
+        ->append(values.back());
   }
   ASSERT_EQ(run.size(), values.size());
   for (int i = 0; i < 5000; ++i) {

@@ -52,8 +52,9 @@ class TileRun {
   std::string_view value(size_t i) const {
     const Bounds& b = bounds_[i];
     const std::string& chunk = chunks_[b.chunk];
-    const size_t end =
-        i + 1 < bounds_.size() && bounds_[i + 1].chunk == b.chunk ? bounds_[i + 1].key : chunk.size();
+    const size_t end = i + 1 < bounds_.size() && bounds_[i + 1].chunk == b.chunk
+                           ? bounds_[i + 1].key
+                           : chunk.size();
     return std::string_view(chunk).substr(b.value, end - b.value);
   }
   void clear() {
