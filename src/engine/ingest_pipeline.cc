@@ -248,7 +248,17 @@ int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<W
         const uint32_t* rows = me->rows.data() + begin;
         open_tiles_.Add(vi, shard, count, [&](TileShard& tiles) {
           me->blocks.resize(count);
+          constexpr uint32_t kAhead = 8;
+          for (uint32_t i = 0; i < std::min(count, kAhead); ++i) {
+            const uint32_t r = rows[i];
+            tiles.Prefetch(p.rows.key()[r], p.rows.key_hash()[r], AlignDown(ts[r], tile_ms));
+          }
           for (uint32_t i = 0; i < count; ++i) {
+            if (i + kAhead < count) {
+              const uint32_t ahead = rows[i + kAhead];
+              tiles.Prefetch(p.rows.key()[ahead], p.rows.key_hash()[ahead],
+                             AlignDown(ts[ahead], tile_ms));
+            }
             const uint32_t r = rows[i];
             me->blocks[i] = tiles.FindOrCreate(p.rows.key()[r], p.rows.key_hash()[r],
                                                AlignDown(ts[r], tile_ms));

@@ -36,6 +36,12 @@ class TileShard {
   // Hash64(key). The key bytes are copied on insert.
   std::byte* FindOrCreate(std::string_view key, uint64_t key_hash, int64_t start_ms);
 
+  // Starts loading the hash-table slot of (key, start) into the cache, for a FindOrCreate soon
+  // after (a batch's lookups miss the cache at high cardinality).
+  void Prefetch(std::string_view key, uint64_t key_hash, int64_t start_ms) const {
+    map_.prefetch(TileId{key, start_ms, Mix(key_hash, start_ms)});
+  }
+
   // The block of (key, start) or nullptr.
   const std::byte* Find(std::string_view key, uint64_t key_hash, int64_t start_ms) const;
 
