@@ -205,9 +205,10 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
                                    .base_retention_ms = base_retention_ms_.load(),
                                    .clock = clock_,
                                });
+  engine::FeatureReader::Context context;  // the request's keys share one store cursor
   for (size_t i = 0; i < keys.size(); ++i) {
     const int64_t t0 = clock_->MonotonicNanos();
-    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs);
+    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs, &context);
     read_seconds_->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
