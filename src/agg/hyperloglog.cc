@@ -326,7 +326,15 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
     if (count > kMaxSparseEntries) {
       return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count, kMaxSparseEntries);
     }
-    HyperLogLog parsed;  // entries arrive ascending, so small mode fills by appending
+    // Entries arrive ascending with distinct index', so small mode fills by appending and a
+    // table is made at once with the capacity SparseInsert would have grown it to.
+    HyperLogLog parsed;
+    if (count > kSmallEntries) {
+      uint32_t capacity = kInitialSlots;
+      while (count * 4 > capacity * 3) capacity *= 2;
+      parsed.capacity_ = static_cast<uint16_t>(capacity);
+      parsed.heap_ = std::make_unique<uint32_t[]>(capacity);  // zeroed: all slots empty
+    }
     uint64_t prev = 0;
     for (uint64_t i = 0; i < count; ++i) {
       uint64_t delta = 0;
@@ -343,7 +351,11 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
           EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
         return DataLoss("HyperLogLog sparse entries repeat an index");
       }
-      parsed.SparseInsert(static_cast<uint32_t>(e));
+      if (parsed.capacity_ == 0) {
+        parsed.small_[parsed.count_++] = static_cast<uint32_t>(e);
+      } else {
+        parsed.InsertIntoTable(static_cast<uint32_t>(e));
+      }
       prev = e;
     }
     *this = std::move(parsed);

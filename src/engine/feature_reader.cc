@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <span>
 
 #include "common/column.h"
@@ -61,7 +63,71 @@ Ranges Coalesce(Ranges ranges) {
   return out;
 }
 
+// Tiles of one resolution fetched for a read, in increasing start; their bytes in one buffer.
+struct FetchedTiles {
+  std::vector<int64_t> starts;
+  std::vector<std::pair<size_t, size_t>> spans;  // (offset, size) in `bytes`
+  std::string bytes;
+
+  void Clear() {
+    starts.clear();
+    spans.clear();
+    bytes.clear();
+  }
+  void Add(int64_t start, std::string_view tile) {
+    starts.push_back(start);
+    spans.emplace_back(bytes.size(), tile.size());
+    bytes.append(tile);
+  }
+  // fn(start, bytes) for the fetched tiles with from <= start < to.
+  template <typename Fn>
+  void ForEach(int64_t from, int64_t to, Fn&& fn) const {
+    auto it = std::lower_bound(starts.begin(), starts.end(), from);
+    for (size_t i = static_cast<size_t>(it - starts.begin()); i < starts.size() && starts[i] < to;
+         ++i) {
+      fn(starts[i], std::string_view(bytes).substr(spans[i].first, spans[i].second));
+    }
+  }
+};
+
 }  // namespace
+
+// Everything a read needs besides its inputs and result, kept across the reads of a context.
+struct FeatureReader::Context::State {
+  // What the blocks and the finalizer below are laid out for, and the store of `scanner`.
+  const ViewRuntime* view = nullptr;
+  store::TileStore* store = nullptr;
+  std::optional<tile::OwnedBlock> acc;
+  std::optional<tile::OwnedBlock> scratch;
+  std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;  // per window, reset per read
+  std::vector<std::byte*> open_data;                           // their data()
+  std::optional<FeatureFinalizer> finalizer;
+  // Reads without a snapshot (no open tiles) share it; made by the first of them.
+  std::unique_ptr<store::TileScanner> scanner;
+  FetchedTiles fetched[3];  // day, hour, base
+  FetchedTiles& Fetched(store::Resolution r) {
+    return fetched[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
+  }
+  // Per part of the read (FeatureReader::MergeWindows): the ranges of each resolution it merges.
+  std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour
+  std::vector<Ranges> base_ranges;
+
+  void Prepare(const ViewRuntime* v, store::TileStore* s) {
+    if (view == v && store == s) return;
+    if (view != v) {
+      acc.emplace(*v->layout);
+      scratch.emplace(*v->layout);
+      open_blocks.clear();
+      finalizer.emplace(*v);
+    }
+    if (store != s) scanner.reset();
+    view = v;
+    store = s;
+  }
+};
+
+FeatureReader::Context::Context() : state_(std::make_unique<State>()) {}
+FeatureReader::Context::~Context() = default;
 
 FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
     : view_(view), agg_columns_(view.layout->num_slots()), agg_values_(view.layout->num_slots()) {
@@ -100,28 +166,38 @@ void FeatureFinalizer::Finalize(const std::byte* block, std::vector<Value>* out)
   arena_.Reset();
 }
 
-absl::Status FeatureReader::Fetch(
-    store::Resolution resolution,
-    const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
-    const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
-    int64_t* tiles_read) const {
+absl::Status FeatureReader::Fetch(store::Resolution resolution, const std::vector<Ranges>& ranges,
+                                  store::TileScanner* scanner, std::string_view key,
+                                  Context::State* state, int64_t* tiles_read) const {
+  FetchedTiles* out = &state->Fetched(resolution);
+  out->Clear();
   if (key.size() > store_->max_entity_key_bytes()) return absl::OkStatus();  // no tile can exist
   Ranges all;
-  for (const auto& per_window : ranges) all.insert(all.end(), per_window.begin(), per_window.end());
+  for (const Ranges& per_window : ranges) {
+    all.insert(all.end(), per_window.begin(), per_window.end());
+  }
   const Ranges merged = Coalesce(std::move(all));
   for (const auto& [from, to] : merged) {
-    TESSERA_RETURN_IF_ERROR(store_->ScanAt(snapshot, view_->id, key, resolution, from, to,
-                                           [&](int64_t start, std::string_view bytes) {
-                                             out->starts.push_back(start);
-                                             out->bytes.emplace_back(bytes);
-                                           }));
+    TESSERA_RETURN_IF_ERROR(
+        scanner->Scan(view_->id, key, resolution, from, to,
+                      [out](int64_t start, std::string_view bytes) { out->Add(start, bytes); }));
   }
   *tiles_read += static_cast<int64_t>(out->starts.size());
+
   return absl::OkStatus();
 }
 
 absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t at_ms,
                                                   const std::vector<WindowSpec>& windows) const {
+  Context context;
+  return Read(key, at_ms, windows, &context);
+}
+
+absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t at_ms,
+                                                  const std::vector<WindowSpec>& windows,
+                                                  Context* context) const {
+  Context::State* state = context->state_.get();
+  state->Prepare(view_, store_);
   if (at_ms < kMinTimestampMs || at_ms > kMaxTimestampMs) {
     return OutOfRange("at {} is outside the supported time range ({} .. {} epoch ms)", at_ms,
                       kMinTimestampMs, kMaxTimestampMs);
@@ -179,8 +255,10 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     prev_from = parts[k].first;
   }
   for (int attempt = 1;; ++attempt) {
-    TESSERA_ASSIGN_OR_RETURN(bool consistent, MergeWindows(key, parts, order, kept_from, &result));
+    TESSERA_ASSIGN_OR_RETURN(bool consistent,
+                             MergeWindows(key, parts, order, kept_from, &result, state));
     if (consistent) return result;
+    state->scanner.reset();  // it may hold the state of the store before the race
     if (attempt == kMaxReadAttempts) {
       return Unavailable(
           "view {} key '{}': {} reads in a row raced the compaction that deletes base tiles past "
@@ -192,32 +270,46 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
 
 absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ranges& parts,
                                                  const std::vector<size_t>& order,
-                                                 int64_t kept_from, FeatureResult* result) const {
+                                                 int64_t kept_from, FeatureResult* result,
+                                                 Context::State* state) const {
   const sql::ViewDef& def = *view_->def;
   const tile::TileLayout& layout = *view_->layout;
   const size_t n = parts.size();
-  tile::OwnedBlock acc(layout);
-  tile::OwnedBlock scratch(layout);
-  FeatureFinalizer finalizer(*view_);
   std::shared_ptr<const store::StoreSnapshot> snapshot;
 
   // Unflushed tiles first (one consistent view with the store snapshot they come with).
-  std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;
+  bool has_open = false;
   if (options_.open_tiles != nullptr) {
-    std::vector<std::byte*> blocks;
-    for (size_t k = 0; k < n; ++k) {
-      open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
-      blocks.push_back(open_blocks.back()->data());
+    has_open = true;
+    while (state->open_blocks.size() < n) {
+      state->open_blocks.push_back(std::make_unique<tile::OwnedBlock>(layout));
     }
-    snapshot = options_.open_tiles->MergeOpenTiles(*view_, key, parts, blocks, &result->tiles_read);
+    state->open_data.clear();
+    for (size_t k = 0; k < n; ++k) {
+      state->open_blocks[k]->Reset();
+      state->open_data.push_back(state->open_blocks[k]->data());
+    }
+    snapshot = options_.open_tiles->MergeOpenTiles(*view_, key, parts, state->open_data,
+                                                   &result->tiles_read);
+  }
+  std::unique_ptr<store::TileScanner> own_scanner;
+  store::TileScanner* scanner;
+  if (snapshot != nullptr) {
+    own_scanner = store_->NewScanner(snapshot.get());
+    scanner = own_scanner.get();
+  } else {
+    if (state->scanner == nullptr) state->scanner = store_->NewScanner(nullptr);
+    scanner = state->scanner.get();
   }
 
   // Plan: each part's cover. Each resolution is fetched once, over the union of what the parts
-  // need (they are adjacent): a handful of store seeks per read.
-  std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour; per part
-  std::vector<Ranges> base_ranges(n);
-  rollup_ranges[0].resize(n);
-  rollup_ranges[1].resize(n);
+  // need (they are adjacent): a handful of seeks of one store cursor per read.
+  std::vector<Ranges>(&rollup_ranges)[2] = state->rollup_ranges;
+  std::vector<Ranges>& base_ranges = state->base_ranges;
+  for (auto* per_part : {&rollup_ranges[0], &rollup_ranges[1], &base_ranges}) {
+    per_part->resize(n);
+    for (Ranges& r : *per_part) r.clear();
+  }
   for (size_t k = 0; k < n; ++k) {
     for (const tile::TileRange& r :
          tile::CoverWindow(parts[k].first, parts[k].second, def.tile_ms)) {
@@ -235,13 +327,13 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
       }
     }
   }
-  FetchedTiles fetched[3];  // day, hour, base
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
   for (int r = 0; r < 2; ++r) {
-    TESSERA_RETURN_IF_ERROR(Fetch(kRollups[r], rollup_ranges[r], snapshot.get(), key, &fetched[r],
-                                  &result->tiles_read));
+    TESSERA_RETURN_IF_ERROR(
+        Fetch(kRollups[r], rollup_ranges[r], scanner, key, state, &result->tiles_read));
     // Where a rollup is absent (its slot is still open, or it would cover a single tile), the
     // next finer level is read instead: a day's hours (fetched next), an hour's base tiles.
+    const FetchedTiles& fetched = state->fetched[r];
     const int64_t unit = tile::ResolutionMillis(kRollups[r], def.tile_ms);
     const bool to_hours =
         tile::ChildResolution(kRollups[r], def.tile_ms) == store::Resolution::kHour;
@@ -249,7 +341,7 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
       Ranges& finer = to_hours ? rollup_ranges[1][k] : base_ranges[k];
       for (const auto& [from, to] : rollup_ranges[r][k]) {
         int64_t cursor = from;
-        fetched[r].ForEach(from, to, [&](int64_t start, std::string_view) {
+        fetched.ForEach(from, to, [&](int64_t start, std::string_view) {
           if (start > cursor) finer.emplace_back(cursor, start);
           cursor = start + unit;
         });
@@ -257,8 +349,8 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
       }
     }
   }
-  TESSERA_RETURN_IF_ERROR(Fetch(store::Resolution::kBase, base_ranges, snapshot.get(), key,
-                                &fetched[2], &result->tiles_read));
+  TESSERA_RETURN_IF_ERROR(
+      Fetch(store::Resolution::kBase, base_ranges, scanner, key, state, &result->tiles_read));
 
   // Base tiles read before `kept_from` are whole hours whose rollup the read did not see. A
   // retention compaction drops a base tile only after its hour rollup is stored, and rollups are
@@ -266,8 +358,8 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
   // no base tile the read needed was missing.
   if (kept_from != std::numeric_limits<int64_t>::min()) {
     Ranges expired;
-    for (const Ranges& per_part : base_ranges) {
-      for (const auto& [from, to] : per_part) {
+    for (const Ranges& per_window : base_ranges) {
+      for (const auto& [from, to] : per_window) {
         if (from < kept_from) expired.emplace_back(from, std::min(to, kept_from));
       }
     }
@@ -284,6 +376,8 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     }
   }
 
+  tile::OwnedBlock& acc = *state->acc;
+  tile::OwnedBlock& scratch = *state->scratch;
   absl::Status decode_error;
   auto merge = [&](int64_t start, std::string_view bytes) {
     if (!decode_error.ok()) return;
@@ -295,14 +389,15 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     }
     layout.Merge(acc.data(), scratch.data());
   };
+  acc.Reset();
   for (size_t k = 0; k < n; ++k) {
     for (int r = 0; r < 2; ++r) {
-      for (const auto& [from, to] : rollup_ranges[r][k]) fetched[r].ForEach(from, to, merge);
+      for (const auto& [from, to] : rollup_ranges[r][k]) state->fetched[r].ForEach(from, to, merge);
     }
-    for (const auto& [from, to] : base_ranges[k]) fetched[2].ForEach(from, to, merge);
+    for (const auto& [from, to] : base_ranges[k]) state->fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
-    if (!open_blocks.empty()) layout.Merge(acc.data(), open_blocks[k]->data());
-    finalizer.Finalize(acc.data(), &result->windows[order[k]].features);
+    if (has_open) layout.Merge(acc.data(), state->open_blocks[k]->data());
+    state->finalizer->Finalize(acc.data(), &result->windows[order[k]].features);
   }
   return true;
 }

@@ -111,7 +111,7 @@ class FeatureFinalizer {
 
 // Answers window reads for one view by merging the fewest stored tiles that cover each window,
 // then finalizing and evaluating the post-aggregate expressions.
-// Thread-safe (state is per call); the view runtime and store must outlive it.
+// Thread-safe (state is per call, or per Context); the view runtime and store must outlive it.
 class FeatureReader {
  public:
   FeatureReader(const ViewRuntime* view, store::TileStore* store,
@@ -122,45 +122,55 @@ class FeatureReader {
                 OpenTileSource* open_tiles = nullptr)
       : FeatureReader(view, store, FeatureReaderOptions{.open_tiles = open_tiles}) {}
 
+  // What consecutive reads of one thread (a batch of keys) share: scratch blocks and buffers, the
+  // finalizer, and one store scanner (store::TileScanner: one cursor for every scan instead of
+  // one per scan). Reads that take their snapshot from open tiles get a scanner of their own per
+  // read. Reads without open tiles read through the shared one, so they may all see the store as
+  // of the first of them: use a context for one batch, not for reads that must see later writes.
+  // Not thread-safe. Works with any reader (it re-prepares itself for another view or store).
+  class Context {
+   public:
+    Context();
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+   private:
+    friend class FeatureReader;
+    struct State;
+    std::unique_ptr<State> state_;
+  };
+
   // `key` is in stored form (engine/entity_key.h: StoredKeyFromText); the result's key is in
   // text form. Errors: OutOfRange for an `at` or window outside the supported range, DataLoss
   // for an unreadable stored tile, Unavailable when retention compactions kept racing the read
   // (kMaxReadAttempts times; retry later).
   absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
                                      const std::vector<WindowSpec>& windows) const;
+  // The same, sharing `context` with the thread's other reads (see Context).
+  absl::StatusOr<FeatureResult> Read(std::string_view key, int64_t at_ms,
+                                     const std::vector<WindowSpec>& windows,
+                                     Context* context) const;
 
   static constexpr int kMaxReadAttempts = 4;
 
  private:
-  // Tiles of one resolution fetched for a read, in increasing start.
-  struct FetchedTiles {
-    std::vector<int64_t> starts;
-    std::vector<std::string> bytes;
-    // fn(start, bytes) for the fetched tiles with from <= start < to.
-    template <typename Fn>
-    void ForEach(int64_t from, int64_t to, Fn&& fn) const {
-      auto it = std::lower_bound(starts.begin(), starts.end(), from);
-      for (size_t i = static_cast<size_t>(it - starts.begin()); i < starts.size() && starts[i] < to;
-           ++i) {
-        fn(starts[i], bytes[i]);
-      }
-    }
-  };
+  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
   // Fetches every stored tile of `resolution` in the union of `ranges` (one scan per disjoint
-  // interval) into *out.
-  absl::Status Fetch(store::Resolution resolution,
-                     const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
-                     const store::StoreSnapshot* snapshot, std::string_view key, FetchedTiles* out,
+  // interval) into fetched[resolution] of `state`.
+  absl::Status Fetch(store::Resolution resolution, const std::vector<Ranges>& ranges,
+                     store::TileScanner* scanner, std::string_view key, Context::State* state,
                      int64_t* tiles_read) const;
 
-  // One attempt at merging every window of `result` (its windows' names and tails are set):
-  // parts[k] are the rows window order[k] adds to the previous one. Returns false, with the
-  // windows' features unset, when a retention compaction may have raced the read (see
-  // FeatureReaderOptions); `kept_from` is K there (INT64_MIN without a retention).
-  absl::StatusOr<bool> MergeWindows(std::string_view key,
-                                    const std::vector<std::pair<int64_t, int64_t>>& parts,
+  // One attempt at merging every window of `result` (its windows' names and tails are set).
+  // Window order[k] holds the rows of [parts[k].first, parts[0].second); parts[k] are the rows it
+  // adds to window order[k - 1]. Returns false, with the windows' features unset, when a retention
+  // compaction may have raced the read (see FeatureReaderOptions); `kept_from` is K there
+  // (INT64_MIN without a retention).
+  absl::StatusOr<bool> MergeWindows(std::string_view key, const Ranges& parts,
                                     const std::vector<size_t>& order, int64_t kept_from,
-                                    FeatureResult* result) const;
+                                    FeatureResult* result, Context::State* state) const;
 
   const ViewRuntime* view_;
   store::TileStore* store_;

@@ -45,6 +45,8 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
       metrics_(metrics),
       clock_(clock),
       options_(options) {
+  static std::atomic<uint64_t> instances{0};
+  instance_id_ = instances.fetch_add(1) + 1;
   tiles_per_request_ = metrics_->GetHistogram("tessera_serve_tiles_read",
                                               "Tiles merged per feature read (stored and open)", {},
                                               {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000});
@@ -172,15 +174,35 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
   // Every label is bounded: route names are the fixed ones above (or "unmatched"), the server
   // maps methods to a fixed set (or "other"), and statuses are the few the server and these
   // handlers produce. Nothing a client sends becomes a label value as is.
-  server->set_observer([this](std::string_view route, std::string_view method, int status,
-                              double seconds) {
-    metrics_
-        ->GetHistogram("tessera_http_request_seconds", "HTTP request latency by route and status",
-                       {{"route", std::string(route)},
-                        {"method", std::string(method)},
-                        {"status", std::to_string(status)}})
-        ->Observe(seconds);
-  });
+  server->set_observer(
+      [this](std::string_view route, std::string_view method, int status, double seconds) {
+        // The registry lookup builds label strings and takes its lock: each I/O thread remembers
+        // the few series it has seen instead (a handful: bounded labels, see above).
+        struct Seen {
+          uint64_t service;  // instance_id_: never reused, unlike an address
+          std::string route;
+          std::string method;
+          int status;
+          Histogram* histogram;
+        };
+        thread_local std::vector<Seen> seen;
+        for (const Seen& s : seen) {
+          if (s.service == instance_id_ && s.status == status && s.route == route &&
+              s.method == method) {
+            s.histogram->Observe(seconds);
+            return;
+          }
+        }
+        Histogram* h = metrics_->GetHistogram("tessera_http_request_seconds",
+                                              "HTTP request latency by route and status",
+                                              {{"route", std::string(route)},
+                                               {"method", std::string(method)},
+                                               {"status", std::to_string(status)}});
+        constexpr size_t kMaxSeen = 64;  // several services in one process (tests): start over
+        if (seen.size() == kMaxSeen) seen.clear();
+        seen.push_back(Seen{instance_id_, std::string(route), std::string(method), status, h});
+        h->Observe(seconds);
+      });
 }
 
 absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
@@ -205,9 +227,10 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
                                    .base_retention_ms = base_retention_ms_.load(),
                                    .clock = clock_,
                                });
+  engine::FeatureReader::Context context;  // the request's keys share one store cursor
   for (size_t i = 0; i < keys.size(); ++i) {
     const int64_t t0 = clock_->MonotonicNanos();
-    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs);
+    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs, &context);
     read_seconds_->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));

@@ -111,6 +111,7 @@ class FeatureService {
                  source::IngestWait wait, const Responder& respond);
   Histogram* tiles_per_request_;
   Histogram* read_seconds_;
+  uint64_t instance_id_ = 0;  // distinct for every FeatureService of the process
 
   // Ingest pool.
   Mutex pool_mu_;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -101,6 +102,25 @@ class StoreSnapshot {
 
 class SlotStore;
 
+// A run of scans that share one store cursor: the scans of one feature read, or of a batch of
+// reads. A store reuses what a scan sets up (RocksDB: one iterator, re-seeked for every scan)
+// instead of setting it up again per scan. Obtained from TileStore::NewScanner.
+//
+// Thread-safety: not thread-safe (one per thread). It must not outlive its store, nor the
+// snapshot it was made with.
+class TileScanner {
+ public:
+  virtual ~TileScanner() = default;
+
+  // As TileStore::ScanAt, with the scanner's snapshot: fn(start_ms, bytes) for every stored tile
+  // of (view_id, entity_key, resolution) with from_ms <= start_ms < to_ms, in increasing
+  // start_ms. The bytes are valid only during fn. Scans may come in any order (any view, key,
+  // resolution or range after any other). After an error the scanner stays usable.
+  virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                            int64_t from_ms, int64_t to_ms,
+                            absl::FunctionRef<void(int64_t, std::string_view)> fn) = 0;
+};
+
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full
 // state for its (view, key, resolution, start); the store never interprets tile bytes.
 //
@@ -123,6 +143,12 @@ class TileStore {
                               std::string_view entity_key, Resolution resolution, int64_t from_ms,
                               int64_t to_ms,
                               const std::function<void(int64_t, std::string_view)>& fn) = 0;
+
+  // A scanner whose scans read as of `snapshot` (from this store's GetSnapshot; it must outlive
+  // the scanner), or, when null, see at least every write that finished before NewScanner (a
+  // store may read one state for all of them, as RocksDB does, or the latest per scan). Never
+  // null. The default runs each Scan as one ScanAt; stores with a cheaper cursor override it.
+  virtual std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot);
 
   // The store as of now, for reads that must not see later writes (the live engine pairs a
   // snapshot with its unflushed tiles). Cheap for RocksDB; a copy for the in-memory double.

@@ -316,6 +316,90 @@ TEST_P(TileStoreConformanceTest, SnapshotScansIgnoreLaterWrites) {
   EXPECT_EQ(now[0].second, "v2");
 }
 
+// One scanner serves any sequence of scans (views, keys, resolutions and ranges in any order,
+// backwards included), each giving exactly what a Scan of its own gives.
+TEST_P(TileStoreConformanceTest, ScannerScansInAnyOrderLikeScan) {
+  using conformance_internal::Key;
+  const std::vector<std::string> entities = {"a", "ab", "abc", "b", std::string("a\0b", 3), ""};
+  const Resolution kResolutions[] = {Resolution::kBase, Resolution::kHour, Resolution::kDay};
+  WriteBatch b;
+  for (uint32_t view : {1u, 2u}) {
+    for (const std::string& e : entities) {
+      for (Resolution r : kResolutions) {
+        for (int64_t start : {-300000, 0, 300000, 600000, 3600000}) {
+          b.tiles.emplace_back(Key(view, e, r, start), fmt::format("{}/{}/{}/{}", view, e.size(),
+                                                                   static_cast<int>(r), start));
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  struct Probe {
+    uint32_t view;
+    std::string entity;
+    Resolution res;
+    int64_t from, to;
+  };
+  std::vector<Probe> probes;
+  for (int round = 0; round < 2; ++round) {  // every probe again, after all the others
+    for (uint32_t view : {2u, 1u, 3u}) {
+      for (size_t e = entities.size(); e-- > 0;) {
+        for (Resolution r : {Resolution::kDay, Resolution::kBase, Resolution::kHour}) {
+          probes.push_back({view, entities[e], r, 0, 600000});
+          probes.push_back({view, entities[e], r, -300000, 300001});
+          probes.push_back({view, entities[e], r, 600000, 600000});  // empty
+          probes.push_back({view, entities[e], r, std::numeric_limits<int64_t>::min(),
+                            std::numeric_limits<int64_t>::max()});
+        }
+      }
+    }
+  }
+  std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr);
+  ASSERT_NE(scanner, nullptr);
+  for (const Probe& p : probes) {
+    Tiles got;
+    ASSERT_TRUE(scanner
+                    ->Scan(p.view, p.entity, p.res, p.from, p.to,
+                           [&](int64_t start, std::string_view v) {
+                             got.emplace_back(start, std::string(v));
+                           })
+                    .ok());
+    EXPECT_EQ(got, ScanAll(p.view, p.entity, p.res, p.from, p.to))
+        << p.view << " " << p.entity.size() << " " << static_cast<int>(p.res) << " [" << p.from
+        << ", " << p.to << ")";
+  }
+}
+
+// A scanner made with a snapshot reads as of it; one made without sees what was written before.
+TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
+  using conformance_internal::Key;
+  Put(Key(1, "k", Resolution::kBase, 0), "v1");
+  std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr);
+  std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
+  std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get());
+  Put(Key(1, "k", Resolution::kBase, 0), "v2");
+  Put(Key(1, "k", Resolution::kHour, 0), "h");
+  auto scan = [](TileScanner* scanner, Resolution res) {
+    Tiles out;
+    EXPECT_TRUE(scanner
+                    ->Scan(1, "k", res, 0, 600000,
+                           [&](int64_t start, std::string_view v) {
+                             out.emplace_back(start, std::string(v));
+                           })
+                    .ok());
+    return out;
+  };
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(scan(pinned.get(), Resolution::kBase), Tiles({{0, "v1"}}));
+    EXPECT_TRUE(scan(pinned.get(), Resolution::kHour).empty());
+  }
+  const Tiles base = scan(latest.get(), Resolution::kBase);
+  ASSERT_EQ(base.size(), 1u);
+  EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
+  EXPECT_EQ(scan(store_->NewScanner(nullptr).get(), Resolution::kHour), Tiles({{0, "h"}}));
+}
+
 TEST_P(TileStoreConformanceTest, LargeAndBinaryValuesRoundTrip) {
   using conformance_internal::Key;
   std::string big(1 << 20, '\0');

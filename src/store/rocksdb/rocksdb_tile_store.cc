@@ -312,37 +312,76 @@ absl::Status RocksDbTileStore::CatchUp() {
   });
 }
 
+namespace {
+
+// One rocksdb iterator re-seeked for every scan. The upper bound lives in the scanner (RocksDB
+// reads it through ReadOptions::iterate_upper_bound at every Seek), so each scan sets its own.
+// Prefix mode (prefix_same_as_start) is exact for every scan, as both bounds of a scan start
+// with its tile prefix; it lets RocksDB skip the SST files whose prefix Bloom filter lacks it.
+class RocksTileScanner final : public TileScanner {
+ public:
+  RocksTileScanner(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, const std::string* dir)
+      : db_(db), dir_(dir) {
+    ro_.iterate_upper_bound = &upper_slice_;
+    ro_.prefix_same_as_start = true;
+    ro_.snapshot = snapshot;
+  }
+
+  absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                    int64_t from_ms, int64_t to_ms,
+                    absl::FunctionRef<void(int64_t, std::string_view)> fn) override {
+    if (from_ms >= to_ms) return absl::OkStatus();
+    return Guard("Scan", *dir_, [&]() -> absl::Status {
+      lower_.clear();
+      AppendTilePrefix(view_id, entity_key, resolution, &lower_);
+      const size_t prefix_len = lower_.size();
+      upper_.assign(lower_);
+      AppendTileStart(from_ms, &lower_);
+      AppendTileStart(to_ms, &upper_);
+      upper_slice_ = rocksdb::Slice(upper_);
+      if (it_ == nullptr) it_.reset(db_->NewIterator(ro_));
+      for (it_->Seek(ToSlice(lower_)); it_->Valid(); it_->Next()) {
+        const std::string_view key = View(it_->key());
+        if (key.size() != prefix_len + kStartMsBytes ||
+            key.compare(0, prefix_len, lower_, 0, prefix_len) != 0) {
+          it_.reset();  // the next scan starts from a fresh iterator
+          return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range",
+                          *dir_, key.size());
+        }
+        fn(DecodeTileStart(key), View(it_->value()));
+      }
+      absl::Status s = FromRocks(it_->status(), "Scan", *dir_);
+      if (!s.ok()) it_.reset();
+      return s;
+    });
+  }
+
+ private:
+  rocksdb::DB* db_;
+  const std::string* dir_;
+  rocksdb::ReadOptions ro_;
+  std::string lower_;
+  std::string upper_;
+  rocksdb::Slice upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;  // made by the first scan
+};
+
+const rocksdb::Snapshot* RocksSnapshotOf(const StoreSnapshot* snapshot) {
+  return snapshot != nullptr ? static_cast<const RocksSnapshot*>(snapshot)->get() : nullptr;
+}
+
+}  // namespace
+
 absl::Status RocksDbTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t view_id,
                                       std::string_view entity_key, Resolution resolution,
                                       int64_t from_ms, int64_t to_ms,
                                       const std::function<void(int64_t, std::string_view)>& fn) {
-  if (from_ms >= to_ms) return absl::OkStatus();
-  return Guard("Scan", dir_, [&]() -> absl::Status {
-    std::string lower = EncodeTilePrefix(view_id, entity_key, resolution);
-    const size_t prefix_len = lower.size();
-    std::string upper = lower;
-    AppendTileStart(from_ms, &lower);
-    AppendTileStart(to_ms, &upper);
-    rocksdb::Slice upper_slice(upper);
+  RocksTileScanner scanner(db_.get(), RocksSnapshotOf(snapshot), &dir_);
+  return scanner.Scan(view_id, entity_key, resolution, from_ms, to_ms, fn);
+}
 
-    // Every key in [lower, upper) starts with the tile prefix (both bounds do and the prefix is
-    // fixed), so prefix-mode iteration is exact here and can use the prefix Bloom filters.
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper_slice;
-    ro.prefix_same_as_start = true;
-    if (snapshot != nullptr) ro.snapshot = static_cast<const RocksSnapshot*>(snapshot)->get();
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) {
-      std::string_view key = View(it->key());
-      if (key.size() != prefix_len + kStartMsBytes ||
-          key.compare(0, prefix_len, lower, 0, prefix_len) != 0) {
-        return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range", dir_,
-                        key.size());
-      }
-      fn(DecodeTileStart(key), View(it->value()));
-    }
-    return FromRocks(it->status(), "Scan", dir_);
-  });
+std::unique_ptr<TileScanner> RocksDbTileStore::NewScanner(const StoreSnapshot* snapshot) {
+  return std::make_unique<RocksTileScanner>(db_.get(), RocksSnapshotOf(snapshot), &dir_);
 }
 
 absl::Status RocksDbTileStore::MultiGet(const std::vector<TileKey>& keys,

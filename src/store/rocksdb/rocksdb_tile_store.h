@@ -111,8 +111,8 @@ struct RocksDbOptions {
 // wait for the first to finish, then return its result as a duplicate (or append themselves if
 // it failed); across restarts the persisted batch-id record answers.
 // Thread-safety: all methods may be called concurrently (RocksDB is internally synchronized).
-// Write() is one rocksdb::WriteBatch, so it is atomic; Scan() iterates an implicit snapshot and
-// MultiGet() reads all keys from one snapshot, so readers see none or all of a Write.
+// Write() is one rocksdb::WriteBatch, so it is atomic; Scan() and a scanner iterate an implicit
+// snapshot and MultiGet() reads all keys from one snapshot, so readers see none or all of a Write.
 // Errors: every RocksDB failure becomes an absl::Status naming the operation and the directory;
 // no exception escapes.
 class RocksDbTileStore final : public TileStore, public EventLog {
@@ -135,6 +135,9 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id, std::string_view entity_key,
                       Resolution resolution, int64_t from_ms, int64_t to_ms,
                       const std::function<void(int64_t, std::string_view)>& fn) override;
+  // One iterator for all the scanner's scans. With a null snapshot they all read the state of
+  // the store at the scanner's first scan (the iterator's implicit snapshot).
+  std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot) override;
   std::shared_ptr<const StoreSnapshot> GetSnapshot() override;
   absl::Status MultiGet(const std::vector<TileKey>& keys,
                         std::vector<std::optional<std::string>>* values) override;

@@ -1,0 +1,30 @@
+#include "store/tile_store.h"
+
+namespace tessera::store {
+namespace {
+
+// TileStore's default scanner: every scan is one ScanAt of the store.
+class ScanAtScanner final : public TileScanner {
+ public:
+  ScanAtScanner(TileStore* store, const StoreSnapshot* snapshot)
+      : store_(store), snapshot_(snapshot) {}
+
+  absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
+                    int64_t from_ms, int64_t to_ms,
+                    absl::FunctionRef<void(int64_t, std::string_view)> fn) override {
+    return store_->ScanAt(snapshot_, view_id, entity_key, resolution, from_ms, to_ms,
+                          [fn](int64_t start, std::string_view bytes) { fn(start, bytes); });
+  }
+
+ private:
+  TileStore* store_;
+  const StoreSnapshot* snapshot_;
+};
+
+}  // namespace
+
+std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot) {
+  return std::make_unique<ScanAtScanner>(this, snapshot);
+}
+
+}  // namespace tessera::store
