@@ -165,6 +165,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
   tile::OwnedBlock merged(layout);
   std::vector<TileKey> keys;
   std::vector<std::optional<std::string>> values;
+  std::unique_ptr<store::TileScanner> scanner;  // made at the first rollup built from children
   auto write_items = [&]() -> absl::Status {
     keys.clear();
     for (const Item& it : items) {
@@ -194,9 +195,10 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
           if (!s.ok()) return UnreadableTile(view, key, it.start_ms, s);
           ++stats->merged_with_stored;
         } else if (it.resolution != Resolution::kBase) {
-          TESSERA_RETURN_IF_ERROR(
-              MergeStoredChildren(view, store, key, it.resolution, it.start_ms, stored.data())
-                  .status());
+          if (scanner == nullptr) scanner = store->NewScanner(nullptr);
+          TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, scanner.get(), key, it.resolution,
+                                                      it.start_ms, stored.data())
+                                      .status());
         }
         layout.Merge(stored.data(), delta);
         delta = stored.data();

@@ -340,14 +340,17 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
                                          &flush_stats_per_worker_[worker_index], kept_from));
     }
   }
+  std::unique_ptr<store::TileScanner> scanner;
+  if (!owed_work_[worker_index].empty()) scanner = store_->NewScanner(nullptr);
   for (const OwedRollup& owed : owed_work_[worker_index]) {
     const ViewRuntime* view = nullptr;
     for (const ViewRuntime* v : views_) {
       if (v->id == owed.view_id) view = v;
     }
     if (view == nullptr) continue;  // markers are loaded for this pipeline's views only
-    TESSERA_ASSIGN_OR_RETURN(bool written, BuildRollupFromStore(*view, store_, owed, &out.tiles,
-                                                                base_retention_ms_ > 0));
+    TESSERA_ASSIGN_OR_RETURN(
+        bool written,
+        BuildRollupFromStore(*view, scanner.get(), owed, &out.tiles, base_retention_ms_ > 0));
     if (written) ++flush_stats_per_worker_[worker_index].rollup_tiles;
   }
   owed_work_[worker_index].clear();

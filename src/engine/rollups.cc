@@ -13,7 +13,7 @@ namespace tessera::engine {
 
 using store::Resolution;
 
-absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStore* store,
+absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScanner* scanner,
                                         std::string_view key, Resolution resolution,
                                         int64_t start_ms, std::byte* block) {
   const tile::TileLayout& layout = *view.layout;
@@ -35,29 +35,29 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
   // Hours of a day that have a stored rollup; their base tiles are inside it.
   absl::flat_hash_set<int64_t> rolled_hours;
   if (tile::ChildResolution(resolution, view.def->tile_ms) == Resolution::kHour) {
-    TESSERA_RETURN_IF_ERROR(store->Scan(view.id, key, Resolution::kHour, start_ms, start_ms + unit,
-                                        [&](int64_t start, std::string_view b) {
-                                          rolled_hours.insert(start);
-                                          merge(start, b);
-                                        }));
+    TESSERA_RETURN_IF_ERROR(scanner->Scan(view.id, key, Resolution::kHour, start_ms,
+                                          start_ms + unit, [&](int64_t start, std::string_view b) {
+                                            rolled_hours.insert(start);
+                                            merge(start, b);
+                                          }));
   }
   TESSERA_RETURN_IF_ERROR(
-      store->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
-                  [&](int64_t start, std::string_view b) {
-                    if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) return;
-                    merge(start, b);
-                  }));
+      scanner->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
+                    [&](int64_t start, std::string_view b) {
+                      if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) return;
+                      merge(start, b);
+                    }));
   TESSERA_RETURN_IF_ERROR(decode);
   return merged;
 }
 
-absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
+absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileScanner* scanner,
                                           const OwedRollup& rollup,
                                           std::vector<std::pair<store::TileKey, std::string>>* out,
                                           bool single_child_hours) {
   tile::OwnedBlock block(*view.layout);
   TESSERA_ASSIGN_OR_RETURN(
-      int merged, MergeStoredChildren(view, store, rollup.key, rollup.resolution, rollup.start_ms,
+      int merged, MergeStoredChildren(view, scanner, rollup.key, rollup.resolution, rollup.start_ms,
                                       block.data()));
   if (merged < (single_child_hours && rollup.resolution == store::Resolution::kHour ? 1 : 2)) {
     return false;

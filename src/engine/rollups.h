@@ -53,8 +53,9 @@ struct OwedRollup {
 
 // Merges into `block` the stored tiles one level below rollup (resolution, start) of `key`:
 // for an hour, its base tiles; for a day, its stored hour rollups plus the base tiles of the
-// hours that have none. Returns how many tiles were merged. `block` must be Init()'ed.
-absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStore* store,
+// hours that have none, read through `scanner` (one cursor for all the rollups a flush builds).
+// Returns how many tiles were merged. `block` must be Init()'ed.
+absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScanner* scanner,
                                         std::string_view key, store::Resolution resolution,
                                         int64_t start_ms, std::byte* block);
 
@@ -62,7 +63,7 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileStor
 // or more tiles (with one, readers read that tile directly) — or one, for an hour with
 // `single_child_hours` (a base-tile retention, so that the base tile can be deleted). Returns
 // whether it was written.
-absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileStore* store,
+absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileScanner* scanner,
                                           const OwedRollup& rollup,
                                           std::vector<std::pair<store::TileKey, std::string>>* out,
                                           bool single_child_hours = false);
