@@ -108,6 +108,16 @@ struct FeatureReader::Context::State {
   FetchedTiles& Fetched(store::Resolution r) {
     return fetched[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
   }
+  // Every stored tile of the key in the read's extent, of all resolutions, read with one
+  // ScanSpan when there are at most kMaxSpanTiles of them (a typical key's); Fetch then takes
+  // its tiles from here. `span_valid` is false when the key has more (each resolution is then
+  // scanned over the ranges it needs only).
+  static constexpr size_t kMaxSpanTiles = 64;
+  bool span_valid = false;
+  FetchedTiles span[3];  // day, hour, base
+  FetchedTiles& Span(store::Resolution r) {
+    return span[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
+  }
   // Per part of the read (FeatureReader::MergeWindows): the ranges of each resolution it merges.
   std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour
   std::vector<Ranges> base_ranges;
@@ -178,6 +188,12 @@ absl::Status FeatureReader::Fetch(store::Resolution resolution, const std::vecto
   }
   const Ranges merged = Coalesce(std::move(all));
   for (const auto& [from, to] : merged) {
+    if (state->span_valid) {
+      state->Span(resolution).ForEach(from, to, [out](int64_t start, std::string_view bytes) {
+        out->Add(start, bytes);
+      });
+      continue;
+    }
     TESSERA_RETURN_IF_ERROR(
         scanner->Scan(view_->id, key, resolution, from, to,
                       [out](int64_t start, std::string_view bytes) { out->Add(start, bytes); }));
@@ -327,6 +343,32 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
       }
     }
   }
+  // Every tile the read may need starts inside the extent of these ranges (a day's missing hours
+  // and an hour's missing base tiles lie inside it): read them all at once when they are few.
+  state->span_valid = false;
+  int64_t span_from = std::numeric_limits<int64_t>::max();
+  int64_t span_to = std::numeric_limits<int64_t>::min();
+  for (auto* per_part : {&rollup_ranges[0], &rollup_ranges[1], &base_ranges}) {
+    for (const Ranges& ranges : *per_part) {
+      for (const auto& [from, to] : ranges) {
+        span_from = std::min(span_from, from);
+        span_to = std::max(span_to, to);
+      }
+    }
+  }
+  if (span_from < span_to && key.size() <= store_->max_entity_key_bytes()) {
+    for (FetchedTiles& t : state->span) t.Clear();
+    size_t seen = 0;
+    TESSERA_RETURN_IF_ERROR(scanner->ScanSpan(
+        view_->id, key, store::Resolution::kBase, store::Resolution::kDay, span_from, span_to,
+        [&](store::Resolution res, int64_t start, std::string_view bytes) {
+          if (++seen > Context::State::kMaxSpanTiles) return false;
+          state->Span(res).Add(start, bytes);
+          return true;
+        }));
+    state->span_valid = seen <= Context::State::kMaxSpanTiles;
+  }
+
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
   for (int r = 0; r < 2; ++r) {
     TESSERA_RETURN_IF_ERROR(

@@ -402,7 +402,13 @@ TEST_F(RetentionReadTest, ReadThatRacedACompactionReadsAgain) {
   EXPECT_EQ(got.tiles_read, 1);  // the first attempt found nothing, the second the rollup
 
   // Compactions that keep racing: the read gives up with Unavailable instead of a wrong answer.
+  // (A key with few tiles is read base tiles first, then rollups, so a compaction between the
+  // two is seen whole; these 72 more tiles make the read scan each resolution on its own, rollups
+  // first, where the race can happen.)
   store::MemoryTileStore store2;
+  for (int i = 0; i < 72; ++i) {
+    PutIn(&store2, Resolution::kBase, hour + 10 * kHour + i * 5 * kMillisPerMinute, {1, 1});
+  }
   RacingStore always(&store2, view_->id, hour, TileOf(*view_, {1}, hour), /*races=*/100);
   FeatureReader reader(view_, &always,
                        FeatureReaderOptions{.base_retention_ms = kRetention, .clock = &clock_});

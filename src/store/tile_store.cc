@@ -23,6 +23,22 @@ class ScanAtScanner final : public TileScanner {
 
 }  // namespace
 
+absl::Status TileScanner::ScanSpan(
+    uint32_t view_id, std::string_view entity_key, Resolution first, Resolution last,
+    int64_t from_ms, int64_t to_ms,
+    absl::FunctionRef<bool(Resolution, int64_t, std::string_view)> fn) {
+  bool more = true;
+  for (auto r = static_cast<uint8_t>(first); more && r <= static_cast<uint8_t>(last); ++r) {
+    const auto res = static_cast<Resolution>(r);
+    absl::Status s =
+        Scan(view_id, entity_key, res, from_ms, to_ms, [&](int64_t start, std::string_view b) {
+          if (more) more = fn(res, start, b);
+        });
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot) {
   return std::make_unique<ScanAtScanner>(this, snapshot);
 }

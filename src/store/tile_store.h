@@ -119,6 +119,16 @@ class TileScanner {
   virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
                             int64_t from_ms, int64_t to_ms,
                             absl::FunctionRef<void(int64_t, std::string_view)> fn) = 0;
+
+  // fn(resolution, start_ms, bytes) for every stored tile of (view_id, entity_key) whose
+  // resolution is in [first, last] and from_ms <= start_ms < to_ms, in key order (resolution,
+  // then start): what Scan gives for each of those resolutions in turn, but a store may read
+  // them with one positioning of its cursor (RocksDB: one seek when they are adjacent, as a
+  // key's few tiles are). Stops as soon as fn returns false. The default runs Scan per
+  // resolution.
+  virtual absl::Status ScanSpan(uint32_t view_id, std::string_view entity_key, Resolution first,
+                                Resolution last, int64_t from_ms, int64_t to_ms,
+                                absl::FunctionRef<bool(Resolution, int64_t, std::string_view)> fn);
 };
 
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full

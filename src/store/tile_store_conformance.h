@@ -372,6 +372,71 @@ TEST_P(TileStoreConformanceTest, ScannerScansInAnyOrderLikeScan) {
 }
 
 // A scanner made with a snapshot reads as of it; one made without sees what was written before.
+// ScanSpan gives what Scan gives for each resolution of [first, last] in turn, interleaved with
+// plain scans on the same scanner, and stops when fn says so.
+TEST_P(TileStoreConformanceTest, ScanSpanIsScansOfEachResolution) {
+  using conformance_internal::Key;
+  const std::vector<std::string> entities = {"a", "ab", "b", ""};
+  const Resolution kResolutions[] = {Resolution::kBase, Resolution::kHour, Resolution::kDay};
+  WriteBatch b;
+  for (uint32_t view : {1u, 2u}) {
+    for (const std::string& e : entities) {
+      for (Resolution r : kResolutions) {
+        if (e == "b" && r == Resolution::kHour) continue;  // a gap between resolutions
+        for (int64_t start : {-300000, 0, 300000, 600000, 3600000}) {
+          b.tiles.emplace_back(Key(view, e, r, start),
+                               fmt::format("{}/{}/{}/{}", view, e, static_cast<int>(r), start));
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(store_->Write(b).ok());
+  using Span = std::vector<std::tuple<Resolution, int64_t, std::string>>;
+  std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr);
+  for (uint32_t view : {2u, 1u, 3u}) {
+    for (const std::string& e : entities) {
+      for (auto [first, last] : {std::pair(Resolution::kBase, Resolution::kDay),
+                                 std::pair(Resolution::kBase, Resolution::kBase),
+                                 std::pair(Resolution::kHour, Resolution::kDay)}) {
+        for (auto [from, to] :
+             {std::pair<int64_t, int64_t>(0, 600000), std::pair<int64_t, int64_t>(-300000, 300001),
+              std::pair<int64_t, int64_t>(3600000, 3600001),
+              std::pair<int64_t, int64_t>(600000, 600000)}) {
+          Span want;
+          for (auto r = static_cast<int>(first); r <= static_cast<int>(last); ++r) {
+            ASSERT_TRUE(scanner
+                            ->Scan(view, e, static_cast<Resolution>(r), from, to,
+                                   [&](int64_t start, std::string_view v) {
+                                     want.emplace_back(static_cast<Resolution>(r), start,
+                                                       std::string(v));
+                                   })
+                            .ok());
+          }
+          Span got;
+          ASSERT_TRUE(scanner
+                          ->ScanSpan(view, e, first, last, from, to,
+                                     [&](Resolution r, int64_t start, std::string_view v) {
+                                       got.emplace_back(r, start, std::string(v));
+                                       return true;
+                                     })
+                          .ok());
+          EXPECT_EQ(got, want) << view << " '" << e << "' " << from << ".." << to;
+          if (want.size() < 2) continue;
+          Span first_two;
+          ASSERT_TRUE(scanner
+                          ->ScanSpan(view, e, first, last, from, to,
+                                     [&](Resolution r, int64_t start, std::string_view v) {
+                                       first_two.emplace_back(r, start, std::string(v));
+                                       return first_two.size() < 2;
+                                     })
+                          .ok());
+          EXPECT_EQ(first_two, Span(want.begin(), want.begin() + 2));
+        }
+      }
+    }
+  }
+}
+
 TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
   using conformance_internal::Key;
   Put(Key(1, "k", Resolution::kBase, 0), "v1");

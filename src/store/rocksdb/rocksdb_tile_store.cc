@@ -356,6 +356,70 @@ class RocksTileScanner final : public TileScanner {
     });
   }
 
+  // One total-order cursor over the key's tiles of all resolutions: a key's base, hour and day
+  // tiles are adjacent, so a key with few tiles is read with one seek; tiles outside
+  // [from_ms, to_ms) are stepped over, or skipped with a re-seek when there are many.
+  absl::Status ScanSpan(
+      uint32_t view_id, std::string_view entity_key, Resolution first, Resolution last,
+      int64_t from_ms, int64_t to_ms,
+      absl::FunctionRef<bool(Resolution, int64_t, std::string_view)> fn) override {
+    if (from_ms >= to_ms || first > last) return absl::OkStatus();
+    return Guard("Scan", *dir_, [&]() -> absl::Status {
+      span_lower_.clear();
+      AppendTilePrefix(view_id, entity_key, first, &span_lower_);
+      const size_t prefix_len = span_lower_.size();  // (view, key) then one resolution byte
+      span_upper_.assign(span_lower_);
+      span_upper_.back() = static_cast<char>(last);
+      AppendTileStart(to_ms, &span_upper_);
+      span_upper_slice_ = rocksdb::Slice(span_upper_);
+      AppendTileStart(from_ms, &span_lower_);
+      if (span_it_ == nullptr) {
+        rocksdb::ReadOptions ro = ro_;
+        ro.prefix_same_as_start = false;
+        ro.total_order_seek = true;
+        ro.iterate_upper_bound = &span_upper_slice_;
+        span_it_.reset(db_->NewIterator(ro));
+      }
+      constexpr int kMaxSkips = 16;
+      int skipped = 0;
+      std::string seek;
+      span_it_->Seek(ToSlice(span_lower_));
+      while (span_it_->Valid()) {
+        const std::string_view key = View(span_it_->key());
+        if (key.size() != prefix_len + kStartMsBytes ||
+            key.compare(0, prefix_len - 1, span_lower_, 0, prefix_len - 1) != 0) {
+          span_it_.reset();
+          return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range",
+                          *dir_, key.size());
+        }
+        const auto res = static_cast<uint8_t>(key[prefix_len - 1]);
+        const int64_t start = DecodeTileStart(key);
+        if (start >= from_ms && start < to_ms) {
+          if (!fn(static_cast<Resolution>(res), start, View(span_it_->value()))) break;
+          span_it_->Next();
+          continue;
+        }
+        // Outside the range: step over a few tiles (cheaper than a seek), else seek to the
+        // range of this resolution, or of the next one.
+        if (++skipped <= kMaxSkips) {
+          span_it_->Next();
+          continue;
+        }
+        skipped = 0;
+        seek.assign(key.substr(0, prefix_len));
+        if (start >= to_ms) {
+          if (res >= static_cast<uint8_t>(last)) break;
+          seek.back() = static_cast<char>(res + 1);
+        }
+        AppendTileStart(from_ms, &seek);
+        span_it_->Seek(ToSlice(seek));
+      }
+      absl::Status s = FromRocks(span_it_->status(), "Scan", *dir_);
+      if (!s.ok()) span_it_.reset();
+      return s;
+    });
+  }
+
  private:
   rocksdb::DB* db_;
   const std::string* dir_;
@@ -364,6 +428,10 @@ class RocksTileScanner final : public TileScanner {
   std::string upper_;
   rocksdb::Slice upper_slice_;
   std::unique_ptr<rocksdb::Iterator> it_;  // made by the first scan
+  std::string span_lower_;
+  std::string span_upper_;
+  rocksdb::Slice span_upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> span_it_;  // total order; made by the first ScanSpan
 };
 
 const rocksdb::Snapshot* RocksSnapshotOf(const StoreSnapshot* snapshot) {
