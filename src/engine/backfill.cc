@@ -148,6 +148,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   FileChunkSource input(options.inputs, std::move(stored), options.chunk_bytes);
   PipelineOptions pipeline_options = options.pipeline;
   pipeline_options.max_future_ms = ReplayMaxFutureMs(*source, options.max_future_ms);
+  pipeline_options.open_tiles_readable = false;  // nothing reads a backfill's open tiles
   IngestPipeline pipeline(*source, views, store, pipeline_options);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 

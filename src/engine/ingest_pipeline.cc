@@ -106,6 +106,7 @@ IngestPipeline::IngestPipeline(const sql::SourceDef& source, std::vector<const V
     workers_.push_back(std::move(w));
   }
   flush_out_.resize(threads_);
+  flushed_until_.assign(threads_, std::vector<int64_t>(views_.size(), kStoreHoldsNone));
   owed_work_.resize(threads_);
   flush_stats_per_worker_.resize(threads_);
 }
@@ -322,6 +323,7 @@ absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
 absl::Status IngestPipeline::FlushShards(int worker_index) {
   FlushOutput& out = flush_out_[worker_index];
   out.clear();
+  flushed_until_[worker_index].assign(views_.size(), kStoreHoldsNone);
   const int num_shards = open_tiles_.num_shards();
   const int64_t closed_by = watermark_.closed_by();
   const int64_t kept_from = base_retention_ms_ > 0
@@ -335,9 +337,14 @@ absl::Status IngestPipeline::FlushShards(int worker_index) {
                                                 &flush_stats_per_worker_[worker_index]));
         continue;
       }
-      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], open_tiles_.shard(vi, s), store_,
-                                         stored_until_[vi], closed_by, &out,
-                                         &flush_stats_per_worker_[worker_index], kept_from));
+      const TileShard& shard = open_tiles_.shard(vi, s);
+      if (shard.size() > 0) {
+        flushed_until_[worker_index][vi] =
+            std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
+      }
+      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
+                                         &out, &flush_stats_per_worker_[worker_index], kept_from));
+      if (!options_.open_tiles_readable) open_tiles_.DropStates(vi, s);
     }
   }
   std::unique_ptr<store::TileScanner> scanner;
@@ -480,9 +487,8 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   // their children; owed rollups were built over stored children).
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     if (stored_until_[vi] == kStoreMayHoldAny) continue;
-    for (int s = 0; s < open_tiles_.num_shards(); ++s) {
-      const TileShard& shard = open_tiles_.shard(vi, s);
-      if (shard.size() > 0) stored_until_[vi] = std::max(stored_until_[vi], shard.max_start_ms());
+    for (const std::vector<int64_t>& until : flushed_until_) {
+      stored_until_[vi] = std::max(stored_until_[vi], until[vi]);
     }
   }
   // The store now holds the open tiles: publish it and swap in empty shards together.

@@ -56,6 +56,11 @@ struct PipelineOptions {
   const Clock* clock = SystemClock::Default();
   // Where the pipeline's counters, gauges and histograms go (optional).
   MetricsRegistry* metrics = nullptr;
+  // Whether readers merge the open tiles (MergeOpenTiles) while the pipeline runs: then a flushed
+  // shard's tiles stay until the commit. A backfill has no such readers and sets it false, so
+  // each shard's states are freed as soon as the flush has serialized them, and a flush needs
+  // little memory beyond the budget (its serialized tiles take the freed states' place).
+  bool open_tiles_readable = true;
 };
 
 // Worker threads for `requested` (PipelineOptions::threads; 0: one per hardware thread).
@@ -205,6 +210,8 @@ class IngestPipeline final : public OpenTileSource {
   std::atomic<size_t> open_tile_bytes_{0};
   // Per view: the store holds no tile of it starting after this (FlushShard's stored_until_ms).
   std::vector<int64_t> stored_until_;
+  // Per worker, per view: the newest base tile start of the shards it flushed (this flush).
+  std::vector<std::vector<int64_t>> flushed_until_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<FlushOutput> flush_out_;  // per worker
   PendingRollups pending_rollups_;

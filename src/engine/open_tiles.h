@@ -89,6 +89,11 @@ class OpenTiles {
       size_t view, std::string_view key, std::span<const std::pair<int64_t, int64_t>> ranges,
       std::span<std::byte* const> blocks, int64_t* tiles_merged) const;
 
+  // Owner, during a flush of a pipeline whose open tiles no reader merges (a backfill): frees
+  // the shard's tile states once the flush has serialized them. Its keys stay until SwapOut()'s
+  // shards are released (the flush's owed rollups point into them).
+  void DropStates(size_t view, int shard) { shards_[view][shard]->DestroyStates(); }
+
   // Sets the store snapshot readers pair with the (empty) open tiles, before anything is added.
   void Publish(std::shared_ptr<const store::StoreSnapshot> snapshot);
   // The store now holds every open tile (as of `snapshot`): publishes it and swaps in empty

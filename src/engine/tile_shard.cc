@@ -38,6 +38,13 @@ size_t TileShard::MemoryBytes() const {
          map_.size() * (sizeof(TileId) + sizeof(std::byte*) + sizeof(Entry) + 8);
 }
 
+void TileShard::DestroyStates() {
+  for (const Entry& e : entries_) layout_->Destroy(e.block);
+  entries_.clear();
+  entries_.shrink_to_fit();
+  map_ = decltype(map_)();
+}
+
 void TileShard::Clear() {
   for (const Entry& e : entries_) layout_->Destroy(e.block);
   map_.clear();

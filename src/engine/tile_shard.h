@@ -57,6 +57,9 @@ class TileShard {
 
   // Destroys every tile and releases their memory for reuse.
   void Clear();
+  // Destroys every tile's states (freeing sketch memory) and forgets the tiles, but keeps the
+  // key bytes (views into them stay valid) and the arenas until Clear().
+  void DestroyStates();
 
  private:
   struct TileId {
