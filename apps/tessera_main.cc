@@ -116,8 +116,9 @@ absl::StatusOr<std::unique_ptr<store::TileStore>> OpenBigtable(const std::string
 }
 
 // Opens the store at `location` (a RocksDB directory, or bigtable://PROJECT/INSTANCE/TABLE) and
-// loads its catalog; with a `sql_path`, registers that SQL first. `bulk` skips RocksDB's WAL
-// (backfills sync at every flush instead).
+// loads its catalog; with a `sql_path`, registers that SQL first. `bulk` (a backfill) skips
+// RocksDB's WAL (backfills sync at every flush instead) and keeps a small block cache: a
+// backfill reads a stored tile back at most once per flush, so a cache would mostly hold memory.
 absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std::string& sql_path,
                                          bool read_only, bool bulk) {
   std::string sql;
@@ -132,6 +133,7 @@ absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std:
     opts.read_only = read_only;
     opts.create_if_missing = !read_only;
     opts.disable_wal = bulk;
+    if (bulk) opts.block_cache_bytes = size_t{32} << 20;
     TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<store::RocksDbTileStore> rocksdb,
                              store::RocksDbTileStore::Open(location, opts));
     db.rocksdb = rocksdb.get();

@@ -43,6 +43,7 @@ void TileShard::DestroyStates() {
   entries_.clear();
   entries_.shrink_to_fit();
   map_ = decltype(map_)();
+  blocks_ = Arena(kBlockArenaBytes);  // frees the blocks (Reset() would keep them)
 }
 
 void TileShard::Clear() {

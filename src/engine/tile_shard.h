@@ -57,8 +57,8 @@ class TileShard {
 
   // Destroys every tile and releases their memory for reuse.
   void Clear();
-  // Destroys every tile's states (freeing sketch memory) and forgets the tiles, but keeps the
-  // key bytes (views into them stay valid) and the arenas until Clear().
+  // Destroys every tile (freeing its block and sketch memory) and forgets them all, but keeps
+  // the key bytes until Clear(): views into them stay valid.
   void DestroyStates();
 
  private:
@@ -81,7 +81,8 @@ class TileShard {
   int64_t min_start_ms_ = 0;
   int64_t max_start_ms_ = 0;
   Arena keys_{256 * 1024};
-  Arena blocks_{1024 * 1024};
+  static constexpr size_t kBlockArenaBytes = 1024 * 1024;
+  Arena blocks_{kBlockArenaBytes};
 };
 
 }  // namespace tessera::engine
