@@ -1,5 +1,9 @@
 #include "engine/rollups.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/container/flat_hash_set.h"
 #include "common/errors.h"
 #include "common/hash.h"
@@ -32,21 +36,34 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScan
     layout.Merge(block, child.data());
     ++merged;
   };
-  // Hours of a day that have a stored rollup; their base tiles are inside it.
-  absl::flat_hash_set<int64_t> rolled_hours;
-  if (tile::ChildResolution(resolution, view.def->tile_ms) == Resolution::kHour) {
-    TESSERA_RETURN_IF_ERROR(scanner->Scan(view.id, key, Resolution::kHour, start_ms,
-                                          start_ms + unit, [&](int64_t start, std::string_view b) {
-                                            rolled_hours.insert(start);
-                                            merge(start, b);
-                                          }));
+  if (tile::ChildResolution(resolution, view.def->tile_ms) != Resolution::kHour) {
+    TESSERA_RETURN_IF_ERROR(
+        scanner->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit, merge));
+    TESSERA_RETURN_IF_ERROR(decode);
+    return merged;
   }
+  // A day over hours: its base tiles and hour rollups with one cursor positioning (base tiles
+  // come first in key order, so they wait until the hours with a rollup are known: those hours'
+  // base tiles are inside their rollup).
+  std::vector<std::pair<int64_t, std::pair<size_t, size_t>>> base;  // start, (offset, size)
+  std::string base_bytes;
+  absl::flat_hash_set<int64_t> rolled_hours;
   TESSERA_RETURN_IF_ERROR(
-      scanner->Scan(view.id, key, Resolution::kBase, start_ms, start_ms + unit,
-                    [&](int64_t start, std::string_view b) {
-                      if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) return;
-                      merge(start, b);
-                    }));
+      scanner->ScanSpan(view.id, key, Resolution::kBase, Resolution::kHour, start_ms,
+                        start_ms + unit, [&](Resolution res, int64_t start, std::string_view b) {
+                          if (res == Resolution::kHour) {
+                            rolled_hours.insert(start);
+                            merge(start, b);
+                          } else {
+                            base.emplace_back(start, std::pair(base_bytes.size(), b.size()));
+                            base_bytes.append(b);
+                          }
+                          return true;
+                        }));
+  for (const auto& [start, span] : base) {
+    if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) continue;
+    merge(start, std::string_view(base_bytes).substr(span.first, span.second));
+  }
   TESSERA_RETURN_IF_ERROR(decode);
   return merged;
 }
