@@ -108,6 +108,9 @@ PY
   if [[ $SPAN == 48h ]]; then rm -rf "$OUT/db-48h"; mv "$OUT/db" "$OUT/db-48h"; fi
 done
 
+# ClickHouse keeps merging in the background: stop it before measuring serving.
+kill "$CH_PID" 2>/dev/null || true; wait "$CH_PID" 2>/dev/null || true; CH_PID=
+
 if (( SERVE_SECONDS > 0 )) && command -v wrk >/dev/null; then
   "$BUILD/apps/tessera" serve --db "$OUT/db-48h" --http 127.0.0.1:0 > "$OUT/serve.out" 2> "$OUT/serve.log" &
   SERVE_PID=$!
