@@ -109,10 +109,11 @@ struct FeatureReader::Context::State {
     return fetched[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
   }
   // Every stored tile of the key in the read's extent, of all resolutions, read with one
-  // ScanSpan when there are at most kMaxSpanTiles of them (a typical key's); Fetch then takes
-  // its tiles from here. `span_valid` is false when the key has more (each resolution is then
-  // scanned over the ranges it needs only).
+  // ScanSpan when there are at most kMaxSpanTiles of them holding at most kMaxSpanBytes (a
+  // typical key's); Fetch then takes its tiles from here. `span_valid` is false when the key
+  // has more (each resolution is then scanned over the ranges it needs only).
   static constexpr size_t kMaxSpanTiles = 64;
+  static constexpr size_t kMaxSpanBytes = 16 << 10;  // a heavy key's sketches stop it early
   bool span_valid = false;
   FetchedTiles span[3];  // day, hour, base
   FetchedTiles& Span(store::Resolution r) {
@@ -359,14 +360,20 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
   if (span_from < span_to && key.size() <= store_->max_entity_key_bytes()) {
     for (FetchedTiles& t : state->span) t.Clear();
     size_t seen = 0;
+    size_t span_bytes = 0;
     TESSERA_RETURN_IF_ERROR(scanner->ScanSpan(
         view_->id, key, store::Resolution::kBase, store::Resolution::kDay, span_from, span_to,
         [&](store::Resolution res, int64_t start, std::string_view bytes) {
-          if (++seen > Context::State::kMaxSpanTiles) return false;
+          span_bytes += bytes.size();
+          if (++seen > Context::State::kMaxSpanTiles ||
+              span_bytes > Context::State::kMaxSpanBytes) {
+            return false;
+          }
           state->Span(res).Add(start, bytes);
           return true;
         }));
-    state->span_valid = seen <= Context::State::kMaxSpanTiles;
+    state->span_valid =
+        seen <= Context::State::kMaxSpanTiles && span_bytes <= Context::State::kMaxSpanBytes;
   }
 
   const store::Resolution kRollups[2] = {store::Resolution::kDay, store::Resolution::kHour};
