@@ -760,9 +760,6 @@ int main(int argc, char** argv) {
     options.dead_letter_path = dead_letter;
     options.pipeline.threads = threads;
     options.pipeline.memory_budget_bytes = memory_mb << 20;
-    // No reader waits on a backfill's flushes: build owed rollups in larger batches (fewer
-    // SST ingests), ~50 MB of tiles per flush at most.
-    options.pipeline.rollups_per_flush = 250000;
     options.chunk_bytes = std::max<size_t>(chunk_kb, 4) << 10;
     if (!parse_max_future(&options.max_future_ms)) return 2;
     if (!need_store(backfill)) return 2;

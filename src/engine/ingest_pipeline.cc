@@ -478,8 +478,13 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   watermark_.AddToBatch(&batch);
   input->AddCheckpoint(&batch);
   const int64_t write_start = options_.clock->MonotonicNanos();
-  TESSERA_RETURN_IF_ERROR(store_->Write(batch));
-  TESSERA_RETURN_IF_ERROR(store_->Sync());
+  absl::Status written = store_->Write(batch);
+  if (written.ok()) written = store_->Sync();
+  if (!written.ok()) {
+    // The write may have been applied all the same: from now on, assume any tile may be stored.
+    std::fill(stored_until_.begin(), stored_until_.end(), kStoreMayHoldAny);
+    return written;
+  }
   metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
   input->Committed();
   watermark_.Committed();

@@ -183,8 +183,9 @@ absl::StatusOr<WriteBatch> ExpandTileRuns(const WriteBatch& batch) {
 
 std::string* TileRun::BeginTile(uint32_t view_id, std::string_view entity_key,
                                 Resolution resolution, int64_t start_ms) {
-  if (chunks_.empty() || chunks_.back().size() >= kChunkBytes) {
-    chunks_.emplace_back().reserve(kChunkBytes + kChunkBytes / 8);
+  if (chunks_.empty() || chunks_.back().size() >= ChunkBytes(chunks_.size() - 1)) {
+    const size_t bytes = ChunkBytes(chunks_.size());
+    chunks_.emplace_back().reserve(bytes + bytes / 8);
   }
   std::string& chunk = chunks_.back();
   const size_t key = chunk.size();

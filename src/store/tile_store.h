@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -64,8 +65,9 @@ class TileRun {
   }
 
  private:
-  // A chunk is closed once it holds this much; a tile never spans two chunks.
-  static constexpr size_t kChunkBytes = size_t{1} << 20;
+  // Chunk i is closed once it holds ChunkBytes(i): 64 KiB, doubling up to 1 MiB (a small
+  // flush reserves little); a tile never spans two chunks.
+  static size_t ChunkBytes(size_t i) { return (size_t{64} << 10) << std::min<size_t>(i, 4); }
   struct Bounds {
     size_t chunk;
     size_t key;
@@ -116,6 +118,7 @@ class TileScanner {
   // of (view_id, entity_key, resolution) with from_ms <= start_ms < to_ms, in increasing
   // start_ms. The bytes are valid only during fn. Scans may come in any order (any view, key,
   // resolution or range after any other). After an error the scanner stays usable.
+  // REQUIRES: fn does not use this scanner (it may use the store or another scanner).
   virtual absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
                             int64_t from_ms, int64_t to_ms,
                             absl::FunctionRef<void(int64_t, std::string_view)> fn) = 0;
@@ -125,7 +128,7 @@ class TileScanner {
   // then start): what Scan gives for each of those resolutions in turn, but a store may read
   // them with one positioning of its cursor (RocksDB: one seek when they are adjacent, as a
   // key's few tiles are). Stops as soon as fn returns false. The default runs Scan per
-  // resolution.
+  // resolution. REQUIRES: fn does not use this scanner.
   virtual absl::Status ScanSpan(uint32_t view_id, std::string_view entity_key, Resolution first,
                                 Resolution last, int64_t from_ms, int64_t to_ms,
                                 absl::FunctionRef<bool(Resolution, int64_t, std::string_view)> fn);

@@ -390,8 +390,36 @@ TEST_P(TileStoreConformanceTest, ScanSpanIsScansOfEachResolution) {
       }
     }
   }
+  // A key with many tiles on both sides of the ranges (a cursor steps over some, seeks past more).
+  for (Resolution r : kResolutions) {
+    for (int64_t i = -40; i < 50; ++i) {
+      b.tiles.emplace_back(Key(1, "many", r, i * 300000),
+                           fmt::format("many/{}/{}", static_cast<int>(r), i));
+    }
+  }
   ASSERT_TRUE(store_->Write(b).ok());
   using Span = std::vector<std::tuple<Resolution, int64_t, std::string>>;
+  {
+    std::unique_ptr<TileScanner> s = store_->NewScanner(nullptr);
+    for (auto [from, to] : {std::pair<int64_t, int64_t>(0, 600000),             // skips 40, then 48
+                            std::pair<int64_t, int64_t>(-36 * 300000, 300000),  // skips 4, then 48
+                            std::pair<int64_t, int64_t>(30 * 300000, 60 * 300000)}) {
+      Span want;
+      for (Resolution r : kResolutions) {
+        ASSERT_TRUE(s->Scan(1, "many", r, from, to, [&](int64_t start, std::string_view v) {
+                       want.emplace_back(r, start, std::string(v));
+                     }).ok());
+      }
+      Span got;
+      ASSERT_TRUE(s->ScanSpan(1, "many", Resolution::kBase, Resolution::kDay, from, to,
+                              [&](Resolution r, int64_t start, std::string_view v) {
+                                got.emplace_back(r, start, std::string(v));
+                                return true;
+                              })
+                      .ok());
+      EXPECT_EQ(got, want) << from << ".." << to;
+    }
+  }
   std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr);
   for (uint32_t view : {2u, 1u, 3u}) {
     for (const std::string& e : entities) {
@@ -435,6 +463,42 @@ TEST_P(TileStoreConformanceTest, ScanSpanIsScansOfEachResolution) {
       }
     }
   }
+}
+
+// Tile runs are applied in order, then the batch's tiles: a later entry of a key wins. Each run
+// in strictly increasing key order, as a flush makes them.
+TEST_P(TileStoreConformanceTest, TileRunsThenTilesLaterEntryWins) {
+  using conformance_internal::Key;
+  WriteBatch b;
+  for (int run = 0; run < 3; ++run) {
+    TileRun& r = b.tile_runs.emplace_back();
+    for (const char* key : {"a", "b", "c"}) {
+      for (int64_t i = 0; i < 200; i += 1 + run) {  // runs overlap on some keys
+        r.BeginTile(1, key, Resolution::kBase, i * 300000)->append(fmt::format("run{}/{}", run, i));
+      }
+    }
+  }
+  b.tiles.emplace_back(Key(1, "b", Resolution::kBase, 0), "tiles/0");
+  ASSERT_TRUE(store_->Write(b).ok());
+  auto get = [&](const char* key, int64_t i) {
+    std::vector<std::optional<std::string>> values;
+    EXPECT_TRUE(store_->MultiGet({Key(1, key, Resolution::kBase, i * 300000)}, &values).ok());
+    return values.at(0).value_or("<none>");
+  };
+  EXPECT_EQ(get("a", 0), "run2/0");
+  EXPECT_EQ(get("a", 1), "run0/1");  // only run 0 has odd ones
+  EXPECT_EQ(get("a", 2), "run1/2");  // runs 0 and 1
+  EXPECT_EQ(get("c", 198), "run2/198");
+  EXPECT_EQ(get("b", 0), "tiles/0");  // the batch's tiles come after the runs
+  EXPECT_EQ(get("b", 199), "run0/199");
+  Tiles all;
+  ASSERT_TRUE(store_
+                  ->Scan(1, "c", Resolution::kBase, 0, 200 * 300000,
+                         [&](int64_t start, std::string_view v) {
+                           all.emplace_back(start, std::string(v));
+                         })
+                  .ok());
+  EXPECT_EQ(all.size(), 200u);
 }
 
 TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {

@@ -149,6 +149,32 @@ size_t CountTiles(TileStore& store) {
   return n;
 }
 
+// The bulk write trusts each tile run to be in increasing key order: one that is not is refused
+// whole, nothing of the batch applied.
+TEST(RocksDbTileStoreTest, BulkWriteRefusesAnUnsortedRun) {
+  ScopedTempDir tmp;
+  RocksDbOptions o;
+  o.bulk_ingest_min_tiles = 1;
+  o.bulk_threads = 2;
+  auto store = RocksDbTileStore::Open(tmp.Sub("db"), o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  WriteBatch b;
+  TileRun& run = b.tile_runs.emplace_back();
+  for (int64_t start : {0, 600000, 300000}) {
+    run.BeginTile(1, "k", Resolution::kBase, start)->append("v");
+  }
+  b.meta.emplace_back("m", "1");
+  absl::Status s = (*store)->Write(b);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("increasing order"), std::string::npos) << s;
+  auto meta = (*store)->GetMeta("m");
+  ASSERT_TRUE(meta.ok());
+  EXPECT_FALSE(meta->has_value());
+  std::vector<std::optional<std::string>> values;
+  ASSERT_TRUE((*store)->MultiGet({TileKey{1, "k", Resolution::kBase, 0}}, &values).ok());
+  EXPECT_FALSE(values[0].has_value());
+}
+
 TEST(RocksDbTileStoreTest, PersistsAcrossReopen) {
   ScopedTempDir tmp;
   const std::string dir = tmp.Sub("nested/db");  // parents are created
