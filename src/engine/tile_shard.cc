@@ -18,8 +18,8 @@ std::byte* TileShard::FindOrCreate(std::string_view key, uint64_t key_hash, int6
   // Over-allocate by the alignment so the block can be aligned inside the arena.
   const size_t align = layout_->block_align();
   char* raw = blocks_.Allocate(layout_->block_size() + align - 1);
-  auto addr = reinterpret_cast<uintptr_t>(raw);
-  auto* block = reinterpret_cast<std::byte*>((addr + align - 1) / align * align);
+  const auto addr = reinterpret_cast<uintptr_t>(raw);
+  auto* block = reinterpret_cast<std::byte*>(raw + (align - addr % align) % align);
   layout_->Init(block);
   map_.emplace(probe, block);
   if (entries_.empty() || start_ms < min_start_ms_) min_start_ms_ = start_ms;
