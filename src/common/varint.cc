@@ -4,14 +4,6 @@
 
 namespace tessera {
 
-void PutVarint64(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
 absl::Status ByteReader::Truncated(std::string_view what) const {
   return DataLoss("truncated or corrupt encoding while reading {}", what);
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -13,7 +14,22 @@ namespace tessera {
 // std::string; ByteReader consumes a string_view and reports truncation or corruption as
 // absl::DataLossError naming `what` was being read. Decoding untrusted bytes never crashes.
 
-void PutVarint64(std::string* out, uint64_t v);
+inline constexpr size_t kMaxVarint64Bytes = 10;
+// Writes v as a varint (7 bits a byte, low first) at dst, which has room for kMaxVarint64Bytes;
+// returns the bytes written.
+inline size_t EncodeVarint64(uint64_t v, char* dst) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    dst[n++] = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  dst[n++] = static_cast<char>(v);
+  return n;
+}
+inline void PutVarint64(std::string* out, uint64_t v) {
+  char buf[kMaxVarint64Bytes];
+  out->append(buf, EncodeVarint64(v, buf));
+}
 inline void PutZigZag64(std::string* out, int64_t v) {
   PutVarint64(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
 }

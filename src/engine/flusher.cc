@@ -10,6 +10,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "common/varint.h"
 #include "tile/ladder.h"
 
 namespace tessera::engine {
@@ -37,16 +38,15 @@ std::vector<Sorted> SortedEntries(const TileShard& shard) {
   std::vector<Sorted> sorted;
   sorted.reserve(shard.size());
   for (const TileShard::Entry& e : shard.entries()) {
-    unsigned char bytes[16] = {};
-    size_t n = 0;
-    for (uint64_t len = e.key.size();; len >>= 7) {
-      bytes[n++] = static_cast<unsigned char>(len < 0x80 ? len : (len & 0x7f) | 0x80);
-      if (len < 0x80) break;
-    }
+    char bytes[16] = {};
+    static_assert(sizeof(bytes) >= kMaxVarint64Bytes);
+    const size_t n = EncodeVarint64(e.key.size(), bytes);  // as the store key encodes it
     const size_t copy = std::min(e.key.size(), sizeof(bytes) - n);
     std::memcpy(bytes + n, e.key.data(), copy);
     Sorted s{{0, 0}, e};
-    for (size_t i = 0; i < 16; ++i) s.prefix[i / 8] = s.prefix[i / 8] << 8 | bytes[i];
+    for (size_t i = 0; i < 16; ++i) {
+      s.prefix[i / 8] = s.prefix[i / 8] << 8 | static_cast<unsigned char>(bytes[i]);
+    }
     sorted.push_back(s);
   }
   std::sort(sorted.begin(), sorted.end(), [](const Sorted& a, const Sorted& b) {
