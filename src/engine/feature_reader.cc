@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
+#include "engine/fetched_tiles.h"
 #include "engine/retention.h"
 #include "sql/expr.h"
 #include "tile/ladder.h"
@@ -63,32 +64,10 @@ Ranges Coalesce(Ranges ranges) {
   return out;
 }
 
-// Tiles of one resolution fetched for a read, in increasing start; their bytes in one buffer.
-struct FetchedTiles {
-  std::vector<int64_t> starts;
-  std::vector<std::pair<size_t, size_t>> spans;  // (offset, size) in `bytes`
-  std::string bytes;
-
-  void Clear() {
-    starts.clear();
-    spans.clear();
-    bytes.clear();
-  }
-  void Add(int64_t start, std::string_view tile) {
-    starts.push_back(start);
-    spans.emplace_back(bytes.size(), tile.size());
-    bytes.append(tile);
-  }
-  // fn(start, bytes) for the fetched tiles with from <= start < to.
-  template <typename Fn>
-  void ForEach(int64_t from, int64_t to, Fn&& fn) const {
-    auto it = std::lower_bound(starts.begin(), starts.end(), from);
-    for (size_t i = static_cast<size_t>(it - starts.begin()); i < starts.size() && starts[i] < to;
-         ++i) {
-      fn(starts[i], std::string_view(bytes).substr(spans[i].first, spans[i].second));
-    }
-  }
-};
+// Index of a resolution in per-resolution arrays: day, hour, base.
+size_t ResolutionIndex(store::Resolution r) {
+  return r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2;
+}
 
 }  // namespace
 
@@ -105,9 +84,7 @@ struct FeatureReader::Context::State {
   // Reads without a snapshot (no open tiles) share it; made by the first of them.
   std::unique_ptr<store::TileScanner> scanner;
   FetchedTiles fetched[3];  // day, hour, base
-  FetchedTiles& Fetched(store::Resolution r) {
-    return fetched[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
-  }
+  FetchedTiles& Fetched(store::Resolution r) { return fetched[ResolutionIndex(r)]; }
   // Every stored tile of the key in the read's extent, of all resolutions, read with one
   // ScanSpan when there are at most kMaxSpanTiles of them holding at most kMaxSpanBytes (a
   // typical key's); Fetch then takes its tiles from here. `span_valid` is false when the key
@@ -116,9 +93,7 @@ struct FeatureReader::Context::State {
   static constexpr size_t kMaxSpanBytes = 16 << 10;  // a heavy key's sketches stop it early
   bool span_valid = false;
   FetchedTiles span[3];  // day, hour, base
-  FetchedTiles& Span(store::Resolution r) {
-    return span[r == store::Resolution::kDay ? 0 : r == store::Resolution::kHour ? 1 : 2];
-  }
+  FetchedTiles& Span(store::Resolution r) { return span[ResolutionIndex(r)]; }
   // Per part of the read (FeatureReader::MergeWindows): the ranges of each resolution it merges.
   std::vector<Ranges> rollup_ranges[2];  // [0] day, [1] hour
   std::vector<Ranges> base_ranges;

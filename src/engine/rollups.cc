@@ -1,14 +1,11 @@
 #include "engine/rollups.h"
 
-#include <string>
-#include <utility>
-#include <vector>
-
 #include "absl/container/flat_hash_set.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "engine/fetched_tiles.h"
 #include "store/meta_keys.h"
 #include "tile/ladder.h"
 #include "tile/tile_layout.h"
@@ -45,24 +42,22 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScan
   // A day over hours: its base tiles and hour rollups with one cursor positioning (base tiles
   // come first in key order, so they wait until the hours with a rollup are known: those hours'
   // base tiles are inside their rollup).
-  std::vector<std::pair<int64_t, std::pair<size_t, size_t>>> base;  // start, (offset, size)
-  std::string base_bytes;
+  FetchedTiles base;
   absl::flat_hash_set<int64_t> rolled_hours;
-  TESSERA_RETURN_IF_ERROR(
-      scanner->ScanSpan(view.id, key, Resolution::kBase, Resolution::kHour, start_ms,
-                        start_ms + unit, [&](Resolution res, int64_t start, std::string_view b) {
-                          if (res == Resolution::kHour) {
-                            rolled_hours.insert(start);
-                            merge(start, b);
-                          } else {
-                            base.emplace_back(start, std::pair(base_bytes.size(), b.size()));
-                            base_bytes.append(b);
-                          }
-                          return true;
-                        }));
-  for (const auto& [start, span] : base) {
-    if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, start))) continue;
-    merge(start, std::string_view(base_bytes).substr(span.first, span.second));
+  TESSERA_RETURN_IF_ERROR(scanner->ScanSpan(view.id, key, Resolution::kBase, Resolution::kHour,
+                                            start_ms, start_ms + unit,
+                                            [&](Resolution res, int64_t start, std::string_view b) {
+                                              if (res == Resolution::kHour) {
+                                                rolled_hours.insert(start);
+                                                merge(start, b);
+                                              } else {
+                                                base.Add(start, b);
+                                              }
+                                              return true;
+                                            }));
+  for (size_t i = 0; i < base.size(); ++i) {
+    if (rolled_hours.contains(tile::ParentSlot(Resolution::kHour, base.starts[i]))) continue;
+    merge(base.starts[i], base.tile(i));
   }
   TESSERA_RETURN_IF_ERROR(decode);
   return merged;

@@ -345,8 +345,7 @@ class RocksTileScanner final : public TileScanner {
         if (key.size() != prefix_len + kStartMsBytes ||
             key.compare(0, prefix_len, lower_, 0, prefix_len) != 0) {
           it_.reset();  // the next scan starts from a fresh iterator
-          return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range",
-                          *dir_, key.size());
+          return UnexpectedTileKey(key);
         }
         fn(DecodeTileStart(key), View(it_->value()));
       }
@@ -389,8 +388,7 @@ class RocksTileScanner final : public TileScanner {
         if (key.size() != prefix_len + kStartMsBytes ||
             key.compare(0, prefix_len - 1, span_lower_, 0, prefix_len - 1) != 0) {
           span_it_.reset();
-          return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range",
-                          *dir_, key.size());
+          return UnexpectedTileKey(key);
         }
         const auto res = static_cast<uint8_t>(key[prefix_len - 1]);
         const int64_t start = DecodeTileStart(key);
@@ -421,6 +419,12 @@ class RocksTileScanner final : public TileScanner {
   }
 
  private:
+  // A key inside a scanned tile range that is not a tile key of the scanned (view, key).
+  absl::Status UnexpectedTileKey(std::string_view key) const {
+    return DataLoss("RocksDB Scan of {}: unexpected key of {} bytes inside a tile range", *dir_,
+                    key.size());
+  }
+
   rocksdb::DB* db_;
   const std::string* dir_;
   rocksdb::ReadOptions ro_;
