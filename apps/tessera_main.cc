@@ -117,8 +117,9 @@ absl::StatusOr<std::unique_ptr<store::TileStore>> OpenBigtable(const std::string
 
 // Opens the store at `location` (a RocksDB directory, or bigtable://PROJECT/INSTANCE/TABLE) and
 // loads its catalog; with a `sql_path`, registers that SQL first. `bulk` (a backfill) skips
-// RocksDB's WAL (backfills sync at every flush instead) and keeps a small block cache: a
-// backfill reads a stored tile back at most once per flush, so a cache would mostly hold memory.
+// RocksDB's WAL (backfills sync at every flush instead), writes its bulk SST files uncompressed
+// (compaction compresses them later), and keeps a small block cache: a backfill reads a stored
+// tile back at most once per flush, so a cache would mostly hold memory.
 absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std::string& sql_path,
                                          bool read_only, bool bulk) {
   std::string sql;
@@ -133,7 +134,10 @@ absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std:
     opts.read_only = read_only;
     opts.create_if_missing = !read_only;
     opts.disable_wal = bulk;
-    if (bulk) opts.block_cache_bytes = size_t{32} << 20;
+    if (bulk) {
+      opts.block_cache_bytes = size_t{32} << 20;
+      opts.compress_bulk_ingest = false;
+    }
     TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<store::RocksDbTileStore> rocksdb,
                              store::RocksDbTileStore::Open(location, opts));
     db.rocksdb = rocksdb.get();
@@ -151,7 +155,7 @@ absl::StatusOr<OpenDb> OpenDbWithCatalog(const std::string& location, const std:
 }
 
 int RunBackfillCommand(const std::string& sql_path, const std::vector<std::string>& inputs,
-                       const std::string& db, engine::BackfillOptions options) {
+                       const std::string& db, engine::BackfillOptions options, bool compact) {
   // Before the DB is opened (or created): a typo in a path must not leave an empty DB behind.
   if (absl::Status s = engine::CheckBackfillInputs(inputs); !s.ok()) return Fail(s);
   auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/true);
@@ -168,6 +172,12 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
   auto summary = engine::RunBackfill(store, catalog, options);
   progress.Done();
   if (!summary.ok()) return Fail(summary.status());
+  if (compact) {
+    if (opened->rocksdb == nullptr) {
+      return Fail(InvalidArgument("--compact applies to a RocksDB store only"));
+    }
+    if (absl::Status s = opened->rocksdb->CompactAll(); !s.ok()) return Fail(s);
+  }
   fmt::print("{}\n", summary->ToJson());
   return 0;
 }
@@ -542,6 +552,10 @@ int main(int argc, char** argv) {
   size_t chunk_kb = 1024;
   backfill->add_option("--chunk-kb", chunk_kb, "Input bytes each worker decodes per round")
       ->capture_default_str();
+  bool compact = false;
+  backfill->add_flag("--compact", compact,
+                     "RocksDB: compact the whole DB at the end (bulk-written files are "
+                     "uncompressed until compacted)");
 
   auto* get = app.add_subcommand("get", "Read features for keys");
   auto* get_db = get->add_option("--db", db, "DB directory");
@@ -763,7 +777,7 @@ int main(int argc, char** argv) {
     options.chunk_bytes = std::max<size_t>(chunk_kb, 4) << 10;
     if (!parse_max_future(&options.max_future_ms)) return 2;
     if (!need_store(backfill)) return 2;
-    return tessera::RunBackfillCommand(sql_path, inputs, location, options);
+    return tessera::RunBackfillCommand(sql_path, inputs, location, options, compact);
   }
   if (get->parsed()) {
     if (!need_store(get)) return 2;

@@ -27,8 +27,12 @@ inline size_t EncodeVarint64(uint64_t v, char* dst) {
   return n;
 }
 inline void PutVarint64(std::string* out, uint64_t v) {
-  char buf[kMaxVarint64Bytes];
-  out->append(buf, EncodeVarint64(v, buf));
+  // Byte by byte: most varints are 1-2 bytes, where an append's memcpy call costs more.
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
 }
 inline void PutZigZag64(std::string* out, int64_t v) {
   PutVarint64(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));

@@ -645,9 +645,10 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     };
     const uint64_t seq = ingest_seq_.fetch_add(1);
     rocksdb::Options options = db_->GetOptions();
-    // Ingested files are written with the fast upper-level codec (LZ4); compaction later
-    // rewrites them with the bottommost codec.
+    // Ingested files are written with the fast upper-level codec (LZ4) or none; compaction
+    // later rewrites them with the bottommost codec.
     options.bottommost_compression = rocksdb::kDisableCompressionOption;
+    if (!options_.compress_bulk_ingest) options.compression = rocksdb::kNoCompression;
     std::vector<std::string> paths(threads);
     std::vector<rocksdb::Status> statuses(threads);
     RunParallel(threads, [&](size_t t) {

@@ -107,13 +107,23 @@ RocksDbOptions BulkIngest() {
   return o;
 }
 
+// A backfill's bulk writes: no WAL, uncompressed SST files.
+RocksDbOptions UncompressedBulkIngest() {
+  RocksDbOptions o = BulkIngest();
+  o.disable_wal = true;
+  o.compress_bulk_ingest = false;
+  return o;
+}
+
 INSTANTIATE_TEST_SUITE_P(RocksDb, TileStoreConformanceTest,
                          ::testing::Values(RocksFactory("Default", RocksDbOptions{}, false),
                                            RocksFactory("SmallBuffers", SmallOptions(), false),
                                            RocksFactory("SyncWrites", SyncWrites(), false),
                                            RocksFactory("NoWalFlushEveryWrite", NoWal(), true),
                                            RocksFactory("BulkIngestEveryWrite", BulkIngest(),
-                                                        false)),
+                                                        false),
+                                           RocksFactory("UncompressedBulkIngestEveryWrite",
+                                                        UncompressedBulkIngest(), true)),
                          TileStoreFactoryName);
 
 std::vector<std::string> ListDir(const std::string& dir) {
