@@ -1,5 +1,7 @@
 #include "common/strings.h"
 
+#include <cstring>
+
 namespace tessera {
 
 std::string ToLowerAscii(std::string_view s) {
@@ -31,6 +33,19 @@ std::string_view Trim(std::string_view s, std::string_view chars) {
 std::string_view TrimRight(std::string_view s, std::string_view chars) {
   const size_t last = s.find_last_not_of(chars);
   return last == std::string_view::npos ? std::string_view() : s.substr(0, last + 1);
+}
+
+size_t CountNewlines(std::string_view s) {
+  size_t n = 0;
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  while (p != end) {
+    p = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    if (p == nullptr) break;
+    ++n;
+    ++p;
+  }
+  return n;
 }
 
 }  // namespace tessera

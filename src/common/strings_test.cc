@@ -29,6 +29,16 @@ TEST(StringsTest, EqualsIgnoreCase) {
   EXPECT_FALSE(EqualsIgnoreCase("\xC3\x89", "\xC3\xA9"));
 }
 
+TEST(StringsTest, CountNewlines) {
+  EXPECT_EQ(CountNewlines(""), 0u);
+  EXPECT_EQ(CountNewlines("abc"), 0u);
+  EXPECT_EQ(CountNewlines("\n"), 1u);
+  EXPECT_EQ(CountNewlines("a\nb\n\nc"), 3u);
+  std::string big(100000, 'x');
+  for (size_t i = 0; i < big.size(); i += 7) big[i] = '\n';
+  EXPECT_EQ(CountNewlines(big), (big.size() + 6) / 7);
+}
+
 TEST(StringsTest, Trim) {
   EXPECT_EQ(Trim("  a b\t "), "a b");
   EXPECT_EQ(Trim(" \t "), "");

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "store/meta_keys.h"
 
 namespace tessera::engine {
@@ -43,8 +44,9 @@ absl::StatusOr<source::Source::Next> FileChunkSource::NextChunk(source::Chunk* c
     if (reader_ == nullptr) {
       source::LineReaderOptions ro;
       ro.chunk_bytes = chunk_bytes_;
-      TESSERA_ASSIGN_OR_RETURN(reader_,
+      TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LineReader> reader,
                                source::LineReader::Open(in.path, in.record.offset - tail_, ro));
+      reader_ = std::make_unique<source::ReadAheadLineReader>(std::move(reader));
     }
     TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
     if (!more) {
@@ -158,7 +160,7 @@ void FileChunkSource::Account(InputRun& in, const source::Chunk& chunk, int64_t*
     in.head.append(data.substr(from - start, to - from));
   }
   *first_line = in.record.lines + 1;
-  in.record.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
+  in.record.lines += static_cast<int64_t>(CountNewlines(data));
   if (!data.empty() && data.back() != '\n') ++in.record.lines;
   in.record.offset = chunk.end_offset();
   in.dirty = true;

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "engine/input_progress.h"
 #include "source/format/line_reader.h"
+#include "source/format/read_ahead_line_reader.h"
 #include "source/source.h"
 #include "store/tile_store.h"
 
@@ -63,7 +64,7 @@ class FileChunkSource final : public source::Source {
   std::vector<std::string> legacy_deletes_;
   size_t current_ = 0;
   uint64_t tail_ = 0;  // the current input resumes inside its last committed line (see Start)
-  std::unique_ptr<source::LineReader> reader_;
+  std::unique_ptr<source::ReadAheadLineReader> reader_;  // reads the next chunk meanwhile
   uint64_t bytes_ = 0;
   int skipped_ = 0;
   int resumed_ = 0;

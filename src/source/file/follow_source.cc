@@ -15,6 +15,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "store/meta_keys.h"
 
 namespace tessera::source {
@@ -298,7 +299,7 @@ absl::StatusOr<Source::Next> FollowChunkSource::NextChunk(Chunk* chunk, ChunkOri
                           ? f.path
                           : fmt::format("{} (lines counted from byte {})", f.path, f.resumed_from);
       std::string_view data = chunk->view();
-      f.lines += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
+      f.lines += static_cast<int64_t>(CountNewlines(data));
       return Next::kChunk;
     }
     // Caught up with every known file: look for new ones once.

@@ -9,6 +9,7 @@
 
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace tessera::source {
 namespace {
@@ -74,7 +75,7 @@ absl::StatusOr<Source::Next> StdinChunkSource::NextChunk(Chunk* chunk, ChunkOrig
       origin->first_line = lines_ + 1;
       origin->input = kInputName;
       std::string_view data = chunk->view();
-      lines_ += static_cast<int64_t>(std::count(data.begin(), data.end(), '\n'));
+      lines_ += static_cast<int64_t>(CountNewlines(data));
       if (data.back() != '\n') ++lines_;
       buffer_.erase(0, end);
       offset_ += end;

@@ -11,6 +11,7 @@
 #include "common/time_util.h"
 #include "common/value.h"
 #include "common/varint.h"
+#include "common/strings.h"
 #include "source/format/ndjson_decoder.h"
 
 namespace tessera::source {
@@ -25,7 +26,7 @@ constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
 // the body (more blocks when they need more; their JSON is at most the body), so rows waiting
 // to be handed over reserve about what they use.
 void ReserveFor(std::string_view body, const std::vector<ColumnDef>& columns, DecodedRows* rows) {
-  const size_t lines = static_cast<size_t>(std::count(body.begin(), body.end(), '\n')) + 1;
+  const size_t lines = static_cast<size_t>(CountNewlines(body)) + 1;
   RowBatch& batch = rows->batch;
   batch.arena = Arena(std::max<size_t>(body.size() / 4, 256));
   batch.event_time_ms.reserve(lines);
