@@ -656,17 +656,18 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
         size_t source;
         size_t i;
         size_t end;
+        std::string_view key;  // key_at(source, i), kept for the heap's comparisons
       };
       std::vector<Head> heads;
       for (size_t r = 0; r < sources; ++r) {
         const size_t begin = t == 0 ? 0 : lower_bound(r, pivots[t - 1]);
         const size_t end = t + 1 == threads ? source_size(r) : lower_bound(r, pivots[t]);
-        if (begin < end) heads.push_back(Head{r, begin, end});
+        if (begin < end) heads.push_back(Head{r, begin, end, key_at(r, begin)});
       }
       if (heads.empty()) return;
       // Min-heap on (key, source): std::*_heap keep the greatest first, hence `after`.
-      auto after = [&](const Head& a, const Head& b) {
-        const int c = key_at(a.source, a.i).compare(key_at(b.source, b.i));
+      auto after = [](const Head& a, const Head& b) {
+        const int c = a.key.compare(b.key);
         return c != 0 ? c > 0 : a.source > b.source;
       };
       std::make_heap(heads.begin(), heads.end(), after);
@@ -678,9 +679,10 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
         Head& h = heads.back();
         const size_t r = h.source;
         const size_t i = h.i;
-        const std::string_view k = key_at(r, i);
+        const std::string_view k = h.key;
         if (++h.i < h.end) {
-          if (key_at(r, h.i) < k || (r < runs && key_at(r, h.i) == k)) {
+          h.key = key_at(r, h.i);
+          if (h.key < k || (r < runs && h.key == k)) {
             s = rocksdb::Status::InvalidArgument("a tile run's keys are not in increasing order");
             break;
           }
@@ -689,7 +691,7 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
           heads.pop_back();
         }
         // A later entry of the same key (in the same source or a later one) supersedes this.
-        if (!heads.empty() && key_at(heads.front().source, heads.front().i) == k) continue;
+        if (!heads.empty() && heads.front().key == k) continue;
         if (r < runs) {
           s = writer.Put(ToSlice(k), ToSlice(batch.tile_runs[r].value(i)));
           continue;
