@@ -30,12 +30,12 @@ class ReadAheadLineReader {
   std::unique_ptr<LineReader> reader_;
   std::mutex mu_;
   std::condition_variable cv_;
-  Chunk ahead_;                     // filled by the thread while `want_`
-  bool want_ = true;                // the thread should fill ahead_
-  bool ready_ = false;              // ahead_ and result_ hold the next Next()'s answer
-  absl::StatusOr<bool> result_;     // of the read into ahead_
+  Chunk ahead_;                  // filled by the thread while `want_`
+  bool want_ = true;             // the thread should fill ahead_
+  bool ready_ = false;           // ahead_ and result_ hold the next Next()'s answer
+  absl::StatusOr<bool> result_;  // of the read into ahead_
   bool stop_ = false;
-  std::thread thread_;              // last: starts once the rest is constructed
+  std::thread thread_;  // last: starts once the rest is constructed
 };
 
 }  // namespace tessera::source

@@ -40,8 +40,8 @@ std::vector<Answer> Drain(Reader& reader) {
     if (!a.more) break;
   }
   absl::StatusOr<bool> again = reader.Next(&chunk);
-  answers.push_back(Answer{again.ok(), again.ok() && *again, 0, "",
-                           again.ok() ? "" : again.status().ToString()});
+  answers.push_back(
+      Answer{again.ok(), again.ok() && *again, 0, "", again.ok() ? "" : again.status().ToString()});
   return answers;
 }
 

@@ -8,10 +8,10 @@
 #include "common/column.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "common/value.h"
 #include "common/varint.h"
-#include "common/strings.h"
 #include "source/format/ndjson_decoder.h"
 
 namespace tessera::source {
