@@ -46,7 +46,7 @@ absl::StatusOr<source::Source::Next> FileChunkSource::NextChunk(source::Chunk* c
       ro.chunk_bytes = chunk_bytes_;
       TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<source::LineReader> reader,
                                source::LineReader::Open(in.path, in.record.offset - tail_, ro));
-      reader_ = std::make_unique<source::ReadAheadLineReader>(std::move(reader));
+      reader_ = std::make_unique<source::ReadAheadLineReader>(std::move(reader), kReadAhead);
     }
     TESSERA_ASSIGN_OR_RETURN(bool more, reader_->Next(chunk));
     if (!more) {

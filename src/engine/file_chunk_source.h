@@ -46,6 +46,10 @@ class FileChunkSource final : public source::Source {
     bool dirty = false;    // record changed since the last checkpoint
   };
 
+  // Chunks read ahead of the workers: one per worker of a two-core round, so the second worker
+  // of a round does not wait for the read the first one's take started.
+  static constexpr size_t kReadAhead = 2;
+
   // Finds where input `i` starts.
   absl::Status Start(size_t i);
   // The first chunk of an input resumed after an unterminated last line of `tail_` bytes (the

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <limits>
 #include <map>
@@ -26,7 +27,10 @@ namespace tessera::engine {
 struct IngestPipeline::ViewPrep {
   explicit ViewPrep(const sql::ViewDef& view) : rows(view) {}
   ViewRowPrep rows;
-  std::vector<uint32_t> shard;  // per kAggregate row: its open-tile shard
+  // The kAggregate rows grouped by open-tile shard, in arrival order within a shard: shard s's
+  // are by_shard[shard_begin[s], shard_begin[s + 1]).
+  std::vector<uint32_t> shard_begin;
+  std::vector<uint32_t> by_shard;
 };
 
 struct IngestPipeline::Worker {
@@ -41,9 +45,8 @@ struct IngestPipeline::Worker {
   source::DecodeStats decode;
   std::vector<uint8_t> late;
   std::vector<ViewPrep> views;
-  // Scratch for phase 3.
+  // Scratch for phases 1 and 3.
   std::vector<uint32_t> rows;
-  std::vector<uint32_t> shard_offsets;
   std::vector<uint32_t> cursor;
   std::vector<std::byte*> blocks;
   std::vector<std::byte*> states;
@@ -70,6 +73,12 @@ struct IngestPipeline::RunState {
   int64_t last_flush_ns;
   uint64_t flushed_seq = 0;    // next_seq at the last flush: input since then needs a checkpoint
   std::vector<Worker*> order;  // this round's batches in stream order
+  // Work claimed by the workers of a phase, largest first: (view, shard) pairs to aggregate
+  // this round, and to flush. A worker claims the next with the counter.
+  std::vector<std::pair<size_t, int>> aggregate_tasks;
+  std::atomic<size_t> next_aggregate_task{0};
+  std::vector<std::pair<size_t, int>> flush_tasks;
+  std::atomic<size_t> next_flush_task{0};
 };
 
 namespace {
@@ -142,13 +151,22 @@ void IngestPipeline::Prepare(Worker* w) {
   if (slots_ != nullptr) AppendSlotTag(w->slot, &slot_tag);
   for (ViewPrep& p : w->views) {
     p.rows.Prepare(w->round_batch->columns, n, &w->arena, slot_tag, max_key_bytes_);
-    p.shard.resize(n);
     const std::vector<uint8_t>& status = p.rows.status();
     const std::vector<uint64_t>& hash = p.rows.key_hash();
+    const int num_shards = open_tiles_.num_shards();
+    // A counting sort of the rows by shard: w->rows holds each row's shard meanwhile.
+    p.shard_begin.assign(num_shards + 1, 0);
+    w->rows.resize(n);
     for (size_t r = 0; r < n; ++r) {
-      if (status[r] == ViewRowPrep::kAggregate) {
-        p.shard[r] = static_cast<uint32_t>(open_tiles_.ShardOf(hash[r]));
-      }
+      if (status[r] != ViewRowPrep::kAggregate) continue;
+      w->rows[r] = static_cast<uint32_t>(open_tiles_.ShardOf(hash[r]));
+      ++p.shard_begin[w->rows[r] + 1];
+    }
+    for (int s = 0; s < num_shards; ++s) p.shard_begin[s + 1] += p.shard_begin[s];
+    p.by_shard.resize(p.shard_begin[num_shards]);
+    w->cursor.assign(p.shard_begin.begin(), p.shard_begin.end() - 1);
+    for (size_t r = 0; r < n; ++r) {
+      if (status[r] == ViewRowPrep::kAggregate) p.by_shard[w->cursor[w->rows[r]]++] = r;
     }
   }
 }
@@ -207,74 +225,88 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
     }
   }
   run->finished = order.empty() && (run->input_done || run->stopping);
+
+  // This round's shards with rows, the most rows first, so the last ones claimed are small.
+  std::vector<std::pair<size_t, std::pair<size_t, int>>> sized;
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    for (int s = 0; s < open_tiles_.num_shards(); ++s) {
+      size_t rows = 0;
+      for (const Worker* w : order) {
+        rows += w->views[vi].shard_begin[s + 1] - w->views[vi].shard_begin[s];
+      }
+      if (rows > 0) sized.push_back({rows, {vi, s}});
+    }
+  }
+  std::stable_sort(sized.begin(), sized.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  run->aggregate_tasks.clear();
+  for (const auto& [rows, task] : sized) run->aggregate_tasks.push_back(task);
+  run->next_aggregate_task.store(0, std::memory_order_relaxed);
 }
 
-int64_t IngestPipeline::AggregateOwnShards(int worker_index, const std::vector<Worker*>& order) {
+void IngestPipeline::PlanFlush(RunState* run) {
+  // The largest shards first, so the last ones claimed are small.
+  std::vector<std::pair<size_t, std::pair<size_t, int>>> sized;
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    for (int s = 0; s < open_tiles_.num_shards(); ++s) {
+      sized.push_back({open_tiles_.shard(vi, s).size(), {vi, s}});
+    }
+  }
+  std::stable_sort(sized.begin(), sized.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  run->flush_tasks.clear();
+  for (const auto& [tiles, task] : sized) run->flush_tasks.push_back(task);
+  run->next_flush_task.store(0, std::memory_order_relaxed);
+}
+
+int64_t IngestPipeline::AggregateShards(int worker_index, RunState* run) {
   const int64_t start_ns = options_.clock->MonotonicNanos();
   Worker* me = workers_[worker_index].get();
-  const int num_shards = open_tiles_.num_shards();
-  const int my_shards = (num_shards - worker_index + threads_ - 1) / threads_;
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
+  while (true) {
+    const size_t task = run->next_aggregate_task.fetch_add(1, std::memory_order_relaxed);
+    if (task >= run->aggregate_tasks.size()) break;
+    const auto [vi, shard] = run->aggregate_tasks[task];
     const ViewRuntime& view = *views_[vi];
     const tile::TileLayout& layout = *view.layout;
     const int64_t tile_ms = view.def->tile_ms;
-    for (Worker* w : order) {
+    for (Worker* w : run->order) {
       const ViewPrep& p = w->views[vi];
-      const std::vector<uint8_t>& status = p.rows.status();
-      const size_t n = w->round_batch->num_rows;
       const int64_t* ts = w->round_batch->event_time_ms.data();
-      // My rows of this batch grouped by shard (stable: arrival order within a shard), so each
-      // shard is locked once per batch.
-      me->shard_offsets.assign(my_shards + 1, 0);
-      for (size_t r = 0; r < n; ++r) {
-        if (status[r] != ViewRowPrep::kAggregate || w->late[r]) continue;
-        const uint32_t shard = p.shard[r];
-        if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
-        ++me->shard_offsets[shard / threads_ + 1];
+      // The shard's on-time rows of this batch, in arrival order; the shard is locked once.
+      me->rows.clear();
+      for (uint32_t i = p.shard_begin[shard]; i < p.shard_begin[shard + 1]; ++i) {
+        if (!w->late[p.by_shard[i]]) me->rows.push_back(p.by_shard[i]);
       }
-      for (int k = 0; k < my_shards; ++k) me->shard_offsets[k + 1] += me->shard_offsets[k];
-      me->rows.resize(me->shard_offsets[my_shards]);
-      me->cursor.assign(me->shard_offsets.begin(), me->shard_offsets.end() - 1);
-      for (size_t r = 0; r < n; ++r) {
-        if (status[r] != ViewRowPrep::kAggregate || w->late[r]) continue;
-        const uint32_t shard = p.shard[r];
-        if (static_cast<int>(shard % static_cast<uint32_t>(threads_)) != worker_index) continue;
-        me->rows[me->cursor[shard / threads_]++] = static_cast<uint32_t>(r);
-      }
-      for (int k = 0; k < my_shards; ++k) {
-        const uint32_t begin = me->shard_offsets[k];
-        const uint32_t count = me->shard_offsets[k + 1] - begin;
-        if (count == 0) continue;
-        const int shard = worker_index + k * threads_;
-        const uint32_t* rows = me->rows.data() + begin;
-        open_tiles_.Add(vi, shard, count, [&](TileShard& tiles) {
-          me->blocks.resize(count);
-          constexpr uint32_t kAhead = 8;
-          for (uint32_t i = 0; i < std::min(count, kAhead); ++i) {
-            const uint32_t r = rows[i];
-            tiles.Prefetch(p.rows.key()[r], p.rows.key_hash()[r], AlignDown(ts[r], tile_ms));
+      const uint32_t count = static_cast<uint32_t>(me->rows.size());
+      if (count == 0) continue;
+      const uint32_t* rows = me->rows.data();
+      open_tiles_.Add(vi, shard, count, [&](TileShard& tiles) {
+        me->blocks.resize(count);
+        constexpr uint32_t kAhead = 8;
+        for (uint32_t i = 0; i < std::min(count, kAhead); ++i) {
+          const uint32_t r = rows[i];
+          tiles.Prefetch(p.rows.key()[r], p.rows.key_hash()[r], AlignDown(ts[r], tile_ms));
+        }
+        for (uint32_t i = 0; i < count; ++i) {
+          if (i + kAhead < count) {
+            const uint32_t ahead = rows[i + kAhead];
+            tiles.Prefetch(p.rows.key()[ahead], p.rows.key_hash()[ahead],
+                           AlignDown(ts[ahead], tile_ms));
           }
-          for (uint32_t i = 0; i < count; ++i) {
-            if (i + kAhead < count) {
-              const uint32_t ahead = rows[i + kAhead];
-              tiles.Prefetch(p.rows.key()[ahead], p.rows.key_hash()[ahead],
-                             AlignDown(ts[ahead], tile_ms));
-            }
-            const uint32_t r = rows[i];
-            me->blocks[i] = tiles.FindOrCreate(p.rows.key()[r], p.rows.key_hash()[r],
-                                               AlignDown(ts[r], tile_ms));
-          }
-          me->states.resize(count);
-          for (size_t a = 0; a < layout.num_slots(); ++a) {
-            const size_t off = layout.offset(a);
-            for (uint32_t i = 0; i < count; ++i) me->states[i] = me->blocks[i] + off;
-            layout.agg(a).AddBatch(me->states.data(), p.rows.arg_columns()[a], ts, rows, count);
-          }
-        });
-      }
+          const uint32_t r = rows[i];
+          me->blocks[i] =
+              tiles.FindOrCreate(p.rows.key()[r], p.rows.key_hash()[r], AlignDown(ts[r], tile_ms));
+        }
+        me->states.resize(count);
+        for (size_t a = 0; a < layout.num_slots(); ++a) {
+          const size_t off = layout.offset(a);
+          for (uint32_t i = 0; i < count; ++i) me->states[i] = me->blocks[i] + off;
+          layout.agg(a).AddBatch(me->states.data(), p.rows.arg_columns()[a], ts, rows, count);
+        }
+      });
     }
+    open_tiles_.UpdateMemory(vi, shard);
   }
-  open_tiles_.UpdateMemory(worker_index);
   return options_.clock->MonotonicNanos() - start_ns;
 }
 
@@ -320,32 +352,32 @@ absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
   return absl::OkStatus();
 }
 
-absl::Status IngestPipeline::FlushShards(int worker_index) {
+absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
   FlushOutput& out = flush_out_[worker_index];
   out.clear();
   flushed_until_[worker_index].assign(views_.size(), kStoreHoldsNone);
-  const int num_shards = open_tiles_.num_shards();
   const int64_t closed_by = watermark_.closed_by();
   const int64_t kept_from = base_retention_ms_ > 0
                                 ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
                                 : kNoRetention;
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    for (int s = worker_index; s < num_shards; s += threads_) {
-      if (slots_ != nullptr) {
-        TESSERA_RETURN_IF_ERROR(FlushShardSlots(*views_[vi], open_tiles_.shard(vi, s), slots_,
-                                                slot_names_, &out,
-                                                &flush_stats_per_worker_[worker_index]));
-        continue;
-      }
-      const TileShard& shard = open_tiles_.shard(vi, s);
-      if (shard.size() > 0) {
-        flushed_until_[worker_index][vi] =
-            std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
-      }
-      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
-                                         &out, &flush_stats_per_worker_[worker_index], kept_from));
-      if (!options_.open_tiles_readable) open_tiles_.DropStates(vi, s);
+  while (true) {
+    const size_t task = run->next_flush_task.fetch_add(1, std::memory_order_relaxed);
+    if (task >= run->flush_tasks.size()) break;
+    const auto [vi, s] = run->flush_tasks[task];
+    if (slots_ != nullptr) {
+      TESSERA_RETURN_IF_ERROR(FlushShardSlots(*views_[vi], open_tiles_.shard(vi, s), slots_,
+                                              slot_names_, &out,
+                                              &flush_stats_per_worker_[worker_index]));
+      continue;
     }
+    const TileShard& shard = open_tiles_.shard(vi, s);
+    if (shard.size() > 0) {
+      flushed_until_[worker_index][vi] =
+          std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
+    }
+    TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
+                                       &out, &flush_stats_per_worker_[worker_index], kept_from));
+    if (!options_.open_tiles_readable) open_tiles_.DropStates(vi, s);
   }
   std::unique_ptr<store::TileScanner> scanner;
   if (!owed_work_[worker_index].empty()) scanner = store_->NewScanner(nullptr);
@@ -565,7 +597,10 @@ void IngestPipeline::DecideFlush(RunState* run) {
                              pending_rollups_.HasClosed(watermark_.committed_closed_by()));
   run->flush_now = run->finished || !run->input_error.ok() || interval_due ||
                    open_bytes > options_.memory_budget_bytes || run->input->WantsFlush();
-  if (run->flush_now) run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+  if (run->flush_now) {
+    run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+    PlanFlush(run);
+  }
   if (progress_) progress_(source_counters_, run->flush_now);
   PublishMetrics();
   if (!run->flush_now && run->order.empty() && !run->input_done) {
@@ -583,7 +618,7 @@ void IngestPipeline::DecideFlush(RunState* run) {
 bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
   while (run->flush_now) {
     const int64_t build_start = options_.clock->MonotonicNanos();
-    absl::Status s = FlushShards(worker_index);
+    absl::Status s = FlushShards(worker_index, run);
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(run->input_mu);
       if (run->flush_error.ok()) run->flush_error = s;
@@ -612,7 +647,10 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     // The run is over: build the owed rollups the final watermark closed, flush by flush.
     if (worker_index == 0) {
       run->flush_now = pending_rollups_.HasClosed(watermark_.committed_closed_by());
-      if (run->flush_now) run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+      if (run->flush_now) {
+        run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+        PlanFlush(run);
+      }
     }
     run->sync.arrive_and_wait();
     if (!run->flush_now) return false;
@@ -627,7 +665,7 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
     run->sync.arrive_and_wait();
     if (coordinator) MarkLateInOrder(run);
     run->sync.arrive_and_wait();
-    busy_ns += AggregateOwnShards(worker_index, run->order);
+    busy_ns += AggregateShards(worker_index, run);
     metrics_.AddBusy(worker_index, busy_ns);
     run->sync.arrive_and_wait();
     if (coordinator) DecideFlush(run);

@@ -150,7 +150,7 @@ class IngestPipeline final : public OpenTileSource {
   struct RunState;
 
   // One worker's loop: rounds of (1) TakeAndPrepare, (2) MarkLateInOrder on the coordinating
-  // thread, (3) AggregateOwnShards, (4) DecideFlush on the coordinating thread, then flushes
+  // thread, (3) AggregateShards, (4) DecideFlush on the coordinating thread, then flushes
   // (FlushRounds) when decided; barriers between the phases.
   void WorkerLoop(int worker_index, RunState* run);
   // Phase 1: takes the next chunk (under the input lock), decodes it (unless the source handed
@@ -158,19 +158,24 @@ class IngestPipeline final : public OpenTileSource {
   // Returns the busy nanoseconds.
   int64_t TakeAndPrepare(int worker_index, RunState* run);
   void Prepare(Worker* w);
-  // Phase 2 (coordinating thread): orders this round's batches by sequence, marks late rows and
-  // adds up the counters.
+  // Phase 2 (coordinating thread): orders this round's batches by sequence, marks late rows,
+  // adds up the counters, and lists the shards to aggregate, largest first.
   void MarkLateInOrder(RunState* run);
-  // Phase 3: adds the on-time rows of the shards this worker owns and refreshes their memory
-  // estimate. Returns the busy nanoseconds.
-  int64_t AggregateOwnShards(int worker_index, const std::vector<Worker*>& order);
+  // Phase 3: claims shards one at a time until none is left, adds each one's on-time rows of
+  // every batch (in stream order) and refreshes its memory estimate. Returns the busy
+  // nanoseconds.
+  int64_t AggregateShards(int worker_index, RunState* run);
   // Phase 4 (coordinating thread): decides whether to flush (end, error, interval, memory),
   // publishes progress and metrics, and waits for a caught-up live source.
   void DecideFlush(RunState* run);
   // Flush phases, while run->flush_now: build, commit (coordinating thread), release. Returns
   // false when the worker should return (the run is over or failed).
   bool FlushRounds(int worker_index, RunState* run);
-  absl::Status FlushShards(int worker_index);
+  // Lists the shards a flush builds, largest first (coordinating thread, before the flush).
+  void PlanFlush(RunState* run);
+  // Claims shards to flush one at a time until none is left, then builds this worker's share of
+  // the owed rollups.
+  absl::Status FlushShards(int worker_index, RunState* run);
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
   // The latest event time accepted now (clock + max_future_ms).

@@ -95,36 +95,27 @@ void OpenTiles::Recount(size_t view, int shard, size_t table_bytes, int64_t now_
   ++m.recounts;
 }
 
-void OpenTiles::UpdateMemory(int worker) {
-  int64_t now_ns = 0;
-  bool have_now = false;
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    for (int s = worker; s < num_shards_; s += threads_) {
-      ShardMemory& m = memory_[vi][s];
-      if (m.rows_since_count == 0) continue;  // unchanged since the last update
-      const size_t table = shards_[vi][s]->MemoryBytes();
-      if (!have_now) {
-        now_ns = clock_->MonotonicNanos();
-        have_now = true;
-      }
-      const bool due =
-          m.rows_since_count >=
-              std::max<uint64_t>(kMinRowsPerCount, kRowsPerTilePerCount * m.tiles_at_count) ||
-          table - m.table_at_count > growth_per_count_ || now_ns - m.counted_at_ns >= kRecountNanos;
-      size_t heap = 0;
-      if (due) {
-        Recount(vi, s, table, now_ns);
-        heap = m.heap_counted;
-      } else if (m.table_at_count > 0) {
-        // Heap per table byte of the counted tiles, applied to the growth since the count.
-        const double per_byte =
-            static_cast<double>(m.heap_counted) / static_cast<double>(m.table_at_count);
-        heap = m.heap_counted +
-               static_cast<size_t>(per_byte * static_cast<double>(table - m.table_at_count));
-      }
-      m.estimate = table + heap;
-    }
+void OpenTiles::UpdateMemory(size_t view, int shard) {
+  ShardMemory& m = memory_[view][shard];
+  if (m.rows_since_count == 0) return;  // unchanged since the last update
+  const size_t table = shards_[view][shard]->MemoryBytes();
+  const int64_t now_ns = clock_->MonotonicNanos();
+  const bool due =
+      m.rows_since_count >=
+          std::max<uint64_t>(kMinRowsPerCount, kRowsPerTilePerCount * m.tiles_at_count) ||
+      table - m.table_at_count > growth_per_count_ || now_ns - m.counted_at_ns >= kRecountNanos;
+  size_t heap = 0;
+  if (due) {
+    Recount(view, shard, table, now_ns);
+    heap = m.heap_counted;
+  } else if (m.table_at_count > 0) {
+    // Heap per table byte of the counted tiles, applied to the growth since the count.
+    const double per_byte =
+        static_cast<double>(m.heap_counted) / static_cast<double>(m.table_at_count);
+    heap = m.heap_counted +
+           static_cast<size_t>(per_byte * static_cast<double>(table - m.table_at_count));
   }
+  m.estimate = table + heap;
 }
 
 size_t OpenTiles::MemoryBytes() const {

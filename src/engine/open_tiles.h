@@ -20,21 +20,24 @@ namespace tessera::engine {
 
 // The open (unflushed) tiles of one source's views, and the store snapshot they complete.
 //
-// Each view's keys are hashed into num_shards() TileShards. Shard s is owned by worker
-// s % threads: only its owner adds to it (Add(), exclusive lock) or walks it (flush, memory
-// count), so aggregation is lock-free between workers and deterministic. Readers of open tiles
-// (MergeInto) hold a shard's lock shared.
+// Each view's keys are hashed into num_shards() TileShards. In each phase of a pipeline a shard
+// is worked on by one worker at a time: the worker that claimed it for this round adds to it
+// (Add(), exclusive lock) and refreshes its memory estimate; the worker that claimed it for a
+// flush walks it. Rows of a shard are added in stream order whichever worker claims it, so
+// aggregation is deterministic. Readers of open tiles (MergeInto) hold a shard's lock shared.
 //
 // Swap on flush: a flush first writes the store, then SwapOut() publishes the new store snapshot
 // and swaps in empty shards in one exclusive section, so a reader sees either (old snapshot + the
 // open tiles) or (new snapshot + nothing): every row exactly once. The swapped-out shards are
-// freed by their owners in parallel (ReleaseRetired), since destroying many sketches is not free.
+// freed by the workers in parallel (ReleaseRetired: shard s by worker s % threads), since
+// destroying many sketches is not free.
 //
 // Memory: MemoryBytes() is what the flush trigger compares with the budget: arenas and hash
 // tables (known exactly at all times) plus the heap memory of the sketches (HyperLogLog, KLL,
 // LAST_K/TOP_K, string FIRST/LAST_VALUE), which only a walk over a shard's tiles can count.
-// Walking every open tile every round would cost O(open tiles) per round, so each owner recounts
-// a shard's heap exactly only when one of these holds since its last count:
+// Walking every open tile every round would cost O(open tiles) per round, so a shard's heap is
+// recounted exactly (by the worker that just added to it) only when one of these holds since its
+// last count:
 //   - it took at least max(kMinRowsPerCount, kRowsPerTilePerCount * tiles at the last count)
 //     rows: the walk then costs at most 1/kRowsPerTilePerCount tile visits per row, amortized;
 //   - its arena and hash-table bytes grew by more than budget / (8 * shards): a burst of new
@@ -66,10 +69,9 @@ class OpenTiles {
   int ShardOf(uint64_t key_hash) const {
     return static_cast<int>(key_hash % static_cast<uint64_t>(num_shards_));
   }
-  int OwnerOf(int shard) const { return shard % threads_; }
 
-  // Owner only: runs fn(TileShard&) on shard (view, shard) locked exclusively (readers wait), and
-  // counts `rows` added rows for the memory estimate.
+  // The shard's worker of this round only: runs fn(TileShard&) on shard (view, shard) locked
+  // exclusively (readers wait), and counts `rows` added rows for the memory estimate.
   template <typename Fn>
   void Add(size_t view, int shard, uint32_t rows, Fn&& fn) {
     {
@@ -79,7 +81,8 @@ class OpenTiles {
     memory_[view][shard].rows_since_count += rows;
   }
 
-  // Owner (or any thread while no one adds, e.g. during a flush): the shard, without locking.
+  // The shard's worker (or any thread while no one adds, e.g. during a flush): the shard,
+  // without locking.
   const TileShard& shard(size_t view, int shard) const { return *shards_[view][shard]; }
 
   // Thread-safe, callable at any time: merges into *blocks[i] the open tiles of (view, key) with
@@ -89,7 +92,7 @@ class OpenTiles {
       size_t view, std::string_view key, std::span<const std::pair<int64_t, int64_t>> ranges,
       std::span<std::byte* const> blocks, int64_t* tiles_merged) const;
 
-  // Owner, during a flush of a pipeline whose open tiles no reader merges (a backfill): frees
+  // The shard's flush worker, in a pipeline whose open tiles no reader merges (a backfill): frees
   // the shard's tile states once the flush has serialized them. Its keys stay until SwapOut()'s
   // shards are released (the flush's owed rollups point into them).
   void DropStates(size_t view, int shard) { shards_[view][shard]->DestroyStates(); }
@@ -102,11 +105,11 @@ class OpenTiles {
   // Frees the swapped-out shards owned by `worker`. Each worker after SwapOut().
   void ReleaseRetired(int worker);
 
-  // Owner: refreshes the memory estimate of the shards `worker` owns, recounting sketch heap
-  // exactly where due (see the class comment). Call after adding, once per round.
-  void UpdateMemory(int worker);
-  // The open tiles' bytes: the sum of the shards' estimates as of their owners' last
-  // UpdateMemory(). Coordinating thread, between phases.
+  // The shard's worker of this round: refreshes its memory estimate, recounting sketch heap
+  // exactly where due (see the class comment). Call after adding to it, once per round.
+  void UpdateMemory(size_t view, int shard);
+  // The open tiles' bytes: the sum of the shards' estimates as of their last UpdateMemory().
+  // Coordinating thread, between phases.
   size_t MemoryBytes() const;
   // Number of open tiles, and whether there are none. Coordinating thread, between phases.
   size_t size() const;
@@ -115,7 +118,7 @@ class OpenTiles {
   int64_t heap_recounts() const;
 
  private:
-  // Memory bookkeeping of one shard, touched only by its owner (and summed between phases).
+  // Memory bookkeeping of one shard, touched only by its worker (and summed between phases).
   struct ShardMemory {
     size_t estimate = 0;        // arena + table bytes + estimated heap, at the last update
     size_t heap_counted = 0;    // exact sketch heap at the last count

@@ -93,8 +93,6 @@ class OpenTilesTest : public ::testing::Test {
 TEST_F(OpenTilesTest, ReadersMergeOpenTilesInRangeWithThePublishedSnapshot) {
   OpenTiles open({view_}, 2, 3, size_t{1} << 30, &clock_);
   EXPECT_EQ(open.num_shards(), 6);
-  EXPECT_EQ(open.OwnerOf(4), 0);
-  EXPECT_EQ(open.OwnerOf(5), 1);
   auto before = store_.GetSnapshot();
   open.Publish(before);
   EXPECT_TRUE(open.empty());
@@ -125,7 +123,7 @@ TEST_F(OpenTilesTest, MemoryCountsSketchHeapNotOnlyArenas) {
   OpenTiles open({view_}, 1, 1, size_t{1} << 30, &clock_);
   // One tile, many distinct tracks: the arena holds one small block; the HLL grows to dense.
   AddRows(&open, "a", kT0, Tracks(0, 20'000));
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 1);  // 20000 rows >= kMinRowsPerCount: counted exactly
   EXPECT_LT(TableBytes(open), 4096u);
   EXPECT_GE(open.MemoryBytes(), TableBytes(open) + agg::HyperLogLog::kNumRegisters);
@@ -134,25 +132,25 @@ TEST_F(OpenTilesTest, MemoryCountsSketchHeapNotOnlyArenas) {
 TEST_F(OpenTilesTest, HeapIsRecountedOnRowsOrTimeAndEstimatedInBetween) {
   OpenTiles open({view_}, 1, 1, size_t{1} << 30, &clock_);
   AddRows(&open, "a", kT0, Tracks(0, 10));
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   // Few rows, no time passed, little growth: no walk, the estimate scales the last count (none).
   EXPECT_EQ(open.heap_recounts(), 0);
   EXPECT_EQ(open.MemoryBytes(), TableBytes(open));
   // A second of (fake) time later, the next update counts the rows not counted yet exactly.
   clock_.AdvanceMillis(1000);
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 1);
   const size_t counted = open.MemoryBytes();
   EXPECT_GT(counted, TableBytes(open));  // the sparse HLL's heap table
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 1);  // no rows since: nothing to do
   // Growth without new tiles is caught after kMinRowsPerCount rows at the latest.
   AddRows(&open, "a", kT0, Tracks(10, 10 + OpenTiles::kMinRowsPerCount - 1));
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 1);
   EXPECT_EQ(open.MemoryBytes(), counted);  // estimated: no new tile, so no growth seen
   AddRows(&open, "a", kT0, Tracks(5000, 5001));
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 2);
   EXPECT_GT(open.MemoryBytes(), counted);
 }
@@ -161,7 +159,7 @@ TEST_F(OpenTilesTest, ArenaGrowthBeyondAFractionOfTheBudgetForcesARecount) {
   // Budget 16 KiB over 1 shard: a recount once the arena grew by more than 2 KiB.
   OpenTiles open({view_}, 1, 1, 16 * 1024, &clock_);
   for (int k = 0; k < 100; ++k) AddRows(&open, fmt::format("key-{}", k), kT0, Tracks(0, 1));
-  open.UpdateMemory(0);
+  open.UpdateMemory(0, 0);
   EXPECT_EQ(open.heap_recounts(), 1);
 }
 

@@ -1,39 +1,47 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstddef>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "source/format/line_reader.h"
 
 namespace tessera::source {
 
-// A LineReader that reads (and decompresses) the next chunk on a thread of its own while the
-// caller works on the current one. Returns exactly what the wrapped reader's Next() would, in
-// the same order, including its failure after the lines before it. Holds one chunk more than
-// the caller. Not thread-safe (one caller), like LineReader.
+// A LineReader that reads (and decompresses) up to `depth` chunks ahead on a thread of its own
+// while the callers work on earlier ones. Returns exactly what the wrapped reader's Next() would,
+// in the same order, including its failure after the lines before it. Holds up to `depth` chunks
+// more than the caller. Not thread-safe (one caller at a time), like LineReader.
 class ReadAheadLineReader {
  public:
-  explicit ReadAheadLineReader(std::unique_ptr<LineReader> reader);
+  ReadAheadLineReader(std::unique_ptr<LineReader> reader, size_t depth);
   ~ReadAheadLineReader();  // waits for a read in progress
   ReadAheadLineReader(const ReadAheadLineReader&) = delete;
   ReadAheadLineReader& operator=(const ReadAheadLineReader&) = delete;
 
-  // As LineReader::Next. `chunk`'s buffer is kept and refilled in the background.
+  // As LineReader::Next. `chunk`'s old buffer is kept and refilled in the background.
   absl::StatusOr<bool> Next(Chunk* chunk);
 
  private:
+  struct Read {
+    Chunk chunk;
+    absl::StatusOr<bool> result;
+  };
   void Loop();
 
-  std::unique_ptr<LineReader> reader_;
+  const std::unique_ptr<LineReader> reader_;
+  const size_t depth_;
   std::mutex mu_;
   std::condition_variable cv_;
-  Chunk ahead_;                  // filled by the thread while `want_`
-  bool want_ = true;             // the thread should fill ahead_
-  bool ready_ = false;           // ahead_ and result_ hold the next Next()'s answer
-  absl::StatusOr<bool> result_;  // of the read into ahead_
+  std::deque<Read> ready_;    // read, not yet returned; the last one ends the stream if
+                              // its result is not `true`
+  std::vector<Chunk> spare_;  // buffers to read into
+  bool finished_ = false;     // the reader said false or failed: no more reads
   bool stop_ = false;
   std::thread thread_;  // last: starts once the rest is constructed
 };

@@ -64,13 +64,17 @@ class ReadAheadLineReaderTest : public ::testing::Test {
 
   // The read-ahead reader answers exactly as the plain one on `path`.
   void ExpectSameAnswers(const std::string& path, uint64_t skip, size_t chunk_bytes) {
+    for (size_t depth : {1, 2, 5}) ExpectSameAnswers(path, skip, chunk_bytes, depth);
+  }
+  void ExpectSameAnswers(const std::string& path, uint64_t skip, size_t chunk_bytes, size_t depth) {
+    SCOPED_TRACE(fmt::format("depth {}", depth));
     LineReaderOptions opts;
     opts.chunk_bytes = chunk_bytes;
     auto plain = LineReader::Open(path, skip, opts);
     ASSERT_TRUE(plain.ok()) << plain.status();
     auto inner = LineReader::Open(path, skip, opts);
     ASSERT_TRUE(inner.ok()) << inner.status();
-    ReadAheadLineReader ahead(std::move(*inner));
+    ReadAheadLineReader ahead(std::move(*inner), depth);
     const std::vector<Answer> want = Drain(**plain);
     const std::vector<Answer> got = Drain(ahead);
     ASSERT_EQ(got.size(), want.size());
@@ -112,7 +116,7 @@ TEST_F(ReadAheadLineReaderTest, LinesBeforeAStreamFailureThenTheErrorAgain) {
   opts.chunk_bytes = 8192;
   auto inner = LineReader::Open(path, 0, opts);
   ASSERT_TRUE(inner.ok());
-  ReadAheadLineReader ahead(std::move(*inner));
+  ReadAheadLineReader ahead(std::move(*inner), 3);
   const std::vector<Answer> got = Drain(ahead);
   ASSERT_GE(got.size(), 3u);
   EXPECT_FALSE(got[got.size() - 2].ok);
@@ -127,7 +131,7 @@ TEST_F(ReadAheadLineReaderTest, DestroyedPartWayWithAReadInFlight) {
     opts.chunk_bytes = 4096;
     auto inner = LineReader::Open(path, 0, opts);
     ASSERT_TRUE(inner.ok());
-    ReadAheadLineReader ahead(std::move(*inner));
+    ReadAheadLineReader ahead(std::move(*inner), 1 + calls % 3);
     Chunk chunk;
     for (int i = 0; i < calls; ++i) ASSERT_TRUE(*ahead.Next(&chunk));
   }
