@@ -113,6 +113,21 @@ std::string FormatRfc3339Millis(int64_t epoch_ms) {
   int64_t mi = (rem / kMillisPerMinute) % 60;
   int64_t s = (rem / 1000) % 60;
   int64_t ms = rem % 1000;
+  if (y >= 0 && y <= 9999) {
+    // The common case by hand: snprintf's format parsing was a few % of a batch read's time.
+    auto put = [](char* p, int64_t v, int digits) {
+      for (int i = digits - 1; i >= 0; --i, v /= 10) p[i] = static_cast<char>('0' + v % 10);
+    };
+    char out[] = "0000-00-00T00:00:00.000Z";
+    put(out, y, 4);
+    put(out + 5, m, 2);
+    put(out + 8, d, 2);
+    put(out + 11, h, 2);
+    put(out + 14, mi, 2);
+    put(out + 17, s, 2);
+    put(out + 20, ms, 3);
+    return std::string(out, sizeof(out) - 1);
+  }
   std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
                 static_cast<long long>(y), m, d, static_cast<long long>(h),
                 static_cast<long long>(mi), static_cast<long long>(s), static_cast<long long>(ms));

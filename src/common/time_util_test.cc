@@ -32,6 +32,12 @@ TEST(Rfc3339, FormatRoundTrips) {
     EXPECT_EQ(ParseRfc3339Millis(FormatRfc3339Millis(ms)), ms) << ms;
   }
   EXPECT_EQ(FormatRfc3339Millis(1767225600123), "2026-01-01T00:00:00.123Z");
+  EXPECT_EQ(FormatRfc3339Millis(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatRfc3339Millis(-62167219200000), "0000-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339Millis(253402300799999), "9999-12-31T23:59:59.999Z");
+  // Outside four-digit years: as printf's %04lld writes them.
+  EXPECT_EQ(FormatRfc3339Millis(253402300800000), "10000-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339Millis(-62167219200001), "-001-12-31T23:59:59.999Z");
 }
 
 TEST(TimePoint, AcceptsEpochMillisOrRfc3339) {

@@ -121,6 +121,7 @@ FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
     evals_.push_back(f.expr->kind == sql::Expr::Kind::kAggRef
                          ? nullptr
                          : std::make_unique<sql::ExprEvaluator>(*f.expr));
+    has_exprs_ = has_exprs_ || evals_.back() != nullptr;
   }
 }
 
@@ -131,6 +132,7 @@ void FeatureFinalizer::Finalize(const std::byte* block, std::vector<Value>* out)
   // Finalize every slot, then evaluate the features over a one-row batch of slot values.
   for (size_t a = 0; a < layout.num_slots(); ++a) {
     agg_values_[a] = layout.agg(a).Finalize(block + layout.offset(a));
+    if (!has_exprs_) continue;  // every feature is a bare aggregate: no batch to evaluate over
     const DataType t = layout.agg(a).result_type();
     if (t == DataType::kList) {
       agg_columns_[a].Reset(DataType::kNull, 1);

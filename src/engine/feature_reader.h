@@ -106,6 +106,7 @@ class FeatureFinalizer {
   std::vector<Column> agg_columns_;
   std::vector<Value> agg_values_;
   std::vector<std::unique_ptr<sql::ExprEvaluator>> evals_;  // per feature; null: a bare aggregate
+  bool has_exprs_ = false;  // some feature is an expression: agg_columns_ are its input
   Arena arena_;
 };
 
