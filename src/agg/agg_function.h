@@ -16,11 +16,14 @@
 //   absl::Status Deserialize(ByteReader* in, State* s) const;   into a fresh State
 //   Value Finalize(const State& s) const;
 //   size_t HeapBytes(const State& s) const;
+// An op that can merge its encoding without decoding it into a State first may declare
+//   absl::Status MergeSerialized(ByteReader* in, State* dst) const;  current version only
 // An op whose encoding changed may also declare
 //   static constexpr uint8_t kOldestVersion;                   oldest version still read
 //   absl::Status Deserialize(ByteReader* in, State* s, uint8_t version) const;
 // and then reads every version in [kOldestVersion, kVersion] (tiles written by older builds).
 
+#include <concepts>
 #include <cstddef>
 #include <new>
 #include <string>
@@ -30,6 +33,7 @@
 #include "absl/status/status.h"
 #include "agg/aggregate.h"
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "common/varint.h"
 
 namespace tessera::agg::internal {
@@ -37,6 +41,11 @@ namespace tessera::agg::internal {
 template <typename Op>
 concept ReadsOlderVersions = requires {
   Op::kOldestVersion;
+};
+
+template <typename Op>
+concept MergesSerialized = requires(const Op& op, ByteReader* in, typename Op::State* s) {
+  { op.MergeSerialized(in, s) } -> std::same_as<absl::Status>;
 };
 
 template <typename Op>
@@ -82,15 +91,7 @@ class AggFunction final : public AggregateFunction {
   absl::Status Deserialize(std::string_view* in, std::byte* state) const override {
     ByteReader reader(*in);
     uint8_t version = 0;
-    if (!reader.Byte(&version, "version").ok()) {
-      return DataLoss("{} state: empty encoding", AggKindName(kind_));
-    }
-    uint8_t oldest = Op::kVersion;
-    if constexpr (ReadsOlderVersions<Op>) oldest = Op::kOldestVersion;
-    if (version < oldest || version > Op::kVersion) {
-      return DataLoss("{} state: unsupported encoding version {} (expected {})", AggKindName(kind_),
-                      version, Op::kVersion);
-    }
+    TESSERA_RETURN_IF_ERROR(ReadVersion(&reader, &version));
     State parsed;
     absl::Status s = DeserializeVersion(&reader, &parsed, version);
     if (!s.ok()) {
@@ -101,11 +102,44 @@ class AggFunction final : public AggregateFunction {
     return absl::OkStatus();
   }
 
+  absl::Status MergeSerialized(std::string_view* in, std::byte* dst) const override {
+    ByteReader reader(*in);
+    uint8_t version = 0;
+    TESSERA_RETURN_IF_ERROR(ReadVersion(&reader, &version));
+    absl::Status s;
+    if constexpr (MergesSerialized<Op>) {
+      if (version == Op::kVersion) {
+        s = op_.MergeSerialized(&reader, Get(dst));
+        if (!s.ok()) return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
+        *in = reader.rest();
+        return absl::OkStatus();
+      }
+    }
+    State parsed;
+    s = DeserializeVersion(&reader, &parsed, version);
+    if (!s.ok()) return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
+    op_.Merge(Get(dst), parsed);
+    *in = reader.rest();
+    return absl::OkStatus();
+  }
+
   Value Finalize(const std::byte* state) const override { return op_.Finalize(*Get(state)); }
 
   size_t HeapBytes(const std::byte* state) const override { return op_.HeapBytes(*Get(state)); }
 
  private:
+  absl::Status ReadVersion(ByteReader* reader, uint8_t* version) const {
+    if (!reader->Byte(version, "version").ok()) {
+      return DataLoss("{} state: empty encoding", AggKindName(kind_));
+    }
+    uint8_t oldest = Op::kVersion;
+    if constexpr (ReadsOlderVersions<Op>) oldest = Op::kOldestVersion;
+    if (*version < oldest || *version > Op::kVersion) {
+      return DataLoss("{} state: unsupported encoding version {} (expected {})", AggKindName(kind_),
+                      *version, Op::kVersion);
+    }
+    return absl::OkStatus();
+  }
   absl::Status DeserializeVersion(ByteReader* reader, State* state, uint8_t version) const {
     if constexpr (ReadsOlderVersions<Op>) {
       return op_.Deserialize(reader, state, version);

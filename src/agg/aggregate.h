@@ -87,6 +87,11 @@ class AggregateFunction {
   // replacing its contents.
   virtual absl::Status Deserialize(std::string_view* in, std::byte* state) const = 0;
 
+  // dst ⊕= the encoded state at the front of `*in` (advancing it): what Deserialize into a fresh
+  // state and Merge would give, without materializing that state where the function knows how
+  // (HyperLogLog). On error `dst` may hold part of the input: the caller discards it.
+  virtual absl::Status MergeSerialized(std::string_view* in, std::byte* dst) const = 0;
+
   virtual Value Finalize(const std::byte* state) const = 0;
 
   // Approximate heap bytes owned by the state (for memory budgets); 0 for fixed-size states.

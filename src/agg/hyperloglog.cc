@@ -384,4 +384,61 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
   return DataLoss("unknown HyperLogLog mode {}", mode);
 }
 
+absl::Status HyperLogLog::MergeSerialized(ByteReader* in) {
+  if (empty()) return Deserialize(in);  // as Merge's first-merge copy
+  uint8_t mode = 0;
+  absl::Status s = in->Byte(&mode, "HyperLogLog mode");
+  if (!s.ok()) return s;
+  if (mode == kModeSparse) {
+    uint64_t count = 0;
+    s = in->Varint64(&count, "HyperLogLog entry count");
+    if (!s.ok()) return s;
+    if (count > kMaxSparseEntries) {
+      return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count, kMaxSparseEntries);
+    }
+    // All entries are checked before any is inserted, with Deserialize's rules.
+    absl::InlinedVector<uint32_t, 64> entries;
+    entries.reserve(count);
+    uint64_t prev = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t delta = 0;
+      s = in->Varint64(&delta, "HyperLogLog entry");
+      if (!s.ok()) return s;
+      if (i > 0 && delta == 0) return DataLoss("HyperLogLog sparse entries not increasing");
+      if (delta > (uint64_t{1} << 31) - prev) {
+        return DataLoss("HyperLogLog sparse entry out of range");
+      }
+      const uint64_t e = prev + delta;
+      const uint32_t rho = e & 63;
+      if (rho < 1 || rho > kMaxSparseRho) return DataLoss("HyperLogLog sparse rho {}", rho);
+      if (i > 0 &&
+          EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
+        return DataLoss("HyperLogLog sparse entries repeat an index");
+      }
+      entries.push_back(static_cast<uint32_t>(e));
+      prev = e;
+    }
+    for (uint32_t e : entries) SparseInsert(e);
+    return absl::OkStatus();
+  }
+  if (mode == kModeDense) {
+    std::string_view bytes;
+    s = in->Raw(kDenseEncodedBytes, &bytes, "HyperLogLog registers");
+    if (!s.ok()) return s;
+    if (!is_dense()) ToDense();
+    uint8_t* regs = registers();
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    for (uint32_t i = 0; i < kNumRegisters; i += 4, p += 3) {
+      const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
+      for (uint32_t j = 0; j < 4; ++j) {
+        const auto r = static_cast<uint8_t>((v >> (6 * j)) & 63);
+        if (r > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", r);
+        regs[i + j] = std::max(regs[i + j], r);
+      }
+    }
+    return absl::OkStatus();
+  }
+  return DataLoss("unknown HyperLogLog mode {}", mode);
+}
+
 }  // namespace tessera::agg

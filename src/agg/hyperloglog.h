@@ -67,6 +67,10 @@ class HyperLogLog {
   void Serialize(std::string* out) const;
   // Reads one sketch into *this (replacing it). Rejects malformed input with DataLoss.
   absl::Status Deserialize(ByteReader* in);
+  // Merges one encoded sketch into *this, as Deserialize into another sketch and Merge would,
+  // without building that sketch. Rejects what Deserialize rejects; *this may then hold part of
+  // the input (the caller discards it).
+  absl::Status MergeSerialized(ByteReader* in);
 
  private:
   // capacity_ of a dense sketch.

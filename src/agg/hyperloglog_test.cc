@@ -177,6 +177,47 @@ TEST(HyperLogLogTest, RoundTripsSparseAndDense) {
   }
 }
 
+TEST(HyperLogLogTest, MergeSerializedEqualsDecodeThenMerge) {
+  // Every pair of representations: empty, inline, table, dense, each side.
+  struct Range {
+    uint64_t begin, end;
+  };
+  const Range ranges[] = {{0, 0}, {0, 2}, {1, 40}, {30, 3500}, {1000, 30'000}, {0, 100'000}};
+  for (const Range& a : ranges) {
+    for (const Range& b : ranges) {
+      HyperLogLog expected = Build(5, a.begin, a.end);
+      expected.Merge(Build(5, b.begin, b.end));
+      HyperLogLog got = Build(5, a.begin, a.end);
+      const std::string bytes = Bytes(Build(5, b.begin, b.end));
+      ByteReader reader(bytes);
+      ASSERT_TRUE(got.MergeSerialized(&reader).ok());
+      EXPECT_TRUE(reader.empty());
+      EXPECT_EQ(Bytes(got), Bytes(expected))
+          << a.begin << "-" << a.end << " + " << b.begin << "-" << b.end;
+      EXPECT_EQ(got.HeapBytes(), expected.HeapBytes());
+    }
+  }
+}
+
+TEST(HyperLogLogTest, MergeSerializedRejectsWhatDeserializeRejects) {
+  const std::string bad[] = {std::string("\x03", 1),         std::string("\x01\x02\x41\x00", 4),
+                             std::string("\x01\x01\x40", 3), std::string("\x01\x01\x7f", 3),
+                             std::string("\x01\x81\x20", 3), std::string("\x02\x00", 2)};
+  for (const std::string& bytes : bad) {
+    for (uint64_t n : {0, 2, 100, 50'000}) {  // empty, inline, table, dense receivers
+      HyperLogLog h = Build(3, 0, n);
+      ByteReader reader(bytes);
+      EXPECT_EQ(h.MergeSerialized(&reader).code(), absl::StatusCode::kDataLoss) << n;
+    }
+  }
+  std::string dense(1 + HyperLogLog::kDenseEncodedBytes, '\0');
+  dense[0] = 2;
+  dense[1] = 60;  // register 60 > 51
+  HyperLogLog h = Build(3, 0, 100);
+  ByteReader reader(dense);
+  EXPECT_EQ(h.MergeSerialized(&reader).code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(HyperLogLogTest, RejectsCorruptEncodings) {
   auto parse = [](const std::string& bytes) {
     ByteReader reader(bytes);

@@ -138,13 +138,18 @@ void KllSketch::Merge(const KllSketch& other) {
 double KllSketch::Quantile(double q) const {
   if (!(q > 0.0)) return min_;
   if (q >= 1.0) return max_;
+  // Items by value with their weights: levels above 0 are kept sorted, so each is merged into
+  // the ones below it instead of sorting everything.
   std::vector<std::pair<double, uint64_t>> weighted;
   weighted.reserve(size_);
+  auto by_value = [](const auto& a, const auto& b) { return a.first < b.first; };
   for (size_t h = 0; h < levels_.size(); ++h) {
+    const auto mid = static_cast<ptrdiff_t>(weighted.size());
     for (double x : levels_[h]) weighted.emplace_back(x, uint64_t{1} << h);
+    if (h == 0) std::sort(weighted.begin(), weighted.end(), by_value);
+    if (h > 0)
+      std::inplace_merge(weighted.begin(), weighted.begin() + mid, weighted.end(), by_value);
   }
-  std::sort(weighted.begin(), weighted.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
   double target_d = std::ceil(q * static_cast<double>(n_));
   uint64_t target = target_d < 1.0 ? 1 : static_cast<uint64_t>(target_d);
   uint64_t cumulative = 0;

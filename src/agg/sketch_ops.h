@@ -339,6 +339,9 @@ struct ApproxCountDistinctOp {
   void Merge(State* dst, const State& src) const { dst->hll.Merge(src.hll); }
   void Serialize(const State& s, std::string* out) const { s.hll.Serialize(out); }
   absl::Status Deserialize(ByteReader* r, State* s) const { return s->hll.Deserialize(r); }
+  absl::Status MergeSerialized(ByteReader* r, State* dst) const {
+    return dst->hll.MergeSerialized(r);
+  }
   Value Finalize(const State& s) const {
     return Value::Int64(static_cast<int64_t>(s.hll.EstimateRounded()));
   }

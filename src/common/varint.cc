@@ -8,22 +8,6 @@ absl::Status ByteReader::Truncated(std::string_view what) const {
   return DataLoss("truncated or corrupt encoding while reading {}", what);
 }
 
-absl::Status ByteReader::Varint64(uint64_t* v, std::string_view what) {
-  uint64_t result = 0;
-  for (int shift = 0; shift <= 63; shift += 7) {
-    if (data_.empty()) return Truncated(what);
-    uint8_t b = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    if (shift == 63 && b > 1) return Truncated(what);
-    result |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) {
-      *v = result;
-      return absl::OkStatus();
-    }
-  }
-  return Truncated(what);
-}
-
 absl::Status ByteReader::ZigZag64(int64_t* v, std::string_view what) {
   uint64_t u = 0;
   absl::Status s = Varint64(&u, what);

@@ -63,7 +63,22 @@ class ByteReader {
  public:
   explicit ByteReader(std::string_view data) : data_(data) {}
 
-  absl::Status Varint64(uint64_t* v, std::string_view what);
+  // Inline: sketch decoding reads one per entry.
+  absl::Status Varint64(uint64_t* v, std::string_view what) {
+    uint64_t result = 0;
+    for (int shift = 0; shift <= 63; shift += 7) {
+      if (data_.empty()) return Truncated(what);
+      const auto b = static_cast<uint8_t>(data_[0]);
+      data_.remove_prefix(1);
+      if (shift == 63 && b > 1) return Truncated(what);
+      result |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) {
+        *v = result;
+        return absl::OkStatus();
+      }
+    }
+    return Truncated(what);
+  }
   absl::Status ZigZag64(int64_t* v, std::string_view what);
   absl::Status Fixed64(uint64_t* v, std::string_view what);
   absl::Status Double(double* d, std::string_view what);

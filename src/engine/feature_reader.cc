@@ -77,7 +77,6 @@ struct FeatureReader::Context::State {
   const ViewRuntime* view = nullptr;
   store::TileStore* store = nullptr;
   std::optional<tile::OwnedBlock> acc;
-  std::optional<tile::OwnedBlock> scratch;
   std::vector<std::unique_ptr<tile::OwnedBlock>> open_blocks;  // per window, reset per read
   std::vector<std::byte*> open_data;                           // their data()
   std::optional<FeatureFinalizer> finalizer;
@@ -102,7 +101,6 @@ struct FeatureReader::Context::State {
     if (view == v && store == s) return;
     if (view != v) {
       acc.emplace(*v->layout);
-      scratch.emplace(*v->layout);
       open_blocks.clear();
       finalizer.emplace(*v);
     }
@@ -403,17 +401,11 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
   }
 
   tile::OwnedBlock& acc = *state->acc;
-  tile::OwnedBlock& scratch = *state->scratch;
   absl::Status decode_error;
   auto merge = [&](int64_t start, std::string_view bytes) {
     if (!decode_error.ok()) return;
-    scratch.Reset();
-    absl::Status s = layout.Deserialize(bytes, scratch.data());
-    if (!s.ok()) {
-      decode_error = UnreadableTile(*view_, key, start, s);
-      return;
-    }
-    layout.Merge(acc.data(), scratch.data());
+    absl::Status s = layout.MergeSerialized(bytes, acc.data());
+    if (!s.ok()) decode_error = UnreadableTile(*view_, key, start, s);
   };
   acc.Reset();
   for (size_t k = 0; k < n; ++k) {

@@ -44,7 +44,10 @@ void TileLayout::Serialize(const std::byte* block, std::string* out) const {
   for (size_t i = 0; i < aggs_.size(); ++i) aggs_[i]->Serialize(block + offsets_[i], out);
 }
 
-absl::Status TileLayout::Deserialize(std::string_view bytes, std::byte* block) const {
+namespace {
+
+// The slot encodings of a tile: after its version and slot count, which must match `slots`.
+absl::StatusOr<std::string_view> SlotBytes(std::string_view bytes, size_t slots) {
   ByteReader reader(bytes);
   uint8_t version = 0;
   TESSERA_RETURN_IF_ERROR(reader.Byte(&version, "tile version"));
@@ -54,10 +57,27 @@ absl::Status TileLayout::Deserialize(std::string_view bytes, std::byte* block) c
   }
   uint64_t n = 0;
   TESSERA_RETURN_IF_ERROR(reader.Varint64(&n, "tile slot count"));
-  if (n != aggs_.size()) {
-    return DataLoss("tile has {} aggregate slots, the view has {}", n, aggs_.size());
+  if (n != slots) return DataLoss("tile has {} aggregate slots, the view has {}", n, slots);
+  return reader.rest();
+}
+
+}  // namespace
+
+absl::Status TileLayout::MergeSerialized(std::string_view bytes, std::byte* dst) const {
+  TESSERA_ASSIGN_OR_RETURN(std::string_view rest, SlotBytes(bytes, aggs_.size()));
+  for (size_t i = 0; i < aggs_.size(); ++i) {
+    absl::Status s = aggs_[i]->MergeSerialized(&rest, dst + offsets_[i]);
+    if (!s.ok()) {
+      return DataLoss("tile slot {} ({}): {}", i, agg::AggKindName(aggs_[i]->kind()),
+                      StatusMessage(s));
+    }
   }
-  std::string_view rest = reader.rest();
+  if (!rest.empty()) return DataLoss("tile has {} trailing bytes", rest.size());
+  return absl::OkStatus();
+}
+
+absl::Status TileLayout::Deserialize(std::string_view bytes, std::byte* block) const {
+  TESSERA_ASSIGN_OR_RETURN(std::string_view rest, SlotBytes(bytes, aggs_.size()));
   for (size_t i = 0; i < aggs_.size(); ++i) {
     absl::Status s = aggs_[i]->Deserialize(&rest, block + offsets_[i]);
     if (!s.ok()) {

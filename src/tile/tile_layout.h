@@ -38,6 +38,10 @@ class TileLayout {
   // Replaces the contents of an Init()'ed block with the decoded tile. Errors (DataLoss) say
   // which slot failed; the block stays valid (Init()'ed or partially filled) for Destroy().
   absl::Status Deserialize(std::string_view bytes, std::byte* block) const;
+  // dst ⊕= the decoded tile, slot by slot (as Deserialize into another block and Merge would,
+  // but sketches merge straight from their encoding). Errors as Deserialize's; `dst` may then
+  // hold part of the tile (the caller discards it) and stays valid for Destroy().
+  absl::Status MergeSerialized(std::string_view bytes, std::byte* dst) const;
   // Heap bytes owned by the block's states (for memory budgets).
   size_t HeapBytes(const std::byte* block) const;
 

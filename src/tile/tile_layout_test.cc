@@ -240,6 +240,26 @@ TEST(TileLayout, MergeEqualsAddingAllRows) {
   }
 }
 
+// Merging a tile's encoding into a block equals decoding it and merging, for every slot kind.
+TEST(TileLayout, MergeSerializedEqualsDecodeThenMerge) {
+  auto layout = MakeLayout();
+  constexpr size_t kRows = 300;
+  Rows rows = MakeRows(kRows, 77);
+  for (size_t split : {size_t{0}, size_t{1}, size_t{150}, kRows}) {
+    OwnedBlock x(*layout), y(*layout);
+    AddRows(*layout, x.data(), rows, 0, split);
+    AddRows(*layout, y.data(), rows, split, kRows);
+    const std::string y_bytes = SerializeBlock(*layout, y.data());
+    OwnedBlock expected(*layout), decoded(*layout);
+    ASSERT_TRUE(layout->Deserialize(SerializeBlock(*layout, x.data()), expected.data()).ok());
+    ASSERT_TRUE(layout->Deserialize(y_bytes, decoded.data()).ok());
+    layout->Merge(expected.data(), decoded.data());
+    ASSERT_TRUE(layout->MergeSerialized(y_bytes, x.data()).ok());
+    EXPECT_EQ(SerializeBlock(*layout, x.data()), SerializeBlock(*layout, expected.data()))
+        << "split=" << split;
+  }
+}
+
 class TileLayoutCorrupt : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -252,9 +272,15 @@ class TileLayoutCorrupt : public ::testing::Test {
     ASSERT_EQ(static_cast<size_t>(static_cast<uint8_t>(bytes_[1])), Specs().size());
   }
 
+  // Deserialize's error, after checking that MergeSerialized (into a non-empty block) fails
+  // with the same one.
   absl::Status Decode(const std::string& bytes) {
     OwnedBlock block(*layout_);  // its destructor must cope with a half-decoded block
-    return layout_->Deserialize(bytes, block.data());
+    absl::Status s = layout_->Deserialize(bytes, block.data());
+    OwnedBlock merged(*layout_);  // nor a half-merged one
+    AddRows(*layout_, merged.data(), MakeRows(20, 4), 0, 20);
+    EXPECT_EQ(layout_->MergeSerialized(bytes, merged.data()), s);
+    return s;
   }
 
   std::unique_ptr<TileLayout> layout_;
