@@ -82,6 +82,10 @@ struct FeatureReader::Context::State {
   std::optional<FeatureFinalizer> finalizer;
   // Reads without a snapshot (no open tiles) share it; made by the first of them.
   std::unique_ptr<store::TileScanner> scanner;
+  // Reads paired with open tiles share one per store snapshot (the open tiles' snapshot changes
+  // only at a flush): the last one, and the snapshot it reads (kept alive here).
+  std::shared_ptr<const store::StoreSnapshot> snapshot;
+  std::unique_ptr<store::TileScanner> snapshot_scanner;
   FetchedTiles fetched[3];  // day, hour, base
   FetchedTiles& Fetched(store::Resolution r) { return fetched[ResolutionIndex(r)]; }
   // Every stored tile of the key in the read's extent, of all resolutions, read with one
@@ -104,7 +108,11 @@ struct FeatureReader::Context::State {
       open_blocks.clear();
       finalizer.emplace(*v);
     }
-    if (store != s) scanner.reset();
+    if (store != s) {
+      scanner.reset();
+      snapshot_scanner.reset();
+      snapshot.reset();
+    }
     view = v;
     store = s;
   }
@@ -250,7 +258,9 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     TESSERA_ASSIGN_OR_RETURN(bool consistent,
                              MergeWindows(key, parts, order, kept_from, &result, state));
     if (consistent) return result;
-    state->scanner.reset();  // it may hold the state of the store before the race
+    // They may hold the state of the store before the race.
+    state->scanner.reset();
+    state->snapshot_scanner.reset();
     if (attempt == kMaxReadAttempts) {
       return Unavailable(
           "view {} key '{}': {} reads in a row raced the compaction that deletes base tiles past "
@@ -284,11 +294,14 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     snapshot = options_.open_tiles->MergeOpenTiles(*view_, key, parts, state->open_data,
                                                    &result->tiles_read);
   }
-  std::unique_ptr<store::TileScanner> own_scanner;
   store::TileScanner* scanner;
   if (snapshot != nullptr) {
-    own_scanner = store_->NewScanner(snapshot.get());
-    scanner = own_scanner.get();
+    if (state->snapshot_scanner == nullptr || state->snapshot != snapshot) {
+      state->snapshot_scanner.reset();  // before the snapshot it reads is released
+      state->snapshot = snapshot;
+      state->snapshot_scanner = store_->NewScanner(snapshot.get());
+    }
+    scanner = state->snapshot_scanner.get();
   } else {
     if (state->scanner == nullptr) state->scanner = store_->NewScanner(nullptr);
     scanner = state->scanner.get();

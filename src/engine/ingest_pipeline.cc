@@ -591,10 +591,11 @@ void IngestPipeline::DecideFlush(RunState* run) {
   const size_t open_bytes = open_tiles_.MemoryBytes();
   open_tile_bytes_.store(open_bytes, std::memory_order_relaxed);
   const int64_t now = options_.clock->MonotonicNanos();
-  const bool interval_due = options_.flush_interval_ms > 0 &&
-                            now - run->last_flush_ns >= options_.flush_interval_ms * 1'000'000 &&
-                            (!open_tiles_.empty() || run->next_seq != run->flushed_seq ||
-                             pending_rollups_.HasClosed(watermark_.committed_closed_by()));
+  // Something an interval flush would write: open tiles, input to checkpoint, owed rollups.
+  const bool pending = !open_tiles_.empty() || run->next_seq != run->flushed_seq ||
+                       pending_rollups_.HasClosed(watermark_.committed_closed_by());
+  const bool interval_due = options_.flush_interval_ms > 0 && pending &&
+                            now - run->last_flush_ns >= options_.flush_interval_ms * 1'000'000;
   run->flush_now = run->finished || !run->input_error.ok() || interval_due ||
                    open_bytes > options_.memory_budget_bytes || run->input->WantsFlush();
   if (run->flush_now) {
@@ -604,9 +605,10 @@ void IngestPipeline::DecideFlush(RunState* run) {
   if (progress_) progress_(source_counters_, run->flush_now);
   PublishMetrics();
   if (!run->flush_now && run->order.empty() && !run->input_done) {
-    // Caught up with a live source: wait for data, but not past the next flush.
+    // Caught up with a live source: wait for data, but not past the next flush (when there is
+    // anything to flush: an idle pipeline must not spin at the interval's deadline).
     int64_t wait_ms = 50;
-    if (options_.flush_interval_ms > 0) {
+    if (options_.flush_interval_ms > 0 && pending) {
       wait_ms = std::clamp<int64_t>(
           options_.flush_interval_ms - (now - run->last_flush_ns) / 1'000'000, 1, 50);
     }

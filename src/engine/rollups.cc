@@ -19,18 +19,15 @@ absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScan
                                         int64_t start_ms, std::byte* block) {
   const tile::TileLayout& layout = *view.layout;
   const int64_t unit = tile::ResolutionMillis(resolution, view.def->tile_ms);
-  tile::OwnedBlock child(layout);
   int merged = 0;
   absl::Status decode;
   auto merge = [&](int64_t start, std::string_view bytes) {
     if (!decode.ok()) return;
-    child.Reset();
-    decode = layout.Deserialize(bytes, child.data());
+    decode = layout.MergeSerialized(bytes, block);
     if (!decode.ok()) {
       decode = UnreadableTile(view, key, start, decode);
       return;
     }
-    layout.Merge(block, child.data());
     ++merged;
   };
   if (tile::ChildResolution(resolution, view.def->tile_ms) != Resolution::kHour) {

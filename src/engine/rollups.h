@@ -54,7 +54,8 @@ struct OwedRollup {
 // Merges into `block` the stored tiles one level below rollup (resolution, start) of `key`:
 // for an hour, its base tiles; for a day, its stored hour rollups plus the base tiles of the
 // hours that have none, read through `scanner` (one cursor for all the rollups a flush builds).
-// Returns how many tiles were merged. `block` must be Init()'ed.
+// Returns how many tiles were merged. `block` must be Init()'ed; after an error it may hold part
+// of the children (the caller discards it).
 absl::StatusOr<int> MergeStoredChildren(const ViewRuntime& view, store::TileScanner* scanner,
                                         std::string_view key, store::Resolution resolution,
                                         int64_t start_ms, std::byte* block);
