@@ -96,6 +96,19 @@ void BM_TileDeserializeMerge(benchmark::State& state) {
 }
 BENCHMARK(BM_TileDeserializeMerge)->Arg(1)->Arg(10)->Arg(100)->Arg(10000);
 
+// What a read does with each stored tile since issue 12: merge it from its encoding.
+void BM_TileMergeSerialized(benchmark::State& state) {
+  auto layout = ReferenceLayout();
+  tile::OwnedBlock b(*layout), acc(*layout);
+  Fill(*layout, b.data(), static_cast<int>(state.range(0)), 3);
+  std::string bytes;
+  layout->Serialize(b.data(), &bytes);
+  for (auto _ : state) {
+    if (!layout->MergeSerialized(bytes, acc.data()).ok()) state.SkipWithError("decode failed");
+  }
+}
+BENCHMARK(BM_TileMergeSerialized)->Arg(1)->Arg(10)->Arg(100)->Arg(10000);
+
 }  // namespace
 }  // namespace tessera
 

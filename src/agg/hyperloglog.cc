@@ -428,13 +428,22 @@ absl::Status HyperLogLog::MergeSerialized(ByteReader* in) {
     if (!is_dense()) ToDense();
     uint8_t* regs = registers();
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-    for (uint32_t i = 0; i < kNumRegisters; i += 4, p += 3) {
-      const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
-      for (uint32_t j = 0; j < 4; ++j) {
-        const auto r = static_cast<uint8_t>((v >> (6 * j)) & 63);
-        if (r > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", r);
-        regs[i + j] = std::max(regs[i + j], r);
+    // A block of registers at a time: unpacked, checked, then max-ed in (loops the compiler
+    // vectorizes).
+    constexpr uint32_t kBlock = 256;
+    uint8_t unpacked[kBlock];
+    for (uint32_t base = 0; base < kNumRegisters; base += kBlock) {
+      for (uint32_t i = 0; i < kBlock; i += 4, p += 3) {
+        const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
+        unpacked[i] = static_cast<uint8_t>(v & 63);
+        unpacked[i + 1] = static_cast<uint8_t>((v >> 6) & 63);
+        unpacked[i + 2] = static_cast<uint8_t>((v >> 12) & 63);
+        unpacked[i + 3] = static_cast<uint8_t>((v >> 18) & 63);
       }
+      uint8_t top = 0;
+      for (uint32_t i = 0; i < kBlock; ++i) top = std::max(top, unpacked[i]);
+      if (top > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", top);
+      for (uint32_t i = 0; i < kBlock; ++i) regs[base + i] = std::max(regs[base + i], unpacked[i]);
     }
     return absl::OkStatus();
   }
