@@ -158,6 +158,9 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
                        const std::string& db, engine::BackfillOptions options, bool compact) {
   // Before the DB is opened (or created): a typo in a path must not leave an empty DB behind.
   if (absl::Status s = engine::CheckBackfillInputs(inputs); !s.ok()) return Fail(s);
+  if (compact && IsBigtableUri(db)) {
+    return Fail(InvalidArgument("--compact applies to a RocksDB store only, not {}", db));
+  }
   auto opened = OpenDbWithCatalog(db, sql_path, /*read_only=*/false, /*bulk=*/true);
   if (!opened.ok()) return Fail(opened.status());
   store::TileStore* store = opened->store.get();
@@ -172,10 +175,7 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
   auto summary = engine::RunBackfill(store, catalog, options);
   progress.Done();
   if (!summary.ok()) return Fail(summary.status());
-  if (compact) {
-    if (opened->rocksdb == nullptr) {
-      return Fail(InvalidArgument("--compact applies to a RocksDB store only"));
-    }
+  if (compact && opened->rocksdb != nullptr) {
     if (absl::Status s = opened->rocksdb->CompactAll(); !s.ok()) return Fail(s);
   }
   fmt::print("{}\n", summary->ToJson());

@@ -588,6 +588,7 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
 void IngestPipeline::DecideFlush(RunState* run) {
   // Every chunk taken so far is in the open tiles now (or was dropped as late).
   run->input->Aggregated();
+  open_tiles_.UpdateStaleMemory();
   const size_t open_bytes = open_tiles_.MemoryBytes();
   open_tile_bytes_.store(open_bytes, std::memory_order_relaxed);
   const int64_t now = options_.clock->MonotonicNanos();
@@ -646,7 +647,9 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     open_tiles_.ReleaseRetired(worker_index);
     if (!run->flush_error.ok() || !run->input_error.ok()) return false;
     if (!run->finished) return true;
-    // The run is over: build the owed rollups the final watermark closed, flush by flush.
+    // The run is over: build the owed rollups the final watermark closed, flush by flush. (Every
+    // worker has read flush_error above before the coordinator may set it.)
+    run->sync.arrive_and_wait();
     if (worker_index == 0) {
       run->flush_now = pending_rollups_.HasClosed(watermark_.committed_closed_by());
       if (run->flush_now) {

@@ -118,6 +118,16 @@ void OpenTiles::UpdateMemory(size_t view, int shard) {
   m.estimate = table + heap;
 }
 
+void OpenTiles::UpdateStaleMemory() {
+  const int64_t now_ns = clock_->MonotonicNanos();
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    for (int s = 0; s < num_shards_; ++s) {
+      const ShardMemory& m = memory_[vi][s];
+      if (m.rows_since_count > 0 && now_ns - m.counted_at_ns >= kRecountNanos) UpdateMemory(vi, s);
+    }
+  }
+}
+
 size_t OpenTiles::MemoryBytes() const {
   size_t total = 0;
   for (const auto& view_memory : memory_) {

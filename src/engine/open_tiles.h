@@ -108,6 +108,9 @@ class OpenTiles {
   // The shard's worker of this round: refreshes its memory estimate, recounting sketch heap
   // exactly where due (see the class comment). Call after adding to it, once per round.
   void UpdateMemory(size_t view, int shard);
+  // Coordinating thread, between phases: UpdateMemory of every shard whose rows are not all
+  // counted and whose last count is kRecountNanos old, so a shard that went quiet is counted too.
+  void UpdateStaleMemory();
   // The open tiles' bytes: the sum of the shards' estimates as of their last UpdateMemory().
   // Coordinating thread, between phases.
   size_t MemoryBytes() const;

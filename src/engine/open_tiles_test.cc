@@ -155,6 +155,22 @@ TEST_F(OpenTilesTest, HeapIsRecountedOnRowsOrTimeAndEstimatedInBetween) {
   EXPECT_GT(open.MemoryBytes(), counted);
 }
 
+TEST_F(OpenTilesTest, AShardThatWentQuietIsRecountedOnceItsCountIsOld) {
+  OpenTiles open({view_}, 1, 1, size_t{1} << 30, &clock_);
+  AddRows(&open, "a", kT0, Tracks(0, 10));
+  open.UpdateMemory(0, 0);  // the round that added them: estimated, not counted
+  EXPECT_EQ(open.heap_recounts(), 0);
+  open.UpdateStaleMemory();  // no time passed: nothing to do
+  EXPECT_EQ(open.heap_recounts(), 0);
+  clock_.AdvanceMillis(1000);
+  open.UpdateStaleMemory();  // no rows since, but uncounted ones: counted now
+  EXPECT_EQ(open.heap_recounts(), 1);
+  EXPECT_GT(open.MemoryBytes(), TableBytes(open));
+  clock_.AdvanceMillis(1000);
+  open.UpdateStaleMemory();  // everything counted: nothing to do
+  EXPECT_EQ(open.heap_recounts(), 1);
+}
+
 TEST_F(OpenTilesTest, ArenaGrowthBeyondAFractionOfTheBudgetForcesARecount) {
   // Budget 16 KiB over 1 shard: a recount once the arena grew by more than 2 KiB.
   OpenTiles open({view_}, 1, 1, 16 * 1024, &clock_);

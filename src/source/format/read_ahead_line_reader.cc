@@ -40,8 +40,12 @@ absl::StatusOr<bool> ReadAheadLineReader::Next(Chunk* chunk) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return !ready_.empty(); });
   Read& front = ready_.front();
-  // The end or the failure stays at the front: every later call answers the same.
-  if (!front.result.ok() || !*front.result) return front.result;
+  // The end or the failure stays at the front: every later call answers the same (with an
+  // empty chunk, as LineReader's).
+  if (!front.result.ok() || !*front.result) {
+    chunk->Clear();
+    return front.result;
+  }
   std::swap(*chunk, front.chunk);
   spare_.push_back(std::move(front.chunk));
   ready_.pop_front();

@@ -36,6 +36,9 @@ std::vector<Answer> Drain(Reader& reader) {
       a.data = std::string(chunk.view());
       EXPECT_GE(chunk.padding(), kChunkPadding);
     }
+    if (!a.more) {
+      EXPECT_TRUE(chunk.empty()) << "as LineReader: no data with false or an error";
+    }
     answers.push_back(a);
     if (!a.more) break;
   }

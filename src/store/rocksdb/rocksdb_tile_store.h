@@ -69,9 +69,9 @@ struct RocksDbOptions {
   // range; all files are ingested in one atomic step). 0 = one per hardware thread.
   int bulk_threads = 0;
   // Compress bulk-written SST files with the upper-level codec (LZ4). Off for backfills: LZ4
-  // is ~7 % of a high-cardinality backfill's CPU, and the files are ~1.5x larger until a
-  // compaction rewrites them with the bottommost codec (`tessera backfill --compact` does that
-  // at once).
+  // is ~7 % of a high-cardinality backfill's CPU. The files are then ~1.5x larger until a
+  // compaction rewrites them with the bottommost codec; files no later write overlaps are never
+  // compacted by themselves (`tessera backfill --compact` compacts everything at once).
   bool compress_bulk_ingest = true;
   // Event log: a batch id is remembered (for idempotent retries) until Trim has passed the
   // entry that is this many entries newer than it, i.e. Trim(source, n) forgets the batch ids of
