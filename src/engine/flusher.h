@@ -47,6 +47,8 @@ struct FlushOutput {
   // Rollups of open slots that this flush's base tiles fall in (owed: built once the slot
   // closes). Keys point into the flushed shard.
   std::vector<RollupRef> owed;
+  // owed[i]'s marker key (store::meta::OwedRollupKey), made by the flush worker.
+  std::vector<std::string> owed_keys;
   // Rollups of closed slots written by this flush (any marker of theirs is obsolete).
   std::vector<RollupRef> settled;
 
@@ -55,6 +57,7 @@ struct FlushOutput {
     tiles.clear();
     tile_slots.clear();
     owed.clear();
+    owed_keys.clear();
     settled.clear();
   }
 };

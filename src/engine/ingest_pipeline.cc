@@ -379,6 +379,11 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
                                        &out, &flush_stats_per_worker_[worker_index], kept_from));
     if (!options_.open_tiles_readable) open_tiles_.DropStates(vi, s);
   }
+  // The owed markers' keys, here in parallel rather than at the commit.
+  out.owed_keys.reserve(out.owed.size());
+  for (const RollupRef& r : out.owed) {
+    out.owed_keys.push_back(store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key));
+  }
   std::unique_ptr<store::TileScanner> scanner;
   if (!owed_work_[worker_index].empty()) scanner = store_->NewScanner(nullptr);
   for (const OwedRollup& owed : owed_work_[worker_index]) {
@@ -498,7 +503,9 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   for (FlushOutput& out : flush_out_) {
     for (auto& run : out.runs) batch.tile_runs.push_back(std::move(run));
     for (auto& t : out.tiles) batch.tiles.push_back(std::move(t));
-    for (const RollupRef& r : out.owed) pending_rollups_.Owe(r, &batch);
+    for (size_t i = 0; i < out.owed.size(); ++i) {
+      pending_rollups_.Owe(out.owed[i], std::move(out.owed_keys[i]), &batch);
+    }
     for (const RollupRef& r : out.settled) pending_rollups_.Settle(r, &batch);
     out.clear();  // before the shards their keys point into are retired
   }

@@ -107,12 +107,15 @@ absl::Status PendingRollups::Load(const std::vector<uint32_t>& view_ids) {
 }
 
 void PendingRollups::Owe(const RollupRef& r, store::WriteBatch* batch) {
+  Owe(r, store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key), batch);
+}
+
+void PendingRollups::Owe(const RollupRef& r, std::string marker_key, store::WriteBatch* batch) {
   Slot& slot = slots_[Id(r.view_id, r.resolution, r.start_ms)];
   if (!slot.key_hashes.insert(r.key_hash).second) return;
   ++size_;
   if (slot.listed) slot.keys.emplace_back(r.key);  // not expected: listed slots are closed
-  batch->meta.emplace_back(store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key),
-                           "");
+  batch->meta.emplace_back(std::move(marker_key), "");
 }
 
 void PendingRollups::Settle(const RollupRef& r, store::WriteBatch* batch) {

@@ -86,6 +86,9 @@ class PendingRollups {
 
   // Records that `r` is owed; appends its marker to `batch` unless already recorded.
   void Owe(const RollupRef& r, store::WriteBatch* batch);
+  // Owe with the marker's key made already (store::meta::OwedRollupKey of `r`, e.g. by the
+  // flush workers in parallel).
+  void Owe(const RollupRef& r, std::string marker_key, store::WriteBatch* batch);
   // `r` was written directly: forgets it, deleting its marker when one was recorded.
   void Settle(const RollupRef& r, store::WriteBatch* batch);
 
