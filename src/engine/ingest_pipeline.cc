@@ -226,36 +226,36 @@ void IngestPipeline::MarkLateInOrder(RunState* run) {
   }
   run->finished = order.empty() && (run->input_done || run->stopping);
 
-  // This round's shards with rows, the most rows first, so the last ones claimed are small.
-  std::vector<std::pair<size_t, std::pair<size_t, int>>> sized;
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    for (int s = 0; s < open_tiles_.num_shards(); ++s) {
-      size_t rows = 0;
-      for (const Worker* w : order) {
-        rows += w->views[vi].shard_begin[s + 1] - w->views[vi].shard_begin[s];
-      }
-      if (rows > 0) sized.push_back({rows, {vi, s}});
-    }
-  }
-  std::stable_sort(sized.begin(), sized.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
-  run->aggregate_tasks.clear();
-  for (const auto& [rows, task] : sized) run->aggregate_tasks.push_back(task);
+  // This round's shards with rows.
+  ListLargestFirst(
+      [&](size_t vi, int s) {
+        size_t rows = 0;
+        for (const Worker* w : order) {
+          rows += w->views[vi].shard_begin[s + 1] - w->views[vi].shard_begin[s];
+        }
+        return rows;
+      },
+      &run->aggregate_tasks);
   run->next_aggregate_task.store(0, std::memory_order_relaxed);
 }
 
-void IngestPipeline::PlanFlush(RunState* run) {
-  // The largest shards first, so the last ones claimed are small.
+template <typename SizeFn>
+void IngestPipeline::ListLargestFirst(SizeFn&& size, std::vector<std::pair<size_t, int>>* tasks) {
   std::vector<std::pair<size_t, std::pair<size_t, int>>> sized;
   for (size_t vi = 0; vi < views_.size(); ++vi) {
     for (int s = 0; s < open_tiles_.num_shards(); ++s) {
-      sized.push_back({open_tiles_.shard(vi, s).size(), {vi, s}});
+      if (const size_t n = size(vi, s); n > 0) sized.push_back({n, {vi, s}});
     }
   }
   std::stable_sort(sized.begin(), sized.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
-  run->flush_tasks.clear();
-  for (const auto& [tiles, task] : sized) run->flush_tasks.push_back(task);
+  tasks->clear();
+  for (const auto& [n, task] : sized) tasks->push_back(task);
+}
+
+void IngestPipeline::PlanFlush(RunState* run) {
+  ListLargestFirst([&](size_t vi, int s) { return open_tiles_.shard(vi, s).size(); },
+                   &run->flush_tasks);
   run->next_flush_task.store(0, std::memory_order_relaxed);
 }
 

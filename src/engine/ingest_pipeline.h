@@ -171,6 +171,10 @@ class IngestPipeline final : public OpenTileSource {
   // Flush phases, while run->flush_now: build, commit (coordinating thread), release. Returns
   // false when the worker should return (the run is over or failed).
   bool FlushRounds(int worker_index, RunState* run);
+  // Replaces *tasks with the (view, shard) pairs of nonzero size(view, shard), largest first (so
+  // the last ones claimed are small; ties in view and shard order).
+  template <typename SizeFn>
+  void ListLargestFirst(SizeFn&& size, std::vector<std::pair<size_t, int>>* tasks);
   // Lists the shards a flush builds, largest first (coordinating thread, before the flush).
   void PlanFlush(RunState* run);
   // Claims shards to flush one at a time until none is left, then builds this worker's share of
