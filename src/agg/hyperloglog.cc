@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <numbers>
+#include <span>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
@@ -315,73 +316,108 @@ void HyperLogLog::Serialize(std::string* out) const {
   }
 }
 
+namespace {
+
+// The sparse encoding after the mode byte: reads the entry count, checks it, then each
+// delta-coded entry, checked (ascending, distinct index', rho in range), calling
+// begin(count) first and add(entry) for each, ascending.
+template <typename Begin, typename Add>
+absl::Status ReadSparse(ByteReader* in, Begin&& begin, Add&& add) {
+  uint64_t count = 0;
+  absl::Status s = in->Varint64(&count, "HyperLogLog entry count");
+  if (!s.ok()) return s;
+  if (count > HyperLogLog::kMaxSparseEntries) {
+    return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count,
+                    HyperLogLog::kMaxSparseEntries);
+  }
+  begin(count);
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t delta = 0;
+    s = in->Varint64(&delta, "HyperLogLog entry");
+    if (!s.ok()) return s;
+    if (i > 0 && delta == 0) return DataLoss("HyperLogLog sparse entries not increasing");
+    if (delta > (uint64_t{1} << 31) - prev)
+      return DataLoss("HyperLogLog sparse entry out of range");
+    const uint64_t e = prev + delta;
+    const uint32_t rho = e & 63;
+    if (rho < 1 || rho > kMaxSparseRho) return DataLoss("HyperLogLog sparse rho {}", rho);
+    if (i > 0 && EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
+      return DataLoss("HyperLogLog sparse entries repeat an index");
+    }
+    add(static_cast<uint32_t>(e));
+    prev = e;
+  }
+  return absl::OkStatus();
+}
+
+// The dense encoding after the mode byte: unpacks the 6-bit registers a block at a time,
+// checks each block (loops the compiler vectorizes), and calls fn(first register, block).
+template <typename Fn>
+absl::Status ReadDense(ByteReader* in, Fn&& fn) {
+  std::string_view bytes;
+  absl::Status s = in->Raw(HyperLogLog::kDenseEncodedBytes, &bytes, "HyperLogLog registers");
+  if (!s.ok()) return s;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  constexpr uint32_t kBlock = 256;
+  uint8_t block[kBlock];
+  for (uint32_t base = 0; base < HyperLogLog::kNumRegisters; base += kBlock) {
+    for (uint32_t i = 0; i < kBlock; i += 4, p += 3) {
+      const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
+      block[i] = static_cast<uint8_t>(v & 63);
+      block[i + 1] = static_cast<uint8_t>((v >> 6) & 63);
+      block[i + 2] = static_cast<uint8_t>((v >> 12) & 63);
+      block[i + 3] = static_cast<uint8_t>((v >> 18) & 63);
+    }
+    uint8_t top = 0;
+    for (uint32_t i = 0; i < kBlock; ++i) top = std::max(top, block[i]);
+    if (top > HyperLogLog::kMaxRegister) {
+      return DataLoss("HyperLogLog register value {} out of range", top);
+    }
+    fn(base, std::span<const uint8_t, kBlock>(block));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status HyperLogLog::Deserialize(ByteReader* in) {
   uint8_t mode = 0;
   absl::Status s = in->Byte(&mode, "HyperLogLog mode");
   if (!s.ok()) return s;
+  HyperLogLog parsed;
   if (mode == kModeSparse) {
-    uint64_t count = 0;
-    s = in->Varint64(&count, "HyperLogLog entry count");
-    if (!s.ok()) return s;
-    if (count > kMaxSparseEntries) {
-      return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count, kMaxSparseEntries);
-    }
     // Entries arrive ascending with distinct index', so small mode fills by appending and a
     // table is made at once with the capacity SparseInsert would have grown it to.
-    HyperLogLog parsed;
-    if (count > kSmallEntries) {
-      uint32_t capacity = kInitialSlots;
-      while (count * 4 > capacity * 3) capacity *= 2;
-      parsed.capacity_ = static_cast<uint16_t>(capacity);
-      parsed.heap_ = std::make_unique<uint32_t[]>(capacity);  // zeroed: all slots empty
-    }
-    uint64_t prev = 0;
-    for (uint64_t i = 0; i < count; ++i) {
-      uint64_t delta = 0;
-      s = in->Varint64(&delta, "HyperLogLog entry");
-      if (!s.ok()) return s;
-      if (i > 0 && delta == 0) return DataLoss("HyperLogLog sparse entries not increasing");
-      if (delta > (uint64_t{1} << 31) - prev) {
-        return DataLoss("HyperLogLog sparse entry out of range");
-      }
-      uint64_t e = prev + delta;
-      uint32_t rho = e & 63;
-      if (rho < 1 || rho > kMaxSparseRho) return DataLoss("HyperLogLog sparse rho {}", rho);
-      if (i > 0 &&
-          EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
-        return DataLoss("HyperLogLog sparse entries repeat an index");
-      }
-      if (parsed.capacity_ == 0) {
-        parsed.small_[parsed.count_++] = static_cast<uint32_t>(e);
-      } else {
-        parsed.InsertIntoTable(static_cast<uint32_t>(e));
-      }
-      prev = e;
-    }
-    *this = std::move(parsed);
-    return absl::OkStatus();
-  }
-  if (mode == kModeDense) {
-    std::string_view bytes;
-    s = in->Raw(kDenseEncodedBytes, &bytes, "HyperLogLog registers");
-    if (!s.ok()) return s;
-    HyperLogLog parsed;
+    s = ReadSparse(
+        in,
+        [&parsed](uint64_t count) {
+          if (count <= kSmallEntries) return;
+          uint32_t capacity = kInitialSlots;
+          while (count * 4 > capacity * 3) capacity *= 2;
+          parsed.capacity_ = static_cast<uint16_t>(capacity);
+          parsed.heap_ = std::make_unique<uint32_t[]>(capacity);  // zeroed: all slots empty
+        },
+        [&parsed](uint32_t e) {
+          if (parsed.capacity_ == 0) {
+            parsed.small_[parsed.count_++] = e;
+          } else {
+            parsed.InsertIntoTable(e);
+          }
+        });
+  } else if (mode == kModeDense) {
     parsed.heap_ = std::make_unique_for_overwrite<uint32_t[]>(kNumRegisters / sizeof(uint32_t));
     parsed.capacity_ = kDenseMode;
     uint8_t* regs = parsed.registers();
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-    for (uint32_t i = 0; i < kNumRegisters; i += 4, p += 3) {
-      uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
-      for (uint32_t j = 0; j < 4; ++j) {
-        auto r = static_cast<uint8_t>((v >> (6 * j)) & 63);
-        if (r > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", r);
-        regs[i + j] = r;
-      }
-    }
-    *this = std::move(parsed);
-    return absl::OkStatus();
+    s = ReadDense(in, [regs](uint32_t base, auto block) {
+      std::copy(block.begin(), block.end(), regs + base);
+    });
+  } else {
+    return DataLoss("unknown HyperLogLog mode {}", mode);
   }
-  return DataLoss("unknown HyperLogLog mode {}", mode);
+  if (!s.ok()) return s;
+  *this = std::move(parsed);
+  return absl::OkStatus();
 }
 
 absl::Status HyperLogLog::MergeSerialized(ByteReader* in) {
@@ -390,62 +426,21 @@ absl::Status HyperLogLog::MergeSerialized(ByteReader* in) {
   absl::Status s = in->Byte(&mode, "HyperLogLog mode");
   if (!s.ok()) return s;
   if (mode == kModeSparse) {
-    uint64_t count = 0;
-    s = in->Varint64(&count, "HyperLogLog entry count");
-    if (!s.ok()) return s;
-    if (count > kMaxSparseEntries) {
-      return DataLoss("HyperLogLog sparse entry count {} exceeds {}", count, kMaxSparseEntries);
-    }
-    // All entries are checked before any is inserted, with Deserialize's rules.
+    // All entries are checked before any is inserted.
     absl::InlinedVector<uint32_t, 64> entries;
-    entries.reserve(count);
-    uint64_t prev = 0;
-    for (uint64_t i = 0; i < count; ++i) {
-      uint64_t delta = 0;
-      s = in->Varint64(&delta, "HyperLogLog entry");
-      if (!s.ok()) return s;
-      if (i > 0 && delta == 0) return DataLoss("HyperLogLog sparse entries not increasing");
-      if (delta > (uint64_t{1} << 31) - prev) {
-        return DataLoss("HyperLogLog sparse entry out of range");
-      }
-      const uint64_t e = prev + delta;
-      const uint32_t rho = e & 63;
-      if (rho < 1 || rho > kMaxSparseRho) return DataLoss("HyperLogLog sparse rho {}", rho);
-      if (i > 0 &&
-          EntryIndex(static_cast<uint32_t>(e)) == EntryIndex(static_cast<uint32_t>(prev))) {
-        return DataLoss("HyperLogLog sparse entries repeat an index");
-      }
-      entries.push_back(static_cast<uint32_t>(e));
-      prev = e;
-    }
+    s = ReadSparse(
+        in, [&entries](uint64_t count) { entries.reserve(count); },
+        [&entries](uint32_t e) { entries.push_back(e); });
+    if (!s.ok()) return s;
     for (uint32_t e : entries) SparseInsert(e);
     return absl::OkStatus();
   }
   if (mode == kModeDense) {
-    std::string_view bytes;
-    s = in->Raw(kDenseEncodedBytes, &bytes, "HyperLogLog registers");
-    if (!s.ok()) return s;
     if (!is_dense()) ToDense();
     uint8_t* regs = registers();
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-    // A block of registers at a time: unpacked, checked, then max-ed in (loops the compiler
-    // vectorizes).
-    constexpr uint32_t kBlock = 256;
-    uint8_t unpacked[kBlock];
-    for (uint32_t base = 0; base < kNumRegisters; base += kBlock) {
-      for (uint32_t i = 0; i < kBlock; i += 4, p += 3) {
-        const uint32_t v = p[0] | (p[1] << 8) | (p[2] << 16);
-        unpacked[i] = static_cast<uint8_t>(v & 63);
-        unpacked[i + 1] = static_cast<uint8_t>((v >> 6) & 63);
-        unpacked[i + 2] = static_cast<uint8_t>((v >> 12) & 63);
-        unpacked[i + 3] = static_cast<uint8_t>((v >> 18) & 63);
-      }
-      uint8_t top = 0;
-      for (uint32_t i = 0; i < kBlock; ++i) top = std::max(top, unpacked[i]);
-      if (top > kMaxRegister) return DataLoss("HyperLogLog register value {} out of range", top);
-      for (uint32_t i = 0; i < kBlock; ++i) regs[base + i] = std::max(regs[base + i], unpacked[i]);
-    }
-    return absl::OkStatus();
+    return ReadDense(in, [regs](uint32_t base, auto block) {
+      for (size_t i = 0; i < block.size(); ++i) regs[base + i] = std::max(regs[base + i], block[i]);
+    });
   }
   return DataLoss("unknown HyperLogLog mode {}", mode);
 }
