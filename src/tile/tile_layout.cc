@@ -46,8 +46,13 @@ void TileLayout::Serialize(const std::byte* block, std::string* out) const {
 
 namespace {
 
-// The slot encodings of a tile: after its version and slot count, which must match `slots`.
-absl::StatusOr<std::string_view> SlotBytes(std::string_view bytes, size_t slots) {
+// Reads a tile's header (version, slot count matching `aggs`), then calls
+// read(agg, slot index, &rest) for every slot in order, each consuming its slot's encoding from
+// `rest`. Errors name the slot; bytes left after the last slot are an error too.
+template <typename Read>
+absl::Status ReadSlots(std::string_view bytes,
+                       const std::vector<std::unique_ptr<agg::AggregateFunction>>& aggs,
+                       Read&& read) {
   ByteReader reader(bytes);
   uint8_t version = 0;
   TESSERA_RETURN_IF_ERROR(reader.Byte(&version, "tile version"));
@@ -57,36 +62,35 @@ absl::StatusOr<std::string_view> SlotBytes(std::string_view bytes, size_t slots)
   }
   uint64_t n = 0;
   TESSERA_RETURN_IF_ERROR(reader.Varint64(&n, "tile slot count"));
-  if (n != slots) return DataLoss("tile has {} aggregate slots, the view has {}", n, slots);
-  return reader.rest();
+  if (n != aggs.size()) {
+    return DataLoss("tile has {} aggregate slots, the view has {}", n, aggs.size());
+  }
+  std::string_view rest = reader.rest();
+  for (size_t i = 0; i < aggs.size(); ++i) {
+    absl::Status s = read(*aggs[i], i, &rest);
+    if (!s.ok()) {
+      return DataLoss("tile slot {} ({}): {}", i, agg::AggKindName(aggs[i]->kind()),
+                      StatusMessage(s));
+    }
+  }
+  if (!rest.empty()) return DataLoss("tile has {} trailing bytes", rest.size());
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status TileLayout::MergeSerialized(std::string_view bytes, std::byte* dst) const {
-  TESSERA_ASSIGN_OR_RETURN(std::string_view rest, SlotBytes(bytes, aggs_.size()));
-  for (size_t i = 0; i < aggs_.size(); ++i) {
-    absl::Status s = aggs_[i]->MergeSerialized(&rest, dst + offsets_[i]);
-    if (!s.ok()) {
-      return DataLoss("tile slot {} ({}): {}", i, agg::AggKindName(aggs_[i]->kind()),
-                      StatusMessage(s));
-    }
-  }
-  if (!rest.empty()) return DataLoss("tile has {} trailing bytes", rest.size());
-  return absl::OkStatus();
+  return ReadSlots(bytes, aggs_,
+                   [&](const agg::AggregateFunction& agg, size_t i, std::string_view* rest) {
+                     return agg.MergeSerialized(rest, dst + offsets_[i]);
+                   });
 }
 
 absl::Status TileLayout::Deserialize(std::string_view bytes, std::byte* block) const {
-  TESSERA_ASSIGN_OR_RETURN(std::string_view rest, SlotBytes(bytes, aggs_.size()));
-  for (size_t i = 0; i < aggs_.size(); ++i) {
-    absl::Status s = aggs_[i]->Deserialize(&rest, block + offsets_[i]);
-    if (!s.ok()) {
-      return DataLoss("tile slot {} ({}): {}", i, agg::AggKindName(aggs_[i]->kind()),
-                      StatusMessage(s));
-    }
-  }
-  if (!rest.empty()) return DataLoss("tile has {} trailing bytes", rest.size());
-  return absl::OkStatus();
+  return ReadSlots(bytes, aggs_,
+                   [&](const agg::AggregateFunction& agg, size_t i, std::string_view* rest) {
+                     return agg.Deserialize(rest, block + offsets_[i]);
+                   });
 }
 
 size_t TileLayout::HeapBytes(const std::byte* block) const {
