@@ -106,19 +106,8 @@ class AggFunction final : public AggregateFunction {
     ByteReader reader(*in);
     uint8_t version = 0;
     TESSERA_RETURN_IF_ERROR(ReadVersion(&reader, &version));
-    absl::Status s;
-    if constexpr (MergesSerialized<Op>) {
-      if (version == Op::kVersion) {
-        s = op_.MergeSerialized(&reader, Get(dst));
-        if (!s.ok()) return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
-        *in = reader.rest();
-        return absl::OkStatus();
-      }
-    }
-    State parsed;
-    s = DeserializeVersion(&reader, &parsed, version);
+    absl::Status s = MergeVersion(&reader, Get(dst), version);
     if (!s.ok()) return DataLoss("{} state: {}", AggKindName(kind_), StatusMessage(s));
-    op_.Merge(Get(dst), parsed);
     *in = reader.rest();
     return absl::OkStatus();
   }
@@ -138,6 +127,16 @@ class AggFunction final : public AggregateFunction {
       return DataLoss("{} state: unsupported encoding version {} (expected {})", AggKindName(kind_),
                       *version, Op::kVersion);
     }
+    return absl::OkStatus();
+  }
+  // dst ⊕= the encoding: straight from the bytes where the op can, else decoded first.
+  absl::Status MergeVersion(ByteReader* reader, State* dst, uint8_t version) const {
+    if constexpr (MergesSerialized<Op>) {
+      if (version == Op::kVersion) return op_.MergeSerialized(reader, dst);
+    }
+    State parsed;
+    TESSERA_RETURN_IF_ERROR(DeserializeVersion(reader, &parsed, version));
+    op_.Merge(dst, parsed);
     return absl::OkStatus();
   }
   absl::Status DeserializeVersion(ByteReader* reader, State* state, uint8_t version) const {

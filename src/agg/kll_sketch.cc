@@ -146,9 +146,11 @@ double KllSketch::Quantile(double q) const {
   for (size_t h = 0; h < levels_.size(); ++h) {
     const auto mid = static_cast<ptrdiff_t>(weighted.size());
     for (double x : levels_[h]) weighted.emplace_back(x, uint64_t{1} << h);
-    if (h == 0) std::sort(weighted.begin(), weighted.end(), by_value);
-    if (h > 0)
+    if (h == 0) {
+      std::sort(weighted.begin(), weighted.end(), by_value);
+    } else {
       std::inplace_merge(weighted.begin(), weighted.begin() + mid, weighted.end(), by_value);
+    }
   }
   double target_d = std::ceil(q * static_cast<double>(n_));
   uint64_t target = target_d < 1.0 ? 1 : static_cast<uint64_t>(target_d);
