@@ -335,6 +335,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadBody();
   void OnBody(beast::error_code ec);
   void Dispatch();
+  // Serializes res_ (status line, fields, body) into out_.
+  void SerializeResponse();
   void OnWrite(beast::error_code ec);
   // Answers a request the server itself rejects; `close` ends the connection afterwards.
   void Reject(int status, std::string_view message, bool close);
@@ -363,6 +365,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
+  std::string out_;  // res_ serialized; the bytes being written
   bool first_request_ = true;
   bool waiting_ = false;  // a request is dispatched and not answered yet
   bool closed_ = false;
@@ -444,6 +447,20 @@ void Connection::OnFirstBytes(beast::error_code ec, size_t n) {
 
 void Connection::ReadHeader() {
   if (closed_) return Finish();
+  // The whole header usually arrives with the first bytes. Parsing it here, instead of through
+  // async_read_header (whose immediate completion is posted to the shared scheduler and wakes
+  // another I/O thread), saves a cross-thread hand-off per request. The parser needs the whole
+  // header at once: with part of it, put() consumes nothing and asks for more.
+  if (buffer_.size() > 0) {
+    beast::error_code ec;
+    while (!parser_->is_header_done() && buffer_.size() > 0) {
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec || used == 0) break;
+    }
+    if (ec && ec != http::error::need_more) return OnReadError(ec);
+    if (parser_->is_header_done()) return OnHeader({});
+  }
   SetDeadline(core_->options.read_timeout);
   http::async_read_header(
       socket_, buffer_, *parser_,
@@ -672,9 +689,37 @@ void Connection::Respond(HttpResponse r) {
   // HEAD: the headers GET would send (Content-Length included), no body.
   if (head_) res_.content_length(body_bytes);
   SetDeadline(std::max(core_->options.idle_timeout, core_->options.read_timeout));
-  http::async_write(socket_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->OnWrite(ec);
-  });
+  // One non-blocking send of the whole response first: it almost always fits the socket
+  // buffer, and finishing here avoids the posted completion of an async write. What is left
+  // (a large body, a slow reader) goes out asynchronously.
+  SerializeResponse();
+  beast::error_code ec;
+  const size_t sent = socket_.write_some(net::buffer(out_), ec);
+  if (ec == net::error::would_block || (!ec && sent < out_.size())) {
+    net::async_write(socket_, net::buffer(out_.data() + sent, out_.size() - sent),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->OnWrite(ec);
+                     });
+    return;
+  }
+  if (buffer_.size() == 0) return OnWrite(ec);
+  // Pipelined requests are waiting: continue through the scheduler so that a long pipeline
+  // cannot nest Dispatch -> Respond -> OnWrite -> Dispatch on the stack.
+  net::post(socket_.get_executor(), [self = shared_from_this(), ec] { self->OnWrite(ec); });
+}
+
+void Connection::SerializeResponse() {
+  out_.clear();
+  http::response_serializer<http::string_body> serializer(res_);
+  beast::error_code ec;
+  while (!serializer.is_done() && !ec) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (const auto b : beast::buffers_range_ref(buffers)) {
+        out_.append(static_cast<const char*>(b.data()), b.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
 }
 
 void Connection::OnWrite(beast::error_code ec) {
@@ -689,6 +734,7 @@ void Connection::OnWrite(beast::error_code ec) {
   }
   res_.body().clear();
   res_.body().shrink_to_fit();
+  if (out_.capacity() > kFirstReadBytes) std::string().swap(out_);  // keep idle connections small
   if (ec || closed_) return Finish();
   if (!keep_alive_) return Linger();
   first_request_ = false;
@@ -783,6 +829,9 @@ struct HttpServer::Impl {
     }
     beast::error_code opt_ec;
     conn->socket().set_option(tcp::no_delay(true), opt_ec);
+    // Synchronous sends (Respond's first attempt) must return would_block, never wait.
+    conn->socket().non_blocking(true, opt_ec);
+    if (opt_ec) return DoAccept();  // cannot serve it safely: drop the connection
     {
       MutexLock lock(&core.connections_mu);
       core.connections.emplace(conn.get(), conn);

@@ -391,6 +391,54 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(r->status, 200);
 }
 
+// A long pipeline arrives in few reads: each request is parsed from the buffer and answered
+// with a direct send, so the server must neither nest one call per request on its stack nor
+// lose order while the client is not reading (the socket buffers fill, sends go async).
+TEST_F(HttpServerTest, LongPipelineWhileTheClientDoesNotRead) {
+  StartServer();
+  Client c(port());
+  constexpr int kRequests = 20000;
+  std::string batch;
+  for (int i = 0; i < kRequests; ++i) {
+    batch += "GET /q?i=" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+  }
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = c.Send(batch); });
+  std::this_thread::sleep_for(200ms);  // let the server's sends back up
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r) << i;
+    ASSERT_EQ(r->body, "GET path=/q raw=/q query:i=" + std::to_string(i));
+  }
+  sender.join();
+  EXPECT_TRUE(sent);
+}
+
+// A response larger than the socket buffers is written partly at once and the rest
+// asynchronously; the header split over two sends is parsed once it is whole.
+TEST_F(HttpServerTest, LargeResponsesAndSplitHeadersArriveWhole) {
+  StartServer();
+  Client c(port());
+  std::string body(8 << 20, 'x');
+  for (size_t i = 0; i < body.size(); i += 4093) body[i] = static_cast<char>('a' + i % 26);
+  std::thread sender([&] {
+    c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body);
+  });
+  std::this_thread::sleep_for(200ms);  // the response waits on a full socket buffer
+  auto r = c.Read();
+  sender.join();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(r->body == body);
+  ASSERT_TRUE(c.Send("GET /q?i=1 HTTP/1.1\r\nHo"));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(c.Send("st: t\r\n\r\n"));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET path=/q raw=/q query:i=1");
+}
+
 TEST_F(HttpServerTest, ManyConcurrentConnections) {
   HttpServerOptions opt;
   opt.threads = 2;
