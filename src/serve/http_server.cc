@@ -696,10 +696,9 @@ void Connection::Respond(HttpResponse r) {
   beast::error_code ec;
   const size_t sent = socket_.write_some(net::buffer(out_), ec);
   if (ec == net::error::would_block || (!ec && sent < out_.size())) {
-    net::async_write(socket_, net::buffer(out_.data() + sent, out_.size() - sent),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnWrite(ec);
-                     });
+    net::async_write(
+        socket_, net::buffer(out_.data() + sent, out_.size() - sent),
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWrite(ec); });
     return;
   }
   if (buffer_.size() == 0) return OnWrite(ec);
