@@ -121,6 +121,10 @@ struct FeatureReader::Context::State {
 FeatureReader::Context::Context() : state_(std::make_unique<State>()) {}
 FeatureReader::Context::~Context() = default;
 
+void FeatureReader::Context::Refresh() {
+  if (state_->scanner != nullptr) state_->scanner->Refresh();
+}
+
 FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
     : view_(view), agg_columns_(view.layout->num_slots()), agg_values_(view.layout->num_slots()) {
   for (const sql::FeatureColumn& f : view.def->features) {

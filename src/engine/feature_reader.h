@@ -127,14 +127,19 @@ class FeatureReader {
   // finalizer, and one store scanner (store::TileScanner: one cursor for every scan instead of
   // one per scan). Reads that take their snapshot from open tiles get a scanner of their own per
   // read. Reads without open tiles read through the shared one, so they may all see the store as
-  // of the first of them: use a context for one batch, not for reads that must see later writes.
-  // Not thread-safe. Works with any reader (it re-prepares itself for another view or store).
+  // of the first of them: Refresh() before a batch whose reads must see earlier writes.
+  // Not thread-safe. Works with any reader (it re-prepares itself for another view or store) as
+  // long as the views and stores it was used with outlive it: a view or store made later at the
+  // address of a destroyed one would be taken for it.
   class Context {
    public:
     Context();
     ~Context();
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
+
+    // The reads that follow see every store write that finished before this call.
+    void Refresh();
 
    private:
     friend class FeatureReader;

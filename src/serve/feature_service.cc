@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/errors.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -205,7 +206,30 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
       });
 }
 
-absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
+std::unique_ptr<FeatureService::PooledContext> FeatureService::TakeContext(
+    const std::shared_ptr<const engine::CatalogStore>& catalog) {
+  std::vector<std::unique_ptr<PooledContext>> stale;  // destroyed outside the lock
+  {
+    MutexLock lock(&contexts_mu_);
+    while (!contexts_.empty()) {
+      std::unique_ptr<PooledContext> c = std::move(contexts_.back());
+      contexts_.pop_back();
+      if (c->catalog == catalog) return c;
+      stale.push_back(std::move(c));
+    }
+  }
+  auto c = std::make_unique<PooledContext>();
+  c->catalog = catalog;
+  return c;
+}
+
+void FeatureService::ReturnContext(std::unique_ptr<PooledContext> context) {
+  MutexLock lock(&contexts_mu_);
+  if (contexts_.size() < kMaxPooledContexts) contexts_.push_back(std::move(context));
+}
+
+absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::CatalogStore>& catalog,
+                                      const engine::ViewRuntime& view,
                                       const std::vector<std::string>& keys,
                                       std::string_view windows, const std::string* at,
                                       std::string* out) {
@@ -227,10 +251,13 @@ absl::Status FeatureService::ReadKeys(const engine::ViewRuntime& view,
                                    .base_retention_ms = base_retention_ms_.load(),
                                    .clock = clock_,
                                });
-  engine::FeatureReader::Context context;  // the request's keys share one store cursor
+  // The request's keys share one store cursor, which sees every write finished before now.
+  std::unique_ptr<PooledContext> pooled = TakeContext(catalog);
+  pooled->context.Refresh();
+  absl::Cleanup give_back = [&] { ReturnContext(std::move(pooled)); };
   for (size_t i = 0; i < keys.size(); ++i) {
     const int64_t t0 = clock_->MonotonicNanos();
-    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs, &context);
+    absl::StatusOr<engine::FeatureResult> r = reader.Read(keys[i], at_ms, *specs, &pooled->context);
     read_seconds_->Observe(static_cast<double>(clock_->MonotonicNanos() - t0) / 1e9);
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
@@ -251,7 +278,7 @@ HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
   absl::StatusOr<std::string> stored = engine::StoredKeyFromText(*key, view->def->keys.size());
   if (!stored.ok()) return HttpResponse::Error(400, StatusMessage(stored.status()));
   std::string out;
-  absl::Status s = ReadKeys(*view, {*std::move(stored)},
+  absl::Status s = ReadKeys(catalog, *view, {*std::move(stored)},
                             windows ? *windows : options_.default_windows, req.Query("at"), &out);
   if (!s.ok()) return FromStatus(s);
   return HttpResponse::Json(200, std::move(out));
@@ -335,7 +362,7 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     at_ptr = &at;
   }
   std::string out = "{\"results\":[";
-  absl::Status s = ReadKeys(*view, keys, windows, at_ptr, &out);
+  absl::Status s = ReadKeys(catalog, *view, keys, windows, at_ptr, &out);
   if (!s.ok()) return FromStatus(s);
   out += "]}";
   return HttpResponse::Json(200, std::move(out));

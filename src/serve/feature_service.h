@@ -82,9 +82,27 @@ class FeatureService {
   HttpResponse BatchGet(const HttpRequest& req);
   HttpResponse ListViews() const;
   void Ingest(HttpRequest&& req, Responder respond);
-  // Reads `keys` of `view`; appends one JSON object per key to `out`, comma-separated.
-  absl::Status ReadKeys(const engine::ViewRuntime& view, const std::vector<std::string>& keys,
+  // Reads `keys` of `view` (of `catalog`); appends one JSON object per key to `out`,
+  // comma-separated.
+  absl::Status ReadKeys(const std::shared_ptr<const engine::CatalogStore>& catalog,
+                        const engine::ViewRuntime& view, const std::vector<std::string>& keys,
                         std::string_view windows, const std::string* at, std::string* out);
+
+  // Reader contexts (a store cursor, scratch blocks, finalizers) reused by later requests
+  // instead of made per request. Each keeps the catalog it was used with alive, so the views it
+  // prepared for cannot be mistaken for later ones; one of another catalog is dropped. Between
+  // requests a pooled context may hold one store version (RocksDB: a superversion) or one
+  // open-tile snapshot; at most kMaxPooledContexts are kept.
+  struct PooledContext {
+    std::shared_ptr<const engine::CatalogStore> catalog;
+    engine::FeatureReader::Context context;
+  };
+  static constexpr size_t kMaxPooledContexts = 8;
+  std::unique_ptr<PooledContext> TakeContext(
+      const std::shared_ptr<const engine::CatalogStore>& catalog);
+  void ReturnContext(std::unique_ptr<PooledContext> context);
+  Mutex contexts_mu_;
+  std::vector<std::unique_ptr<PooledContext>> contexts_ ABSL_GUARDED_BY(contexts_mu_);
 
   std::shared_ptr<const engine::CatalogStore> catalog() const;
   HttpResponse Readiness() const;

@@ -1,5 +1,6 @@
 #include "serve/feature_service.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,11 +15,16 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "engine/engine_test_util.h"
+#include "engine/entity_key.h"
 #include "engine/live_runtime.h"
 #include "serve/db_follower.h"
 #include "serve/http_server.h"
 #include "serve/test_http_client.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/rocksdb/rocksdb_tile_store.h"
+#include "store/testing/scoped_temp_dir.h"
+#include "tile/tile_layout.h"
 
 namespace tessera::serve {
 namespace {
@@ -464,6 +470,71 @@ TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsS
   follower.Stop();
   EXPECT_GE(catch_ups, before + 3);
   server.Stop();
+}
+
+// `tessera serve` reuses its readers' store cursors across requests: every request still sees
+// every write that finished before it (GET and batchGet), on a RocksDB store whose cursors would
+// otherwise stay at the state they were made in.
+TEST(ReadOnlyFeatureServiceTest, ReusedReadersSeeEveryEarlierWrite) {
+  store::ScopedTempDir tmp;
+  auto opened = store::RocksDbTileStore::Open(tmp.Sub("db"), store::RocksDbOptions{});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<store::RocksDbTileStore> store = *std::move(opened);
+  {
+    auto catalog = std::move(engine::CatalogStore::Load(store.get())).value();
+    ASSERT_TRUE(catalog->Register(kSql).ok());
+    const engine::ViewRuntime* view = catalog->FindView("stats");
+    ASSERT_NE(view, nullptr);
+    MetricsRegistry metrics;
+    FakeClock clock(kAt);
+    FeatureService::Options options;
+    options.read_only = true;
+    FeatureService service(catalog.get(), store.get(), &metrics, &clock, options);
+    HttpServer server(HttpServerOptions{});
+    service.RegisterRoutes(&server);
+    ASSERT_TRUE(server.Start().ok());
+    service.set_ready(true);
+    Client c(server.port());
+    // Writes a base tile of `users` holding `rows` rows (v = 1 each) at kAt - 5 min.
+    auto write = [&](const std::vector<std::string>& users, int rows) {
+      store::WriteBatch batch;
+      for (const std::string& user : users) {
+        tile::OwnedBlock block(*view->layout);
+        std::vector<int64_t> ones(rows, 1);
+        engine::AddRowsToBlock(*view, block.data(), engine::Int64Column(ones), kAt - 300000);
+        std::string bytes;
+        view->layout->Serialize(block.data(), &bytes);
+        batch.tiles.emplace_back(store::TileKey{view->id, *engine::StoredKeyFromText(user, 1),
+                                                store::Resolution::kBase, kAt - 300000},
+                                 std::move(bytes));
+      }
+      ASSERT_TRUE(store->Write(batch).ok());
+    };
+    auto n_of = [&](const std::string& user) {
+      auto r = c.Get(fmt::format("/v1/features/stats/{}?windows=1h", user));
+      EXPECT_TRUE(r.has_value());
+      EXPECT_EQ(r->status, 200) << r->body;
+      return nlohmann::json::parse(r->body)["windows"]["1h"]["n"];
+    };
+    auto batch_n = [&](const std::string& user) {
+      auto r = c.Post("/v1/features:batchGet",
+                      fmt::format(R"({{"view":"stats","windows":["1h"],"keys":["{}"]}})", user));
+      EXPECT_TRUE(r.has_value());
+      EXPECT_EQ(r->status, 200) << r->body;
+      return nlohmann::json::parse(r->body)["results"][0]["windows"]["1h"]["n"];
+    };
+    write({"u1"}, 1);
+    EXPECT_EQ(n_of("u1"), 1);
+    EXPECT_EQ(batch_n("u1"), 1);
+    for (int round = 2; round <= 4; ++round) {
+      const std::string user = fmt::format("u{}", round);
+      write({"u1", user}, round);
+      EXPECT_EQ(n_of("u1"), round);
+      EXPECT_EQ(batch_n("u1"), round);
+      EXPECT_EQ(n_of(user), round);
+    }
+    server.Stop();
+  }
 }
 
 }  // namespace

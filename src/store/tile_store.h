@@ -132,6 +132,12 @@ class TileScanner {
   virtual absl::Status ScanSpan(uint32_t view_id, std::string_view entity_key, Resolution first,
                                 Resolution last, int64_t from_ms, int64_t to_ms,
                                 absl::FunctionRef<bool(Resolution, int64_t, std::string_view)> fn);
+
+  // A scanner made without a snapshot: its later scans see at least every write that finished
+  // before Refresh, as a new scanner's would (RocksDB renews its cursor in place, which is cheap
+  // when nothing changed). No effect on a scanner with a snapshot. The default does nothing:
+  // it suits scanners that read the latest state per scan.
+  virtual void Refresh() {}
 };
 
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full

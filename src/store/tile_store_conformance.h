@@ -30,34 +30,10 @@
 #include <utility>
 #include <vector>
 
+#include "store/testing/scoped_temp_dir.h"
 #include "store/tile_store.h"
 
 namespace tessera::store {
-
-// A unique directory under the system temp dir, removed (recursively) on destruction.
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("tessera_store_test_{}_{}_{}", ::getpid(), counter.fetch_add(1), rd());
-    std::filesystem::create_directories(path_);
-  }
-  ~ScopedTempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScopedTempDir(const ScopedTempDir&) = delete;
-  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  // A not-yet-existing path inside the directory.
-  std::string Sub(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 struct TileStoreFactory {
   std::string name;  // test-name suffix: letters, digits, underscores
@@ -527,6 +503,52 @@ TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
   ASSERT_EQ(base.size(), 1u);
   EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
   EXPECT_EQ(scan(store_->NewScanner(nullptr).get(), Resolution::kHour), Tiles({{0, "h"}}));
+}
+
+// Refresh makes a scanner without a snapshot see every earlier write, through Scan and ScanSpan,
+// as often as it is called; one with a snapshot
+// keeps reading its snapshot.
+TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
+  using conformance_internal::Key;
+  Put(Key(1, "k", Resolution::kBase, 0), "v1");
+  std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr);
+  std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
+  std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get());
+  auto scan = [](TileScanner* scanner) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(scanner
+                    ->ScanSpan(1, "k", Resolution::kBase, Resolution::kDay, 0, 600000,
+                               [&](Resolution r, int64_t start, std::string_view v) {
+                                 out.push_back(
+                                     fmt::format("{}/{}={}", static_cast<int>(r), start, v));
+                                 return true;
+                               })
+                    .ok());
+    EXPECT_TRUE(scanner
+                    ->Scan(1, "k", Resolution::kHour, 0, 600000,
+                           [&](int64_t start, std::string_view v) {
+                             out.push_back(fmt::format("hour {}={}", start, v));
+                           })
+                    .ok());
+    return out;
+  };
+  const std::vector<std::string> first = scan(latest.get());
+  EXPECT_EQ(first, std::vector<std::string>({"0/0=v1"}));
+  Put(Key(1, "k", Resolution::kBase, 0), "v2");
+  Put(Key(1, "k", Resolution::kHour, 0), "h");
+  latest->Refresh();
+  pinned->Refresh();
+  EXPECT_EQ(scan(latest.get()), std::vector<std::string>({"0/0=v2", "1/0=h", "hour 0=h"}));
+  EXPECT_EQ(scan(pinned.get()), first);
+  WriteBatch b;
+  b.tiles.emplace_back(Key(1, "k", Resolution::kHour, 0), "h2");
+  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 300000), "w");
+  ASSERT_TRUE(store_->Write(b).ok());
+  const std::vector<std::string> want = {"0/0=v2", "0/300000=w", "1/0=h2", "hour 0=h2"};
+  latest->Refresh();
+  EXPECT_EQ(scan(latest.get()), want);
+  latest->Refresh();  // nothing changed
+  EXPECT_EQ(scan(latest.get()), want);
 }
 
 TEST_P(TileStoreConformanceTest, LargeAndBinaryValuesRoundTrip) {

@@ -355,6 +355,19 @@ class RocksTileScanner final : public TileScanner {
     });
   }
 
+  void Refresh() override {
+    if (ro_.snapshot != nullptr) return;  // reads as of its snapshot
+    for (std::unique_ptr<rocksdb::Iterator>* it : {&it_, &span_it_}) {
+      if (*it == nullptr) continue;
+      bool renewed = false;
+      try {
+        renewed = (*it)->Refresh().ok();
+      } catch (...) {  // e.g. bad_alloc: a fresh iterator is made by the next scan instead
+      }
+      if (!renewed) it->reset();
+    }
+  }
+
   // One total-order cursor over the key's tiles of all resolutions: a key's base, hour and day
   // tiles are adjacent, so a key with few tiles is read with one seek; tiles outside
   // [from_ms, to_ms) are stepped over, or skipped with a re-seek when there are many.

@@ -257,6 +257,19 @@ TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
   EXPECT_EQ(reader->Write(SampleBatch(1)).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(reader->Append("src", "", "x", 1, 0).status().code(),
             absl::StatusCode::kFailedPrecondition);
+  // A scanner kept across catch-ups (as `tessera serve` keeps them across requests) sees each
+  // catch-up once refreshed.
+  std::unique_ptr<TileScanner> kept = reader->NewScanner(nullptr);
+  auto count_kept = [&](uint32_t view, const std::string& key) {
+    size_t c = 0;
+    EXPECT_TRUE(kept->ScanSpan(view, key, Resolution::kBase, Resolution::kDay,
+                               std::numeric_limits<int64_t>::min(),
+                               std::numeric_limits<int64_t>::max(),
+                               [&](Resolution, int64_t, std::string_view) { return ++c > 0; })
+                    .ok());
+    return c;
+  };
+  const size_t sample_user0 = count_kept(3, "user0");
 
   // New WAL records: invisible until the catch-up.
   WriteBatch more;
@@ -269,6 +282,8 @@ TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
   EXPECT_EQ(CountTiles(*reader), 10u);
   ASSERT_TRUE(reader->CatchUp().ok());
   EXPECT_EQ(CountTiles(*reader), 30u);
+  kept->Refresh();
+  EXPECT_EQ(count_kept(3, "user0"), sample_user0 + 20);
   absl::StatusOr<std::optional<std::string>> meta = reader->GetMeta("catalog/stmt/00000002");
   ASSERT_TRUE(meta.ok()) << meta.status();
   EXPECT_EQ(*meta, "CREATE ...");
@@ -323,6 +338,9 @@ TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
   }
   EXPECT_EQ(seen, 20u);
   EXPECT_EQ(count_view(4, "k1999"), 1u);
+  kept->Refresh();
+  EXPECT_EQ(count_kept(5, "r7"), 20u);
+  EXPECT_EQ(count_kept(4, "k1999"), 1u);
 
   // The writer restarts (a new MANIFEST and WAL) and writes again.
   writer.reset();
@@ -334,6 +352,9 @@ TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
   ASSERT_TRUE(reader->CatchUp().ok());
   EXPECT_EQ(count_view(6, "restarted"), 1u);
   EXPECT_EQ(count_view(5, "r7"), 20u);
+  EXPECT_EQ(count_kept(6, "restarted"), 0u);  // not refreshed yet: still the last catch-up
+  kept->Refresh();
+  EXPECT_EQ(count_kept(6, "restarted"), 1u);
   EXPECT_EQ(CountTiles(*reader), 30u);
 
   // No writer at all: reads and catch-ups still work.
