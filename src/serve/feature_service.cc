@@ -58,37 +58,15 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
       "tessera_ingest_refused_total",
       "POST /v1/ingest answered 503 + Retry-After: too many bytes queued or the pipeline over "
       "its memory limit");
-  for (int i = 0; i < std::max(1, options_.ingest_threads); ++i) {
-    pool_.emplace_back([this] {
-      while (true) {
-        std::function<void()> task;
-        {
-          MutexLock lock(&pool_mu_);
-          pool_cv_.Wait(&pool_mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_) {
-            return pool_stop_ || !pool_tasks_.empty();
-          });
-          if (pool_tasks_.empty()) return;
-          task = std::move(pool_tasks_.front());
-          pool_tasks_.pop_front();
-        }
-        task();
-      }
-    });
-  }
+  ingest_pool_ = std::make_unique<TaskPool>(options_.ingest_threads);
+  if (options_.read_threads > 0) read_pool_ = std::make_unique<TaskPool>(options_.read_threads);
 }
 
 FeatureService::~FeatureService() { Shutdown(); }
 
 void FeatureService::Shutdown() {
-  {
-    MutexLock lock(&pool_mu_);
-    pool_stop_ = true;
-  }
-  pool_cv_.NotifyAll();
-  for (auto& t : pool_) {
-    if (t.joinable()) t.join();
-  }
-  pool_.clear();
+  ingest_pool_->Stop();
+  if (read_pool_ != nullptr) read_pool_->Stop();
 }
 
 void FeatureService::SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog) {
@@ -138,7 +116,14 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
                 {"windows", "at"});
   server->Route(
       "POST", "/v1/features:batchGet",
-      [this](HttpRequest&& req, Responder done) { done(BatchGet(req)); }, "batchGet");
+      [this](HttpRequest&& req, Responder done) {
+        if (read_pool_ == nullptr) return done(BatchGet(req));
+        // `done` is copied into the task: if the pool refuses it, the original still answers.
+        if (!read_pool_->Post([this, req = std::move(req), done] { done(BatchGet(req)); })) {
+          done(HttpResponse::Error(503, "shutting down"));
+        }
+      },
+      "batchGet");
   server->Route(
       "GET", "/v1/views", [this](HttpRequest&&, Responder done) { done(ListViews()); }, "views");
   if (options_.read_only) {
@@ -434,28 +419,31 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   }
   const size_t bytes = req.body.size();
   size_t pending = 0;
+  bool admitted = false;
   {
-    MutexLock lock(&pool_mu_);
-    if (pool_stop_) {
-      lock.Unlock();
-      respond(HttpResponse::Error(503, "shutting down: not accepting events"));
-      return;
-    }
+    MutexLock lock(&ingest_mu_);
     pending = pending_ingest_bytes_;
-    if (pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes) {
-      pending_ingest_bytes_ += bytes;
-      pool_tasks_.push_back([this, target, bytes, wait, batch_id = std::move(batch_id),
-                             body = std::move(req.body), respond = std::move(respond)]() {
-        RunIngest(target, batch_id, body, wait, respond);
-        MutexLock done(&pool_mu_);
-        pending_ingest_bytes_ -= bytes;
-      });
-      pool_cv_.NotifyOne();
-      return;
-    }
+    admitted = pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes;
+    if (admitted) pending_ingest_bytes_ += bytes;
   }
-  busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)", pending >> 20,
-                   options_.max_pending_ingest_bytes >> 20));
+  if (!admitted) {
+    busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
+                     pending >> 20, options_.max_pending_ingest_bytes >> 20));
+    return;
+  }
+  auto release = [this, bytes] {
+    MutexLock lock(&ingest_mu_);
+    pending_ingest_bytes_ -= bytes;
+  };
+  // `respond` is copied into the task: if the pool refuses it, the original still answers.
+  if (!ingest_pool_->Post([this, target, wait, release, batch_id = std::move(batch_id),
+                           body = std::move(req.body), respond] {
+        RunIngest(target, batch_id, body, wait, respond);
+        release();
+      })) {
+    release();
+    respond(HttpResponse::Error(503, "shutting down: not accepting events"));
+  }
 }
 
 void FeatureService::RunIngest(IngestTarget* target, const std::string& batch_id,

@@ -16,6 +16,7 @@
 #include "engine/catalog_store.h"
 #include "engine/feature_reader.h"
 #include "serve/http_server.h"
+#include "serve/task_pool.h"
 #include "source/http/http_connector.h"
 #include "store/tile_store.h"
 
@@ -43,6 +44,10 @@ class FeatureService {
     size_t max_pending_ingest_bytes = size_t{256} << 20;
     // `tessera serve`: no ingest; POST /v1/ingest/… says to send events to `tessera run`.
     bool read_only = false;
+    // > 0: batchGets run on a pool of this many threads instead of the HTTP I/O thread that
+    // received them, so a server with one I/O thread answers single-key GETs without waiting
+    // behind batches.
+    int read_threads = 0;
   };
 
   // `catalog` is not owned and must outlive the service unless replaced by SetCatalog().
@@ -131,15 +136,12 @@ class FeatureService {
   Histogram* read_seconds_;
   uint64_t instance_id_ = 0;  // distinct for every FeatureService of the process
 
-  // Ingest pool.
-  Mutex pool_mu_;
-  CondVar pool_cv_;  // a task was queued, or pool_stop_
-  std::deque<std::function<void()>> pool_tasks_ ABSL_GUARDED_BY(pool_mu_);
-  bool pool_stop_ ABSL_GUARDED_BY(pool_mu_) = false;
-  // Bytes of the ingest bodies in pool_tasks_ or being appended.
-  size_t pending_ingest_bytes_ ABSL_GUARDED_BY(pool_mu_) = 0;
+  Mutex ingest_mu_;
+  // Bytes of the ingest bodies queued on ingest_pool_ or being appended.
+  size_t pending_ingest_bytes_ ABSL_GUARDED_BY(ingest_mu_) = 0;
   Counter* ingest_refused_ = nullptr;
-  std::vector<std::thread> pool_;
+  std::unique_ptr<TaskPool> ingest_pool_;
+  std::unique_ptr<TaskPool> read_pool_;  // batchGets, when options_.read_threads > 0
 };
 
 }  // namespace tessera::serve

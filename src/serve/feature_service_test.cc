@@ -489,8 +489,9 @@ TEST(ReadOnlyFeatureServiceTest, ReusedReadersSeeEveryEarlierWrite) {
     FakeClock clock(kAt);
     FeatureService::Options options;
     options.read_only = true;
+    options.read_threads = 2;  // as `tessera serve`: batchGets on a pool, one I/O thread
     FeatureService service(catalog.get(), store.get(), &metrics, &clock, options);
-    HttpServer server(HttpServerOptions{});
+    HttpServer server(HttpServerOptions{.threads = 1});
     service.RegisterRoutes(&server);
     ASSERT_TRUE(server.Start().ok());
     service.set_ready(true);
