@@ -412,7 +412,8 @@ class ScopedTempDir {
 // staleness bound. For Bigtable, reads of the committed slots (docs/scale_out.md); the
 // catalog is followed at the same interval either way.
 int RunServeCommand(const std::string& location, const std::string& http,
-                    const std::string& secondary_dir, int64_t refresh_interval_ms) {
+                    const std::string& secondary_dir, int64_t refresh_interval_ms,
+                    int http_threads) {
   sigset_t signals = BlockStopSignals();
   auto listen = ParseListenAddress(http);
   if (!listen.ok()) return Fail(listen.status());
@@ -450,12 +451,18 @@ int RunServeCommand(const std::string& location, const std::string& http,
   MetricsRegistry metrics;
   serve::FeatureService::Options service_options;
   service_options.read_only = true;
-  // One I/O thread answers single-key GETs inline (on two cores it gave more GETs/s than two
-  // threads, with a p99 below 0.5 ms instead of up to 2 ms: docs/PERFORMANCE.md); batchGets,
-  // which take ~100× longer, run on a pool so that GETs never wait behind them.
-  listen->threads = 1;
-  service_options.read_threads =
-      static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  // I/O threads answer single-key GETs inline; batchGets, which take ~100× longer, run on a
+  // pool so that GETs never wait behind them. A core is left to the pool, the follower and
+  // wrk-like clients on the same host: on two cores one I/O thread gave more GETs/s than two,
+  // with a p99 below 0.5 ms instead of up to 2 ms (docs/PERFORMANCE.md). Bigtable reads block
+  // on RPCs, so there every core gets a thread, and at least two.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (http_threads > 0) {
+    listen->threads = http_threads;
+  } else {
+    listen->threads = IsBigtableUri(location) ? std::max(2, cores) : std::max(1, cores - 1);
+  }
+  service_options.read_threads = std::max(2, cores);
   serve::FeatureService service(catalog->get(), store, &metrics, SystemClock::Default(),
                                 service_options);
   serve::DbFollower::Options follow;
@@ -615,6 +622,13 @@ int main(int argc, char** argv) {
                    "How often to catch up with the DB's writer (`tessera run`); answers lag "
                    "the writer by its --flush-interval plus this")
       ->capture_default_str();
+  int http_threads = 0;
+  serve_cmd
+      ->add_option("--http-threads", http_threads,
+                   "HTTP I/O threads, which answer single-key reads inline (default: one per "
+                   "core but one, at least one, for a RocksDB DB; one per core, at least two, "
+                   "for Bigtable, whose reads wait on RPCs)")
+      ->check(CLI::NonNegativeNumber);
 
   auto* store_cmd = app.add_subcommand("store", "Manage a tile store");
   store_cmd->require_subcommand(1);
@@ -742,7 +756,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (!need_store(serve_cmd)) return 2;
-    return tessera::RunServeCommand(location, http, secondary_dir, *interval);
+    return tessera::RunServeCommand(location, http, secondary_dir, *interval, http_threads);
   }
 
   // --max-future: a duration or 'off'; false (after printing the error) when it is neither.

@@ -121,6 +121,7 @@ void DbFollower::Start() {
     while (!thread_cv_.WaitFor(&thread_mu_, options_.interval, stopping)) {
       lock.Unlock();
       RefreshOnce().IgnoreError();  // counted, logged and reflected in Freshness()
+      service_->ReleaseIdleContexts();
       lock.Lock();
     }
   });

@@ -45,7 +45,9 @@ FeatureService::FeatureService(const engine::CatalogStore* catalog, store::TileS
       store_(store),
       metrics_(metrics),
       clock_(clock),
-      options_(options) {
+      options_(options),
+      pending_ingest_(options_.max_pending_ingest_bytes),
+      pending_reads_(options_.max_pending_read_bytes) {
   static std::atomic<uint64_t> instances{0};
   instance_id_ = instances.fetch_add(1) + 1;
   tiles_per_request_ = metrics_->GetHistogram("tessera_serve_tiles_read",
@@ -70,8 +72,13 @@ void FeatureService::Shutdown() {
 }
 
 void FeatureService::SetCatalog(std::shared_ptr<const engine::CatalogStore> catalog) {
-  MutexLock lock(&catalog_mu_);
-  catalog_ = std::move(catalog);
+  {
+    MutexLock lock(&catalog_mu_);
+    catalog_ = std::move(catalog);
+  }
+  std::vector<std::unique_ptr<PooledContext>> stale;  // destroyed outside the lock
+  MutexLock lock(&contexts_mu_);
+  stale.swap(contexts_);
 }
 
 std::shared_ptr<const engine::CatalogStore> FeatureService::catalog() const {
@@ -118,10 +125,7 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
       "POST", "/v1/features:batchGet",
       [this](HttpRequest&& req, Responder done) {
         if (read_pool_ == nullptr) return done(BatchGet(req));
-        // `done` is copied into the task: if the pool refuses it, the original still answers.
-        if (!read_pool_->Post([this, req = std::move(req), done] { done(BatchGet(req)); })) {
-          done(HttpResponse::Error(503, "shutting down"));
-        }
+        QueueBatchGet(std::move(req), std::move(done));
       },
       "batchGet");
   server->Route(
@@ -191,16 +195,54 @@ void FeatureService::RegisterRoutes(HttpServer* server) {
       });
 }
 
+void FeatureService::TakeIdleContexts(int64_t now_ns,
+                                      std::vector<std::unique_ptr<PooledContext>>* out) {
+  size_t idle = 0;
+  while (idle < contexts_.size() && now_ns - contexts_[idle]->returned_ns >= kMaxPooledIdleNanos) {
+    ++idle;
+  }
+  for (size_t i = 0; i < idle; ++i) out->push_back(std::move(contexts_[i]));
+  contexts_.erase(contexts_.begin(), contexts_.begin() + static_cast<std::ptrdiff_t>(idle));
+}
+
+void FeatureService::QueueBatchGet(HttpRequest&& req, Responder done) {
+  const size_t bytes = req.body.size();
+  size_t pending = 0;
+  if (!pending_reads_.TryAdmit(bytes, &pending)) {
+    HttpResponse r = HttpResponse::Error(
+        503, fmt::format("server busy: {} MiB of batchGet bodies are queued (limit {} MiB)",
+                         pending >> 20, options_.max_pending_read_bytes >> 20));
+    r.headers.emplace_back("Retry-After", "1");
+    return done(std::move(r));
+  }
+  auto release = [this, bytes] { pending_reads_.Release(bytes); };
+  // `done` is copied into the task: if the pool refuses it, the original still answers. An
+  // exception becomes a 500, as on an I/O thread (the pool's threads must survive it).
+  if (!read_pool_->Post([this, req = std::move(req), done, release] {
+        try {
+          done(BatchGet(req));
+        } catch (const std::exception& e) {
+          done(HttpResponse::Error(500, fmt::format("internal error: {}", e.what())));
+        } catch (...) {
+          done(HttpResponse::Error(500, "internal error"));
+        }
+        release();
+      })) {
+    release();
+    done(HttpResponse::Error(503, "shutting down"));
+  }
+}
+
 std::unique_ptr<FeatureService::PooledContext> FeatureService::TakeContext(
     const std::shared_ptr<const engine::CatalogStore>& catalog) {
   std::vector<std::unique_ptr<PooledContext>> stale;  // destroyed outside the lock
   {
     MutexLock lock(&contexts_mu_);
-    while (!contexts_.empty()) {
+    TakeIdleContexts(clock_->MonotonicNanos(), &stale);
+    if (!contexts_.empty() && contexts_.back()->catalog == catalog) {
       std::unique_ptr<PooledContext> c = std::move(contexts_.back());
       contexts_.pop_back();
-      if (c->catalog == catalog) return c;
-      stale.push_back(std::move(c));
+      return c;
     }
   }
   auto c = std::make_unique<PooledContext>();
@@ -209,8 +251,23 @@ std::unique_ptr<FeatureService::PooledContext> FeatureService::TakeContext(
 }
 
 void FeatureService::ReturnContext(std::unique_ptr<PooledContext> context) {
+  const std::shared_ptr<const engine::CatalogStore> current = catalog();
+  std::vector<std::unique_ptr<PooledContext>> stale;  // destroyed outside the lock
+  stale.push_back(std::move(context));
   MutexLock lock(&contexts_mu_);
-  if (contexts_.size() < kMaxPooledContexts) contexts_.push_back(std::move(context));
+  const int64_t now = clock_->MonotonicNanos();
+  TakeIdleContexts(now, &stale);
+  // A context of a replaced catalog is dropped (its views may go with the catalog).
+  if (stale.front()->catalog == current && contexts_.size() < kMaxPooledContexts) {
+    stale.front()->returned_ns = now;
+    contexts_.push_back(std::move(stale.front()));
+  }
+}
+
+void FeatureService::ReleaseIdleContexts() {
+  std::vector<std::unique_ptr<PooledContext>> stale;  // destroyed outside the lock
+  MutexLock lock(&contexts_mu_);
+  TakeIdleContexts(clock_->MonotonicNanos(), &stale);
 }
 
 absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::CatalogStore>& catalog,
@@ -419,22 +476,12 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   }
   const size_t bytes = req.body.size();
   size_t pending = 0;
-  bool admitted = false;
-  {
-    MutexLock lock(&ingest_mu_);
-    pending = pending_ingest_bytes_;
-    admitted = pending == 0 || pending + bytes <= options_.max_pending_ingest_bytes;
-    if (admitted) pending_ingest_bytes_ += bytes;
-  }
-  if (!admitted) {
+  if (!pending_ingest_.TryAdmit(bytes, &pending)) {
     busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
                      pending >> 20, options_.max_pending_ingest_bytes >> 20));
     return;
   }
-  auto release = [this, bytes] {
-    MutexLock lock(&ingest_mu_);
-    pending_ingest_bytes_ -= bytes;
-  };
+  auto release = [this, bytes] { pending_ingest_.Release(bytes); };
   // `respond` is copied into the task: if the pool refuses it, the original still answers.
   if (!ingest_pool_->Post([this, target, wait, release, batch_id = std::move(batch_id),
                            body = std::move(req.body), respond] {

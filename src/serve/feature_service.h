@@ -45,9 +45,11 @@ class FeatureService {
     // `tessera serve`: no ingest; POST /v1/ingest/… says to send events to `tessera run`.
     bool read_only = false;
     // > 0: batchGets run on a pool of this many threads instead of the HTTP I/O thread that
-    // received them, so a server with one I/O thread answers single-key GETs without waiting
-    // behind batches.
+    // received them, so a server with few I/O threads answers single-key GETs without waiting
+    // behind batches. Their bodies queued or being read, at most (the rule of
+    // max_pending_ingest_bytes: 503 + Retry-After beyond it, one body always admitted).
     int read_threads = 0;
+    size_t max_pending_read_bytes = size_t{64} << 20;
   };
 
   // `catalog` is not owned and must outlive the service unless replaced by SetCatalog().
@@ -79,12 +81,18 @@ class FeatureService {
   // server->Start().
   void RegisterRoutes(HttpServer* server);
 
+  // Drops the pooled reader contexts idle for a second or more, releasing the store versions
+  // they hold (a follower calls it at every catch-up, so an idle server holds none for long).
+  void ReleaseIdleContexts();
+
   // Stops the ingest pool (pending appends are answered first).
   void Shutdown();
 
  private:
   HttpResponse GetFeatures(const HttpRequest& req);
   HttpResponse BatchGet(const HttpRequest& req);
+  // Runs BatchGet on read_pool_, within max_pending_read_bytes.
+  void QueueBatchGet(HttpRequest&& req, Responder done);
   HttpResponse ListViews() const;
   void Ingest(HttpRequest&& req, Responder respond);
   // Reads `keys` of `view` (of `catalog`); appends one JSON object per key to `out`,
@@ -94,19 +102,27 @@ class FeatureService {
                         std::string_view windows, const std::string* at, std::string* out);
 
   // Reader contexts (a store cursor, scratch blocks, finalizers) reused by later requests
-  // instead of made per request. Each keeps the catalog it was used with alive, so the views it
-  // prepared for cannot be mistaken for later ones; one of another catalog is dropped. Between
-  // requests a pooled context may hold one store version (RocksDB: a superversion) or one
-  // open-tile snapshot; at most kMaxPooledContexts are kept.
+  // instead of made per request. Only contexts of the current catalog are pooled (SetCatalog
+  // empties the pool), so the views a context prepared for are alive and cannot be mistaken for
+  // later ones. Between requests a pooled context holds one store version (RocksDB: a
+  // superversion, whose files stay open) or one open-tile snapshot: at most kMaxPooledContexts
+  // are kept, and one idle for kMaxPooledIdleNanos is dropped at the next take, return or
+  // ReleaseIdleContexts().
   struct PooledContext {
     std::shared_ptr<const engine::CatalogStore> catalog;
+    int64_t returned_ns = 0;  // clock_->MonotonicNanos() when last returned
     engine::FeatureReader::Context context;
   };
   static constexpr size_t kMaxPooledContexts = 8;
+  static constexpr int64_t kMaxPooledIdleNanos = 1'000'000'000;
   std::unique_ptr<PooledContext> TakeContext(
       const std::shared_ptr<const engine::CatalogStore>& catalog);
   void ReturnContext(std::unique_ptr<PooledContext> context);
+  // Moves the contexts idle longer than kMaxPooledIdleNanos into *out.
+  void TakeIdleContexts(int64_t now_ns, std::vector<std::unique_ptr<PooledContext>>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(contexts_mu_);
   Mutex contexts_mu_;
+  // Oldest return first (reuse takes the newest).
   std::vector<std::unique_ptr<PooledContext>> contexts_ ABSL_GUARDED_BY(contexts_mu_);
 
   std::shared_ptr<const engine::CatalogStore> catalog() const;
@@ -136,12 +152,11 @@ class FeatureService {
   Histogram* read_seconds_;
   uint64_t instance_id_ = 0;  // distinct for every FeatureService of the process
 
-  Mutex ingest_mu_;
-  // Bytes of the ingest bodies queued on ingest_pool_ or being appended.
-  size_t pending_ingest_bytes_ ABSL_GUARDED_BY(ingest_mu_) = 0;
+  ByteBudget pending_ingest_;  // ingest bodies queued on ingest_pool_ or being appended
   Counter* ingest_refused_ = nullptr;
   std::unique_ptr<TaskPool> ingest_pool_;
   std::unique_ptr<TaskPool> read_pool_;  // batchGets, when options_.read_threads > 0
+  ByteBudget pending_reads_;             // batchGet bodies queued on read_pool_ or being read
 };
 
 }  // namespace tessera::serve

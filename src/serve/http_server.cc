@@ -693,6 +693,7 @@ void Connection::Respond(HttpResponse r) {
   // buffer, and finishing here avoids the posted completion of an async write. What is left
   // (a large body, a slow reader) goes out asynchronously.
   SerializeResponse();
+  std::string().swap(res_.body());  // out_ has it now
   beast::error_code ec;
   const size_t sent = socket_.write_some(net::buffer(out_), ec);
   if (ec == net::error::would_block || (!ec && sent < out_.size())) {

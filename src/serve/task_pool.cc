@@ -1,6 +1,8 @@
 #include "serve/task_pool.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <utility>
 
 namespace tessera::serve {
@@ -18,7 +20,13 @@ TaskPool::TaskPool(int threads) {
           task = std::move(tasks_.front());
           tasks_.pop_front();
         }
-        task();
+        try {
+          task();
+        } catch (const std::exception& e) {  // the thread must survive to run the next tasks
+          std::fprintf(stderr, "tessera: exception escaped a pool task: %s\n", e.what());
+        } catch (...) {
+          std::fprintf(stderr, "tessera: unknown exception escaped a pool task\n");
+        }
       }
     });
   }
@@ -44,6 +52,19 @@ void TaskPool::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+}
+
+bool ByteBudget::TryAdmit(size_t bytes, size_t* pending) {
+  MutexLock lock(&mu_);
+  if (pending != nullptr) *pending = pending_;
+  if (pending_ != 0 && (bytes > limit_ || pending_ > limit_ - bytes)) return false;
+  pending_ += bytes;
+  return true;
+}
+
+void ByteBudget::Release(size_t bytes) {
+  MutexLock lock(&mu_);
+  pending_ -= bytes;
 }
 
 }  // namespace tessera::serve

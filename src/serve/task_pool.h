@@ -10,7 +10,8 @@
 
 namespace tessera::serve {
 
-// A fixed set of threads running posted tasks in posting order. Thread-safe.
+// A fixed set of threads running posted tasks in posting order. A task's exception is logged to
+// stderr and does not stop its thread. Thread-safe.
 class TaskPool {
  public:
   explicit TaskPool(int threads);
@@ -30,6 +31,25 @@ class TaskPool {
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+};
+
+// Bytes of queued work (request bodies) admitted and not yet released: at most `limit`, except
+// that work is always admitted when nothing is pending (one body larger than the limit still
+// runs, alone). Thread-safe.
+class ByteBudget {
+ public:
+  explicit ByteBudget(size_t limit) : limit_(limit) {}
+
+  // True, with `bytes` counted, when they fit; false otherwise. *pending (optional) receives
+  // the bytes pending before the call.
+  bool TryAdmit(size_t bytes, size_t* pending = nullptr);
+  // Returns bytes admitted by TryAdmit.
+  void Release(size_t bytes);
+
+ private:
+  const size_t limit_;
+  Mutex mu_;
+  size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tessera::serve
