@@ -40,19 +40,23 @@ using rocksdb_internal::View;
 
 namespace {
 
-// Prefix extractor: the tile prefix (view, entity key, resolution) of a tile key. Prefix Bloom
-// filters then let a Scan of one entity skip every SST file that holds none of its tiles.
-// Metadata keys are outside the domain (no prefix filtering; ScanMeta uses total-order seeks).
-// Satisfies RocksDB's requirements: the prefix of a key is a prefix of it, prefixes are
-// order-preserving (tile prefixes are prefix-free), and Transform(Transform(k)) == Transform(k).
+// Prefix extractor: a tile key's (view, entity key), without the resolution. Every tile of a
+// key, of all resolutions, shares it, so one prefix seek reads a key's base, hour and day tiles,
+// and prefix Bloom filters let it skip every SST file that holds none of them (the L0 files of
+// a live DB's recent flushes). Metadata keys are outside the domain (no prefix filtering;
+// ScanMeta uses total-order seeks). Satisfies RocksDB's requirements: the prefix of a key is a
+// prefix of it, prefixes are order-preserving (the length-prefixed key makes them prefix-free),
+// and Transform(Transform(k)) == Transform(k) (a (view, key) prefix parses as a tile prefix whose
+// resolution byte is missing, so it is outside the domain and returned whole).
 class TilePrefixTransform final : public rocksdb::SliceTransform {
  public:
-  // Persisted in SST properties; RocksDB ignores prefix filters written under another name.
-  const char* Name() const override { return "tessera.TilePrefix.v1"; }
+  // Persisted in SST properties; RocksDB ignores prefix filters written under another name
+  // (v1, of DBs written before, was (view, key, resolution)).
+  const char* Name() const override { return "tessera.TileKeyPrefix.v2"; }
 
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
     std::optional<size_t> len = TilePrefixLength(View(key));
-    return {key.data(), len.value_or(key.size())};
+    return {key.data(), len.has_value() ? *len - 1 : key.size()};  // without the resolution
   }
 
   bool InDomain(const rocksdb::Slice& key) const override {
@@ -368,7 +372,7 @@ class RocksTileScanner final : public TileScanner {
     }
   }
 
-  // One total-order cursor over the key's tiles of all resolutions: a key's base, hour and day
+  // One prefix cursor over the key's tiles of all resolutions: a key's base, hour and day
   // tiles are adjacent, so a key with few tiles is read with one seek; tiles outside
   // [from_ms, to_ms) are stepped over, or skipped with a re-seek when there are many.
   absl::Status ScanSpan(
@@ -386,9 +390,7 @@ class RocksTileScanner final : public TileScanner {
       span_upper_slice_ = rocksdb::Slice(span_upper_);
       AppendTileStart(from_ms, &span_lower_);
       if (span_it_ == nullptr) {
-        rocksdb::ReadOptions ro = ro_;
-        ro.prefix_same_as_start = false;
-        ro.total_order_seek = true;
+        rocksdb::ReadOptions ro = ro_;  // a prefix seek: every resolution shares the prefix
         ro.iterate_upper_bound = &span_upper_slice_;
         span_it_.reset(db_->NewIterator(ro));
       }
@@ -448,7 +450,7 @@ class RocksTileScanner final : public TileScanner {
   std::string span_lower_;
   std::string span_upper_;
   rocksdb::Slice span_upper_slice_;
-  std::unique_ptr<rocksdb::Iterator> span_it_;  // total order; made by the first ScanSpan
+  std::unique_ptr<rocksdb::Iterator> span_it_;  // made by the first ScanSpan
 };
 
 const rocksdb::Snapshot* RocksSnapshotOf(const StoreSnapshot* snapshot) {
