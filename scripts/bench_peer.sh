@@ -109,8 +109,11 @@ PY
   if [[ $SPAN == 48h ]]; then rm -rf "$OUT/db-48h"; mv "$OUT/db" "$OUT/db-48h"; fi
 done
 
-# ClickHouse keeps merging in the background: stop it before measuring serving.
+# ClickHouse keeps merging in the background: stop it before measuring serving, and let the
+# kernel write back what the backfills and ClickHouse left dirty in the page cache (~1 GB), which
+# it would otherwise do while the server is measured.
 kill "$CH_PID" 2>/dev/null || true; wait "$CH_PID" 2>/dev/null || true; CH_PID=
+sync
 
 if (( SERVE_SECONDS > 0 )) && command -v wrk >/dev/null; then
   "$BUILD/apps/tessera" serve --db "$OUT/db-48h" --http 127.0.0.1:0 > "$OUT/serve.out" 2> "$OUT/serve.log" &
