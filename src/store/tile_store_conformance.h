@@ -506,8 +506,7 @@ TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
 }
 
 // Refresh makes a scanner without a snapshot see every earlier write, through Scan and ScanSpan,
-// as often as it is called; one with a snapshot
-// keeps reading its snapshot.
+// as often as it is called; one with a snapshot keeps reading its snapshot.
 TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
   using conformance_internal::Key;
   Put(Key(1, "k", Resolution::kBase, 0), "v1");
