@@ -444,7 +444,7 @@ int RunServeCommand(const std::string& location, const std::string& http,
     store::RocksDbTileStore* rocksdb = opened->get();
     catch_up = [rocksdb] { return rocksdb->CatchUp(); };
     // Before listening: a DB that fits the block cache is served warm from the first request
-    // (the 140 MB high-cardinality DB of docs/PERFORMANCE.md: ~0.3 s here, instead of ~4 s of
+    // (the 140 MB high-cardinality DB of docs/PERFORMANCE.md: ~0.4 s here, instead of ~4 s of
     // slower reads while each loads its own blocks).
     absl::StatusOr<uint64_t> warmed = rocksdb->WarmBlockCache();
     if (!warmed.ok()) return Fail(warmed.status());

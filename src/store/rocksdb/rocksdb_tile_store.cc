@@ -807,8 +807,8 @@ absl::Status RocksDbTileStore::CompactAll() {
 
 absl::StatusOr<uint64_t> RocksDbTileStore::WarmBlockCache() {
   return Guard("WarmBlockCache", dir_, [&]() -> absl::StatusOr<uint64_t> {
-    const auto* table =
-        db_->GetOptions().table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+    const rocksdb::Options options = db_->GetOptions();
+    const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
     const std::shared_ptr<rocksdb::Cache> cache = table != nullptr ? table->block_cache : nullptr;
     if (cache == nullptr) return uint64_t{0};
     const size_t full = cache->GetCapacity() / 10 * 9;
