@@ -438,41 +438,46 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
 }
 
 std::string FeatureResult::ToJson(const sql::ViewDef& view) const {
-  std::string out = "{\"view\":";
-  AppendJsonString(view.name, &out);
-  out += ",\"key\":";
-  AppendJsonString(key, &out);
-  out += ",\"at\":";
-  AppendJsonString(FormatRfc3339Millis(at_ms), &out);
+  std::string out;
+  AppendJson(view, &out);
+  return out;
+}
+
+void FeatureResult::AppendJson(const sql::ViewDef& view, std::string* out) const {
+  *out += "{\"view\":";
+  AppendJsonString(view.name, out);
+  *out += ",\"key\":";
+  AppendJsonString(key, out);
+  *out += ",\"at\":";
+  AppendJsonString(FormatRfc3339Millis(at_ms), out);
   if (requested_at_ms != at_ms) {
-    out += ",\"requested_at\":";
-    AppendJsonString(FormatRfc3339Millis(requested_at_ms), &out);
+    *out += ",\"requested_at\":";
+    AppendJsonString(FormatRfc3339Millis(requested_at_ms), out);
   }
   bool tails = false;
   for (const WindowResult& w : windows) {
     if (!w.tail_from_ms.has_value()) continue;
-    out += tails ? "," : ",\"tail_from\":{";
+    *out += tails ? "," : ",\"tail_from\":{";
     tails = true;
-    AppendJsonString(w.name, &out);
-    out += ':';
-    AppendJsonString(FormatRfc3339Millis(*w.tail_from_ms), &out);
+    AppendJsonString(w.name, out);
+    *out += ':';
+    AppendJsonString(FormatRfc3339Millis(*w.tail_from_ms), out);
   }
-  if (tails) out += '}';
-  out += ",\"windows\":{";
+  if (tails) *out += '}';
+  *out += ",\"windows\":{";
   for (size_t i = 0; i < windows.size(); ++i) {
-    if (i > 0) out += ',';
-    AppendJsonString(windows[i].name, &out);
-    out += ":{";
+    if (i > 0) *out += ',';
+    AppendJsonString(windows[i].name, out);
+    *out += ":{";
     for (size_t f = 0; f < view.features.size(); ++f) {
-      if (f > 0) out += ',';
-      AppendJsonString(view.features[f].name, &out);
-      out += ':';
-      windows[i].features[f].AppendJson(&out);
+      if (f > 0) *out += ',';
+      AppendJsonString(view.features[f].name, out);
+      *out += ':';
+      windows[i].features[f].AppendJson(out);
     }
-    out += '}';
+    *out += '}';
   }
-  out += "}}";
-  return out;
+  *out += "}}";
 }
 
 }  // namespace tessera::engine

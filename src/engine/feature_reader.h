@@ -53,6 +53,8 @@ struct FeatureResult {
   // rounded `at` to the hour, "requested_at", and when the
   // retention rounded some windows' tails, "tail_from":{"7d":"RFC3339",…} for those windows.
   std::string ToJson(const sql::ViewDef& view) const;
+  // The same, appended to *out (a batch's response is built in place).
+  void AppendJson(const sql::ViewDef& view, std::string* out) const;
 };
 
 // Unflushed (in-memory) tiles a reader must add to what the store holds: the live engine.

@@ -304,7 +304,7 @@ absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::Catalo
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
     if (i > 0) out->push_back(',');
-    out->append(r->ToJson(*view.def));
+    r->AppendJson(*view.def, out);
   }
   return absl::OkStatus();
 }
