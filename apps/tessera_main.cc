@@ -632,8 +632,8 @@ int main(int argc, char** argv) {
       ->add_option("--http-threads", http_threads,
                    "HTTP I/O threads, which answer single-key reads inline (default: one per "
                    "core but one, at least one, for a RocksDB DB; one per core, at least two, "
-                   "for Bigtable, whose reads wait on RPCs)")
-      ->check(CLI::NonNegativeNumber);
+                   "for Bigtable, whose reads wait on RPCs; at most 256)")
+      ->check(CLI::Range(0, 256));
 
   auto* store_cmd = app.add_subcommand("store", "Manage a tile store");
   store_cmd->require_subcommand(1);

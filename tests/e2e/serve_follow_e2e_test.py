@@ -116,7 +116,7 @@ def main():
         procs.append(run)
         secondary = os.path.join(tmp, "secondary")
         serve = ServeProcess(args.tessera, db, os.path.join(tmp, "serve.log"),
-                             ["--secondary-dir", secondary]).start()
+                             ["--secondary-dir", secondary, "--http-threads", "2"]).start()
         procs.append(serve)
         rc = live.Client(run.host, run.port)
         sc = live.Client(serve.host, serve.port)
@@ -149,6 +149,13 @@ def main():
         age = live.metric(ms, "tessera_serve_catchup_age_seconds")
         failures.check(age is not None and age < REFRESH_S + ALLOWANCE_S,
                        "tessera_serve_catchup_age_seconds = %r" % age)
+        # batchGets run on serve's read pool: the same answer as the GET.
+        st, text = sc.post("/v1/features:batchGet",
+                           json.dumps({"view": "click_counts", "keys": ["alice", "nobody"],
+                                       "windows": ["1d"]}))
+        got = [r["windows"]["1d"]["clicks"] for r in json.loads(text)["results"]] \
+            if st == 200 else None
+        failures.check(got == [total, 0], "batchGet on serve: %d %s" % (st, text[:200]))
         st, text = sc.get("/v1/features/click_counts/alice?windows=1d&bogus=1")
         failures.check(st == 400 and "bogus" in text, "unknown parameter on serve: %d %s"
                        % (st, text))
