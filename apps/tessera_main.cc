@@ -234,7 +234,7 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
                  key_text, specs->size(), result->tiles_read, first_ns / 1e3,
                  ns[ns.size() / 2] / 1e3, ns[ns.size() * 99 / 100] / 1e3);
     }
-    out += result->ToJson(*view->def);
+    result->AppendJson(*view->def, &out);
     out += '\n';
   }
   std::fwrite(out.data(), 1, out.size(), stdout);

@@ -208,17 +208,11 @@ void FeatureService::TakeIdleContexts(int64_t now_ns,
 void FeatureService::QueueBatchGet(HttpRequest&& req, Responder done) {
   const size_t bytes = req.body.size();
   size_t pending = 0;
-  if (!pending_reads_.TryAdmit(bytes, &pending)) {
-    HttpResponse r = HttpResponse::Error(
-        503, fmt::format("server busy: {} MiB of batchGet bodies are queued (limit {} MiB)",
-                         pending >> 20, options_.max_pending_read_bytes >> 20));
-    r.headers.emplace_back("Retry-After", "1");
-    return done(std::move(r));
-  }
-  auto release = [this, bytes] { pending_reads_.Release(bytes); };
   // `done` is copied into the task: if the pool refuses it, the original still answers. An
-  // exception becomes a 500, as on an I/O thread (the pool's threads must survive it).
-  if (!read_pool_->Post([this, req = std::move(req), done, release] {
+  // exception becomes a 500, as on an I/O thread.
+  switch (read_pool_->PostWithin(
+      &pending_reads_, bytes,
+      [this, req = std::move(req), done] {
         try {
           done(BatchGet(req));
         } catch (const std::exception& e) {
@@ -226,10 +220,19 @@ void FeatureService::QueueBatchGet(HttpRequest&& req, Responder done) {
         } catch (...) {
           done(HttpResponse::Error(500, "internal error"));
         }
-        release();
-      })) {
-    release();
-    done(HttpResponse::Error(503, "shutting down"));
+      },
+      &pending)) {
+    case TaskPool::Posted::kYes:
+      return;
+    case TaskPool::Posted::kOverBudget: {
+      HttpResponse r = HttpResponse::Error(
+          503, fmt::format("server busy: {} MiB of batchGet bodies are queued (limit {} MiB)",
+                           pending >> 20, options_.max_pending_read_bytes >> 20));
+      r.headers.emplace_back("Retry-After", "1");
+      return done(std::move(r));
+    }
+    case TaskPool::Posted::kStopped:
+      return done(HttpResponse::Error(503, "shutting down"));
   }
 }
 
@@ -476,20 +479,20 @@ void FeatureService::Ingest(HttpRequest&& req, Responder respond) {
   }
   const size_t bytes = req.body.size();
   size_t pending = 0;
-  if (!pending_ingest_.TryAdmit(bytes, &pending)) {
-    busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
-                     pending >> 20, options_.max_pending_ingest_bytes >> 20));
-    return;
-  }
-  auto release = [this, bytes] { pending_ingest_.Release(bytes); };
   // `respond` is copied into the task: if the pool refuses it, the original still answers.
-  if (!ingest_pool_->Post([this, target, wait, release, batch_id = std::move(batch_id),
-                           body = std::move(req.body), respond] {
+  switch (ingest_pool_->PostWithin(
+      &pending_ingest_, bytes,
+      [this, target, wait, batch_id = std::move(batch_id), body = std::move(req.body), respond] {
         RunIngest(target, batch_id, body, wait, respond);
-        release();
-      })) {
-    release();
-    respond(HttpResponse::Error(503, "shutting down: not accepting events"));
+      },
+      &pending)) {
+    case TaskPool::Posted::kYes:
+      return;
+    case TaskPool::Posted::kOverBudget:
+      return busy(fmt::format("server busy: {} MiB of ingest bodies are queued (limit {} MiB)",
+                              pending >> 20, options_.max_pending_ingest_bytes >> 20));
+    case TaskPool::Posted::kStopped:
+      return respond(HttpResponse::Error(503, "shutting down: not accepting events"));
   }
 }
 

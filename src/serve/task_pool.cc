@@ -5,6 +5,8 @@
 #include <exception>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
+
 namespace tessera::serve {
 
 TaskPool::TaskPool(int threads) {
@@ -40,6 +42,18 @@ bool TaskPool::Post(std::function<void()> task) {
   }
   cv_.NotifyOne();
   return true;
+}
+
+TaskPool::Posted TaskPool::PostWithin(ByteBudget* budget, size_t bytes, std::function<void()> task,
+                                      size_t* pending) {
+  if (!budget->TryAdmit(bytes, pending)) return Posted::kOverBudget;
+  const bool posted = Post([budget, bytes, task = std::move(task)] {
+    absl::Cleanup release = [&] { budget->Release(bytes); };
+    task();
+  });
+  if (posted) return Posted::kYes;
+  budget->Release(bytes);
+  return Posted::kStopped;
 }
 
 void TaskPool::Stop() {

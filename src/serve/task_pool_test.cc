@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace tessera::serve {
@@ -36,6 +39,41 @@ TEST(TaskPoolTest, ManyThreadsRunEveryTask) {
     for (int i = 1; i <= 1000; ++i) ASSERT_TRUE(pool.Post([&sum, i] { sum += i; }));
   }  // the destructor stops the pool after the queued tasks
   EXPECT_EQ(sum.load(), 500500);
+}
+
+// PostWithin releases a task's bytes once it has run, also when it throws, and at once when the
+// pool refuses it; a task over the budget is not queued.
+TEST(TaskPoolTest, PostWithinHoldsTheBytesUntilTheTaskHasRun) {
+  ByteBudget budget(100);
+  TaskPool pool(1);
+  std::mutex gate;
+  gate.lock();  // holds the first task (and so the pool's one thread)
+  std::atomic<int> ran{0};
+  EXPECT_EQ(pool.PostWithin(&budget, 60,
+                            [&] {
+                              std::lock_guard hold(gate);
+                              ++ran;
+                              throw std::runtime_error("after running");
+                            }),
+            TaskPool::Posted::kYes);
+  size_t pending = 0;
+  EXPECT_EQ(pool.PostWithin(
+                &budget, 50, [&] { ++ran; }, &pending),
+            TaskPool::Posted::kOverBudget);
+  EXPECT_EQ(pending, 60u);
+  EXPECT_EQ(pool.PostWithin(&budget, 40, [&] { ++ran; }), TaskPool::Posted::kYes);
+  gate.unlock();
+  bool all_released = false;  // the 100 bytes fit again only when both tasks released theirs
+  for (int i = 0; i < 1000 && !(all_released = budget.TryAdmit(100)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(all_released);
+  EXPECT_EQ(ran.load(), 2);
+  budget.Release(100);
+  pool.Stop();
+  EXPECT_EQ(pool.PostWithin(&budget, 10, [&] { ++ran; }), TaskPool::Posted::kStopped);
+  EXPECT_TRUE(budget.TryAdmit(100));  // the refused task's bytes were released
+  EXPECT_EQ(ran.load(), 2);
 }
 
 TEST(ByteBudgetTest, AdmitsWithinTheLimitAndOneOversizedBodyAlone) {
