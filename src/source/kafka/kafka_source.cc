@@ -28,6 +28,7 @@ namespace {
 
 constexpr int kPollMs = 100;
 constexpr size_t kPollBatch = 1024;
+constexpr int kFullPollMs = 1000;  // how often a full buffer still polls (one message)
 constexpr int64_t kMetricsEveryMs = 500;
 constexpr int kCommittedTimeoutMs = 10'000;
 constexpr int kCommittedAttempts = 6;
@@ -124,6 +125,13 @@ absl::Status KafkaSource::Start() {
       // 'group-offsets', when the group has none: never skip data silently ('latest-offset'
       // only applies to partitions new to both the DB and the group).
       {"auto.offset.reset", "earliest"},
+      // librdkafka's prefetch: up to 128 MiB for the whole consumer, with no per-partition
+      // message cap below that. Where its queue is full its fetcher stops and looks again only
+      // later, so at librdkafka's defaults (100k messages per partition, 64 MiB) a consumer
+      // catching up on a backlog waited for fetches: 0.46M rows/s on the mock cluster against
+      // 1.6M with these (docs/PERFORMANCE.md, Kafka ingest).
+      {"queued.min.messages", "10000000"},
+      {"queued.max.messages.kbytes", "131072"},
       // Eager (librdkafka's default, "range,roundrobin"), not cooperative-sticky: with
       // librdkafka < 2.10 an offset commit that meets a cooperative rebalance makes the member
       // lose its assignment (librdkafka #4059), so the revoked partitions' offsets are never
@@ -167,6 +175,7 @@ KafkaSource::~KafkaSource() {
     stop_.store(true);
   }
   commit_cv_.notify_all();
+  room_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
   if (consumer_queue_ != nullptr) rd_kafka_queue_destroy(consumer_queue_);
   if (rk_ != nullptr) {
@@ -212,30 +221,27 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
 }
 
 void KafkaSource::PollLoop() {
+  // Backpressure by not polling: pausing the partitions instead would make librdkafka drop what
+  // it prefetched and fetch it again on resume (on the mock cluster that kept the rate at a
+  // fifth of what the pipeline takes). While the buffer is over its cap, librdkafka's own
+  // prefetch queue fills to its bound (queued.max.messages.kbytes) and fetching stops there.
+  // One message per kFullPollMs is still polled, so rebalance callbacks run and the group's
+  // max.poll.interval.ms never expires while the pipeline is slow.
+  rd_kafka_message_t* batch[kPollBatch];
   while (!stop_.load()) {
-    // Up to kPollBatch messages (and events) per call; rebalance callbacks are served here too.
-    rd_kafka_message_t* batch[kPollBatch];
-    const ssize_t n = rd_kafka_consume_batch_queue(consumer_queue_, kPollMs, batch, kPollBatch);
+    size_t want = kPollBatch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const bool room = room_cv_.wait_for(lock, std::chrono::milliseconds(kFullPollMs), [&] {
+        return stop_.load() || buffered_bytes_ <= options_.max_buffered_bytes;
+      });
+      if (stop_.load()) break;
+      if (!room) want = 1;
+    }
+    // Up to `want` messages (and events) per call; rebalance callbacks are served here too.
+    const ssize_t n = rd_kafka_consume_batch_queue(consumer_queue_, kPollMs, batch, want);
     for (ssize_t i = 0; i < n; ++i) OnMessage(batch[i]);
     const int64_t now = clock_->NowMillis();
-    bool pause = false;
-    bool resume = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!paused_ && buffered_bytes_ > options_.max_buffered_bytes) pause = paused_ = true;
-      if (paused_ && buffered_bytes_ < options_.max_buffered_bytes / 2) {
-        resume = true;
-        paused_ = false;
-      }
-    }
-    if (pause || resume) {
-      rd_kafka_topic_partition_list_t* assignment = nullptr;
-      if (rd_kafka_assignment(rk_, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (pause) rd_kafka_pause_partitions(rk_, assignment);
-        if (resume) rd_kafka_resume_partitions(rk_, assignment);
-        rd_kafka_topic_partition_list_destroy(assignment);
-      }
-    }
     if (now - last_metrics_ms_ >= kMetricsEveryMs) {
       last_metrics_ms_ = now;
       PublishMetrics();
@@ -403,12 +409,7 @@ void KafkaSource::Assign(rd_kafka_topic_partition_list_t* partitions) {
   } else {
     err = rd_kafka_assign(rk_, partitions);
   }
-  // librdkafka keeps a partition's application pause across assignments: partitions paused
-  // for a full buffer before a rebalance would never fetch again. Start them unpaused; the poll
-  // loop pauses everything again while the buffer is over its cap.
-  rd_kafka_resume_partitions(rk_, partitions);
   std::lock_guard<std::mutex> lock(mu_);
-  paused_ = false;
   if (error != nullptr) {
     failed = Internal("source '{}': Kafka assignment failed: {}", source_name_,
                       rd_kafka_error_string(error));
@@ -435,6 +436,7 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
         rd_kafka_message_destroy(m);
       }
       p.queue.clear();
+      room_cv_.notify_one();
       revoked.push_back(&p);
     }
     auto uncommitted = [&] {
@@ -521,6 +523,7 @@ absl::StatusOr<Source::Next> KafkaSource::NextChunk(Chunk* chunk, ChunkOrigin* o
     buffered_bytes_ -= BufferedBytes(m);
     rd_kafka_message_destroy(m);
   }
+  room_cv_.notify_one();
   const int64_t n = static_cast<int64_t>(origin->offsets.size());
   origin->input = p->input;
   origin->lane = p->lane;
@@ -627,6 +630,7 @@ bool KafkaSource::SlotLost(const std::string& lane) {
         rd_kafka_message_destroy(m);
       }
       p.queue.clear();
+      room_cv_.notify_one();
       // Until the group assigns it again (it will: another member holds it), its messages are
       // dropped; what was handed out since the last commit belongs to the new owner.
       p.assigned = false;
@@ -681,6 +685,11 @@ std::vector<int32_t> KafkaSource::Assigned() const {
     if (p.assigned) out.push_back(id);
   }
   return out;
+}
+
+size_t KafkaSource::BufferedMessageBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return buffered_bytes_;
 }
 
 }  // namespace tessera::source

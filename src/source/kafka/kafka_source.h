@@ -46,7 +46,9 @@ struct KafkaOptions {
   std::vector<std::pair<std::string, std::string>> properties;
   // Target size of one chunk.
   size_t chunk_bytes = size_t{1} << 20;
-  // Messages fetched but not yet handed out, at most (the consumer pauses its partitions above).
+  // Messages fetched but not yet handed out, at most (plus one poll's batch): above it the poll
+  // thread stops taking messages from librdkafka, whose own prefetch is bounded by
+  // 'properties.queued.max.messages.kbytes'.
   size_t max_buffered_bytes = size_t{64} << 20;
   // How long a revocation waits for the pipeline to commit the revoked partitions' rows.
   std::chrono::milliseconds revoke_timeout{60'000};
@@ -115,6 +117,9 @@ class KafkaSource final : public Source {
 
   // Partitions currently assigned (for tests).
   std::vector<int32_t> Assigned() const;
+  // Bytes of messages fetched but not handed out, as counted against max_buffered_bytes (for
+  // tests).
+  size_t BufferedMessageBytes() const;
 
  private:
   struct Partition {
@@ -174,9 +179,9 @@ class KafkaSource final : public Source {
   mutable std::mutex mu_;
   std::condition_variable data_cv_;    // a message arrived, a flush is wanted, or an error
   std::condition_variable commit_cv_;  // Committed() ran
+  std::condition_variable room_cv_;    // buffered_bytes_ went down
   std::map<int32_t, Partition> partitions_;
   size_t buffered_bytes_ = 0;
-  bool paused_ = false;
   absl::Status error_;
   int32_t next_pick_ = 0;                   // round-robin start for NextChunk
   std::vector<std::string> claimed_lanes_;  // slots claimed since TakeClaimedLanes

@@ -229,6 +229,34 @@ TEST(KafkaSource, RevocationWaitsForTheCommitSoASecondMemberContinuesExactly) {
   for (int k = 0; k < 400; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
 }
 
+TEST(KafkaSource, AFullBufferStopsTakingMessagesAndLosesNone) {
+  MockCluster cluster;
+  constexpr int kMessages = 10'000;  // ~2.7 MB as the buffer counts them
+  cluster.Produce(0, kMessages);
+  store::MemoryTileStore store;
+  Driver d(&store);
+  KafkaOptions options = Options(cluster);
+  options.max_buffered_bytes = 8 << 10;
+  auto src = KafkaSource::Create("plays", options, &store, SystemClock::Default(), nullptr);
+  ASSERT_TRUE(src.ok()) << src.status();
+  ASSERT_TRUE(
+      Until([] {}, [&] { return (*src)->BufferedMessageBytes() > options.max_buffered_bytes; }));
+  // Over the cap the poll thread takes at most one more batch, then one message a second.
+  constexpr size_t kMessageBytes = 300;  // a value of <= 12 bytes plus the per-message overhead
+  const size_t bound = options.max_buffered_bytes + 1024 * kMessageBytes;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const size_t first = (*src)->BufferedMessageBytes();
+  EXPECT_LE(first, bound);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2'500));
+  const size_t later = (*src)->BufferedMessageBytes();
+  EXPECT_LE(later, first + 4 * kMessageBytes);
+
+  ASSERT_TRUE(Until([&] { d.Take(src->get()); }, [&] { return d.pending.size() >= kMessages; }));
+  d.Commit(src->get());
+  ASSERT_EQ(d.seen.size(), static_cast<size_t>(kMessages));
+  for (int k = 0; k < kMessages; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
+}
+
 TEST(KafkaSource, IdlePartitionsLeaveTheActiveLanes) {
   MockCluster cluster;
   store::MemoryTileStore store;
