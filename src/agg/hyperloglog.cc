@@ -68,7 +68,8 @@ void HyperLogLog::DenseUpdate(uint8_t* registers, uint32_t entry) {
   uint32_t gap = index & ((1u << kIndexGapBits) - 1);
   uint32_t rho = gap != 0 ? static_cast<uint32_t>(std::countl_zero(gap << (32 - kIndexGapBits))) + 1
                           : kIndexGapBits + (entry & 63);
-  if (registers[reg] < rho) registers[reg] = static_cast<uint8_t>(rho);
+  // Unconditional store: whether a register grows is a coin flip the branch predictor misses.
+  registers[reg] = std::max(registers[reg], static_cast<uint8_t>(rho));
 }
 
 HyperLogLog::HyperLogLog(HyperLogLog&& other) noexcept
@@ -164,7 +165,13 @@ void HyperLogLog::InsertIntoTable(uint32_t entry) {
   }
 }
 
-void HyperLogLog::GrowTable() {
+uint32_t HyperLogLog::SlotsFor(size_t entries) {
+  uint32_t capacity = kInitialSlots;
+  while (entries * 4 > capacity * 3 && capacity < kMaxSparseSlots) capacity *= 2;
+  return capacity;
+}
+
+void HyperLogLog::GrowTable(uint32_t capacity) {
   // From small mode the old entries are small_'s; afterwards small_ is unused (all zero).
   std::unique_ptr<uint32_t[]> old = std::move(heap_);
   const uint32_t old_capacity = capacity_;
@@ -173,13 +180,19 @@ void HyperLogLog::GrowTable() {
   const uint32_t small_count = old_capacity == 0 ? count_ : 0;
   std::memcpy(small, small_, sizeof(small));
   std::memset(small_, 0, sizeof(small_));
-  capacity_ = static_cast<uint16_t>(old_capacity == 0 ? kInitialSlots : old_capacity * 2);
+  capacity_ = static_cast<uint16_t>(capacity);
   heap_ = std::make_unique<uint32_t[]>(capacity_);  // zeroed: all slots empty
   count_ = 0;
   for (uint32_t i = 0; i < small_count; ++i) InsertIntoTable(small[i]);
   for (uint32_t i = 0; i < old_capacity; ++i) {
     if (old[i] != 0) InsertIntoTable(old[i]);
   }
+}
+
+void HyperLogLog::ReserveSparse(size_t more) {
+  if (is_dense() || more <= kSmallEntries) return;  // a few: small mode may still hold them
+  const uint32_t capacity = SlotsFor(count_ + more);
+  if (capacity > capacity_) GrowTable(capacity);
 }
 
 void HyperLogLog::SparseInsert(uint32_t entry) {
@@ -189,27 +202,30 @@ void HyperLogLog::SparseInsert(uint32_t entry) {
   }
   if (capacity_ == 0) {
     if (SmallInsert(entry)) return;
-    GrowTable();
-  } else {
-    const uint32_t key = EntryIndex(entry);
-    const uint32_t mask = capacity_ - 1;
-    for (uint32_t pos = key & mask;; pos = (pos + 1) & mask) {
-      uint32_t v = heap_[pos];
-      if (v == 0) break;  // new index'
-      if (EntryIndex(v) == key) {
-        if (entry > v) heap_[pos] = entry;
-        return;
-      }
-    }
+    GrowTable(kInitialSlots);
   }
-  if ((count_ + 1) * 4 > capacity_ * 3) {
-    if (capacity_ >= kMaxSparseSlots) {
-      ToDense();
-      DenseUpdate(registers(), entry);
+  const uint32_t key = EntryIndex(entry);
+  const uint32_t mask = capacity_ - 1;
+  uint32_t pos = key & mask;
+  for (;; pos = (pos + 1) & mask) {
+    const uint32_t v = heap_[pos];
+    if (v == 0) break;  // new index'
+    if (EntryIndex(v) == key) {
+      if (entry > v) heap_[pos] = entry;
       return;
     }
-    GrowTable();
   }
+  if ((count_ + 1) * 4 <= capacity_ * 3) {
+    heap_[pos] = entry;
+    ++count_;
+    return;
+  }
+  if (capacity_ >= kMaxSparseSlots) {
+    ToDense();
+    DenseUpdate(registers(), entry);
+    return;
+  }
+  GrowTable(capacity_ * 2);
   InsertIntoTable(entry);
 }
 
@@ -237,6 +253,7 @@ void HyperLogLog::Merge(const HyperLogLog& other) {
     return;
   }
   if (&other == this) return;  // a set merged with itself is unchanged
+  ReserveSparse(other.count_);
   other.ForEachEntry([this](uint32_t e) { SparseInsert(e); });
 }
 
@@ -393,8 +410,7 @@ absl::Status HyperLogLog::Deserialize(ByteReader* in) {
         in,
         [&parsed](uint64_t count) {
           if (count <= kSmallEntries) return;
-          uint32_t capacity = kInitialSlots;
-          while (count * 4 > capacity * 3) capacity *= 2;
+          const uint32_t capacity = SlotsFor(count);
           parsed.capacity_ = static_cast<uint16_t>(capacity);
           parsed.heap_ = std::make_unique<uint32_t[]>(capacity);  // zeroed: all slots empty
         },
@@ -426,12 +442,18 @@ absl::Status HyperLogLog::MergeSerialized(ByteReader* in) {
   absl::Status s = in->Byte(&mode, "HyperLogLog mode");
   if (!s.ok()) return s;
   if (mode == kModeSparse) {
+    if (is_dense()) {  // straight into the registers (on bad input *this holds part of it)
+      uint8_t* regs = registers();
+      return ReadSparse(
+          in, [](uint64_t) {}, [regs](uint32_t e) { DenseUpdate(regs, e); });
+    }
     // All entries are checked before any is inserted.
     absl::InlinedVector<uint32_t, 64> entries;
     s = ReadSparse(
         in, [&entries](uint64_t count) { entries.reserve(count); },
         [&entries](uint32_t e) { entries.push_back(e); });
     if (!s.ok()) return s;
+    ReserveSparse(entries.size());
     for (uint32_t e : entries) SparseInsert(e);
     return absl::OkStatus();
   }

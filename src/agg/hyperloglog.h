@@ -85,7 +85,15 @@ class HyperLogLog {
   // Inserts into small_; false (and no change) when a new index' finds small_ full.
   bool SmallInsert(uint32_t entry);
   void InsertIntoTable(uint32_t entry);
-  void GrowTable();
+  // Rehashes the entries (small or table) into a table of `capacity` slots (a power of 2, at
+  // least 4/3 of the entries).
+  void GrowTable(uint32_t capacity);
+  // Before more than kSmallEntries sparse inserts: grows the table once to hold them all if
+  // they were new (the capacity changes nothing else: the sketch turns dense only when its
+  // distinct entries outgrow the sparse limit).
+  void ReserveSparse(size_t more);
+  // The table capacity SparseInsert grows to for `entries` entries (at most kMaxSparseSlots).
+  static uint32_t SlotsFor(size_t entries);
   // Calls f(entry) for every sparse entry (small or table), in no particular order.
   template <typename F>
   void ForEachEntry(F&& f) const;
