@@ -138,7 +138,7 @@ wait_rollups
 
 echo "== (b) serving: GET /v1/features/user_listening/{key}?windows=5m,1h,6h,1d, ${SERVE_SECONDS}s each"
 export VIEW=user_listening USERS WINDOWS=5m,1h,6h,1d
-for tc in "1 1" "1 2" "1 4" "2 8"; do
+for tc in "1 1" "1 2" "1 4" "1 8" "2 8"; do
   set -- $tc
   phase "get uniform t=$1 c=$2" wrk -t"$1" -c"$2" -d"${SERVE_SECONDS}s" --latency \
     -s "$HERE/bench/wrk/get.lua" "$BASE"

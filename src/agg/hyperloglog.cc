@@ -191,7 +191,8 @@ void HyperLogLog::GrowTable(uint32_t capacity) {
 
 void HyperLogLog::ReserveSparse(size_t more) {
   if (is_dense() || more <= kSmallEntries) return;  // a few: small mode may still hold them
-  const uint32_t capacity = SlotsFor(count_ + more);
+  // The union holds at least the larger side: the table SparseInsert would reach in any case.
+  const uint32_t capacity = SlotsFor(std::max<size_t>(count_, more));
   if (capacity > capacity_) GrowTable(capacity);
 }
 

@@ -88,9 +88,9 @@ class HyperLogLog {
   // Rehashes the entries (small or table) into a table of `capacity` slots (a power of 2, at
   // least 4/3 of the entries).
   void GrowTable(uint32_t capacity);
-  // Before more than kSmallEntries sparse inserts: grows the table once to hold them all if
-  // they were new (the capacity changes nothing else: the sketch turns dense only when its
-  // distinct entries outgrow the sparse limit).
+  // Before more than kSmallEntries sparse inserts of a set of `more` distinct entries: grows the
+  // table once to what the union needs at least (the larger side), so capacity still follows
+  // the entry count alone, as without the reservation.
   void ReserveSparse(size_t more);
   // The table capacity SparseInsert grows to for `entries` entries (at most kMaxSparseSlots).
   static uint32_t SlotsFor(size_t entries);

@@ -125,12 +125,11 @@ absl::Status KafkaSource::Start() {
       // 'group-offsets', when the group has none: never skip data silently ('latest-offset'
       // only applies to partitions new to both the DB and the group).
       {"auto.offset.reset", "earliest"},
-      // librdkafka's prefetch: up to 128 MiB for the whole consumer, with no per-partition
-      // message cap below that. Where its queue is full its fetcher stops and looks again only
-      // later, so at librdkafka's defaults (100k messages per partition, 64 MiB) a consumer
-      // catching up on a backlog waited for fetches: 0.46M rows/s on the mock cluster against
-      // 1.6M with these (docs/PERFORMANCE.md, Kafka ingest).
-      {"queued.min.messages", "10000000"},
+      // librdkafka's prefetch: up to 128 MiB of values or 1M messages. Where its queue is full
+      // its fetcher stops and looks again only later, so at librdkafka's defaults (100k
+      // messages, 64 MiB) a consumer catching up on a backlog waited for fetches: 0.46M rows/s
+      // on the mock cluster against 1.6M with these (docs/PERFORMANCE.md, Kafka ingest).
+      {"queued.min.messages", "1000000"},
       {"queued.max.messages.kbytes", "131072"},
       // Eager (librdkafka's default, "range,roundrobin"), not cooperative-sticky: with
       // librdkafka < 2.10 an offset commit that meets a cooperative rebalance makes the member
@@ -222,25 +221,31 @@ KafkaSource::Partition& KafkaSource::PartitionLocked(int32_t id) {
 
 void KafkaSource::PollLoop() {
   // Backpressure by not polling: pausing the partitions instead would make librdkafka drop what
-  // it prefetched and fetch it again on resume (on the mock cluster that kept the rate at a
+  // it prefetched and fetch it again on resume (on the mock cluster that held the rate at a
   // fifth of what the pipeline takes). While the buffer is over its cap, librdkafka's own
-  // prefetch queue fills to its bound (queued.max.messages.kbytes) and fetching stops there.
-  // One message per kFullPollMs is still polled, so rebalance callbacks run and the group's
-  // max.poll.interval.ms never expires while the pipeline is slow.
+  // prefetch queue fills to its bounds (queued.max.messages.kbytes, queued.min.messages) and
+  // fetching stops there. A full buffer still takes one message per kFullPollMs, up to twice
+  // its cap, so rebalance callbacks run; a member whose pipeline takes nothing at all for
+  // max.poll.interval.ms is then rightly evicted from the group.
   rd_kafka_message_t* batch[kPollBatch];
   while (!stop_.load()) {
     size_t want = kPollBatch;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      const bool room = room_cv_.wait_for(lock, std::chrono::milliseconds(kFullPollMs), [&] {
-        return stop_.load() || buffered_bytes_ <= options_.max_buffered_bytes;
-      });
+      const size_t cap = options_.max_buffered_bytes;
+      const bool room = room_cv_.wait_for(lock, std::chrono::milliseconds(kFullPollMs),
+                                          [&] { return stop_.load() || buffered_bytes_ <= cap; });
       if (stop_.load()) break;
-      if (!room) want = 1;
+      // Each message counts at least kMessageOverheadBytes: no more than fit under the cap.
+      want =
+          room ? std::clamp<size_t>((cap - buffered_bytes_) / kMessageOverheadBytes, 1, kPollBatch)
+               : (buffered_bytes_ < 2 * cap ? 1 : 0);
     }
-    // Up to `want` messages (and events) per call; rebalance callbacks are served here too.
-    const ssize_t n = rd_kafka_consume_batch_queue(consumer_queue_, kPollMs, batch, want);
-    for (ssize_t i = 0; i < n; ++i) OnMessage(batch[i]);
+    if (want > 0) {
+      // Up to `want` messages (and events); rebalance callbacks are served here too.
+      const ssize_t n = rd_kafka_consume_batch_queue(consumer_queue_, kPollMs, batch, want);
+      for (ssize_t i = 0; i < n; ++i) OnMessage(batch[i]);
+    }
     const int64_t now = clock_->NowMillis();
     if (now - last_metrics_ms_ >= kMetricsEveryMs) {
       last_metrics_ms_ = now;

@@ -46,9 +46,10 @@ struct KafkaOptions {
   std::vector<std::pair<std::string, std::string>> properties;
   // Target size of one chunk.
   size_t chunk_bytes = size_t{1} << 20;
-  // Messages fetched but not yet handed out, at most (plus one poll's batch): above it the poll
-  // thread stops taking messages from librdkafka, whose own prefetch is bounded by
-  // 'properties.queued.max.messages.kbytes'.
+  // Messages fetched but not yet handed out (each counted as value + key + 256 bytes): above
+  // this the poll thread stops taking messages from librdkafka (whose own prefetch has its own
+  // bounds), except one a second up to twice this, so that rebalances are served. One poll
+  // may overshoot by its messages beyond the 256 bytes each counts for.
   size_t max_buffered_bytes = size_t{64} << 20;
   // How long a revocation waits for the pipeline to commit the revoked partitions' rows.
   std::chrono::milliseconds revoke_timeout{60'000};
