@@ -255,6 +255,41 @@ TEST(KafkaSource, AFullBufferStopsTakingMessagesAndLosesNone) {
   for (int k = 0; k < kMessages; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
 }
 
+TEST(KafkaSource, ARebalanceReachesAMemberWhoseBufferIsFull) {
+  MockCluster cluster;
+  constexpr int kMessages = 3'000;
+  cluster.Produce(0, kMessages);
+  store::MemoryTileStore store;  // shared: the second member resumes at the first one's offsets
+  Driver d(&store);
+  KafkaOptions small = Options(cluster);
+  small.max_buffered_bytes = 8 << 10;
+  auto a = KafkaSource::Create("plays", small, &store, SystemClock::Default(), nullptr);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(
+      Until([] {}, [&] { return (*a)->BufferedMessageBytes() > small.max_buffered_bytes; }));
+  // A's pipeline takes nothing while B joins: A must still serve the rebalance (its full buffer
+  // polls one message a second), or the group waits for max.poll.interval.ms (5 minutes).
+  auto created =
+      KafkaSource::Create("plays", Options(cluster), &store, SystemClock::Default(), nullptr);
+  ASSERT_TRUE(created.ok());
+  std::unique_ptr<KafkaSource> b = std::move(*created);
+  ASSERT_TRUE(Until(
+      [&] {
+        if ((*a)->WantsFlush()) d.Commit(a->get());
+      },
+      [&] { return !b->Assigned().empty() && (*a)->Assigned().size() < kPartitions; }));
+  ASSERT_TRUE(Until(
+      [&] {
+        d.Take(a->get());
+        d.Take(b.get());
+        d.Commit(a->get());
+        d.Commit(b.get());
+      },
+      [&] { return d.seen.size() >= kMessages; }));
+  ASSERT_EQ(d.seen.size(), static_cast<size_t>(kMessages));
+  for (int k = 0; k < kMessages; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
+}
+
 TEST(KafkaSource, IdlePartitionsLeaveTheActiveLanes) {
   MockCluster cluster;
   store::MemoryTileStore store;
