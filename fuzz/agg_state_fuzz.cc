@@ -1,5 +1,9 @@
 // libFuzzer target: random bytes into Deserialize of every aggregate kind and argument type.
-// Accepted states must survive Finalize, Merge and a byte-identical re-serialization.
+// Accepted states must survive Finalize, Merge and a byte-identical re-serialization. The bytes
+// after the first accepted state are merged into it with MergeSerialized, which must reject what
+// Deserialize rejects and otherwise give what Deserialize and Merge give. (A dense HyperLogLog
+// encoding is 12 KiB, above libFuzzer's default -max_len of 4096: merges into dense sketches are
+// covered by agg_test's MergeSerializedEqualsDecodeThenMerge.)
 //
 //   cmake --preset fuzz && cmake --build build/fuzz --target agg_state_fuzz
 //   build/fuzz/fuzz/agg_state_fuzz -max_total_time=60
@@ -70,5 +74,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fn->Merge(t.ptr, s.ptr);
   fn->Merge(t.ptr, t.ptr);
   fn->Finalize(t.ptr);
+
+  // The rest of the input (`in` now points after the first state) as a second encoding.
+  State merged(fn);  // the first state ⊕ the rest, through MergeSerialized
+  std::string_view first = bytes;
+  if (!fn->Deserialize(&first, merged.ptr).ok()) std::abort();
+  std::string_view rest_a = in;
+  const bool merged_ok = fn->MergeSerialized(&rest_a, merged.ptr).ok();
+  State other(fn);
+  std::string_view rest_b = in;
+  const bool decoded_ok = fn->Deserialize(&rest_b, other.ptr).ok();
+  if (merged_ok != decoded_ok) std::abort();
+  if (!decoded_ok) return 0;  // `merged` may hold part of the input: only destroyed
+  if (rest_a.size() != rest_b.size()) std::abort();
+  State expected(fn);
+  first = bytes;
+  if (!fn->Deserialize(&first, expected.ptr).ok()) std::abort();
+  fn->Merge(expected.ptr, other.ptr);
+  std::string got_bytes, expected_bytes;
+  fn->Serialize(merged.ptr, &got_bytes);
+  fn->Serialize(expected.ptr, &expected_bytes);
+  if (got_bytes != expected_bytes) std::abort();
+  if (fn->HeapBytes(merged.ptr) != fn->HeapBytes(expected.ptr)) std::abort();
   return 0;
 }
