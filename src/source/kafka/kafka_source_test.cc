@@ -229,44 +229,56 @@ TEST(KafkaSource, RevocationWaitsForTheCommitSoASecondMemberContinuesExactly) {
   for (int k = 0; k < 400; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
 }
 
+constexpr int kFullMessages = 3'000;  // ~0.8 MB as the buffer counts them
+constexpr size_t kSmallBuffer = 8 << 10;
+
+// A source whose buffer, capped at kSmallBuffer, went over its cap: it fetched from `cluster`
+// (which holds kFullMessages) and nothing was taken. Null (and a test failure) otherwise.
+std::unique_ptr<KafkaSource> StartWithFullBuffer(const MockCluster& cluster,
+                                                 store::MemoryTileStore* store) {
+  KafkaOptions options = Options(cluster);
+  options.max_buffered_bytes = kSmallBuffer;
+  auto src = KafkaSource::Create("plays", options, store, SystemClock::Default(), nullptr);
+  EXPECT_TRUE(src.ok()) << src.status();
+  if (!src.ok()) return nullptr;
+  const bool full = Until([] {}, [&] { return (*src)->BufferedMessageBytes() > kSmallBuffer; });
+  EXPECT_TRUE(full);
+  return full ? std::move(*src) : nullptr;
+}
+
+// Every message "i" of [0, n) was committed exactly once.
+void ExpectEachOnce(const Driver& d, int n) {
+  ASSERT_EQ(d.seen.size(), static_cast<size_t>(n));
+  for (int k = 0; k < n; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
+}
+
 TEST(KafkaSource, AFullBufferStopsTakingMessagesAndLosesNone) {
   MockCluster cluster;
-  constexpr int kMessages = 3'000;  // ~0.8 MB as the buffer counts them
-  cluster.Produce(0, kMessages);
+  cluster.Produce(0, kFullMessages);
   store::MemoryTileStore store;
   Driver d(&store);
-  KafkaOptions options = Options(cluster);
-  options.max_buffered_bytes = 8 << 10;
-  auto src = KafkaSource::Create("plays", options, &store, SystemClock::Default(), nullptr);
-  ASSERT_TRUE(src.ok()) << src.status();
-  ASSERT_TRUE(
-      Until([] {}, [&] { return (*src)->BufferedMessageBytes() > options.max_buffered_bytes; }));
+  std::unique_ptr<KafkaSource> src = StartWithFullBuffer(cluster, &store);
+  ASSERT_NE(src, nullptr);
   // Over the cap the poll thread takes no more than fit under it (each counting at least 256
   // bytes), then one message a second up to twice the cap.
   constexpr size_t kMessageBytes = 300;  // a value of <= 12 bytes plus the per-message overhead
-  const size_t bound = 2 * options.max_buffered_bytes + kMessageBytes;
-  EXPECT_LE((*src)->BufferedMessageBytes(), bound);
+  const size_t bound = 2 * kSmallBuffer + kMessageBytes;
+  EXPECT_LE(src->BufferedMessageBytes(), bound);
   std::this_thread::sleep_for(std::chrono::milliseconds(3'000));
-  EXPECT_LE((*src)->BufferedMessageBytes(), bound);
+  EXPECT_LE(src->BufferedMessageBytes(), bound);
 
-  ASSERT_TRUE(Until([&] { d.Take(src->get()); }, [&] { return d.pending.size() >= kMessages; }));
-  d.Commit(src->get());
-  ASSERT_EQ(d.seen.size(), static_cast<size_t>(kMessages));
-  for (int k = 0; k < kMessages; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
+  ASSERT_TRUE(Until([&] { d.Take(src.get()); }, [&] { return d.pending.size() >= kFullMessages; }));
+  d.Commit(src.get());
+  ExpectEachOnce(d, kFullMessages);
 }
 
 TEST(KafkaSource, ARebalanceReachesAMemberWhoseBufferIsFull) {
   MockCluster cluster;
-  constexpr int kMessages = 3'000;
-  cluster.Produce(0, kMessages);
+  cluster.Produce(0, kFullMessages);
   store::MemoryTileStore store;  // shared: the second member resumes at the first one's offsets
   Driver d(&store);
-  KafkaOptions small = Options(cluster);
-  small.max_buffered_bytes = 8 << 10;
-  auto a = KafkaSource::Create("plays", small, &store, SystemClock::Default(), nullptr);
-  ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(
-      Until([] {}, [&] { return (*a)->BufferedMessageBytes() > small.max_buffered_bytes; }));
+  std::unique_ptr<KafkaSource> a = StartWithFullBuffer(cluster, &store);
+  ASSERT_NE(a, nullptr);
   // A's pipeline takes nothing while B joins: A must still serve the rebalance (its full buffer
   // polls one message a second), or the group waits for max.poll.interval.ms (5 minutes).
   auto created =
@@ -275,19 +287,18 @@ TEST(KafkaSource, ARebalanceReachesAMemberWhoseBufferIsFull) {
   std::unique_ptr<KafkaSource> b = std::move(*created);
   ASSERT_TRUE(Until(
       [&] {
-        if ((*a)->WantsFlush()) d.Commit(a->get());
+        if (a->WantsFlush()) d.Commit(a.get());
       },
-      [&] { return !b->Assigned().empty() && (*a)->Assigned().size() < kPartitions; }));
+      [&] { return !b->Assigned().empty() && a->Assigned().size() < kPartitions; }));
   ASSERT_TRUE(Until(
       [&] {
-        d.Take(a->get());
+        d.Take(a.get());
         d.Take(b.get());
-        d.Commit(a->get());
+        d.Commit(a.get());
         d.Commit(b.get());
       },
-      [&] { return d.seen.size() >= kMessages; }));
-  ASSERT_EQ(d.seen.size(), static_cast<size_t>(kMessages));
-  for (int k = 0; k < kMessages; ++k) EXPECT_EQ(d.seen.count(k), 1u) << k;
+      [&] { return d.seen.size() >= kFullMessages; }));
+  ExpectEachOnce(d, kFullMessages);
 }
 
 TEST(KafkaSource, IdlePartitionsLeaveTheActiveLanes) {
