@@ -441,7 +441,6 @@ void KafkaSource::Revoke(rd_kafka_topic_partition_list_t* partitions) {
         rd_kafka_message_destroy(m);
       }
       p.queue.clear();
-      room_cv_.notify_one();
       revoked.push_back(&p);
     }
     auto uncommitted = [&] {

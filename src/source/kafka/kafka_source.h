@@ -180,7 +180,7 @@ class KafkaSource final : public Source {
   mutable std::mutex mu_;
   std::condition_variable data_cv_;    // a message arrived, a flush is wanted, or an error
   std::condition_variable commit_cv_;  // Committed() ran
-  std::condition_variable room_cv_;    // buffered_bytes_ went down
+  std::condition_variable room_cv_;    // another thread than the poller lowered buffered_bytes_
   std::map<int32_t, Partition> partitions_;
   size_t buffered_bytes_ = 0;
   absl::Status error_;
