@@ -303,11 +303,13 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     if (state->snapshot_scanner == nullptr || state->snapshot != snapshot) {
       state->snapshot_scanner.reset();  // before the snapshot it reads is released
       state->snapshot = snapshot;
-      state->snapshot_scanner = store_->NewScanner(snapshot.get());
+      state->snapshot_scanner = store_->NewScanner(snapshot.get(), store::ScanOrder::kRandom);
     }
     scanner = state->snapshot_scanner.get();
   } else {
-    if (state->scanner == nullptr) state->scanner = store_->NewScanner(nullptr);
+    if (state->scanner == nullptr) {
+      state->scanner = store_->NewScanner(nullptr, store::ScanOrder::kRandom);
+    }
     scanner = state->scanner.get();
   }
 

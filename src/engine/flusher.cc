@@ -202,7 +202,7 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
           if (!s.ok()) return UnreadableTile(view, key, it.start_ms, s);
           ++stats->merged_with_stored;
         } else if (it.resolution != Resolution::kBase) {
-          if (scanner == nullptr) scanner = store->NewScanner(nullptr);
+          if (scanner == nullptr) scanner = store->NewScanner(nullptr, store::ScanOrder::kRandom);
           TESSERA_RETURN_IF_ERROR(MergeStoredChildren(view, scanner.get(), key, it.resolution,
                                                       it.start_ms, stored.data())
                                       .status());

@@ -19,6 +19,7 @@
 #include "engine/retention.h"
 #include "engine/row_prep.h"
 #include "sql/expr.h"
+#include "store/key_codec.h"
 #include "store/meta_keys.h"
 
 namespace tessera::engine {
@@ -345,9 +346,19 @@ absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
   std::vector<OwedRollup> owed;
   TESSERA_RETURN_IF_ERROR(
       pending_rollups_.TakeClosed(watermark_.committed_closed_by(), limit, &owed, &flush_meta_));
-  for (auto& w : owed_work_) w.clear();
+  // Each worker builds a contiguous part in store key order (where its children start), so
+  // its scanner mostly steps forward instead of seeking.
+  std::vector<std::pair<std::string, size_t>> order;
+  order.reserve(owed.size());
   for (size_t i = 0; i < owed.size(); ++i) {
-    owed_work_[i % owed_work_.size()].push_back(std::move(owed[i]));
+    order.emplace_back(store::EncodeTileKey(owed[i].view_id, owed[i].key, store::Resolution::kBase,
+                                            owed[i].start_ms),
+                       i);
+  }
+  std::sort(order.begin(), order.end());
+  for (auto& w : owed_work_) w.clear();
+  for (size_t i = 0; i < order.size(); ++i) {
+    owed_work_[i * owed_work_.size() / order.size()].push_back(std::move(owed[order[i].second]));
   }
   return absl::OkStatus();
 }
@@ -385,7 +396,9 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
     out.owed_keys.push_back(store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key));
   }
   std::unique_ptr<store::TileScanner> scanner;
-  if (!owed_work_[worker_index].empty()) scanner = store_->NewScanner(nullptr);
+  if (!owed_work_[worker_index].empty()) {
+    scanner = store_->NewScanner(nullptr, store::ScanOrder::kAscending);
+  }
   for (const OwedRollup& owed : owed_work_[worker_index]) {
     const ViewRuntime* view = nullptr;
     for (const ViewRuntime* v : views_) {

@@ -39,7 +39,7 @@ absl::Status TileScanner::ScanSpan(
   return absl::OkStatus();
 }
 
-std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot) {
+std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot, ScanOrder) {
   return std::make_unique<ScanAtScanner>(this, snapshot);
 }
 

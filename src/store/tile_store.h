@@ -104,6 +104,17 @@ class StoreSnapshot {
 
 class SlotStore;
 
+// How the scans of one scanner follow each other; a store may position its cursor accordingly.
+// Only a hint: scans return the same tiles either way.
+enum class ScanOrder {
+  // Unrelated keys (feature reads). RocksDB seeks every scan, with its prefix Bloom filters.
+  kRandom,
+  // Mostly increasing key order over densely stored keys (rollups built from the store, key by
+  // key). RocksDB steps its cursor forward to the next scan's range when that is a few tiles
+  // ahead, and seeks otherwise.
+  kAscending,
+};
+
 // A run of scans that share one store cursor: the scans of one feature read, or of a batch of
 // reads. A store reuses what a scan sets up (RocksDB: one iterator, re-seeked for every scan)
 // instead of setting it up again per scan. Obtained from TileStore::NewScanner.
@@ -167,7 +178,7 @@ class TileStore {
   // the scanner), or, when null, see at least every write that finished before NewScanner (a
   // store may read one state for all of them, as RocksDB does, or the latest per scan). Never
   // null. The default runs each Scan as one ScanAt; stores with a cheaper cursor override it.
-  virtual std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot);
+  virtual std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot, ScanOrder order);
 
   // The store as of now, for reads that must not see later writes (the live engine pairs a
   // snapshot with its unflushed tiles). Cheap for RocksDB; a copy for the in-memory double.

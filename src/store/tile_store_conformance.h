@@ -331,19 +331,80 @@ TEST_P(TileStoreConformanceTest, ScannerScansInAnyOrderLikeScan) {
       }
     }
   }
-  std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr);
-  ASSERT_NE(scanner, nullptr);
-  for (const Probe& p : probes) {
-    Tiles got;
-    ASSERT_TRUE(scanner
-                    ->Scan(p.view, p.entity, p.res, p.from, p.to,
-                           [&](int64_t start, std::string_view v) {
-                             got.emplace_back(start, std::string(v));
-                           })
-                    .ok());
-    EXPECT_EQ(got, ScanAll(p.view, p.entity, p.res, p.from, p.to))
-        << p.view << " " << p.entity.size() << " " << static_cast<int>(p.res) << " [" << p.from
-        << ", " << p.to << ")";
+  for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {  // only a hint
+    std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr, order);
+    ASSERT_NE(scanner, nullptr);
+    for (const Probe& p : probes) {
+      Tiles got;
+      ASSERT_TRUE(scanner
+                      ->Scan(p.view, p.entity, p.res, p.from, p.to,
+                             [&](int64_t start, std::string_view v) {
+                               got.emplace_back(start, std::string(v));
+                             })
+                      .ok());
+      EXPECT_EQ(got, ScanAll(p.view, p.entity, p.res, p.from, p.to))
+          << static_cast<int>(order) << ": " << p.view << " " << p.entity.size() << " "
+          << static_cast<int>(p.res) << " [" << p.from << ", " << p.to << ")";
+    }
+  }
+}
+
+// Scans of many adjacent keys in increasing order, as rollups built from the store make them
+// (a day's children after an hour's of the same key, a step back), with keys and tiles
+// between them to step over or seek past: every scan gives exactly what a Scan of its own
+// gives, with either ScanOrder, through Scan and ScanSpan on one scanner.
+TEST_P(TileStoreConformanceTest, AscendingScansOfDenseKeysAreScans) {
+  using conformance_internal::Key;
+  constexpr int64_t kHourMs = 3600000;
+  const Resolution kResolutions[] = {Resolution::kBase, Resolution::kHour, Resolution::kDay};
+  WriteBatch b;
+  std::vector<std::string> entities;
+  for (int e = 0; e < 300; ++e) {
+    entities.push_back(fmt::format("user{:04}", e * 7 % 300));
+    if (e % 5 == 4) continue;  // keys with no tiles
+    for (Resolution r : kResolutions) {
+      const int tiles = e % 11 == 0 ? 60 : e % 3;  // a few keys with more than a step's reach
+      for (int i = 0; i < tiles; ++i) {
+        const int64_t start = (i * 7 + e) % 48 * kHourMs / 4 - kHourMs;
+        b.tiles.emplace_back(Key(1, entities.back(), r, start),
+                             fmt::format("{}/{}/{}", e, static_cast<int>(r), start));
+      }
+    }
+    b.tiles.emplace_back(Key(2, entities.back(), Resolution::kBase, 0), "view2");
+  }
+  ASSERT_TRUE(store_->Write(b).ok());
+  std::sort(entities.begin(), entities.end());
+  using Span = std::vector<std::tuple<Resolution, int64_t, std::string>>;
+  for (ScanOrder order : {ScanOrder::kAscending, ScanOrder::kRandom}) {
+    std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr, order);
+    for (size_t i = 0; i < entities.size(); i += 1 + i % 3) {  // some keys skipped
+      const std::string& e = entities[i];
+      const int64_t hour = static_cast<int64_t>(i % 12) * kHourMs - kHourMs;
+      Tiles got;
+      ASSERT_TRUE(scanner
+                      ->Scan(1, e, Resolution::kBase, hour, hour + kHourMs,
+                             [&](int64_t start, std::string_view v) {
+                               got.emplace_back(start, std::string(v));
+                             })
+                      .ok());
+      EXPECT_EQ(got, ScanAll(1, e, Resolution::kBase, hour, hour + kHourMs)) << e;
+      for (auto [from, to] : {std::pair<int64_t, int64_t>(-kHourMs, 11 * kHourMs),
+                              std::pair<int64_t, int64_t>(hour, hour + 2 * kHourMs)}) {
+        Span want;
+        for (Resolution r : {Resolution::kBase, Resolution::kHour}) {
+          for (auto& [start, v] : ScanAll(1, e, r, from, to)) want.emplace_back(r, start, v);
+        }
+        Span span;
+        ASSERT_TRUE(scanner
+                        ->ScanSpan(1, e, Resolution::kBase, Resolution::kHour, from, to,
+                                   [&](Resolution r, int64_t start, std::string_view v) {
+                                     span.emplace_back(r, start, std::string(v));
+                                     return true;
+                                   })
+                        .ok());
+        EXPECT_EQ(span, want) << static_cast<int>(order) << " " << e << " " << from;
+      }
+    }
   }
 }
 
@@ -376,7 +437,7 @@ TEST_P(TileStoreConformanceTest, ScanSpanIsScansOfEachResolution) {
   ASSERT_TRUE(store_->Write(b).ok());
   using Span = std::vector<std::tuple<Resolution, int64_t, std::string>>;
   {
-    std::unique_ptr<TileScanner> s = store_->NewScanner(nullptr);
+    std::unique_ptr<TileScanner> s = store_->NewScanner(nullptr, ScanOrder::kRandom);
     for (auto [from, to] : {std::pair<int64_t, int64_t>(0, 600000),             // skips 40, then 48
                             std::pair<int64_t, int64_t>(-36 * 300000, 300000),  // skips 4, then 48
                             std::pair<int64_t, int64_t>(30 * 300000, 60 * 300000)}) {
@@ -396,45 +457,47 @@ TEST_P(TileStoreConformanceTest, ScanSpanIsScansOfEachResolution) {
       EXPECT_EQ(got, want) << from << ".." << to;
     }
   }
-  std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr);
-  for (uint32_t view : {2u, 1u, 3u}) {
-    for (const std::string& e : entities) {
-      for (auto [first, last] : {std::pair(Resolution::kBase, Resolution::kDay),
-                                 std::pair(Resolution::kBase, Resolution::kBase),
-                                 std::pair(Resolution::kHour, Resolution::kDay)}) {
-        for (auto [from, to] :
-             {std::pair<int64_t, int64_t>(0, 600000), std::pair<int64_t, int64_t>(-300000, 300001),
-              std::pair<int64_t, int64_t>(3600000, 3600001),
-              std::pair<int64_t, int64_t>(600000, 600000)}) {
-          Span want;
-          for (auto r = static_cast<int>(first); r <= static_cast<int>(last); ++r) {
+  for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
+    std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr, order);
+    for (uint32_t view : {2u, 1u, 3u}) {
+      for (const std::string& e : entities) {
+        for (auto [first, last] : {std::pair(Resolution::kBase, Resolution::kDay),
+                                   std::pair(Resolution::kBase, Resolution::kBase),
+                                   std::pair(Resolution::kHour, Resolution::kDay)}) {
+          for (auto [from, to] : {std::pair<int64_t, int64_t>(0, 600000),
+                                  std::pair<int64_t, int64_t>(-300000, 300001),
+                                  std::pair<int64_t, int64_t>(3600000, 3600001),
+                                  std::pair<int64_t, int64_t>(600000, 600000)}) {
+            Span want;
+            for (auto r = static_cast<int>(first); r <= static_cast<int>(last); ++r) {
+              ASSERT_TRUE(scanner
+                              ->Scan(view, e, static_cast<Resolution>(r), from, to,
+                                     [&](int64_t start, std::string_view v) {
+                                       want.emplace_back(static_cast<Resolution>(r), start,
+                                                         std::string(v));
+                                     })
+                              .ok());
+            }
+            Span got;
             ASSERT_TRUE(scanner
-                            ->Scan(view, e, static_cast<Resolution>(r), from, to,
-                                   [&](int64_t start, std::string_view v) {
-                                     want.emplace_back(static_cast<Resolution>(r), start,
-                                                       std::string(v));
-                                   })
+                            ->ScanSpan(view, e, first, last, from, to,
+                                       [&](Resolution r, int64_t start, std::string_view v) {
+                                         got.emplace_back(r, start, std::string(v));
+                                         return true;
+                                       })
                             .ok());
+            EXPECT_EQ(got, want) << view << " '" << e << "' " << from << ".." << to;
+            if (want.size() < 2) continue;
+            Span first_two;
+            ASSERT_TRUE(scanner
+                            ->ScanSpan(view, e, first, last, from, to,
+                                       [&](Resolution r, int64_t start, std::string_view v) {
+                                         first_two.emplace_back(r, start, std::string(v));
+                                         return first_two.size() < 2;
+                                       })
+                            .ok());
+            EXPECT_EQ(first_two, Span(want.begin(), want.begin() + 2));
           }
-          Span got;
-          ASSERT_TRUE(scanner
-                          ->ScanSpan(view, e, first, last, from, to,
-                                     [&](Resolution r, int64_t start, std::string_view v) {
-                                       got.emplace_back(r, start, std::string(v));
-                                       return true;
-                                     })
-                          .ok());
-          EXPECT_EQ(got, want) << view << " '" << e << "' " << from << ".." << to;
-          if (want.size() < 2) continue;
-          Span first_two;
-          ASSERT_TRUE(scanner
-                          ->ScanSpan(view, e, first, last, from, to,
-                                     [&](Resolution r, int64_t start, std::string_view v) {
-                                       first_two.emplace_back(r, start, std::string(v));
-                                       return first_two.size() < 2;
-                                     })
-                          .ok());
-          EXPECT_EQ(first_two, Span(want.begin(), want.begin() + 2));
         }
       }
     }
@@ -479,75 +542,82 @@ TEST_P(TileStoreConformanceTest, TileRunsThenTilesLaterEntryWins) {
 
 TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
   using conformance_internal::Key;
-  Put(Key(1, "k", Resolution::kBase, 0), "v1");
-  std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr);
-  std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
-  std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get());
-  Put(Key(1, "k", Resolution::kBase, 0), "v2");
-  Put(Key(1, "k", Resolution::kHour, 0), "h");
-  auto scan = [](TileScanner* scanner, Resolution res) {
-    Tiles out;
-    EXPECT_TRUE(scanner
-                    ->Scan(1, "k", res, 0, 600000,
-                           [&](int64_t start, std::string_view v) {
-                             out.emplace_back(start, std::string(v));
-                           })
-                    .ok());
-    return out;
-  };
-  for (int i = 0; i < 2; ++i) {
-    EXPECT_EQ(scan(pinned.get(), Resolution::kBase), Tiles({{0, "v1"}}));
-    EXPECT_TRUE(scan(pinned.get(), Resolution::kHour).empty());
+  for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
+    const std::string k = order == ScanOrder::kRandom ? "k" : "k2";
+    Put(Key(1, k, Resolution::kBase, 0), "v1");
+    std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr, order);
+    std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
+    std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get(), order);
+    Put(Key(1, k, Resolution::kBase, 0), "v2");
+    Put(Key(1, k, Resolution::kHour, 0), "h");
+    auto scan = [&k](TileScanner* scanner, Resolution res) {
+      Tiles out;
+      EXPECT_TRUE(scanner
+                      ->Scan(1, k, res, 0, 600000,
+                             [&](int64_t start, std::string_view v) {
+                               out.emplace_back(start, std::string(v));
+                             })
+                      .ok());
+      return out;
+    };
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(scan(pinned.get(), Resolution::kBase), Tiles({{0, "v1"}}));
+      EXPECT_TRUE(scan(pinned.get(), Resolution::kHour).empty());
+    }
+    const Tiles base = scan(latest.get(), Resolution::kBase);
+    ASSERT_EQ(base.size(), 1u);
+    EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
+    EXPECT_EQ(scan(store_->NewScanner(nullptr, ScanOrder::kRandom).get(), Resolution::kHour),
+              Tiles({{0, "h"}}));
   }
-  const Tiles base = scan(latest.get(), Resolution::kBase);
-  ASSERT_EQ(base.size(), 1u);
-  EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
-  EXPECT_EQ(scan(store_->NewScanner(nullptr).get(), Resolution::kHour), Tiles({{0, "h"}}));
 }
 
 // Refresh makes a scanner without a snapshot see every earlier write, through Scan and ScanSpan,
 // as often as it is called; one with a snapshot keeps reading its snapshot.
 TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
   using conformance_internal::Key;
-  Put(Key(1, "k", Resolution::kBase, 0), "v1");
-  std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr);
-  std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
-  std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get());
-  auto scan = [](TileScanner* scanner) {
-    std::vector<std::string> out;
-    EXPECT_TRUE(scanner
-                    ->ScanSpan(1, "k", Resolution::kBase, Resolution::kDay, 0, 600000,
-                               [&](Resolution r, int64_t start, std::string_view v) {
-                                 out.push_back(
-                                     fmt::format("{}/{}={}", static_cast<int>(r), start, v));
-                                 return true;
-                               })
-                    .ok());
-    EXPECT_TRUE(scanner
-                    ->Scan(1, "k", Resolution::kHour, 0, 600000,
-                           [&](int64_t start, std::string_view v) {
-                             out.push_back(fmt::format("hour {}={}", start, v));
-                           })
-                    .ok());
-    return out;
-  };
-  const std::vector<std::string> first = scan(latest.get());
-  EXPECT_EQ(first, std::vector<std::string>({"0/0=v1"}));
-  Put(Key(1, "k", Resolution::kBase, 0), "v2");
-  Put(Key(1, "k", Resolution::kHour, 0), "h");
-  latest->Refresh();
-  pinned->Refresh();
-  EXPECT_EQ(scan(latest.get()), std::vector<std::string>({"0/0=v2", "1/0=h", "hour 0=h"}));
-  EXPECT_EQ(scan(pinned.get()), first);
-  WriteBatch b;
-  b.tiles.emplace_back(Key(1, "k", Resolution::kHour, 0), "h2");
-  b.tiles.emplace_back(Key(1, "k", Resolution::kBase, 300000), "w");
-  ASSERT_TRUE(store_->Write(b).ok());
-  const std::vector<std::string> want = {"0/0=v2", "0/300000=w", "1/0=h2", "hour 0=h2"};
-  latest->Refresh();
-  EXPECT_EQ(scan(latest.get()), want);
-  latest->Refresh();  // nothing changed
-  EXPECT_EQ(scan(latest.get()), want);
+  for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
+    const std::string k = order == ScanOrder::kRandom ? "k" : "k2";
+    Put(Key(1, k, Resolution::kBase, 0), "v1");
+    std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr, order);
+    std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
+    std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get(), order);
+    auto scan = [&k](TileScanner* scanner) {
+      std::vector<std::string> out;
+      EXPECT_TRUE(scanner
+                      ->ScanSpan(1, k, Resolution::kBase, Resolution::kDay, 0, 600000,
+                                 [&](Resolution r, int64_t start, std::string_view v) {
+                                   out.push_back(
+                                       fmt::format("{}/{}={}", static_cast<int>(r), start, v));
+                                   return true;
+                                 })
+                      .ok());
+      EXPECT_TRUE(scanner
+                      ->Scan(1, k, Resolution::kHour, 0, 600000,
+                             [&](int64_t start, std::string_view v) {
+                               out.push_back(fmt::format("hour {}={}", start, v));
+                             })
+                      .ok());
+      return out;
+    };
+    const std::vector<std::string> first = scan(latest.get());
+    EXPECT_EQ(first, std::vector<std::string>({"0/0=v1"}));
+    Put(Key(1, k, Resolution::kBase, 0), "v2");
+    Put(Key(1, k, Resolution::kHour, 0), "h");
+    latest->Refresh();
+    pinned->Refresh();
+    EXPECT_EQ(scan(latest.get()), std::vector<std::string>({"0/0=v2", "1/0=h", "hour 0=h"}));
+    EXPECT_EQ(scan(pinned.get()), first);
+    WriteBatch b;
+    b.tiles.emplace_back(Key(1, k, Resolution::kHour, 0), "h2");
+    b.tiles.emplace_back(Key(1, k, Resolution::kBase, 300000), "w");
+    ASSERT_TRUE(store_->Write(b).ok());
+    const std::vector<std::string> want = {"0/0=v2", "0/300000=w", "1/0=h2", "hour 0=h2"};
+    latest->Refresh();
+    EXPECT_EQ(scan(latest.get()), want);
+    latest->Refresh();  // nothing changed
+    EXPECT_EQ(scan(latest.get()), want);
+  }
 }
 
 TEST_P(TileStoreConformanceTest, LargeAndBinaryValuesRoundTrip) {

@@ -318,17 +318,29 @@ absl::Status RocksDbTileStore::CatchUp() {
 
 namespace {
 
-// One rocksdb iterator re-seeked for every scan. The upper bound lives in the scanner (RocksDB
-// reads it through ReadOptions::iterate_upper_bound at every Seek), so each scan sets its own.
-// Prefix mode (prefix_same_as_start) is exact for every scan, as both bounds of a scan start
-// with its tile prefix; it lets RocksDB skip the SST files whose prefix Bloom filter lacks it.
+// kRandom: one rocksdb iterator re-seeked for every scan (and one for every ScanSpan). The
+// upper bound lives in the scanner (RocksDB reads it through ReadOptions::iterate_upper_bound at
+// every Seek), so each scan sets its own. Prefix mode (prefix_same_as_start) is exact for every
+// scan, as both bounds of a scan start with its tile prefix; it lets RocksDB skip the SST files
+// whose prefix Bloom filter lacks it.
+//
+// kAscending: one total-order iterator without an upper bound for all scans; each scan checks
+// its own bound and starts by stepping forward from where the last one stopped when its range
+// begins at most kMaxSteps keys ahead. A Next costs a fraction of a Seek, which binary-searches
+// the index of every L0 file and level (most of the time a backfill under a memory budget spent
+// building day rollups from the store went to those seeks).
 class RocksTileScanner final : public TileScanner {
  public:
-  RocksTileScanner(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, const std::string* dir)
-      : db_(db), dir_(dir) {
-    ro_.iterate_upper_bound = &upper_slice_;
-    ro_.prefix_same_as_start = true;
+  RocksTileScanner(rocksdb::DB* db, const rocksdb::Snapshot* snapshot, const std::string* dir,
+                   ScanOrder order)
+      : db_(db), dir_(dir), ascending_(order == ScanOrder::kAscending) {
     ro_.snapshot = snapshot;
+    if (ascending_) {
+      ro_.total_order_seek = true;  // across entities: no prefix mode, no bound
+    } else {
+      ro_.iterate_upper_bound = &upper_slice_;
+      ro_.prefix_same_as_start = true;
+    }
   }
 
   absl::Status Scan(uint32_t view_id, std::string_view entity_key, Resolution resolution,
@@ -344,23 +356,24 @@ class RocksTileScanner final : public TileScanner {
       AppendTileStart(to_ms, &upper_);
       upper_slice_ = rocksdb::Slice(upper_);
       if (it_ == nullptr) it_.reset(db_->NewIterator(ro_));
-      for (it_->Seek(ToSlice(lower_)); it_->Valid(); it_->Next()) {
-        const std::string_view key = View(it_->key());
+      rocksdb::Iterator* it = it_.get();
+      for (Position(it, lower_); it->Valid(); it->Next()) {
+        const std::string_view key = View(it->key());
+        if (ascending_ && key >= upper_) break;
         if (key.size() != prefix_len + kStartMsBytes ||
             key.compare(0, prefix_len, lower_, 0, prefix_len) != 0) {
-          it_.reset();  // the next scan starts from a fresh iterator
+          Drop(&it_);  // the next scan starts from a fresh iterator
           return UnexpectedTileKey(key);
         }
-        fn(DecodeTileStart(key), View(it_->value()));
+        fn(DecodeTileStart(key), View(it->value()));
       }
-      absl::Status s = FromRocks(it_->status(), "Scan", *dir_);
-      if (!s.ok()) it_.reset();
-      return s;
+      return Finish(&it_, "Scan", upper_);
     });
   }
 
   void Refresh() override {
     if (ro_.snapshot != nullptr) return;  // reads as of its snapshot
+    floor_valid_ = false;
     for (std::unique_ptr<rocksdb::Iterator>* it : {&it_, &span_it_}) {
       if (*it == nullptr) continue;
       bool renewed = false;
@@ -389,33 +402,37 @@ class RocksTileScanner final : public TileScanner {
       AppendTileStart(to_ms, &span_upper_);
       span_upper_slice_ = rocksdb::Slice(span_upper_);
       AppendTileStart(from_ms, &span_lower_);
-      if (span_it_ == nullptr) {
+      // Ascending scanners share one cursor; random ones keep one per kind of scan.
+      std::unique_ptr<rocksdb::Iterator>& cursor = ascending_ ? it_ : span_it_;
+      if (cursor == nullptr) {
         rocksdb::ReadOptions ro = ro_;  // a prefix seek: every resolution shares the prefix
-        ro.iterate_upper_bound = &span_upper_slice_;
-        span_it_.reset(db_->NewIterator(ro));
+        if (!ascending_) ro.iterate_upper_bound = &span_upper_slice_;
+        cursor.reset(db_->NewIterator(ro));
       }
+      rocksdb::Iterator* it = cursor.get();
       constexpr int kMaxSkips = 16;
       int skipped = 0;
       std::string seek;
-      span_it_->Seek(ToSlice(span_lower_));
-      while (span_it_->Valid()) {
-        const std::string_view key = View(span_it_->key());
+      Position(it, span_lower_);
+      while (it->Valid()) {
+        const std::string_view key = View(it->key());
+        if (ascending_ && key >= span_upper_) break;
         if (key.size() != prefix_len + kStartMsBytes ||
             key.compare(0, prefix_len - 1, span_lower_, 0, prefix_len - 1) != 0) {
-          span_it_.reset();
+          Drop(&cursor);
           return UnexpectedTileKey(key);
         }
         const auto res = static_cast<uint8_t>(key[prefix_len - 1]);
         const int64_t start = DecodeTileStart(key);
         if (start >= from_ms && start < to_ms) {
-          if (!fn(static_cast<Resolution>(res), start, View(span_it_->value()))) break;
-          span_it_->Next();
+          if (!fn(static_cast<Resolution>(res), start, View(it->value()))) break;
+          it->Next();
           continue;
         }
         // Outside the range: step over a few tiles (cheaper than a seek), else seek to the
         // range of this resolution, or of the next one.
         if (++skipped <= kMaxSkips) {
-          span_it_->Next();
+          it->Next();
           continue;
         }
         skipped = 0;
@@ -425,11 +442,9 @@ class RocksTileScanner final : public TileScanner {
           seek.back() = static_cast<char>(res + 1);
         }
         AppendTileStart(from_ms, &seek);
-        span_it_->Seek(ToSlice(seek));
+        it->Seek(ToSlice(seek));
       }
-      absl::Status s = FromRocks(span_it_->status(), "Scan", *dir_);
-      if (!s.ok()) span_it_.reset();
-      return s;
+      return Finish(&cursor, "Scan", span_upper_);
     });
   }
 
@@ -440,9 +455,49 @@ class RocksTileScanner final : public TileScanner {
                     key.size());
   }
 
+  // Places `it` at the first key >= target: kAscending steps forward when no key lies between
+  // floor_ and the cursor and target >= floor_ is at most kMaxSteps keys ahead, else seeks.
+  void Position(rocksdb::Iterator* it, std::string_view target) {
+    constexpr int kMaxSteps = 32;
+    if (floor_valid_ && target >= floor_) {
+      floor_valid_ = false;
+      for (int i = 0; i < kMaxSteps; ++i) {
+        // Invalid: an error (the caller reports it) or no key >= floor_, so none >= target.
+        if (!it->Valid() || View(it->key()) >= target) return;
+        it->Next();
+      }
+    }
+    floor_valid_ = false;
+    it->Seek(ToSlice(target));
+  }
+
+  // Ends a scan whose range ends before `upper`: its status, and for kAscending what Position
+  // needs to step from here. A scan stops at the first key >= upper or earlier, so no key lies
+  // in [upper, cursor).
+  absl::Status Finish(std::unique_ptr<rocksdb::Iterator>* cursor, const char* what,
+                      std::string_view upper) {
+    absl::Status s = FromRocks((*cursor)->status(), what, *dir_);
+    if (!s.ok()) {
+      Drop(cursor);
+    } else if (ascending_) {
+      floor_.assign(upper);
+      floor_valid_ = true;
+    }
+    return s;
+  }
+
+  void Drop(std::unique_ptr<rocksdb::Iterator>* cursor) {
+    cursor->reset();
+    floor_valid_ = false;
+  }
+
   rocksdb::DB* db_;
   const std::string* dir_;
+  const bool ascending_;
   rocksdb::ReadOptions ro_;
+  // kAscending, when floor_valid_: no key lies in [floor_, cursor) (at the end: none >= floor_).
+  std::string floor_;
+  bool floor_valid_ = false;
   std::string lower_;
   std::string upper_;
   rocksdb::Slice upper_slice_;
@@ -463,12 +518,13 @@ absl::Status RocksDbTileStore::ScanAt(const StoreSnapshot* snapshot, uint32_t vi
                                       std::string_view entity_key, Resolution resolution,
                                       int64_t from_ms, int64_t to_ms,
                                       const std::function<void(int64_t, std::string_view)>& fn) {
-  RocksTileScanner scanner(db_.get(), RocksSnapshotOf(snapshot), &dir_);
+  RocksTileScanner scanner(db_.get(), RocksSnapshotOf(snapshot), &dir_, ScanOrder::kRandom);
   return scanner.Scan(view_id, entity_key, resolution, from_ms, to_ms, fn);
 }
 
-std::unique_ptr<TileScanner> RocksDbTileStore::NewScanner(const StoreSnapshot* snapshot) {
-  return std::make_unique<RocksTileScanner>(db_.get(), RocksSnapshotOf(snapshot), &dir_);
+std::unique_ptr<TileScanner> RocksDbTileStore::NewScanner(const StoreSnapshot* snapshot,
+                                                          ScanOrder order) {
+  return std::make_unique<RocksTileScanner>(db_.get(), RocksSnapshotOf(snapshot), &dir_, order);
 }
 
 absl::Status RocksDbTileStore::MultiGet(const std::vector<TileKey>& keys,

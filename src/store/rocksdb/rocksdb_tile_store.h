@@ -140,9 +140,10 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   absl::Status ScanAt(const StoreSnapshot* snapshot, uint32_t view_id, std::string_view entity_key,
                       Resolution resolution, int64_t from_ms, int64_t to_ms,
                       const std::function<void(int64_t, std::string_view)>& fn) override;
-  // One iterator for all the scanner's scans. With a null snapshot they all read the state of
-  // the store at the scanner's first scan (the iterator's implicit snapshot).
-  std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot) override;
+  // One iterator for all the scanner's scans (kRandom: one for Scan and one for ScanSpan). With
+  // a null snapshot they all read the state of the store at the scanner's first scan (the
+  // iterator's implicit snapshot).
+  std::unique_ptr<TileScanner> NewScanner(const StoreSnapshot* snapshot, ScanOrder order) override;
   std::shared_ptr<const StoreSnapshot> GetSnapshot() override;
   absl::Status MultiGet(const std::vector<TileKey>& keys,
                         std::vector<std::optional<std::string>>* values) override;

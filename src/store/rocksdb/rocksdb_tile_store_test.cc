@@ -313,7 +313,7 @@ TEST(RocksDbTileStoreTest, SecondaryFollowsALiveWriterThroughCatchUp) {
             absl::StatusCode::kFailedPrecondition);
   // A scanner kept across catch-ups (as `tessera serve` keeps them across requests) sees each
   // catch-up once refreshed.
-  std::unique_ptr<TileScanner> kept = reader->NewScanner(nullptr);
+  std::unique_ptr<TileScanner> kept = reader->NewScanner(nullptr, ScanOrder::kRandom);
   auto count_kept = [&](uint32_t view, const std::string& key) {
     size_t c = 0;
     EXPECT_TRUE(kept->ScanSpan(view, key, Resolution::kBase, Resolution::kDay,
