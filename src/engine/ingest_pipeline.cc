@@ -12,6 +12,7 @@
 
 #include "common/errors.h"
 #include "common/hash.h"
+#include "common/memory_release.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -388,9 +389,16 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
     }
     TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
                                        &out, &flush_stats_per_worker_[worker_index], kept_from));
-    if (!options_.open_tiles_readable) open_tiles_.DropStates(vi, s);
+    if (!options_.open_tiles_readable) {
+      open_tiles_.DropStates(vi, s);
+      // Its pages go back now: the runs grow faster than they reuse them, and the commit adds
+      // its own memory (without this, the resident set would hold both for ~10 s).
+      ReleaseFreedMemory();
+    }
   }
-  // The owed markers' keys, here in parallel rather than at the commit.
+  // The owed markers' keys, here in parallel rather than at the commit; rollups an earlier
+  // flush made owed have theirs already.
+  std::erase_if(out.owed, [&](const RollupRef& r) { return pending_rollups_.Owes(r); });
   out.owed_keys.reserve(out.owed.size());
   for (const RollupRef& r : out.owed) {
     out.owed_keys.push_back(store::meta::OwedRollupKey(r.view_id, r.resolution, r.start_ms, r.key));
@@ -618,7 +626,7 @@ void IngestPipeline::DecideFlush(RunState* run) {
   const bool interval_due = options_.flush_interval_ms > 0 && pending &&
                             now - run->last_flush_ns >= options_.flush_interval_ms * 1'000'000;
   run->flush_now = run->finished || !run->input_error.ok() || interval_due ||
-                   open_bytes > options_.memory_budget_bytes || run->input->WantsFlush();
+                   open_bytes > options_.FlushThresholdBytes() || run->input->WantsFlush();
   if (run->flush_now) {
     run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
     PlanFlush(run);
@@ -673,7 +681,7 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     if (worker_index == 0) {
       run->flush_now = pending_rollups_.HasClosed(watermark_.committed_closed_by());
       if (run->flush_now) {
-        run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+        run->flush_error = TakeOwedRollups(options_.FinalRollupsPerFlush());
         PlanFlush(run);
       }
     }
@@ -697,6 +705,12 @@ void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
     run->sync.arrive_and_wait();
     if (run->flush_now && !FlushRounds(worker_index, run)) return;
   }
+}
+
+size_t PipelineOptions::FlushThresholdBytes() const {
+  if (open_tiles_readable) return memory_budget_bytes;
+  const size_t parts = static_cast<size_t>(std::max(1, shards_per_thread));
+  return memory_budget_bytes / (parts + 1) * parts;
 }
 
 int WorkerThreads(int requested) {

@@ -87,6 +87,25 @@ TEST(IngestPipelineMemory, SketchHeapCountsTowardTheBudget) {
   EXPECT_NEAR(static_cast<double>(tracks), kRows / 8.0, kRows / 8.0 * 0.03);
 }
 
+// A backfill's flush frees each shard once serialized, so it needs room beside the open tiles
+// for one shard per thread: it starts at shards_per_thread / (shards_per_thread + 1) of the
+// budget. A live pipeline's readers keep every shard until the commit: it starts at the budget.
+// Once the run is over, owed rollups are built in rounds sized by the budget.
+TEST(PipelineOptions, FlushThresholdLeavesRoomForTheFlush) {
+  PipelineOptions o{.shards_per_thread = 4, .memory_budget_bytes = size_t{1000} << 20};
+  EXPECT_EQ(o.FlushThresholdBytes(), size_t{1000} << 20);
+  o.open_tiles_readable = false;
+  EXPECT_EQ(o.FlushThresholdBytes(), size_t{800} << 20);
+  o.shards_per_thread = 1;
+  EXPECT_EQ(o.FlushThresholdBytes(), size_t{500} << 20);
+  o.shards_per_thread = 0;  // treated as 1, like OpenTiles does
+  EXPECT_EQ(o.FlushThresholdBytes(), size_t{500} << 20);
+
+  EXPECT_EQ(o.FinalRollupsPerFlush(), (size_t{1000} << 20) / PipelineOptions::kFinalRollupBytes);
+  o.memory_budget_bytes = 1;
+  EXPECT_EQ(o.FinalRollupsPerFlush(), o.rollups_per_flush);
+}
+
 // Hands out the chunks of a StringChunkSource, every other one already decoded
 // (ChunkOrigin::decoded), as the http connector does with the rows HTTP ingest decoded.
 class PreDecodingChunkSource final : public Source {

@@ -137,6 +137,11 @@ size_t PendingRollups::CountClosed(int64_t closed_by_ms) const {
   return n;
 }
 
+bool PendingRollups::Owes(const RollupRef& r) const {
+  auto it = slots_.find(Id(r.view_id, r.resolution, r.start_ms));
+  return it != slots_.end() && it->second.key_hashes.contains(r.key_hash);
+}
+
 bool PendingRollups::HasClosed(int64_t closed_by_ms) const {
   return !slots_.empty() && std::get<0>(slots_.begin()->first) <= closed_by_ms;
 }

@@ -89,6 +89,10 @@ class PendingRollups {
   // Owe with the marker's key made already (store::meta::OwedRollupKey of `r`, e.g. by the
   // flush workers in parallel).
   void Owe(const RollupRef& r, std::string marker_key, store::WriteBatch* batch);
+  // Whether `r` is recorded as owed (its marker written or in the batch being committed). Const:
+  // callable from several threads while nothing modifies this (the flush workers, between
+  // TakeClosed and the commit).
+  bool Owes(const RollupRef& r) const;
   // `r` was written directly: forgets it, deleting its marker when one was recorded.
   void Settle(const RollupRef& r, store::WriteBatch* batch);
 

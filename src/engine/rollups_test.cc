@@ -55,6 +55,11 @@ TEST(PendingRollups, OweWritesOneMarkerPerSlotAndKey) {
   ASSERT_EQ(batch.meta.size(), 3u);
   EXPECT_EQ(batch.meta[0].first, store::meta::OwedRollupKey(1, Resolution::kHour, kT0, "a"));
   EXPECT_EQ(pending.size(), 3u);
+  EXPECT_TRUE(pending.Owes(Ref(1, Resolution::kHour, kT0, "a")));
+  EXPECT_TRUE(pending.Owes(Ref(1, Resolution::kDay, kT0, "a")));
+  EXPECT_FALSE(pending.Owes(Ref(1, Resolution::kHour, kT0 + kMillisPerHour, "a")));
+  EXPECT_FALSE(pending.Owes(Ref(1, Resolution::kDay, kT0, "b|c")));
+  EXPECT_FALSE(pending.Owes(Ref(2, Resolution::kHour, kT0, "a")));
   ASSERT_TRUE(store.Write(batch).ok());
 
   // A restart reloads them; a settled one is deleted.
@@ -64,10 +69,12 @@ TEST(PendingRollups, OweWritesOneMarkerPerSlotAndKey) {
   store::WriteBatch more;
   reloaded.Owe(Ref(1, Resolution::kHour, kT0, "a"), &more);
   EXPECT_TRUE(more.meta.empty());
+  EXPECT_TRUE(reloaded.Owes(Ref(1, Resolution::kHour, kT0, "b|c")));
   reloaded.Settle(Ref(1, Resolution::kHour, kT0, "a"), &more);
   reloaded.Settle(Ref(1, Resolution::kHour, kT0, "zz"), &more);  // never owed: nothing
   ASSERT_EQ(more.meta_deletes.size(), 1u);
   EXPECT_EQ(reloaded.size(), 2u);
+  EXPECT_FALSE(reloaded.Owes(Ref(1, Resolution::kHour, kT0, "a")));
 }
 
 TEST(PendingRollups, TakeClosedHandsOutClosedSlotsOldestFirstWithinTheLimit) {

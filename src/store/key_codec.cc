@@ -191,7 +191,8 @@ std::string* TileRun::BeginTile(uint32_t view_id, std::string_view entity_key,
   const size_t key = chunk.size();
   AppendTilePrefix(view_id, entity_key, resolution, &chunk);
   AppendTileStart(start_ms, &chunk);
-  bounds_.push_back(Bounds{chunks_.size() - 1, key, chunk.size()});
+  bounds_.push_back(Bounds{static_cast<uint32_t>(chunks_.size() - 1), static_cast<uint32_t>(key),
+                           static_cast<uint32_t>(chunk.size())});
   return &chunk;
 }
 

@@ -68,10 +68,10 @@ class TileRun {
   // Chunk i is closed once it holds ChunkBytes(i): 64 KiB, doubling up to 1 MiB (a small
   // flush reserves little); a tile never spans two chunks.
   static size_t ChunkBytes(size_t i) { return (size_t{64} << 10) << std::min<size_t>(i, 4); }
-  struct Bounds {
-    size_t chunk;
-    size_t key;
-    size_t value;
+  struct Bounds {  // 12 bytes a tile: chunks are far smaller than 4 GiB
+    uint32_t chunk;
+    uint32_t key;
+    uint32_t value;
   };
   std::vector<std::string> chunks_;
   std::vector<Bounds> bounds_;
