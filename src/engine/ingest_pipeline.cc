@@ -70,8 +70,9 @@ struct IngestPipeline::RunState {
   absl::Status input_error;
   absl::Status flush_error;
   bool flush_now = false;
-  bool finished = false;  // no batch this round and no more input: the final flush
-  bool stopping = false;  // Stop() seen: take no more input, flush, return
+  bool over_budget = false;  // the open tiles started this flush by their memory
+  bool finished = false;     // no batch this round and no more input: the final flush
+  bool stopping = false;     // Stop() seen: take no more input, flush, return
   int64_t last_flush_ns;
   uint64_t flushed_seq = 0;    // next_seq at the last flush: input since then needs a checkpoint
   std::vector<Worker*> order;  // this round's batches in stream order
@@ -391,9 +392,10 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
                                        &out, &flush_stats_per_worker_[worker_index], kept_from));
     if (!options_.open_tiles_readable) {
       open_tiles_.DropStates(vi, s);
-      // Its pages go back now: the runs grow faster than they reuse them, and the commit adds
-      // its own memory (without this, the resident set would hold both for ~10 s).
-      ReleaseFreedMemory();
+      // Under memory pressure its pages go back now: the runs grow faster than they reuse them,
+      // and the commit adds its own memory (the resident set would hold both for ~10 s). Not
+      // otherwise: the next allocations would fault them in again.
+      if (run->over_budget) ReleaseFreedMemory();
     }
   }
   // The owed markers' keys, here in parallel rather than at the commit; rollups an earlier
@@ -625,8 +627,9 @@ void IngestPipeline::DecideFlush(RunState* run) {
                        pending_rollups_.HasClosed(watermark_.committed_closed_by());
   const bool interval_due = options_.flush_interval_ms > 0 && pending &&
                             now - run->last_flush_ns >= options_.flush_interval_ms * 1'000'000;
-  run->flush_now = run->finished || !run->input_error.ok() || interval_due ||
-                   open_bytes > options_.FlushThresholdBytes() || run->input->WantsFlush();
+  run->over_budget = open_bytes > options_.FlushThresholdBytes();
+  run->flush_now = run->finished || !run->input_error.ok() || interval_due || run->over_budget ||
+                   run->input->WantsFlush();
   if (run->flush_now) {
     run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
     PlanFlush(run);
