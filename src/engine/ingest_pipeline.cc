@@ -342,6 +342,11 @@ int64_t IngestPipeline::FutureLimit() const {
   return LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms);
 }
 
+size_t IngestPipeline::FinalOwedRound() const {
+  if (bytes_per_owed_ == 0) return options_.rollups_per_flush;
+  return std::max(options_.rollups_per_flush, options_.memory_budget_bytes / bytes_per_owed_);
+}
+
 absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
   // Slots closed by the last commit's watermark hold no open tiles (their rows would be late),
   // so their stored children are final.
@@ -358,6 +363,7 @@ absl::Status IngestPipeline::TakeOwedRollups(size_t limit) {
                        i);
   }
   std::sort(order.begin(), order.end());
+  owed_taken_ = owed.size();
   for (auto& w : owed_work_) w.clear();
   for (size_t i = 0; i < order.size(); ++i) {
     owed_work_[i * owed_work_.size() / order.size()].push_back(std::move(owed[order[i].second]));
@@ -523,6 +529,19 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
     total += out.tiles.size();
     for (const store::TileRun& run : out.runs) total += run.size();
   }
+  if (owed_taken_ > 0) {
+    // What the owed rollups of this flush hold now: their built tiles, and per rollup about
+    // kOwedBytes of key, marker deletion and bookkeeping (OwedRollup, sort key).
+    constexpr size_t kOwedBytes = 320;
+    size_t bytes = owed_taken_ * kOwedBytes;
+    for (const FlushOutput& out : flush_out_) {
+      for (const auto& [key, value] : out.tiles) {
+        bytes += sizeof(key) + key.entity_key.capacity() + sizeof(value) + value.capacity();
+      }
+    }
+    bytes_per_owed_ = std::max<size_t>(1, bytes / owed_taken_);
+    owed_taken_ = 0;
+  }
   for (FlushOutput& out : flush_out_) {
     for (auto& run : out.runs) batch.tile_runs.push_back(std::move(run));
     for (auto& t : out.tiles) batch.tiles.push_back(std::move(t));
@@ -683,8 +702,9 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     run->sync.arrive_and_wait();
     if (worker_index == 0) {
       run->flush_now = pending_rollups_.HasClosed(watermark_.committed_closed_by());
+      run->over_budget = false;  // no open tiles: nothing for ReleaseFreedMemory to follow
       if (run->flush_now) {
-        run->flush_error = TakeOwedRollups(options_.FinalRollupsPerFlush());
+        run->flush_error = TakeOwedRollups(FinalOwedRound());
         PlanFlush(run);
       }
     }

@@ -49,7 +49,8 @@ struct PipelineOptions {
   int64_t flush_interval_ms = 0;
   // Owed rollups (of slots the watermark has closed) built per flush, at most; the rest wait
   // for the next flush. Spreads the hourly/daily burst. After the last flush of a run the
-  // closed ones are all built, in rounds of FinalRollupsPerFlush().
+  // closed ones are all built, in rounds as large as the memory budget holds (measured: the
+  // bytes a round's owed rollups held at its commit), never fewer than this.
   size_t rollups_per_flush = 50000;
   // Rows whose event time is more than this ahead of clock->NowMillis() are rejected (counted in
   // SourceCounters::future and ::rejected) and never move the watermark; sql::kNoFutureBound = no
@@ -71,12 +72,6 @@ struct PipelineOptions {
   // the serialized tiles and sort order of `threads` shards: 1/shards_per_thread of the open
   // memory (measured: 90-95 % of a shard's memory while its tiles are serialized).
   size_t FlushThresholdBytes() const;
-  // Owed rollups built per round once the run is over: nothing else needs the memory budget
-  // then, and each built rollup holds about kFinalRollupBytes until its round is written.
-  static constexpr size_t kFinalRollupBytes = 1024;
-  size_t FinalRollupsPerFlush() const {
-    return std::max(rollups_per_flush, memory_budget_bytes / kFinalRollupBytes);
-  }
 };
 
 // Worker threads for `requested` (PipelineOptions::threads; 0: one per hardware thread).
@@ -153,7 +148,8 @@ class IngestPipeline final : public OpenTileSource {
   int threads() const { return threads_; }
 
   // Bytes of the open tiles (arenas, hash tables, sketch heap) as of the last round: what the
-  // flush trigger compares with memory_budget_bytes(). Thread-safe; for admission control (e.g.
+  // flush trigger compares with PipelineOptions::FlushThresholdBytes(). Thread-safe; for
+  // admission control (e.g.
   // refusing ingest while the pipeline is far over budget).
   size_t open_tile_bytes() const { return open_tile_bytes_.load(std::memory_order_relaxed); }
   size_t memory_budget_bytes() const { return options_.memory_budget_bytes; }
@@ -198,6 +194,9 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status FlushShards(int worker_index, RunState* run);
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
+  // Owed rollups per round once the run is over: as many as the memory budget holds at
+  // bytes_per_owed_ (nothing else needs the budget then), at least rollups_per_flush.
+  size_t FinalOwedRound() const;
   // The latest event time accepted now (clock + max_future_ms).
   int64_t FutureLimit() const;
   absl::Status CommitFlush(Source* input);
@@ -241,6 +240,10 @@ class IngestPipeline final : public OpenTileSource {
   std::vector<FlushOutput> flush_out_;  // per worker
   PendingRollups pending_rollups_;
   std::vector<std::vector<OwedRollup>> owed_work_;  // per worker: owed rollups to build
+  // Owed rollups taken for the flush being built, and the memory per owed rollup of the last
+  // flush that built some (0: none yet), for FinalOwedRound.
+  size_t owed_taken_ = 0;
+  size_t bytes_per_owed_ = 0;
   store::WriteBatch flush_meta_;  // metadata changes of the next commit (owed-rollup markers)
   std::vector<FlushStats> flush_stats_per_worker_;
 

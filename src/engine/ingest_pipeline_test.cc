@@ -90,7 +90,6 @@ TEST(IngestPipelineMemory, SketchHeapCountsTowardTheBudget) {
 // A backfill's flush frees each shard once serialized, so it needs room beside the open tiles
 // for one shard per thread: it starts at shards_per_thread / (shards_per_thread + 1) of the
 // budget. A live pipeline's readers keep every shard until the commit: it starts at the budget.
-// Once the run is over, owed rollups are built in rounds sized by the budget.
 TEST(PipelineOptions, FlushThresholdLeavesRoomForTheFlush) {
   PipelineOptions o{.shards_per_thread = 4, .memory_budget_bytes = size_t{1000} << 20};
   EXPECT_EQ(o.FlushThresholdBytes(), size_t{1000} << 20);
@@ -100,10 +99,6 @@ TEST(PipelineOptions, FlushThresholdLeavesRoomForTheFlush) {
   EXPECT_EQ(o.FlushThresholdBytes(), size_t{500} << 20);
   o.shards_per_thread = 0;  // treated as 1, like OpenTiles does
   EXPECT_EQ(o.FlushThresholdBytes(), size_t{500} << 20);
-
-  EXPECT_EQ(o.FinalRollupsPerFlush(), (size_t{1000} << 20) / PipelineOptions::kFinalRollupBytes);
-  o.memory_budget_bytes = 1;
-  EXPECT_EQ(o.FinalRollupsPerFlush(), o.rollups_per_flush);
 }
 
 // Hands out the chunks of a StringChunkSource, every other one already decoded

@@ -73,7 +73,8 @@ absl::StatusOr<bool> BuildRollupFromStore(const ViewRuntime& view, store::TileSc
 // open): in the store as metadata markers (store::meta::OwedRollupKey,
 // "rollup/owed/{view}/{resolution}/{start}/{key}", written in the same atomic batch as the base
 // tiles that made them owed), and mirrored in memory so a slot's marker is written once, not on
-// every flush. Not thread-safe: the pipeline's coordinating thread owns it.
+// every flush. Not thread-safe: the pipeline's coordinating thread owns it (the const Owes may
+// be called from several threads while nothing modifies it).
 //
 // Memory: 8 bytes per owed (key, slot) while the slot is open; keys are read back from the
 // markers only when the slot closes.

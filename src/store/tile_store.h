@@ -68,7 +68,8 @@ class TileRun {
   // Chunk i is closed once it holds ChunkBytes(i): 64 KiB, doubling up to 1 MiB (a small
   // flush reserves little); a tile never spans two chunks.
   static size_t ChunkBytes(size_t i) { return (size_t{64} << 10) << std::min<size_t>(i, 4); }
-  struct Bounds {  // 12 bytes a tile: chunks are far smaller than 4 GiB
+  // 12 bytes a tile: offsets within a chunk stay below its ChunkBytes plus one encoded key.
+  struct Bounds {
     uint32_t chunk;
     uint32_t key;
     uint32_t value;
@@ -116,7 +117,7 @@ enum class ScanOrder {
 };
 
 // A run of scans that share one store cursor: the scans of one feature read, or of a batch of
-// reads. A store reuses what a scan sets up (RocksDB: one iterator, re-seeked for every scan)
+// reads. A store reuses what a scan sets up (RocksDB: one iterator, re-positioned for each scan)
 // instead of setting it up again per scan. Obtained from TileStore::NewScanner.
 //
 // Thread-safety: not thread-safe (one per thread). It must not outlive its store, nor the

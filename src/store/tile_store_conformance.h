@@ -360,7 +360,12 @@ TEST_P(TileStoreConformanceTest, AscendingScansOfDenseKeysAreScans) {
   WriteBatch b;
   std::vector<std::string> entities;
   for (int e = 0; e < 300; ++e) {
-    entities.push_back(fmt::format("user{:04}", e * 7 % 300));
+    // Names of several lengths: stored keys are ordered by length first, so scans in name
+    // order also step back.
+    const int n = e * 7 % 300;
+    entities.push_back(n % 13 == 0   ? fmt::format("u{}", n)
+                       : n % 17 == 0 ? fmt::format("{:0>200}", n)
+                                     : fmt::format("user{:04}", n));
     if (e % 5 == 4) continue;  // keys with no tiles
     for (Resolution r : kResolutions) {
       const int tiles = e % 11 == 0 ? 60 : e % 3;  // a few keys with more than a step's reach
@@ -567,8 +572,7 @@ TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
     const Tiles base = scan(latest.get(), Resolution::kBase);
     ASSERT_EQ(base.size(), 1u);
     EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
-    EXPECT_EQ(scan(store_->NewScanner(nullptr, ScanOrder::kRandom).get(), Resolution::kHour),
-              Tiles({{0, "h"}}));
+    EXPECT_EQ(scan(store_->NewScanner(nullptr, order).get(), Resolution::kHour), Tiles({{0, "h"}}));
   }
 }
 
@@ -617,6 +621,31 @@ TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
     EXPECT_EQ(scan(latest.get()), want);
     latest->Refresh();  // nothing changed
     EXPECT_EQ(scan(latest.get()), want);
+  }
+}
+
+// A scanner refreshed after a write that lands between its last scan and where its cursor
+// stands sees that write, in either ScanOrder.
+TEST_P(TileStoreConformanceTest, RefreshedScannerSeesWritesBehindItsCursor) {
+  using conformance_internal::Key;
+  for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
+    const uint32_t view = order == ScanOrder::kRandom ? 1 : 2;
+    Put(Key(view, "a", Resolution::kBase, 0), "a0");
+    Put(Key(view, "c", Resolution::kBase, 0), "c0");
+    std::unique_ptr<TileScanner> scanner = store_->NewScanner(nullptr, order);
+    auto scan = [&](const char* entity) {
+      std::vector<std::string> out;
+      EXPECT_TRUE(scanner
+                      ->Scan(view, entity, Resolution::kBase, 0, 600000,
+                             [&](int64_t, std::string_view v) { out.emplace_back(v); })
+                      .ok());
+      return out;
+    };
+    EXPECT_EQ(scan("a"), std::vector<std::string>({"a0"}));  // stops at c's tile
+    Put(Key(view, "b", Resolution::kBase, 0), "b0");
+    scanner->Refresh();
+    EXPECT_EQ(scan("b"), std::vector<std::string>({"b0"})) << static_cast<int>(order);
+    EXPECT_EQ(scan("c"), std::vector<std::string>({"c0"}));
   }
 }
 

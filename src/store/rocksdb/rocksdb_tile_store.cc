@@ -318,7 +318,7 @@ absl::Status RocksDbTileStore::CatchUp() {
 
 namespace {
 
-// kRandom: one rocksdb iterator re-seeked for every scan (and one for every ScanSpan). The
+// kRandom: one rocksdb iterator re-seeked for every Scan, and another for every ScanSpan. The
 // upper bound lives in the scanner (RocksDB reads it through ReadOptions::iterate_upper_bound at
 // every Seek), so each scan sets its own. Prefix mode (prefix_same_as_start) is exact for every
 // scan, as both bounds of a scan start with its tile prefix; it lets RocksDB skip the SST files
@@ -385,9 +385,10 @@ class RocksTileScanner final : public TileScanner {
     }
   }
 
-  // One prefix cursor over the key's tiles of all resolutions: a key's base, hour and day
-  // tiles are adjacent, so a key with few tiles is read with one seek; tiles outside
-  // [from_ms, to_ms) are stepped over, or skipped with a re-seek when there are many.
+  // One cursor positioning over the key's tiles of all resolutions: a key's base, hour and day
+  // tiles are adjacent, so a key with few tiles is read with one seek (kRandom: a prefix
+  // seek); tiles outside [from_ms, to_ms) are stepped over, or skipped with a re-seek when
+  // there are many.
   absl::Status ScanSpan(
       uint32_t view_id, std::string_view entity_key, Resolution first, Resolution last,
       int64_t from_ms, int64_t to_ms,
@@ -405,7 +406,7 @@ class RocksTileScanner final : public TileScanner {
       // Ascending scanners share one cursor; random ones keep one per kind of scan.
       std::unique_ptr<rocksdb::Iterator>& cursor = ascending_ ? it_ : span_it_;
       if (cursor == nullptr) {
-        rocksdb::ReadOptions ro = ro_;  // a prefix seek: every resolution shares the prefix
+        rocksdb::ReadOptions ro = ro_;  // kRandom: every resolution shares the prefix
         if (!ascending_) ro.iterate_upper_bound = &span_upper_slice_;
         cursor.reset(db_->NewIterator(ro));
       }
