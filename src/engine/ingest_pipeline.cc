@@ -536,7 +536,7 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
     size_t bytes = owed_taken_ * kOwedBytes;
     for (const FlushOutput& out : flush_out_) {
       for (const auto& [key, value] : out.tiles) {
-        bytes += sizeof(key) + key.entity_key.capacity() + sizeof(value) + value.capacity();
+        bytes += sizeof(out.tiles[0]) + key.entity_key.capacity() + value.capacity();
       }
     }
     bytes_per_owed_ = std::max<size_t>(1, bytes / owed_taken_);
