@@ -84,6 +84,22 @@ class TileStoreConformanceTest : public ::testing::TestWithParam<TileStoreFactor
     ASSERT_TRUE(store_->Write(b).ok());
   }
 
+  // Scanners of the snapshot tests: one without a snapshot and one pinned to a snapshot taken
+  // when `entity`'s base tile at 0 holds "v1" (put here).
+  struct Scanners {
+    std::shared_ptr<const StoreSnapshot> snapshot;  // outlives `pinned`
+    std::unique_ptr<TileScanner> latest;
+    std::unique_ptr<TileScanner> pinned;
+  };
+  Scanners LatestAndPinned(const std::string& entity, ScanOrder order) {
+    Put(conformance_internal::Key(1, entity, Resolution::kBase, 0), "v1");
+    Scanners s;
+    s.latest = store_->NewScanner(nullptr, order);
+    s.snapshot = store_->GetSnapshot();
+    s.pinned = store_->NewScanner(s.snapshot.get(), order);
+    return s;
+  }
+
   Tiles ScanAll(uint32_t view, std::string_view entity, Resolution res,
                 int64_t from = std::numeric_limits<int64_t>::min(),
                 int64_t to = std::numeric_limits<int64_t>::max()) {
@@ -549,10 +565,9 @@ TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
   using conformance_internal::Key;
   for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
     const std::string k = order == ScanOrder::kRandom ? "k" : "k2";
-    Put(Key(1, k, Resolution::kBase, 0), "v1");
-    std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr, order);
-    std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
-    std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get(), order);
+    Scanners scanners = LatestAndPinned(k, order);
+    TileScanner* latest = scanners.latest.get();
+    TileScanner* pinned = scanners.pinned.get();
     Put(Key(1, k, Resolution::kBase, 0), "v2");
     Put(Key(1, k, Resolution::kHour, 0), "h");
     auto scan = [&k](TileScanner* scanner, Resolution res) {
@@ -566,10 +581,10 @@ TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {
       return out;
     };
     for (int i = 0; i < 2; ++i) {
-      EXPECT_EQ(scan(pinned.get(), Resolution::kBase), Tiles({{0, "v1"}}));
-      EXPECT_TRUE(scan(pinned.get(), Resolution::kHour).empty());
+      EXPECT_EQ(scan(pinned, Resolution::kBase), Tiles({{0, "v1"}}));
+      EXPECT_TRUE(scan(pinned, Resolution::kHour).empty());
     }
-    const Tiles base = scan(latest.get(), Resolution::kBase);
+    const Tiles base = scan(latest, Resolution::kBase);
     ASSERT_EQ(base.size(), 1u);
     EXPECT_TRUE(base[0].second == "v1" || base[0].second == "v2") << base[0].second;
     EXPECT_EQ(scan(store_->NewScanner(nullptr, order).get(), Resolution::kHour), Tiles({{0, "h"}}));
@@ -582,10 +597,9 @@ TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
   using conformance_internal::Key;
   for (ScanOrder order : {ScanOrder::kRandom, ScanOrder::kAscending}) {
     const std::string k = order == ScanOrder::kRandom ? "k" : "k2";
-    Put(Key(1, k, Resolution::kBase, 0), "v1");
-    std::unique_ptr<TileScanner> latest = store_->NewScanner(nullptr, order);
-    std::shared_ptr<const StoreSnapshot> snap = store_->GetSnapshot();
-    std::unique_ptr<TileScanner> pinned = store_->NewScanner(snap.get(), order);
+    Scanners scanners = LatestAndPinned(k, order);
+    TileScanner* latest = scanners.latest.get();
+    TileScanner* pinned = scanners.pinned.get();
     auto scan = [&k](TileScanner* scanner) {
       std::vector<std::string> out;
       EXPECT_TRUE(scanner
@@ -604,23 +618,23 @@ TEST_P(TileStoreConformanceTest, RefreshedScannerSeesEarlierWrites) {
                       .ok());
       return out;
     };
-    const std::vector<std::string> first = scan(latest.get());
+    const std::vector<std::string> first = scan(latest);
     EXPECT_EQ(first, std::vector<std::string>({"0/0=v1"}));
     Put(Key(1, k, Resolution::kBase, 0), "v2");
     Put(Key(1, k, Resolution::kHour, 0), "h");
     latest->Refresh();
     pinned->Refresh();
-    EXPECT_EQ(scan(latest.get()), std::vector<std::string>({"0/0=v2", "1/0=h", "hour 0=h"}));
-    EXPECT_EQ(scan(pinned.get()), first);
+    EXPECT_EQ(scan(latest), std::vector<std::string>({"0/0=v2", "1/0=h", "hour 0=h"}));
+    EXPECT_EQ(scan(pinned), first);
     WriteBatch b;
     b.tiles.emplace_back(Key(1, k, Resolution::kHour, 0), "h2");
     b.tiles.emplace_back(Key(1, k, Resolution::kBase, 300000), "w");
     ASSERT_TRUE(store_->Write(b).ok());
     const std::vector<std::string> want = {"0/0=v2", "0/300000=w", "1/0=h2", "hour 0=h2"};
     latest->Refresh();
-    EXPECT_EQ(scan(latest.get()), want);
+    EXPECT_EQ(scan(latest), want);
     latest->Refresh();  // nothing changed
-    EXPECT_EQ(scan(latest.get()), want);
+    EXPECT_EQ(scan(latest), want);
   }
 }
 
