@@ -1,6 +1,5 @@
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -149,8 +148,7 @@ class IngestPipeline final : public OpenTileSource {
 
   // Bytes of the open tiles (arenas, hash tables, sketch heap) as of the last round: what the
   // flush trigger compares with PipelineOptions::FlushThresholdBytes(). Thread-safe; for
-  // admission control (e.g.
-  // refusing ingest while the pipeline is far over budget).
+  // admission control (e.g. refusing ingest while the pipeline is far over budget).
   size_t open_tile_bytes() const { return open_tile_bytes_.load(std::memory_order_relaxed); }
   size_t memory_budget_bytes() const { return options_.memory_budget_bytes; }
   // Exact recounts of sketch heap memory so far (for tests of the accounting).
