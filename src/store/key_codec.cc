@@ -8,16 +8,12 @@ namespace {
 
 constexpr uint8_t kMaxResolution = static_cast<uint8_t>(Resolution::kDay);
 
-// Parses the tile prefix at the start of `bytes`; returns its length or nullopt. Hand-written
-// rather than ByteReader-based so it never allocates (ByteReader builds an error message): it
-// runs inside RocksDB's prefix extractor, where nothing may throw.
-std::optional<size_t> ParseTilePrefix(std::string_view bytes, uint32_t* view_id,
-                                      std::string_view* entity_key, Resolution* resolution) {
-  constexpr size_t kViewBytes = 4;
-  if (bytes.size() < 1 + kViewBytes || bytes[0] != kTileNamespace) return std::nullopt;
-  size_t pos = 1;
-  uint32_t view = 0;
-  for (size_t i = 0; i < kViewBytes; ++i) view = (view << 8) | static_cast<uint8_t>(bytes[pos++]);
+// Parses an encoded entity key and resolution at bytes[pos...]; returns the position after them
+// or nullopt. Hand-written rather than ByteReader-based so it never allocates (ByteReader builds
+// an error message): it runs inside RocksDB's prefix extractor, where nothing may throw.
+std::optional<size_t> ParseEntityAndResolution(std::string_view bytes, size_t pos,
+                                               std::string_view* entity_key,
+                                               Resolution* resolution) {
   uint64_t key_len = 0;
   for (int shift = 0;; shift += 7) {
     if (pos >= bytes.size() || shift > 63) return std::nullopt;
@@ -36,10 +32,21 @@ std::optional<size_t> ParseTilePrefix(std::string_view bytes, uint32_t* view_id,
   if (pos >= bytes.size()) return std::nullopt;
   auto res = static_cast<uint8_t>(bytes[pos++]);
   if (res > kMaxResolution) return std::nullopt;
-  if (view_id != nullptr) *view_id = view;
   if (entity_key != nullptr) *entity_key = key;
   if (resolution != nullptr) *resolution = static_cast<Resolution>(res);
   return pos;
+}
+
+// Parses the tile prefix at the start of `bytes`; returns its length or nullopt.
+std::optional<size_t> ParseTilePrefix(std::string_view bytes, uint32_t* view_id,
+                                      std::string_view* entity_key, Resolution* resolution) {
+  if (bytes.size() < kViewPrefixBytes || bytes[0] != kTileNamespace) return std::nullopt;
+  uint32_t view = 0;
+  for (size_t i = 1; i < kViewPrefixBytes; ++i) view = (view << 8) | static_cast<uint8_t>(bytes[i]);
+  std::optional<size_t> end =
+      ParseEntityAndResolution(bytes, kViewPrefixBytes, entity_key, resolution);
+  if (end.has_value() && view_id != nullptr) *view_id = view;
+  return end;
 }
 
 }  // namespace
@@ -102,6 +109,36 @@ std::optional<size_t> TilePrefixLength(std::string_view bytes) {
   size_t rest = bytes.size() - *len;
   if (rest != 0 && rest != kStartMsBytes) return std::nullopt;
   return len;
+}
+
+std::string EncodeViewPrefix(uint32_t view_id) {
+  std::string out;
+  out.push_back(kTileNamespace);
+  PutBigEndian32(&out, view_id);
+  return out;
+}
+
+std::string EncodeEntityInView(std::string_view entity_key) {
+  std::string out;
+  PutBytes(&out, entity_key);
+  return out;
+}
+
+void AppendViewTileKey(std::string_view entity_key, Resolution resolution, int64_t start_ms,
+                       std::string* out) {
+  PutBytes(out, entity_key);
+  out->push_back(static_cast<char>(resolution));
+  AppendTileStart(start_ms, out);
+}
+
+absl::Status DecodeViewTileKey(std::string_view bytes, std::string_view* entity_key,
+                               Resolution* resolution, int64_t* start_ms) {
+  std::optional<size_t> end = ParseEntityAndResolution(bytes, 0, entity_key, resolution);
+  if (!end.has_value() || bytes.size() - *end != kStartMsBytes) {
+    return DataLoss("malformed tile key within a view ({} bytes)", bytes.size());
+  }
+  *start_ms = DecodeTileStart(bytes);
+  return absl::OkStatus();
 }
 
 std::string EncodeMetaKey(std::string_view key) {

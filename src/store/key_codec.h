@@ -47,6 +47,7 @@ inline constexpr int kKeyFormatVersion = 1;
 inline constexpr char kMetaNamespace = 'm';
 inline constexpr char kTileNamespace = 't';
 inline constexpr size_t kStartMsBytes = 8;
+inline constexpr size_t kViewPrefixBytes = 5;  // namespace and view id
 inline constexpr char kLogEntryNamespace = 'l';
 inline constexpr char kLogBatchNamespace = 'b';
 inline constexpr char kLogBatchSeqNamespace = 'c';
@@ -92,6 +93,18 @@ int64_t DecodeTileStart(std::string_view bytes);
 // If `bytes` is a well-formed tile prefix or full tile key, returns the length of its tile
 // prefix; otherwise nullopt. Used as RocksDB's prefix extractor.
 std::optional<size_t> TilePrefixLength(std::string_view bytes);
+
+// The first kViewPrefixBytes of every tile key of view_id.
+std::string EncodeViewPrefix(uint32_t view_id);
+// A tile key without its view prefix (a "view key": what orders the tiles of one view, the key
+// ViewCursor reports) starts with the entity key encoded as here: varint(size) | bytes.
+std::string EncodeEntityInView(std::string_view entity_key);
+// Appends the view key of a tile: EncodeEntityInView(entity_key) | resolution | start_ms.
+void AppendViewTileKey(std::string_view entity_key, Resolution resolution, int64_t start_ms,
+                       std::string* out);
+// Parses a view key; *entity_key points into `bytes`. DataLoss when malformed.
+absl::Status DecodeViewTileKey(std::string_view bytes, std::string_view* entity_key,
+                               Resolution* resolution, int64_t* start_ms);
 
 std::string EncodeMetaKey(std::string_view key);
 // The user meta key inside an encoded metadata key (a view into `bytes`), or DataLoss.

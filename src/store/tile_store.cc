@@ -43,4 +43,13 @@ std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot
   return std::make_unique<ScanAtScanner>(this, snapshot);
 }
 
+absl::StatusOr<std::unique_ptr<ViewCursor>> TileStore::NewViewCursor(uint32_t,
+                                                                     const EntityRange&) {
+  return absl::UnimplementedError("this store has no view cursors");
+}
+
+absl::Status TileStore::DeleteViewTiles(uint32_t) {
+  return absl::UnimplementedError("this store cannot delete a view's tiles");
+}
+
 }  // namespace tessera::store

@@ -152,6 +152,31 @@ class TileScanner {
   virtual void Refresh() {}
 };
 
+// The tiles of one view in store key order, as of the cursor's creation: for merging sorted runs
+// a bulk load keeps under reserved view ids (engine/spill.h). Obtained from
+// TileStore::NewViewCursor. Not thread-safe; it must not outlive its store.
+class ViewCursor {
+ public:
+  virtual ~ViewCursor() = default;
+  // False at the end, and after an error (status() says which).
+  virtual bool Valid() const = 0;
+  // REQUIRES: Valid().
+  virtual void Next() = 0;
+  // The current tile's key within its view (store/key_codec.h, EncodeViewTileKey: what orders a
+  // view's tiles) and its bytes; valid until Next(). REQUIRES: Valid().
+  virtual std::string_view view_key() const = 0;
+  virtual std::string_view value() const = 0;
+  virtual absl::Status status() const = 0;
+};
+
+// A range of a view's entity keys, each bound an encoded entity key (store/key_codec.h,
+// EncodeEntityInView) compared as bytes; an empty bound is no bound.
+struct EntityRange {
+  std::string lower;             // from this entity key on (inclusive) ...
+  bool lower_exclusive = false;  // ... or after it
+  std::string upper;             // before this one (exclusive)
+};
+
 // Persistent home of tiles. The engine does read-merge-write: a stored tile is always the full
 // state for its (view, key, resolution, start); the store never interprets tile bytes.
 //
@@ -208,6 +233,17 @@ class TileStore {
   // (callers merge them: tile states are mergeable), and Write() / MultiGet() act on the
   // "default slot" "" (Write stays atomic; concurrent writers of the default slot serialize).
   virtual SlotStore* slots() { return nullptr; }
+
+  // Whole-view operations, for bulk loads that keep sorted runs under reserved view ids
+  // (engine/spill.h). Stores that offer them say so here; the others (writer-slot stores) return
+  // Unimplemented.
+  virtual bool supports_view_ranges() const { return false; }
+  // A cursor over the tiles of view_id whose entity keys lie in `range`, in key order.
+  virtual absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
+                                                                    const EntityRange& range);
+  // Deletes every tile of view_id, atomically, and as durably as Write (Sync() makes it
+  // durable).
+  virtual absl::Status DeleteViewTiles(uint32_t view_id);
 
   // The longest entity key this store can hold a tile of (Bigtable: its 4 KiB row-key limit
   // minus the tile key's other bytes). Writers count longer keys as too long; readers know no

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/key_codec.h"
 #include "store/testing/scoped_temp_dir.h"
 #include "store/tile_store.h"
 
@@ -559,6 +560,97 @@ TEST_P(TileStoreConformanceTest, TileRunsThenTilesLaterEntryWins) {
                          })
                   .ok());
   EXPECT_EQ(all.size(), 200u);
+}
+
+// Every tile of one view in store key order (ViewCursor), within entity bounds, and a view's
+// tiles deleted together. Stores without view ranges say so and refuse both.
+TEST_P(TileStoreConformanceTest, ViewCursorWalksOneViewInKeyOrder) {
+  using conformance_internal::Key;
+  if (!store_->supports_view_ranges()) {
+    EXPECT_EQ(store_->NewViewCursor(1, EntityRange()).status().code(),
+              absl::StatusCode::kUnimplemented);
+    EXPECT_EQ(store_->DeleteViewTiles(1).code(), absl::StatusCode::kUnimplemented);
+    return;
+  }
+  // Entity keys of several lengths (a 200-byte one: its length needs a 2-byte varint), empty
+  // and binary ones, all resolutions, negative starts; neighbouring views around view 7.
+  const std::string long_key(200, 'z');
+  const std::vector<std::string> entities = {"", "a", "ab", "b", std::string("\0\xff", 2),
+                                             long_key};
+  WriteBatch b;
+  for (uint32_t view : {6u, 7u, 8u}) {
+    for (const std::string& e : entities) {
+      for (Resolution res : {Resolution::kBase, Resolution::kHour, Resolution::kDay}) {
+        for (int64_t start : {int64_t{-300000}, int64_t{0}, int64_t{86400000}}) {
+          b.tiles.emplace_back(Key(view, e, res, start), fmt::format("{}/{}", view, start));
+        }
+      }
+    }
+  }
+  b.meta.emplace_back("m", "v");
+  ASSERT_TRUE(store_->Write(b).ok());
+
+  auto walk = [&](uint32_t view, const EntityRange& range) {
+    std::vector<std::string> keys;
+    absl::StatusOr<std::unique_ptr<ViewCursor>> cursor = store_->NewViewCursor(view, range);
+    EXPECT_TRUE(cursor.ok()) << cursor.status();
+    if (!cursor.ok()) return keys;
+    for (; (*cursor)->Valid(); (*cursor)->Next()) {
+      std::string_view entity;
+      Resolution res;
+      int64_t start = 0;
+      EXPECT_TRUE(DecodeViewTileKey((*cursor)->view_key(), &entity, &res, &start).ok());
+      EXPECT_EQ((*cursor)->value(), fmt::format("{}/{}", view, start));
+      keys.emplace_back((*cursor)->view_key());
+    }
+    EXPECT_TRUE((*cursor)->status().ok()) << (*cursor)->status();
+    return keys;
+  };
+  // The expected order: view keys as bytes.
+  std::vector<std::string> expected;
+  for (const std::string& e : entities) {
+    for (Resolution res : {Resolution::kBase, Resolution::kHour, Resolution::kDay}) {
+      for (int64_t start : {int64_t{-300000}, int64_t{0}, int64_t{86400000}}) {
+        std::string k;
+        AppendViewTileKey(e, res, start, &k);
+        expected.push_back(k);
+      }
+    }
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(walk(7, EntityRange()), expected);
+  auto entity_of = [](const std::string& view_key) {
+    std::string_view entity;
+    Resolution res;
+    int64_t start = 0;
+    EXPECT_TRUE(DecodeViewTileKey(view_key, &entity, &res, &start).ok());
+    return std::string(entity);
+  };
+  // Every pair of bounds, inclusive and exclusive, against a filter of `expected`.
+  for (const std::string& lo : entities) {
+    for (const std::string& hi : entities) {
+      for (bool exclusive : {false, true}) {
+        EntityRange range{EncodeEntityInView(lo), exclusive, EncodeEntityInView(hi)};
+        std::vector<std::string> want;
+        for (const std::string& k : expected) {
+          const std::string e = EncodeEntityInView(entity_of(k));
+          if (e < range.lower || (exclusive && e == range.lower) || e >= range.upper) continue;
+          want.push_back(k);
+        }
+        EXPECT_EQ(walk(7, range), want) << "lower \"" << lo << "\" upper \"" << hi << "\"";
+      }
+    }
+  }
+  EXPECT_TRUE(walk(9, EntityRange()).empty());
+
+  // Deleting view 7 leaves its neighbours and the metadata.
+  ASSERT_TRUE(store_->DeleteViewTiles(7).ok());
+  EXPECT_TRUE(walk(7, EntityRange()).empty());
+  EXPECT_TRUE(ScanAll(7, "a", Resolution::kBase).empty());
+  EXPECT_EQ(walk(6, EntityRange()).size(), expected.size());
+  EXPECT_EQ(walk(8, EntityRange()).size(), expected.size());
+  EXPECT_EQ(Meta("m"), "v");
+  ASSERT_TRUE(store_->DeleteViewTiles(7).ok());  // nothing left: still fine
 }
 
 TEST_P(TileStoreConformanceTest, ScannerReadsItsSnapshot) {

@@ -163,6 +163,57 @@ absl::Status MemoryTileStore::Trim(std::string_view source, uint64_t up_to_seq) 
   return absl::OkStatus();
 }
 
+namespace {
+
+class MemoryViewCursor final : public ViewCursor {
+ public:
+  explicit MemoryViewCursor(std::vector<std::pair<std::string, std::string>> tiles)
+      : tiles_(std::move(tiles)) {}
+  bool Valid() const override { return i_ < tiles_.size(); }
+  void Next() override { ++i_; }
+  std::string_view view_key() const override { return tiles_[i_].first; }
+  std::string_view value() const override { return tiles_[i_].second; }
+  absl::Status status() const override { return absl::OkStatus(); }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> tiles_;  // (view key, bytes), sorted
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ViewCursor>> MemoryTileStore::NewViewCursor(
+    uint32_t view_id, const EntityRange& range) {
+  std::vector<std::pair<std::string, std::string>> tiles;
+  {
+    ReaderMutexLock lock(&mu_);
+    for (auto it = tiles_.lower_bound(TileId(view_id, "", 0, INT64_MIN));
+         it != tiles_.end() && std::get<0>(it->first) == view_id; ++it) {
+      const auto& [view, key, res, start] = it->first;
+      // The map orders entity keys as strings; the bounds and the cursor use the store order of
+      // their encoding (store/key_codec.h).
+      const std::string entity = EncodeEntityInView(key);
+      const int c = range.lower.empty() ? 1 : entity.compare(range.lower);
+      if (c < 0 || (c == 0 && range.lower_exclusive)) continue;
+      if (!range.upper.empty() && entity.compare(range.upper) >= 0) continue;
+      std::string view_key;
+      AppendViewTileKey(key, static_cast<Resolution>(res), start, &view_key);
+      tiles.emplace_back(std::move(view_key), it->second);
+    }
+  }
+  std::sort(tiles.begin(), tiles.end());
+  return std::make_unique<MemoryViewCursor>(std::move(tiles));
+}
+
+absl::Status MemoryTileStore::DeleteViewTiles(uint32_t view_id) {
+  WriterMutexLock lock(&mu_);
+  auto first = tiles_.lower_bound(TileId(view_id, "", 0, INT64_MIN));
+  auto last = first;
+  while (last != tiles_.end() && std::get<0>(last->first) == view_id) ++last;
+  tiles_.erase(first, last);
+  return absl::OkStatus();
+}
+
 size_t MemoryTileStore::tile_count() const {
   ReaderMutexLock lock(&mu_);
   return tiles_.size();

@@ -51,6 +51,11 @@ class MemoryTileStore final : public TileStore, public EventLog {
   absl::Status ScanMeta(std::string_view prefix,
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   absl::Status Sync() override { return absl::OkStatus(); }
+  bool supports_view_ranges() const override { return true; }
+  // Copies the view's tiles in the range out, in view-key order.
+  absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
+                                                            const EntityRange& range) override;
+  absl::Status DeleteViewTiles(uint32_t view_id) override;
 
   using EventLog::Append;
   absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,

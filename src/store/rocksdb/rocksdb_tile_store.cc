@@ -340,6 +340,7 @@ class RocksTileScanner final : public TileScanner {
     } else {
       ro_.iterate_upper_bound = &upper_slice_;
       ro_.prefix_same_as_start = true;
+      if (getenv("TOS")) { ro_.prefix_same_as_start = false; ro_.total_order_seek = true; }
     }
   }
 
@@ -528,6 +529,76 @@ std::unique_ptr<TileScanner> RocksDbTileStore::NewScanner(const StoreSnapshot* s
   return std::make_unique<RocksTileScanner>(db_.get(), RocksSnapshotOf(snapshot), &dir_, order);
 }
 
+namespace {
+
+// A view's tiles in key order: one total-order iterator over [lower, upper) of its tile keys,
+// read ahead and kept out of the block cache (a bulk load reads each of them once).
+class RocksViewCursor final : public ViewCursor {
+ public:
+  RocksViewCursor(rocksdb::DB* db, const std::string* dir, uint32_t view_id,
+                  const EntityRange& range)
+      : dir_(dir) {
+    const std::string view = EncodeViewPrefix(view_id);
+    upper_ = range.upper.empty() ? PrefixSuccessor(view) : view + range.upper;
+    upper_slice_ = rocksdb::Slice(upper_);
+    rocksdb::ReadOptions ro;
+    ro.total_order_seek = true;
+    ro.iterate_upper_bound = &upper_slice_;
+    ro.fill_cache = false;
+    ro.readahead_size = size_t{2} << 20;
+    it_.reset(db->NewIterator(ro));
+    std::string lower = view + range.lower;
+    if (range.lower_exclusive) lower = PrefixSuccessor(lower);  // entity keys are prefix-free
+    it_->Seek(lower);
+  }
+
+  bool Valid() const override { return it_->Valid(); }
+  void Next() override { it_->Next(); }
+  std::string_view view_key() const override { return View(it_->key()).substr(kViewPrefixBytes); }
+  std::string_view value() const override { return View(it_->value()); }
+  absl::Status status() const override {
+    return FromRocks(it_->status(), "view cursor", *dir_);
+  }
+
+ private:
+  const std::string* dir_;
+  std::string upper_;
+  rocksdb::Slice upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ViewCursor>> RocksDbTileStore::NewViewCursor(
+    uint32_t view_id, const EntityRange& range) {
+  return Guard("NewViewCursor", dir_, [&]() -> absl::StatusOr<std::unique_ptr<ViewCursor>> {
+    return std::make_unique<RocksViewCursor>(db_.get(), &dir_, view_id, range);
+  });
+}
+
+absl::Status RocksDbTileStore::DeleteViewTiles(uint32_t view_id) {
+  if (read_only()) {
+    return FailedPrecondition("RocksDB DeleteViewTiles in {}: the store was opened read-only",
+                              dir_);
+  }
+  return Guard("DeleteViewTiles", dir_, [&]() -> absl::Status {
+    const std::string begin = EncodeViewPrefix(view_id);
+    const std::string end = PrefixSuccessor(begin);
+    const rocksdb::Slice b(begin);
+    const rocksdb::Slice e(end);
+    // Files wholly inside the range go at once (a spill run's ingested files are); the range
+    // delete covers the rest and makes the deletion one atomic write.
+    rocksdb::Status s = rocksdb::DeleteFilesInRange(db_.get(), db_->DefaultColumnFamily(), &b, &e,
+                                                    /*include_end=*/false);
+    if (!s.ok()) return FromRocks(s, "DeleteViewTiles (files)", dir_);
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = options_.disable_wal;
+    wo.sync = options_.sync && !options_.disable_wal;
+    return FromRocks(db_->DeleteRange(wo, db_->DefaultColumnFamily(), b, e), "DeleteViewTiles",
+                     dir_);
+  });
+}
+
 absl::Status RocksDbTileStore::MultiGet(const std::vector<TileKey>& keys,
                                         std::vector<std::optional<std::string>>* values) {
   return Guard("MultiGet", dir_, [&]() -> absl::Status {
@@ -633,22 +704,26 @@ void RunParallel(size_t n, Fn&& fn) {
 absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
   return Guard("Write (bulk ingest)", dir_, [&]() -> absl::Status {
     // The batch as sorted sources merged into sorted SST files: each tile run as it is (sorted by
-    // its producer), and the rest (tiles, meta, meta deletes: usually few) encoded into one
-    // buffer and sorted here. Of equal keys the last in batch order wins, as in a write batch.
+    // its producer), and the loose tiles encoded into one buffer and sorted here. Of equal keys
+    // the last in batch order wins, as in a write batch. Metadata (meta, meta deletes) goes to
+    // a file of its own, so the tile files span tile keys only: tiles of a key range nothing
+    // else holds (a new view, a spill run) then go straight to the bottom level.
     struct Entry {
       uint32_t key_offset;
       uint32_t key_size;
-      uint32_t index;  // position in the batch's tiles, then meta, then meta_deletes
+      uint32_t index;  // position in the batch's tiles, or in meta then meta_deletes
     };
     const size_t tiles = batch.tiles.size();
     const size_t metas = batch.meta.size();
     std::string keys;
     keys.reserve(tiles * 40);
     std::vector<Entry> entries;
-    entries.reserve(tiles + metas + batch.meta_deletes.size());
-    auto add = [&](const std::string& key, size_t index) {
-      entries.push_back(Entry{static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(key.size()),
-                              static_cast<uint32_t>(index)});
+    std::vector<Entry> meta_entries;
+    entries.reserve(tiles);
+    meta_entries.reserve(metas + batch.meta_deletes.size());
+    auto add = [&](std::vector<Entry>* to, const std::string& key, size_t index) {
+      to->push_back(Entry{static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(key.size()),
+                          static_cast<uint32_t>(index)});
       keys += key;
     };
     std::string key;
@@ -657,11 +732,11 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
       key.clear();
       AppendTilePrefix(k.view_id, k.entity_key, k.resolution, &key);
       AppendTileStart(k.start_ms, &key);
-      add(key, i);
+      add(&entries, key, i);
     }
-    for (size_t i = 0; i < metas; ++i) add(EncodeMetaKey(batch.meta[i].first), tiles + i);
+    for (size_t i = 0; i < metas; ++i) add(&meta_entries, EncodeMetaKey(batch.meta[i].first), i);
     for (size_t i = 0; i < batch.meta_deletes.size(); ++i) {
-      add(EncodeMetaKey(batch.meta_deletes[i]), tiles + metas + i);
+      add(&meta_entries, EncodeMetaKey(batch.meta_deletes[i]), metas + i);
     }
     if (keys.size() > UINT32_MAX) {
       return ResourceExhausted("bulk write of {} key bytes is too large", keys.size());
@@ -669,10 +744,12 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     auto entry_key = [&](const Entry& e) {
       return std::string_view(keys.data() + e.key_offset, e.key_size);
     };
-    std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+    auto by_key = [&](const Entry& a, const Entry& b) {
       int c = entry_key(a).compare(entry_key(b));
       return c != 0 ? c < 0 : a.index < b.index;
-    });
+    };
+    std::sort(entries.begin(), entries.end(), by_key);
+    std::sort(meta_entries.begin(), meta_entries.end(), by_key);
 
     // Source r < runs is batch.tile_runs[r]; source `runs` is `entries`. A source's position i
     // orders equal keys of one source (later wins); sources order them by r (later wins).
@@ -721,9 +798,27 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     // later rewrites them with the bottommost codec.
     options.bottommost_compression = rocksdb::kDisableCompressionOption;
     if (!options_.compress_bulk_ingest) options.compression = rocksdb::kNoCompression;
-    std::vector<std::string> paths(threads);
-    std::vector<rocksdb::Status> statuses(threads);
-    RunParallel(threads, [&](size_t t) {
+    // Files 0 .. threads-1 hold tiles, file `threads` the metadata.
+    const size_t files_total = threads + (meta_entries.empty() ? 0 : 1);
+    std::vector<std::string> paths(files_total);
+    std::vector<rocksdb::Status> statuses(files_total);
+    RunParallel(files_total, [&](size_t t) {
+      if (t == threads) {
+        paths[t] = fmt::format("{}/bulk-{}-{}-meta.sst.tmp", dir_, ::getpid(), seq);
+        rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
+        rocksdb::Status s = writer.Open(paths[t]);
+        for (size_t i = 0; s.ok() && i < meta_entries.size(); ++i) {
+          const std::string_view k = entry_key(meta_entries[i]);
+          // A later entry of the same key supersedes this.
+          if (i + 1 < meta_entries.size() && entry_key(meta_entries[i + 1]) == k) continue;
+          const uint32_t index = meta_entries[i].index;
+          s = index < metas ? writer.Put(ToSlice(k), ToSlice(batch.meta[index].second))
+                            : writer.Delete(ToSlice(k));
+        }
+        if (s.ok()) s = writer.Finish();
+        statuses[t] = s;
+        return;
+      }
       struct Head {
         size_t source;
         size_t i;
@@ -768,21 +863,14 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
           s = writer.Put(ToSlice(k), ToSlice(batch.tile_runs[r].value(i)));
           continue;
         }
-        const Entry& e = entries[i];
-        if (e.index < tiles) {
-          s = writer.Put(ToSlice(k), ToSlice(batch.tiles[e.index].second));
-        } else if (e.index < tiles + metas) {
-          s = writer.Put(ToSlice(k), ToSlice(batch.meta[e.index - tiles].second));
-        } else {
-          s = writer.Delete(ToSlice(k));
-        }
+        s = writer.Put(ToSlice(k), ToSlice(batch.tiles[entries[i].index].second));
       }
       if (s.ok()) s = writer.Finish();
       statuses[t] = s;
     });
     std::vector<std::string> files;
     rocksdb::Status s;
-    for (size_t t = 0; t < threads; ++t) {
+    for (size_t t = 0; t < files_total; ++t) {
       if (!statuses[t].ok() && s.ok()) s = statuses[t];
       if (!paths[t].empty()) files.push_back(paths[t]);
     }

@@ -153,6 +153,12 @@ class RocksDbTileStore final : public TileStore, public EventLog {
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   // Without a WAL: flushes all memtables to SST files and waits. With a WAL: fsyncs it.
   absl::Status Sync() override;
+  bool supports_view_ranges() const override { return true; }
+  // Reads ahead and leaves the block cache alone.
+  absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
+                                                            const EntityRange& range) override;
+  // Drops the files wholly inside the view's range, then one range delete for the rest.
+  absl::Status DeleteViewTiles(uint32_t view_id) override;
 
   // EventLog (rocksdb_event_log.cc). See the class comment for the invariants.
   using EventLog::Append;

@@ -126,4 +126,17 @@ absl::Status FaultInjectingTileStore::Sync() {
   return base_->Sync();
 }
 
+absl::StatusOr<std::unique_ptr<ViewCursor>> FaultInjectingTileStore::NewViewCursor(
+    uint32_t view_id, const EntityRange& range) {
+  absl::Status injected;
+  if (Decide(StoreOp::kScan, &injected) != Verdict::kPass) return injected;
+  return base_->NewViewCursor(view_id, range);
+}
+
+absl::Status FaultInjectingTileStore::DeleteViewTiles(uint32_t view_id) {
+  absl::Status injected;
+  if (Decide(StoreOp::kDeleteViewTiles, &injected) != Verdict::kPass) return injected;
+  return base_->DeleteViewTiles(view_id);
+}
+
 }  // namespace tessera::store

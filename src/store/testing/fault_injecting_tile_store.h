@@ -17,8 +17,18 @@
 namespace tessera::store {
 
 // The TileStore operations a FaultInjectingTileStore counts and can fail.
-enum class StoreOp : uint8_t { kScan, kGetSnapshot, kMultiGet, kWrite, kGetMeta, kScanMeta, kSync };
-inline constexpr size_t kNumStoreOps = 7;
+// NewViewCursor counts as kScan.
+enum class StoreOp : uint8_t {
+  kScan,
+  kGetSnapshot,
+  kMultiGet,
+  kWrite,
+  kGetMeta,
+  kScanMeta,
+  kSync,
+  kDeleteViewTiles,
+};
+inline constexpr size_t kNumStoreOps = 8;
 
 // Test-only: wraps any TileStore and makes chosen calls fail, to test what the engine leaves
 // behind at each crash point (in the spirit of RocksDB's FaultInjectionTestFS).
@@ -75,6 +85,10 @@ class FaultInjectingTileStore final : public TileStore {
   absl::Status ScanMeta(std::string_view prefix,
                         const std::function<void(std::string_view, std::string_view)>& fn) override;
   absl::Status Sync() override;
+  bool supports_view_ranges() const override { return base_->supports_view_ranges(); }
+  absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
+                                                            const EntityRange& range) override;
+  absl::Status DeleteViewTiles(uint32_t view_id) override;
 
  private:
   // What to do with one call.
