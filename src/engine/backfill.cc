@@ -116,6 +116,7 @@ std::string BackfillSummary::ToJson() const {
   j["base_tiles_written"] = flush.base_tiles;
   j["rollup_tiles_written"] = flush.rollup_tiles;
   j["flushes"] = flush.flushes;
+  j["spilled_tiles"] = flush.spilled_tiles;
   j["flush_build_seconds"] = std::round(flush.build_seconds * 1000) / 1000;
   j["flush_commit_seconds"] = std::round(flush.commit_seconds * 1000) / 1000;
   j["seconds"] = std::round(seconds * 1000) / 1000;
@@ -149,6 +150,7 @@ absl::StatusOr<BackfillSummary> RunBackfill(store::TileStore* store, CatalogStor
   PipelineOptions pipeline_options = options.pipeline;
   pipeline_options.max_future_ms = ReplayMaxFutureMs(*source, options.max_future_ms);
   pipeline_options.open_tiles_readable = false;  // nothing reads a backfill's open tiles
+  pipeline_options.spill_runs = true;
   IngestPipeline pipeline(*source, views, store, pipeline_options);
   TESSERA_RETURN_IF_ERROR(pipeline.Init());
 

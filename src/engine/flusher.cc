@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/varint.h"
+#include "store/key_codec.h"
 #include "tile/ladder.h"
 
 namespace tessera::engine {
@@ -251,6 +252,26 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     if (reads >= kMaxReads || items.size() >= kMaxItems) TESSERA_RETURN_IF_ERROR(write_items());
   }
   return write_items();
+}
+
+void SpillShard(const ViewRuntime& view, const TileShard& shard, uint32_t spill_view_id,
+                size_t samples, FlushOutput* out) {
+  if (shard.size() == 0) return;
+  const tile::TileLayout& layout = *view.layout;
+  const std::vector<Sorted> sorted = SortedEntries(shard);
+  store::TileRun& run = out->runs.emplace_back();
+  const size_t every = std::max<size_t>(1, sorted.size() / std::max<size_t>(1, samples));
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (i + kPrefetch < sorted.size()) {
+      PrefetchBlock(sorted[i + kPrefetch].entry.block, layout.block_size());
+    }
+    const TileShard::Entry& e = sorted[i].entry;
+    std::string* bytes = run.BeginTile(spill_view_id, e.key, Resolution::kBase, e.start_ms);
+    const size_t before = bytes->size();
+    layout.Serialize(e.block, bytes);
+    out->spilled_bytes += bytes->size() - before + e.key.size() + store::kViewPrefixBytes + 10;
+    if (i % every == 0) out->entity_samples.emplace_back(view.id, store::EncodeEntityInView(e.key));
+  }
 }
 
 void AppendSlotTag(uint32_t slot, std::string* out) {

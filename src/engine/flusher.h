@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@ struct FlushStats {
   int64_t base_tiles = 0;          // base tiles written
   int64_t rollup_tiles = 0;        // hour and day tiles written
   int64_t merged_with_stored = 0;  // tiles that already existed and were read-merged
+  int64_t spilled_tiles = 0;       // base tile deltas written to spill runs (engine/spill.h)
   int64_t flushes = 0;
   double build_seconds = 0;   // wall time of rollup + read-merge + encode (parallel)
   double commit_seconds = 0;  // wall time of the atomic store write and sync
@@ -28,6 +30,7 @@ struct FlushStats {
     base_tiles += o.base_tiles;
     rollup_tiles += o.rollup_tiles;
     merged_with_stored += o.merged_with_stored;
+    spilled_tiles += o.spilled_tiles;
     flushes += o.flushes;
     build_seconds += o.build_seconds;
     commit_seconds += o.commit_seconds;
@@ -45,20 +48,28 @@ struct FlushOutput {
   // into the pipeline's slot names) whose cell tiles[i] is.
   std::vector<uint32_t> tile_slots;
   // Rollups of open slots that this flush's base tiles fall in (owed: built once the slot
-  // closes). Keys point into the flushed shard.
+  // closes). Keys point into the flushed shard, or into owned_keys.
   std::vector<RollupRef> owed;
+  std::deque<std::string> owned_keys;  // stay in place as more are added
   // owed[i]'s marker key (store::meta::OwedRollupKey), made by the flush worker.
   std::vector<std::string> owed_keys;
   // Rollups of closed slots written by this flush (any marker of theirs is obsolete).
   std::vector<RollupRef> settled;
+  // Spill flushes (SpillShard): (view id, encoded entity key) sampled from the spilled shards
+  // (engine/spill.h), and the bytes spilled.
+  std::vector<std::pair<uint32_t, std::string>> entity_samples;
+  size_t spilled_bytes = 0;
 
   void clear() {
     runs.clear();
     tiles.clear();
     tile_slots.clear();
     owed.clear();
+    owned_keys.clear();
     owed_keys.clear();
     settled.clear();
+    entity_samples.clear();
+    spilled_bytes = 0;
   }
 };
 
@@ -90,6 +101,13 @@ inline constexpr int64_t kStoreMayHoldAny = std::numeric_limits<int64_t>::max();
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         int64_t stored_until_ms, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats, int64_t kept_from_ms = kNoRetention);
+
+// A spill flush of one shard (engine/spill.h): its open tiles as they are (deltas, base tiles
+// only: no reads, no rollups, nothing owed), appended to `out` as one run in store key order
+// under the view id `spill_view_id`, with about `samples` of its entity keys (encoded) in
+// out->entity_samples. Thread-safe for distinct shards.
+void SpillShard(const ViewRuntime& view, const TileShard& shard, uint32_t spill_view_id,
+                size_t samples, FlushOutput* out);
 
 // The open tile keys of a slot-partitioned pipeline (a store with writer slots,
 // store/slot_store.h): each key is the writer slot's index (4 bytes, big-endian) followed by

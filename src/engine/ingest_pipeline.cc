@@ -82,6 +82,9 @@ struct IngestPipeline::RunState {
   std::atomic<size_t> next_aggregate_task{0};
   std::vector<std::pair<size_t, int>> flush_tasks;
   std::atomic<size_t> next_flush_task{0};
+  // This spill merge round's intervals: (view index, interval), adjacent, of one view.
+  std::vector<std::pair<size_t, uint32_t>> merge_tasks;
+  std::atomic<size_t> next_merge_task{0};
 };
 
 namespace {
@@ -134,7 +137,7 @@ absl::Status IngestPipeline::Init() {
     stored_until_.assign(views_.size(), kStoreMayHoldAny);
     return absl::OkStatus();
   }
-  open_tiles_.Publish(store_->GetSnapshot());
+  open_tiles_.Publish(ReadersSnapshot());
   // A view with no stored tile at all needs no read-merge-write on its first flush, and later
   // ones only for tiles at or before the newest this pipeline wrote (stored_until_). The first
   // flush that writes tiles of a view also writes this marker, in the same atomic batch.
@@ -145,7 +148,40 @@ absl::Status IngestPipeline::Init() {
   }
   std::vector<uint32_t> view_ids;
   for (const ViewRuntime* v : views_) view_ids.push_back(v->id);
-  return pending_rollups_.Load(view_ids);
+  TESSERA_RETURN_IF_ERROR(pending_rollups_.Load(view_ids));
+  return LoadSpill();
+}
+
+absl::Status IngestPipeline::LoadSpill() {
+  TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                           store_->GetMeta(store::meta::SpillStateKey(source_.name)));
+  if (!bytes.has_value()) {
+    spill_allowed_ = options_.spill_runs && base_retention_ms_ == 0 &&
+                     store_->supports_view_ranges() && pending_rollups_.size() == 0;
+    for (size_t vi = 0; vi < views_.size(); ++vi) {
+      spill_allowed_ = spill_allowed_ && stored_until_[vi] == kStoreHoldsNone &&
+                       views_[vi]->id <= kMaxSpillViewId;
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SpillState> state = SpillState::Decode(*bytes);
+  if (!state.ok()) {
+    return Annotate(state.status(), fmt::format("source '{}': spill runs", source_.name));
+  }
+  bool same_views = state->views.size() == views_.size();
+  for (size_t vi = 0; same_views && vi < views_.size(); ++vi) {
+    same_views = state->views[vi].view_id == views_[vi]->id;
+  }
+  if (!same_views || !store_->supports_view_ranges()) {
+    return FailedPrecondition(
+        "source '{}': a backfill that was cut short left spill runs of {} view(s) to merge, "
+        "but the source now has {} view(s){}: finish that backfill with the catalog it ran with",
+        source_.name, state->views.size(), views_.size(),
+        same_views ? " and the store cannot read them" : " or other ones");
+  }
+  spill_ = std::move(*state);
+  if (spill_->merged()) return FinishSpill();  // only the runs were left to delete
+  return absl::OkStatus();
 }
 
 void IngestPipeline::Prepare(Worker* w) {
@@ -342,6 +378,13 @@ int64_t IngestPipeline::FutureLimit() const {
   return LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms);
 }
 
+std::shared_ptr<const store::StoreSnapshot> IngestPipeline::ReadersSnapshot() {
+  // A snapshot held in the store also makes RocksDB give bulk-written files a sequence number,
+  // and so rewrite them later (to zero it) even where they went straight to the bottom level.
+  if (!options_.open_tiles_readable) return nullptr;
+  return store_->GetSnapshot();
+}
+
 size_t IngestPipeline::FinalOwedRound() const {
   if (bytes_per_owed_ == 0) return options_.rollups_per_flush;
   return std::max(options_.rollups_per_flush, options_.memory_budget_bytes / bytes_per_owed_);
@@ -390,12 +433,19 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
       continue;
     }
     const TileShard& shard = open_tiles_.shard(vi, s);
-    if (shard.size() > 0) {
-      flushed_until_[worker_index][vi] =
-          std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
+    if (spill_.has_value()) {
+      SpillShard(*views_[vi], shard, SpillViewId(views_[vi]->id, spill_->flushes),
+                 kSamplesPerShard, &out);
+      flush_stats_per_worker_[worker_index].spilled_tiles += static_cast<int64_t>(shard.size());
+    } else {
+      if (shard.size() > 0) {
+        flushed_until_[worker_index][vi] =
+            std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
+      }
+      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi],
+                                         closed_by, &out,
+                                         &flush_stats_per_worker_[worker_index], kept_from));
     }
-    TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
-                                       &out, &flush_stats_per_worker_[worker_index], kept_from));
     if (!options_.open_tiles_readable) {
       open_tiles_.DropStates(vi, s);
       // Under memory pressure its pages go back now: the runs grow faster than they reuse them,
@@ -522,6 +572,7 @@ absl::Status IngestPipeline::CommitSlots(Source* input) {
 
 absl::Status IngestPipeline::CommitFlush(Source* input) {
   if (slots_ != nullptr) return CommitSlots(input);
+  if (spill_.has_value()) return CommitSpill(input);
   store::WriteBatch batch = std::move(flush_meta_);
   flush_meta_ = store::WriteBatch();
   size_t total = 0;
@@ -578,7 +629,7 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
     }
   }
   // The store now holds the open tiles: publish it and swap in empty shards together.
-  open_tiles_.SwapOut(store_->GetSnapshot());
+  open_tiles_.SwapOut(ReadersSnapshot());
   open_tile_bytes_.store(0, std::memory_order_relaxed);
   for (auto& fs : flush_stats_per_worker_) {
     flush_stats_ += fs;
@@ -650,7 +701,12 @@ void IngestPipeline::DecideFlush(RunState* run) {
   run->flush_now = run->finished || !run->input_error.ok() || interval_due || run->over_budget ||
                    run->input->WantsFlush();
   if (run->flush_now) {
-    run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
+    if (!spill_.has_value() && spill_allowed_ && run->over_budget && !run->finished) {
+      // From now on every flush of this backfill is a spill run (engine/spill.h).
+      spill_.emplace();
+      for (const ViewRuntime* v : views_) spill_->views.emplace_back().view_id = v->id;
+    }
+    if (!spill_.has_value()) run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
     PlanFlush(run);
   }
   if (progress_) progress_(source_counters_, run->flush_now);
@@ -666,6 +722,150 @@ void IngestPipeline::DecideFlush(RunState* run) {
     run->input->WaitForData(std::chrono::milliseconds(wait_ms));
   }
   run->stopping = run->stopping || stop_.load();
+}
+
+absl::Status IngestPipeline::CommitSpill(Source* input) {
+  if (spill_->flushes + 1 >= kMaxSpillFlushes) {
+    return ResourceExhausted("source '{}': more than {} spill runs; give the backfill more memory",
+                             source_.name, kMaxSpillFlushes);
+  }
+  store::WriteBatch batch;
+  std::vector<std::vector<std::string>> samples(views_.size());
+  for (FlushOutput& out : flush_out_) {
+    for (auto& run : out.runs) batch.tile_runs.push_back(std::move(run));
+    spill_->spilled_bytes += out.spilled_bytes;
+    for (auto& [view_id, key] : out.entity_samples) {
+      for (size_t vi = 0; vi < views_.size(); ++vi) {
+        if (views_[vi]->id == view_id) samples[vi].push_back(std::move(key));
+      }
+    }
+    out.clear();
+  }
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    AddSamples(std::move(samples[vi]), &spill_->views[vi].keys);
+  }
+  ++spill_->flushes;
+  batch.meta.emplace_back(store::meta::SpillStateKey(source_.name), spill_->Encode());
+  watermark_.AddToBatch(&batch);
+  input->AddCheckpoint(&batch);
+  const int64_t write_start = options_.clock->MonotonicNanos();
+  absl::Status written = store_->Write(batch);
+  if (written.ok()) written = store_->Sync();
+  TESSERA_RETURN_IF_ERROR(written);
+  metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
+  input->Committed();
+  watermark_.Committed();
+  open_tiles_.SwapOut(ReadersSnapshot());
+  open_tile_bytes_.store(0, std::memory_order_relaxed);
+  for (auto& fs : flush_stats_per_worker_) {
+    flush_stats_ += fs;
+    fs = FlushStats();
+  }
+  return absl::OkStatus();
+}
+
+void IngestPipeline::PlanMergeRound(RunState* run) {
+  run->merge_tasks.clear();
+  run->next_merge_task.store(0, std::memory_order_relaxed);
+  for (size_t vi = 0; vi < spill_->views.size(); ++vi) {
+    const SpillState::View& v = spill_->views[vi];
+    if (v.merged()) continue;
+    const uint32_t intervals = static_cast<uint32_t>(v.keys.size()) + 1;
+    const uint32_t end = std::min<uint32_t>(intervals, v.merged_intervals + threads_);
+    for (uint32_t i = v.merged_intervals; i < end; ++i) run->merge_tasks.emplace_back(vi, i);
+    return;
+  }
+}
+
+absl::Status IngestPipeline::CommitMergeRound(RunState* run) {
+  store::WriteBatch batch;
+  for (FlushOutput& out : flush_out_) {
+    for (auto& r : out.runs) batch.tile_runs.push_back(std::move(r));
+    for (size_t i = 0; i < out.owed.size(); ++i) {
+      pending_rollups_.Owe(out.owed[i], std::move(out.owed_keys[i]), &batch);
+    }
+  }
+  const size_t vi = run->merge_tasks.front().first;
+  SpillState::View& v = spill_->views[vi];
+  v.merged_intervals += static_cast<uint32_t>(run->merge_tasks.size());
+  batch.meta.emplace_back(HasTilesKey(views_[vi]->id), "1");
+  batch.meta.emplace_back(store::meta::SpillStateKey(source_.name), spill_->Encode());
+  absl::Status written = store_->Write(batch);
+  if (written.ok()) written = store_->Sync();
+  for (FlushOutput& out : flush_out_) out.clear();
+  TESSERA_RETURN_IF_ERROR(written);
+  stored_until_[vi] = kStoreMayHoldAny;
+  for (auto& fs : flush_stats_per_worker_) {
+    flush_stats_ += fs;
+    fs = FlushStats();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status IngestPipeline::FinishSpill() {
+  // The runs go first (made durable), then the state: a run cut short in between deletes them
+  // again, which finds nothing.
+  for (const SpillState::View& v : spill_->views) {
+    for (uint32_t k = 0; k < spill_->flushes; ++k) {
+      TESSERA_RETURN_IF_ERROR(store_->DeleteViewTiles(SpillViewId(v.view_id, k)));
+    }
+  }
+  TESSERA_RETURN_IF_ERROR(store_->Sync());
+  store::WriteBatch batch;
+  batch.meta_deletes.push_back(store::meta::SpillStateKey(source_.name));
+  TESSERA_RETURN_IF_ERROR(store_->Write(batch));
+  TESSERA_RETURN_IF_ERROR(store_->Sync());
+  spill_.reset();
+  return absl::OkStatus();
+}
+
+bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
+  const bool coordinator = worker_index == 0;
+  if (coordinator && !spill_->merging) {
+    // Intervals small enough that a round (one per worker) holds about half the budget.
+    const uint64_t per_interval = std::max<uint64_t>(
+        uint64_t{1} << 20, options_.memory_budget_bytes / (2 * static_cast<uint64_t>(threads_)));
+    const uint64_t intervals = std::clamp<uint64_t>(
+        spill_->spilled_bytes * 13 / 10 / per_interval + 1, threads_, kMaxSamples + 1);
+    for (SpillState::View& v : spill_->views) {
+      v.keys = PickPivots(v.keys, intervals);
+      v.merged_intervals = 0;
+    }
+    spill_->merging = true;
+  }
+  const int64_t closed_by = watermark_.closed_by();
+  while (true) {
+    if (coordinator) PlanMergeRound(run);
+    run->sync.arrive_and_wait();
+    if (run->merge_tasks.empty() || !run->flush_error.ok()) break;
+    const int64_t build_start = options_.clock->MonotonicNanos();
+    FlushOutput& out = flush_out_[worker_index];
+    while (true) {
+      const size_t task = run->next_merge_task.fetch_add(1, std::memory_order_relaxed);
+      if (task >= run->merge_tasks.size()) break;
+      const auto [vi, interval] = run->merge_tasks[task];
+      absl::Status s = MergeSpillInterval(
+          *views_[vi], store_, spill_->flushes, IntervalRange(spill_->views[vi].keys, interval),
+          closed_by, &out, &flush_stats_per_worker_[worker_index]);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(run->input_mu);
+        if (run->flush_error.ok()) run->flush_error = s;
+      }
+    }
+    run->sync.arrive_and_wait();
+    if (coordinator && run->flush_error.ok()) {
+      const int64_t commit_start = options_.clock->MonotonicNanos();
+      flush_stats_.build_seconds += static_cast<double>(commit_start - build_start) / 1e9;
+      run->flush_error = CommitMergeRound(run);
+      flush_stats_.commit_seconds +=
+          static_cast<double>(options_.clock->MonotonicNanos() - commit_start) / 1e9;
+      ++flush_stats_.flushes;
+    }
+    run->sync.arrive_and_wait();
+  }
+  if (coordinator && run->flush_error.ok()) run->flush_error = FinishSpill();
+  run->sync.arrive_and_wait();
+  return run->flush_error.ok();
 }
 
 bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
@@ -697,6 +897,10 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     open_tiles_.ReleaseRetired(worker_index);
     if (!run->flush_error.ok() || !run->input_error.ok()) return false;
     if (!run->finished) return true;
+    if (spill_.has_value()) {
+      MergeSpillRounds(worker_index, run);
+      return false;
+    }
     // The run is over: build the owed rollups the final watermark closed, flush by flush. (Every
     // worker has read flush_error above before the coordinator may set it.)
     run->sync.arrive_and_wait();
@@ -716,6 +920,9 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
 
 void IngestPipeline::WorkerLoop(int worker_index, RunState* run) {
   const bool coordinator = worker_index == 0;
+  // A merge of spill runs that a cut-short run began comes before any new input: those views'
+  // unmerged tiles are not in the store yet.
+  if (spill_.has_value() && spill_->merging && !MergeSpillRounds(worker_index, run)) return;
   while (true) {
     int64_t busy_ns = TakeAndPrepare(worker_index, run);
     run->sync.arrive_and_wait();

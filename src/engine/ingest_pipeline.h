@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -23,6 +24,7 @@
 #include "engine/open_tiles.h"
 #include "engine/pipeline_metrics.h"
 #include "engine/rollups.h"
+#include "engine/spill.h"
 #include "engine/tile_shard.h"
 #include "engine/watermark.h"
 #include "source/format/line_reader.h"
@@ -64,6 +66,10 @@ struct PipelineOptions {
   // each shard's states are freed as soon as the flush has serialized them, and the flush stays
   // within the budget (FlushThresholdBytes).
   bool open_tiles_readable = true;
+  // Whether flushes under memory pressure may write spill runs (engine/spill.h) instead of
+  // read-merge-writing the store, when the views hold no tiles yet and the store supports view
+  // ranges (a backfill into a new DB, with !open_tiles_readable and no base-tile retention).
+  bool spill_runs = false;
 
   // The open-tile memory that starts a flush: the budget, less (when open_tiles_readable is
   // false) room for the flush's transient memory. Such a flush serializes one shard per thread
@@ -190,8 +196,21 @@ class IngestPipeline final : public OpenTileSource {
   // Claims shards to flush one at a time until none is left, then builds this worker's share of
   // the owed rollups.
   absl::Status FlushShards(int worker_index, RunState* run);
+  // Spill runs (engine/spill.h). LoadSpill (from Init): the state a cut-short run left, and
+  // whether this run may start spilling. CommitSpill: a spill flush's commit. MergeSpillRounds:
+  // after the last flush (or before any input, when a cut-short merge is to be finished), the
+  // merge rounds, each built by all workers and committed by the coordinator
+  // (PlanMergeRound, CommitMergeRound); then FinishSpill deletes the runs and the state.
+  absl::Status LoadSpill();
+  absl::Status CommitSpill(Source* input);
+  bool MergeSpillRounds(int worker_index, RunState* run);
+  void PlanMergeRound(RunState* run);
+  absl::Status CommitMergeRound(RunState* run);
+  absl::Status FinishSpill();
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
+  // The store snapshot that readers pair with the open tiles (null when nothing reads them).
+  std::shared_ptr<const store::StoreSnapshot> ReadersSnapshot();
   // Owed rollups per round once the run is over: as many as the memory budget holds at
   // bytes_per_owed_ (nothing else needs the budget then), at least rollups_per_flush.
   size_t FinalOwedRound() const;
@@ -244,6 +263,9 @@ class IngestPipeline final : public OpenTileSource {
   size_t bytes_per_owed_ = 0;
   store::WriteBatch flush_meta_;  // metadata changes of the next commit (owed-rollup markers)
   std::vector<FlushStats> flush_stats_per_worker_;
+  // Spill runs: whether this run may start them, and the state while there are any.
+  bool spill_allowed_ = false;
+  std::optional<SpillState> spill_;
 
   SourceCounters source_counters_;
   std::vector<ViewCounters> view_counters_;

@@ -19,7 +19,7 @@ constexpr std::string_view kLogPrefix = "log/";
 constexpr std::string_view kPositionSuffix = "/position";
 constexpr std::string_view kFollowPrefix = "file-follow/";
 
-constexpr std::array<FamilyInfo, 16> kFamilies = {{
+constexpr std::array<FamilyInfo, 17> kFamilies = {{
     {Family::kCatalogStatement, "catalog statement", kCatalogStatementPrefix, false,
      "catalog/stmt/<index>"},
     {Family::kCatalogViewId, "catalog view id", kCatalogViewIdPrefix, false,
@@ -49,6 +49,8 @@ constexpr std::array<FamilyInfo, 16> kFamilies = {{
      "kafka/<lower-case source>/<topic>/<partition>"},
     {Family::kBaseRetention, "base-tile retention", kBaseRetentionKey, true,
      "store/base_retention_ms"},
+    {Family::kSpillState, "backfill spill runs", kSpillPrefix, false,
+     "spill/<lower-case source>"},
 }};
 
 // Whole-string decimal parse (what from_chars accepts: no sign for unsigned, no '+').
@@ -141,6 +143,10 @@ std::optional<PubSubDedupSegment> ParsePubSubDedupKey(std::string_view key) {
 
 std::string PubSubClockKey(std::string_view source_name) {
   return fmt::format("{}{}", kPubSubClockPrefix, ToLowerAscii(source_name));
+}
+
+std::string SpillStateKey(std::string_view source_name) {
+  return std::string(kSpillPrefix) + ToLowerAscii(source_name);
 }
 
 std::string ViewHasTilesKey(uint32_t view_id) {
@@ -264,6 +270,7 @@ bool Matches(Family family, std::string_view key) {
     case Family::kPubSubDedup:
       return ParsePubSubDedupKey(key).has_value();
     case Family::kPubSubClock:
+    case Family::kSpillState:
       return HasNoUpperCase(rest);
     case Family::kWatermarkLane: {
       const size_t slash = rest.find('/');

@@ -103,6 +103,12 @@ struct OwedRollupMarker {
 // The marker a key names, or nullopt when it is not an owed-rollup key of a rollup resolution.
 std::optional<OwedRollupMarker> ParseOwedRollupKey(std::string_view key);
 
+// ---- Spill runs of a backfill under a memory budget (engine/spill.h): "spill/<lower-case
+// source name>" -> the runs written and how far their merge got (engine/spill.h has the
+// binary encoding).
+inline constexpr std::string_view kSpillPrefix = "spill/";
+std::string SpillStateKey(std::string_view source_name);
+
 // ---- Backfill input progress (engine/input_progress.cc): a JSON record per input.
 
 // "backfill/input/<record number, 16 lower-case hex digits>" -> {path, offset, lines, hash,
@@ -165,6 +171,7 @@ enum class Family {
   kWatermarkLane,
   kKafkaOffset,
   kBaseRetention,
+  kSpillState,
 };
 
 struct FamilyInfo {

@@ -87,6 +87,7 @@ std::multimap<std::string, std::string> AllKeys() {
     }
     if (n == ToLowerAscii(n)) {
       add(PubSubClockKey(n), "pubsub clock " + n);
+      add(SpillStateKey(n), "spill " + n);
       for (uint64_t seg : {uint64_t{0}, uint64_t{17}, std::numeric_limits<uint64_t>::max()}) {
         add(PubSubDedupKey(n, seg), fmt::format("pubsub dedup {} {}", n, seg));
       }
@@ -124,6 +125,7 @@ TEST(MetaKeysTest, SpellingsAreTheOnesExistingDbsHold) {
   EXPECT_EQ(PubSubDedupKey("Plays", 255), "pubsub/dedup/plays/00000000000000ff");
   EXPECT_EQ(PubSubDedupPrefix("Plays"), "pubsub/dedup/plays/");
   EXPECT_EQ(PubSubClockKey("Plays"), "pubsub/clock/plays");
+  EXPECT_EQ(SpillStateKey("Plays"), "spill/plays");
   EXPECT_EQ(kBaseRetentionKey, "store/base_retention_ms");
   EXPECT_EQ(Classify(kBaseRetentionKey), Family::kBaseRetention);
 }
