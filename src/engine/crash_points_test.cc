@@ -1,6 +1,8 @@
 // What the engine leaves in the store at each crash point, with a FaultInjectingTileStore: a
 // flush that fails leaves the store exactly as before (checkpoint included), and rerunning after
-// any failure ends with exactly the tiles and metadata of a run that never failed.
+// any failure ends with exactly the tiles and metadata of a run that never failed. Every test
+// runs twice: with read-merge-write flushes, and with spill runs (engine/spill.h: every flush a
+// spill run, merged at the end), whose result must also be exactly the other's.
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -80,8 +82,10 @@ std::vector<std::string> Lines() {
 
 // One process lifetime: open the catalog, resume from the checkpoint, ingest to the end. One
 // worker and a budget that flushes every round make each chunk one flush, so flush boundaries
-// are the same whatever run a chunk lands in.
-absl::Status RunOnce(store::TileStore* store, const std::vector<std::string>& lines) {
+// are the same whatever run a chunk lands in (unless `budget` holds more). `spill`: as a
+// backfill, with spill runs.
+absl::Status RunOnce(store::TileStore* store, const std::vector<std::string>& lines, bool spill,
+                     size_t budget = 1) {
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<CatalogStore> catalog, CatalogStore::Load(store));
   TESSERA_RETURN_IF_ERROR(catalog->Register(kSql).status());
   const ViewRuntime* view = catalog->FindView("stats");
@@ -89,7 +93,12 @@ absl::Status RunOnce(store::TileStore* store, const std::vector<std::string>& li
   size_t start = 0;
   if (pos.has_value()) std::from_chars(pos->data(), pos->data() + pos->size(), start);
   IngestPipeline p(*view->source, {view}, store,
-                   PipelineOptions{.threads = 1, .memory_budget_bytes = 1, .rollups_per_flush = 2});
+                   PipelineOptions{.threads = 1,
+                                   .memory_budget_bytes = budget,
+                                   .rollups_per_flush = 2,
+                                   .open_tiles_readable = !spill,
+                                   .spill_runs = spill,
+                                   .spill_interval_bytes = 1});  // an interval per key
   TESSERA_RETURN_IF_ERROR(p.Init());
   ResumingSource src(&lines, start);
   return p.Run(&src);
@@ -131,6 +140,14 @@ class RecordingStore final : public store::TileStore {
     return next_->ScanMeta(prefix, fn);
   }
   absl::Status Sync() override { return next_->Sync(); }
+  bool supports_view_ranges() const override { return next_->supports_view_ranges(); }
+  absl::StatusOr<std::unique_ptr<store::ViewCursor>> NewViewCursor(
+      uint32_t view_id, const store::EntityRange& range) override {
+    return next_->NewViewCursor(view_id, range);
+  }
+  absl::Status DeleteViewTiles(uint32_t view_id) override {
+    return next_->DeleteViewTiles(view_id);
+  }
 
   Dump before_last_write;
 
@@ -139,8 +156,12 @@ class RecordingStore final : public store::TileStore {
   const MemoryTileStore* base_;
 };
 
-class CrashPointsTest : public ::testing::Test {
+class CrashPointsTest : public ::testing::TestWithParam<bool> {
  protected:
+  absl::Status RunOnce(store::TileStore* store, const std::vector<std::string>& lines) {
+    return engine::RunOnce(store, lines, GetParam());
+  }
+
   void SetUp() override {
     lines_ = Lines();
     ASSERT_TRUE(RunOnce(&clean_, lines_).ok());
@@ -152,6 +173,8 @@ class CrashPointsTest : public ::testing::Test {
     ASSERT_TRUE(RunOnce(&counted, lines_).ok());
     clean_writes_ = counted.calls(StoreOp::kWrite);
     clean_syncs_ = counted.calls(StoreOp::kSync);
+    clean_deletes_ = counted.calls(StoreOp::kDeleteViewTiles);
+    EXPECT_EQ(clean_deletes_ > 0, GetParam());  // spill runs were written and deleted
     clean_calls_ = counted.total_calls();
     ASSERT_GT(clean_writes_, 20);
   }
@@ -173,10 +196,23 @@ class CrashPointsTest : public ::testing::Test {
   Dump clean_dump_;
   int64_t clean_writes_ = 0;  // catalog registration and flushes
   int64_t clean_syncs_ = 0;   // flushes
+  int64_t clean_deletes_ = 0;  // spill runs deleted
   int64_t clean_calls_ = 0;
 };
 
-TEST_F(CrashPointsTest, FailedFlushWriteLeavesTheStoreExactlyAsBefore) {
+// Spill runs end with exactly what one flush of everything writes (the same tiles, rollups and
+// owed markers: both build a closed slot's rollup from its base tiles).
+TEST_P(CrashPointsTest, SpillRunsGiveExactlyTheTilesOfOneFlush) {
+  if (!GetParam()) GTEST_SKIP() << "spill runs only";
+  MemoryTileStore one_flush;
+  ASSERT_TRUE(engine::RunOnce(&one_flush, lines_, false, size_t{1} << 30).ok());
+  const Dump d = DumpOf(one_flush);
+  EXPECT_EQ(d.tiles.size(), clean_dump_.tiles.size());
+  EXPECT_TRUE(d.tiles == clean_dump_.tiles);
+  EXPECT_EQ(d.meta, clean_dump_.meta);
+}
+
+TEST_P(CrashPointsTest, FailedFlushWriteLeavesTheStoreExactlyAsBefore) {
   for (int64_t n : {int64_t{3}, clean_writes_ / 2, clean_writes_}) {
     MemoryTileStore base;
     FaultInjectingTileStore faulty(&base);
@@ -197,10 +233,11 @@ TEST_F(CrashPointsTest, FailedFlushWriteLeavesTheStoreExactlyAsBefore) {
   }
 }
 
-TEST_F(CrashPointsTest, RerunAfterAnyFailedWriteOrSyncEqualsACleanRun) {
+TEST_P(CrashPointsTest, RerunAfterAnyFailedWriteOrSyncEqualsACleanRun) {
   for (int64_t n = 1; n <= clean_writes_; ++n) {
-    for (StoreOp op : {StoreOp::kWrite, StoreOp::kSync}) {
+    for (StoreOp op : {StoreOp::kWrite, StoreOp::kSync, StoreOp::kDeleteViewTiles}) {
       if (op == StoreOp::kSync && n > clean_syncs_) continue;
+      if (op == StoreOp::kDeleteViewTiles && n > clean_deletes_) continue;
       MemoryTileStore base;
       FaultInjectingTileStore store(&base);
       store.FailNth(op, n);
@@ -216,7 +253,7 @@ TEST_F(CrashPointsTest, RerunAfterAnyFailedWriteOrSyncEqualsACleanRun) {
   }
 }
 
-TEST_F(CrashPointsTest, RerunAfterACrashAtAnyCallEqualsACleanRun) {
+TEST_P(CrashPointsTest, RerunAfterACrashAtAnyCallEqualsACleanRun) {
   for (int64_t n = 0; n < clean_calls_; ++n) {
     MemoryTileStore base;
     FaultInjectingTileStore store(&base);
@@ -229,7 +266,7 @@ TEST_F(CrashPointsTest, RerunAfterACrashAtAnyCallEqualsACleanRun) {
   }
 }
 
-TEST_F(CrashPointsTest, ReadFailuresDuringAFlushAreErrorsNotWrongTiles) {
+TEST_P(CrashPointsTest, ReadFailuresDuringAFlushAreErrorsNotWrongTiles) {
   for (StoreOp op : {StoreOp::kMultiGet, StoreOp::kScan, StoreOp::kScanMeta, StoreOp::kGetMeta}) {
     for (int64_t n : {1, 2, 5, 17}) {
       MemoryTileStore base;
@@ -240,6 +277,11 @@ TEST_F(CrashPointsTest, ReadFailuresDuringAFlushAreErrorsNotWrongTiles) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Flushes, CrashPointsTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "SpillRuns" : "ReadMergeWrite";
+                         });
 
 }  // namespace
 }  // namespace tessera::engine

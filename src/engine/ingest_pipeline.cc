@@ -156,7 +156,7 @@ absl::Status IngestPipeline::LoadSpill() {
   TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
                            store_->GetMeta(store::meta::SpillStateKey(source_.name)));
   if (!bytes.has_value()) {
-    spill_allowed_ = options_.spill_runs && base_retention_ms_ == 0 &&
+    spill_allowed_ = options_.spill_runs && !options_.open_tiles_readable && base_retention_ms_ == 0 &&
                      store_->supports_view_ranges() && pending_rollups_.size() == 0;
     for (size_t vi = 0; vi < views_.size(); ++vi) {
       spill_allowed_ = spill_allowed_ && stored_until_[vi] == kStoreHoldsNone &&
@@ -823,8 +823,11 @@ bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
   const bool coordinator = worker_index == 0;
   if (coordinator && !spill_->merging) {
     // Intervals small enough that a round (one per worker) holds about half the budget.
-    const uint64_t per_interval = std::max<uint64_t>(
-        uint64_t{1} << 20, options_.memory_budget_bytes / (2 * static_cast<uint64_t>(threads_)));
+    const uint64_t per_interval =
+        options_.spill_interval_bytes > 0
+            ? options_.spill_interval_bytes
+            : std::max<uint64_t>(uint64_t{1} << 20, options_.memory_budget_bytes /
+                                                        (2 * static_cast<uint64_t>(threads_)));
     const uint64_t intervals = std::clamp<uint64_t>(
         spill_->spilled_bytes * 13 / 10 / per_interval + 1, threads_, kMaxSamples + 1);
     for (SpillState::View& v : spill_->views) {
@@ -895,12 +898,15 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     // The tiles are in the store (or the run failed): drop this worker's retired shards, in
     // parallel, since freeing the sketch memory of many tiles is not free.
     open_tiles_.ReleaseRetired(worker_index);
-    if (!run->flush_error.ok() || !run->input_error.ok()) return false;
-    if (!run->finished) return true;
-    if (spill_.has_value()) {
+    if (!run->flush_error.ok()) return false;
+    // The last flush (the input ended, failed or was stopped): spill runs are merged now, so the
+    // store holds everything read, as without them.
+    if (spill_.has_value() && (run->finished || !run->input_error.ok())) {
       MergeSpillRounds(worker_index, run);
       return false;
     }
+    if (!run->input_error.ok()) return false;
+    if (!run->finished) return true;
     // The run is over: build the owed rollups the final watermark closed, flush by flush. (Every
     // worker has read flush_error above before the coordinator may set it.)
     run->sync.arrive_and_wait();

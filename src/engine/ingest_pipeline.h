@@ -70,6 +70,9 @@ struct PipelineOptions {
   // read-merge-writing the store, when the views hold no tiles yet and the store supports view
   // ranges (a backfill into a new DB, with !open_tiles_readable and no base-tile retention).
   bool spill_runs = false;
+  // The spill merge's interval size, in bytes of spilled tiles (a round merges one interval per
+  // thread and holds its tiles until the commit); 0: budget / (2 * threads), at least 1 MiB.
+  size_t spill_interval_bytes = 0;
 
   // The open-tile memory that starts a flush: the budget, less (when open_tiles_readable is
   // false) room for the flush's transient memory. Such a flush serializes one shard per thread
