@@ -562,7 +562,9 @@ int main(int argc, char** argv) {
   backfill->add_option("--source", source, "Source the inputs belong to (if several)");
   backfill->add_option("--dead-letter", dead_letter, "Append rejected lines here as JSON");
   backfill->add_option("--threads", threads, "Worker threads (default: one per core)");
-  backfill->add_option("--memory-mb", memory_mb, "Memory for open tiles and their flush")
+  backfill
+      ->add_option("--memory-mb", memory_mb,
+                   "Memory for open tiles, their flush and the merge of spill runs")
       ->capture_default_str();
   std::string max_future;
   backfill->add_option("--max-future", max_future,

@@ -194,8 +194,8 @@ class CrashPointsTest : public ::testing::TestWithParam<bool> {
   std::vector<std::string> lines_;
   MemoryTileStore clean_;
   Dump clean_dump_;
-  int64_t clean_writes_ = 0;  // catalog registration and flushes
-  int64_t clean_syncs_ = 0;   // flushes
+  int64_t clean_writes_ = 0;   // catalog registration and flushes
+  int64_t clean_syncs_ = 0;    // flushes
   int64_t clean_deletes_ = 0;  // spill runs deleted
   int64_t clean_calls_ = 0;
 };

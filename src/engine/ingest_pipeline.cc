@@ -56,6 +56,8 @@ struct IngestPipeline::Worker {
   source::ChunkOrigin origin;
 };
 
+enum class AfterFlush { kIngest, kOwedRollups, kMergeSpillRuns, kStop };
+
 // The state the workers of one Run() share. Written by the coordinating thread (worker 0)
 // between barriers, or under input_mu.
 struct IngestPipeline::RunState {
@@ -82,8 +84,12 @@ struct IngestPipeline::RunState {
   std::atomic<size_t> next_aggregate_task{0};
   std::vector<std::pair<size_t, int>> flush_tasks;
   std::atomic<size_t> next_flush_task{0};
-  // This spill merge round's intervals: (view index, interval), adjacent, of one view.
+  // What the workers do after a flush's commit (the coordinator decides).
+  AfterFlush after_flush = AfterFlush::kIngest;
+  // This spill merge round's intervals: (view index, interval), adjacent, of one view; and
+  // whether there is a round to build.
   std::vector<std::pair<size_t, uint32_t>> merge_tasks;
+  bool merge_round = false;
   std::atomic<size_t> next_merge_task{0};
 };
 
@@ -156,8 +162,9 @@ absl::Status IngestPipeline::LoadSpill() {
   TESSERA_ASSIGN_OR_RETURN(std::optional<std::string> bytes,
                            store_->GetMeta(store::meta::SpillStateKey(source_.name)));
   if (!bytes.has_value()) {
-    spill_allowed_ = options_.spill_runs && !options_.open_tiles_readable && base_retention_ms_ == 0 &&
-                     store_->supports_view_ranges() && pending_rollups_.size() == 0;
+    spill_allowed_ = options_.spill_runs && !options_.open_tiles_readable &&
+                     base_retention_ms_ == 0 && store_->supports_view_ranges() &&
+                     pending_rollups_.size() == 0;
     for (size_t vi = 0; vi < views_.size(); ++vi) {
       spill_allowed_ = spill_allowed_ && stored_until_[vi] == kStoreHoldsNone &&
                        views_[vi]->id <= kMaxSpillViewId;
@@ -434,17 +441,16 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
     }
     const TileShard& shard = open_tiles_.shard(vi, s);
     if (spill_.has_value()) {
-      SpillShard(*views_[vi], shard, SpillViewId(views_[vi]->id, spill_->flushes),
-                 kSamplesPerShard, &out);
+      SpillShard(*views_[vi], shard, SpillViewId(views_[vi]->id, spill_->flushes), kSamplesPerShard,
+                 &out);
       flush_stats_per_worker_[worker_index].spilled_tiles += static_cast<int64_t>(shard.size());
     } else {
       if (shard.size() > 0) {
         flushed_until_[worker_index][vi] =
             std::max(flushed_until_[worker_index][vi], shard.max_start_ms());
       }
-      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi],
-                                         closed_by, &out,
-                                         &flush_stats_per_worker_[worker_index], kept_from));
+      TESSERA_RETURN_IF_ERROR(FlushShard(*views_[vi], shard, store_, stored_until_[vi], closed_by,
+                                         &out, &flush_stats_per_worker_[worker_index], kept_from));
     }
     if (!options_.open_tiles_readable) {
       open_tiles_.DropStates(vi, s);
@@ -620,6 +626,7 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
   metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
   input->Committed();
   watermark_.Committed();
+  spill_allowed_ = false;  // the views may hold tiles now: spill runs would be merged over them
   // Every tile written starts at or before the newest open base tile (rollups start before
   // their children; owed rollups were built over stored children).
   for (size_t vi = 0; vi < views_.size(); ++vi) {
@@ -838,18 +845,22 @@ bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
   }
   const int64_t closed_by = watermark_.closed_by();
   while (true) {
-    if (coordinator) PlanMergeRound(run);
+    // Decided before the barrier: after it, a worker's failed interval may set flush_error.
+    if (coordinator) {
+      PlanMergeRound(run);
+      run->merge_round = !run->merge_tasks.empty() && run->flush_error.ok();
+    }
     run->sync.arrive_and_wait();
-    if (run->merge_tasks.empty() || !run->flush_error.ok()) break;
+    if (!run->merge_round) break;
     const int64_t build_start = options_.clock->MonotonicNanos();
     FlushOutput& out = flush_out_[worker_index];
     while (true) {
       const size_t task = run->next_merge_task.fetch_add(1, std::memory_order_relaxed);
       if (task >= run->merge_tasks.size()) break;
       const auto [vi, interval] = run->merge_tasks[task];
-      absl::Status s = MergeSpillInterval(
-          *views_[vi], store_, spill_->flushes, IntervalRange(spill_->views[vi].keys, interval),
-          closed_by, &out, &flush_stats_per_worker_[worker_index]);
+      absl::Status s = MergeSpillInterval(*views_[vi], store_, spill_->flushes,
+                                          IntervalRange(spill_->views[vi].keys, interval),
+                                          closed_by, &out, &flush_stats_per_worker_[worker_index]);
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(run->input_mu);
         if (run->flush_error.ok()) run->flush_error = s;
@@ -894,21 +905,37 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
         PublishMetrics();
       }
     }
+    // Decided here, before the barrier: once past it, a worker that goes back to ingesting may
+    // set input_error while another still reads it.
+    if (worker_index == 0) {
+      if (!run->flush_error.ok()) {
+        run->after_flush = AfterFlush::kStop;
+      } else if (spill_.has_value() && (run->finished || !run->input_error.ok())) {
+        // The last flush (the input ended, failed or was stopped): spill runs are merged now,
+        // so the store holds everything read, as without them.
+        run->after_flush = AfterFlush::kMergeSpillRuns;
+      } else if (!run->input_error.ok()) {
+        run->after_flush = AfterFlush::kStop;
+      } else {
+        run->after_flush = run->finished ? AfterFlush::kOwedRollups : AfterFlush::kIngest;
+      }
+    }
     run->sync.arrive_and_wait();
     // The tiles are in the store (or the run failed): drop this worker's retired shards, in
     // parallel, since freeing the sketch memory of many tiles is not free.
     open_tiles_.ReleaseRetired(worker_index);
-    if (!run->flush_error.ok()) return false;
-    // The last flush (the input ended, failed or was stopped): spill runs are merged now, so the
-    // store holds everything read, as without them.
-    if (spill_.has_value() && (run->finished || !run->input_error.ok())) {
-      MergeSpillRounds(worker_index, run);
-      return false;
+    switch (run->after_flush) {
+      case AfterFlush::kStop:
+        return false;
+      case AfterFlush::kMergeSpillRuns:
+        MergeSpillRounds(worker_index, run);
+        return false;
+      case AfterFlush::kIngest:
+        return true;
+      case AfterFlush::kOwedRollups:
+        break;
     }
-    if (!run->input_error.ok()) return false;
-    if (!run->finished) return true;
-    // The run is over: build the owed rollups the final watermark closed, flush by flush. (Every
-    // worker has read flush_error above before the coordinator may set it.)
+    // The run is over: build the owed rollups the final watermark closed, flush by flush.
     run->sync.arrive_and_wait();
     if (worker_index == 0) {
       run->flush_now = pending_rollups_.HasClosed(watermark_.committed_closed_by());

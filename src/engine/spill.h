@@ -60,10 +60,10 @@ struct SpillState {
     uint32_t merged_intervals = 0;  // intervals [0, merged_intervals) are merged
     bool merged() const { return merged_intervals > keys.size(); }
   };
-  uint32_t flushes = 0;       // runs written; flush k's under SpillViewId(view, k)
+  uint32_t flushes = 0;        // runs written; flush k's under SpillViewId(view, k)
   uint64_t spilled_bytes = 0;  // their tiles' bytes (keys and values)
-  bool merging = false;       // the merge has begun (keys are pivots): no more runs
-  std::vector<View> views;    // every view of the source, in the pipeline's order
+  bool merging = false;        // the merge has begun (keys are pivots): no more runs
+  std::vector<View> views;     // every view of the source, in the pipeline's order
 
   bool merged() const;
   // Binary: version byte, then varints and length-prefixed keys. Decode rejects anything
@@ -88,8 +88,8 @@ store::EntityRange IntervalRange(const std::vector<std::string>& pivots, size_t 
 // its pieces, or the piece as it is when there is one), the rollups of slots closed at
 // `closed_by_ms` with two or more base tiles, and the open slots' rollups in out->owed (with
 // out->owed_keys). Counts tiles in `stats`. The view must hold no tiles of its own yet.
-absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store,
-                                uint32_t flushes, const store::EntityRange& range,
-                                int64_t closed_by_ms, FlushOutput* out, FlushStats* stats);
+absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store, uint32_t flushes,
+                                const store::EntityRange& range, int64_t closed_by_ms,
+                                FlushOutput* out, FlushStats* stats);
 
 }  // namespace tessera::engine

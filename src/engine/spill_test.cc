@@ -30,7 +30,14 @@ TEST(SpillState, EncodingRoundTripsAndRejectsWhatItCannotProduce) {
   s.flushes = 3;
   s.spilled_bytes = 123456789;
   s.merging = true;
-  s.views.push_back({7, {std::string("\x01" "a", 2), std::string("\x02" "zz", 3)}, 2});
+  s.views.push_back({7,
+                     {std::string("\x01"
+                                  "a",
+                                  2),
+                      std::string("\x02"
+                                  "zz",
+                                  3)},
+                     2});
   s.views.push_back({9, {}, 0});
   const std::string bytes = s.Encode();
   absl::StatusOr<SpillState> back = SpillState::Decode(bytes);
@@ -123,7 +130,6 @@ std::vector<std::string> Events(int n) {
   return lines;
 }
 
-
 // A backfill-like run of every view of the source into `store`.
 absl::StatusOr<FlushStats> Ingest(store::TileStore* store, const std::vector<std::string>& lines,
                                   PipelineOptions options, const char* sql = kSql) {
@@ -159,7 +165,7 @@ TEST(SpillRuns, EndWithExactlyTheTilesOfOneFlush) {
   absl::StatusOr<FlushStats> s = Ingest(&spilled, lines, Spilling());
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_GT(s->spilled_tiles, once->base_tiles);  // tiles spanning spill runs count per run
-  EXPECT_GT(s->flushes, 10);  // spill runs, then merge rounds
+  EXPECT_GT(s->flushes, 10);                      // spill runs, then merge rounds
   EXPECT_EQ(s->base_tiles, once->base_tiles);
   EXPECT_EQ(s->rollup_tiles, once->rollup_tiles);
   EXPECT_TRUE(spilled.AllTiles() == one.AllTiles());

@@ -49,8 +49,7 @@ constexpr std::array<FamilyInfo, 17> kFamilies = {{
      "kafka/<lower-case source>/<topic>/<partition>"},
     {Family::kBaseRetention, "base-tile retention", kBaseRetentionKey, true,
      "store/base_retention_ms"},
-    {Family::kSpillState, "backfill spill runs", kSpillPrefix, false,
-     "spill/<lower-case source>"},
+    {Family::kSpillState, "backfill spill runs", kSpillPrefix, false, "spill/<lower-case source>"},
 }};
 
 // Whole-string decimal parse (what from_chars accepts: no sign for unsigned, no '+').

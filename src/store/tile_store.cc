@@ -43,8 +43,7 @@ std::unique_ptr<TileScanner> TileStore::NewScanner(const StoreSnapshot* snapshot
   return std::make_unique<ScanAtScanner>(this, snapshot);
 }
 
-absl::StatusOr<std::unique_ptr<ViewCursor>> TileStore::NewViewCursor(uint32_t,
-                                                                     const EntityRange&) {
+absl::StatusOr<std::unique_ptr<ViewCursor>> TileStore::NewViewCursor(uint32_t, const EntityRange&) {
   return absl::UnimplementedError("this store has no view cursors");
 }
 

@@ -575,7 +575,7 @@ TEST_P(TileStoreConformanceTest, ViewCursorWalksOneViewInKeyOrder) {
   // Entity keys of several lengths (a 200-byte one: its length needs a 2-byte varint), empty
   // and binary ones, all resolutions, negative starts; neighbouring views around view 7.
   const std::string long_key(200, 'z');
-  const std::vector<std::string> entities = {"", "a", "ab", "b", std::string("\0\xff", 2),
+  const std::vector<std::string> entities = {"",      "a", "ab", "b", std::string("\0\xff", 2),
                                              long_key};
   WriteBatch b;
   for (uint32_t view : {6u, 7u, 8u}) {

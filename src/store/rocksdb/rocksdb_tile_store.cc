@@ -340,7 +340,10 @@ class RocksTileScanner final : public TileScanner {
     } else {
       ro_.iterate_upper_bound = &upper_slice_;
       ro_.prefix_same_as_start = true;
-      if (getenv("TOS")) { ro_.prefix_same_as_start = false; ro_.total_order_seek = true; }
+      if (getenv("TOS")) {
+        ro_.prefix_same_as_start = false;
+        ro_.total_order_seek = true;
+      }
     }
   }
 
@@ -556,9 +559,7 @@ class RocksViewCursor final : public ViewCursor {
   void Next() override { it_->Next(); }
   std::string_view view_key() const override { return View(it_->key()).substr(kViewPrefixBytes); }
   std::string_view value() const override { return View(it_->value()); }
-  absl::Status status() const override {
-    return FromRocks(it_->status(), "view cursor", *dir_);
-  }
+  absl::Status status() const override { return FromRocks(it_->status(), "view cursor", *dir_); }
 
  private:
   const std::string* dir_;
