@@ -145,8 +145,8 @@ class RecordingStore final : public store::TileStore {
       uint32_t view_id, const store::EntityRange& range) override {
     return next_->NewViewCursor(view_id, range);
   }
-  absl::Status DeleteViewTiles(uint32_t view_id) override {
-    return next_->DeleteViewTiles(view_id);
+  absl::Status DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) override {
+    return next_->DeleteViewTiles(first_view_id, last_view_id);
   }
 
   Dump before_last_write;

@@ -270,7 +270,10 @@ void SpillShard(const ViewRuntime& view, const TileShard& shard, uint32_t spill_
     const size_t before = bytes->size();
     layout.Serialize(e.block, bytes);
     out->spilled_bytes += bytes->size() - before + e.key.size() + store::kViewPrefixBytes + 10;
-    if (i % every == 0) out->entity_samples.emplace_back(view.id, store::EncodeEntityInView(e.key));
+    if (i % every == 0) {
+      out->entity_samples.push_back(FlushOutput::EntitySample{
+          view.id, store::EncodeEntityInView(e.key), std::min(every, sorted.size() - i)});
+    }
   }
 }
 

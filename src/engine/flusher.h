@@ -55,9 +55,14 @@ struct FlushOutput {
   std::vector<std::string> owed_keys;
   // Rollups of closed slots written by this flush (any marker of theirs is obsolete).
   std::vector<RollupRef> settled;
-  // Spill flushes (SpillShard): (view id, encoded entity key) sampled from the spilled shards
-  // (engine/spill.h), and the bytes spilled.
-  std::vector<std::pair<uint32_t, std::string>> entity_samples;
+  // Spill flushes (SpillShard): encoded entity keys sampled from the spilled shards
+  // (engine/spill.h), each with the tiles it stands for, and the bytes spilled.
+  struct EntitySample {
+    uint32_t view_id;
+    std::string key;
+    uint64_t weight;
+  };
+  std::vector<EntitySample> entity_samples;
   size_t spilled_bytes = 0;
 
   void clear() {

@@ -90,6 +90,7 @@ struct IngestPipeline::RunState {
   // whether there is a round to build.
   std::vector<std::pair<size_t, uint32_t>> merge_tasks;
   bool merge_round = false;
+  bool merge_done = false;  // the merge ended with every interval merged and the runs deleted
   std::atomic<size_t> next_merge_task{0};
 };
 
@@ -175,20 +176,52 @@ absl::Status IngestPipeline::LoadSpill() {
   if (!state.ok()) {
     return Annotate(state.status(), fmt::format("source '{}': spill runs", source_.name));
   }
-  bool same_views = state->views.size() == views_.size();
-  for (size_t vi = 0; same_views && vi < views_.size(); ++vi) {
-    same_views = state->views[vi].view_id == views_[vi]->id;
-  }
-  if (!same_views || !store_->supports_view_ranges()) {
+  if (!store_->supports_view_ranges()) {
     return FailedPrecondition(
-        "source '{}': a backfill that was cut short left spill runs of {} view(s) to merge, "
-        "but the source now has {} view(s){}: finish that backfill with the catalog it ran with",
-        source_.name, state->views.size(), views_.size(),
-        same_views ? " and the store cannot read them" : " or other ones");
+        "source '{}': the store holds spill runs of a backfill that was cut short, but cannot "
+        "read them",
+        source_.name);
   }
   spill_ = std::move(*state);
   if (spill_->merged()) return FinishSpill();  // only the runs were left to delete
+  // The catalog only grows, so the views that spilled are still the source's; a view added
+  // since then starts empty.
+  spill_views_.clear();
+  for (const SpillState::View& v : spill_->views) {
+    size_t vi = 0;
+    while (vi < views_.size() && views_[vi]->id != v.view_id) ++vi;
+    if (vi == views_.size()) {
+      return FailedPrecondition(
+          "source '{}': the store holds spill runs of view id {}, which is not a view of the "
+          "source",
+          source_.name, v.view_id);
+    }
+    spill_views_.push_back(vi);
+  }
+  // Only a backfill with the same views goes on spilling; anything else (new views, a live
+  // pipeline whose readers would not see spilled rows) merges the runs before taking input.
+  if (!options_.spill_runs || options_.open_tiles_readable ||
+      spill_->views.size() != views_.size()) {
+    BeginMerge();
+  }
   return absl::OkStatus();
+}
+
+void IngestPipeline::BeginMerge() {
+  if (spill_->merging) return;
+  // Intervals small enough that a round (one per worker) holds about half the budget.
+  const uint64_t per_interval =
+      options_.spill_interval_bytes > 0
+          ? options_.spill_interval_bytes
+          : std::max<uint64_t>(uint64_t{1} << 20, options_.memory_budget_bytes /
+                                                      (2 * static_cast<uint64_t>(threads_)));
+  const uint64_t intervals = std::clamp<uint64_t>(
+      spill_->spilled_bytes * 13 / 10 / per_interval + 1, threads_, kMaxSamples + 1);
+  for (SpillState::View& v : spill_->views) {
+    v.keys = PickPivots(v.keys, intervals);
+    v.merged_intervals = 0;
+  }
+  spill_->merging = true;
 }
 
 void IngestPipeline::Prepare(Worker* w) {
@@ -711,7 +744,11 @@ void IngestPipeline::DecideFlush(RunState* run) {
     if (!spill_.has_value() && spill_allowed_ && run->over_budget && !run->finished) {
       // From now on every flush of this backfill is a spill run (engine/spill.h).
       spill_.emplace();
-      for (const ViewRuntime* v : views_) spill_->views.emplace_back().view_id = v->id;
+      spill_views_.clear();
+      for (size_t vi = 0; vi < views_.size(); ++vi) {
+        spill_->views.emplace_back().view_id = views_[vi]->id;
+        spill_views_.push_back(vi);
+      }
     }
     if (!spill_.has_value()) run->flush_error = TakeOwedRollups(options_.rollups_per_flush);
     PlanFlush(run);
@@ -737,19 +774,22 @@ absl::Status IngestPipeline::CommitSpill(Source* input) {
                              source_.name, kMaxSpillFlushes);
   }
   store::WriteBatch batch;
-  std::vector<std::vector<std::string>> samples(views_.size());
+  batch.bulk = true;  // each run a key range of its own, never in the memtable
+  std::vector<std::vector<KeySample>> samples(spill_->views.size());
   for (FlushOutput& out : flush_out_) {
     for (auto& run : out.runs) batch.tile_runs.push_back(std::move(run));
     spill_->spilled_bytes += out.spilled_bytes;
-    for (auto& [view_id, key] : out.entity_samples) {
-      for (size_t vi = 0; vi < views_.size(); ++vi) {
-        if (views_[vi]->id == view_id) samples[vi].push_back(std::move(key));
+    for (FlushOutput::EntitySample& e : out.entity_samples) {
+      for (size_t i = 0; i < spill_->views.size(); ++i) {
+        if (spill_->views[i].view_id == e.view_id) {
+          samples[i].push_back(KeySample{std::move(e.key), e.weight});
+        }
       }
     }
     out.clear();
   }
-  for (size_t vi = 0; vi < views_.size(); ++vi) {
-    AddSamples(std::move(samples[vi]), &spill_->views[vi].keys);
+  for (size_t i = 0; i < spill_->views.size(); ++i) {
+    AddSamples(std::move(samples[i]), &spill_->views[i].keys);
   }
   ++spill_->flushes;
   batch.meta.emplace_back(store::meta::SpillStateKey(source_.name), spill_->Encode());
@@ -774,26 +814,28 @@ absl::Status IngestPipeline::CommitSpill(Source* input) {
 void IngestPipeline::PlanMergeRound(RunState* run) {
   run->merge_tasks.clear();
   run->next_merge_task.store(0, std::memory_order_relaxed);
-  for (size_t vi = 0; vi < spill_->views.size(); ++vi) {
-    const SpillState::View& v = spill_->views[vi];
+  if (stop_.load()) return;  // the rest is merged by the next run
+  for (size_t i = 0; i < spill_->views.size(); ++i) {
+    const SpillState::View& v = spill_->views[i];
     if (v.merged()) continue;
     const uint32_t intervals = static_cast<uint32_t>(v.keys.size()) + 1;
     const uint32_t end = std::min<uint32_t>(intervals, v.merged_intervals + threads_);
-    for (uint32_t i = v.merged_intervals; i < end; ++i) run->merge_tasks.emplace_back(vi, i);
+    for (uint32_t k = v.merged_intervals; k < end; ++k) run->merge_tasks.emplace_back(i, k);
     return;
   }
 }
 
 absl::Status IngestPipeline::CommitMergeRound(RunState* run) {
   store::WriteBatch batch;
+  batch.bulk = true;  // the round's intervals are adjacent: their files overlap nothing
   for (FlushOutput& out : flush_out_) {
     for (auto& r : out.runs) batch.tile_runs.push_back(std::move(r));
     for (size_t i = 0; i < out.owed.size(); ++i) {
       pending_rollups_.Owe(out.owed[i], std::move(out.owed_keys[i]), &batch);
     }
   }
-  const size_t vi = run->merge_tasks.front().first;
-  SpillState::View& v = spill_->views[vi];
+  SpillState::View& v = spill_->views[run->merge_tasks.front().first];
+  const size_t vi = spill_views_[run->merge_tasks.front().first];
   v.merged_intervals += static_cast<uint32_t>(run->merge_tasks.size());
   batch.meta.emplace_back(HasTilesKey(views_[vi]->id), "1");
   batch.meta.emplace_back(store::meta::SpillStateKey(source_.name), spill_->Encode());
@@ -813,9 +855,8 @@ absl::Status IngestPipeline::FinishSpill() {
   // The runs go first (made durable), then the state: a run cut short in between deletes them
   // again, which finds nothing.
   for (const SpillState::View& v : spill_->views) {
-    for (uint32_t k = 0; k < spill_->flushes; ++k) {
-      TESSERA_RETURN_IF_ERROR(store_->DeleteViewTiles(SpillViewId(v.view_id, k)));
-    }
+    TESSERA_RETURN_IF_ERROR(store_->DeleteViewTiles(SpillViewId(v.view_id, 0),
+                                                    SpillViewId(v.view_id, kMaxSpillFlushes - 1)));
   }
   TESSERA_RETURN_IF_ERROR(store_->Sync());
   store::WriteBatch batch;
@@ -828,22 +869,11 @@ absl::Status IngestPipeline::FinishSpill() {
 
 bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
   const bool coordinator = worker_index == 0;
-  if (coordinator && !spill_->merging) {
-    // Intervals small enough that a round (one per worker) holds about half the budget.
-    const uint64_t per_interval =
-        options_.spill_interval_bytes > 0
-            ? options_.spill_interval_bytes
-            : std::max<uint64_t>(uint64_t{1} << 20, options_.memory_budget_bytes /
-                                                        (2 * static_cast<uint64_t>(threads_)));
-    const uint64_t intervals = std::clamp<uint64_t>(
-        spill_->spilled_bytes * 13 / 10 / per_interval + 1, threads_, kMaxSamples + 1);
-    for (SpillState::View& v : spill_->views) {
-      v.keys = PickPivots(v.keys, intervals);
-      v.merged_intervals = 0;
-    }
-    spill_->merging = true;
-  }
+  if (coordinator) BeginMerge();
   const int64_t closed_by = watermark_.closed_by();
+  const int64_t kept_from = base_retention_ms_ > 0
+                                ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
+                                : kNoRetention;
   while (true) {
     // Decided before the barrier: after it, a worker's failed interval may set flush_error.
     if (coordinator) {
@@ -857,10 +887,10 @@ bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
     while (true) {
       const size_t task = run->next_merge_task.fetch_add(1, std::memory_order_relaxed);
       if (task >= run->merge_tasks.size()) break;
-      const auto [vi, interval] = run->merge_tasks[task];
-      absl::Status s = MergeSpillInterval(*views_[vi], store_, spill_->flushes,
-                                          IntervalRange(spill_->views[vi].keys, interval),
-                                          closed_by, &out, &flush_stats_per_worker_[worker_index]);
+      const auto [i, interval] = run->merge_tasks[task];
+      absl::Status s = MergeSpillInterval(*views_[spill_views_[i]], store_, spill_->flushes,
+                                          IntervalRange(spill_->views[i].keys, interval), closed_by,
+                                          kept_from, &out, &flush_stats_per_worker_[worker_index]);
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(run->input_mu);
         if (run->flush_error.ok()) run->flush_error = s;
@@ -874,12 +904,18 @@ bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
       flush_stats_.commit_seconds +=
           static_cast<double>(options_.clock->MonotonicNanos() - commit_start) / 1e9;
       ++flush_stats_.flushes;
+      if (progress_) progress_(source_counters_, true);
     }
     run->sync.arrive_and_wait();
   }
-  if (coordinator && run->flush_error.ok()) run->flush_error = FinishSpill();
+  // Stopped (Stop()) with intervals left, the state keeps them for the next run.
+  if (coordinator) {
+    run->merge_done = run->flush_error.ok() && spill_->merged();
+    if (run->merge_done) run->flush_error = FinishSpill();
+    run->merge_done = run->merge_done && run->flush_error.ok();
+  }
   run->sync.arrive_and_wait();
-  return run->flush_error.ok();
+  return run->merge_done;
 }
 
 bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {

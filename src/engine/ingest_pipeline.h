@@ -206,6 +206,9 @@ class IngestPipeline final : public OpenTileSource {
   // (PlanMergeRound, CommitMergeRound); then FinishSpill deletes the runs and the state.
   absl::Status LoadSpill();
   absl::Status CommitSpill(Source* input);
+  // Picks the merge's pivots (unless it has begun): no more spill runs after this.
+  void BeginMerge();
+  // True when every interval is merged and the runs are deleted (false: an error, or Stop()).
   bool MergeSpillRounds(int worker_index, RunState* run);
   void PlanMergeRound(RunState* run);
   absl::Status CommitMergeRound(RunState* run);
@@ -269,6 +272,7 @@ class IngestPipeline final : public OpenTileSource {
   // Spill runs: whether this run may start them, and the state while there are any.
   bool spill_allowed_ = false;
   std::optional<SpillState> spill_;
+  std::vector<size_t> spill_views_;  // spill_->views[i] is views_[spill_views_[i]]
 
   SourceCounters source_counters_;
   std::vector<ViewCounters> view_counters_;

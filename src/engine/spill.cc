@@ -21,7 +21,7 @@ constexpr size_t kViewKeyTail = 1 + store::kStartMsBytes;
 }  // namespace
 
 uint32_t SpillViewId(uint32_t view_id, uint32_t flush) {
-  return kSpillViewBit | flush << 12 | view_id;
+  return kSpillViewBit | view_id << 19 | flush;
 }
 
 bool SpillState::merged() const {
@@ -39,7 +39,10 @@ std::string SpillState::Encode() const {
     PutVarint64(&out, v.view_id);
     PutVarint64(&out, v.merged_intervals);
     PutVarint64(&out, v.keys.size());
-    for (const std::string& k : v.keys) PutBytes(&out, k);
+    for (const KeySample& k : v.keys) {
+      PutBytes(&out, k.key);
+      PutVarint64(&out, k.weight);
+    }
   }
   return out;
 }
@@ -82,45 +85,85 @@ absl::StatusOr<SpillState> SpillState::Decode(std::string_view bytes) {
     v.merged_intervals = static_cast<uint32_t>(merged);
     for (uint64_t k = 0; k < keys; ++k) {
       std::string_view key;
+      uint64_t weight = 0;
       TESSERA_RETURN_IF_ERROR(in.Bytes(&key, "entity key"));
-      if (!v.keys.empty() && key <= v.keys.back()) {
+      TESSERA_RETURN_IF_ERROR(in.Varint64(&weight, "key weight"));
+      if (!v.keys.empty() && key <= v.keys.back().key) {
         return DataLoss("spill state of view {}: keys not ascending", id);
       }
-      v.keys.emplace_back(key);
+      v.keys.push_back(KeySample{std::string(key), weight});
     }
   }
   if (!in.rest().empty()) return DataLoss("spill state has {} trailing bytes", in.rest().size());
   return s;
 }
 
-void AddSamples(std::vector<std::string> samples, std::vector<std::string>* keys) {
-  std::erase_if(samples, [](const std::string& k) { return k.size() > kMaxSampledKeyBytes; });
+void AddSamples(std::vector<KeySample> samples, std::vector<KeySample>* keys) {
+  for (KeySample& s : samples) {
+    if (s.key.size() > kMaxSampledKeyBytes) s.key.resize(kMaxSampledKeyBytes);
+  }
   samples.insert(samples.end(), keys->begin(), keys->end());
-  std::sort(samples.begin(), samples.end());
-  samples.erase(std::unique(samples.begin(), samples.end()), samples.end());
+  std::sort(samples.begin(), samples.end(),
+            [](const KeySample& a, const KeySample& b) { return a.key < b.key; });
+  std::vector<KeySample> merged;  // distinct keys, weights added up
+  uint64_t total = 0;
+  for (KeySample& s : samples) {
+    total += s.weight;
+    if (!merged.empty() && merged.back().key == s.key) {
+      merged.back().weight += s.weight;
+    } else {
+      merged.push_back(std::move(s));
+    }
+  }
   keys->clear();
-  const size_t n = std::min(samples.size(), kMaxSamples);
-  for (size_t i = 0; i < n; ++i) keys->push_back(std::move(samples[i * samples.size() / n]));
+  if (merged.size() <= kMaxSamples) {
+    *keys = std::move(merged);
+    return;
+  }
+  // Each kept key ends a bucket of about total / kMaxSamples and carries the bucket's weight.
+  const uint64_t step = std::max<uint64_t>(1, total / kMaxSamples);
+  uint64_t next = step;
+  uint64_t seen = 0;
+  uint64_t bucket = 0;
+  for (size_t i = 0; i < merged.size(); ++i) {
+    seen += merged[i].weight;
+    bucket += merged[i].weight;
+    if ((seen >= next && keys->size() + 1 < kMaxSamples) || i + 1 == merged.size()) {
+      keys->push_back(KeySample{std::move(merged[i].key), bucket});
+      bucket = 0;
+      while (next <= seen) next += step;
+    }
+  }
 }
 
-std::vector<std::string> PickPivots(const std::vector<std::string>& samples, size_t intervals) {
-  std::vector<std::string> pivots;
-  const size_t n = std::min(samples.size(), intervals > 0 ? intervals - 1 : 0);
-  for (size_t i = 1; i <= n; ++i) pivots.push_back(samples[i * samples.size() / (n + 1)]);
-  pivots.erase(std::unique(pivots.begin(), pivots.end()), pivots.end());
+std::vector<KeySample> PickPivots(const std::vector<KeySample>& samples, size_t intervals) {
+  std::vector<KeySample> pivots;
+  if (intervals < 2 || samples.empty()) return pivots;
+  uint64_t total = 0;
+  for (const KeySample& s : samples) total += s.weight;
+  // Pivot i is the first sample whose weight so far reaches i / intervals of the total.
+  uint64_t seen = 0;
+  uint64_t i = 1;
+  for (const KeySample& s : samples) {
+    seen += s.weight;
+    if (i < intervals && seen * intervals >= i * total) {
+      if (pivots.empty() || pivots.back().key != s.key) pivots.push_back(KeySample{s.key, 0});
+      while (i < intervals && seen * intervals >= i * total) ++i;
+    }
+  }
   return pivots;
 }
 
-store::EntityRange IntervalRange(const std::vector<std::string>& pivots, size_t i) {
+store::EntityRange IntervalRange(const std::vector<KeySample>& pivots, size_t i) {
   store::EntityRange r;
-  if (i > 0) r.lower = pivots[i - 1];
-  if (i < pivots.size()) r.upper = pivots[i];
+  if (i > 0) r.lower = pivots[i - 1].key;
+  if (i < pivots.size()) r.upper = pivots[i].key;
   return r;
 }
 
 absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store, uint32_t flushes,
                                 const store::EntityRange& range, int64_t closed_by_ms,
-                                FlushOutput* out, FlushStats* stats) {
+                                int64_t kept_from_ms, FlushOutput* out, FlushStats* stats) {
   const tile::TileLayout& layout = *view.layout;
   std::vector<std::unique_ptr<store::ViewCursor>> cursors;
   for (uint32_t k = 0; k < flushes; ++k) {
@@ -221,6 +264,10 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
     const uint64_t hash = Hash64(entity);
     for (store::Resolution res : rollups) {
       const int64_t unit = tile::ResolutionMillis(res, view.def->tile_ms);
+      // As FlushShard's RollupRule: under a base-tile retention, slots past it count as closed
+      // and an hour's rollup is written over a single tile too (so that the tile can go).
+      const bool retention = kept_from_ms != kNoRetention;
+      const size_t min_tiles = retention && res == store::Resolution::kHour ? 1 : 2;
       for (size_t i = 0; i < pieces.size();) {
         const int64_t slot = tile::ParentSlot(res, pieces[i].start_ms);
         size_t j = i + 1;
@@ -228,11 +275,12 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
         for (; j < pieces.size() && tile::ParentSlot(res, pieces[j].start_ms) == slot; ++j) {
           tiles += pieces[j].start_ms != pieces[j - 1].start_ms;
         }
-        if (!tile::SlotClosed(slot, unit, closed_by_ms)) {
+        if (!tile::SlotClosed(slot, unit, closed_by_ms) &&
+            !(retention && slot <= kept_from_ms - unit)) {
           const std::string& key = out->owned_keys.emplace_back(entity);
           out->owed.push_back(RollupRef{view.id, res, slot, key, hash});
           out->owed_keys.push_back(store::meta::OwedRollupKey(view.id, res, slot, entity));
-        } else if (tiles >= 2) {  // with one, readers read that tile
+        } else if (tiles >= min_tiles) {  // with one, readers read that tile
           TESSERA_RETURN_IF_ERROR(write_merged(res, slot, &pieces[i], &pieces[j]));
           ++stats->rollup_tiles;
         }

@@ -35,28 +35,39 @@
 // while it is written; a follower would see the merged intervals appear).
 namespace tessera::engine {
 
-// Reserved view ids of spill runs: kSpillViewBit | flush << 12 | view id. Catalog view ids
-// count up from 1, far below the bit.
+// Reserved view ids of spill runs: kSpillViewBit | view id << 19 | flush, so one view's runs are
+// one range of ids (deleted at once). Catalog view ids count up from 1, far below the bit.
 inline constexpr uint32_t kSpillViewBit = 0x80000000u;
 inline constexpr uint32_t kMaxSpillViewId = (1u << 12) - 1;
 inline constexpr uint32_t kMaxSpillFlushes = 1u << 19;
 // REQUIRES: view_id <= kMaxSpillViewId, flush < kMaxSpillFlushes.
 uint32_t SpillViewId(uint32_t view_id, uint32_t flush);
 
-// Entity keys sampled per spilled shard, and the most a view keeps (its pivot candidates); keys
-// longer than kMaxSampledKeyBytes are not sampled (they would bloat the state).
+// Entity keys sampled per spilled shard, and the most a view keeps (its pivot candidates, each
+// weighted by the spilled tiles it stands for). A sample is at most kMaxSampledKeyBytes of an
+// encoded key: any bytes bound an interval, and long keys would bloat the state. With
+// kMaxSamples, a merge round stays within half the budget up to ~kMaxSamples / threads budgets
+// of spilled tiles.
 inline constexpr size_t kSamplesPerShard = 64;
 inline constexpr size_t kMaxSamples = 1024;
 inline constexpr size_t kMaxSampledKeyBytes = 256;
+
+// A sampled (encoded) entity key and the spilled tiles it stands for.
+struct KeySample {
+  std::string key;
+  uint64_t weight = 0;
+  friend bool operator==(const KeySample&, const KeySample&) = default;
+};
 
 // The spill state of one source (the value of store::meta::SpillStateKey).
 struct SpillState {
   struct View {
     uint32_t view_id = 0;
-    // Encoded entity keys (store::EncodeEntityInView), ascending, distinct. Before the merge:
-    // samples of the spilled keys. Once it has begun: the pivots, interval i being
-    // [pivots[i - 1], pivots[i]) with open ends at 0 and pivots.size().
-    std::vector<std::string> keys;
+    // Encoded entity keys (store::EncodeEntityInView, or a prefix of one), ascending, distinct.
+    // Before the merge: weighted samples of the spilled keys. Once it has begun: the pivots
+    // (weights 0), interval i being [pivots[i - 1], pivots[i]) with open ends at 0 and
+    // pivots.size().
+    std::vector<KeySample> keys;
     uint32_t merged_intervals = 0;  // intervals [0, merged_intervals) are merged
     bool merged() const { return merged_intervals > keys.size(); }
   };
@@ -72,24 +83,26 @@ struct SpillState {
   static absl::StatusOr<SpillState> Decode(std::string_view bytes);
 };
 
-// Adds `samples` to `keys` (both encoded entity keys; keys ascending and distinct) and keeps at
-// most kMaxSamples of the union, evenly spaced.
-void AddSamples(std::vector<std::string> samples, std::vector<std::string>* keys);
+// Adds `samples` to `keys` (keys ascending and distinct; samples in any order, longer ones cut
+// to kMaxSampledKeyBytes) and keeps at most kMaxSamples of the union: weighted quantiles, each
+// carrying the weight of the keys it replaces, so old runs weigh as much as new ones.
+void AddSamples(std::vector<KeySample> samples, std::vector<KeySample>* keys);
 
-// Pivots for a merge into `intervals` intervals: evenly spaced samples (fewer when there are
-// fewer samples).
-std::vector<std::string> PickPivots(const std::vector<std::string>& samples, size_t intervals);
+// Pivots for a merge into `intervals` intervals of about equal weight (fewer when there are
+// fewer samples), with weights 0.
+std::vector<KeySample> PickPivots(const std::vector<KeySample>& samples, size_t intervals);
 
 // The range of entity keys of interval i of `pivots`.
-store::EntityRange IntervalRange(const std::vector<std::string>& pivots, size_t i);
+store::EntityRange IntervalRange(const std::vector<KeySample>& pivots, size_t i);
 
 // Merges the interval `range` of `view`'s spill runs 0 .. flushes-1 into final tiles, appended to
 // `out` as one run in store key order under the view's own id: every base tile (the merge of
-// its pieces, or the piece as it is when there is one), the rollups of slots closed at
-// `closed_by_ms` with two or more base tiles, and the open slots' rollups in out->owed (with
-// out->owed_keys). Counts tiles in `stats`. The view must hold no tiles of its own yet.
+// its pieces, or the piece as it is when there is one), and the rollups of closed slots by the
+// rules of FlushShard for a view with no stored tiles (engine/flusher.h; `closed_by_ms` and
+// `kept_from_ms` as there); open slots' rollups go to out->owed (with out->owed_keys). Counts
+// tiles in `stats`. The view must hold no tiles of its own in the interval.
 absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store, uint32_t flushes,
                                 const store::EntityRange& range, int64_t closed_by_ms,
-                                FlushOutput* out, FlushStats* stats);
+                                int64_t kept_from_ms, FlushOutput* out, FlushStats* stats);
 
 }  // namespace tessera::engine

@@ -30,14 +30,9 @@ TEST(SpillState, EncodingRoundTripsAndRejectsWhatItCannotProduce) {
   s.flushes = 3;
   s.spilled_bytes = 123456789;
   s.merging = true;
-  s.views.push_back({7,
-                     {std::string("\x01"
-                                  "a",
-                                  2),
-                      std::string("\x02"
-                                  "zz",
-                                  3)},
-                     2});
+  const std::string a = store::EncodeEntityInView("a");
+  const std::string zz = store::EncodeEntityInView("zz");
+  s.views.push_back({7, {{a, 5}, {zz, 0}}, 2});
   s.views.push_back({9, {}, 0});
   const std::string bytes = s.Encode();
   absl::StatusOr<SpillState> back = SpillState::Decode(bytes);
@@ -69,34 +64,81 @@ TEST(SpillState, EncodingRoundTripsAndRejectsWhatItCannotProduce) {
 }
 
 TEST(SpillState, SamplesStayBoundedSortedAndDistinct) {
-  std::vector<std::string> keys;
+  std::vector<KeySample> keys;
+  auto by_key = [](const KeySample& a, const KeySample& b) { return a.key < b.key; };
+  auto same_key = [](const KeySample& a, const KeySample& b) { return a.key == b.key; };
   for (int round = 0; round < 5; ++round) {
-    std::vector<std::string> samples;
+    std::vector<KeySample> samples;
     for (int i = 0; i < 700; ++i) {
-      samples.push_back(store::EncodeEntityInView(fmt::format("k{}", (i * 7 + round) % 900)));
+      samples.push_back({store::EncodeEntityInView(fmt::format("k{}", (i * 7 + round) % 900)), 3});
     }
-    samples.push_back(store::EncodeEntityInView(std::string(kMaxSampledKeyBytes + 1, 'x')));
     AddSamples(std::move(samples), &keys);
     EXPECT_LE(keys.size(), kMaxSamples);
-    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
-    EXPECT_EQ(std::adjacent_find(keys.begin(), keys.end()), keys.end());
-    for (const std::string& k : keys) EXPECT_LE(k.size(), kMaxSampledKeyBytes);
+    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end(), by_key));
+    EXPECT_EQ(std::adjacent_find(keys.begin(), keys.end(), same_key), keys.end());
   }
   EXPECT_EQ(keys.size(), 900u);
+  uint64_t total = 0;
+  for (const KeySample& k : keys) total += k.weight;
+  EXPECT_EQ(total, 5u * 700 * 3);  // weights are kept, never lost
 
-  const std::vector<std::string> pivots = PickPivots(keys, 4);
+  // Past kMaxSamples: still bounded, and still all the weight.
+  std::vector<KeySample> more;
+  for (int i = 0; i < 5000; ++i)
+    more.push_back({store::EncodeEntityInView(fmt::format("m{}", i)), 2});
+  AddSamples(std::move(more), &keys);
+  EXPECT_EQ(keys.size(), kMaxSamples);
+  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end(), by_key));
+  total = 0;
+  for (const KeySample& k : keys) total += k.weight;
+  EXPECT_EQ(total, 5u * 700 * 3 + 5000 * 2);
+
+  const std::vector<KeySample> pivots = PickPivots(keys, 4);
   EXPECT_EQ(pivots.size(), 3u);
-  EXPECT_TRUE(std::is_sorted(pivots.begin(), pivots.end()));
   EXPECT_TRUE(PickPivots(keys, 1).empty());
-  EXPECT_EQ(PickPivots({"a", "b"}, 100).size(), 2u);  // no more pivots than samples
+  EXPECT_EQ(PickPivots({{"a", 1}, {"b", 1}}, 100).size(), 2u);  // no more pivots than samples
   EXPECT_TRUE(PickPivots({}, 100).empty());
 
   const store::EntityRange first = IntervalRange(pivots, 0);
   EXPECT_TRUE(first.lower.empty());
-  EXPECT_EQ(first.upper, pivots[0]);
+  EXPECT_EQ(first.upper, pivots[0].key);
   const store::EntityRange last = IntervalRange(pivots, 3);
-  EXPECT_EQ(last.lower, pivots[2]);
+  EXPECT_EQ(last.lower, pivots[2].key);
   EXPECT_TRUE(last.upper.empty());
+}
+
+// Keys that rise from run to run (order ids, sessions): the early runs' keys weigh as much in
+// the pivots as the late ones', however many runs came after them.
+TEST(SpillState, PivotsFollowTheSpilledTilesOfEveryRun) {
+  std::vector<KeySample> keys;
+  constexpr int kRuns = 40;
+  for (int run = 0; run < kRuns; ++run) {
+    std::vector<KeySample> samples;
+    for (int i = 0; i < 200; ++i) {
+      samples.push_back({store::EncodeEntityInView(fmt::format("{:04}-{:04}", run, i)), 10});
+    }
+    AddSamples(std::move(samples), &keys);
+  }
+  const std::vector<KeySample> pivots = PickPivots(keys, 40);
+  ASSERT_GE(pivots.size(), 35u);
+  const std::string half = store::EncodeEntityInView(fmt::format("{:04}-0000", kRuns / 2));
+  const auto in_first_half =
+      std::count_if(pivots.begin(), pivots.end(), [&](const KeySample& p) { return p.key < half; });
+  EXPECT_NEAR(static_cast<double>(in_first_half), pivots.size() / 2.0, pivots.size() / 8.0);
+}
+
+// Keys too long to keep are cut: a prefix of an encoded key bounds an interval all the same.
+TEST(SpillState, LongKeysAreSampledByTheirPrefix) {
+  std::vector<KeySample> keys;
+  std::vector<KeySample> samples;
+  for (int i = 0; i < 500; ++i) {
+    samples.push_back(
+        {store::EncodeEntityInView(fmt::format("{:03}", i) + std::string(400, 'x')), 1});
+  }
+  AddSamples(std::move(samples), &keys);
+  ASSERT_EQ(keys.size(), 500u);
+  for (const KeySample& k : keys) EXPECT_EQ(k.key.size(), kMaxSampledKeyBytes);
+  EXPECT_EQ(PickPivots(keys, 8).size(), 7u);
 }
 
 // Two views of one source (one with a composite key), entity keys of many lengths (past 127
@@ -193,36 +235,80 @@ TEST(SpillRuns, AreNotUsedWhereTheStoreHoldsTilesOrReadersMergeOpenTiles) {
   EXPECT_EQ(s->spilled_tiles, 0);
 }
 
-// A run cut short after some spill runs leaves them and the state; the next run with other
-// views for the source is refused with a message saying what to do, and one with the same
-// views finishes the merge.
-TEST(SpillRuns, CutShortRunResumesOnlyWithItsViews) {
-  const std::vector<std::string> lines = Events(6'000);
-  store::MemoryTileStore base;
-  store::FaultInjectingTileStore faulty(&base);
-  faulty.FailNth(store::StoreOp::kWrite, 6);  // a few spill runs in
+std::vector<std::pair<store::TileKey, std::string>> BaseTiles(const store::MemoryTileStore& s) {
+  std::vector<std::pair<store::TileKey, std::string>> base = s.AllTiles();
+  std::erase_if(base, [](const auto& t) { return t.first.resolution != store::Resolution::kBase; });
+  return base;
+}
+
+// Every spill run written, none merged (the merge's first cursor fails): what a backfill killed
+// after its last flush leaves.
+void SpillWithoutMerging(store::MemoryTileStore* base, const std::vector<std::string>& lines) {
+  store::FaultInjectingTileStore faulty(base);
+  faulty.FailNth(store::StoreOp::kScan, 1);  // a spilling backfill's first scan: the merge's
   ASSERT_FALSE(Ingest(&faulty, lines, Spilling()).ok());
-  ASSERT_TRUE(base.GetMeta(store::meta::SpillStateKey("ev"))->has_value());
+  ASSERT_TRUE(base->GetMeta(store::meta::SpillStateKey("ev"))->has_value());
+}
 
-  const std::string other_sql =
-      std::string(kSql) + "CREATE FEATURE VIEW third AS SELECT user_id, COUNT(*) AS n FROM ev " +
-      "GROUP BY user_id;";
-  absl::StatusOr<FlushStats> refused = Ingest(&faulty, {}, Spilling(), other_sql.c_str());
-  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
-  EXPECT_THAT(StatusMessage(refused.status()), HasSubstr("spill runs of 2 view(s)"));
+// Whatever runs next on the source merges the runs before anything else: the next backfill,
+// one with views added to the catalog since, a live pipeline (whose readers would not see
+// spilled rows, so it never spills itself).
+TEST(SpillRuns, TheNextRunMergesThemFirstWhateverItIs) {
+  const std::vector<std::string> lines = Events(6'000);
+  const std::vector<std::string> a(lines.begin(), lines.begin() + 4'000);
+  const std::vector<std::string> b(lines.begin() + 4'000, lines.end());
+  store::MemoryTileStore one_a;
+  ASSERT_TRUE(Ingest(&one_a, a, PipelineOptions{.memory_budget_bytes = size_t{1} << 30}).ok());
+  store::MemoryTileStore one_ab;
+  ASSERT_TRUE(Ingest(&one_ab, lines, PipelineOptions{.memory_budget_bytes = size_t{1} << 30}).ok());
+  auto no_spill_left = [](store::MemoryTileStore& s) {
+    EXPECT_FALSE(s.GetMeta(store::meta::SpillStateKey("ev"))->has_value());
+    for (const auto& [key, bytes] : s.AllTiles()) EXPECT_LT(key.view_id, kSpillViewBit);
+  };
 
-  // With its own views, a run with no new input finishes what the cut-short one committed:
-  // the merge, then the runs and the state are gone. (crash_points_test checks that resuming at
-  // every crash point ends exactly as a clean run.)
-  store::MemoryTileStore fresh;
-  store::FaultInjectingTileStore crashy(&fresh);
-  crashy.CrashAfter(40);
-  (void)Ingest(&crashy, lines, Spilling());
-  crashy.Heal();
-  absl::StatusOr<FlushStats> finished = Ingest(&crashy, {}, Spilling());
-  ASSERT_TRUE(finished.ok()) << finished.status();
-  EXPECT_FALSE(fresh.GetMeta(store::meta::SpillStateKey("ev"))->has_value());
-  for (const auto& [key, bytes] : fresh.AllTiles()) EXPECT_LT(key.view_id, kSpillViewBit);
+  for (bool readable : {false, true}) {
+    SCOPED_TRACE(readable ? "live pipeline" : "backfill");
+    PipelineOptions next = Spilling();
+    next.open_tiles_readable = readable;
+    next.spill_runs = !readable;
+    // No new input: exactly one flush of everything.
+    store::MemoryTileStore s1;
+    SpillWithoutMerging(&s1, a);
+    absl::StatusOr<FlushStats> merged = Ingest(&s1, {}, next);
+    ASSERT_TRUE(merged.ok()) << merged.status();
+    no_spill_left(s1);
+    EXPECT_TRUE(s1.AllTiles() == one_a.AllTiles());
+    // The same metadata, but the test source's position (it starts from 0 in every run).
+    auto meta = [](store::MemoryTileStore& s) {
+      auto m = s.AllMeta();
+      std::erase_if(m, [](const auto& kv) { return kv.first == "test/position"; });
+      return m;
+    };
+    EXPECT_EQ(meta(s1), meta(one_a));
+    // New input after the merge, by read-merge-write: the base tiles of one flush of it all
+    // (rollups may be built differently, not to different values).
+    store::MemoryTileStore s2;
+    SpillWithoutMerging(&s2, a);
+    absl::StatusOr<FlushStats> more = Ingest(&s2, b, next);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (readable) {
+      EXPECT_EQ(more->spilled_tiles, 0);  // a backfill goes on spilling, then merges
+    }
+    no_spill_left(s2);
+    EXPECT_TRUE(BaseTiles(s2) == BaseTiles(one_ab));
+  }
+
+  // A view added to the catalog since: the runs of the two views are merged, the new one
+  // starts empty.
+  const std::string other_sql = std::string(kSql) +
+                                "CREATE FEATURE VIEW third AS SELECT user_id, COUNT(*) AS n "
+                                "FROM ev GROUP BY user_id;";
+  store::MemoryTileStore s3;
+  SpillWithoutMerging(&s3, a);
+  absl::StatusOr<FlushStats> three = Ingest(&s3, {}, Spilling(), other_sql.c_str());
+  ASSERT_TRUE(three.ok()) << three.status();
+  no_spill_left(s3);
+  EXPECT_TRUE(s3.AllTiles() == one_a.AllTiles());
 }
 
 }  // namespace

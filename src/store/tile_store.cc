@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<ViewCursor>> TileStore::NewViewCursor(uint32_t, c
   return absl::UnimplementedError("this store has no view cursors");
 }
 
-absl::Status TileStore::DeleteViewTiles(uint32_t) {
+absl::Status TileStore::DeleteViewTiles(uint32_t, uint32_t) {
   return absl::UnimplementedError("this store cannot delete a view's tiles");
 }
 

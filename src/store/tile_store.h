@@ -84,6 +84,9 @@ class TileRun {
 // Applied in this order: tile_runs (in order), tiles, then meta, then meta_deletes; a later entry
 // for the same key wins (so a key both set and deleted in one batch ends up deleted).
 struct WriteBatch {
+  // A hint: write the tiles as sorted files whatever their number (RocksDB: ingested, not through
+  // the memtable), for tiles of a key range no other write touches, which then stay apart.
+  bool bulk = false;
   std::vector<TileRun> tile_runs;
   std::vector<std::pair<TileKey, std::string>> tiles;
   std::vector<std::pair<std::string, std::string>> meta;
@@ -241,9 +244,9 @@ class TileStore {
   // A cursor over the tiles of view_id whose entity keys lie in `range`, in key order.
   virtual absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
                                                                     const EntityRange& range);
-  // Deletes every tile of view_id, atomically, and as durably as Write (Sync() makes it
-  // durable).
-  virtual absl::Status DeleteViewTiles(uint32_t view_id);
+  // Deletes every tile of the view ids first_view_id .. last_view_id (inclusive), as durably as
+  // Write (Sync() makes it durable). Readers may see some of them gone before the others.
+  virtual absl::Status DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id);
 
   // The longest entity key this store can hold a tile of (Bigtable: its 4 KiB row-key limit
   // minus the tile key's other bytes). Writers count longer keys as too long; readers know no

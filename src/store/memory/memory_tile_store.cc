@@ -205,11 +205,11 @@ absl::StatusOr<std::unique_ptr<ViewCursor>> MemoryTileStore::NewViewCursor(
   return std::make_unique<MemoryViewCursor>(std::move(tiles));
 }
 
-absl::Status MemoryTileStore::DeleteViewTiles(uint32_t view_id) {
+absl::Status MemoryTileStore::DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) {
   WriterMutexLock lock(&mu_);
-  auto first = tiles_.lower_bound(TileId(view_id, "", 0, INT64_MIN));
+  auto first = tiles_.lower_bound(TileId(first_view_id, "", 0, INT64_MIN));
   auto last = first;
-  while (last != tiles_.end() && std::get<0>(last->first) == view_id) ++last;
+  while (last != tiles_.end() && std::get<0>(last->first) <= last_view_id) ++last;
   tiles_.erase(first, last);
   return absl::OkStatus();
 }

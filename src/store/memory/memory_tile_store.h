@@ -55,7 +55,7 @@ class MemoryTileStore final : public TileStore, public EventLog {
   // Copies the view's tiles in the range out, in view-key order.
   absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
                                                             const EntityRange& range) override;
-  absl::Status DeleteViewTiles(uint32_t view_id) override;
+  absl::Status DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) override;
 
   using EventLog::Append;
   absl::StatusOr<AppendResult> Append(std::string_view source, std::string_view batch_id,

@@ -340,10 +340,6 @@ class RocksTileScanner final : public TileScanner {
     } else {
       ro_.iterate_upper_bound = &upper_slice_;
       ro_.prefix_same_as_start = true;
-      if (getenv("TOS")) {
-        ro_.prefix_same_as_start = false;
-        ro_.total_order_seek = true;
-      }
     }
   }
 
@@ -547,8 +543,7 @@ class RocksViewCursor final : public ViewCursor {
     rocksdb::ReadOptions ro;
     ro.total_order_seek = true;
     ro.iterate_upper_bound = &upper_slice_;
-    ro.fill_cache = false;
-    ro.readahead_size = size_t{2} << 20;
+    ro.fill_cache = false;  // RocksDB's own read-ahead (growing to 256 KiB) for the rest
     it_.reset(db->NewIterator(ro));
     std::string lower = view + range.lower;
     if (range.lower_exclusive) lower = PrefixSuccessor(lower);  // entity keys are prefix-free
@@ -577,18 +572,19 @@ absl::StatusOr<std::unique_ptr<ViewCursor>> RocksDbTileStore::NewViewCursor(
   });
 }
 
-absl::Status RocksDbTileStore::DeleteViewTiles(uint32_t view_id) {
+absl::Status RocksDbTileStore::DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) {
   if (read_only()) {
     return FailedPrecondition("RocksDB DeleteViewTiles in {}: the store was opened read-only",
                               dir_);
   }
   return Guard("DeleteViewTiles", dir_, [&]() -> absl::Status {
-    const std::string begin = EncodeViewPrefix(view_id);
-    const std::string end = PrefixSuccessor(begin);
+    if (first_view_id > last_view_id) return absl::OkStatus();
+    const std::string begin = EncodeViewPrefix(first_view_id);
+    const std::string end = PrefixSuccessor(EncodeViewPrefix(last_view_id));
     const rocksdb::Slice b(begin);
     const rocksdb::Slice e(end);
-    // Files wholly inside the range go at once (a spill run's ingested files are); the range
-    // delete covers the rest and makes the deletion one atomic write.
+    // Files wholly inside the range go at once (spill runs' ingested files are); the range
+    // delete covers the rest.
     rocksdb::Status s = rocksdb::DeleteFilesInRange(db_.get(), db_->DefaultColumnFamily(), &b, &e,
                                                     /*include_end=*/false);
     if (!s.ok()) return FromRocks(s, "DeleteViewTiles (files)", dir_);
@@ -634,7 +630,9 @@ absl::Status RocksDbTileStore::Write(const WriteBatch& batch) {
   }
   if (batch.empty()) return absl::OkStatus();
   absl::Status s;
-  if (options_.bulk_ingest_min_tiles > 0 && batch.tile_count() >= options_.bulk_ingest_min_tiles) {
+  if ((batch.bulk && batch.tile_count() > 0) ||
+      (options_.bulk_ingest_min_tiles > 0 &&
+       batch.tile_count() >= options_.bulk_ingest_min_tiles)) {
     s = WriteViaIngest(batch);
   } else {
     s = WriteViaBatch(batch);
@@ -799,15 +797,17 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
     // later rewrites them with the bottommost codec.
     options.bottommost_compression = rocksdb::kDisableCompressionOption;
     if (!options_.compress_bulk_ingest) options.compression = rocksdb::kNoCompression;
-    // Files 0 .. threads-1 hold tiles, file `threads` the metadata.
-    const size_t files_total = threads + (meta_entries.empty() ? 0 : 1);
-    std::vector<std::string> paths(files_total);
-    std::vector<rocksdb::Status> statuses(files_total);
-    RunParallel(files_total, [&](size_t t) {
+    // Tasks 0 .. threads-1 write tiles, task `threads` the metadata. A task starts a new file at
+    // each view id, so that no file spans two views: the files of a view nothing else writes
+    // (a new view, a spill run) then overlap nothing.
+    const size_t tasks = threads + (meta_entries.empty() ? 0 : 1);
+    std::vector<std::vector<std::string>> paths(tasks);
+    std::vector<rocksdb::Status> statuses(tasks);
+    RunParallel(tasks, [&](size_t t) {
       if (t == threads) {
-        paths[t] = fmt::format("{}/bulk-{}-{}-meta.sst.tmp", dir_, ::getpid(), seq);
+        paths[t].push_back(fmt::format("{}/bulk-{}-{}-meta.sst.tmp", dir_, ::getpid(), seq));
         rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
-        rocksdb::Status s = writer.Open(paths[t]);
+        rocksdb::Status s = writer.Open(paths[t].back());
         for (size_t i = 0; s.ok() && i < meta_entries.size(); ++i) {
           const std::string_view k = entry_key(meta_entries[i]);
           // A later entry of the same key supersedes this.
@@ -839,9 +839,9 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
         return c != 0 ? c > 0 : a.source > b.source;
       };
       std::make_heap(heads.begin(), heads.end(), after);
-      paths[t] = fmt::format("{}/bulk-{}-{}-{}.sst.tmp", dir_, ::getpid(), seq, t);
       rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
-      rocksdb::Status s = writer.Open(paths[t]);
+      rocksdb::Status s;
+      std::string file_view;  // the view prefix of the open file's keys; empty: no file open
       while (s.ok() && !heads.empty()) {
         std::pop_heap(heads.begin(), heads.end(), after);
         Head& h = heads.back();
@@ -860,20 +860,29 @@ absl::Status RocksDbTileStore::WriteViaIngest(const WriteBatch& batch) {
         }
         // A later entry of the same key (in the same source or a later one) supersedes this.
         if (!heads.empty() && heads.front().key == k) continue;
+        if (file_view.empty() || !k.starts_with(file_view)) {
+          if (!file_view.empty()) s = writer.Finish();
+          if (!s.ok()) break;
+          paths[t].push_back(fmt::format("{}/bulk-{}-{}-{}-{}.sst.tmp", dir_, ::getpid(), seq, t,
+                                         paths[t].size()));
+          s = writer.Open(paths[t].back());
+          if (!s.ok()) break;
+          file_view.assign(k.substr(0, kViewPrefixBytes));
+        }
         if (r < runs) {
           s = writer.Put(ToSlice(k), ToSlice(batch.tile_runs[r].value(i)));
           continue;
         }
         s = writer.Put(ToSlice(k), ToSlice(batch.tiles[entries[i].index].second));
       }
-      if (s.ok()) s = writer.Finish();
+      if (s.ok() && !file_view.empty()) s = writer.Finish();
       statuses[t] = s;
     });
     std::vector<std::string> files;
     rocksdb::Status s;
-    for (size_t t = 0; t < files_total; ++t) {
+    for (size_t t = 0; t < tasks; ++t) {
       if (!statuses[t].ok() && s.ok()) s = statuses[t];
-      if (!paths[t].empty()) files.push_back(paths[t]);
+      files.insert(files.end(), paths[t].begin(), paths[t].end());
     }
     if (s.ok()) {
       rocksdb::IngestExternalFileOptions io;

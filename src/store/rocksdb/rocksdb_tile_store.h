@@ -157,8 +157,8 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   // Reads ahead and leaves the block cache alone.
   absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
                                                             const EntityRange& range) override;
-  // Drops the files wholly inside the view's range, then one range delete for the rest.
-  absl::Status DeleteViewTiles(uint32_t view_id) override;
+  // Drops the files wholly inside the views' range, then one range delete for the rest.
+  absl::Status DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) override;
 
   // EventLog (rocksdb_event_log.cc). See the class comment for the invariants.
   using EventLog::Append;

@@ -133,10 +133,11 @@ absl::StatusOr<std::unique_ptr<ViewCursor>> FaultInjectingTileStore::NewViewCurs
   return base_->NewViewCursor(view_id, range);
 }
 
-absl::Status FaultInjectingTileStore::DeleteViewTiles(uint32_t view_id) {
+absl::Status FaultInjectingTileStore::DeleteViewTiles(uint32_t first_view_id,
+                                                      uint32_t last_view_id) {
   absl::Status injected;
   if (Decide(StoreOp::kDeleteViewTiles, &injected) != Verdict::kPass) return injected;
-  return base_->DeleteViewTiles(view_id);
+  return base_->DeleteViewTiles(first_view_id, last_view_id);
 }
 
 }  // namespace tessera::store

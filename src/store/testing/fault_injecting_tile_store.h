@@ -88,7 +88,7 @@ class FaultInjectingTileStore final : public TileStore {
   bool supports_view_ranges() const override { return base_->supports_view_ranges(); }
   absl::StatusOr<std::unique_ptr<ViewCursor>> NewViewCursor(uint32_t view_id,
                                                             const EntityRange& range) override;
-  absl::Status DeleteViewTiles(uint32_t view_id) override;
+  absl::Status DeleteViewTiles(uint32_t first_view_id, uint32_t last_view_id) override;
 
  private:
   // What to do with one call.
