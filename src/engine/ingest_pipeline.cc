@@ -944,13 +944,12 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     // Decided here, before the barrier: once past it, a worker that goes back to ingesting may
     // set input_error while another still reads it.
     if (worker_index == 0) {
-      if (!run->flush_error.ok()) {
-        run->after_flush = AfterFlush::kStop;
-      } else if (spill_.has_value() && (run->finished || !run->input_error.ok())) {
+      const bool last = run->finished || !run->input_error.ok();
+      if (spill_.has_value() && last && run->flush_error.ok()) {
         // The last flush (the input ended, failed or was stopped): spill runs are merged now,
         // so the store holds everything read, as without them.
         run->after_flush = AfterFlush::kMergeSpillRuns;
-      } else if (!run->input_error.ok()) {
+      } else if (!run->flush_error.ok() || !run->input_error.ok()) {
         run->after_flush = AfterFlush::kStop;
       } else {
         run->after_flush = run->finished ? AfterFlush::kOwedRollups : AfterFlush::kIngest;

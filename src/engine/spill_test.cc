@@ -69,6 +69,7 @@ TEST(SpillState, SamplesStayBoundedSortedAndDistinct) {
   auto same_key = [](const KeySample& a, const KeySample& b) { return a.key == b.key; };
   for (int round = 0; round < 5; ++round) {
     std::vector<KeySample> samples;
+    samples.reserve(700);
     for (int i = 0; i < 700; ++i) {
       samples.push_back({store::EncodeEntityInView(fmt::format("k{}", (i * 7 + round) % 900)), 3});
     }
@@ -84,6 +85,7 @@ TEST(SpillState, SamplesStayBoundedSortedAndDistinct) {
 
   // Past kMaxSamples: still bounded, and still all the weight.
   std::vector<KeySample> more;
+  more.reserve(5000);
   for (int i = 0; i < 5000; ++i)
     more.push_back({store::EncodeEntityInView(fmt::format("m{}", i)), 2});
   AddSamples(std::move(more), &keys);
@@ -114,6 +116,7 @@ TEST(SpillState, PivotsFollowTheSpilledTilesOfEveryRun) {
   constexpr int kRuns = 40;
   for (int run = 0; run < kRuns; ++run) {
     std::vector<KeySample> samples;
+    samples.reserve(200);
     for (int i = 0; i < 200; ++i) {
       samples.push_back({store::EncodeEntityInView(fmt::format("{:04}-{:04}", run, i)), 10});
     }
@@ -131,6 +134,7 @@ TEST(SpillState, PivotsFollowTheSpilledTilesOfEveryRun) {
 TEST(SpillState, LongKeysAreSampledByTheirPrefix) {
   std::vector<KeySample> keys;
   std::vector<KeySample> samples;
+  samples.reserve(500);
   for (int i = 0; i < 500; ++i) {
     samples.push_back(
         {store::EncodeEntityInView(fmt::format("{:03}", i) + std::string(400, 'x')), 1});
