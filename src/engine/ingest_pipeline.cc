@@ -418,6 +418,19 @@ int64_t IngestPipeline::FutureLimit() const {
   return LatestAcceptedEventTime(options_.clock->NowMillis(), options_.max_future_ms);
 }
 
+void IngestPipeline::AddWorkerFlushStats() {
+  for (auto& fs : flush_stats_per_worker_) {
+    flush_stats_ += fs;
+    fs = FlushStats();
+  }
+}
+
+void IngestPipeline::SwapOutFlushed() {
+  open_tiles_.SwapOut(ReadersSnapshot());
+  open_tile_bytes_.store(0, std::memory_order_relaxed);
+  AddWorkerFlushStats();
+}
+
 std::shared_ptr<const store::StoreSnapshot> IngestPipeline::ReadersSnapshot() {
   // A snapshot held in the store also makes RocksDB give bulk-written files a sequence number,
   // and so rewrite them later (to zero it) even where they went straight to the bottom level.
@@ -602,10 +615,7 @@ absl::Status IngestPipeline::CommitSlots(Source* input) {
   watermark_.Committed();
   open_tiles_.SwapOut(nullptr);
   open_tile_bytes_.store(0, std::memory_order_relaxed);
-  for (auto& fs : flush_stats_per_worker_) {
-    flush_stats_ += fs;
-    fs = FlushStats();
-  }
+  AddWorkerFlushStats();
   return absl::OkStatus();
 }
 
@@ -669,12 +679,7 @@ absl::Status IngestPipeline::CommitFlush(Source* input) {
     }
   }
   // The store now holds the open tiles: publish it and swap in empty shards together.
-  open_tiles_.SwapOut(ReadersSnapshot());
-  open_tile_bytes_.store(0, std::memory_order_relaxed);
-  for (auto& fs : flush_stats_per_worker_) {
-    flush_stats_ += fs;
-    fs = FlushStats();
-  }
+  SwapOutFlushed();
   return absl::OkStatus();
 }
 
@@ -802,12 +807,7 @@ absl::Status IngestPipeline::CommitSpill(Source* input) {
   metrics_.ObserveStoreWrite(options_.clock->MonotonicNanos() - write_start);
   input->Committed();
   watermark_.Committed();
-  open_tiles_.SwapOut(ReadersSnapshot());
-  open_tile_bytes_.store(0, std::memory_order_relaxed);
-  for (auto& fs : flush_stats_per_worker_) {
-    flush_stats_ += fs;
-    fs = FlushStats();
-  }
+  SwapOutFlushed();
   return absl::OkStatus();
 }
 
@@ -844,10 +844,7 @@ absl::Status IngestPipeline::CommitMergeRound(RunState* run) {
   for (FlushOutput& out : flush_out_) out.clear();
   TESSERA_RETURN_IF_ERROR(written);
   stored_until_[vi] = kStoreMayHoldAny;
-  for (auto& fs : flush_stats_per_worker_) {
-    flush_stats_ += fs;
-    fs = FlushStats();
-  }
+  AddWorkerFlushStats();
   return absl::OkStatus();
 }
 

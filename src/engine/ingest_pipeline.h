@@ -217,6 +217,10 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status TakeOwedRollups(size_t limit);
   // The store snapshot that readers pair with the open tiles (null when nothing reads them).
   std::shared_ptr<const store::StoreSnapshot> ReadersSnapshot();
+  // After a commit: the workers' flush stats go into flush_stats_; SwapOutFlushed also swaps in
+  // empty open tiles (the store holds them now) with ReadersSnapshot().
+  void AddWorkerFlushStats();
+  void SwapOutFlushed();
   // Owed rollups per round once the run is over: as many as the memory budget holds at
   // bytes_per_owed_ (nothing else needs the budget then), at least rollups_per_flush.
   size_t FinalOwedRound() const;
