@@ -86,6 +86,7 @@ struct IngestPipeline::RunState {
   std::atomic<size_t> next_flush_task{0};
   // What the workers do after a flush's commit (the coordinator decides).
   AfterFlush after_flush = AfterFlush::kIngest;
+  bool ingest_after_merge = false;  // kMergeSpillRuns: input is left to take afterwards
   // This spill merge round's intervals: (view index, interval), adjacent, of one view; and
   // whether there is a round to build.
   std::vector<std::pair<size_t, uint32_t>> merge_tasks;
@@ -201,7 +202,7 @@ absl::Status IngestPipeline::LoadSpill() {
   // Only a backfill with the same views goes on spilling; anything else (new views, a live
   // pipeline whose readers would not see spilled rows) merges the runs before taking input.
   if (!options_.spill_runs || options_.open_tiles_readable ||
-      spill_->views.size() != views_.size()) {
+      spill_->views.size() != views_.size() || spill_->flushes + 1 >= kMaxSpillFlushes) {
     BeginMerge();
   }
   return absl::OkStatus();
@@ -774,9 +775,8 @@ void IngestPipeline::DecideFlush(RunState* run) {
 }
 
 absl::Status IngestPipeline::CommitSpill(Source* input) {
-  if (spill_->flushes + 1 >= kMaxSpillFlushes) {
-    return ResourceExhausted("source '{}': more than {} spill runs; give the backfill more memory",
-                             source_.name, kMaxSpillFlushes);
+  if (spill_->flushes >= kMaxSpillFlushes) {  // merged before: FlushRounds, LoadSpill
+    return Internal("source '{}': spill run {} is past the last id", source_.name, spill_->flushes);
   }
   store::WriteBatch batch;
   batch.bulk = true;  // each run a key range of its own, never in the memtable
@@ -845,6 +845,8 @@ absl::Status IngestPipeline::CommitMergeRound(RunState* run) {
   TESSERA_RETURN_IF_ERROR(written);
   stored_until_[vi] = kStoreMayHoldAny;
   AddWorkerFlushStats();
+  // Readers of a live pipeline that merges runs before its input see each round's tiles.
+  open_tiles_.Publish(ReadersSnapshot());
   return absl::OkStatus();
 }
 
@@ -942,10 +944,13 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
     // set input_error while another still reads it.
     if (worker_index == 0) {
       const bool last = run->finished || !run->input_error.ok();
-      if (spill_.has_value() && last && run->flush_error.ok()) {
+      const bool full = spill_.has_value() && spill_->flushes + 1 >= kMaxSpillFlushes;
+      if (spill_.has_value() && (last || full) && run->flush_error.ok()) {
         // The last flush (the input ended, failed or was stopped): spill runs are merged now,
-        // so the store holds everything read, as without them.
+        // so the store holds everything read, as without them. At the most runs a state
+        // holds, they are merged too, and the rest of the input is read-merge-written.
         run->after_flush = AfterFlush::kMergeSpillRuns;
+        run->ingest_after_merge = !last;
       } else if (!run->flush_error.ok() || !run->input_error.ok()) {
         run->after_flush = AfterFlush::kStop;
       } else {
@@ -960,8 +965,7 @@ bool IngestPipeline::FlushRounds(int worker_index, RunState* run) {
       case AfterFlush::kStop:
         return false;
       case AfterFlush::kMergeSpillRuns:
-        MergeSpillRounds(worker_index, run);
-        return false;
+        return MergeSpillRounds(worker_index, run) && run->ingest_after_merge;
       case AfterFlush::kIngest:
         return true;
       case AfterFlush::kOwedRollups:

@@ -97,7 +97,8 @@ class OpenTiles {
   // shards are released (the flush's owed rollups point into them).
   void DropStates(size_t view, int shard) { shards_[view][shard]->DestroyStates(); }
 
-  // Sets the store snapshot readers pair with the (empty) open tiles, before anything is added.
+  // Sets the store snapshot readers pair with the open tiles, while they are empty (before
+  // anything is added, or right after a SwapOut).
   void Publish(std::shared_ptr<const store::StoreSnapshot> snapshot);
   // The store now holds every open tile (as of `snapshot`): publishes it and swaps in empty
   // shards in one exclusive section. Coordinating thread, while no one adds.

@@ -18,6 +18,21 @@ constexpr uint8_t kStateVersion = 1;
 // A view key ends with the resolution byte and the 8 start bytes after the encoded entity key.
 constexpr size_t kViewKeyTail = 1 + store::kStartMsBytes;
 
+// Cuts each key (ascending, distinct) to its first kMaxSampledKeyBytes, or to the shortest
+// prefix still greater than the key before it (as cut): a prefix of a key bounds an interval as
+// well as the key, and keys that share a long start stay apart.
+void CutKeys(std::vector<KeySample>* keys) {
+  std::string_view prev;
+  for (KeySample& k : *keys) {
+    size_t common = 0;
+    while (common < prev.size() && common < k.key.size() && prev[common] == k.key[common]) {
+      ++common;
+    }
+    k.key.resize(std::min(k.key.size(), std::max(kMaxSampledKeyBytes, common + 1)));
+    prev = k.key;
+  }
+}
+
 }  // namespace
 
 uint32_t SpillViewId(uint32_t view_id, uint32_t flush) {
@@ -99,9 +114,6 @@ absl::StatusOr<SpillState> SpillState::Decode(std::string_view bytes) {
 }
 
 void AddSamples(std::vector<KeySample> samples, std::vector<KeySample>* keys) {
-  for (KeySample& s : samples) {
-    if (s.key.size() > kMaxSampledKeyBytes) s.key.resize(kMaxSampledKeyBytes);
-  }
   samples.insert(samples.end(), keys->begin(), keys->end());
   std::sort(samples.begin(), samples.end(),
             [](const KeySample& a, const KeySample& b) { return a.key < b.key; });
@@ -118,22 +130,24 @@ void AddSamples(std::vector<KeySample> samples, std::vector<KeySample>* keys) {
   keys->clear();
   if (merged.size() <= kMaxSamples) {
     *keys = std::move(merged);
+    CutKeys(keys);
     return;
   }
-  // Each kept key ends a bucket of about total / kMaxSamples and carries the bucket's weight.
-  const uint64_t step = std::max<uint64_t>(1, total / kMaxSamples);
-  uint64_t next = step;
+  // Kept key i ends the bucket that reaches (i + 1) / kMaxSamples of the total weight, and
+  // carries the bucket's weight; the last key ends the last bucket.
   uint64_t seen = 0;
   uint64_t bucket = 0;
   for (size_t i = 0; i < merged.size(); ++i) {
     seen += merged[i].weight;
     bucket += merged[i].weight;
-    if ((seen >= next && keys->size() + 1 < kMaxSamples) || i + 1 == merged.size()) {
+    const uint64_t kept = keys->size();
+    if (i + 1 == merged.size() ||
+        (kept + 1 < kMaxSamples && seen * kMaxSamples >= (kept + 1) * total)) {
       keys->push_back(KeySample{std::move(merged[i].key), bucket});
       bucket = 0;
-      while (next <= seen) next += step;
     }
   }
+  CutKeys(keys);
 }
 
 std::vector<KeySample> PickPivots(const std::vector<KeySample>& samples, size_t intervals) {

@@ -44,8 +44,9 @@ inline constexpr uint32_t kMaxSpillFlushes = 1u << 19;
 uint32_t SpillViewId(uint32_t view_id, uint32_t flush);
 
 // Entity keys sampled per spilled shard, and the most a view keeps (its pivot candidates, each
-// weighted by the spilled tiles it stands for). A sample is at most kMaxSampledKeyBytes of an
-// encoded key: any bytes bound an interval, and long keys would bloat the state. With
+// weighted by the spilled tiles it stands for). A kept sample is the first kMaxSampledKeyBytes of
+// an encoded key, or the shorter prefix that still tells it from the sample before it: any bytes
+// bound an interval, and long keys would bloat the state. With
 // kMaxSamples, a merge round stays within half the budget up to ~kMaxSamples / threads budgets
 // of spilled tiles.
 inline constexpr size_t kSamplesPerShard = 64;
@@ -83,9 +84,9 @@ struct SpillState {
   static absl::StatusOr<SpillState> Decode(std::string_view bytes);
 };
 
-// Adds `samples` to `keys` (keys ascending and distinct; samples in any order, longer ones cut
-// to kMaxSampledKeyBytes) and keeps at most kMaxSamples of the union: weighted quantiles, each
-// carrying the weight of the keys it replaces, so old runs weigh as much as new ones.
+// Adds `samples` to `keys` (keys ascending and distinct; samples in any order) and keeps at most
+// kMaxSamples of the union: weighted quantiles, each carrying the weight of the keys it
+// replaces, so old runs weigh as much as new ones; then cuts the keys (above).
 void AddSamples(std::vector<KeySample> samples, std::vector<KeySample>* keys);
 
 // Pivots for a merge into `intervals` intervals of about equal weight (fewer when there are

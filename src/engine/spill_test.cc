@@ -4,14 +4,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "engine/engine_test_util.h"
+#include "engine/feature_reader.h"
 #include "engine/ingest_pipeline.h"
 #include "store/key_codec.h"
 #include "store/memory/memory_tile_store.h"
@@ -131,6 +134,22 @@ TEST(SpillState, PivotsFollowTheSpilledTilesOfEveryRun) {
 }
 
 // Keys too long to keep are cut: a prefix of an encoded key bounds an interval all the same.
+// Keys that share a start longer than the cut are cut where they differ instead, so they still
+// give as many pivots.
+TEST(SpillState, KeysSharingALongStartStayApart) {
+  std::vector<KeySample> keys;
+  std::vector<KeySample> samples;
+  samples.reserve(5000);
+  for (int i = 0; i < 5000; ++i) {
+    samples.push_back(
+        {store::EncodeEntityInView(std::string(300, 'u') + fmt::format("{:05}", i)), 1});
+  }
+  AddSamples(std::move(samples), &keys);
+  ASSERT_EQ(keys.size(), kMaxSamples);
+  for (size_t i = 1; i < keys.size(); ++i) EXPECT_LT(keys[i - 1].key, keys[i].key);
+  EXPECT_EQ(PickPivots(keys, 64).size(), 63u);
+}
+
 TEST(SpillState, LongKeysAreSampledByTheirPrefix) {
   std::vector<KeySample> keys;
   std::vector<KeySample> samples;
@@ -245,6 +264,18 @@ std::vector<std::pair<store::TileKey, std::string>> BaseTiles(const store::Memor
   return base;
 }
 
+// A live source that never has anything (kIdle), until the pipeline stops.
+class IdleSource final : public Source {
+ public:
+  absl::StatusOr<Next> NextChunk(source::Chunk*, source::ChunkOrigin*) override {
+    return Next::kIdle;
+  }
+  void WaitForData(std::chrono::milliseconds max_wait) override {
+    std::this_thread::sleep_for(std::min(max_wait, std::chrono::milliseconds(5)));
+  }
+  void AddCheckpoint(store::WriteBatch*) override {}
+};
+
 // Every spill run written, none merged (the merge's first cursor fails): what a backfill killed
 // after its last flush leaves.
 void SpillWithoutMerging(store::MemoryTileStore* base, const std::vector<std::string>& lines) {
@@ -300,6 +331,44 @@ TEST(SpillRuns, TheNextRunMergesThemFirstWhateverItIs) {
     }
     no_spill_left(s2);
     EXPECT_TRUE(BaseTiles(s2) == BaseTiles(one_ab));
+  }
+
+  // A live pipeline's readers see the merged tiles as soon as it has merged them (its readers
+  // pair the open tiles with a store snapshot, published again after every merge round).
+  {
+    store::MemoryTileStore s4;
+    SpillWithoutMerging(&s4, a);
+    auto catalog = CatalogStore::Load(&s4);
+    ASSERT_TRUE(catalog.ok());
+    const ViewRuntime* view = (*catalog)->FindView("by_user");
+    std::vector<const ViewRuntime*> views;
+    for (const auto& v : (*catalog)->views()) views.push_back(v.get());
+    PipelineOptions live = Spilling();
+    live.open_tiles_readable = true;
+    live.spill_runs = false;
+    IngestPipeline p(*view->source, views, &s4, live);
+    ASSERT_TRUE(p.Init().ok());
+    IdleSource idle;  // a live source with nothing to say: the pipeline never flushes
+    std::thread running([&] { EXPECT_TRUE(p.Run(&idle).ok()); });
+    while (s4.GetMeta(store::meta::SpillStateKey("ev"))->has_value()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    auto windows = ParseWindows("7d", view->def->tile_ms);
+    ASSERT_TRUE(windows.ok());
+    FeatureReader live_reader(view, &s4, &p);
+    FeatureReader store_reader(view, &s4);
+    for (const auto& [key, bytes] : one_a.AllTiles()) {
+      if (key.view_id != view->id || key.resolution != store::Resolution::kBase) continue;
+      auto seen = live_reader.Read(key.entity_key, kT0 + 3 * kMillisPerDay, *windows);
+      auto stored = store_reader.Read(key.entity_key, kT0 + 3 * kMillisPerDay, *windows);
+      ASSERT_TRUE(seen.ok() && stored.ok());
+      ASSERT_GT(stored->windows[0].features[0].int64(), 0);
+      EXPECT_EQ(seen->windows[0].features[0].int64(), stored->windows[0].features[0].int64())
+          << key.entity_key;
+    }
+    p.Stop();
+    running.join();
+    no_spill_left(s4);
   }
 
   // A view added to the catalog since: the runs of the two views are merged, the new one
