@@ -66,33 +66,6 @@ size_t KeyGroupEnd(const std::vector<Sorted>& sorted, size_t begin) {
   return end;
 }
 
-// Rollup slots of one resolution: which are closed at this flush and how many base tiles a fresh
-// view's closed slot needs for its rollup to be written.
-class RollupRule {
- public:
-  RollupRule(const ViewRuntime& view, Resolution resolution, int64_t closed_by_ms,
-             int64_t kept_from_ms)
-      : resolution_(resolution),
-        unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
-        closed_by_ms_(closed_by_ms),
-        kept_from_ms_(kept_from_ms) {}
-
-  Resolution resolution() const { return resolution_; }
-  bool closed(int64_t start_ms) const {
-    return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_) ||
-           (kept_from_ms_ != kNoRetention && start_ms <= kept_from_ms_ - unit_ms_);
-  }
-  int min_children() const {
-    return kept_from_ms_ != kNoRetention && resolution_ == Resolution::kHour ? 1 : 2;
-  }
-
- private:
-  const Resolution resolution_;
-  const int64_t unit_ms_;
-  const int64_t closed_by_ms_;
-  const int64_t kept_from_ms_;
-};
-
 // Calls fn(ref, first, last) for every rollup slot of `rule`'s resolution that the base tiles
 // [first, last) of one key (sorted by start) fall in, in increasing slot start.
 template <typename Fn>

@@ -14,6 +14,7 @@
 #include "engine/tile_shard.h"
 #include "store/slot_store.h"
 #include "store/tile_store.h"
+#include "tile/ladder.h"
 
 namespace tessera::engine {
 
@@ -103,9 +104,39 @@ struct FlushOutput {
 inline constexpr int64_t kNoRetention = std::numeric_limits<int64_t>::min();
 inline constexpr int64_t kStoreHoldsNone = std::numeric_limits<int64_t>::min();
 inline constexpr int64_t kStoreMayHoldAny = std::numeric_limits<int64_t>::max();
+
 absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::TileStore* store,
                         int64_t stored_until_ms, int64_t closed_by_ms, FlushOutput* out,
                         FlushStats* stats, int64_t kept_from_ms = kNoRetention);
+
+// Rollup slots of one resolution: which are closed at a flush (ending at or before the
+// watermark's `closed_by_ms`, or, under a base-tile retention, past `kept_from_ms`), and how
+// many base tiles a closed slot of a view with no stored tiles needs for its rollup to be
+// written (FlushShard, and the merge of spill runs).
+class RollupRule {
+ public:
+  RollupRule(const ViewRuntime& view, store::Resolution resolution, int64_t closed_by_ms,
+             int64_t kept_from_ms)
+      : resolution_(resolution),
+        unit_ms_(tile::ResolutionMillis(resolution, view.def->tile_ms)),
+        closed_by_ms_(closed_by_ms),
+        kept_from_ms_(kept_from_ms) {}
+
+  store::Resolution resolution() const { return resolution_; }
+  bool closed(int64_t start_ms) const {
+    return tile::SlotClosed(start_ms, unit_ms_, closed_by_ms_) ||
+           (kept_from_ms_ != kNoRetention && start_ms <= kept_from_ms_ - unit_ms_);
+  }
+  int min_children() const {
+    return kept_from_ms_ != kNoRetention && resolution_ == store::Resolution::kHour ? 1 : 2;
+  }
+
+ private:
+  const store::Resolution resolution_;
+  const int64_t unit_ms_;
+  const int64_t closed_by_ms_;
+  const int64_t kept_from_ms_;
+};
 
 // A spill flush of one shard (engine/spill.h): its open tiles as they are (deltas, base tiles
 // only: no reads, no rollups, nothing owed), appended to `out` as one run in store key order

@@ -432,6 +432,11 @@ void IngestPipeline::SwapOutFlushed() {
   AddWorkerFlushStats();
 }
 
+int64_t IngestPipeline::KeptFrom() const {
+  return base_retention_ms_ > 0 ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
+                                : kNoRetention;
+}
+
 std::shared_ptr<const store::StoreSnapshot> IngestPipeline::ReadersSnapshot() {
   // A snapshot held in the store also makes RocksDB give bulk-written files a sequence number,
   // and so rewrite them later (to zero it) even where they went straight to the bottom level.
@@ -473,9 +478,7 @@ absl::Status IngestPipeline::FlushShards(int worker_index, RunState* run) {
   out.clear();
   flushed_until_[worker_index].assign(views_.size(), kStoreHoldsNone);
   const int64_t closed_by = watermark_.closed_by();
-  const int64_t kept_from = base_retention_ms_ > 0
-                                ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
-                                : kNoRetention;
+  const int64_t kept_from = KeptFrom();
   while (true) {
     const size_t task = run->next_flush_task.fetch_add(1, std::memory_order_relaxed);
     if (task >= run->flush_tasks.size()) break;
@@ -870,9 +873,7 @@ bool IngestPipeline::MergeSpillRounds(int worker_index, RunState* run) {
   const bool coordinator = worker_index == 0;
   if (coordinator) BeginMerge();
   const int64_t closed_by = watermark_.closed_by();
-  const int64_t kept_from = base_retention_ms_ > 0
-                                ? BaseTilesKeptFrom(options_.clock->NowMillis(), base_retention_ms_)
-                                : kNoRetention;
+  const int64_t kept_from = KeptFrom();
   while (true) {
     // Decided before the barrier: after it, a worker's failed interval may set flush_error.
     if (coordinator) {

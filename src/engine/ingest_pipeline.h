@@ -215,6 +215,8 @@ class IngestPipeline final : public OpenTileSource {
   absl::Status FinishSpill();
   // Picks the owed rollups the next flush builds (coordinating thread).
   absl::Status TakeOwedRollups(size_t limit);
+  // Where the base-tile retention keeps base tiles from now (kNoRetention: none).
+  int64_t KeptFrom() const;
   // The store snapshot that readers pair with the open tiles (null when nothing reads them).
   std::shared_ptr<const store::StoreSnapshot> ReadersSnapshot();
   // After a commit: the workers' flush stats go into flush_stats_; SwapOutFlushed also swaps in

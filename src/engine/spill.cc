@@ -277,11 +277,7 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
     }
     const uint64_t hash = Hash64(entity);
     for (store::Resolution res : rollups) {
-      const int64_t unit = tile::ResolutionMillis(res, view.def->tile_ms);
-      // As FlushShard's RollupRule: under a base-tile retention, slots past it count as closed
-      // and an hour's rollup is written over a single tile too (so that the tile can go).
-      const bool retention = kept_from_ms != kNoRetention;
-      const size_t min_tiles = retention && res == store::Resolution::kHour ? 1 : 2;
+      const RollupRule rule(view, res, closed_by_ms, kept_from_ms);
       for (size_t i = 0; i < pieces.size();) {
         const int64_t slot = tile::ParentSlot(res, pieces[i].start_ms);
         size_t j = i + 1;
@@ -289,12 +285,11 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
         for (; j < pieces.size() && tile::ParentSlot(res, pieces[j].start_ms) == slot; ++j) {
           tiles += pieces[j].start_ms != pieces[j - 1].start_ms;
         }
-        if (!tile::SlotClosed(slot, unit, closed_by_ms) &&
-            !(retention && slot <= kept_from_ms - unit)) {
+        if (!rule.closed(slot)) {
           const std::string& key = out->owned_keys.emplace_back(entity);
           out->owed.push_back(RollupRef{view.id, res, slot, key, hash});
           out->owed_keys.push_back(store::meta::OwedRollupKey(view.id, res, slot, entity));
-        } else if (tiles >= min_tiles) {  // with one, readers read that tile
+        } else if (tiles >= static_cast<size_t>(rule.min_children())) {
           TESSERA_RETURN_IF_ERROR(write_merged(res, slot, &pieces[i], &pieces[j]));
           ++stats->rollup_tiles;
         }
