@@ -85,7 +85,7 @@ void AppendEscapedHelp(std::string& out, std::string_view v) {
   }
 }
 
-enum class Type { kCounter, kGauge, kHistogram };
+using Type = MetricType;
 
 const char* TypeName(Type t) {
   switch (t) {
@@ -123,6 +123,7 @@ bool CanonicalLabels(const Labels& labels, bool histogram, std::string* out) {
 }
 
 struct Series {
+  Labels labels;  // sorted by label name
   std::unique_ptr<Counter> counter;
   std::unique_ptr<Gauge> gauge;
   std::unique_ptr<Histogram> histogram;
@@ -237,6 +238,10 @@ struct MetricsRegistry::Impl {
     }
     auto [sit, inserted] = series.try_emplace(std::move(label_text));
     *created = inserted;
+    if (inserted) {
+      sit->second.labels = labels;
+      std::sort(sit->second.labels.begin(), sit->second.labels.end());
+    }
     return &sit->second;
   }
 
@@ -309,38 +314,64 @@ void MetricsRegistry::AddCallbackGauge(std::string_view name, std::string_view h
   s->callback = std::move(shared);
 }
 
-std::string MetricsRegistry::RenderPrometheus() const {
-  // Snapshot the structure under the lock; read values and run callbacks without it (series
-  // objects never move or die before the registry does).
+std::vector<MetricFamilySnapshot> MetricsRegistry::Snapshot() const {
+  // The structure under the lock; values read and callbacks run without it (series objects
+  // never move or die before the registry does).
   struct SeriesRef {
-    std::string labels;
-    const Counter* counter;
-    const Gauge* gauge;
-    const Histogram* histogram;
+    const std::string* label_text;
+    const Series* series;
     std::shared_ptr<const std::function<double()>> callback;
   };
-  struct FamilyRef {
-    std::string name;
-    std::string help;
-    Type type;
-    std::vector<SeriesRef> series;
-  };
-  std::vector<FamilyRef> snapshot;
+  std::vector<MetricFamilySnapshot> out;
+  std::vector<std::vector<SeriesRef>> refs;
   {
     MutexLock lock(&impl_->mu);
-    snapshot.reserve(impl_->families.size());
+    out.reserve(impl_->families.size());
+    refs.reserve(impl_->families.size());
     for (const auto& [name, family] : impl_->families) {
-      FamilyRef f{name, family.help, family.type, {}};
-      f.series.reserve(family.series.size());
-      for (const auto& [labels, s] : family.series) {
-        f.series.push_back({labels, s.counter.get(), s.gauge.get(), s.histogram.get(), s.callback});
+      MetricFamilySnapshot& f = out.emplace_back();
+      f.name = name;
+      f.help = family.help;
+      f.type = family.type;
+      f.series.resize(family.series.size());
+      std::vector<SeriesRef>& r = refs.emplace_back();
+      r.reserve(family.series.size());
+      size_t i = 0;
+      for (const auto& [label_text, s] : family.series) {
+        f.series[i].labels = s.labels;
+        f.series[i].label_text = label_text;
+        r.push_back({&label_text, &s, s.callback});
+        ++i;
       }
-      snapshot.push_back(std::move(f));
     }
   }
+  for (size_t fi = 0; fi < out.size(); ++fi) {
+    for (size_t si = 0; si < refs[fi].size(); ++si) {
+      const SeriesRef& ref = refs[fi][si];
+      MetricSeriesSnapshot& snap = out[fi].series[si];
+      if (ref.series->counter != nullptr) {
+        snap.count = ref.series->counter->Value();
+      } else if (ref.callback != nullptr) {
+        try {
+          snap.value = (*ref.callback)();
+        } catch (...) {
+          snap.value = std::numeric_limits<double>::quiet_NaN();
+        }
+      } else if (ref.series->gauge != nullptr) {
+        snap.value = ref.series->gauge->Value();
+      } else if (ref.series->histogram != nullptr) {
+        snap.bounds = ref.series->histogram->bounds();
+        snap.cumulative = ref.series->histogram->CumulativeCounts();
+        snap.sum = ref.series->histogram->Sum();
+      }
+    }
+  }
+  return out;
+}
 
+std::string MetricsRegistry::RenderPrometheus() const {
   std::string out;
-  for (const FamilyRef& f : snapshot) {
+  for (const MetricFamilySnapshot& f : Snapshot()) {
     out += "# HELP ";
     out += f.name;
     out += ' ';
@@ -350,46 +381,40 @@ std::string MetricsRegistry::RenderPrometheus() const {
     out += ' ';
     out += TypeName(f.type);
     out += '\n';
-    for (const SeriesRef& s : f.series) {
-      if (s.counter != nullptr) {
-        AppendSeriesName(out, f.name, "", s.labels);
-        fmt::format_to(std::back_inserter(out), " {}\n", s.counter->Value());
-      } else if (s.gauge != nullptr || s.callback != nullptr) {
-        double v;
-        if (s.gauge != nullptr) {
-          v = s.gauge->Value();
-        } else {
-          try {
-            v = (*s.callback)();
-          } catch (...) {
-            v = std::numeric_limits<double>::quiet_NaN();
+    for (const MetricSeriesSnapshot& s : f.series) {
+      switch (f.type) {
+        case Type::kCounter:
+          AppendSeriesName(out, f.name, "", s.label_text);
+          fmt::format_to(std::back_inserter(out), " {}\n", s.count);
+          break;
+        case Type::kGauge:
+          AppendSeriesName(out, f.name, "", s.label_text);
+          out += ' ';
+          AppendDouble(out, s.value);
+          out += '\n';
+          break;
+        case Type::kHistogram: {
+          std::string le;
+          for (size_t i = 0; i < s.cumulative.size(); ++i) {
+            le = "le=\"";
+            if (i < s.bounds.size()) {
+              AppendDouble(le, s.bounds[i]);
+            } else {
+              le += "+Inf";
+            }
+            le += '"';
+            AppendSeriesName(out, f.name, "_bucket", s.label_text, le);
+            fmt::format_to(std::back_inserter(out), " {}\n", s.cumulative[i]);
           }
+          AppendSeriesName(out, f.name, "_sum", s.label_text);
+          out += ' ';
+          AppendDouble(out, s.sum);
+          out += '\n';
+          AppendSeriesName(out, f.name, "_count", s.label_text);
+          fmt::format_to(std::back_inserter(out), " {}\n",
+                         s.cumulative.empty() ? 0 : s.cumulative.back());
+          break;
         }
-        AppendSeriesName(out, f.name, "", s.labels);
-        out += ' ';
-        AppendDouble(out, v);
-        out += '\n';
-      } else if (s.histogram != nullptr) {
-        const std::vector<double>& bounds = s.histogram->bounds();
-        std::vector<uint64_t> cumulative = s.histogram->CumulativeCounts();
-        std::string le;
-        for (size_t i = 0; i < cumulative.size(); ++i) {
-          le = "le=\"";
-          if (i < bounds.size()) {
-            AppendDouble(le, bounds[i]);
-          } else {
-            le += "+Inf";
-          }
-          le += '"';
-          AppendSeriesName(out, f.name, "_bucket", s.labels, le);
-          fmt::format_to(std::back_inserter(out), " {}\n", cumulative[i]);
-        }
-        AppendSeriesName(out, f.name, "_sum", s.labels);
-        out += ' ';
-        AppendDouble(out, s.histogram->Sum());
-        out += '\n';
-        AppendSeriesName(out, f.name, "_count", s.labels);
-        fmt::format_to(std::back_inserter(out), " {}\n", cumulative.back());
       }
     }
   }

@@ -63,6 +63,27 @@ class Histogram {
 // Default buckets for latencies in seconds: 50us .. 10s.
 std::vector<double> LatencyBuckets();
 
+enum class MetricType { kCounter, kGauge, kHistogram };
+
+// One series' value at one moment (MetricsRegistry::Snapshot).
+struct MetricSeriesSnapshot {
+  Labels labels;           // sorted by label name
+  std::string label_text;  // `a="x",b="y"`, as in the Prometheus text
+  int64_t count = 0;       // a counter's value
+  double value = 0;        // a gauge's value (NaN where a callback gauge threw)
+  // A histogram's upper bounds (+Inf implicit), cumulative counts per bound (+Inf last), sum.
+  std::vector<double> bounds;
+  std::vector<uint64_t> cumulative;
+  double sum = 0;
+};
+
+struct MetricFamilySnapshot {
+  std::string name;
+  std::string help;
+  MetricType type = MetricType::kCounter;
+  std::vector<MetricSeriesSnapshot> series;  // sorted by label text
+};
+
 // Named metric families with labelled series, rendered in the Prometheus text format (0.0.4).
 // Get* returns the same series for the same (name, labels); pointers stay valid for the
 // registry's lifetime. Thread-safe; callers cache the returned pointers on hot paths.
@@ -98,6 +119,11 @@ class MetricsRegistry {
   // (name, labels) again replaces the function.
   void AddCallbackGauge(std::string_view name, std::string_view help, const Labels& labels,
                         std::function<double()> fn);
+
+  // Every family (sorted by name) and series with its current value. Values are read without
+  // the registry's lock, each atomically, so a snapshot taken while writers run is not one
+  // instant (as with RenderPrometheus, which renders one).
+  std::vector<MetricFamilySnapshot> Snapshot() const;
 
   // "# HELP …\n# TYPE …\nname{labels} value\n…", families sorted by name.
   std::string RenderPrometheus() const;

@@ -248,5 +248,29 @@ TEST(MetricsTest, ConcurrentUpdatesAreExact) {
   EXPECT_DOUBLE_EQ(h->Sum(), per_thread_sum * kThreads);
 }
 
+TEST(MetricsTest, SnapshotHoldsEveryFamilyAndSeriesWithItsValue) {
+  MetricsRegistry r;
+  r.GetCounter("c_total", "a counter", {{"z", "1"}, {"a", "2"}})->Inc(3);
+  r.GetGauge("g", "a gauge")->Set(1.5);
+  r.AddCallbackGauge("cb", "a callback", {}, [] { return 7.0; });
+  r.GetHistogram("h_seconds", "a histogram", {}, {1, 2})->Observe(1.5);
+  const std::vector<MetricFamilySnapshot> snap = r.Snapshot();
+  ASSERT_EQ(snap.size(), 4u);
+  EXPECT_EQ(snap[0].name, "c_total");  // families by name
+  EXPECT_EQ(snap[0].type, MetricType::kCounter);
+  ASSERT_EQ(snap[0].series.size(), 1u);
+  EXPECT_EQ(snap[0].series[0].count, 3);
+  EXPECT_EQ(snap[0].series[0].labels, (Labels{{"a", "2"}, {"z", "1"}}));
+  EXPECT_EQ(snap[0].series[0].label_text, "a=\"2\",z=\"1\"");
+  EXPECT_EQ(snap[1].name, "cb");
+  EXPECT_EQ(snap[1].series[0].value, 7.0);
+  EXPECT_EQ(snap[2].name, "g");
+  EXPECT_EQ(snap[2].series[0].value, 1.5);
+  EXPECT_EQ(snap[3].type, MetricType::kHistogram);
+  EXPECT_EQ(snap[3].series[0].bounds, (std::vector<double>{1, 2}));
+  EXPECT_EQ(snap[3].series[0].cumulative, (std::vector<uint64_t>{0, 1, 1}));
+  EXPECT_EQ(snap[3].series[0].sum, 1.5);
+}
+
 }  // namespace
 }  // namespace tessera
