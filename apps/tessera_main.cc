@@ -36,6 +36,7 @@
 #include "engine/retention.h"
 #include "offline/preview.h"
 #include "offline/training_set.h"
+#include "serve/console.h"
 #include "serve/db_follower.h"
 #include "serve/feature_service.h"
 #include "serve/http_server.h"
@@ -376,10 +377,13 @@ int RunLiveCommand(const std::string& sql_path, const std::string& location,
     service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
   }
   for (const auto& connector : (*runtime)->http_connectors()) service.AddIngest(connector);
+  serve::Console console(&metrics, SystemClock::Default(), serve::Console::Options{});
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
+  console.RegisterRoutes(&server);
   absl::Status started = (*runtime)->Start();
   if (!started.ok()) return Fail(started);
+  console.Start();
   return ServeUntilSignal(signals, &server, &service, runtime->get());
 }
 
@@ -476,10 +480,14 @@ int RunServeCommand(const std::string& location, const std::string& http,
   serve::DbFollower follower(catch_up, store, &service, &metrics, SystemClock::Default(), follow);
   absl::Status init = follower.Init();
   if (!init.ok()) return Fail(init);
+  serve::Console console(&metrics, SystemClock::Default(), serve::Console::Options{});
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
+  console.RegisterRoutes(&server);
   follower.Start();
+  console.Start();
   int rc = ServeUntilSignal(signals, &server, &service, nullptr);
+  console.Stop();
   follower.Stop();
   return rc;
 }

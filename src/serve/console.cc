@@ -1,0 +1,57 @@
+#include "serve/console.h"
+
+#include <absl/strings/str_split.h>
+
+#include <string>
+#include <vector>
+
+namespace tessera::serve {
+
+Console::Console(const MetricsRegistry* metrics, const Clock* clock, Options options)
+    : metrics_(metrics), clock_(clock), options_(options), history_(options.history) {}
+
+Console::~Console() { Stop(); }
+
+void Console::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (sampler_.joinable() || stopping_) return;
+  sampler_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      SampleNow();
+      lock.lock();
+      wake_.wait_for(lock, options_.interval, [this] { return stopping_; });
+    }
+  });
+}
+
+void Console::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (sampler_.joinable()) sampler_.join();
+}
+
+void Console::SampleNow() { history_.Record(clock_->NowMillis(), metrics_->Snapshot()); }
+
+void Console::RegisterRoutes(HttpServer* server) {
+  server->Route("GET", "/v1/console/history",
+                [this](HttpRequest&& request, Responder done) { done(History(request)); },
+                "console_history", {"families"});
+}
+
+HttpResponse Console::History(const HttpRequest& request) const {
+  std::vector<std::string> families;
+  // Unknown parameters got 400 from the server (the route accepts `families` only).
+  for (const auto& [name, value] : request.query) {
+    for (absl::string_view f : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+      families.emplace_back(f);
+    }
+  }
+  return HttpResponse::Json(200, history_.ToJson(families));
+}
+
+}  // namespace tessera::serve

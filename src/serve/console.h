@@ -1,0 +1,57 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "serve/http_server.h"
+#include "serve/metric_history.h"
+
+namespace tessera::serve {
+
+// What the web console of `tessera run` / `tessera serve` needs beside the feature API:
+//   GET /v1/console/history?families=a,b   the last minutes of every metric series
+//                                           (MetricHistory's JSON; `families` optional)
+// A sampler thread records the registry into the history every `interval`.
+class Console {
+ public:
+  struct Options {
+    std::chrono::milliseconds interval{2000};
+    MetricHistory::Options history;  // default: 450 points, 15 minutes at 2 s
+  };
+
+  // `metrics` and `clock` are not owned and must outlive the console.
+  Console(const MetricsRegistry* metrics, const Clock* clock, Options options);
+  ~Console();  // stops the sampler
+  Console(const Console&) = delete;
+  Console& operator=(const Console&) = delete;
+
+  // Starts the sampler: one sample now, then one every interval. Idempotent.
+  void Start();
+  // Stops the sampler (joins it). Idempotent.
+  void Stop();
+  // Records one sample now (what the sampler does each interval).
+  void SampleNow();
+
+  // REQUIRES: before server->Start().
+  void RegisterRoutes(HttpServer* server);
+
+  const MetricHistory& history() const { return history_; }
+
+ private:
+  HttpResponse History(const HttpRequest& request) const;
+
+  const MetricsRegistry* metrics_;
+  const Clock* clock_;
+  const Options options_;
+  MetricHistory history_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread sampler_;
+};
+
+}  // namespace tessera::serve
