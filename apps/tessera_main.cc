@@ -378,6 +378,7 @@ int RunLiveCommand(const std::string& sql_path, const std::string& location,
   }
   for (const auto& connector : (*runtime)->http_connectors()) service.AddIngest(connector);
   serve::Console console(&metrics, SystemClock::Default(), serve::Console::Options{});
+  for (auto& [source, rejects] : (*runtime)->recent_rejects()) console.AddRejects(source, rejects);
   serve::HttpServer server(*listen);
   service.RegisterRoutes(&server);
   console.RegisterRoutes(&server);

@@ -70,13 +70,21 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     po.clock = options.clock;
     r->pipeline = std::make_unique<IngestPipeline>(source, views, store, po);
     TESSERA_RETURN_IF_ERROR(r->pipeline->Init());
-    if (r->dead_letter != nullptr) {
-      r->pipeline->set_reject_sink([sink = r->dead_letter.get()](const source::ChunkOrigin& origin,
-                                                                 const source::Rejection& rej) {
-        sink->Write(origin, rej);
-      });
-    }
+    r->recent_rejects =
+        std::make_shared<source::RecentRejects>(source.name, source::RecentRejects::Options{});
+    r->pipeline->set_reject_sink(
+        [sink = r->dead_letter.get(), recent = r->recent_rejects.get(), clock = options.clock](
+            const source::ChunkOrigin& origin, const source::Rejection& rej) {
+          if (sink != nullptr) sink->Write(origin, rej);
+          recent->Add(clock->NowMillis(), origin, rej);
+        });
     if (r->http != nullptr) {
+      // HTTP bodies are decoded (and their bad lines rejected) by the request, not the pipeline.
+      r->http->set_reject_observer(
+          [recent = r->recent_rejects, clock = options.clock](const source::ChunkOrigin& origin,
+                                                              const source::Rejection& rej) {
+            recent->Add(clock->NowMillis(), origin, rej);
+          });
       const IngestPipeline* pipeline = r->pipeline.get();
       r->http->AttachPipeline(
           pipeline->max_event_time_ms(),
@@ -87,6 +95,13 @@ absl::StatusOr<std::unique_ptr<LiveRuntime>> LiveRuntime::Create(const CatalogSt
     rt->running_.push_back(std::move(r));
   }
   return rt;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>>
+LiveRuntime::recent_rejects() const {
+  std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> out;
+  for (const auto& r : running_) out.emplace_back(r->source->name, r->recent_rejects);
+  return out;
 }
 
 LiveRuntime::~LiveRuntime() {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -11,6 +12,7 @@
 #include "engine/catalog_store.h"
 #include "engine/ingest_pipeline.h"
 #include "source/dead_letter/dead_letter.h"
+#include "source/dead_letter/recent_rejects.h"
 #include "source/factory.h"
 #include "store/event_log.h"
 #include "store/tile_store.h"
@@ -64,6 +66,9 @@ class LiveRuntime {
   // The connectors of the http sources, for the HTTP service (POST /v1/ingest/{source}); each
   // is attached to its pipeline already. Shared with the runtime, which feeds their log
   // consumers to the pipelines and closes them on Stop().
+  // Each running source's last rejected lines (console), by source name.
+  std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> recent_rejects()
+      const;
   const std::vector<std::shared_ptr<source::HttpConnector>>& http_connectors() const {
     return http_connectors_;
   }
@@ -72,7 +77,8 @@ class LiveRuntime {
   struct Running {
     const sql::SourceDef* source;
     std::vector<const ViewRuntime*> views;
-    std::unique_ptr<source::DeadLetterSink> dead_letter;  // outlives the pipeline using it
+    std::unique_ptr<source::DeadLetterSink> dead_letter;    // outlives the pipeline using it
+    std::shared_ptr<source::RecentRejects> recent_rejects;  // shared with the http connector
     std::shared_ptr<source::Source> input;
     std::shared_ptr<source::HttpConnector> http;  // connector 'http' (input is its consumer)
     std::unique_ptr<IngestPipeline> pipeline;

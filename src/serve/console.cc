@@ -1,9 +1,12 @@
 #include "serve/console.h"
 
 #include <absl/strings/str_split.h>
+#include <fmt/format.h>
 
 #include <string>
 #include <vector>
+
+#include "common/json_string.h"
 
 namespace tessera::serve {
 
@@ -37,7 +40,14 @@ void Console::Stop() {
 
 void Console::SampleNow() { history_.Record(clock_->NowMillis(), metrics_->Snapshot()); }
 
+void Console::AddRejects(std::string source, std::shared_ptr<const source::RecentRejects> rejects) {
+  rejects_.emplace_back(std::move(source), std::move(rejects));
+}
+
 void Console::RegisterRoutes(HttpServer* server) {
+  server->Route(
+      "GET", "/v1/console/rejects", [this](HttpRequest&&, Responder done) { done(Rejects()); },
+      "console_rejects");
   server->Route("GET", "/v1/console/history",
                 [this](HttpRequest&& request, Responder done) { done(History(request)); },
                 "console_history", {"families"});
@@ -52,6 +62,20 @@ HttpResponse Console::History(const HttpRequest& request) const {
     }
   }
   return HttpResponse::Json(200, history_.ToJson(families));
+}
+
+HttpResponse Console::Rejects() const {
+  std::string out = "{\"sources\":[";
+  for (size_t i = 0; i < rejects_.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "{\"source\":";
+    AppendJsonString(rejects_[i].first, &out);
+    out += fmt::format(",\"total\":{},\"recent\":", rejects_[i].second->total());
+    out += rejects_[i].second->ToJson();
+    out += '}';
+  }
+  out += "]}";
+  return HttpResponse::Json(200, std::move(out));
 }
 
 }  // namespace tessera::serve

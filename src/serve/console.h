@@ -2,19 +2,26 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "serve/http_server.h"
 #include "serve/metric_history.h"
+#include "source/dead_letter/recent_rejects.h"
 
 namespace tessera::serve {
 
 // What the web console of `tessera run` / `tessera serve` needs beside the feature API:
 //   GET /v1/console/history?families=a,b   the last minutes of every metric series
 //                                           (MetricHistory's JSON; `families` optional)
+//   GET /v1/console/rejects                 each source's last rejected lines:
+//       {"sources":[{"source":…,"total":N,"recent":[RecentRejects records, newest first]}]}
 // A sampler thread records the registry into the history every `interval`.
 class Console {
  public:
@@ -36,6 +43,9 @@ class Console {
   // Records one sample now (what the sampler does each interval).
   void SampleNow();
 
+  // Serves `rejects` as `source`'s recent rejects. REQUIRES: before RegisterRoutes().
+  void AddRejects(std::string source, std::shared_ptr<const source::RecentRejects> rejects);
+
   // REQUIRES: before server->Start().
   void RegisterRoutes(HttpServer* server);
 
@@ -43,11 +53,13 @@ class Console {
 
  private:
   HttpResponse History(const HttpRequest& request) const;
+  HttpResponse Rejects() const;
 
   const MetricsRegistry* metrics_;
   const Clock* clock_;
   const Options options_;
   MetricHistory history_;
+  std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> rejects_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;

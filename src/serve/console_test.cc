@@ -47,6 +47,38 @@ TEST(ConsoleTest, ServesTheHistoryOfTheRegistrysSeries) {
   EXPECT_NE(bad->body.find("family"), std::string::npos);
 }
 
+TEST(ConsoleTest, ServesEachSourcesRecentRejects) {
+  MetricsRegistry metrics;
+  FakeClock clock(0);
+  Console console(&metrics, &clock, Console::Options{});
+  auto plays = std::make_shared<source::RecentRejects>("plays", source::RecentRejects::Options{});
+  source::ChunkOrigin origin;
+  origin.input = "http request";
+  source::Rejection r;
+  r.line_number = 2;
+  r.reason = "line 2: expected a JSON object, got 5";
+  r.line = "5";
+  plays->Add(42, origin, r);
+  console.AddRejects("plays", plays);
+  console.AddRejects("clicks", std::make_shared<source::RecentRejects>(
+                                   "clicks", source::RecentRejects::Options{}));
+  HttpServer server(HttpServerOptions{});
+  console.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+  Client client(server.port());
+  auto got = client.Get("/v1/console/rejects");
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->status, 200);
+  const json j = json::parse(got->body);
+  ASSERT_EQ(j["sources"].size(), 2u);
+  EXPECT_EQ(j["sources"][0]["source"], "plays");
+  EXPECT_EQ(j["sources"][0]["total"], 1);
+  EXPECT_EQ(j["sources"][0]["recent"][0]["raw"], "5");
+  EXPECT_EQ(j["sources"][0]["recent"][0]["line"], 2);
+  EXPECT_EQ(j["sources"][0]["recent"][0]["at"], 42);
+  EXPECT_EQ(j["sources"][1]["recent"], json::array());
+}
+
 TEST(ConsoleTest, TheSamplerRecordsUntilStopped) {
   MetricsRegistry metrics;
   metrics.GetCounter("c_total", "c");

@@ -98,6 +98,10 @@ class HttpConnector {
   void Close();
 
   const std::string& source_name() const { return ingest_.source(); }
+  // See HttpIngest::set_reject_observer. REQUIRES: before the first Ingest().
+  void set_reject_observer(HttpIngest::RejectObserver observer) {
+    ingest_.set_reject_observer(std::move(observer));
+  }
   // Log entries appended but not yet handed to the pipeline.
   uint64_t Backlog() const;
   LogChunkSource* consumer() { return consumer_.get(); }

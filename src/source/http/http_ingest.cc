@@ -7,6 +7,7 @@
 
 #include "common/column.h"
 #include "common/errors.h"
+#include "common/json_string.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/time_util.h"
@@ -153,6 +154,13 @@ absl::StatusOr<IngestResult> HttpIngest::Ingest(std::string_view batch_id, std::
                   [&](const Rejection& r) {
                     rejected_lines.push_back(r.line_number);
                     report(r.reason);
+                    if (on_reject_) {
+                      ChunkOrigin origin;
+                      origin.input = batch_id.empty()
+                                         ? std::string("http request")
+                                         : "http request, batch_id " + JsonString(batch_id);
+                      on_reject_(origin, r);
+                    }
                   });
   result.rejected = stats.rejected;
   result.future = stats.future;

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -12,7 +13,9 @@
 #include "common/clock.h"
 #include "common/schema.h"
 #include "common/time_util.h"
+#include "source/format/chunk_origin.h"
 #include "source/format/decoded_rows.h"
+#include "source/format/ndjson_decoder.h"
 #include "store/event_log.h"
 
 namespace tessera::source {
@@ -78,10 +81,17 @@ class HttpIngest {
 
   const std::string& source() const { return source_; }
 
+  // Also hands each rejected line to `observer` (from the calling thread, during Ingest), with
+  // an origin naming the request ("http request", or with its batch id) and the line's number
+  // within the body. REQUIRES: before the first Ingest().
+  using RejectObserver = std::function<void(const ChunkOrigin& origin, const Rejection& r)>;
+  void set_reject_observer(RejectObserver observer) { on_reject_ = std::move(observer); }
+
  private:
   store::EventLog* log_;
   const std::string source_;
   const HttpIngestOptions options_;
+  RejectObserver on_reject_;
   std::atomic<int64_t> max_event_time_ms_{std::numeric_limits<int64_t>::min()};
 };
 
