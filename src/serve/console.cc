@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/json_string.h"
+#include "serve/embedded_file.h"
 
 namespace tessera::serve {
 
@@ -44,7 +45,37 @@ void Console::AddRejects(std::string source, std::shared_ptr<const source::Recen
   rejects_.emplace_back(std::move(source), std::move(rejects));
 }
 
+namespace {
+
+HttpResponse ServeFile(std::string_view name) {
+  for (const EmbeddedFile& f : ConsoleFiles()) {
+    if (f.name != name) continue;
+    HttpResponse r;
+    r.body = std::string(f.bytes);
+    if (name.ends_with(".html")) {
+      r.content_type = "text/html; charset=utf-8";
+    } else if (name.ends_with(".js")) {
+      r.content_type = "text/javascript; charset=utf-8";
+    } else {
+      r.content_type = "text/css; charset=utf-8";
+    }
+    // The files change only with the binary; an HTML page revalidates on each load.
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return r;
+  }
+  return HttpResponse::Error(404, "no console file " + JsonString(name));
+}
+
+}  // namespace
+
 void Console::RegisterRoutes(HttpServer* server) {
+  server->Route(
+      "GET", "/", [](HttpRequest&&, Responder done) { done(ServeFile("index.html")); },
+      "console");
+  server->Route(
+      "GET", "/console/{file}",
+      [](HttpRequest&& request, Responder done) { done(ServeFile(*request.Param("file"))); },
+      "console_file");
   server->Route(
       "GET", "/v1/console/rejects", [this](HttpRequest&&, Responder done) { done(Rejects()); },
       "console_rejects");

@@ -17,7 +17,9 @@
 
 namespace tessera::serve {
 
-// What the web console of `tessera run` / `tessera serve` needs beside the feature API:
+// The web console of `tessera run` / `tessera serve`, and what it needs beside the feature API:
+//   GET /                                   the console (HTML; its files under /console/)
+//   GET /console/{file}                     its script, styles and uPlot (compiled in)
 //   GET /v1/console/history?families=a,b   the last minutes of every metric series
 //                                           (MetricHistory's JSON; `families` optional)
 //   GET /v1/console/rejects                 each source's last rejected lines:

@@ -11,6 +11,7 @@
 #include "common/time_util.h"
 #include "common/value.h"
 #include "engine/entity_key.h"
+#include "sql/plan.h"
 
 namespace tessera::serve {
 namespace {
@@ -426,7 +427,8 @@ HttpResponse FeatureService::ListViews() const {
                      {"tile", FormatDurationMillis(v->def->tile_ms)},
                      {"keys", v->def->key_names},
                      {"features", features},
-                     {"sql", v->def->sql}});
+                     {"sql", v->def->sql},
+                     {"plan", sql::Explain(*v->def)}});
   }
   nlohmann::json sources = nlohmann::json::array();
   for (const auto& s : catalog->catalog().sources) {
@@ -434,8 +436,19 @@ HttpResponse FeatureService::ListViews() const {
     for (const auto& c : s.columns) {
       cols.push_back({{"name", c.name}, {"type", std::string(DataTypeName(c.type))}});
     }
+    // WITH options as written, except values that may be credentials.
+    nlohmann::json options = nlohmann::json::object();
+    for (const auto& [key, value] : s.options) {
+      const bool secret = key.find("password") != std::string::npos ||
+                          key.find("secret") != std::string::npos ||
+                          key.find("token") != std::string::npos ||
+                          key.find("credential") != std::string::npos ||
+                          key.find("jaas") != std::string::npos;
+      options[key] = secret ? "(hidden)" : value;
+    }
     sources.push_back({{"name", s.name},
                        {"columns", cols},
+                       {"options", options},
                        {"lateness", FormatDurationMillis(s.lateness_ms)},
                        {"ingest", ingest_.count(ToLowerAscii(s.name)) > 0}});
   }
