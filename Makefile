@@ -4,9 +4,15 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set bench-peer asan fuzz format clean
+.PHONY: run demo test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set bench-peer asan fuzz format clean
 
+# The engine live: `tessera run` on a free loopback port fed a steady generated stream; prints
+# the web console's URL; Ctrl-C stops everything (scripts/live_demo.py).
 run: deps build
+	scripts/live_demo.py $(RELEASE)
+
+# The batch walk-through: generate, backfill, read features, a training set (scripts/demo.sh).
+demo: deps build
 	scripts/demo.sh $(RELEASE)
 
 test: deps lint build code-server
