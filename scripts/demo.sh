@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: generate a sample event stream, backfill it into an embedded RocksDB, and read
+# `make demo`: generate a sample event stream, backfill it into an embedded RocksDB, and read
 # real features back for a few keys and windows.
 set -euo pipefail
 BUILD=${1:-build/release}
