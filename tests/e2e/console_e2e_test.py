@@ -11,7 +11,8 @@ the pipeline has consumed it, then opens the console in headless chromium
   have data points;
 - the explorer shows exactly the values of the JSON API for the same view, key, windows and
   `at`; its curl snippet is that read; the feature-over-time chart has points;
-- the catalog shows every view and source; the recent rejects show the malformed lines.
+- the catalog shows every view and source; the recent rejects show the malformed lines;
+- `tessera serve` on the same DB serves the console's page, files and routes too.
 
 Screenshots go to out/console/. Exits 77 (ctest SKIP_RETURN_CODE) when playwright-core or
 chromium is missing (`make code-server` installs playwright-core; PLAYWRIGHT_PREFIX overrides
@@ -31,7 +32,7 @@ import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Client, Failures, Server, metrics, report, wait_consumed  # noqa: E402
+from harness import Client, Command, Failures, Server, report, wait_consumed  # noqa: E402
 
 SKIP = 77
 CODE_SERVER_VERSION = "4.139.1"  # scripts/install-code-server.sh installs playwright-core there
@@ -200,6 +201,21 @@ def main():
         c.close()
         rc, _ = server.terminate()
         failures.check(rc == 0, "tessera run exited %s" % rc)
+
+        # `tessera serve` on the same DB serves the console too (no rejects: nothing ingests).
+        serve = Command(tessera, ["serve", "--db", os.path.join(tmp, "db"), "--http",
+                                  "127.0.0.1:0"], os.path.join(tmp, "serve.log")).start()
+        s = Client(serve.host, serve.port)
+        for path, want in (("/", "<title>Tessera console</title>"), ("/console/console.js", "uPlot"),
+                           ("/console/uPlot.iife.min.js", "uPlot"),
+                           ("/v1/console/rejects", '{"sources":[]}'),
+                           ("/v1/console/history", '"series"')):
+            st, body = s.get(path)
+            failures.check(st == 200 and want in body, "serve %s: %d %s" % (path, st, body[:120]))
+        st, _ = s.get("/console/nope.js")
+        failures.check(st == 404, "serve /console/nope.js: %d" % st)
+        s.close()
+        serve.terminate()
     finally:
         if server is not None:
             server.kill()

@@ -169,10 +169,16 @@ function drawChart(spec, history) {
   entry.box.dataset.points = String(points);
 }
 
+// The watermark itself: the wall clock minus its lag (the metric the engine exports).
+function watermark(lagSeconds) {
+  if (lagSeconds === null || !Number.isFinite(lagSeconds)) return '—';
+  return new Date(Date.now() - lagSeconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 function renderOverview(ms, history) {
   const sources = catalog ? catalog.sources.map((s) => s.name) : [];
   let html = '<tr><th>source</th><th>rows/s</th><th>rows</th><th>rejected</th><th>late</th>' +
-    '<th>null key</th><th>field errors</th><th>watermark lag (s)</th><th>freshness (s)</th>' +
+    '<th>null key</th><th>field errors</th><th>watermark</th><th>watermark lag (s)</th><th>freshness (s)</th>' +
     '<th>open tiles</th><th>open tile memory</th><th>tiles written</th><th>flush p99 (ms)</th>' +
     '<th>store write p99 (ms)</th></tr>';
   for (const src of sources) {
@@ -186,6 +192,7 @@ function renderOverview(ms, history) {
       cell(ms, 'tessera_source_rejected_total+tessera_ingest_rejected_rows_total', l) +
       cell(ms, 'tessera_source_late_total', l) + cell(ms, 'tessera_view_null_key_total', l) +
       cell(ms, 'tessera_source_field_errors_total', l) +
+      `<td class="text">${watermark(metricSum(ms, 'tessera_watermark_lag_seconds', l))}</td>` +
       cell(ms, 'tessera_watermark_lag_seconds', l, (v) => fmt(v, 1)) +
       cell(ms, 'tessera_freshness_seconds', l, (v) => fmt(v, 1)) +
       cell(ms, 'tessera_open_tiles', l) + cell(ms, 'tessera_open_tile_bytes', l, fmtBytes) +
