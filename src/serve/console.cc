@@ -70,8 +70,7 @@ HttpResponse ServeFile(std::string_view name) {
 
 void Console::RegisterRoutes(HttpServer* server) {
   server->Route(
-      "GET", "/", [](HttpRequest&&, Responder done) { done(ServeFile("index.html")); },
-      "console");
+      "GET", "/", [](HttpRequest&&, Responder done) { done(ServeFile("index.html")); }, "console");
   server->Route(
       "GET", "/console/{file}",
       [](HttpRequest&& request, Responder done) { done(ServeFile(*request.Param("file"))); },

@@ -439,11 +439,10 @@ HttpResponse FeatureService::ListViews() const {
     // WITH options as written, except values that may be credentials.
     nlohmann::json options = nlohmann::json::object();
     for (const auto& [key, value] : s.options) {
-      const bool secret = key.find("password") != std::string::npos ||
-                          key.find("secret") != std::string::npos ||
-                          key.find("token") != std::string::npos ||
-                          key.find("credential") != std::string::npos ||
-                          key.find("jaas") != std::string::npos;
+      const bool secret =
+          key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
+          key.find("token") != std::string::npos || key.find("credential") != std::string::npos ||
+          key.find("jaas") != std::string::npos;
       options[key] = secret ? "(hidden)" : value;
     }
     sources.push_back({{"name", s.name},
