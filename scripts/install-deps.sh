@@ -27,6 +27,13 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# npm (the console's uPlot, code-server): NodeSource's nodejs includes it and conflicts with
+# Debian's npm package, which Debian's own nodejs needs beside it.
+if ! command -v npm >/dev/null && ! printf '%s\n' "${missing[@]}" | grep -qx nodejs &&
+  ! dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then
+  missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -37,3 +44,6 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if ! command -v npm >/dev/null; then  # Debian's nodejs, just installed, comes without npm
+  $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi

@@ -63,12 +63,13 @@ class LiveRuntime {
   // The pipeline serving `view`'s open tiles, or null.
   OpenTileSource* OpenTilesFor(const ViewRuntime* view) const;
 
-  // The connectors of the http sources, for the HTTP service (POST /v1/ingest/{source}); each
-  // is attached to its pipeline already. Shared with the runtime, which feeds their log
-  // consumers to the pipelines and closes them on Stop().
   // Each running source's last rejected lines (console), by source name.
   std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> recent_rejects()
       const;
+
+  // The connectors of the http sources, for the HTTP service (POST /v1/ingest/{source}); each
+  // is attached to its pipeline already. Shared with the runtime, which feeds their log
+  // consumers to the pipelines and closes them on Stop().
   const std::vector<std::shared_ptr<source::HttpConnector>>& http_connectors() const {
     return http_connectors_;
   }

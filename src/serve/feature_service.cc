@@ -436,14 +436,13 @@ HttpResponse FeatureService::ListViews() const {
     for (const auto& c : s.columns) {
       cols.push_back({{"name", c.name}, {"type", std::string(DataTypeName(c.type))}});
     }
-    // WITH options as written, except values that may be credentials.
+    // WITH options as written, except librdkafka's pass-through properties (they may hold
+    // keys and passwords): of those only the two every Kafka source declares are shown.
     nlohmann::json options = nlohmann::json::object();
     for (const auto& [key, value] : s.options) {
-      const bool secret =
-          key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
-          key.find("token") != std::string::npos || key.find("credential") != std::string::npos ||
-          key.find("jaas") != std::string::npos;
-      options[key] = secret ? "(hidden)" : value;
+      const bool shown = !key.starts_with("properties.") || key == "properties.bootstrap.servers" ||
+                         key == "properties.group.id";
+      options[key] = shown ? value : "(hidden)";
     }
     sources.push_back({{"name", s.name},
                        {"columns", cols},

@@ -392,6 +392,39 @@ TEST_F(FeatureServiceTest, ClientMethodsDoNotGrowMetrics) {
 
 // `tessera serve`: a read-only service whose catalog a DbFollower reloads when the writer
 // registers new views, and whose /readyz and /metrics report how stale it is.
+TEST(ReadOnlyFeatureServiceTest, ViewsShowPlansAndHideLibrdkafkaProperties) {
+  store::MemoryTileStore store;
+  auto catalog = std::move(engine::CatalogStore::Load(&store)).value();
+  ASSERT_TRUE(catalog
+                  ->Register(R"sql(
+CREATE SOURCE k (user_id STRING, ts TIMESTAMP) WITH (connector = 'kafka', topic = 'plays',
+  'properties.bootstrap.servers' = 'b:9092', 'properties.group.id' = 'g',
+  'properties.ssl.key.pem' = 'PRIVATE', 'properties.sasl.oauthbearer.config' = 'secret=x');
+CREATE FEATURE VIEW kv AS SELECT user_id, COUNT(*) AS n FROM k GROUP BY user_id;
+)sql")
+                  .ok());
+  MetricsRegistry metrics;
+  FakeClock clock(kAt);
+  FeatureService::Options options;
+  options.read_only = true;
+  FeatureService service(catalog.get(), &store, &metrics, &clock, options);
+  HttpServer server(HttpServerOptions{});
+  service.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+  Client c(server.port());
+  const std::string body = c.Get("/v1/views")->body;
+  EXPECT_EQ(body.find("PRIVATE"), std::string::npos) << body;
+  EXPECT_EQ(body.find("secret=x"), std::string::npos) << body;
+  const auto views = nlohmann::json::parse(body);
+  const auto& opts = views["sources"][0]["options"];
+  EXPECT_EQ(opts["properties.bootstrap.servers"], "b:9092");
+  EXPECT_EQ(opts["properties.group.id"], "g");
+  EXPECT_EQ(opts["topic"], "plays");
+  EXPECT_EQ(opts["properties.ssl.key.pem"], "(hidden)");
+  EXPECT_NE(views["views"][0]["plan"].get<std::string>().find("COUNT(*)"), std::string::npos);
+  server.Stop();
+}
+
 TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsStaleness) {
   store::MemoryTileStore store;
   auto writer_catalog = std::move(engine::CatalogStore::Load(&store)).value();

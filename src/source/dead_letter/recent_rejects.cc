@@ -28,11 +28,22 @@ RecentRejects::RecentRejects(std::string source, Options options)
     : source_(std::move(source)), options_(options) {}
 
 void RecentRejects::Add(int64_t now_ms, const ChunkOrigin& origin, const Rejection& rejection) {
+  ChunkOrigin where;  // the input's name may hold client text (an HTTP batch id): cut too
+  where.input = std::string(Cut(origin.input, options_.max_input_bytes));
+  where.first_line = origin.first_line;
+  where.partition = origin.partition;
+  const int64_t index = rejection.line_number - origin.first_line;
+  if (index >= 0 && static_cast<size_t>(index) < origin.offsets.size()) {
+    where.offsets.assign(origin.offsets.begin(), origin.offsets.begin() + index + 1);
+  } else if (index >= 0 && static_cast<size_t>(index) < origin.ids.size()) {
+    where.ids.assign(index, std::string());
+    where.ids.push_back(std::string(Cut(origin.ids[index], options_.max_input_bytes)));
+  }
   Rejection cut;
   cut.line_number = rejection.line_number;
   cut.reason = std::string(Cut(rejection.reason, options_.max_reason_bytes));
   cut.line = Cut(rejection.line, options_.max_raw_bytes);
-  std::string record = DeadLetterSink::Record(source_, origin, cut);
+  std::string record = DeadLetterSink::Record(source_, where, cut);
   record.pop_back();  // '}'
   fmt::format_to(std::back_inserter(record), ",\"at\":{}", now_ms);
   if (cut.line.size() < rejection.line.size()) {

@@ -21,6 +21,7 @@ class RecentRejects {
     size_t capacity = 100;
     size_t max_raw_bytes = 256;
     size_t max_reason_bytes = 512;
+    size_t max_input_bytes = 128;  // the input's name, and a Pub/Sub message id
   };
   RecentRejects(std::string source, Options options);
 

@@ -48,6 +48,16 @@ TEST(RecentRejectsTest, CutsLongLinesAndReasonsToTheirBound) {
   EXPECT_LT(recent.ToJson().size(), 200u);
 }
 
+TEST(RecentRejectsTest, CutsTheInputsNameWhichMayHoldClientText) {
+  RecentRejects recent("s", RecentRejects::Options{.max_input_bytes = 16});
+  ChunkOrigin origin;
+  origin.input = "http request, batch_id \"" + std::string(10000, 'b') + "\"";
+  recent.Add(1, origin, Reject(1, "x"));
+  const json j = json::parse(recent.ToJson());
+  EXPECT_EQ(j[0]["input"], "http request, ba");
+  EXPECT_LT(recent.ToJson().size(), 200u);
+}
+
 TEST(RecentRejectsTest, SaysWhereAKafkaLineCameFrom) {
   RecentRejects recent("s", RecentRejects::Options{});
   ChunkOrigin origin;
@@ -59,6 +69,13 @@ TEST(RecentRejectsTest, SaysWhereAKafkaLineCameFrom) {
   const json j = json::parse(recent.ToJson());
   EXPECT_EQ(j[0]["partition"], 3);
   EXPECT_EQ(j[0]["offset"], 101);
+
+  ChunkOrigin pubsub;
+  pubsub.input = "pubsub subscription 's'";
+  pubsub.first_line = 10;
+  pubsub.ids = {"m1", "m2", "m3"};
+  recent.Add(6, pubsub, Reject(12, "y"));
+  EXPECT_EQ(json::parse(recent.ToJson())[0]["message_id"], "m3");
 }
 
 }  // namespace

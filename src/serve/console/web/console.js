@@ -129,6 +129,10 @@ const CHARTS = [
   { title: 'Flush p99 (s)', name: 'tessera_flush_seconds', kind: 'p99', by: 'source' },
 ];
 
+// What the overview asks of the history: the charts' families and the tables' rates.
+const HISTORY_FAMILIES = [...new Set(CHARTS.flatMap((c) => c.name.split('+')).concat(
+  ['tessera_store_write_seconds']))];
+
 const PALETTE = ['#2f6fdb', '#e0633a', '#2e9e5b', '#8b4fd6', '#c9a227', '#d6457a', '#3aa6b9', '#7a7f8c'];
 
 function drawChart(spec, history) {
@@ -190,7 +194,7 @@ function renderOverview(ms, history) {
     html += `<tr><td class="text">${esc(src)}</td><td data-rate="rows">${fmt(r, 1)}</td>` +
       cell(ms, 'tessera_source_rows_total', l) +
       cell(ms, 'tessera_source_rejected_total+tessera_ingest_rejected_rows_total', l) +
-      cell(ms, 'tessera_source_late_total', l) + cell(ms, 'tessera_view_null_key_total', l) +
+      cell(ms, 'tessera_source_late_total+tessera_ingest_late_rows_total', l) + cell(ms, 'tessera_view_null_key_total', l) +
       cell(ms, 'tessera_source_field_errors_total', l) +
       `<td class="text">${watermark(metricSum(ms, 'tessera_watermark_lag_seconds', l))}</td>` +
       cell(ms, 'tessera_watermark_lag_seconds', l, (v) => fmt(v, 1)) +
@@ -241,7 +245,7 @@ function renderOverview(ms, history) {
 async function refreshOverview() {
   const [text, history] = await Promise.all([
     fetch('/metrics').then((r) => r.text()),
-    getJson('/v1/console/history'),
+    getJson(`/v1/console/history?families=${HISTORY_FAMILIES.join(',')}`),
   ]);
   renderOverview(parseMetrics(text), history);
 }
@@ -258,12 +262,17 @@ function keyText(parts) {
     : parts.map((p) => p.replace(/[\\|]/g, (c) => '\\' + c)).join('|');
 }
 
+// A path segment %-encoded, quotes and parentheses included (the curl snippet is single-quoted).
+function pathPart(s) {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
 function readUrl(view, key, windows, at) {
   const q = new URLSearchParams();
   if (windows) q.set('windows', windows);
   if (at) q.set('at', at);
   const qs = q.toString();
-  return `/v1/features/${encodeURIComponent(view)}/${encodeURIComponent(key)}${qs ? '?' + qs : ''}`;
+  return `/v1/features/${pathPart(view)}/${pathPart(key)}${qs ? '?' + qs : ''}`;
 }
 
 function explorerInputs() {
@@ -418,7 +427,11 @@ function show() {
   if (!['overview', 'explorer', 'catalog', 'rejects'].includes(page)) page = 'overview';
   for (const p of document.querySelectorAll('.page')) p.hidden = p.id !== `page-${page}`;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === page);
-  if (page === 'catalog' && catalog) renderCatalog();
+  if (page === 'catalog') {
+    getJson('/v1/views').then((c) => { catalog = c; renderCatalog(); }).catch((e) => {
+      $('catalog').textContent = e.message;
+    });
+  }
   refresh();
 }
 
