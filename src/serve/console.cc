@@ -17,25 +17,24 @@ Console::Console(const MetricsRegistry* metrics, const Clock* clock, Options opt
 Console::~Console() { Stop(); }
 
 void Console::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (sampler_.joinable() || stopping_) return;
   sampler_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stopping_) {
-      lock.unlock();
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    while (true) {
       SampleNow();
-      lock.lock();
-      wake_.wait_for(lock, options_.interval, [this] { return stopping_; });
+      MutexLock lock(&mu_);
+      if (wake_.WaitFor(&mu_, options_.interval, stopping)) return;
     }
   });
 }
 
 void Console::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.NotifyAll();
   if (sampler_.joinable()) sampler_.join();
 }
 

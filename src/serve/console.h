@@ -1,9 +1,7 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -11,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "serve/http_server.h"
 #include "serve/metric_history.h"
 #include "source/dead_letter/recent_rejects.h"
@@ -62,9 +61,9 @@ class Console {
   const Options options_;
   MetricHistory history_;
   std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> rejects_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar wake_;  // stopping_ became true
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread sampler_;
 };
 
