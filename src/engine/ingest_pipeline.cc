@@ -403,12 +403,20 @@ std::shared_ptr<const store::StoreSnapshot> IngestPipeline::MergeOpenTiles(
 
 void IngestPipeline::PublishMetrics() {
   if (!metrics_.enabled()) return;
+  view_open_tiles_.resize(views_.size());
+  view_open_tile_bytes_.resize(views_.size());
+  for (size_t vi = 0; vi < views_.size(); ++vi) {
+    view_open_tiles_[vi] = open_tiles_.size(vi);
+    view_open_tile_bytes_[vi] = open_tiles_.MemoryBytes(vi);
+  }
   metrics_.Publish(PipelineState{
       .source = &source_counters_,
       .views = &view_counters_,
       .tiles_written = flush_stats_.base_tiles + flush_stats_.rollup_tiles,
       .open_tiles = open_tiles_.size(),
       .open_tile_bytes = open_tile_bytes_.load(std::memory_order_relaxed),
+      .view_open_tiles = &view_open_tiles_,
+      .view_open_tile_bytes = &view_open_tile_bytes_,
       .rollups_owed = pending_rollups_.size(),
       .rollups_owed_closed = pending_rollups_.CountClosed(watermark_.committed_closed_by()),
       .max_event_time_ms = watermark_.max_event_time_ms(),

@@ -259,6 +259,8 @@ class IngestPipeline final : public OpenTileSource {
   std::vector<std::string> claimed_lanes_;      // scratch for Source::TakeClaimedLanes
   OpenTiles open_tiles_;
   PipelineMetrics metrics_;
+  std::vector<size_t> view_open_tiles_;  // PublishMetrics' per-view figures (reused)
+  std::vector<size_t> view_open_tile_bytes_;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> open_tile_bytes_{0};
   // Per view: the store holds no tile of it starting after this (FlushShard's stored_until_ms).

@@ -128,19 +128,27 @@ void OpenTiles::UpdateStaleMemory() {
   }
 }
 
+size_t OpenTiles::MemoryBytes(size_t view) const {
+  size_t total = 0;
+  for (const ShardMemory& m : memory_[view]) total += m.estimate;
+  return total;
+}
+
 size_t OpenTiles::MemoryBytes() const {
   size_t total = 0;
-  for (const auto& view_memory : memory_) {
-    for (const ShardMemory& m : view_memory) total += m.estimate;
-  }
+  for (size_t v = 0; v < memory_.size(); ++v) total += MemoryBytes(v);
+  return total;
+}
+
+size_t OpenTiles::size(size_t view) const {
+  size_t total = 0;
+  for (const auto& s : shards_[view]) total += s->size();
   return total;
 }
 
 size_t OpenTiles::size() const {
   size_t total = 0;
-  for (const auto& view_shards : shards_) {
-    for (const auto& s : view_shards) total += s->size();
-  }
+  for (size_t v = 0; v < shards_.size(); ++v) total += size(v);
   return total;
 }
 

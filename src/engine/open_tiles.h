@@ -112,11 +112,14 @@ class OpenTiles {
   // Coordinating thread, between phases: UpdateMemory of every shard whose rows are not all
   // counted and whose last count is kRecountNanos old, so a shard that went quiet is counted too.
   void UpdateStaleMemory();
-  // The open tiles' bytes: the sum of the shards' estimates as of their last UpdateMemory().
-  // Coordinating thread, between phases.
+  // The open tiles' bytes: the sum of the shards' estimates as of their last UpdateMemory();
+  // of all views, or of one. Coordinating thread, between phases.
   size_t MemoryBytes() const;
-  // Number of open tiles, and whether there are none. Coordinating thread, between phases.
+  size_t MemoryBytes(size_t view) const;
+  // Number of open tiles (of all views, or of one), and whether there are none. Coordinating
+  // thread, between phases.
   size_t size() const;
+  size_t size(size_t view) const;
   bool empty() const;
   // Exact heap recounts so far (for tests of the accounting's cost).
   int64_t heap_recounts() const;

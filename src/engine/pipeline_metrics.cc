@@ -32,6 +32,10 @@ PipelineMetrics::PipelineMetrics(MetricsRegistry* registry, const std::string& s
                                                "Rows skipped for a key longer than 4096 bytes", l));
     view_aggregated_.push_back(
         r->GetCounter("tessera_view_rows_aggregated_total", "Rows added to tiles", l));
+    view_open_tiles_.push_back(
+        r->GetGauge("tessera_view_open_tiles", "Unflushed tiles of the view in memory", l));
+    view_open_tile_bytes_.push_back(r->GetGauge(
+        "tessera_view_open_tile_bytes", "Approximate bytes of the view's unflushed tiles", l));
   }
   tiles_written_ = r->GetCounter("tessera_flush_tiles_written_total",
                                  "Tiles written by flushes (base and rollups)", src);
@@ -93,6 +97,14 @@ void PipelineMetrics::Publish(const PipelineState& state) {
   published_tiles_ = state.tiles_written;
   open_tiles_->Set(static_cast<double>(state.open_tiles));
   open_tile_bytes_->Set(static_cast<double>(state.open_tile_bytes));
+  for (size_t vi = 0; vi < view_open_tiles_.size(); ++vi) {
+    if (state.view_open_tiles != nullptr && vi < state.view_open_tiles->size()) {
+      view_open_tiles_[vi]->Set(static_cast<double>((*state.view_open_tiles)[vi]));
+    }
+    if (state.view_open_tile_bytes != nullptr && vi < state.view_open_tile_bytes->size()) {
+      view_open_tile_bytes_[vi]->Set(static_cast<double>((*state.view_open_tile_bytes)[vi]));
+    }
+  }
   rollups_owed_->Set(static_cast<double>(state.rollups_owed));
   rollups_owed_closed_->Set(static_cast<double>(state.rollups_owed_closed));
   max_event_time_ms_.store(state.max_event_time_ms);

@@ -36,6 +36,9 @@ struct PipelineState {
   int64_t tiles_written = 0;                         // base + rollup tiles, all flushes so far
   size_t open_tiles = 0;
   size_t open_tile_bytes = 0;
+  // The same per view (in the pipeline's view order), or null: not published.
+  const std::vector<size_t>* view_open_tiles = nullptr;
+  const std::vector<size_t>* view_open_tile_bytes = nullptr;
   size_t rollups_owed = 0;
   size_t rollups_owed_closed = 0;
   int64_t max_event_time_ms = std::numeric_limits<int64_t>::min();
@@ -87,6 +90,8 @@ class PipelineMetrics {
   Histogram* flush_seconds_ = nullptr;
   Histogram* store_write_seconds_ = nullptr;
   Gauge* open_tiles_ = nullptr;
+  std::vector<Gauge*> view_open_tiles_;
+  std::vector<Gauge*> view_open_tile_bytes_;
   Gauge* open_tile_bytes_ = nullptr;
   Gauge* rollups_owed_ = nullptr;
   Gauge* rollups_owed_closed_ = nullptr;

@@ -13,11 +13,14 @@ TEST(PipelineMetrics, PublishesCounterGrowthAsDeltas) {
   SourceCounters source{.lines = 10, .rows = 9, .rejected = 1, .late = 2};
   std::vector<ViewCounters> views(2);
   views[1].aggregated = 7;
+  const std::vector<size_t> view_tiles = {1, 2}, view_bytes = {234, 1000};
   PipelineState state{.source = &source,
                       .views = &views,
                       .tiles_written = 4,
                       .open_tiles = 3,
                       .open_tile_bytes = 1234,
+                      .view_open_tiles = &view_tiles,
+                      .view_open_tile_bytes = &view_bytes,
                       .max_event_time_ms = 995'000};
   m.Publish(state);
   m.Publish(state);  // nothing new: no double counting
@@ -35,6 +38,9 @@ TEST(PipelineMetrics, PublishesCounterGrowthAsDeltas) {
             10);
   EXPECT_EQ(registry.GetCounter("tessera_flush_tiles_written_total", "", src)->Value(), 6);
   EXPECT_EQ(registry.GetGauge("tessera_open_tile_bytes", "", src)->Value(), 1234);
+  const Labels b = {{"source", "plays"}, {"view", "b"}};
+  EXPECT_EQ(registry.GetGauge("tessera_view_open_tiles", "", b)->Value(), 2);
+  EXPECT_EQ(registry.GetGauge("tessera_view_open_tile_bytes", "", b)->Value(), 1000);
   m.AddBusy(1, 500'000'000);
   EXPECT_DOUBLE_EQ(
       registry

@@ -214,13 +214,14 @@ function renderOverview(ms, history) {
     '</table>';
 
   html = '<tr><th>view</th><th>source</th><th>rows in</th><th>filtered</th><th>aggregated</th>' +
-    '<th>null key</th><th>key too long</th></tr>';
+    '<th>null key</th><th>key too long</th><th>open tiles</th><th>open tile memory</th></tr>';
   for (const v of catalog ? catalog.views : []) {
     const l = { view: v.name };
     html += `<tr><td class="text">${esc(v.name)}</td><td class="text">${esc(v.source)}</td>` +
       cell(ms, 'tessera_view_rows_in_total', l) + cell(ms, 'tessera_view_filtered_total', l) +
       cell(ms, 'tessera_view_rows_aggregated_total', l) + cell(ms, 'tessera_view_null_key_total', l) +
-      cell(ms, 'tessera_view_key_too_long_total', l) + '</tr>';
+      cell(ms, 'tessera_view_key_too_long_total', l) + cell(ms, 'tessera_view_open_tiles', l) +
+      cell(ms, 'tessera_view_open_tile_bytes', l, fmtBytes) + '</tr>';
   }
   $('views-table').innerHTML = html;
 
