@@ -65,8 +65,11 @@ def main():
     with open(sql, "w") as f:
         f.write(text.replace("connector = 'file'", "connector = 'http'"))
     log = open(os.path.join(OUT, "tessera.log"), "w")
+    # Its own session: a terminal's Ctrl-C reaches this script only, which stops the stream and
+    # then the server (SIGTERM: it flushes and exits).
     server = subprocess.Popen([tessera, "run", "--sql", sql, "--db", db, "--http", "127.0.0.1:0"],
-                              stdout=subprocess.PIPE, stderr=log, text=True)
+                              stdout=subprocess.PIPE, stderr=log, text=True,
+                              start_new_session=True)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -83,9 +86,15 @@ def main():
         now = int(time.time() * 1000)
         print("== posting the last hour of listening events (100k, 0.1 % malformed)", flush=True)
         for start in range(0, 100_000, 5_000):
+            if stop.is_set():
+                return 0
             lines = [event(rng, now - 3_600_000 + (start + i) * 36) for i in range(5_000)]
             lines += ["{malformed line %d" % start] * 5
-            post(url, lines)
+            try:
+                post(url, lines)
+            except OSError as e:
+                print("posting the history failed: %s; see %s" % (e, log.name), file=sys.stderr)
+                return 1
         print("""
 == Tessera is live
    console:  %s/
