@@ -32,7 +32,8 @@ import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Client, Command, Failures, Server, report, wait_consumed  # noqa: E402
+from harness import (Client, Command, Failures, Server, parse_metrics, report,  # noqa: E402
+                     wait_consumed)
 
 SKIP = 77
 CODE_SERVER_VERSION = "4.139.1"  # scripts/install-code-server.sh installs playwright-core there
@@ -141,14 +142,7 @@ def main():
                        "requests left the server: %s" % r["hosts"])
 
         # Overview against /metrics.
-        ms = {}
-        for line in r["overview"]["metrics"].splitlines():
-            if line and not line.startswith("#"):
-                name_labels, value = line.rsplit(" ", 1)
-                name, _, rest = name_labels.partition("{")
-                labels = frozenset(tuple(p.split("=", 1)) for p in
-                                   [x.replace('"', "") for x in rest.rstrip("}").split(",") if x])
-                ms[(name, labels)] = float(value)
+        ms = parse_metrics(r["overview"]["metrics"])
         compared = 0
         for cell in r["overview"]["cells"]:
             if not cell["metric"].startswith(STABLE):

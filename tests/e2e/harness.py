@@ -1096,9 +1096,14 @@ class Client:
 
 
 def metrics(client):
-    """Parses /metrics into {(name, frozenset(labels)): value}."""
+    """Fetches /metrics: ({(name, frozenset(labels)): value}, the text)."""
     st, body = client.get("/metrics")
     assert st == 200, body
+    return parse_metrics(body), body
+
+
+def parse_metrics(body):
+    """Prometheus text into {(name, frozenset(labels)): value}."""
     out = {}
     for line in body.splitlines():
         if not line or line.startswith("#"):
@@ -1108,7 +1113,7 @@ def metrics(client):
             continue
         labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
         out[(m.group(1), labels)] = float(m.group(3))
-    return out, body
+    return out
 
 
 def metric(ms, name, **labels):
