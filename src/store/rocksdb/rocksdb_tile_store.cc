@@ -127,11 +127,14 @@ rocksdb::Options MakeOptions(const RocksDbOptions& opts) {
   return o;
 }
 
-// Files a RocksDB writes before CURRENT while creating a DB, none of which holds data. A killed
-// creation may leave them behind; creating the DB again over them loses nothing.
+// Files a RocksDB writes before CURRENT while creating a DB, none of which holds data: the info
+// LOG, LOCK, IDENTITY (via 000000.dbtmp), the new DB's MANIFEST-000001 and CURRENT's temporary
+// 000001.dbtmp (RocksDB 7.8, seen with strace). OPTIONS files and other *.dbtmp temporaries are
+// metadata too. A killed creation may leave any of them behind; creating the DB again over them
+// loses nothing. Data lives only in *.sst, *.log and *.blob files, which are never on this list.
 bool IsDatalessCreationFile(const std::string& name) {
-  return name == "LOCK" || name == "IDENTITY" || name.rfind("LOG", 0) == 0 ||
-         name.rfind("OPTIONS-", 0) == 0;
+  return name == "LOCK" || name == "IDENTITY" || name == "MANIFEST-000001" ||
+         name.rfind("LOG", 0) == 0 || name.rfind("OPTIONS-", 0) == 0 || name.ends_with(".dbtmp");
 }
 
 // A directory without CURRENT is either absent, empty, or what a killed DB creation left

@@ -125,7 +125,8 @@ class RocksDbTileStore final : public TileStore, public EventLog {
   // Opens (or creates, see options) the DB in `dir`. A directory locked by another process gives
   // Unavailable; a missing DB with read_only or !create_if_missing gives NotFound. A DB is only
   // ever created in a directory that is absent, empty, or holds just what a killed creation
-  // leaves (LOCK, IDENTITY, LOG*, OPTIONS-*): a directory with any other file but no CURRENT
+  // leaves (LOCK, IDENTITY, LOG*, OPTIONS-*, *.dbtmp, MANIFEST-000001): a directory with any
+  // other file but no CURRENT
   // (e.g. a damaged DB whose SST files RocksDB would delete) or a path that is not a directory
   // gives FailedPrecondition naming what is there.
   static absl::StatusOr<std::unique_ptr<RocksDbTileStore>> Open(const std::string& dir,

@@ -537,6 +537,42 @@ TEST(RocksDbTileStoreTest, EmptyDirOrLeftoversOfAKilledCreationGetANewDb) {
   EXPECT_TRUE(store->Write(SampleBatch(3)).ok());
 }
 
+// Every state a creation passes through before CURRENT exists (the files RocksDB 7.8 writes, in
+// order): a kill at any of them leaves a directory that must get a new DB, not a refusal.
+TEST(RocksDbTileStoreTest, EveryStateOfAKilledCreationGetsANewDb) {
+  const std::vector<std::vector<std::string>> states = {
+      {"LOG"},
+      {"LOG", "LOCK"},
+      {"LOG", "LOCK", "000000.dbtmp"},
+      {"LOG", "LOCK", "IDENTITY"},
+      {"LOG", "LOCK", "IDENTITY", "MANIFEST-000001"},
+      {"LOG", "LOCK", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"},
+  };
+  for (const std::vector<std::string>& files : states) {
+    ScopedTempDir tmp;
+    const std::string dir = tmp.Sub("db");
+    std::filesystem::create_directories(dir);
+    for (const std::string& f : files) std::ofstream(dir + "/" + f) << "x";
+    auto store = OpenOrDie(dir);
+    ASSERT_NE(store, nullptr) << files.back();
+    EXPECT_TRUE(store->Write(SampleBatch(3)).ok());
+    EXPECT_EQ(CountTiles(*store), 3u);
+  }
+}
+
+TEST(RocksDbTileStoreTest, ACreationManifestNextToDataIsStillRefused) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.Sub("db");
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"LOCK", "IDENTITY", "MANIFEST-000001", "000004.log"}) {
+    std::ofstream(dir + "/" + f) << "x";
+  }
+  absl::StatusOr<std::unique_ptr<RocksDbTileStore>> s = RocksDbTileStore::Open(dir, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+  EXPECT_NE(StatusMessage(s.status()).find("000004.log"), std::string::npos) << s.status();
+}
+
 TEST(RocksDbTileStoreTest, NoWalThenSyncSurvivesReopenReadOnly) {
   ScopedTempDir tmp;
   const std::string dir = tmp.Sub("db");
