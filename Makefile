@@ -4,7 +4,7 @@ JOBS ?= 2
 RELEASE := build/release
 TESSERA := $(RELEASE)/apps/tessera
 
-.PHONY: run demo test lint deps build code-server bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set bench-peer asan fuzz format clean
+.PHONY: run demo test lint deps build code-server kube-apiserver bench bench-serve bench-kafka bench-pubsub bench-scaleout bench-training-set bench-peer asan fuzz format clean
 
 # The engine live: `tessera run` on a free loopback port fed a steady generated stream; prints
 # the web console's URL; Ctrl-C stops everything (scripts/live_demo.py).
@@ -15,7 +15,7 @@ run: deps build
 demo: deps build
 	scripts/demo.sh $(RELEASE)
 
-test: deps lint build code-server
+test: deps lint build code-server kube-apiserver
 	ctest --test-dir $(RELEASE) -j$(JOBS) --output-on-failure
 
 # clang-format check of every C++ file, clang-tidy on the C++ files changed since BASE (default:
@@ -35,6 +35,12 @@ build:
 # browser test (idempotent: a no-op once installed).
 code-server: deps
 	@scripts/install-code-server.sh
+
+# kube-apiserver and kube-controller-manager 1.20.2 built from Debian's source package into
+# out/tools/kube-1.20.2 (plus Debian's etcd-server), for the workspaces tests against a real API
+# server (idempotent: a no-op once built; a cold build takes ~7-12 minutes on 2 cores).
+kube-apiserver: deps
+	@scripts/install-kube-apiserver.sh
 
 bench: deps build
 	scripts/bench_backfill.sh $(RELEASE)

@@ -21,8 +21,10 @@
 #include "common/signals.h"
 #include "common/time_util.h"
 #include "serve/http_server.h"
+#include "workspaces/kube/cached_reader.h"
 #include "workspaces/kube/curl_kube_client.h"
 #include "workspaces/kube/kube_config.h"
+#include "workspaces/kube/kube_http.h"
 #include "workspaces/kube/leader_election.h"
 #include "workspaces/operator/controller.h"
 #include "workspaces/operator/http_heartbeat_probe.h"
@@ -32,6 +34,11 @@
 
 namespace tessera::workspaces {
 namespace {
+
+using nlohmann::json;
+
+// The oldest Kubernetes minor version (1.x) the operator runs against; tested on 1.20.2.
+constexpr int kMinKubernetesMinor = 20;
 
 struct Flags {
   std::string kubeconfig;
@@ -126,6 +133,24 @@ int Run(const Flags& f) {
              http_options.address, http.port());
   std::fflush(stdout);
 
+  // Supported: Kubernetes 1.20 and newer (docs/WORKSPACES.md). An unreachable server is not a
+  // reason to exit: the informers retry; an older one is.
+  if (absl::StatusOr<json> version = (*client)->ServerVersion(); version.ok()) {
+    absl::StatusOr<std::pair<int, int>> v = kube::ParseServerVersion(*version);
+    if (v.ok() && (v->first < 1 || (v->first == 1 && v->second < kMinKubernetesMinor))) {
+      return Fail("Kubernetes version",
+                  FailedPrecondition("the API server runs Kubernetes {}.{} ({}); tessera-operator "
+                                     "needs 1.{} or newer",
+                                     v->first, v->second, version->value("gitVersion", "?"),
+                                     kMinKubernetesMinor));
+    }
+    fmt::print(stderr, "tessera-operator {}: Kubernetes {}\n", identity,
+               version->value("gitVersion", "?"));
+  } else {
+    fmt::print(stderr, "tessera-operator {}: could not read the server version: {}\n", identity,
+               StatusMessage(version.status()));
+  }
+
   ReconcilerOptions options;
   options.render.base_url = f.base_url;
   options.render.gateway = f.gateway;
@@ -135,11 +160,14 @@ int Run(const Flags& f) {
   options.activity_check_interval_ms = activity_ms;
   KubeEventRecorder events(client->get(), clock, identity);
   HttpHeartbeatProbe probe(f.heartbeat_url);
-  Reconciler reconciler(client->get(), clock, &events, &probe, &metrics, options);
-  Controller controller(
-      client->get(), &reconciler,
-      ControllerOptions{
-          .ns = f.ns, .workers = f.workers, .resync_period_ms = resync_ms, .clock = clock});
+  kube::CachedReader reader(client->get());
+  Reconciler reconciler(client->get(), clock, &events, &probe, &metrics, options, &reader);
+  Controller controller(client->get(), &reconciler,
+                        ControllerOptions{.ns = f.ns,
+                                          .workers = f.workers,
+                                          .resync_period_ms = resync_ms,
+                                          .clock = clock,
+                                          .reader = &reader});
 
   std::atomic<bool> stop{false};
   std::thread signal_thread([&] {

@@ -123,7 +123,10 @@ def check_rbac(docs, cases):
             for verb in ("escalate", "bind", "impersonate", "deletecollection"):
                 check(verb not in rule.get("verbs", []), f"{where}: grants {verb}")
 
-    (cluster_role,) = of_kind(docs, "ClusterRole")
+    cluster_roles = {r["metadata"]["name"]: r for r in of_kind(docs, "ClusterRole")}
+    check(set(cluster_roles) == {"tessera-operator", "tessera-workspace-user",
+                                 "tessera-workspace-admin"}, f"ClusterRoles {sorted(cluster_roles)}")
+    cluster_role = cluster_roles["tessera-operator"]
     rules = cluster_role["rules"]
     check(not any("leases" in r.get("resources", []) for r in rules),
           "leases granted cluster-wide; they belong in the namespaced Role")
@@ -134,15 +137,18 @@ def check_rbac(docs, cases):
     check(granted(rules, "", "persistentvolumeclaims", "delete"),
           "the operator's finalizer deletes the home volume (the StatefulSet retains it)")
 
-    # What the operator needs: every child kind the renderer produces, its own API, events.
-    needed = [("workspaces.tessera.dev", "workspaces", v)
-              for v in ("get", "list", "watch", "update", "patch")]
-    needed += [("workspaces.tessera.dev", "workspaces/status", v) for v in ("update", "patch")]
-    needed += [("workspaces.tessera.dev", "workspaces/finalizers", "update")]
-    needed += [("workspaces.tessera.dev", "workspacetemplates", v)
-               for v in ("get", "list", "watch")]
-    needed += [("", "pods", v) for v in ("get", "list", "watch")]
-    needed += [("", "events", "create")]
+    # Exactly what the operator uses (issue 14: nothing more). Every child kind the renderer
+    # produces: informers (list, watch), a live get before the caches sync, server-side apply
+    # (patch; when it creates, the API server also checks create), delete. Its own API, the IDE pod, the home volume, events.
+    needed = {("workspaces.tessera.dev", "workspaces", v)
+              for v in ("get", "list", "watch", "patch")}
+    needed |= {("workspaces.tessera.dev", "workspaces/status", "patch"),
+               ("workspaces.tessera.dev", "workspaces/finalizers", "update")}
+    needed |= {("workspaces.tessera.dev", "workspacetemplates", v)
+               for v in ("get", "list", "watch")}
+    needed |= {("", "pods", v) for v in ("get", "delete")}
+    needed |= {("", "persistentvolumeclaims", v) for v in ("get", "delete")}
+    needed |= {("", "events", "create")}
     child_kinds = set()
     for children in cases.values():
         for c in children:
@@ -150,11 +156,28 @@ def check_rbac(docs, cases):
             child_kinds.add((group, plural(c["kind"])))
     check(len(child_kinds) == 5, f"expected 5 child kinds in the goldens, got {child_kinds}")
     for group, resource in sorted(child_kinds):
-        needed += [(group, resource, v)
-                   for v in ("get", "list", "watch", "create", "update", "patch", "delete")]
-    for group, resource, verb in needed:
-        check(granted(rules, group, resource, verb),
-              f"ClusterRole lacks {verb} on {resource} ({group or 'core'})")
+        needed |= {(group, resource, v)
+                   for v in ("get", "list", "watch", "create", "patch", "delete")}
+    grants = {(g, res, v) for r in rules for g in r.get("apiGroups", [])
+              for res in r.get("resources", []) for v in r.get("verbs", [])}
+    check(grants == needed, f"operator ClusterRole: missing {sorted(needed - grants)}, "
+          f"more than used {sorted(grants - needed)}")
+
+    # Users: their workspaces and what `tessera ws` reads, nothing on the children.
+    for name, extra in (("tessera-workspace-user", set()),
+                        ("tessera-workspace-admin", {("workspacetemplates", v) for v in
+                                                     ("create", "update", "patch", "delete")}
+                         | {("workspaces", "update")})):
+        r = cluster_roles[name]["rules"]
+        want = {("workspaces", v) for v in ("get", "list", "watch", "create", "patch", "delete")}
+        want |= {("workspacetemplates", v) for v in ("get", "list", "watch")} | extra
+        got = {(res, v) for rule in r if "workspaces.tessera.dev" in rule.get("apiGroups", [])
+               for res in rule.get("resources", []) for v in rule.get("verbs", [])}
+        check(got == want, f"{name}: {sorted(got ^ want)}")
+        check(granted(r, "", "events", "list"), f"{name}: `tessera ws describe` lists events")
+        for group, resource in child_kinds:
+            check(not any(granted(r, group, resource, v) for v in ("get", "patch", "delete")),
+                  f"{name} grants {resource}")
 
     (role,) = of_kind(docs, "Role")
     check(role["metadata"]["namespace"] == OPERATOR_NS, "the leader-election Role's namespace")
@@ -444,6 +467,10 @@ def check_examples(example_docs, schemas):
     validate(schemas["WorkspaceTemplate"], {"spec": {"resources": {"gpus": 99}}}, "t", errors)
     check(any("image: required" in e for e in errors) and any("gpus" in e for e in errors),
           f"the schema check accepts an invalid template: {errors}")
+    bound = {rb["roleRef"]["name"] for rb in of_kind(example_docs, "RoleBinding")
+             if rb["roleRef"]["kind"] == "ClusterRole"}
+    check(bound == {"tessera-workspace-user", "tessera-workspace-admin"},
+          f"the example namespace binds {sorted(bound)}, not the user and admin roles")
     names = [t["metadata"]["name"] for t in of_kind(example_docs, "WorkspaceTemplate")]
     check("default" in names, "no example WorkspaceTemplate named default (spec.template default)")
 

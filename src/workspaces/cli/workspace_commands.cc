@@ -290,10 +290,13 @@ absl::Status WorkspaceCommands::Open(const std::string& name, int64_t wait_ms) {
     }
     const int64_t left = deadline - clock_->NowMillis();
     if (left <= 0) {
+      // Never reconciled: Pending, as `list` and `describe` say; reconciled, but not since the
+      // latest spec change: Updating.
+      const bool reconciled = !Str(o, "/status/phase"_json_pointer).empty();
       return Unavailable(
           "workspace \"{}\" is not ready yet (phase {}); wait with `tessera ws open {} --wait`, "
           "or see `tessera ws describe {}`",
-          name, current ? phase : "Updating", name, name);
+          name, current || !reconciled ? phase : "Updating", name, name);
     }
     // Wait for the next change of this workspace (or the deadline), then look again.
     kube::WatchOptions watch;

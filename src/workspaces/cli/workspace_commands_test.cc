@@ -359,6 +359,16 @@ TEST_F(WorkspaceCommandsTest, OpenOfAStoppedOrFailedWorkspaceSaysWhatToDo) {
   EXPECT_THAT(out_.str(), IsEmpty());
 }
 
+TEST_F(WorkspaceCommandsTest, OpenOfANeverReconciledWorkspaceSaysPendingAsListDoes) {
+  MustCreate(Args("alice"));  // no status at all: the operator has not seen it
+  out_.str("");
+  absl::Status s = cmd_.Open("alice", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(StatusMessage(s), HasSubstr("phase Pending"));
+  ASSERT_TRUE(cmd_.List().ok());
+  EXPECT_THAT(out_.str(), HasSubstr("Pending"));
+}
+
 TEST_F(WorkspaceCommandsTest, OpenDoesNotTrustAStatusOlderThanTheSpec) {
   MustCreate(Args("alice"));
   SetStatus("alice", {{"phase", "Stopped"}, {"url", kUrl}});

@@ -275,6 +275,10 @@ absl::StatusOr<json> CurlKubeClient::Get(const ResourceType& type, std::string_v
   return Call("GET", ResourcePath(type, ns, name), "", std::nullopt, "");
 }
 
+absl::StatusOr<json> CurlKubeClient::ServerVersion() {
+  return Call("GET", "/version", "", std::nullopt, "");
+}
+
 absl::StatusOr<ListResult> CurlKubeClient::List(const ResourceType& type, std::string_view ns,
                                                 const ListOptions& options) {
   const std::string path = ResourcePath(type, ns);

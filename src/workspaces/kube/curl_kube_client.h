@@ -79,6 +79,9 @@ class CurlKubeClient final : public KubeClient {
   absl::Status Watch(const ResourceType& type, std::string_view ns, const WatchOptions& options,
                      const std::function<bool(const WatchEvent&)>& fn) override;
 
+  // The server's /version: {"major": "1", "minor": "20", "gitVersion": "v1.20.2", …}.
+  absl::StatusOr<nlohmann::json> ServerVersion();
+
  private:
   struct Response {
     long code = 0;

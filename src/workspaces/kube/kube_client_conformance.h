@@ -41,13 +41,15 @@ class KubeClientUnderTest {
   virtual KubeClient& client() = 0;
   // Forgets the watch history: a Watch from an older resourceVersion is then OutOfRange.
   virtual void CompactHistory() = 0;
-  // Ends every running Watch normally, as the server does at its timeout.
-  virtual void CloseWatches() = 0;
+  // Whether an idle watch gets a BOOKMARK within a second or so. The fakes send one every
+  // 200 ms; kube-apiserver 1.20 sends them about once a minute (and, by its code, 2 s before a
+  // watch's timeout, which was not seen within a 3 s watch).
+  virtual bool SendsFrequentBookmarks() const { return true; }
 };
 
 struct KubeClientFactory {
   std::string name;  // test-name suffix: letters, digits, underscores
-  // Makes a client over an empty cluster; idle watches get a BOOKMARK at least every second.
+  // Makes a client over an empty cluster, or nullptr (skip) when the backend is not installed.
   std::function<std::unique_ptr<KubeClientUnderTest>()> make;
 };
 
@@ -65,6 +67,9 @@ class KubeClientConformanceTest : public ::testing::TestWithParam<KubeClientFact
 
   void SetUp() override {
     under_test_ = GetParam().make();
+    // A backend that is not installed (the real API server before `make kube-apiserver`)
+    // returns nullptr without a failure: skipped. Any other nullptr comes with a failure.
+    if (under_test_ == nullptr && !HasFailure()) GTEST_SKIP() << GetParam().name << " unavailable";
     ASSERT_NE(under_test_, nullptr);
   }
 
@@ -81,7 +86,9 @@ class KubeClientConformanceTest : public ::testing::TestWithParam<KubeClientFact
     return {{"apiVersion", "v1"},
             {"kind", "Service"},
             {"metadata", {{"name", name}}},
-            {"spec", {{"ports", {{{"port", 80}}}}}}};
+            // protocol: 1.20's server-side apply needs every key of the (port, protocol)
+            // associative list, defaulted or not.
+            {"spec", {{"ports", {{{"port", 80}, {"protocol", "TCP"}}}}}}};
   }
   static std::string Rv(const json& object) {
     return object["metadata"]["resourceVersion"].get<std::string>();
@@ -241,7 +248,6 @@ TEST_P(KubeClientConformanceTest, ApplyCreatesThenMerges) {
   absl::StatusOr<json> created = kube().Apply(ServiceType(), kNs, Svc("s"));
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_EQ((*created)["spec"]["ports"][0]["port"], 80);
-  EXPECT_EQ((*created)["metadata"]["generation"], 1);
 
   json intent = Svc("s");
   intent["spec"]["type"] = "ClusterIP";
@@ -249,7 +255,7 @@ TEST_P(KubeClientConformanceTest, ApplyCreatesThenMerges) {
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ((*applied)["spec"]["type"], "ClusterIP");
   EXPECT_EQ((*applied)["metadata"]["uid"], (*created)["metadata"]["uid"]);
-  EXPECT_EQ((*applied)["metadata"]["generation"], 2);
+  EXPECT_NE(Rv(*applied), Rv(*created));  // (Services have no generation on a real server)
 
   absl::StatusOr<json> again = kube().Apply(ServiceType(), kNs, intent);  // no-op
   ASSERT_TRUE(again.ok()) << again.status();
@@ -309,10 +315,19 @@ TEST_P(KubeClientConformanceTest, DeleteCollectsDependents) {
   ASSERT_TRUE(kube().Create(ServiceType(), kNs, Svc("unowned")).ok());
 
   ASSERT_TRUE(kube().Delete(WorkspaceType(), kNs, "w").ok());
-  absl::StatusOr<ListResult> left = kube().List(ServiceType(), kNs);
-  ASSERT_TRUE(left.ok()) << left.status();
-  ASSERT_EQ(left->items.size(), 1u);
-  EXPECT_EQ(left->items[0]["metadata"]["name"], "unowned");
+  // A real API server's garbage collector (kube-controller-manager) deletes them shortly after.
+  // (Its "kubernetes" Service in default is not the suite's.)
+  std::vector<std::string> left;
+  EXPECT_TRUE(WaitFor([&] {
+    absl::StatusOr<ListResult> list = kube().List(ServiceType(), kNs);
+    left.clear();
+    for (const json& item : list.ok() ? list->items : std::vector<json>{}) {
+      const std::string name = item["metadata"]["name"];
+      if (name != "kubernetes") left.push_back(name);
+    }
+    return list.ok() && left.size() == 1;
+  }));
+  EXPECT_THAT(left, ::testing::ElementsAre("unowned"));
 
   // Orphan keeps dependents and drops the reference.
   owner = *kube().Create(WorkspaceType(), kNs, Ws("w2"));
@@ -324,7 +339,11 @@ TEST_P(KubeClientConformanceTest, DeleteCollectsDependents) {
   DeleteOptions orphan;
   orphan.propagation_policy = "Orphan";
   ASSERT_TRUE(kube().Delete(WorkspaceType(), kNs, "w2", orphan).ok());
-  absl::StatusOr<json> kept = kube().Get(ServiceType(), kNs, "s3");
+  absl::StatusOr<json> kept;
+  EXPECT_TRUE(WaitFor([&] {
+    kept = kube().Get(ServiceType(), kNs, "s3");
+    return kept.ok() && !(*kept)["metadata"].contains("ownerReferences");
+  }));
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_FALSE((*kept)["metadata"].contains("ownerReferences"));
 }
@@ -360,11 +379,12 @@ TEST_P(KubeClientConformanceTest, ListFiltersBySelectorsAndNamespace) {
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->items.size(), 3u);
 
-  // The list's resourceVersion is the latest write's (of any type): a watch starts there.
+  // The list's resourceVersion is at least the latest write's (of any type): a watch starts
+  // there. (A real cluster's controllers may have written since.)
   json svc = *kube().Create(ServiceType(), kNs, Svc("s"));
   absl::StatusOr<ListResult> after = kube().List(WorkspaceType(), kNs);
   ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ(after->resource_version, Rv(svc));
+  EXPECT_GE(std::stoll(after->resource_version), std::stoll(Rv(svc)));
 }
 
 TEST_P(KubeClientConformanceTest, WatchReplaysHistoryAndFollows) {
@@ -474,45 +494,48 @@ TEST_P(KubeClientConformanceTest, WatchFromCompactedVersionIsGone) {
   EXPECT_TRUE(IsGone(s)) << s;
 }
 
-TEST_P(KubeClientConformanceTest, WatchSendsBookmarksAndEndsOnCancelAndClose) {
+TEST_P(KubeClientConformanceTest, WatchSendsBookmarksAndEndsOnCancelAndTimeout) {
   ListResult start = *kube().List(WorkspaceType(), kNs);
-  ASSERT_TRUE(kube().Create(WorkspaceType(), kNs, Ws("a")).ok());
-  json svc = *kube().Create(ServiceType(), kNs, Svc("s"));
+  json a = *kube().Create(WorkspaceType(), kNs, Ws("a"));
 
-  // Bookmarks carry the global resourceVersion, past the write of another type.
+  // A bookmark carries a resourceVersion at least that of the last event of the type. (The
+  // fakes send one every 200 ms; kube-apiserver 1.20 sends one 2 s before the watch's timeout,
+  // or every minute, so the timeout here is 3 s.)
   std::atomic<bool> cancel{false};
   WatchOptions wo;
   wo.resource_version = start.resource_version;
-  wo.timeout_seconds = 20;
+  wo.timeout_seconds = 3;
   wo.cancel = &cancel;
   std::string bookmark_rv;
+  bool saw_a = false;
   auto begin = std::chrono::steady_clock::now();
   absl::Status s = kube().Watch(WorkspaceType(), kNs, wo, [&](const WatchEvent& e) {
     if (e.type == WatchEvent::Type::kBookmark) {
       bookmark_rv = e.object["metadata"]["resourceVersion"];
-      if (std::stoll(bookmark_rv) >= std::stoll(Rv(svc))) cancel = true;
+      if (std::stoll(bookmark_rv) >= std::stoll(Rv(a))) cancel = true;
+    } else if (e.object["metadata"]["name"] == "a") {
+      saw_a = true;
+      if (!under_test_->SendsFrequentBookmarks()) cancel = true;
     }
     return true;
   });
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
-  EXPECT_EQ(bookmark_rv, Rv(svc));
+  EXPECT_TRUE(saw_a);
+  if (under_test_->SendsFrequentBookmarks()) {
+    ASSERT_FALSE(bookmark_rv.empty());
+    EXPECT_GE(std::stoll(bookmark_rv), std::stoll(Rv(a)));
+  }
   EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(5));
 
-  // The server ending the watch (its timeout) is a normal end.
+  // The server ending the watch at its timeout is a normal end.
   wo.allow_bookmarks = false;
   wo.cancel = nullptr;
-  wo.resource_version = Rv(svc);
-  std::atomic<bool> done{false};
-  std::thread closer([&] {
-    while (!done) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      under_test_->CloseWatches();
-    }
-  });
+  wo.timeout_seconds = 1;
+  wo.resource_version = Rv(a);
+  begin = std::chrono::steady_clock::now();
   s = kube().Watch(WorkspaceType(), kNs, wo, [](const WatchEvent&) { return true; });
-  done = true;
-  closer.join();
   EXPECT_TRUE(s.ok()) << s;
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(5));
 }
 
 }  // namespace tessera::workspaces::kube

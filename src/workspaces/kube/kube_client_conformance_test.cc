@@ -1,6 +1,7 @@
 // The KubeClient conformance suite (kube_client_conformance.h) against the in-memory
-// FakeKubeClient and against the real CurlKubeClient talking to tests/kube/fake_apiserver.py
-// over TLS. The fake API server is the reference: where the two disagree, the fake is fixed.
+// FakeKubeClient and the real CurlKubeClient talking to tests/kube/fake_apiserver.py over TLS.
+// kube_client_real_apiserver_test.cc runs the same suite against a real kube-apiserver, which is
+// the reference: where a fake disagrees with it, the fake is fixed.
 
 #include "workspaces/kube/kube_client_conformance.h"
 
@@ -23,7 +24,6 @@ class InMemory final : public KubeClientUnderTest {
   InMemory() : fake_(Options()) {}
   KubeClient& client() override { return fake_; }
   void CompactHistory() override { fake_.CompactHistory(); }
-  void CloseWatches() override { fake_.CloseWatches(); }
 
  private:
   static FakeKubeClient::Options Options() {
@@ -52,9 +52,6 @@ class OverHttps final : public KubeClientUnderTest {
   KubeClient& client() override { return *client_; }
   void CompactHistory() override {
     EXPECT_TRUE(SharedServer()->Control("POST", "/fake/compact").ok());
-  }
-  void CloseWatches() override {
-    EXPECT_TRUE(SharedServer()->Control("POST", "/fake/close-watches").ok());
   }
 
  private:

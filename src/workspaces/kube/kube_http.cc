@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -113,7 +115,55 @@ absl::Status StatusFromResponse(std::string_view verb, std::string_view path, lo
   std::string message = text.empty()
                             ? fmt::format("{} {}: HTTP {}", verb, path, http_code)
                             : fmt::format("{} {}: HTTP {}: {}", verb, path, http_code, text);
+  if (http_code == 404) {
+    // Not a Kubernetes Status: no handler for the path at all, i.e. the API server does not
+    // serve this resource type (an object that is missing gets a Status with reason NotFound).
+    const std::string type = ServedTypeOfPath(path);
+    if (!type.empty()) {
+      message = fmt::format(
+          "{} {}: the API server does not serve {} (HTTP 404: {}); is the "
+          "CustomResourceDefinition {} installed?",
+          verb, path, type, text.empty() ? "no body" : text, type.substr(0, type.find(' ')));
+    }
+  }
   return MapCode(http_code, "", message);
+}
+
+absl::StatusOr<std::pair<int, int>> ParseServerVersion(const json& version) {
+  auto number = [&](const char* key) -> std::optional<int> {
+    const std::string text = JsonString(version, key);
+    int value = 0;
+    size_t i = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && i < 6; ++i) {
+      value = value * 10 + (text[i] - '0');
+    }
+    if (i == 0) return std::nullopt;
+    return value;
+  };
+  std::optional<int> major = number("major");
+  std::optional<int> minor = number("minor");
+  if (!major || !minor) {
+    return InvalidArgument("the API server's /version has no numeric major and minor: {}",
+                           version.dump().substr(0, 200));
+  }
+  return std::make_pair(*major, *minor);
+}
+
+std::string ServedTypeOfPath(std::string_view path) {
+  // /apis/{group}/{version}[/namespaces/{ns}]/{plural}[/...]
+  const std::string_view query_free = path.substr(0, path.find('?'));
+  std::vector<std::string_view> parts;
+  for (size_t start = 0; start <= query_free.size();) {
+    size_t slash = query_free.find('/', start);
+    if (slash == std::string_view::npos) slash = query_free.size();
+    if (slash > start) parts.push_back(query_free.substr(start, slash - start));
+    start = slash + 1;
+  }
+  if (parts.size() < 4 || parts[0] != "apis") return "";
+  size_t plural = 3;
+  if (parts[3] == "namespaces") plural = 5;
+  if (plural >= parts.size()) return "";
+  return fmt::format("{}.{} {}", parts[plural], parts[1], parts[2]);
 }
 
 absl::StatusOr<WatchEvent> ParseWatchEvent(std::string_view verb, std::string_view path,

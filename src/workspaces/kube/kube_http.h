@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,6 +42,14 @@ class QueryBuilder {
 // is one; the message is "<verb> <path>: <server message>".
 absl::Status StatusFromResponse(std::string_view verb, std::string_view path, long http_code,
                                 std::string_view body);
+
+// "{plural}.{group} {version}" for a path under /apis/{group}/{version}/… (the name of the
+// CustomResourceDefinition that would serve it, and the version); "" for other paths. A 404 that
+// is not a Kubernetes Status says the type is not served, and StatusFromResponse names it so.
+std::string ServedTypeOfPath(std::string_view path);
+
+// {major, minor} of a /version answer; "minor" may carry a suffix ("27+" on some clouds).
+absl::StatusOr<std::pair<int, int>> ParseServerVersion(const nlohmann::json& version);
 
 // The status for a Kubernetes Status object (as in a watch ERROR event).
 absl::Status StatusFromStatusObject(std::string_view verb, std::string_view path,

@@ -11,6 +11,7 @@
 namespace tessera::workspaces::kube {
 namespace {
 
+using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -80,6 +81,36 @@ TEST(KubeHttpTest, ErrorMapping) {
   absl::Status s = StatusFromResponse("PUT", "/x", 502, "Bad Gateway\n");
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(StatusMessage(s), "PUT /x: HTTP 502: Bad Gateway");
+}
+
+TEST(KubeHttpTest, A404WithoutAStatusNamesTheTypeThatIsNotServed) {
+  // What kube-apiserver answers for a group/version or plural it does not serve.
+  absl::Status s = StatusFromResponse(
+      "PATCH",
+      "/apis/networking.istio.io/v1beta1/namespaces/team-a/virtualservices/ws-a?fieldManager=x",
+      404, "404 page not found\n");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(StatusMessage(s), HasSubstr("does not serve virtualservices.networking.istio.io "
+                                          "v1beta1 (HTTP 404: 404 page not found)"));
+  EXPECT_THAT(StatusMessage(s),
+              HasSubstr("is the CustomResourceDefinition virtualservices.networking.istio.io "
+                        "installed?"));
+  EXPECT_EQ(ServedTypeOfPath("/apis/ray.io/v1/rayclusters"), "rayclusters.ray.io v1");
+  EXPECT_EQ(ServedTypeOfPath("/apis/ray.io/v1"), "");
+  EXPECT_EQ(ServedTypeOfPath("/api/v1/namespaces/a/pods/b"), "");
+  EXPECT_EQ(ServedTypeOfPath("/apis/ray.io/v1/namespaces/a"), "");
+  // A missing object keeps the server's own message.
+  EXPECT_EQ(StatusMessage(Mapped(404, "NotFound")), "GET /api/v1/namespaces/a/pods/b: msg 404");
+}
+
+TEST(KubeHttpTest, ServerVersion) {
+  EXPECT_EQ(ParseServerVersion(json{{"major", "1"}, {"minor", "20"}}).value(),
+            std::make_pair(1, 20));
+  EXPECT_EQ(ParseServerVersion(json{{"major", "1"}, {"minor", "27+"}}).value(),
+            std::make_pair(1, 27));
+  EXPECT_FALSE(ParseServerVersion(json{{"major", "1"}}).ok());
+  EXPECT_FALSE(ParseServerVersion(json{{"major", "x"}, {"minor", "2"}}).ok());
+  EXPECT_FALSE(ParseServerVersion(json::array()).ok());
 }
 
 TEST(KubeHttpTest, WatchEvents) {

@@ -72,9 +72,10 @@ void Controller::Run(const std::atomic<bool>& stop) {
   // deleted or edited by someone else is restored at once (a missing AuthorizationPolicy would
   // leave the IDE open to anyone the gateway lets in).
   std::vector<std::unique_ptr<kube::Informer>> children;
-  for (const kube::ResourceType* type :
-       {&kube::StatefulSetType(), &kube::RayClusterType(), &kube::ServiceType(),
-        &kube::VirtualServiceType(), &kube::AuthorizationPolicyType()}) {
+  const std::vector<const kube::ResourceType*> child_types = {
+      &kube::StatefulSetType(), &kube::RayClusterType(), &kube::ServiceType(),
+      &kube::VirtualServiceType(), &kube::AuthorizationPolicyType()};
+  for (const kube::ResourceType* type : child_types) {
     children.push_back(
         std::make_unique<kube::Informer>(*client_, *type, options_.ns, children_options));
     children.back()->AddHandler(enqueue_owner(children.back().get()));
@@ -82,6 +83,12 @@ void Controller::Run(const std::atomic<bool>& stop) {
 
   std::vector<kube::Informer*> informers = {&workspaces, &templates};
   for (const auto& informer : children) informers.push_back(informer.get());
+  std::vector<const kube::ResourceType*> served = {&kube::WorkspaceType(),
+                                                   &kube::WorkspaceTemplateType()};
+  for (const kube::ResourceType* type : child_types) served.push_back(type);
+  if (options_.reader != nullptr) {
+    for (size_t i = 0; i < served.size(); ++i) options_.reader->Serve(*served[i], informers[i]);
+  }
   std::vector<std::thread> threads;
   for (kube::Informer* informer : informers) {
     threads.emplace_back([informer, &stop] {
@@ -110,6 +117,9 @@ void Controller::Run(const std::atomic<bool>& stop) {
     });
   }
   for (std::thread& t : threads) t.join();
+  if (options_.reader != nullptr) {
+    for (const kube::ResourceType* type : served) options_.reader->Serve(*type, nullptr);
+  }
   queue.ShutDown();
 }
 

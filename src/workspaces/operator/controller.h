@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "workspaces/kube/cached_reader.h"
 #include "workspaces/kube/kube_client.h"
 #include "workspaces/operator/reconciler.h"
 
@@ -19,6 +20,9 @@ struct ControllerOptions {
   int64_t backoff_base_ms = 50;
   int64_t backoff_max_ms = 60'000;
   const Clock* clock = SystemClock::Default();
+  // When set, the informers serve their types' reads through it while Run() runs (the
+  // reconciler reads through the same one).
+  kube::CachedReader* reader = nullptr;
 };
 
 // Drives the Reconciler: informers (list-then-watch) on Workspaces, WorkspaceTemplates and every

@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "workspaces/kube/intent.h"
 
 namespace tessera::workspaces {
 namespace {
@@ -52,8 +53,11 @@ int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
 }  // namespace
 
 Reconciler::Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
-                       HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options)
+                       HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options,
+                       kube::CachedReader* reader)
     : client_(client),
+      own_reader_(reader == nullptr ? std::make_unique<kube::CachedReader>(client) : nullptr),
+      reader_(reader == nullptr ? own_reader_.get() : reader),
       clock_(clock),
       events_(events),
       probe_(probe),
@@ -63,13 +67,16 @@ Reconciler::Reconciler(kube::KubeClient* client, const Clock* clock, EventRecord
 absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
                                                       const std::string& name) {
   const int64_t start_ns = clock_->MonotonicNanos();
+  const std::string key = ns + "/" + name;
+  const Workspace* tracked = nullptr;  // set once parsed: failures are reported on it
   auto done = [&](absl::StatusOr<ReconcileResult> r) {
     metrics_->ObserveReconcile((clock_->MonotonicNanos() - start_ns) / 1e9, r.ok());
+    TrackFailures(tracked, key, r);
     return r;
   };
-  absl::StatusOr<json> object = client_->Get(kube::WorkspaceType(), ns, name);
+  absl::StatusOr<json> object = reader_->Get(kube::WorkspaceType(), ns, name);
   if (absl::IsNotFound(object.status())) {
-    metrics_->SetWorkspace(ns + "/" + name, std::nullopt, "", 0);
+    metrics_->SetWorkspace(key, std::nullopt, "", 0);
     return done(ReconcileResult{});
   }
   if (!object.ok()) return done(object.status());
@@ -87,12 +94,13 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   }
   const Workspace& ws = *parsed;
   if (ws.metadata.deleting) return done(Finalize(ws));
+  tracked = &ws;
   if (absl::Status s = EnsureFinalizer(ws); !s.ok()) return done(s);
 
   Observation obs;
   WorkspaceTemplate tmpl;
   absl::StatusOr<json> tmpl_object =
-      client_->Get(kube::WorkspaceTemplateType(), ns, ws.spec.template_name);
+      reader_->Get(kube::WorkspaceTemplateType(), ns, ws.spec.template_name);
   if (tmpl_object.ok()) {
     absl::StatusOr<WorkspaceTemplate> t = ParseWorkspaceTemplate(*tmpl_object);
     if (t.ok()) {
@@ -157,6 +165,49 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   return done(result);
 }
 
+void Reconciler::TrackFailures(const Workspace* ws, const std::string& key,
+                               const absl::StatusOr<ReconcileResult>& result) {
+  const int64_t now = clock_->NowMillis();
+  FailureStreak streak;
+  {
+    MutexLock lock(&failures_mu_);
+    if (result.ok() || ws == nullptr) {
+      failures_.erase(key);
+      return;
+    }
+    FailureStreak& s = failures_[key];
+    if (s.attempts == 0) s.since_ms = now;
+    ++s.attempts;
+    if (s.attempts < options_.report_failures_after_attempts ||
+        now - s.since_ms < options_.report_failures_after_ms) {
+      return;
+    }
+    streak = s;
+    s.reported = true;
+  }
+  const std::string message =
+      fmt::format("{} (failing since {}; retrying with backoff)", StatusMessage(result.status()),
+                  FormatRfc3339Millis(streak.since_ms));
+  const WorkspaceStatus next = FailingStatus(*ws, message, now);
+  if (StatusDiffers(ws->status, next)) {
+    absl::StatusOr<json> written =
+        client_->MergePatch(kube::WorkspaceType(), ws->metadata.namespace_, ws->metadata.name,
+                            json{{"status", StatusToJson(next)}}, /*status=*/true);
+    if (!written.ok()) {
+      fmt::print(stderr, "tessera-operator: {}: could not report its failures in the status: {}\n",
+                 key, StatusMessage(written.status()));
+    }
+    metrics_->SetWorkspace(key, Phase::kFailed, ws->spec.owner,
+                           ParseTimeOr(ws->status.last_activity_time, 0));
+  }
+  if (!streak.reported) {
+    events_->Record(
+        *ws, "Warning", "ReconcileFailing",
+        fmt::format("{} attempts since {} failed: {}", streak.attempts,
+                    FormatRfc3339Millis(streak.since_ms), StatusMessage(result.status())));
+  }
+}
+
 absl::Status Reconciler::EnsureFinalizer(const Workspace& ws) {
   const auto& f = ws.metadata.finalizers;
   if (std::find(f.begin(), f.end(), kFinalizer) != f.end()) return absl::OkStatus();
@@ -186,10 +237,14 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
     std::string name;
     bool after_the_rest;  // deleted only once every earlier step's object is gone
   };
+  // The IDE pod is its own step: the StatefulSet object can be gone (background deletion, or
+  // deleted by hand with its pod orphaned) while its pod still serves. The garbage collector
+  // deletes an owned pod; an orphaned one is deleted here.
   const Step steps[] = {{&kube::RayClusterType(), child, false},
                         {&kube::VirtualServiceType(), child, false},
                         {&kube::ServiceType(), child, false},
                         {&kube::StatefulSetType(), child, false},
+                        {&kube::PodType(), IdePodName(ws), true},
                         {&kube::PersistentVolumeClaimType(), home, true},
                         {&kube::AuthorizationPolicyType(), child, true}};
   int remaining = 0;
@@ -258,13 +313,9 @@ absl::StatusOr<ReconcileResult> Reconciler::ReconcileInvalid(const json& object,
   return ReconcileResult{};
 }
 
-absl::Status Reconciler::KeepAutoscaledReplicas(const std::string& ns, json* ray_cluster) {
-  absl::StatusOr<json> live =
-      client_->Get(kube::RayClusterType(), ns, (*ray_cluster)["metadata"].value("name", ""));
-  if (absl::IsNotFound(live.status())) return absl::OkStatus();  // created with spec replicas
-  if (!live.ok()) return Annotate(live.status(), "reading the RayCluster");
-  const json live_groups = live->value("spec", json::object()).value("workerGroupSpecs", json());
-  if (!live_groups.is_array()) return absl::OkStatus();
+void Reconciler::KeepAutoscaledReplicas(const json& live, json* ray_cluster) {
+  const json live_groups = live.value("spec", json::object()).value("workerGroupSpecs", json());
+  if (!live_groups.is_array()) return;
   for (json& group : (*ray_cluster)["spec"]["workerGroupSpecs"]) {
     for (const json& current : live_groups) {
       if (!current.is_object() || current.value("groupName", "") != group.value("groupName", "") ||
@@ -276,7 +327,36 @@ absl::Status Reconciler::KeepAutoscaledReplicas(const std::string& ns, json* ray
       group["replicas"] = std::clamp(current["replicas"].get<int64_t>(), lo, std::max(lo, hi));
     }
   }
-  return absl::OkStatus();
+}
+
+absl::StatusOr<json> Reconciler::ApplyChild(const Workspace& ws, const kube::ResourceType& type,
+                                            const json& intent, const absl::StatusOr<json>& live) {
+  const std::string& ns = ws.metadata.namespace_;
+  const std::string name = intent["metadata"].value("name", "");
+  absl::StatusOr<json> applied = client_->Apply(type, ns, intent, options_.apply);
+  if (applied.ok() || applied.status().code() != absl::StatusCode::kInvalidArgument || !live.ok()) {
+    return applied;
+  }
+  // The merged object is invalid although the intent alone is valid (it was valid when the
+  // child was created): another manager's fields collide with ours. Take the spec back — a
+  // JSON merge patch replaces every list in it with the operator's and merges maps — then
+  // apply again so the operator's field manager owns its fields as an applier.
+  const std::string rv = (*live)["metadata"].value("resourceVersion", "");
+  absl::StatusOr<json> replaced =
+      client_->MergePatch(type, ns, name,
+                          json{{"metadata", {{"resourceVersion", rv}}},
+                               {"spec", intent.value("spec", json::object())}});
+  if (!replaced.ok()) {
+    return absl::Status(
+        applied.status().code(),
+        fmt::format("{}; replacing its spec did not help either: {}",
+                    StatusMessage(applied.status()), StatusMessage(replaced.status())));
+  }
+  events_->Record(ws, "Warning", "ChildReplaced",
+                  fmt::format("{} {}: the server refused the apply ({}); replaced its spec with "
+                              "the operator's and applied again",
+                              type.kind, name, StatusMessage(applied.status())));
+  return client_->Apply(type, ns, intent, options_.apply);
 }
 
 absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl,
@@ -285,21 +365,35 @@ absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTempl
   const std::string& ns = ws.metadata.namespace_;
   for (json& child : children) {
     const kube::ResourceType& type = TypeOfChild(child);
-    if (&type == &kube::RayClusterType()) {
-      TESSERA_RETURN_IF_ERROR(KeepAutoscaledReplicas(ns, &child));
+    const std::string child_name = child["metadata"].value("name", "");
+    absl::StatusOr<json> live = reader_->Get(type, ns, child_name);
+    if (!live.ok() && !absl::IsNotFound(live.status())) {
+      return Annotate(live.status(), fmt::format("reading {} {}", type.kind, child_name));
     }
-    absl::StatusOr<json> applied = client_->Apply(type, ns, child, options_.apply);
-    if (!applied.ok()) {
-      return Annotate(applied.status(), fmt::format("applying {} {}", type.kind,
-                                                    child["metadata"].value("name", "")));
+    if (&type == &kube::RayClusterType() && live.ok()) KeepAutoscaledReplicas(*live, &child);
+    const json* seen = nullptr;
+    absl::StatusOr<json> applied = absl::UnknownError("not applied");
+    if (live.ok() && kube::LiveSatisfiesIntent(*live, child)) {
+      seen = &*live;  // nothing to change
+    } else {
+      applied = ApplyChild(ws, type, child, live);
+      if (!applied.ok()) {
+        return Annotate(applied.status(), fmt::format("applying {} {}", type.kind, child_name));
+      }
+      seen = &*applied;
     }
-    if (&type == &kube::StatefulSetType()) ObserveStatefulSet(*applied, obs);
-    if (&type == &kube::RayClusterType()) ObserveRayCluster(*applied, obs);
+    if (&type == &kube::StatefulSetType()) ObserveStatefulSet(*seen, obs);
+    if (&type == &kube::RayClusterType()) ObserveRayCluster(*seen, obs);
   }
   if (!ws.spec.ray.enabled) {
-    // Ray switched off: prune the cluster this operator created earlier.
-    absl::Status s = client_->Delete(kube::RayClusterType(), ns, WorkspaceChildName(ws));
-    if (!s.ok() && !absl::IsNotFound(s)) return Annotate(s, "deleting the RayCluster");
+    // Ray switched off: prune the cluster this operator created earlier, if there is one.
+    absl::StatusOr<json> ray = reader_->Get(kube::RayClusterType(), ns, WorkspaceChildName(ws));
+    if (ray.ok()) {
+      absl::Status s = client_->Delete(kube::RayClusterType(), ns, WorkspaceChildName(ws));
+      if (!s.ok() && !absl::IsNotFound(s)) return Annotate(s, "deleting the RayCluster");
+    } else if (!absl::IsNotFound(ray.status())) {
+      return Annotate(ray.status(), "reading the RayCluster");
+    }
   }
   return absl::OkStatus();
 }

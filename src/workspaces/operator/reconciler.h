@@ -1,13 +1,17 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "workspaces/api/workspace.h"
+#include "workspaces/kube/cached_reader.h"
 #include "workspaces/kube/kube_client.h"
 #include "workspaces/operator/operator_metrics.h"
 #include "workspaces/operator/render.h"
@@ -44,6 +48,11 @@ struct ReconcilerOptions {
   // Retry interval while a workspace waits for something outside the operator (its template,
   // its children's deletion).
   int64_t wait_retry_ms = 10'000;
+  // Reconciles of one workspace that keep failing (any error, transient ones included: a 500
+  // on every apply) are surfaced once both limits are reached: phase Failed, condition Ready
+  // False with reason ReconcileFailing and the error, and a Warning Event. Retries go on.
+  int report_failures_after_attempts = 3;
+  int64_t report_failures_after_ms = 30'000;
 };
 
 struct ReconcileResult {
@@ -52,7 +61,14 @@ struct ReconcileResult {
 
 // Level-triggered, idempotent reconcile of one Workspace: whatever happened before, one call
 // makes the children match the spec (server-side apply; the operator's field manager owns what
-// it sets), writes the status only if it changed, and says when to look again. Deletion runs
+// it sets), writes the status only if it changed, and says when to look again. Reads (the
+// workspace, its template, its children) go through a CachedReader, and a child is applied only
+// when the live object does not already hold the rendered intent (kube::LiveSatisfiesIntent):
+// a reconcile that finds nothing to change makes no request. An apply the server refuses as
+// invalid (422) for a child that exists — another manager's edit of a list entry under another
+// key, e.g. a Service port renumbered but still named "http" — is recovered by replacing the
+// child's spec lists with the operator's (a merge patch with the resourceVersion as
+// precondition) and applying again, with a Warning Event "ChildReplaced". Deletion runs
 // through a finalizer: children are deleted explicitly and the finalizer is removed once they
 // are gone. A Ready workspace idle for longer than spec.idleTimeout is stopped (spec.stopped =
 // true, annotation culled-at, Event "Culled"); `tessera ws start` clears stopped again.
@@ -63,8 +79,11 @@ struct ReconcileResult {
 // (the work queue guarantees it).
 class Reconciler {
  public:
+  // `reader` serves the reads (the controller registers its informers there); nullptr: every
+  // read goes to the API server.
   Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
-             HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options);
+             HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options,
+             kube::CachedReader* reader = nullptr);
 
   absl::StatusOr<ReconcileResult> Reconcile(const std::string& ns, const std::string& name);
 
@@ -77,20 +96,40 @@ class Reconciler {
   // RayCluster takes each group's live replicas (clamped to its min/max) so a re-apply does not
   // scale away workers the autoscaler added. (workerGroupSpecs is an atomic list: server-side
   // apply cannot leave one field of it to another manager.)
-  absl::Status KeepAutoscaledReplicas(const std::string& ns, nlohmann::json* ray_cluster);
-  // Applies the children; fills obs with what the apply responses say about them.
+  static void KeepAutoscaledReplicas(const nlohmann::json& live, nlohmann::json* ray_cluster);
+  // Applies the children that differ from their intent; fills obs from the apply responses or,
+  // for children left alone, from the live objects.
   absl::Status ApplyChildren(const Workspace& ws, const WorkspaceTemplate& tmpl, Observation* obs);
+  // Server-side apply of one child; on a 422 for a child that exists (`live`), the recovery
+  // described above.
+  absl::StatusOr<nlohmann::json> ApplyChild(const Workspace& ws, const kube::ResourceType& type,
+                                            const nlohmann::json& intent,
+                                            const absl::StatusOr<nlohmann::json>& live);
+  // Counts a failed reconcile of `ws` (or forgets the streak when `result` is OK) and, once the
+  // streak reaches the limits in the options, writes FailingStatus and a Warning Event.
+  void TrackFailures(const Workspace* ws, const std::string& key,
+                     const absl::StatusOr<ReconcileResult>& result);
   // Idle check for a workspace whose IDE is up: updates status->last_activity_time, culls when
   // idle.
   absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
 
+  struct FailureStreak {
+    int64_t since_ms = 0;
+    int attempts = 0;
+    bool reported = false;
+  };
+
   kube::KubeClient* client_;
+  std::unique_ptr<kube::CachedReader> own_reader_;  // when none was given
+  kube::CachedReader* reader_;
   const Clock* clock_;
   EventRecorder* events_;
   HeartbeatProbe* probe_;
   OperatorMetrics* metrics_;
   ReconcilerOptions options_;
+  Mutex failures_mu_;
+  std::map<std::string, FailureStreak> failures_ ABSL_GUARDED_BY(failures_mu_);
 };
 
 }  // namespace tessera::workspaces

@@ -3,19 +3,26 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/errors.h"
 #include "common/metrics.h"
 #include "common/time_util.h"
+#include "workspaces/kube/cached_reader.h"
 #include "workspaces/kube/fake_kube_client.h"
+#include "workspaces/kube/informer.h"
 
 namespace tessera::workspaces {
 namespace {
 
 using nlohmann::json;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -348,9 +355,128 @@ TEST_F(ReconcilerTest, ASecondReconcileWithNothingChangedWritesNothing) {
 
   EXPECT_EQ(MustReconcile().requeue_after_ms, 0);
   EXPECT_EQ(fake_.CurrentResourceVersion(), rv);
-  EXPECT_THAT(CallsStartingWith("PATCH"), IsEmpty());  // neither finalizer nor status
+  // Not even an apply that would change nothing: the children already hold the intent.
+  EXPECT_THAT(Writes(), IsEmpty());
   EXPECT_EQ(events_.events().size(), events);
   EXPECT_EQ(CurrentPhase(), "Starting");
+}
+
+TEST_F(ReconcilerTest, AReadyWorkspaceCheckedForActivityWritesNothing) {
+  StartReady();
+  for (int i = 0; i < 5; ++i) {
+    fake_.ClearCalls();
+    clock_.AdvanceMillis(500);
+    probe_.Set(clock_.NowMillis());
+    MustReconcile();
+    EXPECT_THAT(Writes(), IsEmpty());
+  }
+}
+
+TEST_F(ReconcilerTest, ReadsComeFromTheCachedReaderWhenItServes) {
+  CreateTemplate();
+  CreateWorkspace({{"ray", {{"enabled", false}}}});
+  MustReconcile();
+  // Informers over the fake serve every read the reconciler makes.
+  kube::CachedReader reader(&fake_);
+  std::vector<std::unique_ptr<kube::Informer>> informers;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (const kube::ResourceType* type :
+       {&kube::WorkspaceType(), &kube::WorkspaceTemplateType(), &kube::StatefulSetType(),
+        &kube::ServiceType(), &kube::VirtualServiceType(), &kube::AuthorizationPolicyType(),
+        &kube::RayClusterType()}) {
+    informers.push_back(std::make_unique<kube::Informer>(fake_, *type, kNs));
+    reader.Serve(*type, informers.back().get());
+    threads.emplace_back([&, i = informers.size() - 1] { (void)informers[i]->Run(stop); });
+  }
+  for (const auto& informer : informers) {
+    for (int i = 0; i < 500 && !informer->HasSynced(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_TRUE(informer->HasSynced());
+  }
+  Reconciler cached(&fake_, &clock_, &events_, &probe_, &metrics_, DefaultOptions(), &reader);
+  fake_.ClearCalls();
+  ASSERT_TRUE(cached.Reconcile(kNs, kName).ok());
+  // No GET (all from the caches), no write, and no DELETE of the RayCluster that is not there.
+  EXPECT_THAT(CallsStartingWith("GET"), IsEmpty());
+  EXPECT_THAT(Writes(), IsEmpty());
+  EXPECT_EQ(reader.live_gets(), 0);
+  stop.store(true);
+  for (std::thread& t : threads) t.join();
+}
+
+TEST_F(ReconcilerTest, NoRayWorkspaceDoesNotDeleteARayClusterThatIsNotThere) {
+  CreateTemplate();
+  CreateWorkspace({{"ray", {{"enabled", false}}}});
+  fake_.ClearCalls();
+  MustReconcile();
+  MustReconcile();
+  EXPECT_THAT(CallsStartingWith("DELETE"), IsEmpty());
+}
+
+TEST_F(ReconcilerTest, AForeignEditThatMakesTheApplyInvalidIsRecovered) {
+  StartReady();
+  // Another manager renumbered the Service's port; with server-side apply the merged list has
+  // two ports named "http" and the server refuses it (422). The fake cannot merge lists by
+  // key, so the hook plays the server's part for the first apply.
+  json svc = Get(kube::ServiceType(), kChild);
+  svc["spec"]["ports"][0]["port"] = 81;
+  ASSERT_TRUE(fake_.Update(kube::ServiceType(), kNs, svc).ok());
+  int refused = 0;
+  fake_.SetErrorHook([&](const std::string& call) {
+    if (call == "APPLY services team-a/ws-alice" && refused++ == 0) {
+      return absl::InvalidArgumentError(
+          "Service \"ws-alice\" is invalid: spec.ports[1].name: Duplicate value: \"http\"");
+    }
+    return absl::OkStatus();
+  });
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_THAT(Writes(),
+              ElementsAre("APPLY services team-a/ws-alice", "PATCH services team-a/ws-alice",
+                          "APPLY services team-a/ws-alice"));
+  EXPECT_EQ(Get(kube::ServiceType(), kChild)["spec"]["ports"][0]["port"], 80);
+  EXPECT_EQ(CurrentPhase(), "Ready");
+  EXPECT_THAT(events_.Reasons(), Contains("ChildReplaced"));
+}
+
+TEST_F(ReconcilerTest, ReconcilesThatKeepFailingAreSurfacedInTheStatusAndAnEvent) {
+  CreateTemplate();
+  CreateWorkspace();
+  // An older API server answers 500 to every apply of the StatefulSet.
+  fake_.SetErrorHook([](const std::string& call) {
+    if (call == "APPLY statefulsets team-a/ws-alice") {
+      return absl::UnavailableError(
+          "PATCH …/statefulsets/ws-alice: .spec.persistentVolumeClaimRetentionPolicy: field not "
+          "declared in schema");
+    }
+    return absl::OkStatus();
+  });
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_FALSE(reconciler_.Reconcile(kNs, kName).ok());
+    clock_.AdvanceMillis(20'000);
+  }
+  // Two attempts: not yet (a blip is not reported).
+  EXPECT_FALSE(GetWorkspace().contains("status") &&
+               GetWorkspace()["status"].value("phase", "") == "Failed");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(reconciler_.Reconcile(kNs, kName).ok());
+    clock_.AdvanceMillis(1'000);
+  }
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["status"]["phase"], "Failed");
+  EXPECT_EQ(CondField(ws, kCondReady, "reason"), "ReconcileFailing");
+  const std::string message = CondField(ws, kCondReady, "message").get<std::string>();
+  EXPECT_THAT(message, HasSubstr("field not declared in schema"));
+  EXPECT_THAT(message, HasSubstr("retrying"));
+  int warnings = 0;
+  for (const auto& reason : events_.Reasons()) warnings += reason == "ReconcileFailing";
+  EXPECT_EQ(warnings, 1);  // once per streak, not per retry
+  fake_.SetErrorHook(nullptr);
+  MustReconcile();
+  EXPECT_EQ(CurrentPhase(), "Starting");
+  EXPECT_EQ(CondField(GetWorkspace(), kCondReady, "reason"), "Starting");
 }
 
 TEST_F(ReconcilerTest, ReadyChildrenMakeTheWorkspaceReady) {
@@ -724,7 +850,11 @@ TEST_F(ReconcilerTest, TransientApplyFailureKeepsTheStatus) {
   const json before = GetWorkspace()["status"];
   const size_t events_before = events_.events().size();
   clock_.AdvanceMillis(5'000);
-  // istiod restarting: its webhook answers 500 for a while.
+  // Someone edits the AuthorizationPolicy, so it must be re-applied, while istiod restarts:
+  // its webhook answers 500 for a while.
+  json ap = Get(kube::AuthorizationPolicyType(), kChild);
+  ap["spec"]["action"] = "DENY";
+  ASSERT_TRUE(fake_.Update(kube::AuthorizationPolicyType(), kNs, ap).ok());
   fake_.SetErrorHook([](const std::string& call) {
     if (call == "APPLY authorizationpolicies team-a/ws-alice") {
       return absl::UnavailableError("failed calling webhook \"validation.istio.io\"");
@@ -794,6 +924,33 @@ TEST_F(ReconcilerTest, DeletionRemovesTheHomeVolumeAfterTheIde) {
   MustReconcile();
   MustReconcile();
   EXPECT_FALSE(Exists(kube::PersistentVolumeClaimType(), "home-ws-alice-0"));
+  EXPECT_FALSE(Exists(kube::AuthorizationPolicyType(), kChild));
+  EXPECT_FALSE(Exists(kube::WorkspaceType(), kName));
+}
+
+TEST_F(ReconcilerTest, DeletionKeepsTheAuthorizationPolicyUntilTheIdePodIsGone) {
+  // No home volume to wait for: only the pod (still terminating, held by a finalizer here)
+  // keeps the AuthorizationPolicy.
+  CreateTemplate();
+  CreateWorkspace({{"ray", {{"enabled", false}}}});
+  MustReconcile();
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "ws-alice-0"}, {"namespace", kNs}, {"finalizers", {"test/terminating"}}}}};
+  ASSERT_TRUE(fake_.Create(kube::PodType(), kNs, pod).ok());
+  ASSERT_TRUE(fake_.Delete(kube::WorkspaceType(), kNs, kName).ok());
+  for (int i = 0; i < 4; ++i) MustReconcile();
+  EXPECT_FALSE(Exists(kube::StatefulSetType(), kChild));
+  EXPECT_TRUE(Exists(kube::PodType(), "ws-alice-0"));  // deleting, not gone
+  EXPECT_TRUE(Exists(kube::AuthorizationPolicyType(), kChild));
+  EXPECT_TRUE(Exists(kube::WorkspaceType(), kName));
+  // The pod terminates.
+  ASSERT_TRUE(
+      fake_
+          .MergePatch(kube::PodType(), kNs, "ws-alice-0", {{"metadata", {{"finalizers", nullptr}}}})
+          .ok());
+  for (int i = 0; i < 3; ++i) MustReconcile();
   EXPECT_FALSE(Exists(kube::AuthorizationPolicyType(), kChild));
   EXPECT_FALSE(Exists(kube::WorkspaceType(), kName));
 }

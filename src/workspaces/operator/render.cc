@@ -294,12 +294,12 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
       {"replicas", ws.spec.stopped ? 0 : 1},
       {"serviceName", WorkspaceChildName(ws)},
       {"selector", {{"matchLabels", IdePodSelector(ws)}}},
-      // Stopping scales to 0 and keeps the home volume (whenScaled: Retain). Deleting the
-      // StatefulSet keeps it too (whenDeleted: Retain): a StatefulSet deleted by hand is
-      // recreated by the operator and finds the user's files. Deleting the Workspace deletes
-      // the volume (the operator's finalizer, once the pod is gone): its files are gone.
-      {"persistentVolumeClaimRetentionPolicy",
-       {{"whenDeleted", "Retain"}, {"whenScaled", "Retain"}}},
+      // Stopping scales to 0 and keeps the home volume; deleting the StatefulSet keeps it too:
+      // a StatefulSet deleted by hand is recreated by the operator and finds the user's files.
+      // Deleting the Workspace deletes the volume (the operator's finalizer, once the pod is
+      // gone). That is the StatefulSet's default on every version (1.23+ defaults
+      // persistentVolumeClaimRetentionPolicy to Retain/Retain; older servers have no such field
+      // and always retain), so the field is not sent: a 1.20–1.22 server rejects it in an apply.
       {"template",
        {{"metadata",
          {{"labels", IdePodLabels(ws)},
@@ -481,6 +481,8 @@ std::string WorkspaceChildName(const Workspace& ws) {
 std::string HomeClaimName(const Workspace& ws) {
   return fmt::format("{}-{}-0", kHomeVolume, WorkspaceChildName(ws));
 }
+
+std::string IdePodName(const Workspace& ws) { return WorkspaceChildName(ws) + "-0"; }
 
 std::string RayHeadServiceName(const Workspace& ws) {
   return fmt::format("ws-{}-head-svc", ws.metadata.name);

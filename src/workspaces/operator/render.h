@@ -117,6 +117,8 @@ std::string WorkspaceChildName(const Workspace& ws);
 // "home-ws-{name}-0": the home volume's PersistentVolumeClaim (the StatefulSet controller names
 // it "{volumeClaimTemplate}-{statefulset}-{ordinal}").
 std::string HomeClaimName(const Workspace& ws);
+// "ws-{name}-0": the IDE pod (the StatefulSet's only ordinal).
+std::string IdePodName(const Workspace& ws);
 // "ws-{name}-head-svc": the Ray head Service KubeRay creates for the RayCluster.
 std::string RayHeadServiceName(const Workspace& ws);
 

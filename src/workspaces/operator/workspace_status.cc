@@ -149,6 +149,20 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
   return s;
 }
 
+WorkspaceStatus FailingStatus(const Workspace& ws, const std::string& message, int64_t now_ms) {
+  const WorkspaceStatus& old = ws.status;
+  WorkspaceStatus s = old;
+  s.phase = Phase::kFailed;
+  s.ready_since.clear();
+  s.conditions.clear();
+  for (const Condition& c : old.conditions) {
+    if (c.type != kCondReady) s.conditions.push_back(c);
+  }
+  SetCondition(old, {kCondReady, false, "ReconcileFailing", message}, ws.metadata.generation,
+               now_ms, &s);
+  return s;
+}
+
 json StatusToJson(const WorkspaceStatus& status) {
   json j = json::object();
   if (status.phase) j["phase"] = PhaseName(*status.phase);

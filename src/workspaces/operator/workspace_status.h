@@ -47,6 +47,11 @@ void ObserveRayCluster(const nlohmann::json& ray, Observation* obs);
 WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const std::string& url,
                               int64_t now_ms);
 
+// The status of a workspace whose reconciles keep failing (e.g. every apply answered with a 500):
+// its last status, but phase Failed and condition Ready False with reason ReconcileFailing and
+// `message`. The next reconcile that succeeds computes the status afresh.
+WorkspaceStatus FailingStatus(const Workspace& ws, const std::string& message, int64_t now_ms);
+
 // The status as the JSON the status subresource takes.
 nlohmann::json StatusToJson(const WorkspaceStatus& status);
 
