@@ -26,8 +26,8 @@
 #include "workspaces/kube/kube_config.h"
 #include "workspaces/kube/kube_http.h"
 #include "workspaces/kube/leader_election.h"
+#include "workspaces/operator/activity_signals.h"
 #include "workspaces/operator/controller.h"
-#include "workspaces/operator/http_heartbeat_probe.h"
 #include "workspaces/operator/kube_event_recorder.h"
 #include "workspaces/operator/operator_metrics.h"
 #include "workspaces/operator/reconciler.h"
@@ -57,8 +57,12 @@ struct Flags {
   std::string host = "*";
   std::string owner_header = "x-auth-request-email";
   std::string features_url = "http://tessera-features.tessera.svc:8080";
-  std::string heartbeat_url = HttpHeartbeatProbe::kDefaultUrlTemplate;
+  std::string heartbeat_url = CodeServerHeartbeat::kDefaultUrl;
+  std::string agent_image = "tessera";
+  std::string agent_url = ActivityAgentSignal::kDefaultUrl;
+  std::string ray_dashboard_url = RayActivitySignal::kDefaultUrl;
   std::string activity_check_interval = "1m";
+  std::string idle_warning = "10m";
   std::string resync_period = "5m";
   int workers = 2;
 };
@@ -77,12 +81,14 @@ int Run(const Flags& f) {
   const sigset_t signals = BlockStopSignals();
 
   int64_t lease_ms = 0, renew_ms = 0, retry_ms = 0, activity_ms = 0, resync_ms = 0;
+  int64_t warning_ms = 0;
   for (auto [text, out, name] :
        {std::tuple{&f.lease_duration, &lease_ms, "--lease-duration"},
         std::tuple{&f.renew_deadline, &renew_ms, "--renew-deadline"},
         std::tuple{&f.retry_period, &retry_ms, "--retry-period"},
         std::tuple{&f.activity_check_interval, &activity_ms, "--activity-check-interval"},
-        std::tuple{&f.resync_period, &resync_ms, "--resync-period"}}) {
+        std::tuple{&f.resync_period, &resync_ms, "--resync-period"},
+        std::tuple{&f.idle_warning, &warning_ms, "--idle-warning"}}) {
     absl::StatusOr<int64_t> ms = ParseDurationMillis(*text);
     if (!ms.ok()) return Fail(name, ms.status());
     *out = *ms;
@@ -158,10 +164,23 @@ int Run(const Flags& f) {
   options.render.owner_header = f.owner_header;
   options.render.tessera_features_url = f.features_url;
   options.activity_check_interval_ms = activity_ms;
+  options.idle_warning_ms = warning_ms;
+  options.render.agent_image = f.agent_image;
   KubeEventRecorder events(client->get(), clock, identity);
-  HttpHeartbeatProbe probe(f.heartbeat_url);
+  // Evidence of use: code-server's heartbeat, the activity agent (terminal input, CPU, GPU) when
+  // the IDE pods run it, and the workspace's Ray cluster (jobs, node CPU and GPU).
+  CodeServerHeartbeat heartbeat(f.heartbeat_url);
+  ActivityAgentSignal activity_agent(f.agent_url);
+  RayActivitySignal ray_activity(f.ray_dashboard_url);
+  std::vector<ActivitySignal*> activity_signals = {&heartbeat, &ray_activity};
+  IdeNotifier* notifier = nullptr;
+  if (!f.agent_image.empty()) {
+    activity_signals.push_back(&activity_agent);
+    notifier = &activity_agent;
+  }
   kube::CachedReader reader(client->get());
-  Reconciler reconciler(client->get(), clock, &events, &probe, &metrics, options, &reader);
+  Reconciler reconciler(client->get(), clock, &events, activity_signals, notifier, &metrics,
+                        options, &reader);
   Controller controller(client->get(), &reconciler,
                         ControllerOptions{.ns = f.ns,
                                           .workers = f.workers,
@@ -268,8 +287,22 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-url", f.heartbeat_url,
                  "code-server /healthz URL template ({name}, {namespace})")
       ->capture_default_str();
+  app.add_option("--agent-image", f.agent_image,
+                 "Image of the activity agent sidecar in IDE pods (contains `tessera`); empty: "
+                 "no agent (only code-server's heartbeat and Ray count as activity)")
+      ->capture_default_str();
+  app.add_option("--agent-url", f.agent_url,
+                 "The activity agent's base URL template ({name}, {namespace})")
+      ->capture_default_str();
+  app.add_option("--ray-dashboard-url", f.ray_dashboard_url,
+                 "The Ray dashboard's base URL template ({name}, {namespace}): jobs and node use")
+      ->capture_default_str();
   app.add_option("--activity-check-interval", f.activity_check_interval,
                  "How often Ready workspaces are checked for idleness")
+      ->capture_default_str();
+  app.add_option("--idle-warning", f.idle_warning,
+                 "Warn this long before an idle workspace is stopped (at most half its "
+                 "idleTimeout; 0s: no warning)")
       ->capture_default_str();
   app.add_option("--resync-period", f.resync_period, "Reconcile everything this often")
       ->capture_default_str();

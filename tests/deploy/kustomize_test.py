@@ -297,6 +297,16 @@ def check_gateway(docs, deploy, cases):
 
 # ---- NetworkPolicies ------------------------------------------------------------------------
 
+def agent_port(cases):
+    """The activity agent's port in the renderer's goldens (its sidecar is named "activity")."""
+    ports = {p["containerPort"] for children in cases.values() for c in children
+             if c["kind"] == "StatefulSet"
+             for ct in c["spec"]["template"]["spec"]["containers"] if ct["name"] == "activity"
+             for p in ct["ports"]}
+    assert len(ports) == 1, ports
+    return ports.pop()
+
+
 def ide_and_ray_pod_labels(cases):
     ide, ray = [], []
     for children in cases.values():
@@ -359,10 +369,13 @@ def check_network_policies(docs, example_docs, deploy, gw, cases):
               "egress to the API server")
 
     ide_labels, ray_labels, ide_port = ide_and_ray_pod_labels(cases)
+    agent = agent_port(cases)
     if ops:
         ports = allowed_ports(ops[0]["spec"]["egress"], "to", "team-a", ide_labels[0], False)
-        check(ports is not None and ide_port in ports,
-              f"operator egress to the IDE port {ide_port} (idle culler)")
+        check(ports is not None and {ide_port, agent} <= ports,
+              f"operator egress to the IDE ports {ide_port}, {agent} (idle culler)")
+        ports = allowed_ports(ops[0]["spec"]["egress"], "to", "team-a", ray_labels[0], False)
+        check(ports is not None and 8265 in ports, "operator egress to the Ray dashboard")
 
     ns = [d["metadata"]["name"] for d in of_kind(example_docs, "Namespace")]
     check(ns == ["team-a"], f"example namespace {ns}")
@@ -387,8 +400,8 @@ def check_network_policies(docs, example_docs, deploy, gw, cases):
     # IDE: the gateway and the operator on code-server's port only; the namespace's Ray pods.
     check(allowed_ports(ide_rules, "from", "istio-system", gateway_pod, False) == {ide_port},
           "IDE ingress from the gateway")
-    check(allowed_ports(ide_rules, "from", OPERATOR_NS, op_labels, False) == {ide_port},
-          "IDE ingress from the operator")
+    check(allowed_ports(ide_rules, "from", OPERATOR_NS, op_labels, False) == {ide_port, agent},
+          "IDE ingress from the operator: code-server and the activity agent")
     check(allowed_ports(ide_rules, "from", "team-a", ray_labels[0], True) is None,
           "IDE ingress from its Ray pods")
     for stranger_ns, stranger in (("team-b", ide_labels[0]), ("team-a", {"app": "other"}),
@@ -401,6 +414,8 @@ def check_network_policies(docs, example_docs, deploy, gw, cases):
           "Ray ingress from the IDE")
     check(allowed_ports(ray_rules, "from", "team-a", ray_labels[-1], True) is None,
           "Ray ingress between Ray pods")
+    check(allowed_ports(ray_rules, "from", OPERATOR_NS, op_labels, False) == {8265},
+          "Ray ingress from the operator: the dashboard only")
     for stranger_ns, stranger in (("istio-system", gateway_pod), ("team-b", ide_labels[0]),
                                   ("team-a", {"app": "other"})):
         check(allowed_ports(ray_rules, "from", stranger_ns, stranger,

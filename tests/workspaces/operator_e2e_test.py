@@ -14,7 +14,11 @@ What it checks (each step fails the test if the behaviour is wrong):
     kubelet runs) → Ready; `open`, `describe` (with events), `list` as alice;
   - a Ready workspace whose activity is checked every 500 ms costs nothing: in a quiet window the
     operator makes no write and no GET (the audit log says so);
-  - stop/start, idle culling;
+  - stop/start;
+  - idle culling that sees real work (stand-ins for code-server, the activity agent and the Ray
+    dashboard): a running Ray job keeps the workspace; then the warning (condition IdleWarning,
+    Event IdleSoon, a notice to the IDE); typing avoids the cull (counted); then the cull, with
+    each signal's last activity in condition Culled;
   - a foreign edit of the Service (port 80 → 81, still named "http") that makes every apply
     invalid is recovered: one port 80 again, Event ChildReplaced, never Failed;
   - a child deleted by someone else is re-created;
@@ -82,27 +86,62 @@ def child_paths(ns=NS):
 CHILD_PATHS = child_paths()
 
 
-class Heartbeats:
-    """Stands in for code-server's /healthz: GET /{namespace}/{name}/healthz."""
+class StandIns:
+    """Stands in for what runs inside a workspace (no Pods run here): code-server's /healthz,
+    the activity agent and the Ray dashboard, keyed by "namespace/name":
+      GET  /{ns}/{name}/healthz                 {"lastHeartbeat": beats[key]}
+      GET  /agent/{ns}/{name}/activity          terminal input at terminal[key], CPU/GPU idle
+      POST /agent/{ns}/{name}/notice            recorded in notices[key]
+      GET  /ray/{ns}/{name}/api/jobs/           jobs[key] (default: none)
+      GET  /ray/{ns}/{name}/nodes?view=summary  two idle Ray nodes
+    """
 
     def __init__(self):
-        self.beats = {}
+        self.beats, self.terminal, self.jobs, self.notices = {}, {}, {}, {}
+        self.lock = threading.Lock()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                parts = self.path.strip("/").split("/")
-                key = "/".join(parts[:2])
-                if len(parts) != 3 or parts[2] != "healthz" or key not in outer.beats:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = json.dumps({"status": "alive", "lastHeartbeat": outer.beats[key]}).encode()
-                self.send_response(200)
+            def answer(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                parts = path.strip("/").split("/")
+                with outer.lock:
+                    if len(parts) == 3 and parts[2] == "healthz" and "/".join(parts[:2]) in \
+                            outer.beats:
+                        return self.answer(200, {"status": "alive",
+                                                 "lastHeartbeat": outer.beats["/".join(parts[:2])]})
+                    if len(parts) == 4 and parts[0] == "agent" and parts[3] == "activity":
+                        key = "/".join(parts[1:3])
+                        return self.answer(200, {
+                            "terminal": {"last_input_ms": outer.terminal.get(key, 0), "ttys": 1},
+                            "cpu": {"last_active_ms": 0, "cores": 0.01},
+                            "gpu": {"available": False}})
+                    if len(parts) >= 4 and parts[0] == "ray":
+                        key = "/".join(parts[1:3])
+                        if parts[3:] == ["api", "jobs"]:
+                            return self.answer(200, outer.jobs.get(key, []))
+                        if parts[3:] == ["nodes"]:
+                            return self.answer(200, {"result": True, "data": {"summary": [
+                                {"cpu": 2.0, "gpus": []}, {"cpu": 1.0, "gpus": []}]}})
+                self.answer(404, {"error": "not found"})
+
+            def do_POST(self):
+                parts = self.path.strip("/").split("/")
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if len(parts) == 4 and parts[0] == "agent" and parts[3] == "notice":
+                    with outer.lock:
+                        outer.notices.setdefault("/".join(parts[1:3]), []).append(
+                            json.loads(body)["message"])
+                    return self.answer(200, {"terminals": 1})
+                self.answer(404, {"error": "not found"})
 
             def log_message(self, *args):
                 pass
@@ -111,9 +150,13 @@ class Heartbeats:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def set(self, table, key, value):
+        with self.lock:
+            getattr(self, table)[key] = value
+
 
 class Replica:
-    def __init__(self, identity, kubeconfig, heartbeat_url, tmp):
+    def __init__(self, identity, kubeconfig, standins_url, tmp):
         self.identity = identity
         self.log_path = os.path.join(tmp, f"{identity}.log")
         self.log_file = open(self.log_path, "a")
@@ -122,8 +165,11 @@ class Replica:
              "--lease-namespace", "tessera-system", "--identity", identity,
              "--lease-duration", f"{int(LEASE_SECONDS * 1000)}ms", "--renew-deadline", "2000ms",
              "--retry-period", "250ms", "--metrics-addr", "127.0.0.1:0",
-             "--heartbeat-url", heartbeat_url + "/{namespace}/{name}/healthz",
-             "--activity-check-interval", "500ms", "--base-url", "https://ws.example.com"],
+             "--heartbeat-url", standins_url + "/{namespace}/{name}/healthz",
+             "--agent-url", standins_url + "/agent/{namespace}/{name}",
+             "--ray-dashboard-url", standins_url + "/ray/{namespace}/{name}",
+             "--activity-check-interval", "500ms", "--idle-warning", "2s",
+             "--base-url", "https://ws.example.com"],
             stdout=subprocess.PIPE, stderr=self.log_file, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"metrics on http://([0-9.]+):(\d+)", line)
@@ -172,7 +218,7 @@ def main():
         return 77
     tmp = tempfile.mkdtemp(prefix="tessera-operator-e2e-")
     replicas = []
-    heartbeats = Heartbeats()
+    standins = StandIns()
     t_start = time.time()
     try:
         c.start()
@@ -234,8 +280,8 @@ def main():
         cli("delete", "early", "--yes")
 
         # --- Two replicas as the operator's ServiceAccount; exactly one leads.
-        replicas = [Replica("op-a", operator_kubeconfig, heartbeats.url, tmp),
-                    Replica("op-b", operator_kubeconfig, heartbeats.url, tmp)]
+        replicas = [Replica("op-a", operator_kubeconfig, standins.url, tmp),
+                    Replica("op-b", operator_kubeconfig, standins.url, tmp)]
         lease_path = ("/apis/coordination.k8s.io/v1/namespaces/tessera-system/leases/"
                       "tessera-operator")
         holder = c.wait_for("a lease holder", lambda: (c.get(lease_path) or {}).get(
@@ -278,7 +324,7 @@ def main():
         # --- The cluster comes up: the controllers would write these statuses.
         set_status(CHILD_PATHS["StatefulSet"].format("alice"), {"replicas": 1, "readyReplicas": 1})
         set_status(CHILD_PATHS["RayCluster"].format("alice"), {"state": "ready"})
-        heartbeats.beats[f"{NS}/alice"] = int(time.time() * 1000)
+        standins.set("beats", f"{NS}/alice", int(time.time() * 1000))
         c.wait_for("Ready", lambda: phase("alice") == "Ready")
         ws = c.get(ws_path("alice"))
         assert ws["status"]["url"] == f"https://ws.example.com/ws/{NS}/alice/", ws["status"]
@@ -324,10 +370,10 @@ def main():
 
         def restored():
             ports = c.get(svc_path)["spec"]["ports"]
-            return ports if [p["port"] for p in ports] == [80] else None
+            return ports if sorted(p["port"] for p in ports) == [80, 8090] else None
 
         ports = c.wait_for("the Service's port restored", restored, timeout=20)
-        assert [p["name"] for p in ports] == ["http"], ports
+        assert sorted(p["name"] for p in ports) == ["activity", "http"], ports
         _, events = c.request("GET", f"/api/v1/namespaces/{NS}/events")
         reasons = [e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "alice"]
         assert "ChildReplaced" in reasons, reasons
@@ -338,13 +384,53 @@ def main():
         c.request("DELETE", ap_path)
         c.wait_for("AuthorizationPolicy re-created", lambda: c.get(ap_path))
 
-        # --- Idle culling: last heartbeat an hour ago, idle timeout 2 s.
-        heartbeats.beats[f"{NS}/alice"] = int((time.time() - 3600) * 1000)
-        c.merge_patch(ws_path("alice"), {"spec": {"idleTimeout": "2s"}}, user="alice")
+        # --- Idle culling sees real work. Heartbeat and terminal an hour old, idle timeout 4 s
+        # (so the warning comes 2 s before the cull). A running Ray job keeps it alive.
+        key = f"{NS}/alice"
+        hour_ago = int((time.time() - 3600) * 1000)
+        standins.set("beats", key, hour_ago)
+        standins.set("terminal", key, hour_ago)
+        standins.set("jobs", key, [{"job_id": "train", "status": "RUNNING", "start_time": 1}])
+        c.merge_patch(ws_path("alice"), {"spec": {"idleTimeout": "4s"}}, user="alice")
+
+        def condition(kind):
+            for cond in ((c.get(ws_path("alice")) or {}).get("status") or {}).get(
+                    "conditions", []):
+                if cond["type"] == kind:
+                    return cond
+            return None
+
+        time.sleep(6.0)
+        assert not c.get(ws_path("alice"))["spec"].get("stopped"), "culled during a Ray job"
+        assert (condition("IdleWarning") or {}).get("status") != "True", condition("IdleWarning")
+        # The job ends: warned 2 s before the cull, in the status, an Event and the IDE.
+        standins.set("jobs", key, [{"job_id": "train", "status": "SUCCEEDED", "start_time": 1,
+                                    "end_time": int(time.time() * 1000)}])
+        warning = c.wait_for("the idle warning", lambda: (lambda w: w if w and w[
+            "status"] == "True" else None)(condition("IdleWarning")), timeout=10)
+        assert "will be stopped" in warning["message"], warning
+        assert any("will be stopped in" in n for n in standins.notices.get(key, [])), \
+            standins.notices
+        # Someone types in a terminal: the cull is avoided.
+        standins.set("terminal", key, int(time.time() * 1000))
+        c.wait_for("activity resumed", lambda: (condition("IdleWarning") or {}).get(
+            "reason") == "Active", timeout=10)
+        assert not c.get(ws_path("alice"))["spec"].get("stopped")
+        c.wait_for("cull avoided counted",
+                   lambda: leader.metric("tessera_workspace_culls_avoided_total") == 1)
+        # Then nobody: culled, and the status says why, signal by signal.
         ws = c.wait_for("culled", lambda: (lambda o: o if o["spec"].get("stopped") else None)(
-            c.get(ws_path("alice"))), timeout=15)
+            c.get(ws_path("alice"))), timeout=20)
         assert "workspaces.tessera.dev/culled-at" in ws["metadata"].get("annotations", {}), ws
+        culled = c.wait_for("the Culled condition", lambda: condition("Culled"))
+        for signal_name in ("heartbeat", "terminal", "cpu", "ray-jobs", "ray-cpu"):
+            assert signal_name in culled["message"], (signal_name, culled)
         c.wait_for("cull counted", lambda: leader.metric("tessera_workspace_culls_total") == 1)
+        _, events = c.request("GET", f"/api/v1/namespaces/{NS}/events")
+        reasons = [e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "alice"]
+        for reason in ("IdleSoon", "ActivityResumed", "Culled"):
+            assert reason in reasons, (reason, reasons)
+        assert "Culled" in cli("describe", "alice").stdout
 
         # --- The API server restarts: watches break; re-watching gets 410; relist.
         c.restart_apiserver()
@@ -355,7 +441,7 @@ def main():
             if r.proc.poll() is not None:
                 log(f"{r.identity} exited ({r.proc.returncode}) while the API server was down; "
                     "restarting it")
-                replicas[i] = Replica(r.identity, operator_kubeconfig, heartbeats.url, tmp)
+                replicas[i] = Replica(r.identity, operator_kubeconfig, standins.url, tmp)
         cli("create", "erin", "--no-ray")
         c.wait_for("erin reconciled after the restart",
                    lambda: c.get(CHILD_PATHS["StatefulSet"].format("erin")), timeout=30)
@@ -450,7 +536,7 @@ def main():
         for r in replicas:
             r.stop()
         c.stop()
-        heartbeats.server.shutdown()
+        standins.server.shutdown()
 
 
 if __name__ == "__main__":

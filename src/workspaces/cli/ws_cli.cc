@@ -8,6 +8,7 @@ void AddWsCommands(CLI::App* app, Action* action) {
   ws->require_subcommand(1);
   AddClusterCommands(ws, action);
   AddLocalCommands(ws, action);
+  AddAgentCommand(ws, action);
 }
 
 }  // namespace tessera::workspaces::cli

@@ -17,6 +17,9 @@ OperatorMetrics::OperatorMetrics(MetricsRegistry* registry, const Clock* clock,
                                 "Workspaces that reached Stopped (by the user or culled)");
   culls_ = registry->GetCounter("tessera_workspace_culls_total",
                                 "Workspaces stopped by the operator for being idle");
+  culls_avoided_ =
+      registry->GetCounter("tessera_workspace_culls_avoided_total",
+                           "Workspaces warned of an idle stop that were used again before it");
   reconcile_seconds_ = registry->GetHistogram("tessera_operator_reconcile_seconds",
                                               "Latency of one workspace reconcile");
   reconcile_errors_ = registry->GetCounter("tessera_operator_reconcile_errors_total",

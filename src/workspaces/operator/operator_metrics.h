@@ -35,6 +35,7 @@ class OperatorMetrics {
   void CountStart() { starts_->Inc(); }
   void CountStop() { stops_->Inc(); }
   void CountCull() { culls_->Inc(); }
+  void CountCullAvoided() { culls_avoided_->Inc(); }
   void ObserveReconcile(double seconds, bool ok);
   void SetLeader(bool leader) { leader_->Set(leader ? 1 : 0); }
 
@@ -55,6 +56,7 @@ class OperatorMetrics {
   Counter* starts_;
   Counter* stops_;
   Counter* culls_;
+  Counter* culls_avoided_;
   Histogram* reconcile_seconds_;
   Counter* reconcile_errors_;
   Gauge* leader_;

@@ -50,17 +50,74 @@ int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
   return ParseRfc3339Millis(rfc3339).value_or(fallback);
 }
 
+// "heartbeat 2h ago, terminal never, ray-jobs 3m ago (1 running)" for Events and conditions.
+std::string DescribeEvidence(const std::vector<ActivityEvidence>& evidence, int64_t now) {
+  std::string out;
+  for (const ActivityEvidence& e : evidence) {
+    if (!out.empty()) out += ", ";
+    out += e.signal;
+    out += e.last_active_ms <= 0
+               ? std::string(" never")
+               : fmt::format(" {} ago",
+                             FormatDurationMillis(std::max<int64_t>(0, now - e.last_active_ms)));
+    if (!e.detail.empty()) out += fmt::format(" ({})", e.detail);
+  }
+  return out.empty() ? "no signals" : out;
+}
+
+// Sets (or replaces) one idle condition, keeping its transition time while its status holds.
+void SetIdleCondition(WorkspaceStatus* status, const char* type, bool value,
+                      const std::string& reason, const std::string& message, int64_t now) {
+  const int64_t generation = status->observed_generation;
+  const std::string value_text = value ? "True" : "False";
+  for (Condition& c : status->conditions) {
+    if (c.type != type) continue;
+    if (c.status != value_text) c.last_transition_time = FormatRfc3339Millis(now);
+    c.status = value_text;
+    c.reason = reason;
+    c.message = message;
+    c.observed_generation = generation;
+    return;
+  }
+  Condition c;
+  c.type = type;
+  c.observed_generation = generation;
+  c.status = value_text;
+  c.reason = reason;
+  c.message = message;
+  c.last_transition_time = FormatRfc3339Millis(now);
+  status->conditions.push_back(std::move(c));
+}
+
+// ComputeStatus knows nothing of culling: carry its conditions over from the stored status.
+// Culled stays while the workspace stays stopped; IdleWarning while the IDE is up.
+void CarryIdleConditions(const Workspace& ws, WorkspaceStatus* next) {
+  const Condition* ide_ready = FindCondition(*next, kCondIdeReady);
+  const bool ide_up = ide_ready != nullptr && ide_ready->status == "True";
+  for (const Condition& c : ws.status.conditions) {
+    const bool keep =
+        (c.type == kCondCulled && ws.spec.stopped) || (c.type == kCondIdleWarning && ide_up);
+    if (keep && FindCondition(*next, c.type) == nullptr) {
+      Condition copy = c;
+      copy.observed_generation = ws.metadata.generation;
+      next->conditions.push_back(std::move(copy));
+    }
+  }
+}
+
 }  // namespace
 
 Reconciler::Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
-                       HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options,
+                       std::vector<ActivitySignal*> signals, IdeNotifier* notifier,
+                       OperatorMetrics* metrics, ReconcilerOptions options,
                        kube::CachedReader* reader)
     : client_(client),
       own_reader_(reader == nullptr ? std::make_unique<kube::CachedReader>(client) : nullptr),
       reader_(reader == nullptr ? own_reader_.get() : reader),
       clock_(clock),
       events_(events),
-      probe_(probe),
+      signals_(std::move(signals)),
+      notifier_(notifier),
       metrics_(metrics),
       options_(std::move(options)) {}
 
@@ -95,7 +152,10 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   const Workspace& ws = *parsed;
   if (ws.metadata.deleting) return done(Finalize(ws));
   tracked = &ws;
-  if (absl::Status s = EnsureFinalizer(ws); !s.ok()) return done(s);
+  // The version the status write is conditioned on: the workspace as read, or as this reconcile
+  // last wrote it (finalizer, cull).
+  std::string status_rv = ws.metadata.resource_version;
+  if (absl::Status s = EnsureFinalizer(ws, &status_rv); !s.ok()) return done(s);
 
   Observation obs;
   WorkspaceTemplate tmpl;
@@ -136,12 +196,13 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
 
   const std::string url = WorkspaceUrl(ws, options_.render);
   WorkspaceStatus next = ComputeStatus(ws, obs, url, clock_->NowMillis());
+  CarryIdleConditions(ws, &next);
   ReconcileResult result;
   // The IDE may be in use (and hold its GPU) while Ray is still not ready: activity is checked
   // whenever the IDE is up, not only in phase Ready.
   const Condition* ide_ready = FindCondition(next, kCondIdeReady);
   if (ide_ready != nullptr && ide_ready->status == "True") {
-    absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next);
+    absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next, &status_rv);
     if (!activity.ok()) return done(activity.status());
     result = *activity;
   } else if (!obs.template_ok) {
@@ -149,8 +210,12 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   }
 
   if (StatusDiffers(ws.status, next)) {
+    // The status is computed from the workspace as read (from a cache that may lag): the
+    // resourceVersion makes the write fail (409, retried) rather than overwrite a newer status.
     absl::StatusOr<json> written = client_->MergePatch(
-        kube::WorkspaceType(), ns, name, json{{"status", StatusToJson(next)}}, /*status=*/true);
+        kube::WorkspaceType(), ns, name,
+        json{{"metadata", {{"resourceVersion", status_rv}}}, {"status", StatusToJson(next)}},
+        /*status=*/true);
     if (!written.ok()) return done(Annotate(written.status(), "writing the workspace status"));
   }
   RecordTransition(ws, next);
@@ -192,7 +257,9 @@ void Reconciler::TrackFailures(const Workspace* ws, const std::string& key,
   if (StatusDiffers(ws->status, next)) {
     absl::StatusOr<json> written =
         client_->MergePatch(kube::WorkspaceType(), ws->metadata.namespace_, ws->metadata.name,
-                            json{{"status", StatusToJson(next)}}, /*status=*/true);
+                            json{{"metadata", {{"resourceVersion", ws->metadata.resource_version}}},
+                                 {"status", StatusToJson(next)}},
+                            /*status=*/true);
     if (!written.ok()) {
       fmt::print(stderr, "tessera-operator: {}: could not report its failures in the status: {}\n",
                  key, StatusMessage(written.status()));
@@ -208,7 +275,7 @@ void Reconciler::TrackFailures(const Workspace* ws, const std::string& key,
   }
 }
 
-absl::Status Reconciler::EnsureFinalizer(const Workspace& ws) {
+absl::Status Reconciler::EnsureFinalizer(const Workspace& ws, std::string* resource_version) {
   const auto& f = ws.metadata.finalizers;
   if (std::find(f.begin(), f.end(), kFinalizer) != f.end()) return absl::OkStatus();
   json finalizers = json::array();
@@ -219,7 +286,11 @@ absl::Status Reconciler::EnsureFinalizer(const Workspace& ws) {
       kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
       json{{"metadata",
             {{"finalizers", finalizers}, {"resourceVersion", ws.metadata.resource_version}}}});
-  return Annotate(patched.status(), "adding the cleanup finalizer");
+  if (!patched.ok()) return Annotate(patched.status(), "adding the cleanup finalizer");
+  if (patched->contains("metadata")) {
+    *resource_version = (*patched)["metadata"].value("resourceVersion", *resource_version);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
@@ -399,38 +470,88 @@ absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTempl
 }
 
 absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
-                                                          WorkspaceStatus* status) {
+                                                          WorkspaceStatus* status,
+                                                          std::string* resource_version) {
   const int64_t now = clock_->NowMillis();
+  const int64_t interval = options_.activity_check_interval_ms;
   // Used at least since the IDE became ready (or the whole workspace, whichever is later).
   const Condition* ide_ready = FindCondition(*status, kCondIdeReady);
   const int64_t ide_since =
       ide_ready != nullptr ? ParseTimeOr(ide_ready->last_transition_time, now) : now;
   const int64_t ready_since = ParseTimeOr(status->ready_since, 0);
-  int64_t activity = std::max({ide_since, ready_since, ParseTimeOr(status->last_activity_time, 0)});
-  absl::StatusOr<int64_t> heartbeat = probe_->LastHeartbeatMillis(ws);
-  if (heartbeat.ok()) {
-    activity = std::max(activity, *heartbeat);
-  } else {
-    // Unreachable IDE: never cull on missing evidence; look again soon.
-    return ReconcileResult{.requeue_after_ms = options_.activity_check_interval_ms};
+  const int64_t stored = ParseTimeOr(status->last_activity_time, 0);
+  int64_t activity = std::max({ide_since, ready_since, stored});
+  std::vector<ActivityEvidence> evidence;
+  for (ActivitySignal* signal : signals_) {
+    absl::StatusOr<std::vector<ActivityEvidence>> read = signal->Read(ws, now);
+    if (!read.ok()) {
+      // A source that cannot be read: never cull on missing evidence; look again soon.
+      return ReconcileResult{.requeue_after_ms = interval};
+    }
+    for (ActivityEvidence& e : *read) {
+      activity = std::max(activity, std::min(e.last_active_ms, now));
+      evidence.push_back(std::move(e));
+    }
   }
   // Stored at minute resolution at most once a minute, so a busy IDE does not rewrite its
   // status on every check.
-  const int64_t stored = ParseTimeOr(status->last_activity_time, 0);
   if (activity - stored >= 60'000 || stored == 0) {
     status->last_activity_time = FormatRfc3339Millis(activity);
   }
   const int64_t timeout_ms = ws.spec.idle_timeout_seconds * 1000;
   if (timeout_ms <= 0) {
-    return ReconcileResult{.requeue_after_ms = options_.activity_check_interval_ms};
+    if (FindCondition(*status, kCondIdleWarning) != nullptr) {
+      SetIdleCondition(status, kCondIdleWarning, false, "Disabled", "idleTimeout is 0", now);
+    }
+    return ReconcileResult{.requeue_after_ms = interval};
   }
   const int64_t idle = now - activity;
-  if (idle < timeout_ms) {
+  const int64_t warning_ms = std::min(options_.idle_warning_ms, timeout_ms / 2);
+  const Condition* warned = FindCondition(*status, kCondIdleWarning);
+  const bool was_warned = warned != nullptr && warned->status == "True";
+  const std::string seen = DescribeEvidence(evidence, now);
+  const int64_t warn_at = timeout_ms - std::max<int64_t>(0, warning_ms);  // idle time
+  if (idle < warn_at) {
+    if (was_warned) {
+      // Used again after the warning: the cull it announced is avoided. (The condition stays,
+      // False, with a message that does not change, so later checks write nothing.)
+      metrics_->CountCullAvoided();
+      events_->Record(ws, "Normal", "ActivityResumed",
+                      fmt::format("in use again; not stopping it ({})", seen));
+      SetIdleCondition(status, kCondIdleWarning, false, "Active",
+                       "in use again after the idle warning", now);
+    }
     return ReconcileResult{.requeue_after_ms =
-                               std::min(options_.activity_check_interval_ms, timeout_ms - idle)};
+                               std::max<int64_t>(1, std::min(interval, warn_at - idle))};
+  }
+  if (idle < timeout_ms) {
+    const int64_t stop_at = activity + timeout_ms;
+    const std::string message =
+        fmt::format("no activity for {}; it will be stopped at {} (in {}) unless used ({})",
+                    FormatDurationMillis(idle), FormatRfc3339Millis(stop_at),
+                    FormatDurationMillis(stop_at - now), seen);
+    if (!was_warned) {
+      events_->Record(ws, "Warning", "IdleSoon", message);
+      if (notifier_ != nullptr) {
+        absl::Status s = notifier_->Notify(
+            ws, fmt::format("This workspace has been idle for {} and will be stopped in {} "
+                            "unless you use it. Your files are kept.",
+                            FormatDurationMillis(idle), FormatDurationMillis(stop_at - now)));
+        if (!s.ok()) {
+          fmt::print(stderr, "tessera-operator: {}: the idle notice did not reach the IDE: {}\n",
+                     Key(ws), StatusMessage(s));
+        }
+      }
+      SetIdleCondition(status, kCondIdleWarning, true, "IdleSoon", message, now);
+    }
+    return ReconcileResult{.requeue_after_ms =
+                               std::max<int64_t>(1, std::min(interval, timeout_ms - idle))};
   }
   // Idle: stop it. The spec change (with a resourceVersion precondition, so a user's concurrent
   // edit wins) wakes the next reconcile, which scales the IDE and Ray to zero.
+  const std::string reason =
+      fmt::format("no activity for {} (idleTimeout {}): {}; stopped, home volume kept",
+                  FormatDurationMillis(idle), FormatDurationMillis(timeout_ms), seen);
   absl::StatusOr<json> patched = client_->MergePatch(
       kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
       json{{"metadata",
@@ -438,10 +559,13 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
              {"annotations", {{kCulledAtAnnotation, FormatRfc3339Millis(now)}}}}},
            {"spec", {{"stopped", true}}}});
   if (!patched.ok()) return Annotate(patched.status(), "stopping the idle workspace");
+  if (patched->contains("metadata")) {
+    *resource_version = (*patched)["metadata"].value("resourceVersion", *resource_version);
+  }
   metrics_->CountCull();
-  events_->Record(ws, "Normal", "Culled",
-                  fmt::format("no activity for {} (idleTimeout {}); stopped, home volume kept",
-                              FormatDurationMillis(idle), FormatDurationMillis(timeout_ms)));
+  events_->Record(ws, "Normal", "Culled", reason);
+  SetIdleCondition(status, kCondIdleWarning, false, "Culled", "stopped", now);
+  SetIdleCondition(status, kCondCulled, true, "IdleTimeout", reason, now);
   return ReconcileResult{};
 }
 

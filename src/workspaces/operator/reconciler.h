@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -13,19 +14,12 @@
 #include "workspaces/api/workspace.h"
 #include "workspaces/kube/cached_reader.h"
 #include "workspaces/kube/kube_client.h"
+#include "workspaces/operator/activity.h"
 #include "workspaces/operator/operator_metrics.h"
 #include "workspaces/operator/render.h"
 #include "workspaces/operator/workspace_status.h"
 
 namespace tessera::workspaces {
-
-// When a workspace's IDE was last used: code-server's /healthz `lastHeartbeat` (epoch ms; 0 when
-// it has not beaten since it started). Thread-safe.
-class HeartbeatProbe {
- public:
-  virtual ~HeartbeatProbe() = default;
-  virtual absl::StatusOr<int64_t> LastHeartbeatMillis(const Workspace& ws) = 0;
-};
 
 // Kubernetes Events on a Workspace ("Normal"/"Warning", a CamelCase reason, a sentence).
 // Best effort: a failure to record is logged, never fails a reconcile. Thread-safe.
@@ -38,13 +32,20 @@ class EventRecorder {
 
 inline constexpr char kFinalizer[] = "workspaces.tessera.dev/cleanup";
 inline constexpr char kCulledAtAnnotation[] = "workspaces.tessera.dev/culled-at";
+// Conditions of idle culling: IdleWarning True while a workspace is idle and about to be
+// stopped; Culled True (the evidence in its message) while a culled workspace stays stopped.
+inline constexpr char kCondIdleWarning[] = "IdleWarning";
+inline constexpr char kCondCulled[] = "Culled";
 
 struct ReconcilerOptions {
   RenderOptions render;
   kube::ApplyOptions apply;  // field manager of every child and of the status
   // How often a Ready workspace's activity is checked (it is also re-checked exactly when its
-  // idle timeout would run out).
+  // idle timeout would run out, and when its warning is due).
   int64_t activity_check_interval_ms = 60'000;
+  // How long before culling the person is warned (condition IdleWarning, Event IdleSoon, a
+  // notice in the IDE); at most half the idle timeout. 0: no warning.
+  int64_t idle_warning_ms = 10 * 60'000;
   // Retry interval while a workspace waits for something outside the operator (its template,
   // its children's deletion).
   int64_t wait_retry_ms = 10'000;
@@ -70,8 +71,10 @@ struct ReconcileResult {
 // child's spec lists with the operator's (a merge patch with the resourceVersion as
 // precondition) and applying again, with a Warning Event "ChildReplaced". Deletion runs
 // through a finalizer: children are deleted explicitly and the finalizer is removed once they
-// are gone. A Ready workspace idle for longer than spec.idleTimeout is stopped (spec.stopped =
-// true, annotation culled-at, Event "Culled"); `tessera ws start` clears stopped again.
+// are gone. A workspace whose IDE is up and whose every activity signal has been quiet for
+// spec.idleTimeout is stopped (spec.stopped = true, annotation culled-at, condition Culled and
+// Event "Culled" naming each signal's last activity); idle_warning_ms before that it is warned.
+// `tessera ws start` clears stopped again.
 //
 // Errors (transient API failures, conflicts) are returned; the controller requeues with
 // backoff. Invalid specs and missing templates are not errors: they become status conditions
@@ -81,15 +84,18 @@ class Reconciler {
  public:
   // `reader` serves the reads (the controller registers its informers there); nullptr: every
   // read goes to the API server.
+  // `signals`: the evidence of activity (at least code-server's heartbeat); `notifier` (may be
+  // null) shows the culling warning inside the IDE.
   Reconciler(kube::KubeClient* client, const Clock* clock, EventRecorder* events,
-             HeartbeatProbe* probe, OperatorMetrics* metrics, ReconcilerOptions options,
-             kube::CachedReader* reader = nullptr);
+             std::vector<ActivitySignal*> signals, IdeNotifier* notifier, OperatorMetrics* metrics,
+             ReconcilerOptions options, kube::CachedReader* reader = nullptr);
 
   absl::StatusOr<ReconcileResult> Reconcile(const std::string& ns, const std::string& name);
 
  private:
   absl::StatusOr<ReconcileResult> Finalize(const Workspace& ws);
-  absl::Status EnsureFinalizer(const Workspace& ws);
+  // Adds the finalizer if missing; then *resource_version is the workspace's new version.
+  absl::Status EnsureFinalizer(const Workspace& ws, std::string* resource_version);
   absl::StatusOr<ReconcileResult> ReconcileInvalid(const nlohmann::json& object,
                                                    const absl::Status& error);
   // KubeRay's autoscaler owns workerGroupSpecs[].replicas once the cluster runs: the rendered
@@ -109,9 +115,11 @@ class Reconciler {
   // streak reaches the limits in the options, writes FailingStatus and a Warning Event.
   void TrackFailures(const Workspace* ws, const std::string& key,
                      const absl::StatusOr<ReconcileResult>& result);
-  // Idle check for a workspace whose IDE is up: updates status->last_activity_time, culls when
-  // idle.
-  absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status);
+  // Idle check for a workspace whose IDE is up: updates status->last_activity_time and the
+  // idle conditions, warns, culls when idle (then *resource_version is the culled workspace's,
+  // for the status write that follows).
+  absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status,
+                                                std::string* resource_version);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
 
   struct FailureStreak {
@@ -125,7 +133,8 @@ class Reconciler {
   kube::CachedReader* reader_;
   const Clock* clock_;
   EventRecorder* events_;
-  HeartbeatProbe* probe_;
+  std::vector<ActivitySignal*> signals_;
+  IdeNotifier* notifier_;
   OperatorMetrics* metrics_;
   ReconcilerOptions options_;
   Mutex failures_mu_;

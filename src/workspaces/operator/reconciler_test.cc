@@ -36,13 +36,17 @@ constexpr int64_t kWaitRetryMs = 7000;
 constexpr int64_t kActivityCheckMs = 60'000;
 constexpr int64_t kIdleTimeoutMs = kMillisPerHour;  // the workspaces below use idleTimeout 1h
 
-// Answers with whatever the test set; counts the calls.
-class FakeHeartbeatProbe final : public HeartbeatProbe {
+// One activity signal answering with whatever the test set (a last-active time or an error);
+// counts the calls.
+class FakeSignal final : public ActivitySignal {
  public:
-  absl::StatusOr<int64_t> LastHeartbeatMillis(const Workspace& /*ws*/) override {
+  explicit FakeSignal(std::string name) : name_(std::move(name)) {}
+  absl::StatusOr<std::vector<ActivityEvidence>> Read(const Workspace& /*ws*/,
+                                                     int64_t /*now_ms*/) override {
     std::lock_guard lock(mu_);
     ++calls_;
-    return result_;
+    if (!result_.ok()) return result_.status();
+    return std::vector<ActivityEvidence>{{name_, *result_, "fake"}};
   }
   void Set(absl::StatusOr<int64_t> result) {
     std::lock_guard lock(mu_);
@@ -54,9 +58,28 @@ class FakeHeartbeatProbe final : public HeartbeatProbe {
   }
 
  private:
+  const std::string name_;
   mutable std::mutex mu_;
   absl::StatusOr<int64_t> result_ = int64_t{0};
   int calls_ = 0;
+};
+
+// Records the notices the culler sends into the IDE.
+class RecordingNotifier final : public IdeNotifier {
+ public:
+  absl::Status Notify(const Workspace& ws, std::string_view message) override {
+    std::lock_guard lock(mu_);
+    notices_.push_back(ws.metadata.name + ": " + std::string(message));
+    return absl::OkStatus();
+  }
+  std::vector<std::string> notices() const {
+    std::lock_guard lock(mu_);
+    return notices_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> notices_;
 };
 
 struct RecordedEvent {
@@ -101,6 +124,7 @@ ReconcilerOptions DefaultOptions() {
   options.render.base_url = kBaseUrl;
   options.wait_retry_ms = kWaitRetryMs;
   options.activity_check_interval_ms = kActivityCheckMs;
+  options.idle_warning_ms = 0;  // the warning has tests of its own
   return options;
 }
 
@@ -145,7 +169,7 @@ class ReconcilerTest : public ::testing::Test {
       : clock_(kT0),
         fake_(FakeOptions(&clock_)),
         metrics_(&registry_, &clock_),
-        reconciler_(&fake_, &clock_, &events_, &probe_, &metrics_, std::move(options)) {}
+        reconciler_(&fake_, &clock_, &events_, {&probe_}, nullptr, &metrics_, std::move(options)) {}
 
   void CreateTemplate() {
     json tmpl = {{"apiVersion", kApiVersion},
@@ -237,7 +261,7 @@ class ReconcilerTest : public ::testing::Test {
   kube::FakeKubeClient fake_;
   MetricsRegistry registry_;
   OperatorMetrics metrics_;
-  FakeHeartbeatProbe probe_;
+  FakeSignal probe_{"heartbeat"};
   RecordingEventRecorder events_;
   Reconciler reconciler_;
 };
@@ -395,7 +419,8 @@ TEST_F(ReconcilerTest, ReadsComeFromTheCachedReaderWhenItServes) {
     }
     ASSERT_TRUE(informer->HasSynced());
   }
-  Reconciler cached(&fake_, &clock_, &events_, &probe_, &metrics_, DefaultOptions(), &reader);
+  Reconciler cached(&fake_, &clock_, &events_, {&probe_}, nullptr, &metrics_, DefaultOptions(),
+                    &reader);
   fake_.ClearCalls();
   ASSERT_TRUE(cached.Reconcile(kNs, kName).ok());
   // No GET (all from the caches), no write, and no DELETE of the RayCluster that is not there.
@@ -650,7 +675,7 @@ TEST_F(ReconcilerTest, TimeToReadySurvivesALeaderChange) {
   clock_.AdvanceMillis(20'000);
   MetricsRegistry other_registry;
   OperatorMetrics other_metrics(&other_registry, &clock_);
-  Reconciler other(&fake_, &clock_, &events_, &probe_, &other_metrics, DefaultOptions());
+  Reconciler other(&fake_, &clock_, &events_, {&probe_}, nullptr, &other_metrics, DefaultOptions());
   MakeChildrenReady();
   probe_.Set(clock_.NowMillis());
   ASSERT_TRUE(other.Reconcile(kNs, kName).ok());
@@ -707,6 +732,120 @@ TEST_F(ReconcilerTest, WorkspaceWithoutIdleTimeoutIsNeverCulled) {
   clock_.AdvanceMillis(30 * kMillisPerDay);
   EXPECT_EQ(MustReconcile().requeue_after_ms, kActivityCheckMs);
   EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+}
+
+// Several signals and a warning 10 minutes before the cull, as the operator runs by default.
+class ReconcilerIdleTest : public ReconcilerTest {
+ protected:
+  static ReconcilerOptions WithWarning() {
+    ReconcilerOptions options = DefaultOptions();
+    options.idle_warning_ms = 10 * kMillisPerMinute;
+    options.activity_check_interval_ms = kMillisPerDay;  // requeues show the next deadline
+    return options;
+  }
+  ReconcilerIdleTest()
+      : idle_(&fake_, &clock_, &events_, {&probe_, &terminal_}, &notifier_, &metrics_,
+              WithWarning()) {}
+
+  ReconcileResult MustReconcileIdle() {
+    absl::StatusOr<ReconcileResult> r = idle_.Reconcile(kNs, kName);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ReconcileResult{.requeue_after_ms = -1};
+  }
+  json ConditionJson(const std::string& type) {
+    const json ws = GetWorkspace();
+    for (const json& c : ws["status"]["conditions"]) {
+      if (c["type"] == type) return c;
+    }
+    return json();
+  }
+
+  FakeSignal terminal_{"terminal"};
+  RecordingNotifier notifier_;
+  Reconciler idle_;
+};
+
+TEST_F(ReconcilerIdleTest, IdleOnlyWhenEverySignalAgrees) {
+  StartReady();  // (heartbeat at kT0, through the default reconciler)
+  terminal_.Set(kT0);
+  // 2 h later the heartbeat is old, but someone typed in a terminal 5 minutes ago.
+  clock_.AdvanceMillis(2 * kMillisPerHour);
+  probe_.Set(kT0);
+  terminal_.Set(clock_.NowMillis() - 5 * kMillisPerMinute);
+  ReconcileResult r = MustReconcileIdle();
+  EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+  // Next look: when the warning is due (1h - 10m after that keystroke).
+  EXPECT_EQ(r.requeue_after_ms, kIdleTimeoutMs - 10 * kMillisPerMinute - 5 * kMillisPerMinute);
+  EXPECT_TRUE(ConditionJson(kCondIdleWarning).is_null());  // never warned
+  // A signal that cannot be read stops the culling altogether.
+  clock_.AdvanceMillis(5 * kMillisPerHour);
+  terminal_.Set(absl::UnavailableError("agent unreachable"));
+  MustReconcileIdle();
+  EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+}
+
+TEST_F(ReconcilerIdleTest, WarnsOnceThenCullsWithTheEvidence) {
+  StartReady();
+  terminal_.Set(0);                                             // never typed
+  clock_.AdvanceMillis(kIdleTimeoutMs - 9 * kMillisPerMinute);  // 9 minutes left
+  probe_.Set(kT0);
+  ReconcileResult r = MustReconcileIdle();
+  EXPECT_EQ(r.requeue_after_ms, 9 * kMillisPerMinute);  // looked at again at the cull time
+  json warning = ConditionJson(kCondIdleWarning);
+  EXPECT_EQ(warning["status"], "True");
+  EXPECT_EQ(warning["reason"], "IdleSoon");
+  EXPECT_THAT(warning["message"].get<std::string>(), HasSubstr("will be stopped at"));
+  EXPECT_EQ(events_.events().back().reason, "IdleSoon");
+  EXPECT_EQ(events_.events().back().type, "Warning");
+  ASSERT_EQ(notifier_.notices().size(), 1u);
+  EXPECT_THAT(notifier_.notices()[0], HasSubstr("will be stopped in 9m"));
+  // Checked again before the deadline: no second warning, no second notice.
+  clock_.AdvanceMillis(kMillisPerMinute);
+  MustReconcileIdle();
+  EXPECT_EQ(notifier_.notices().size(), 1u);
+  int warnings = 0;
+  for (const std::string& reason : events_.Reasons()) warnings += reason == "IdleSoon";
+  EXPECT_EQ(warnings, 1);
+
+  clock_.AdvanceMillis(8 * kMillisPerMinute);
+  MustReconcileIdle();
+  json ws = GetWorkspace();
+  EXPECT_EQ(ws["spec"]["stopped"], true);
+  json culled = ConditionJson(kCondCulled);
+  EXPECT_EQ(culled["status"], "True");
+  EXPECT_EQ(culled["reason"], "IdleTimeout");
+  const std::string message = culled["message"].get<std::string>();
+  EXPECT_THAT(message, HasSubstr("heartbeat 1h ago"));
+  EXPECT_THAT(message, HasSubstr("terminal never"));
+  EXPECT_THAT(events_.events().back().message, HasSubstr("terminal never"));
+  // It stays on the stopped workspace (describe shows why), and goes when it starts again.
+  MustReconcileIdle();
+  EXPECT_EQ(ConditionJson(kCondCulled)["status"], "True");
+  PatchSpec({{"stopped", false}});
+  MustReconcileIdle();
+  EXPECT_TRUE(ConditionJson(kCondCulled).is_null());
+}
+
+TEST_F(ReconcilerIdleTest, UseAfterTheWarningAvoidsTheCull) {
+  StartReady();
+  terminal_.Set(0);
+  clock_.AdvanceMillis(kIdleTimeoutMs - 5 * kMillisPerMinute);
+  probe_.Set(kT0);
+  MustReconcileIdle();
+  ASSERT_EQ(ConditionJson(kCondIdleWarning)["status"], "True");
+  // The person comes back and types.
+  clock_.AdvanceMillis(kMillisPerMinute);
+  terminal_.Set(clock_.NowMillis());
+  MustReconcileIdle();
+  EXPECT_NE(GetWorkspace()["spec"].value("stopped", false), true);
+  EXPECT_EQ(ConditionJson(kCondIdleWarning)["status"], "False");
+  EXPECT_EQ(ConditionJson(kCondIdleWarning)["reason"], "Active");
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_avoided_total"), 1);
+  EXPECT_EQ(events_.events().back().reason, "ActivityResumed");
+  // Not counted again while it stays in use.
+  clock_.AdvanceMillis(kMillisPerMinute);
+  MustReconcileIdle();
+  EXPECT_EQ(CounterValue("tessera_workspace_culls_avoided_total"), 1);
 }
 
 // A long activity interval, so the requeue is bounded by the idle time left.

@@ -208,6 +208,30 @@ std::string InitScript(const WorkspaceTemplateSpec& t) {
 
 json HomeMount() { return json::array({{{"name", kHomeVolume}, {"mountPath", kHomeDir}}}); }
 
+// The IDE writes its busiest GPU's utilization here for the agent (a shared emptyDir).
+constexpr char kRunVolume[] = "tessera-run";
+constexpr char kRunDir[] = "/run/tessera";
+constexpr char kAgentContainer[] = "activity";
+
+// code-server, preceded (with GPUs and the agent) by a loop reporting GPU utilization: the GPU
+// cannot be shared with the agent's container, but nvidia-smi runs in the IDE's.
+json IdeCommand(const std::vector<std::string>& code_server_args, bool gpu_loop) {
+  if (!gpu_loop) {
+    json args = json::array();
+    for (const std::string& a : code_server_args) args.push_back(a);
+    return json{{"command", json::array({"code-server"})}, {"args", args}};
+  }
+  json args = json::array(
+      {"-c",
+       fmt::format("(while :; do nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,"
+                   "nounits 2>/dev/null | sort -n | tail -n 1 > {0}/gpu.tmp && mv {0}/gpu.tmp "
+                   "{0}/gpu; sleep 15; done) & exec code-server \"$@\"",
+                   kRunDir),
+       "code-server"});
+  for (const std::string& a : code_server_args) args.push_back(a);
+  return json{{"command", json::array({"sh"})}, {"args", args}};
+}
+
 json IdePodLabels(const Workspace& ws) {
   json labels = ObjectLabels(ws);
   labels.update(IdePodSelector(ws));
@@ -222,13 +246,19 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
   TESSERA_ASSIGN_OR_RETURN(json env, IdeEnv(ws, tmpl, options));
   std::string base_path = PathPrefix(ws);
   base_path.pop_back();  // code-server wants it without the trailing slash
+  const bool agent = !options.agent_image.empty();
+  const json command =
+      IdeCommand({"--bind-addr", fmt::format("0.0.0.0:{}", options.code_server_port), "--auth",
+                  "none", "--disable-telemetry", "--disable-update-check", "--abs-proxy-base-path",
+                  base_path, kHomeDir},
+                 agent && eff.gpus > 0);
+  json mounts = HomeMount();
+  if (agent) mounts.push_back({{"name", kRunVolume}, {"mountPath", kRunDir}});
   json ide = {
       {"name", kIdeContainer},
       {"image", eff.image},
-      {"command", json::array({"code-server"})},
-      {"args", json::array({"--bind-addr", fmt::format("0.0.0.0:{}", options.code_server_port),
-                            "--auth", "none", "--disable-telemetry", "--disable-update-check",
-                            "--abs-proxy-base-path", base_path, kHomeDir})},
+      {"command", command["command"]},
+      {"args", command["args"]},
       {"env", env},
       {"ports", json::array({{{"name", options.code_server_port_name},
                               {"containerPort", options.code_server_port},
@@ -239,18 +269,44 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
         {"failureThreshold", 3}}},
       {"resources", Resources(eff.cpu, eff.memory, eff.gpus)},
       {"securityContext", ContainerSecurityContext()},
-      {"volumeMounts", HomeMount()},
+      {"volumeMounts", mounts},
       {"workingDir", kHomeDir},
   };
 
-  std::set<std::string> names = {kIdeContainer, kInitContainer};
+  std::set<std::string> names = {kIdeContainer, kInitContainer, kAgentContainer};
   json containers = json::array({ide});
+  if (agent) {
+    // Same user as the IDE: it reads the IDE's processes in the shared process namespace.
+    json agent_args =
+        json::array({"ws", "agent", "--listen", fmt::format("0.0.0.0:{}", options.agent_port)});
+    if (eff.gpus > 0) {
+      agent_args.push_back("--gpu-file");
+      agent_args.push_back(fmt::format("{}/gpu", kRunDir));
+    }
+    containers.push_back({
+        {"name", kAgentContainer},
+        {"image", options.agent_image},
+        {"command", json::array({"tessera"})},
+        {"args", agent_args},
+        {"ports",
+         json::array(
+             {{{"name", "activity"}, {"containerPort", options.agent_port}, {"protocol", "TCP"}}})},
+        {"readinessProbe",
+         {{"httpGet", {{"path", "/healthz"}, {"port", options.agent_port}}},
+          {"periodSeconds", 10}}},
+        {"resources",
+         {{"requests", {{"cpu", "10m"}, {"memory", "16Mi"}}},
+          {"limits", {{"cpu", "100m"}, {"memory", "64Mi"}}}}},
+        {"securityContext", ContainerSecurityContext()},
+        {"volumeMounts", json::array({{{"name", kRunVolume}, {"mountPath", kRunDir}}})},
+    });
+  }
   for (const json& extra : tmpl.spec.extra_containers) {
     const std::string name = extra.value("name", "");
     if (!names.insert(name).second) {
       return InvalidArgument(
           "WorkspaceTemplate {}/{}: extraContainers name \"{}\" is repeated or reserved (ide, "
-          "init)",
+          "init, activity)",
           tmpl.metadata.namespace_, tmpl.metadata.name, name);
     }
     containers.push_back(extra);  // verbatim: the template author owns the sidecar
@@ -269,6 +325,12 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
         {"seccompProfile", {{"type", "RuntimeDefault"}}}}},
       {"containers", containers},
   };
+  if (agent) {
+    // The agent sees the IDE's processes (terminals, CPU time) through one process namespace.
+    pod["shareProcessNamespace"] = true;
+    pod["volumes"] = json::array(
+        {{{"name", kRunVolume}, {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}}});
+  }
   if (!tmpl.spec.init_commands.empty() || !tmpl.spec.extensions.empty()) {
     // Same image (it has code-server), env and home volume as the IDE; no GPUs needed.
     pod["initContainers"] = json::array({{
@@ -317,14 +379,20 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
 }
 
 json RenderService(const Workspace& ws, const RenderOptions& options) {
+  json ports = json::array({{{"name", "http"},
+                             {"port", 80},
+                             {"targetPort", options.code_server_port},
+                             {"protocol", "TCP"},
+                             {"appProtocol", "http"}}});
+  if (!options.agent_image.empty()) {
+    ports.push_back({{"name", "activity"},
+                     {"port", options.agent_port},
+                     {"targetPort", options.agent_port},
+                     {"protocol", "TCP"},
+                     {"appProtocol", "http"}});
+  }
   return Object("v1", "Service", ws,
-                {{"type", "ClusterIP"},
-                 {"selector", IdePodSelector(ws)},
-                 {"ports", json::array({{{"name", "http"},
-                                         {"port", 80},
-                                         {"targetPort", options.code_server_port},
-                                         {"protocol", "TCP"},
-                                         {"appProtocol", "http"}}})}});
+                {{"type", "ClusterIP"}, {"selector", IdePodSelector(ws)}, {"ports", ports}});
 }
 
 json RenderVirtualService(const Workspace& ws, const RenderOptions& options) {
@@ -355,12 +423,24 @@ json RenderAuthorizationPolicy(const Workspace& ws, const RenderOptions& options
     owner_rule["from"] =
         json::array({{{"source", {{"principals", json::array({options.gateway_principal})}}}}});
   }
+  // The operator: code-server's heartbeat; the agent's activity and notices.
+  json culler_to = json::array(
+      {{{"operation", {{"methods", json::array({"GET"})}, {"paths", json::array({"/healthz"})}}}}});
+  if (!options.agent_image.empty()) {
+    const std::string port = std::to_string(options.agent_port);
+    culler_to.push_back({{"operation",
+                          {{"ports", json::array({port})},
+                           {"methods", json::array({"GET"})},
+                           {"paths", json::array({"/activity"})}}}});
+    culler_to.push_back({{"operation",
+                          {{"ports", json::array({port})},
+                           {"methods", json::array({"POST"})},
+                           {"paths", json::array({"/notice"})}}}});
+  }
   json culler_rule = {
       {"from",
        json::array({{{"source", {{"principals", json::array({options.operator_principal})}}}}})},
-      {"to", json::array(
-                 {{{"operation",
-                    {{"methods", json::array({"GET"})}, {"paths", json::array({"/healthz"})}}}}})}};
+      {"to", culler_to}};
   return Object("security.istio.io/v1beta1", "AuthorizationPolicy", ws,
                 {{"selector", {{"matchLabels", IdePodSelector(ws)}}},
                  {"action", "ALLOW"},

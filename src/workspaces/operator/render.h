@@ -68,6 +68,11 @@ struct RenderOptions {
   std::string field_manager = "tessera-operator";
   std::string code_server_port_name = "http";
   int code_server_port = 8080;
+  // The activity agent sidecar (`tessera ws agent`: terminal input, CPU and GPU use for idle
+  // culling) runs this image, which must contain the `tessera` binary; "" leaves it out (then
+  // only code-server's heartbeat and Ray count as activity).
+  std::string agent_image = "tessera";
+  int agent_port = 8090;
   // Env TESSERA_URL in the IDE, so the engine is reachable from notebooks and the terminal.
   // A template env entry TESSERA_URL overrides it.
   std::string tessera_features_url = "http://tessera-features.tessera.svc:8080";

@@ -1,5 +1,6 @@
 #include "workspaces/operator/render.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +21,8 @@
 // golden cannot hide them.
 namespace tessera::workspaces {
 namespace {
+
+using ::testing::HasSubstr;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -425,13 +428,55 @@ TEST(RenderTest, InitContainerRunsCommandsInOrderThenInstallsExtensions) {
             "'ms-toolsai.jupyter@2024.11.0'\n");
   EXPECT_EQ(init["image"], "registry.example.com/ide:4");
   EXPECT_EQ(init["volumeMounts"][0]["mountPath"], "/home/coder");
-  ASSERT_EQ(pod["containers"].size(), 2u);
-  EXPECT_EQ(pod["containers"][1], FullTemplateJson()["spec"]["extraContainers"][0]);
+  ASSERT_EQ(pod["containers"].size(), 3u);  // the IDE, the activity agent, the template's sidecar
+  EXPECT_EQ(pod["containers"][1]["name"], "activity");
+  EXPECT_EQ(pod["containers"][2], FullTemplateJson()["spec"]["extraContainers"][0]);
   EXPECT_EQ(pod["securityContext"]["fsGroup"], 1000);
   EXPECT_EQ(pod["securityContext"]["runAsNonRoot"], true);
 
   std::vector<json> plain = Render(WorkspaceJson(), DefaultTemplateJson());
   EXPECT_FALSE(Get(plain, "StatefulSet")["spec"]["template"]["spec"].contains("initContainers"));
+}
+
+TEST(RenderTest, ActivityAgentSidecarSharesTheProcessNamespaceAndOnlyTheOperatorReachesIt) {
+  std::vector<json> children = Render(FullWorkspaceJson(), FullTemplateJson());  // with GPUs
+  const json& pod = Get(children, "StatefulSet")["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["shareProcessNamespace"], true);
+  const json& ide = pod["containers"][0];
+  const json& agent = pod["containers"][1];
+  EXPECT_EQ(agent["command"], json::array({"tessera"}));
+  EXPECT_EQ(agent["args"], json::array({"ws", "agent", "--listen", "0.0.0.0:8090", "--gpu-file",
+                                        "/run/tessera/gpu"}));
+  EXPECT_EQ(agent["securityContext"], ide["securityContext"]);  // the same user reads /proc
+  // With GPUs the IDE reports nvidia-smi's reading for the agent, then execs code-server.
+  EXPECT_EQ(ide["command"], json::array({"sh"}));
+  EXPECT_THAT(ide["args"][1].get<std::string>(), HasSubstr("nvidia-smi"));
+  EXPECT_THAT(ide["args"][1].get<std::string>(), HasSubstr("exec code-server \"$@\""));
+  // Only the operator's identity may read /activity and post /notice on the agent's port.
+  const json& rules = Get(children, "AuthorizationPolicy")["spec"]["rules"];
+  ASSERT_EQ(rules.size(), 2u);
+  EXPECT_EQ(rules[0].value("to", json()), json());  // the owner's rule: via the gateway only
+  const json& culler = rules[1];
+  EXPECT_EQ(culler["to"].size(), 3u);
+  EXPECT_EQ(culler["to"][1]["operation"]["ports"], json::array({"8090"}));
+  EXPECT_EQ(Get(children, "Service")["spec"]["ports"][1]["port"], 8090);
+
+  // Without GPUs: code-server directly, no GPU file.
+  std::vector<json> plain = Render(WorkspaceJson(), DefaultTemplateJson());
+  const json& plain_pod = Get(plain, "StatefulSet")["spec"]["template"]["spec"];
+  EXPECT_EQ(plain_pod["containers"][0]["command"], json::array({"code-server"}));
+  EXPECT_EQ(plain_pod["containers"][1]["args"].size(), 4u);
+
+  // No agent image: no sidecar, no shared namespace, no extra port or rule.
+  RenderOptions options;
+  options.agent_image = "";
+  std::vector<json> bare = Render(FullWorkspaceJson(), FullTemplateJson(), options);
+  const json& bare_pod = Get(bare, "StatefulSet")["spec"]["template"]["spec"];
+  EXPECT_FALSE(bare_pod.contains("shareProcessNamespace"));
+  EXPECT_EQ(bare_pod["containers"].size(), 2u);
+  EXPECT_EQ(bare_pod["containers"][0]["command"], json::array({"code-server"}));
+  EXPECT_EQ(Get(bare, "Service")["spec"]["ports"].size(), 1u);
+  EXPECT_EQ(Get(bare, "AuthorizationPolicy")["spec"]["rules"][1]["to"].size(), 1u);
 }
 
 TEST(RenderTest, HomeVolumeFromSpec) {
