@@ -390,7 +390,9 @@ def main():
         hour_ago = int((time.time() - 3600) * 1000)
         standins.set("beats", key, hour_ago)
         standins.set("terminal", key, hour_ago)
-        standins.set("jobs", key, [{"job_id": "train", "status": "RUNNING", "start_time": 1}])
+        job_start = int(time.time() * 1000)
+        standins.set("jobs", key, [{"job_id": "train", "status": "RUNNING",
+                                    "start_time": job_start}])
         c.merge_patch(ws_path("alice"), {"spec": {"idleTimeout": "4s"}}, user="alice")
 
         def condition(kind):
@@ -404,8 +406,8 @@ def main():
         assert not c.get(ws_path("alice"))["spec"].get("stopped"), "culled during a Ray job"
         assert (condition("IdleWarning") or {}).get("status") != "True", condition("IdleWarning")
         # The job ends: warned 2 s before the cull, in the status, an Event and the IDE.
-        standins.set("jobs", key, [{"job_id": "train", "status": "SUCCEEDED", "start_time": 1,
-                                    "end_time": int(time.time() * 1000)}])
+        standins.set("jobs", key, [{"job_id": "train", "status": "SUCCEEDED",
+                                    "start_time": job_start, "end_time": int(time.time() * 1000)}])
         warning = c.wait_for("the idle warning", lambda: (lambda w: w if w and w[
             "status"] == "True" else None)(condition("IdleWarning")), timeout=10)
         assert "will be stopped" in warning["message"], warning
@@ -431,6 +433,40 @@ def main():
         for reason in ("IdleSoon", "ActivityResumed", "Culled"):
             assert reason in reasons, (reason, reasons)
         assert "Culled" in cli("describe", "alice").stdout
+
+        # --- Telemetry: per team and user, and `tessera ws report` from the leader's /metrics.
+        metrics = leader.metrics()
+        for series in ('tessera_workspace_user_starts_total{kind="first",team="team-a",'
+                       'user="alice@example.com"} 1',
+                       'tessera_workspace_user_starts_total{kind="resume",team="team-a",'
+                       'user="alice@example.com"} 1',
+                       'tessera_workspace_user_culls_total{team="team-a",'
+                       'user="alice@example.com"} 1',
+                       'tessera_workspace_user_culls_avoided_total{team="team-a",'
+                       'user="alice@example.com"} 1',
+                       'tessera_workspace_first_ready_seconds_count{team="team-a"} 1',
+                       'tessera_workspace_first_ray_job_seconds_count{team="team-a"} 1'):
+            assert series in metrics, (series, [m for m in metrics.splitlines()
+                                                if "tessera_workspace_user" in m])
+        r = subprocess.run([TESSERA, "ws", "report", "--metrics-url",
+                            f"http://127.0.0.1:{leader.metrics_port}/metrics"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        log("tessera ws report:\n" + r.stdout)
+        row = next(line for line in r.stdout.splitlines() if "alice@example.com" in line)
+        assert row.split()[-4:] == ["1", "1", "1", "1"], row  # starts, resumes, culled, avoided
+        assert re.search(r"^team-a\s+\S+s\s+\S+s$", r.stdout, re.M), r.stdout  # first ready, Ray job
+        # The Grafana dashboard queries only what the operator exports.
+        with open(os.path.join(SOURCE_DIR, "deploy", "workspaces", "grafana-dashboard.json")) as f:
+            dash = json.load(f)
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        exprs += [v["query"] for v in dash["templating"]["list"] if v.get("type") == "query"]
+        exported = set(re.findall(r"^(tessera_[a-z_]+)[{ ]", metrics, re.M))
+        used = set(re.findall(r"\b(tessera_[a-z_]+)", " ".join(exprs)))
+        assert used and used <= exported, sorted(used - exported)
+        r = subprocess.run([TESSERA, "ws", "report", "--metrics-url", c.url + "/metrics",
+                            "--since", "7d"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and "--since needs --prometheus" in r.stderr, r.stderr
 
         # --- The API server restarts: watches break; re-watching gets 410; relist.
         c.restart_apiserver()

@@ -552,7 +552,7 @@ TEST(RocksDbTileStoreTest, EveryStateOfAKilledCreationGetsANewDb) {
     ScopedTempDir tmp;
     const std::string dir = tmp.Sub("db");
     std::filesystem::create_directories(dir);
-    for (const std::string& f : files) std::ofstream(dir + "/" + f) << "x";
+    for (const std::string& f : files) std::ofstream(std::filesystem::path(dir) / f) << "x";
     auto store = OpenOrDie(dir);
     ASSERT_NE(store, nullptr) << files.back();
     EXPECT_TRUE(store->Write(SampleBatch(3)).ok());

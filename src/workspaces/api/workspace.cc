@@ -168,6 +168,8 @@ absl::Status ParseStatus(const FieldReader& r, const json& obj, WorkspaceStatus*
   TESSERA_RETURN_IF_ERROR(r.String(obj, "lastActivityTime", &out->last_activity_time));
   TESSERA_RETURN_IF_ERROR(r.String(obj, "readySince", &out->ready_since));
   TESSERA_RETURN_IF_ERROR(r.String(obj, "startingSince", &out->starting_since));
+  TESSERA_RETURN_IF_ERROR(r.String(obj, "firstReadyTime", &out->first_ready_time));
+  TESSERA_RETURN_IF_ERROR(r.String(obj, "firstRayJobTime", &out->first_ray_job_time));
   const json* conditions = nullptr;
   TESSERA_RETURN_IF_ERROR(r.Array(obj, "conditions", &conditions));
   if (conditions != nullptr) {
@@ -283,6 +285,7 @@ absl::StatusOr<ObjectMeta> ParseObjectMeta(const json& object) {
   TESSERA_RETURN_IF_ERROR(r.String(m, "namespace", &meta.namespace_));
   TESSERA_RETURN_IF_ERROR(r.String(m, "uid", &meta.uid));
   TESSERA_RETURN_IF_ERROR(r.String(m, "resourceVersion", &meta.resource_version));
+  TESSERA_RETURN_IF_ERROR(r.String(m, "creationTimestamp", &meta.creation_timestamp));
   TESSERA_RETURN_IF_ERROR(r.Int(m, "generation", 0, INT64_MAX, &meta.generation));
   meta.deleting = m.contains("deletionTimestamp") && !m["deletionTimestamp"].is_null();
   TESSERA_RETURN_IF_ERROR(r.StringList(m, "finalizers", &meta.finalizers));

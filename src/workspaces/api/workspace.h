@@ -61,6 +61,7 @@ struct ObjectMeta {
   std::string namespace_;
   std::string uid;
   std::string resource_version;
+  std::string creation_timestamp;  // RFC 3339, as the API server set it
   int64_t generation = 0;
   bool deleting = false;  // metadata.deletionTimestamp is set
   std::vector<std::string> finalizers;
@@ -89,6 +90,8 @@ struct WorkspaceStatus {
   std::string ready_since;         // RFC 3339; when the phase last became Ready
   std::string starting_since;      // RFC 3339; when the phase last became Starting (while
                                    // Starting, and until Ready: the start of time-to-ready)
+  std::string first_ready_time;    // RFC 3339; when it was Ready for the first time
+  std::string first_ray_job_time;  // RFC 3339; when its first Ray job started
   std::vector<Condition> conditions;
 };
 

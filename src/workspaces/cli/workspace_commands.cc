@@ -32,7 +32,7 @@ std::string Age(const json& obj, int64_t now_ms) {
 }
 
 std::string Phase(const json& obj) {
-  const std::string phase = Str(obj, "/status/phase"_json_pointer);
+  std::string phase = Str(obj, "/status/phase"_json_pointer);
   if (!phase.empty()) return phase;
   return "Pending";  // not reconciled yet
 }

@@ -9,6 +9,7 @@ void AddWsCommands(CLI::App* app, Action* action) {
   AddClusterCommands(ws, action);
   AddLocalCommands(ws, action);
   AddAgentCommand(ws, action);
+  AddReportCommand(ws, action);
 }
 
 }  // namespace tessera::workspaces::cli

@@ -21,5 +21,6 @@ void AddWsCommands(CLI::App* app, Action* action);
 void AddClusterCommands(CLI::App* ws, Action* action);
 void AddLocalCommands(CLI::App* ws, Action* action);
 void AddAgentCommand(CLI::App* ws, Action* action);
+void AddReportCommand(CLI::App* ws, Action* action);
 
 }  // namespace tessera::workspaces::cli

@@ -55,6 +55,7 @@ absl::Status KubeClusterProcess::Start() {
     dup2(out[1], STDOUT_FILENO);
     for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     execvp("python3", argv.data());

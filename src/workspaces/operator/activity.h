@@ -18,6 +18,7 @@ struct ActivityEvidence {
   std::string signal;          // "heartbeat", "terminal", "cpu", "gpu", "ray-jobs", "ray-cpu", …
   int64_t last_active_ms = 0;  // the latest moment this signal saw use; 0: never
   std::string detail;          // for people: "2 Ray jobs running", "0.01 cores"
+  int64_t first_ms = 0;        // the earliest use it knows of (the first Ray job's start); 0: none
 };
 
 // One source of evidence (it may report several signals: the in-pod agent reports terminal,

@@ -55,6 +55,8 @@ absl::StatusOr<ActivityEvidence> ParseRayJobs(const json& jobs, int64_t now_ms) 
   ActivityEvidence e{"ray-jobs", 0, ""};
   int running = 0;
   for (const json& job : jobs) {
+    const int64_t start = IntOr(job, "start_time", 0);
+    if (start > 0 && (e.first_ms == 0 || start < e.first_ms)) e.first_ms = std::min(start, now_ms);
     const std::string status = job.is_object() ? job.value("status", "") : "";
     if (status == "RUNNING" || status == "PENDING") {
       ++running;

@@ -70,7 +70,7 @@ class RayActivitySignal final : public ActivitySignal {
 // Parsers (pure). The agent's /activity answer → evidence "terminal", "cpu", "gpu".
 absl::StatusOr<std::vector<ActivityEvidence>> ParseAgentActivity(const nlohmann::json& answer);
 // The Ray job API's job list → evidence "ray-jobs": now while any job is PENDING or RUNNING,
-// else the latest end_time.
+// else the latest end_time; first_ms: the earliest start_time.
 absl::StatusOr<ActivityEvidence> ParseRayJobs(const nlohmann::json& jobs, int64_t now_ms);
 // The dashboard's node summary → evidence "ray-cpu" and "ray-gpu": now when any node is busier
 // than the thresholds, else 0 (the stored last activity keeps earlier use).

@@ -90,6 +90,7 @@ void Controller::Run(const std::atomic<bool>& stop) {
     for (size_t i = 0; i < served.size(); ++i) options_.reader->Serve(*served[i], informers[i]);
   }
   std::vector<std::thread> threads;
+  threads.reserve(informers.size() + static_cast<size_t>(std::max(1, options_.workers)));
   for (kube::Informer* informer : informers) {
     threads.emplace_back([informer, &stop] {
       absl::Status s = informer->Run(stop);

@@ -76,6 +76,11 @@ absl::StatusOr<nlohmann::json> HttpGetJson(const std::string& url,
   return j;
 }
 
+absl::StatusOr<std::string> HttpGetText(const std::string& url,
+                                        std::chrono::milliseconds timeout, size_t max_bytes) {
+  return Perform(url, nullptr, timeout, max_bytes);
+}
+
 absl::Status HttpPostJson(const std::string& url, const nlohmann::json& body,
                           std::chrono::milliseconds timeout) {
   const std::string text = body.dump();

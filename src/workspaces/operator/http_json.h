@@ -21,6 +21,10 @@ absl::StatusOr<nlohmann::json> HttpGetJson(const std::string& url,
                                            std::chrono::milliseconds timeout,
                                            size_t max_bytes = size_t{1} << 20);
 
+// GET `url`; the body of a 200 answer (at most `max_bytes`).
+absl::StatusOr<std::string> HttpGetText(const std::string& url, std::chrono::milliseconds timeout,
+                                        size_t max_bytes = size_t{16} << 20);
+
 // POST `body` as JSON to `url`; OK on a 2xx.
 absl::Status HttpPostJson(const std::string& url, const nlohmann::json& body,
                           std::chrono::milliseconds timeout);

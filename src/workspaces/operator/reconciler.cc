@@ -490,9 +490,18 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
     }
     for (ActivityEvidence& e : *read) {
       activity = std::max(activity, std::min(e.last_active_ms, now));
+      if (e.first_ms > 0 && status->first_ray_job_time.empty()) {
+        // The workspace's first Ray job: how long from creation until someone used Ray.
+        status->first_ray_job_time = FormatRfc3339Millis(e.first_ms);
+        const int64_t created = ParseTimeOr(ws.metadata.creation_timestamp, 0);
+        if (created > 0 && e.first_ms >= created) {
+          metrics_->ObserveFirstRayJob(ws.metadata.namespace_, (e.first_ms - created) / 1000.0);
+        }
+      }
       evidence.push_back(std::move(e));
     }
   }
+  metrics_->ObserveActivityCheck(Key(ws), ws.metadata.namespace_, ws.spec.owner, activity);
   // Stored at minute resolution at most once a minute, so a busy IDE does not rewrite its
   // status on every check.
   if (activity - stored >= 60'000 || stored == 0) {
@@ -516,6 +525,7 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
       // Used again after the warning: the cull it announced is avoided. (The condition stays,
       // False, with a message that does not change, so later checks write nothing.)
       metrics_->CountCullAvoided();
+      metrics_->CountUserCullAvoided(ws.metadata.namespace_, ws.spec.owner);
       events_->Record(ws, "Normal", "ActivityResumed",
                       fmt::format("in use again; not stopping it ({})", seen));
       SetIdleCondition(status, kCondIdleWarning, false, "Active",
@@ -563,6 +573,7 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
     *resource_version = (*patched)["metadata"].value("resourceVersion", *resource_version);
   }
   metrics_->CountCull();
+  metrics_->CountUserCull(ws.metadata.namespace_, ws.spec.owner);
   events_->Record(ws, "Normal", "Culled", reason);
   SetIdleCondition(status, kCondIdleWarning, false, "Culled", "stopped", now);
   SetIdleCondition(status, kCondCulled, true, "IdleTimeout", reason, now);
@@ -579,8 +590,18 @@ void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& ne
   switch (phase) {
     case Phase::kStarting:
       metrics_->CountStart();
+      // A resume: started again after a stop; otherwise its first start.
+      metrics_->CountUserStart(
+          ws.metadata.namespace_, ws.spec.owner,
+          before == Phase::kStopped || before == Phase::kStopping);
       break;
     case Phase::kReady: {
+      if (ws.status.first_ready_time.empty()) {
+        const int64_t created = ParseTimeOr(ws.metadata.creation_timestamp, 0);
+        if (created > 0 && created <= now) {
+          metrics_->ObserveFirstReady(ws.metadata.namespace_, (now - created) / 1000.0);
+        }
+      }
       // From when the workspace entered Starting (recorded in its status by whichever replica
       // led then) to now; nothing when it never was Starting.
       const int64_t since = ParseTimeOr(ws.status.starting_since, 0);

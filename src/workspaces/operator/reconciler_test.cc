@@ -46,7 +46,11 @@ class FakeSignal final : public ActivitySignal {
     std::lock_guard lock(mu_);
     ++calls_;
     if (!result_.ok()) return result_.status();
-    return std::vector<ActivityEvidence>{{name_, *result_, "fake"}};
+    return std::vector<ActivityEvidence>{{name_, *result_, "fake", first_ms_}};
+  }
+  void SetFirst(int64_t first_ms) {
+    std::lock_guard lock(mu_);
+    first_ms_ = first_ms;
   }
   void Set(absl::StatusOr<int64_t> result) {
     std::lock_guard lock(mu_);
@@ -60,6 +64,7 @@ class FakeSignal final : public ActivitySignal {
  private:
   const std::string name_;
   mutable std::mutex mu_;
+  int64_t first_ms_ = 0;
   absl::StatusOr<int64_t> result_ = int64_t{0};
   int calls_ = 0;
 };
@@ -155,7 +160,7 @@ json CondField(const json& ws, const std::string& type, const std::string& field
 }
 
 bool HasFinalizer(const json& ws) {
-  const json meta = ws["metadata"];
+  const json& meta = ws["metadata"];
   if (!meta.contains("finalizers")) return false;
   for (const json& f : meta["finalizers"]) {
     if (f == kFinalizer) return true;
@@ -846,6 +851,77 @@ TEST_F(ReconcilerIdleTest, UseAfterTheWarningAvoidsTheCull) {
   clock_.AdvanceMillis(kMillisPerMinute);
   MustReconcileIdle();
   EXPECT_EQ(CounterValue("tessera_workspace_culls_avoided_total"), 1);
+}
+
+TEST_F(ReconcilerTest, ProductivityMetricsByTeamAndUser) {
+  const Labels alice = {{"team", "team-a"}, {"user", "alice@example.com"}};
+  auto user_counter = [&](const char* name, Labels labels) {
+    return registry_.GetCounter(name, "", labels)->Value();
+  };
+  Labels first = alice;
+  first.emplace_back("kind", "first");
+  Labels resume = alice;
+  resume.emplace_back("kind", "resume");
+  StartReady(/*ready_after_ms=*/42'000);  // created at kT0 by the fake, Ready 42 s later
+  EXPECT_EQ(user_counter("tessera_workspace_user_starts_total", first), 1);
+  Histogram* first_ready =
+      registry_.GetHistogram("tessera_workspace_first_ready_seconds", "", {{"team", "team-a"}});
+  EXPECT_EQ(first_ready->Count(), 1u);
+  EXPECT_DOUBLE_EQ(first_ready->Sum(), 42.0);
+  EXPECT_FALSE(GetWorkspace()["status"]["firstReadyTime"].is_null());
+  // Used, checked every minute for 10 minutes: 10 active minutes.
+  for (int i = 0; i < 10; ++i) {
+    clock_.AdvanceMillis(kMillisPerMinute);
+    probe_.Set(clock_.NowMillis());
+    MustReconcile();
+  }
+  EXPECT_EQ(user_counter("tessera_workspace_user_active_seconds_total", alice), 600);
+  // Then an hour unused: nothing more counts as active.
+  clock_.AdvanceMillis(30 * kMillisPerMinute);
+  MustReconcile();
+  EXPECT_EQ(user_counter("tessera_workspace_user_active_seconds_total", alice), 600);
+  // Stopped and started again: a resume; Ready again observes no second "first ready".
+  PatchSpec({{"stopped", true}});
+  MustReconcile();
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 0}, {"readyReplicas", 0}});
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Stopped");
+  PatchSpec({{"stopped", false}});
+  MustReconcile();
+  EXPECT_EQ(user_counter("tessera_workspace_user_starts_total", resume), 1);
+  SetChildStatus(kube::StatefulSetType(), {{"replicas", 1}, {"readyReplicas", 1}});
+  probe_.Set(clock_.NowMillis());
+  MustReconcile();
+  ASSERT_EQ(CurrentPhase(), "Ready");
+  EXPECT_EQ(first_ready->Count(), 1u);
+  // The first Ray job, 20 minutes after creation: observed once, kept in the status.
+  probe_.SetFirst(kT0 + 20 * kMillisPerMinute);
+  clock_.AdvanceMillis(kMillisPerMinute);
+  probe_.Set(clock_.NowMillis());
+  MustReconcile();
+  MustReconcile();
+  Histogram* first_job =
+      registry_.GetHistogram("tessera_workspace_first_ray_job_seconds", "", {{"team", "team-a"}});
+  EXPECT_EQ(first_job->Count(), 1u);
+  EXPECT_DOUBLE_EQ(first_job->Sum(), 1200.0);
+  EXPECT_EQ(GetWorkspace()["status"]["firstRayJobTime"],
+            FormatRfc3339Millis(kT0 + 20 * kMillisPerMinute));
+}
+
+TEST(OperatorMetricsTest, UserLabelsAreBounded) {
+  MetricsRegistry registry;
+  FakeClock clock(kT0);
+  OperatorMetrics metrics(&registry, &clock, 15 * kMillisPerMinute, /*max_users=*/2);
+  metrics.CountUserCull("team-a", "alice");
+  metrics.CountUserCull("team-a", "bob");
+  for (int i = 0; i < 100; ++i) metrics.CountUserCull("team-b", "user" + std::to_string(i));
+  metrics.CountUserCull("team-a", "alice");  // admitted earlier: still its own series
+  const std::string text = registry.RenderPrometheus();
+  EXPECT_THAT(text, HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="alice"} 2)"));
+  EXPECT_THAT(text, HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="bob"} 1)"));
+  EXPECT_THAT(text,
+              HasSubstr(R"(tessera_workspace_user_culls_total{team="__other__",user="__other__"} 100)"));
+  EXPECT_EQ(text.find("user0"), std::string::npos);
 }
 
 // A long activity interval, so the requeue is bounded by the idle time left.

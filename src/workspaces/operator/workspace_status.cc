@@ -78,6 +78,7 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
   s.url = url;
   s.observed_generation = gen;
   s.last_activity_time = old.last_activity_time;
+  s.first_ray_job_time = old.first_ray_job_time;
 
   SetCondition(
       old,
@@ -146,6 +147,9 @@ WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const
       ready ? (old.phase == Phase::kReady && !old.ready_since.empty() ? old.ready_since
                                                                       : FormatRfc3339Millis(now_ms))
             : std::string();
+  s.first_ready_time = !old.first_ready_time.empty() ? old.first_ready_time
+                       : ready                       ? FormatRfc3339Millis(now_ms)
+                                                     : std::string();
   return s;
 }
 
@@ -171,6 +175,8 @@ json StatusToJson(const WorkspaceStatus& status) {
   if (!status.last_activity_time.empty()) j["lastActivityTime"] = status.last_activity_time;
   j["readySince"] = status.ready_since.empty() ? json() : json(status.ready_since);
   j["startingSince"] = status.starting_since.empty() ? json() : json(status.starting_since);
+  if (!status.first_ready_time.empty()) j["firstReadyTime"] = status.first_ready_time;
+  if (!status.first_ray_job_time.empty()) j["firstRayJobTime"] = status.first_ray_job_time;
   json conditions = json::array();
   for (const Condition& c : status.conditions) {
     json cj = {

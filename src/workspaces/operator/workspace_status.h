@@ -42,8 +42,9 @@ void ObserveRayCluster(const nlohmann::json& ray, Observation* obs);
 
 // The status the workspace should have now. Keeps lastTransitionTime of conditions whose status
 // did not change, sets readySince when the phase becomes Ready (startingSince while it is
-// Starting), and carries lastActivityTime
-// over from `ws.status` (the culler updates it). `url` is the workspace's address.
+// Starting) and firstReadyTime the first time it is Ready, and carries lastActivityTime and
+// firstRayJobTime over from `ws.status` (the culler updates them). `url` is the workspace's
+// address.
 WorkspaceStatus ComputeStatus(const Workspace& ws, const Observation& obs, const std::string& url,
                               int64_t now_ms);
 
