@@ -58,7 +58,7 @@ struct Flags {
   std::string owner_header = "x-auth-request-email";
   std::string features_url = "http://tessera-features.tessera.svc:8080";
   std::string heartbeat_url = CodeServerHeartbeat::kDefaultUrl;
-  std::string agent_image = "tessera";
+  std::string agent_image;  // off unless deployed with one (deploy/workspaces/operator.yaml)
   std::string agent_url = ActivityAgentSignal::kDefaultUrl;
   std::string ray_dashboard_url = RayActivitySignal::kDefaultUrl;
   std::string activity_check_interval = "1m";

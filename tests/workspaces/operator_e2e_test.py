@@ -166,6 +166,7 @@ class Replica:
              "--lease-duration", f"{int(LEASE_SECONDS * 1000)}ms", "--renew-deadline", "2000ms",
              "--retry-period", "250ms", "--metrics-addr", "127.0.0.1:0",
              "--heartbeat-url", standins_url + "/{namespace}/{name}/healthz",
+             "--agent-image", "tessera/tessera:dev",
              "--agent-url", standins_url + "/agent/{namespace}/{name}",
              "--ray-dashboard-url", standins_url + "/ray/{namespace}/{name}",
              "--activity-check-interval", "500ms", "--idle-warning", "2s",
@@ -447,7 +448,7 @@ def main():
                        'tessera_workspace_first_ready_seconds_count{team="team-a"} 1',
                        'tessera_workspace_first_ray_job_seconds_count{team="team-a"} 1'):
             assert series in metrics, (series, [m for m in metrics.splitlines()
-                                                if "tessera_workspace_user" in m])
+                                                if "tessera_workspace_" in m])
         r = subprocess.run([TESSERA, "ws", "report", "--metrics-url",
                             f"http://127.0.0.1:{leader.metrics_port}/metrics"],
                            capture_output=True, text=True, timeout=30)
@@ -540,6 +541,7 @@ def main():
         c.request("POST", f"/api/v1/namespaces/{NS}/pods", {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "ws-carol-0", "finalizers": ["test.tessera.dev/terminating"],
+                         "labels": {"workspaces.tessera.dev/workspace": "carol"},
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
                                               "name": "ws-carol", "uid": sts["metadata"]["uid"],
                                               "controller": True}]},

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -42,9 +44,14 @@ std::vector<std::string> NumericEntries(const std::string& dir, size_t limit) {
   return out;
 }
 
-// utime + stime of /proc/PID/stat (fields 14 and 15; the command name in field 2 may hold
-// spaces and parentheses, so fields are counted after its last ')').
-std::optional<uint64_t> CpuTicks(const std::string& stat_path) {
+struct ProcTicks {
+  uint64_t start_time = 0;  // field 22: tells a reused pid from the process it had before
+  uint64_t ticks = 0;       // utime + stime + cutime + cstime (14–17): reaped children count too
+};
+
+// From /proc/PID/stat (the command name in field 2 may hold spaces and parentheses, so fields
+// are counted after its last ')').
+std::optional<ProcTicks> ReadTicks(const std::string& stat_path) {
   std::ifstream in(stat_path);
   std::string line;
   if (!std::getline(in, line)) return std::nullopt;
@@ -52,13 +59,15 @@ std::optional<uint64_t> CpuTicks(const std::string& stat_path) {
   if (close == std::string::npos) return std::nullopt;
   std::istringstream fields(line.substr(close + 1));
   std::string field;
-  uint64_t utime = 0;
-  uint64_t stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  ProcTicks out;
+  int i = 3;
+  for (; i <= 22 && fields >> field; ++i) {
+    const uint64_t v = std::strtoull(field.c_str(), nullptr, 10);
+    if (i >= 14 && i <= 17) out.ticks += v;
+    if (i == 22) out.start_time = v;
   }
-  return utime + stime;
+  if (i <= 22) return std::nullopt;  // truncated
+  return out;
 }
 
 std::string ReadLink(const std::string& path) {
@@ -67,12 +76,20 @@ std::string ReadLink(const std::string& path) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
 }
 
-// Control characters become spaces; at most 1,000 bytes, cut at a UTF-8 character boundary.
+// Control characters become spaces — C0, DEL, and the C1 controls U+0080–U+009F (UTF-8
+// C2 80–C2 9F), which terminals read as CSI/OSC; at most 1,000 bytes, cut at a UTF-8
+// character boundary.
 std::string Sanitize(std::string_view message) {
   std::string out;
-  for (char c : message) {
-    const auto u = static_cast<unsigned char>(c);
-    out.push_back(u < 0x20 || u == 0x7f ? ' ' : c);
+  for (size_t i = 0; i < message.size(); ++i) {
+    const auto u = static_cast<unsigned char>(message[i]);
+    if (u == 0xC2 && i + 1 < message.size() && static_cast<unsigned char>(message[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(message[i + 1]) <= 0x9F) {
+      out.push_back(' ');
+      ++i;
+      continue;
+    }
+    out.push_back(u < 0x20 || u == 0x7f ? ' ' : message[i]);
   }
   if (out.size() > 1000) {
     size_t cut = 1000;
@@ -112,7 +129,8 @@ ActivityAgent::ProcSnapshot ActivityAgent::ReadProc() const {
   ProcSnapshot snap;
   for (const std::string& pid : NumericEntries(options_.proc_root, 100'000)) {
     if (pid == std::to_string(self_pid_)) continue;
-    snap.cpu_ticks += CpuTicks(fmt::format("{}/{}/stat", options_.proc_root, pid)).value_or(0);
+    std::optional<ProcTicks> t = ReadTicks(fmt::format("{}/{}/stat", options_.proc_root, pid));
+    if (t) snap.processes[std::atoi(pid.c_str())] = {t->start_time, t->ticks};
   }
   for (const std::string& fd_path : TerminalFds()) {
     struct stat st {};
@@ -129,22 +147,42 @@ void ActivityAgent::Sample() {
   const int64_t now = options_.clock->NowMillis();
   std::optional<double> gpu;
   if (!options_.gpu_file.empty()) {
+    // The IDE's user owns the directory: only a regular file is read (not a FIFO that would
+    // block, not a symlink elsewhere), and only its first bytes.
+    const int fd = open(options_.gpu_file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st {};
-    if (stat(options_.gpu_file.c_str(), &st) == 0) {
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
       const int64_t mtime_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
-      std::ifstream in(options_.gpu_file);
-      double percent = 0;
-      if (now - mtime_ms <= options_.gpu_file_max_age_ms && (in >> percent)) gpu = percent;
+      char buf[32] = {};
+      const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+      char* end = nullptr;
+      const double percent = n > 0 ? std::strtod(buf, &end) : 0;
+      if (n > 0 && end != buf && std::isfinite(percent) &&
+          now - mtime_ms <= options_.gpu_file_max_age_ms) {
+        gpu = std::clamp(percent, 0.0, 100.0);
+      }
     }
+    if (fd >= 0) close(fd);
   }
   MutexLock lock(&mu_);
-  if (sampled_ && now > last_sample_ms_ && snap.cpu_ticks >= last_ticks_) {
+  if (sampled_ && now > last_sample_ms_) {
+    // Per process: what it used since the last sample (all of it for a process that is new, or
+    // whose pid was reused); processes that exited since are gone from both sides.
+    uint64_t used = 0;
+    for (const auto& [pid, now_t] : snap.processes) {
+      auto before = last_processes_.find(pid);
+      if (before == last_processes_.end() || before->second.first != now_t.first) {
+        used += now_t.second;
+      } else if (now_t.second > before->second.second) {
+        used += now_t.second - before->second.second;
+      }
+    }
     const double seconds = (now - last_sample_ms_) / 1000.0;
-    cores_ = static_cast<double>(snap.cpu_ticks - last_ticks_) / ticks_per_second_ / seconds;
+    cores_ = static_cast<double>(used) / ticks_per_second_ / seconds;
     if (cores_ >= options_.cpu_active_cores) cpu_active_ms_ = now;
   }
   sampled_ = true;
-  last_ticks_ = snap.cpu_ticks;
+  last_processes_ = std::move(snap.processes);
   last_sample_ms_ = now;
   ttys_ = snap.ttys;
   last_input_ms_ = std::max(last_input_ms_, std::min(snap.newest_tty_input_ms, now));

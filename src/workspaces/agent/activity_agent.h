@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -24,9 +25,10 @@
 //   - terminal input: the newest access time of the pseudo-terminals (/dev/pts/N) that
 //     processes hold open; the kernel updates a tty's atime when input is read from it, in
 //     8-second steps (so typing is seen within 8 s, and keystroke timing is not exposed);
-//   - CPU: the CPU time (utime + stime) of every process but the agent's own, as a rate over
-//     each sampling interval; "in use" at or above a threshold (code-server idling takes
-//     ~0.01–0.05 cores);
+//   - CPU: the CPU time each process (but the agent) used since the previous sample, its reaped
+//     children's included (so a build of short-lived compiler processes counts), as a rate over
+//     the interval; "in use" at or above a threshold (code-server and the mesh sidecar idling
+//     take ~0.01–0.05 cores);
 //   - GPU: the IDE container cannot share its GPU with a sidecar, so the IDE writes the busiest
 //     GPU's utilization (nvidia-smi, every 15 s) to a file on a shared emptyDir; the agent reads
 //     it, and treats a file older than a minute as no reading.
@@ -62,7 +64,8 @@ class ActivityAgent {
 
  private:
   struct ProcSnapshot {
-    uint64_t cpu_ticks = 0;  // utime + stime of all processes but the agent
+    // pid → (start time, CPU ticks of the process and its reaped children), but the agent's
+    std::map<int, std::pair<uint64_t, uint64_t>> processes;
     int64_t newest_tty_input_ms = 0;
     int ttys = 0;
   };
@@ -76,7 +79,7 @@ class ActivityAgent {
 
   mutable Mutex mu_;
   bool sampled_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t last_ticks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, std::pair<uint64_t, uint64_t>> last_processes_ ABSL_GUARDED_BY(mu_);
   int64_t last_sample_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t last_input_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int ttys_ ABSL_GUARDED_BY(mu_) = 0;

@@ -42,13 +42,15 @@ class FakeProc {
     fs::create_directories(root_);
     fs::create_directories(pts_);
   }
-  void Process(int pid, uint64_t utime, uint64_t stime, const std::vector<int>& ttys = {}) {
+  void Process(int pid, uint64_t utime, uint64_t stime, const std::vector<int>& ttys = {},
+               uint64_t children = 0, uint64_t start_time = 100) {
     const std::string dir = root_ + "/" + std::to_string(pid);
     fs::remove_all(dir + "/fd");
     fs::create_directories(dir + "/fd");
     // Field 2 holds spaces and a ')' on purpose.
     std::ofstream(dir + "/stat") << pid << " (my (odd) cmd) S 1 1 1 0 -1 4194560 100 0 0 0 "
-                                 << utime << " " << stime << " 0 0 20 0 1 0 100 0 0\n";
+                                 << utime << " " << stime << " " << children << " 0 20 0 1 0 "
+                                 << start_time << " 0 0\n";
     int fd = 0;
     for (int tty : ttys) {
       const std::string target = pts_ + std::to_string(tty);
@@ -133,6 +135,22 @@ TEST(ActivityAgentTest, CpuUseIsARateOverTheIntervalAndTheAgentItselfIsNotCounte
   fs::remove_all(proc.Sub("proc") + "/10");
   agent.Sample();
   EXPECT_EQ(agent.Activity()["cpu"]["last_active_ms"], kT0 + 20'000);
+  EXPECT_NEAR(agent.Activity()["cpu"]["cores"].get<double>(), 0, 1e-9);
+  // A build: `make` (pid 20) reaps compilers that lived between two samples; their CPU time
+  // arrives in its children's ticks.
+  proc.Process(20, 1, 0);
+  clock.AdvanceMillis(10'000);
+  agent.Sample();
+  clock.AdvanceMillis(10'000);
+  proc.Process(20, 1, 0, {}, static_cast<uint64_t>(20 * hz));
+  agent.Sample();
+  EXPECT_NEAR(agent.Activity()["cpu"]["cores"].get<double>(), 2.0, 1e-6);
+  EXPECT_EQ(agent.Activity()["cpu"]["last_active_ms"], kT0 + 50'000);
+  // A pid reused by a new process is a new process, not a negative delta.
+  clock.AdvanceMillis(10'000);
+  proc.Process(20, static_cast<uint64_t>(hz), 0, {}, 0, /*start_time=*/999);
+  agent.Sample();
+  EXPECT_NEAR(agent.Activity()["cpu"]["cores"].get<double>(), 0.1, 1e-6);
 }
 
 TEST(ActivityAgentTest, GpuComesFromTheFileTheIdeWritesAndAStaleFileIsNoReading) {
@@ -163,12 +181,14 @@ TEST(ActivityAgentTest, NoticeReachesEveryTerminalOnceWithoutControlCharacters) 
   proc.Process(10, 0, 0, {3});
   proc.Process(11, 0, 0, {3, 4});
   ActivityAgent agent(proc.Options(&clock));
-  absl::StatusOr<int> n = agent.Notice("stopping in 10m\x1b[2J\nbye");
+  absl::StatusOr<int> n = agent.Notice(
+      "stopping in 10m\x1b[2J\nbye\xc2\x9b"
+      "1m é");
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 2);
   for (int tty : {3, 4}) {
     const std::string got = proc.Read(tty);
-    EXPECT_EQ(got, "\r\n\a[tessera] stopping in 10m [2J bye\r\n") << tty;
+    EXPECT_EQ(got, "\r\n\a[tessera] stopping in 10m [2J bye 1m é\r\n") << tty;
   }
   EXPECT_TRUE(agent.Notice(std::string(5000, 'x')).ok());
   EXPECT_LE(proc.Read(3).size(), 2 * 1100u);

@@ -28,9 +28,9 @@ void AddReportCommand(CLI::App* ws, Action* action) {
       "culls avoided, time to first ready and to the first Ray job");
   cmd->add_option("--since", flags->since, "Window, with --prometheus (e.g. 24h, 7d, 30d)")
       ->capture_default_str();
-  auto* prom = cmd->add_option(
-      "--prometheus", flags->prometheus,
-      "Prometheus that scrapes tessera-operator (default $TESSERA_PROMETHEUS_URL)");
+  auto* prom =
+      cmd->add_option("--prometheus", flags->prometheus,
+                      "Prometheus that scrapes tessera-operator (default $TESSERA_PROMETHEUS_URL)");
   auto* metrics = cmd->add_option(
       "--metrics-url", flags->metrics_url,
       "The leading operator's /metrics instead: totals since it started leading (no --since)");
@@ -53,7 +53,8 @@ void AddReportCommand(CLI::App* ws, Action* action) {
           return 2;
         }
         absl::StatusOr<std::string> text = HttpGetText(flags->metrics_url, timeout);
-        report = text.ok() ? UsageFromMetricsText(*text) : absl::StatusOr<UsageReport>(text.status());
+        report =
+            text.ok() ? UsageFromMetricsText(*text) : absl::StatusOr<UsageReport>(text.status());
         if (report.ok()) report->source = "tessera-operator at " + flags->metrics_url;
       } else if (!prometheus.empty()) {
         absl::StatusOr<int64_t> window = ParseDurationMillis(flags->since);

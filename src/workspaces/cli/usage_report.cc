@@ -147,8 +147,8 @@ absl::StatusOr<UsageReport> UsageFromMetricsText(std::string_view text) {
          {"tessera_workspace_first_ready_seconds", "tessera_workspace_first_ray_job_seconds"}) {
       if (s.name == std::string(h) + "_bucket" && s.labels.count("team") && s.labels.count("le")) {
         const std::string& le = s.labels.at("le");
-        const double bound =
-            le == "+Inf" ? std::numeric_limits<double>::infinity() : std::strtod(le.c_str(), nullptr);
+        const double bound = le == "+Inf" ? std::numeric_limits<double>::infinity()
+                                          : std::strtod(le.c_str(), nullptr);
         hist[h][s.labels.at("team")].emplace_back(bound, s.value);
       }
     }
@@ -182,8 +182,11 @@ absl::StatusOr<UsageReport> UsageFromPrometheus(const PromQuery& query, int64_t 
     std::vector<Sample> out;
     for (const json& r : answer["data"]["result"]) {
       Sample s;
-      for (const auto& [k, v] : r.value("metric", json::object()).items()) {
-        if (v.is_string()) s.labels[k] = v.get<std::string>();
+      if (!r.is_object()) continue;
+      const json metric = r.value("metric", json::object());
+      if (!metric.is_object()) continue;
+      for (auto it = metric.begin(); it != metric.end(); ++it) {
+        if (it->is_string()) s.labels[it.key()] = it->get<std::string>();
       }
       const json value = r.value("value", json::array());
       if (!value.is_array() || value.size() != 2 || !value[1].is_string()) continue;
@@ -227,11 +230,11 @@ absl::StatusOr<UsageReport> UsageFromPrometheus(const PromQuery& query, int64_t 
 
 std::string FormatUsage(const UsageReport& report) {
   const double days = report.window_ms / 86'400'000.0;
-  std::string out = report.window_ms > 0
-                        ? fmt::format("Workspaces, last {} ({})\n",
-                                      FormatDurationMillis(report.window_ms), report.source)
-                        : fmt::format("Workspaces since the operator started leading ({})\n",
-                                      report.source);
+  std::string out =
+      report.window_ms > 0
+          ? fmt::format("Workspaces, last {} ({})\n", FormatDurationMillis(report.window_ms),
+                        report.source)
+          : fmt::format("Workspaces since the operator started leading ({})\n", report.source);
   if (report.users.empty()) {
     out += "no workspace activity recorded yet\n";
     return out;

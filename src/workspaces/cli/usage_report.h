@@ -35,8 +35,8 @@ struct TeamUsage {
 };
 
 struct UsageReport {
-  std::string source;        // "Prometheus at …" / "tessera-operator at …"
-  int64_t window_ms = 0;     // the window; 0: since the operator started
+  std::string source;            // "Prometheus at …" / "tessera-operator at …"
+  int64_t window_ms = 0;         // the window; 0: since the operator started
   std::vector<UserUsage> users;  // sorted by team, then user
   std::vector<TeamUsage> teams;
 };

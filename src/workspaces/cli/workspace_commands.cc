@@ -316,7 +316,10 @@ absl::Status WorkspaceCommands::SetStopped(const std::string& name, bool stopped
   const std::string action = fmt::format("{} workspace \"{}\"", stopped ? "stop" : "start", name);
   json patch = {{"spec", {{"stopped", stopped}}}};
   // Starting again also clears the culler's mark, so `describe` no longer says it was culled.
-  if (!stopped) patch["metadata"]["annotations"]["workspaces.tessera.dev/culled-at"] = nullptr;
+  if (!stopped) {
+    patch["metadata"]["annotations"]["workspaces.tessera.dev/culled-at"] = nullptr;
+    patch["metadata"]["annotations"]["workspaces.tessera.dev/cull-reason"] = nullptr;
+  }
   absl::StatusOr<json> patched = client_->MergePatch(kube::WorkspaceType(), ns_, name, patch);
   if (!patched.ok()) return Explain(patched.status(), action, name);
   *out_ << (stopped ? fmt::format("workspace \"{}\" is stopping; its home volume is kept "

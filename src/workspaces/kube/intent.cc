@@ -1,6 +1,7 @@
 #include "workspaces/kube/intent.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -123,6 +124,17 @@ std::optional<long double> ParseQuantity(std::string_view s) {
     return std::nullopt;
   }
   return value * scale;
+}
+
+std::string IntentDigest(const json& intent) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : intent.dump()) {  // nlohmann's objects are std::map: keys sorted
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));  // NOLINT
+  return out;
 }
 
 bool LiveSatisfiesIntent(const json& live, const json& intent) {

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 
 // Whether a live object already holds everything an apply intent says, so a controller can skip
@@ -20,6 +21,12 @@ namespace tessera::workspaces::kube {
 // False means "apply": a false difference only costs a write; a false match would leave a
 // child unrestored, so anything unusual compares unequal.
 bool LiveSatisfiesIntent(const nlohmann::json& live, const nlohmann::json& intent);
+
+// A stable digest of an intent (16 hex digits of FNV-1a 64 over its canonical JSON: object keys
+// sorted). A controller stores it in an annotation of the object it applies, as part of the
+// intent: then LiveSatisfiesIntent also fails when the intent lost a field (which server-side
+// apply would remove, but a subset comparison cannot see).
+std::string IntentDigest(const nlohmann::json& intent);
 
 // A Kubernetes quantity ("500m", "1.5", "8Gi", "1e3", "2k") as a number; nullopt if `s` is not
 // one.

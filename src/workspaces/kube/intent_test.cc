@@ -47,6 +47,21 @@ TEST(IntentTest, AnyChangedMissingOrGrownFieldIsADifference) {
   EXPECT_TRUE(LiveSatisfiesIntent(json::object(), json::parse(R"({"a": null})")));
 }
 
+TEST(IntentTest, DigestIsStableAndSeesRemovals) {
+  const json a = json::parse(R"({"spec": {"b": 1, "a": [1, 2], "limits": {"gpu": "1"}}})");
+  const json b = json::parse(R"({"spec": {"limits": {"gpu": "1"}, "a": [1, 2], "b": 1}})");
+  EXPECT_EQ(IntentDigest(a), IntentDigest(b));  // key order does not matter
+  EXPECT_EQ(IntentDigest(a).size(), 16u);
+  json smaller = a;
+  smaller["spec"]["limits"].erase("gpu");
+  EXPECT_NE(IntentDigest(a), IntentDigest(smaller));
+  // With the digest in it, the smaller intent no longer matches the live object.
+  json live = a;
+  live["metadata"]["annotations"]["d"] = IntentDigest(a);
+  smaller["metadata"]["annotations"]["d"] = IntentDigest(smaller);
+  EXPECT_FALSE(LiveSatisfiesIntent(live, smaller));
+}
+
 TEST(IntentTest, Quantities) {
   EXPECT_EQ(ParseQuantity("500m"), 0.5L);
   EXPECT_EQ(ParseQuantity("2"), 2.0L);

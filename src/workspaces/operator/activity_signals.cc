@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/errors.h"
 #include "common/status_macros.h"
@@ -14,22 +15,47 @@ namespace {
 
 using nlohmann::json;
 
+// The accessors below never throw: what a workspace answers is the workspace's (its user can
+// replace the agent or the Ray dashboard), so every field is checked for its type and range.
 int64_t IntOr(const json& obj, const char* key, int64_t fallback) {
-  if (!obj.is_object() || !obj.contains(key) || !obj[key].is_number()) return fallback;
-  return obj[key].get<int64_t>();
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number()) return fallback;
+  const double v = it->get<double>();
+  if (!(v >= 0 && v < 9.2e18)) return fallback;  // NaN, negative or out of range
+  return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(v);
 }
 
 double DoubleOr(const json& obj, const char* key, double fallback) {
-  if (!obj.is_object() || !obj.contains(key) || !obj[key].is_number()) return fallback;
-  return obj[key].get<double>();
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number()) return fallback;
+  const double v = it->get<double>();
+  return std::isfinite(v) ? v : fallback;
 }
+
+std::string StringOr(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+bool BoolOr(const json& obj, const char* key) {
+  if (!obj.is_object()) return false;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() && it->get<bool>();
+}
+
+// For messages: the JSON type, never a dump (a hostile answer may be nested deep enough to
+// exhaust the stack of a recursive dump).
+const char* TypeOf(const json& j) { return j.type_name(); }
 
 }  // namespace
 
 absl::StatusOr<std::vector<ActivityEvidence>> ParseAgentActivity(const json& answer) {
   if (!answer.is_object() || !answer.contains("terminal") || !answer.contains("cpu")) {
-    return Unavailable("the activity agent's answer has no terminal and cpu: {}",
-                       answer.dump().substr(0, 200));
+    return Unavailable("the activity agent's answer has no terminal and cpu (a JSON {})",
+                       TypeOf(answer));
   }
   std::vector<ActivityEvidence> out;
   const json& terminal = answer["terminal"];
@@ -38,8 +64,7 @@ absl::StatusOr<std::vector<ActivityEvidence>> ParseAgentActivity(const json& ans
   const json& cpu = answer["cpu"];
   out.push_back({"cpu", IntOr(cpu, "last_active_ms", 0),
                  fmt::format("{:.2f} cores now", DoubleOr(cpu, "cores", 0))});
-  if (answer.contains("gpu") && answer["gpu"].is_object() &&
-      answer["gpu"].value("available", false)) {
+  if (answer.contains("gpu") && BoolOr(answer["gpu"], "available")) {
     const json& gpu = answer["gpu"];
     out.push_back({"gpu", IntOr(gpu, "last_active_ms", 0),
                    fmt::format("{:.0f}% now", DoubleOr(gpu, "utilization_percent", 0))});
@@ -49,15 +74,14 @@ absl::StatusOr<std::vector<ActivityEvidence>> ParseAgentActivity(const json& ans
 
 absl::StatusOr<ActivityEvidence> ParseRayJobs(const json& jobs, int64_t now_ms) {
   if (!jobs.is_array()) {
-    return Unavailable("the Ray job API answered something other than a job list: {}",
-                       jobs.dump().substr(0, 200));
+    return Unavailable("the Ray job API answered a JSON {}, not a job list", TypeOf(jobs));
   }
   ActivityEvidence e{"ray-jobs", 0, ""};
   int running = 0;
   for (const json& job : jobs) {
     const int64_t start = IntOr(job, "start_time", 0);
     if (start > 0 && (e.first_ms == 0 || start < e.first_ms)) e.first_ms = std::min(start, now_ms);
-    const std::string status = job.is_object() ? job.value("status", "") : "";
+    const std::string status = StringOr(job, "status");
     if (status == "RUNNING" || status == "PENDING") {
       ++running;
       e.last_active_ms = now_ms;
@@ -77,8 +101,8 @@ absl::StatusOr<std::vector<ActivityEvidence>> ParseRayNodes(
     nodes = &summary["data"]["summary"];
   }
   if (nodes == nullptr) {
-    return Unavailable("the Ray dashboard's node summary has no data.summary list: {}",
-                       summary.dump().substr(0, 200));
+    return Unavailable("the Ray dashboard's node summary has no data.summary list (a JSON {})",
+                       TypeOf(summary));
   }
   double max_cpu = 0;
   double max_gpu = -1;  // -1: no GPU anywhere
@@ -107,12 +131,12 @@ absl::StatusOr<std::vector<ActivityEvidence>> CodeServerHeartbeat::Read(const Wo
                                                                         int64_t /*now_ms*/) {
   const std::string url = ExpandUrlTemplate(url_template_, ws);
   TESSERA_ASSIGN_OR_RETURN(json j, HttpGetJson(url, timeout_, 64 << 10));
-  if (!j.is_object() || !j.contains("lastHeartbeat") || !j["lastHeartbeat"].is_number()) {
-    return Unavailable("heartbeat {}: expected {{\"lastHeartbeat\": <epoch ms>}}, got {}", url,
-                       j.dump().substr(0, 200));
+  const int64_t beat = IntOr(j, "lastHeartbeat", -1);
+  if (beat < 0) {
+    return Unavailable("heartbeat {}: expected {{\"lastHeartbeat\": <epoch ms>}}, got a JSON {}",
+                       url, TypeOf(j));
   }
-  return std::vector<ActivityEvidence>{
-      {"heartbeat", j["lastHeartbeat"].get<int64_t>(), "code-server"}};
+  return std::vector<ActivityEvidence>{{"heartbeat", beat, "code-server"}};
 }
 
 ActivityAgentSignal::ActivityAgentSignal(std::string base_url_template,

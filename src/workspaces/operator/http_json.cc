@@ -71,13 +71,17 @@ absl::StatusOr<nlohmann::json> HttpGetJson(const std::string& url,
   TESSERA_ASSIGN_OR_RETURN(std::string body, Perform(url, nullptr, timeout, max_bytes));
   nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return Unavailable("{}: expected JSON, got {}", url, body.substr(0, 200));
+    std::string start = body.substr(0, 100);
+    for (char& c : start) {
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    }
+    return Unavailable("{}: expected JSON, got \"{}\"", url, start);
   }
   return j;
 }
 
-absl::StatusOr<std::string> HttpGetText(const std::string& url,
-                                        std::chrono::milliseconds timeout, size_t max_bytes) {
+absl::StatusOr<std::string> HttpGetText(const std::string& url, std::chrono::milliseconds timeout,
+                                        size_t max_bytes) {
   return Perform(url, nullptr, timeout, max_bytes);
 }
 

@@ -87,8 +87,7 @@ class OperatorMetrics {
   std::map<std::string, Entry> workspaces_ ABSL_GUARDED_BY(mu_);
   std::set<std::pair<std::string, std::string>> users_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> last_check_ms_ ABSL_GUARDED_BY(mu_);  // by workspace key
-  std::map<std::pair<std::string, std::string>, int64_t> active_remainder_ms_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, int64_t> active_remainder_ms_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::workspaces

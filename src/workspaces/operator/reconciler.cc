@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -50,16 +51,23 @@ int64_t ParseTimeOr(const std::string& rfc3339, int64_t fallback) {
   return ParseRfc3339Millis(rfc3339).value_or(fallback);
 }
 
-// "heartbeat 2h ago, terminal never, ray-jobs 3m ago (1 running)" for Events and conditions.
+// A coarse age for people: "45s", "12m", "3h5m", "2d4h".
+std::string Ago(int64_t ms) {
+  const int64_t s = std::max<int64_t>(0, ms) / 1000;
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m", s / 60);
+  if (s < 2 * 86400) return fmt::format("{}h{}m", s / 3600, s % 3600 / 60);
+  return fmt::format("{}d{}h", s / 86400, s % 86400 / 3600);
+}
+
+// "heartbeat 2h0m ago, terminal never, ray-jobs 3m ago (1 running)" for Events and conditions.
 std::string DescribeEvidence(const std::vector<ActivityEvidence>& evidence, int64_t now) {
   std::string out;
   for (const ActivityEvidence& e : evidence) {
     if (!out.empty()) out += ", ";
     out += e.signal;
-    out += e.last_active_ms <= 0
-               ? std::string(" never")
-               : fmt::format(" {} ago",
-                             FormatDurationMillis(std::max<int64_t>(0, now - e.last_active_ms)));
+    out +=
+        e.last_active_ms <= 0 ? std::string(" never") : " " + Ago(now - e.last_active_ms) + " ago";
     if (!e.detail.empty()) out += fmt::format(" ({})", e.detail);
   }
   return out.empty() ? "no signals" : out;
@@ -103,6 +111,26 @@ void CarryIdleConditions(const Workspace& ws, WorkspaceStatus* next) {
       next->conditions.push_back(std::move(copy));
     }
   }
+  // Culled, but the status write that said so was lost: the annotations the cull wrote with the
+  // stop itself still say why.
+  if (ws.spec.stopped && FindCondition(*next, kCondCulled) == nullptr) {
+    std::string at;
+    std::string reason;
+    for (const auto& [k, v] : ws.metadata.annotations) {
+      if (k == kCulledAtAnnotation) at = v;
+      if (k == kCullReasonAnnotation) reason = v;
+    }
+    if (!at.empty()) {
+      Condition c;
+      c.type = kCondCulled;
+      c.status = "True";
+      c.reason = "IdleTimeout";
+      c.message = reason.empty() ? "stopped for being idle" : reason;
+      c.observed_generation = ws.metadata.generation;
+      c.last_transition_time = at;
+      next->conditions.push_back(std::move(c));
+    }
+  }
 }
 
 }  // namespace
@@ -125,7 +153,9 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
                                                       const std::string& name) {
   const int64_t start_ns = clock_->MonotonicNanos();
   const std::string key = ns + "/" + name;
-  const Workspace* tracked = nullptr;  // set once parsed: failures are reported on it
+  // Set once parsed, and while its status does not already say why it fails: repeated failures
+  // are then reported on it (one status saying so, not two alternating).
+  const Workspace* tracked = nullptr;
   auto done = [&](absl::StatusOr<ReconcileResult> r) {
     metrics_->ObserveReconcile((clock_->MonotonicNanos() - start_ns) / 1e9, r.ok());
     TrackFailures(tracked, key, r);
@@ -191,6 +221,7 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
       }
       obs.applied = false;
       obs.apply_message = StatusMessage(apply_status);
+      tracked = nullptr;  // the status written below (Failed, ChildrenApplied) says why
     }
   }
 
@@ -201,8 +232,11 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
   // The IDE may be in use (and hold its GPU) while Ray is still not ready: activity is checked
   // whenever the IDE is up, not only in phase Ready.
   const Condition* ide_ready = FindCondition(next, kCondIdeReady);
+  // What the idle check tells people (Events, the IDE notice, counters) once the status that
+  // records it is written: a write that fails (a stale read) must not repeat them.
+  std::vector<std::function<void()>> after_status;
   if (ide_ready != nullptr && ide_ready->status == "True") {
-    absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next, &status_rv);
+    absl::StatusOr<ReconcileResult> activity = CheckActivity(ws, &next, &status_rv, &after_status);
     if (!activity.ok()) return done(activity.status());
     result = *activity;
   } else if (!obs.template_ok) {
@@ -218,6 +252,7 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& ns,
         /*status=*/true);
     if (!written.ok()) return done(Annotate(written.status(), "writing the workspace status"));
   }
+  for (const auto& action : after_status) action();
   RecordTransition(ws, next);
   metrics_->SetWorkspace(Key(ws), next.phase, ws.spec.owner,
                          ParseTimeOr(next.last_activity_time, 0));
@@ -330,6 +365,15 @@ absl::StatusOr<ReconcileResult> Reconciler::Finalize(const Workspace& ws) {
     const bool already_deleting =
         object->contains("metadata") && (*object)["metadata"].contains("deletionTimestamp");
     if (wait || already_deleting) continue;
+    if (step.type == &kube::PodType()) {
+      // Only the workspace's own IDE pod (its labels say so) is deleted; anything else by that
+      // name is waited for, not touched.
+      const json labels = (*object)["metadata"].value("labels", json::object());
+      if (!labels.is_object() || !labels.contains(kWorkspaceLabel) ||
+          labels[kWorkspaceLabel] != ws.metadata.name) {
+        continue;
+      }
+    }
     absl::Status s = client_->Delete(*step.type, ns, step.name);
     if (!s.ok() && !absl::IsNotFound(s)) {
       return Annotate(s, fmt::format("deleting {} {}", step.type->kind, step.name));
@@ -418,10 +462,14 @@ absl::StatusOr<json> Reconciler::ApplyChild(const Workspace& ws, const kube::Res
                           json{{"metadata", {{"resourceVersion", rv}}},
                                {"spec", intent.value("spec", json::object())}});
   if (!replaced.ok()) {
+    // A conflict (the cached resourceVersion was stale) or a server hiccup is retried as such;
+    // only a refusal of the replacement itself is as final as the apply's.
+    const absl::StatusCode code = replaced.status().code() == absl::StatusCode::kInvalidArgument
+                                      ? applied.status().code()
+                                      : replaced.status().code();
     return absl::Status(
-        applied.status().code(),
-        fmt::format("{}; replacing its spec did not help either: {}",
-                    StatusMessage(applied.status()), StatusMessage(replaced.status())));
+        code, fmt::format("{}; replacing its spec did not help either: {}",
+                          StatusMessage(applied.status()), StatusMessage(replaced.status())));
   }
   events_->Record(ws, "Warning", "ChildReplaced",
                   fmt::format("{} {}: the server refused the apply ({}); replaced its spec with "
@@ -442,6 +490,9 @@ absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTempl
       return Annotate(live.status(), fmt::format("reading {} {}", type.kind, child_name));
     }
     if (&type == &kube::RayClusterType() && live.ok()) KeepAutoscaledReplicas(*live, &child);
+    // The digest of the whole intent rides along: a field dropped from the intent (a GPU
+    // limit when gpus goes to 0) changes it, so the child is applied and SSA removes the field.
+    child["metadata"]["annotations"][kIntentAnnotation] = kube::IntentDigest(child);
     const json* seen = nullptr;
     absl::StatusOr<json> applied = absl::UnknownError("not applied");
     if (live.ok() && kube::LiveSatisfiesIntent(*live, child)) {
@@ -469,9 +520,9 @@ absl::Status Reconciler::ApplyChildren(const Workspace& ws, const WorkspaceTempl
   return absl::OkStatus();
 }
 
-absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
-                                                          WorkspaceStatus* status,
-                                                          std::string* resource_version) {
+absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(
+    const Workspace& ws, WorkspaceStatus* status, std::string* resource_version,
+    std::vector<std::function<void()>>* after_status) {
   const int64_t now = clock_->NowMillis();
   const int64_t interval = options_.activity_check_interval_ms;
   // Used at least since the IDE became ready (or the whole workspace, whichever is later).
@@ -483,7 +534,12 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
   int64_t activity = std::max({ide_since, ready_since, stored});
   std::vector<ActivityEvidence> evidence;
   for (ActivitySignal* signal : signals_) {
-    absl::StatusOr<std::vector<ActivityEvidence>> read = signal->Read(ws, now);
+    absl::StatusOr<std::vector<ActivityEvidence>> read = absl::UnknownError("not read");
+    try {
+      read = signal->Read(ws, now);
+    } catch (const std::exception& e) {  // a signal's parser must not take the operator down
+      read = absl::UnavailableError(fmt::format("activity signal failed: {}", e.what()));
+    }
     if (!read.ok()) {
       // A source that cannot be read: never cull on missing evidence; look again soon.
       return ReconcileResult{.requeue_after_ms = interval};
@@ -495,7 +551,9 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
         status->first_ray_job_time = FormatRfc3339Millis(e.first_ms);
         const int64_t created = ParseTimeOr(ws.metadata.creation_timestamp, 0);
         if (created > 0 && e.first_ms >= created) {
-          metrics_->ObserveFirstRayJob(ws.metadata.namespace_, (e.first_ms - created) / 1000.0);
+          after_status->push_back([this, ns = ws.metadata.namespace_, s = e.first_ms - created] {
+            metrics_->ObserveFirstRayJob(ns, s / 1000.0);
+          });
         }
       }
       evidence.push_back(std::move(e));
@@ -524,10 +582,12 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
     if (was_warned) {
       // Used again after the warning: the cull it announced is avoided. (The condition stays,
       // False, with a message that does not change, so later checks write nothing.)
-      metrics_->CountCullAvoided();
-      metrics_->CountUserCullAvoided(ws.metadata.namespace_, ws.spec.owner);
-      events_->Record(ws, "Normal", "ActivityResumed",
-                      fmt::format("in use again; not stopping it ({})", seen));
+      after_status->push_back([this, ws, seen] {
+        metrics_->CountCullAvoided();
+        metrics_->CountUserCullAvoided(ws.metadata.namespace_, ws.spec.owner);
+        events_->Record(ws, "Normal", "ActivityResumed",
+                        fmt::format("in use again; not stopping it ({})", seen));
+      });
       SetIdleCondition(status, kCondIdleWarning, false, "Active",
                        "in use again after the idle warning", now);
     }
@@ -541,17 +601,19 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
                     FormatDurationMillis(idle), FormatRfc3339Millis(stop_at),
                     FormatDurationMillis(stop_at - now), seen);
     if (!was_warned) {
-      events_->Record(ws, "Warning", "IdleSoon", message);
-      if (notifier_ != nullptr) {
-        absl::Status s = notifier_->Notify(
-            ws, fmt::format("This workspace has been idle for {} and will be stopped in {} "
-                            "unless you use it. Your files are kept.",
-                            FormatDurationMillis(idle), FormatDurationMillis(stop_at - now)));
+      const std::string notice = fmt::format(
+          "This workspace has been idle for {} and will be stopped in {} unless you "
+          "use it. Your files are kept.",
+          FormatDurationMillis(idle), FormatDurationMillis(stop_at - now));
+      after_status->push_back([this, ws, message, notice] {
+        events_->Record(ws, "Warning", "IdleSoon", message);
+        if (notifier_ == nullptr) return;
+        absl::Status s = notifier_->Notify(ws, notice);
         if (!s.ok()) {
           fmt::print(stderr, "tessera-operator: {}: the idle notice did not reach the IDE: {}\n",
                      Key(ws), StatusMessage(s));
         }
-      }
+      });
       SetIdleCondition(status, kCondIdleWarning, true, "IdleSoon", message, now);
     }
     return ReconcileResult{.requeue_after_ms =
@@ -562,12 +624,14 @@ absl::StatusOr<ReconcileResult> Reconciler::CheckActivity(const Workspace& ws,
   const std::string reason =
       fmt::format("no activity for {} (idleTimeout {}): {}; stopped, home volume kept",
                   FormatDurationMillis(idle), FormatDurationMillis(timeout_ms), seen);
-  absl::StatusOr<json> patched = client_->MergePatch(
-      kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
-      json{{"metadata",
-            {{"resourceVersion", ws.metadata.resource_version},
-             {"annotations", {{kCulledAtAnnotation, FormatRfc3339Millis(now)}}}}},
-           {"spec", {{"stopped", true}}}});
+  absl::StatusOr<json> patched =
+      client_->MergePatch(kube::WorkspaceType(), ws.metadata.namespace_, ws.metadata.name,
+                          json{{"metadata",
+                                {{"resourceVersion", ws.metadata.resource_version},
+                                 {"annotations",
+                                  {{kCulledAtAnnotation, FormatRfc3339Millis(now)},
+                                   {kCullReasonAnnotation, reason.substr(0, 1000)}}}}},
+                               {"spec", {{"stopped", true}}}});
   if (!patched.ok()) return Annotate(patched.status(), "stopping the idle workspace");
   if (patched->contains("metadata")) {
     *resource_version = (*patched)["metadata"].value("resourceVersion", *resource_version);
@@ -591,9 +655,8 @@ void Reconciler::RecordTransition(const Workspace& ws, const WorkspaceStatus& ne
     case Phase::kStarting:
       metrics_->CountStart();
       // A resume: started again after a stop; otherwise its first start.
-      metrics_->CountUserStart(
-          ws.metadata.namespace_, ws.spec.owner,
-          before == Phase::kStopped || before == Phase::kStopping);
+      metrics_->CountUserStart(ws.metadata.namespace_, ws.spec.owner,
+                               before == Phase::kStopped || before == Phase::kStopping);
       break;
     case Phase::kReady: {
       if (ws.status.first_ready_time.empty()) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +33,9 @@ class EventRecorder {
 
 inline constexpr char kFinalizer[] = "workspaces.tessera.dev/cleanup";
 inline constexpr char kCulledAtAnnotation[] = "workspaces.tessera.dev/culled-at";
+inline constexpr char kCullReasonAnnotation[] = "workspaces.tessera.dev/cull-reason";
+// On every child: the digest of what the operator last applied (kube::IntentDigest).
+inline constexpr char kIntentAnnotation[] = "workspaces.tessera.dev/intent";
 // Conditions of idle culling: IdleWarning True while a workspace is idle and about to be
 // stopped; Culled True (the evidence in its message) while a culled workspace stays stopped.
 inline constexpr char kCondIdleWarning[] = "IdleWarning";
@@ -119,7 +123,8 @@ class Reconciler {
   // idle conditions, warns, culls when idle (then *resource_version is the culled workspace's,
   // for the status write that follows).
   absl::StatusOr<ReconcileResult> CheckActivity(const Workspace& ws, WorkspaceStatus* status,
-                                                std::string* resource_version);
+                                                std::string* resource_version,
+                                                std::vector<std::function<void()>>* after_status);
   void RecordTransition(const Workspace& ws, const WorkspaceStatus& next);
 
   struct FailureStreak {

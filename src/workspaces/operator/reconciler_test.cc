@@ -390,6 +390,23 @@ TEST_F(ReconcilerTest, ASecondReconcileWithNothingChangedWritesNothing) {
   EXPECT_EQ(CurrentPhase(), "Starting");
 }
 
+TEST_F(ReconcilerTest, AnIntentThatOnlyLosesAFieldIsStillApplied) {
+  // GPUs 1 → 0 only removes fields (the GPU limit, the tolerations): a subset comparison alone
+  // would find the live object "satisfying" the smaller intent. The intent's digest differs.
+  CreateTemplate();
+  CreateWorkspace({{"resources", {{"gpus", 1}}}});
+  MustReconcile();
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_THAT(Writes(), IsEmpty());
+  PatchSpec({{"resources", {{"gpus", 0}}}});
+  fake_.ClearCalls();
+  MustReconcile();
+  EXPECT_THAT(Writes(), Contains("APPLY statefulsets team-a/ws-alice"));
+  const json sts = Get(kube::StatefulSetType(), kChild);
+  EXPECT_EQ(sts["metadata"]["annotations"][kIntentAnnotation].get<std::string>().size(), 16u);
+}
+
 TEST_F(ReconcilerTest, AReadyWorkspaceCheckedForActivityWritesNothing) {
   StartReady();
   for (int i = 0; i < 5; ++i) {
@@ -820,7 +837,7 @@ TEST_F(ReconcilerIdleTest, WarnsOnceThenCullsWithTheEvidence) {
   EXPECT_EQ(culled["status"], "True");
   EXPECT_EQ(culled["reason"], "IdleTimeout");
   const std::string message = culled["message"].get<std::string>();
-  EXPECT_THAT(message, HasSubstr("heartbeat 1h ago"));
+  EXPECT_THAT(message, HasSubstr("heartbeat 1h0m ago"));
   EXPECT_THAT(message, HasSubstr("terminal never"));
   EXPECT_THAT(events_.events().back().message, HasSubstr("terminal never"));
   // It stays on the stopped workspace (describe shows why), and goes when it starts again.
@@ -917,10 +934,12 @@ TEST(OperatorMetricsTest, UserLabelsAreBounded) {
   for (int i = 0; i < 100; ++i) metrics.CountUserCull("team-b", "user" + std::to_string(i));
   metrics.CountUserCull("team-a", "alice");  // admitted earlier: still its own series
   const std::string text = registry.RenderPrometheus();
-  EXPECT_THAT(text, HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="alice"} 2)"));
-  EXPECT_THAT(text, HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="bob"} 1)"));
   EXPECT_THAT(text,
-              HasSubstr(R"(tessera_workspace_user_culls_total{team="__other__",user="__other__"} 100)"));
+              HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="alice"} 2)"));
+  EXPECT_THAT(text, HasSubstr(R"(tessera_workspace_user_culls_total{team="team-a",user="bob"} 1)"));
+  EXPECT_THAT(
+      text,
+      HasSubstr(R"(tessera_workspace_user_culls_total{team="__other__",user="__other__"} 100)"));
   EXPECT_EQ(text.find("user0"), std::string::npos);
 }
 
@@ -1152,7 +1171,10 @@ TEST_F(ReconcilerTest, DeletionKeepsTheAuthorizationPolicyUntilTheIdePodIsGone) 
   json pod = {{"apiVersion", "v1"},
               {"kind", "Pod"},
               {"metadata",
-               {{"name", "ws-alice-0"}, {"namespace", kNs}, {"finalizers", {"test/terminating"}}}}};
+               {{"name", "ws-alice-0"},
+                {"namespace", kNs},
+                {"labels", {{kWorkspaceLabel, "alice"}}},
+                {"finalizers", {"test/terminating"}}}}};
   ASSERT_TRUE(fake_.Create(kube::PodType(), kNs, pod).ok());
   ASSERT_TRUE(fake_.Delete(kube::WorkspaceType(), kNs, kName).ok());
   for (int i = 0; i < 4; ++i) MustReconcile();

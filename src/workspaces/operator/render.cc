@@ -273,7 +273,8 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
       {"workingDir", kHomeDir},
   };
 
-  std::set<std::string> names = {kIdeContainer, kInitContainer, kAgentContainer};
+  std::set<std::string> names = {kIdeContainer, kInitContainer};
+  if (agent) names.insert(kAgentContainer);
   json containers = json::array({ide});
   if (agent) {
     // Same user as the IDE: it reads the IDE's processes in the shared process namespace.
@@ -291,9 +292,8 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
         {"ports",
          json::array(
              {{{"name", "activity"}, {"containerPort", options.agent_port}, {"protocol", "TCP"}}})},
-        {"readinessProbe",
-         {{"httpGet", {{"path", "/healthz"}, {"port", options.agent_port}}},
-          {"periodSeconds", 10}}},
+        // No readiness probe: an agent that is down must not take the IDE out of its Service
+        // (the operator then just cannot read its signals, and does not cull).
         {"resources",
          {{"requests", {{"cpu", "10m"}, {"memory", "16Mi"}}},
           {"limits", {{"cpu", "100m"}, {"memory", "64Mi"}}}}},
@@ -306,7 +306,7 @@ absl::StatusOr<json> RenderStatefulSet(const Workspace& ws, const WorkspaceTempl
     if (!names.insert(name).second) {
       return InvalidArgument(
           "WorkspaceTemplate {}/{}: extraContainers name \"{}\" is repeated or reserved (ide, "
-          "init, activity)",
+          "init, and activity when the agent runs)",
           tmpl.metadata.namespace_, tmpl.metadata.name, name);
     }
     containers.push_back(extra);  // verbatim: the template author owns the sidecar

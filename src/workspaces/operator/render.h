@@ -70,8 +70,9 @@ struct RenderOptions {
   int code_server_port = 8080;
   // The activity agent sidecar (`tessera ws agent`: terminal input, CPU and GPU use for idle
   // culling) runs this image, which must contain the `tessera` binary; "" leaves it out (then
-  // only code-server's heartbeat and Ray count as activity).
-  std::string agent_image = "tessera";
+  // only code-server's heartbeat and Ray count as activity). The operator's --agent-image; the
+  // deployment in deploy/workspaces sets it.
+  std::string agent_image = "tessera/tessera:dev";
   int agent_port = 8090;
   // Env TESSERA_URL in the IDE, so the engine is reachable from notebooks and the terminal.
   // A template env entry TESSERA_URL overrides it.
