@@ -68,13 +68,18 @@ src_list="$apt_dir/sources.list"
 for f in /etc/apt/sources.list.d/*.sources; do
   [ -f "$f" ] || continue
   awk '
-    /^[[:space:]]*$/ { if (uris != "") print "deb-src [signed-by=" key "] " uris " " suites " " comps; uris = ""; next }
+    function emit() {
+      if (uris == "") return
+      print "deb-src" (key != "" ? " [signed-by=" key "]" : " [lang=none]") " " uris " " suites " " comps
+      uris = ""; key = ""; suites = ""; comps = ""
+    }
+    /^[[:space:]]*$/ { emit(); next }
     /^Types:/ { next }
     /^URIs:/ { uris = $2 }
     /^Suites:/ { $1 = ""; suites = substr($0, 2) }
     /^Components:/ { $1 = ""; comps = substr($0, 2) }
     /^Signed-By:/ { key = $2 }
-    END { if (uris != "") print "deb-src [signed-by=" key "] " uris " " suites " " comps }
+    END { emit() }
   ' "$f" |
     while read -r kind opts uri suites_and_comps; do
       # deb822 lists several suites on one line; a one-line entry takes one suite each.

@@ -4,8 +4,8 @@
 kube-apiserver and kube-controller-manager 1.20.2 come from scripts/install-kube-apiserver.sh
 (built from Debian's source package into out/tools/kube-1.20.2/bin, or $TESSERA_KUBE_PREFIX/bin);
 etcd is Debian's etcd-server. Everything listens on free loopback ports and lives in one
-temporary directory; stop() (also on a failure, and when the Python process dies: every child
-gets PR_SET_PDEATHSIG) kills the processes and removes the directory.
+temporary directory; stop() (also on a failure) kills the processes and removes the directory;
+when the Python process dies, its children die with it (setpriv --pdeathsig KILL).
 
 What a test gets:
   - TLS with a CA of its own (ca.crt), static bearer tokens for `admin` (system:masters), and two
@@ -28,7 +28,6 @@ server is ready, then reads commands from stdin (`restart-apiserver` → `restar
 closes or SIGTERM/SIGINT. When the binaries are missing it prints `skip: <why>` and exits 77.
 """
 
-import ctypes
 import http.client
 import json
 import os
@@ -85,9 +84,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _die_with_parent():
-    # Runs in the child between fork and exec: SIGKILL when the test process dies, however.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _die_with_parent(argv):
+    """argv run under setpriv --pdeathsig KILL (util-linux): SIGKILL when the test process dies,
+    however. (Not a preexec_fn: forking with one is unsafe once the test has threads.)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
 
 
 def _openssl(*args, cwd):
@@ -304,9 +305,9 @@ class Cluster:
 
     def _spawn(self, name, argv):
         log = open(self.path(f"{name}.log"), "w")
-        self.procs[name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL,
-                                             preexec_fn=_die_with_parent), log)
+        self.procs[name] = (subprocess.Popen(_die_with_parent(argv), stdout=log,
+                                             stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL), log)
 
     def _wait_ready(self, deadline):
         last = None

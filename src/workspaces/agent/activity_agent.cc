@@ -113,7 +113,7 @@ std::vector<std::string> ActivityAgent::TerminalFds() const {
     if (pid == std::to_string(self_pid_)) continue;
     const std::string fd_dir = fmt::format("{}/{}/fd", options_.proc_root, pid);
     for (const std::string& fd : NumericEntries(fd_dir, 256)) {
-      const std::string fd_path = fd_dir + "/" + fd;
+      const std::string fd_path = fmt::format("{}/{}", fd_dir, fd);
       const std::string target = ReadLink(fd_path);
       if (target.rfind(options_.pts_prefix, 0) != 0) continue;
       if (target.size() > options_.pts_prefix.size() &&
@@ -143,7 +143,7 @@ ActivityAgent::ProcSnapshot ActivityAgent::ReadProc() const {
 }
 
 void ActivityAgent::Sample() {
-  const ProcSnapshot snap = ReadProc();
+  ProcSnapshot snap = ReadProc();
   const int64_t now = options_.clock->NowMillis();
   std::optional<double> gpu;
   if (!options_.gpu_file.empty()) {
