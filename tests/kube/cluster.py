@@ -361,6 +361,14 @@ class Cluster:
         _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
                  cwd=d)
+        # A client certificate for the admin (group system:masters), for certificate auth.
+        with open(self.path("client.ext"), "w") as f:
+            f.write("extendedKeyUsage=clientAuth\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin-client.key", "-out",
+                 "admin-client.csr", "-subj", "/O=system:masters/CN=admin-cert", cwd=d)
+        _openssl("x509", "-req", "-in", "admin-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "admin-client.crt", "-days", "2", "-extfile",
+                 "client.ext", cwd=d)
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -482,16 +490,21 @@ class Cluster:
 
         return self.wait_for(f"a token for {namespace}/{name}", find, timeout) if wait else find()
 
-    def kubeconfig(self, path, user=None, token=None, name=None):
-        """Writes a kubeconfig for `user` (one of USERS) or a raw `token`; returns `path`."""
-        name = name or user or "token"
-        token = token or self.tokens[user]
+    def kubeconfig(self, path, user=None, token=None, name=None, certs=False):
+        """Writes a kubeconfig for `user` (one of USERS), a raw `token`, or (certs=True) the
+        admin's client certificate; returns `path`."""
+        name = name or user or ("admin-certs" if certs else "token")
+        if certs:
+            credentials = {"client-certificate": self.path("admin-client.crt"),
+                           "client-key": self.path("admin-client.key")}
+        else:
+            credentials = {"token": token or self.tokens[user]}
         with open(path, "w") as f:
             json.dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": name,
                 "clusters": [{"name": "test", "cluster": {
                     "server": self.url, "certificate-authority": self.path("ca.crt")}}],
-                "users": [{"name": name, "user": {"token": token}}],
+                "users": [{"name": name, "user": credentials}],
                 "contexts": [{"name": name, "context": {"cluster": "test", "user": name}}],
             }, f)
         return path
@@ -544,6 +557,8 @@ def main():
         contexts = {}
         for user in USERS:
             contexts[user] = cluster.kubeconfig(cluster.path(f"{user}.kubeconfig"), user)
+        contexts["admin-certs"] = cluster.kubeconfig(cluster.path("admin-certs.kubeconfig"),
+                                                     certs=True)
         print("ready " + json.dumps({
             "url": cluster.url, "dir": cluster.dir, "ca": cluster.path("ca.crt"),
             "kubeconfigs": contexts, "tokens": cluster.tokens, "etcd": cluster.etcd_url}),
