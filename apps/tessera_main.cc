@@ -15,6 +15,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "engine/feature_reader.h"
 #include "engine/live_runtime.h"
 #include "engine/retention.h"
+#include "engine/watermark.h"
 #include "offline/preview.h"
 #include "offline/training_set.h"
 #include "serve/console.h"
@@ -186,7 +188,7 @@ int RunBackfillCommand(const std::string& sql_path, const std::vector<std::strin
 
 int RunGetCommand(const std::string& db, const std::string& view_name,
                   const std::vector<std::string>& keys, const std::string& at,
-                  const std::string& windows, bool timing) {
+                  const std::string& windows, bool timing, bool meta) {
   auto opened = OpenDbWithCatalog(db, "", /*read_only=*/true, /*bulk=*/false);
   if (!opened.ok()) return Fail(opened.status());
   store::TileStore* store = opened->store.get();
@@ -210,6 +212,15 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
   if (!retention.ok()) return Fail(retention.status());
   engine::FeatureReader reader(view, store,
                                engine::FeatureReaderOptions{.base_retention_ms = *retention});
+  // --meta: the watermark the DB holds for the view's source (what the writer committed).
+  std::optional<engine::FeatureResult::Meta> result_meta;
+  if (meta) {
+    auto watermark =
+        engine::Watermark::LoadCommitted(store, view->source->name, view->source->lateness_ms);
+    if (!watermark.ok()) return Fail(watermark.status());
+    result_meta.emplace();
+    if (*watermark != engine::Watermark::kNone) result_meta->watermark_ms = *watermark;
+  }
   std::string out;
   const Clock* clock = SystemClock::Default();
   for (const std::string& key_text : keys) {
@@ -235,6 +246,7 @@ int RunGetCommand(const std::string& db, const std::string& view_name,
                  key_text, specs->size(), result->tiles_read, first_ns / 1e3,
                  ns[ns.size() / 2] / 1e3, ns[ns.size() * 99 / 100] / 1e3);
     }
+    result->meta = result_meta;
     result->AppendJson(*view->def, &out);
     out += '\n';
   }
@@ -375,6 +387,7 @@ int RunLiveCommand(const std::string& sql_path, const std::string& location,
   service.set_base_retention_ms(*retention);
   for (const auto& v : catalog->views()) {
     service.SetOpenTiles(v.get(), (*runtime)->OpenTilesFor(v.get()));
+    service.SetWatermark(v.get(), (*runtime)->WatermarkFor(v.get()));
   }
   for (const auto& connector : (*runtime)->http_connectors()) service.AddIngest(connector);
   serve::Console console(&metrics, SystemClock::Default(), serve::Console::Options{});
@@ -599,6 +612,10 @@ int main(int argc, char** argv) {
   get->add_option("--windows", windows, "Comma-separated windows")->capture_default_str();
   bool timing = false;
   get->add_flag("--timing", timing, "Print engine read latency per key to stderr");
+  bool meta = false;
+  get->add_flag("--meta", meta,
+                "Add \"meta\":{\"newest_event_time\",\"watermark\"} to each answer: the newest "
+                "row it includes and the watermark the DB holds for the view's source");
 
   auto* explain = app.add_subcommand("explain", "Print the bound plan of sources and views");
   auto* explain_sql = explain->add_option("--sql", sql_path, "SQL file");
@@ -818,7 +835,7 @@ int main(int argc, char** argv) {
   }
   if (get->parsed()) {
     if (!need_store(get)) return 2;
-    return tessera::RunGetCommand(location, view, keys, at, windows, timing);
+    return tessera::RunGetCommand(location, view, keys, at, windows, timing, meta);
   }
   if (explain->parsed()) {
     if (sql_path.empty() && location.empty()) {

@@ -37,6 +37,25 @@ std::vector<std::unique_ptr<AggregateFunction>> MakeAll() {
       if (fn.ok()) fns.push_back(*std::move(fn));
     }
   }
+  // COUNT_BY / SUM_BY with a cap of 3 and APPROX_TOP_K with 3 counters (small, so that short
+  // inputs reach the limits), and APPROX_HISTOGRAM in its three forms.
+  auto add = [&fns](absl::StatusOr<std::unique_ptr<AggregateFunction>> fn) {
+    if (fn.ok()) fns.push_back(*std::move(fn));
+  };
+  for (DataType type : types) {
+    add(tessera::agg::MakeAggregate(AggKind::kCountBy, type, AggParams{.capacity = 3}));
+    for (DataType x : {DataType::kInt64, DataType::kDouble}) {
+      add(tessera::agg::MakeAggregate(AggKind::kSumBy, x, type, AggParams{.capacity = 3}));
+    }
+    add(tessera::agg::MakeAggregate(AggKind::kApproxTopK, type, AggParams{.k = 2, .capacity = 3}));
+  }
+  for (DataType x : {DataType::kInt64, DataType::kDouble}) {
+    for (const char* bins : {"log2", "log10", "-1,0,2.5"}) {
+      add(tessera::agg::MakeAggregate(AggKind::kApproxHistogram, x, AggParams{.bins = bins}));
+    }
+  }
+  // The engine's newest-event-time slot (no argument; never in SQL).
+  add(tessera::agg::MakeAggregate(AggKind::kNewestEventTime, DataType::kNull, {}));
   return fns;
 }
 

@@ -42,11 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& key : view.keys) EvaluateOnNullRow(*key, row, &arena);
     for (const auto& agg : view.aggregates) {
       if (agg.arg) EvaluateOnNullRow(*agg.arg, row, &arena);
+      if (agg.arg2) EvaluateOnNullRow(*agg.arg2, row, &arena);
     }
     std::vector<tessera::Column> slots(view.aggregates.size());
     for (size_t i = 0; i < slots.size(); ++i) {
       tessera::DataType t = view.aggregates[i].result_type;
-      slots[i].Reset(t == tessera::DataType::kList ? tessera::DataType::kNull : t, 1);
+      slots[i].Reset(tessera::IsNested(t) ? tessera::DataType::kNull : t, 1);
     }
     for (const auto& feature : view.features) EvaluateOnNullRow(*feature.expr, slots, &arena);
   }

@@ -1,5 +1,6 @@
 // libFuzzer target: random bytes into TileLayout::Deserialize for a fixed view of several
-// aggregates (fixed-size states, strings, lists and every sketch). Accepted tiles must
+// aggregates (fixed-size states, strings, lists and every sketch) plus the engine's
+// newest-event-time slot (so both tile versions decode: version 1 fills it in). Accepted tiles must
 // re-serialize, decode again to the same bytes, and survive Merge and Finalize of every slot.
 //
 //   cmake --preset fuzz && cmake --build build/fuzz --target tile_codec_fuzz
@@ -49,7 +50,12 @@ const tessera::tile::TileLayout* MakeLayout() {
     if (!fn.ok()) std::abort();  // the layout itself is fixed; a failure is a harness bug
     aggs.push_back(*std::move(fn));
   }
-  return new tessera::tile::TileLayout(std::move(aggs));
+  std::vector<tessera::tile::EngineSlot> engine;
+  auto newest = tessera::agg::MakeAggregate(AggKind::kNewestEventTime, DataType::kNull, {});
+  if (!newest.ok()) std::abort();
+  engine.push_back(tessera::tile::EngineSlot{*std::move(newest),
+                                             tessera::agg::NewestEventTimeUnknownEncoding()});
+  return new tessera::tile::TileLayout(std::move(aggs), std::move(engine));
 }
 
 void FinalizeAll(const tessera::tile::TileLayout& layout, const std::byte* block) {

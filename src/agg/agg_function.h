@@ -11,10 +11,15 @@
 //   static constexpr uint8_t kVersion;
 //   void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
 //                 const uint32_t* rows, size_t n) const;
+//                                    or, for a two-argument aggregate (SUM_BY(x, bucket)),
+//   void AddBatch(std::byte* const* states, const Column* arg, const Column* arg2,
+//                 const int64_t* event_time_ms, const uint32_t* rows, size_t n) const;
 //   void Merge(State* dst, const State& src) const;             REQUIRES: dst != &src
 //   void Serialize(const State& s, std::string* out) const;     after the version byte
 //   absl::Status Deserialize(ByteReader* in, State* s) const;   into a fresh State
 //   Value Finalize(const State& s) const;
+// An op whose value depends on the read time (EXP_DECAY_*) also declares
+//   Value FinalizeAt(const State& s, int64_t at_ms) const;
 //   size_t HeapBytes(const State& s) const;
 // An op that can merge its encoding without decoding it into a State first may declare
 //   absl::Status MergeSerialized(ByteReader* in, State* dst) const;  current version only
@@ -44,8 +49,19 @@ concept ReadsOlderVersions = requires {
 };
 
 template <typename Op>
+concept TakesTwoArgs = requires(const Op& op, std::byte* const* states, const Column* c) {
+  op.AddBatch(states, c, c, static_cast<const int64_t*>(nullptr),
+              static_cast<const uint32_t*>(nullptr), size_t{0});
+};
+
+template <typename Op>
 concept MergesSerialized = requires(const Op& op, ByteReader* in, typename Op::State* s) {
   { op.MergeSerialized(in, s) } -> std::same_as<absl::Status>;
+};
+
+template <typename Op>
+concept FinalizesAt = requires(const Op& op, const typename Op::State& s) {
+  { op.FinalizeAt(s, int64_t{0}) } -> std::same_as<Value>;
 };
 
 template <typename Op>
@@ -65,9 +81,13 @@ class AggFunction final : public AggregateFunction {
   void Init(std::byte* state) const override { new (state) State(); }
   void Destroy(std::byte* state) const override { Get(state)->~State(); }
 
-  void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+  void AddBatch(std::byte* const* states, AggArgs args, const int64_t* event_time_ms,
                 const uint32_t* rows, size_t n) const override {
-    op_.AddBatch(states, arg, event_time_ms, rows, n);
+    if constexpr (TakesTwoArgs<Op>) {
+      op_.AddBatch(states, args.first, args.second, event_time_ms, rows, n);
+    } else {
+      op_.AddBatch(states, args.first, event_time_ms, rows, n);
+    }
   }
 
   void Merge(std::byte* dst, const std::byte* src) const override {
@@ -113,6 +133,13 @@ class AggFunction final : public AggregateFunction {
   }
 
   Value Finalize(const std::byte* state) const override { return op_.Finalize(*Get(state)); }
+  Value FinalizeAt(const std::byte* state, int64_t at_ms) const override {
+    if constexpr (FinalizesAt<Op>) {
+      return op_.FinalizeAt(*Get(state), at_ms);
+    } else {
+      return op_.Finalize(*Get(state));
+    }
+  }
 
   size_t HeapBytes(const std::byte* state) const override { return op_.HeapBytes(*Get(state)); }
 

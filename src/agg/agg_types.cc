@@ -1,9 +1,12 @@
 #include "agg/agg_types.h"
 
+#include <algorithm>
 #include <string>
 
+#include "agg/histogram_bins.h"
 #include "common/errors.h"
 #include "common/strings.h"
+#include "common/time_util.h"
 
 namespace tessera::agg {
 
@@ -40,6 +43,20 @@ std::string_view AggKindName(AggKind kind) {
       return "APPROX_PERCENTILE";
     case AggKind::kTopK:
       return "TOP_K";
+    case AggKind::kExpDecaySum:
+      return "EXP_DECAY_SUM";
+    case AggKind::kExpDecayCount:
+      return "EXP_DECAY_COUNT";
+    case AggKind::kCountBy:
+      return "COUNT_BY";
+    case AggKind::kSumBy:
+      return "SUM_BY";
+    case AggKind::kApproxHistogram:
+      return "APPROX_HISTOGRAM";
+    case AggKind::kApproxTopK:
+      return "APPROX_TOP_K";
+    case AggKind::kNewestEventTime:
+      return "NEWEST_EVENT_TIME";
   }
   return "?";
 }
@@ -68,6 +85,12 @@ bool LookupAggKind(std::string_view name, bool star, AggKind* kind) {
       {"APPROX_COUNT_DISTINCT", AggKind::kApproxCountDistinct},
       {"APPROX_PERCENTILE", AggKind::kApproxPercentile},
       {"TOP_K", AggKind::kTopK},
+      {"EXP_DECAY_SUM", AggKind::kExpDecaySum},
+      {"EXP_DECAY_COUNT", AggKind::kExpDecayCount},
+      {"COUNT_BY", AggKind::kCountBy},
+      {"SUM_BY", AggKind::kSumBy},
+      {"APPROX_HISTOGRAM", AggKind::kApproxHistogram},
+      {"APPROX_TOP_K", AggKind::kApproxTopK},
   };
   for (const Entry& e : kEntries) {
     if (n == e.name) {
@@ -83,9 +106,39 @@ int AggParamCount(AggKind kind) {
     case AggKind::kLastK:
     case AggKind::kTopK:
     case AggKind::kApproxPercentile:
+    case AggKind::kExpDecaySum:
       return 1;
+    case AggKind::kCountBy:  // [, max_buckets]
+    case AggKind::kSumBy:    // [, max_buckets]
+    case AggKind::kApproxHistogram:
+      return 1;
+    case AggKind::kApproxTopK:  // k [, capacity]
+      return 2;
     default:
       return 0;
+  }
+}
+
+int AggMinParamCount(AggKind kind) {
+  switch (kind) {
+    case AggKind::kCountBy:
+    case AggKind::kSumBy:
+      return 0;
+    case AggKind::kApproxTopK:
+      return 1;
+    default:
+      return AggParamCount(kind);
+  }
+}
+
+int AggArgCount(AggKind kind) {
+  switch (kind) {
+    case AggKind::kCountStar:
+      return 0;
+    case AggKind::kSumBy:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -99,8 +152,9 @@ absl::Status Unsupported(AggKind kind, DataType arg, std::string_view expected) 
 }  // namespace
 
 absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg, const AggParams& params) {
-  if (kind != AggKind::kCountStar && kind != AggKind::kCount &&
-      (arg == DataType::kNull || arg == DataType::kList)) {
+  if (kind != AggKind::kCountStar && kind != AggKind::kCount && kind != AggKind::kNewestEventTime &&
+      kind != AggKind::kExpDecayCount &&
+      (arg == DataType::kNull || IsNested(arg))) {
     return InvalidArgument("{} needs a typed argument, got {}; CAST it to a type",
                            AggKindName(kind), DataTypeName(arg));
   }
@@ -109,6 +163,8 @@ absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg, const AggPara
     case AggKind::kCount:
     case AggKind::kApproxCountDistinct:
       return DataType::kInt64;
+    case AggKind::kNewestEventTime:
+      return DataType::kTimestamp;
     case AggKind::kSum:
       if (arg == DataType::kInt64 || arg == DataType::kDouble) return arg;
       return Unsupported(kind, arg, "BIGINT or DOUBLE");
@@ -138,8 +194,75 @@ absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg, const AggPara
                                params.k);
       }
       return DataType::kList;
+    case AggKind::kExpDecaySum:
+    case AggKind::kExpDecayCount:
+      if (kind == AggKind::kExpDecaySum && !IsNumeric(arg)) {
+        return Unsupported(kind, arg, "BIGINT or DOUBLE");
+      }
+      if (params.half_life_ms < 1 || params.half_life_ms > kMaxDurationMs) {
+        return InvalidArgument("{} half-life must be between 1ms and 36500d, got {} ms",
+                               AggKindName(kind), params.half_life_ms);
+      }
+      return DataType::kDouble;
+    case AggKind::kCountBy:
+      if (params.capacity && (*params.capacity < 1 || *params.capacity > kMaxBuckets)) {
+        return InvalidArgument("COUNT_BY max_buckets must be between 1 and {}, got {}", kMaxBuckets,
+                               *params.capacity);
+      }
+      return DataType::kMap;
+    case AggKind::kSumBy:
+      return InvalidArgument("SUM_BY takes two arguments, expected SUM_BY(x, bucket)");
+    case AggKind::kApproxHistogram: {
+      if (!IsNumeric(arg)) return Unsupported(kind, arg, "BIGINT or DOUBLE");
+      absl::StatusOr<std::string> bins = NormalizeHistogramBins(params.bins);
+      if (!bins.ok()) return bins.status();
+      return DataType::kMap;
+    }
+    case AggKind::kApproxTopK:
+      if (params.k < 1 || params.k > 1000) {
+        return InvalidArgument("APPROX_TOP_K k must be between 1 and 1000, got {}", params.k);
+      }
+      if (params.capacity && (*params.capacity < params.k || *params.capacity > kMaxCounters)) {
+        return InvalidArgument("APPROX_TOP_K capacity must be between k ({}) and {}, got {}",
+                               params.k, kMaxCounters, *params.capacity);
+      }
+      return DataType::kList;
   }
   return InvalidArgument("unknown aggregate");
+}
+
+absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg, DataType arg2,
+                                       const AggParams& params) {
+  if (kind != AggKind::kSumBy) {
+    if (arg2 != DataType::kNull) {
+      return InvalidArgument("{} takes one row argument, got a second", AggKindName(kind));
+    }
+    return AggResultType(kind, arg, params);
+  }
+  if (arg == DataType::kNull || IsNested(arg) || arg2 == DataType::kNull || IsNested(arg2)) {
+    return InvalidArgument("SUM_BY needs typed arguments, got {} and {}; CAST them to a type",
+                           DataTypeName(arg), DataTypeName(arg2));
+  }
+  if (!IsNumeric(arg)) return Unsupported(kind, arg, "BIGINT or DOUBLE to sum");
+  if (params.capacity && (*params.capacity < 1 || *params.capacity > kMaxBuckets)) {
+    return InvalidArgument("SUM_BY max_buckets must be between 1 and {}, got {}", kMaxBuckets,
+                           *params.capacity);
+  }
+  return DataType::kMap;
+}
+
+int64_t BucketCapacity(const AggParams& params) {
+  return params.capacity.value_or(kDefaultBuckets);
+}
+
+int64_t TopKCapacity(const AggParams& params) {
+  return params.capacity.value_or(std::max<int64_t>(64, 8 * params.k));
+}
+
+absl::StatusOr<std::string> NormalizeHistogramBins(std::string_view spec) {
+  absl::StatusOr<HistogramBins> bins = HistogramBins::Parse(spec);
+  if (!bins.ok()) return bins.status();
+  return bins->spec();
 }
 
 }  // namespace tessera::agg

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,12 +33,41 @@ enum class AggKind : uint8_t {
   kApproxCountDistinct,  // HyperLogLog -> BIGINT
   kApproxPercentile,     // APPROX_PERCENTILE(x, q) -> DOUBLE (a value seen in the input)
   kTopK,                 // TOP_K(x, k): most frequent values, most frequent first -> LIST
+  kExpDecaySum,          // EXP_DECAY_SUM(x, half_life): Σ x·2^(−(at − ts)/half_life) -> DOUBLE
+  kExpDecayCount,        // EXP_DECAY_COUNT(half_life): Σ 2^(−(at − ts)/half_life) -> DOUBLE
+  kCountBy,              // COUNT_BY(bucket): rows per bucket -> MAP
+  kSumBy,                // SUM_BY(x, bucket): SUM(x) per bucket -> MAP
+  kApproxHistogram,      // APPROX_HISTOGRAM(x, bins): rows per bin -> MAP
+  kApproxTopK,           // APPROX_TOP_K(x, k): heavy hitters of an unbounded domain -> LIST
+  // Internal, never in SQL: the largest event time of the rows -> TIMESTAMP. No argument (reads
+  // AddBatch's event times, like COUNT(*) its rows); the engine's hidden slot of every tile
+  // (engine/catalog_store.h: MakeTileLayout).
+  kNewestEventTime,
 };
 
 // Constant parameters of an aggregate call.
 struct AggParams {
-  int64_t k = 0;   // LAST_K, TOP_K: 1..1000
-  double q = 0.5;  // APPROX_PERCENTILE: 0..1
+  int64_t k = 0;             // LAST_K, TOP_K: 1..1000
+  double q = 0.5;            // APPROX_PERCENTILE: 0..1
+  int64_t half_life_ms = 0;  // EXP_DECAY_SUM, EXP_DECAY_COUNT: 1 ms .. kMaxDurationMs
+  // COUNT_BY, SUM_BY: distinct buckets kept per state, 1..1000 (unset: 64).
+  // APPROX_TOP_K (whose k is `k` above, 1..1000): counters of the summary, k..10000
+  // (unset: max(64, 8k)).
+  std::optional<int64_t> capacity{};
+  // APPROX_HISTOGRAM: the bins as NormalizeHistogramBins (agg_types.h) returns them: 'log2',
+  // 'log10' or strictly ascending edges such as '0,10,100'.
+  std::string bins{};
+};
+
+// The argument columns of one AddBatch, in SQL order: `first` is the argument (null for COUNT(*))
+// and `second` the second row-expression argument of SUM_BY(x, bucket) (null for the rest).
+// Converts implicitly from one column, so one-argument call sites pass their column as before.
+struct AggArgs {
+  AggArgs(const Column* first_arg = nullptr,  // NOLINT(google-explicit-constructor)
+          const Column* second_arg = nullptr)
+      : first(first_arg), second(second_arg) {}
+  const Column* first;
+  const Column* second;
 };
 
 // The contract every aggregate holds (ClickHouse's IAggregateFunction, DuckDB's state structs):
@@ -71,10 +101,11 @@ class AggregateFunction {
   virtual void Init(std::byte* state) const = 0;
   virtual void Destroy(std::byte* state) const = 0;
 
-  // For i in [0, n): adds row rows[i] of `arg` with event time event_time_ms[rows[i]] to
-  // states[i]. `arg` is null for COUNT(*). NULL inputs are skipped (except COUNT(*)).
-  // Rows are given in arrival order; several i may share one state.
-  virtual void AddBatch(std::byte* const* states, const Column* arg, const int64_t* event_time_ms,
+  // For i in [0, n): adds row rows[i] of the argument columns with event time
+  // event_time_ms[rows[i]] to states[i]. args.first is null for COUNT(*); args.second is set
+  // only for two-argument aggregates (SUM_BY). A row with a NULL argument is skipped (except by
+  // COUNT(*)). Rows are given in arrival order; several i may share one state.
+  virtual void AddBatch(std::byte* const* states, AggArgs args, const int64_t* event_time_ms,
                         const uint32_t* rows, size_t n) const = 0;
 
   // dst ⊕= src. src is left unchanged.
@@ -94,6 +125,10 @@ class AggregateFunction {
 
   virtual Value Finalize(const std::byte* state) const = 0;
 
+  // The value of a window read at `at_ms` (its end): Finalize for every aggregate except the
+  // time-decayed ones (EXP_DECAY_SUM / EXP_DECAY_COUNT), whose value decays with `at`.
+  virtual Value FinalizeAt(const std::byte* state, int64_t at_ms) const = 0;
+
   // Approximate heap bytes owned by the state (for memory budgets); 0 for fixed-size states.
   virtual size_t HeapBytes(const std::byte* state) const { return 0; }
 };
@@ -103,8 +138,18 @@ class AggregateFunction {
 // e.g. "SUM does not accept STRING; expected BIGINT or DOUBLE".
 absl::StatusOr<std::unique_ptr<AggregateFunction>> MakeAggregate(AggKind kind, DataType arg_type,
                                                                  const AggParams& params);
+// The same for two-argument aggregates: SUM_BY(x, bucket) has arg_type x and arg2_type bucket.
+// arg2_type kNull is the one-argument form above.
+absl::StatusOr<std::unique_ptr<AggregateFunction>> MakeAggregate(AggKind kind, DataType arg_type,
+                                                                 DataType arg2_type,
+                                                                 const AggParams& params);
 
 // The SQL name of the function ("COUNT", "APPROX_COUNT_DISTINCT", …).
 std::string_view AggKindName(AggKind kind);
+
+// The encoded kNewestEventTime state of rows whose event times are unknown (rows of tiles
+// written before tiles recorded them). Merging it into any state makes that state's newest event
+// time unknown too (Finalize: NULL), so no answer that includes such rows claims a newest time.
+std::string NewestEventTimeUnknownEncoding();
 
 }  // namespace tessera::agg

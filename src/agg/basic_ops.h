@@ -14,10 +14,13 @@
 //   MIN/MAX          byte has, [value]
 //   VAR/STDDEV       varint count, [double mean, double m2]
 //   FIRST/LAST       byte has, [zigzag event time, value]
+//   NEWEST_EVENT_TIME  byte tag (0 no row, 1 known, 2 unknown), [zigzag event time if 1]
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/status/status.h"
@@ -25,6 +28,7 @@
 #include "agg/phys_types.h"
 #include "common/column.h"
 #include "common/errors.h"
+#include "common/time_util.h"
 #include "common/value.h"
 #include "common/varint.h"
 
@@ -459,6 +463,71 @@ struct FirstLastOp {
     if constexpr (std::is_same_v<typename Phys::Slot, HeldString>) return s.value.capacity();
     return 0;
   }
+};
+
+// ---- The engine's newest event time --------------------------------------------------------
+
+// kNewestEventTime: the largest event time of the rows (no argument; every row counts, as in
+// COUNT(*)). The state is one int64: kNone (no row), kUnknown (some row's time is unknown:
+// NewestEventTimeUnknownEncoding was merged in) or the newest time. kNone < every time <
+// kUnknown, so Add and Merge are a max and "unknown" absorbs whatever it meets.
+struct NewestEventTimeOp {
+  struct State {
+    int64_t newest = kNone;
+  };
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+  static constexpr int64_t kUnknown = std::numeric_limits<int64_t>::max();
+  static constexpr uint8_t kVersion = 1;
+  // The encoding's tag byte (after the version byte), then for kTagKnown a zigzag event time.
+  static constexpr uint8_t kTagNone = 0;
+  static constexpr uint8_t kTagKnown = 1;
+  static constexpr uint8_t kTagUnknown = 2;
+
+  void AddBatch(std::byte* const* states, const Column*, const int64_t* event_time_ms,
+                const uint32_t* rows, size_t n) const {
+    for (size_t i = 0; i < n; ++i) {
+      int64_t& newest = reinterpret_cast<State*>(states[i])->newest;
+      newest = std::max(newest, event_time_ms[rows[i]]);
+    }
+  }
+  void Merge(State* dst, const State& src) const {
+    dst->newest = std::max(dst->newest, src.newest);
+  }
+  void Serialize(const State& s, std::string* out) const {
+    if (s.newest == kNone || s.newest == kUnknown) {
+      out->push_back(static_cast<char>(s.newest == kNone ? kTagNone : kTagUnknown));
+      return;
+    }
+    out->push_back(static_cast<char>(kTagKnown));
+    PutZigZag64(out, s.newest);
+  }
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    uint8_t tag = 0;
+    absl::Status st = r->Byte(&tag, "tag");
+    if (!st.ok()) return st;
+    switch (tag) {
+      case kTagNone:
+        s->newest = kNone;
+        return absl::OkStatus();
+      case kTagUnknown:
+        s->newest = kUnknown;
+        return absl::OkStatus();
+      case kTagKnown:
+        st = r->ZigZag64(&s->newest, "event time");
+        if (!st.ok()) return st;
+        if (s->newest < kMinTimestampMs || s->newest > kMaxTimestampMs) {
+          return DataLoss("event time {} is outside the supported range", s->newest);
+        }
+        return absl::OkStatus();
+      default:
+        return DataLoss("corrupt tag {} (expected 0 none, 1 known, 2 unknown)", tag);
+    }
+  }
+  Value Finalize(const State& s) const {
+    if (s.newest == kNone || s.newest == kUnknown) return Value::Null(DataType::kTimestamp);
+    return Value::Timestamp(s.newest);
+  }
+  size_t HeapBytes(const State&) const { return 0; }
 };
 
 }  // namespace tessera::agg::internal

@@ -18,6 +18,8 @@ std::string_view DataTypeName(DataType type) {
       return "TIMESTAMP";
     case DataType::kList:
       return "LIST";
+    case DataType::kMap:
+      return "MAP";
   }
   return "?";
 }

@@ -60,6 +60,19 @@ void Value::AppendJson(std::string* out) const {
       out->push_back(']');
       return;
     }
+    case DataType::kMap: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& [key, v] : map()) {
+        if (!first) out->push_back(',');
+        first = false;
+        AppendJsonString(key, out);
+        out->push_back(':');
+        v.AppendJson(out);
+      }
+      out->push_back('}');
+      return;
+    }
     case DataType::kNull:
       out->append("null");
       return;

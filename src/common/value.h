@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -29,6 +30,10 @@ class Value {
   static Value List(std::vector<Value> items) {
     return Value(DataType::kList, Payload(std::move(items)));
   }
+  // A JSON object. REQUIRES: keys strictly ascending (byte order), so equal maps compare equal.
+  static Value Map(std::vector<std::pair<std::string, Value>> entries) {
+    return Value(DataType::kMap, Payload(MapEntries{std::move(entries)}));
+  }
 
   DataType type() const { return type_; }
   bool is_null() const { return std::holds_alternative<std::monostate>(payload_); }
@@ -39,12 +44,15 @@ class Value {
   double double_value() const { return std::get<double>(payload_); }
   const std::string& string() const { return std::get<std::string>(payload_); }
   const std::vector<Value>& list() const { return std::get<std::vector<Value>>(payload_); }
+  const std::vector<std::pair<std::string, Value>>& map() const {
+    return std::get<MapEntries>(payload_).entries;
+  }
 
   // Numeric value as double (BIGINT, DOUBLE, TIMESTAMP, BOOLEAN). REQUIRES: !is_null().
   double AsDouble() const;
 
   // Appends the JSON encoding: numbers as numbers (non-finite doubles as null), timestamps as
-  // RFC 3339 strings, lists as arrays, NULL as null.
+  // RFC 3339 strings, lists as arrays, maps as objects, NULL as null.
   void AppendJson(std::string* out) const;
   std::string ToJson() const {
     std::string s;
@@ -60,8 +68,14 @@ class Value {
   }
 
  private:
-  using Payload =
-      std::variant<std::monostate, bool, int64_t, double, std::string, std::vector<Value>>;
+  struct MapEntries {
+    std::vector<std::pair<std::string, Value>> entries;
+    friend bool operator==(const MapEntries& a, const MapEntries& b) {
+      return a.entries == b.entries;
+    }
+  };
+  using Payload = std::variant<std::monostate, bool, int64_t, double, std::string,
+                               std::vector<Value>, MapEntries>;
   Value(DataType t, Payload p) : type_(t), payload_(std::move(p)) {}
 
   DataType type_ = DataType::kNull;

@@ -112,7 +112,7 @@ std::string BackfillSummary::ToJson() const {
   j["files"] = files;
   j["files_skipped"] = files_skipped;
   j["files_resumed"] = files_resumed;
-  j["tiles_written"] = flush.base_tiles + flush.rollup_tiles;
+  j["tiles_written"] = flush.base_tiles + flush.rollup_tiles + flush.lifetime_tiles;
   j["base_tiles_written"] = flush.base_tiles;
   j["rollup_tiles_written"] = flush.rollup_tiles;
   j["flushes"] = flush.flushes;

@@ -41,10 +41,17 @@ absl::StatusOr<std::unique_ptr<tile::TileLayout>> MakeTileLayout(const sql::View
   std::vector<std::unique_ptr<agg::AggregateFunction>> aggs;
   for (const sql::AggregateCall& call : view.aggregates) {
     DataType arg_type = call.arg ? call.arg->type : DataType::kNull;
-    TESSERA_ASSIGN_OR_RETURN(auto fn, agg::MakeAggregate(call.kind, arg_type, call.params));
+    DataType arg2_type = call.arg2 ? call.arg2->type : DataType::kNull;
+    TESSERA_ASSIGN_OR_RETURN(auto fn,
+                             agg::MakeAggregate(call.kind, arg_type, arg2_type, call.params));
     aggs.push_back(std::move(fn));
   }
-  return std::make_unique<tile::TileLayout>(std::move(aggs));
+  std::vector<tile::EngineSlot> engine;
+  TESSERA_ASSIGN_OR_RETURN(auto newest,
+                           agg::MakeAggregate(agg::AggKind::kNewestEventTime, DataType::kNull, {}));
+  engine.push_back(tile::EngineSlot{std::move(newest), agg::NewestEventTimeUnknownEncoding()});
+  static_assert(kEngineSlots == 1, "MakeTileLayout makes every engine slot");
+  return std::make_unique<tile::TileLayout>(std::move(aggs), std::move(engine));
 }
 
 absl::StatusOr<std::unique_ptr<CatalogStore>> CatalogStore::Load(store::TileStore* store) {

@@ -65,7 +65,16 @@ class CatalogStore {
   std::vector<std::unique_ptr<ViewRuntime>> views_;
 };
 
-// Builds the tile layout (aggregate functions in slot order) of a bound view.
+// Builds the tile layout of a bound view: its aggregate functions in slot order (slot i is
+// view.aggregates[i]), then the engine's slots (tile::EngineSlot), kEngineSlots of them:
+//   NewestEventTimeSlot(view)  agg::AggKind::kNewestEventTime: the newest event time of the
+//                              tile's rows (the "meta" of a read: FeatureResult); tiles written
+//                              before it existed read as "unknown".
+// Engine slots take no argument column (ViewRowPrep::arg_columns() is null there) and are never
+// features: FeatureFinalizer finalizes them with the rest, no feature refers to them.
 absl::StatusOr<std::unique_ptr<tile::TileLayout>> MakeTileLayout(const sql::ViewDef& view);
+
+inline constexpr size_t kEngineSlots = 1;
+inline size_t NewestEventTimeSlot(const sql::ViewDef& view) { return view.aggregates.size(); }
 
 }  // namespace tessera::engine

@@ -47,7 +47,9 @@ TEST(CatalogStore, RegisterAssignsIdsThatAReloadRestores) {
   ASSERT_EQ((*reloaded)->views().size(), 2u);
   EXPECT_EQ((*reloaded)->FindView("Counts")->id, counts_id);
   EXPECT_EQ((*reloaded)->FindView("tags")->id, tags_id);
-  EXPECT_EQ((*reloaded)->FindView("tags")->layout->num_slots(), 1u);
+  // Its one aggregate, then the engine's slots.
+  EXPECT_EQ((*reloaded)->FindView("tags")->layout->num_slots(), 1u + kEngineSlots);
+  EXPECT_EQ((*reloaded)->FindView("tags")->layout->num_engine_slots(), kEngineSlots);
   EXPECT_NE((*reloaded)->catalog().FindSource("ev"), nullptr);
   EXPECT_EQ(*store.GetMeta("format_version").value(), "2");
 }

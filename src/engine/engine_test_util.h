@@ -37,20 +37,26 @@ inline std::unique_ptr<CatalogStore> RegisterCatalog(store::TileStore* store,
 }
 
 // Adds `arg`'s rows (all of them) to `block` as the pipeline does: every aggregate with an
-// argument reads `arg`, COUNT(*) reads nothing. Event times are `ts_ms`.
+// argument reads `arg`, COUNT(*) and the engine's slots read nothing. Row i's event time is
+// ts_ms[i].
 inline void AddRowsToBlock(const ViewRuntime& view, std::byte* block, const Column& arg,
-                           int64_t ts_ms) {
+                           const std::vector<int64_t>& ts_ms) {
   const uint32_t n = static_cast<uint32_t>(arg.size());
   const tile::TileLayout& layout = *view.layout;
   std::vector<uint32_t> rows(n);
   for (uint32_t i = 0; i < n; ++i) rows[i] = i;
-  std::vector<int64_t> ts(n, ts_ms);
   std::vector<std::byte*> states(n);
   for (size_t a = 0; a < layout.num_slots(); ++a) {
     for (auto& s : states) s = block + layout.offset(a);
-    const Column* col = view.def->aggregates[a].arg ? &arg : nullptr;
-    layout.agg(a).AddBatch(states.data(), col, ts.data(), rows.data(), n);
+    const bool has_arg = a < view.def->aggregates.size() && view.def->aggregates[a].arg;
+    layout.agg(a).AddBatch(states.data(), has_arg ? &arg : nullptr, ts_ms.data(), rows.data(), n);
   }
+}
+
+// The same with every row at `ts_ms`.
+inline void AddRowsToBlock(const ViewRuntime& view, std::byte* block, const Column& arg,
+                           int64_t ts_ms) {
+  AddRowsToBlock(view, block, arg, std::vector<int64_t>(arg.size(), ts_ms));
 }
 
 // An int64 column of `values` (no NULLs).

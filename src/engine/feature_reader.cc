@@ -9,9 +9,11 @@
 #include "common/column.h"
 #include "common/errors.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "common/time_util.h"
 #include "engine/entity_key.h"
 #include "engine/fetched_tiles.h"
+#include "engine/lifetime.h"
 #include "engine/retention.h"
 #include "sql/expr.h"
 #include "tile/ladder.h"
@@ -32,18 +34,31 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
     if (item.empty()) {
       return InvalidArgument("empty window in '{}': expected a list like 5m,1h,6h,1d", list);
     }
-    TESSERA_ASSIGN_OR_RETURN(int64_t ms, ParseDurationMillis(item));
-    TESSERA_RETURN_IF_ERROR(tile::ValidateWindow(ms, tile_ms));
+    int64_t ms = kLifetimeWindowMs;
+    if (!EqualsIgnoreCase(item, "all")) {
+      absl::StatusOr<int64_t> parsed = ParseDurationMillis(item);
+      if (!parsed.ok()) {
+        return InvalidArgument("{}, or 'all' for the lifetime window", StatusMessage(parsed.status()));
+      }
+      ms = *parsed;
+      TESSERA_RETURN_IF_ERROR(tile::ValidateWindow(ms, tile_ms));
+    }
+    const std::string name = ms == kLifetimeWindowMs ? "all" : std::string(item);
     for (const WindowSpec& w : out) {
-      if (w.name == item) return InvalidArgument("window '{}' is listed twice in '{}'", item, list);
+      if (w.name == name) return InvalidArgument("window '{}' is listed twice in '{}'", item, list);
     }
     if (out.size() == kMaxWindowsPerRead) {
       return InvalidArgument("more than {} windows in '{}'", kMaxWindowsPerRead, list);
     }
-    out.push_back(WindowSpec{std::string(item), ms});
+    out.push_back(WindowSpec{name, ms});
     start = comma + 1;
   }
   return out;
+}
+
+int64_t WindowFrom(const WindowSpec& w, int64_t at_ms, int64_t tile_ms) {
+  if (w.lifetime()) return kMinTimestampMs;
+  return tile::ComputeWindow(at_ms, w.length_ms, tile_ms).from_ms;
 }
 
 namespace {
@@ -137,14 +152,14 @@ FeatureFinalizer::FeatureFinalizer(const ViewRuntime& view)
 
 FeatureFinalizer::~FeatureFinalizer() = default;
 
-void FeatureFinalizer::Finalize(const std::byte* block, std::vector<Value>* out) {
+void FeatureFinalizer::Finalize(const std::byte* block, int64_t at_ms, std::vector<Value>* out) {
   const tile::TileLayout& layout = *view_.layout;
   // Finalize every slot, then evaluate the features over a one-row batch of slot values.
   for (size_t a = 0; a < layout.num_slots(); ++a) {
-    agg_values_[a] = layout.agg(a).Finalize(block + layout.offset(a));
+    agg_values_[a] = layout.agg(a).FinalizeAt(block + layout.offset(a), at_ms);
     if (!has_exprs_) continue;  // every feature is a bare aggregate: no batch to evaluate over
     const DataType t = layout.agg(a).result_type();
-    if (t == DataType::kList) {
+    if (IsNested(t)) {
       agg_columns_[a].Reset(DataType::kNull, 1);
     } else {
       agg_columns_[a].Reset(t, 1);
@@ -207,7 +222,7 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
                       kMinTimestampMs, kMaxTimestampMs);
   }
   for (const WindowSpec& w : windows) {
-    if (w.length_ms <= 0 || w.length_ms > kMaxDurationMs) {
+    if (!w.lifetime() && (w.length_ms <= 0 || w.length_ms > kMaxDurationMs)) {
       return OutOfRange("window '{}' is outside (0, 36500d]", w.name);
     }
   }
@@ -237,12 +252,22 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   // All windows end at the same `at`, so they are nested: shortest first, each window is the
   // previous one plus the rows of [its from, the previous from). One accumulator grows through
   // them, and every tile is merged once however many windows cover it.
-  const size_t n = windows.size();
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
+  // The lifetime window is read on its own (MergeWindows with `lifetime`): it starts at the
+  // key's lifetime tile, whose edge may lie inside the other windows.
+  std::vector<size_t> order;
+  std::optional<size_t> lifetime;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    if (windows[i].lifetime()) {
+      lifetime = i;
+    } else {
+      order.push_back(i);
+    }
+  }
+  const size_t n = order.size();
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return windows[a].length_ms < windows[b].length_ms; });
-  result.windows.resize(n);
+  result.windows.resize(windows.size());
+  if (lifetime.has_value()) result.windows[*lifetime].name = windows[*lifetime].name;
   Ranges parts(n);  // parts[k]: rows window order[k] adds
   int64_t prev_from = head_to;
   for (size_t k = 0; k < n; ++k) {
@@ -259,8 +284,16 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
     prev_from = parts[k].first;
   }
   for (int attempt = 1;; ++attempt) {
-    TESSERA_ASSIGN_OR_RETURN(bool consistent,
-                             MergeWindows(key, parts, order, kept_from, &result, state));
+    bool consistent = true;
+    if (n > 0) {
+      TESSERA_ASSIGN_OR_RETURN(
+          consistent, MergeWindows(key, parts, order, kept_from, /*lifetime=*/false, &result, state));
+    }
+    if (consistent && lifetime.has_value()) {
+      TESSERA_ASSIGN_OR_RETURN(consistent,
+                               MergeWindows(key, {{kMinTimestampMs, head_to}}, {*lifetime},
+                                            kept_from, /*lifetime=*/true, &result, state));
+    }
     if (consistent) return result;
     // They may hold the state of the store before the race.
     state->scanner.reset();
@@ -276,7 +309,8 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
 
 absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ranges& parts,
                                                  const std::vector<size_t>& order,
-                                                 int64_t kept_from, FeatureResult* result,
+                                                 int64_t kept_from, bool lifetime,
+                                                 FeatureResult* result,
                                                  Context::State* state) const {
   const sql::ViewDef& def = *view_->def;
   const tile::TileLayout& layout = *view_->layout;
@@ -313,6 +347,28 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     scanner = state->scanner.get();
   }
 
+  // The lifetime window: the key's lifetime tile covers the stored rows before its edge, so the
+  // store is read from there (from the start of time without a tile, or for an `at` before it).
+  Ranges stored_parts = parts;
+  std::string lifetime_tile;
+  if (lifetime && key.size() <= store_->max_entity_key_bytes()) {
+    std::optional<std::string> found;
+    TESSERA_RETURN_IF_ERROR(scanner->Scan(view_->id, key, store::Resolution::kLifetime,
+                                          kLifetimeTileStart, kLifetimeTileStart + 1,
+                                          [&](int64_t, std::string_view bytes) { found = bytes; }));
+    ++result->tiles_read;
+    if (found.has_value()) {
+      int64_t edge = 0;
+      std::string_view tile;
+      absl::Status s = DecodeLifetimeTile(*found, &edge, &tile);
+      if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+      if (edge <= parts[0].second) {
+        stored_parts[0].first = edge;
+        lifetime_tile.assign(tile);
+      }
+    }
+  }
+
   // Plan: each part's cover. Each resolution is fetched once, over the union of what the parts
   // need (they are adjacent): a handful of seeks of one store cursor per read.
   std::vector<Ranges>(&rollup_ranges)[2] = state->rollup_ranges;
@@ -323,7 +379,7 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
   }
   for (size_t k = 0; k < n; ++k) {
     for (const tile::TileRange& r :
-         tile::CoverWindow(parts[k].first, parts[k].second, def.tile_ms)) {
+         tile::CoverWindow(stored_parts[k].first, stored_parts[k].second, def.tile_ms)) {
       const std::pair<int64_t, int64_t> range(r.from_ms, r.to_ms);
       switch (r.resolution) {
         case store::Resolution::kDay:
@@ -334,6 +390,8 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
           break;
         case store::Resolution::kBase:
           base_ranges[k].push_back(range);
+          break;
+        case store::Resolution::kLifetime:  // CoverWindow covers with ladder tiles only
           break;
       }
     }
@@ -427,6 +485,10 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     if (!s.ok()) decode_error = UnreadableTile(*view_, key, start, s);
   };
   acc.Reset();
+  if (!lifetime_tile.empty()) {
+    absl::Status s = layout.MergeSerialized(lifetime_tile, acc.data());
+    if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+  }
   for (size_t k = 0; k < n; ++k) {
     for (int r = 0; r < 2; ++r) {
       for (const auto& [from, to] : rollup_ranges[r][k]) state->fetched[r].ForEach(from, to, merge);
@@ -434,8 +496,13 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     for (const auto& [from, to] : base_ranges[k]) state->fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
     if (has_open) layout.Merge(acc.data(), state->open_blocks[k]->data());
-    state->finalizer->Finalize(acc.data(), &result->windows[order[k]].features);
+    state->finalizer->Finalize(acc.data(), result->at_ms, &result->windows[order[k]].features);
   }
+  // `acc` holds the longest window now: every row the answer includes.
+  const size_t newest_slot = NewestEventTimeSlot(def);
+  const Value newest = layout.agg(newest_slot).Finalize(acc.data() + layout.offset(newest_slot));
+  result->newest_event_time_ms =
+      newest.is_null() ? std::nullopt : std::optional<int64_t>(newest.int64());
   return true;
 }
 
@@ -479,7 +546,22 @@ void FeatureResult::AppendJson(const sql::ViewDef& view, std::string* out) const
     }
     *out += '}';
   }
-  *out += "}}";
+  *out += '}';
+  if (meta.has_value()) {
+    auto append_time = [out](const std::optional<int64_t>& ms) {
+      if (ms.has_value()) {
+        AppendJsonString(FormatRfc3339Millis(*ms), out);
+      } else {
+        *out += "null";
+      }
+    };
+    *out += ",\"meta\":{\"newest_event_time\":";
+    append_time(newest_event_time_ms);
+    *out += ",\"watermark\":";
+    append_time(meta->watermark_ms);
+    *out += '}';
+  }
+  *out += '}';
 }
 
 }  // namespace tessera::engine

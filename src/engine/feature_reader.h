@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,17 +22,26 @@
 
 namespace tessera::engine {
 
-// A window as the user named it ("1h") and its length.
+// The length of the lifetime window `all`: every row of the key before `at`.
+inline constexpr int64_t kLifetimeWindowMs = std::numeric_limits<int64_t>::max();
+
+// A window as the user named it ("1h", "all") and its length (kLifetimeWindowMs for "all").
 struct WindowSpec {
   std::string name;
   int64_t length_ms = 0;
+  bool lifetime() const { return length_ms == kLifetimeWindowMs; }
 };
+
+// The start of the rows of window `w` read at `at_ms` over tiles of `tile_ms`:
+// align_down(at − W, T), or kMinTimestampMs for `all`.
+int64_t WindowFrom(const WindowSpec& w, int64_t at_ms, int64_t tile_ms);
 
 // Windows one read may ask for (each costs a finalize and a JSON object).
 inline constexpr size_t kMaxWindowsPerRead = 32;
 
-// Parses "5m,1h,6h,1d" and checks each is a multiple of the view's tile size, at most
-// kMaxDurationMs long, and named once; at most kMaxWindowsPerRead of them.
+// Parses "5m,1h,6h,1d,all" and checks each is a multiple of the view's tile size, at most
+// kMaxDurationMs long, and named once; at most kMaxWindowsPerRead of them. "all" (any case) is
+// the lifetime window.
 absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int64_t tile_ms);
 
 struct WindowResult {
@@ -48,10 +58,24 @@ struct FeatureResult {
   int64_t requested_at_ms = 0;  // as asked
   std::vector<WindowResult> windows;
   int64_t tiles_read = 0;  // over every attempt (a read that raced a retention compaction reruns)
+  // The event time of the newest row the answer includes: of the longest window, since all
+  // windows end at the same `at` (the others hold it too, or no row at all). From the tiles'
+  // engine slot (MakeTileLayout), so exact; nullopt when the answer includes no row, or a row of
+  // a tile written before tiles recorded it (unknown).
+  std::optional<int64_t> newest_event_time_ms;
+
+  // Freshness metadata (HTTP `meta=true`, `tessera get --meta`). The reader leaves `meta` unset;
+  // a caller that sets it gets "meta" in the JSON.
+  struct Meta {
+    // The engine's watermark of the view's source, as the caller knows it; nullopt: none yet.
+    std::optional<int64_t> watermark_ms;
+  };
+  std::optional<Meta> meta;
 
   // {"view":V,"key":K,"at":"RFC3339","windows":{"1h":{"plays":3,…},…}} plus, when the retention
   // rounded `at` to the hour, "requested_at", and when the
-  // retention rounded some windows' tails, "tail_from":{"7d":"RFC3339",…} for those windows.
+  // retention rounded some windows' tails, "tail_from":{"7d":"RFC3339",…} for those windows; when
+  // `meta` is set, last, "meta":{"newest_event_time":"RFC3339"|null,"watermark":"RFC3339"|null}.
   std::string ToJson(const sql::ViewDef& view) const;
   // The same, appended to *out (a batch's response is built in place).
   void AppendJson(const sql::ViewDef& view, std::string* out) const;
@@ -100,8 +124,9 @@ class FeatureFinalizer {
  public:
   explicit FeatureFinalizer(const ViewRuntime& view);
   ~FeatureFinalizer();
-  // Replaces *out with the features of `block`, in ViewDef::features order.
-  void Finalize(const std::byte* block, std::vector<Value>* out);
+  // Replaces *out with the features of `block` read at `at_ms` (the window's end, which the
+  // time-decayed aggregates decay to), in ViewDef::features order.
+  void Finalize(const std::byte* block, int64_t at_ms, std::vector<Value>* out);
 
  private:
   const ViewRuntime& view_;
@@ -176,9 +201,13 @@ class FeatureReader {
   // adds to window order[k - 1]. Returns false, with the windows' features unset, when a retention
   // compaction may have raced the read (see FeatureReaderOptions); `kept_from` is K there
   // (INT64_MIN without a retention).
+  // With `lifetime` (one part, [kMinTimestampMs, head)): the window `all`, read as the key's
+  // lifetime tile (engine/lifetime.h) plus the stored tiles from its edge, plus every unflushed
+  // row before the head.
   absl::StatusOr<bool> MergeWindows(std::string_view key, const Ranges& parts,
                                     const std::vector<size_t>& order, int64_t kept_from,
-                                    FeatureResult* result, Context::State* state) const;
+                                    bool lifetime, FeatureResult* result,
+                                    Context::State* state) const;
 
   const ViewRuntime* view_;
   store::TileStore* store_;

@@ -175,6 +175,48 @@ TEST_F(FeatureReaderTest, UnreadableTileIsDataLossAndBadAtIsOutOfRange) {
             absl::StatusCode::kOutOfRange);
 }
 
+// The newest event time an answer includes: of the longest window (stored and open tiles alike),
+// exact to the millisecond, null when no row is included. JSON: "meta" only when asked for.
+TEST_F(FeatureReaderTest, NewestEventTimeOfTheRowsTheAnswerIncludes) {
+  auto put = [&](int64_t start, const std::vector<int64_t>& offsets) {
+    tile::OwnedBlock block(*view_->layout);
+    std::vector<int64_t> ts;
+    for (int64_t o : offsets) ts.push_back(start + o);
+    AddRowsToBlock(*view_, block.data(), Int64Column(std::vector<int64_t>(ts.size(), 1)), ts);
+    std::string bytes;
+    view_->layout->Serialize(block.data(), &bytes);
+    store::WriteBatch b;
+    b.tiles.emplace_back(store::TileKey{view_->id, "a", Resolution::kBase, start}, bytes);
+    ASSERT_TRUE(store_.Write(b).ok());
+  };
+  put(kT0, {4000, 299'999, 17});
+  put(kT0 + 2 * kHour, {1, 2});
+  FeatureResult r = Read(kT0 + 2 * kHour + k5m, "5m,1d");
+  EXPECT_EQ(r.newest_event_time_ms, kT0 + 2 * kHour + 2);
+  r = Read(kT0 + kHour, "5m,1h");
+  EXPECT_EQ(r.newest_event_time_ms, kT0 + 299'999);
+  EXPECT_EQ(N(r, 0), 0);  // the 5m window is empty, the answer is not
+  r = Read(kT0 + 5 * kHour, "1h");
+  EXPECT_EQ(N(r), 0);
+  EXPECT_EQ(r.newest_event_time_ms, std::nullopt);
+
+  // An open tile (unflushed rows) counts like a stored one.
+  FakeOpenTiles open(view_, kT0 + 3 * kHour, {7}, store_.GetSnapshot());
+  r = Read(kT0 + 4 * kHour, "1d", &open);
+  EXPECT_EQ(r.newest_event_time_ms, kT0 + 3 * kHour);
+
+  const std::string plain = r.ToJson(*view_->def);
+  EXPECT_EQ(plain.find("meta"), std::string::npos);
+  r.meta = FeatureResult::Meta{.watermark_ms = kT0 + 3 * kHour - 1};
+  EXPECT_EQ(r.ToJson(*view_->def), plain.substr(0, plain.size() - 1) +
+                                       R"(,"meta":{"newest_event_time":"2026-01-01T03:00:00.000Z",)"
+                                       R"("watermark":"2026-01-01T02:59:59.999Z"}})");
+  r.meta = FeatureResult::Meta{};
+  r.newest_event_time_ms.reset();
+  EXPECT_EQ(r.ToJson(*view_->def), plain.substr(0, plain.size() - 1) +
+                                       R"(,"meta":{"newest_event_time":null,"watermark":null}})");
+}
+
 // ---- Base-tile retention (FeatureReaderOptions::base_retention_ms).
 
 // Two stores of the same 9 days of key "a" with every hour and day rollup: `full` keeps every

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/varint.h"
+#include "engine/lifetime.h"
 #include "store/key_codec.h"
 #include "tile/ladder.h"
 
@@ -145,6 +146,42 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
   std::vector<TileKey> keys;
   std::vector<std::optional<std::string>> values;
   std::unique_ptr<store::TileScanner> scanner;  // made at the first rollup built from children
+  // The key's lifetime tile (engine/lifetime.h): the stored one (`existing`, null when the store
+  // holds no tile of the view) advanced to the edge of this flush's watermark, plus the deltas
+  // [it.first, it.last) (ascending start) before the new edge. Written when new or changed.
+  const int64_t edge = LifetimeEdge(closed_by_ms);
+  auto write_lifetime = [&](const Item& it,
+                            const std::optional<std::string>* existing) -> absl::Status {
+    const std::string_view key = it.first->entry.key;
+    stored.Reset();
+    int64_t old_edge = kNoLifetimeEdge;
+    if (existing != nullptr && existing->has_value()) {
+      std::string_view tile;
+      absl::Status s = DecodeLifetimeTile(**existing, &old_edge, &tile);
+      if (s.ok()) s = layout.Deserialize(tile, stored.data());
+      if (!s.ok()) return UnreadableTile(view, key, kLifetimeTileStart, s);
+    }
+    const bool had = old_edge != kNoLifetimeEdge;
+    const int64_t new_edge = std::max(old_edge, edge);
+    bool changed = new_edge != old_edge;
+    if (existing != nullptr && new_edge > old_edge) {
+      // Rows stored in [old edge, new edge): all the key's stored rows when it had no tile.
+      if (scanner == nullptr) scanner = store->NewScanner(nullptr, store::ScanOrder::kRandom);
+      TESSERA_RETURN_IF_ERROR(MergeStoredRange(view, scanner.get(), key,
+                                               had ? old_edge : kMinTimestampMs, new_edge,
+                                               stored.data())
+                                  .status());
+    }
+    for (const Sorted* s = it.first; s != it.last && s->entry.start_ms < new_edge; ++s) {
+      layout.Merge(stored.data(), s->entry.block);
+      changed = true;
+    }
+    if (!changed) return absl::OkStatus();
+    EncodeLifetimeTile(new_edge, layout, stored.data(),
+                       run.BeginTile(view.id, key, Resolution::kLifetime, kLifetimeTileStart));
+    ++stats->lifetime_tiles;
+    return absl::OkStatus();
+  };
   auto write_items = [&]() -> absl::Status {
     keys.clear();
     for (const Item& it : items) {
@@ -161,6 +198,10 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
       }
       const Item& it = items[i];
       const std::string_view key = it.first->entry.key;
+      if (it.resolution == Resolution::kLifetime) {
+        TESSERA_RETURN_IF_ERROR(write_lifetime(it, it.read ? &values[next_read++] : nullptr));
+        continue;
+      }
       const std::byte* delta = it.first->entry.block;
       if (it.last - it.first > 1) {
         merged.Reset();
@@ -220,6 +261,12 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
                     reads += read;
                     if (read) out->settled.push_back(ref);
                   });
+    }
+    if (edge != kNoLifetimeEdge) {
+      const bool read = stored_until_ms != kStoreHoldsNone;
+      items.push_back(
+          Item{Resolution::kLifetime, kLifetimeTileStart, &sorted[begin], &sorted[0] + end, read});
+      reads += read;
     }
     begin = end;
     if (reads >= kMaxReads || items.size() >= kMaxItems) TESSERA_RETURN_IF_ERROR(write_items());

@@ -21,6 +21,7 @@ namespace tessera::engine {
 struct FlushStats {
   int64_t base_tiles = 0;          // base tiles written
   int64_t rollup_tiles = 0;        // hour and day tiles written
+  int64_t lifetime_tiles = 0;      // lifetime tiles written (engine/lifetime.h)
   int64_t merged_with_stored = 0;  // tiles that already existed and were read-merged
   int64_t spilled_tiles = 0;       // base tile deltas written to spill runs (engine/spill.h)
   int64_t flushes = 0;
@@ -30,6 +31,7 @@ struct FlushStats {
   FlushStats& operator+=(const FlushStats& o) {
     base_tiles += o.base_tiles;
     rollup_tiles += o.rollup_tiles;
+    lifetime_tiles += o.lifetime_tiles;
     merged_with_stored += o.merged_with_stored;
     spilled_tiles += o.spilled_tiles;
     flushes += o.flushes;

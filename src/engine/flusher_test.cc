@@ -10,6 +10,7 @@
 
 #include "common/time_util.h"
 #include "engine/engine_test_util.h"
+#include "engine/lifetime.h"
 #include "store/key_codec.h"
 #include "store/memory/memory_tile_store.h"
 
@@ -56,13 +57,24 @@ class FlusherTest : public ::testing::Test {
       }
     }
     Tiles tiles;
-    for (const auto& [key, bytes] : decoded) {
+    lifetime_.clear();
+    for (const auto& [key, raw] : decoded) {
       EXPECT_EQ(key.view_id, view.id);
+      std::string_view bytes = raw;
+      int64_t edge = 0;
+      if (key.resolution == Resolution::kLifetime) {
+        EXPECT_TRUE(DecodeLifetimeTile(raw, &edge, &bytes).ok());
+      }
       tile::OwnedBlock block(*view.layout);
       EXPECT_TRUE(view.layout->Deserialize(bytes, block.data()).ok());
       const Value total = view.layout->agg(1).Finalize(block.data() + view.layout->offset(1));
-      tiles[{key.entity_key, key.resolution, key.start_ms}] = {
-          view.layout->agg(0).Finalize(block.data()).int64(), total.int64()};
+      const std::pair<int64_t, int64_t> n_total(view.layout->agg(0).Finalize(block.data()).int64(),
+                                                total.is_null() ? 0 : total.int64());
+      if (key.resolution == Resolution::kLifetime) {
+        lifetime_[key.entity_key] = {edge, n_total};
+        continue;
+      }
+      tiles[{key.entity_key, key.resolution, key.start_ms}] = n_total;
     }
     return tiles;
   }
@@ -85,6 +97,8 @@ class FlusherTest : public ::testing::Test {
   store::MemoryTileStore store_;
   std::unique_ptr<CatalogStore> catalog_;
   const ViewRuntime* view_ = nullptr;
+  // The lifetime tiles of the last Decode: key -> (edge, (n, total)).
+  std::map<std::string, std::pair<int64_t, std::pair<int64_t, int64_t>>> lifetime_;
 };
 
 // Nothing stored: the deltas are the tiles. Hour 0 is closed (the watermark is at 1h): its
@@ -226,6 +240,90 @@ TEST_F(FlusherTest, RunsAreInStoreKeyOrder) {
     std::erase_if(got, [](const auto& t) { return std::get<1>(t.first) != Resolution::kBase; });
     EXPECT_EQ(got, want) << "fresh " << fresh;
   }
+}
+
+// Every flushed key gets its lifetime tile: with nothing stored, the deltas before the edge of
+// the watermark's day (none here: the watermark is inside the first day).
+TEST_F(FlusherTest, FreshKeysGetALifetimeTile) {
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0 + kHour, {4});
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreHoldsNone, kT0 + 2 * kHour, &out, &stats)
+                  .ok());
+  Decode(*view_, out);
+  using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(lifetime_["a"], Entry(kT0, {0, 0}));
+  EXPECT_EQ(stats.lifetime_tiles, 1);
+  // No watermark yet: no edge, no lifetime tile.
+  FlushOutput none;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreHoldsNone,
+                         std::numeric_limits<int64_t>::min(), &none, &stats)
+                  .ok());
+  Decode(*view_, none);
+  EXPECT_TRUE(lifetime_.empty());
+}
+
+// A closed day moves the edge: the stored lifetime tile ⊕ the day's stored tiles (rollups where
+// there are, finer tiles elsewhere) ⊕ this flush's deltas before the new edge.
+TEST_F(FlusherTest, LifetimeTileFoldsTheClosedDays) {
+  const int64_t day = kMillisPerDay;
+  std::string old;
+  tile::OwnedBlock block(*view_->layout);
+  ASSERT_TRUE(view_->layout->Deserialize(TileOf(*view_, {1000}, kT0 - day), block.data()).ok());
+  EncodeLifetimeTile(kT0, *view_->layout, block.data(), &old);
+  Store(*view_, "a", Resolution::kLifetime, kLifetimeTileStart, old);
+  Store(*view_, "a", Resolution::kBase, kT0, TileOf(*view_, {1}, kT0));
+  Store(*view_, "a", Resolution::kBase, kT0 + kHour, TileOf(*view_, {2}, kT0 + kHour));
+  Store(*view_, "a", Resolution::kHour, kT0 + kHour, TileOf(*view_, {2}, kT0 + kHour));
+  Store(*view_, "a", Resolution::kDay, kT0 + day, TileOf(*view_, {30, 40}, kT0 + day));
+  Store(*view_, "a", Resolution::kBase, kT0 + day, TileOf(*view_, {30, 40}, kT0 + day));
+  Store(*view_, "a", Resolution::kBase, kT0 + 3 * day, TileOf(*view_, {500}, kT0 + 3 * day));
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0 + 3 * day + kHour, {7});
+  FlushOutput out;
+  FlushStats stats;
+  // Watermark on day 3: days 0..2 are closed, so the edge moves from kT0 to kT0 + 3d.
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 3 * day + 2 * kHour,
+                         &out, &stats)
+                  .ok());
+  Decode(*view_, out);
+  using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(lifetime_["a"], Entry(kT0 + 3 * day, {1 + 1 + 1 + 2, 1000 + 1 + 2 + 70}));
+
+  // Nothing new before the edge and the same edge: not rewritten.
+  ASSERT_TRUE(store_.Write([&] {
+                       store::WriteBatch b;
+                       for (const store::TileRun& run : out.runs) b.tile_runs.push_back(run);
+                       return b;
+                     }())
+                  .ok());
+  FlushOutput again;
+  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 3 * day + 2 * kHour,
+                         &again, &stats)
+                  .ok());
+  Decode(*view_, again);
+  EXPECT_FALSE(lifetime_.contains("a"));
+}
+
+// Deltas behind a stored edge (its watermark ran further than this flush's) are added to it.
+TEST_F(FlusherTest, DeltasBehindTheStoredEdgeJoinTheLifetimeTile) {
+  const int64_t day = kMillisPerDay;
+  std::string old;
+  tile::OwnedBlock block(*view_->layout);
+  ASSERT_TRUE(view_->layout->Deserialize(TileOf(*view_, {1000}, kT0), block.data()).ok());
+  EncodeLifetimeTile(kT0 + 5 * day, *view_->layout, block.data(), &old);
+  Store(*view_, "a", Resolution::kLifetime, kLifetimeTileStart, old);
+  TileShard shard(view_->layout.get());
+  AddToShard(*view_, &shard, "a", kT0 + day, {3});
+  AddToShard(*view_, &shard, "a", kT0 + 6 * day, {4});  // after the edge: not in it
+  FlushOutput out;
+  FlushStats stats;
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + day + kHour, &out, &stats).ok());
+  Decode(*view_, out);
+  using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(lifetime_["a"], Entry(kT0 + 5 * day, {2, 1003}));
 }
 
 }  // namespace

@@ -138,6 +138,7 @@ IngestPipeline::~IngestPipeline() = default;
 
 absl::Status IngestPipeline::Init() {
   TESSERA_RETURN_IF_ERROR(watermark_.Load(store_));
+  watermark_ms_.store(watermark_.closed_by(), std::memory_order_relaxed);
   TESSERA_ASSIGN_OR_RETURN(base_retention_ms_, LoadBaseRetention(store_));
   if (slots_ != nullptr) {
     // Reads use committed slots only; every flush reads the slot's own cells.
@@ -381,7 +382,7 @@ int64_t IngestPipeline::AggregateShards(int worker_index, RunState* run) {
         for (size_t a = 0; a < layout.num_slots(); ++a) {
           const size_t off = layout.offset(a);
           for (uint32_t i = 0; i < count; ++i) me->states[i] = me->blocks[i] + off;
-          layout.agg(a).AddBatch(me->states.data(), p.rows.arg_columns()[a], ts, rows, count);
+          layout.agg(a).AddBatch(me->states.data(), p.rows.args(a), ts, rows, count);
         }
       });
     }
@@ -412,7 +413,8 @@ void IngestPipeline::PublishMetrics() {
   metrics_.Publish(PipelineState{
       .source = &source_counters_,
       .views = &view_counters_,
-      .tiles_written = flush_stats_.base_tiles + flush_stats_.rollup_tiles,
+      .tiles_written =
+          flush_stats_.base_tiles + flush_stats_.rollup_tiles + flush_stats_.lifetime_tiles,
       .open_tiles = open_tiles_.size(),
       .open_tile_bytes = open_tile_bytes_.load(std::memory_order_relaxed),
       .view_open_tiles = &view_open_tiles_,
@@ -743,7 +745,9 @@ int64_t IngestPipeline::TakeAndPrepare(int worker_index, RunState* run) {
 }
 
 void IngestPipeline::DecideFlush(RunState* run) {
-  // Every chunk taken so far is in the open tiles now (or was dropped as late).
+  // Every chunk taken so far is in the open tiles now (or was dropped as late). The watermark
+  // is published first: a writer told its rows are visible reads it with them.
+  watermark_ms_.store(watermark_.closed_by(), std::memory_order_relaxed);
   run->input->Aggregated();
   open_tiles_.UpdateStaleMemory();
   const size_t open_bytes = open_tiles_.MemoryBytes();

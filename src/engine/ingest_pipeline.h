@@ -153,6 +153,13 @@ class IngestPipeline final : public OpenTileSource {
   // dropped (Source::SlotLost). Coordinating thread, or after Run().
   int64_t fenced_commits() const { return fenced_commits_; }
   int64_t max_event_time_ms() const { return watermark_.max_event_time_ms(); }
+  // The source's watermark (Watermark::closed_by(); Watermark::kNone while there is none) as of
+  // the last round whose rows are all in the open tiles (or the persisted one, after Init()).
+  // Thread-safe: what reads report as the engine's watermark (FeatureResult::Meta).
+  int64_t watermark_ms() const { return watermark_ms_.load(std::memory_order_relaxed); }
+  // False on a store with writer slots: reads never merge this pipeline's open tiles there
+  // (MergeOpenTiles), they see what the slots committed.
+  bool serves_open_tiles() const { return slots_ == nullptr; }
   int threads() const { return threads_; }
 
   // Bytes of the open tiles (arenas, hash tables, sketch heap) as of the last round: what the
@@ -263,6 +270,7 @@ class IngestPipeline final : public OpenTileSource {
   std::vector<size_t> view_open_tile_bytes_;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> open_tile_bytes_{0};
+  std::atomic<int64_t> watermark_ms_{Watermark::kNone};  // watermark_ms()
   // Per view: the store holds no tile of it starting after this (FlushShard's stored_until_ms).
   std::vector<int64_t> stored_until_;
   // Per worker, per view: the newest base tile start of the shards it flushed (this flush).

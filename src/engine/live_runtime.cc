@@ -145,4 +145,15 @@ OpenTileSource* LiveRuntime::OpenTilesFor(const ViewRuntime* view) const {
   return nullptr;
 }
 
+std::function<int64_t()> LiveRuntime::WatermarkFor(const ViewRuntime* view) const {
+  for (const auto& r : running_) {
+    if (std::find(r->views.begin(), r->views.end(), view) != r->views.end() &&
+        r->pipeline->serves_open_tiles()) {
+      const IngestPipeline* pipeline = r->pipeline.get();
+      return [pipeline] { return pipeline->watermark_ms(); };
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace tessera::engine

@@ -62,6 +62,11 @@ class LiveRuntime {
 
   // The pipeline serving `view`'s open tiles, or null.
   OpenTileSource* OpenTilesFor(const ViewRuntime* view) const;
+  // The live watermark of `view`'s source (IngestPipeline::watermark_ms: Watermark::kNone while
+  // none), consistent with the open tiles reads merge; callable from any thread while the
+  // runtime lives. Null when no pipeline here runs the source or reads see committed tiles only
+  // (a store with writer slots): the watermark committed to the store applies then.
+  std::function<int64_t()> WatermarkFor(const ViewRuntime* view) const;
 
   // Each running source's last rejected lines (console), by source name.
   std::vector<std::pair<std::string, std::shared_ptr<const source::RecentRejects>>> recent_rejects()

@@ -54,7 +54,8 @@ class OpenTilesTest : public ::testing::Test {
       std::vector<std::byte*> states(n);
       for (size_t a = 0; a < layout.num_slots(); ++a) {
         for (auto& s : states) s = block + layout.offset(a);
-        const Column* arg = view_->def->aggregates[a].arg ? &col : nullptr;
+        const bool has_arg = a < view_->def->aggregates.size() && view_->def->aggregates[a].arg;
+        const Column* arg = has_arg ? &col : nullptr;
         layout.agg(a).AddBatch(states.data(), arg, ts.data(), rows.data(), n);
       }
     });

@@ -1,6 +1,7 @@
 #include "engine/row_prep.h"
 
 #include "common/hash.h"
+#include "engine/catalog_store.h"
 #include "engine/entity_key.h"
 
 namespace tessera::engine {
@@ -10,8 +11,11 @@ ViewRowPrep::ViewRowPrep(const sql::ViewDef& view) {
   for (const auto& k : view.keys) keys_.push_back(std::make_unique<sql::ExprEvaluator>(*k));
   for (const auto& a : view.aggregates) {
     args_.push_back(a.arg ? std::make_unique<sql::ExprEvaluator>(*a.arg) : nullptr);
+    args2_.push_back(a.arg2 ? std::make_unique<sql::ExprEvaluator>(*a.arg2) : nullptr);
   }
-  arg_columns_.resize(view.aggregates.size(), nullptr);
+  // One per tile-layout slot: the engine's slots (MakeTileLayout) take none.
+  arg_columns_.resize(view.aggregates.size() + kEngineSlots, nullptr);
+  arg2_columns_.resize(arg_columns_.size(), nullptr);
 }
 
 void ViewRowPrep::Prepare(std::span<const Column> cols, size_t n, Arena* arena,
@@ -66,6 +70,7 @@ void ViewRowPrep::Prepare(std::span<const Column> cols, size_t n, Arena* arena,
   }
   for (size_t a = 0; a < args_.size(); ++a) {
     arg_columns_[a] = args_[a] ? &args_[a]->Evaluate(cols, n, arena) : nullptr;
+    arg2_columns_[a] = args2_[a] ? &args2_[a]->Evaluate(cols, n, arena) : nullptr;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/arena.h"
+#include "agg/aggregate.h"
 #include "common/column.h"
 #include "sql/expr.h"
 #include "sql/plan.h"
@@ -33,17 +34,23 @@ class ViewRowPrep {
                size_t max_key_bytes);
 
   // Per row of the last Prepare(): its RowStatus, and for kAggregate rows the key and its
-  // Hash64. arg_columns[a] is aggregate slot a's argument column (null for COUNT(*)).
+  // Hash64. arg_columns[a] is tile-layout slot a's argument column (null for COUNT(*) and the
+  // engine's slots, engine/catalog_store.h: MakeTileLayout).
   const std::vector<uint8_t>& status() const { return status_; }
   const std::vector<std::string_view>& key() const { return key_; }
   const std::vector<uint64_t>& key_hash() const { return key_hash_; }
   const std::vector<const Column*>& arg_columns() const { return arg_columns_; }
+  // Tile-layout slot a's argument columns: arg_columns()[a] and, for SUM_BY(x, bucket), the
+  // bucket's.
+  agg::AggArgs args(size_t a) const { return {arg_columns_[a], arg2_columns_[a]}; }
 
  private:
   std::unique_ptr<sql::ExprEvaluator> where_;
   std::vector<std::unique_ptr<sql::ExprEvaluator>> keys_;
   std::vector<std::unique_ptr<sql::ExprEvaluator>> args_;  // null for COUNT(*)
   std::vector<const Column*> arg_columns_;
+  std::vector<std::unique_ptr<sql::ExprEvaluator>> args2_;  // null but for SUM_BY
+  std::vector<const Column*> arg2_columns_;                 // per slot, like arg_columns_
   std::vector<uint8_t> status_;
   std::vector<std::string_view> key_;
   std::vector<uint64_t> key_hash_;

@@ -6,6 +6,7 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "common/varint.h"
+#include "engine/lifetime.h"
 #include "store/key_codec.h"
 #include "store/meta_keys.h"
 #include "tile/ladder.h"
@@ -207,6 +208,8 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
   std::string scratch;
   std::string entity;
   tile::OwnedBlock block(layout);
+  tile::OwnedBlock lifetime(layout);  // the entity's lifetime tile (engine/lifetime.h)
+  const int64_t edge = LifetimeEdge(closed_by_ms);
   store::TileRun& run = out->runs.emplace_back();
   const std::span<const store::Resolution> rollups = tile::RollupResolutions(view.def->tile_ms);
 
@@ -266,13 +269,18 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
       }
     }
     // Pieces arrive by start, then run: base tiles first, then each rollup resolution's slots,
-    // which is store key order.
+    // then the lifetime tile, which is store key order.
+    lifetime.Reset();
     for (size_t i = 0; i < pieces.size();) {
       size_t j = i + 1;
       while (j < pieces.size() && pieces[j].start_ms == pieces[i].start_ms) ++j;
       TESSERA_RETURN_IF_ERROR(
           write_merged(store::Resolution::kBase, pieces[i].start_ms, &pieces[i], &pieces[j]));
       ++stats->base_tiles;
+      if (pieces[i].start_ms < edge) {  // as FlushShard: the base tiles before the edge, in order
+        absl::Status s = layout.MergeSerialized(run.value(run.size() - 1), lifetime.data());
+        if (!s.ok()) return UnreadableTile(view, entity, pieces[i].start_ms, s);
+      }
       i = j;
     }
     const uint64_t hash = Hash64(entity);
@@ -295,6 +303,12 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
         }
         i = j;
       }
+    }
+    if (edge != kNoLifetimeEdge) {
+      EncodeLifetimeTile(edge, layout, lifetime.data(),
+                         run.BeginTile(view.id, entity, store::Resolution::kLifetime,
+                                       kLifetimeTileStart));
+      ++stats->lifetime_tiles;
     }
   }
   return absl::OkStatus();

@@ -55,6 +55,17 @@ absl::Status Watermark::Load(store::TileStore* store) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> Watermark::LoadCommitted(store::TileStore* store,
+                                                 std::string_view source_name,
+                                                 int64_t lateness_ms) {
+  Watermark w(source_name, lateness_ms);
+  TESSERA_RETURN_IF_ERROR(w.Load(store));
+  std::vector<std::string> lanes;
+  for (const auto& [lane, ms] : w.lanes()) lanes.push_back(lane);
+  w.SetActiveLanes(std::move(lanes));  // none: the newest over all lanes (there are none)
+  return w.closed_by();
+}
+
 absl::Status Watermark::ReloadLane(store::TileStore* store, const std::string& lane) {
   if (lane.empty()) return absl::OkStatus();
   TESSERA_ASSIGN_OR_RETURN(

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "store/tile_store.h"
 
 namespace tessera::engine {
@@ -80,6 +81,15 @@ class Watermark {
 
   // Metadata key of the persisted max event time (source names are case-insensitive).
   static std::string Key(std::string_view source_name);
+
+  // The watermark as last committed to `store` for `source_name` (what a reader of the DB, not
+  // running the source, reports: `tessera serve`, `tessera get`): the minimum over the persisted
+  // lanes' newest event times minus `lateness_ms`; for a source without lanes, its persisted
+  // newest event time minus the lateness. kNone when nothing was committed. Which lanes were
+  // active (not idle) is not persisted, so every lane counts: at most the watermark the writer
+  // had, never above it. DataLoss when a stored value is corrupt.
+  static absl::StatusOr<int64_t> LoadCommitted(store::TileStore* store,
+                                               std::string_view source_name, int64_t lateness_ms);
 
  private:
   // The minimum over the active lanes other than `except` (kNone if one has no event time yet;

@@ -140,6 +140,41 @@ TEST(Watermark, PersistsWithTheFlushAndReloads) {
   EXPECT_EQ(reloaded.MarkLate(old, &late), 1);  // the reloaded stream goes on
 }
 
+// What a reader of the DB reports (serve, get): the committed newest times minus the lateness,
+// the minimum over every persisted lane (which were idle is not stored).
+TEST(Watermark, LoadCommittedIsWhatTheWriterCommitted) {
+  store::MemoryTileStore store;
+  EXPECT_EQ(*Watermark::LoadCommitted(&store, "Plays", kLateness), Watermark::kNone);
+
+  Watermark single("Plays", kLateness);
+  std::vector<uint8_t> late;
+  const std::vector<int64_t> ts = {50'000, 70'000, 65'000};
+  single.MarkLate(ts, &late);
+  store::WriteBatch batch;
+  single.AddToBatch(&batch);
+  ASSERT_TRUE(store.Write(batch).ok());
+  EXPECT_EQ(*Watermark::LoadCommitted(&store, "plays", kLateness), 60'000);
+
+  store::MemoryTileStore laned_store;
+  Watermark laned("Plays", kLateness);
+  laned.SetActiveLanes({"t/0", "t/1"});
+  const std::vector<int64_t> a = {90'000}, b = {40'000};
+  laned.MarkLate("t/0", a, &late);
+  laned.MarkLate("t/1", b, &late);
+  laned.SetActiveLanes({"t/0"});  // t/1 idle: the writer's watermark follows t/0 alone
+  EXPECT_EQ(laned.closed_by(), 80'000);
+  store::WriteBatch laned_batch;
+  laned.AddToBatch(&laned_batch);
+  ASSERT_TRUE(laned_store.Write(laned_batch).ok());
+  EXPECT_EQ(*Watermark::LoadCommitted(&laned_store, "plays", kLateness), 30'000);
+
+  store::WriteBatch corrupt;
+  corrupt.meta.emplace_back(Watermark::Key("plays"), "x");
+  ASSERT_TRUE(store.Write(corrupt).ok());
+  EXPECT_EQ(Watermark::LoadCommitted(&store, "plays", kLateness).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST(Watermark, CorruptStoredValueIsDataLoss) {
   store::MemoryTileStore store;
   store::WriteBatch batch;

@@ -168,7 +168,11 @@ absl::StatusOr<PitView> PitView::Make(const sql::ViewDef& def, const sql::Source
   std::stable_sort(v.by_length.begin(), v.by_length.end(), [&](size_t a, size_t b) {
     return v.windows[a].length_ms < v.windows[b].length_ms;
   });
-  v.reach_ms = v.windows[v.by_length.back()].length_ms;
+  // `all` reaches back to the first row: every tile is kept (the span of all accepted times keeps
+  // the arithmetic on reach_ms far from int64 limits).
+  v.reach_ms = v.windows[v.by_length.back()].lifetime()
+                   ? kMaxTimestampMs - kMinTimestampMs + 1
+                   : v.windows[v.by_length.back()].length_ms;
   return v;
 }
 
@@ -499,7 +503,7 @@ class PitEngine::Impl {
         for (size_t i = 0; i < me->states.size(); ++i) {
           me->slot_states[i] = me->states[i] + layout.offset(a);
         }
-        layout.agg(a).AddBatch(me->slot_states.data(), prep.arg_columns()[a], ts, me->rows.data(),
+        layout.agg(a).AddBatch(me->slot_states.data(), prep.args(a), ts, me->rows.data(),
                                me->rows.size());
       }
     }
@@ -593,9 +597,9 @@ class PitEngine::Impl {
             }
             const Tiles::Entry* cursor = it;  // tiles before cursor are not merged yet
             for (size_t k : view.by_length) {
-              const int64_t from = AlignDown(t - view.windows[k].length_ms, view.tile_ms);
+              const int64_t from = engine::WindowFrom(view.windows[k], t, view.tile_ms);
               MergeBack(layout, tiles, from, &cursor, acc.data());
-              me->finalizers[v]->Finalize(acc.data(), &me->values);
+              me->finalizers[v]->Finalize(acc.data(), t, &me->values);
               sink_->Window(wi, v, view.point_id[i], t, k, me->values);
             }
             sink_->PointDone(wi, v, view.point_id[i]);
@@ -612,7 +616,7 @@ class PitEngine::Impl {
               if (tails[k] == nullptr) tails[k] = std::make_unique<tile::OwnedBlock>(layout);
               tails[k]->Reset();
               if (previous != nullptr) layout.Merge(tails[k]->data(), previous);
-              MergeBack(layout, tiles, AlignDown(t - view.windows[k].length_ms, view.tile_ms),
+              MergeBack(layout, tiles, engine::WindowFrom(view.windows[k], t, view.tile_ms),
                         &cursor, tails[k]->data());
               previous = tails[k]->data();
             }
@@ -624,7 +628,7 @@ class PitEngine::Impl {
             acc.Reset();
             layout.Merge(acc.data(), head_acc.data());
             layout.Merge(acc.data(), tails[k]->data());
-            me->finalizers[v]->Finalize(acc.data(), &me->values);
+            me->finalizers[v]->Finalize(acc.data(), t, &me->values);
             sink_->Window(wi, v, view.point_id[i], t, k, me->values);
           }
           sink_->PointDone(wi, v, view.point_id[i]);

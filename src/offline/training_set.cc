@@ -51,7 +51,7 @@ class TableWriter final : public PitSink {
       tile::OwnedBlock block(*views[v].rt->layout);
       engine::FeatureFinalizer finalizer(*views[v].rt);
       std::vector<Value> values;
-      finalizer.Finalize(block.data(), &values);
+      finalizer.Finalize(block.data(), /*at_ms=*/0, &values);  // empty: the same at any time
       std::string& out = empty_.emplace_back();
       for (size_t k = 0; k < views[v].windows.size(); ++k) Encode(values, &out);
     }
@@ -204,6 +204,7 @@ class TableWriter final : public PitSink {
             text = FormatRfc3339Millis(value.int64());
             break;
           case DataType::kList:
+          case DataType::kMap:
             AppendCsvField(value.ToJson(), &text);
             break;
           default:

@@ -7,10 +7,12 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/time_util.h"
 #include "common/value.h"
 #include "engine/entity_key.h"
+#include "engine/watermark.h"
 #include "sql/plan.h"
 
 namespace tessera::serve {
@@ -104,6 +106,24 @@ void FeatureService::SetOpenTiles(const engine::ViewRuntime* view, engine::OpenT
   open_tiles_[view] = open;
 }
 
+void FeatureService::SetWatermark(const engine::ViewRuntime* view,
+                                  std::function<int64_t()> watermark_ms) {
+  if (watermark_ms) watermarks_[view] = std::move(watermark_ms);
+}
+
+absl::StatusOr<std::optional<int64_t>> FeatureService::WatermarkOf(
+    const engine::ViewRuntime& view) const {
+  int64_t ms = engine::Watermark::kNone;
+  if (auto live = watermarks_.find(&view); live != watermarks_.end()) {
+    ms = live->second();
+  } else {
+    TESSERA_ASSIGN_OR_RETURN(
+        ms, engine::Watermark::LoadCommitted(store_, view.source->name, view.source->lateness_ms));
+  }
+  if (ms == engine::Watermark::kNone) return std::nullopt;
+  return ms;
+}
+
 void FeatureService::AddIngest(std::shared_ptr<source::HttpConnector> connector) {
   const std::string name = connector->source_name();
   Labels labels = {{"source", name}};
@@ -121,7 +141,7 @@ void FeatureService::AddIngest(std::shared_ptr<source::HttpConnector> connector)
 void FeatureService::RegisterRoutes(HttpServer* server) {
   server->Route("GET", "/v1/features/{view}/{key}",
                 [this](HttpRequest&& req, Responder done) { done(GetFeatures(req)); }, "features",
-                {"windows", "at"});
+                {"windows", "at", "meta"});
   server->Route(
       "POST", "/v1/features:batchGet",
       [this](HttpRequest&& req, Responder done) {
@@ -277,7 +297,7 @@ void FeatureService::ReleaseIdleContexts() {
 absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::CatalogStore>& catalog,
                                       const engine::ViewRuntime& view,
                                       const std::vector<std::string>& keys,
-                                      std::string_view windows, const std::string* at,
+                                      std::string_view windows, const std::string* at, bool meta,
                                       std::string* out) {
   int64_t at_ms = clock_->NowMillis();
   if (at != nullptr) {
@@ -289,6 +309,12 @@ absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::Catalo
       engine::ParseWindows(windows, view.def->tile_ms);
   if (!specs.ok()) {
     return InvalidArgument("parameter 'windows': {}", StatusMessage(specs.status()));
+  }
+  std::optional<engine::FeatureResult::Meta> result_meta;
+  if (meta) {
+    // Before the reads: every row the watermark speaks for is in what they then read.
+    TESSERA_ASSIGN_OR_RETURN(std::optional<int64_t> watermark, WatermarkOf(view));
+    result_meta = engine::FeatureResult::Meta{.watermark_ms = watermark};
   }
   auto open = open_tiles_.find(&view);
   engine::FeatureReader reader(&view, store_,
@@ -308,6 +334,7 @@ absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::Catalo
     if (!r.ok()) return r.status();
     tiles_per_request_->Observe(static_cast<double>(r->tiles_read));
     if (i > 0) out->push_back(',');
+    r->meta = result_meta;
     r->AppendJson(*view.def, out);
   }
   return absl::OkStatus();
@@ -321,11 +348,23 @@ HttpResponse FeatureService::GetFeatures(const HttpRequest& req) {
   if (view == nullptr)
     return HttpResponse::Error(404, fmt::format("no view named '{}'", *view_name));
   const std::string* windows = req.Query("windows");
+  bool meta = false;
+  if (const std::string* m = req.Query("meta")) {
+    if (*m == "true") {
+      meta = true;
+    } else if (*m != "false") {
+      return HttpResponse::Error(
+          400, fmt::format("parameter 'meta': expected true (add the answer's newest event time "
+                           "and the watermark) or false (the default), got '{}'",
+                           *m));
+    }
+  }
   absl::StatusOr<std::string> stored = engine::StoredKeyFromText(*key, view->def->keys.size());
   if (!stored.ok()) return HttpResponse::Error(400, StatusMessage(stored.status()));
   std::string out;
-  absl::Status s = ReadKeys(catalog, *view, {*std::move(stored)},
-                            windows ? *windows : options_.default_windows, req.Query("at"), &out);
+  absl::Status s =
+      ReadKeys(catalog, *view, {*std::move(stored)}, windows ? *windows : options_.default_windows,
+               req.Query("at"), meta, &out);
   if (!s.ok()) return FromStatus(s);
   return HttpResponse::Json(200, std::move(out));
 }
@@ -407,8 +446,18 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     }
     at_ptr = &at;
   }
+  bool meta = false;
+  if (body.contains("meta")) {
+    if (!body["meta"].is_boolean()) {
+      return HttpResponse::Error(
+          400,
+          "field 'meta': expected true (add each answer's newest event time and the watermark) "
+          "or false (the default)");
+    }
+    meta = body["meta"].get<bool>();
+  }
   std::string out = "{\"results\":[";
-  absl::Status s = ReadKeys(catalog, *view, keys, windows, at_ptr, &out);
+  absl::Status s = ReadKeys(catalog, *view, keys, windows, at_ptr, meta, &out);
   if (!s.ok()) return FromStatus(s);
   out += "]}";
   return HttpResponse::Json(200, std::move(out));

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,13 @@
 namespace tessera::serve {
 
 // The HTTP API of `tessera run` / `tessera serve` (docs/architecture.md, "Interfaces"):
-//   GET  /v1/features/{view}/{key}?windows=1h,6h&at=…   one key, same JSON as `tessera get`
-//   POST /v1/features:batchGet  {"view":…,"keys":[…],"windows":[…]|"…","at":…} -> {"results":[…]}
+//   GET  /v1/features/{view}/{key}?windows=1h,6h&at=…&meta=true   one key, same JSON as
+//                               `tessera get`
+//   POST /v1/features:batchGet  {"view":…,"keys":[…],"windows":[…]|"…","at":…,"meta":true}
+//                               -> {"results":[…]}
+// `meta` (default false) adds "meta":{"newest_event_time":…,"watermark":…} to each answer
+// (engine::FeatureResult): the newest row the answer includes and the engine's watermark of the
+// view's source (SetWatermark, else the one committed to the store).
 //   GET  /v1/views              the catalog
 //   POST /v1/ingest/{source}?batch_id=…   NDJSON body (optionally gzip) -> {"accepted":N,…}
 //   GET  /healthz, /readyz, /metrics   (every GET route also answers HEAD)
@@ -68,6 +74,11 @@ class FeatureService {
 
   // Reads of `view` also merge the unflushed tiles of `open` (the live pipeline of its source).
   void SetOpenTiles(const engine::ViewRuntime* view, engine::OpenTileSource* open);
+  // Reads of `view` with meta report `watermark_ms()` (engine::Watermark::kNone: none yet) as the
+  // watermark: the live pipeline's (engine::LiveRuntime::WatermarkFor). Without it, the
+  // watermark committed to the store (engine::Watermark::LoadCommitted). A null function is
+  // ignored. REQUIRES: before RegisterRoutes(); `watermark_ms` thread-safe.
+  void SetWatermark(const engine::ViewRuntime* view, std::function<int64_t()> watermark_ms);
   // Enables POST /v1/ingest/{source} for the connector's source. The connector's Ingest runs
   // on the ingest pool with the request's `wait` (visible, the default: answer once the rows
   // can be read; durable: once they are on disk). While its OverloadReason() is non-empty (its
@@ -94,10 +105,13 @@ class FeatureService {
   HttpResponse ListViews() const;
   void Ingest(HttpRequest&& req, Responder respond);
   // Reads `keys` of `view` (of `catalog`); appends one JSON object per key to `out`,
-  // comma-separated.
+  // comma-separated; with `meta`, each with its "meta" (one watermark for all of them).
   absl::Status ReadKeys(const std::shared_ptr<const engine::CatalogStore>& catalog,
                         const engine::ViewRuntime& view, const std::vector<std::string>& keys,
-                        std::string_view windows, const std::string* at, std::string* out);
+                        std::string_view windows, const std::string* at, bool meta,
+                        std::string* out);
+  // The watermark reads of `view` report (see SetWatermark); nullopt: none yet.
+  absl::StatusOr<std::optional<int64_t>> WatermarkOf(const engine::ViewRuntime& view) const;
 
   // Reader contexts (a store cursor, scratch blocks, finalizers) reused by later requests
   // instead of made per request. Only contexts of the current catalog are pooled (SetCatalog
@@ -136,6 +150,7 @@ class FeatureService {
   Options options_;
   std::atomic<bool> ready_{false};
   std::map<const engine::ViewRuntime*, engine::OpenTileSource*> open_tiles_;
+  std::map<const engine::ViewRuntime*, std::function<int64_t()>> watermarks_;
   struct IngestTarget {
     std::shared_ptr<source::HttpConnector> connector;
     Counter* accepted;

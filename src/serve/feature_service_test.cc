@@ -14,7 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agg/aggregate.h"
 #include "common/clock.h"
+#include "common/time_util.h"
 #include "engine/engine_test_util.h"
 #include "engine/entity_key.h"
 #include "engine/live_runtime.h"
@@ -22,6 +24,7 @@
 #include "serve/http_server.h"
 #include "serve/test_http_client.h"
 #include "store/memory/memory_tile_store.h"
+#include "store/meta_keys.h"
 #include "store/rocksdb/rocksdb_tile_store.h"
 #include "store/testing/scoped_temp_dir.h"
 #include "tile/tile_layout.h"
@@ -53,6 +56,7 @@ class FeatureServiceTest : public ::testing::Test {
                                                 FeatureService::Options{});
     for (const auto& v : catalog_->views()) {
       service_->SetOpenTiles(v.get(), runtime_->OpenTilesFor(v.get()));
+      service_->SetWatermark(v.get(), runtime_->WatermarkFor(v.get()));
     }
     for (const auto& connector : runtime_->http_connectors()) service_->AddIngest(connector);
     server_ = std::make_unique<HttpServer>(HttpServerOptions{});
@@ -273,6 +277,75 @@ TEST_F(FeatureServiceTest, BadRequestsNameTheProblem) {
   expect(c.Post("/v1/ingest/unknown", "{}"), 404, "unknown");
 }
 
+// meta=true adds the newest event time the answer includes and the live watermark (the newest
+// event time seen on the source minus its lateness, 5 minutes by default); without it (or with
+// meta=false) the answer is byte for byte what it was.
+TEST_F(FeatureServiceTest, MetaReportsNewestEventTimeAndWatermark) {
+  Client c(server_->port());
+  // Rows out of order, one with a NULL value, one late (dropped: older than the watermark when
+  // it arrives); u2's newest row is before the 5m window's tail.
+  const std::string body =
+      Event("u1", "ios", 7, kAt - 50 * 60'000) + "\n" + Event("u2", "web", 1, kAt - 20 * 60'000) +
+      "\n" + Event("u1", "web", 5, kAt - 7 * 60'000) + "\n" +
+      R"({"user_id":"u1","device":"web","v":null,"ts":)" + std::to_string(kAt - 2 * 60'000) +
+      "}\n" + Event("u1", "web", 9, kAt - 30 * 60'000) + "\n";
+  ASSERT_EQ(c.Post("/v1/ingest/ev", body)->status, 200);
+  GetUntil(c, "/v1/features/stats/u1?windows=1h",
+           [](const nlohmann::json& j) { return j["windows"]["1h"]["n"] == 3; });
+  const std::string watermark = FormatRfc3339Millis(kAt - 2 * 60'000 - 5 * 60'000);
+
+  auto j = nlohmann::json::parse(
+      c.Get("/v1/features/stats/u1?windows=5m,1h&at=" + std::to_string(kAt) + "&meta=true")->body);
+  EXPECT_EQ(j["meta"]["newest_event_time"], FormatRfc3339Millis(kAt - 2 * 60'000)) << j;
+  EXPECT_EQ(j["meta"]["watermark"], watermark) << j;
+  // An empty answer: no newest row, the watermark all the same.
+  j = nlohmann::json::parse(c.Get("/v1/features/stats/nobody?meta=true")->body);
+  EXPECT_TRUE(j["meta"]["newest_event_time"].is_null()) << j;
+  EXPECT_EQ(j["meta"]["watermark"], watermark) << j;
+  // Before u1's rows (an `at` whose windows hold none of them): null as well.
+  j = nlohmann::json::parse(
+      c.Get("/v1/features/stats/u1?windows=5m&meta=true&at=" + std::to_string(kAt - 3 * 3'600'000))
+          ->body);
+  EXPECT_EQ(j["windows"]["5m"]["n"], 0);
+  EXPECT_TRUE(j["meta"]["newest_event_time"].is_null()) << j;
+
+  // Without meta, or meta=false: no "meta", the same bytes.
+  const std::string plain = c.Get("/v1/features/stats/u1?windows=5m,1h")->body;
+  EXPECT_EQ(plain.find("meta"), std::string::npos);
+  EXPECT_EQ(c.Get("/v1/features/stats/u1?windows=5m,1h&meta=false")->body, plain);
+  const std::string batch = R"({"view":"stats","keys":["u1","u2","nobody"],"windows":["5m","1h"])";
+  const std::string batch_plain = c.Post("/v1/features:batchGet", batch + "}")->body;
+  EXPECT_EQ(batch_plain.find("meta"), std::string::npos);
+  EXPECT_EQ(c.Post("/v1/features:batchGet", batch + R"(,"meta":false})")->body, batch_plain);
+
+  // batchGet: every result carries its own newest event time, one watermark.
+  auto r = c.Post("/v1/features:batchGet", batch + R"(,"meta":true})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  j = nlohmann::json::parse(r->body);
+  ASSERT_EQ(j["results"].size(), 3u);
+  EXPECT_EQ(j["results"][0]["meta"]["newest_event_time"], FormatRfc3339Millis(kAt - 2 * 60'000));
+  EXPECT_EQ(j["results"][1]["meta"]["newest_event_time"], FormatRfc3339Millis(kAt - 20 * 60'000));
+  EXPECT_EQ(j["results"][1]["windows"]["5m"]["n"], 0);  // newest is of the longest window
+  EXPECT_TRUE(j["results"][2]["meta"]["newest_event_time"].is_null());
+  for (const auto& result : j["results"]) EXPECT_EQ(result["meta"]["watermark"], watermark);
+  // The JSON layout: "meta" last, after "windows".
+  EXPECT_EQ(r->body.find(R"("meta":)"), r->body.find(R"(}},"meta":{"newest_event_time":)") + 3);
+
+  // Anything but true/false is refused, naming the parameter and what it takes.
+  for (const char* bad : {"1", "yes", "TRUE", ""}) {
+    r = c.Get(std::string("/v1/features/stats/u1?meta=") + bad);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("parameter 'meta': expected true"), std::string::npos) << r->body;
+    EXPECT_NE(r->body.find("or false"), std::string::npos) << r->body;
+  }
+  for (const char* bad : {R"("true")", "1", "null", "[true]"}) {
+    r = c.Post("/v1/features:batchGet", batch + R"(,"meta":)" + bad + "}");
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("field 'meta': expected true"), std::string::npos) << r->body;
+  }
+}
+
 TEST_F(FeatureServiceTest, HealthViewsAndMetrics) {
   Client c(server_->port());
   EXPECT_EQ(c.Get("/healthz")->status, 200);
@@ -305,7 +378,7 @@ TEST_F(FeatureServiceTest, UnknownQueryParametersAreRejected) {
   r = c.Get("/v1/features/stats/u1?window=1h");
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(nlohmann::json::parse(r->body)["error"],
-            "unknown query parameter 'window' (accepted: windows, at)");
+            "unknown query parameter 'window' (accepted: windows, at, meta)");
   r = c.Get("/v1/views?all=1");
   EXPECT_EQ(r->status, 400);
   // The rejected ingest stored nothing.
@@ -502,6 +575,100 @@ TEST(ReadOnlyFeatureServiceTest, IngestIs405AndFollowerReloadsCatalogAndReportsS
   }
   follower.Stop();
   EXPECT_GE(catch_ups, before + 3);
+  server.Stop();
+}
+
+// `tessera serve` (no live pipeline): meta reports the watermark the writer committed to the
+// store, and a newest event time of null for answers that include a tile written before tiles
+// recorded it (its rows' times are unknown), even next to newer tiles that know theirs.
+TEST(ReadOnlyFeatureServiceTest, MetaReportsTheCommittedWatermarkAndUnknownForOldTiles) {
+  store::MemoryTileStore store;
+  auto catalog = std::move(engine::CatalogStore::Load(&store)).value();
+  ASSERT_TRUE(catalog->Register(kSql).ok());
+  const engine::ViewRuntime* view = catalog->FindView("stats");
+  MetricsRegistry metrics;
+  FakeClock clock(kAt);
+  FeatureService::Options options;
+  options.read_only = true;
+  FeatureService service(catalog.get(), &store, &metrics, &clock, options);
+  HttpServer server(HttpServerOptions{.threads = 1});
+  service.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+  service.set_ready(true);
+  Client c(server.port());
+  auto meta = [&](const std::string& user) {
+    auto r = c.Get(fmt::format("/v1/features/stats/{}?windows=5m,1h&meta=true", user));
+    EXPECT_EQ(r->status, 200) << r->body;
+    return nlohmann::json::parse(r->body);
+  };
+  // A tile of this build (rows at start + offsets) or, with `old`, as an older build wrote it:
+  // encoding version 1, the view's aggregates only.
+  auto write_tile = [&](const std::string& user, int64_t start, std::vector<int64_t> offsets,
+                        bool old) {
+    std::vector<int64_t> ts;
+    for (int64_t o : offsets) ts.push_back(start + o);
+    std::string bytes;
+    if (old) {
+      std::vector<std::unique_ptr<agg::AggregateFunction>> aggs;
+      for (const sql::AggregateCall& a : view->def->aggregates) {
+        aggs.push_back(*agg::MakeAggregate(a.kind, a.arg ? a.arg->type : DataType::kNull, {}));
+      }
+      tile::TileLayout old_layout(std::move(aggs));
+      tile::OwnedBlock block(old_layout);
+      std::vector<uint32_t> rows(ts.size());
+      for (uint32_t i = 0; i < rows.size(); ++i) rows[i] = i;
+      const Column values = engine::Int64Column(std::vector<int64_t>(ts.size(), 1));
+      for (size_t a = 0; a < old_layout.num_slots(); ++a) {
+        std::vector<std::byte*> states(ts.size(), block.data() + old_layout.offset(a));
+        old_layout.agg(a).AddBatch(states.data(), view->def->aggregates[a].arg ? &values : nullptr,
+                                   ts.data(), rows.data(), rows.size());
+      }
+      old_layout.Serialize(block.data(), &bytes);
+      bytes[0] = 1;
+    } else {
+      tile::OwnedBlock block(*view->layout);
+      engine::AddRowsToBlock(*view, block.data(),
+                             engine::Int64Column(std::vector<int64_t>(ts.size(), 1)), ts);
+      view->layout->Serialize(block.data(), &bytes);
+    }
+    store::WriteBatch batch;
+    batch.tiles.emplace_back(store::TileKey{view->id, user, store::Resolution::kBase, start},
+                             std::move(bytes));
+    ASSERT_TRUE(store.Write(batch).ok());
+  };
+
+  auto j = meta("u1");  // nothing committed yet
+  EXPECT_TRUE(j["meta"]["newest_event_time"].is_null()) << j;
+  EXPECT_TRUE(j["meta"]["watermark"].is_null()) << j;
+
+  write_tile("u1", kAt - 600'000, {123, 290'000, 7}, false);
+  store::WriteBatch committed;
+  committed.meta.emplace_back(store::meta::SourceMaxEventTimeKey("ev"),
+                              std::to_string(kAt - 310'000));
+  ASSERT_TRUE(store.Write(committed).ok());
+  j = meta("u1");
+  EXPECT_EQ(j["windows"]["1h"]["n"], 3);
+  EXPECT_EQ(j["meta"]["newest_event_time"], FormatRfc3339Millis(kAt - 600'000 + 290'000)) << j;
+  EXPECT_EQ(j["meta"]["watermark"], FormatRfc3339Millis(kAt - 310'000 - 300'000)) << j;
+
+  // A source with lanes (Kafka partitions): the minimum over them.
+  store::WriteBatch lanes;
+  lanes.meta.emplace_back(store::meta::SourceLaneMaxEventTimeKey("ev", "plays/0"),
+                          std::to_string(kAt - 310'000));
+  lanes.meta.emplace_back(store::meta::SourceLaneMaxEventTimeKey("ev", "plays/1"),
+                          std::to_string(kAt - 3'600'000));
+  ASSERT_TRUE(store.Write(lanes).ok());
+  EXPECT_EQ(meta("u1")["meta"]["watermark"], FormatRfc3339Millis(kAt - 3'600'000 - 300'000));
+
+  // u2: an old tile in the 1h window and a newer tile of this build in the 5m one.
+  write_tile("u2", kAt - 1'800'000, {1000, 2000}, true);
+  write_tile("u2", kAt - 300'000, {5000}, false);
+  j = meta("u2");
+  EXPECT_EQ(j["windows"]["1h"]["n"], 3);
+  EXPECT_TRUE(j["meta"]["newest_event_time"].is_null()) << j;
+  auto only_5m = c.Get("/v1/features/stats/u2?windows=5m&meta=true");
+  j = nlohmann::json::parse(only_5m->body);
+  EXPECT_EQ(j["meta"]["newest_event_time"], FormatRfc3339Millis(kAt - 300'000 + 5000)) << j;
   server.Stop();
 }
 

@@ -212,7 +212,7 @@ bool CanCast(DataType from, DataType to) {
   if (from == to || from == DataType::kNull) {
     return true;
   }
-  if (from == DataType::kList || to == DataType::kList || to == DataType::kNull) {
+  if (IsNested(from) || IsNested(to) || to == DataType::kNull) {
     return false;
   }
   if (to == DataType::kString || from == DataType::kString) {

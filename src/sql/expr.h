@@ -27,14 +27,25 @@ namespace tessera::sql {
 //     FALSE < TRUE. Result BOOLEAN.
 //   * AND / OR / NOT: BOOLEAN operands, SQL three-valued logic. IS [NOT] NULL: any operand,
 //     never NULL.
-//   * CASE and COALESCE unify their result types: equal types, BIGINT with DOUBLE -> DOUBLE,
-//     NULL adopts the other type; anything else is an error.
+//   * CASE, COALESCE, GREATEST and LEAST unify their result types: equal types, BIGINT with
+//     DOUBLE -> DOUBLE, NULL adopts the other type; anything else is an error. COALESCE returns
+//     its first non-NULL argument; GREATEST / LEAST are NULL if any argument is NULL (like Flink
+//     and BigQuery, unlike PostgreSQL), order strings bytewise and a DOUBLE NaN above all numbers.
+//   * LN, LOG(x) (natural), LOG(base, x), LOG10, LOG2, EXP, SQRT, POWER (alias POW): BIGINT or
+//     DOUBLE arguments, DOUBLE result. A non-finite argument, a domain error (LN(0), SQRT(-1),
+//     LOG(1, x)) or a non-finite result (EXP(1000), POWER(0, -1)) is NULL, never inf or NaN.
+//   * ROUND(x [, digits]): keeps x's type; half away from zero at 10^-digits (digits: a BIGINT
+//     expression, default 0, negative rounds left of the point). DOUBLE rounds the shortest
+//     decimal form of x (ROUND(2.675, 2) = 2.68); a result that does not fit is NULL.
+//   * No function takes a LIST or MAP argument. Every function but COALESCE is NULL when an
+//     argument is NULL.
 //   * || concatenates STRINGs. LOWER / UPPER (ASCII), LENGTH (code points), SUBSTR(s, start
 //     [, len]) (1-based, code points, PostgreSQL rules for start < 1; negative len -> NULL).
 //   * CAST (see CanCast): to STRING renders like JSON (1.5, true, RFC 3339 timestamps; a
 //     non-finite DOUBLE becomes NULL); STRING to BIGINT / DOUBLE / BOOLEAN / TIMESTAMP parses
-//     and yields NULL on failure; DOUBLE -> BIGINT truncates toward zero (NULL if out of range);
-//     BOOLEAN <-> numeric as 1/0; TIMESTAMP <-> BIGINT as epoch milliseconds.
+//     and yields NULL on failure (DOUBLE: finite numbers only, not 'NaN' or 'inf'); DOUBLE ->
+//     BIGINT truncates toward zero (NULL if out of range); BOOLEAN <-> numeric as 1/0;
+//     TIMESTAMP <-> BIGINT / DOUBLE as epoch milliseconds.
 //   * LIST (LAST_K / TOP_K) only ever appears as a whole feature: a bare kAggRef.
 // Column names in kColumn are the source's declared spelling, so ToString() is canonical.
 struct Expr {
@@ -48,7 +59,7 @@ struct Expr {
     kIn,        // children[0] IN (children[1..]); negated: NOT IN
     kCase,      // children: [when, then]… [else]; has_else tells whether the last is ELSE
     kCast,      // to `type`
-    kFunction,  // name: COALESCE, LOWER, UPPER, LENGTH, SUBSTR, ABS, …
+    kFunction,  // name (canonical): COALESCE, LOWER, UPPER, LENGTH, SUBSTR, ABS, ROUND, LN, …
   };
 
   Kind kind = Kind::kLiteral;
@@ -78,7 +89,7 @@ bool CanCast(DataType from, DataType to);
 
 // Evaluates one expression over batches, column at a time. Owns per-node scratch columns so
 // a steady-state loop allocates nothing. Never fails: SQL runtime errors (division by zero,
-// failed CAST, SUBSTR out of range) yield NULL, per SQL's NULL rules.
+// failed CAST, SUBSTR out of range, LN(0)) yield NULL, per SQL's NULL rules.
 // Not thread-safe; make one per thread. `expr` must outlive the evaluator.
 class ExprEvaluator {
  public:

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+#include <string_view>
 #include <utility>
 
 #include "agg/agg_types.h"
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "common/time_util.h"
 
 namespace tessera::sql {
@@ -68,15 +71,92 @@ absl::Status CoerceTimestampLiteral(Expr* e, DataType other, Pos pos) {
   return absl::OkStatus();
 }
 
-bool IsScalarFunction(const std::string& upper) {
-  return upper == "COALESCE" || upper == "LOWER" || upper == "UPPER" || upper == "LENGTH" ||
-         upper == "CHAR_LENGTH" || upper == "SUBSTR" || upper == "SUBSTRING" || upper == "ABS";
+// Arity and usage of a scalar function, by canonical name (see CanonicalScalarName).
+struct ScalarSignature {
+  std::string_view name;
+  size_t min_args;
+  size_t max_args;  // kVariadic: no upper bound
+  std::string_view usage;
+};
+
+constexpr size_t kVariadic = std::numeric_limits<size_t>::max();
+
+constexpr ScalarSignature kScalarFunctions[] = {
+    {"ABS", 1, 1, "ABS(x)"},
+    {"COALESCE", 1, kVariadic, "COALESCE(x, y, …)"},
+    {"EXP", 1, 1, "EXP(x)"},
+    {"GREATEST", 1, kVariadic, "GREATEST(x, y, …)"},
+    {"LEAST", 1, kVariadic, "LEAST(x, y, …)"},
+    {"LENGTH", 1, 1, "LENGTH(s)"},
+    {"LN", 1, 1, "LN(x)"},
+    {"LOG", 1, 2, "LOG(x) (natural) or LOG(base, x)"},
+    {"LOG10", 1, 1, "LOG10(x)"},
+    {"LOG2", 1, 1, "LOG2(x)"},
+    {"LOWER", 1, 1, "LOWER(s)"},
+    {"POWER", 2, 2, "POWER(x, y)"},
+    {"ROUND", 1, 2, "ROUND(x) or ROUND(x, digits)"},
+    {"SQRT", 1, 1, "SQRT(x)"},
+    {"SUBSTR", 2, 3, "SUBSTR(s, start) or SUBSTR(s, start, length)"},
+    {"UPPER", 1, 1, "UPPER(s)"},
+};
+
+// The canonical name of a scalar function written `upper` (aliases map onto one name, so plans
+// render one spelling).
+std::string_view CanonicalScalarName(std::string_view upper) {
+  if (upper == "SUBSTRING") {
+    return "SUBSTR";
+  }
+  if (upper == "CHAR_LENGTH") {
+    return "LENGTH";
+  }
+  if (upper == "POW") {
+    return "POWER";
+  }
+  return upper;
+}
+
+// nullptr if `upper` names no scalar function.
+const ScalarSignature* FindScalarFunction(std::string_view upper) {
+  std::string_view name = CanonicalScalarName(upper);
+  for (const ScalarSignature& s : kScalarFunctions) {
+    if (s.name == name) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+// Functions over BIGINT / DOUBLE that compute in DOUBLE and return DOUBLE.
+bool IsDoubleMathFunction(std::string_view name) {
+  return name == "LN" || name == "LOG" || name == "LOG10" || name == "LOG2" || name == "EXP" ||
+         name == "SQRT" || name == "POWER";
+}
+
+bool IsBucketOrSketch(agg::AggKind kind) {
+  return kind == agg::AggKind::kCountBy || kind == agg::AggKind::kSumBy ||
+         kind == agg::AggKind::kApproxHistogram || kind == agg::AggKind::kApproxTopK;
+}
+
+// How a call of an aggregate with a nested result is written, for error messages.
+std::string BucketOrSketchUsage(agg::AggKind kind, const std::string& written) {
+  switch (kind) {
+    case agg::AggKind::kCountBy:
+      return written + "(bucket) or " + written + "(bucket, max_buckets)";
+    case agg::AggKind::kSumBy:
+      return written + "(x, bucket) or " + written + "(x, bucket, max_buckets)";
+    case agg::AggKind::kApproxHistogram:
+      return written + "(x, 'log10') or " + written + "(x, '0,10,100')";
+    case agg::AggKind::kApproxTopK:
+      return written + "(x, k) or " + written + "(x, k, capacity)";
+    default:
+      return written + "(x, k)";
+  }
 }
 
 }  // namespace
 
 std::optional<DataType> ComparisonType(DataType a, DataType b) {
-  if (a == DataType::kList || b == DataType::kList) {
+  if (IsNested(a) || IsNested(b)) {
     return std::nullopt;
   }
   return UnifyTypes(a, b);
@@ -427,7 +507,7 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCase(const AstExpr& ast) {
   DataType result = DataType::kNull;
   auto unify = [&](const Expr& value, Pos pos) -> absl::Status {
     std::optional<DataType> u = UnifyTypes(result, value.type);
-    if (!u || value.type == DataType::kList) {
+    if (!u || IsNested(value.type)) {
       return ErrorAt(pos,
                      "CASE branches have incompatible types {} and {}, expected the same type "
                      "(BIGINT and DOUBLE mix as DOUBLE)",
@@ -512,10 +592,11 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCall(const AstExpr& ast, bool top_level)
     return BindAggregate(ast, kind, top_level);
   }
   std::string upper = ToUpperAscii(ast.name);
-  if (!IsScalarFunction(upper)) {
+  if (FindScalarFunction(upper) == nullptr) {
     return ErrorAt(ast.pos,
-                   "unknown function '{}', expected a scalar function (ABS, COALESCE, LENGTH, "
-                   "LOWER, SUBSTR, UPPER, CAST) or an aggregate (COUNT, SUM, MIN, MAX, AVG, "
+                   "unknown function '{}', expected a scalar function (ABS, CAST, COALESCE, EXP, "
+                   "GREATEST, LEAST, LENGTH, LN, LOG, LOG10, LOG2, LOWER, POWER, ROUND, SQRT, "
+                   "SUBSTR, UPPER) or an aggregate (COUNT, SUM, MIN, MAX, AVG, "
                    "VARIANCE, STDDEV, FIRST_VALUE, LAST_VALUE, LAST_K, APPROX_COUNT_DISTINCT, "
                    "APPROX_PERCENTILE, TOP_K)",
                    ast.name);
@@ -530,29 +611,22 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCall(const AstExpr& ast, bool top_level)
 }
 
 absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
-  std::string name = ToUpperAscii(ast.name);
-  if (name == "SUBSTRING") {
-    name = "SUBSTR";
+  const std::string written = ToUpperAscii(ast.name);
+  const ScalarSignature* sig = FindScalarFunction(written);
+  if (sig == nullptr) {
+    return ErrorAt(ast.pos, "unknown function '{}', expected a scalar function", ast.name);
   }
-  if (name == "CHAR_LENGTH") {
-    name = "LENGTH";
-  }
-  size_t min_args = 1;
-  size_t max_args = 1;
-  if (name == "COALESCE") {
-    max_args = 1000000;
-  }
-  if (name == "SUBSTR") {
-    min_args = 2;
-    max_args = 3;
-  }
-  size_t n = ast.children.size();
-  if (n < min_args || n > max_args) {
-    std::string expected = min_args == max_args  ? fmt::format("{}", min_args)
-                           : max_args == 1000000 ? fmt::format("at least {}", min_args)
-                                                 : fmt::format("{} or {}", min_args, max_args);
-    return ErrorAt(ast.pos, "{} takes {} argument{}, got {}, expected {} argument{}", name,
-                   expected, max_args == 1 ? "" : "s", n, expected, max_args == 1 ? "" : "s");
+  const std::string name(sig->name);
+  const size_t n = ast.children.size();
+  if (n < sig->min_args || n > sig->max_args) {
+    auto plural = [](size_t k) { return k == 1 ? "" : "s"; };
+    std::string count =
+        sig->max_args == kVariadic
+            ? fmt::format("at least {} argument{}", sig->min_args, plural(sig->min_args))
+        : sig->min_args == sig->max_args
+            ? fmt::format("{} argument{}", sig->min_args, plural(sig->min_args))
+            : fmt::format("{} or {} arguments", sig->min_args, sig->max_args);
+    return ErrorAt(ast.pos, "{} takes {}, got {}, expected {}", written, count, n, sig->usage);
   }
   std::vector<ExprPtr> args;
   for (const auto& c : ast.children) {
@@ -562,24 +636,33 @@ absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
     }
     args.push_back(std::move(*arg));
   }
-  auto e = NewExpr(Expr::Kind::kFunction, DataType::kNull);
-  e->name = name;
   auto check = [&](size_t i, bool ok, std::string_view expected) -> absl::Status {
     if (ok) {
       return absl::OkStatus();
     }
-    return ErrorAt(ast.children[i]->start, "{} cannot be applied to {}, expected {}", name,
+    return ErrorAt(ast.children[i]->start, "{} cannot be applied to {}, expected {}", written,
                    TypeName(args[i]->type), expected);
   };
-  if (name == "COALESCE") {
+  // LIST and MAP values (LAST_K, TOP_K, the bucketed aggregates…) are only ever whole features.
+  for (size_t i = 0; i < n; ++i) {
+    if (absl::Status s = check(i, !IsNested(args[i]->type),
+                               "a BIGINT, DOUBLE, STRING, BOOLEAN or TIMESTAMP (LIST and MAP "
+                               "values can only be whole SELECT items)");
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto e = NewExpr(Expr::Kind::kFunction, DataType::kNull);
+  e->name = name;
+  if (name == "COALESCE" || name == "GREATEST" || name == "LEAST") {
     DataType result = DataType::kNull;
     for (size_t i = 0; i < n; ++i) {
       std::optional<DataType> u = UnifyTypes(result, args[i]->type);
-      if (!u || args[i]->type == DataType::kList) {
+      if (!u) {
         return ErrorAt(ast.children[i]->start,
-                       "COALESCE arguments have incompatible types {} and {}, expected the same "
+                       "{} arguments have incompatible types {} and {}, expected the same "
                        "type (BIGINT and DOUBLE mix as DOUBLE)",
-                       TypeName(result), TypeName(args[i]->type));
+                       written, TypeName(result), TypeName(args[i]->type));
       }
       result = *u;
     }
@@ -613,6 +696,31 @@ absl::StatusOr<ExprPtr> ExprBinder::BindScalarFunction(const AstExpr& ast) {
     }
     AdoptNull(args[0].get(), DataType::kString);
     e->type = DataType::kString;
+  } else if (IsDoubleMathFunction(name)) {
+    for (size_t i = 0; i < n; ++i) {
+      if (absl::Status s = check(i, IsNumericOrNull(args[i]->type), "a BIGINT or DOUBLE");
+          !s.ok()) {
+        return s;
+      }
+      AdoptNull(args[i].get(), DataType::kDouble);
+    }
+    e->type = DataType::kDouble;
+  } else if (name == "ROUND") {
+    DataType t = args[0]->type;
+    if (absl::Status s = check(0, IsNumericOrNull(t), "a BIGINT or DOUBLE"); !s.ok()) {
+      return s;
+    }
+    if (n == 2 && !(args[1]->type == DataType::kInt64 || args[1]->type == DataType::kNull)) {
+      return ErrorAt(ast.children[1]->start,
+                     "the digits of {} are {}, expected a BIGINT number of decimal places "
+                     "(negative rounds left of the decimal point), e.g. {}(x, 2)",
+                     written, TypeName(args[1]->type), written);
+    }
+    e->type = t == DataType::kNull ? DataType::kInt64 : t;
+    AdoptNull(args[0].get(), e->type);
+    if (n == 2) {
+      AdoptNull(args[1].get(), DataType::kInt64);
+    }
   } else {  // ABS
     DataType t = args[0]->type;
     if (absl::Status s = check(0, IsNumericOrNull(t), "a BIGINT or DOUBLE"); !s.ok()) {
@@ -659,12 +767,39 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   }
   agg::AggParams params;
   ExprPtr arg;
-  if (kind != agg::AggKind::kCountStar) {
+  ExprPtr arg2;
+  // The half-life of EXP_DECAY_*: a quoted duration literal.
+  auto half_life = [&](const AstExpr& p) -> absl::Status {
+    const bool is_string = p.kind == AstExpr::Kind::kLiteral && !p.literal.is_null() &&
+                           p.literal.type() == DataType::kString;
+    absl::StatusOr<int64_t> ms = is_string ? ParseDurationMillis(p.literal.string())
+                                           : absl::InvalidArgumentError("not a duration");
+    if (!ms.ok()) {
+      return ErrorAt(p.start,
+                     "the half-life of {} must be a quoted duration such as '30m', '1d' or '2w', "
+                     "expected e.g. {}",
+                     written,
+                     kind == agg::AggKind::kExpDecayCount ? "EXP_DECAY_COUNT('1d')"
+                                                          : "EXP_DECAY_SUM(x, '1d')");
+    }
+    params.half_life_ms = *ms;
+    return absl::OkStatus();
+  };
+  if (kind == agg::AggKind::kExpDecayCount) {
+    if (ast.children.size() != 1) {
+      return ErrorAt(ast.pos, "{} takes 1 argument, got {}, expected {}(half_life)", written,
+                     ast.children.size(), written);
+    }
+    TESSERA_RETURN_IF_ERROR(half_life(*ast.children[0]));
+  } else if (IsBucketOrSketch(kind)) {
+    TESSERA_RETURN_IF_ERROR(BindBucketOrSketchArgs(ast, kind, written, &arg, &arg2, &params));
+  } else if (kind != agg::AggKind::kCountStar) {
     size_t want = 1 + static_cast<size_t>(agg::AggParamCount(kind));
     if (ast.children.size() != want) {
       std::string expected = kind == agg::AggKind::kCount              ? "COUNT(x) or COUNT(*)"
                              : want == 1                               ? written + "(x)"
                              : kind == agg::AggKind::kApproxPercentile ? written + "(x, q)"
+                             : kind == agg::AggKind::kExpDecaySum      ? written + "(x, half_life)"
                                                                        : written + "(x, k)";
       return ErrorAt(ast.pos, "{} takes {} argument{}, got {}, expected {}", written, want,
                      want == 1 ? "" : "s", ast.children.size(), expected);
@@ -682,7 +817,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
       const AstExpr& p = *ast.children[1];
       const Value& v = p.literal;
       bool is_literal = p.kind == AstExpr::Kind::kLiteral && !v.is_null();
-      if (kind == agg::AggKind::kApproxPercentile) {
+      if (kind == agg::AggKind::kExpDecaySum) {
+        TESSERA_RETURN_IF_ERROR(half_life(p));
+      } else if (kind == agg::AggKind::kApproxPercentile) {
         if (!is_literal || !IsNumeric(v.type())) {
           return ErrorAt(p.start,
                          "the quantile of {} must be a numeric literal, expected e.g. {}(x, 0.95)",
@@ -700,23 +837,46 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   } else if (!ast.children.empty()) {
     return ErrorAt(ast.pos, "COUNT(*) takes no arguments, expected COUNT(*)");
   }
-  absl::StatusOr<DataType> result =
-      agg::AggResultType(kind, arg ? arg->type : DataType::kNull, params);
+  absl::StatusOr<DataType> result = agg::AggResultType(
+      kind, arg ? arg->type : DataType::kNull, arg2 ? arg2->type : DataType::kNull, params);
   if (!result.ok()) {
     return ErrorAt(ast.pos, "{}", StatusMessage(result.status()));
+  }
+  if (IsNested(*result) && !top_level) {
+    return ErrorAt(ast.pos,
+                   "{} returns a {} and cannot be used inside an expression, expected {} as a "
+                   "whole SELECT item",
+                   written, DataTypeName(*result), BucketOrSketchUsage(kind, written));
   }
 
   std::string text = name + "(";
   if (kind == agg::AggKind::kCountStar) {
     text += "*";
+  } else if (kind == agg::AggKind::kExpDecayCount) {
+    text += fmt::format("'{}'", FormatDurationMillis(params.half_life_ms));
   } else {
     text += arg->ToString();
+  }
+  if (kind == agg::AggKind::kExpDecaySum) {
+    text += fmt::format(", '{}'", FormatDurationMillis(params.half_life_ms));
   }
   if (kind == agg::AggKind::kApproxPercentile) {
     text += ", " + RenderDouble(params.q);
   }
   if (kind == agg::AggKind::kLastK || kind == agg::AggKind::kTopK) {
     text += fmt::format(", {}", params.k);
+  }
+  if (arg2) {
+    text += ", " + arg2->ToString();
+  }
+  if (kind == agg::AggKind::kApproxHistogram) {
+    text += ", " + Value::String(params.bins).ToString();
+  }
+  if (kind == agg::AggKind::kApproxTopK) {
+    text += fmt::format(", {}", params.k);
+  }
+  if (params.capacity) {
+    text += fmt::format(", {}", *params.capacity);
   }
   text += ")";
 
@@ -730,6 +890,7 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
     AggregateCall call;
     call.kind = kind;
     call.arg = std::move(arg);
+    call.arg2 = std::move(arg2);
     call.params = params;
     call.result_type = *result;
     call.text = text;
@@ -740,6 +901,67 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   e->index = slot;
   e->name = text;
   return e;
+}
+
+absl::Status ExprBinder::BindBucketOrSketchArgs(const AstExpr& ast, agg::AggKind kind,
+                                                const std::string& written, ExprPtr* arg,
+                                                ExprPtr* arg2, agg::AggParams* params) {
+  const auto nargs = static_cast<size_t>(agg::AggArgCount(kind));
+  const size_t min = nargs + static_cast<size_t>(agg::AggMinParamCount(kind));
+  const size_t max = nargs + static_cast<size_t>(agg::AggParamCount(kind));
+  const size_t n = ast.children.size();
+  if (n < min || n > max) {
+    return ErrorAt(ast.pos, "{} takes {} arguments, got {}, expected {}", written,
+                   min == max ? fmt::format("{}", min) : fmt::format("{} or {}", min, max), n,
+                   BucketOrSketchUsage(kind, written));
+  }
+  for (size_t i = 0; i < nargs; ++i) {
+    enclosing_aggregate_ = written;
+    mode_ = Mode::kRow;
+    absl::StatusOr<ExprPtr> bound = Bind(*ast.children[i], false);
+    mode_ = Mode::kPostAggregate;
+    enclosing_aggregate_.clear();
+    if (!bound.ok()) {
+      return bound.status();
+    }
+    (i == 0 ? *arg : *arg2) = std::move(*bound);
+  }
+  // Constant i (after the row arguments) as an integer literal.
+  auto integer = [&](size_t i, std::string_view what, int64_t* out) -> absl::Status {
+    const AstExpr& p = *ast.children[i];
+    if (p.kind != AstExpr::Kind::kLiteral || p.literal.is_null() ||
+        p.literal.type() != DataType::kInt64) {
+      return ErrorAt(p.start, "the {} of {} must be an integer literal, expected {}", what, written,
+                     BucketOrSketchUsage(kind, written));
+    }
+    *out = p.literal.int64();
+    return absl::OkStatus();
+  };
+  if (kind == agg::AggKind::kApproxHistogram) {
+    const AstExpr& p = *ast.children[nargs];
+    if (p.kind != AstExpr::Kind::kLiteral || p.literal.is_null() ||
+        p.literal.type() != DataType::kString) {
+      return ErrorAt(p.start, "the bins of {} must be a quoted string, expected {}", written,
+                     BucketOrSketchUsage(kind, written));
+    }
+    absl::StatusOr<std::string> bins = agg::NormalizeHistogramBins(p.literal.string());
+    if (!bins.ok()) {
+      return ErrorAt(p.start, "{}", StatusMessage(bins.status()));
+    }
+    params->bins = *std::move(bins);
+    return absl::OkStatus();
+  }
+  size_t next = nargs;
+  if (kind == agg::AggKind::kApproxTopK) {
+    TESSERA_RETURN_IF_ERROR(integer(next++, "k", &params->k));
+  }
+  if (next < n) {
+    int64_t capacity = 0;
+    TESSERA_RETURN_IF_ERROR(
+        integer(next, kind == agg::AggKind::kApproxTopK ? "capacity" : "max_buckets", &capacity));
+    params->capacity = capacity;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tessera::sql

@@ -56,6 +56,12 @@ class ExprBinder {
   absl::StatusOr<std::unique_ptr<Expr>> BindAggregate(const AstExpr& ast, agg::AggKind kind,
                                                       bool top_level);
   absl::StatusOr<std::unique_ptr<Expr>> BindScalarFunction(const AstExpr& ast);
+  // The arguments of COUNT_BY, SUM_BY, APPROX_HISTOGRAM and APPROX_TOP_K (`written` is the name
+  // as written): the row expressions into *arg (and *arg2 for SUM_BY), the constants into
+  // *params.
+  absl::Status BindBucketOrSketchArgs(const AstExpr& ast, agg::AggKind kind,
+                                      const std::string& written, std::unique_ptr<Expr>* arg,
+                                      std::unique_ptr<Expr>* arg2, agg::AggParams* params);
 
   // Builds `lhs op rhs` for a comparison operator, checking and coercing the operand types.
   absl::StatusOr<std::unique_ptr<Expr>> MakeComparison(const std::string& op, Pos pos,

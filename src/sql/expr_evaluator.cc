@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -52,6 +53,16 @@ enum class Op : uint8_t {
   kUpper,
   kLength,
   kSubstr,
+  kLn,
+  kLog,  // LOG(base, x)
+  kLog10,
+  kLog2,
+  kExp,
+  kSqrt,
+  kPower,
+  kRound,
+  kGreatest,
+  kLeast,
 };
 
 bool IsIntLike(DataType t) {
@@ -124,7 +135,10 @@ bool ParseNumber(std::string_view s, T* out) {
 
 bool ParseInt64(std::string_view s, int64_t* out) { return ParseNumber(s, out); }
 
-bool ParseDouble(std::string_view s, double* out) { return ParseNumber(s, out); }
+// Only finite numbers: 'NaN', 'inf' and out-of-range text ('1e999') do not parse.
+bool ParseDouble(std::string_view s, double* out) {
+  return ParseNumber(s, out) && std::isfinite(*out);
+}
 
 bool ParseBool(std::string_view s, int64_t* out) {
   s = Trim(s);
@@ -164,6 +178,159 @@ inline bool DoubleToInt64(double d, int64_t* out) {
     return false;
   }
   *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// log_base(x), with the exact-where-possible log10 / log2 for those bases. NaN unless base > 0,
+// base != 1 and x > 0 (callers turn non-finite results into NULL).
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+inline double LogBase(double base, double x) {
+  if (!(base > 0.0) || base == 1.0 || !(x > 0.0)) {
+    return kNaN;
+  }
+  if (base == 10.0) {
+    return std::log10(x);
+  }
+  if (base == 2.0) {
+    return std::log2(x);
+  }
+  return std::log(x) / std::log(base);
+}
+
+constexpr uint64_t kPow10[20] = {1ULL,
+                                 10ULL,
+                                 100ULL,
+                                 1000ULL,
+                                 10000ULL,
+                                 100000ULL,
+                                 1000000ULL,
+                                 10000000ULL,
+                                 100000000ULL,
+                                 1000000000ULL,
+                                 10000000000ULL,
+                                 100000000000ULL,
+                                 1000000000000ULL,
+                                 10000000000000ULL,
+                                 100000000000000ULL,
+                                 1000000000000000ULL,
+                                 10000000000000000ULL,
+                                 100000000000000000ULL,
+                                 1000000000000000000ULL,
+                                 10000000000000000000ULL};
+
+// ROUND(x, digits) for BIGINT: half away from zero at 10^-digits; digits >= 0 leaves x as it is.
+// False if the result does not fit BIGINT (ROUND(9e18, -19) would be 1e19).
+inline bool RoundInt64(int64_t x, int64_t digits, int64_t* out) {
+  if (digits >= 0) {
+    *out = x;
+    return true;
+  }
+  if (digits < -19) {  // |x| < 9.3e18 < 10^20 / 2
+    *out = 0;
+    return true;
+  }
+  const uint64_t p = kPow10[static_cast<size_t>(-digits)];
+  const uint64_t m = x < 0 ? 0 - static_cast<uint64_t>(x) : static_cast<uint64_t>(x);
+  uint64_t q = m / p;
+  const uint64_t rem = m % p;
+  if (rem >= p - rem) {  // rem >= p / 2, exactly
+    ++q;
+  }
+  uint64_t mag = 0;
+  if (__builtin_mul_overflow(q, p, &mag)) {
+    return false;
+  }
+  constexpr auto kMaxMag = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  if (mag > kMaxMag + (x < 0 ? 1 : 0)) {
+    return false;
+  }
+  *out = x < 0 ? static_cast<int64_t>(0 - mag) : static_cast<int64_t>(mag);
+  return true;
+}
+
+// ROUND(x, digits) for DOUBLE: half away from zero, applied to the shortest decimal form of x
+// (the digits a user sees), so ROUND(2.675, 2) is 2.68 although the binary double is
+// 2.67499999…. The decimal result is then read back as the nearest DOUBLE. False if x or the
+// result is not finite. A zero result is +0.0.
+bool RoundDouble(double x, int64_t digits, double* out) {
+  if (!std::isfinite(x)) {
+    return false;
+  }
+  if (x == 0.0) {
+    *out = 0.0;
+    return true;
+  }
+  // Any double has at most 17 significant digits and a decimal exponent in [-324, 308].
+  digits = std::clamp<int64_t>(digits, -400, 400);
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), x, std::chars_format::scientific);
+  std::string_view s(buf, static_cast<size_t>(res.ptr - buf));  // [-]d[.ddd]e(+|-)dd
+  const bool negative = s.front() == '-';
+  if (negative) {
+    s.remove_prefix(1);
+  }
+  const size_t e_pos = s.find('e');
+  if (e_pos == std::string_view::npos) {
+    return false;
+  }
+  std::string_view exp_text = s.substr(e_pos + 1);
+  if (!exp_text.empty() && exp_text.front() == '+') {
+    exp_text.remove_prefix(1);
+  }
+  int exp10 = 0;
+  if (std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp10).ec !=
+      std::errc()) {
+    return false;
+  }
+  // The significant digits d0 d1 …; digit i has place value 10^(exp10 - i).
+  char mant[32];
+  size_t nd = 0;
+  for (char c : s.substr(0, e_pos)) {
+    if (c != '.' && nd < sizeof(mant)) {
+      mant[nd++] = c;
+    }
+  }
+  // Keep the digits whose place value is at least 10^-digits.
+  const int64_t keep = exp10 + digits + 1;
+  if (keep >= static_cast<int64_t>(nd)) {
+    *out = x;
+    return true;
+  }
+  if (keep < 0 || (keep == 0 && mant[0] < '5')) {
+    *out = 0.0;
+    return true;
+  }
+  // The result is K * 10^-digits with K the kept digits, plus one if the first dropped digit is
+  // 5 or more (half away from zero: the sign is applied afterwards).
+  char text[48];
+  size_t len = 0;
+  if (negative) {
+    text[len++] = '-';
+  }
+  const size_t k_begin = len;
+  text[len++] = '0';  // room for a carry out of the leading digit
+  std::memcpy(text + len, mant, static_cast<size_t>(keep));
+  len += static_cast<size_t>(keep);
+  if (mant[keep] >= '5') {
+    size_t i = len;
+    while (i-- > k_begin) {
+      if (text[i] == '9') {
+        text[i] = '0';
+      } else {
+        ++text[i];
+        break;
+      }
+    }
+  }
+  auto tail = fmt::format_to_n(text + len, sizeof(text) - len, "e{}", -digits);
+  len += std::min(tail.size, sizeof(text) - len);
+  double value = 0.0;
+  auto parsed = std::from_chars(text, text + len, value);
+  if (parsed.ec != std::errc() || parsed.ptr != text + len || !std::isfinite(value)) {
+    return false;
+  }
+  *out = value == 0.0 ? 0.0 : value;
   return true;
 }
 
@@ -253,6 +420,9 @@ struct ExprEvaluator::Impl {
   void RunIn(Node& node, size_t n);
   void RunCase(Node& node, size_t n);
   void RunString(Node& node, size_t n, Arena* arena);
+  void RunMath(Node& node, size_t n);
+  void RunRound(Node& node, size_t n);
+  void RunExtreme(Node& node, size_t n);
 
   const Column& Kid(const Node& node, size_t i) const {
     return *nodes[static_cast<size_t>(node.kids[i])].out;
@@ -268,8 +438,8 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
       // A literal whose value does not match its declared type is treated as NULL.
       n.constant =
           (e.literal.is_null() || e.literal.type() == e.type) ? e.literal : Value::Null(e.type);
-      if (e.type == DataType::kList) {
-        n.constant = Value::Null(DataType::kList);
+      if (IsNested(e.type)) {
+        n.constant = Value::Null(e.type);
       }
       return Add(std::move(n));
     }
@@ -352,7 +522,7 @@ int ExprEvaluator::Impl::Compile(const Expr& e) {
     }
     case Expr::Kind::kCase: {
       size_t pairs_end = e.children.size() - (e.has_else && !e.children.empty() ? 1 : 0);
-      if (e.type == DataType::kNull || e.type == DataType::kList || pairs_end % 2 != 0) {
+      if (e.type == DataType::kNull || IsNested(e.type) || pairs_end % 2 != 0) {
         return NullConst(e.type);
       }
       Node n;
@@ -446,7 +616,7 @@ int ExprEvaluator::Impl::CompileFunction(const Expr& e) {
   Node n;
   n.type = e.type;
   if (e.name == "COALESCE") {
-    if (kids.empty() || e.type == DataType::kNull || e.type == DataType::kList) {
+    if (kids.empty() || e.type == DataType::kNull || IsNested(e.type)) {
       return NullConst(e.type);
     }
     n.op = Op::kCoalesce;
@@ -480,6 +650,45 @@ int ExprEvaluator::Impl::CompileFunction(const Expr& e) {
   if (e.name == "ABS" && kids.size() == 1 && IsNumeric(e.type)) {
     n.op = Op::kAbs;
     n.kids = {Convert(kids[0], e.type)};
+    return Add(std::move(n));
+  }
+  if (e.type == DataType::kDouble) {
+    const size_t arity = kids.size();
+    std::optional<Op> op;
+    if (arity == 1) {
+      op = e.name == "LN" || e.name == "LOG" ? std::optional(Op::kLn)
+           : e.name == "LOG10"               ? std::optional(Op::kLog10)
+           : e.name == "LOG2"                ? std::optional(Op::kLog2)
+           : e.name == "EXP"                 ? std::optional(Op::kExp)
+           : e.name == "SQRT"                ? std::optional(Op::kSqrt)
+                                             : std::nullopt;
+    } else if (arity == 2) {
+      op = e.name == "LOG"     ? std::optional(Op::kLog)
+           : e.name == "POWER" ? std::optional(Op::kPower)
+                               : std::nullopt;
+    }
+    if (op) {
+      n.op = *op;
+      for (int k : kids) {
+        n.kids.push_back(Convert(k, DataType::kDouble));
+      }
+      return Add(std::move(n));
+    }
+  }
+  if (e.name == "ROUND" && IsNumeric(e.type) && (kids.size() == 1 || kids.size() == 2)) {
+    n.op = Op::kRound;
+    n.kids = {Convert(kids[0], e.type)};
+    if (kids.size() == 2) {
+      n.kids.push_back(Convert(kids[1], DataType::kInt64));
+    }
+    return Add(std::move(n));
+  }
+  if ((e.name == "GREATEST" || e.name == "LEAST") && !kids.empty() && e.type != DataType::kNull &&
+      !IsNested(e.type)) {
+    n.op = e.name == "GREATEST" ? Op::kGreatest : Op::kLeast;
+    for (int k : kids) {
+      n.kids.push_back(Convert(k, e.type));
+    }
     return Add(std::move(n));
   }
   return NullConst(e.type);
@@ -1020,10 +1229,127 @@ void ExprEvaluator::Impl::RunString(Node& node, size_t n, Arena* arena) {
   }
 }
 
+void ExprEvaluator::Impl::RunMath(Node& node, size_t n) {
+  Column& r = node.scratch;
+  Prepare(&r, DataType::kDouble, n);
+  uint8_t* rv = r.valid.data();
+  double* out = r.f64.data();
+  const Column& a = Kid(node, 0);
+  const uint8_t* va = a.valid.data();
+  const double* x = a.f64.data();
+  // A NULL, infinite or NaN argument, and a result that is not a finite number (a domain error
+  // such as LN(0) or SQRT(-1), or an overflow such as EXP(1000)), all give NULL.
+  auto unary = [&](auto f) {
+    for (size_t i = 0; i < n; ++i) {
+      const double y = f(x[i]);
+      const bool ok = va[i] != 0 && std::isfinite(x[i]) && std::isfinite(y);
+      out[i] = ok ? y : 0.0;
+      rv[i] = ok;
+    }
+  };
+  switch (node.op) {
+    case Op::kLn:
+      unary([](double v) { return v > 0.0 ? std::log(v) : kNaN; });
+      return;
+    case Op::kLog10:
+      unary([](double v) { return v > 0.0 ? std::log10(v) : kNaN; });
+      return;
+    case Op::kLog2:
+      unary([](double v) { return v > 0.0 ? std::log2(v) : kNaN; });
+      return;
+    case Op::kExp:
+      unary([](double v) { return std::exp(v); });
+      return;
+    case Op::kSqrt:
+      unary([](double v) { return v >= 0.0 ? std::sqrt(v) : kNaN; });
+      return;
+    default:
+      break;
+  }
+  const Column& b = Kid(node, 1);
+  const uint8_t* vb = b.valid.data();
+  const double* y = b.f64.data();
+  const bool log = node.op == Op::kLog;
+  for (size_t i = 0; i < n; ++i) {
+    const double z = log ? LogBase(x[i], y[i]) : std::pow(x[i], y[i]);
+    const bool ok =
+        va[i] != 0 && vb[i] != 0 && std::isfinite(x[i]) && std::isfinite(y[i]) && std::isfinite(z);
+    out[i] = ok ? z : 0.0;
+    rv[i] = ok;
+  }
+}
+
+void ExprEvaluator::Impl::RunRound(Node& node, size_t n) {
+  Column& r = node.scratch;
+  Prepare(&r, node.type, n);
+  uint8_t* rv = r.valid.data();
+  const Column& a = Kid(node, 0);
+  const Column* d = node.kids.size() > 1 ? &Kid(node, 1) : nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    bool ok = a.valid[i] != 0 && (d == nullptr || d->valid[i] != 0);
+    const int64_t digits = d == nullptr ? 0 : d->i64[i];
+    if (node.type == DataType::kInt64) {
+      int64_t v = 0;
+      ok = ok && RoundInt64(a.i64[i], digits, &v);
+      r.i64[i] = v;
+    } else {
+      double v = 0.0;
+      ok = ok && RoundDouble(a.f64[i], digits, &v);
+      r.f64[i] = v;
+    }
+    rv[i] = ok;
+  }
+}
+
+void ExprEvaluator::Impl::RunExtreme(Node& node, size_t n) {
+  Column& r = node.scratch;
+  Prepare(&r, node.type, n);
+  const Column& first = Kid(node, 0);
+  for (size_t i = 0; i < n; ++i) {
+    CopyRow(first, i, &r, i);
+  }
+  const bool greatest = node.op == Op::kGreatest;
+  // Any NULL argument makes the row NULL. `better(c, i)` says whether row i of `c` should replace
+  // the current result; DOUBLE orders NaN above every number, strings compare bytewise.
+  auto fold = [&](const Column& c, auto better) {
+    for (size_t i = 0; i < n; ++i) {
+      if (r.valid[i] == 0) {
+        continue;
+      }
+      if (c.valid[i] == 0) {
+        r.valid[i] = 0;
+        continue;
+      }
+      if (better(c, i)) {
+        CopyRow(c, i, &r, i);
+      }
+    }
+  };
+  for (size_t k = 1; k < node.kids.size(); ++k) {
+    const Column& c = Kid(node, k);
+    if (IsIntLike(node.type)) {
+      fold(c, [&](const Column& col, size_t i) {
+        return greatest ? r.i64[i] < col.i64[i] : col.i64[i] < r.i64[i];
+      });
+    } else if (node.type == DataType::kDouble) {
+      auto lt = [](double p, double q) { return p < q || (std::isnan(q) && !std::isnan(p)); };
+      fold(c, [&](const Column& col, size_t i) {
+        return greatest ? lt(r.f64[i], col.f64[i]) : lt(col.f64[i], r.f64[i]);
+      });
+    } else if (node.type == DataType::kString) {
+      fold(c, [&](const Column& col, size_t i) {
+        return greatest ? r.str[i] < col.str[i] : col.str[i] < r.str[i];
+      });
+    } else {
+      std::fill(r.valid.begin(), r.valid.end(), 0);
+    }
+  }
+}
+
 void ExprEvaluator::Impl::FillConstant(Node* node, size_t n) {
   Column& c = node->scratch;
   const Value& v = node->constant;
-  c.Reset(node->type == DataType::kList ? DataType::kNull : node->type, n);
+  c.Reset(IsNested(node->type) ? DataType::kNull : node->type, n);
   c.type = node->type;
   node->const_rows = n;
   if (v.is_null() || v.type() != node->type) {
@@ -1126,6 +1452,22 @@ void ExprEvaluator::Impl::Run(Node& node, std::span<const Column> input, size_t 
     case Op::kSubstr:
       RunString(node, n, arena);
       break;
+    case Op::kLn:
+    case Op::kLog:
+    case Op::kLog10:
+    case Op::kLog2:
+    case Op::kExp:
+    case Op::kSqrt:
+    case Op::kPower:
+      RunMath(node, n);
+      break;
+    case Op::kRound:
+      RunRound(node, n);
+      break;
+    case Op::kGreatest:
+    case Op::kLeast:
+      RunExtreme(node, n);
+      break;
   }
   node.out = &node.scratch;
 }
@@ -1149,13 +1491,13 @@ const Column& ExprEvaluator::Evaluate(std::span<const Column> input, size_t num_
 
 Value ExprEvaluator::EvaluateRow(std::span<const Value> inputs) {
   const Expr& root = *impl_->root_expr;
-  if (root.type == DataType::kList) {
+  if (IsNested(root.type)) {
     if ((root.kind == Expr::Kind::kAggRef || root.kind == Expr::Kind::kColumn) && root.index >= 0 &&
         static_cast<size_t>(root.index) < inputs.size() &&
-        inputs[static_cast<size_t>(root.index)].type() == DataType::kList) {
+        inputs[static_cast<size_t>(root.index)].type() == root.type) {
       return inputs[static_cast<size_t>(root.index)];
     }
-    return Value::Null(DataType::kList);
+    return Value::Null(root.type);
   }
   impl_->row_arena.Reset();
   std::vector<Column>& cols = impl_->row_inputs;

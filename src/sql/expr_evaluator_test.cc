@@ -242,6 +242,15 @@ TEST_F(EvaluatorTest, Casts) {
   EXPECT_EQ(Eval1("CAST('99999999999999999999' AS BIGINT)"), NullOf(DataType::kInt64));
   EXPECT_EQ(Eval1("CAST('1.5e2' AS DOUBLE)"), D(150));
   EXPECT_EQ(Eval1("CAST('abc' AS DOUBLE)"), NullOf(DataType::kDouble));
+  EXPECT_EQ(Eval1("CAST(' 2.5 ' AS DOUBLE)"), D(2.5));
+  EXPECT_EQ(Eval1("CAST('NaN' AS DOUBLE)"), NullOf(DataType::kDouble));  // finite numbers only
+  EXPECT_EQ(Eval1("CAST('-inf' AS DOUBLE)"), NullOf(DataType::kDouble));
+  EXPECT_EQ(Eval1("CAST('1e999' AS DOUBLE)"), NullOf(DataType::kDouble));
+  EXPECT_EQ(Eval1("CAST('' AS BIGINT)"), NullOf(DataType::kInt64));
+  EXPECT_EQ(Eval1("CAST(2.5 AS TIMESTAMP)"), T(2));
+  EXPECT_EQ(Eval1("CAST(ts AS DOUBLE)"), D(1767225600123));
+  EXPECT_EQ(Eval1("CAST(1e20 AS STRING)"), S("1e+20"));
+  EXPECT_EQ(Eval1("CAST(0.1 + 0.2 AS STRING)"), S("0.30000000000000004"));
   EXPECT_EQ(Eval1("CAST('TRUE' AS BOOLEAN)"), B(true));
   EXPECT_EQ(Eval1("CAST('0' AS BOOLEAN)"), B(false));
   EXPECT_EQ(Eval1("CAST('yes' AS BOOLEAN)"), NullOf(DataType::kBool));
@@ -289,6 +298,300 @@ TEST_F(EvaluatorTest, StringFunctions) {
   EXPECT_THAT(Eval("SUBSTR(s, 1, 9223372036854775807)"),
               ElementsAre(S("Hello"), S("h\xc3\xa9llo"), ns));
   EXPECT_THAT(Eval("SUBSTR(s, NULL)"), ElementsAre(ns, ns, ns));
+}
+
+TEST_F(EvaluatorTest, LogExpSqrtPower) {
+  const Value nd = NullOf(DataType::kDouble);
+  SetRows(5,
+          {{"i", {I(100), I(1), I(0), I(-4), N}}, {"d", {D(0.25), D(1e308), D(-0.0), D(-1), N}}});
+  for (const char* f : {"LN(i)", "LOG(d)", "LOG(2, i)", "LOG10(NULL)", "LOG2(i)", "EXP(i)",
+                        "SQRT(d)", "POWER(i, i)", "POW(d, NULL)"}) {
+    EXPECT_EQ(TypeOf(f), DataType::kDouble) << f;
+  }
+  EXPECT_THAT(Eval("LN(i)"), ElementsAre(D(std::log(100.0)), D(0), nd, nd, nd));
+  EXPECT_THAT(Eval("LOG(i)"), ElementsAre(D(std::log(100.0)), D(0), nd, nd, nd));  // natural
+  EXPECT_THAT(Eval("LOG10(i)"), ElementsAre(D(2), D(0), nd, nd, nd));
+  EXPECT_THAT(Eval("LOG2(d)"), ElementsAre(D(-2), D(std::log2(1e308)), nd, nd, nd));
+  EXPECT_THAT(Eval("LOG(10, i)"), ElementsAre(D(2), D(0), nd, nd, nd));
+  std::vector<Value> by_base = Eval("LOG(i, 1e6)");  // bases 100, 1, 0, -4, NULL
+  ASSERT_EQ(by_base.size(), 5u);
+  EXPECT_NEAR(by_base[0].double_value(), 3, 1e-12);
+  EXPECT_THAT(std::vector<Value>(by_base.begin() + 1, by_base.end()), ElementsAre(nd, nd, nd, nd));
+  EXPECT_THAT(Eval("SQRT(i)"), ElementsAre(D(10), D(1), D(0), nd, nd));
+  EXPECT_THAT(Eval("SQRT(d)"), ElementsAre(D(0.5), D(1e154), D(0), nd, nd));
+  EXPECT_THAT(Eval("EXP(d)"), ElementsAre(D(std::exp(0.25)), nd, D(1), D(std::exp(-1.0)), nd));
+  EXPECT_THAT(Eval("POWER(i, 2)"), ElementsAre(D(10000), D(1), D(0), D(16), nd));
+  EXPECT_THAT(Eval("POW(i, 0.5)"), ElementsAre(D(10), D(1), D(0), nd, nd));         // (-4)^0.5: NaN
+  EXPECT_THAT(Eval("POWER(i, -1)"), ElementsAre(D(0.01), D(1), nd, D(-0.25), nd));  // 0^-1: inf
+  EXPECT_THAT(Eval("POWER(d, 2)"), ElementsAre(D(0.0625), nd, D(0), D(1), nd));     // 1e616: NULL
+  EXPECT_THAT(Eval("POWER(i, NULL)"), ElementsAre(nd, nd, nd, nd, nd));
+
+  SetRows(1, {{"d", {D(1e308)}}});
+  EXPECT_EQ(Eval1("LOG(2, 1024)"), D(10));
+  EXPECT_EQ(Eval1("LOG(10, 1000)"), D(3));  // not 2.9999999999999996
+  EXPECT_NEAR(Eval1("LOG(0.5, 8)").double_value(), -3, 1e-12);
+  EXPECT_EQ(Eval1("LOG(1, 1)"), nd);
+  EXPECT_EQ(Eval1("LOG(0, 5)"), nd);
+  EXPECT_EQ(Eval1("LOG(-2, 4)"), nd);
+  EXPECT_EQ(Eval1("LOG(2, 0)"), nd);
+  EXPECT_EQ(Eval1("LOG(NULL, 4)"), nd);
+  EXPECT_EQ(Eval1("LN(0)"), nd);
+  EXPECT_EQ(Eval1("LN(-1)"), nd);
+  EXPECT_EQ(Eval1("EXP(709)"), D(std::exp(709.0)));
+  EXPECT_EQ(Eval1("EXP(710)"), nd);      // overflow: NULL, not inf
+  EXPECT_EQ(Eval1("EXP(-1000)"), D(0));  // underflow is a finite 0
+  EXPECT_EQ(Eval1("POWER(0, 0)"), D(1));
+  EXPECT_EQ(Eval1("POWER(-2, 3)"), D(-8));
+  EXPECT_EQ(Eval1("POWER(-8, 1.0 / 3)"), nd);
+  // Infinite and NaN arguments (DOUBLE arithmetic can make them) are NULL too, even where C's
+  // functions would return a number (exp(-inf) = 0, pow(1, NaN) = 1).
+  EXPECT_EQ(Eval1("LN(d * 10)"), nd);
+  EXPECT_EQ(Eval1("EXP(-(d * 10))"), nd);
+  EXPECT_EQ(Eval1("SQRT(d * 10 - d * 10)"), nd);
+  EXPECT_EQ(Eval1("POWER(1, d * 10 - d * 10)"), nd);
+  EXPECT_EQ(Eval1("LOG(d * 10, 5)"), nd);
+  // BIGINT extremes convert to DOUBLE.
+  EXPECT_EQ(Eval1("LN(9223372036854775807)"), D(std::log(9223372036854775807.0)));
+  EXPECT_EQ(Eval1("POWER(9223372036854775807, 2)"), D(std::pow(9223372036854775807.0, 2)));
+  EXPECT_EQ(Eval1("SQRT(-9223372036854775807 - 1)"), nd);
+}
+
+TEST_F(EvaluatorTest, Round) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  const Value ni = NullOf(DataType::kInt64);
+  const Value nd = NullOf(DataType::kDouble);
+  EXPECT_EQ(TypeOf("ROUND(i)"), DataType::kInt64);
+  EXPECT_EQ(TypeOf("ROUND(i, -2)"), DataType::kInt64);
+  EXPECT_EQ(TypeOf("ROUND(d, 2)"), DataType::kDouble);
+  EXPECT_EQ(TypeOf("ROUND(NULL)"), DataType::kInt64);
+  EXPECT_EQ(TypeOf("ROUND(d, NULL)"), DataType::kDouble);
+  // DOUBLE: half away from zero, on the decimal digits as written.
+  EXPECT_EQ(Eval1("ROUND(2.5)"), D(3));
+  EXPECT_EQ(Eval1("ROUND(-2.5)"), D(-3));
+  EXPECT_EQ(Eval1("ROUND(0.49999999999999994)"), D(0));
+  EXPECT_EQ(Eval1("ROUND(1.4999999999999998)"), D(1));
+  EXPECT_EQ(Eval1("ROUND(2.675, 2)"), D(2.68));  // binary 2.67499999…
+  EXPECT_EQ(Eval1("ROUND(1.005, 2)"), D(1.01));
+  EXPECT_EQ(Eval1("ROUND(-1.005, 2)"), D(-1.01));
+  EXPECT_EQ(Eval1("ROUND(0.1 + 0.2, 2)"), D(0.3));
+  EXPECT_EQ(Eval1("ROUND(9.995, 2)"), D(10));  // carry into a new digit
+  EXPECT_EQ(Eval1("ROUND(99.5)"), D(100));
+  EXPECT_EQ(Eval1("ROUND(1234.5678, -2)"), D(1200));
+  EXPECT_EQ(Eval1("ROUND(1250.0, -2)"), D(1300));
+  EXPECT_EQ(Eval1("ROUND(5.0, -1)"), D(10));
+  EXPECT_EQ(Eval1("ROUND(4.9, -1)"), D(0));
+  EXPECT_EQ(Eval1("ROUND(0.000123456, 5)"), D(0.00012));
+  EXPECT_EQ(Eval1("ROUND(0.000123456, 3)"), D(0));
+  EXPECT_EQ(Eval1("ROUND(1.5e-300, 300)"), D(2e-300));
+  EXPECT_EQ(Eval1("ROUND(1.25, 20)"), D(1.25));
+  EXPECT_EQ(Eval1("ROUND(1.25, 9223372036854775807)"), D(1.25));
+  EXPECT_EQ(Eval1("ROUND(1.25e300, -9223372036854775807 - 1)"), D(0));
+  EXPECT_EQ(Eval1("ROUND(-0.4)"), D(0));
+  EXPECT_FALSE(std::signbit(Eval1("ROUND(-0.4)").double_value()));  // +0, not -0
+  EXPECT_EQ(Eval1("ROUND(1.4e308, -308)"), D(1e308));
+  EXPECT_EQ(Eval1("ROUND(1.7976931348623157e308, -308)"), nd);  // 2e308 does not fit
+  EXPECT_EQ(Eval1("ROUND(1e308 * 10)"), nd);                    // inf in
+  EXPECT_EQ(Eval1("ROUND(2.5, NULL)"), nd);
+  EXPECT_EQ(Eval1("ROUND(NULL, 2)"), ni);
+  // BIGINT: digits >= 0 keep the value; negative digits round to tens, hundreds, …
+  SetRows(9, {{"i", {I(1234), I(1250), I(-1250), I(-1249), I(5), I(-5), I(4), I(kMax), I(kMin)}}});
+  EXPECT_THAT(Eval("ROUND(i)"), ElementsAre(I(1234), I(1250), I(-1250), I(-1249), I(5), I(-5), I(4),
+                                            I(kMax), I(kMin)));
+  EXPECT_THAT(Eval("ROUND(i, 3)"), ElementsAre(I(1234), I(1250), I(-1250), I(-1249), I(5), I(-5),
+                                               I(4), I(kMax), I(kMin)));
+  EXPECT_THAT(Eval("ROUND(i, -1)"), ElementsAre(I(1230), I(1250), I(-1250), I(-1250), I(10), I(-10),
+                                                I(0), ni, ni));  // 9223372036854775810
+  EXPECT_THAT(Eval("ROUND(i, -2)"),
+              ElementsAre(I(1200), I(1300), I(-1300), I(-1200), I(0), I(0), I(0),
+                          I(9223372036854775800), I(-9223372036854775800)));
+  EXPECT_THAT(Eval("ROUND(i, -3)"),
+              ElementsAre(I(1000), I(1000), I(-1000), I(-1000), I(0), I(0), I(0), ni, ni));
+  EXPECT_THAT(Eval("ROUND(i, -19)"),
+              ElementsAre(I(0), I(0), I(0), I(0), I(0), I(0), I(0), ni, ni));  // 1e19
+  EXPECT_THAT(Eval("ROUND(i, -20)"),
+              ElementsAre(I(0), I(0), I(0), I(0), I(0), I(0), I(0), I(0), I(0)));
+  EXPECT_THAT(Eval("ROUND(i, -9223372036854775807 - 1)"),
+              ElementsAre(I(0), I(0), I(0), I(0), I(0), I(0), I(0), I(0), I(0)));
+  SetRows(2, {{"i", {I(4000000000000000000), I(5000000000000000000)}}, {"j", {I(-19), N}}});
+  EXPECT_THAT(Eval("ROUND(i, j)"), ElementsAre(I(0), ni));  // digits from a column; NULL
+  EXPECT_THAT(Eval("ROUND(i, -19)"), ElementsAre(I(0), ni));
+}
+
+TEST_F(EvaluatorTest, GreatestAndLeast) {
+  SetRows(3, {{"i", {I(1), I(5), N}},
+              {"j", {I(3), I(2), I(4)}},
+              {"d", {D(2.5), D(-9), D(1)}},
+              {"s", {S("a"), S("B"), S("ab")}},
+              {"t", {S("B"), S("b"), S("a")}},
+              {"b", {B(true), B(false), B(false)}},
+              {"c", {B(false), B(false), N}},
+              {"ts", {T(1000), T(3000), T(2000)}}});
+  const Value ni = NullOf(DataType::kInt64);
+  EXPECT_EQ(TypeOf("GREATEST(i, j)"), DataType::kInt64);
+  EXPECT_EQ(TypeOf("LEAST(i, d)"), DataType::kDouble);
+  EXPECT_EQ(TypeOf("GREATEST(NULL, s)"), DataType::kString);
+  EXPECT_EQ(TypeOf("LEAST(ts, NULL)"), DataType::kTimestamp);
+  EXPECT_THAT(Eval("GREATEST(i, j)"), ElementsAre(I(3), I(5), ni));  // NULL if any is NULL
+  EXPECT_THAT(Eval("LEAST(i, j)"), ElementsAre(I(1), I(2), ni));
+  EXPECT_THAT(Eval("GREATEST(j)"), ElementsAre(I(3), I(2), I(4)));
+  EXPECT_THAT(Eval("GREATEST(j, 3, 0)"), ElementsAre(I(3), I(3), I(4)));
+  EXPECT_THAT(Eval("LEAST(j, NULL)"), ElementsAre(ni, ni, ni));
+  EXPECT_THAT(Eval("GREATEST(i, d)"), ElementsAre(D(2.5), D(5), NullOf(DataType::kDouble)));
+  EXPECT_THAT(Eval("LEAST(j, d, 2)"), ElementsAre(D(2), D(-9), D(1)));
+  EXPECT_THAT(Eval("GREATEST(s, t)"), ElementsAre(S("a"), S("b"), S("ab")));  // bytewise
+  EXPECT_THAT(Eval("LEAST(s, t, 'aa')"), ElementsAre(S("B"), S("B"), S("a")));
+  EXPECT_THAT(Eval("GREATEST(b, c)"), ElementsAre(B(true), B(false), NullOf(DataType::kBool)));
+  EXPECT_THAT(Eval("LEAST(ts, TIMESTAMP '1970-01-01T00:00:02Z')"),
+              ElementsAre(T(1000), T(2000), T(2000)));
+  SetRows(1, {{"d", {D(1e308)}}});
+  // NaN sorts above every number (as in PostgreSQL and Spark), so the result is deterministic.
+  EXPECT_TRUE(std::isnan(Eval1("GREATEST(1.0, d * 10 - d * 10, 2)").double_value()));
+  EXPECT_EQ(Eval1("LEAST(d * 10 - d * 10, 1.0, 2)"), D(1));
+  EXPECT_EQ(Eval1("LEAST(-(d * 10), 0.0)"), D(-std::numeric_limits<double>::infinity()));
+}
+
+TEST_F(EvaluatorTest, ScalarFunctionsRejectListAndMapArguments) {
+  SourceDef source;
+  source.name = "n";
+  source.columns = {{"l", DataType::kList}, {"m", DataType::kMap}, {"ts", DataType::kTimestamp}};
+  source.time_column = 2;
+  std::vector<AggregateCall> aggregates;
+  for (const char* text : {"COALESCE(l, l)", "GREATEST(m)", "LEAST(1, l)", "ABS(l)", "LN(m)",
+                           "ROUND(l)", "LENGTH(m)", "POWER(2, l)"}) {
+    absl::StatusOr<std::unique_ptr<AstExpr>> ast = Parser::ParseExpression(text);
+    ASSERT_TRUE(ast.ok()) << ast.status();
+    ExprBinder binder(source, &aggregates);
+    absl::StatusOr<std::unique_ptr<Expr>> e = binder.BindRow(**ast, "WHERE");
+    ASSERT_FALSE(e.ok()) << text;
+    EXPECT_THAT(StatusMessage(e.status()), ::testing::HasSubstr("LIST and MAP values can only"))
+        << text;
+  }
+}
+
+// The scalar functions over finalized aggregates, one (key, window) at a time as a read does,
+// for a window with rows and an empty one: an empty window never makes a read fail.
+TEST_F(EvaluatorTest, ScalarFunctionsOverAggregates) {
+  absl::StatusOr<Catalog> catalog = ParseCatalog(
+      "CREATE SOURCE p (u STRING, ms BIGINT, x DOUBLE, ts TIMESTAMP);"
+      "CREATE FEATURE VIEW v AS SELECT u,"
+      " COALESCE(SUM(ms), 0) AS total,"  // $0 SUM(ms)
+      " CAST(COUNT(*) AS DOUBLE) AS n,"  // $1 COUNT(*)
+      " ROUND(AVG(x), 2) AS avg_x,"      // $2 AVG(x)
+      " LN(1 + COUNT(*)) AS ln_n,"
+      " LOG(10, SUM(ms)) AS log_ms,"
+      " SQRT(VARIANCE(x)) AS sd,"  // $3 VARIANCE(x)
+      " POWER(SUM(ms), 2) AS sq,"
+      " EXP(-COUNT(*)) AS decay,"
+      " GREATEST(MAX(x), 0) AS max_pos,"                                // $4 MAX(x)
+      " LEAST(MIN(ts), TIMESTAMP '2026-01-01T00:00:00Z') AS first_ts,"  // $5 MIN(ts)
+      " ABS(SUM(ms) - 100) AS dist,"
+      " ROUND(SUM(ms), -1) AS total_10,"
+      " CAST(SUM(ms) AS STRING) AS total_text,"
+      " COALESCE(CAST(MAX(x) AS BIGINT), -99) AS max_int"
+      " FROM p GROUP BY u");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  const ViewDef& v = catalog->views[0];
+  ASSERT_EQ(v.aggregates.size(), 6u);
+  std::map<std::string, DataType> types;
+  for (const FeatureColumn& f : v.features) {
+    types[f.name] = f.type;
+  }
+  EXPECT_EQ(types["total"], DataType::kInt64);
+  EXPECT_EQ(types["n"], DataType::kDouble);
+  EXPECT_EQ(types["avg_x"], DataType::kDouble);
+  EXPECT_EQ(types["max_pos"], DataType::kDouble);  // DOUBLE with BIGINT 0
+  EXPECT_EQ(types["first_ts"], DataType::kTimestamp);
+  EXPECT_EQ(types["total_10"], DataType::kInt64);
+  auto eval_all = [&](const std::vector<Value>& slots) {
+    std::map<std::string, Value> out;
+    for (const FeatureColumn& f : v.features) {
+      out[f.name] = ExprEvaluator(*f.expr).EvaluateRow(slots);
+    }
+    return out;
+  };
+  const int64_t jan1 = 1767225600000;
+  std::map<std::string, Value> full =
+      eval_all({I(1000), I(4), D(2.345), D(4), D(-1.5), T(jan1 - 5000)});
+  EXPECT_EQ(full["total"], I(1000));
+  EXPECT_EQ(full["n"], D(4));
+  EXPECT_EQ(full["avg_x"], D(2.35));
+  EXPECT_EQ(full["ln_n"], D(std::log(5.0)));
+  EXPECT_EQ(full["log_ms"], D(3));
+  EXPECT_EQ(full["sd"], D(2));
+  EXPECT_EQ(full["sq"], D(1e6));
+  EXPECT_EQ(full["decay"], D(std::exp(-4.0)));
+  EXPECT_EQ(full["max_pos"], D(0));
+  EXPECT_EQ(full["first_ts"], T(jan1 - 5000));
+  EXPECT_EQ(full["dist"], I(900));
+  EXPECT_EQ(full["total_10"], I(1000));
+  EXPECT_EQ(full["total_text"], S("1000"));
+  EXPECT_EQ(full["max_int"], I(-1));  // -1.5 truncates toward zero
+  // An empty window: SUM / AVG / VARIANCE / MAX / MIN are NULL, COUNT is 0.
+  std::map<std::string, Value> empty = eval_all(
+      {NullOf(DataType::kInt64), I(0), NullOf(DataType::kDouble), NullOf(DataType::kDouble),
+       NullOf(DataType::kDouble), NullOf(DataType::kTimestamp)});
+  EXPECT_EQ(empty["total"], I(0));
+  EXPECT_EQ(empty["n"], D(0));
+  EXPECT_EQ(empty["avg_x"], NullOf(DataType::kDouble));
+  EXPECT_EQ(empty["ln_n"], D(0));
+  EXPECT_EQ(empty["log_ms"], NullOf(DataType::kDouble));
+  EXPECT_EQ(empty["sd"], NullOf(DataType::kDouble));
+  EXPECT_EQ(empty["sq"], NullOf(DataType::kDouble));
+  EXPECT_EQ(empty["decay"], D(1));
+  EXPECT_EQ(empty["max_pos"], NullOf(DataType::kDouble));
+  EXPECT_EQ(empty["first_ts"], NullOf(DataType::kTimestamp));
+  EXPECT_EQ(empty["dist"], NullOf(DataType::kInt64));
+  EXPECT_EQ(empty["total_10"], NullOf(DataType::kInt64));
+  EXPECT_EQ(empty["total_text"], NullOf(DataType::kString));
+  EXPECT_EQ(empty["max_int"], I(-99));
+  // A window whose values make domain errors: NULL, never a failed read.
+  std::map<std::string, Value> odd = eval_all({I(-5), I(4), D(1e308), D(-1), D(1e308), N});
+  EXPECT_EQ(odd["log_ms"], NullOf(DataType::kDouble));
+  EXPECT_EQ(odd["sd"], NullOf(DataType::kDouble));
+  EXPECT_EQ(odd["avg_x"], D(1e308));
+  EXPECT_EQ(odd["max_int"], I(-99));  // CAST(1e308 AS BIGINT) does not fit: NULL, then COALESCE
+}
+
+TEST_F(EvaluatorTest, ScalarFunctionBindErrors) {
+  EXPECT_EQ(BindError("LN()"), "line 1, column 1: LN takes 1 argument, got 0, expected LN(x)");
+  EXPECT_EQ(BindError("EXP(1, 2)"),
+            "line 1, column 1: EXP takes 1 argument, got 2, expected EXP(x)");
+  EXPECT_EQ(BindError("LOG(1, 2, 3)"),
+            "line 1, column 1: LOG takes 1 or 2 arguments, got 3, expected LOG(x) (natural) or "
+            "LOG(base, x)");
+  EXPECT_EQ(BindError("pow(2)"),
+            "line 1, column 1: POW takes 2 arguments, got 1, expected POWER(x, y)");
+  EXPECT_EQ(BindError("ROUND()"),
+            "line 1, column 1: ROUND takes 1 or 2 arguments, got 0, expected ROUND(x) or "
+            "ROUND(x, digits)");
+  EXPECT_EQ(BindError("GREATEST()"),
+            "line 1, column 1: GREATEST takes at least 1 argument, got 0, expected GREATEST(x, "
+            "y, …)");
+  EXPECT_EQ(BindError("LN(s)"),
+            "line 1, column 4: LN cannot be applied to STRING, expected a BIGINT or DOUBLE");
+  EXPECT_EQ(BindError("SQRT(ts)"),
+            "line 1, column 6: SQRT cannot be applied to TIMESTAMP, expected a BIGINT or DOUBLE");
+  EXPECT_EQ(BindError("POWER(2, b)"),
+            "line 1, column 10: POWER cannot be applied to BOOLEAN, expected a BIGINT or DOUBLE");
+  EXPECT_EQ(BindError("LOG(s, 2)"),
+            "line 1, column 5: LOG cannot be applied to STRING, expected a BIGINT or DOUBLE");
+  EXPECT_EQ(BindError("ROUND(s)"),
+            "line 1, column 7: ROUND cannot be applied to STRING, expected a BIGINT or DOUBLE");
+  EXPECT_EQ(BindError("ROUND(d, 1.5)"),
+            "line 1, column 10: the digits of ROUND are DOUBLE, expected a BIGINT number of "
+            "decimal places (negative rounds left of the decimal point), e.g. ROUND(x, 2)");
+  EXPECT_EQ(BindError("GREATEST(i, s)"),
+            "line 1, column 13: GREATEST arguments have incompatible types BIGINT and STRING, "
+            "expected the same type (BIGINT and DOUBLE mix as DOUBLE)");
+  EXPECT_EQ(BindError("LEAST(ts, 5)"),
+            "line 1, column 11: LEAST arguments have incompatible types TIMESTAMP and BIGINT, "
+            "expected the same type (BIGINT and DOUBLE mix as DOUBLE)");
+  EXPECT_EQ(BindError("EXP(DISTINCT d)"),
+            "line 1, column 1: DISTINCT is not allowed in EXP, expected EXP(x)");
+  EXPECT_EQ(BindError("SQRT(*)"),
+            "line 1, column 1: '*' is not an argument of SQRT, expected COUNT(*)");
+  EXPECT_EQ(BindError("ln(i) + Log10(d) + log2(2) + Exp(0) + sqrt(4) + Power(2, 2)"), "OK");
 }
 
 TEST_F(EvaluatorTest, BareColumnIsTheInputItself) {
@@ -382,7 +685,8 @@ TEST_F(EvaluatorTest, BindErrorsNameOperatorTypesAndExpectation) {
   EXPECT_EQ(BindError("LOWER(i)"),
             "line 1, column 7: LOWER cannot be applied to BIGINT, expected a STRING");
   EXPECT_EQ(BindError("SUBSTR(s)"),
-            "line 1, column 1: SUBSTR takes 2 or 3 arguments, got 1, expected 2 or 3 arguments");
+            "line 1, column 1: SUBSTR takes 2 or 3 arguments, got 1, expected SUBSTR(s, start) "
+            "or SUBSTR(s, start, length)");
   EXPECT_EQ(BindError("ts = 5"),
             "line 1, column 4: operator '=' cannot compare TIMESTAMP with BIGINT, expected "
             "operands of the same type (BIGINT and DOUBLE compare with each other; CAST to "

@@ -4,18 +4,33 @@
 //
 // Each successful case is also round-tripped: re-parsing the stored statement texts
 // (SourceDef::sql / ViewDef::sql), as the persisted catalog does, must give the same plan.
+//
+// Comment lines of these forms also evaluate a view's expressions, so a golden pins values
+// (NULL rules included), not only types; the results follow the plan in the .out file:
+//   -- @row VIEW: v1, v2, …    one source row, a value per column in declared order: the WHERE,
+//                              the GROUP BY keys and each aggregate's argument on that row
+//   -- @eval VIEW: v1, v2, …   the finalized aggregates of one (key, window), a value per slot
+//                              $0, $1, … in order: each feature, as a read computes it
+// Values are SQL constant expressions (NULL, 7, -2.5, 'x', TIMESTAMP '…', CAST(… AS …));
+// results print as the JSON a read returns (null for NULL).
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/errors.h"
+#include "common/strings.h"
+#include "sql/expr_binder.h"
+#include "sql/parser.h"
 #include "sql/plan.h"
 
 namespace tessera::sql {
@@ -83,6 +98,76 @@ std::string Diff(const std::string& expected, const std::string& actual) {
   return out;
 }
 
+// The constant expressions of a directive's value list, evaluated.
+absl::StatusOr<std::vector<Value>> ParseValues(std::string_view list, const SourceDef& source) {
+  absl::StatusOr<std::unique_ptr<AstExpr>> call =
+      Parser::ParseExpression("VALUES_(" + std::string(list) + ")");
+  if (!call.ok()) {
+    return call.status();
+  }
+  std::vector<Value> values;
+  std::vector<AggregateCall> no_aggregates;
+  for (const auto& item : (*call)->children) {
+    ExprBinder binder(source, &no_aggregates);
+    absl::StatusOr<std::unique_ptr<Expr>> e = binder.BindRow(*item, "a golden value");
+    if (!e.ok()) {
+      return e.status();
+    }
+    values.push_back(ExprEvaluator(**e).EvaluateRow({}));
+  }
+  return values;
+}
+
+std::string EvaluateLine(std::string_view label, const Expr& expr, std::span<const Value> in) {
+  return fmt::format("  {}: {}\n", label, ExprEvaluator(expr).EvaluateRow(in).ToJson());
+}
+
+// The output of the @row / @eval directives in `script` (see the top of this file).
+std::string EvaluateDirectives(const std::string& script, const Catalog& catalog) {
+  std::string out;
+  for (const std::string& line : SplitLines(script)) {
+    const bool row = line.starts_with("-- @row ");
+    if (!row && !line.starts_with("-- @eval ")) {
+      continue;
+    }
+    std::string_view rest = std::string_view(line).substr(row ? 8 : 9);
+    size_t colon = rest.find(':');
+    const ViewDef* view =
+        colon == std::string_view::npos ? nullptr : catalog.FindView(Trim(rest.substr(0, colon)));
+    const SourceDef* source = view == nullptr ? nullptr : catalog.FindSource(view->source);
+    if (source == nullptr) {
+      out += "BAD DIRECTIVE (expected -- @row|@eval VIEW: values): " + line + "\n";
+      continue;
+    }
+    std::string_view list = Trim(rest.substr(colon + 1));
+    out += fmt::format("{} {} ({})\n", row ? "@row" : "@eval", view->name, list);
+    absl::StatusOr<std::vector<Value>> values = ParseValues(list, *source);
+    if (!values.ok()) {
+      out += "  BAD VALUES: " + StatusMessage(values.status()) + "\n";
+      continue;
+    }
+    if (!row) {
+      for (const FeatureColumn& f : view->features) {
+        out += EvaluateLine(f.name, *f.expr, *values);
+      }
+      continue;
+    }
+    if (view->where) {
+      out += EvaluateLine("WHERE", *view->where, *values);
+    }
+    for (size_t i = 0; i < view->keys.size(); ++i) {
+      out += EvaluateLine("key " + view->key_names[i], *view->keys[i], *values);
+    }
+    for (size_t i = 0; i < view->aggregates.size(); ++i) {
+      const AggregateCall& a = view->aggregates[i];
+      if (a.arg) {
+        out += EvaluateLine(fmt::format("${} {} argument", i, a.text), *a.arg, *values);
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<fs::path> Cases() {
   std::vector<fs::path> cases;
   for (const auto& entry : fs::directory_iterator(TESSERA_SQL_TESTDATA_DIR)) {
@@ -108,8 +193,12 @@ TEST(SqlGoldenTest, MatchesExpectedOutput) {
   bool update = update_env != nullptr && std::string(update_env) == "1";
   for (const fs::path& sql_path : Cases()) {
     SCOPED_TRACE(sql_path.filename().string());
-    absl::StatusOr<Catalog> catalog = ParseCatalog(ReadFile(sql_path));
+    const std::string script = ReadFile(sql_path);
+    absl::StatusOr<Catalog> catalog = ParseCatalog(script);
     std::string actual = Render(catalog);
+    if (catalog.ok()) {
+      actual += EvaluateDirectives(script, *catalog);
+    }
     fs::path out_path = sql_path;
     out_path.replace_extension(".out");
     if (update) {

@@ -52,6 +52,7 @@ struct SourceDef {
 struct AggregateCall {
   agg::AggKind kind = agg::AggKind::kCountStar;
   std::unique_ptr<Expr> arg;  // row expression over the source columns; null for COUNT(*)
+  std::unique_ptr<Expr> arg2;  // the second row expression of SUM_BY(x, bucket); else null
   agg::AggParams params;
   DataType result_type = DataType::kNull;
   std::string text;  // canonical rendering, e.g. "SUM(ms_played)"

@@ -6,7 +6,7 @@
 namespace tessera::store {
 namespace {
 
-constexpr uint8_t kMaxResolution = static_cast<uint8_t>(Resolution::kDay);
+constexpr uint8_t kMaxResolution = static_cast<uint8_t>(Resolution::kLifetime);
 
 // Parses an encoded entity key and resolution at bytes[pos...]; returns the position after them
 // or nullopt. Hand-written rather than ByteReader-based so it never allocates (ByteReader builds

@@ -21,6 +21,9 @@ enum class Resolution : uint8_t {
   kBase = 0,  // the view's tile size (default 5m)
   kHour = 1,  // exactly the merge of the base tiles in [start, start + 1h)
   kDay = 2,   // exactly the merge of the hour tiles in [start, start + 1d), UTC days
+  // One tile per entity key, at start 0: the merge of every row of the key before its *edge*
+  // (a UTC day boundary stored in the value; engine/lifetime.h). What `all` windows read.
+  kLifetime = 3,
 };
 
 // Identifies one tile. `entity_key` is the view's key value (composite keys joined by '|').

@@ -42,6 +42,8 @@ constexpr int64_t ResolutionMillis(Resolution res, int64_t base_ms) {
       return kMillisPerHour;
     case Resolution::kDay:
       return kMillisPerDay;
+    case Resolution::kLifetime:  // not on the ladder; its edge moves by whole days
+      return kMillisPerDay;
   }
   return base_ms;
 }

@@ -9,13 +9,20 @@
 
 namespace tessera::tile {
 namespace {
-constexpr uint8_t kTileEncodingVersion = 1;
+// 2: the slot count includes the engine's slots. 1 (still read): the view's aggregates only.
+constexpr uint8_t kTileEncodingVersion = 2;
+constexpr uint8_t kTileEncodingVersionWithoutEngineSlots = 1;
 
 size_t AlignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 }  // namespace
 
-TileLayout::TileLayout(std::vector<std::unique_ptr<agg::AggregateFunction>> aggs)
+TileLayout::TileLayout(std::vector<std::unique_ptr<agg::AggregateFunction>> aggs,
+                       std::vector<EngineSlot> engine_slots)
     : aggs_(std::move(aggs)) {
+  for (EngineSlot& e : engine_slots) {
+    aggs_.push_back(std::move(e.agg));
+    absent_.push_back(std::move(e.absent));
+  }
   size_t off = 0;
   for (const auto& a : aggs_) {
     off = AlignUp(off, a->state_align());
@@ -46,28 +53,36 @@ void TileLayout::Serialize(const std::byte* block, std::string* out) const {
 
 namespace {
 
-// Reads a tile's header (version, slot count matching `aggs`), then calls
+// Reads a tile's header (version, slot count matching `aggs` for that version), then calls
 // read(agg, slot index, &rest) for every slot in order, each consuming its slot's encoding from
-// `rest`. Errors name the slot; bytes left after the last slot are an error too.
+// `rest`; for the engine slots a version-1 tile lacks, `rest` is their `absent` state instead.
+// Errors name the slot; bytes left after the last slot are an error too.
 template <typename Read>
 absl::Status ReadSlots(std::string_view bytes,
                        const std::vector<std::unique_ptr<agg::AggregateFunction>>& aggs,
-                       Read&& read) {
+                       const std::vector<std::string>& absent, Read&& read) {
   ByteReader reader(bytes);
   uint8_t version = 0;
   TESSERA_RETURN_IF_ERROR(reader.Byte(&version, "tile version"));
-  if (version != kTileEncodingVersion) {
-    return DataLoss("unknown tile encoding version {} (this build reads version {})", version,
-                    kTileEncodingVersion);
+  if (version != kTileEncodingVersion && version != kTileEncodingVersionWithoutEngineSlots) {
+    return DataLoss("unknown tile encoding version {} (this build reads versions {} and {})",
+                    version, kTileEncodingVersionWithoutEngineSlots, kTileEncodingVersion);
   }
+  const size_t stored = version == kTileEncodingVersion ? aggs.size() : aggs.size() - absent.size();
   uint64_t n = 0;
   TESSERA_RETURN_IF_ERROR(reader.Varint64(&n, "tile slot count"));
-  if (n != aggs.size()) {
-    return DataLoss("tile has {} aggregate slots, the view has {}", n, aggs.size());
+  if (n != stored) {
+    return DataLoss("version-{} tile has {} aggregate slots, the view has {}", version, n, stored);
   }
   std::string_view rest = reader.rest();
   for (size_t i = 0; i < aggs.size(); ++i) {
-    absl::Status s = read(*aggs[i], i, &rest);
+    absl::Status s;
+    if (i < stored) {
+      s = read(*aggs[i], i, &rest);
+    } else {
+      std::string_view fill = absent[i - (aggs.size() - absent.size())];
+      s = read(*aggs[i], i, &fill);
+    }
     if (!s.ok()) {
       return DataLoss("tile slot {} ({}): {}", i, agg::AggKindName(aggs[i]->kind()),
                       StatusMessage(s));
@@ -80,14 +95,14 @@ absl::Status ReadSlots(std::string_view bytes,
 }  // namespace
 
 absl::Status TileLayout::MergeSerialized(std::string_view bytes, std::byte* dst) const {
-  return ReadSlots(bytes, aggs_,
+  return ReadSlots(bytes, aggs_, absent_,
                    [&](const agg::AggregateFunction& agg, size_t i, std::string_view* rest) {
                      return agg.MergeSerialized(rest, dst + offsets_[i]);
                    });
 }
 
 absl::Status TileLayout::Deserialize(std::string_view bytes, std::byte* block) const {
-  return ReadSlots(bytes, aggs_,
+  return ReadSlots(bytes, aggs_, absent_,
                    [&](const agg::AggregateFunction& agg, size_t i, std::string_view* rest) {
                      return agg.Deserialize(rest, block + offsets_[i]);
                    });

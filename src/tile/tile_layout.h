@@ -11,20 +11,34 @@
 
 namespace tessera::tile {
 
+// A slot the engine keeps in every tile of a view after the view's own aggregates (never a
+// feature), e.g. the newest event time of the tile's rows. Tiles written before the engine kept
+// it lack it: they read as if the slot held `absent`, an encoded state of `agg`.
+struct EngineSlot {
+  std::unique_ptr<agg::AggregateFunction> agg;
+  std::string absent;
+};
+
 // How one view's aggregate states sit side by side in a tile block, and the tile's byte
 // encoding. A *block* is block_size() bytes aligned to block_align(); it holds the state of
-// every aggregate slot of the view at offset(i).
+// every slot at offset(i): the view's aggregates, then the engine's slots.
 //
-// Tile encoding (persisted): version byte (1), varint slot count, then each slot's own
-// versioned, self-delimiting state encoding in slot order.
+// Tile encoding (persisted): version byte (2), varint slot count (every slot, the engine's
+// included), then each slot's own versioned, self-delimiting state encoding in slot order.
+// Version 1 (written before engine slots existed, still read): the same with the view's
+// aggregates only; its engine slots decode as their `absent` state.
 //
 // Immutable after construction; safe to share between threads (blocks are not).
 class TileLayout {
  public:
-  // Takes the view's aggregate functions, in slot order.
-  explicit TileLayout(std::vector<std::unique_ptr<agg::AggregateFunction>> aggs);
+  // Takes the view's aggregate functions, in slot order, then the engine's slots (in slot order
+  // after them).
+  explicit TileLayout(std::vector<std::unique_ptr<agg::AggregateFunction>> aggs,
+                      std::vector<EngineSlot> engine_slots = {});
 
+  // Every slot, the engine's included (they are the last num_engine_slots()).
   size_t num_slots() const { return aggs_.size(); }
+  size_t num_engine_slots() const { return absent_.size(); }
   const agg::AggregateFunction& agg(size_t i) const { return *aggs_[i]; }
   size_t offset(size_t i) const { return offsets_[i]; }
   size_t block_size() const { return block_size_; }
@@ -35,8 +49,9 @@ class TileLayout {
   // dst ⊕= src, slot by slot (src counts as the later arrival).
   void Merge(std::byte* dst, const std::byte* src) const;
   void Serialize(const std::byte* block, std::string* out) const;
-  // Replaces the contents of an Init()'ed block with the decoded tile. Errors (DataLoss) say
-  // which slot failed; the block stays valid (Init()'ed or partially filled) for Destroy().
+  // Replaces the contents of an Init()'ed block with the decoded tile (of either version).
+  // Errors (DataLoss) say which slot failed; the block stays valid (Init()'ed or partially
+  // filled) for Destroy().
   absl::Status Deserialize(std::string_view bytes, std::byte* block) const;
   // dst ⊕= the decoded tile, slot by slot (as Deserialize into another block and Merge would,
   // but sketches merge straight from their encoding). Errors as Deserialize's; `dst` may then
@@ -47,6 +62,7 @@ class TileLayout {
 
  private:
   std::vector<std::unique_ptr<agg::AggregateFunction>> aggs_;
+  std::vector<std::string> absent_;  // per engine slot (aggs_' last ones): EngineSlot::absent
   std::vector<size_t> offsets_;
   size_t block_size_ = 0;
   size_t block_align_ = alignof(std::max_align_t);

@@ -288,7 +288,7 @@ class TileLayoutCorrupt : public ::testing::Test {
 };
 
 TEST_F(TileLayoutCorrupt, RejectsWrongVersion) {
-  for (uint8_t v : {uint8_t{0}, uint8_t{2}, uint8_t{255}}) {
+  for (uint8_t v : {uint8_t{0}, uint8_t{3}, uint8_t{255}}) {
     std::string bytes = bytes_;
     bytes[0] = static_cast<char>(v);
     ExpectDataLoss(Decode(bytes), "unknown tile encoding version " + std::to_string(v),
@@ -324,6 +324,97 @@ TEST_F(TileLayoutCorrupt, RejectsEveryTruncation) {
 TEST_F(TileLayoutCorrupt, RejectsTrailingBytes) {
   ExpectDataLoss(Decode(bytes_ + "x"), "tile has 1 trailing bytes", "1 trailing byte");
   ExpectDataLoss(Decode(bytes_ + bytes_), "trailing bytes", "tile twice");
+}
+
+// The layout of MakeLayout() plus the engine's newest-event-time slot, as engine::MakeTileLayout
+// builds it for a view.
+std::unique_ptr<TileLayout> MakeLayoutWithEngineSlot() {
+  std::vector<std::unique_ptr<agg::AggregateFunction>> aggs;
+  for (const SlotSpec& s : Specs()) aggs.push_back(*agg::MakeAggregate(s.kind, s.type, s.params));
+  std::vector<EngineSlot> engine;
+  engine.push_back(EngineSlot{*agg::MakeAggregate(AggKind::kNewestEventTime, DataType::kNull, {}),
+                              agg::NewestEventTimeUnknownEncoding()});
+  return std::make_unique<TileLayout>(std::move(aggs), std::move(engine));
+}
+
+// Adds rows to a MakeLayoutWithEngineSlot() block: the view's slots as AddRows does, the engine
+// slot from the event times alone.
+void AddRowsWithEngineSlot(const TileLayout& layout, std::byte* block, const Rows& rows) {
+  std::vector<uint32_t> idx;
+  for (size_t i = 0; i < rows.size(); ++i) idx.push_back(static_cast<uint32_t>(i));
+  for (size_t s = 0; s < layout.num_slots(); ++s) {
+    std::vector<std::byte*> states(idx.size(), block + layout.offset(s));
+    const Column* arg = s < Specs().size() ? ArgColumn(rows, Specs()[s].arg) : nullptr;
+    layout.agg(s).AddBatch(states.data(), arg, rows.event_time.data(), idx.data(), idx.size());
+  }
+}
+
+// Tiles written before the engine kept its slots (encoding version 1, the view's aggregates
+// only) still read: their aggregates as they were, the engine slot as its `absent` state, which
+// for the newest event time is "unknown" and stays so through merges and re-encoding.
+TEST(TileLayout, Version1TilesReadWithTheirEngineSlotsAbsent) {
+  auto old_layout = MakeLayout();  // what an older build had for the view
+  auto layout = MakeLayoutWithEngineSlot();
+  ASSERT_EQ(layout->num_slots(), Specs().size() + 1);
+  ASSERT_EQ(layout->num_engine_slots(), 1u);
+  const size_t newest = Specs().size();
+  Rows rows = MakeRows(60, 11);
+
+  OwnedBlock old_block(*old_layout);
+  AddRows(*old_layout, old_block.data(), rows, 0, rows.size());
+  std::string v1 = SerializeBlock(*old_layout, old_block.data());
+  ASSERT_EQ(v1[0], 2);
+  v1[0] = 1;  // the same bytes an older build wrote: no engine slot, version 1
+
+  OwnedBlock decoded(*layout);
+  ASSERT_TRUE(layout->Deserialize(v1, decoded.data()).ok());
+  std::vector<Value> values = FinalizeAll(*layout, decoded.data());
+  ASSERT_EQ(values.size(), Specs().size() + 1);
+  EXPECT_TRUE(values[newest].is_null());  // unknown
+  values.pop_back();
+  ExpectSameValues(FinalizeAll(*old_layout, old_block.data()), values, "version-1 tile");
+
+  // Merged with a tile of this build, the newest time stays unknown (not the newer tile's).
+  OwnedBlock fresh(*layout);
+  AddRowsWithEngineSlot(*layout, fresh.data(), MakeRows(10, 12));
+  ASSERT_FALSE(FinalizeAll(*layout, fresh.data())[newest].is_null());
+  OwnedBlock merged(*layout);
+  ASSERT_TRUE(layout->MergeSerialized(SerializeBlock(*layout, fresh.data()), merged.data()).ok());
+  ASSERT_TRUE(layout->MergeSerialized(v1, merged.data()).ok());
+  EXPECT_TRUE(FinalizeAll(*layout, merged.data())[newest].is_null());
+  // Re-encoded (a read-merge-write, a rollup), it is a version-2 tile that says so.
+  const std::string v2 = SerializeBlock(*layout, merged.data());
+  EXPECT_EQ(v2[0], 2);
+  OwnedBlock again(*layout);
+  ASSERT_TRUE(layout->Deserialize(v2, again.data()).ok());
+  EXPECT_TRUE(FinalizeAll(*layout, again.data())[newest].is_null());
+  EXPECT_EQ(SerializeBlock(*layout, again.data()), v2);
+
+  // A version-2 tile of this build holds the exact newest event time.
+  OwnedBlock exact(*layout);
+  AddRowsWithEngineSlot(*layout, exact.data(), rows);
+  OwnedBlock exact_decoded(*layout);
+  ASSERT_TRUE(
+      layout->Deserialize(SerializeBlock(*layout, exact.data()), exact_decoded.data()).ok());
+  EXPECT_EQ(FinalizeAll(*layout, exact_decoded.data())[newest],
+            Value::Timestamp(*std::max_element(rows.event_time.begin(), rows.event_time.end())));
+
+  // The slot count must match the version: a version-1 tile never has the engine slot, a
+  // version-2 one always has it.
+  std::string v1_with_engine_slot = v2;
+  v1_with_engine_slot[0] = 1;
+  EXPECT_EQ(layout->Deserialize(v1_with_engine_slot, again.data()).code(),
+            absl::StatusCode::kDataLoss);
+  std::string v2_without = v1;
+  v2_without[0] = 2;
+  ExpectDataLoss(layout->Deserialize(v2_without, again.data()),
+                 "version-2 tile has " + std::to_string(Specs().size()) + " aggregate slots",
+                 "version 2 without the engine slot");
+  // A layout without the engine slot refuses a tile that has it, rather than drop it.
+  OwnedBlock old_again(*old_layout);
+  ExpectDataLoss(old_layout->Deserialize(v2, old_again.data()),
+                 "version-2 tile has " + std::to_string(Specs().size() + 1) + " aggregate slots",
+                 "a layout without the engine slot");
 }
 
 TEST(OwnedBlock, ResetGivesEmptyValues) {

@@ -4,7 +4,8 @@
 Generates a stream with disorder, late rows, malformed lines, NULLs, type errors, both timestamp
 forms (epoch ms and RFC 3339 with offsets), backfills it (twice, to prove a file is not counted
 again, and in two halves into a second DB to prove incremental backfill adds up), then compares
-every column of many (key, at, window) answers with an independent computation written here.
+every column of many (key, at, window) answers with an independent computation written here,
+and `get --meta`'s newest event time and watermark with the brute force's.
 
 Usage: backfill_e2e_test.py PATH/TO/tessera [--seed N] [--events N]
 """
@@ -20,9 +21,9 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BASE, CD_KEYS, DAY, HOUR, SQL, TILE, USERS, WINDOWS, Reference,  # noqa: E402
-                     check_cd, check_user_stats, decode, expect_user_stats, generate, report, run,
-                     tessera_get)
+from harness import (BASE, CD_KEYS, DAY, HOUR, LATENESS, SQL, TILE, USERS,  # noqa: E402
+                     WINDOWS, Reference, check_cd, check_meta, check_user_stats, decode,
+                     expect_user_stats, generate, report, run, tessera_get)
 
 
 def main():
@@ -140,6 +141,27 @@ def main():
                                              ref.window("cd", res["key"], at, wms),
                                              "country_device key=%s at=%d w=%s" % (res["key"], at, wname))
                         checked += 1
+
+        # get --meta: the newest row each answer includes (its longest window's, brute force) and
+        # the watermark the DB holds (newest on-time row − lateness); the features as without it.
+        watermark = max(r["ts"] for r in rows) - LATENESS
+        meta_checked = 0
+        for target_db in (db, db2):
+            for at in ats[:8]:
+                for view, kind, keys in (("user_stats", "user", users),
+                                         ("country_device", "cd", CD_KEYS)):
+                    with_meta = tessera_get(tessera, target_db, view, keys, at, wlist, meta=True)
+                    plain = tessera_get(tessera, target_db, view, keys, at, wlist)
+                    for res, res_plain in zip(with_meta, plain):
+                        where = "get --meta %s key=%s at=%d" % (view, res["key"], at)
+                        failures += check_meta(res, ref, kind, res["key"], at, windows, watermark,
+                                               where)
+                        without = {k: v for k, v in res.items() if k != "meta"}
+                        if "meta" in res_plain or without != res_plain:
+                            failures.append("%s: features differ from get without --meta" % where)
+                        meta_checked += 1
+        print("get --meta: %d answers' newest event time and watermark equal the brute force"
+              % meta_checked)
 
         # Bad input to get is a clear error.
         p = subprocess.run([tessera, "get", "--db", db, "--view", "user_stats", "--key", "u1",

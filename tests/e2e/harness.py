@@ -639,6 +639,66 @@ def compare_all(client, ref, ats, users=USERS, cd_keys=CD_KEYS):
     return checked, failures
 
 
+def expect_meta(ref, kind, key, at, windows, watermark_ms):
+    """The "meta" of an answer: the newest event time of the rows it includes (the longest
+    window's, brute force) and the engine's watermark (None: none yet)."""
+    rs = ref.window(kind, key, at, max(windows.values()))
+    newest = max((r["ts"] for r in rs), default=None)
+    return {"newest_event_time": None if newest is None else rfc3339(newest),
+            "watermark": None if watermark_ms is None else rfc3339(watermark_ms)}
+
+
+def check_meta(res, ref, kind, key, at, windows, watermark_ms, where):
+    """Failures of one answer's "meta" (also: it is the last field, after "windows")."""
+    exp = expect_meta(ref, kind, key, at, windows, watermark_ms)
+    got = res.get("meta")
+    errs = []
+    if got != exp:
+        errs.append("%s meta: got %r expected %r" % (where, got, exp))
+    if list(res)[-1] != "meta":
+        errs.append("%s meta: not the last field (%r)" % (where, list(res)))
+    return errs
+
+
+def compare_meta(client, ref, ats, watermark_ms, users=USERS, cd_keys=CD_KEYS):
+    """GET ?meta=true and batchGet "meta": true for every (view, key, at): each answer's meta is
+    the brute force's, and its features are those of the same read without meta. Returns
+    (answers checked, failures)."""
+    wlist = ",".join(WINDOWS)
+    failures, checked = [], 0
+    for i, at in enumerate(ats):
+        ap = urllib.parse.quote(at_param(at, i), safe="")
+        for view, kind, keys in (("user_stats", "user", users), ("country_device", "cd", cd_keys)):
+            for key in keys:
+                path = "/v1/features/%s/%s?windows=%s&at=%s" % (
+                    view, urllib.parse.quote(key, safe=""), wlist, ap)
+                st, body = client.get(path + "&meta=true")
+                st2, plain = client.get(path)
+                if st != 200 or st2 != 200:
+                    failures.append("GET %s/%s at=%d meta: status %d/%d %r" %
+                                    (view, key, at, st, st2, body))
+                    continue
+                res = json.loads(body)
+                where = "GET %s key=%s at=%d" % (view, key, at)
+                failures += check_meta(res, ref, kind, key, at, WINDOWS, watermark_ms, where)
+                if "meta" in json.loads(plain):
+                    failures.append("%s: meta without meta=true" % where)
+                res.pop("meta", None)
+                if res != json.loads(plain):
+                    failures.append("%s: features differ with meta=true" % where)
+                checked += 1
+            st, body = client.post("/v1/features:batchGet", json.dumps(
+                {"view": view, "keys": keys, "windows": list(WINDOWS), "at": at, "meta": True}))
+            if st != 200:
+                failures.append("batchGet %s at=%d meta: status %d %r" % (view, at, st, body))
+                continue
+            for key, res in zip(keys, json.loads(body)["results"]):
+                failures += check_meta(res, ref, kind, key, at, WINDOWS, watermark_ms,
+                                       "batchGet %s key=%s at=%d" % (view, key, at))
+                checked += 1
+    return checked, failures
+
+
 # ---------------------------------------------------------------------------------------------
 # Processes
 
@@ -669,9 +729,11 @@ def run(cmd, **kw):
     return p.stdout
 
 
-def tessera_get(tessera, db, view, keys, at, windows):
-    """`tessera get` for several keys: one parsed JSON object per key."""
+def tessera_get(tessera, db, view, keys, at, windows, meta=False):
+    """`tessera get` for several keys (with `meta`: --meta): one parsed JSON object per key."""
     cmd = [tessera, "get", "--db", db, "--view", view, "--at", str(at), "--windows", windows]
+    if meta:
+        cmd.append("--meta")
     for k in keys:
         cmd += ["--key", k]
     out = run(cmd)

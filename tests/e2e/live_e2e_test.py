@@ -14,7 +14,10 @@ then:
    the end, compares many (key, at, window) answers — GET and batchGet, composite keys
    URL-encoded with %7C, `at` as epoch ms and as RFC 3339 with offsets — with the brute force:
    exact for counts/sums/min/max/first/last/last_k/top_k, within the sketch bounds for
-   APPROX_COUNT_DISTINCT and APPROX_PERCENTILE (same rules as backfill_e2e_test.py);
+   APPROX_COUNT_DISTINCT and APPROX_PERCENTILE (same rules as backfill_e2e_test.py); with
+   meta=true, each answer's newest event time must be the newest row of its longest window
+   (brute force) and its watermark the newest on-time row so far minus the lateness, the features
+   unchanged (also after the restart, the watermark then reloaded from the DB);
 4. retries batch ids (duplicate:true, nothing counted twice); /metrics counters (accepted,
    rejected, lines, late, field errors) equal the reference;
 5. freshness: posts one event with ts = now for a new key and polls GET until it is visible
@@ -61,7 +64,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BASE, DAY, LIVE_LATENESS, LIVE_SQL, SPAN, Client, Failures,  # noqa: E402
                      Reference, Server, build_epochs, cd_key, check_epochs_order_free,
-                     compare_all, decode, generate_stream, in_country_device, in_user_stats,
+                     compare_all, compare_meta, decode, generate_stream, in_country_device,
+                     in_user_stats,
                      make_batches, metric, metrics, pick_ats, raw_exchange, report,
                      wait_consumed)
 
@@ -396,6 +400,10 @@ def main():
             n, errs = compare_all(main_client, ref, ats[:8])
             mid_checked[0] += n
             failures.extend(errs)
+            # Freshness metadata: the live watermark is the newest on-time row so far − lateness.
+            done_max = max(r["ts"] for b in done for r in b.rows)
+            _, errs = compare_meta(main_client, ref, ats[:4], done_max - LIVE_LATENESS)
+            failures.extend(errs)
             print("mid-stream after epoch %d/%d: %d rows acknowledged, %d answers exact" %
                   (ei + 1, len(plan), acc, n))
 
@@ -420,6 +428,10 @@ def main():
         checked, errs = compare_all(main_client, ref, ats)
         failures.extend(errs)
         print("final: %d (key, at, window) answers compared via GET and batchGet" % checked)
+        watermark = max(r["ts"] for r in rows) - LIVE_LATENESS
+        n_meta, errs = compare_meta(main_client, ref, ats, watermark)
+        failures.extend(errs)
+        print("meta: %d answers' newest event time and watermark equal the brute force" % n_meta)
 
         # --- 4: retried batch ids, metrics.
         with_id = [b for b in batches if b.batch_id]
@@ -493,6 +505,8 @@ def main():
         replayed = metric(ms, "tessera_source_lines_total", source="plays") or 0
         failures.check(replayed == 0, "restart after SIGTERM replayed %r lines" % replayed)
         n3, errs = compare_all(c2, ref, ats)
+        failures.extend(errs)
+        _, errs = compare_meta(c2, ref, ats[:6], watermark)  # the watermark reloaded from the DB
         failures.extend(errs)
         st, text = c2.get("/v1/features/ping_counts/fresh-%d-0?windows=1d" % os.getpid())
         failures.check(st == 200 and json.loads(text)["windows"]["1d"]["pings"] == 1,

@@ -9,7 +9,8 @@
 1. starts `tessera run` (flush 200 ms) and then `tessera serve` (refresh 300 ms) on one DB;
 2. posts batches of events to `run` (every other one gzip-compressed) and polls serve until each batch is visible: the delay must
    stay within flush + refresh + a scheduling allowance (ALLOWANCE_S, for a loaded CI machine),
-   and the counts must equal what was posted (run and serve agree exactly);
+   and the counts must equal what was posted (run and serve agree exactly), as do their
+   `meta=true` answers (newest event time; run's live watermark, serve's committed one);
 3. checks serve's read-only ingest answer (405 naming `tessera run`), HEAD, /readyz and the
    staleness metric tessera_serve_catchup_age_seconds;
 4. restarts `run` with SQL that adds a view: serve reloads the catalog and serves the new view
@@ -35,6 +36,7 @@ import urllib.parse
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import live_e2e_test as live  # noqa: E402  (Server, Client, Failures, metrics helpers)
+from harness import rfc3339  # noqa: E402
 
 FLUSH_S = 0.2
 REFRESH_S = 0.3
@@ -68,6 +70,7 @@ def clicks(client, user, view="click_counts", feature="clicks"):
 
 
 def post_batch(run_client, user, n, failures, compress=False):
+    """Posts `n` events of `user` dated now, now - 1 ms, …; returns the newest event time."""
     now = int(time.time() * 1000)
     body = "".join(json.dumps({"user_id": user, "ts": now - i}) + "\n" for i in range(n))
     headers = None
@@ -76,6 +79,7 @@ def post_batch(run_client, user, n, failures, compress=False):
     st, text = run_client.post("/v1/ingest/clicks", body, headers)
     failures.check(st == 200 and json.loads(text).get("accepted") == n,
                    "ingest to run: %d %s" % (st, text))
+    return now
 
 
 def wait_visible(serve_client, user, expected, bound_s, failures, what, **kw):
@@ -124,9 +128,11 @@ def main():
         # --- 2: batches posted to run become visible through serve within the bound.
         delays = []
         total = 0
+        newest = None
         for i in range(8):
             n = 5 + i
-            post_batch(rc, "alice", n, failures, compress=i % 2 == 1)  # gzip bodies too
+            now = post_batch(rc, "alice", n, failures, compress=i % 2 == 1)  # gzip bodies too
+            newest = now if newest is None else max(newest, now)
             total += n
             delays.append(wait_visible(sc, "alice", total, bound, failures, "batch %d" % i))
         failures.check(clicks(rc, "alice") == total, "run disagrees: %r" % clicks(rc, "alice"))
@@ -134,6 +140,16 @@ def main():
               "+ refresh %d + allowance %d)" % (", ".join("%.0f" % (d * 1e3) for d in delays),
                                                  bound * 1e3, FLUSH_S * 1e3, REFRESH_S * 1e3,
                                                  ALLOWANCE_S * 1e3))
+
+        # meta=true: serve reports the watermark run committed, run its live one; with every
+        # row flushed and seen through serve, both are the newest event time − 5 min (the
+        # default lateness), and both answers' newest event time is the newest row posted.
+        want = {"newest_event_time": rfc3339(newest), "watermark": rfc3339(newest - 300000)}
+        for name, client in (("run", rc), ("serve", sc)):
+            st, text = client.get("/v1/features/click_counts/alice?windows=1d&meta=true")
+            got = json.loads(text).get("meta") if st == 200 else text
+            failures.check(got == want, "%s meta: %r, expected %r" % (name, got, want))
+        print("meta: run and serve agree on the newest event time and the watermark")
 
         # --- 3: read-only ingest, HEAD, readiness, staleness metric.
         st, text = sc.post("/v1/ingest/clicks", json.dumps({"user_id": "x", "ts": 1}) + "\n")

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/catalog_store.h"
+#include "store/tile_store.h"
+#include "tile/tile_layout.h"
+
+namespace tessera::engine {
+
+// The per-key lifetime rollup that answers `all` windows (everything since the key's first row).
+//
+// A key's lifetime tile (store::Resolution::kLifetime, start 0) holds an *edge* E, a UTC day
+// boundary, and the merge of every row of the key with event time before E. Invariant readers
+// rely on, like the rollups' (engine/rollups.h): the lifetime tile is exactly the merge of the
+// key's rows before its edge, so `all` at `at` is the lifetime tile ⊕ the stored tiles in
+// [E, at) ⊕ the unflushed rows — a handful of tiles however old the key is.
+//
+// Writers keep it so in the same atomic write as the tiles they change:
+//   * FlushShard (engine/flusher.h), for every key it flushes: the new edge is
+//     E' = max(E, LifetimeEdge(watermark)), and the new tile is the old one ⊕ the stored tiles
+//     in [E, E') (read before this write: MergeStoredRange) ⊕ this flush's rows before E' (late
+//     rows and backfills into the past land there too). A key without a tile starts from the
+//     merge of all its stored tiles (once: a DB written before lifetime tiles existed). The tile
+//     is written when it changes or is new; a key's first flush with a watermark writes it.
+//   * The merge of spill runs (engine/spill.h), where the store held no tile of the view: the
+//     rows before LifetimeEdge(watermark), as one flush would.
+// Base-tile retention never deletes it (it deletes base tiles only), and rows older than the
+// retention are in it like any other. Slot-partitioned stores (Bigtable) do not keep lifetime
+// tiles yet: a read without one merges the key's whole stored range (day rollups first).
+
+// No edge (no watermark yet): no lifetime tile is written.
+inline constexpr int64_t kNoLifetimeEdge = std::numeric_limits<int64_t>::min();
+
+// The edge for a flush at watermark `closed_by_ms` (tile::SlotClosed's bound): the end of the
+// newest closed UTC day, or kNoLifetimeEdge when there is no watermark.
+int64_t LifetimeEdge(int64_t closed_by_ms);
+
+// The stored start of every lifetime tile.
+inline constexpr int64_t kLifetimeTileStart = 0;
+
+// Lifetime tile encoding: zigzag varint edge, then the tile's encoding (tile::TileLayout).
+void EncodeLifetimeTile(int64_t edge_ms, const tile::TileLayout& layout, const std::byte* block,
+                        std::string* out);
+// Splits an encoded lifetime tile into its edge and its tile encoding (a view into `bytes`).
+// DataLoss for a malformed edge.
+absl::Status DecodeLifetimeTile(std::string_view bytes, int64_t* edge_ms, std::string_view* tile);
+
+// Merges into `block` every row of `key` stored in [from_ms, to_ms) (day boundaries): the day
+// rollups there, the hour rollups of days without one, the base tiles of hours (and days)
+// without one. Three scans of `scanner`; returns the number of tiles merged. `block` must be
+// Init()'ed; after an error it may hold part of the range (the caller discards it).
+absl::StatusOr<int64_t> MergeStoredRange(const ViewRuntime& view, store::TileScanner* scanner,
+                                         std::string_view key, int64_t from_ms, int64_t to_ms,
+                                         std::byte* block);
+
+}  // namespace tessera::engine

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, CAST(MAX(ts) AS BOOLEAN) AS bad FROM plays GROUP BY user_id;

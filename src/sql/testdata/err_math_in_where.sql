@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, flag BOOLEAN, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, COUNT(*) AS n FROM plays WHERE LN(flag) > 0 GROUP BY user_id;
