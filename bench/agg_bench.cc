@@ -51,8 +51,7 @@ const BenchCase kCases[] = {
     // 20k distinct buckets: the cap's reductions all the time (the worst case).
     {"COUNT_BY_STRING", AggKind::kCountBy, DataType::kString, {}},
     {"SUM_BY_BIGINT_BIGINT", AggKind::kSumBy, DataType::kInt64, {}, DataType::kInt64},
-    {"APPROX_HISTOGRAM_LOG10_DOUBLE", AggKind::kApproxHistogram, DataType::kDouble,
-     {.bins = "log10"}},
+    {"HISTOGRAM_LOG10_DOUBLE", AggKind::kApproxHistogram, DataType::kDouble, {.bins = "log10"}},
     {"APPROX_TOP_K10_STRING", AggKind::kApproxTopK, DataType::kString, {.k = 10}},
 };
 

@@ -54,6 +54,15 @@ std::vector<std::unique_ptr<AggregateFunction>> MakeAll() {
       add(tessera::agg::MakeAggregate(AggKind::kApproxHistogram, x, AggParams{.bins = bins}));
     }
   }
+  // EXP_DECAY_SUM over both numeric types and EXP_DECAY_COUNT; a 7 ms half-life makes the
+  // reference time's quantum 7 ms (an encoding must hold a multiple of it).
+  for (int64_t h : {int64_t{7}, int64_t{86'400'000}}) {
+    for (DataType x : {DataType::kInt64, DataType::kDouble}) {
+      add(tessera::agg::MakeAggregate(AggKind::kExpDecaySum, x, AggParams{.half_life_ms = h}));
+    }
+    add(tessera::agg::MakeAggregate(AggKind::kExpDecayCount, DataType::kNull,
+                                    AggParams{.half_life_ms = h}));
+  }
   // The engine's newest-event-time slot (no argument; never in SQL).
   add(tessera::agg::MakeAggregate(AggKind::kNewestEventTime, DataType::kNull, {}));
   return fns;

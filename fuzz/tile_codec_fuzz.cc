@@ -43,6 +43,9 @@ const tessera::tile::TileLayout* MakeLayout() {
       {AggKind::kApproxPercentile, DataType::kDouble, {.q = 0.9}},
       {AggKind::kTopK, DataType::kString, {.k = 3}},
       {AggKind::kTopK, DataType::kInt64, {.k = 2}},
+      {AggKind::kCountBy, DataType::kString, {.capacity = 3}},
+      {AggKind::kApproxHistogram, DataType::kDouble, {.bins = "log10"}},
+      {AggKind::kApproxTopK, DataType::kString, {.k = 2, .capacity = 3}},
   };
   std::vector<std::unique_ptr<tessera::agg::AggregateFunction>> aggs;
   for (const Spec& s : specs) {

@@ -107,7 +107,6 @@ int AggParamCount(AggKind kind) {
     case AggKind::kTopK:
     case AggKind::kApproxPercentile:
     case AggKind::kExpDecaySum:
-      return 1;
     case AggKind::kCountBy:  // [, max_buckets]
     case AggKind::kSumBy:    // [, max_buckets]
     case AggKind::kApproxHistogram:

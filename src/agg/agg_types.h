@@ -22,8 +22,9 @@ absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg_type, DataType
 
 // Looks up a function by SQL name (case-insensitive): COUNT (with star=false), SUM, MIN, MAX,
 // AVG, VARIANCE, VAR_SAMP, VAR_POP, STDDEV, STDDEV_SAMP, STDDEV_POP, FIRST_VALUE, LAST_VALUE,
-// LAST_K, APPROX_COUNT_DISTINCT, APPROX_PERCENTILE, TOP_K. Returns false if `name` is not an
-// aggregate function.
+// LAST_K, APPROX_COUNT_DISTINCT, APPROX_PERCENTILE, TOP_K, EXP_DECAY_SUM, EXP_DECAY_COUNT,
+// COUNT_BY, SUM_BY, APPROX_HISTOGRAM, APPROX_TOP_K. Returns false if `name` is not an aggregate
+// function.
 bool LookupAggKind(std::string_view name, bool star, AggKind* kind);
 
 // Most constant parameters after the row-expression arguments: 1 for LAST_K, TOP_K (k),

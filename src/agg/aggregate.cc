@@ -165,8 +165,8 @@ std::unique_ptr<AggregateFunction> Create(AggKind kind, DataType arg, DataType r
     case AggKind::kApproxHistogram: {
       absl::StatusOr<HistogramBins> bins = HistogramBins::Parse(params.bins);
       if (!bins.ok()) return nullptr;  // AggResultType rejected it first
-      return ForNumeric<internal::HistogramOp>(
-          kind, arg, result, [&bins]<typename Op>() { return Op{*bins}; });
+      return ForNumeric<internal::HistogramOp>(kind, arg, result,
+                                               [&bins]<typename Op>() { return Op{*bins}; });
     }
     case AggKind::kApproxTopK: {
       const auto k = static_cast<size_t>(params.k);

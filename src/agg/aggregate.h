@@ -85,7 +85,8 @@ struct AggArgs {
 //     Deserialize rejects unknown versions and malformed bytes with an error (never crashes:
 //     it is fuzzed).
 //   * Finalize on a freshly Init()'ed state gives the empty-window value: 0 for COUNT and
-//     APPROX_COUNT_DISTINCT, [] for LAST_K/TOP_K, NULL for everything else.
+//     APPROX_COUNT_DISTINCT, [] for LAST_K/TOP_K/APPROX_TOP_K, {} for COUNT_BY/SUM_BY/
+//     APPROX_HISTOGRAM, NULL for everything else.
 //
 // Instances are immutable after creation and safe to share between threads; states are not.
 class AggregateFunction {

@@ -1,8 +1,7 @@
 #include "agg/aggregate.h"
 
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -267,9 +266,8 @@ void ExpectSameResult(const Case& c, const Value& expected, const Value& actual,
                       const std::string& what) {
   if (IsFloatingApprox(c) && expected.type() == DataType::kMap &&
       actual.type() == DataType::kMap) {  // SUM_BY(DOUBLE): the same keys, values up to rounding
-    ASSERT_EQ(expected.map().size(), actual.map().size()) << what << ": expected "
-                                                          << expected.ToJson() << ", got "
-                                                          << actual.ToJson();
+    ASSERT_EQ(expected.map().size(), actual.map().size())
+        << what << ": expected " << expected.ToJson() << ", got " << actual.ToJson();
     for (size_t i = 0; i < expected.map().size(); ++i) {
       EXPECT_EQ(expected.map()[i].first, actual.map()[i].first) << what;
       ExpectSameResult(c, expected.map()[i].second, actual.map()[i].second,
@@ -350,7 +348,8 @@ std::string HistogramLabelOf(const std::string& bins, double x) {
     int k = lo_k;
     while (k < hi_k && a >= bound(k + 1)) ++k;
     if (k == hi_k) {
-      return x > 0 ? fmt::format("[{},inf]", num(bound(k))) : fmt::format("[-inf,-{}]", num(bound(k)));
+      return x > 0 ? fmt::format("[{},inf]", num(bound(k)))
+                   : fmt::format("[-inf,-{}]", num(bound(k)));
     }
     if (x > 0) return fmt::format("[{},{})", num(bound(k)), num(bound(k + 1)));
     return fmt::format("(-{},-{}]", num(bound(k + 1)), num(bound(k)));
@@ -444,8 +443,7 @@ Value BucketOrSketchReference(const Case& c, const Rows& rows, size_t begin, siz
     }
   }
   if (other.rows > 0) out.emplace_back("__other__", value_of(other));
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return Value::Map(std::move(out));
 }
 
@@ -616,8 +614,7 @@ Value Reference(const Case& c, const Rows& rows, size_t begin, size_t end) {
 class AggregatePropertyTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    auto fn =
-        MakeAggregate(GetParam().kind, GetParam().type, GetParam().type2, GetParam().params);
+    auto fn = MakeAggregate(GetParam().kind, GetParam().type, GetParam().type2, GetParam().params);
     ASSERT_TRUE(fn.ok()) << fn.status();
     fn_ = *std::move(fn);
   }
@@ -1268,7 +1265,10 @@ Rows ValueRows(DataType x_type, const std::vector<Value>& xs, DataType bucket_ty
 
 std::vector<Value> Strings(const std::vector<const char*>& v) {
   std::vector<Value> out;
-  for (const char* s : v) out.push_back(s == nullptr ? Value::Null(DataType::kString) : Value::String(s));
+  out.reserve(v.size());
+  for (const char* s : v) {
+    out.push_back(s == nullptr ? Value::Null(DataType::kString) : Value::String(s));
+  }
   return out;
 }
 
@@ -1278,10 +1278,10 @@ TEST(BucketAggregateTest, CapFoldsTheBucketsWithFewestRowsIntoOther) {
   EXPECT_EQ(fn->state_size(), 8u);
   Arena arena;
   // a×3, b×2, c×2, d×1, a real bucket named __other__, two NULLs (skipped).
-  Rows rows = ValueRows(DataType::kString,
-                        Strings({"a", "b", "c", "a", "d", nullptr, "b", "c", "a", "__other__",
-                                 nullptr}),
-                        DataType::kNull, {}, &arena);
+  Rows rows =
+      ValueRows(DataType::kString,
+                Strings({"a", "b", "c", "a", "d", nullptr, "b", "c", "a", "__other__", nullptr}),
+                DataType::kNull, {}, &arena);
   StateHolder s(fn.get());
   EXPECT_EQ(s.Finalize(), Value::Map({}));
   AddRange(*fn, &s, rows, 0, rows.size());
@@ -1314,7 +1314,10 @@ TEST(BucketAggregateTest, ExactWhileTheWindowHasAtMostCapBuckets) {
     ++truth[rows.column.i64[i]];
   }
   std::vector<std::pair<std::string, Value>> expected;
-  for (const auto& [bucket, n] : truth) expected.emplace_back(std::to_string(bucket), Value::Int64(n));
+  expected.reserve(truth.size());
+  for (const auto& [bucket, n] : truth) {
+    expected.emplace_back(std::to_string(bucket), Value::Int64(n));
+  }
   std::sort(expected.begin(), expected.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   for (bool reverse : {false, true}) {
@@ -1341,7 +1344,8 @@ TEST(BucketAggregateTest, BeyondTheCapEveryRowIsCountedOnceAndMergeCommutes) {
   for (size_t i = 0; i < kRows; ++i) {
     rows.column.valid[i] = 1;
     const uint64_t r = rng() % 100;
-    rows.column.i64[i] = r < 40 ? static_cast<int64_t>(r % 4) : 100 + static_cast<int64_t>(rng() % 5000);
+    rows.column.i64[i] =
+        r < 40 ? static_cast<int64_t>(r % 4) : 100 + static_cast<int64_t>(rng() % 5000);
     ++truth[rows.column.i64[i]];
   }
   std::vector<std::unique_ptr<StateHolder>> tiles;
@@ -1390,14 +1394,13 @@ TEST(BucketAggregateTest, SumByFollowsSumAndRendersBucketsAsText) {
   // BIGINT: exact 128-bit per bucket; a bucket whose sum leaves BIGINT is null; NULL x or NULL
   // bucket rows are skipped (a bucket with only NULL x never appears).
   auto sum = MakeBy(AggKind::kSumBy, DataType::kInt64, DataType::kBool);
-  Rows rows = ValueRows(
-      DataType::kInt64,
-      {Value::Int64(INT64_MAX), Value::Int64(INT64_MAX), Value::Int64(5), Value::Int64(-7),
-       Value::Null(DataType::kInt64), Value::Int64(100)},
-      DataType::kBool,
-      {Value::Bool(true), Value::Bool(true), Value::Bool(false), Value::Bool(false),
-       Value::Bool(true), Value::Null(DataType::kBool)},
-      &arena);
+  Rows rows = ValueRows(DataType::kInt64,
+                        {Value::Int64(INT64_MAX), Value::Int64(INT64_MAX), Value::Int64(5),
+                         Value::Int64(-7), Value::Null(DataType::kInt64), Value::Int64(100)},
+                        DataType::kBool,
+                        {Value::Bool(true), Value::Bool(true), Value::Bool(false),
+                         Value::Bool(false), Value::Bool(true), Value::Null(DataType::kBool)},
+                        &arena);
   StateHolder s(sum.get());
   AddRange(*sum, &s, rows, 0, rows.size());
   EXPECT_EQ(s.Finalize().ToJson(), R"({"false":-2,"true":null})");
@@ -1648,7 +1651,8 @@ TEST(ApproxTopKTest, ErrorBoundHoldsOnSkewedStreamsOfMergedTiles) {
   std::vector<int64_t> xs;
   for (size_t i = 0; i < kRows; ++i) {
     const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-    xs.push_back(u < 0.5 ? static_cast<int64_t>(1.0 / (0.02 + u * 2)) : 1000 + static_cast<int64_t>(rng() % 1'000'000));
+    xs.push_back(u < 0.5 ? static_cast<int64_t>(1.0 / (0.02 + u * 2))
+                         : 1000 + static_cast<int64_t>(rng() % 1'000'000));
   }
   for (int order = 0; order < 3; ++order) {
     if (order == 1) {

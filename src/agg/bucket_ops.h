@@ -16,7 +16,8 @@
 //   * the result is exact while the window holds at most `cap` distinct buckets: no state of its
 //     tiles or of their merge ever folds;
 //   * every row is counted once: the values of all keys, `__other__` included, add up to
-//     COUNT(bucket) (SUM(x) for SUM_BY) of the window, however the buckets were chosen;
+//     COUNT(bucket) of the window (for SUM_BY: SUM(x) over its rows with a bucket), however the
+//     buckets were chosen;
 //   * Merge is commutative (it is a function of the union of the two states), not associative
 //     once folding happens (a bucket folded in one tile keeps only its rows of the tiles where it
 //     was kept).
@@ -37,7 +38,8 @@
 //   varint m (<= 2·cap), m × (bucket value, cell), buckets strictly ascending; then the
 //   __other__ cell. A cell is the bucket aggregate's encoding after its version byte (COUNT:
 //   varint count; SUM(BIGINT): its version-2 form; SUM(DOUBLE): varint count, [double sum,
-//   double compensation]); a bucket's count is >= 1, __other__'s may be 0.
+//   double compensation]); a bucket's count is >= 1, __other__'s may be 0. A new encoding of
+//   COUNT or SUM is a new version of these too.
 
 #include <fmt/format.h>
 
@@ -189,9 +191,7 @@ struct BucketOp {
   }
 
   void AddBatch(std::byte* const* states, const Column* bucket, const int64_t*,
-                const uint32_t* rows, size_t n) const
-    requires std::is_same_v<V, CountValue>
-  {
+                const uint32_t* rows, size_t n) const requires std::is_same_v<V, CountValue> {
     ForEachValue<KeyPhys, State>(states, bucket, rows, n, [this](State* s, Key key, uint32_t) {
       V::Add(CellFor(s, key));
       Settle(s);
@@ -199,9 +199,7 @@ struct BucketOp {
   }
 
   void AddBatch(std::byte* const* states, const Column* x, const Column* bucket, const int64_t*,
-                const uint32_t* rows, size_t n) const
-    requires(!std::is_same_v<V, CountValue>)
-  {
+                const uint32_t* rows, size_t n) const requires(!std::is_same_v<V, CountValue>) {
     using XPhys = typename V::XPhys;
     const uint8_t* x_valid = x->valid.data();
     const uint8_t* bucket_valid = bucket->valid.data();

@@ -124,7 +124,8 @@ struct HistogramOp {
     uint64_t m = 0;
     absl::Status st = r->Varint64(&m, "APPROX_HISTOGRAM bin count");
     if (!st.ok()) return st;
-    const auto limit = static_cast<uint64_t>(bins.max_bin() - bins.min_bin() + 1);
+    const uint64_t limit =
+        static_cast<uint64_t>(int64_t{bins.max_bin()} - int64_t{bins.min_bin()}) + 1;
     if (m > limit) return DataLoss("APPROX_HISTOGRAM holds {} bins, more than {}", m, limit);
     if (m == 0) return absl::OkStatus();
     auto data = std::make_unique<Data>();

@@ -118,8 +118,8 @@ int32_t HistogramBins::MagnitudeBin(double a) const {
     // log10), then settled against the exact bounds.
     int e = 0;
     std::frexp(a, &e);  // 2^(e-1) <= a < 2^e
-    k = std::clamp(static_cast<int32_t>(std::floor((e - 1) * 0.30102999566398120)),
-                   min_exponent_, max_exponent_);
+    k = std::clamp(static_cast<int32_t>(std::floor((e - 1) * 0.30102999566398120)), min_exponent_,
+                   max_exponent_);
     while (k > min_exponent_ && a < LowerBound(k)) --k;
     while (k < max_exponent_ && a >= LowerBound(k + 1)) ++k;
   }
@@ -128,8 +128,7 @@ int32_t HistogramBins::MagnitudeBin(double a) const {
 
 int32_t HistogramBins::BinOf(double x) const {
   if (scale_ == Scale::kEdges) {
-    return static_cast<int32_t>(std::upper_bound(edges_.begin(), edges_.end(), x) -
-                                edges_.begin());
+    return static_cast<int32_t>(std::upper_bound(edges_.begin(), edges_.end(), x) - edges_.begin());
   }
   if (x == 0.0) return 0;
   const int32_t bin = MagnitudeBin(std::fabs(x));

@@ -32,8 +32,9 @@ class HistogramBins {
   const std::string& spec() const { return spec_; }
 
   int32_t min_bin() const { return -max_magnitude_bin_; }
-  int32_t max_bin() const { return scale_ == Scale::kEdges ? static_cast<int32_t>(edges_.size())
-                                                            : max_magnitude_bin_; }
+  int32_t max_bin() const {
+    return scale_ == Scale::kEdges ? static_cast<int32_t>(edges_.size()) : max_magnitude_bin_;
+  }
 
   // The bin of x. REQUIRES: x is not NaN.
   int32_t BinOf(double x) const;

@@ -37,8 +37,8 @@ inline std::unique_ptr<CatalogStore> RegisterCatalog(store::TileStore* store,
 }
 
 // Adds `arg`'s rows (all of them) to `block` as the pipeline does: every aggregate with an
-// argument reads `arg`, COUNT(*) and the engine's slots read nothing. Row i's event time is
-// ts_ms[i].
+// argument reads `arg` (SUM_BY as x and as the bucket), COUNT(*) and the engine's slots read
+// nothing. Row i's event time is ts_ms[i].
 inline void AddRowsToBlock(const ViewRuntime& view, std::byte* block, const Column& arg,
                            const std::vector<int64_t>& ts_ms) {
   const uint32_t n = static_cast<uint32_t>(arg.size());
@@ -49,7 +49,9 @@ inline void AddRowsToBlock(const ViewRuntime& view, std::byte* block, const Colu
   for (size_t a = 0; a < layout.num_slots(); ++a) {
     for (auto& s : states) s = block + layout.offset(a);
     const bool has_arg = a < view.def->aggregates.size() && view.def->aggregates[a].arg;
-    layout.agg(a).AddBatch(states.data(), has_arg ? &arg : nullptr, ts_ms.data(), rows.data(), n);
+    const bool has_arg2 = has_arg && view.def->aggregates[a].arg2;  // SUM_BY: `arg` as the bucket
+    const agg::AggArgs args(has_arg ? &arg : nullptr, has_arg2 ? &arg : nullptr);
+    layout.agg(a).AddBatch(states.data(), args, ts_ms.data(), rows.data(), n);
   }
 }
 

@@ -498,7 +498,8 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     if (has_open) layout.Merge(acc.data(), state->open_blocks[k]->data());
     state->finalizer->Finalize(acc.data(), result->at_ms, &result->windows[order[k]].features);
   }
-  // `acc` holds the longest window now: every row the answer includes.
+  // `acc` holds the longest window now: every row the answer includes (the lifetime window's
+  // call, which comes last, holds every other window's rows too and so replaces this).
   const size_t newest_slot = NewestEventTimeSlot(def);
   const Value newest = layout.agg(newest_slot).Finalize(acc.data() + layout.offset(newest_slot));
   result->newest_event_time_ms =

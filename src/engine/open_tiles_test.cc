@@ -56,7 +56,9 @@ class OpenTilesTest : public ::testing::Test {
         for (auto& s : states) s = block + layout.offset(a);
         const bool has_arg = a < view_->def->aggregates.size() && view_->def->aggregates[a].arg;
         const Column* arg = has_arg ? &col : nullptr;
-        layout.agg(a).AddBatch(states.data(), arg, ts.data(), rows.data(), n);
+        const bool has_arg2 = has_arg && view_->def->aggregates[a].arg2;  // SUM_BY: col twice
+        layout.agg(a).AddBatch(states.data(), agg::AggArgs(arg, has_arg2 ? arg : nullptr),
+                               ts.data(), rows.data(), n);
       }
     });
   }

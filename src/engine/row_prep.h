@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/arena.h"
 #include "agg/aggregate.h"
+#include "common/arena.h"
 #include "common/column.h"
 #include "sql/expr.h"
 #include "sql/plan.h"

@@ -774,6 +774,9 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
                            p.literal.type() == DataType::kString;
     absl::StatusOr<int64_t> ms = is_string ? ParseDurationMillis(p.literal.string())
                                            : absl::InvalidArgumentError("not a duration");
+    if (is_string && !ms.ok()) {
+      return ErrorAt(p.start, "the half-life of {}: {}", written, StatusMessage(ms.status()));
+    }
     if (!ms.ok()) {
       return ErrorAt(p.start,
                      "the half-life of {} must be a quoted duration such as '30m', '1d' or '2w', "
@@ -837,8 +840,8 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
   } else if (!ast.children.empty()) {
     return ErrorAt(ast.pos, "COUNT(*) takes no arguments, expected COUNT(*)");
   }
-  absl::StatusOr<DataType> result = agg::AggResultType(
-      kind, arg ? arg->type : DataType::kNull, arg2 ? arg2->type : DataType::kNull, params);
+  absl::StatusOr<DataType> result = agg::AggResultType(kind, arg ? arg->type : DataType::kNull,
+                                                       arg2 ? arg2->type : DataType::kNull, params);
   if (!result.ok()) {
     return ErrorAt(ast.pos, "{}", StatusMessage(result.status()));
   }

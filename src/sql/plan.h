@@ -51,7 +51,7 @@ struct SourceDef {
 // Identical calls in a view are bound to one slot.
 struct AggregateCall {
   agg::AggKind kind = agg::AggKind::kCountStar;
-  std::unique_ptr<Expr> arg;  // row expression over the source columns; null for COUNT(*)
+  std::unique_ptr<Expr> arg;   // row expression over the source columns; null for COUNT(*)
   std::unique_ptr<Expr> arg2;  // the second row expression of SUM_BY(x, bucket); else null
   agg::AggParams params;
   DataType result_type = DataType::kNull;

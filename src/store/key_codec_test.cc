@@ -108,7 +108,7 @@ TEST(KeyCodecTest, RejectsMalformedKeys) {
       good.substr(0, 6),                              // truncated entity key
       EncodeTilePrefix(5, "abc", Resolution::kHour),  // prefix only, no start
       std::string("t\0\0\0\x05\x80\x00", 7) + "abc\x01" + std::string(8, '\0'),  // overlong len
-      std::string("t\0\0\0\x05\x03", 6) + "abc\x03" + std::string(8, '\0'),      // bad resolution
+      std::string("t\0\0\0\x05\x03", 6) + "abc\x04" + std::string(8, '\0'),      // bad resolution
       std::string("t\0\0\0\x05\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 15),    // huge length
   };
   for (const std::string& b : bad) {

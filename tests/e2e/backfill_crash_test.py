@@ -51,9 +51,10 @@ TILE, HOUR, DAY, WINDOWS = e2e.TILE, e2e.HOUR, e2e.DAY, e2e.WINDOWS
 #    sketch's rank-error bound of the true median (checked against the raw rows).
 #  * SUM/AVG over DOUBLE use a compensated sum; summing partial sums in a different grouping
 #    may round differently in the last bits, so they are compared with a 1e-9 relative
-#    tolerance (a lost or doubled row changes them by far more than that).
+#    tolerance (a lost or doubled row changes them by far more than that). So are the
+#    time-decayed sums: their merges rescale partial sums, exact up to the last bits.
 KLL_COLUMNS = {"p50_ms"}
-FLOAT_COLUMNS = {"avg_score", "sum_score"}
+FLOAT_COLUMNS = {"avg_score", "sum_score", "decayed_ms", "decayed_plays"}
 
 
 run, last_json = e2e.run, e2e.last_json

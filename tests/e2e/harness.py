@@ -45,7 +45,9 @@ import urllib.request
 TILE = 5 * 60 * 1000
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
-WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR, "1d": DAY, "7d": 7 * DAY}
+# "all" is the lifetime window: infinitely long, so the window arithmetic below gives -inf as its
+# start (Python floats compare with the int event times).
+WINDOWS = {"5m": TILE, "1h": HOUR, "6h": 6 * HOUR, "1d": DAY, "7d": 7 * DAY, "all": math.inf}
 BASE = 1_767_225_600_000 + 7 * HOUR + 123  # 2026-01-01T07:00:00.123Z
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +80,9 @@ SELECT user_id,
        APPROX_PERCENTILE(ms_played, 0.5) AS p50_ms,
        TOP_K(country, 2) AS top_countries,
        SUM(CASE WHEN skipped THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS skip_rate,
-       SUM(ms_played) / COUNT(ms_played) AS avg_ms
+       SUM(ms_played) / COUNT(ms_played) AS avg_ms,
+       EXP_DECAY_SUM(ms_played, '1d') AS decayed_ms,
+       EXP_DECAY_COUNT('1h') AS decayed_plays
 FROM plays
 WHERE country IS NULL OR country <> 'XX'
 GROUP BY user_id;
@@ -243,7 +247,25 @@ def window_rows(rows_by_key, key, at, w):
     return rs[lo:hi]
 
 
-def expect_user_stats(rs):
+DECAY_HALF_LIFE = {"decayed_ms": DAY, "decayed_plays": HOUR}
+
+
+def expect_decay(rs, at, col, half_life):
+    """Σ x·2^(−(at − ts)/half_life) over rows with non-NULL x (x = 1 without a column), and the
+    same sum of |x| (the documented error bound is relative to it). None for no rows (count: 0)."""
+    terms = []
+    for r in rs:
+        x = 1 if col is None else r[col]
+        if x is not None:
+            terms.append(x * 2.0 ** (-(at - r["ts"]) / half_life))
+    if not terms:
+        return (0.0 if col is None else None), 0.0
+    return math.fsum(terms), math.fsum(abs(t) for t in terms)
+
+
+def expect_user_stats(rs, at=None):
+    """The features of user_stats over rows `rs`; the time-decayed ones only when `at` (the
+    read time they decay to) is given."""
     def nn(col):
         return [r[col] for r in rs if r[col] is not None]
     ms, score, tracks = nn("ms_played"), nn("score"), [r for r in rs if r["track_id"] is not None]
@@ -271,6 +293,9 @@ def expect_user_stats(rs):
     skipped = sum(1 for r in rs if r["skipped"])
     out["skip_rate"] = skipped * 1.0 / len(rs) if rs else None
     out["avg_ms"] = sum(ms) / len(ms) if ms else None
+    if at is not None:
+        out["decayed_ms"] = expect_decay(rs, at, "ms_played", DECAY_HALF_LIFE["decayed_ms"])
+        out["decayed_plays"] = expect_decay(rs, at, None, DECAY_HALF_LIFE["decayed_plays"])
     return out
 
 
@@ -278,6 +303,17 @@ def close(a, b, rel=1e-9):
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+
+def same_answers(a, b, rel=1e-12):
+    """Equal JSON answers, floats within `rel` (merges in another order round differently)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-300)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_answers(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_answers(x, y, rel) for x, y in zip(a, b))
+    return a == b
 
 
 def check_user_stats(got, exp, where):
@@ -290,6 +326,18 @@ def check_user_stats(got, exp, where):
     for k in ["avg_score", "sum_score", "skip_rate", "avg_ms"]:
         if not close(got[k], exp[k]):
             errors.append("%s %s: got %r expected %r" % (where, k, got[k], exp[k]))
+    for k in ["decayed_ms", "decayed_plays"]:
+        if k not in exp:
+            continue
+        want, magnitude = exp[k]
+        # README: within 1e-12 of Σ|x|·w; the brute force's own rounding is ~1e-15 of it.
+        if want is None or got[k] is None:
+            ok = want is None and got[k] is None
+        else:
+            ok = abs(got[k] - want) <= 1e-11 * magnitude + 1e-300
+        if not ok:
+            errors.append("%s %s: got %r expected %r (bound %r)" % (where, k, got[k], want,
+                                                                  1e-11 * magnitude))
     u = exp["uniq_tracks"]
     if abs(got["uniq_tracks"] - u) > max(1, 0.02 * u):
         errors.append("%s uniq_tracks: got %r expected %r" % (where, got["uniq_tracks"], u))
@@ -607,7 +655,7 @@ def compare_all(client, ref, ats, users=USERS, cd_keys=CD_KEYS):
                 continue
             if view == "user_stats":
                 errs += check_user_stats(
-                    got, expect_user_stats(ref.window("user", key, at, wms)), where)
+                    got, expect_user_stats(ref.window("user", key, at, wms), at), where)
             else:
                 errs += check_cd(got, ref.window("cd", key, at, wms), where)
             checked += 1
@@ -1209,6 +1257,181 @@ def raw_exchange(host, port, data, timeout=10):
         return "timeout"
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bucketed aggregates and frequency sketches (COUNT_BY, SUM_BY, APPROX_HISTOGRAM, APPROX_TOP_K):
+# a view of their own over the rows of user_stats (the same WHERE, so Reference.window("user", …)
+# holds its rows), checked exactly where README says they are exact and within the documented
+# bound where it says they are approximate.
+
+BUCKETS_SQL = """
+CREATE FEATURE VIEW user_buckets WITH (tile = '5m') AS
+SELECT user_id,
+       COUNT_BY(device) AS plays_by_device,
+       SUM_BY(ms_played, device) AS ms_by_device,
+       SUM_BY(score, country, 3) AS score_by_country,
+       COUNT_BY(track_id, 8) AS plays_by_track,
+       APPROX_HISTOGRAM(ms_played, 'log10') AS ms_magnitudes,
+       APPROX_HISTOGRAM(score, '0,10,50') AS score_bins,
+       APPROX_TOP_K(country, 3) AS heavy_countries,
+       APPROX_TOP_K(track_id, 5, 16) AS heavy_tracks
+FROM plays
+WHERE country IS NULL OR country <> 'XX'
+GROUP BY user_id;
+"""
+BUCKETS_TRACK_CAP = 8
+BUCKETS_TRACK_COUNTERS = 16
+
+
+def _num(v):
+    """A bound as the engine prints it (shortest round-trip; integers below 1e16 plainly)."""
+    if v == int(v) and abs(v) < 1e16:
+        return "%d" % v
+    return repr(float(v))
+
+
+def histogram_label(x, bins):
+    """APPROX_HISTOGRAM's bin label of x for 'log10' or explicit edges 'e1,e2,…' (README)."""
+    if bins == "log10":
+        if x == 0:
+            return "[0,0]"
+        a, k = abs(x), 0
+        while 10.0 ** (k + 1) <= a:
+            k += 1
+        while 10.0 ** k > a:
+            k -= 1
+        lo, hi = _num(float("1e%d" % k)), _num(float("1e%d" % (k + 1)))
+        return "[%s,%s)" % (lo, hi) if x > 0 else "(-%s,-%s]" % (hi, lo)
+    edges = [float(e) for e in bins.split(",")]
+    i = bisect.bisect_right(edges, x)
+    lo = "-inf" if i == 0 else _num(edges[i - 1])
+    return "[%s,inf]" % lo if i == len(edges) else "[%s,%s)" % (lo, _num(edges[i]))
+
+
+def expect_buckets(rs):
+    """The exact values of user_buckets over rows `rs` (COUNT_BY(track_id, 8) and the
+    APPROX_TOP_K of tracks are checked against bounds instead: see check_buckets)."""
+    def count_by(col):
+        out = {}
+        for r in rs:
+            if r[col] is not None:
+                out[r[col]] = out.get(r[col], 0) + 1
+        return out
+
+    def sum_by(x, col):
+        out = {}
+        for r in rs:
+            if r[x] is not None and r[col] is not None:
+                out[r[col]] = out.get(r[col], 0) + r[x]
+        return out
+
+    def histogram(col, bins):
+        out = {}
+        for r in rs:
+            if r[col] is not None:
+                label = histogram_label(r[col], bins)
+                out[label] = out.get(label, 0) + 1
+        return out
+
+    countries = count_by("country")
+    return {
+        "plays_by_device": count_by("device"),
+        "ms_by_device": sum_by("ms_played", "device"),
+        "score_by_country": sum_by("score", "country"),  # 3 countries pass the WHERE: exact
+        "plays_by_track": count_by("track_id"),
+        "ms_magnitudes": histogram("ms_played", "log10"),
+        "score_bins": histogram("score", "0,10,50"),
+        "heavy_countries": [{"count": n, "error": 0, "value": c} for c, n in
+                            sorted(countries.items(), key=lambda kv: (-kv[1], kv[0]))[:3]],
+    }
+
+
+def check_buckets(got, rs, where):
+    exp = expect_buckets(rs)
+    errors = []
+    for k in ["plays_by_device", "ms_by_device", "ms_magnitudes", "score_bins", "heavy_countries"]:
+        if got.get(k) != exp[k]:
+            errors.append("%s %s: got %r expected %r" % (where, k, got.get(k), exp[k]))
+    g = got.get("score_by_country")
+    if not isinstance(g, dict) or set(g) != set(exp["score_by_country"]) or not all(
+            close(g[c], v) for c, v in exp["score_by_country"].items()):
+        errors.append("%s score_by_country: got %r expected %r" %
+                      (where, g, exp["score_by_country"]))
+
+    # COUNT_BY(track_id, 8): exact while the window has at most 8 tracks; otherwise at most 8
+    # buckets and __other__, every row counted once, and a listed track never over-counted.
+    truth, g = exp["plays_by_track"], got.get("plays_by_track")
+    if not isinstance(g, dict):
+        errors.append("%s plays_by_track: got %r" % (where, g))
+    elif len(truth) <= BUCKETS_TRACK_CAP:
+        if g != truth:
+            errors.append("%s plays_by_track: got %r expected %r" % (where, g, truth))
+    else:
+        tracks = {k: v for k, v in g.items() if k != "__other__"}
+        if (len(tracks) != BUCKETS_TRACK_CAP or sum(g.values()) != sum(truth.values())
+                or any(v > truth.get(k, 0) for k, v in tracks.items())):
+            errors.append("%s plays_by_track: got %r, truth %d rows over %d tracks" %
+                          (where, g, sum(truth.values()), len(truth)))
+
+    # APPROX_TOP_K(track_id, 5, 16): c <= true <= c + E, E <= N / 17, most frequent first; exact
+    # (E = 0, the true top 5) while the window holds at most 2·16 tracks.
+    g = got.get("heavy_tracks")
+    n = sum(truth.values())
+    m = BUCKETS_TRACK_COUNTERS
+    ranked = sorted(truth.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not isinstance(g, list):
+        errors.append("%s heavy_tracks: got %r" % (where, g))
+    elif len(truth) <= 2 * m:
+        want = [{"count": c, "error": 0, "value": t} for t, c in ranked[:5]]
+        if g != want:
+            errors.append("%s heavy_tracks: got %r expected %r" % (where, g, want))
+    else:
+        counts = [e["count"] for e in g]
+        # A Misra-Gries summary may hold fewer than k values (none heavier than its error).
+        bad = (len(g) > 5 or counts != sorted(counts, reverse=True) or any(
+            not (e["count"] <= truth.get(e["value"], 0) <= e["count"] + e["error"]) or
+            e["error"] > n // (m + 1) for e in g))
+        heavy = [t for t, c in ranked if c > n // (m + 1)]
+        if len(heavy) <= 5 and not set(heavy) <= {e["value"] for e in g}:
+            bad = True
+        if bad:
+            errors.append("%s heavy_tracks: got %r, truth top %r of %d rows" %
+                          (where, g, ranked[:8], n))
+    return errors
+
+
+def compare_buckets(client, ref, ats, users=USERS):
+    """Compares user_buckets (BUCKETS_SQL) for every (key, at, window) through GET and batchGet.
+    Returns (answers checked, failures)."""
+    wlist = ",".join(WINDOWS)
+    failures, checked = [], 0
+    for i, at in enumerate(ats):
+        answers = []
+        for key in users:
+            st, body = client.get("/v1/features/user_buckets/%s?windows=%s&at=%d" %
+                                  (urllib.parse.quote(key, safe=""), wlist, at))
+            if st != 200:
+                failures.append("GET user_buckets/%s at=%d: status %d %r" % (key, at, st, body))
+                continue
+            answers.append(("GET", key, json.loads(body)))
+        st, body = client.post("/v1/features:batchGet", json.dumps(
+            {"view": "user_buckets", "keys": users, "windows": list(WINDOWS), "at": at}))
+        if st != 200:
+            failures.append("batchGet user_buckets at=%d: status %d %r" % (at, st, body))
+        else:
+            answers += [("batchGet", key, res) for key, res in
+                        zip(users, json.loads(body)["results"])]
+        for how, key, res in answers:
+            for wname, wms in WINDOWS.items():
+                where = "%s user_buckets key=%s at=%d w=%s" % (how, key, at, wname)
+                got = res.get("windows", {}).get(wname)
+                if got is None:
+                    failures.append("%s: window missing" % where)
+                    continue
+                failures += check_buckets(got, ref.window("user", key, at, wms), where)
+                checked += 1
+    return checked, failures
 
 
 # ---------------------------------------------------------------------------------------------

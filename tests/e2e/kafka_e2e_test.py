@@ -292,7 +292,7 @@ def check_process(get, messages, users, cd_keys, ats, label):
         for u in users:
             for wname, wms in live.WINDOWS.items():
                 errs += live.check_user_stats(
-                    answers[u][wname], live.expect_user_stats(ref.window("user", u, at, wms)),
+                    answers[u][wname], live.expect_user_stats(ref.window("user", u, at, wms), at),
                     "%s user_stats key=%s at=%d w=%s" % (label, u, at, wname))
         answers = get("country_device", cd_keys, at)
         for key in cd_keys:

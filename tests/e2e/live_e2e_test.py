@@ -68,8 +68,9 @@ from harness import (BASE, DAY, LIVE_LATENESS, LIVE_SQL, SPAN, Client, Failures,
                      in_user_stats,
                      make_batches, metric, metrics, pick_ats, raw_exchange, report,
                      wait_consumed)
+from harness import BUCKETS_SQL, compare_buckets  # noqa: E402
 
-SQL = LIVE_SQL
+SQL = LIVE_SQL + BUCKETS_SQL
 
 
 def post_epochs(server, plan, n_clients, failures, on_start, on_epoch_done=None):
@@ -427,6 +428,9 @@ def main():
         ref = Reference(rows)
         checked, errs = compare_all(main_client, ref, ats)
         failures.extend(errs)
+        n_buckets, errs = compare_buckets(main_client, ref, ats)
+        failures.extend(errs)
+        print("final: %d user_buckets answers compared via GET and batchGet" % n_buckets)
         print("final: %d (key, at, window) answers compared via GET and batchGet" % checked)
         watermark = max(r["ts"] for r in rows) - LIVE_LATENESS
         n_meta, errs = compare_meta(main_client, ref, ats, watermark)

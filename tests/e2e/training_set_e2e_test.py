@@ -31,10 +31,10 @@ import tempfile  # noqa: E402
 
 import harness as h  # noqa: E402
 
-WINDOWS = ["5m", "1h", "6h", "1d"]
+WINDOWS = ["5m", "1h", "6h", "1d", "all"]
 USER_FEATURES = ["plays", "plays_with_ms", "total_ms", "min_ms", "max_ms", "avg_score",
                  "sum_score", "first_track", "last_track", "recent_tracks", "uniq_tracks",
-                 "p50_ms", "top_countries", "skip_rate", "avg_ms"]
+                 "p50_ms", "top_countries", "skip_rate", "avg_ms", "decayed_ms", "decayed_plays"]
 
 
 def pit_rows(index, key, t, w):
@@ -112,7 +112,8 @@ def check_row(got, want_spine, users, cds, where):
         wms = h.WINDOWS[w]
         rs = pit_rows(users, ukey, t, wms) if ukey is not None else []
         got_u = {f: got.get("user_stats__%s__%s" % (f, w), "<missing>") for f in USER_FEATURES}
-        errors += h.check_user_stats(got_u, h.expect_user_stats(rs), "%s user_stats %s" % (where, w))
+        errors += h.check_user_stats(got_u, h.expect_user_stats(rs, t),
+                                     "%s user_stats %s" % (where, w))
         rs = pit_rows(cds, cdkey, t, wms) if cdkey is not None else []
         exp = expect_cd(rs)
         for f in ("plays", "best"):

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, track_id STRING, device STRING, ms_played BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, APPROX_TOP_K(track_id) AS heavy FROM plays GROUP BY user_id;

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, track_id STRING, device STRING, ms_played BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, COALESCE(COUNT_BY(device), NULL) AS devices FROM plays GROUP BY user_id;

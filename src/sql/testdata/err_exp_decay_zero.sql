@@ -1,0 +1,2 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS SELECT user_id, EXP_DECAY_SUM(ms, '0s') AS d FROM plays GROUP BY user_id;

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, track_id STRING, device STRING, ms_played BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v AS
+SELECT user_id, SUM_BY(ms_played, NULL) AS ms FROM plays GROUP BY user_id;
