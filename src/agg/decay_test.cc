@@ -81,9 +81,8 @@ void ExpectWithinBound(const AggregateFunction& fn, const Level& base, const Lev
   // The fewest tiles, as the reader covers a window: whole days, then whole hours, then base.
   auto buf = std::make_unique<std::byte[]>(64);
   fn.Init(buf.get());
-  int64_t t = from;
-  int merged = 0;
-  while (t < head) {
+  std::vector<const std::byte*> cover;
+  for (int64_t t = from; t < head;) {
     int64_t step = kTile;
     const std::byte* src = nullptr;
     if (t % kMillisPerDay == 0 && t + kMillisPerDay <= head) {
@@ -95,12 +94,14 @@ void ExpectWithinBound(const AggregateFunction& fn, const Level& base, const Lev
     } else {
       src = base.Find(t);
     }
-    if (src != nullptr) {
-      fn.Merge(buf.get(), src);
-      ++merged;
-    }
+    if (src != nullptr) cover.push_back(src);
     t += step;
   }
+  // In any order: merges rescale whichever side is older.
+  std::mt19937_64 order(static_cast<uint64_t>(at));
+  std::shuffle(cover.begin(), cover.end(), order);
+  for (const std::byte* src : cover) fn.Merge(buf.get(), src);
+  const size_t merged = cover.size();
   const Value got = fn.FinalizeAt(buf.get(), at);
   fn.Destroy(buf.get());
 
@@ -140,9 +141,9 @@ class DecayBruteForceTest : public ::testing::TestWithParam<std::tuple<bool, int
 
 TEST_P(DecayBruteForceTest, LadderReadsWithinTheStatedBound) {
   const auto [count, h] = GetParam();
-  auto made = MakeAggregate(count ? AggKind::kExpDecayCount : AggKind::kExpDecaySum,
-                            count ? DataType::kNull : DataType::kDouble,
-                            AggParams{.half_life_ms = h});
+  auto made =
+      MakeAggregate(count ? AggKind::kExpDecayCount : AggKind::kExpDecaySum,
+                    count ? DataType::kNull : DataType::kDouble, AggParams{.half_life_ms = h});
   ASSERT_TRUE(made.ok()) << made.status();
   const AggregateFunction& fn = **made;
 
@@ -184,12 +185,11 @@ TEST_P(DecayBruteForceTest, LadderReadsWithinTheStatedBound) {
   ExpectWithinBound(fn, base, hours, days, rows, count, h, kT0 + span, 30 * kMillisPerDay);
 }
 
-INSTANTIATE_TEST_SUITE_P(HalfLives, DecayBruteForceTest,
-                         ::testing::Combine(::testing::Bool(),
-                                            ::testing::Values(int64_t{1000}, kMillisPerMinute,
-                                                              kMillisPerHour, kMillisPerDay,
-                                                              7 * kMillisPerDay,
-                                                              365 * kMillisPerDay)));
+INSTANTIATE_TEST_SUITE_P(
+    HalfLives, DecayBruteForceTest,
+    ::testing::Combine(::testing::Bool(),
+                       ::testing::Values(int64_t{1000}, kMillisPerMinute, kMillisPerHour,
+                                         kMillisPerDay, 7 * kMillisPerDay, 365 * kMillisPerDay)));
 
 TEST(DecayTest, HalvesEveryHalfLife) {
   auto fn = MakeAggregate(AggKind::kExpDecaySum, DataType::kInt64,
@@ -215,9 +215,9 @@ TEST(DecayTest, HalvesEveryHalfLife) {
 
 TEST(DecayTest, RejectsBadHalfLifeAndTypes) {
   EXPECT_FALSE(MakeAggregate(AggKind::kExpDecaySum, DataType::kDouble, AggParams{}).ok());
-  EXPECT_FALSE(MakeAggregate(AggKind::kExpDecaySum, DataType::kString,
-                             AggParams{.half_life_ms = 1000})
-                   .ok());
+  EXPECT_FALSE(
+      MakeAggregate(AggKind::kExpDecaySum, DataType::kString, AggParams{.half_life_ms = 1000})
+          .ok());
   EXPECT_FALSE(MakeAggregate(AggKind::kExpDecayCount, DataType::kNull,
                              AggParams{.half_life_ms = 36501 * kMillisPerDay})
                    .ok());

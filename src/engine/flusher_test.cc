@@ -249,8 +249,8 @@ TEST_F(FlusherTest, FreshKeysGetALifetimeTile) {
   AddToShard(*view_, &shard, "a", kT0 + kHour, {4});
   FlushOutput out;
   FlushStats stats;
-  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreHoldsNone, kT0 + 2 * kHour, &out, &stats)
-                  .ok());
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, kStoreHoldsNone, kT0 + 2 * kHour, &out, &stats).ok());
   Decode(*view_, out);
   using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
   EXPECT_EQ(lifetime_["a"], Entry(kT0, {0, 0}));
@@ -284,19 +284,20 @@ TEST_F(FlusherTest, LifetimeTileFoldsTheClosedDays) {
   FlushOutput out;
   FlushStats stats;
   // Watermark on day 3: days 0..2 are closed, so the edge moves from kT0 to kT0 + 3d.
-  ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 3 * day + 2 * kHour,
-                         &out, &stats)
-                  .ok());
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 3 * day + 2 * kHour, &out, &stats)
+          .ok());
   Decode(*view_, out);
   using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
   EXPECT_EQ(lifetime_["a"], Entry(kT0 + 3 * day, {1 + 1 + 1 + 2, 1000 + 1 + 2 + 70}));
 
   // Nothing new before the edge and the same edge: not rewritten.
-  ASSERT_TRUE(store_.Write([&] {
-                       store::WriteBatch b;
-                       for (const store::TileRun& run : out.runs) b.tile_runs.push_back(run);
-                       return b;
-                     }())
+  ASSERT_TRUE(store_
+                  .Write([&] {
+                    store::WriteBatch b;
+                    for (const store::TileRun& run : out.runs) b.tile_runs.push_back(run);
+                    return b;
+                  }())
                   .ok());
   FlushOutput again;
   ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 3 * day + 2 * kHour,

@@ -16,8 +16,8 @@
 #include "common/varint.h"
 #include "engine/backfill.h"
 #include "engine/catalog_store.h"
-#include "engine/feature_reader.h"
 #include "engine/entity_key.h"
+#include "engine/feature_reader.h"
 #include "store/memory/memory_tile_store.h"
 
 namespace tessera::engine {
@@ -147,9 +147,8 @@ TEST_F(LifetimeTest, LaterRunsOverOlderAndOverlappingRowsStayExact) {
   // And rows spanning both.
   Backfill("both.ndjson", Events(2000, kT0 + 5 * kMillisPerDay, 10, 5), /*spill=*/false);
   const int64_t end = kT0 + 20 * kMillisPerDay;
-  ExpectAllIsEverything({kT0 + 2 * kMillisPerDay, kT0 + 12 * kMillisPerDay, end - 1,
-                         end + kMillisPerDay},
-                        end - 1);
+  ExpectAllIsEverything(
+      {kT0 + 2 * kMillisPerDay, kT0 + 12 * kMillisPerDay, end - 1, end + kMillisPerDay}, end - 1);
 }
 
 TEST_F(LifetimeTest, ReadWithoutALifetimeTileMergesTheWholeRange) {
@@ -167,8 +166,8 @@ TEST_F(LifetimeTest, ReadWithoutALifetimeTileMergesTheWholeRange) {
   absl::StatusOr<std::vector<WindowSpec>> windows = ParseWindows("all,36500d", view->def->tile_ms);
   ASSERT_TRUE(windows.ok());
   for (int u = 0; u < kUsers; ++u) {
-    absl::StatusOr<FeatureResult> r =
-        reader.Read(*StoredKeyFromText(fmt::format("u{}", u), 1), kT0 + 7 * kMillisPerDay, *windows);
+    absl::StatusOr<FeatureResult> r = reader.Read(*StoredKeyFromText(fmt::format("u{}", u), 1),
+                                                  kT0 + 7 * kMillisPerDay, *windows);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->windows[0].features[0], r->windows[1].features[0]);
     EXPECT_EQ(r->windows[0].features[1], r->windows[1].features[1]);

@@ -186,6 +186,16 @@ FROM ev GROUP BY user_id;
     }
   }
   EXPECT_GT(rounded, 10);
+  // `all` (engine/lifetime.h): the lifetime tile is never deleted, and the rollups below its edge
+  // (or, for an `at` before it, from the start) stand for the dropped base tiles.
+  for (const std::string& key : std::vector<std::string>{"u0", "u1", "u2"}) {
+    for (int64_t at : {kT0 + 2 * kDay, kT0 + 9 * kDay + 3 * kHour, kT0 + 10 * kDay,
+                       kT0 + 10 * kDay + 5 * kHour, kT0 + 30 * kDay}) {
+      const std::string got = read(&rocks, retention, key, at, "1h,all");
+      EXPECT_EQ(got, read(&full, 0, key, at, "1h,all")) << key << " at " << at;
+      EXPECT_NE(got.find("\"all\":{\"n\":"), std::string::npos) << got;
+    }
+  }
   // The rounding is what keeps them equal: a reader unaware of the retention misses rows.
   int wrong = 0;
   for (int64_t at = kT0 + kDay; at <= kT0 + 11 * kDay; at += 7 * kHour + 35 * kMillisPerMinute) {

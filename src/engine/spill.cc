@@ -305,9 +305,9 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
       }
     }
     if (edge != kNoLifetimeEdge) {
-      EncodeLifetimeTile(edge, layout, lifetime.data(),
-                         run.BeginTile(view.id, entity, store::Resolution::kLifetime,
-                                       kLifetimeTileStart));
+      EncodeLifetimeTile(
+          edge, layout, lifetime.data(),
+          run.BeginTile(view.id, entity, store::Resolution::kLifetime, kLifetimeTileStart));
       ++stats->lifetime_tiles;
     }
   }
