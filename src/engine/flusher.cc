@@ -148,7 +148,8 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
   std::unique_ptr<store::TileScanner> scanner;  // made at the first rollup built from children
   // The key's lifetime tile (engine/lifetime.h): the stored one (`existing`, null when the store
   // holds no tile of the view) advanced to the edge of this flush's watermark, plus the deltas
-  // [it.first, it.last) (ascending start) before the new edge. Written when new or changed.
+  // [it.first, it.last) (ascending start) before the new edge. Written when it changes, or is
+  // new while the store holds tiles of the view.
   const int64_t edge = LifetimeEdge(closed_by_ms);
   auto write_lifetime = [&](const Item& it,
                             const std::optional<std::string>* existing) -> absl::Status {
@@ -163,7 +164,10 @@ absl::Status FlushShard(const ViewRuntime& view, const TileShard& shard, store::
     }
     const bool had = old_edge != kNoLifetimeEdge;
     const int64_t new_edge = std::max(old_edge, edge);
-    bool changed = new_edge != old_edge;
+    // With nothing stored, a key without rows before the edge needs no tile yet (its reads find
+    // every row from the start cheaply); once anything is stored, a key gets its tile at once,
+    // so that later flushes do not look for rows before the edge again and again.
+    bool changed = new_edge != old_edge && existing != nullptr;
     if (existing != nullptr && new_edge > old_edge) {
       // Rows stored in [old edge, new edge): all the key's stored rows when it had no tile.
       if (scanner == nullptr) scanner = store->NewScanner(nullptr, store::ScanOrder::kRandom);

@@ -242,19 +242,28 @@ TEST_F(FlusherTest, RunsAreInStoreKeyOrder) {
   }
 }
 
-// Every flushed key gets its lifetime tile: with nothing stored, the deltas before the edge of
-// the watermark's day (none here: the watermark is inside the first day).
+// With nothing stored, a key gets its lifetime tile when it has rows before the edge (the end
+// of the newest day the watermark closed): "b" has, "a" has not. Once the store holds tiles,
+// every flushed key without a tile gets one, empty or not.
 TEST_F(FlusherTest, FreshKeysGetALifetimeTile) {
   TileShard shard(view_->layout.get());
   AddToShard(*view_, &shard, "a", kT0 + kHour, {4});
+  AddToShard(*view_, &shard, "b", kT0 - kHour, {6});
+  AddToShard(*view_, &shard, "b", kT0 + kHour, {7});
   FlushOutput out;
   FlushStats stats;
   ASSERT_TRUE(
       FlushShard(*view_, shard, &store_, kStoreHoldsNone, kT0 + 2 * kHour, &out, &stats).ok());
   Decode(*view_, out);
   using Entry = std::pair<int64_t, std::pair<int64_t, int64_t>>;
-  EXPECT_EQ(lifetime_["a"], Entry(kT0, {0, 0}));
+  EXPECT_FALSE(lifetime_.contains("a"));
+  EXPECT_EQ(lifetime_["b"], Entry(kT0, {1, 6}));
   EXPECT_EQ(stats.lifetime_tiles, 1);
+  FlushOutput stored;
+  ASSERT_TRUE(
+      FlushShard(*view_, shard, &store_, kStoreMayHoldAny, kT0 + 2 * kHour, &stored, &stats).ok());
+  Decode(*view_, stored);
+  EXPECT_EQ(lifetime_["a"], Entry(kT0, {0, 0}));
   // No watermark yet: no edge, no lifetime tile.
   FlushOutput none;
   ASSERT_TRUE(FlushShard(*view_, shard, &store_, kStoreHoldsNone,

@@ -27,9 +27,10 @@ namespace tessera::engine {
 //     in [E, E') (read before this write: MergeStoredRange) ⊕ this flush's rows before E' (late
 //     rows and backfills into the past land there too). A key without a tile starts from the
 //     merge of all its stored tiles (once: a DB written before lifetime tiles existed). The tile
-//     is written when it changes or is new; a key's first flush with a watermark writes it.
+//     is written when it changes, or when it is new and the store holds tiles of the view; into
+//     a view with nothing stored, only keys with rows before the edge get one.
 //   * The merge of spill runs (engine/spill.h), where the store held no tile of the view: the
-//     rows before LifetimeEdge(watermark), as one flush would.
+//     rows before LifetimeEdge(watermark), for keys that have some, as one flush would.
 // Base-tile retention never deletes it (it deletes base tiles only), and rows older than the
 // retention are in it like any other. Slot-partitioned stores (Bigtable) do not keep lifetime
 // tiles yet: a read without one merges the key's whole stored range (day rollups first).

@@ -304,7 +304,8 @@ absl::Status MergeSpillInterval(const ViewRuntime& view, store::TileStore* store
         i = j;
       }
     }
-    if (edge != kNoLifetimeEdge) {
+    // As FlushShard into a view with no stored tiles: only keys with rows before the edge.
+    if (edge != kNoLifetimeEdge && !pieces.empty() && pieces.front().start_ms < edge) {
       EncodeLifetimeTile(
           edge, layout, lifetime.data(),
           run.BeginTile(view.id, entity, store::Resolution::kLifetime, kLifetimeTileStart));
