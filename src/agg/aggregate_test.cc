@@ -1429,6 +1429,11 @@ TEST(BucketAggregateTest, SumByFollowsSumAndRendersBucketsAsText) {
   AddRange(*by_time, &u, ts, 0, ts.size());
   EXPECT_EQ(u.Finalize().ToJson(),
             R"({"1969-12-31T23:59:59.999Z":1,"2023-11-14T22:13:20.000Z":2})");
+  // Outside years 0000-9999 (computed or corrupt values): epoch milliseconds.
+  Rows far =
+      ValueRows(DataType::kTimestamp, {Value::Timestamp(INT64_MIN)}, DataType::kNull, {}, &arena);
+  AddRange(*by_time, &u, far, 0, far.size());
+  EXPECT_EQ(u.Finalize().map()[0].first, "-9223372036854775808");
 }
 
 TEST(BucketAggregateTest, SumByKeepsTheTotalExactBeyondTheCap) {

@@ -29,7 +29,8 @@
 //
 // Bucket text (the JSON object's keys): STRING as is; BIGINT in decimal; BOOLEAN true/false;
 // DOUBLE as its shortest round-trip decimal (-0 is 0; NaN is "nan", infinities "inf"/"-inf");
-// TIMESTAMP in RFC 3339 with milliseconds.
+// TIMESTAMP in RFC 3339 with milliseconds (outside years 0000-9999, which only corrupt or computed
+// values reach: epoch milliseconds in decimal).
 //
 // The state is a single pointer, null until the first row (tiny and empty tiles allocate
 // nothing).
@@ -100,6 +101,7 @@ std::string BucketText(typename Phys::In v) {
   } else if constexpr (std::is_same_v<Phys, BoolPhys>) {
     return v != 0 ? "true" : "false";
   } else if constexpr (std::is_same_v<Phys, TimestampPhys>) {
+    if (v < kMinTimestampMs || v > kMaxTimestampMs) return fmt::format("{}", v);
     return FormatRfc3339Millis(v);
   } else {
     return fmt::format("{}", Phys::Canonical(v));

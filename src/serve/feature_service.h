@@ -26,12 +26,12 @@ namespace tessera::serve {
 //                               `tessera get`
 //   POST /v1/features:batchGet  {"view":…,"keys":[…],"windows":[…]|"…","at":…,"meta":true}
 //                               -> {"results":[…]}
-// `meta` (default false) adds "meta":{"newest_event_time":…,"watermark":…} to each answer
-// (engine::FeatureResult): the newest row the answer includes and the engine's watermark of the
-// view's source (SetWatermark, else the one committed to the store).
 //   GET  /v1/views              the catalog
 //   POST /v1/ingest/{source}?batch_id=…   NDJSON body (optionally gzip) -> {"accepted":N,…}
 //   GET  /healthz, /readyz, /metrics   (every GET route also answers HEAD)
+// `meta` (true or false, the default) adds "meta":{"newest_event_time":…,"watermark":…} to each
+// answer (engine::FeatureResult): the newest row the answer includes and the engine's watermark
+// of the view's source (SetWatermark, else the one committed to the store).
 // Bad requests get 4xx with {"error": "…"} naming the bad parameter; an unknown query parameter
 // is one. On a read-only service (`tessera serve`) ingest answers 405 pointing at `tessera run`.
 //

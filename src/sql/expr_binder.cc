@@ -598,7 +598,8 @@ absl::StatusOr<ExprPtr> ExprBinder::BindCall(const AstExpr& ast, bool top_level)
                    "GREATEST, LEAST, LENGTH, LN, LOG, LOG10, LOG2, LOWER, POWER, ROUND, SQRT, "
                    "SUBSTR, UPPER) or an aggregate (COUNT, SUM, MIN, MAX, AVG, "
                    "VARIANCE, STDDEV, FIRST_VALUE, LAST_VALUE, LAST_K, APPROX_COUNT_DISTINCT, "
-                   "APPROX_PERCENTILE, TOP_K)",
+                   "APPROX_PERCENTILE, TOP_K, APPROX_TOP_K, APPROX_HISTOGRAM, COUNT_BY, SUM_BY, "
+                   "EXP_DECAY_SUM, EXP_DECAY_COUNT)",
                    ast.name);
   }
   if (ast.star) {
