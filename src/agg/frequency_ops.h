@@ -226,56 +226,16 @@ struct ApproxTopKOp {
       return;
     }
     PutVarint64(out, s.data->rows);
-    std::vector<Entry> entries;
-    entries.reserve(s.data->counts.size());
-    for (const auto& [key, count] : s.data->counts) entries.emplace_back(Phys::View(key), count);
-    std::sort(entries.begin(), entries.end(),
-              [](const Entry& a, const Entry& b) { return Phys::Less(a.first, b.first); });
-    PutVarint64(out, entries.size());
-    for (const auto& [value, count] : entries) {
-      Phys::Put(out, value);
-      PutVarint64(out, count);
-    }
+    Summary::PutCounts(s.data->counts, out);
   }
 
   absl::Status Deserialize(ByteReader* r, State* s) const {
-    uint64_t rows = 0;
-    absl::Status st = r->Varint64(&rows, "APPROX_TOP_K row count");
-    if (!st.ok()) return st;
-    uint64_t m = 0;
-    st = r->Varint64(&m, "APPROX_TOP_K entry count");
-    if (!st.ok()) return st;
-    if (m > summary.MaxEntries()) {
-      return DataLoss("APPROX_TOP_K holds {} values, more than the limit {}", m,
-                      summary.MaxEntries());
-    }
-    if (rows == 0) {
-      if (m != 0) return DataLoss("APPROX_TOP_K holds values but no rows");
-      return absl::OkStatus();
-    }
     auto data = std::make_unique<Data>();
-    data->rows = rows;
-    data->counts.reserve(std::min<uint64_t>(m, r->remaining()));
-    uint64_t left = rows;  // rows not yet claimed by a count
-    typename Phys::Owned prev{};
-    for (uint64_t i = 0; i < m; ++i) {
-      In v{};
-      st = Phys::Read(r, &v);
-      if (!st.ok()) return st;
-      if (!Phys::IsCanonical(v)) return DataLoss("APPROX_TOP_K value not in canonical form");
-      if (i > 0 && !Phys::Less(Phys::View(prev), v)) {
-        return DataLoss("APPROX_TOP_K values not strictly ascending");
-      }
-      uint64_t count = 0;
-      st = r->Varint64(&count, "APPROX_TOP_K count");
-      if (!st.ok()) return st;
-      if (count == 0) return DataLoss("APPROX_TOP_K count of zero");
-      if (count > left) return DataLoss("APPROX_TOP_K counts exceed the row count {}", rows);
-      left -= count;
-      prev = Phys::Own(v);
-      data->counts.emplace(prev, count);
-    }
-    s->data = std::move(data);
+    absl::Status st = r->Varint64(&data->rows, "APPROX_TOP_K row count");
+    if (!st.ok()) return st;
+    st = summary.ReadCounts(r, "APPROX_TOP_K", data->rows, &data->counts);
+    if (!st.ok()) return st;
+    if (data->rows > 0) s->data = std::move(data);
     return absl::OkStatus();
   }
 
@@ -290,32 +250,19 @@ struct ApproxTopKOp {
   Value Finalize(const State& s) const {
     std::vector<Value> out;
     if (s.data == nullptr) return Value::List(std::move(out));
-    std::vector<Entry> entries;
-    entries.reserve(s.data->counts.size());
-    for (const auto& [key, count] : s.data->counts) entries.emplace_back(Phys::View(key), count);
-    auto by_rank = [](const Entry& a, const Entry& b) {
-      if (a.second != b.second) return a.second > b.second;
-      return Phys::Less(a.first, b.first);
-    };
-    const size_t m = std::min(summary.k, entries.size());
-    std::partial_sort(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(m), entries.end(),
-                      by_rank);
     const auto error = static_cast<int64_t>(ErrorBound(*s.data));
-    out.reserve(m);
-    for (size_t i = 0; i < m; ++i) {
-      out.push_back(Value::Map({{"count", Value::Int64(static_cast<int64_t>(entries[i].second))},
+    const std::vector<Entry> top = summary.Ranked(s.data->counts);
+    out.reserve(top.size());
+    for (const auto& [value, count] : top) {
+      out.push_back(Value::Map({{"count", Value::Int64(static_cast<int64_t>(count))},
                                 {"error", Value::Int64(error)},
-                                {"value", Phys::ToValue(entries[i].first)}}));
+                                {"value", Phys::ToValue(value)}}));
     }
     return Value::List(std::move(out));
   }
 
   size_t HeapBytes(const State& s) const {
-    if (s.data == nullptr) return 0;
-    size_t bytes =
-        sizeof(Data) + s.data->counts.capacity() * (sizeof(typename Map::value_type) + 1);
-    for (const auto& [key, count] : s.data->counts) bytes += Phys::OwnedHeapBytes(key);
-    return bytes;
+    return s.data == nullptr ? 0 : sizeof(Data) + Summary::CountsHeapBytes(s.data->counts);
   }
 };
 

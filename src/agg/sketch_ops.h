@@ -14,6 +14,8 @@
 //   APPROX_COUNT_DISTINCT  HyperLogLog::Serialize (empty: sparse with 0 entries)
 //   APPROX_PERCENTILE    KllSketch::Serialize (empty: varint 0)
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -246,17 +248,13 @@ struct TopKOp {
     if (counts.size() > MaxEntries()) Reduce(&counts);
   }
 
+  // The counts' encoding, shared with APPROX_TOP_K: varint m, then m × (value, varint count),
+  // values strictly ascending.
   using Entry = std::pair<In, uint64_t>;
-  static std::vector<Entry> Entries(const State& s) {
+  static void PutCounts(const Map& counts, std::string* out) {
     std::vector<Entry> entries;
-    if (s.data == nullptr) return entries;
-    entries.reserve(s.data->counts.size());
-    for (const auto& [key, count] : s.data->counts) entries.emplace_back(Phys::View(key), count);
-    return entries;
-  }
-
-  void Serialize(const State& s, std::string* out) const {
-    std::vector<Entry> entries = Entries(s);
+    entries.reserve(counts.size());
+    for (const auto& [key, count] : counts) entries.emplace_back(Phys::View(key), count);
     std::sort(entries.begin(), entries.end(),
               [](const Entry& a, const Entry& b) { return Phys::Less(a.first, b.first); });
     PutVarint64(out, entries.size());
@@ -265,58 +263,84 @@ struct TopKOp {
       PutVarint64(out, count);
     }
   }
-
-  absl::Status Deserialize(ByteReader* r, State* s) const {
+  // Reads PutCounts' encoding into an empty `counts`: at most MaxEntries() values in canonical
+  // form, strictly ascending, each count >= 1, the counts summing to at most `max_total`.
+  // Errors (DataLoss) start with `name`.
+  absl::Status ReadCounts(ByteReader* r, std::string_view name, uint64_t max_total,
+                          Map* counts) const {
     uint64_t m = 0;
-    absl::Status st = r->Varint64(&m, "TOP_K entry count");
+    absl::Status st = r->Varint64(&m, fmt::format("{} entry count", name));
     if (!st.ok()) return st;
     if (m > MaxEntries()) {
-      return DataLoss("TOP_K holds {} values, more than the limit {}", m, MaxEntries());
+      return DataLoss("{} holds {} values, more than the limit {}", name, m, MaxEntries());
     }
-    if (m == 0) return absl::OkStatus();
-    auto data = std::make_unique<Data>();
-    data->counts.reserve(std::min<uint64_t>(m, r->remaining()));
+    counts->reserve(std::min<uint64_t>(m, r->remaining()));
+    uint64_t left = max_total;  // not yet claimed by a count
     Owned prev{};
     for (uint64_t i = 0; i < m; ++i) {
       In v{};
       st = Phys::Read(r, &v);
       if (!st.ok()) return st;
-      if (!Phys::IsCanonical(v)) return DataLoss("TOP_K value not in canonical form");
+      if (!Phys::IsCanonical(v)) return DataLoss("{} value not in canonical form", name);
       if (i > 0 && !Phys::Less(Phys::View(prev), v)) {
-        return DataLoss("TOP_K values not strictly ascending");
+        return DataLoss("{} values not strictly ascending", name);
       }
       uint64_t count = 0;
-      st = r->Varint64(&count, "TOP_K count");
+      st = r->Varint64(&count, fmt::format("{} count", name));
       if (!st.ok()) return st;
-      if (count == 0) return DataLoss("TOP_K count of zero");
+      if (count == 0) return DataLoss("{} count of zero", name);
+      if (count > left) return DataLoss("{} counts exceed the row count {}", name, max_total);
+      left -= count;
       prev = Phys::Own(v);
-      data->counts.emplace(prev, count);
+      counts->emplace(prev, count);
     }
-    s->data = std::move(data);
     return absl::OkStatus();
   }
-
-  Value Finalize(const State& s) const {
-    std::vector<Entry> entries = Entries(s);
+  // The min(k, size) entries with the largest counts, largest first, ties by value ascending.
+  std::vector<Entry> Ranked(const Map& counts) const {
+    std::vector<Entry> entries;
+    entries.reserve(counts.size());
+    for (const auto& [key, count] : counts) entries.emplace_back(Phys::View(key), count);
     auto by_rank = [](const Entry& a, const Entry& b) {
       if (a.second != b.second) return a.second > b.second;
       return Phys::Less(a.first, b.first);
     };
-    size_t m = std::min(k, entries.size());
+    const size_t m = std::min(k, entries.size());
     std::partial_sort(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(m), entries.end(),
                       by_rank);
+    entries.resize(m);
+    return entries;
+  }
+  static size_t CountsHeapBytes(const Map& counts) {
+    size_t bytes = counts.capacity() * (sizeof(typename Map::value_type) + 1);
+    for (const auto& [key, count] : counts) bytes += Phys::OwnedHeapBytes(key);
+    return bytes;
+  }
+
+  void Serialize(const State& s, std::string* out) const {
+    static const Map kNone;
+    PutCounts(s.data == nullptr ? kNone : s.data->counts, out);
+  }
+
+  absl::Status Deserialize(ByteReader* r, State* s) const {
+    auto data = std::make_unique<Data>();
+    absl::Status st = ReadCounts(r, "TOP_K", std::numeric_limits<uint64_t>::max(), &data->counts);
+    if (!st.ok()) return st;
+    if (!data->counts.empty()) s->data = std::move(data);
+    return absl::OkStatus();
+  }
+
+  Value Finalize(const State& s) const {
     std::vector<Value> out;
-    out.reserve(m);
-    for (size_t i = 0; i < m; ++i) out.push_back(Phys::ToValue(entries[i].first));
+    if (s.data == nullptr) return Value::List(std::move(out));
+    const std::vector<Entry> top = Ranked(s.data->counts);
+    out.reserve(top.size());
+    for (const auto& [value, count] : top) out.push_back(Phys::ToValue(value));
     return Value::List(std::move(out));
   }
 
   size_t HeapBytes(const State& s) const {
-    if (s.data == nullptr) return 0;
-    size_t bytes =
-        sizeof(Data) + s.data->counts.capacity() * (sizeof(typename Map::value_type) + 1);
-    for (const auto& [key, count] : s.data->counts) bytes += Phys::OwnedHeapBytes(key);
-    return bytes;
+    return s.data == nullptr ? 0 : sizeof(Data) + CountsHeapBytes(s.data->counts);
   }
 };
 
