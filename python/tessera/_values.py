@@ -117,10 +117,17 @@ def feature_columns(results: Sequence[Dict[str, Any]]) -> Dict[str, List[Any]]:
                 columns[f"{view}__{feature}__{window}"] = []
                 cells.append((window, feature))
     names = list(columns)[2:]
+    meta = bool(results) and "meta" in results[0]
+    if meta:  # answers asked with meta=True: the freshness of each, per view
+        for field in ("newest_event_time", "watermark"):
+            columns[f"{view}__{field}"] = []
     for r in results:
         columns["key"].append(r["key"])
         columns["at"].append(r["at"])
         for name, (window, feature) in zip(names, cells):
             columns[name].append(r["windows"][window][feature])
+        if meta:
+            for field in ("newest_event_time", "watermark"):
+                columns[f"{view}__{field}"].append(r.get("meta", {}).get(field))
     return columns
 

@@ -59,14 +59,16 @@ class Client:
     # Features
 
     def get(self, view: str, keys: Any, windows: v.Windows = None, at: v.At = None,
-            as_frame: bool = False) -> Any:
+            as_frame: bool = False, meta: bool = False) -> Any:
         """Features of `view` for one key or a list of keys.
 
         A key is a value (text form for composite keys: parts joined by '|', '|' and '\\' in a
         part escaped by '\\') or a tuple of the parts of a composite key; a list (or any other
         iterable but a tuple) is a list of keys, whose elements may be tuples or lists of parts.
         `windows`: "5m,1h" or ["5m", "1h"] (None: the server's default). `at`: None (the
-        server's now), epoch ms, a datetime (naive = UTC) or RFC 3339 text.
+        server's now), epoch ms, a datetime (naive = UTC) or RFC 3339 text. `meta`: each answer
+        also carries "meta": {"newest_event_time", "watermark"} (RFC 3339 or None), so that an
+        empty answer can be told from a stale one.
         Returns the answer of one key as a dict ({"view", "key", "at", "windows": {window:
         {feature: value}}}), a list of them for a list of keys, or with `as_frame` a DataFrame
         with one row per key (see `frame`).
@@ -74,12 +76,12 @@ class Client:
         if as_frame:
             v.import_pandas()
         if not v.is_one_key(keys):
-            return self.batch_get(view, keys, windows, at, as_frame)
+            return self.batch_get(view, keys, windows, at, as_frame, meta)
         # A tuple goes as its parts (batchGet), which the server checks against the view's key
         # columns: as text, ("a|b",) would be the key (a, b) of a 2-column view and ("a", "b")
         # the key "a|b" of a 1-column one. An empty key cannot be a path segment.
         if isinstance(keys, tuple) or v.part_text(keys) == "":
-            results = self.batch_get(view, [keys], windows, at)
+            results = self.batch_get(view, [keys], windows, at, meta=meta)
             return self.frame(results) if as_frame else results[0]
         text = v.part_text(keys)
         query = {}
@@ -89,6 +91,8 @@ class Client:
         at_value = v.at_value(at)
         if at_value is not None:
             query["at"] = str(at_value)
+        if meta:
+            query["meta"] = "true"
         path = "/v1/features/%s/%s" % (urllib.parse.quote(view, safe=""),
                                        urllib.parse.quote(text, safe=""))
         if query:
@@ -100,7 +104,7 @@ class Client:
         return self.frame([result]) if as_frame else result
 
     def batch_get(self, view: str, keys: Any, windows: v.Windows = None, at: v.At = None,
-                  as_frame: bool = False) -> Any:
+                  as_frame: bool = False, meta: bool = False) -> Any:
         """Features of `view` for `keys` (a list; one key is taken as a list of one) with
         POST /v1/features:batchGet, in order. Lists longer than `max_batch_keys` are sent in
         several requests; all of them read at the same `at` (without `at`, the first answer's).
@@ -117,6 +121,8 @@ class Client:
         at_value = v.at_value(at)
         if at_value is not None:
             body["at"] = at_value
+        if meta:
+            body["meta"] = True
         results: List[Dict[str, Any]] = []
         for start in range(0, len(wire), self.max_batch_keys):
             body["keys"] = wire[start:start + self.max_batch_keys]

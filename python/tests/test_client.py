@@ -218,6 +218,31 @@ class ClientTest(unittest.TestCase):
         one = self.client.batch_get("user_stats", "u1", at=ATS[2])
         self.assertEqual(one, [self.client.get("user_stats", "u1", at=ATS[2])])
 
+    def test_meta(self) -> None:
+        at = ATS[3]
+        plain = self.client.get("user_stats", "u1", windows="1h,all", at=at)
+        with_meta = self.client.get("user_stats", "u1", windows="1h,all", at=at, meta=True)
+        self.assertNotIn("meta", plain)
+        self.assertEqual({k: v for k, v in with_meta.items() if k != "meta"}, plain)
+        self.assertEqual(set(with_meta["meta"]), {"newest_event_time", "watermark"})
+        self.assertIsNotNone(with_meta["meta"]["watermark"])
+        # The newest row an `all` answer includes: the newest event of u1 before the head tile's
+        # end (the brute force's rows).
+        rows = [e for e in Fixture.events if e.get("user_id") == "u1"]
+        head = -((-at) // harness.TILE) * harness.TILE
+        newest = max((event_time(e) for e in rows if event_time(e) < head), default=None)
+        self.assertEqual(with_meta["meta"]["newest_event_time"],
+                         None if newest is None else harness.rfc3339(newest))
+        batch = self.client.batch_get("user_stats", ["u1", "nobody"], windows="1h", at=at,
+                                      meta=True)
+        self.assertEqual(batch[0]["meta"]["watermark"], with_meta["meta"]["watermark"])
+        self.assertIsNone(batch[1]["meta"]["newest_event_time"])
+        if pd is not None:
+            frame = self.client.get("user_stats", ["u1", "nobody"], windows="1h", at=at,
+                                    as_frame=True, meta=True)
+            self.assertIn("user_stats__watermark", frame.columns)
+            self.assertIn("user_stats__newest_event_time", frame.columns)
+
     def test_batch_get_splits_large_lists(self) -> None:
         keys = (USERS * 3)[:31]
         whole = self.client.batch_get("user_stats", keys, windows="1h", at=ATS[3])
