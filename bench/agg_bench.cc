@@ -53,11 +53,18 @@ const BenchCase kCases[] = {
     {"SUM_BY_BIGINT_BIGINT", AggKind::kSumBy, DataType::kInt64, {}, DataType::kInt64},
     {"HISTOGRAM_LOG10_DOUBLE", AggKind::kApproxHistogram, DataType::kDouble, {.bins = "log10"}},
     {"APPROX_TOP_K10_STRING", AggKind::kApproxTopK, DataType::kString, {.k = 10}},
+    {"EXP_DECAY_SUM_1D_DOUBLE",
+     AggKind::kExpDecaySum,
+     DataType::kDouble,
+     {.half_life_ms = 86'400'000}},
+    {"EXP_DECAY_COUNT_1H", AggKind::kExpDecayCount, DataType::kNull, {.half_life_ms = 3'600'000}},
 };
 
 // The argument columns of `fn` over `column` (SUM_BY reads it as x and as the bucket).
 AggArgs ArgsOf(const AggregateFunction& fn, const Column& column) {
-  if (fn.kind() == AggKind::kCountStar || fn.kind() == AggKind::kNewestEventTime) return {};
+  if (fn.kind() == AggKind::kCountStar || fn.kind() == AggKind::kNewestEventTime ||
+      fn.kind() == AggKind::kExpDecayCount)
+    return {};
   return {&column, fn.kind() == AggKind::kSumBy ? &column : nullptr};
 }
 
