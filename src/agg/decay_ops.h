@@ -18,17 +18,22 @@
 //     rows reaches the same r and the same value up to rounding;
 //   * r changes at most once per quantum of new rows, so a tile rescales its sum a bounded
 //     number of times (≤ tile/Q + 1), and a merge rescales each side once;
-//   * the final factor 2^(−(at − r)/h) is at most 2 when rows are older than `at` (r ≤ at + Q).
+//   * the final factor 2^(−(at − r)/h) is at most 2 when rows are older than `at` (r ≤ at + Q);
+//     rows of a read's head tile after `at` weigh up to 2^(tile/h), which the SQL binder keeps
+//     at most 2 by requiring h ≥ the view's tile.
 // S is a Neumaier-compensated sum (CompensatedSum), so adding many rows costs O(ε) error, not
 // O(n·ε). Each weight or rescale factor is one exp2 of an exactly computed exponent (ages in ms
-// are exact in a double) divided once: relative error about (1 + E·ln 2)·ε for an exponent E,
-// and E·2^(−E) ≤ 0.54, so the absolute error a term picks up is at most ~2ε of its own size
-// per rescale. With k rescales and merges on a row's path (base tile, hour and day rollups, the
-// window's merge of up to ~70 tiles for 30 days), the result is within about (4 + 2k)·ε of
-// Σ|x|·w, where w are the exact weights: under 10^−12 relative to Σ|x|·w for any window up to
-// 100 years (k < 200 there, ε = 2^−53), plus subnormal underflow (below 10^−300·max|x|).
-// README ("Time-decayed aggregates") states this bound; aggregate_test checks it against brute
-// force over 30 days.
+// are exact in a double) divided once, a relative error of a few ε; a merge adds one more
+// rounding to each side. So a row's term carries a relative error of about (4 + 2k)·ε, where k
+// is the number of rescales and merges on its path — a tile's few rescales, 12 and 24 children
+// in hour and day rollups, up to ~70 tiles in a 30-day read, and one fold per day in a lifetime
+// tile — and the result is within about (4 + 2k)·ε of Σ|x|·w, w the exact weights (ε = 2^−53):
+// below 10^−12 relative to Σ|x|·w for windows (and lifetime histories) up to about 10 years
+// (k ≈ 3,700), 10^−11 up to the 100-year limit. Terms whose weight underflows (rows more than
+// ~1,074 half-lives older than the newest) add up to 2^−1074 each. A sum beyond the double range
+// (|x| near 1.8·10^308) is ±infinity, read as null like SUM(DOUBLE). README ("Time-decayed
+// aggregates") states the bound; decay_test checks 10^−12 against brute force over 30 days, in
+// any merge order.
 //
 // Encoding (after the version byte 1): byte 0 for an empty state; else byte 1, zigzag varint
 // r (a multiple of Q), then S's sum and compensation as two little-endian doubles.

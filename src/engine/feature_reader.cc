@@ -485,10 +485,14 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     if (!s.ok()) decode_error = UnreadableTile(*view_, key, start, s);
   };
   acc.Reset();
-  if (!lifetime_tile.empty()) {
-    absl::Status s = layout.MergeSerialized(lifetime_tile, acc.data());
-    if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
-  }
+  const size_t newest_slot = NewestEventTimeSlot(def);
+  auto newest_of_acc = [&] {
+    return layout.agg(newest_slot).Finalize(acc.data() + layout.offset(newest_slot));
+  };
+  // The lifetime call: the newest of the rows from the edge on (all newer than the lifetime
+  // tile's), so that a lifetime tile folded from tiles of an older build, whose newest time is
+  // unknown, does not hide a known newest row.
+  Value newest_from_edge;
   for (size_t k = 0; k < n; ++k) {
     for (int r = 0; r < 2; ++r) {
       for (const auto& [from, to] : rollup_ranges[r][k]) state->fetched[r].ForEach(from, to, merge);
@@ -496,12 +500,17 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     for (const auto& [from, to] : base_ranges[k]) state->fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
     if (has_open) layout.Merge(acc.data(), state->open_blocks[k]->data());
+    if (!lifetime_tile.empty()) {
+      newest_from_edge = newest_of_acc();
+      absl::Status s = layout.MergeSerialized(lifetime_tile, acc.data());
+      if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+    }
     state->finalizer->Finalize(acc.data(), result->at_ms, &result->windows[order[k]].features);
   }
   // `acc` holds the longest window now: every row the answer includes (the lifetime window's
-  // call, which comes last, holds every other window's rows too and so replaces this).
-  const size_t newest_slot = NewestEventTimeSlot(def);
-  const Value newest = layout.agg(newest_slot).Finalize(acc.data() + layout.offset(newest_slot));
+  // call, which comes last, holds every other window's rows too and so replaces this). NULL
+  // from the edge on is no row there or unknown; either way the whole answer's value is right.
+  const Value newest = newest_from_edge.is_null() ? newest_of_acc() : newest_from_edge;
   result->newest_event_time_ms =
       newest.is_null() ? std::nullopt : std::optional<int64_t>(newest.int64());
   return true;

@@ -174,6 +174,71 @@ TEST_F(LifetimeTest, ReadWithoutALifetimeTileMergesTheWholeRange) {
   }
 }
 
+// A DB written before the freshness slot: its tiles' newest event time is unknown, and so is the
+// lifetime tile folded from them. The rows from the lifetime edge on are all newer than that
+// tile's, so an answer with `all` still reports the newest row when they have one.
+std::string ToVersion1(const tile::TileLayout& layout, const std::string& v2) {
+  tile::OwnedBlock block(layout);
+  EXPECT_TRUE(layout.Deserialize(v2, block.data()).ok());
+  std::string last;  // the engine slot, last in the tile
+  const size_t n = layout.num_slots();
+  layout.agg(n - 1).Serialize(block.data() + layout.offset(n - 1), &last);
+  EXPECT_TRUE(v2.ends_with(last));
+  std::string v1 = v2.substr(0, v2.size() - last.size());
+  EXPECT_EQ(v1[0], 2);
+  EXPECT_EQ(static_cast<size_t>(v1[1]), n);
+  v1[0] = 1;
+  v1[1] = static_cast<char>(n - 1);
+  return v1;
+}
+
+TEST_F(LifetimeTest, NewestRowIsKnownAboveALifetimeTileOfAnOlderBuild) {
+  std::string day0;
+  for (int64_t t = kT0 + 3 * kMillisPerHour; t < kT0 + 20 * kMillisPerHour; t += 600'000) {
+    day0 += fmt::format(R"({{"user_id":"u0","v":1,"ts":{}}})"
+                        "\n",
+                        t);
+  }
+  Backfill("day0.ndjson", day0, /*spill=*/false);
+  // The store as the older build left it: version-1 tiles, no lifetime tiles.
+  const ViewRuntime* view = catalog_->FindView("stats");
+  store::MemoryTileStore db;
+  store::WriteBatch batch;
+  for (auto& [k, bytes] : store_.AllTiles()) {
+    if (k.resolution == store::Resolution::kLifetime) continue;
+    batch.tiles.emplace_back(k, ToVersion1(*view->layout, bytes));
+  }
+  for (auto& [k, v] : store_.AllMeta()) batch.meta.emplace_back(k, v);
+  ASSERT_TRUE(db.Write(batch).ok());
+  auto catalog = CatalogStore::Load(&db);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  // This build adds three days: the key's lifetime tile is folded from the old tiles.
+  std::string later;
+  int64_t newest = 0;
+  for (int64_t t = kT0 + 20 * kMillisPerHour; t < kT0 + 4 * kMillisPerDay; t += 600'000) {
+    later += fmt::format(R"({{"user_id":"u0","v":1,"ts":{}}})"
+                         "\n",
+                         t);
+    newest = t;
+  }
+  const std::string path = (dir_ / "later.ndjson").string();
+  std::ofstream(path) << later;
+  BackfillOptions o;
+  o.inputs = {path};
+  o.pipeline.threads = 1;
+  ASSERT_TRUE(RunBackfill(&db, catalog->get(), o).ok());
+  const ViewRuntime* v = (*catalog)->FindView("stats");
+  FeatureReader reader(v, &db);
+  for (const char* w : {"1h", "1h,all", "all"}) {
+    absl::StatusOr<std::vector<WindowSpec>> windows = ParseWindows(w, v->def->tile_ms);
+    ASSERT_TRUE(windows.ok());
+    absl::StatusOr<FeatureResult> r =
+        reader.Read(*StoredKeyFromText("u0", 1), kT0 + 4 * kMillisPerDay, *windows);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->newest_event_time_ms, std::optional<int64_t>(newest)) << w;
+  }
+}
+
 TEST(LifetimeEncodingTest, EdgeRoundTripsAndBadEdgesAreDataLoss) {
   EXPECT_EQ(LifetimeEdge(kT0 + 5), kT0);
   EXPECT_EQ(LifetimeEdge(std::numeric_limits<int64_t>::min()), kNoLifetimeEdge);

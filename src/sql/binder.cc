@@ -214,6 +214,7 @@ absl::StatusOr<ViewDef> Binder::BindView(const AstStatement& stmt) const {
   def.source = source->name;
 
   ExprBinder binder(*source, &def.aggregates);
+  binder.set_tile_ms(def.tile_ms);
   if (ast.where) {
     absl::StatusOr<std::unique_ptr<Expr>> where = binder.BindRow(*ast.where, "WHERE");
     if (!where.ok()) {

@@ -778,6 +778,15 @@ absl::StatusOr<ExprPtr> ExprBinder::BindAggregate(const AstExpr& ast, agg::AggKi
     if (is_string && !ms.ok()) {
       return ErrorAt(p.start, "the half-life of {}: {}", written, StatusMessage(ms.status()));
     }
+    // A read covers its head tile whole, so rows up to a tile after `at` count, weighing up to
+    // 2^(tile / half-life): a half-life of at least a tile keeps that at most 2.
+    if (ms.ok() && *ms < tile_ms_) {
+      return ErrorAt(p.start,
+                     "the half-life of {} is '{}', shorter than the view's tile ({}), expected at "
+                     "least {}",
+                     written, p.literal.string(), FormatDurationMillis(tile_ms_),
+                     FormatDurationMillis(tile_ms_));
+    }
     if (!ms.ok()) {
       return ErrorAt(p.start,
                      "the half-life of {} must be a quoted duration such as '30m', '1d' or '2w', "

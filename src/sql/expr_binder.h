@@ -30,6 +30,8 @@ class ExprBinder {
   // Names of the GROUP BY keys, only used to explain why a key cannot appear in a
   // post-aggregate expression.
   void set_key_texts(std::vector<std::string> keys) { key_texts_ = std::move(keys); }
+  // The view's tile: EXP_DECAY half-lives must be at least one tile (0: no check).
+  void set_tile_ms(int64_t tile_ms) { tile_ms_ = tile_ms; }
 
   // A row expression; `clause` ("WHERE", "GROUP BY", "SELECT") names the place in errors about
   // misplaced aggregates.
@@ -80,6 +82,7 @@ class ExprBinder {
   const SourceDef& source_;
   std::vector<AggregateCall>* aggregates_;
   std::vector<std::string> key_texts_;
+  int64_t tile_ms_ = 0;
   Mode mode_ = Mode::kRow;
   std::string_view clause_;
   std::string enclosing_aggregate_;  // set while binding an aggregate's argument

@@ -1,0 +1,3 @@
+CREATE SOURCE plays (user_id STRING, ms BIGINT, ts TIMESTAMP);
+CREATE FEATURE VIEW v WITH (tile = '15m') AS
+SELECT user_id, EXP_DECAY_COUNT('10m') AS d FROM plays GROUP BY user_id;
