@@ -170,9 +170,8 @@ absl::StatusOr<PitView> PitView::Make(const sql::ViewDef& def, const sql::Source
   });
   // `all` reaches back to the first row: every tile is kept (the span of all accepted times keeps
   // the arithmetic on reach_ms far from int64 limits).
-  v.reach_ms = v.windows[v.by_length.back()].lifetime()
-                   ? kMaxTimestampMs - kMinTimestampMs + 1
-                   : v.windows[v.by_length.back()].length_ms;
+  v.reach_ms = v.windows[v.by_length.back()].lifetime() ? kMaxTimestampMs - kMinTimestampMs + 1
+                                                        : v.windows[v.by_length.back()].length_ms;
   return v;
 }
 
@@ -550,6 +549,7 @@ class PitEngine::Impl {
       tile::OwnedBlock acc(layout);
       tile::OwnedBlock head_acc(layout);
       std::vector<std::unique_ptr<tile::OwnedBlock>> tails;  // per window
+      tile::OwnedBlock prefix(layout);  // `all`: the merge of a key's tiles before prefix_end
       // An open view answering at the end of the events: every row is before that time, and no
       // tile was split.
       const bool at_end = view.open_keys && !view.open_at.has_value();
@@ -568,8 +568,29 @@ class PitEngine::Impl {
         // `head_acc`, so many points in one tile cost linear time.
         int64_t shared_head = std::numeric_limits<int64_t>::min();
         size_t head_merged = 0;
+        int64_t t_of_point = 0;  // the time of the point being answered
+        // The lifetime window `all` reaches back to the key's first tile. Its points come in
+        // time order, so the tiles before each one's tail cursor only grow: one running prefix
+        // merges every tile once, instead of once per point.
+        prefix.Reset();
+        const Tiles::Entry* prefix_end = tiles;
+        auto merge_back = [&](size_t k, const Tiles::Entry** cursor, std::byte* dst) {
+          if (!view.windows[k].lifetime() || *cursor < prefix_end) {
+            MergeBack(layout, tiles, engine::WindowFrom(view.windows[k], t_of_point, view.tile_ms),
+                      cursor, dst);
+            return;
+          }
+          for (; prefix_end != *cursor; ++prefix_end) {
+            for (uint32_t s = 0; s < prefix_end->segments; ++s) {
+              layout.Merge(prefix.data(), prefix_end->blocks + s * block_size);
+            }
+          }
+          layout.Merge(dst, prefix.data());
+          *cursor = tiles;
+        };
         for (uint32_t i = view.begin[key]; i < view.begin[key + 1]; ++i) {
           const int64_t t = at_end ? end_time : view.point_time[i];
+          t_of_point = t;
           const int64_t head = AlignDown(t, view.tile_ms);
           const Tiles::Entry* it =
               std::lower_bound(tiles, tiles + num_tiles, head,
@@ -597,8 +618,7 @@ class PitEngine::Impl {
             }
             const Tiles::Entry* cursor = it;  // tiles before cursor are not merged yet
             for (size_t k : view.by_length) {
-              const int64_t from = engine::WindowFrom(view.windows[k], t, view.tile_ms);
-              MergeBack(layout, tiles, from, &cursor, acc.data());
+              merge_back(k, &cursor, acc.data());
               me->finalizers[v]->Finalize(acc.data(), t, &me->values);
               sink_->Window(wi, v, view.point_id[i], t, k, me->values);
             }
@@ -616,8 +636,7 @@ class PitEngine::Impl {
               if (tails[k] == nullptr) tails[k] = std::make_unique<tile::OwnedBlock>(layout);
               tails[k]->Reset();
               if (previous != nullptr) layout.Merge(tails[k]->data(), previous);
-              MergeBack(layout, tiles, engine::WindowFrom(view.windows[k], t, view.tile_ms),
-                        &cursor, tails[k]->data());
+              merge_back(k, &cursor, tails[k]->data());
               previous = tails[k]->data();
             }
           }
