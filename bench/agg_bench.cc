@@ -112,8 +112,9 @@ class States {
   States(const AggregateFunction& fn, size_t n) : fn_(fn), n_(n) {
     stride_ = (fn.state_size() + fn.state_align() - 1) / fn.state_align() * fn.state_align();
     buf_.resize(stride_ * n + 64);
-    base_ = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(buf_.data()) + 63) &
-                                         ~uintptr_t{63});
+    void* aligned = buf_.data();
+    size_t space = buf_.size();
+    base_ = static_cast<std::byte*>(std::align(64, stride_ * n, aligned, space));
     for (size_t i = 0; i < n_; ++i) fn_.Init(at(i));
   }
   ~States() {

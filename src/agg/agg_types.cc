@@ -152,8 +152,7 @@ absl::Status Unsupported(AggKind kind, DataType arg, std::string_view expected) 
 
 absl::StatusOr<DataType> AggResultType(AggKind kind, DataType arg, const AggParams& params) {
   if (kind != AggKind::kCountStar && kind != AggKind::kCount && kind != AggKind::kNewestEventTime &&
-      kind != AggKind::kExpDecayCount &&
-      (arg == DataType::kNull || IsNested(arg))) {
+      kind != AggKind::kExpDecayCount && (arg == DataType::kNull || IsNested(arg))) {
     return InvalidArgument("{} needs a typed argument, got {}; CAST it to a type",
                            AggKindName(kind), DataTypeName(arg));
   }

@@ -33,12 +33,12 @@ enum class AggKind : uint8_t {
   kApproxCountDistinct,  // HyperLogLog -> BIGINT
   kApproxPercentile,     // APPROX_PERCENTILE(x, q) -> DOUBLE (a value seen in the input)
   kTopK,                 // TOP_K(x, k): most frequent values, most frequent first -> LIST
-  kExpDecaySum,          // EXP_DECAY_SUM(x, half_life): Σ x·2^(−(at − ts)/half_life) -> DOUBLE
-  kExpDecayCount,        // EXP_DECAY_COUNT(half_life): Σ 2^(−(at − ts)/half_life) -> DOUBLE
-  kCountBy,              // COUNT_BY(bucket): rows per bucket -> MAP
-  kSumBy,                // SUM_BY(x, bucket): SUM(x) per bucket -> MAP
-  kApproxHistogram,      // APPROX_HISTOGRAM(x, bins): rows per bin -> MAP
-  kApproxTopK,           // APPROX_TOP_K(x, k): heavy hitters of an unbounded domain -> LIST
+  kExpDecaySum,      // EXP_DECAY_SUM(x, half_life): Σ x·2^(−(at − ts)/half_life) -> DOUBLE
+  kExpDecayCount,    // EXP_DECAY_COUNT(half_life): Σ 2^(−(at − ts)/half_life) -> DOUBLE
+  kCountBy,          // COUNT_BY(bucket): rows per bucket -> MAP
+  kSumBy,            // SUM_BY(x, bucket): SUM(x) per bucket -> MAP
+  kApproxHistogram,  // APPROX_HISTOGRAM(x, bins): rows per bin -> MAP
+  kApproxTopK,       // APPROX_TOP_K(x, k): heavy hitters of an unbounded domain -> LIST
   // Internal, never in SQL: the largest event time of the rows -> TIMESTAMP. No argument (reads
   // AddBatch's event times, like COUNT(*) its rows); the engine's hidden slot of every tile
   // (engine/catalog_store.h: MakeTileLayout).

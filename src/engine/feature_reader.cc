@@ -38,7 +38,8 @@ absl::StatusOr<std::vector<WindowSpec>> ParseWindows(std::string_view list, int6
     if (!EqualsIgnoreCase(item, "all")) {
       absl::StatusOr<int64_t> parsed = ParseDurationMillis(item);
       if (!parsed.ok()) {
-        return InvalidArgument("{}, or 'all' for the lifetime window", StatusMessage(parsed.status()));
+        return InvalidArgument("{}, or 'all' for the lifetime window",
+                               StatusMessage(parsed.status()));
       }
       ms = *parsed;
       TESSERA_RETURN_IF_ERROR(tile::ValidateWindow(ms, tile_ms));
@@ -286,13 +287,13 @@ absl::StatusOr<FeatureResult> FeatureReader::Read(std::string_view key, int64_t 
   for (int attempt = 1;; ++attempt) {
     bool consistent = true;
     if (n > 0) {
-      TESSERA_ASSIGN_OR_RETURN(
-          consistent, MergeWindows(key, parts, order, kept_from, /*lifetime=*/false, &result, state));
+      TESSERA_ASSIGN_OR_RETURN(consistent, MergeWindows(key, parts, order, kept_from,
+                                                        /*lifetime=*/false, &result, state));
     }
     if (consistent && lifetime.has_value()) {
-      TESSERA_ASSIGN_OR_RETURN(consistent,
-                               MergeWindows(key, {{kMinTimestampMs, head_to}}, {*lifetime},
-                                            kept_from, /*lifetime=*/true, &result, state));
+      TESSERA_ASSIGN_OR_RETURN(
+          consistent, MergeWindows(key, {{kMinTimestampMs, head_to}}, {*lifetime}, kept_from,
+                                   /*lifetime=*/true, &result, state));
     }
     if (consistent) return result;
     // They may hold the state of the store before the race.

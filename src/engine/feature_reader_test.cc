@@ -181,6 +181,7 @@ TEST_F(FeatureReaderTest, NewestEventTimeOfTheRowsTheAnswerIncludes) {
   auto put = [&](int64_t start, const std::vector<int64_t>& offsets) {
     tile::OwnedBlock block(*view_->layout);
     std::vector<int64_t> ts;
+    ts.reserve(offsets.size());
     for (int64_t o : offsets) ts.push_back(start + o);
     AddRowsToBlock(*view_, block.data(), Int64Column(std::vector<int64_t>(ts.size(), 1)), ts);
     std::string bytes;

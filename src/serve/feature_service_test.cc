@@ -606,6 +606,7 @@ TEST(ReadOnlyFeatureServiceTest, MetaReportsTheCommittedWatermarkAndUnknownForOl
   auto write_tile = [&](const std::string& user, int64_t start, std::vector<int64_t> offsets,
                         bool old) {
     std::vector<int64_t> ts;
+    ts.reserve(offsets.size());
     for (int64_t o : offsets) ts.push_back(start + o);
     std::string bytes;
     if (old) {

@@ -41,7 +41,6 @@ constexpr int64_t ResolutionMillis(Resolution res, int64_t base_ms) {
     case Resolution::kHour:
       return kMillisPerHour;
     case Resolution::kDay:
-      return kMillisPerDay;
     case Resolution::kLifetime:  // not on the ladder; its edge moves by whole days
       return kMillisPerDay;
   }
