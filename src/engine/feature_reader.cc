@@ -350,23 +350,43 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
 
   // The lifetime window: the key's lifetime tile covers the stored rows before its edge, so the
   // store is read from there (from the start of time without a tile, or for an `at` before it).
+  // A slot store has one cell per writer slot, each with every row of its slot (edge
+  // kLifetimeEdgeAll): usable when no stored row is at or after the head (engine/lifetime.h).
   Ranges stored_parts = parts;
-  std::string lifetime_tile;
+  std::vector<std::string> lifetime_tiles;
   if (lifetime && key.size() <= store_->max_entity_key_bytes()) {
-    std::optional<std::string> found;
-    TESSERA_RETURN_IF_ERROR(scanner->Scan(view_->id, key, store::Resolution::kLifetime,
-                                          kLifetimeTileStart, kLifetimeTileStart + 1,
-                                          [&](int64_t, std::string_view bytes) { found = bytes; }));
-    ++result->tiles_read;
-    if (found.has_value()) {
-      int64_t edge = 0;
+    std::vector<std::string> cells;
+    TESSERA_RETURN_IF_ERROR(scanner->Scan(
+        view_->id, key, store::Resolution::kLifetime, kLifetimeTileStart, kLifetimeTileStart + 1,
+        [&](int64_t, std::string_view bytes) { cells.emplace_back(bytes); }));
+    result->tiles_read += static_cast<int64_t>(cells.size());
+    int64_t edge = 0;
+    for (std::string& cell : cells) {
       std::string_view tile;
-      absl::Status s = DecodeLifetimeTile(*found, &edge, &tile);
-      if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
-      if (edge <= parts[0].second) {
-        stored_parts[0].first = edge;
-        lifetime_tile.assign(tile);
+      int64_t cell_edge = 0;
+      absl::Status s = DecodeLifetimeTile(cell, &cell_edge, &tile);
+      if (s.ok() && &cell != &cells.front() && cell_edge != edge) {
+        s = DataLoss("lifetime cells with the edges {} and {}", edge, cell_edge);
       }
+      if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+      edge = cell_edge;
+      cell.erase(0, cell.size() - tile.size());
+    }
+    const int64_t head = parts[0].second;
+    bool usable = !cells.empty() && edge <= head;
+    if (!cells.empty() && edge == kLifetimeEdgeAll) {
+      bool newer = head < kept_from;  // base tiles there may be gone: cannot tell
+      if (!newer) {
+        TESSERA_RETURN_IF_ERROR(scanner->Scan(view_->id, key, store::Resolution::kBase, head,
+                                              kMaxTimestampMs + 1,
+                                              [&](int64_t, std::string_view) { newer = true; }));
+      }
+      usable = !newer;
+      edge = head;
+    }
+    if (usable) {
+      stored_parts[0].first = edge;
+      lifetime_tiles = std::move(cells);
     }
   }
 
@@ -501,10 +521,12 @@ absl::StatusOr<bool> FeatureReader::MergeWindows(std::string_view key, const Ran
     for (const auto& [from, to] : base_ranges[k]) state->fetched[2].ForEach(from, to, merge);
     TESSERA_RETURN_IF_ERROR(decode_error);
     if (has_open) layout.Merge(acc.data(), state->open_blocks[k]->data());
-    if (!lifetime_tile.empty()) {
+    if (!lifetime_tiles.empty()) {
       newest_from_edge = newest_of_acc();
-      absl::Status s = layout.MergeSerialized(lifetime_tile, acc.data());
-      if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+      for (const std::string& tile : lifetime_tiles) {
+        absl::Status s = layout.MergeSerialized(tile, acc.data());
+        if (!s.ok()) return UnreadableTile(*view_, key, kLifetimeTileStart, s);
+      }
     }
     state->finalizer->Finalize(acc.data(), result->at_ms, &result->windows[order[k]].features);
   }

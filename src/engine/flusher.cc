@@ -325,8 +325,9 @@ absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
     std::vector<SlotDelta>& deltas = by_slot[slot];
     deltas.push_back(SlotDelta{TileKey{view.id, std::string(entity), Resolution::kBase, e.start_ms},
                                e.block, nullptr});
-    for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) {
-      const int64_t start = tile::ParentSlot(res, e.start_ms);
+    auto rollup = [&](Resolution res) {
+      const int64_t start = res == Resolution::kLifetime ? kLifetimeTileStart
+                                                          : tile::ParentSlot(res, e.start_ms);
       auto [it, inserted] =
           rollup_index.try_emplace(SlotTileRef{slot, entity, res, start}, slot, deltas.size());
       if (inserted) {
@@ -334,7 +335,9 @@ absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
                                    std::make_unique<tile::OwnedBlock>(layout)});
       }
       layout.Merge(deltas[it->second.second].merged->data(), e.block);
-    }
+    };
+    for (Resolution res : tile::RollupResolutions(view.def->tile_ms)) rollup(res);
+    rollup(Resolution::kLifetime);  // every row of the slot (engine/lifetime.h)
   }
 
   constexpr size_t kBatch = 4096;
@@ -351,18 +354,32 @@ absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
         SlotDelta& d = deltas[i];
         stored.Reset();
         const std::optional<std::string>& existing = values[i - begin];
+        const bool lifetime = d.key.resolution == Resolution::kLifetime;
         if (existing.has_value()) {
-          absl::Status s = layout.Deserialize(*existing, stored.data());
+          std::string_view tile = *existing;
+          int64_t edge = kLifetimeEdgeAll;
+          absl::Status s =
+              lifetime ? DecodeLifetimeTile(*existing, &edge, &tile) : absl::OkStatus();
+          if (s.ok() && edge != kLifetimeEdgeAll) {
+            s = DataLoss("a writer slot's lifetime cell has the edge {}, expected {}", edge,
+                         kLifetimeEdgeAll);
+          }
+          if (s.ok()) s = layout.Deserialize(tile, stored.data());
           if (!s.ok()) return UnreadableTile(view, d.key.entity_key, d.key.start_ms, s);
           ++stats->merged_with_stored;
         }
         layout.Merge(stored.data(), d.block != nullptr ? d.block : d.merged->data());
         std::string bytes;
-        layout.Serialize(stored.data(), &bytes);
-        if (d.key.resolution == Resolution::kBase) {
-          ++stats->base_tiles;
+        if (lifetime) {
+          EncodeLifetimeTile(kLifetimeEdgeAll, layout, stored.data(), &bytes);
+          ++stats->lifetime_tiles;
         } else {
-          ++stats->rollup_tiles;
+          layout.Serialize(stored.data(), &bytes);
+          if (d.key.resolution == Resolution::kBase) {
+            ++stats->base_tiles;
+          } else {
+            ++stats->rollup_tiles;
+          }
         }
         out->tiles.emplace_back(std::move(d.key), std::move(bytes));
         out->tile_slots.push_back(slot);

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/time_util.h"
 #include "engine/catalog_store.h"
 #include "store/tile_store.h"
 #include "tile/tile_layout.h"
@@ -32,8 +33,14 @@ namespace tessera::engine {
 //   * The merge of spill runs (engine/spill.h), where the store held no tile of the view: the
 //     rows before LifetimeEdge(watermark), for keys that have some, as one flush would.
 // Base-tile retention never deletes it (it deletes base tiles only), and rows older than the
-// retention are in it like any other. Slot-partitioned stores (Bigtable) do not keep lifetime
-// tiles yet: a read without one merges the key's whole stored range (day rollups first).
+// retention are in it like any other.
+//
+// Slot-partitioned stores (Bigtable workers, FlushShardSlots) keep no watermark-closed slots:
+// each writer slot's lifetime cell holds every row the slot ever wrote for the key, with the
+// edge kLifetimeEdgeAll, read-merge-written at every flush like the slot's rollup cells. A read
+// merges all slots' cells when no stored base tile of the key starts at or after its head (so
+// they hold no row the window excludes) and the head is inside the base-tile retention; else
+// it merges the key's stored tiles from the start.
 
 // No edge (no watermark yet): no lifetime tile is written.
 inline constexpr int64_t kNoLifetimeEdge = std::numeric_limits<int64_t>::min();
@@ -41,6 +48,9 @@ inline constexpr int64_t kNoLifetimeEdge = std::numeric_limits<int64_t>::min();
 // The edge for a flush at watermark `closed_by_ms` (tile::SlotClosed's bound): the end of the
 // newest closed UTC day, or kNoLifetimeEdge when there is no watermark.
 int64_t LifetimeEdge(int64_t closed_by_ms);
+
+// The edge of a slot store's lifetime cells: past every accepted event time (10000-01-01).
+inline constexpr int64_t kLifetimeEdgeAll = kMaxTimestampMs + 1;
 
 // The stored start of every lifetime tile.
 inline constexpr int64_t kLifetimeTileStart = 0;

@@ -147,7 +147,7 @@ std::string ReadAll(store::TileStore* store) {
   for (const char* name : {"by_user", "by_tag"}) {
     const ViewRuntime* view = (*catalog)->FindView(name);
     FeatureReader reader(view, store);
-    auto windows = ParseWindows("5m,1h,6h,1d,7d", view->def->tile_ms);
+    auto windows = ParseWindows("5m,1h,6h,1d,7d,all", view->def->tile_ms);
     EXPECT_TRUE(windows.ok());
     const bool by_tag = std::string_view(name) == "by_tag";
     std::vector<std::string> keys(by_tag ? 5 : 13);
@@ -198,6 +198,18 @@ TEST(SlotPipelineTest, SameAnswersAsAnAtomicStoreAcrossManyFlushes) {
   // A tiny budget: a flush (read-merge-write of every slot's cells) after about every round.
   ASSERT_TRUE(Ingest(&store, &source, 1).ok());
   EXPECT_EQ(ReadAll(&store), expected);
+  // `all` after the last row reads the writer slots' lifetime cells (engine/lifetime.h): one per
+  // slot that wrote the key, and no other tile.
+  auto catalog = CatalogStore::Load(&store);
+  ASSERT_TRUE(catalog.ok());
+  const ViewRuntime* view = (*catalog)->FindView("by_user");
+  FeatureReader reader(view, &store);
+  auto all = ParseWindows("all", view->def->tile_ms);
+  ASSERT_TRUE(all.ok());
+  auto r = reader.Read("u0", kT0 + 9 * kMillisPerDay, *all);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->windows[0].features[0].int64(), 0);
+  EXPECT_LE(r->tiles_read, 3);
 }
 
 // A worker dies at each point of a commit; another process on the same table claims the slots
