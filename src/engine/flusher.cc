@@ -326,8 +326,8 @@ absl::Status FlushShardSlots(const ViewRuntime& view, const TileShard& shard,
     deltas.push_back(SlotDelta{TileKey{view.id, std::string(entity), Resolution::kBase, e.start_ms},
                                e.block, nullptr});
     auto rollup = [&](Resolution res) {
-      const int64_t start = res == Resolution::kLifetime ? kLifetimeTileStart
-                                                          : tile::ParentSlot(res, e.start_ms);
+      const int64_t start =
+          res == Resolution::kLifetime ? kLifetimeTileStart : tile::ParentSlot(res, e.start_ms);
       auto [it, inserted] =
           rollup_index.try_emplace(SlotTileRef{slot, entity, res, start}, slot, deltas.size());
       if (inserted) {
