@@ -336,6 +336,11 @@ absl::Status FeatureService::ReadKeys(const std::shared_ptr<const engine::Catalo
     if (i > 0) out->push_back(',');
     r->meta = result_meta;
     r->AppendJson(*view.def, out);
+    if (out->size() > options_.max_response_bytes) {
+      return InvalidArgument(
+          "the answer passed {} MiB after {} of {} keys: ask for fewer keys or windows at a time",
+          options_.max_response_bytes >> 20, i + 1, keys.size());
+    }
   }
   return absl::OkStatus();
 }
@@ -375,6 +380,14 @@ HttpResponse FeatureService::BatchGet(const HttpRequest& req) {
     return HttpResponse::Error(400,
                                "body: expected a JSON object like "
                                "{\"view\":\"v\",\"keys\":[\"k\"],\"windows\":[\"1h\"]}");
+  }
+  for (const auto& [field, value] : body.items()) {
+    if (field != "view" && field != "keys" && field != "windows" && field != "at" &&
+        field != "meta") {
+      return HttpResponse::Error(
+          400, fmt::format("unknown field '{}': expected view, keys, windows, at or meta",
+                           field.size() > 64 ? field.substr(0, 64) + "…" : field));
+    }
   }
   if (!body.contains("view") || !body["view"].is_string()) {
     return HttpResponse::Error(400, "field 'view': expected a string");

@@ -43,6 +43,10 @@ class FeatureService {
     int ingest_threads = 8;  // concurrent durable appends (they share fsyncs)
     std::string default_windows = "5m,1h,6h,1d";
     size_t max_batch_keys = 10000;  // batchGet
+    // A feature answer (a GET's, or a batchGet's for all its keys) larger than this is refused
+    // with a 400 once it passes it, instead of growing memory with what a request asks for
+    // (many keys × windows × large LIST / MAP values).
+    size_t max_response_bytes = size_t{64} << 20;
     // Ingest bodies queued or being appended, at most; a POST that would exceed it gets 503 with
     // Retry-After instead of growing memory (the client retries; nothing was appended).
     size_t max_pending_ingest_bytes = size_t{256} << 20;

@@ -139,6 +139,34 @@ TEST_F(FeatureServiceTest, IngestThenReadSingleBatchAndComposite) {
   EXPECT_TRUE(j["results"][1]["windows"]["1d"]["total"].is_null());
 }
 
+// What a request asks for cannot grow the answer without bound: past max_response_bytes it is a
+// 400 saying what to do. And a batchGet field the API does not have is named, not ignored.
+TEST_F(FeatureServiceTest, AnswersAreBoundedAndUnknownBatchGetFieldsRefused) {
+  FeatureService::Options options;
+  options.max_response_bytes = 2000;
+  FeatureService small(catalog_.get(), &store_, &metrics_, &clock_, options);
+  HttpServer server{HttpServerOptions{}};
+  small.RegisterRoutes(&server);
+  ASSERT_TRUE(server.Start().ok());
+  small.set_ready(true);
+  Client c(server.port());
+  ASSERT_TRUE(c.connected());
+  std::string keys;
+  for (int i = 0; i < 100; ++i) keys += fmt::format("{}\"k{}\"", i == 0 ? "" : ",", i);
+  auto r = c.Post("/v1/features:batchGet",
+                  R"({"view":"stats","windows":["5m","1h","all"],"keys":[)" + keys + "]}");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400) << r->body.substr(0, 200);
+  EXPECT_NE(r->body.find("ask for fewer keys or windows"), std::string::npos) << r->body;
+  r = c.Post("/v1/features:batchGet", R"({"view":"stats","keys":["k1"]})");
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = c.Post("/v1/features:batchGet", R"({"view":"stats","keys":["k1"],"window":["all"]})");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("unknown field 'window'"), std::string::npos) << r->body;
+  server.Stop();
+  small.Shutdown();
+}
+
 // An acknowledged row is visible to the very next read on the same connection (no polling):
 // the answer waits until the pipeline has aggregated the log entry.
 TEST_F(FeatureServiceTest, ReadYourWritesOnOneKeepAliveConnection) {
